@@ -1,0 +1,66 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let yams = Target.Dependency.product(name: "Yams", package: "Yams")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "nfldb",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nfldb", targets: ["nfldb"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // libpq from Debian's libpq-dev; pkg-config supplies -I/usr/include/postgresql.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+        // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
+        .target(name: "NFLDBCore", dependencies: [logging, yams], swiftSettings: swiftSettings),
+        // The only module that imports CLibPQ.
+        .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
+        .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // Shared fixtures; only test targets import it.
+        .target(
+            name: "NFLDBTestSupport",
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "nfldb",
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", argumentParser, logging],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "NFLDBPostgresTests",
+            dependencies: ["NFLDBPostgres", "NFLDBTestSupport", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBSandboxTests",
+            dependencies: ["NFLDBSandbox", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBCLITests",
+            dependencies: ["NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

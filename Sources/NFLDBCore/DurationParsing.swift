@@ -1,0 +1,34 @@
+import Foundation
+/// Parses the human durations used in config files, flags and migration directives:
+/// `500ms`, `5s`, `10min`, `2h`, `400d`, or a bare number of seconds.
+public enum DurationParser {
+    public static func parse(_ text: String) -> Duration? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        guard !trimmed.isEmpty else { return nil }
+        let digits = trimmed.prefix { $0.isNumber || $0 == "." }
+        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        guard let value = Double(digits), value >= 0 else { return nil }
+        let seconds: Double
+        switch unit {
+        case "ms": seconds = value / 1000
+        case "", "s", "sec", "secs", "second", "seconds": seconds = value
+        case "m", "min", "mins", "minute", "minutes": seconds = value * 60
+        case "h", "hour", "hours": seconds = value * 3600
+        case "d", "day", "days": seconds = value * 86400
+        default: return nil
+        }
+        return .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+
+    /// Milliseconds in a duration, for PostgreSQL settings such as `lock_timeout`.
+    public static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Renders a duration the way PostgreSQL settings accept it (`5000ms`).
+    public static func postgresSetting(_ duration: Duration) -> String {
+        "\(milliseconds(duration))ms"
+    }
+}
+

@@ -1,0 +1,72 @@
+import CLibPQ
+import Foundation
+import NFLDBCore
+
+/// How to reach a server. Everything not given here comes from libpq's own conventions:
+/// `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGSERVICE`, `PGSSLMODE`, `~/.pgpass`,
+/// `pg_service.conf`, multi-host lists with `target_session_attrs` — exactly as psql reads them.
+public struct ConnectionOptions: Sendable {
+    /// A conninfo string (`host=… dbname=…`) or a `postgresql://` URL; nil lets libpq use its
+    /// environment and defaults.
+    public var dsn: String?
+    /// A password from `password_file`/`password_env`; nil leaves it to libpq (PGPASSWORD, .pgpass).
+    public var password: String?
+    /// libpq's `connect_timeout`; ignored when `PGCONNECT_TIMEOUT` or the DSN sets one.
+    public var connectTimeout: Duration?
+    /// Sent as `fallback_application_name`, so a DSN or `PGAPPNAME` can still override it.
+    public var applicationName: String
+
+    public init(dsn: String? = nil, password: String? = nil, connectTimeout: Duration? = .seconds(10), applicationName: String = "nfldb") {
+        self.dsn = dsn
+        self.password = password
+        self.connectTimeout = connectTimeout
+        self.applicationName = applicationName
+        ConfigurationLoader.registerPassword(inDSN: dsn ?? "")
+        SecretRedactor.shared.register(password)
+        SecretRedactor.shared.register(ProcessInfo.processInfo.environment["PGPASSWORD"])
+    }
+
+    /// The keyword/value pairs handed to `PQconnectdbParams`, in override order.
+    func keywordValues(environment: [String: String] = ProcessInfo.processInfo.environment) -> [(String, String)] {
+        var pairs: [(String, String)] = []
+        if let connectTimeout, environment["PGCONNECT_TIMEOUT"] == nil {
+            let seconds = max(1, DurationParser.milliseconds(connectTimeout) / 1000)
+            pairs.append(("connect_timeout", String(seconds)))
+        }
+        if let dsn, !dsn.isEmpty { pairs.append(("dbname", dsn)) }
+        if let password { pairs.append(("password", password)) }
+        pairs.append(("fallback_application_name", applicationName))
+        return pairs
+    }
+
+    /// The DSN with its password masked, for logs and `config show`.
+    public var redactedDSN: String? { dsn.map(ConnectionOptions.redact) }
+
+    /// Masks the password in a conninfo string or URL.
+    public static func redact(_ dsn: String) -> String {
+        SecretRedactor.redactPatterns(dsn)
+    }
+
+    /// Checks that libpq can parse `dsn` (URL or conninfo); the error names the problem, not the password.
+    public static func validate(_ dsn: String) throws {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let options = PQconninfoParse(dsn, &errorMessage)
+        defer {
+            if let options { PQconninfoFree(options) }
+            if let errorMessage { PQfreemem(errorMessage) }
+        }
+        if options == nil {
+            let text = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unparseable"
+            throw PostgresError(kind: .connection, message: "invalid connection string \(redact(dsn)): \(text)")
+                .withHint("Use key=value pairs (host=… dbname=…) or a postgresql://user@host:port/db URL.")
+        }
+    }
+}
+
+extension PostgresError {
+    func withHint(_ hint: String) -> PostgresError {
+        var copy = self
+        copy.hint = hint
+        return copy
+    }
+}
