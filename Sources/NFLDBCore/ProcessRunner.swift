@@ -55,55 +55,80 @@ public struct ProcessRunner: Sendable {
         workingDirectory: String? = nil, timeout: Duration = .seconds(600)
     ) throws -> ProcessResult {
         let resolved = try Self.resolveExecutable(executable)
-        let argv = commandLine(resolved, arguments)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: argv[0])
-        process.arguments = Array(argv.dropFirst())
-        if let environment { process.environment = environment }
-        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-
+        var argv = commandLine(resolved, arguments)
+        if let workingDirectory {
+            argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", workingDirectory] + argv
+        }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-proc-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let outURL = scratch.appendingPathComponent("out")
-        let errURL = scratch.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let outHandle = try FileHandle(forWritingTo: outURL)
-        let errHandle = try FileHandle(forWritingTo: errURL)
-        defer {
-            try? outHandle.close()
-            try? errHandle.close()
-        }
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        process.standardInput = FileHandle.nullDevice
+        let outPath = scratch.appendingPathComponent("out").path
+        let errPath = scratch.appendingPathComponent("err").path
 
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
+        // posix_spawn rather than Foundation.Process: `pg_ctl start` leaves a daemon behind, and
+        // Foundation's Process waits until every inherited descriptor closes, i.e. forever.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        sigaddset(&defaultSignals, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup($0) } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
         let start = ContinuousClock.now
-        do {
-            try process.run()
-        } catch {
+        let spawnStatus = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
+        guard spawnStatus == 0 else {
             throw ProcessError(diagnostic: Diagnostic(
-                "could not start \(argv.joined(separator: " ")): \(error.localizedDescription)",
+                "could not start \(argv.joined(separator: " ")): \(String(cString: strerror(spawnStatus)))",
                 hint: "Check that the program is installed (ci/setup installs everything nfldb needs)."))
         }
-        let seconds = Double(DurationParser.milliseconds(timeout)) / 1000
-        if done.wait(timeout: .now() + seconds) == .timedOut {
-            process.terminate()
-            if done.wait(timeout: .now() + 5) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
-                _ = done.wait(timeout: .now() + 5)
+        let deadline = start + timeout
+        var waitStatus: Int32 = 0
+        var exited = false
+        var pollInterval = 0.001
+        while !exited {
+            let r = waitpid(pid, &waitStatus, WNOHANG)
+            if r == pid { exited = true; break }
+            if r < 0 && errno != EINTR { break }
+            if ContinuousClock.now >= deadline {
+                kill(pid, SIGTERM)
+                let graceEnd = ContinuousClock.now + .seconds(5)
+                while waitpid(pid, &waitStatus, WNOHANG) == 0 {
+                    if ContinuousClock.now >= graceEnd { kill(pid, SIGKILL); _ = waitpid(pid, &waitStatus, 0); break }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                throw ProcessError(diagnostic: Diagnostic(
+                    "\(URL(fileURLWithPath: resolved).lastPathComponent) did not finish within \(timeout) and was stopped",
+                    detail: argv.joined(separator: " ")))
             }
-            throw ProcessError(diagnostic: Diagnostic(
-                "\(URL(fileURLWithPath: resolved).lastPathComponent) did not finish within \(timeout) and was stopped",
-                detail: argv.joined(separator: " ")))
+            Thread.sleep(forTimeInterval: pollInterval)
+            pollInterval = min(pollInterval * 2, 0.05)
         }
-        let out = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        let status: Int32
+        if waitStatus & 0x7f == 0 {
+            status = (waitStatus >> 8) & 0xff
+        } else {
+            status = 128 + (waitStatus & 0x7f)
+        }
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         return ProcessResult(
-            command: argv, status: process.terminationStatus, standardOutput: out, standardError: err,
+            command: argv, status: status, standardOutput: out, standardError: err,
             duration: ContinuousClock.now - start)
     }
 

@@ -1,0 +1,161 @@
+import Foundation
+import Logging
+import NFLDBCore
+
+/// A PostgreSQL cluster on this machine that nfldb creates, starts and stops itself:
+/// the sandbox, the test harness's cluster, and (later) restored copies under test.
+///
+/// When nfldb runs as root, every server program runs as ``osUser`` through `runuser`, and the
+/// directories it needs are owned by that user.
+public struct LocalCluster: Sendable {
+    /// Directory that holds everything: `data/`, `run/` (socket), `server.log`.
+    public let root: String
+    public let port: Int
+    public let binaries: PostgresBinaries
+    public let osUser: String?
+    public let superuser: String
+
+    public var dataDirectory: String { (root as NSString).appendingPathComponent("data") }
+    public var socketDirectory: String { (root as NSString).appendingPathComponent("run") }
+    public var logFile: String { (root as NSString).appendingPathComponent("server.log") }
+
+    public init(root: String, port: Int, binaries: PostgresBinaries, osUser: String?, superuser: String = "nfldb") {
+        self.root = root
+        self.port = port
+        self.binaries = binaries
+        self.osUser = osUser
+        self.superuser = superuser
+    }
+
+    var runner: ProcessRunner { ProcessRunner(runAsUser: osUser) }
+
+    /// Runs `initdb` with data checksums, UTF-8, C locale, a superuser with a SCRAM password, trust
+    /// on the Unix socket only, and appends `settings` to `postgresql.conf`.
+    public func initialize(password: String, settings: [(String, String)], logger: Logger) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true)
+        try giveToOSUser(root)
+        try giveToOSUser(socketDirectory)
+        let pwfile = (root as NSString).appendingPathComponent(".initdb-pw")
+        try password.write(toFile: pwfile, atomically: true, encoding: .utf8)
+        try giveToOSUser(pwfile)
+        chmod(pwfile, 0o600)
+        defer { try? fm.removeItem(atPath: pwfile) }
+        logger.info("initdb", metadata: ["pg.data": .string(dataDirectory)])
+        let result = try runner.run(binaries.path("initdb"), [
+            "-D", dataDirectory, "-U", superuser, "--pwfile=\(pwfile)", "--auth-local=trust", "--auth-host=scram-sha-256",
+            "-E", "UTF8", "--locale=C", "--data-checksums", "--no-sync", "--no-instructions",
+        ], timeout: .seconds(120))
+        guard result.succeeded else {
+            throw OperatorError(
+                "initdb failed for \(dataDirectory) (exit \(result.status))", detail: result.stderrTail(),
+                hint: ProcessRunner.isRoot ? "Check that the OS user \(osUser ?? "postgres") can write \(root)." : nil)
+        }
+        var conf = "\n# --- added by nfldb ---\n"
+        let base: [(String, String)] = [
+            ("listen_addresses", "'127.0.0.1'"), ("port", String(port)),
+            ("unix_socket_directories", "'\(socketDirectory)'"),
+        ]
+        for (key, value) in base + settings { conf += "\(key) = \(value)\n" }
+        let confPath = (dataDirectory as NSString).appendingPathComponent("postgresql.conf")
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: confPath))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(conf.utf8))
+        try handle.close()
+    }
+
+    /// `pg_ctl start -w`: returns once the server accepts connections.
+    public func start(logger: Logger) throws {
+        logger.info("starting PostgreSQL", metadata: ["pg.port": .stringConvertible(port)])
+        if !FileManager.default.fileExists(atPath: logFile) {
+            FileManager.default.createFile(atPath: logFile, contents: nil)
+            try giveToOSUser(logFile)
+        }
+        let result = try runner.run(binaries.path("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"], timeout: .seconds(90))
+        guard result.succeeded else {
+            let log = (try? String(contentsOfFile: logFile, encoding: .utf8))?.split(separator: "\n").suffix(6).joined(separator: "\n") ?? ""
+            throw OperatorError(
+                "PostgreSQL did not start on 127.0.0.1:\(port) (pg_ctl exit \(result.status))",
+                detail: [result.stderrTail(4), log].filter { !$0.isEmpty }.joined(separator: "\n"),
+                hint: "Read \(logFile); if the port is taken, run `nfldb sandbox down` and `up` again to pick a new one.")
+        }
+    }
+
+    /// `pg_ctl stop`; `fast` rolls back open transactions, `immediate` skips the checkpoint.
+    public func stop(mode: String = "fast", logger: Logger) throws {
+        guard isRunning else { return }
+        logger.info("stopping PostgreSQL", metadata: ["pg.port": .stringConvertible(port)])
+        let result = try runner.run(binaries.path("pg_ctl"), ["-D", dataDirectory, "-m", mode, "-w", "-t", "60", "stop"], timeout: .seconds(90))
+        guard result.succeeded || !isRunning else {
+            throw OperatorError("pg_ctl stop failed for \(dataDirectory) (exit \(result.status))", detail: result.stderrTail())
+        }
+    }
+
+    /// Whether a postmaster for this data directory is alive (from `postmaster.pid`).
+    public var isRunning: Bool {
+        guard let pid = postmasterPID else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    public var postmasterPID: pid_t? {
+        let pidFile = (dataDirectory as NSString).appendingPathComponent("postmaster.pid")
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let first = text.split(separator: "\n").first, let pid = pid_t(first)
+        else { return nil }
+        return pid
+    }
+
+    /// Makes a path owned by ``osUser`` when running as root (the server refuses root-owned data).
+    public func giveToOSUser(_ path: String) throws {
+        guard ProcessRunner.isRoot, let osUser, let account = getpwnam(osUser) else { return }
+        guard chown(path, account.pointee.pw_uid, account.pointee.pw_gid) == 0 else {
+            throw OperatorError("cannot give \(path) to OS user \(osUser): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// A free TCP port on 127.0.0.1 (bound once with port 0, then released).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw OperatorError("cannot create a socket to find a free port") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw OperatorError("cannot bind 127.0.0.1:0 to find a free port") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Whether `user` can reach `path` (every ancestor searchable). When nfldb runs as root and the
+    /// working directory is private, the cluster is placed elsewhere instead.
+    public static func isReachable(_ path: String, byUser user: String?) -> Bool {
+        guard ProcessRunner.isRoot, let user, let account = getpwnam(user) else { return true }
+        let uid = account.pointee.pw_uid
+        let gid = account.pointee.pw_gid
+        var current = (path as NSString).standardizingPath
+        while current != "/" && !current.isEmpty {
+            current = (current as NSString).deletingLastPathComponent
+            var info = stat()
+            guard stat(current, &info) == 0 else { continue }
+            let mode = info.st_mode
+            let searchable = (info.st_uid == uid && mode & S_IXUSR != 0) || (info.st_gid == gid && mode & S_IXGRP != 0) || mode & S_IXOTH != 0
+            if !searchable { return false }
+        }
+        return true
+    }
+
+    /// A random password of URL-safe characters.
+    public static func randomPassword(length: Int = 24) -> String {
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<length).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+}
