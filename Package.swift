@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
         .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // Versioned up/down migrations: `nfldb migrate …`.
+        .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
@@ -42,7 +44,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -57,8 +59,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "NFLDBMigrationsTests",
+            dependencies: ["NFLDBMigrations", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "NFLDBCLITests",
-            dependencies: ["NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
     ],
