@@ -18,7 +18,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String?
 
-    @Flag(name: .long, help: "Print only errors (and the command's result).")
+    @Flag(name: [.long, .short], help: "Print only errors (and the command's result).")
     var quiet = false
 
     /// Merges these options with another set (the root's), the subcommand's taking precedence.

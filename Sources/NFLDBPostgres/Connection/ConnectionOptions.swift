@@ -70,3 +70,63 @@ extension PostgresError {
         return copy
     }
 }
+
+extension ConnectionOptions {
+    /// A conninfo string without the password, and an environment carrying the password as
+    /// `PGPASSWORD`, for libpq-based programs nfldb starts (`pg_dump`, `psql`). Command lines are
+    /// visible to every local user in `ps`; environments are not.
+    public func forSubprocess(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> (conninfo: String, environment: [String: String]) {
+        var env = environment
+        var pairs: [(String, String)] = []
+        var password = self.password
+        if let dsn, !dsn.isEmpty {
+            var errorMessage: UnsafeMutablePointer<CChar>?
+            guard let options = PQconninfoParse(dsn, &errorMessage) else {
+                if let errorMessage { PQfreemem(errorMessage) }
+                throw PostgresError(kind: .connection, message: "invalid connection string \(Self.redact(dsn))")
+            }
+            defer { PQconninfoFree(options) }
+            var index = 0
+            while let keyword = options[index].keyword {
+                if let value = options[index].val {
+                    let key = String(cString: keyword)
+                    let text = String(cString: value)
+                    if key == "password" { password = password ?? text } else { pairs.append((key, text)) }
+                }
+                index += 1
+            }
+        }
+        if let password { env["PGPASSWORD"] = password }
+        if env["PGAPPNAME"] == nil && !pairs.contains(where: { $0.0 == "application_name" }) { pairs.append(("application_name", applicationName)) }
+        let conninfo = pairs.map { key, value in
+            "\(key)='\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'"
+        }.joined(separator: " ")
+        return (conninfo, env)
+    }
+}
+
+extension ConnectionOptions {
+    /// The same server and credentials, another database (for scratch databases).
+    public func withDatabase(_ database: String) throws -> ConnectionOptions {
+        var pairs: [(String, String)] = []
+        var password = self.password
+        if let dsn, !dsn.isEmpty {
+            let (conninfo, env) = try forSubprocess(environment: [:])
+            _ = conninfo
+            password = password ?? env["PGPASSWORD"]
+            var errorMessage: UnsafeMutablePointer<CChar>?
+            if let options = PQconninfoParse(dsn, &errorMessage) {
+                defer { PQconninfoFree(options) }
+                var index = 0
+                while let keyword = options[index].keyword {
+                    let key = String(cString: keyword)
+                    if let value = options[index].val, key != "password", key != "dbname" { pairs.append((key, String(cString: value))) }
+                    index += 1
+                }
+            }
+        }
+        pairs.append(("dbname", database))
+        let conninfo = pairs.map { "\($0.0)='\($0.1.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'" }.joined(separator: " ")
+        return ConnectionOptions(dsn: conninfo, password: password, connectTimeout: connectTimeout, applicationName: applicationName)
+    }
+}

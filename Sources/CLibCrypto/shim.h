@@ -1,0 +1,4 @@
+#ifndef NFLDB_CLIBCRYPTO_SHIM_H
+#define NFLDB_CLIBCRYPTO_SHIM_H
+#include <openssl/sha.h>
+#endif

@@ -1,0 +1,161 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+
+/// The state of one version as the database records it.
+public struct LedgerRow: Sendable, Hashable, Codable {
+    public enum State: String, Sendable, Codable {
+        /// Applied completely.
+        case applied
+        /// A non-transactional migration started and has not finished (or its runner died).
+        case running
+        /// A non-transactional migration stopped half-way on an error.
+        case failed
+    }
+
+    public let version: Int64
+    public let name: String
+    public let state: State
+    public let kind: String
+    public let transactional: Bool
+    public let upChecksum: String
+    public let downChecksum: String?
+    public let downSQL: String?
+    public let statementsTotal: Int?
+    public let statementsDone: Int?
+    public let failedStatementLine: Int?
+    public let error: String?
+    public let appliedAt: Date
+    public let appliedBy: String
+    public let clientHost: String?
+    public let durationMilliseconds: Int64?
+    public let nfldbVersion: String?
+    public let gitCommit: String?
+    public let upPath: String?
+
+    public var isBaseline: Bool { kind == "baseline" }
+    public var isDirty: Bool { state != .applied }
+    public var id: String { Migration.id(version: version, name: name) }
+}
+
+/// `nfldb.schema_migrations` (one row per applied version, with the down SQL as applied) and
+/// `nfldb.migration_events` (append-only: apply, rollback, fail, baseline, resolve, repair).
+public enum MigrationLedger {
+    public static let schema = "nfldb"
+    public static let table = "schema_migrations"
+    public static let events = "migration_events"
+    /// Every runner of `migrate` on a database takes this session-level advisory lock.
+    public static let lockKey = AdvisoryLockKey("nfldb.schema_migrations")
+
+    static let ddl = """
+        CREATE SCHEMA IF NOT EXISTS nfldb;
+        COMMENT ON SCHEMA nfldb IS 'nfldb bookkeeping: migration history, backup and health records';
+        CREATE TABLE IF NOT EXISTS nfldb.schema_migrations (
+            version bigint PRIMARY KEY,
+            name text NOT NULL,
+            state text NOT NULL CHECK (state IN ('applied', 'running', 'failed')),
+            kind text NOT NULL DEFAULT 'migration' CHECK (kind IN ('migration', 'baseline')),
+            transactional boolean NOT NULL,
+            up_checksum text NOT NULL,
+            down_checksum text,
+            up_sql text,
+            down_sql text,
+            up_path text,
+            statements_total integer,
+            statements_done integer,
+            failed_statement_line integer,
+            error text,
+            applied_at timestamptz NOT NULL DEFAULT now(),
+            applied_by text NOT NULL DEFAULT session_user,
+            client_host text,
+            duration_ms bigint,
+            nfldb_version text,
+            git_commit text
+        );
+        COMMENT ON TABLE nfldb.schema_migrations IS 'one row per applied (or dirty) migration version; down_sql is the SQL as applied';
+        CREATE TABLE IF NOT EXISTS nfldb.migration_events (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            version bigint,
+            name text,
+            event text NOT NULL CHECK (event IN ('apply', 'rollback', 'fail', 'baseline', 'resolve-applied', 'resolve-rolled-back', 'repair', 'start')),
+            actor text NOT NULL DEFAULT session_user,
+            client_host text,
+            correlation_id text,
+            nfldb_version text,
+            detail jsonb
+        );
+        COMMENT ON TABLE nfldb.migration_events IS 'append-only log of every migration command';
+        """
+
+    /// Creates the ledger if it does not exist. Call with the migration lock held.
+    static func ensure(_ connection: PostgresConnection) throws {
+        let exists = try connection.query("SELECT to_regclass('nfldb.migration_events') IS NOT NULL AND to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
+        if !exists {
+            try connection.withTransaction { try connection.simpleQuery(ddl) }
+        }
+    }
+
+    /// Whether the ledger exists (read-only commands do not create it).
+    static func exists(_ connection: PostgresConnection) throws -> Bool {
+        try connection.query("SELECT to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
+    }
+
+    static func rows(_ connection: PostgresConnection) throws -> [LedgerRow] {
+        guard try exists(connection) else { return [] }
+        return try connection.query("""
+            SELECT version, name, state, kind, transactional, up_checksum, down_checksum, down_sql, up_path,
+                   statements_total, statements_done, failed_statement_line, error, applied_at, applied_by,
+                   client_host, duration_ms, nfldb_version, git_commit
+            FROM nfldb.schema_migrations ORDER BY version
+            """).rows.map { row in
+            LedgerRow(
+                version: try row.decode("version"), name: try row.decode("name"),
+                state: LedgerRow.State(rawValue: try row.decode("state", as: String.self)) ?? .failed,
+                kind: try row.decode("kind"), transactional: try row.decode("transactional"),
+                upChecksum: try row.decode("up_checksum"), downChecksum: try row.decode("down_checksum"),
+                downSQL: try row.decode("down_sql"), statementsTotal: try row.decode("statements_total"),
+                statementsDone: try row.decode("statements_done"), failedStatementLine: try row.decode("failed_statement_line"),
+                error: try row.decode("error"), appliedAt: try row.decode("applied_at"), appliedBy: try row.decode("applied_by"),
+                clientHost: try row.decode("client_host"), durationMilliseconds: try row.decode("duration_ms"),
+                nfldbVersion: try row.decode("nfldb_version"), gitCommit: try row.decode("git_commit"), upPath: try row.decode("up_path"))
+        }
+    }
+
+    /// An event row; `detail` is JSON text.
+    static func eventQuery(_ event: String, version: Int64?, name: String?, context: MigrationContext, detail: [String: String] = [:]) -> PostgresQuery {
+        let json = (try? JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return """
+            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+            VALUES (\(version), \(name), \(event), \(context.clientHost), \(context.correlationID), \(context.nfldbVersion), \(json)::jsonb)
+            """
+    }
+}
+
+/// Who and where: recorded with every history row and event.
+public struct MigrationContext: Sendable {
+    public var nfldbVersion: String
+    public var correlationID: String?
+    public var clientHost: String
+    public var gitCommit: String?
+
+    public init(nfldbVersion: String, correlationID: String?, clientHost: String = ProcessInfo.processInfo.hostName, gitCommit: String? = nil) {
+        self.nfldbVersion = nfldbVersion
+        self.correlationID = correlationID
+        self.clientHost = clientHost
+        self.gitCommit = gitCommit
+    }
+
+    /// The commit of the migrations directory: `GITHUB_SHA`/`CI_COMMIT_SHA` or `git rev-parse HEAD`.
+    public static func gitCommit(for directory: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        for name in ["NFLDB_GIT_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"] {
+            if let value = environment[name], !value.isEmpty { return value }
+        }
+        guard let git = try? ProcessRunner.resolveExecutable("git"),
+              let result = try? ProcessRunner().run(git, ["-C", directory, "rev-parse", "HEAD"], timeout: .seconds(5)),
+              result.succeeded
+        else { return nil }
+        let sha = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        return sha.isEmpty ? nil : sha
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import NFLDBPostgres
+
+/// A finding of `nfldb migrate lint`, with the file line and how to do it safely.
+public struct LintFinding: Sendable, Codable, Hashable {
+    public enum Severity: String, Sendable, Codable { case warning, error }
+
+    public let rule: String
+    public let severity: Severity
+    public let file: String
+    public let line: Int
+    public let message: String
+    public let fix: String
+}
+
+/// Flags operations that lock or rewrite busy tables, or that cannot work in the file's
+/// transaction mode. Context-aware: a table created earlier in the same file is new (and empty), so
+/// indexing or constraining it is not flagged.
+public enum MigrationLinter {
+    public static func lint(_ migration: Migration) throws -> [LintFinding] {
+        let script = try migration.upScript()
+        var created: Set<String> = []
+        var findings: [LintFinding] = []
+        let transactional = migration.directives.transactional
+        func add(_ rule: String, _ severity: LintFinding.Severity, _ statement: SQLStatement, _ message: String, _ fix: String) {
+            findings.append(LintFinding(rule: rule, severity: severity, file: migration.upPath, line: statement.line, message: message, fix: fix))
+        }
+        for statement in script.statements {
+            let sql = statement.normalized
+            if let table = match(sql, #"^CREATE (?:UNLOGGED |TEMP |TEMPORARY )?TABLE (?:IF NOT EXISTS )?([^\s(]+)"#) {
+                created.insert(normalizeName(table))
+                continue
+            }
+            if let table = match(sql, #"^CREATE (?:UNIQUE )?INDEX (?!CONCURRENTLY)(?:IF NOT EXISTS )?(?:[^\s]+ )?ON (?:ONLY )?([^\s(]+)"#),
+               !created.contains(normalizeName(table)) {
+                add("create-index-without-concurrently", .warning, statement,
+                    "CREATE INDEX on existing table \(table) blocks writes to it for the whole build",
+                    "Use CREATE INDEX CONCURRENTLY in a migration of its own marked `-- nfldb:no-transaction`.")
+            }
+            if sql.contains(" CONCURRENTLY") && transactional {
+                add("concurrently-in-transaction", .error, statement,
+                    "CONCURRENTLY cannot run inside a transaction block; this migration is transactional",
+                    "Add `-- nfldb:no-transaction` as the first line and keep the file to idempotent statements (IF NOT EXISTS).")
+            }
+            if sql.contains("ALTER TYPE") && sql.contains(" ADD VALUE") && transactional {
+                add("enum-add-value-in-transaction", .warning, statement,
+                    "ALTER TYPE … ADD VALUE cannot be used in the same transaction that adds it",
+                    "Put it in its own migration marked `-- nfldb:no-transaction`.")
+            }
+            guard let table = match(sql, #"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?([^\s]+)"#) else {
+                if let dropped = match(sql, #"^DROP TABLE (?:IF EXISTS )?([^\s;,]+)"#), !created.contains(normalizeName(dropped)) {
+                    add("drop-table", .warning, statement,
+                        "DROP TABLE \(dropped) deletes its data; running code that still reads it will fail",
+                        "Stop using the table in the application first, deploy, then drop it in a later migration.")
+                }
+                continue
+            }
+            let existing = !created.contains(normalizeName(table))
+            if existing && sql.range(of: #"ADD COLUMN [^,]* NOT NULL"#, options: .regularExpression) != nil
+                && sql.range(of: #"ADD COLUMN [^,]*DEFAULT"#, options: .regularExpression) == nil {
+                add("add-column-not-null-without-default", .warning, statement,
+                    "adding a NOT NULL column without a DEFAULT to existing table \(table) fails if it has rows",
+                    "Add the column nullable (or with a constant DEFAULT), backfill in batches, then SET NOT NULL after a CHECK (col IS NOT NULL) NOT VALID + VALIDATE.")
+            }
+            if sql.range(of: #"ALTER COLUMN [^ ]+ (?:SET DATA )?TYPE "#, options: .regularExpression) != nil && existing {
+                add("change-column-type", .warning, statement,
+                    "changing a column type on \(table) usually rewrites the table under an ACCESS EXCLUSIVE lock",
+                    "Add a new column, backfill it in batches, switch readers, then drop the old column.")
+            }
+            if sql.contains(" DROP COLUMN ") {
+                add("drop-column", .warning, statement,
+                    "DROP COLUMN on \(table) breaks any running code that still selects the column",
+                    "Stop reading the column in the application first; drop it in a later deploy.")
+            }
+            if sql.contains(" RENAME ") {
+                add("rename", .warning, statement,
+                    "renaming on \(table) breaks running code that uses the old name",
+                    "Add the new name (column/view) alongside the old one, migrate readers, then remove the old name later.")
+            }
+            if existing && sql.range(of: #"ADD (?:CONSTRAINT [^ ]+ )?(?:FOREIGN KEY|CHECK)"#, options: .regularExpression) != nil && !sql.contains("NOT VALID") {
+                add("add-constraint-without-not-valid", .warning, statement,
+                    "adding a CHECK or FOREIGN KEY to existing table \(table) scans it while holding a lock that blocks writes",
+                    "Add it with NOT VALID, then run ALTER TABLE … VALIDATE CONSTRAINT in a later migration.")
+            }
+            if existing && sql.contains("SET NOT NULL") {
+                add("set-not-null", .warning, statement,
+                    "SET NOT NULL on \(table) scans the whole table under an ACCESS EXCLUSIVE lock",
+                    "First add CHECK (col IS NOT NULL) NOT VALID and VALIDATE it; PostgreSQL 12+ then skips the scan.")
+            }
+        }
+        if !transactional && script.statements.count > 1 {
+            for statement in script.statements where !statement.normalized.contains("IF NOT EXISTS") && !statement.normalized.contains("IF EXISTS") {
+                add("non-transactional-not-idempotent", .warning, statement,
+                    "statement in a nfldb:no-transaction migration is not idempotent; after a half-way failure it cannot simply be re-run",
+                    "Use IF NOT EXISTS / IF EXISTS, or split the file so each no-transaction migration has one statement.")
+            }
+        }
+        return findings
+    }
+
+    static func match(_ text: String, _ pattern: String) -> String? {
+        guard let regex = try? NSRegularExpression(pattern: pattern),
+              let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), m.numberOfRanges > 1,
+              let range = Range(m.range(at: 1), in: text)
+        else { return nil }
+        return String(text[range])
+    }
+
+    static func normalizeName(_ name: String) -> String {
+        let unquoted = name.replacingOccurrences(of: "\"", with: "").lowercased()
+        return unquoted.split(separator: ".").last.map(String.init) ?? unquoted
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import NFLDBCore
+
+/// Reads `NNNN_snake_name.up.sql` / `.down.sql` pairs from a directory.
+///
+/// Every problem is collected before failing, so one run lists all offending files: names that do
+/// not match, duplicate versions, missing halves, unreadable files and bad directives.
+public struct MigrationDirectory: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    static let pattern = try! NSRegularExpression(pattern: #"^([0-9]+)_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$"#)
+
+    public func load() throws -> [Migration] {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw MigrationError.configuration(
+                "migrations directory \(path) does not exist",
+                hint: "Create it (`nfldb migrate create NAME` writes the first pair) or set migrations.dir / NFLDB_MIGRATIONS_DIR.")
+        }
+        let names = try fm.contentsOfDirectory(atPath: path).sorted()
+        var problems: [String] = []
+        struct Half { var name: String; var file: String }
+        var ups: [Int64: [Half]] = [:]
+        var downs: [Int64: [Half]] = [:]
+        for file in names where file.hasSuffix(".sql") {
+            let range = NSRange(file.startIndex..., in: file)
+            guard let match = Self.pattern.firstMatch(in: file, range: range),
+                  let versionRange = Range(match.range(at: 1), in: file), let nameRange = Range(match.range(at: 2), in: file),
+                  let kindRange = Range(match.range(at: 3), in: file), let version = Int64(file[versionRange])
+            else {
+                problems.append("\(join(file)): name does not match NNNN_snake_name.up.sql / NNNN_snake_name.down.sql")
+                continue
+            }
+            let half = Half(name: String(file[nameRange]), file: file)
+            if file[kindRange] == "up" { ups[version, default: []].append(half) } else { downs[version, default: []].append(half) }
+        }
+        var migrations: [Migration] = []
+        for version in Set(ups.keys).union(downs.keys).sorted() {
+            let up = ups[version] ?? []
+            let down = downs[version] ?? []
+            if up.count > 1 || down.count > 1 {
+                problems.append("version \(version) is used by several files: \((up + down).map { join($0.file) }.joined(separator: ", "))")
+                continue
+            }
+            guard let u = up.first else {
+                problems.append("\(join(down[0].file)): missing its up half \(Migration.id(version: version, name: down[0].name)).up.sql")
+                continue
+            }
+            guard let d = down.first else {
+                problems.append("\(join(u.file)): missing its down half \(Migration.id(version: version, name: u.name)).down.sql")
+                continue
+            }
+            if u.name != d.name {
+                problems.append("version \(version): up and down names differ (\(u.file) vs \(d.file))")
+                continue
+            }
+            guard let upSQL = read(u.file, &problems), let downSQL = read(d.file, &problems) else { continue }
+            let (upDirectives, upProblems) = MigrationDirectives.parse(upSQL)
+            let (downDirectives, downProblems) = MigrationDirectives.parse(downSQL)
+            problems += upProblems.map { "\(join(u.file)):\($0.line): \($0.message)" }
+            problems += downProblems.map { "\(join(d.file)):\($0.line): \($0.message)" }
+            migrations.append(Migration(
+                version: version, name: u.name, upPath: join(u.file), downPath: join(d.file), upSQL: upSQL, downSQL: downSQL,
+                directives: upDirectives, downDirectives: downDirectives))
+        }
+        if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }
+        return migrations
+    }
+
+    func join(_ file: String) -> String { (path as NSString).appendingPathComponent(file) }
+
+    private func read(_ file: String, _ problems: inout [String]) -> String? {
+        guard let data = FileManager.default.contents(atPath: join(file)), let text = String(data: data, encoding: .utf8) else {
+            problems.append("\(join(file)): cannot be read as UTF-8 text")
+            return nil
+        }
+        return text
+    }
+
+    /// Writes the next `NNNN_name.up.sql` / `.down.sql` pair with a short template.
+    public func create(name: String) throws -> (up: String, down: String) {
+        guard name.range(of: #"^[a-z0-9][a-z0-9_]*$"#, options: .regularExpression) != nil else {
+            throw MigrationError.configuration(
+                "migration name '\(name)' is not snake_case", hint: "Use lower-case letters, digits and underscores, e.g. add_weather_index.")
+        }
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let existing = (try? load()) ?? []
+        let version = (existing.map(\.version).max() ?? 0) + 1
+        let id = Migration.id(version: version, name: name)
+        let up = join("\(id).up.sql")
+        let down = join("\(id).down.sql")
+        let upText = """
+            -- \(id): describe what this migration does.
+            -- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY or
+            -- ALTER TYPE … ADD VALUE, add a line `-- nfldb:no-transaction` at the top.
+            -- Optional: `-- nfldb:lock-timeout 5s`, `-- nfldb:statement-timeout 10min`.
+
+
+            """
+        let downText = """
+            -- \(id): undo exactly what \(id).up.sql does, in reverse order.
+
+
+            """
+        guard !FileManager.default.fileExists(atPath: up), !FileManager.default.fileExists(atPath: down) else {
+            throw MigrationError.configuration("\(id) already exists")
+        }
+        try upText.write(toFile: up, atomically: true, encoding: .utf8)
+        try downText.write(toFile: down, atomically: true, encoding: .utf8)
+        return (up, down)
+    }
+}

@@ -1,0 +1,298 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+extension Migrator {
+    // MARK: - Down
+
+    /// Rolls back the newest `count` applied migrations, or all above `target`, using the down SQL
+    /// stored when each was applied (so an edited or deleted file cannot change what runs).
+    public func down(count: Int? = nil, to target: Int64? = nil, dryRun: Bool = false) throws -> MigrationRunResult {
+        if dryRun {
+            let rows = try MigrationLedger.rows(connection)
+            let victims = try rollbackPlan(rows: rows, count: count, target: target)
+            var result = MigrationRunResult()
+            result.warnings = downFileWarnings(victims)
+            result.dryRunSQL = victims.isEmpty ? "-- nothing to roll back" : try dryRunDown(victims)
+            return result
+        }
+        return try locked {
+            let rows = try MigrationLedger.rows(connection)
+            let victims = try rollbackPlan(rows: rows, count: count, target: target)
+            var result = MigrationRunResult()
+            result.warnings = downFileWarnings(victims)
+            result.warnings.forEach { progress(.warning($0)) }
+            for row in victims { result.steps.append(try rollback(row)) }
+            result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
+            return result
+        }
+    }
+
+    func rollbackPlan(rows: [LedgerRow], count: Int?, target: Int64?) throws -> [LedgerRow] {
+        try refuseDirty(rows)
+        let applied = rows.filter { $0.state == .applied }.sorted { $0.version > $1.version }
+        let reversible = Array(applied.prefix { !$0.isBaseline })
+        if let target {
+            let victims = applied.filter { $0.version > target }
+            if let baseline = victims.first(where: \.isBaseline) {
+                throw MigrationError(
+                    "cannot roll back to \(target): \(baseline.id) is part of the baseline, which has no down SQL",
+                    hint: "The lowest version `down` can reach is \(baseline.version).", exitStatus: .usage)
+            }
+            return victims
+        }
+        guard let count else {
+            throw MigrationError("`migrate down` needs a count or --to VERSION", hint: "Example: `nfldb migrate down 1`.", exitStatus: .usage)
+        }
+        guard count >= 1 else { throw MigrationError("the count must be at least 1", exitStatus: .usage) }
+        guard count <= reversible.count else {
+            let why = reversible.count < applied.count ? " above the baseline (version \(applied.first(where: \.isBaseline)?.version ?? 0))" : ""
+            throw MigrationError(
+                "cannot roll back \(count) migration\(count == 1 ? "" : "s"): only \(reversible.count) \(reversible.count == 1 ? "is" : "are") applied\(why)",
+                hint: "Run `nfldb migrate status` to see what is applied.", exitStatus: .usage)
+        }
+        return Array(reversible.prefix(count))
+    }
+
+    /// Warnings for rollbacks whose down file changed or disappeared since apply.
+    func downFileWarnings(_ victims: [LedgerRow]) -> [String] {
+        victims.compactMap { row in
+            guard let file = migrations.first(where: { $0.version == row.version }) else {
+                return "\(row.id): its files are no longer in the migrations directory; rolling back with the down SQL stored when it was applied"
+            }
+            guard let stored = row.downSQL, file.downChecksum != row.downChecksum else { return nil }
+            return "\(file.downPath) changed since \(row.id) was applied; running the stored down SQL (as applied), not the file. Changes in the file:\n" + lineDiff(old: stored, new: file.downSQL)
+        }
+    }
+
+    func rollback(_ row: LedgerRow) throws -> MigrationRunResult.Step {
+        guard let downSQL = row.downSQL else {
+            throw MigrationError("\(row.id) has no stored down SQL", hint: "Roll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
+        }
+        let file = migrations.first { $0.version == row.version }
+        let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
+        let script = try Migration.script(downSQL, path: name)
+        let (directives, _) = MigrationDirectives.parse(downSQL)
+        progress(.starting(id: row.id, direction: "down", transactional: directives.transactional))
+        let start = ContinuousClock.now
+        let forget: PostgresQuery = """
+            WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = \(row.version) RETURNING version)
+            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+            SELECT version, \(row.name)::text, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
+                   jsonb_build_object('down_checksum', \(row.downChecksum)::text, 'source', \(name)::text) FROM m
+            """
+        if directives.transactional {
+            try withLockRetries(row.id) {
+                try connection.simpleQuery("BEGIN; " + timeoutSettings(directives, local: true))
+                do {
+                    try connection.run(script)
+                    try connection.query(forget)
+                    try connection.simpleQuery("COMMIT")
+                } catch {
+                    connection.rollbackQuietly()
+                    throw error
+                }
+            } onFailure: { error in
+                try? connection.execute(MigrationLedger.eventQuery(
+                    "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
+                throw MigrationError.statementFailed(
+                    "rollback of \(row.id)", error, extra: "the rollback was undone; \(row.id) is still applied",
+                    hint: "The stored down SQL failed. Fix the database state or roll back by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
+            }
+        } else {
+            try connection.simpleQuery(timeoutSettings(directives, local: false))
+            defer { _ = try? connection.simpleQuery("RESET lock_timeout; RESET statement_timeout") }
+            var done = 0
+            for statement in script.statements {
+                do {
+                    try connection.simpleQuery(statement.text)
+                    done += 1
+                } catch var error as PostgresError {
+                    let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
+                    error.location = "\(name):\(line)"
+                    error.statement = statement.text
+                    try? connection.execute("""
+                        UPDATE nfldb.schema_migrations SET state = 'failed', error = \("down: " + error.message), failed_statement_line = \(line)
+                        WHERE version = \(row.version)
+                        """)
+                    throw MigrationError.statementFailed(
+                        "rollback of \(row.id)", error,
+                        hint: "\(done) of \(script.statements.count) down statements ran. The version is dirty; finish by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or --applied).")
+                }
+            }
+            try connection.query(forget)
+        }
+        let ms = elapsed(since: start)
+        progress(.finished(id: row.id, direction: "down", milliseconds: ms))
+        logger.info("rolled back migration", metadata: ["migration.version": .stringConvertible(row.version), "duration_ms": .stringConvertible(ms)])
+        return .init(version: row.version, name: row.name, direction: "down", durationMilliseconds: ms)
+    }
+
+    /// `down 1` then `up` of that same version, under one lock hold.
+    public func redo() throws -> MigrationRunResult {
+        try locked {
+            let rows = try MigrationLedger.rows(connection)
+            let victims = try rollbackPlan(rows: rows, count: 1, target: nil)
+            guard let row = victims.first else { return MigrationRunResult() }
+            guard let migration = migrations.first(where: { $0.version == row.version }) else {
+                throw MigrationError("cannot redo \(row.id): its files are not in the migrations directory", hint: "Restore the files, or use `migrate down 1`.")
+            }
+            var result = MigrationRunResult()
+            result.warnings = downFileWarnings(victims)
+            result.steps.append(try rollback(row))
+            result.steps.append(try apply(migration))
+            result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
+            return result
+        }
+    }
+
+    // MARK: - Operator decisions
+
+    /// Marks every migration up to `version` as applied without running it (adopting an existing database).
+    public func baseline(version: Int64) throws -> MigrationRunResult {
+        try locked {
+            let rows = try MigrationLedger.rows(connection)
+            try refuseDirty(rows)
+            if let above = rows.first(where: { $0.version > version }) {
+                throw MigrationError(
+                    "cannot baseline at \(version): \(above.id) above it is already applied", exitStatus: .usage)
+            }
+            let adopt = migrations.filter { m in m.version <= version && !rows.contains { $0.version == m.version } }
+            guard !adopt.isEmpty else { return MigrationRunResult() }
+            var result = MigrationRunResult()
+            try connection.withTransaction {
+                for migration in adopt {
+                    try connection.query("""
+                        WITH m AS (
+                          INSERT INTO nfldb.schema_migrations (version, name, state, kind, transactional, up_checksum, down_checksum,
+                            up_path, client_host, nfldb_version, git_commit)
+                          VALUES (\(migration.version), \(migration.name), 'applied', 'baseline', \(migration.directives.transactional),
+                            \(migration.upChecksum), NULL, \(migration.upPath), \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
+                          RETURNING version)
+                        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+                        SELECT version, \(migration.name)::text, 'baseline', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
+                               jsonb_build_object('baseline', \(version)::bigint) FROM m
+                        """)
+                    result.steps.append(.init(version: migration.version, name: migration.name, direction: "baseline", durationMilliseconds: 0))
+                }
+            }
+            result.currentVersion = version
+            return result
+        }
+    }
+
+    /// Records the operator's decision about a dirty version after a manual fix.
+    public func resolve(version: Int64, applied: Bool, reason: String?) throws -> MigrationRunResult {
+        try locked {
+            let rows = try MigrationLedger.rows(connection)
+            guard let row = rows.first(where: { $0.version == version }) else {
+                throw MigrationError("version \(version) has no history row", hint: "`nfldb migrate status` lists dirty versions.", exitStatus: .usage)
+            }
+            guard row.isDirty else {
+                throw MigrationError("\(row.id) is not dirty (state \(row.state.rawValue)); there is nothing to resolve", exitStatus: .usage)
+            }
+            let event = applied ? "resolve-applied" : "resolve-rolled-back"
+            try connection.withTransaction {
+                if applied {
+                    try connection.execute("UPDATE nfldb.schema_migrations SET state = 'applied', error = NULL, failed_statement_line = NULL WHERE version = \(version)")
+                } else {
+                    try connection.execute("DELETE FROM nfldb.schema_migrations WHERE version = \(version)")
+                }
+                try connection.execute(MigrationLedger.eventQuery(
+                    event, version: version, name: row.name, context: context,
+                    detail: ["reason": reason ?? "", "previous_state": row.state.rawValue, "error": row.error ?? "",
+                             "statements_done": String(row.statementsDone ?? 0)]))
+            }
+            var result = MigrationRunResult()
+            result.steps.append(.init(version: version, name: row.name, direction: event, durationMilliseconds: 0))
+            return result
+        }
+    }
+
+    /// Accepts the current files' checksums (and down SQL) for applied migrations whose files changed.
+    public func repair(versions: [Int64] = []) throws -> MigrationRunResult {
+        try locked {
+            let rows = try MigrationLedger.rows(connection)
+            var result = MigrationRunResult()
+            try connection.withTransaction {
+                for row in rows where versions.isEmpty || versions.contains(row.version) {
+                    guard let file = migrations.first(where: { $0.version == row.version }), file.upChecksum != row.upChecksum else { continue }
+                    try connection.execute("""
+                        UPDATE nfldb.schema_migrations SET up_checksum = \(file.upChecksum), up_sql = \(file.upSQL),
+                          down_checksum = \(file.downChecksum), down_sql = \(file.downSQL)
+                        WHERE version = \(row.version)
+                        """)
+                    try connection.execute(MigrationLedger.eventQuery(
+                        "repair", version: row.version, name: row.name, context: context,
+                        detail: ["old_checksum": row.upChecksum, "new_checksum": file.upChecksum]))
+                    result.steps.append(.init(version: row.version, name: row.name, direction: "repair", durationMilliseconds: 0))
+                }
+            }
+            return result
+        }
+    }
+
+    // MARK: - Dry runs
+
+    func dryRunUp(_ pending: [Migration]) throws -> String {
+        var out = ["-- nfldb migrate up --dry-run: \(pending.count) migration(s); lock: SELECT pg_try_advisory_lock(\(MigrationLedger.lockKey.value)) (polled)"]
+        if settings.singleTransaction { out.append("BEGIN;") }
+        for migration in pending {
+            let script = try migration.upScript()
+            let tx = migration.directives.transactional
+            out.append("")
+            out.append("-- \(migration.upPath) (\(tx ? "one transaction with its history row" : "nfldb:no-transaction: statement by statement, progress recorded"))")
+            if tx {
+                out.append(settings.singleTransaction ? timeoutSettings(migration.directives, local: true) + ";" : "BEGIN; " + timeoutSettings(migration.directives, local: true) + ";")
+            } else {
+                out.append("INSERT INTO nfldb.schema_migrations (version, name, state, …) VALUES (\(migration.version), \(PostgresIdentifier.literal(migration.name)), 'running', …);")
+                out.append(timeoutSettings(migration.directives, local: false) + ";")
+            }
+            for statement in script.statements {
+                var text = statement.text
+                if !text.hasSuffix(";") { text += ";" }
+                out.append(text)
+                if !tx { out.append("UPDATE nfldb.schema_migrations SET statements_done = \(statement.index + 1) WHERE version = \(migration.version);") }
+            }
+            if tx {
+                out.append("INSERT INTO nfldb.schema_migrations (version, name, state, up_checksum, down_sql, …) VALUES (\(migration.version), \(PostgresIdentifier.literal(migration.name)), 'applied', '\(migration.upChecksum)', <down SQL>, …);")
+                out.append("INSERT INTO nfldb.migration_events (version, event, …) VALUES (\(migration.version), 'apply', …);")
+                if !settings.singleTransaction { out.append("COMMIT;") }
+            } else {
+                out.append("UPDATE nfldb.schema_migrations SET state = 'applied' WHERE version = \(migration.version);")
+                out.append("RESET lock_timeout; RESET statement_timeout;")
+            }
+        }
+        if settings.singleTransaction { out.append("COMMIT;") }
+        return out.joined(separator: "\n")
+    }
+
+    func dryRunDown(_ victims: [LedgerRow]) throws -> String {
+        var out = ["-- nfldb migrate down --dry-run: \(victims.count) migration(s), using the down SQL stored at apply time"]
+        for row in victims {
+            let sql = row.downSQL ?? ""
+            let (directives, _) = MigrationDirectives.parse(sql)
+            let script = try Migration.script(sql, path: "nfldb.schema_migrations[\(row.version)].down_sql")
+            out.append("")
+            out.append("-- rollback of \(row.id)")
+            out.append(directives.transactional ? "BEGIN; " + timeoutSettings(directives, local: true) + ";" : timeoutSettings(directives, local: false) + ";")
+            for statement in script.statements { out.append(statement.text.hasSuffix(";") ? statement.text : statement.text + ";") }
+            out.append("DELETE FROM nfldb.schema_migrations WHERE version = \(row.version);")
+            out.append("INSERT INTO nfldb.migration_events (version, event, …) VALUES (\(row.version), 'rollback', …);")
+            if directives.transactional { out.append("COMMIT;") }
+        }
+        return out.joined(separator: "\n")
+    }
+}
+
+/// A small line diff for warnings: lines only in `old` as `-`, only in `new` as `+`.
+func lineDiff(old: String, new: String) -> String {
+    let oldLines = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let newLines = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let oldSet = Set(oldLines)
+    let newSet = Set(newLines)
+    let removed = oldLines.filter { !newSet.contains($0) && !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map { "  - \($0)" }
+    let added = newLines.filter { !oldSet.contains($0) && !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map { "  + \($0)" }
+    return (removed + added).joined(separator: "\n")
+}

@@ -1,0 +1,395 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+/// Knobs for a migration run (from `migrations.*` config keys and flags).
+public struct MigratorSettings: Sendable {
+    /// `lock_timeout` for each migration unless its file says otherwise.
+    public var lockTimeout: Duration = .seconds(5)
+    /// `statement_timeout` for each migration; nil or zero means none.
+    public var statementTimeout: Duration?
+    /// How long to wait for another runner's migration lock.
+    public var lockWait: Duration = .seconds(300)
+    /// Retries of a transactional migration whose `lock_timeout` fired.
+    public var lockRetries = 3
+    /// First backoff between those retries (doubles each time).
+    public var retryBackoff: Duration = .seconds(1)
+    public var allowOutOfOrder = false
+    public var singleTransaction = false
+
+    public init() {}
+}
+
+/// Progress reported while a command runs (the CLI prints these).
+public enum MigrationProgress: Sendable {
+    case waitingForLock(holder: String?)
+    case starting(id: String, direction: String, transactional: Bool)
+    case finished(id: String, direction: String, milliseconds: Double)
+    case retrying(id: String, attempt: Int, after: Duration, blockers: String?)
+    case warning(String)
+}
+
+/// What a command did.
+public struct MigrationRunResult: Sendable, Codable {
+    public struct Step: Sendable, Codable {
+        public let version: Int64
+        public let name: String
+        public let direction: String
+        public let durationMilliseconds: Double
+    }
+
+    public var steps: [Step] = []
+    public var warnings: [String] = []
+    /// For `--dry-run`: the exact SQL that would run, with transaction boundaries.
+    public var dryRunSQL: String?
+    public var currentVersion: Int64?
+
+    public var nothingToDo: Bool { steps.isEmpty && dryRunSQL == nil }
+}
+
+/// Applies and rolls back migrations on one dedicated connection.
+///
+/// Every command that changes the ledger holds the session-level advisory lock
+/// ``MigrationLedger/lockKey``, taken by polling with no transaction open, then re-reads the ledger
+/// — so N concurrent runners apply each migration exactly once and the others find nothing to do.
+public final class Migrator {
+    let connection: PostgresConnection
+    public let migrations: [Migration]
+    public let settings: MigratorSettings
+    public let context: MigrationContext
+    let logger: Logger
+    let progress: (MigrationProgress) -> Void
+
+    public init(
+        connection: PostgresConnection, migrations: [Migration], settings: MigratorSettings, context: MigrationContext,
+        logger: Logger, progress: @escaping (MigrationProgress) -> Void = { _ in }
+    ) {
+        self.connection = connection
+        self.migrations = migrations.sorted { $0.version < $1.version }
+        self.settings = settings
+        self.context = context
+        self.logger = logger
+        self.progress = progress
+    }
+
+    // MARK: - Status
+
+    public func status() throws -> MigrationStatus {
+        MigrationStatus.compute(files: migrations, rows: try MigrationLedger.rows(connection), invalidIndexes: try invalidIndexes())
+    }
+
+    public func history(limit: Int = 100) throws -> [MigrationEvent] {
+        guard try MigrationLedger.exists(connection) else { return [] }
+        return try connection.query("""
+            SELECT id, at, version, name, event, actor, client_host, correlation_id, detail::text AS detail
+            FROM nfldb.migration_events ORDER BY id DESC LIMIT \(limit)
+            """).rows.map { row in
+            MigrationEvent(
+                id: try row.decode("id"), at: try row.decode("at"), version: try row.decode("version"), name: try row.decode("name"),
+                event: try row.decode("event"), actor: try row.decode("actor"), clientHost: try row.decode("client_host"),
+                correlationID: try row.decode("correlation_id"), detail: try row.decode("detail"))
+        }
+    }
+
+    /// Indexes left INVALID (e.g. by a failed `CREATE INDEX CONCURRENTLY`).
+    public func invalidIndexes() throws -> [String] {
+        try connection.query("""
+            SELECT format('%I.%I', n.nspname, c.relname) AS name
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE NOT i.indisvalid ORDER BY 1
+            """).rows.map { try $0.decode("name") }
+    }
+
+    // MARK: - Up
+
+    /// Applies pending migrations up to `target` (all when nil).
+    public func up(to target: Int64? = nil, dryRun: Bool = false) throws -> MigrationRunResult {
+        if dryRun {
+            let rows = try MigrationLedger.rows(connection)
+            let pending = try plan(rows: rows, target: target)
+            var result = MigrationRunResult()
+            result.dryRunSQL = pending.isEmpty ? "-- nothing to apply" : try dryRunUp(pending)
+            return result
+        }
+        return try locked {
+            let rows = try MigrationLedger.rows(connection)
+            let pending = try plan(rows: rows, target: target)
+            var result = MigrationRunResult()
+            if settings.singleTransaction {
+                result.steps = try applyBatchInOneTransaction(pending)
+            } else {
+                for migration in pending { result.steps.append(try apply(migration)) }
+            }
+            result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
+            return result
+        }
+    }
+
+    /// The pending migrations, after refusing dirty, drifted and out-of-order states.
+    func plan(rows: [LedgerRow], target: Int64?) throws -> [Migration] {
+        try refuseDirty(rows)
+        let status = MigrationStatus.compute(files: migrations, rows: rows)
+        if !status.drifted.isEmpty {
+            let files = status.drifted.map { entry in
+                migrations.first { $0.version == entry.version }.map { "\($0.upPath) (applied \(rows.first { $0.version == entry.version }?.upChecksum.suffix(12) ?? "")…, file \($0.upChecksum.suffix(12))…)" } ?? entry.name
+            }
+            throw MigrationError(
+                "\(files.count) applied migration file\(files.count == 1 ? " was" : "s were") changed after being applied",
+                detail: "\n  " + files.joined(separator: "\n  "),
+                hint: "Restore the file(s) from version control (`git log -p -- <file>`), or, if the change is deliberate and already reflected in the database, run `nfldb migrate repair` to accept the new checksum.")
+        }
+        var pending = migrations.filter { m in !rows.contains { $0.version == m.version } }
+        if let target { pending = pending.filter { $0.version <= target } }
+        let maxApplied = rows.map(\.version).max() ?? Int64.min
+        let late = pending.filter { $0.version < maxApplied }
+        if !late.isEmpty && !settings.allowOutOfOrder {
+            throw MigrationError(
+                "\(late.map(\.id).joined(separator: ", ")) \(late.count == 1 ? "is" : "are") older than the newest applied version \(maxApplied) but not applied (out of order, e.g. from a merged branch)",
+                hint: "Renumber the file(s) above \(maxApplied), or apply them deliberately with `nfldb migrate up --allow-out-of-order`.")
+        }
+        if settings.singleTransaction, let blocker = pending.first(where: { !$0.directives.transactional }) {
+            throw MigrationError(
+                "\(blocker.id) is marked nfldb:no-transaction and cannot run inside --single-transaction",
+                hint: "Apply it on its own: `nfldb migrate up --to \(blocker.version)` without --single-transaction.", exitStatus: .usage)
+        }
+        return pending
+    }
+
+    func refuseDirty(_ rows: [LedgerRow]) throws {
+        guard let dirty = rows.first(where: \.isDirty) else { return }
+        var detail = "state \(dirty.state.rawValue), statements done \(dirty.statementsDone ?? 0) of \(dirty.statementsTotal ?? 0)"
+        if let line = dirty.failedStatementLine { detail += ", failed at \(dirty.upPath ?? dirty.id):\(line)" }
+        if let error = dirty.error { detail += ": \(error)" }
+        throw MigrationError(
+            "migration \(dirty.id) is \(dirty.state == .running ? "still marked running (its runner may have died)" : "dirty: it stopped half-way"); nothing else runs until it is resolved",
+            detail: detail,
+            hint: "Inspect the database, finish or undo the remaining statements by hand, then record what you did: `nfldb migrate resolve \(dirty.version) --applied` or `nfldb migrate resolve \(dirty.version) --rolled-back`.")
+    }
+
+    /// Applies one migration: in its own transaction with its history row, or statement by statement.
+    func apply(_ migration: Migration) throws -> MigrationRunResult.Step {
+        progress(.starting(id: migration.id, direction: "up", transactional: migration.directives.transactional))
+        let start = ContinuousClock.now
+        let script = try migration.upScript()
+        if migration.directives.transactional {
+            try withLockRetries(migration.id) {
+                try connection.simpleQuery("BEGIN; " + timeoutSettings(migration.directives, local: true))
+                do {
+                    try connection.run(script)
+                    try connection.query(recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start)))
+                    try connection.simpleQuery("COMMIT")
+                } catch {
+                    connection.rollbackQuietly()
+                    throw error
+                }
+            } onFailure: { error in
+                try? connection.execute(MigrationLedger.eventQuery(
+                    "fail", version: migration.version, name: migration.name, context: context,
+                    detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
+                throw MigrationError.statementFailed(
+                    migration.id, error, extra: "the migration was rolled back; the database is unchanged",
+                    hint: "Fix \(migration.upPath) and run `nfldb migrate up` again.")
+            }
+        } else {
+            try applyWithoutTransaction(migration, script: script, start: start)
+        }
+        let ms = elapsed(since: start)
+        progress(.finished(id: migration.id, direction: "up", milliseconds: ms))
+        logger.info("applied migration", metadata: ["migration.version": .stringConvertible(migration.version), "duration_ms": .stringConvertible(ms)])
+        return .init(version: migration.version, name: migration.name, direction: "up", durationMilliseconds: ms)
+    }
+
+    func applyBatchInOneTransaction(_ pending: [Migration]) throws -> [MigrationRunResult.Step] {
+        guard !pending.isEmpty else { return [] }
+        var steps: [MigrationRunResult.Step] = []
+        try withLockRetries("the batch") {
+            steps = []
+            try connection.simpleQuery("BEGIN")
+            do {
+                for migration in pending {
+                    progress(.starting(id: migration.id, direction: "up", transactional: true))
+                    let start = ContinuousClock.now
+                    try connection.simpleQuery(timeoutSettings(migration.directives, local: true))
+                    let script = try migration.upScript()
+                    try connection.run(script)
+                    let ms = elapsed(since: start)
+                    try connection.query(recordApplied(migration, statements: script.statements.count, milliseconds: ms))
+                    steps.append(.init(version: migration.version, name: migration.name, direction: "up", durationMilliseconds: ms))
+                    progress(.finished(id: migration.id, direction: "up", milliseconds: ms))
+                }
+                try connection.simpleQuery("COMMIT")
+            } catch {
+                connection.rollbackQuietly()
+                throw error
+            }
+        } onFailure: { error in
+            let file = error.location.map { String($0.split(separator: ":").first ?? "") } ?? ""
+            let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
+            throw MigrationError.statementFailed(
+                id, error, extra: "--single-transaction: the whole batch was rolled back; the database is unchanged",
+                hint: "Fix the migration and run `nfldb migrate up --single-transaction` again.")
+        }
+        return steps
+    }
+
+    func applyWithoutTransaction(_ migration: Migration, script: SQLScript, start: ContinuousClock.Instant) throws {
+        let total = script.statements.count
+        try connection.query("""
+            WITH m AS (
+              INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
+                up_path, statements_total, statements_done, client_host, nfldb_version, git_commit)
+              VALUES (\(migration.version), \(migration.name), 'running', false, \(migration.upChecksum), \(migration.downChecksum),
+                \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(total), 0, \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
+              RETURNING version)
+            \(unsafeRaw: eventInsert("start", migration))
+            """)
+        try connection.simpleQuery(timeoutSettings(migration.directives, local: false))
+        defer { _ = try? connection.simpleQuery("RESET lock_timeout; RESET statement_timeout") }
+        var done = 0
+        for statement in script.statements {
+            do {
+                try connection.simpleQuery(statement.text)
+            } catch var error as PostgresError {
+                let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
+                error.location = "\(migration.upPath):\(line)"
+                error.statement = statement.text
+                let invalid = (try? invalidIndexes()) ?? []
+                try? connection.execute("""
+                    UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(line),
+                      error = \(error.message), duration_ms = \(Int64(elapsed(since: start)))
+                    WHERE version = \(migration.version)
+                    """)
+                try? connection.execute(MigrationLedger.eventQuery(
+                    "fail", version: migration.version, name: migration.name, context: context,
+                    detail: ["error": error.message, "location": error.location ?? "", "statements_done": String(done), "invalid_indexes": invalid.joined(separator: ",")]))
+                var hint = "\(done) of \(total) statements ran and stay applied; the version is now dirty and blocks `up`/`down`. Finish or undo the work by hand, then run `nfldb migrate resolve \(migration.version) --applied` or `--rolled-back`."
+                if !invalid.isEmpty {
+                    hint += " INVALID index(es) left behind: \(invalid.joined(separator: ", ")); drop them with DROP INDEX CONCURRENTLY before retrying."
+                }
+                throw MigrationError.statementFailed(migration.id, error, hint: hint)
+            }
+            done += 1
+            try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
+        }
+        try connection.query("""
+            WITH m AS (
+              UPDATE nfldb.schema_migrations SET state = 'applied', applied_at = now(), duration_ms = \(Int64(elapsed(since: start)))
+              WHERE version = \(migration.version) RETURNING version)
+            \(unsafeRaw: eventInsert("apply", migration))
+            """)
+    }
+
+    /// The history row and `apply` event, inserted inside the migration's transaction.
+    func recordApplied(_ migration: Migration, statements: Int, milliseconds: Double) -> PostgresQuery {
+        """
+        WITH m AS (
+          INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
+            up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
+          VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
+            \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
+            \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
+          RETURNING version)
+        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+        SELECT version, \(migration.name)::text, 'apply', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
+               jsonb_build_object('checksum', \(migration.upChecksum)::text, 'git_commit', \(context.gitCommit)::text) FROM m
+        """
+    }
+
+    /// `INSERT … SELECT … FROM m` for an event after a CTE named `m` (values are literals quoted here).
+    func eventInsert(_ event: String, _ migration: Migration) -> String {
+        let lit = PostgresIdentifier.literal
+        return """
+            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+            SELECT version, \(lit(migration.name)), \(lit(event)), \(lit(context.clientHost)), \(context.correlationID.map(lit) ?? "NULL"),
+                   \(lit(context.nfldbVersion)), jsonb_build_object('checksum', \(lit(migration.upChecksum))) FROM m
+            """
+    }
+
+    func timeoutSettings(_ directives: MigrationDirectives, local: Bool) -> String {
+        let lock = directives.lockTimeout ?? settings.lockTimeout
+        let statement = directives.statementTimeout ?? settings.statementTimeout ?? .zero
+        let scope = local ? "SET LOCAL" : "SET"
+        return "\(scope) lock_timeout = '\(DurationParser.postgresSetting(lock))'; \(scope) statement_timeout = '\(DurationParser.postgresSetting(statement))'"
+    }
+
+    /// Retries `body` when PostgreSQL's `lock_timeout` fires (SQLSTATE 55P03), with doubling backoff;
+    /// other errors (and the last lock timeout) go to `onFailure`.
+    func withLockRetries(_ id: String, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void) throws {
+        var attempt = 0
+        var backoff = settings.retryBackoff
+        while true {
+            do {
+                try body()
+                return
+            } catch let error as PostgresError {
+                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries {
+                    attempt += 1
+                    let blockers = try? describeLockHolders()
+                    progress(.retrying(id: id, attempt: attempt, after: backoff, blockers: blockers))
+                    logger.info("lock_timeout fired; retrying", metadata: ["migration": .string(id), "attempt": .stringConvertible(attempt)])
+                    Thread.sleep(forTimeInterval: Double(DurationParser.milliseconds(backoff)) / 1000)
+                    backoff = backoff * 2
+                    continue
+                }
+                var annotated = error
+                if error.sqlState == SQLState.lockNotAvailable, let blockers = try? describeLockHolders() {
+                    annotated.detail = [error.detail, "gave up after \(attempt) retries; sessions holding locks: \(blockers)"].compactMap { $0 }.joined(separator: "; ")
+                    annotated.hint = "Wait for or end the blocking session (pg_terminate_backend(pid)) and run the command again, or raise migrations.lock_timeout."
+                }
+                try onFailure(annotated)
+                return
+            }
+        }
+    }
+
+    /// Other sessions holding locks on user relations: pid, user, application, state, age, relations, query.
+    func describeLockHolders() throws -> String? {
+        let rows = try connection.query("""
+            SELECT l.pid, coalesce(a.usename::text, '') AS usr, coalesce(a.application_name, '') AS app, coalesce(a.state, '') AS state,
+                   coalesce(extract(epoch FROM now() - a.xact_start)::bigint, 0) AS age_s, left(coalesce(a.query, ''), 160) AS query,
+                   string_agg(DISTINCT format('%I.%I %s', n.nspname, c.relname, l.mode), ', ') AS relations
+            FROM pg_locks l
+            JOIN pg_stat_activity a ON a.pid = l.pid
+            JOIN pg_class c ON c.oid = l.relation
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid()
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY age_s DESC LIMIT 3
+            """).rows
+        guard !rows.isEmpty else { return nil }
+        return try rows.map { row in
+            "pid \(try row.decode("pid", as: Int.self)) (\(row["usr"] ?? "")/\(row["app"] ?? ""), \(row["state"] ?? ""), transaction open \(row["age_s"] ?? "?")s) holds \(row["relations"] ?? ""): \(row["query"] ?? "")"
+        }.joined(separator: " | ")
+    }
+
+    func elapsed(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return (Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 * 1).rounded(toPlaces: 1)
+    }
+
+    /// Runs `body` holding the migration lock, after making sure the ledger exists.
+    func locked<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, onWait: { holder in
+                self.progress(.waitingForLock(holder: holder))
+            }) {
+                try MigrationLedger.ensure(connection)
+                return try body()
+            }
+        } catch let timeout as AdvisoryLockTimeout {
+            throw MigrationError(
+                "another migration runner held the lock for longer than \(settings.lockWait)",
+                detail: timeout.holder.map { "held by \($0)" },
+                hint: "Wait for it to finish (`nfldb migrate status`), or raise --lock-wait / migrations.lock_wait.")
+        }
+    }
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        let factor = pow(10, Double(places))
+        return (self * factor).rounded() / factor
+    }
+}

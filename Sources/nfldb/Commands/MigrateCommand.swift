@@ -1,0 +1,390 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBMigrations
+import NFLDBPostgres
+
+/// `nfldb migrate …`: versioned up/down migrations.
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Versioned up/down migrations that are safe in CI and reversible in an incident.",
+        discussion: """
+            Files: migrations/NNNN_snake_name.up.sql and .down.sql. History: nfldb.schema_migrations (with the down SQL as \
+            applied) and nfldb.migration_events. Exit status: 0 ok (also when nothing was pending), 1 failure, 2 usage or \
+            bad migration files; `status --exit-code` exits 3 when migrations are pending and 4 on drift or a dirty version.
+            """,
+        subcommands: [Up.self, Down.self, Status.self, History.self, Redo.self, Baseline.self, Resolve.self, Repair.self,
+                      Verify.self, Lint.self, Create.self])
+}
+
+/// Options shared by the migrate subcommands.
+struct MigrateOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Migrations directory (default: migrations.dir, ./migrations).", valueName: "path"))
+    var dir: String?
+
+    @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("lock_timeout per migration (default 5s).", valueName: "duration"))
+    var lockTimeout: String?
+
+    @Option(name: .customLong("lock-wait"), help: ArgumentHelp("How long to wait for another runner (default 5min).", valueName: "duration"))
+    var lockWait: String?
+
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+}
+
+extension MigrateOptions {
+    func directory(_ context: CommandContext) -> String {
+        dir ?? context.configuration.string(.migrationsDir) ?? "migrations"
+    }
+
+    func load(_ context: CommandContext) throws -> [Migration] {
+        try MigrationDirectory(path: directory(context)).load()
+    }
+
+    func settings(_ context: CommandContext) throws -> MigratorSettings {
+        var settings = MigratorSettings()
+        let config = context.configuration
+        func duration(_ flag: String?, _ name: String, _ key: ConfigKey) throws -> Duration? {
+            if let flag {
+                guard let value = DurationParser.parse(flag) else { throw ValidationError("\(name) '\(flag)' is not a duration (e.g. 5s, 2min)") }
+                return value
+            }
+            return try config.duration(key)
+        }
+        settings.lockTimeout = try duration(lockTimeout, "--lock-timeout", .migrationsLockTimeout) ?? .seconds(5)
+        settings.lockWait = try duration(lockWait, "--lock-wait", .migrationsLockWait) ?? .seconds(300)
+        let statement = try config.duration(.migrationsStatementTimeout)
+        settings.statementTimeout = statement == .zero ? nil : statement
+        settings.lockRetries = try config.integer(.migrationsRetries) ?? 3
+        if let backoff = ProcessInfo.processInfo.environment["NFLDB_MIGRATIONS_RETRY_BACKOFF"].flatMap(DurationParser.parse) {
+            settings.retryBackoff = backoff
+        }
+        return settings
+    }
+
+    func makeMigrator(_ context: CommandContext, settings: MigratorSettings? = nil, migrations: [Migration]? = nil) throws -> Migrator {
+        let files = try migrations ?? load(context)
+        let connection = try context.connect()
+        let migrationContext = MigrationContext(
+            nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID,
+            gitCommit: MigrationContext.gitCommit(for: directory(context)))
+        let text = format == .text
+        return Migrator(
+            connection: connection, migrations: files, settings: try settings ?? self.settings(context), context: migrationContext,
+            logger: context.logger,
+            progress: { event in
+                guard text else { return }
+                switch event {
+                case .waitingForLock(let holder):
+                    context.say("waiting for another migration runner\(holder.map { " (\($0))" } ?? "") to release the lock…")
+                case .starting(let id, let direction, let transactional):
+                    if !context.quiet {
+                        print("\(direction == "up" ? "applying" : "rolling back") \(id)\(transactional ? "" : " (no-transaction)") … ", terminator: "")
+                        fflush(stdout)
+                    }
+                case .finished(_, _, let ms):
+                    context.say(String(format: "ok (%.1f ms)", ms))
+                case .retrying(let id, let attempt, let after, let blockers):
+                    context.say("lock_timeout fired in \(id); retry \(attempt) in \(after)\(blockers.map { ". Blocking: \($0)" } ?? "")")
+                case .warning(let text):
+                    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
+                }
+            })
+    }
+
+    func printResult(_ result: MigrationRunResult, _ context: CommandContext, verb: String) throws {
+        switch format {
+        case .json:
+            context.output(try JSONOutput.encode(result))
+        case .text:
+            if let sql = result.dryRunSQL {
+                result.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+                context.output(sql)
+            } else if result.steps.isEmpty {
+                context.say("nothing to \(verb); database at version \(result.currentVersion.map(String.init) ?? "none")")
+            } else {
+                context.say("\(verb): \(result.steps.count) migration\(result.steps.count == 1 ? "" : "s"); database at version \(result.currentVersion.map(String.init) ?? "none")")
+            }
+        }
+    }
+}
+
+extension MigrateCommand {
+    struct Up: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply pending migrations, each in its own transaction with its history row.",
+            discussion: "Concurrent runners are serialized by an advisory lock; the others wait, then exit 0 with nothing to do.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Option(help: "Apply up to and including this version.") var to: Int64?
+        @Flag(name: .customLong("dry-run"), help: "Print the exact SQL that would run, with transaction boundaries.") var dryRun = false
+        @Flag(name: .customLong("single-transaction"), help: "Apply the whole batch atomically.") var singleTransaction = false
+        @Flag(name: .customLong("allow-out-of-order"), help: "Apply pending versions older than the newest applied one.") var allowOutOfOrder = false
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate up")
+            var settings = try options.settings(context)
+            settings.singleTransaction = singleTransaction
+            settings.allowOutOfOrder = allowOutOfOrder
+            let migrator = try options.makeMigrator(context, settings: settings)
+            let result = try migrator.up(to: to, dryRun: dryRun)
+            try options.printResult(result, context, verb: "applied")
+            finished(context, "migrate up")
+        }
+    }
+
+    struct Down: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Roll back the newest N migrations (or all above --to) with the down SQL stored when they were applied.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Argument(help: "How many migrations to roll back.") var count: Int?
+        @Option(help: "Roll back every migration above this version.") var to: Int64?
+        @Flag(name: .customLong("dry-run"), help: "Print the exact SQL that would run.") var dryRun = false
+
+        func validate() throws {
+            if count == nil && to == nil { throw ValidationError("give a count (`nfldb migrate down 1`) or --to VERSION") }
+            if count != nil && to != nil { throw ValidationError("give either a count or --to, not both") }
+        }
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate down")
+            let migrator = try options.makeMigrator(context)
+            let result = try migrator.down(count: count, to: to, dryRun: dryRun)
+            try options.printResult(result, context, verb: "rolled back")
+            finished(context, "migrate down")
+        }
+    }
+
+    struct Status: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show every version: state, applied_at, drift; with --exit-code, exit 3 if pending and 4 on drift or dirty.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Flag(name: .customLong("exit-code"), help: "Exit 3 when migrations are pending, 4 on drift or a dirty version.") var exitCode = false
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate status")
+            let migrator = try options.makeMigrator(context)
+            let status = try migrator.status()
+            switch options.format {
+            case .json:
+                context.output(try JSONOutput.encode(status))
+            case .text:
+                let formatter = ISO8601DateFormatter()
+                let rows = status.entries.map { entry -> [String] in
+                    var flags: [String] = []
+                    if entry.drift { flags.append("DRIFT (file changed after apply)") }
+                    if entry.outOfOrder { flags.append("out of order") }
+                    if entry.fileMissing { flags.append("file missing") }
+                    if entry.downChanged { flags.append("down file changed") }
+                    if let detail = entry.detail { flags.append(detail) }
+                    return [String(format: "%04lld", entry.version), entry.name, entry.state.rawValue,
+                            entry.appliedAt.map { formatter.string(from: $0) } ?? "-", flags.joined(separator: "; ")]
+                }
+                context.output(TextTable.render(header: ["version", "name", "state", "applied_at", "notes"], rows: rows))
+                context.output("current version: \(status.currentVersion.map(String.init) ?? "none"); pending: \(status.pending.count); drift: \(status.drifted.count); dirty: \(status.dirty.count)")
+                if !status.invalidIndexes.isEmpty {
+                    context.output("INVALID indexes (left by a failed CREATE INDEX CONCURRENTLY?): \(status.invalidIndexes.joined(separator: ", "))")
+                }
+            }
+            if exitCode {
+                if !status.drifted.isEmpty || !status.dirty.isEmpty { throw ExitCode(ExitStatus.drift.code) }
+                if !status.pending.isEmpty { throw ExitCode(ExitStatus.pending.code) }
+            }
+        }
+    }
+
+    struct History: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the append-only log of migration events.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Option(help: "How many events (newest first).") var limit = 50
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate history")
+            let migrator = try options.makeMigrator(context, migrations: [])
+            let events = try migrator.history(limit: limit)
+            switch options.format {
+            case .json: context.output(try JSONOutput.encode(events))
+            case .text:
+                let formatter = ISO8601DateFormatter()
+                context.output(TextTable.render(
+                    header: ["id", "at", "version", "event", "actor", "host", "detail"],
+                    rows: events.map { [String($0.id), formatter.string(from: $0.at), $0.version.map(String.init) ?? "-", $0.event, $0.actor, $0.clientHost ?? "", $0.detail ?? ""] }))
+            }
+        }
+    }
+
+    struct Redo: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Roll back the newest migration and apply it again.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate redo")
+            let result = try options.makeMigrator(context).redo()
+            try options.printResult(result, context, verb: "redone")
+            finished(context, "migrate redo")
+        }
+    }
+
+    struct Baseline: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Adopt an existing database: mark every migration up to VERSION as applied without running it.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Argument(help: "The version the database already has.") var version: Int64
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate baseline")
+            let result = try options.makeMigrator(context).baseline(version: version)
+            try options.printResult(result, context, verb: "baselined")
+        }
+    }
+
+    struct Resolve: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record the operator's decision about a dirty version after a manual fix.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Argument(help: "The dirty version.") var version: Int64
+        @Flag(help: "The migration's remaining work was completed by hand.") var applied = false
+        @Flag(name: .customLong("rolled-back"), help: "The migration's partial work was undone by hand.") var rolledBack = false
+        @Option(help: "Why (recorded in the event log).") var reason: String?
+
+        func validate() throws {
+            guard applied != rolledBack else { throw ValidationError("give exactly one of --applied or --rolled-back") }
+        }
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate resolve")
+            let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason)
+            try options.printResult(result, context, verb: "resolved")
+        }
+    }
+
+    struct Repair: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Deliberately accept changed files of applied migrations (records old and new checksums).")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Argument(help: "Versions to repair (default: every drifted one).") var versions: [Int64] = []
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate repair")
+            let result = try options.makeMigrator(context).repair(versions: versions)
+            try options.printResult(result, context, verb: "repaired")
+        }
+    }
+
+    struct Verify: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "On a scratch database: up, down and up again per migration, comparing pg_dump --schema-only; fails if a down does not undo its up.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Option(name: .customLong("scratch-dsn"), help: "Use this (empty) database instead of creating <db>_nfldb_verify_<pid>.") var scratchDSN: String?
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate verify")
+            let migrations = try options.load(context)
+            let settings = try options.settings(context)
+            let target = try context.connectionOptions()
+            var scratch: ConnectionOptions
+            var created: String?
+            var admin: PostgresConnection?
+            if let scratchDSN {
+                scratch = ConnectionOptions(dsn: scratchDSN, password: target.password, connectTimeout: target.connectTimeout)
+            } else {
+                let connection = try PostgresConnection.connect(target, logger: context.logger)
+                let database = try connection.query("SELECT current_database()").scalar(String.self)
+                let name = String("\(database)_nfldb_verify_\(getpid())".prefix(63))
+                try connection.execute("CREATE DATABASE \(identifier: name) TEMPLATE template0")
+                created = name
+                admin = connection
+                scratch = try target.withDatabase(name)
+            }
+            defer {
+                if let created, let admin {
+                    _ = try? admin.execute("DROP DATABASE IF EXISTS \(identifier: created) WITH (FORCE)")
+                    admin.close()
+                }
+            }
+            let verifier = MigrationVerifier(
+                migrations: migrations, scratch: scratch, scratchName: created ?? "(given by --scratch-dsn)", settings: settings,
+                context: MigrationContext(nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID), logger: context.logger,
+                progress: { line in if options.format == .text { context.say(line) } })
+            let report = try verifier.run()
+            switch options.format {
+            case .json: context.output(try JSONOutput.encode(report))
+            case .text:
+                for problem in report.problems {
+                    context.output("FAIL \(Migration.id(version: problem.version, name: problem.name)): down does not undo up; schema difference:\n\(problem.difference)")
+                }
+                if !report.roundTripIdentical {
+                    context.output("FAIL full round trip (up all, down all, up all) changed the schema:\n\(report.roundTripDifference ?? "")")
+                }
+                context.output(report.passed ? "verify passed: \(report.migrationsChecked) migrations, every down undoes its up, round trip identical" : "verify FAILED")
+            }
+            if !report.passed { throw ExitCode(ExitStatus.failure.code) }
+        }
+    }
+
+    struct Lint: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Flag dangerous operations in pending migrations (file:line, rule, how to do it safely).",
+            discussion: "Connects to find pending files; --all lints every file without a database. Exit 1 on errors, or on warnings with --strict.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Flag(help: "Lint every file, not only pending ones (no database needed).") var all = false
+        @Flag(help: "Warnings fail too.") var strict = false
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate lint")
+            var migrations = try options.load(context)
+            if !all {
+                let status = try options.makeMigrator(context, migrations: migrations).status()
+                let pending = Set(status.pending.map(\.version))
+                migrations = migrations.filter { pending.contains($0.version) }
+            }
+            let findings = try migrations.flatMap { try MigrationLinter.lint($0) }
+            switch options.format {
+            case .json: context.output(try JSONOutput.encode(findings))
+            case .text:
+                for f in findings {
+                    context.output("\(f.file):\(f.line): \(f.severity.rawValue) [\(f.rule)] \(f.message)\n    fix: \(f.fix)")
+                }
+                context.output("\(migrations.count) file(s) linted: \(findings.filter { $0.severity == .error }.count) error(s), \(findings.filter { $0.severity == .warning }.count) warning(s)")
+            }
+            if findings.contains(where: { $0.severity == .error }) || (strict && !findings.isEmpty) { throw ExitCode(ExitStatus.failure.code) }
+        }
+    }
+
+    struct Create: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the next NNNN_name.up.sql / .down.sql pair.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: MigrateOptions
+        @Argument(help: "snake_case name, e.g. add_weather_index.") var name: String
+
+        func run() throws {
+            let context = try global.makeContext(command: "migrate create")
+            let (up, down) = try MigrationDirectory(path: options.directory(context)).create(name: name)
+            context.output("created \(up)\ncreated \(down)")
+        }
+    }
+}
+
+/// A plain left-aligned text table.
+enum TextTable {
+    static func render(header: [String], rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], min(cell.count, 60)) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in i == cells.count - 1 ? cell : cell.padding(toLength: max(widths[i], cell.count), withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
