@@ -58,27 +58,39 @@ public struct MigrationVerifier {
         }
         let migrator = Migrator(connection: connection, migrations: migrations, settings: settings, context: context, logger: logger)
         for migration in migrations.sorted(by: { $0.version < $1.version }) {
-            let before = try dumpSchema()
-            _ = try migrator.up(to: migration.version)
-            _ = try migrator.down(count: 1)
-            let after = try dumpSchema()
-            if before != after {
-                report.problems.append(.init(version: migration.version, name: migration.name, difference: lineDiff(old: before, new: after)))
-                progress("\(migration.id): down does NOT undo up")
-            } else {
+            do {
+                let before = try dumpSchema()
+                _ = try migrator.up(to: migration.version)
+                _ = try migrator.down(count: 1)
+                let after = try dumpSchema()
+                if before != after {
+                    report.problems.append(.init(version: migration.version, name: migration.name, difference: lineDiff(old: before, new: after)))
+                    progress("\(migration.id): down does NOT undo up")
+                    // The scratch schema has diverged; later checks would only repeat this finding.
+                    return report
+                }
                 progress("\(migration.id): up + down restores the schema")
+                _ = try migrator.up(to: migration.version)
+                report.migrationsChecked += 1
+            } catch {
+                report.problems.append(.init(version: migration.version, name: migration.name, difference: "failed: \(error)"))
+                progress("\(migration.id): failed during verify")
+                return report
             }
-            _ = try migrator.up(to: migration.version)
-            report.migrationsChecked += 1
         }
-        let first = try dumpSchema()
-        let applied = try MigrationLedger.rows(connection).filter { !$0.isBaseline }.count
-        if applied > 0 { _ = try migrator.down(count: applied) }
-        _ = try migrator.up()
-        let second = try dumpSchema()
-        if first != second {
+        do {
+            let first = try dumpSchema()
+            let applied = try MigrationLedger.rows(connection).filter { !$0.isBaseline }.count
+            if applied > 0 { _ = try migrator.down(count: applied) }
+            _ = try migrator.up()
+            let second = try dumpSchema()
+            if first != second {
+                report.roundTripIdentical = false
+                report.roundTripDifference = lineDiff(old: first, new: second)
+            }
+        } catch {
             report.roundTripIdentical = false
-            report.roundTripDifference = lineDiff(old: first, new: second)
+            report.roundTripDifference = "failed: \(error)"
         }
         return report
     }

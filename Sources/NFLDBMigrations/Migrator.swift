@@ -369,13 +369,31 @@ public final class Migrator {
         return (Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 * 1).rounded(toPlaces: 1)
     }
 
+    /// Unqualified names in migrations must not land in nfldb's own schema. That happens when the
+    /// migrating role is itself named `nfldb` and search_path has the default `"$user", public`.
+    func refuseBookkeepingSearchPath() throws {
+        let schema = try connection.query("SELECT coalesce(current_schema(), '') AS s").scalar(String.self)
+        if schema == MigrationLedger.schema {
+            throw MigrationError(
+                "unqualified objects would be created in nfldb's bookkeeping schema \"nfldb\" (search_path starts with \"$user\" and the role is named nfldb)",
+                hint: "Give the role a search_path without it (ALTER ROLE nfldb SET search_path = public), or migrate as another role.",
+                exitStatus: .usage)
+        }
+    }
+
     /// Runs `body` holding the migration lock, after making sure the ledger exists.
     func locked<T>(_ body: () throws -> T) throws -> T {
+        // If this runner is killed mid-statement, the server notices within a second and rolls the
+        // migration back (releasing the session's advisory lock) instead of finishing it unattended.
+        if connection.serverVersionNumber >= 140000 {
+            try connection.simpleQuery("SET client_connection_check_interval = '1s'")
+        }
         do {
             return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, onWait: { holder in
                 self.progress(.waitingForLock(holder: holder))
             }) {
                 try MigrationLedger.ensure(connection)
+                try refuseBookkeepingSearchPath()
                 return try body()
             }
         } catch let timeout as AdvisoryLockTimeout {

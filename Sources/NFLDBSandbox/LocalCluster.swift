@@ -19,7 +19,7 @@ public struct LocalCluster: Sendable {
     public var socketDirectory: String { (root as NSString).appendingPathComponent("run") }
     public var logFile: String { (root as NSString).appendingPathComponent("server.log") }
 
-    public init(root: String, port: Int, binaries: PostgresBinaries, osUser: String?, superuser: String = "nfldb") {
+    public init(root: String, port: Int, binaries: PostgresBinaries, osUser: String?, superuser: String = "postgres") {
         self.root = root
         self.port = port
         self.binaries = binaries

@@ -118,7 +118,7 @@ public struct Sandbox: Sendable {
         try cluster.initialize(password: password, settings: settings, logger: logger)
 
         let pgpass = (stateDirectory as NSString).appendingPathComponent("pgpass")
-        try writePgpass(pgpass, port: port, password: password)
+        try writePgpass(pgpass, port: port, password: password, user: cluster.superuser)
         var state = SandboxState(
             port: port, superuser: cluster.superuser, database: Self.database, clusterRoot: clusterRoot,
             binDirectory: binaries.directory, osUser: user, pgpassFile: pgpass, pgbackrestConfig: nil,
@@ -182,15 +182,15 @@ public struct Sandbox: Sendable {
         return String(password)
     }
 
-    func writePgpass(_ path: String, port: Int, password: String) throws {
-        let line = "127.0.0.1:\(port):*:nfldb:\(password)\nlocalhost:\(port):*:nfldb:\(password)\n"
+    func writePgpass(_ path: String, port: Int, password: String, user: String = "postgres") throws {
+        let line = "127.0.0.1:\(port):*:\(user):\(password)\nlocalhost:\(port):*:\(user):\(password)\n"
         FileManager.default.createFile(atPath: path, contents: Data(line.utf8), attributes: [.posixPermissions: 0o600])
     }
 
     func rewritePort(cluster: LocalCluster, port: Int, pgpass: String, password: String) throws {
         let conf = (cluster.dataDirectory as NSString).appendingPathComponent("postgresql.conf")
         try "port = \(port)\n".appendLine(to: conf)
-        try writePgpass(pgpass, port: port, password: password)
+        try writePgpass(pgpass, port: port, password: password, user: cluster.superuser)
     }
 }
 

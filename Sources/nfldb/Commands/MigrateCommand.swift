@@ -82,7 +82,7 @@ extension MigrateOptions {
                 case .starting(let id, let direction, let transactional):
                     if !context.quiet {
                         print("\(direction == "up" ? "applying" : "rolling back") \(id)\(transactional ? "" : " (no-transaction)") … ", terminator: "")
-                        fflush(stdout)
+                        fflush(nil)
                     }
                 case .finished(_, _, let ms):
                     context.say(String(format: "ok (%.1f ms)", ms))
