@@ -38,6 +38,10 @@ let package = Package(
         .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // Health probes: `nfldb health`.
+        .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // Alert delivery and state between cron runs: `nfldb health --alert`.
+        .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
@@ -46,7 +50,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBHealth", "NFLDBAlerting", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -63,6 +67,16 @@ let package = Package(
         .testTarget(
             name: "NFLDBMigrationsTests",
             dependencies: ["NFLDBMigrations", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBHealthTests",
+            dependencies: ["NFLDBHealth", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore", "NFLDBSandbox"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBAlertingTests",
+            dependencies: ["NFLDBAlerting", "NFLDBHealth", "NFLDBTestSupport", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
