@@ -1,0 +1,3 @@
+-- Undoes 0003: drops nfl.weather.
+
+DROP TABLE nfl.weather;
