@@ -89,7 +89,8 @@ public struct NFLDBLogHandler: LogHandler {
     private static func jsonValue(_ value: Logger.Metadata.Value) -> Any {
         switch value {
         case .string(let text):
-            if let number = Int64(text), String(number) == text { return number }
+            // A string stays a string (a digits-only correlation id must not turn into a number);
+            // numbers are logged as .stringConvertible.
             return text
         case .stringConvertible(let convertible):
             if let number = convertible as? Int { return number }

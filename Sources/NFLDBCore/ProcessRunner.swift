@@ -80,7 +80,12 @@ public struct ProcessRunner: Sendable {
         sigemptyset(&defaultSignals)
         sigaddset(&defaultSignals, SIGPIPE)
         posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+        // The child would otherwise inherit the calling thread's signal mask; Dispatch worker
+        // threads block nearly every signal, which made SIGTERM on timeout a no-op.
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         let cArgs = argv.map { strdup($0) } + [nil]

@@ -41,14 +41,15 @@ public final class SecretRedactor: Sendable {
     }
 
     /// Pattern-based scrubbing that needs no registration: `scheme://user:PASSWORD@host` and
-    /// `password=VALUE` / `password='VALUE'` in conninfo strings.
+    /// `password=VALUE` / `password='VALUE'` in conninfo strings. A `"` ends the match, so a JSON
+    /// log line or `--format json` output stays valid JSON after scrubbing.
     public static func redactPatterns(_ text: String) -> String {
         var result = text
         if result.contains("://") {
-            result = replace(in: result, pattern: #"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)([^@\s]*)(@)"#, template: "$1\(mask)$3")
+            result = replace(in: result, pattern: #"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"]*:)([^@\s/"]*)(@)"#, template: "$1\(mask)$3")
         }
         if result.range(of: "password", options: .caseInsensitive) != nil {
-            result = replace(in: result, pattern: #"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)"#, template: "$1\(mask)")
+            result = replace(in: result, pattern: #"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&"]+)"#, template: "$1\(mask)")
         }
         return result
     }

@@ -54,6 +54,7 @@ extension PostgresConnection {
                    left(coalesce(a.query, ''), 120) AS query
             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND l.classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid
               AND l.objid = (\(key.value)::bigint & 4294967295)::oid AND l.objsubid = 1
             LIMIT 1

@@ -1,0 +1,116 @@
+import Foundation
+import NFLDBCore
+import NFLDBTestSupport
+import Testing
+
+@Suite("nfldb sandbox end to end")
+struct SandboxCLITests {
+    /// Parses `export KEY='value'` / `export KEY=value` lines, as `eval` would.
+    static func parseExports(_ text: String) throws -> [String: String] {
+        var env: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            #expect(line.hasPrefix("export "), "\(line)")
+            let assignment = line.dropFirst("export ".count)
+            let parts = assignment.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = try #require(parts.first)
+            var value = parts.count > 1 ? parts[1] : ""
+            if value.hasPrefix("'"), value.hasSuffix("'"), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            env[key] = value
+        }
+        return env
+    }
+
+    /// Process ids whose command line mentions `text` (a cluster's data directory).
+    static func processes(mentioning text: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { $0.allSatisfy(\.isNumber) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\0", with: " ").contains(text)
+        }
+    }
+
+    @Test("up, status, env, ping with the printed env, down; status then fails and nothing is left")
+    func lifecycle() throws {
+        try withScratchDirectory("nfldb-sandbox") { dir in
+            let state = (dir as NSString).appendingPathComponent("state")
+            defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
+
+            let up = try nfldb("sandbox", "up", "--dir", state)
+            #expect(up.status == 0, "\(up.standardError)")
+            #expect(up.standardOutput.contains("sandbox running: postgresql://postgres@127.0.0.1:"))
+
+            let pgpass = (state as NSString).appendingPathComponent("pgpass")
+            let pgpassLine = try String(contentsOfFile: pgpass, encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
+            let password = try #require(pgpassLine.split(separator: ":").last.map(String.init))
+            #expect(password.count >= 16)
+            let attributes = try FileManager.default.attributesOfItem(atPath: pgpass)
+            #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+            #expect(!up.allOutput.contains(password))
+
+            let again = try nfldb("sandbox", "up", "--dir", state)
+            #expect(again.status == 0, "up is idempotent: \(again.standardError)")
+
+            let status = try nfldb("sandbox", "status", "--dir", state)
+            #expect(status.status == 0, "\(status.standardError)")
+            #expect(status.standardOutput.hasPrefix("running: postgresql://postgres@127.0.0.1:"))
+
+            let statusJSON = try nfldb("sandbox", "status", "--dir", state, "--format", "json")
+            #expect(statusJSON.status == 0)
+            let report = try jsonObject(statusJSON.standardOutput)
+            #expect(report["running"] as? Bool == true)
+            let stateInfo = try #require(report["state"] as? [String: Any])
+            let clusterRoot = try #require(stateInfo["cluster_root"] as? String)
+            #expect(!statusJSON.allOutput.contains(password))
+
+            let envResult = try nfldb("sandbox", "env", "--dir", state)
+            #expect(envResult.status == 0, "\(envResult.standardError)")
+            #expect(!envResult.allOutput.contains(password), "the password stays in PGPASSFILE")
+            let exported = try Self.parseExports(envResult.standardOutput)
+            #expect(exported["PGHOST"] == "127.0.0.1")
+            #expect(exported["PGDATABASE"] == "nfl")
+            #expect(exported["PGPASSFILE"] == pgpass)
+            #expect(exported["NFLDB_DSN"]?.hasPrefix("postgresql://postgres@127.0.0.1:") == true)
+
+            let ping = try nfldb("ping", "--format", "json", "--count", "1", env: exported)
+            #expect(ping.status == 0, "\(ping.standardError)")
+            let pingReport = try jsonObject(ping.standardOutput)
+            #expect(pingReport["database"] as? String == "nfl")
+            #expect(try #require(pingReport["server_version_number"] as? Int) >= 150000)
+
+            // With only the PG* lines (no NFLDB_DSN), libpq finds the same server and the pgpass file.
+            var libpqOnly = exported
+            libpqOnly["NFLDB_DSN"] = nil
+            let libpqPing = try nfldb("ping", "--count", "1", env: libpqOnly)
+            #expect(libpqPing.status == 0, "\(libpqPing.standardError)")
+
+            let down = try nfldb("sandbox", "down", "--dir", state)
+            #expect(down.status == 0, "\(down.standardError)")
+            let after = try nfldb("sandbox", "status", "--dir", state)
+            #expect(after.status == 1)
+            #expect(after.standardError.contains("no sandbox in \(state)"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "nothing left under the temp dir")
+            #expect(!FileManager.default.fileExists(atPath: clusterRoot))
+            #expect(Self.processes(mentioning: clusterRoot).isEmpty, "no postgres left running for the sandbox")
+
+            let pingAfter = try nfldb("ping", "--count", "1", env: exported)
+            #expect(pingAfter.status == 1)
+        }
+    }
+
+    @Test("status and env without a sandbox exit 1 with a hint; down without one succeeds")
+    func noSandbox() throws {
+        try withScratchDirectory("nfldb-sandbox") { dir in
+            let state = (dir as NSString).appendingPathComponent("none")
+            let status = try nfldb("sandbox", "status", "--dir", state)
+            #expect(status.status == 1)
+            #expect(status.standardError.contains("no sandbox in \(state)"))
+            #expect(status.standardError.contains("HINT: Run `nfldb sandbox up`."))
+            let env = try nfldb("sandbox", "env", "--dir", state)
+            #expect(env.status == 1)
+            #expect(env.standardOutput.isEmpty)
+            let down = try nfldb("sandbox", "down", "--dir", state)
+            #expect(down.status == 0, "\(down.standardError)")
+            #expect(!FileManager.default.fileExists(atPath: state))
+        }
+    }
+}

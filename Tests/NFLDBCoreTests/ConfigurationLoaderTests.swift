@@ -1,0 +1,338 @@
+import Foundation
+import NFLDBCore
+import Testing
+
+@Suite("ConfigurationLoader: precedence, file errors, secrets")
+struct ConfigurationLoaderTests {
+    static let sampleFile = """
+        dsn: host=filehost dbname=fromfile
+        connect_timeout: 30s
+        migrations:
+          dir: file-migrations
+          lock_wait: 2min
+        log:
+          level: debug
+        """
+
+    @Test("flag beats env beats file beats default, and each value names its source")
+    func precedence() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile(Self.sampleFile, named: "nfldb.yaml", in: dir)
+            let loader = ConfigurationLoader(
+                environment: [
+                    "NFLDB_DSN": "host=envhost dbname=fromenv",
+                    "NFLDB_CONNECT_TIMEOUT": "15s",
+                    "NFLDB_MIGRATIONS_LOCK_WAIT": "90s",
+                ],
+                flags: [
+                    "dsn": (value: "host=flaghost dbname=fromflag", flag: "--dsn"),
+                    "migrations.lock_wait": (value: "1s", flag: "--lock-wait"),
+                ],
+                workingDirectory: dir)
+            let config = try loader.load()
+
+            #expect(config.file == path)
+            // flag > env > file
+            #expect(config.string(.dsn) == "host=flaghost dbname=fromflag")
+            #expect(config.entry(.dsn)?.source == .flag("--dsn"))
+            #expect(try config.duration(.migrationsLockWait) == .seconds(1))
+            #expect(config.entry(.migrationsLockWait)?.source == .flag("--lock-wait"))
+            // env > file
+            #expect(try config.duration(.connectTimeout) == .seconds(15))
+            #expect(config.entry(.connectTimeout)?.source == .environment("NFLDB_CONNECT_TIMEOUT"))
+            // file > default, with the line of the key
+            #expect(config.string(.migrationsDir) == "file-migrations")
+            #expect(config.entry(.migrationsDir)?.source == .file(path: path, line: 4))
+            #expect(config.string(.logLevel) == "debug")
+            #expect(config.entry(.logLevel)?.source == .file(path: path, line: 7))
+            #expect(config.entry(.logLevel)?.source.description == "\(path):7")
+            // default
+            #expect(config.string(.backupStanza) == "nfldb")
+            #expect(config.entry(.backupStanza)?.source == .defaultValue)
+            #expect(config.entry(.backupStanza)?.source.description == "default")
+            #expect(config.string(.logFormat) == "text")
+            // unset, no default
+            #expect(config.entry(.backupConfig) == nil)
+        }
+    }
+
+    @Test("the file's value wins over the default when nothing else is set")
+    func fileOverDefault() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile(Self.sampleFile, named: "nfldb.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            #expect(config.string(.dsn) == "host=filehost dbname=fromfile")
+            #expect(config.entry(.dsn)?.source == .file(path: path, line: 1))
+            #expect(try config.duration(.connectTimeout) == .seconds(30))
+            #expect(config.entry(.connectTimeout)?.source == .file(path: path, line: 2))
+            #expect(try config.duration(.migrationsLockWait) == .seconds(120))
+        }
+    }
+
+    @Test("without a file only defaults apply, and ./nfldb.yaml is optional")
+    func defaultsOnly() throws {
+        try withTemporaryDirectory { dir in
+            let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            #expect(config.file == nil)
+            #expect(config.string(.dsn) == nil)
+            #expect(try config.duration(.connectTimeout) == .seconds(10))
+            #expect(config.entry(.connectTimeout)?.source == .defaultValue)
+            #expect(try config.integer(.migrationsRetries) == 3)
+            #expect(config.string(.postgresOSUser) == "postgres")
+        }
+    }
+
+    @Test("NFLDB_DSN wins over DATABASE_URL; DATABASE_URL is used alone")
+    func databaseURL() throws {
+        try withTemporaryDirectory { dir in
+            let both = try ConfigurationLoader(
+                environment: ["NFLDB_DSN": "host=a", "DATABASE_URL": "postgresql://b/db"], workingDirectory: dir
+            ).load()
+            #expect(both.string(.dsn) == "host=a")
+            #expect(both.entry(.dsn)?.source == .environment("NFLDB_DSN"))
+
+            let only = try ConfigurationLoader(environment: ["DATABASE_URL": "postgresql://b/db"], workingDirectory: dir).load()
+            #expect(only.string(.dsn) == "postgresql://b/db")
+            #expect(only.entry(.dsn)?.source == .environment("DATABASE_URL"))
+            #expect(only.entry(.dsn)?.source.description == "env DATABASE_URL")
+
+            let empty = try ConfigurationLoader(environment: ["NFLDB_DSN": "", "DATABASE_URL": "host=c"], workingDirectory: dir).load()
+            #expect(empty.string(.dsn) == "host=c", "an empty NFLDB_DSN counts as unset")
+        }
+    }
+
+    @Test("--config names a file explicitly, and a missing one is an error")
+    func explicitPath() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("backup:\n  stanza: other\n", named: "custom.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: [:], explicitPath: path, workingDirectory: "/").load()
+            #expect(config.string(.backupStanza) == "other")
+            #expect(config.entry(.backupStanza)?.source == .file(path: path, line: 2))
+
+            let relative = try ConfigurationLoader(environment: [:], explicitPath: "custom.yaml", workingDirectory: dir).load()
+            #expect(relative.file == path)
+
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], explicitPath: "\(dir)/missing.yaml", workingDirectory: dir).load()
+            }
+            #expect(error?.description.contains("missing.yaml does not exist") == true)
+            #expect(error?.exitStatus == .usage)
+        }
+    }
+
+    @Test("an unknown key is rejected with file:line and the known keys as a hint")
+    func unknownKey() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("dsn: host=h\n\nmigrations:\n  dirr: x\n", named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            let text = try #require(error).description
+            #expect(text.hasPrefix("\(path):4: unknown key 'migrations.dirr'"))
+            #expect(text.contains("HINT: Known keys here:"))
+            #expect(text.contains("migrations.dir"))
+            #expect(error?.exitStatus == .usage)
+
+            try writeFile("connect_timeout: 5s\ncolour: blue\n", named: "nfldb.yaml", in: dir)
+            let topLevel = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(topLevel?.description.hasPrefix("\(path):2: unknown key 'colour'") == true)
+        }
+    }
+
+    @Test("pattern keys (health.checks.*.warning) are accepted and typed")
+    func patternKeys() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("health:\n  checks:\n    connections:\n      warning: 80\n      enabled: yes\n", named: "nfldb.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            #expect(config.number("health.checks.connections.warning") == 80)
+
+            try writeFile("health:\n  checks:\n    connections:\n      warning: lots\n", named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(error?.description.contains("'lots' is not a number") == true)
+        }
+    }
+
+    @Test("a dsn with a password in the file is rejected without echoing the password", arguments: [
+        "dsn: postgresql://etl:file-pw-4471@db.example/nfl",
+        "dsn: host=db.example password=file-pw-4471 dbname=nfl",
+        "dsn: \"host=db.example PASSWORD = 'file-pw-4471'\"",
+    ])
+    func dsnWithPassword(line: String) throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("connect_timeout: 5s\n" + line + "\n", named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            let text = try #require(error).description
+            #expect(text.hasPrefix("\(path):2: dsn in the config file contains a password"))
+            #expect(text.contains("password_file"))
+            #expect(!text.contains("file-pw-4471"))
+        }
+    }
+
+    @Test("a dsn without a password in the file is fine")
+    func dsnWithoutPassword() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("dsn: postgresql://etl@db.example/nfl\npassword_env: NFL_PW\n", named: "nfldb.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: ["NFL_PW": "env-pw-9912"], workingDirectory: dir).load()
+            #expect(config.string(.dsn) == "postgresql://etl@db.example/nfl")
+            #expect(try config.password() == "env-pw-9912")
+        }
+    }
+
+    @Test("a password key anywhere in the file is rejected")
+    func passwordKey() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("password: hunter-77\n", named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(error?.description.hasPrefix("\(path):1: 'password' would put a secret in the config file") == true)
+        }
+    }
+
+    @Test("an inline alert url is rejected, url_env and url_file are accepted", arguments: [
+        "alerts:\n  - type: slack\n    url: https://hooks.slack.com/services/T0/B0/inline-secret\n",
+        "alerts:\n  - {type: slack, url: \"https://hooks.slack.com/services/T0/B0/inline-secret\"}\n",
+    ])
+    func inlineAlertURL(yaml: String) throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile(yaml, named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            let text = try #require(error).description
+            #expect(text.contains("\(path):"))
+            #expect(text.contains("alerts[0].url would put a secret in the config file"))
+            #expect(text.contains("url_env"))
+            #expect(!text.contains("inline-secret"))
+        }
+    }
+
+    @Test("alerts referencing env and file secrets load and resolve")
+    func alertReferences() throws {
+        try withTemporaryDirectory { dir in
+            let secretFile = try writeFile("https://hooks.example/file-secret\n", named: "hook", in: dir)
+            let path = try writeFile("""
+                alerts:
+                  - name: oncall
+                    type: slack
+                    url_env: SLACK_HOOK
+                  - type: pagerduty
+                    routing_key_file: \(secretFile)
+                """, named: "nfldb.yaml", in: dir)
+            let env = ["SLACK_HOOK": "https://hooks.slack.com/services/env-secret"]
+            let config = try ConfigurationLoader(environment: env, workingDirectory: dir).load()
+            #expect(config.alerts.count == 2)
+            let slack = try #require(config.alerts.first)
+            #expect(slack.name == "oncall")
+            #expect(slack.kind == .slack)
+            #expect(slack.secretEnv == "SLACK_HOOK")
+            #expect(slack.source == .file(path: path, line: 2))
+            #expect(try slack.resolveSecret(environment: env) == "https://hooks.slack.com/services/env-secret")
+            #expect(throws: ConfigurationError.self) { try slack.resolveSecret(environment: [:]) }
+
+            let pager = config.alerts[1]
+            #expect(pager.kind == .pagerduty)
+            #expect(pager.name == "pagerduty-1")
+            #expect(try pager.resolveSecret(environment: [:]) == "https://hooks.example/file-secret")
+        }
+    }
+
+    @Test("an alert needs exactly one secret reference and a known type")
+    func alertShape() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("alerts:\n  - type: slack\n", named: "nfldb.yaml", in: dir)
+            let none = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(none?.description.contains("needs exactly one of url_env/url_file") == true)
+
+            try writeFile("alerts:\n  - type: carrier-pigeon\n    url_env: X\n", named: "nfldb.yaml", in: dir)
+            let type = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(type?.description.contains("needs type: slack, pagerduty or webhook") == true)
+        }
+    }
+
+    @Test("a bad duration is rejected from the file (file:line) and from the environment (variable name)")
+    func badDuration() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("migrations:\n  lock_timeout: soon\n", named: "nfldb.yaml", in: dir)
+            let fromFile = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            let text = try #require(fromFile).description
+            #expect(text.hasPrefix("\(path):2: migrations.lock_timeout: 'soon' is not a duration"))
+            #expect(text.contains("HINT: Use a value such as 500ms, 5s, 10min or 2h."))
+
+            try FileManager.default.removeItem(atPath: path)
+            let fromEnv = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: ["NFLDB_CONNECT_TIMEOUT": "10 parsecs"], workingDirectory: dir).load()
+            }
+            #expect(fromEnv?.description.hasPrefix("env NFLDB_CONNECT_TIMEOUT: connect_timeout: '10 parsecs' is not a duration") == true)
+
+            let fromFlag = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(
+                    environment: [:], flags: ["log.format": (value: "xml", flag: "--log-format")], workingDirectory: dir
+                ).load()
+            }
+            #expect(fromFlag?.description.contains("flag --log-format: log.format: 'xml' is not one of text, json") == true)
+        }
+    }
+
+    @Test("invalid YAML names the position")
+    func invalidYAML() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("dsn: host=h\nmigrations: [unclosed\n", named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(error?.description.contains("invalid YAML: line") == true)
+        }
+    }
+
+    @Test("list keys take a YAML list or a comma-separated env value")
+    func listKeys() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("audit:\n  tables:\n    - games\n    - plays\n", named: "nfldb.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            #expect(config.list(.auditTables) == ["games", "plays"])
+            let env = try ConfigurationLoader(environment: ["NFLDB_AUDIT_TABLES": "games, teams"], workingDirectory: dir).load()
+            #expect(env.list(.auditTables) == ["games", "teams"])
+        }
+    }
+
+    @Test("password_env and password_file resolve and are checked")
+    func passwordSources() throws {
+        try withTemporaryDirectory { dir in
+            let file = try writeFile("from-file-pw-31\nsecond line ignored\n", named: "pw", in: dir)
+            let fromFile = try ConfigurationLoader(
+                environment: [:], flags: ["password_file": (value: file, flag: "--password-file")], workingDirectory: dir
+            ).load()
+            #expect(try fromFile.password() == "from-file-pw-31")
+
+            let missingEnv = try ConfigurationLoader(environment: ["NFLDB_PASSWORD_ENV": "NOT_SET_ANYWHERE"], workingDirectory: dir).load()
+            let error = #expect(throws: ConfigurationError.self) { try missingEnv.password() }
+            #expect(error?.description.contains("NOT_SET_ANYWHERE") == true)
+
+            let none = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            #expect(try none.password() == nil)
+        }
+    }
+
+    @Test("ConfigKey derives environment variable names and matches patterns")
+    func configKeys() {
+        #expect(ConfigKey.migrationsLockTimeout.environmentVariable == "NFLDB_MIGRATIONS_LOCK_TIMEOUT")
+        #expect(ConfigKey.dsn.extraEnvironment == ["DATABASE_URL"])
+        #expect(ConfigKey.healthWarning.environmentVariable == nil)
+        #expect(ConfigKey.healthWarning.matches("health.checks.replication_lag.warning"))
+        #expect(!ConfigKey.healthWarning.matches("health.checks.warning"))
+        #expect(Set(ConfigKey.all.map(\.name)).count == ConfigKey.all.count, "key names are unique")
+    }
+}

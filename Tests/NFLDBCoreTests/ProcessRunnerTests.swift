@@ -1,0 +1,101 @@
+import Foundation
+import NFLDBCore
+import Testing
+
+@Suite("ProcessRunner")
+struct ProcessRunnerTests {
+    @Test("a non-zero exit is returned as a result, with stdout and stderr captured")
+    func nonZeroExit() throws {
+        let result = try ProcessRunner().run("/bin/sh", ["-c", "echo out; echo err1 >&2; echo err2 >&2; exit 3"])
+        #expect(result.status == 3)
+        #expect(!result.succeeded)
+        #expect(result.standardOutput == "out\n")
+        #expect(result.standardError == "err1\nerr2\n")
+        #expect(result.stderrTail(1) == "err2")
+        #expect(result.stderrTail() == "err1\nerr2")
+        #expect(result.command == ["/bin/sh", "-c", "echo out; echo err1 >&2; echo err2 >&2; exit 3"])
+    }
+
+    @Test("success, PATH lookup, environment and working directory")
+    func success() throws {
+        try withTemporaryDirectory { dir in
+            let result = try ProcessRunner().run(
+                "sh", ["-c", "printf '%s|%s' \"$NFLDB_PROBE\" \"$(pwd)\""], environment: ["NFLDB_PROBE": "probe value", "PATH": "/usr/bin:/bin"],
+                workingDirectory: dir)
+            #expect(result.succeeded)
+            let resolvedDir = (dir as NSString).resolvingSymlinksInPath
+            #expect(result.standardOutput == "probe value|\(resolvedDir)" || result.standardOutput == "probe value|\(dir)")
+        }
+    }
+
+    @Test("a death by signal is reported as 128 + signal")
+    func signalled() throws {
+        let result = try ProcessRunner().run("/bin/sh", ["-c", "kill -9 $$"])
+        #expect(result.status == 128 + 9)
+    }
+
+    @Test("a program that outlives its timeout is stopped and the run throws")
+    func timeout() throws {
+        let start = ContinuousClock.now
+        let error = #expect(throws: ProcessError.self) {
+            try ProcessRunner().run("/bin/sleep", ["30"], timeout: .milliseconds(300))
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(5), "the child got SIGTERM right after the timeout")
+        #expect(error?.description.contains("sleep did not finish within") == true)
+    }
+
+    @Test("a missing program throws instead of returning a status")
+    func missingProgram() {
+        let onPath = #expect(throws: ProcessError.self) {
+            try ProcessRunner().run("nfldb-no-such-program-xyz", [])
+        }
+        #expect(onPath?.description.contains("nfldb-no-such-program-xyz was not found on PATH") == true)
+        let absolute = #expect(throws: ProcessError.self) {
+            try ProcessRunner().run("/nonexistent/bin/tool", [])
+        }
+        #expect(absolute?.description.contains("/nonexistent/bin/tool is not an executable file") == true)
+    }
+
+    @Test("runAsUser wraps the command in runuser only when running as root")
+    func runAsUserWrapping() throws {
+        let wrapped = ProcessRunner(runAsUser: "postgres").commandLine("/usr/bin/id", ["-un"])
+        if ProcessRunner.isRoot {
+            #expect(wrapped == ["/usr/sbin/runuser", "-u", "postgres", "--", "/usr/bin/id", "-un"])
+        } else {
+            #expect(wrapped == ["/usr/bin/id", "-un"])
+        }
+        #expect(ProcessRunner(runAsUser: nil).commandLine("/usr/bin/id", ["-un"]) == ["/usr/bin/id", "-un"])
+        #expect(ProcessRunner(runAsUser: "root").commandLine("/usr/bin/id", ["-un"]) == ["/usr/bin/id", "-un"])
+        #expect(ProcessRunner.isRoot == (geteuid() == 0))
+    }
+
+    @Test("as root, runAsUser really runs the program as that user", .enabled(if: geteuid() == 0 && getpwnam("postgres") != nil))
+    func runAsUserForReal() throws {
+        let result = try ProcessRunner(runAsUser: "postgres").run("/usr/bin/id", ["-un"])
+        #expect(result.succeeded)
+        #expect(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "postgres")
+    }
+}
+
+@Suite("ProcessRunner signal hygiene")
+struct ProcessRunnerSignalTests {
+    @Test("children start with no blocked signals even when the spawning thread blocks some")
+    func cleanSignalMask() throws {
+        // Dispatch worker threads (where async code and tests run) block most signals.
+        var block = sigset_t()
+        sigemptyset(&block)
+        sigaddset(&block, SIGTERM)
+        sigaddset(&block, SIGINT)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &block, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+
+        let result = try ProcessRunner().run("/bin/sh", ["-c", "grep '^SigBlk' /proc/self/status"])
+        #expect(result.standardOutput == "SigBlk:\t0000000000000000\n")
+
+        let start = ContinuousClock.now
+        #expect(throws: ProcessError.self) { try ProcessRunner().run("/bin/sleep", ["30"], timeout: .milliseconds(200)) }
+        #expect(ContinuousClock.now - start < .seconds(3), "SIGTERM reached the child")
+    }
+}

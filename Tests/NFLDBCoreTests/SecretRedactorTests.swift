@@ -1,0 +1,78 @@
+import Foundation
+import NFLDBCore
+import Testing
+
+@Suite("SecretRedactor")
+struct SecretRedactorTests {
+    let mask = SecretRedactor.mask
+
+    @Test("masks the password of a URL, keeping user, host, port and database")
+    func urlPasswords() {
+        #expect(SecretRedactor.redactPatterns("postgresql://etl:hunter2@db.example:5432/nfl")
+            == "postgresql://etl:\(mask)@db.example:5432/nfl")
+        #expect(SecretRedactor.redactPatterns("could not connect: postgres://u:p%40ss@h/db?sslmode=require failed")
+            == "could not connect: postgres://u:\(mask)@h/db?sslmode=require failed")
+        #expect(SecretRedactor.redactPatterns("https://hooks.example:9/x") == "https://hooks.example:9/x", "a port is not a password")
+        #expect(SecretRedactor.redactPatterns("postgresql://etl@db/nfl") == "postgresql://etl@db/nfl")
+    }
+
+    @Test("masks password= conninfo pairs, plain and quoted")
+    func conninfoPasswords() {
+        #expect(SecretRedactor.redactPatterns("host=db password=hunter2 dbname=nfl")
+            == "host=db password=\(mask) dbname=nfl")
+        #expect(SecretRedactor.redactPatterns("host=db password = 'two words' dbname=nfl")
+            == "host=db password = \(mask) dbname=nfl")
+        #expect(SecretRedactor.redactPatterns(#"host=db password='it\'s; secret' user=u"#)
+            == "host=db password=\(mask) user=u")
+        #expect(SecretRedactor.redactPatterns("host=db PASSWORD=Shouty dbname=nfl") == "host=db PASSWORD=\(mask) dbname=nfl")
+        #expect(SecretRedactor.redactPatterns("?user=u&password=q1w2e3&sslmode=disable") == "?user=u&password=\(mask)&sslmode=disable")
+        #expect(SecretRedactor.redactPatterns("password_file=/etc/pw") == "password_file=/etc/pw", "password_file is not a password")
+    }
+
+    @Test("masks registered secrets anywhere, including their URL-encoded form")
+    func registeredSecrets() {
+        let redactor = SecretRedactor()
+        redactor.register("xoxb-routing-key-551")
+        redactor.register("p@ss word!")
+        let text = "posting to https://hooks.example/xoxb-routing-key-551 with p@ss word! and p%40ss%20word%21"
+        let redacted = redactor.redact(text)
+        #expect(!redacted.contains("xoxb-routing-key-551"))
+        #expect(!redacted.contains("p@ss word!"))
+        #expect(!redacted.contains("p%40ss%20word%21"))
+        #expect(redacted == "posting to https://hooks.example/\(mask) with \(mask) and \(mask)")
+    }
+
+    @Test("ignores nil and very short secrets, and leaves clean text alone")
+    func shortSecrets() {
+        let redactor = SecretRedactor()
+        redactor.register(nil)
+        redactor.register("ab")
+        #expect(redactor.redact("a cab grabbed a crab") == "a cab grabbed a crab")
+        #expect(redactor.redact("nothing to hide here") == "nothing to hide here")
+    }
+
+    @Test("a registered secret and a pattern in one line are both masked")
+    func combined() {
+        let redactor = SecretRedactor()
+        redactor.register("webhook-token-8080")
+        let line = "dsn=postgresql://u:pw-in-url@h/db hook=webhook-token-8080 conn='password=abc123'"
+        let redacted = redactor.redact(line)
+        #expect(!redacted.contains("pw-in-url"))
+        #expect(!redacted.contains("webhook-token-8080"))
+        #expect(!redacted.contains("abc123"))
+        #expect(redacted.components(separatedBy: mask).count - 1 == 3)
+    }
+
+    @Test("scrubbing a JSON line keeps it valid JSON and leaves neighbouring fields alone")
+    func jsonStaysValid() throws {
+        let line = #"{"conninfo":"host=db password=pw-json-1","hook":"https://hooks.example:9/x","mail":"ops@nfl.example","dsn":"postgresql://u:pw-json-2@h/db"}"#
+        let redacted = SecretRedactor.redactPatterns(line)
+        #expect(!redacted.contains("pw-json-1"))
+        #expect(!redacted.contains("pw-json-2"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(redacted.utf8)) as? [String: String])
+        #expect(object["conninfo"] == "host=db password=\(mask)")
+        #expect(object["hook"] == "https://hooks.example:9/x")
+        #expect(object["mail"] == "ops@nfl.example")
+        #expect(object["dsn"] == "postgresql://u:\(mask)@h/db")
+    }
+}
