@@ -57,8 +57,8 @@ extension ConfigKey {
     public static let connectTimeout = ConfigKey("connect_timeout", .duration, default: "10s", help: "libpq connect_timeout")
     public static let logFormat = ConfigKey("log.format", .choice(["text", "json"]), default: "text", help: "log line format on stderr")
     public static let logLevel = ConfigKey(
-        "log.level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: "info",
-        help: "lowest log level printed")
+        "log.level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
+        help: "lowest log level printed (default: info with log.format json, warning with text)")
     public static let migrationsDir = ConfigKey("migrations.dir", .path, default: "migrations", help: "directory of NNNN_name.up.sql/.down.sql files")
     public static let migrationsLockTimeout = ConfigKey("migrations.lock_timeout", .duration, default: "5s", help: "lock_timeout for each migration")
     public static let migrationsLockWait = ConfigKey("migrations.lock_wait", .duration, default: "5min", help: "how long a runner waits for another runner's lock")
@@ -78,6 +78,56 @@ extension ConfigKey {
     public static let healthWarning = ConfigKey("health.checks.*.warning", .number, help: "warning threshold of a health check")
     public static let healthCritical = ConfigKey("health.checks.*.critical", .number, help: "critical threshold of a health check")
     public static let healthEnabled = ConfigKey("health.checks.*.enabled", .boolean, help: "whether a health check runs")
+    public static let healthConsecutive = ConfigKey(
+        "health.checks.*.consecutive", .integer, help: "consecutive WARNING/CRITICAL runs before a check alerts (default health.alert.consecutive)")
+    public static let healthCheckStatementTimeout = ConfigKey(
+        "health.checks.*.statement_timeout", .duration, help: "statement_timeout for one check's queries (default health.statement_timeout)")
+    public static let healthStatementTimeout = ConfigKey("health.statement_timeout", .duration, default: "5s", help: "statement_timeout of every health query")
+    public static let healthLockTimeout = ConfigKey("health.lock_timeout", .duration, default: "2s", help: "lock_timeout of every health query")
+    public static let healthTargetName = ConfigKey(
+        "health.target_name", .string, help: "name of the primary target in alerts and dedup keys (default host:port/dbname)")
+    public static let healthStateFile = ConfigKey(
+        "health.state_file", .path, default: ".nfldb/health-state.json",
+        help: "alert state kept between cron runs (use an absolute path in cron)")
+    public static let healthAlertConsecutive = ConfigKey(
+        "health.alert.consecutive", .integer, default: "2", help: "consecutive WARNING/CRITICAL runs before a check alerts")
+    public static let healthAlertRepeat = ConfigKey(
+        "health.alert.repeat_interval", .duration, default: "4h", help: "re-notify an unchanged open problem after this long")
+    public static let healthAlertRetries = ConfigKey("health.alert.retries", .integer, default: "3", help: "delivery attempts per alert")
+    public static let healthAlertBackoff = ConfigKey("health.alert.retry_backoff", .duration, default: "1s", help: "wait before the first retry (doubles)")
+    public static let healthAlertTimeout = ConfigKey("health.alert.timeout", .duration, default: "10s", help: "HTTP timeout per delivery attempt")
+    public static let healthIdleWarning = ConfigKey(
+        "health.checks.connections.idle_in_transaction_warning", .duration, default: "5min",
+        help: "connections: a session idle in transaction this long is a WARNING")
+    public static let healthIdleCritical = ConfigKey(
+        "health.checks.connections.idle_in_transaction_critical", .duration, default: "30min",
+        help: "connections: a session idle in transaction this long is CRITICAL")
+    public static let healthBloatMinSize = ConfigKey(
+        "health.checks.bloat.min_size", .number, default: "104857600", help: "bloat: relations smaller than this many bytes are skipped")
+    public static let healthBloatMinPercent = ConfigKey(
+        "health.checks.bloat.min_percent", .number, default: "50", help: "bloat: only relations with at least this % estimated waste count")
+    public static let healthVacuumGrace = ConfigKey(
+        "health.checks.vacuum.grace", .duration, default: "1h", help: "vacuum: how long a table may stay above its autovacuum trigger")
+    public static let healthVacuumMinRows = ConfigKey(
+        "health.checks.vacuum.min_rows", .integer, default: "1000", help: "vacuum: ignore tables with fewer dead/modified rows")
+    public static let healthReplicationStandbys = ConfigKey(
+        "health.checks.replication.expected_standbys", .integer, help: "replication: standbys that must be streaming from the primary")
+    public static let healthReplicationDelayWarning = ConfigKey(
+        "health.checks.replication.delay_warning", .duration, default: "5min", help: "replication: standby replay delay WARNING")
+    public static let healthReplicationDelayCritical = ConfigKey(
+        "health.checks.replication.delay_critical", .duration, default: "30min", help: "replication: standby replay delay CRITICAL")
+    public static let healthSlotWarning = ConfigKey(
+        "health.checks.replication.slot_warning", .number, default: "1073741824", help: "replication: WAL bytes a slot may retain (WARNING)")
+    public static let healthSlotCritical = ConfigKey(
+        "health.checks.replication.slot_critical", .number, default: "10737418240", help: "replication: WAL bytes a slot may retain (CRITICAL)")
+    public static let healthArchiveMaxAge = ConfigKey(
+        "health.checks.archiving.max_age", .duration, default: "1h", help: "archiving: WAL waiting while nothing was archived this long is a WARNING")
+    public static let healthSlowMinCalls = ConfigKey(
+        "health.checks.slow_queries.min_calls", .integer, default: "5", help: "slow_queries: ignore statements called fewer times")
+    public static let healthCacheMinBlocks = ConfigKey(
+        "health.checks.cache_hit.min_blocks", .integer, default: "10000", help: "cache_hit: ignore databases with fewer block accesses")
+    public static let healthVerifyWarning = ConfigKey(
+        "health.checks.backups.verify_warning", .duration, default: "8d", help: "backups: last successful verification older than this is a WARNING")
 
     /// Every key nfldb reads; `nfldb config show` prints them in this order.
     public static let all: [ConfigKey] = [
@@ -86,5 +136,10 @@ extension ConfigKey {
         .rolesSpec, .auditTables, .backupStanza, .backupConfig, .backupRepoPath,
         .postgresBinDir, .postgresOSUser, .sandboxDir,
         .healthWarning, .healthCritical, .healthEnabled,
+        .healthConsecutive, .healthCheckStatementTimeout, .healthStatementTimeout, .healthLockTimeout, .healthTargetName,
+        .healthStateFile, .healthAlertConsecutive, .healthAlertRepeat, .healthAlertRetries, .healthAlertBackoff, .healthAlertTimeout,
+        .healthIdleWarning, .healthIdleCritical, .healthBloatMinSize, .healthBloatMinPercent, .healthVacuumGrace, .healthVacuumMinRows,
+        .healthReplicationStandbys, .healthReplicationDelayWarning, .healthReplicationDelayCritical, .healthSlotWarning,
+        .healthSlotCritical, .healthArchiveMaxAge, .healthSlowMinCalls, .healthCacheMinBlocks, .healthVerifyWarning,
     ]
 }

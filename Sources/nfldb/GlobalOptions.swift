@@ -100,11 +100,13 @@ extension GlobalOptions {
         let environment = ProcessInfo.processInfo.environment
         // Logging is set up before the file is read, so that a config error is logged in the right format.
         let earlyFormat = LogFormat(rawValue: logFormat ?? environment["NFLDB_LOG_FORMAT"] ?? "text") ?? .text
-        let earlyLevel = Logger.Level(rawValue: quiet ? "error" : (logLevel ?? environment["NFLDB_LOG_LEVEL"] ?? "info")) ?? .info
+        // Text logs default to warnings only (stdout already narrates); JSON logs default to info for cron traceability.
+        let defaultLevel: (LogFormat) -> String = { $0 == .json ? "info" : "warning" }
+        let earlyLevel = Logger.Level(rawValue: quiet ? "error" : (logLevel ?? environment["NFLDB_LOG_LEVEL"] ?? defaultLevel(earlyFormat))) ?? .info
         do {
             let configuration = try ConfigurationLoader(environment: environment, flags: flagOverrides, explicitPath: config).load()
             let format = LogFormat(rawValue: configuration.string(.logFormat) ?? "text") ?? earlyFormat
-            let level = Logger.Level(rawValue: configuration.string(.logLevel) ?? "info") ?? earlyLevel
+            let level = Logger.Level(rawValue: configuration.string(.logLevel) ?? defaultLevel(format)) ?? earlyLevel
             Runtime.bootstrap(format: format, level: level)
             return CommandContext(
                 configuration: configuration, logger: Logger(label: "nfldb.\(command.replacingOccurrences(of: " ", with: "."))"),

@@ -103,7 +103,7 @@ extension MigrateOptions {
                 result.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
                 context.output(sql)
             } else if result.steps.isEmpty {
-                context.say("nothing to \(verb); database at version \(result.currentVersion.map(String.init) ?? "none")")
+                context.say("nothing to do; database at version \(result.currentVersion.map(String.init) ?? "none")")
             } else {
                 context.say("\(verb): \(result.steps.count) migration\(result.steps.count == 1 ? "" : "s"); database at version \(result.currentVersion.map(String.init) ?? "none")")
             }
