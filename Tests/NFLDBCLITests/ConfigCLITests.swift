@@ -46,7 +46,7 @@ struct ConfigCLITests {
             #expect(dsnLine.hasSuffix("flag --dsn"))
             #expect(text.stdoutLines.contains { $0.hasPrefix("migrations.dir ") && $0.hasSuffix("nfldb.yaml:3") })
             #expect(text.stdoutLines.contains { $0.hasPrefix("connect_timeout ") && $0.hasSuffix("env NFLDB_CONNECT_TIMEOUT") })
-            #expect(text.stdoutLines.contains { $0.hasPrefix("log.level ") && $0.hasSuffix("default") })
+            #expect(text.stdoutLines.contains { $0.hasPrefix("log.format ") && $0.hasSuffix("default") })
         }
     }
 

@@ -193,11 +193,16 @@ struct PingCLITests {
         }
     }
 
-    @Test("text log lines carry the correlation id too")
+    @Test("text logs are quiet by default; at info they carry the correlation id and duration")
     func textLogs() throws {
         try TestCluster.withDatabase(prefix: "cli_textlog") { db in
             let access = try ClusterAccess(db)
-            let result = try nfldb("ping", "--count", "1", env: ["NFLDB_DSN": access.conninfo, "NFLDB_CORRELATION_ID": "text-corr-7"])
+            let env = ["NFLDB_DSN": access.conninfo, "NFLDB_CORRELATION_ID": "text-corr-7"]
+            let quiet = try nfldb("ping", "--count", "1", env: env)
+            #expect(quiet.status == 0)
+            #expect(quiet.standardError.isEmpty, "text logs default to warnings: \(quiet.standardError)")
+
+            let result = try nfldb("ping", "--count", "1", "--log-level", "info", env: env)
             #expect(result.status == 0)
             #expect(result.stderrLines.contains { $0.contains("ping ok") && $0.contains("correlation_id=text-corr-7") && $0.contains("duration_ms=") })
         }
