@@ -56,8 +56,13 @@ public enum MigrationLinter {
                 continue
             }
             let existing = !created.contains(normalizeName(table))
-            if existing && sql.range(of: #"ADD COLUMN [^,]* NOT NULL"#, options: .regularExpression) != nil
-                && sql.range(of: #"ADD COLUMN [^,]*DEFAULT"#, options: .regularExpression) == nil {
+            // Judge each comma-separated action on its own: `numeric(10,2)` must not end the clause,
+            // and one action's DEFAULT or NOT VALID must not excuse another's.
+            let actions = alterActions(sql)
+            if existing && actions.contains(where: { action in
+                action.range(of: #"(?:^|\s)ADD (?!CONSTRAINT |PRIMARY |UNIQUE |CHECK |FOREIGN |EXCLUDE )"#, options: .regularExpression) != nil
+                    && action.contains(" NOT NULL") && !action.contains(" DEFAULT") && !action.contains(" GENERATED")
+            }) {
                 add("add-column-not-null-without-default", .warning, statement,
                     "adding a NOT NULL column without a DEFAULT to existing table \(table) fails if it has rows",
                     "Add the column nullable (or with a constant DEFAULT), backfill in batches, then SET NOT NULL after a CHECK (col IS NOT NULL) NOT VALID + VALIDATE.")
@@ -77,7 +82,9 @@ public enum MigrationLinter {
                     "renaming on \(table) breaks running code that uses the old name",
                     "Add the new name (column/view) alongside the old one, migrate readers, then remove the old name later.")
             }
-            if existing && sql.range(of: #"ADD (?:CONSTRAINT [^ ]+ )?(?:FOREIGN KEY|CHECK)"#, options: .regularExpression) != nil && !sql.contains("NOT VALID") {
+            if existing && actions.contains(where: { action in
+                action.range(of: #"ADD (?:CONSTRAINT [^ ]+ )?(?:FOREIGN KEY|CHECK)"#, options: .regularExpression) != nil && !action.contains("NOT VALID")
+            }) {
                 add("add-constraint-without-not-valid", .warning, statement,
                     "adding a CHECK or FOREIGN KEY to existing table \(table) scans it while holding a lock that blocks writes",
                     "Add it with NOT VALID, then run ALTER TABLE … VALIDATE CONSTRAINT in a later migration.")
@@ -96,6 +103,32 @@ public enum MigrationLinter {
             }
         }
         return findings
+    }
+
+    /// The actions of an `ALTER TABLE` (normalized text), split at commas outside parentheses and quotes.
+    static func alterActions(_ sql: String) -> [String] {
+        var actions: [String] = []
+        var current = ""
+        var depth = 0
+        var quote: Character?
+        for character in sql {
+            if let q = quote {
+                if character == q { quote = nil }
+            } else if character == "'" || character == "\"" {
+                quote = character
+            } else if character == "(" {
+                depth += 1
+            } else if character == ")" {
+                depth = max(0, depth - 1)
+            } else if character == "," && depth == 0 {
+                actions.append(current)
+                current = ""
+                continue
+            }
+            current.append(character)
+        }
+        actions.append(current)
+        return actions.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " ;")) }
     }
 
     static func match(_ text: String, _ pattern: String) -> String? {

@@ -87,8 +87,15 @@ public struct MigrationDirectory: Sendable {
                 "migration name '\(name)' is not snake_case", hint: "Use lower-case letters, digits and underscores, e.g. add_weather_index.")
         }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let existing = (try? load()) ?? []
-        let version = (existing.map(\.version).max() ?? 0) + 1
+        // Number from the file names themselves: a directory with an unrelated problem (a bad
+        // directive, a missing half) must not make `create` start again at 0001.
+        let versions = try FileManager.default.contentsOfDirectory(atPath: path).compactMap { file -> Int64? in
+            guard let match = Self.pattern.firstMatch(in: file, range: NSRange(file.startIndex..., in: file)),
+                  let range = Range(match.range(at: 1), in: file)
+            else { return nil }
+            return Int64(file[range])
+        }
+        let version = (versions.max() ?? 0) + 1
         let id = Migration.id(version: version, name: name)
         let up = join("\(id).up.sql")
         let down = join("\(id).down.sql")

@@ -112,10 +112,15 @@ extension Migrator {
                     let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
                     error.location = "\(name):\(line)"
                     error.statement = statement.text
+                    // failed_statement_line is a line of up_path; a down failure names its own file:line in the error.
                     try? connection.execute("""
-                        UPDATE nfldb.schema_migrations SET state = 'failed', error = \("down: " + error.message), failed_statement_line = \(line)
+                        UPDATE nfldb.schema_migrations SET state = 'failed', error = \("down failed at \(name):\(line) after \(done) of \(script.statements.count) statements: " + error.message),
+                          failed_statement_line = NULL
                         WHERE version = \(row.version)
                         """)
+                    try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: row.version, name: row.name, context: context,
+                        detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": String(done)]))
                     throw MigrationError.statementFailed(
                         "rollback of \(row.id)", error,
                         hint: "\(done) of \(script.statements.count) down statements ran. The version is dirty; finish by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or --applied).")
@@ -140,6 +145,7 @@ extension Migrator {
             }
             var result = MigrationRunResult()
             result.warnings = downFileWarnings(victims)
+            result.warnings.forEach { progress(.warning($0)) }
             result.steps.append(try rollback(row))
             result.steps.append(try apply(migration))
             result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
