@@ -1,1 +1,147 @@
 import Foundation
+import Logging
+import NFLDBCore
+
+/// A destination with its secret resolved (webhook URL or PagerDuty routing key).
+public struct ResolvedDestination: Sendable {
+    public var name: String
+    public var kind: AlertDestination.Kind
+    /// Slack/webhook: the URL; PagerDuty: the routing key. Registered with ``SecretRedactor``.
+    public var secret: String
+    /// PagerDuty endpoint (default the public Events API v2).
+    public var endpoint: String?
+
+    public init(name: String, kind: AlertDestination.Kind, secret: String, endpoint: String? = nil) {
+        self.name = name
+        self.kind = kind
+        self.secret = secret
+        self.endpoint = endpoint
+        SecretRedactor.shared.register(secret)
+    }
+
+    public static let pagerDutyEndpoint = "https://events.pagerduty.com/v2/enqueue"
+
+    /// Resolves a configured destination's secret from its environment variable or file.
+    public static func resolve(_ destination: AlertDestination, environment: [String: String]) throws -> ResolvedDestination {
+        ResolvedDestination(
+            name: destination.name, kind: destination.kind, secret: try destination.resolveSecret(environment: environment),
+            endpoint: destination.endpoint)
+    }
+}
+
+/// The outcome of one delivery, for the run's output and the state file.
+public struct DeliveryReport: Sendable, Hashable {
+    public var notification: AlertNotification
+    public var kind: AlertDestination.Kind
+    public var attempts: Int
+    /// nil on success; otherwise why it failed (never containing the secret).
+    public var error: String?
+
+    public init(notification: AlertNotification, kind: AlertDestination.Kind, attempts: Int, error: String?) {
+        self.notification = notification
+        self.kind = kind
+        self.attempts = attempts
+        self.error = error
+    }
+
+    public var succeeded: Bool { error == nil }
+
+    /// `trigger replication → pagerduty "oncall": delivered` / `… failed after 3 attempts: HTTP 500`.
+    public var line: String {
+        let n = notification
+        let outcome = error.map { "FAILED after \(attempts) attempt\(attempts == 1 ? "" : "s"): \($0)" } ?? "delivered"
+        return SecretRedactor.shared.redact("\(n.action.rawValue) \(n.input.check) on \(n.input.target) (\(n.reason.rawValue)) → \(kind.rawValue) '\(n.destination)': \(outcome)")
+    }
+}
+
+/// Sends notifications with retries and exponential back-off. Never throws: a destination that
+/// cannot be reached is reported (and retried on the next run), it does not stop the run.
+public struct AlertDispatcher: Sendable {
+    public var destinations: [ResolvedDestination]
+    public var transport: any AlertTransport
+    /// Attempts per notification (at least 1).
+    public var attempts: Int
+    /// Wait before the second attempt; doubles each time.
+    public var backoff: TimeInterval
+    public var timeout: TimeInterval
+    public var logger: Logger
+
+    public init(destinations: [ResolvedDestination], transport: any AlertTransport = URLSessionTransport(), attempts: Int = 3,
+                backoff: TimeInterval = 1, timeout: TimeInterval = 10, logger: Logger) {
+        self.destinations = destinations
+        self.transport = transport
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    public func deliver(_ notifications: [AlertNotification]) -> [DeliveryReport] {
+        notifications.map(deliver)
+    }
+
+    public func deliver(_ notification: AlertNotification) -> DeliveryReport {
+        guard let destination = destinations.first(where: { $0.name == notification.destination }) else {
+            return DeliveryReport(notification: notification, kind: .webhook, attempts: 0, error: "destination is not configured")
+        }
+        let url: URL
+        let body: Data
+        do {
+            (url, body) = try request(for: notification, to: destination)
+        } catch {
+            return DeliveryReport(notification: notification, kind: destination.kind, attempts: 0,
+                                  error: SecretRedactor.shared.redact(String(describing: error)))
+        }
+        var lastError = "not attempted"
+        var delay = backoff
+        for attempt in 1...attempts {
+            do {
+                let reply = try transport.post(url: url, body: body, timeout: timeout)
+                if (200..<300).contains(reply.status) {
+                    logger.info("alert delivered", metadata: [
+                        "alert.destination": .string(destination.name), "alert.check": .string(notification.input.check),
+                        "alert.action": .string(notification.action.rawValue), "alert.attempt": .stringConvertible(attempt),
+                    ])
+                    return DeliveryReport(notification: notification, kind: destination.kind, attempts: attempt, error: nil)
+                }
+                lastError = "HTTP \(reply.status)\(reply.body.isEmpty ? "" : ": \(String(reply.body.prefix(200)))")"
+                // 4xx other than 408/429 means the request itself is wrong: retrying cannot help.
+                if (400..<500).contains(reply.status) && reply.status != 408 && reply.status != 429 {
+                    return DeliveryReport(notification: notification, kind: destination.kind, attempts: attempt,
+                                          error: SecretRedactor.shared.redact(lastError))
+                }
+            } catch {
+                lastError = String(describing: error)
+            }
+            logger.info("alert delivery failed", metadata: [
+                "alert.destination": .string(destination.name), "alert.attempt": .stringConvertible(attempt),
+                "error": .string(SecretRedactor.shared.redact(lastError)),
+            ])
+            if attempt < attempts {
+                Thread.sleep(forTimeInterval: delay)
+                delay *= 2
+            }
+        }
+        return DeliveryReport(notification: notification, kind: destination.kind, attempts: attempts, error: SecretRedactor.shared.redact(lastError))
+    }
+
+    func request(for notification: AlertNotification, to destination: ResolvedDestination) throws -> (URL, Data) {
+        switch destination.kind {
+        case .slack:
+            return (try Self.url(destination.secret, destination), try AlertPayloads.encode(AlertPayloads.slack(notification)))
+        case .webhook:
+            return (try Self.url(destination.secret, destination), try AlertPayloads.encode(AlertPayloads.webhook(notification)))
+        case .pagerduty:
+            let endpoint = destination.endpoint ?? ResolvedDestination.pagerDutyEndpoint
+            return (try Self.url(endpoint, destination),
+                    try AlertPayloads.encode(AlertPayloads.pagerDuty(notification, routingKey: destination.secret)))
+        }
+    }
+
+    static func url(_ text: String, _ destination: ResolvedDestination) throws -> URL {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http", url.host != nil else {
+            throw TransportError("destination '\(destination.name)' has no valid http(s) URL")
+        }
+        return url
+    }
+}

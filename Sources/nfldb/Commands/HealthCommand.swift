@@ -1,11 +1,222 @@
 import ArgumentParser
 import Foundation
+import Logging
+import NFLDBAlerting
+import NFLDBCore
+import NFLDBHealth
+import NFLDBPostgres
 
-/// `nfldb health`: placeholder until the health capability lands.
-struct HealthCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "health", abstract: "Health probes and alerting (not built yet).")
+/// `nfldb health`: every probe over one connection per target, in one of four output formats,
+/// optionally alerting Slack/PagerDuty/webhooks with state kept between cron runs.
+struct HealthCommand: GlobalOptionsCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health",
+        abstract: "Check the database (and its standby) and optionally alert: connections, locks, replication, archiving, bloat, wraparound…",
+        discussion: """
+            Every check runs over one connection per target under statement_timeout and lock_timeout; a check that cannot run \
+            (permission, missing extension, timeout) is UNKNOWN with the reason. `nfldb health --list` shows the checks, units \
+            and default thresholds; set them with health.checks.<name>.warning|critical|enabled in nfldb.yaml.
+
+            Exit status (every format, monitoring-plugin convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN — the worst check \
+            decides, with CRITICAL > UNKNOWN > WARNING > OK. A database that cannot be reached is CRITICAL. Configuration \
+            errors exit 3 (UNKNOWN); unknown flags exit 2 like every nfldb command.
+
+            --alert sends to the destinations under `alerts:` in nfldb.yaml (Slack webhook, PagerDuty Events v2, generic \
+            webhook) when a check has been WARNING/CRITICAL for health.alert.consecutive runs (default 2), re-notifies after \
+            health.alert.repeat_interval (4h) and resolves on return to OK. State lives in health.state_file \
+            (default .nfldb/health-state.json; use an absolute path in cron). Delivery failures are reported on stderr and \
+            retried next run; they never change the exit status.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("check"), help: ArgumentHelp("Run only this check (repeatable).", valueName: "name"))
+    var checks: [String] = []
+
+    @Option(help: ArgumentHelp("Output format: text, json, nagios or prometheus.", valueName: "format"))
+    var format: String = "text"
+
+    @Option(name: .customLong("prometheus-file"), help: ArgumentHelp(
+        "Also write Prometheus metrics to this file atomically (temp + rename), e.g. for node_exporter's textfile collector.", valueName: "path"))
+    var prometheusFile: String?
+
+    @Option(name: .customLong("standby-dsn"), help: ArgumentHelp("Also check this standby (and compare replication from both sides).", valueName: "dsn"))
+    var standbyDSN: String?
+
+    @Flag(help: "Send alerts to the destinations configured under `alerts:`.")
+    var alert = false
+
+    @Option(name: .customLong("state-file"), help: ArgumentHelp("Alert state file (default health.state_file).", valueName: "path"))
+    var stateFile: String?
+
+    @Flag(help: "List the checks with their units and thresholds, and exit.")
+    var list = false
+
+    enum Format: String, CaseIterable { case text, json, nagios, prometheus }
 
     func run() throws {
-        throw ValidationError("`nfldb health` is not built yet")
+        do {
+            try execute()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            // Nagios reads 2 as CRITICAL: a configuration problem is UNKNOWN (3) for this command.
+            let message = (error as? any NFLDBError)?.diagnostic.description ?? String(describing: error)
+            FileHandle.standardError.write(Data("error: \(SecretRedactor.shared.redact(message))\n".utf8))
+            throw ExitCode(HealthStatus.unknown.exitCode)
+        }
+    }
+
+    func execute() throws {
+        guard let format = Format(rawValue: format) else {
+            throw OperatorError("unknown --format '\(self.format)'", hint: "Use one of: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        let context = try global.makeContext(command: "health")
+        let settings = try HealthSettings(configuration: context.configuration)
+        if list {
+            context.output(Self.listing(settings))
+            return
+        }
+        var probes = ProbeRegistry.all
+        if !checks.isEmpty {
+            let unknown = checks.filter { ProbeRegistry.probe(named: $0) == nil }
+            guard unknown.isEmpty else {
+                throw OperatorError("unknown check \(unknown.joined(separator: ", "))", hint: "Known checks: \(ProbeRegistry.names.joined(separator: ", ")).")
+            }
+            probes = probes.filter { checks.contains($0.name) }
+        }
+        var targets = [HealthTarget(options: try context.connectionOptions(), name: context.configuration.string(.healthTargetName))]
+        if let standbyDSN {
+            try ConnectionOptions.validate(standbyDSN)
+            var options = try context.connectionOptions()
+            // The configured password is a fallback: a password inside the standby DSN wins.
+            let ownPassword = standbyDSN.range(of: "password", options: .caseInsensitive) != nil
+                || URLComponents(string: standbyDSN)?.password != nil
+            options = ConnectionOptions(dsn: standbyDSN, password: ownPassword ? nil : options.password, connectTimeout: options.connectTimeout)
+            targets.append(HealthTarget(options: options, expectedRole: .standby))
+        }
+        let runner = HealthRunner(settings: settings, probes: probes, logger: context.logger)
+        let report = runner.run(targets)
+
+        var deliveries: [DeliveryReport] = []
+        if alert {
+            deliveries = sendAlerts(report, settings: settings, context: context)
+        }
+        if let prometheusFile {
+            do {
+                try HealthReport.writeAtomically(report.renderPrometheus(), to: prometheusFile)
+            } catch {
+                FileHandle.standardError.write(Data("warning: cannot write --prometheus-file \(prometheusFile): \(error.localizedDescription)\n".utf8))
+            }
+        }
+        switch format {
+        case .text:
+            var text = report.renderText()
+            if !deliveries.isEmpty { text += "\n" + deliveries.map { "alert: \($0.line)" }.joined(separator: "\n") }
+            context.output(SecretRedactor.shared.redact(text))
+        case .json:
+            let alerts = alert ? deliveries.map(Self.json) : nil
+            context.output(SecretRedactor.shared.redact(try HealthJSON(report: report, alerts: alerts).encoded()))
+        case .nagios:
+            context.output(SecretRedactor.shared.redact(report.renderNagios()))
+        case .prometheus:
+            print(SecretRedactor.shared.redact(report.renderPrometheus()), terminator: "")
+        }
+        context.logger.info("health run finished", metadata: [
+            "health.status": .string(report.status.description), "duration_ms": .stringConvertible((report.durationMilliseconds * 10).rounded() / 10),
+        ])
+        if report.status != .ok { throw ExitCode(report.status.exitCode) }
+    }
+
+    /// Updates the alert state, sends what the policy says, records the outcomes. Never throws:
+    /// alerting problems are reported on stderr and must not change the exit status.
+    func sendAlerts(_ report: HealthReport, settings: HealthSettings, context: CommandContext) -> [DeliveryReport] {
+        let configuration = context.configuration
+        func warn(_ text: String) { FileHandle.standardError.write(Data("warning: \(SecretRedactor.shared.redact(text))\n".utf8)) }
+        let path = stateFile ?? configuration.string(.healthStateFile) ?? ".nfldb/health-state.json"
+        let store = AlertStateStore(path: path)
+        var (state, problem) = store.load()
+        if let problem { warn(problem) }
+        if configuration.alerts.isEmpty {
+            warn("--alert given but no destinations are configured under `alerts:` in nfldb.yaml; the state is still kept")
+        }
+        var resolved: [ResolvedDestination] = []
+        var unresolved: [String: String] = [:]
+        for destination in configuration.alerts {
+            do {
+                resolved.append(try ResolvedDestination.resolve(destination, environment: configuration.environment))
+            } catch {
+                unresolved[destination.name] = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
+            }
+        }
+        var byCheck: [String: Int] = [:]
+        for probe in ProbeRegistry.all {
+            if let value = settings.settings(for: probe).integer("consecutive", default: nil) { byCheck[probe.name] = value }
+        }
+        let repeatInterval = (try? configuration.duration(.healthAlertRepeat)).flatMap { $0 }.map { Double(DurationParser.milliseconds($0)) / 1000 } ?? 4 * 3600
+        let policy = AlertPolicy(
+            consecutive: (try? configuration.integer(.healthAlertConsecutive)).flatMap { $0 } ?? 2, consecutiveByCheck: byCheck,
+            repeatInterval: repeatInterval)
+        let engine = AlertEngine(policy: policy, destinations: configuration.alerts.map(\.name))
+        let inputs = report.checks.filter { !$0.skipped }.map { check in
+            AlertInput(target: check.target, check: check.name, level: Self.level(check.status), message: check.message, hint: check.hint,
+                       value: check.value == nil ? nil : check.formattedValue)
+        }
+        let notifications = engine.evaluate(inputs, state: &state, now: Date())
+        let seconds = { (key: ConfigKey, fallback: Double) -> Double in
+            (try? configuration.duration(key)).flatMap { $0 }.map { Double(DurationParser.milliseconds($0)) / 1000 } ?? fallback
+        }
+        let dispatcher = AlertDispatcher(
+            destinations: resolved, attempts: (try? configuration.integer(.healthAlertRetries)).flatMap { $0 } ?? 3,
+            backoff: seconds(.healthAlertBackoff, 1), timeout: seconds(.healthAlertTimeout, 10), logger: context.logger)
+        var reports: [DeliveryReport] = []
+        for notification in notifications {
+            let kind = configuration.alerts.first { $0.name == notification.destination }?.kind ?? .webhook
+            let delivery = unresolved[notification.destination].map {
+                DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
+            } ?? dispatcher.deliver(notification)
+            AlertEngine.record(notification, error: delivery.error, in: &state)
+            if !delivery.succeeded { warn("alert delivery failed: \(delivery.line)") }
+            reports.append(delivery)
+        }
+        do {
+            try store.save(state)
+        } catch {
+            warn((error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription)
+        }
+        return reports
+    }
+
+    static func level(_ status: HealthStatus) -> AlertLevel {
+        switch status {
+        case .ok: return .ok
+        case .warning: return .warning
+        case .critical: return .critical
+        case .unknown: return .unknown
+        }
+    }
+
+    static func json(_ delivery: DeliveryReport) -> [String: String] {
+        var object = [
+            "action": delivery.notification.action.rawValue, "reason": delivery.notification.reason.rawValue,
+            "check": delivery.notification.input.check, "target": delivery.notification.input.target,
+            "destination": delivery.notification.destination, "kind": delivery.kind.rawValue,
+            "attempts": String(delivery.attempts), "delivered": delivery.succeeded ? "true" : "false",
+        ]
+        if let error = delivery.error { object["error"] = error }
+        return object
+    }
+
+    static func listing(_ settings: HealthSettings) -> String {
+        let rows = ProbeRegistry.all.map { probe -> [String] in
+            let check = settings.settings(for: probe)
+            let direction = check.thresholds.direction == .lowerIsWorse ? " (lower is worse)" : ""
+            return [
+                probe.name, check.enabled ? "yes" : "no", probe.unit.rawValue + direction,
+                check.thresholds.warning.map(HealthFormat.plain) ?? "-", check.thresholds.critical.map(HealthFormat.plain) ?? "-",
+                probe.roles.map(\.rawValue).sorted().joined(separator: "+"), probe.summary,
+            ]
+        }
+        return TextTable.render(header: ["CHECK", "ENABLED", "UNIT", "WARNING", "CRITICAL", "RUNS ON", "WHAT"], rows: rows)
     }
 }
