@@ -61,9 +61,11 @@ struct NFLDB: ParsableCommand {
     static func report(_ message: String, status: Int32) -> Never {
         let redacted = SecretRedactor.shared.redact(message)
         if Runtime.bootstrapped && Runtime.logFormat == .json {
+            // Machine mode: stderr stays one JSON object per line.
             Logger(label: "nfldb").error("\(redacted)", metadata: ["exit_code": .stringConvertible(Int(status))])
+        } else {
+            FileHandle.standardError.write(Data("error: \(redacted)\n".utf8))
         }
-        FileHandle.standardError.write(Data("error: \(redacted)\n".utf8))
         Foundation.exit(status)
     }
 }
