@@ -84,15 +84,7 @@ extension Migrator {
             """
         if directives.transactional {
             try withLockRetries(row.id) {
-                try connection.simpleQuery("BEGIN; " + timeoutSettings(directives, local: true))
-                do {
-                    try connection.run(script)
-                    try connection.query(forget)
-                    try connection.simpleQuery("COMMIT")
-                } catch {
-                    connection.rollbackQuietly()
-                    throw error
-                }
+                try runInTransaction(script, directives: directives) { forget }
             } onFailure: { error in
                 try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))

@@ -174,14 +174,8 @@ public final class Migrator {
         let script = try migration.upScript()
         if migration.directives.transactional {
             try withLockRetries(migration.id) {
-                try connection.simpleQuery("BEGIN; " + timeoutSettings(migration.directives, local: true))
-                do {
-                    try connection.run(script)
-                    try connection.query(recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start)))
-                    try connection.simpleQuery("COMMIT")
-                } catch {
-                    connection.rollbackQuietly()
-                    throw error
+                try runInTransaction(script, directives: migration.directives) {
+                    recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
                 }
             } onFailure: { error in
                 try? connection.execute(MigrationLedger.eventQuery(
@@ -278,6 +272,20 @@ public final class Migrator {
               WHERE version = \(migration.version) RETURNING version)
             \(unsafeRaw: eventInsert("apply", migration))
             """)
+    }
+
+    /// `BEGIN; SET LOCAL timeouts`, the script, then the bookkeeping statement, `COMMIT`; any error
+    /// rolls the whole step back, so the script and its history change land together or not at all.
+    func runInTransaction(_ script: SQLScript, directives: MigrationDirectives, bookkeeping: () -> PostgresQuery) throws {
+        try connection.simpleQuery("BEGIN; " + timeoutSettings(directives, local: true))
+        do {
+            try connection.run(script)
+            try connection.query(bookkeeping())
+            try connection.simpleQuery("COMMIT")
+        } catch {
+            connection.rollbackQuietly()
+            throw error
+        }
     }
 
     /// The history row and `apply` event, inserted inside the migration's transaction.
