@@ -86,7 +86,7 @@ extension Migrator {
             try withLockRetries(row.id) {
                 try runInTransaction(script, directives: directives) { forget }
             } onFailure: { error in
-                try? connection.execute(MigrationLedger.eventQuery(
+                _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
                 throw MigrationError.statementFailed(
                     "rollback of \(row.id)", error, extra: "the rollback was undone; \(row.id) is still applied",
@@ -105,12 +105,12 @@ extension Migrator {
                     error.location = "\(name):\(line)"
                     error.statement = statement.text
                     // failed_statement_line is a line of up_path; a down failure names its own file:line in the error.
-                    try? connection.execute("""
+                    _ = try? connection.execute("""
                         UPDATE nfldb.schema_migrations SET state = 'failed', error = \("down failed at \(name):\(line) after \(done) of \(script.statements.count) statements: " + error.message),
                           failed_statement_line = NULL
                         WHERE version = \(row.version)
                         """)
-                    try? connection.execute(MigrationLedger.eventQuery(
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
                         "fail", version: row.version, name: row.name, context: context,
                         detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": String(done)]))
                     throw MigrationError.statementFailed(

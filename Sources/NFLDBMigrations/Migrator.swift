@@ -178,7 +178,7 @@ public final class Migrator {
                     recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
                 }
             } onFailure: { error in
-                try? connection.execute(MigrationLedger.eventQuery(
+                _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: migration.version, name: migration.name, context: context,
                     detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
                 throw MigrationError.statementFailed(
@@ -249,12 +249,12 @@ public final class Migrator {
                 error.location = "\(migration.upPath):\(line)"
                 error.statement = statement.text
                 let invalid = (try? invalidIndexes()) ?? []
-                try? connection.execute("""
+                _ = try? connection.execute("""
                     UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(line),
                       error = \(error.message), duration_ms = \(Int64(elapsed(since: start)))
                     WHERE version = \(migration.version)
                     """)
-                try? connection.execute(MigrationLedger.eventQuery(
+                _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: migration.version, name: migration.name, context: context,
                     detail: ["error": error.message, "location": error.location ?? "", "statements_done": String(done), "invalid_indexes": invalid.joined(separator: ",")]))
                 var hint = "\(done) of \(total) statements ran and stay applied; the version is now dirty and blocks `up`/`down`. Finish or undo the work by hand, then run `nfldb migrate resolve \(migration.version) --applied` or `--rolled-back`."

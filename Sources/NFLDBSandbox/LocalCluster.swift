@@ -69,7 +69,7 @@ public struct LocalCluster: Sendable {
     public func start(logger: Logger) throws {
         logger.info("starting PostgreSQL", metadata: ["pg.port": .stringConvertible(port)])
         if !FileManager.default.fileExists(atPath: logFile) {
-            FileManager.default.createFile(atPath: logFile, contents: nil)
+            _ = FileManager.default.createFile(atPath: logFile, contents: nil)
             try giveToOSUser(logFile)
         }
         let result = try runner.run(binaries.path("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"], timeout: .seconds(90))

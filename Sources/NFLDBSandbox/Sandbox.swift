@@ -184,7 +184,7 @@ public struct Sandbox: Sendable {
 
     func writePgpass(_ path: String, port: Int, password: String, user: String = "postgres") throws {
         let line = "127.0.0.1:\(port):*:\(user):\(password)\nlocalhost:\(port):*:\(user):\(password)\n"
-        FileManager.default.createFile(atPath: path, contents: Data(line.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(line.utf8), attributes: [.posixPermissions: 0o600])
     }
 
     func rewritePort(cluster: LocalCluster, port: Int, pgpass: String, password: String) throws {

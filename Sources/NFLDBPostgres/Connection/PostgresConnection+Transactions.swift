@@ -13,6 +13,7 @@ extension PostgresConnection {
     ///
     /// If a statement failed inside `body` and the error was swallowed, the transaction is aborted;
     /// PostgreSQL would answer COMMIT with a silent ROLLBACK, so this throws instead.
+    @discardableResult
     public func withTransaction<T>(
         isolation: IsolationLevel? = nil, readOnly: Bool = false, _ body: () throws -> T
     ) throws -> T {
