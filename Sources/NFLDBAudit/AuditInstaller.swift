@@ -1,1 +1,432 @@
 import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+/// How a table is audited.
+public enum AuditMode: String, Sendable, Codable, CaseIterable {
+    /// One AFTER … FOR EACH ROW trigger (default): constant cost per row, works for every statement shape.
+    case row
+    /// Three AFTER … FOR EACH STATEMENT triggers with transition tables: cheaper for bulk statements,
+    /// no better for single-row ones. Needs a key.
+    case statement
+}
+
+/// The columns that identify a row in the log.
+public struct AuditKey: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Empty when the whole row is the key.
+    public let columns: [String]
+    /// `primary key games_pkey`, `unique index weather_game_id_key`, or `whole row`.
+    public let source: String
+
+    public var description: String {
+        columns.isEmpty ? "whole row (no primary key or unique NOT NULL index)" : "(\(columns.joined(separator: ", "))) from \(source)"
+    }
+}
+
+/// What install or remove did to one table.
+public struct AuditTableResult: Sendable, Codable {
+    public let table: String
+    public let mode: AuditMode
+    public let key: AuditKey
+    public let excludedColumns: [String]
+    /// `installed`, `updated`, `unchanged` or `removed`.
+    public let action: String
+    /// Partitions given a TRUNCATE trigger (partitioned tables only).
+    public let partitions: Int
+    public let notes: [String]
+}
+
+/// A table the installer was asked about.
+struct AuditedTable {
+    let oid: Int64
+    let schema: String
+    let name: String
+    let relkind: String
+    let columns: [String]
+
+    var qualified: String { "\(schema).\(name)" }
+    var sql: String { PostgresIdentifier.quote(schema) + "." + PostgresIdentifier.quote(name) }
+    var isPartitioned: Bool { relkind == "p" }
+}
+
+/// Installs and removes audit triggers and the `audit` schema they write to.
+///
+/// Runs as a superuser: it creates the audit owner role (NOLOGIN) when missing, objects owned by
+/// that role, and triggers on tables owned by other roles. Everything happens in one transaction.
+public struct AuditInstaller {
+    let connection: PostgresConnection
+    /// The role that owns schema `audit`, the log and the SECURITY DEFINER functions.
+    public let owner: String
+    let logger: Logger
+
+    public static let defaultOwner = "nfl_audit_owner"
+
+    public init(connection: PostgresConnection, owner: String = AuditInstaller.defaultOwner, logger: Logger) {
+        self.connection = connection
+        self.owner = owner
+        self.logger = logger
+    }
+
+    /// Installs (or refreshes) auditing on `tables` (`games` or `nfl.games`). Idempotent: triggers
+    /// that already match are left alone.
+    ///
+    /// - Parameters:
+    ///   - excludeColumns: columns left out of the logged rows (e.g. `updated_at`); each must exist in
+    ///     at least one of the tables and may not be a key column.
+    /// - Throws: ``OperatorError`` for unknown tables/columns, a non-superuser runner, or statement
+    ///   mode without a key; ``PostgresError`` from the server.
+    public func install(tables: [String], mode: AuditMode = .row, excludeColumns: [String] = []) throws -> [AuditTableResult] {
+        try requireSuperuser("audit install")
+        return try connection.withTransaction {
+            try connection.simpleQuery("SET LOCAL lock_timeout = '5s'")
+            try ensureSchema()
+            let resolved = try tables.map(resolveTable)
+            for column in excludeColumns where !resolved.contains(where: { $0.columns.contains(column) }) {
+                throw OperatorError(
+                    "--exclude-columns: no column \(column) in \(resolved.map(\.qualified).joined(separator: ", "))",
+                    exitStatus: .usage)
+            }
+            var results: [AuditTableResult] = []
+            for table in resolved {
+                results.append(try installOne(table, mode: mode, excluded: excludeColumns.filter(table.columns.contains)))
+            }
+            return results
+        }
+    }
+
+    /// Drops the audit triggers of `tables` and forgets them; the log is never touched.
+    public func remove(tables: [String]) throws -> [AuditTableResult] {
+        try requireSuperuser("audit remove")
+        return try connection.withTransaction {
+            try connection.simpleQuery("SET LOCAL lock_timeout = '5s'")
+            var results: [AuditTableResult] = []
+            for name in tables {
+                let table = try resolveTable(name)
+                var dropped = 0
+                for relation in [table.oid] + (try partitionOIDs(table)) {
+                    for trigger in try existingTriggers(relation) where !trigger.cloned {
+                        try connection.simpleQuery("DROP TRIGGER IF EXISTS \(PostgresIdentifier.quote(trigger.name)) ON \(try relationSQL(relation))")
+                        dropped += 1
+                    }
+                }
+                if try registryExists() {
+                    try connection.execute("DELETE FROM audit.audited_tables WHERE table_oid = \(table.oid) OR (table_schema = \(table.schema) AND table_name = \(table.name))")
+                }
+                results.append(AuditTableResult(
+                    table: table.qualified, mode: .row, key: AuditKey(columns: [], source: "-"), excludedColumns: [],
+                    action: dropped > 0 ? "removed" : "unchanged", partitions: 0,
+                    notes: dropped > 0 ? ["dropped \(dropped) trigger\(dropped == 1 ? "" : "s"); audit.log keeps every entry"] : ["was not audited"]))
+            }
+            return results
+        }
+    }
+
+    /// Every table in the registry (for `remove --all`).
+    public func registeredTables() throws -> [String] {
+        guard try registryExists() else { return [] }
+        return try connection.query("SELECT table_schema || '.' || table_name AS t FROM audit.audited_tables ORDER BY 1").rows.compactMap { $0["t"] }
+    }
+
+    // MARK: - Schema
+
+    /// Creates the owner role, schema, log, registry, functions, guards and partitions when missing.
+    func ensureSchema() throws {
+        let ownerSQL = PostgresIdentifier.quote(owner)
+        let role = try connection.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = \(owner)").rows.first
+        if role == nil {
+            try connection.simpleQuery("CREATE ROLE \(ownerSQL) NOLOGIN")
+            try connection.simpleQuery("COMMENT ON ROLE \(ownerSQL) IS 'owner of the audit schema (nfldb audit); no login, no members'")
+            logger.info("created audit owner role", metadata: ["audit.owner": .string(owner)])
+        }
+        try connection.simpleQuery("CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION \(ownerSQL)")
+        let schemaOwner = try connection.query("SELECT pg_get_userbyid(nspowner) AS o FROM pg_namespace WHERE nspname = 'audit'").scalar(String.self)
+        if schemaOwner != owner {
+            try connection.simpleQuery("ALTER SCHEMA audit OWNER TO \(ownerSQL)")
+        }
+        try connection.simpleQuery("REVOKE ALL ON SCHEMA audit FROM PUBLIC")
+        try connection.simpleQuery("SET LOCAL ROLE \(ownerSQL)")
+        try connection.simpleQuery(AuditSQL.tables)
+        try connection.simpleQuery(AuditSQL.captureRow)
+        try connection.simpleQuery(AuditSQL.captureStatement)
+        try connection.simpleQuery(AuditSQL.captureTruncate)
+        try connection.simpleQuery(AuditSQL.rejectChange(owner: owner))
+        try connection.simpleQuery(AuditSQL.functionPrivileges)
+        try connection.simpleQuery(AuditSQL.guardTriggers)
+        _ = try ensurePartitions()
+        try connection.simpleQuery("RESET ROLE")
+        _ = connection.drainNotices()
+    }
+
+    /// Creates the monthly partitions from the current month to ``AuditSQL/monthsAhead`` months
+    /// ahead and puts the TRUNCATE guard on every partition. Run as the audit owner.
+    /// - Returns: names of the partitions created.
+    func ensurePartitions() throws -> [String] {
+        let now = try connection.query("""
+            SELECT extract(year FROM now() AT TIME ZONE 'UTC')::int AS y, extract(month FROM now() AT TIME ZONE 'UTC')::int AS m
+            """).singleRow()
+        var year: Int = try now.decode("y"), month: Int = try now.decode("m")
+        var created: [String] = []
+        let existing = Set(try partitions())
+        for _ in 0...AuditSQL.monthsAhead {
+            let name = AuditSQL.partitionName(year: year, month: month)
+            if !existing.contains(name) {
+                try connection.simpleQuery("SAVEPOINT nfldb_audit_partition")
+                do {
+                    try connection.simpleQuery(AuditSQL.createPartition(year: year, month: month))
+                    try connection.simpleQuery("RELEASE SAVEPOINT nfldb_audit_partition")
+                    created.append(name)
+                } catch let error as PostgresError {
+                    // Rows for this month already sit in the DEFAULT partition: leave them there.
+                    try connection.simpleQuery("ROLLBACK TO SAVEPOINT nfldb_audit_partition")
+                    logger.info("could not create audit partition", metadata: ["audit.partition": .string(name), "error": .string(error.message)])
+                }
+            }
+            (year, month) = month == 12 ? (year + 1, 1) : (year, month + 1)
+        }
+        for partition in try partitions() {
+            try connection.simpleQuery(AuditSQL.partitionGuard(partition))
+            try connection.simpleQuery("REVOKE ALL ON TABLE audit.\(PostgresIdentifier.quote(partition)) FROM PUBLIC")
+        }
+        return created
+    }
+
+    /// Names of audit.log's partitions.
+    func partitions() throws -> [String] {
+        try connection.query("""
+            SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = to_regclass('audit.log') ORDER BY 1
+            """).rows.compactMap { $0["relname"] }
+    }
+
+    // MARK: - Tables
+
+    private func installOne(_ table: AuditedTable, mode: AuditMode, excluded: [String]) throws -> AuditTableResult {
+        var notes: [String] = []
+        if table.schema == "audit" {
+            throw OperatorError("refusing to audit \(table.qualified): the audit schema's own tables are not audited", exitStatus: .usage)
+        }
+        let key = try resolveKey(table)
+        if mode == .statement && key.columns.isEmpty {
+            throw OperatorError(
+                "statement mode needs a key to pair old and new rows, and \(table.qualified) has no primary key or unique NOT NULL index",
+                hint: "Add a primary key, or audit it with --mode row (the whole row is then the key).", exitStatus: .usage)
+        }
+        if let clash = excluded.first(where: key.columns.contains) {
+            throw OperatorError("cannot exclude \(clash): it is part of the key of \(table.qualified)", exitStatus: .usage)
+        }
+        if key.columns.isEmpty {
+            notes.append("no primary key or unique NOT NULL index: the whole row is the key in the log")
+        }
+        let label = mode == .row && table.isPartitioned ? [table.schema, table.name] : ["", ""]
+        let args = [String(key.columns.count)] + label + key.columns + excluded
+        let argsSQL = args.map(PostgresIdentifier.literal).joined(separator: ", ")
+        var wanted: [(name: String, function: String, args: [String], sql: String)] = []
+        switch mode {
+        case .row:
+            wanted.append((AuditSQL.rowTrigger, "capture_row", args,
+                "CREATE OR REPLACE TRIGGER \(AuditSQL.rowTrigger) AFTER INSERT OR UPDATE OR DELETE ON \(table.sql) FOR EACH ROW EXECUTE FUNCTION audit.capture_row(\(argsSQL))"))
+        case .statement:
+            wanted.append((AuditSQL.insertTrigger, "capture_statement", args,
+                "CREATE OR REPLACE TRIGGER \(AuditSQL.insertTrigger) AFTER INSERT ON \(table.sql) REFERENCING NEW TABLE AS audit_new_rows FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_statement(\(argsSQL))"))
+            wanted.append((AuditSQL.updateTrigger, "capture_statement", args,
+                "CREATE OR REPLACE TRIGGER \(AuditSQL.updateTrigger) AFTER UPDATE ON \(table.sql) REFERENCING OLD TABLE AS audit_old_rows NEW TABLE AS audit_new_rows FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_statement(\(argsSQL))"))
+            wanted.append((AuditSQL.deleteTrigger, "capture_statement", args,
+                "CREATE OR REPLACE TRIGGER \(AuditSQL.deleteTrigger) AFTER DELETE ON \(table.sql) REFERENCING OLD TABLE AS audit_old_rows FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_statement(\(argsSQL))"))
+        }
+        wanted.append((AuditSQL.truncateTrigger, "capture_truncate", [],
+            "CREATE OR REPLACE TRIGGER \(AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(table.sql) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()"))
+
+        let existing = try existingTriggers(table.oid).filter { !$0.cloned }
+        var changed = false
+        for trigger in wanted {
+            let current = existing.first { $0.name == trigger.name }
+            if current?.function != trigger.function || current?.args != trigger.args {
+                try connection.simpleQuery(trigger.sql)
+                changed = true
+            }
+            if current?.enabled == "D" {
+                try connection.simpleQuery("ALTER TABLE \(table.sql) ENABLE TRIGGER \(PostgresIdentifier.quote(trigger.name))")
+                notes.append("re-enabled disabled trigger \(trigger.name)")
+                changed = true
+            }
+        }
+        for trigger in existing where !wanted.contains(where: { $0.name == trigger.name }) {
+            try connection.simpleQuery("DROP TRIGGER \(PostgresIdentifier.quote(trigger.name)) ON \(table.sql)")
+            changed = true
+        }
+        // Statement triggers are not cloned to partitions: a TRUNCATE aimed at a partition needs its own.
+        var partitionCount = 0
+        for partition in try partitionOIDs(table) {
+            partitionCount += 1
+            let triggers = try existingTriggers(partition)
+            if !triggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.function == "capture_truncate" && $0.enabled != "D" }) {
+                try connection.simpleQuery(
+                    "CREATE OR REPLACE TRIGGER \(AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(try relationSQL(partition)) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()")
+                changed = true
+            }
+        }
+        let registered = try connection.query("""
+            SELECT count(*) FROM audit.audited_tables
+            WHERE table_schema = \(table.schema) AND table_name = \(table.name) AND table_oid = \(table.oid) AND mode = \(mode.rawValue)
+              AND key_columns = \(key.columns)::text[] AND excluded_columns = \(excluded)::text[]
+            """).scalar(Int.self) == 1
+        let wasRegistered = try connection.query(
+            "SELECT count(*) FROM audit.audited_tables WHERE table_schema = \(table.schema) AND table_name = \(table.name)").scalar(Int.self) == 1
+        if !registered {
+            try connection.execute("DELETE FROM audit.audited_tables WHERE table_oid = \(table.oid) AND (table_schema, table_name) <> (\(table.schema), \(table.name))")
+            try connection.execute("""
+                INSERT INTO audit.audited_tables (table_schema, table_name, table_oid, mode, key_columns, key_source, excluded_columns)
+                VALUES (\(table.schema), \(table.name), \(table.oid), \(mode.rawValue), \(key.columns)::text[], \(key.source), \(excluded)::text[])
+                ON CONFLICT (table_schema, table_name) DO UPDATE SET
+                    table_oid = EXCLUDED.table_oid, mode = EXCLUDED.mode, key_columns = EXCLUDED.key_columns,
+                    key_source = EXCLUDED.key_source, excluded_columns = EXCLUDED.excluded_columns,
+                    installed_at = now(), installed_by = session_user
+                """)
+        }
+        let action = !changed && registered ? "unchanged" : (wasRegistered || !existing.isEmpty ? "updated" : "installed")
+        logger.info("audit \(action)", metadata: ["audit.table": .string(table.qualified), "audit.mode": .string(mode.rawValue)])
+        return AuditTableResult(
+            table: table.qualified, mode: mode, key: key, excludedColumns: excluded, action: action, partitions: partitionCount, notes: notes)
+    }
+
+    /// Resolves `games` (searched in every non-system schema; must be unique) or `nfl.games`.
+    func resolveTable(_ name: String) throws -> AuditedTable {
+        let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+        let schema: String? = parts.count == 2 ? parts[0] : nil
+        let relname = parts.last ?? name
+        let rows = try connection.query("""
+            SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition,
+                   (SELECT array_to_json(array_agg(a.attname::text ORDER BY a.attnum))::text FROM pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relname = \(relname) AND (\(schema)::text IS NULL OR n.nspname = \(schema))
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+              AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            ORDER BY n.nspname
+            """).rows
+        guard let row = rows.first else {
+            throw OperatorError("no table \(name)", hint: "Give the table as schema.table (e.g. nfl.games).", exitStatus: .usage)
+        }
+        guard rows.count == 1 else {
+            throw OperatorError(
+                "table name \(name) is ambiguous: \(rows.compactMap { $0["nspname"] }.map { "\($0).\(relname)" }.joined(separator: ", "))",
+                hint: "Qualify it with its schema.", exitStatus: .usage)
+        }
+        let relkind = row["relkind"] ?? "r"
+        let qualified = "\(row["nspname"] ?? "").\(row["relname"] ?? "")"
+        guard relkind == "r" || relkind == "p" else {
+            throw OperatorError("\(qualified) is not a table (relkind \(relkind)); only tables can be audited", exitStatus: .usage)
+        }
+        if try row.decode("relispartition", as: Bool.self) {
+            throw OperatorError(
+                "\(qualified) is a partition; audit its partitioned parent instead (its row trigger reaches every partition)",
+                exitStatus: .usage)
+        }
+        let columns = (try? JSONDecoder().decode([String].self, from: Data((row["columns"] ?? "[]").utf8))) ?? []
+        return AuditedTable(
+            oid: try row.decode("oid", as: Int64.self), schema: row["nspname"] ?? "", name: row["relname"] ?? "", relkind: relkind,
+            columns: columns)
+    }
+
+    /// The primary key; else the smallest unique, non-partial, non-expression index whose columns are
+    /// all NOT NULL; else the whole row.
+    func resolveKey(_ table: AuditedTable) throws -> AuditKey {
+        let rows = try connection.query("""
+            SELECT ci.relname AS index_name, i.indisprimary,
+                   array_to_json(array_agg(a.attname::text ORDER BY k.ord))::text AS columns, bool_and(a.attnotnull) AS not_null
+            FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
+            CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = \(table.oid) AND (i.indisprimary OR i.indisunique) AND i.indpred IS NULL AND i.indexprs IS NULL
+            GROUP BY ci.relname, i.indisprimary
+            ORDER BY i.indisprimary DESC, count(*), ci.relname
+            """).rows
+        for row in rows {
+            let primary = try row.decode("indisprimary", as: Bool.self)
+            let notNull = try row.decode("not_null", as: Bool.self)
+            guard primary || notNull else { continue }
+            let columns = (try? JSONDecoder().decode([String].self, from: Data((row["columns"] ?? "[]").utf8))) ?? []
+            return AuditKey(columns: columns, source: "\(primary ? "primary key" : "unique index") \(row["index_name"] ?? "")")
+        }
+        return AuditKey(columns: [], source: "whole row")
+    }
+
+    /// Every partition (at any depth) of a partitioned table; empty for a plain table.
+    func partitionOIDs(_ table: AuditedTable) throws -> [Int64] {
+        guard table.isPartitioned else { return [] }
+        return try connection.query("SELECT relid::oid AS oid FROM pg_partition_tree(\(table.oid)::oid::regclass) WHERE relid <> \(table.oid)::oid::regclass ORDER BY 1")
+            .rows.map { try $0.decode("oid", as: Int64.self) }
+    }
+
+    func relationSQL(_ oid: Int64) throws -> String {
+        let row = try connection.query("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \(oid)::oid").singleRow()
+        return PostgresIdentifier.quote(row["nspname"] ?? "") + "." + PostgresIdentifier.quote(row["relname"] ?? "")
+    }
+
+    struct TriggerInfo {
+        let name: String
+        let function: String
+        let args: [String]
+        let enabled: String
+        let cloned: Bool
+    }
+
+    /// nfldb's audit triggers (`zz_audit_*`) on one relation.
+    func existingTriggers(_ oid: Int64) throws -> [TriggerInfo] {
+        try connection.query("""
+            SELECT t.tgname, p.proname, encode(t.tgargs, 'escape') AS args, t.tgenabled::text AS enabled, t.tgparentid <> 0 AS cloned
+            FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+            WHERE t.tgrelid = \(oid)::oid AND t.tgname LIKE 'zz\\_audit\\_%' ORDER BY 1
+            """).rows.map { row in
+            TriggerInfo(
+                name: row["tgname"] ?? "", function: row["proname"] ?? "", args: Self.decodeTriggerArgs(row["args"] ?? ""),
+                enabled: row["enabled"] ?? "O", cloned: try row.decode("cloned"))
+        }
+    }
+
+    /// Decodes `encode(tgargs, 'escape')`: NUL-terminated strings, `\\` for a backslash, `\ooo` octal bytes.
+    static func decodeTriggerArgs(_ text: String) -> [String] {
+        var args: [String] = []
+        var current: [UInt8] = []
+        let bytes = Array(text.utf8)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "\\") && i + 1 < bytes.count {
+                if bytes[i + 1] == UInt8(ascii: "\\") {
+                    current.append(UInt8(ascii: "\\"))
+                    i += 2
+                    continue
+                }
+                if i + 3 < bytes.count, let value = UInt8(String(decoding: bytes[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                    if value == 0 {
+                        args.append(String(decoding: current, as: UTF8.self))
+                        current = []
+                    } else {
+                        current.append(value)
+                    }
+                    i += 4
+                    continue
+                }
+            }
+            current.append(bytes[i])
+            i += 1
+        }
+        if !current.isEmpty { args.append(String(decoding: current, as: UTF8.self)) }
+        return args
+    }
+
+    func registryExists() throws -> Bool {
+        try connection.query("SELECT to_regclass('audit.audited_tables') IS NOT NULL").scalar(Bool.self)
+    }
+
+    func requireSuperuser(_ command: String) throws {
+        let superuser = try connection.query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar(Bool.self)
+        guard superuser else {
+            throw OperatorError(
+                "\(command) must run as a superuser",
+                detail: "it creates the audit owner role and objects owned by it, and triggers on tables owned by other roles",
+                hint: "Connect as a superuser (e.g. postgres) for install, remove and prune; status and log work for readers of audit.log.")
+        }
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+import NFLDBPostgres
+
+/// The SQL of the audit schema: the append-only log, its guards and the trigger functions.
+/// Everything is static text; only the audit owner's name is spliced in, quoted.
+enum AuditSQL {
+    static let schema = "audit"
+    static let rowTrigger = "zz_audit_row"
+    static let insertTrigger = "zz_audit_insert"
+    static let updateTrigger = "zz_audit_update"
+    static let deleteTrigger = "zz_audit_delete"
+    static let truncateTrigger = "zz_audit_truncate"
+    static let guardRowTrigger = "audit_guard_row"
+    static let guardTruncateTrigger = "audit_guard_truncate"
+    static let allTableTriggers = [rowTrigger, insertTrigger, updateTrigger, deleteTrigger, truncateTrigger]
+    static let statementTriggers = [insertTrigger, updateTrigger, deleteTrigger]
+    /// Months of partitions kept ready ahead of the current one.
+    static let monthsAhead = 3
+
+    static func quote(_ name: String) -> String { PostgresIdentifier.quote(name) }
+
+    /// The log and registry tables (run as the audit owner, inside schema `audit`).
+    static let tables = """
+        CREATE TABLE IF NOT EXISTS audit.log (
+            id                bigint GENERATED ALWAYS AS IDENTITY,
+            logged_at         timestamptz NOT NULL DEFAULT statement_timestamp(),
+            table_oid         oid NOT NULL,
+            table_schema      text NOT NULL,
+            table_name        text NOT NULL,
+            operation         text NOT NULL,
+            row_key           jsonb,
+            old_row           jsonb,
+            new_row           jsonb,
+            changed           jsonb,
+            txid              bigint NOT NULL,
+            session_user_name text NOT NULL,
+            current_user_name text NOT NULL,
+            application_name  text,
+            client_addr       inet,
+            correlation_id    text,
+            CONSTRAINT log_pkey PRIMARY KEY (id, logged_at),
+            CONSTRAINT log_operation_values CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'))
+        ) PARTITION BY RANGE (logged_at);
+        COMMENT ON TABLE audit.log IS 'Append-only audit trail written by nfldb audit triggers; partitioned by month; pruned only with nfldb audit prune.';
+        COMMENT ON COLUMN audit.log.row_key IS 'Key of the changed row: its primary key (or the unique key / whole row named at install time).';
+        COMMENT ON COLUMN audit.log.old_row IS 'UPDATE and DELETE: the whole row before the change (minus excluded columns).';
+        COMMENT ON COLUMN audit.log.new_row IS 'INSERT: the whole new row. For UPDATE the new row is old_row || changed.';
+        COMMENT ON COLUMN audit.log.changed IS 'UPDATE only: the columns whose value changed, with their new values.';
+        COMMENT ON COLUMN audit.log.session_user_name IS 'The login role (session_user); current_user_name is the audit owner inside the SECURITY DEFINER trigger.';
+        COMMENT ON COLUMN audit.log.correlation_id IS 'SET LOCAL nfldb.correlation_id of the writing transaction, when set.';
+        CREATE TABLE IF NOT EXISTS audit.log_default PARTITION OF audit.log DEFAULT;
+        CREATE TABLE IF NOT EXISTS audit.audited_tables (
+            table_schema     text NOT NULL,
+            table_name       text NOT NULL,
+            table_oid        oid NOT NULL,
+            mode             text NOT NULL CHECK (mode IN ('row', 'statement')),
+            key_columns      text[] NOT NULL,
+            key_source       text NOT NULL,
+            excluded_columns text[] NOT NULL DEFAULT '{}',
+            installed_at     timestamptz NOT NULL DEFAULT now(),
+            installed_by     text NOT NULL DEFAULT session_user,
+            PRIMARY KEY (table_schema, table_name)
+        );
+        COMMENT ON TABLE audit.audited_tables IS 'Tables nfldb audit install set up, with the table oid at install time (a re-created table has a new oid).';
+        REVOKE ALL ON TABLE audit.log, audit.log_default, audit.audited_tables FROM PUBLIC;
+        """
+
+    /// Row-level capture. TG_ARGV: [0] number of key columns (0 = the whole row is the key),
+    /// [1]/[2] the audited table's schema/name ('' = the table that fired, i.e. not a partition),
+    /// [3 .. 2+n] key columns, then excluded columns. Static SQL only: no EXECUTE, no catalog lookups.
+    static let captureRow = """
+        CREATE OR REPLACE FUNCTION audit.capture_row() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $function$
+        DECLARE
+            nkeys    integer := TG_ARGV[0]::integer;
+            excluded text[] := TG_ARGV[3 + nkeys:];
+            new_j    jsonb;
+            old_j    jsonb;
+            row_j    jsonb;
+            key_j    jsonb;
+            diff     jsonb;
+            i        integer;
+        BEGIN
+            IF TG_OP <> 'DELETE' THEN new_j := to_jsonb(NEW) - excluded; END IF;
+            IF TG_OP <> 'INSERT' THEN old_j := to_jsonb(OLD) - excluded; END IF;
+            IF TG_OP = 'UPDATE' THEN
+                SELECT jsonb_object_agg(n.key, n.value) INTO diff
+                  FROM jsonb_each(new_j) AS n WHERE n.value IS DISTINCT FROM old_j -> n.key;
+                IF diff IS NULL THEN RETURN NULL; END IF;  -- nothing (audited) changed
+            END IF;
+            row_j := coalesce(old_j, new_j);
+            IF nkeys = 0 THEN
+                key_j := row_j;
+            ELSE
+                key_j := '{}';
+                FOR i IN 3 .. 2 + nkeys LOOP
+                    key_j := key_j || jsonb_build_object(TG_ARGV[i], row_j -> TG_ARGV[i]);
+                END LOOP;
+            END IF;
+            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
+                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
+            VALUES (TG_RELID, coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME),
+                    TG_OP, key_j, old_j, CASE WHEN TG_OP = 'INSERT' THEN new_j END, diff, txid_current(),
+                    session_user, current_user, current_setting('application_name'), inet_client_addr(),
+                    nullif(current_setting('nfldb.correlation_id', true), ''));
+            RETURN NULL;
+        END
+        $function$;
+        """
+
+    /// Statement-level capture with transition tables (one trigger per event). UPDATE pairs old and
+    /// new rows on the key with `=` (hash-joinable) in MATERIALIZED CTEs; JIT is off.
+    static let captureStatement = """
+        CREATE OR REPLACE FUNCTION audit.capture_statement() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $function$
+        DECLARE
+            nkeys    integer := TG_ARGV[0]::integer;
+            keys     text[] := TG_ARGV[3 : 2 + nkeys];
+            excluded text[] := TG_ARGV[3 + nkeys:];
+            tschema  text := coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA);
+            tname    text := coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME);
+            app      text := current_setting('application_name');
+            corr     text := nullif(current_setting('nfldb.correlation_id', true), '');
+            tx       bigint := txid_current();
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, new_row, txid,
+                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
+                SELECT TG_RELID, tschema, tname, 'INSERT', (SELECT jsonb_object_agg(k.k, r.j -> k.k) FROM unnest(keys) AS k(k)),
+                       r.j, tx, session_user, current_user, app, inet_client_addr(), corr
+                  FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS r;
+            ELSIF TG_OP = 'DELETE' THEN
+                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, txid,
+                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
+                SELECT TG_RELID, tschema, tname, 'DELETE', (SELECT jsonb_object_agg(k.k, r.j -> k.k) FROM unnest(keys) AS k(k)),
+                       r.j, tx, session_user, current_user, app, inet_client_addr(), corr
+                  FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS r;
+            ELSE
+                WITH o AS MATERIALIZED (
+                         SELECT s.j, (SELECT jsonb_object_agg(k.k, s.j -> k.k) FROM unnest(keys) AS k(k)) AS row_key
+                           FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS s),
+                     n AS MATERIALIZED (
+                         SELECT s.j, (SELECT jsonb_object_agg(k.k, s.j -> k.k) FROM unnest(keys) AS k(k)) AS row_key
+                           FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS s)
+                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
+                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
+                SELECT TG_RELID, tschema, tname, 'UPDATE', coalesce(o.row_key, n.row_key), o.j,
+                       CASE WHEN o.row_key IS NULL THEN n.j END,
+                       CASE WHEN o.row_key IS NOT NULL AND n.row_key IS NOT NULL THEN d.diff END,
+                       tx, session_user, current_user, app, inet_client_addr(), corr
+                  FROM o FULL JOIN n ON o.row_key = n.row_key
+                  CROSS JOIN LATERAL (SELECT jsonb_object_agg(e.key, e.value) AS diff
+                                        FROM jsonb_each(n.j) AS e WHERE e.value IS DISTINCT FROM o.j -> e.key) AS d
+                 WHERE o.row_key IS NULL OR n.row_key IS NULL OR d.diff IS NOT NULL;
+            END IF;
+            RETURN NULL;
+        END
+        $function$;
+        """
+
+    /// AFTER TRUNCATE (statement). TG_ARGV: [0]/[1] the audited table's schema/name ('' = the firing table).
+    static let captureTruncate = """
+        CREATE OR REPLACE FUNCTION audit.capture_truncate() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $function$
+        BEGIN
+            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, txid,
+                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
+            VALUES (TG_RELID, coalesce(nullif(TG_ARGV[0], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_NAME),
+                    'TRUNCATE', txid_current(), session_user, current_user, current_setting('application_name'),
+                    inet_client_addr(), nullif(current_setting('nfldb.correlation_id', true), ''));
+            RETURN NULL;
+        END
+        $function$;
+        """
+
+    /// Guard on the log and every partition: UPDATE, DELETE and TRUNCATE raise, even for the owner
+    /// or a superuser, unless `nfldb audit prune` is running (as the audit owner, with
+    /// `nfldb.audit_prune` set for its transaction).
+    static func rejectChange(owner: String) -> String {
+        """
+        CREATE OR REPLACE FUNCTION audit.reject_change() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $function$
+        BEGIN
+            IF TG_OP = 'DELETE' AND current_setting('nfldb.audit_prune', true) = 'on'
+               AND current_user = \(PostgresIdentifier.literal(owner)) THEN
+                RETURN OLD;
+            END IF;
+            RAISE EXCEPTION 'audit.log is append-only: % on % is not allowed', TG_OP, TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Old entries are removed with nfldb audit prune --older-than; nothing else may change the log.';
+        END
+        $function$;
+        """
+    }
+
+    /// Ownership and EXECUTE of the functions (nobody calls them directly; triggers do not check EXECUTE).
+    static let functionPrivileges = """
+        REVOKE ALL ON FUNCTION audit.capture_row(), audit.capture_statement(), audit.capture_truncate(), audit.reject_change() FROM PUBLIC;
+        """
+
+    static let guardTriggers = """
+        CREATE OR REPLACE TRIGGER audit_guard_row BEFORE UPDATE OR DELETE ON audit.log
+            FOR EACH ROW EXECUTE FUNCTION audit.reject_change();
+        CREATE OR REPLACE TRIGGER audit_guard_truncate BEFORE TRUNCATE ON audit.log
+            FOR EACH STATEMENT EXECUTE FUNCTION audit.reject_change();
+        """
+
+    /// The statement-level TRUNCATE guard on one partition (row triggers are cloned to partitions,
+    /// statement triggers are not: a TRUNCATE aimed at a partition would bypass the parent's).
+    static func partitionGuard(_ partition: String) -> String {
+        "CREATE OR REPLACE TRIGGER audit_guard_truncate BEFORE TRUNCATE ON audit.\(quote(partition)) FOR EACH STATEMENT EXECUTE FUNCTION audit.reject_change();"
+    }
+
+    /// `log_y2025m01`: the partition holding one calendar month (UTC).
+    static func partitionName(year: Int, month: Int) -> String {
+        String(format: "log_y%04dm%02d", year, month)
+    }
+
+    static func createPartition(year: Int, month: Int) -> String {
+        let next = month == 12 ? (year + 1, 1) : (year, month + 1)
+        let from = String(format: "%04d-%02d-01 00:00:00+00", year, month)
+        let to = String(format: "%04d-%02d-01 00:00:00+00", next.0, next.1)
+        return """
+            CREATE TABLE IF NOT EXISTS audit.\(quote(partitionName(year: year, month: month))) PARTITION OF audit.log
+                FOR VALUES FROM ('\(from)') TO ('\(to)')
+            """
+    }
+
+    /// Parses `log_y2025m01` → (2025, 1).
+    static func parsePartitionName(_ name: String) -> (year: Int, month: Int)? {
+        guard name.count == 12, name.hasPrefix("log_y"), let y = Int(name.dropFirst(5).prefix(4)),
+            name.dropFirst(9).first == "m", let m = Int(name.suffix(2)), (1...12).contains(m)
+        else { return nil }
+        return (y, m)
+    }
+}

@@ -1,0 +1,237 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+/// Health of one audited table.
+public struct AuditTableStatus: Sendable, Codable {
+    public let table: String
+    public let mode: String
+    public let key: [String]
+    public let keySource: String
+    public let installedAt: String
+    public let problems: [String]
+    public var ok: Bool { problems.isEmpty }
+}
+
+/// One partition of audit.log.
+public struct AuditPartition: Sendable, Codable {
+    public let name: String
+    /// `FOR VALUES FROM (…) TO (…)` or `DEFAULT`.
+    public let bound: String
+}
+
+/// `nfldb audit status`: the log's integrity and every audited table's trigger health.
+public struct AuditStatusReport: Sendable, Codable {
+    public var installed: Bool
+    public var owner: String?
+    public var tables: [AuditTableStatus]
+    /// Problems with the audit schema itself (guards, owner, partitions).
+    public var logProblems: [String]
+    public var partitions: [AuditPartition]
+    /// Upper bound of the newest monthly partition.
+    public var coveredUntil: String?
+    public var defaultPartitionRows: Int
+    public var estimatedEntries: Int
+
+    /// Everything is as `install` left it.
+    public var healthy: Bool { installed && logProblems.isEmpty && tables.allSatisfy(\.ok) }
+}
+
+extension AuditInstaller {
+    /// Inspects the audit schema and every registered table. Needs SELECT on audit.audited_tables
+    /// (a superuser or the audit owner); changes nothing.
+    public func status() throws -> AuditStatusReport {
+        var report = AuditStatusReport(
+            installed: false, owner: nil, tables: [], logProblems: [], partitions: [], coveredUntil: nil, defaultPartitionRows: 0,
+            estimatedEntries: 0)
+        let schemaOwner = try connection.query("SELECT pg_get_userbyid(nspowner) AS o FROM pg_namespace WHERE nspname = 'audit'").rows.first?["o"]
+        guard let schemaOwner, try connection.query("SELECT to_regclass('audit.log') IS NOT NULL").scalar(Bool.self) else {
+            report.logProblems.append("the audit schema is not installed: run `nfldb audit install --table …`")
+            return report
+        }
+        report.installed = true
+        report.owner = schemaOwner
+        guard try connection.query("SELECT has_table_privilege('audit.audited_tables', 'SELECT')").scalar(Bool.self) else {
+            throw OperatorError(
+                "cannot read audit.audited_tables as \(connection.target)",
+                hint: "Run `nfldb audit status` as a superuser (or as a member of \(schemaOwner)).")
+        }
+        try checkLog(owner: schemaOwner, into: &report)
+        let registry = try connection.query("""
+            SELECT table_schema, table_name, table_oid::int8 AS oid, mode, array_to_json(key_columns)::text AS keys, key_source,
+                   array_to_json(excluded_columns)::text AS excluded, installed_at::text AS installed_at
+            FROM audit.audited_tables ORDER BY 1, 2
+            """).rows
+        var registeredOIDs = Set<Int64>()
+        for row in registry {
+            let schema = row["table_schema"] ?? "", name = row["table_name"] ?? ""
+            let oid = try row.decode("oid", as: Int64.self)
+            registeredOIDs.insert(oid)
+            let keys = Self.jsonList(row["keys"]), excluded = Self.jsonList(row["excluded"])
+            let mode = AuditMode(rawValue: row["mode"] ?? "row") ?? .row
+            var problems: [String] = []
+            let current = try connection.query("""
+                SELECT c.oid::int8 AS oid, c.relkind::text AS relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = \(schema) AND c.relname = \(name)
+                """).rows.first
+            if let current {
+                let currentOID = try current.decode("oid", as: Int64.self)
+                registeredOIDs.insert(currentOID)
+                if currentOID != oid {
+                    problems.append("re-created since install (oid \(oid) → \(currentOID)): a new table does not inherit the old one's triggers")
+                }
+                let table = AuditedTable(oid: currentOID, schema: schema, name: name, relkind: current["relkind"] ?? "r", columns: [])
+                problems += try checkTriggers(table, mode: mode, keys: keys, excluded: excluded)
+                let key = try resolveKey(table)
+                if key.columns != keys {
+                    problems.append("key changed: installed with \(keys.isEmpty ? "the whole row" : "(\(keys.joined(separator: ", ")))"), the table's key is now \(key)")
+                }
+            } else if let renamed = try connection.query("""
+                SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \(oid)::oid
+                """).rows.first?["t"] {
+                problems.append("renamed to \(renamed): run `nfldb audit install --table \(renamed)` to re-register it")
+            } else {
+                problems.append("table no longer exists (dropped); its log entries remain")
+            }
+            report.tables.append(AuditTableStatus(
+                table: "\(schema).\(name)", mode: mode.rawValue, key: keys, keySource: row["key_source"] ?? "",
+                installedAt: row["installed_at"] ?? "", problems: problems))
+        }
+        // Audit triggers on tables the registry does not know (copied by hand, or left by a failed remove).
+        let stray = try connection.query("""
+            SELECT DISTINCT c.oid::int8 AS oid, n.nspname || '.' || c.relname AS t
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.tgname LIKE 'zz\\_audit\\_%' AND t.tgparentid = 0 AND NOT c.relispartition ORDER BY 2
+            """).rows
+        for row in stray where !registeredOIDs.contains(try row.decode("oid", as: Int64.self)) {
+            report.tables.append(AuditTableStatus(
+                table: row["t"] ?? "", mode: "?", key: [], keySource: "", installedAt: "",
+                problems: ["has audit triggers but is not registered: run `nfldb audit install --table \(row["t"] ?? "")` or `audit remove`"]))
+        }
+        return report
+    }
+
+    private func checkTriggers(_ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String]) throws -> [String] {
+        var problems: [String] = []
+        let label = mode == .row && table.isPartitioned ? [table.schema, table.name] : ["", ""]
+        let args = [String(keys.count)] + label + keys + excluded
+        let expected: [(String, String, [String])] = (mode == .row
+            ? [(AuditSQL.rowTrigger, "capture_row", args)]
+            : AuditSQL.statementTriggers.map { ($0, "capture_statement", args) })
+            + [(AuditSQL.truncateTrigger, "capture_truncate", [])]
+        let triggers = try existingTriggers(table.oid).filter { !$0.cloned }
+        for (name, function, arguments) in expected {
+            guard let trigger = triggers.first(where: { $0.name == name }) else {
+                problems.append("trigger \(name) is missing: changes are not audited")
+                continue
+            }
+            if trigger.enabled == "D" { problems.append("trigger \(name) is DISABLED: changes are not audited") }
+            if trigger.function != function || trigger.args != arguments {
+                problems.append("trigger \(name) differs from the installed definition (function \(trigger.function), args \(trigger.args))")
+            }
+        }
+        for partition in try partitionOIDs(table) {
+            let partitionTriggers = try existingTriggers(partition)
+            let name = try relationSQL(partition)
+            if !partitionTriggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.enabled != "D" }) {
+                problems.append("partition \(name) has no TRUNCATE audit trigger (added after install?): run install again")
+            }
+            if mode == .row, !partitionTriggers.contains(where: { $0.name == AuditSQL.rowTrigger && $0.enabled != "D" }) {
+                problems.append("partition \(name) has no (enabled) row audit trigger")
+            }
+        }
+        return problems
+    }
+
+    private func checkLog(owner: String, into report: inout AuditStatusReport) throws {
+        let log = try connection.query("""
+            SELECT pg_get_userbyid(c.relowner) AS owner, c.relkind::text AS relkind,
+                   (SELECT rolcanlogin FROM pg_roles WHERE rolname = \(owner)) AS login,
+                   (SELECT string_agg(m.rolname, ', ') FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
+                      JOIN pg_roles m ON m.oid = am.member WHERE r.rolname = \(owner)) AS members,
+                   (SELECT count(*) FROM aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+                     WHERE a.grantee <> c.relowner AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')) AS writers
+            FROM pg_class c WHERE c.oid = 'audit.log'::regclass
+            """).singleRow()
+        if log["owner"] != owner { report.logProblems.append("audit.log is owned by \(log["owner"] ?? "?"), not the audit schema's owner \(owner)") }
+        if log["relkind"] != "p" { report.logProblems.append("audit.log is not partitioned") }
+        if try log.decode("login", as: Bool?.self) == true {
+            report.logProblems.append("audit owner \(owner) can log in: whoever logs in as it can rewrite the log")
+        }
+        if let members = log["members"] {
+            report.logProblems.append("\(members) \(members.contains(",") ? "are members" : "is a member") of the audit owner \(owner): they can drop the guards and rewrite the log")
+        }
+        if try log.decode("writers", as: Int.self) > 0 {
+            report.logProblems.append("someone other than \(owner) holds INSERT/UPDATE/DELETE/TRUNCATE on audit.log")
+        }
+        let functions = try connection.query("""
+            SELECT p.proname, pg_get_userbyid(p.proowner) AS owner, p.prosecdef,
+                   coalesce(array_to_string(p.proconfig, ','), '') LIKE '%search_path=%' AS fixed_path
+            FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace
+              AND p.proname IN ('capture_row', 'capture_statement', 'capture_truncate', 'reject_change')
+            """).rows
+        for name in ["capture_row", "capture_statement", "capture_truncate", "reject_change"] {
+            guard let row = functions.first(where: { $0["proname"] == name }) else {
+                report.logProblems.append("function audit.\(name)() is missing")
+                continue
+            }
+            if row["owner"] != owner { report.logProblems.append("audit.\(name)() is owned by \(row["owner"] ?? "?"), not \(owner)") }
+            if name != "reject_change", try !row.decode("prosecdef", as: Bool.self) {
+                report.logProblems.append("audit.\(name)() is not SECURITY DEFINER: writers would need INSERT on the log")
+            }
+            if try !row.decode("fixed_path", as: Bool.self) { report.logProblems.append("audit.\(name)() has no fixed search_path") }
+        }
+        let partitions = try connection.query("""
+            SELECT c.oid::int8 AS oid, c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit.log'::regclass ORDER BY c.relname
+            """).rows
+        let guards = try connection.query("""
+            SELECT t.tgrelid::int8 AS oid, t.tgname, t.tgenabled::text AS enabled FROM pg_trigger t
+            WHERE t.tgname IN ('audit_guard_row', 'audit_guard_truncate')
+              AND t.tgrelid IN (SELECT 'audit.log'::regclass UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.log'::regclass)
+            """).rows
+        func hasGuard(_ oid: Int64, _ name: String) -> Bool {
+            guards.contains { (try? $0.decode("oid", as: Int64.self)) == oid && $0["tgname"] == name && $0["enabled"] != "D" }
+        }
+        let logOID = try connection.query("SELECT 'audit.log'::regclass::oid::int8").scalar(Int64.self)
+        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log is missing or disabled") }
+        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log is missing or disabled") }
+        var newest: (Int, Int)?
+        for row in partitions {
+            let oid = try row.decode("oid", as: Int64.self)
+            let name = row["relname"] ?? ""
+            report.partitions.append(AuditPartition(name: name, bound: row["bound"] ?? ""))
+            if !hasGuard(oid, "audit_guard_truncate") {
+                report.logProblems.append("partition audit.\(name) has no TRUNCATE guard: a TRUNCATE aimed at it would erase entries")
+            }
+            if !hasGuard(oid, "audit_guard_row") { report.logProblems.append("partition audit.\(name) has no row guard") }
+            if let month = AuditSQL.parsePartitionName(name), newest.map({ month > $0 }) ?? true { newest = month }
+        }
+        if let (year, month) = newest {
+            let next = month == 12 ? (year + 1, 1) : (year, month + 1)
+            let until = String(format: "%04d-%02d-01", next.0, next.1)
+            report.coveredUntil = until
+            let daysLeft = try connection.query("SELECT (\(until)::date - (now() AT TIME ZONE 'UTC')::date)::int").scalar(Int.self)
+            if daysLeft < 28 {
+                report.logProblems.append("monthly partitions end on \(until) (\(daysLeft) days): run `nfldb audit prune` (it creates the next months) from cron")
+            }
+        } else {
+            report.logProblems.append("audit.log has no monthly partitions: every entry lands in audit.log_default")
+        }
+        if try connection.query("SELECT to_regclass('audit.log_default') IS NOT NULL").scalar(Bool.self) {
+            report.defaultPartitionRows = try connection.query("SELECT count(*) FROM (SELECT 1 FROM audit.log_default LIMIT 100000) s").scalar(Int.self)
+            if report.defaultPartitionRows > 0 {
+                report.logProblems.append("\(report.defaultPartitionRows) entries in audit.log_default: a monthly partition was missing when they were written")
+            }
+        }
+        report.estimatedEntries = try connection.query("""
+            SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::int8 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'audit.log'::regclass
+            """).scalar(Int.self)
+    }
+
+    static func jsonList(_ text: String?) -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data((text ?? "[]").utf8))) ?? []
+    }
+}

@@ -1,0 +1,343 @@
+import Foundation
+import Logging
+import NFLDBPostgres
+
+/// One entry of an ACL as `aclexplode` shows it.
+public struct ACLEntry: Sendable, Hashable {
+    public let grantee: Grantee
+    public let privilege: String
+    public let grantor: String
+}
+
+/// What a role's password looks like in the catalog.
+public enum PasswordState: Sendable, Hashable {
+    /// `pg_authid` is not readable by the runner (not a superuser): nothing can be compared.
+    case unreadable
+    case none
+    case scram(ScramVerifier)
+    /// md5 or clear text (from old clusters); re-set as SCRAM when a source is given.
+    case other(String)
+}
+
+/// A role as `pg_roles` (and `pg_authid`, `pg_db_role_setting`) describe it.
+public struct RoleState: Sendable, Hashable {
+    public let name: String
+    public let superuser: Bool
+    public let inherit: Bool
+    public let createRole: Bool
+    public let createDatabase: Bool
+    public let login: Bool
+    public let replication: Bool
+    public let bypassRLS: Bool
+    public let connectionLimit: Int
+    /// `rolvaliduntil` as epoch seconds (nil = no expiry).
+    public let validUntilEpoch: Double?
+    public let validUntilText: String?
+    /// Role-wide settings (`pg_db_role_setting` with `setdatabase = 0`), by name; compared as a set.
+    public let settings: [String: String]
+    /// Settings for this role in the current database only (`ALTER ROLE … IN DATABASE … SET`).
+    public let databaseSettings: [String: String]
+    public let comment: String?
+    public let password: PasswordState
+}
+
+public struct SchemaState: Sendable, Hashable {
+    public let name: String
+    public let owner: String
+    public let acl: [ACLEntry]
+}
+
+/// A table-like relation (table, partitioned table, view, materialized view, foreign table) or a sequence.
+public struct RelationState: Sendable, Hashable {
+    public let schema: String
+    public let name: String
+    /// `pg_class.relkind`: r, p, v, m, f or S.
+    public let relkind: String
+    public let owner: String
+    public let acl: [ACLEntry]
+    public let isPartition: Bool
+
+    public var kind: ObjectKind { relkind == "S" ? .sequence : .table }
+    public var qualifiedName: String { "\(schema).\(name)" }
+    var sql: String { quoteIdentifier(schema) + "." + quoteIdentifier(name) }
+}
+
+public struct FunctionState: Sendable, Hashable {
+    public let schema: String
+    public let name: String
+    /// `"nfl"."fn"(integer, text)`: usable verbatim in GRANT/REVOKE.
+    public let signature: String
+    public let isProcedure: Bool
+    public let owner: String
+    public let acl: [ACLEntry]
+}
+
+/// One `pg_default_acl` row (exploded).
+public struct DefaultACLState: Sendable, Hashable {
+    public let owner: String
+    /// nil for a global default (`defaclnamespace = 0`).
+    public let schema: String?
+    /// `r`, `S`, `f`, `T` or `n`.
+    public let objectType: String
+    public let entries: [ACLEntry]
+}
+
+/// Everything `plan` needs to know about the cluster and the current database, read in one go.
+public struct CatalogSnapshot: Sendable {
+    public var serverVersionNumber: Int
+    public var database: String
+    public var databaseOwner: String
+    public var databaseACL: [ACLEntry]
+    public var currentUser: String
+    public var isSuperuser: Bool
+    public var roles: [String: RoleState]
+    /// Every role name among those asked about that exists.
+    public var existingRoles: Set<String>
+    /// (group, member) pairs touching managed roles.
+    public var memberships: [(group: String, member: String)]
+    public var schemas: [String: SchemaState]
+    public var relations: [RelationState]
+    public var functions: [FunctionState]
+    public var defaultACLs: [DefaultACLState]
+    /// `valid_until` texts of the spec as epoch seconds, evaluated by the server.
+    public var validUntilEpochs: [String: Double]
+    /// List-setting elements as the server quotes them when storing `ALTER ROLE … SET` (`quote_ident`).
+    public var quotedListElements: [String: String]
+}
+
+/// Reads a ``CatalogSnapshot`` for a spec.
+public enum CatalogInspector {
+    /// - Throws: ``PostgresError`` from the catalog queries; ``RoleSpecError`` when a `valid_until`
+    ///   value is not a timestamp PostgreSQL accepts.
+    public static func snapshot(_ connection: PostgresConnection, spec: RoleSpec, logger: Logger) throws -> CatalogSnapshot {
+        let info = try connection.query("""
+            SELECT current_database() AS db, pg_get_userbyid(d.datdba) AS owner, current_user AS usr,
+                   r.rolsuper AS super, has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS authid
+            FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user
+            """).singleRow("database info")
+        let database = info["db"] ?? ""
+        let canReadPasswords = try info.decode("authid", as: Bool.self)
+        var referenced = spec.managedRoleNames.union(spec.unmanagedRoles)
+        spec.schemas.compactMap(\.owner).forEach { referenced.insert($0) }
+        let names = Array(referenced).sorted()
+
+        var roles: [String: RoleState] = [:]
+        let passwordColumn = canReadPasswords
+            ? "(SELECT a.rolpassword FROM pg_authid a WHERE a.oid = r.oid)"
+            : "NULL::text"
+        let roleRows = try connection.query(PostgresQuery(unsafeSQL: """
+            SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolreplication,
+                   r.rolbypassrls, r.rolconnlimit, extract(epoch FROM r.rolvaliduntil)::float8 AS valid_epoch,
+                   r.rolvaliduntil::text AS valid_text,
+                   (SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0) AS config,
+                   (SELECT s.setconfig FROM pg_db_role_setting s, pg_database d
+                     WHERE s.setrole = r.oid AND s.setdatabase = d.oid AND d.datname = current_database()) AS dbconfig,
+                   shobj_description(r.oid, 'pg_authid') AS comment,
+                   \(passwordColumn) AS password
+            FROM pg_roles r WHERE r.rolname = ANY($1::text[])
+            """, binds: [names.postgresText])).rows
+        for row in roleRows {
+            let name = row["rolname"] ?? ""
+            let password: PasswordState
+            if !canReadPasswords {
+                password = .unreadable
+            } else if let text = row["password"] {
+                password = ScramVerifier(parsing: text).map(PasswordState.scram) ?? .other(text.hasPrefix("md5") ? "md5" : "clear text")
+            } else {
+                password = .none
+            }
+            roles[name] = RoleState(
+                name: name, superuser: try row.decode("rolsuper"), inherit: try row.decode("rolinherit"),
+                createRole: try row.decode("rolcreaterole"), createDatabase: try row.decode("rolcreatedb"),
+                login: try row.decode("rolcanlogin"), replication: try row.decode("rolreplication"),
+                bypassRLS: try row.decode("rolbypassrls"), connectionLimit: try row.decode("rolconnlimit"),
+                validUntilEpoch: try row.decode("valid_epoch", as: Double?.self), validUntilText: row["valid_text"],
+                settings: parseConfig(row["config"]), databaseSettings: parseConfig(row["dbconfig"]), comment: row["comment"],
+                password: password)
+        }
+
+        let memberRows = try connection.query("""
+            SELECT g.rolname AS grp, m.rolname AS member
+            FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+            WHERE g.rolname = ANY(\(names)) OR m.rolname = ANY(\(names))
+            ORDER BY 1, 2
+            """).rows
+        let memberships = memberRows.map { (group: $0["grp"] ?? "", member: $0["member"] ?? "") }
+
+        let databaseACL = try connection.query("""
+            SELECT \(unsafeRaw: granteeSQL("a")) AS grantee, a.privilege_type, pg_get_userbyid(a.grantor) AS grantor
+            FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+            WHERE d.datname = current_database()
+            """).rows.map(aclEntry)
+
+        var schemaNames = spec.managedSchemaNames
+        if spec.publicPolicy.schemaPublic != nil, !schemaNames.contains("public") { schemaNames.append("public") }
+        var schemas: [String: SchemaState] = [:]
+        let schemaRows = try connection.query("""
+            SELECT n.nspname, pg_get_userbyid(n.nspowner) AS owner,
+                   \(unsafeRaw: granteeSQL("a")) AS grantee, a.privilege_type, pg_get_userbyid(a.grantor) AS grantor
+            FROM pg_namespace n LEFT JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a ON true
+            WHERE n.nspname = ANY(\(schemaNames))
+            """).rows
+        for row in schemaRows {
+            let name = row["nspname"] ?? ""
+            let existing = schemas[name]
+            var acl = existing?.acl ?? []
+            if row["privilege_type"] != nil { acl.append(aclEntry(row)) }
+            schemas[name] = SchemaState(name: name, owner: row["owner"] ?? "", acl: acl)
+        }
+
+        let managedSchemas = spec.managedSchemaNames
+        var relations: [String: (RelationState, [ACLEntry])] = [:]
+        var relationOrder: [String] = []
+        let relationRows = try connection.query("""
+            SELECT n.nspname, c.relname, c.relkind::text AS relkind, pg_get_userbyid(c.relowner) AS owner, c.relispartition,
+                   \(unsafeRaw: granteeSQL("a")) AS grantee, a.privilege_type, pg_get_userbyid(a.grantor) AS grantor
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN LATERAL aclexplode(coalesce(c.relacl,
+                acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a ON true
+            WHERE n.nspname = ANY(\(managedSchemas)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+            ORDER BY n.nspname, c.relname
+            """).rows
+        for row in relationRows {
+            let key = "\(row["nspname"] ?? "").\(row["relname"] ?? "")"
+            if relations[key] == nil {
+                relationOrder.append(key)
+                relations[key] = (RelationState(
+                    schema: row["nspname"] ?? "", name: row["relname"] ?? "", relkind: row["relkind"] ?? "r", owner: row["owner"] ?? "",
+                    acl: [], isPartition: try row.decode("relispartition")), [])
+            }
+            if row["privilege_type"] != nil { relations[key]?.1.append(aclEntry(row)) }
+        }
+        let relationList = relationOrder.compactMap { key -> RelationState? in
+            guard let (state, acl) = relations[key] else { return nil }
+            return RelationState(schema: state.schema, name: state.name, relkind: state.relkind, owner: state.owner, acl: acl, isPartition: state.isPartition)
+        }
+
+        var functions: [String: (FunctionState, [ACLEntry])] = [:]
+        var functionOrder: [String] = []
+        let functionRows = try connection.query("""
+            SELECT n.nspname, p.proname, p.prokind::text AS prokind, pg_get_userbyid(p.proowner) AS owner,
+                   format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS signature,
+                   \(unsafeRaw: granteeSQL("a")) AS grantee, a.privilege_type, pg_get_userbyid(a.grantor) AS grantor
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a ON true
+            WHERE n.nspname = ANY(\(managedSchemas))
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+            ORDER BY 1, 2, 5
+            """).rows
+        for row in functionRows {
+            let signature = row["signature"] ?? ""
+            if functions[signature] == nil {
+                functionOrder.append(signature)
+                functions[signature] = (FunctionState(
+                    schema: row["nspname"] ?? "", name: row["proname"] ?? "", signature: signature, isProcedure: row["prokind"] == "p",
+                    owner: row["owner"] ?? "", acl: []), [])
+            }
+            if row["privilege_type"] != nil { functions[signature]?.1.append(aclEntry(row)) }
+        }
+        let functionList = functionOrder.compactMap { key -> FunctionState? in
+            guard let (state, acl) = functions[key] else { return nil }
+            return FunctionState(schema: state.schema, name: state.name, signature: state.signature, isProcedure: state.isProcedure, owner: state.owner, acl: acl)
+        }
+
+        var defaults: [String: DefaultACLState] = [:]
+        let defaultRows = try connection.query("""
+            SELECT pg_get_userbyid(d.defaclrole) AS owner, n.nspname, d.defaclobjtype::text AS objtype,
+                   \(unsafeRaw: granteeSQL("a")) AS grantee, a.privilege_type, pg_get_userbyid(a.grantor) AS grantor
+            FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+            LEFT JOIN LATERAL aclexplode(d.defaclacl) a ON true
+            ORDER BY 1, 2, 3
+            """).rows
+        for row in defaultRows {
+            let key = "\(row["owner"] ?? "")|\(row["nspname"] ?? "")|\(row["objtype"] ?? "")"
+            let existing = defaults[key]
+            var entries = existing?.entries ?? []
+            if row["privilege_type"] != nil { entries.append(aclEntry(row)) }
+            defaults[key] = DefaultACLState(owner: row["owner"] ?? "", schema: row["nspname"], objectType: row["objtype"] ?? "", entries: entries)
+        }
+
+        var epochs: [String: Double] = [:]
+        var issues: [SpecIssue] = []
+        for role in spec.roles {
+            guard let text = role.validUntil, epochs[text] == nil else { continue }
+            do {
+                let value = try connection.query("SELECT extract(epoch FROM \(text)::timestamptz)::float8").scalar(Double.self)
+                epochs[text] = value
+            } catch let error as PostgresError {
+                issues.append(SpecIssue("valid_until \"\(text)\" of role \(role.name) is not a timestamp: \(error.message)", at: role.location))
+            }
+        }
+        if !issues.isEmpty { throw RoleSpecError(issues) }
+
+        var elements: Set<String> = []
+        for role in spec.roles {
+            for setting in role.settings { if case .list(let items) = setting.value { elements.formUnion(items) } }
+        }
+        var quoted: [String: String] = [:]
+        if !elements.isEmpty {
+            for row in try connection.query("SELECT x, quote_ident(x) AS q FROM unnest(\(Array(elements))::text[]) x").rows {
+                quoted[row["x"] ?? ""] = row["q"] ?? ""
+            }
+        }
+
+        let existing = Set(try connection.query("SELECT rolname FROM pg_roles WHERE rolname = ANY(\(names))").rows.compactMap { $0["rolname"] })
+        logger.debug("catalog read", metadata: [
+            "db.name": .string(database), "roles.existing": .stringConvertible(existing.count),
+            "roles.relations": .stringConvertible(relationList.count),
+        ])
+        return CatalogSnapshot(
+            serverVersionNumber: connection.serverVersionNumber, database: database, databaseOwner: info["owner"] ?? "",
+            databaseACL: databaseACL, currentUser: info["usr"] ?? "", isSuperuser: try info.decode("super"), roles: roles,
+            existingRoles: existing, memberships: memberships, schemas: schemas, relations: relationList, functions: functionList,
+            defaultACLs: defaults.keys.sorted().compactMap { defaults[$0] }, validUntilEpochs: epochs, quotedListElements: quoted)
+    }
+
+    private static func granteeSQL(_ alias: String) -> String {
+        "CASE WHEN \(alias).grantee = 0 THEN NULL ELSE pg_get_userbyid(\(alias).grantee) END"
+    }
+
+    private static func aclEntry(_ row: PostgresRow) -> ACLEntry {
+        ACLEntry(grantee: row["grantee"].map(Grantee.role) ?? .publicRole, privilege: row["privilege_type"] ?? "", grantor: row["grantor"] ?? "")
+    }
+
+    /// `{statement_timeout=60s,"search_path=\"$user\", public"}` → name → value (order does not matter).
+    static func parseConfig(_ text: String?) -> [String: String] {
+        guard let text, text.count >= 2 else { return [:] }
+        var result: [String: String] = [:]
+        for item in parseTextArray(text) {
+            guard let equals = item.firstIndex(of: "=") else { continue }
+            result[String(item[..<equals]).lowercased()] = String(item[item.index(after: equals)...])
+        }
+        return result
+    }
+
+    /// Parses a PostgreSQL text-array literal (`{a,"b c","d\"e"}`).
+    static func parseTextArray(_ text: String) -> [String] {
+        var items: [String] = []
+        var current = ""
+        var inQuotes = false
+        var escaped = false
+        var quotedItem = false
+        for character in text.dropFirst().dropLast() {
+            if escaped {
+                current.append(character)
+                escaped = false
+            } else if character == "\\" && inQuotes {
+                escaped = true
+            } else if character == "\"" {
+                inQuotes.toggle()
+                quotedItem = true
+            } else if character == "," && !inQuotes {
+                items.append(current)
+                current = ""
+                quotedItem = false
+            } else {
+                current.append(character)
+            }
+        }
+        if !current.isEmpty || quotedItem || !items.isEmpty { items.append(current) }
+        return items
+    }
+}

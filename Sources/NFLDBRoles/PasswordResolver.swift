@@ -1,0 +1,32 @@
+import Foundation
+import NFLDBCore
+
+extension PasswordSource {
+    /// The clear-text password, or nil when the source is unset (environment variable missing or
+    /// empty, file missing). Every password found is registered with ``SecretRedactor`` so no
+    /// message or log line can show it.
+    ///
+    /// - Throws: ``OperatorError`` when the file exists but cannot be read.
+    public func resolve(environment: [String: String]) throws -> String? {
+        let value: String?
+        switch self {
+        case .environment(let name):
+            value = environment[name]
+        case .file(let path):
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            do {
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                value = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map {
+                    String($0.hasSuffix("\r") ? $0.dropLast() : $0)
+                }
+            } catch {
+                throw OperatorError(
+                    "cannot read password file \(path): \(error.localizedDescription)",
+                    hint: "Make the file readable by the user running nfldb, or unset password_file for this role.")
+            }
+        }
+        guard let value, !value.isEmpty else { return nil }
+        SecretRedactor.shared.register(value)
+        return value
+    }
+}

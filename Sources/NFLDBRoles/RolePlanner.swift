@@ -1,0 +1,591 @@
+import Foundation
+import NFLDBCore
+
+/// Options that change what a plan contains.
+public struct RolePlanOptions: Sendable {
+    /// Also revoke privileges, memberships and settings of managed roles that the spec does not list.
+    public var revokeUnmanaged = false
+    /// Fail when a login role's password source is unset, instead of warning.
+    public var requirePasswords = false
+    /// Set passwords even when the current one cannot be compared (runner is not a superuser).
+    public var resetUncomparablePasswords = false
+    /// Where `password_env` variables are read.
+    public var environment: [String: String] = ProcessInfo.processInfo.environment
+    /// Warnings from parsing the spec, carried into the plan.
+    public var specWarnings: [SpecIssue] = []
+
+    public init() {}
+}
+
+/// A login role's password source is unset and `--require-passwords` was given.
+public struct MissingPasswordError: NFLDBError, Sendable {
+    public let roles: [(role: String, source: String)]
+
+    public var diagnostic: Diagnostic {
+        Diagnostic(
+            "password source unset for \(roles.map { "\($0.role) (\($0.source))" }.joined(separator: ", "))",
+            hint: "Set the environment variable or create the file, or drop --require-passwords to leave these passwords as they are.")
+    }
+}
+
+/// A privilege on one object.
+struct GrantKey: Hashable {
+    let object: ObjectRef
+    let grantee: Grantee
+    let privilege: String
+}
+
+/// An object privileges are granted on, with how to name it in SQL.
+struct ObjectRef: Hashable {
+    let kind: ObjectKind
+    /// `DATABASE`, `SCHEMA`, `TABLE`, `SEQUENCE`, `FUNCTION` or `PROCEDURE`.
+    let keyword: String
+    let sql: String
+    let display: String
+    let owner: String
+    /// The schema the object is (or, for a schema, that it is); nil for the database.
+    let schema: String?
+}
+
+/// `ALTER DEFAULT PRIVILEGES FOR ROLE owner [IN SCHEMA schema] … ON <kind> … grantee`.
+struct DefaultKey: Hashable {
+    let owner: String
+    let schema: String?
+    let kind: ObjectKind
+    let grantee: Grantee
+    let privilege: String
+}
+
+/// Computes the SQL that turns the database described by a ``CatalogSnapshot`` into the one
+/// described by a ``RoleSpec``. Pure: no database access.
+public struct RolePlanner {
+    let spec: RoleSpec
+    let snapshot: CatalogSnapshot
+    let options: RolePlanOptions
+
+    public init(spec: RoleSpec, snapshot: CatalogSnapshot, options: RolePlanOptions) {
+        self.spec = spec
+        self.snapshot = snapshot
+        self.options = options
+    }
+
+    private var blocks: [String: [PlannedStatement]] = [:]
+    private var warnings: [String] = []
+    private var unmanaged: [String] = []
+    private var missing: [String] = []
+    private var ownership: [String] = []
+    private var missingPasswords: [(role: String, source: String)] = []
+
+    /// - Throws: ``MissingPasswordError`` when `requirePasswords` is set and a source is unset;
+    ///   ``OperatorError`` when a password file cannot be read.
+    public mutating func plan(target: String, serverVersion: String) throws -> RolePlan {
+        warnings = options.specWarnings.map(\.description)
+        let managed = spec.managedRoleNames
+        for name in spec.unmanagedRoles where !snapshot.existingRoles.contains(name) {
+            warnings.append("unmanaged role \(name) does not exist; statements that reference it will fail")
+        }
+        for role in spec.roles {
+            planRole(role)
+            try planPassword(role)
+        }
+        planPrivileges(managed: managed)
+        checkOwnership()
+        checkConnectPaths()
+        if !missingPasswords.isEmpty, options.requirePasswords {
+            throw MissingPasswordError(roles: missingPasswords)
+        }
+        let order = roleOrder()
+        var statements: [PlannedStatement] = []
+        for name in order + ["PUBLIC"] {
+            let block = blocks[name] ?? []
+            // Within a block: changes first, then drift.
+            statements += block.filter { !$0.isDrift } + block.filter(\.isDrift)
+        }
+        if order.isEmpty == false, hasCreateCycle(order) {
+            let creates = statements.filter { $0.kind == .createRole }
+            statements = creates + statements.filter { $0.kind != .createRole }
+        }
+        return RolePlan(
+            database: snapshot.database, target: target, serverVersion: serverVersion, runner: snapshot.currentUser,
+            specFiles: spec.files, statements: statements, warnings: warnings, unmanaged: unmanaged.sorted(), missingObjects: missing,
+            ownership: ownership)
+    }
+
+    private mutating func add(_ statement: PlannedStatement) {
+        blocks[statement.role, default: []].append(statement)
+    }
+
+    // MARK: - Roles, memberships, settings
+
+    private mutating func planRole(_ role: RoleDefinition) {
+        let name = quoteIdentifier(role.name)
+        let desiredValidUntil = role.validUntil.flatMap { snapshot.validUntilEpochs[$0] }
+        guard let state = snapshot.roles[role.name] else {
+            var attributes = [
+                role.login ? "LOGIN" : "NOLOGIN", "NOSUPERUSER", role.createDatabase ? "CREATEDB" : "NOCREATEDB",
+                role.createRole ? "CREATEROLE" : "NOCREATEROLE", role.inherit ? "INHERIT" : "NOINHERIT", "NOREPLICATION", "NOBYPASSRLS",
+                "CONNECTION LIMIT \(role.connectionLimit)",
+            ]
+            if let validUntil = role.validUntil { attributes.append("VALID UNTIL \(quoteLiteral(validUntil))") }
+            add(PlannedStatement(role: role.name, kind: .createRole, sql: "CREATE ROLE \(name) WITH \(attributes.joined(separator: " "));"))
+            if let comment = role.comment {
+                add(PlannedStatement(role: role.name, kind: .comment, sql: "COMMENT ON ROLE \(name) IS \(quoteLiteral(comment));"))
+            }
+            planMemberships(role, existing: false)
+            planSettings(role, state: nil)
+            return
+        }
+        var changes: [String] = []
+        if state.login != role.login { changes.append(role.login ? "LOGIN" : "NOLOGIN") }
+        if state.superuser { changes.append("NOSUPERUSER") }
+        if state.createDatabase != role.createDatabase { changes.append(role.createDatabase ? "CREATEDB" : "NOCREATEDB") }
+        if state.createRole != role.createRole { changes.append(role.createRole ? "CREATEROLE" : "NOCREATEROLE") }
+        if state.inherit != role.inherit { changes.append(role.inherit ? "INHERIT" : "NOINHERIT") }
+        if state.replication { changes.append("NOREPLICATION") }
+        if state.bypassRLS { changes.append("NOBYPASSRLS") }
+        if state.connectionLimit != role.connectionLimit { changes.append("CONNECTION LIMIT \(role.connectionLimit)") }
+        let actualExpiry = state.validUntilEpoch.flatMap { $0.isInfinite ? nil : $0 }
+        let wantedExpiry = desiredValidUntil.flatMap { $0.isInfinite ? nil : $0 }
+        if actualExpiry != wantedExpiry {
+            changes.append("VALID UNTIL \(quoteLiteral(role.validUntil ?? "infinity"))")
+        }
+        if !changes.isEmpty {
+            add(PlannedStatement(role: role.name, kind: .alterRole, sql: "ALTER ROLE \(name) WITH \(changes.joined(separator: " "));"))
+        }
+        if let comment = role.comment, state.comment != comment {
+            add(PlannedStatement(role: role.name, kind: .comment, sql: "COMMENT ON ROLE \(name) IS \(quoteLiteral(comment));"))
+        }
+        planMemberships(role, existing: true)
+        planSettings(role, state: state)
+    }
+
+    private mutating func planMemberships(_ role: RoleDefinition, existing: Bool) {
+        let actual = Set(snapshot.memberships.filter { $0.member == role.name }.map(\.group))
+        let wanted = role.memberOf.map(\.name)
+        for group in wanted where !actual.contains(group) {
+            add(PlannedStatement(role: role.name, kind: .membership, sql: "GRANT \(quoteIdentifier(group)) TO \(quoteIdentifier(role.name));"))
+        }
+        for group in actual.sorted() where !wanted.contains(group) {
+            add(PlannedStatement(
+                role: role.name, kind: .membership, sql: "REVOKE \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
+                reason: "membership not in the spec", isDrift: true, runs: options.revokeUnmanaged))
+        }
+        let managed = spec.managedRoleNames
+        for membership in snapshot.memberships where membership.group == role.name && !managed.contains(membership.member) {
+            unmanaged.append("\(membership.member) (not managed) is a member of \(role.name)")
+        }
+    }
+
+    /// The text PostgreSQL stores in `rolconfig` for a setting (lists are stored quoted with `quote_ident`).
+    private func storedValue(_ value: RoleSetting.Value) -> String {
+        switch value {
+        case .scalar(let text): text
+        case .list(let items): items.map { snapshot.quotedListElements[$0] ?? $0 }.joined(separator: ", ")
+        }
+    }
+
+    private mutating func planSettings(_ role: RoleDefinition, state: RoleState?) {
+        let name = quoteIdentifier(role.name)
+        let actual = state?.settings ?? [:]
+        for setting in role.settings {
+            let wanted = storedValue(setting.value)
+            guard actual[setting.name] != wanted else { continue }
+            let valueSQL: String
+            switch setting.value {
+            case .scalar(let text): valueSQL = quoteLiteral(text)
+            case .list(let items): valueSQL = items.isEmpty ? "''" : items.map(quoteLiteral).joined(separator: ", ")
+            }
+            add(PlannedStatement(
+                role: role.name, kind: .setting, sql: "ALTER ROLE \(name) SET \(setting.name) = \(valueSQL);",
+                reason: actual[setting.name].map { "currently \($0)" }))
+        }
+        let wantedNames = Set(role.settings.map(\.name))
+        for key in actual.keys.sorted() where !wantedNames.contains(key) {
+            add(PlannedStatement(
+                role: role.name, kind: .setting, sql: "ALTER ROLE \(name) RESET \(key);", reason: "setting not in the spec",
+                isDrift: true, runs: options.revokeUnmanaged))
+        }
+        for key in (state?.databaseSettings ?? [:]).keys.sorted() {
+            add(PlannedStatement(
+                role: role.name, kind: .setting,
+                sql: "ALTER ROLE \(name) IN DATABASE \(quoteIdentifier(snapshot.database)) RESET \(key);",
+                reason: "per-database setting not in the spec", isDrift: true, runs: options.revokeUnmanaged))
+        }
+    }
+
+    private mutating func planPassword(_ role: RoleDefinition) throws {
+        guard let source = role.password else { return }
+        let exists = snapshot.roles[role.name] != nil
+        guard let password = try source.resolve(environment: options.environment) else {
+            missingPasswords.append((role.name, source.description))
+            warnings.append(exists
+                ? "password source \(source) of role \(role.name) is unset: its password is left as it is"
+                : "password source \(source) of role \(role.name) is unset: the role is created without a password and cannot log in until it is set")
+            return
+        }
+        var reason: String?
+        if !exists {
+            reason = "new role"
+        } else {
+            switch snapshot.roles[role.name]?.password ?? .none {
+            case .none: reason = "no password yet"
+            case .other(let kind): reason = "stored as \(kind); re-set as SCRAM-SHA-256"
+            case .scram(let verifier):
+                if !verifier.matches(password: password) { reason = "password changed" }
+            case .unreadable:
+                if options.resetUncomparablePasswords {
+                    reason = "set unconditionally (--reset-passwords): pg_authid is not readable by \(snapshot.currentUser)"
+                } else {
+                    warnings.append(
+                        "cannot compare the password of \(role.name): \(snapshot.currentUser) cannot read pg_authid; run as a superuser or pass --reset-passwords to set it anyway")
+                }
+            }
+        }
+        guard let reason else { return }
+        let verifier = ScramVerifier(password: password)
+        add(PlannedStatement(
+            role: role.name, kind: .password,
+            sql: "ALTER ROLE \(quoteIdentifier(role.name)) PASSWORD '<SCRAM-SHA-256 verifier of \(source)>';",
+            executableSQL: "ALTER ROLE \(quoteIdentifier(role.name)) PASSWORD \(quoteLiteral(verifier.description));",
+            reason: reason))
+    }
+
+    // MARK: - Privileges
+
+    private mutating func planPrivileges(managed: Set<String>) {
+        let databaseRef = ObjectRef(
+            kind: .database, keyword: "DATABASE", sql: quoteIdentifier(snapshot.database), display: "database \(snapshot.database)",
+            owner: snapshot.databaseOwner, schema: nil)
+        let managedSchemas = spec.managedSchemaNames
+        var schemaRefs: [String: ObjectRef] = [:]
+        for (name, state) in snapshot.schemas {
+            schemaRefs[name] = ObjectRef(kind: .schema, keyword: "SCHEMA", sql: quoteIdentifier(name), display: "schema \(name)", owner: state.owner, schema: name)
+        }
+        func relationRef(_ relation: RelationState) -> ObjectRef {
+            ObjectRef(
+                kind: relation.kind, keyword: relation.kind == .sequence ? "SEQUENCE" : "TABLE", sql: relation.sql,
+                display: "\(relation.kind.rawValue) \(relation.qualifiedName)", owner: relation.owner,
+                schema: relation.schema)
+        }
+        func functionRef(_ function: FunctionState) -> ObjectRef {
+            ObjectRef(
+                kind: .function, keyword: function.isProcedure ? "PROCEDURE" : "FUNCTION", sql: function.signature,
+                display: "function \(function.signature)", owner: function.owner, schema: function.schema)
+        }
+
+        // Desired state.
+        var desired = Set<GrantKey>()
+        var desiredDefaults = Set<DefaultKey>()
+        var missingSeen = Set<String>()
+        func noteMissing(_ text: String) {
+            if missingSeen.insert(text).inserted { missing.append(text) }
+        }
+        // A missing schema is reported once, with the roles whose grants it holds back.
+        var missingSchemas: [(name: String, roles: [String], first: SourceLocation)] = []
+        func noteMissingSchema(_ schema: String, role: String, at location: SourceLocation) {
+            if let index = missingSchemas.firstIndex(where: { $0.name == schema }) {
+                if !missingSchemas[index].roles.contains(role) { missingSchemas[index].roles.append(role) }
+            } else {
+                missingSchemas.append((schema, [role], location))
+            }
+        }
+        defer {
+            missing.insert(contentsOf: missingSchemas.map {
+                "schema \($0.name) does not exist: grants to \($0.roles.joined(separator: ", ")) in it are skipped (first named at \($0.first))"
+            }, at: 0)
+        }
+        for role in spec.roles {
+            let grantee = Grantee.role(role.name)
+            let set = role.privileges
+            for privilege in set.database {
+                desired.insert(GrantKey(object: databaseRef, grantee: grantee, privilege: privilege))
+            }
+            for grant in set.schemas {
+                guard let ref = schemaRefs[grant.schema] else {
+                    noteMissingSchema(grant.schema, role: role.name, at: grant.location)
+                    continue
+                }
+                grant.privileges.forEach { desired.insert(GrantKey(object: ref, grantee: grantee, privilege: $0)) }
+            }
+            for grant in set.objects {
+                guard snapshot.schemas[grant.schema] != nil else {
+                    noteMissingSchema(grant.schema, role: role.name, at: grant.location)
+                    continue
+                }
+                var refs: [ObjectRef] = []
+                switch grant.kind {
+                case .table, .sequence:
+                    refs = snapshot.relations.filter { $0.schema == grant.schema && $0.kind == grant.kind && (grant.name == nil || $0.name == grant.name) }
+                        .map(relationRef)
+                case .function:
+                    refs = snapshot.functions.filter { $0.schema == grant.schema && (grant.name == nil || $0.name == grant.name) }.map(functionRef)
+                default: break
+                }
+                if refs.isEmpty, grant.name != nil {
+                    let wrongKind = snapshot.relations.first { $0.schema == grant.schema && $0.name == grant.name }
+                    if let wrongKind {
+                        noteMissing("\(grant.pattern) is a \(wrongKind.kind.rawValue), not a \(grant.kind.rawValue) (at \(grant.location))")
+                    } else {
+                        noteMissing("\(grant.kind.rawValue) \(grant.pattern) (granted to \(role.name) at \(grant.location))")
+                    }
+                }
+                for ref in refs {
+                    grant.privileges.forEach { desired.insert(GrantKey(object: ref, grantee: grantee, privilege: $0)) }
+                }
+            }
+            for grant in set.defaultPrivileges where grant.owner != role.name {
+                if let schema = grant.schema, snapshot.schemas[schema] == nil {
+                    noteMissingSchema(schema, role: role.name, at: grant.location)
+                    continue
+                }
+                grant.privileges.forEach {
+                    desiredDefaults.insert(DefaultKey(owner: grant.owner, schema: grant.schema, kind: grant.kind, grantee: grantee, privilege: $0))
+                }
+            }
+        }
+        let policy = spec.publicPolicy
+        if let privileges = policy.database {
+            privileges.forEach { desired.insert(GrantKey(object: databaseRef, grantee: .publicRole, privilege: $0)) }
+        }
+        let publicSchemaManagedForPublic = policy.schemaPublic != nil && schemaRefs["public"] != nil
+        if let privileges = policy.schemaPublic, let ref = schemaRefs["public"] {
+            privileges.forEach { desired.insert(GrantKey(object: ref, grantee: .publicRole, privilege: $0)) }
+        }
+        // Owners whose global function default is managed for PUBLIC.
+        var functionOwners = Set(spec.schemas.compactMap(\.owner))
+        spec.roles.forEach { $0.privileges.defaultPrivileges.forEach { functionOwners.insert($0.owner) } }
+
+        // Actual state, limited to what the spec manages.
+        var actual = Set<GrantKey>()
+        var actualDefaults = Set<DefaultKey>()
+        func collect(_ ref: ObjectRef, _ acl: [ACLEntry]) {
+            for entry in acl where entry.grantee != .role(ref.owner) {
+                actual.insert(GrantKey(object: ref, grantee: entry.grantee, privilege: entry.privilege))
+            }
+        }
+        collect(databaseRef, snapshot.databaseACL)
+        for (name, state) in snapshot.schemas {
+            guard let ref = schemaRefs[name] else { continue }
+            if managedSchemas.contains(name) {
+                collect(ref, state.acl)
+            } else if name == "public" && publicSchemaManagedForPublic {
+                collect(ref, state.acl.filter { $0.grantee == .publicRole })
+            }
+        }
+        for relation in snapshot.relations { collect(relationRef(relation), relation.acl) }
+        for function in snapshot.functions { collect(functionRef(function), function.acl) }
+        let typeKinds: [String: ObjectKind] = ["r": .table, "S": .sequence, "f": .function]
+        var globalFunctionRows = Set<String>()
+        for row in snapshot.defaultACLs {
+            if row.schema == nil && row.objectType == "f" { globalFunctionRows.insert(row.owner) }
+            guard let kind = typeKinds[row.objectType] else { continue }
+            let inScope = row.schema.map(managedSchemas.contains) ?? functionOwners.contains(row.owner)
+            guard inScope else { continue }
+            for entry in row.entries where entry.grantee != .role(row.owner) {
+                actualDefaults.insert(DefaultKey(owner: row.owner, schema: row.schema, kind: kind, grantee: entry.grantee, privilege: entry.privilege))
+            }
+        }
+        for owner in functionOwners where !globalFunctionRows.contains(owner) {
+            // No global row: PostgreSQL's built-in default lets PUBLIC execute new functions.
+            actualDefaults.insert(DefaultKey(owner: owner, schema: nil, kind: .function, grantee: .publicRole, privilege: "EXECUTE"))
+        }
+
+        // Classify.
+        var grants: [GrantKey] = []
+        var revokes: [(GrantKey, drift: Bool)] = []
+        for key in desired where !actual.contains(key) {
+            if key.grantee == .role(key.object.owner) { continue }  // owners hold every privilege implicitly
+            grants.append(key)
+        }
+        for key in actual where !desired.contains(key) {
+            switch key.grantee {
+            case .role(let name) where managed.contains(name):
+                revokes.append((key, true))
+            case .role(let name):
+                unmanaged.append("\(name) (not managed) has \(key.privilege) on \(key.object.display)")
+            case .publicRole:
+                switch key.object.kind {
+                case .database:
+                    if policy.database != nil { revokes.append((key, false)) }
+                case .schema:
+                    if key.object.schema == "public" && publicSchemaManagedForPublic {
+                        revokes.append((key, false))
+                    } else if managedSchemas.contains(key.object.schema ?? "") {
+                        revokes.append((key, true))
+                    }
+                case .function:
+                    if policy.functionExecute == false { revokes.append((key, false)) }
+                case .table, .sequence:
+                    revokes.append((key, true))
+                }
+            }
+        }
+        var defaultGrants: [DefaultKey] = []
+        var defaultRevokes: [(DefaultKey, drift: Bool)] = []
+        for key in desiredDefaults where !actualDefaults.contains(key) { defaultGrants.append(key) }
+        for key in actualDefaults where !desiredDefaults.contains(key) {
+            switch key.grantee {
+            case .role(let name) where managed.contains(name):
+                defaultRevokes.append((key, true))
+            case .role(let name):
+                unmanaged.append("\(name) (not managed) gets \(key.privilege) on new \(key.kind.rawValue)s of \(key.owner)\(key.schema.map { " in schema \($0)" } ?? "")")
+            case .publicRole:
+                if key.schema == nil && key.kind == .function && key.privilege == "EXECUTE" {
+                    if policy.functionExecute == false { defaultRevokes.append((key, false)) }
+                } else {
+                    defaultRevokes.append((key, true))
+                }
+            }
+        }
+
+        // Render, grouped per grantee.
+        for (grantee, keys) in Dictionary(grouping: grants, by: \.grantee) {
+            render(keys, verb: "GRANT", grantee: grantee, drift: false)
+        }
+        for (grantee, items) in Dictionary(grouping: revokes, by: { $0.0.grantee }) {
+            render(items.filter { !$0.drift }.map(\.0), verb: "REVOKE", grantee: grantee, drift: false)
+            render(items.filter(\.drift).map(\.0), verb: "REVOKE", grantee: grantee, drift: true)
+        }
+        for (grantee, keys) in Dictionary(grouping: defaultGrants, by: \.grantee) {
+            renderDefaults(keys, verb: "GRANT", grantee: grantee, drift: false)
+        }
+        for (grantee, items) in Dictionary(grouping: defaultRevokes, by: { $0.0.grantee }) {
+            renderDefaults(items.filter { !$0.drift }.map(\.0), verb: "REVOKE", grantee: grantee, drift: false)
+            renderDefaults(items.filter(\.drift).map(\.0), verb: "REVOKE", grantee: grantee, drift: true)
+        }
+    }
+
+    private static let kindOrder: [String] = ["DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "FUNCTION", "PROCEDURE"]
+
+    /// One statement per (object type, privilege set): `GRANT SELECT, INSERT ON TABLE a, b TO r;`.
+    private mutating func render(_ keys: [GrantKey], verb: String, grantee: Grantee, drift: Bool) {
+        guard !keys.isEmpty else { return }
+        var perObject: [ObjectRef: Set<String>] = [:]
+        for key in keys { perObject[key.object, default: []].insert(key.privilege) }
+        var groups: [String: (keyword: String, privileges: [String], objects: [ObjectRef])] = [:]
+        for (object, privileges) in perObject {
+            let ordered = object.kind.ordered(privileges)
+            let id = object.keyword + "|" + ordered.joined(separator: ",")
+            groups[id, default: (object.keyword, ordered, [])].objects.append(object)
+        }
+        let sortedGroups = groups.values.sorted {
+            let a = Self.kindOrder.firstIndex(of: $0.keyword) ?? 99, b = Self.kindOrder.firstIndex(of: $1.keyword) ?? 99
+            return a != b ? a < b : $0.privileges.joined(separator: ",") < $1.privileges.joined(separator: ",")
+        }
+        let block = grantee.roleName ?? "PUBLIC"
+        for group in sortedGroups {
+            let objects = group.objects.map(\.sql).sorted().joined(separator: ", ")
+            let direction = verb == "GRANT" ? "TO" : "FROM"
+            let sql = "\(verb) \(group.privileges.joined(separator: ", ")) ON \(group.keyword) \(objects) \(direction) \(grantee.sql);"
+            add(PlannedStatement(
+                role: block, kind: verb == "GRANT" ? .grant : .revoke, sql: sql,
+                reason: drift ? "not in the spec" : (grantee == .publicRole && verb == "REVOKE" ? "public: in the spec" : nil),
+                isDrift: drift, runs: !drift || options.revokeUnmanaged))
+        }
+    }
+
+    private mutating func renderDefaults(_ keys: [DefaultKey], verb: String, grantee: Grantee, drift: Bool) {
+        guard !keys.isEmpty else { return }
+        struct Group: Hashable { let owner: String; let schema: String?; let kind: ObjectKind }
+        var groups: [Group: Set<String>] = [:]
+        for key in keys { groups[Group(owner: key.owner, schema: key.schema, kind: key.kind), default: []].insert(key.privilege) }
+        let block = grantee.roleName ?? "PUBLIC"
+        for (group, privileges) in groups.sorted(by: { ($0.key.owner, $0.key.schema ?? "", $0.key.kind.rawValue) < ($1.key.owner, $1.key.schema ?? "", $1.key.kind.rawValue) }) {
+            var sql = "ALTER DEFAULT PRIVILEGES FOR ROLE \(quoteIdentifier(group.owner))"
+            if let schema = group.schema { sql += " IN SCHEMA \(quoteIdentifier(schema))" }
+            let direction = verb == "GRANT" ? "TO" : "FROM"
+            sql += " \(verb) \(group.kind.ordered(privileges).joined(separator: ", ")) ON \(group.kind.defaultPrivilegesNoun) \(direction) \(grantee.sql);"
+            var reason: String? = drift ? "not in the spec" : nil
+            if !drift && grantee == .publicRole && group.schema == nil && group.kind == .function {
+                reason = "public.function_execute: false (global: a per-schema default cannot remove PUBLIC's EXECUTE)"
+            }
+            add(PlannedStatement(
+                role: block, kind: .defaultPrivileges, sql: sql, reason: reason, isDrift: drift, runs: !drift || options.revokeUnmanaged))
+        }
+    }
+
+    // MARK: - Checks
+
+    /// Objects in a schema with a declared owner must be owned by that owner, or default
+    /// privileges (declared FOR the owner) never reach them.
+    private mutating func checkOwnership() {
+        for schema in spec.schemas {
+            guard let owner = schema.owner, let state = snapshot.schemas[schema.name] else { continue }
+            if state.owner != owner {
+                ownership.append(
+                    "schema \(schema.name) is owned by \(state.owner), not \(owner); fix: ALTER SCHEMA \(quoteIdentifier(schema.name)) OWNER TO \(quoteIdentifier(owner));")
+            }
+            for relation in snapshot.relations where relation.schema == schema.name && relation.kind == .table && relation.owner != owner {
+                let keyword = ["v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"][relation.relkind] ?? "TABLE"
+                ownership.append(
+                    "\(relation.qualifiedName) is owned by \(relation.owner), not \(owner): default privileges do not apply to it (create objects as \(owner), e.g. SET ROLE \(owner)); fix: ALTER \(keyword) \(relation.sql) OWNER TO \(quoteIdentifier(owner));")
+            }
+            for function in snapshot.functions where function.schema == schema.name && function.owner != owner {
+                ownership.append(
+                    "\(function.signature) is owned by \(function.owner), not \(owner); fix: ALTER \(function.isProcedure ? "PROCEDURE" : "FUNCTION") \(function.signature) OWNER TO \(quoteIdentifier(owner));")
+            }
+        }
+        for role in spec.roles where role.createRole && snapshot.serverVersionNumber < 160000 {
+            warnings.append(
+                "role \(role.name) has CREATEROLE: before PostgreSQL 16 that lets it grant itself any non-superuser role, including pg_execute_server_program; treat its members as near-superusers")
+        }
+    }
+
+    /// Warns about login roles that will not be able to connect once PUBLIC loses CONNECT.
+    private mutating func checkConnectPaths() {
+        guard let publicDatabase = spec.publicPolicy.database, !publicDatabase.contains("CONNECT") else { return }
+        let byName = Dictionary(spec.roles.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func canConnect(_ name: String, _ seen: inout Set<String>) -> Bool {
+            guard seen.insert(name).inserted, let role = byName[name] else { return false }
+            if role.privileges.database.contains("CONNECT") { return true }
+            return role.memberOf.contains { group in byName[group.name]?.inherit != nil && canConnect(group.name, &seen) }
+        }
+        for role in spec.roles where role.login {
+            var seen = Set<String>()
+            if !canConnect(role.name, &seen) {
+                warnings.append("login role \(role.name) has no CONNECT on database \(snapshot.database) (directly or through its groups) and PUBLIC loses it: it will not be able to log in")
+            }
+        }
+    }
+
+    // MARK: - Ordering
+
+    /// Roles in an order where every group, default-privilege owner and `role` setting target
+    /// comes before the roles that need it (spec order otherwise).
+    private func roleOrder() -> [String] {
+        let names = spec.roles.map(\.name)
+        let managed = Set(names)
+        var dependencies: [String: Set<String>] = [:]
+        for role in spec.roles {
+            var deps = Set(role.memberOf.map(\.name))
+            role.privileges.defaultPrivileges.forEach { deps.insert($0.owner) }
+            if case .scalar(let target)? = role.settings.first(where: { $0.name == "role" })?.value { deps.insert(target) }
+            deps.remove(role.name)
+            dependencies[role.name] = deps.intersection(managed)
+        }
+        var ordered: [String] = []
+        var placed = Set<String>()
+        while ordered.count < names.count {
+            guard let next = names.first(where: { !placed.contains($0) && (dependencies[$0] ?? []).isSubset(of: placed) }) else {
+                ordered += names.filter { !placed.contains($0) }
+                break
+            }
+            ordered.append(next)
+            placed.insert(next)
+        }
+        return ordered
+    }
+
+    private func hasCreateCycle(_ order: [String]) -> Bool {
+        var placed = Set<String>()
+        for name in order {
+            let role = spec.role(name)
+            var deps = Set(role?.memberOf.map(\.name) ?? [])
+            role?.privileges.defaultPrivileges.forEach { deps.insert($0.owner) }
+            deps.remove(name)
+            if !deps.intersection(spec.managedRoleNames).isSubset(of: placed) { return true }
+            placed.insert(name)
+        }
+        return false
+    }
+}
