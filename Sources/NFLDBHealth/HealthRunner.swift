@@ -28,6 +28,15 @@ public struct TargetReport: Sendable, Encodable {
     public var durationMilliseconds: Double
     public var checks: [CheckResult]
 
+    public init(name: String, role: String, serverVersion: String?, connected: Bool, durationMilliseconds: Double, checks: [CheckResult]) {
+        self.name = name
+        self.role = role
+        self.serverVersion = serverVersion
+        self.connected = connected
+        self.durationMilliseconds = durationMilliseconds
+        self.checks = checks
+    }
+
     enum CodingKeys: String, CodingKey {
         case name, role, connected
         case serverVersion = "server_version"

@@ -1,0 +1,45 @@
+import Foundation
+import NFLDBCore
+import NFLDBHealth
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+@Suite("The whole suite as a pg_monitor login role")
+struct MonitorRoleTests {
+    @Test("every check runs as a non-superuser pg_monitor member: no permission errors, honest UNKNOWNs with the grant to add")
+    func wholeSuiteAsPgMonitor() throws {
+        try withMonitorRole { user, password in
+            try TestCluster.withDatabase(prefix: "h_mon") { db in
+                let admin = try db.connect()
+                defer { admin.close() }
+                try admin.simpleQuery(MaintenanceProbeTests.bloatedTable + """
+                    CREATE TABLE scores (id serial PRIMARY KEY, points int);
+                    INSERT INTO scores (points) SELECT g FROM generate_series(1, 10) g;
+                    CREATE EXTENSION pg_stat_statements;
+                    """)
+                try MaintenanceProbeTests.waitForDeadRows(admin)
+                let dsn = db.cluster.dsn(database: db.name, user: user, password: password)
+                let overrides = ["bloat.min_size": "1048576", "bloat.warning": "2097152"]
+                let report = runChecks(ProbeRegistry.names, dsn: dsn, overrides)
+                #expect(report.checks.count == ProbeRegistry.all.count)
+                #expect(report.targets.first?.role == "primary")
+                for check in report.checks {
+                    #expect(!check.message.contains("permission denied"), "\(check.name): \(check.message)")
+                    #expect(!check.message.contains("query failed"), "\(check.name): \(check.message)")
+                }
+                let unknown = Set(report.checks.filter { $0.status == .unknown }.map(\.name))
+                #expect(unknown == ["bloat", "sequences", "backups"], "\(report.renderText())")
+                #expect(report.check("bloat")?.hint?.contains("GRANT SELECT") == true)
+                #expect(report.check("vacuum")?.status == .warning)
+                #expect(report.check("slow_queries")?.status != .unknown)
+
+                try admin.simpleQuery("GRANT SELECT ON plays TO \(user); GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO \(user);")
+                let granted = runChecks(["bloat", "sequences"], dsn: dsn, overrides)
+                #expect(granted.check("bloat")?.status == .warning, "\(granted.renderText())")
+                #expect(granted.check("sequences")?.status == .ok)
+                try admin.simpleQuery("REVOKE ALL ON plays FROM \(user); REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \(user);")
+            }
+        }
+    }
+}
