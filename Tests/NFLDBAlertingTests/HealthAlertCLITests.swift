@@ -1,0 +1,83 @@
+import Foundation
+import NFLDBCore
+import NFLDBTestSupport
+import Testing
+
+@Suite("nfldb health --alert end to end", .serialized)
+struct HealthAlertCLITests {
+    /// `nfldb health --check connections --alert` against a real database, with the connections
+    /// thresholds chosen to be failing (`warning: 0`) or fine (`warning: 100`).
+    func run(_ db: TestDatabase, dir: String, failing: Bool, receiver: String) throws -> ProcessResult {
+        let config = """
+            health:
+              state_file: \(dir)/state.json
+              alert:
+                consecutive: 2
+                retries: 2
+                retry_backoff: 10ms
+              checks:
+                connections:
+                  warning: \(failing ? 0 : 100)
+                  critical: 100
+            alerts:
+              - name: oncall
+                type: pagerduty
+                routing_key_file: \(dir)/routing-key
+                endpoint: \(receiver)/v2/enqueue
+              - name: dba
+                type: slack
+                url_env: TEST_SLACK_URL
+            """
+        try config.write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
+        return try CLIRunner.run(
+            ["health", "--dsn", db.dsn, "--check", "connections", "--alert", "--config", dir + "/nfldb.yaml"],
+            environment: ["TEST_SLACK_URL": receiver + "/services/T1/B2/sEcReT"])
+    }
+
+    @Test("three failing cron runs page once; recovery resolves once; secrets never printed; a dead receiver keeps the exit code")
+    func cronRuns() throws {
+        try TestCluster.withDatabase(prefix: "h_alert") { db in
+            let dir = try CLIRunner.temporaryDirectory("nfldb-health-alert")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try "pd-routing-key-1234567890abcdef\n".write(toFile: dir + "/routing-key", atomically: true, encoding: .utf8)
+            let receiver = try LocalReceiver(status: 202)
+            defer { receiver.stop() }
+
+            for attempt in 1...3 {
+                let result = try run(db, dir: dir, failing: true, receiver: receiver.url)
+                #expect(result.status == 1, "WARNING exit code, run \(attempt): \(result.standardError)")
+                #expect(!result.standardOutput.contains("sEcReT") && !result.standardError.contains("sEcReT"))
+                #expect(!result.standardOutput.contains("pd-routing-key") && !result.standardError.contains("pd-routing-key"))
+            }
+            #expect(receiver.requests.count == 2)
+            #expect(receiver.requests.map(\.path).sorted() == ["/services/T1/B2/sEcReT", "/v2/enqueue"])
+            let trigger = try #require(receiver.requests.first { $0.path == "/v2/enqueue" }).json
+            #expect(trigger["event_action"] as? String == "trigger")
+            #expect(trigger["routing_key"] as? String == "pd-routing-key-1234567890abcdef")
+            #expect((trigger["dedup_key"] as? String)?.hasSuffix("/\(db.name):connections") == true)
+
+            let ok = try run(db, dir: dir, failing: false, receiver: receiver.url)
+            #expect(ok.status == 0)
+            #expect(ok.standardOutput.contains("alert: resolve connections"))
+            #expect(receiver.requests.count == 4)
+            #expect(receiver.requests.last { $0.path == "/v2/enqueue" }?.json["event_action"] as? String == "resolve")
+            _ = try run(db, dir: dir, failing: false, receiver: receiver.url)
+            #expect(receiver.requests.count == 4, "one resolve, not one per run")
+
+            // The receivers die: the run still reports the check's own status and says what failed.
+            receiver.stop()
+            for _ in 0..<2 {
+                let dead = try run(db, dir: dir, failing: true, receiver: receiver.url)
+                #expect(dead.status == 1)
+                #expect(!dead.standardError.contains("sEcReT"))
+                #expect(!dead.standardError.contains("pd-routing-key"))
+                if dead.standardError.contains("alert delivery failed") {
+                    #expect(dead.standardError.contains("FAILED after 2 attempts"))
+                }
+            }
+            let state = try String(contentsOfFile: dir + "/state.json", encoding: .utf8)
+            #expect(state.contains("delivery_errors"))
+            #expect(!state.contains("sEcReT"))
+        }
+    }
+}
