@@ -171,7 +171,7 @@ public enum CatalogInspector {
             """).rows.map(aclEntry)
 
         var schemaNames = spec.managedSchemaNames
-        if spec.publicPolicy.schemaPublic != nil, !schemaNames.contains("public") { schemaNames.append("public") }
+        if !schemaNames.contains("public") { schemaNames.append("public") }
         var schemas: [String: SchemaState] = [:]
         let schemaRows = try connection.query("""
             SELECT n.nspname, pg_get_userbyid(n.nspowner) AS owner,

@@ -347,7 +347,8 @@ public struct RolePlanner {
         if let privileges = policy.database {
             privileges.forEach { desired.insert(GrantKey(object: databaseRef, grantee: .publicRole, privilege: $0)) }
         }
-        let publicSchemaManagedForPublic = policy.schemaPublic != nil && schemaRefs["public"] != nil
+        // Schema public: PUBLIC's privileges are managed as written, or (not written) only CREATE is revoked.
+        let publicSchemaManagedForPublic = schemaRefs["public"] != nil
         if let privileges = policy.schemaPublic, let ref = schemaRefs["public"] {
             privileges.forEach { desired.insert(GrantKey(object: ref, grantee: .publicRole, privilege: $0)) }
         }
@@ -409,7 +410,7 @@ public struct RolePlanner {
                     if policy.database != nil { revokes.append((key, false)) }
                 case .schema:
                     if key.object.schema == "public" && publicSchemaManagedForPublic {
-                        revokes.append((key, false))
+                        if policy.schemaPublic != nil || key.privilege == "CREATE" { revokes.append((key, false)) }
                     } else if managedSchemas.contains(key.object.schema ?? "") {
                         revokes.append((key, true))
                     }

@@ -216,9 +216,9 @@ public struct ManagedSchema: Sendable, Hashable {
 public struct PublicPolicy: Sendable, Hashable {
     /// Privileges PUBLIC keeps on the database; nil = leave PUBLIC's database privileges alone.
     public var database: [String]?
-    /// Privileges PUBLIC keeps on schema `public`. The default (nil in the file) is `[USAGE]`, which
-    /// revokes the CREATE that PostgreSQL < 15 grants to PUBLIC.
-    public var schemaPublic: [String]? = ["USAGE"]
+    /// Privileges PUBLIC keeps on schema `public`; nil (not in the file) only revokes the CREATE that
+    /// PostgreSQL < 15 grants to PUBLIC, and never grants anything.
+    public var schemaPublic: [String]?
     /// Whether PUBLIC may execute functions in managed schemas, including future ones (a global
     /// `ALTER DEFAULT PRIVILEGES FOR ROLE <owner> REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`);
     /// nil = leave alone.

@@ -389,7 +389,7 @@ public struct RoleSpecParser {
         func visit(_ name: String) {
             state[name] = 1
             path.append(name)
-            for (group, at) in byName[name]?.memberOf ?? [] where byName[group] != nil {
+            for (group, at) in byName[name]?.memberOf ?? [] where byName[group] != nil && group != name {
                 if state[group] == 1 {
                     let start = path.firstIndex(of: group) ?? 0
                     let cycle = Array(path[start...]) + [group]
