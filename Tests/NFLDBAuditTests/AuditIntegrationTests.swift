@@ -1,0 +1,312 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBRoles
+import NFLDBTestSupport
+import Testing
+
+@testable import NFLDBAudit
+
+@Suite("audit triggers against a real server")
+struct AuditIntegrationTests {
+    @Test("deploy flow ends in sync; every operation is captured with key, old/new/changed rows and who did it (text key and composite key)")
+    func capturesEveryOperation() throws {
+        try AuditWorld.with { world in
+            let results = try world.withInstaller { installer, _ in
+                try installer.install(tables: ["games", "nfl.plays", "weather"], excludeColumns: ["loaded_at"])
+            }
+            #expect(results.map(\.action) == ["installed", "installed", "installed"])
+            #expect(results[0].key.columns == ["game_id"])
+            #expect(results[1].key.columns == ["game_id", "play_id", "season"])
+            #expect(results[1].partitions == 4)
+            #expect(results[2].excludedColumns == ["loaded_at"])
+            // The roles spec grants audit reading to the admin; after audit install the whole spec is in sync.
+            try world.applyRoles()
+            let plan = try world.planRoles()
+            #expect(plan.inSync, "\(plan.renderText())")
+
+            let admin = try world.admin()
+            defer { admin.close() }
+            try world.seed(admin)
+            let loader = try world.login("nfl_loader", application: "nfldb-etl")
+            defer { loader.close() }
+            try loader.withTransaction {
+                try loader.simpleQuery("SET LOCAL nfldb.correlation_id = 'corr-42'")
+                try loader.simpleQuery(AuditWorld.gameInsert("2024_01_BAL_KC"))
+                try loader.simpleQuery("INSERT INTO nfl.plays (game_id, play_id, season, play_type, yards_gained) VALUES ('2024_01_BAL_KC', 10, 2024, 'pass', 7)")
+                try loader.simpleQuery("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'api', 70.0)")
+            }
+            try loader.simpleQuery("UPDATE nfl.games SET away_score = 20, home_score = 27, result = 7, total = 47, overtime = false")
+            try loader.simpleQuery("UPDATE nfl.games SET away_score = 20")  // no-op: nothing logged
+            try loader.simpleQuery("UPDATE nfl.plays SET yards_gained = 12 WHERE play_id = 10")
+            try loader.simpleQuery("UPDATE nfl.weather SET loaded_at = now() + interval '1 hour'")  // excluded column only
+            let dba = try world.login("nfl_dba")
+            defer { dba.close() }
+            try dba.simpleQuery("DELETE FROM nfl.plays WHERE play_id = 10")
+            try dba.simpleQuery("DELETE FROM nfl.weather")
+            try dba.simpleQuery("TRUNCATE nfl.plays")
+
+            let games = try world.entries(admin, table: "games")
+            #expect(games.map { $0["operation"] } == ["INSERT", "UPDATE"])
+            let insert = games[0]
+            #expect(json(insert["row_key"]) as NSDictionary == ["game_id": "2024_01_BAL_KC"] as NSDictionary)
+            #expect(json(insert["new_row"])["home_coach"] as? String == "Andy Reid")
+            #expect(insert["old_row"] == nil && insert["changed"] == nil)
+            #expect(insert["session_user_name"] == world.name("nfl_loader"))
+            #expect(insert["current_user_name"] == world.owner, "inside the SECURITY DEFINER function")
+            #expect(insert["application_name"] == "nfldb-etl")
+            #expect(insert["client_addr"] == "127.0.0.1")
+            #expect(insert["correlation_id"] == "corr-42")
+            let update = games[1]
+            #expect(json(update["changed"]) as NSDictionary == ["away_score": 20, "home_score": 27, "result": 7, "total": 47, "overtime": false] as NSDictionary)
+            #expect(json(update["old_row"])["away_score"] is NSNull)
+            #expect(json(update["old_row"])["game_id"] as? String == "2024_01_BAL_KC")
+            #expect(update["new_row"] == nil)
+            #expect(update["correlation_id"] == nil)
+
+            let plays = try world.entries(admin, table: "plays")
+            #expect(plays.map { $0["operation"] } == ["INSERT", "UPDATE", "DELETE", "TRUNCATE"])
+            #expect(json(plays[0]["row_key"]) as NSDictionary == ["game_id": "2024_01_BAL_KC", "play_id": 10, "season": 2024] as NSDictionary)
+            #expect(plays[0]["txid"] == insert["txid"], "same transaction")
+            #expect(json(plays[1]["changed"]) as NSDictionary == ["yards_gained": 12] as NSDictionary)
+            #expect(json(plays[1]["old_row"])["yards_gained"] as? Int == 7)
+            #expect(json(plays[2]["old_row"])["yards_gained"] as? Int == 12)
+            #expect(plays[2]["session_user_name"] == world.name("nfl_dba"))
+            #expect(plays[3]["row_key"] == nil)
+            // The TRUNCATE of the parent also truncates (and logs) each partition.
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE operation = 'TRUNCATE' AND table_name LIKE 'plays\\_%'").scalar(Int.self) == 4)
+
+            let weather = try world.entries(admin, table: "weather")
+            #expect(weather.map { $0["operation"] } == ["INSERT", "DELETE"], "an UPDATE of excluded columns only is not logged")
+            #expect(json(weather[0]["new_row"])["loaded_at"] == nil)
+            #expect(json(weather[0]["new_row"])["temp_f"] as? Double == 70.0)
+
+            // The CLI prints the history of one row.
+            let log = try CLIRunner.run(["audit", "log", "--table", "games", "--key", #"{"game_id":"2024_01_BAL_KC"}"#, "--dsn", world.db.dsn])
+            #expect(log.status == 0, "\(log.standardError)")
+            #expect(log.standardOutput.contains("INSERT   nfl.games"))
+            #expect(log.standardOutput.contains("away_score: null → 20"))
+            #expect(log.standardOutput.contains("by \(world.name("nfl_loader")) via nfldb-etl from 127.0.0.1"))
+            #expect(log.standardOutput.contains("correlation corr-42"))
+        }
+    }
+
+    @Test("the ETL role cannot read, forge, erase or switch off the audit trail; even a superuser cannot rewrite it")
+    func logIsTamperResistant() throws {
+        try AuditWorld.with { world in
+            try world.withInstaller { installer, _ in _ = try installer.install(tables: ["nfl.games"]) }
+            try world.applyRoles()
+            let admin = try world.admin()
+            defer { admin.close() }
+            try world.seed(admin)
+            try admin.simpleQuery(AuditWorld.gameInsert("2024_01_BAL_KC"))
+            let partition = try installerPartitions(admin).first { $0.hasPrefix("log_y") } ?? "log_default"
+
+            let loader = try world.login("nfl_loader")
+            defer { loader.close() }
+            expectRefused(loader, "SELECT * FROM audit.log")
+            expectRefused(loader, "INSERT INTO audit.log (table_oid, table_schema, table_name, operation, txid, session_user_name, current_user_name) VALUES (1, 'nfl', 'games', 'DELETE', 1, 'x', 'y')")
+            expectRefused(loader, "UPDATE audit.log SET session_user_name = 'nobody'")
+            expectRefused(loader, "DELETE FROM audit.log")
+            expectRefused(loader, "TRUNCATE audit.log")
+            expectRefused(loader, "TRUNCATE audit.\(partition)")
+            expectRefused(loader, "DELETE FROM audit.log_default")
+            expectRefused(loader, "ALTER TABLE nfl.games DISABLE TRIGGER zz_audit_row")
+            expectRefused(loader, "DROP TRIGGER zz_audit_row ON nfl.games")
+            expectRefused(loader, "SET session_replication_role = replica")
+            expectRefused(loader, "SELECT audit.capture_truncate()")
+            expectRefused(loader, "SET ROLE \(world.owner)")
+
+            // The admin may read the trail (spec grant) but not change it.
+            let dba = try world.login("nfl_dba")
+            defer { dba.close() }
+            #expect(try dba.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1)
+            expectRefused(dba, "DELETE FROM audit.log")
+
+            // Guards stop even a superuser, on the parent and on each partition.
+            expectRefused(admin, "DELETE FROM audit.log")
+            expectRefused(admin, "UPDATE audit.log SET session_user_name = 'x'")
+            expectRefused(admin, "TRUNCATE audit.log")
+            expectRefused(admin, "TRUNCATE audit.\(partition)")
+            expectRefused(admin, "TRUNCATE audit.log_default")
+            expectRefused(admin, "SET nfldb.audit_prune = 'on'; DELETE FROM audit.log")
+            try admin.simpleQuery("RESET nfldb.audit_prune")
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.logProblems) \(status.tables.flatMap(\.problems))")
+        }
+    }
+
+    @Test("statement mode: one entry per row for bulk statements, UPDATE paired on the key with =, no-op rows skipped")
+    func statementMode() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.simpleQuery("CREATE TABLE nfl.bulk (id int PRIMARY KEY, v int NOT NULL, note text, noise timestamptz DEFAULT now())")
+            let result = try world.withInstaller { installer, _ in
+                try installer.install(tables: ["nfl.bulk"], mode: .statement, excludeColumns: ["noise"])
+            }
+            #expect(result.first?.mode == .statement)
+            let triggers = try admin.query("SELECT tgname FROM pg_trigger WHERE tgrelid = 'nfl.bulk'::regclass ORDER BY 1").rows.compactMap { $0["tgname"] }
+            #expect(triggers == ["zz_audit_delete", "zz_audit_insert", "zz_audit_truncate", "zz_audit_update"])
+            try admin.simpleQuery("INSERT INTO nfl.bulk (id, v, note) SELECT i, i, 'n' || i FROM generate_series(1, 200) i")
+            try admin.simpleQuery("UPDATE nfl.bulk SET v = v + 1 WHERE id <= 10")
+            try admin.simpleQuery("UPDATE nfl.bulk SET note = note, noise = now() + interval '1 day'")  // no audited change
+            try admin.simpleQuery("UPDATE nfl.bulk SET id = 1000 WHERE id = 200")  // key change: unpaired rows
+            try admin.simpleQuery("DELETE FROM nfl.bulk WHERE id > 190")
+            try admin.simpleQuery("TRUNCATE nfl.bulk")
+            let counts = Dictionary(uniqueKeysWithValues: try admin.query(
+                "SELECT operation, count(*)::int AS n FROM audit.log WHERE table_name = 'bulk' GROUP BY 1").rows.map { ($0["operation"] ?? "", try $0.decode("n", as: Int.self)) })
+            #expect(counts["INSERT"] == 200)
+            #expect(counts["UPDATE"] == 12, "10 paired updates + the key change as an old and a new half")
+            #expect(counts["DELETE"] == 10)
+            #expect(counts["TRUNCATE"] == 1)
+            let paired = try admin.query("""
+                SELECT row_key::text AS k, changed::text AS c, (old_row ->> 'v') AS old_v FROM audit.log
+                WHERE table_name = 'bulk' AND operation = 'UPDATE' AND row_key = '{"id": 3}'
+                """).singleRow()
+            #expect(json(paired["c"]) as NSDictionary == ["v": 4] as NSDictionary)
+            #expect(paired["old_v"] == "3")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'bulk' AND (new_row ? 'noise' OR old_row ? 'noise')").scalar(Int.self) == 0)
+            let unpaired = try admin.query("""
+                SELECT row_key::text AS k, old_row IS NOT NULL AS has_old, new_row IS NOT NULL AS has_new FROM audit.log
+                WHERE table_name = 'bulk' AND operation = 'UPDATE' AND changed IS NULL ORDER BY k
+                """).rows
+            #expect(unpaired.map { $0["k"] } == [#"{"id": 1000}"#, #"{"id": 200}"#])
+            // Row mode on the same table, then back: mode switches replace the triggers.
+            let back = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.bulk"], mode: .row) }
+            #expect(back.first?.action == "updated")
+            let rowTriggers = try admin.query("SELECT tgname FROM pg_trigger WHERE tgrelid = 'nfl.bulk'::regclass ORDER BY 1").rows.compactMap { $0["tgname"] }
+            #expect(rowTriggers == ["zz_audit_row", "zz_audit_truncate"])
+        }
+    }
+
+    @Test("tables without a primary key: a unique NOT NULL index is used, else the whole row (and statement mode is refused)")
+    func keysWithoutPrimaryKey() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.simpleQuery("""
+                CREATE TABLE nfl.by_code (code text NOT NULL, label text, CONSTRAINT by_code_code_key UNIQUE (code));
+                CREATE TABLE nfl.loose (a int, b text);
+                """)
+            let results = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.by_code", "nfl.loose"]) }
+            #expect(results[0].key == AuditKey(columns: ["code"], source: "unique index by_code_code_key"))
+            #expect(results[1].key.columns.isEmpty)
+            #expect(results[1].notes.contains { $0.contains("whole row is the key") })
+            try admin.simpleQuery("INSERT INTO nfl.loose VALUES (1, 'x'); UPDATE nfl.loose SET b = 'y'")
+            let loose = try world.entries(admin, table: "loose")
+            #expect(json(loose[0]["row_key"]) as NSDictionary == ["a": 1, "b": "x"] as NSDictionary)
+            #expect(json(loose[1]["row_key"]) as NSDictionary == ["a": 1, "b": "x"] as NSDictionary, "the key of an UPDATE is the old row")
+            #expect(throws: OperatorError.self) {
+                try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.loose"], mode: .statement) }
+            }
+            #expect(throws: OperatorError.self) {
+                try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.by_code"], excludeColumns: ["code"]) }
+            }
+            #expect(throws: OperatorError.self) {
+                try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.plays_2024"]) }
+            }
+        }
+    }
+
+    @Test("status flags disabled triggers, re-created and renamed tables and new partitions; install is idempotent; remove keeps the log")
+    func statusAndIdempotency() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.simpleQuery("CREATE TABLE nfl.scratch (id int PRIMARY KEY, v text); CREATE TABLE nfl.moving (id int PRIMARY KEY)")
+            let tables = ["nfl.games", "nfl.weather", "nfl.plays", "nfl.scratch", "nfl.moving"]
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: tables) }
+            let again = try world.withInstaller { installer, _ in try installer.install(tables: tables) }
+            #expect(again.allSatisfy { $0.action == "unchanged" })
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            try admin.simpleQuery("INSERT INTO nfl.scratch VALUES (1, 'a')")
+
+            try admin.simpleQuery("""
+                ALTER TABLE nfl.weather DISABLE TRIGGER zz_audit_row;
+                DROP TABLE nfl.scratch; CREATE TABLE nfl.scratch (id int PRIMARY KEY, v text);
+                ALTER TABLE nfl.moving RENAME TO moved;
+                CREATE TABLE nfl.plays_2026 PARTITION OF nfl.plays FOR VALUES FROM (2026) TO (2027);
+                """)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(!status.healthy)
+            func problems(_ table: String) -> String { status.tables.first { $0.table == table }?.problems.joined(separator: " | ") ?? "" }
+            #expect(problems("nfl.weather").contains("DISABLED"))
+            #expect(problems("nfl.scratch").contains("re-created since install"))
+            #expect(problems("nfl.scratch").contains("zz_audit_row is missing"))
+            #expect(problems("nfl.moving").contains("renamed to nfl.moved"))
+            #expect(problems("nfl.plays").contains("plays_2026\" has no TRUNCATE audit trigger"))
+            #expect(problems("nfl.games").isEmpty)
+            let cli = try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(cli.status == 1)
+            #expect(cli.standardOutput.contains("PROBLEM"))
+
+            // Re-installing repairs every table; the renamed one is registered under its new name.
+            let repaired = try world.withInstaller { installer, _ in
+                try installer.install(tables: ["nfl.weather", "nfl.scratch", "nfl.plays", "nfl.moved"])
+            }
+            #expect(repaired.map(\.action) == ["updated", "updated", "updated", "updated"])
+            let healthy = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(healthy.healthy, "\(healthy.tables.filter { !$0.ok })")
+            #expect(healthy.tables.map(\.table).contains("nfl.moved") && !healthy.tables.map(\.table).contains("nfl.moving"))
+
+            // remove drops triggers and forgets the table; the entries stay.
+            let before = try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self)
+            let removed = try CLIRunner.run(["audit", "remove", "--table", "nfl.scratch", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(removed.status == 0, "\(removed.standardError)")
+            #expect(try admin.query("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'nfl.scratch'::regclass").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == before)
+            #expect(before >= 1)
+            let ok = try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(ok.status == 0, "\(ok.standardOutput)")
+        }
+    }
+
+    @Test("prune drops whole monthly partitions past the cutoff and old rows of the default partition, and keeps months ahead")
+    func prune() throws {
+        try AuditWorld.with(roles: false) { world in
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"]) }
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.simpleQuery("""
+                SET ROLE \(world.owner);
+                CREATE TABLE audit.log_y2020m01 PARTITION OF audit.log FOR VALUES FROM ('2020-01-01 00:00:00+00') TO ('2020-02-01 00:00:00+00');
+                RESET ROLE;
+                INSERT INTO audit.log (logged_at, table_oid, table_schema, table_name, operation, txid, session_user_name, current_user_name)
+                VALUES ('2020-01-15', 1, 'nfl', 'teams', 'INSERT', 1, 'old', 'old'), ('2019-06-01', 1, 'nfl', 'teams', 'INSERT', 1, 'older', 'older');
+                INSERT INTO nfl.teams VALUES ('KC', 'Chiefs');
+                """)
+            let dry = try world.withInstaller { installer, _ in try installer.prune(olderThan: .seconds(400 * 86400), dryRun: true) }
+            #expect(dry.droppedPartitions == ["log_y2020m01"])
+            #expect(dry.deletedDefaultRows == 1)
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 3)
+            let cli = try CLIRunner.run(["audit", "prune", "--older-than", "400d", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(cli.status == 0, "\(cli.standardError)")
+            #expect(cli.standardOutput.contains("dropped 1 partition (log_y2020m01)"))
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1, "only the recent entry is left")
+            #expect(try admin.query("SELECT to_regclass('audit.log_y2020m01') IS NULL").scalar(Bool.self))
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.logProblems)")
+            #expect(status.partitions.count == AuditSQL.monthsAhead + 2, "current month, months ahead, default")
+        }
+    }
+
+    @Test("row mode is static SQL: no EXECUTE and no catalog lookups per row")
+    func rowFunctionIsStatic() {
+        let body = AuditSQL.captureRow.lowercased()
+        #expect(!body.contains("execute "))
+        #expect(!body.contains("pg_catalog.pg_") && !body.contains("pg_index") && !body.contains("pg_attribute"))
+        #expect(body.contains("security definer set search_path = pg_catalog, pg_temp"))
+        #expect(AuditSQL.captureStatement.contains("SET jit = off"))
+        #expect(AuditSQL.captureStatement.contains("o.row_key = n.row_key"))
+        #expect(!AuditSQL.captureStatement.contains("IS NOT DISTINCT FROM"))
+        #expect(AuditInstaller.decodeTriggerArgs("1\\000\\000x\\000a b\\000c\\\\d\\000") == ["1", "", "x", "a b", "c\\d"])
+    }
+
+    private func installerPartitions(_ connection: PostgresConnection) throws -> [String] {
+        try connection.query("""
+            SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit.log'::regclass ORDER BY 1
+            """).rows.compactMap { $0["relname"] }
+    }
+}
