@@ -266,7 +266,10 @@ struct AuditIntegrationTests {
     @Test("prune drops whole monthly partitions past the cutoff and old rows of the default partition, and keeps months ahead")
     func prune() throws {
         try AuditWorld.with(roles: false) { world in
-            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"]) }
+            let install = try CLIRunner.run(
+                ["audit", "install", "--all", "--owner-role", world.owner, "--dsn", world.db.dsn], environment: ["NFLDB_AUDIT_TABLES": "nfl.teams"])
+            #expect(install.status == 0, "\(install.standardError)")
+            #expect(install.standardOutput.contains("nfl.teams") && install.standardOutput.contains("installed"))
             let admin = try world.admin()
             defer { admin.close() }
             try admin.simpleQuery("""

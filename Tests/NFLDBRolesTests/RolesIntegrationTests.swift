@@ -203,6 +203,46 @@ struct RolesIntegrationTests {
         }
     }
 
+    @Test("attributes (LOGIN, CREATEROLE, CREATEDB, INHERIT, CONNECTION LIMIT, VALID UNTIL) are created and converged; SUPERUSER is always removed")
+    func attributesConverge() throws {
+        try RoleWorld.with { world in
+            var parser = RoleSpecParser()
+            let spec = try parser.parse(files: [("attributes.yaml", """
+                roles:
+                  builder:
+                    login: true
+                    createdb: true
+                    createrole: true
+                    inherit: false
+                    connection_limit: 4
+                    valid_until: "2031-06-30 12:00:00+00"
+                    comment: builds things
+                """)]).withRolePrefix(world.prefix)
+            let admin = try world.admin()
+            defer { admin.close() }
+            let options = world.options()
+            let created = try RoleManager.apply(admin, spec: spec, options: options, logger: world.logger)
+            #expect(created.plan.pending.first?.sql.contains("LOGIN NOSUPERUSER CREATEDB CREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 4 VALID UNTIL '2031-06-30 12:00:00+00'") == true)
+            let builder = world.name("builder")
+            let row = try admin.query("""
+                SELECT rolcanlogin, rolcreatedb, rolcreaterole, rolinherit, rolconnlimit, rolvaliduntil = '2031-06-30 12:00:00+00' AS until,
+                       shobj_description(oid, 'pg_authid') AS comment
+                FROM pg_roles WHERE rolname = \(builder)
+                """).singleRow()
+            #expect(try row.decode("rolcanlogin", as: Bool.self) && row.decode("rolcreatedb", as: Bool.self) && row.decode("rolcreaterole", as: Bool.self))
+            #expect(try !row.decode("rolinherit", as: Bool.self))
+            #expect(try row.decode("rolconnlimit", as: Int.self) == 4)
+            #expect(try row.decode("until", as: Bool.self))
+            #expect(row["comment"] == "builds things")
+            // Out-of-band changes are converged back, superuser included.
+            try admin.simpleQuery("ALTER ROLE \(builder) SUPERUSER NOCREATEDB CONNECTION LIMIT 99 VALID UNTIL 'infinity'")
+            let plan = try RoleManager.plan(admin, spec: spec, options: options, logger: world.logger)
+            #expect(plan.pending.map(\.sql) == ["ALTER ROLE \"\(builder)\" WITH NOSUPERUSER CREATEDB CONNECTION LIMIT 4 VALID UNTIL '2031-06-30 12:00:00+00';"])
+            try RoleManager.apply(admin, spec: spec, options: options, logger: world.logger)
+            #expect(try RoleManager.plan(admin, spec: spec, options: options, logger: world.logger).statements.isEmpty)
+        }
+    }
+
     @Test("passwords never reach plans, nfldb logs, the server log or pg_stat_statements")
     func passwordsNeverLeak() throws {
         try RoleWorld.with { world in
