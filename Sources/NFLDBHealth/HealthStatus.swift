@@ -105,6 +105,16 @@ public struct Thresholds: Sendable, Hashable, Codable {
         self.direction = direction
     }
 
+    enum CodingKeys: String, CodingKey { case warning, critical, direction }
+
+    /// Always writes `warning` and `critical` (null when a level is not set): a stable JSON schema.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(warning, forKey: .warning)
+        try container.encode(critical, forKey: .critical)
+        try container.encode(direction, forKey: .direction)
+    }
+
     /// OK, WARNING or CRITICAL for a value; critical is checked first.
     public func status(for value: Double) -> HealthStatus {
         func reached(_ limit: Double?) -> Bool {

@@ -73,6 +73,9 @@ struct OutputTests {
         #expect(replication["message"] as? String == "standby 'a' lags | a lot")
         #expect((replication["details"] as? [[String: Any]])?.first?["pid"] as? Int == 42)
         #expect(checks.first { $0["name"] as? String == "backups" }?["value"] is NSNull)
+        let cacheThresholds = checks.first { $0["name"] as? String == "cache_hit" }?["thresholds"] as? [String: Any]
+        #expect(cacheThresholds?["critical"] is NSNull)
+        #expect(cacheThresholds?["direction"] as? String == "lower_is_worse")
     }
 
     @Test("the CLI: text by default, --check selects, every format exits with the worst status, --prometheus-file is written atomically")
