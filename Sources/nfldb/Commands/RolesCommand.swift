@@ -104,16 +104,18 @@ extension RolesCommand {
             case .json:
                 context.output(try JSONOutput.encode(result))
             case .text:
-                if result.executed == 0 {
-                    context.output(result.plan.renderText())
-                    context.say("nothing to apply: the database already matches the spec")
+                let summary = result.executed == 0
+                    ? "nothing to apply: the database already matches the spec"
+                    : "applied \(result.executed) statement\(result.executed == 1 ? "" : "s") in one transaction; the new plan is empty"
+                if context.quiet {
+                    context.output(summary)
                 } else {
                     context.output(result.plan.renderText())
-                    context.say("applied \(result.executed) statement\(result.executed == 1 ? "" : "s") in one transaction; the new plan is empty")
+                    context.output(summary)
                 }
                 let left = result.after
                 if !left.drift.isEmpty || !left.missingObjects.isEmpty || !left.ownership.isEmpty {
-                    context.say("still different from the spec: \(left.drift.count) drift, \(left.missingObjects.count) missing, \(left.ownership.count) ownership (see `nfldb roles check`)")
+                    context.output("still different from the spec: \(left.drift.count) drift, \(left.missingObjects.count) missing, \(left.ownership.count) ownership (see `nfldb roles check`)")
                 }
             }
             finished(context, "roles apply")
