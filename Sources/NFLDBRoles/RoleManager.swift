@@ -67,6 +67,7 @@ public enum RoleManager {
     /// superuser (they carry a SCRAM verifier, never the clear text).
     ///
     /// - Throws: ``RoleApplyError``, ``AdvisoryLockTimeout``, ``MissingPasswordError``, ``PostgresError``.
+    @discardableResult
     public static func apply(
         _ connection: PostgresConnection, spec: RoleSpec, options: RolePlanOptions, lockWait: Duration = .seconds(60), logger: Logger,
         onWait: (String?) -> Void = { _ in }

@@ -96,6 +96,20 @@ struct RolesIntegrationTests {
             #expect(after.statements.isEmpty && after.ownership.isEmpty, "default privileges already cover the new table: \(after.renderText())")
             #expect(after.missingObjects.allSatisfy { $0.contains("schema audit") }, "only the audit schema (installed by nfldb audit) is missing")
 
+            // Functions: EXECUTE reaches readers through the schema default; PUBLIC's is removed by the global default.
+            try owner.simpleQuery("CREATE FUNCTION nfl.points(a int, b int) RETURNS int LANGUAGE sql AS 'SELECT a + b'")
+            #expect(try analyst.query("SELECT nfl.points(3, 4)").scalar(Int.self) == 7)
+            let admin = try world.admin()
+            defer { admin.close() }
+            #expect(try !admin.query("SELECT has_function_privilege('public', 'nfl.points(int, int)', 'EXECUTE')").scalar(Bool.self))
+            #expect(try world.plan().statements.isEmpty)
+            // A function created by someone else keeps PUBLIC EXECUTE: the plan revokes it (the spec says so) and flags the owner.
+            try admin.simpleQuery("CREATE FUNCTION nfl.stray() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+            let strayPlan = try world.plan()
+            #expect(strayPlan.pending.contains { $0.sql == "REVOKE EXECUTE ON FUNCTION nfl.stray() FROM PUBLIC;" }, "\(strayPlan.renderText())")
+            #expect(strayPlan.ownership.contains { $0.contains("nfl.stray() is owned by") })
+            try admin.simpleQuery("DROP FUNCTION nfl.stray()")
+
             // The trap: the dba creates a table without SET ROLE, so it is owned by the dba login.
             let dba = try world.login("nfl_dba")
             defer { dba.close() }
@@ -217,6 +231,8 @@ struct RolesIntegrationTests {
                     connection_limit: 4
                     valid_until: "2031-06-30 12:00:00+00"
                     comment: builds things
+                    grants:
+                      database: [ALL]
                 """)]).withRolePrefix(world.prefix)
             let admin = try world.admin()
             defer { admin.close() }
@@ -234,6 +250,8 @@ struct RolesIntegrationTests {
             #expect(try row.decode("rolconnlimit", as: Int.self) == 4)
             #expect(try row.decode("until", as: Bool.self))
             #expect(row["comment"] == "builds things")
+            #expect(created.plan.pending.contains { $0.sql.hasPrefix("GRANT CREATE, CONNECT, TEMPORARY ON DATABASE") }, "ALL is expanded")
+            #expect(try RoleManager.plan(admin, spec: spec, options: options, logger: world.logger).statements.isEmpty, "ALL settles")
             // Out-of-band changes are converged back, superuser included.
             try admin.simpleQuery("ALTER ROLE \(builder) SUPERUSER NOCREATEDB CONNECTION LIMIT 99 VALID UNTIL 'infinity'")
             let plan = try RoleManager.plan(admin, spec: spec, options: options, logger: world.logger)
