@@ -102,24 +102,26 @@ def count(db):
     return int(psql(db, "select count(*) from pg_tables where tablename like 'bench_t%'"))
 
 tools = ["psql -1 floor", "psql tx+ledger floor", "nfldb", "nfldb-1tx", "alembic", "yoyo"]
-results = {}
-for tool in tools:
-    db = "b_" + "".join(c for c in tool if c.isalnum())
+# Round-robin over the tools in every run, and a CHECKPOINT before each timed step, so no tool is
+# favoured by running first (before WAL and checkpoint pressure build up) or last.
+results = {(t, d): [] for t in tools for d in ("up", "down")}
+dbname = lambda tool: "b_" + "".join(c for c in tool if c.isalnum())
+for _ in range(a.runs):
     for direction in ("up", "down"):
-        times = []
-        for _ in range(a.runs):
+        for tool in tools:
+            db = dbname(tool)
             reset(db)
             if direction == "down":
                 run(tool, "up", db)
+            psql("postgres", "CHECKPOINT")
             start = time.perf_counter()
             run(tool, direction, db)
-            times.append(time.perf_counter() - start)
+            results[(tool, direction)].append(time.perf_counter() - start)
             expected = N if direction == "up" else 0
             if count(db) != expected:
                 sys.exit(f"{tool} {direction}: {count(db)} bench tables, expected {expected}")
-        results[(tool, direction)] = times
-    reset(db)
-    psql("postgres", f'DROP DATABASE "{db}"')
+for tool in tools:
+    psql("postgres", f'DROP DATABASE IF EXISTS "{dbname(tool)}" WITH (FORCE)')
 
 floor = {d: statistics.median(results[("psql -1 floor", d)]) for d in ("up", "down")}
 print(f"\n{N} migrations (CREATE TABLE + CREATE INDEX each; down = DROP TABLE), {a.runs} runs each, one cluster, medians")
