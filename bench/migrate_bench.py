@@ -75,7 +75,7 @@ def cmd(tool, direction, db):
         ("nfldb", "up"): [a.nfldb, "migrate", "up", "--dsn", url(db), "--dir", f"{W}/nfldb", "-q"],
         ("nfldb", "down"): [a.nfldb, "migrate", "down", str(N), "--dsn", url(db), "--dir", f"{W}/nfldb", "-q"],
         ("nfldb-1tx", "up"): [a.nfldb, "migrate", "up", "--single-transaction", "--dsn", url(db), "--dir", f"{W}/nfldb", "-q"],
-        ("nfldb-1tx", "down"): [a.nfldb, "migrate", "down", str(N), "--dsn", url(db), "--dir", f"{W}/nfldb", "-q"],
+        ("nfldb-1tx", "down"): [a.nfldb, "migrate", "down", str(N), "--single-transaction", "--dsn", url(db), "--dir", f"{W}/nfldb", "-q"],
         ("psql -1 floor", "up"): ["psql", "-X", "-q", "-1", "-d", db, "-f", f"{W}/psql1/up.sql"],
         ("psql -1 floor", "down"): ["psql", "-X", "-q", "-1", "-d", db, "-f", f"{W}/psql1/down.sql"],
         ("psql tx+ledger floor", "up"): ["psql", "-X", "-q", "-d", db, "-f", f"{W}/psqltx/up.sql"],
@@ -139,4 +139,4 @@ for tool in tools:
     cells += [" / ".join(ratios), " / ".join(per)]
     print("| " + " | ".join(cells) + " |")
 print("\nnfldb runs with per-migration transactions, the advisory lock, checksums, stored down SQL and the event log;")
-print("nfldb-1tx is `migrate up --single-transaction` (down is the default per-migration rollback).")
+print("nfldb-1tx is `migrate up --single-transaction` / `migrate down N --single-transaction` (all or nothing).")

@@ -23,7 +23,11 @@ extension Migrator {
             var result = MigrationRunResult()
             result.warnings = downFileWarnings(victims)
             result.warnings.forEach { progress(.warning($0)) }
-            for row in victims { result.steps.append(try rollback(row)) }
+            if settings.singleTransaction {
+                result.steps = try rollbackBatchInOneTransaction(victims)
+            } else {
+                for row in victims { result.steps.append(try rollback(row)) }
+            }
             result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
             return result
         }
@@ -66,22 +70,73 @@ extension Migrator {
         }
     }
 
-    func rollback(_ row: LedgerRow) throws -> MigrationRunResult.Step {
+    /// What rolling back one row runs: its stored down script (named after the file when the file
+    /// still matches), its directives, and the statement that deletes its history row with an event.
+    struct RollbackStep {
+        let script: SQLScript
+        let directives: MigrationDirectives
+        let name: String
+        let forget: PostgresQuery
+    }
+
+    func rollbackStep(_ row: LedgerRow) throws -> RollbackStep {
         guard let downSQL = row.downSQL else {
             throw MigrationError("\(row.id) has no stored down SQL", hint: "Roll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
         }
         let file = migrations.first { $0.version == row.version }
         let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
-        let script = try Migration.script(downSQL, path: name)
-        let (directives, _) = MigrationDirectives.parse(downSQL)
-        progress(.starting(id: row.id, direction: "down", transactional: directives.transactional))
-        let start = ContinuousClock.now
         let forget: PostgresQuery = """
             WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = \(row.version) RETURNING version)
             INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
             SELECT version, \(row.name)::text, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
                    jsonb_build_object('down_checksum', \(row.downChecksum)::text, 'source', \(name)::text) FROM m
             """
+        return RollbackStep(
+            script: try Migration.script(downSQL, path: name), directives: MigrationDirectives.parse(downSQL).0, name: name, forget: forget)
+    }
+
+    /// `down --single-transaction`: every rollback and its history change in one transaction, so a
+    /// failing down leaves every migration applied.
+    func rollbackBatchInOneTransaction(_ victims: [LedgerRow]) throws -> [MigrationRunResult.Step] {
+        let steps = try victims.map(rollbackStep)
+        if let index = steps.firstIndex(where: { !$0.directives.transactional }) {
+            throw MigrationError(
+                "the down SQL of \(victims[index].id) is marked nfldb:no-transaction and cannot run inside --single-transaction",
+                hint: "Roll back down to it without --single-transaction.", exitStatus: .usage)
+        }
+        var done: [MigrationRunResult.Step] = []
+        try withLockRetries("the batch rollback") {
+            done = []
+            try connection.simpleQuery("BEGIN")
+            do {
+                for (row, step) in zip(victims, steps) {
+                    progress(.starting(id: row.id, direction: "down", transactional: true))
+                    let start = ContinuousClock.now
+                    try connection.simpleQuery(timeoutSettings(step.directives, local: true))
+                    try connection.run(step.script)
+                    try connection.query(step.forget)
+                    let ms = elapsed(since: start)
+                    done.append(.init(version: row.version, name: row.name, direction: "down", durationMilliseconds: ms))
+                    progress(.finished(id: row.id, direction: "down", milliseconds: ms))
+                }
+                try connection.simpleQuery("COMMIT")
+            } catch {
+                connection.rollbackQuietly()
+                throw error
+            }
+        } onFailure: { error in
+            throw MigrationError.statementFailed(
+                "the batch rollback", error, extra: "--single-transaction: nothing was rolled back; every migration is still applied",
+                hint: "Fix the database state or roll back one at a time (`nfldb migrate down 1`).")
+        }
+        return done
+    }
+
+    func rollback(_ row: LedgerRow) throws -> MigrationRunResult.Step {
+        let step = try rollbackStep(row)
+        let (script, directives, name, forget) = (step.script, step.directives, step.name, step.forget)
+        progress(.starting(id: row.id, direction: "down", transactional: directives.transactional))
+        let start = ContinuousClock.now
         if directives.transactional {
             try withLockRetries(row.id) {
                 try runInTransaction(script, directives: directives) { forget }

@@ -208,4 +208,27 @@ struct FailureTests {
             #expect(try fx.ledgerVersions() == [1, 2, 3])
         }
     }
+
+    @Test("down --single-transaction: a failing down in the batch rolls back nothing; a good batch rolls back all")
+    func singleTransactionDown() throws {
+        try withFixture { fx in
+            try fx.pair(1, "one", up: "CREATE TABLE one_tbl (id int);", down: "DROP TABLE one_tbl;")
+            try fx.pair(2, "two", up: "CREATE TABLE two_tbl (id int);", down: "DROP TABLE two_tbl;\nDROP TABLE no_such_tbl;")
+            try fx.pair(3, "three", up: "CREATE TABLE three_tbl (id int);", down: "DROP TABLE three_tbl;")
+            #expect(try fx.migrate("up").status == 0)
+
+            let failed = try fx.migrate("down", "3", "--single-transaction")
+            #expect(failed.status == 1, "\(failed)")
+            #expect(failed.stderr.contains("0002_two.down.sql:2"), "\(failed)")
+            #expect(failed.stderr.contains("nothing was rolled back"), "\(failed)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3])
+            for table in ["one_tbl", "two_tbl", "three_tbl"] { #expect(try fx.tableExists(table), "\(table)") }
+            #expect(try fx.events().filter { $0.event == "rollback" }.isEmpty)
+
+            let ok = try fx.migrate("down", "1", "--single-transaction")
+            #expect(ok.status == 0, "\(ok)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try !fx.tableExists("three_tbl"))
+        }
+    }
 }

@@ -143,6 +143,7 @@ extension MigrateCommand {
         @Argument(help: "How many migrations to roll back.") var count: Int?
         @Option(help: "Roll back every migration above this version.") var to: Int64?
         @Flag(name: .customLong("dry-run"), help: "Print the exact SQL that would run.") var dryRun = false
+        @Flag(name: .customLong("single-transaction"), help: "Roll back the whole batch atomically (all or nothing).") var singleTransaction = false
 
         func validate() throws {
             if count == nil && to == nil { throw ValidationError("give a count (`nfldb migrate down 1`) or --to VERSION") }
@@ -151,7 +152,9 @@ extension MigrateCommand {
 
         func run() throws {
             let context = try global.makeContext(command: "migrate down")
-            let migrator = try options.makeMigrator(context)
+            var settings = try options.settings(context)
+            settings.singleTransaction = singleTransaction
+            let migrator = try options.makeMigrator(context, settings: settings)
             let result = try migrator.down(count: count, to: to, dryRun: dryRun)
             try options.printResult(result, context, verb: "rolled back")
             finished(context, "migrate down")
