@@ -185,7 +185,10 @@ public struct Verifier {
 
         // WAL continuity: one unbroken range from the oldest backup's start WAL to the archive max.
         let archiveID = stanza.archive.last?.id
-        if let oldestStart = stanza.backup.first?.archive?.start, let max = stanza.archiveMax {
+        if let oldestStart = stanza.backup.first?.archive?.start, let archiveMax = stanza.archiveMax {
+            // The archive must also reach the newest backup's stop segment (a missing last segment
+            // lowers the archive max instead of leaving a visible gap).
+            let max = Swift.max(archiveMax, stanza.backup.last?.archive?.stop ?? archiveMax)
             let ok = parsed.continuous(archiveID: archiveID, from: oldestStart, through: max)
             let ranges = parsed.walRanges.map { "\($0.start)-\($0.stop)" }.joined(separator: ", ")
             r.check("wal-continuity", ok, ok
@@ -201,6 +204,17 @@ public struct Verifier {
             r.check("archive-timeline", Int64(archiveTimeline) <= primaryTimeline,
                     "archive max \(max) is on timeline \(archiveTimeline); the primary is on timeline \(primaryTimeline)"
                     + (Int64(archiveTimeline) > primaryTimeline ? " — another cluster (a restored copy?) archived into this stanza" : ""))
+        }
+
+        // A point-in-time target needs the WAL up to it in the archive: `check` switches WAL on the
+        // primary and waits until it is archived (it writes no data).
+        if options.targetTime != nil {
+            let archived = try r.timed("archive-current-wal") {
+                try pgbackrest.run("check", ["--log-level-console=warn"], timeout: .seconds(180), logger: logger)
+            }
+            r.check("archive-current-wal", archived.succeeded, archived.succeeded
+                ? "current WAL switched and archived (pgbackrest check)"
+                : "could not archive the current WAL: " + pgbackrest.error(for: archived).diagnostic.oneLine)
         }
 
         // Manifest recorded on the primary for this backup.
