@@ -30,23 +30,50 @@ public struct VerifyOptions: Sendable {
     }
 }
 
-/// The restored copy a verify run owns; torn down on every exit path, including SIGTERM.
+/// The restored copies verify runs own (keyed by scratch dir); torn down on every exit path,
+/// including SIGTERM.
 public enum ActiveScratch {
-    static let current = Mutex<LocalCluster?>(nil)
+    static let current = Mutex<[String: LocalCluster]>([:])
+    /// Held for the whole teardown, so a normal exit waits for a signal handler's teardown.
+    static let teardownLock = Mutex<Bool>(false)
 
-    static func set(_ cluster: LocalCluster?) { current.withLock { $0 = cluster } }
+    static func register(_ cluster: LocalCluster) { current.withLock { $0[cluster.root] = cluster } }
 
-    /// Stops the copy (immediate) and removes its scratch dir; safe to call twice.
-    public static func tearDown() {
-        guard let cluster = current.withLock({ value -> LocalCluster? in
-            let c = value
-            value = nil
-            return c
-        }) else { return }
+    /// Stops one copy (immediate) and removes its scratch dir; safe to call twice.
+    public static func tearDown(_ root: String) {
+        teardownLock.withLock { _ in
+            guard let cluster = current.withLock({ $0.removeValue(forKey: root) }) else { return }
+            remove(cluster)
+        }
+    }
+
+    /// Signal path: stop every running child (a restore must not keep writing into a scratch dir
+    /// being removed), then every copy.
+    static func tearDownAllLocked() {
+        let children = ProcessRunner.activeChildren.withLock { $0 }
+        for pid in children { kill(pid, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let all = current.withLock { value -> [LocalCluster] in
+            let copies = Array(value.values)
+            value = [:]
+            return copies
+        }
+        all.forEach(remove)
+    }
+
+    static func remove(_ cluster: LocalCluster) {
         var logger = Logger(label: "nfldb.backup.teardown")
         logger.logLevel = .critical
-        try? cluster.stop(mode: "immediate", logger: logger)
-        try? FileManager.default.removeItem(atPath: cluster.root)
+        // A server that was just starting may write postmaster.pid late: retry stop + remove.
+        for _ in 0..<10 {
+            if cluster.isRunning { try? cluster.stop(mode: "immediate", logger: logger) }
+            try? FileManager.default.removeItem(atPath: cluster.root)
+            if !FileManager.default.fileExists(atPath: cluster.root) { break }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
     }
 
     /// On SIGTERM/SIGINT: tear the copy down, then exit 128+signal.
@@ -55,8 +82,10 @@ public enum ActiveScratch {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                tearDown()
-                exit(128 + sig)
+                teardownLock.withLock { _ in
+                    tearDownAllLocked()
+                    exit(128 + sig)
+                }
             }
             source.resume()
             sources.append(source)
@@ -108,7 +137,7 @@ public struct Verifier {
             let message = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
             recorder.check("aborted", false, message)
         }
-        ActiveScratch.tearDown()
+        if let scratch = recorder.receipt.scratchDirectory { ActiveScratch.tearDown(scratch) }
         recorder.receipt.finishedAt = Date()
         recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
         let receipt = recorder.receipt
@@ -209,6 +238,12 @@ public struct Verifier {
         // A point-in-time target needs the WAL up to it in the archive: `check` switches WAL on the
         // primary and waits until it is archived (it writes no data).
         if options.targetTime != nil {
+            // Recovery to a time needs a commit after it; write a fence canary (nfldb schema only).
+            try BackupCatalog.install(primary)
+            try primary.execute("""
+                INSERT INTO nfldb.backup_canaries(token, note)
+                VALUES (\("fence-\(UUID().uuidString.prefix(8).lowercased())"), 'backup verify --target-time fence')
+                """)
             let archived = try r.timed("archive-current-wal") {
                 try pgbackrest.run("check", ["--log-level-console=warn"], timeout: .seconds(180), logger: logger)
             }
@@ -242,7 +277,7 @@ public struct Verifier {
             r.check("scratch", false, "cannot create scratch directory \(scratch): \(error.localizedDescription)")
             return
         }
-        ActiveScratch.set(copy)
+        ActiveScratch.register(copy)
 
         var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",
                               "--archive-mode=off", "--job-retry=0", "--log-level-console=warn"]
@@ -283,7 +318,12 @@ public struct Verifier {
         do {
             try r.timed("start") { try copy.start(logger: logger) }
         } catch {
-            r.check("start", false, "restored copy did not start on 127.0.0.1:\(port): " + ((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"))
+            let summary = (error as? any NFLDBError).map { d -> String in
+                var diagnostic = d.diagnostic
+                diagnostic.hint = nil  // LocalCluster's hint is about the sandbox
+                return diagnostic.oneLine
+            } ?? "\(error)"
+            r.check("start", false, "restored copy did not start on 127.0.0.1:\(port): " + summary)
             scanLog(copy, r)
             return
         }
@@ -364,7 +404,19 @@ public struct Verifier {
         if let targetEpoch {
             let newest = hasCanaries ? try conn.query("SELECT extract(epoch FROM max(created_at))::float8 FROM nfldb.backup_canaries").scalar(Double?.self) : nil
             let ok = (newest ?? 0) <= targetEpoch + 0.000_5
-            r.check("pitr-canary", ok, "newest canary in the copy at epoch \(newest.map { String(format: "%.3f", $0) } ?? "none"), target \(String(format: "%.3f", targetEpoch))")
+            // The newest canary the primary wrote at or before the target must be in the copy:
+            // a WAL gap lets recovery promote early, before the target.
+            let expected = try primary.query("""
+                SELECT token FROM nfldb.backup_canaries WHERE extract(epoch FROM created_at) <= \(targetEpoch)
+                ORDER BY created_at DESC LIMIT 1
+                """).rows.first?["token"]
+            var reached = true
+            if let expected, hasCanaries {
+                reached = try conn.query("SELECT count(*) FROM nfldb.backup_canaries WHERE token = \(expected)").scalar(Int.self) == 1
+            }
+            r.check("pitr-canary", ok && reached,
+                    "newest canary in the copy at epoch \(newest.map { String(format: "%.3f", $0) } ?? "none"), target \(String(format: "%.3f", targetEpoch))"
+                    + (reached ? "; last canary before the target (\(expected ?? "none")) present" : "; last canary before the target \(expected ?? "") is MISSING (recovery stopped early: WAL gap?)"))
             r.check("row-counts", true, "skipped for a point-in-time restore (the copy replays past the manifest)")
         } else {
             let names = manifest.counts.keys.sorted()
