@@ -121,7 +121,7 @@ public struct Verifier {
             let start = ContinuousClock.now
             defer {
                 let e = ContinuousClock.now - start
-                receipt.steps[step] = (Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18 * 1000).rounded() / 1000
+                receipt.steps[step] = ((Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18) * 1000).rounded() / 1000
             }
             return try body()
         }
