@@ -86,11 +86,11 @@ final class BackupFixture {
         return try BackupRunner(pgbackrest: pgbackrest, connection: db, tables: ManagedTables(), logger: logger).run(type: type)
     }
 
-    func verify(set: String? = nil, targetTime: String? = nil, port: Int? = nil, pg: PgBackRest? = nil) throws -> VerificationReceipt {
+    func verify(set: String? = nil, targetTime: String? = nil, port: Int? = nil, pg: PgBackRest? = nil, scratch: String? = nil) throws -> VerificationReceipt {
         let db = try connect()
         defer { db.close() }
         var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port)
-        options.scratchDirectory = (root as NSString).appendingPathComponent("scratch-\(UUID().uuidString.prefix(6))")
+        options.scratchDirectory = scratch ?? (root as NSString).appendingPathComponent("scratch-\(UUID().uuidString.prefix(6))")
         options.promoteTimeout = .seconds(60)
         return try Verifier(pgbackrest: pg ?? pgbackrest, primary: db, options: options, logger: logger).run()
     }

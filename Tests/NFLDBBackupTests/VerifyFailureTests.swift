@@ -202,4 +202,21 @@ struct VerifyFailureTests {
         #expect(guardCheck.evidence.contains("timeline 2"))
         #expect(f.scratchLeftovers().isEmpty)
     }
+
+    @Test("a scratch path the cluster's OS user cannot reach", .enabled(if: ProcessRunner.isRoot, "needs root to make a path postgres cannot enter"))
+    func unwritableScratch() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let locked = (f.root as NSString).appendingPathComponent("locked")
+        try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let scratch = (locked as NSString).appendingPathComponent("scratch")
+        let receipt = try f.verify(scratch: scratch)
+        #expect(!receipt.passed)
+        let restore = try #require(failed(receipt, "restore"), "\(receipt.renderText())")
+        #expect(restore.evidence.contains("pgbackrest restore failed"))
+        #expect(restore.evidence.contains(scratch))
+        #expect(!FileManager.default.fileExists(atPath: scratch), "scratch removed after the failure")
+    }
 }
