@@ -201,31 +201,12 @@ public struct Verifier {
             r.receipt.pitrWindow = ["from": formatter.string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop))), "archiveMax": max]
         }
 
-        // pgbackrest verify: its exit code means nothing on 2.45 (#2502); parse the text.
-        let verifyResult = try r.timed("pgbackrest-verify") {
+        // pgbackrest verify reads the whole repo: run it alongside the restore (both are
+        // lock-free and read-only on the repo) and record its checks when it is done.
+        let verifyJob = BackgroundJob { [pgbackrest, logger] in
             try pgbackrest.run("verify", ["--output=text", "--verbose", "--log-level-console=detail"], timeout: .seconds(3600), logger: logger)
         }
-        let parsed = VerifyOutput.parse(verifyResult.process.standardOutput + "\n" + verifyResult.process.standardError)
-        let invalid = parsed.backups.filter { $0.value != "valid" }.map { "\($0.key): \($0.value)" }.sorted()
-        var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
-        if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
-        if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
-        r.check("pgbackrest-verify", parsed.ok, evidence)
-
-        // WAL continuity: one unbroken range from the oldest backup's start WAL to the archive max.
-        let archiveID = stanza.archive.last?.id
-        if let oldestStart = stanza.backup.first?.archive?.start, let archiveMax = stanza.archiveMax {
-            // The archive must also reach the newest backup's stop segment (a missing last segment
-            // lowers the archive max instead of leaving a visible gap).
-            let max = Swift.max(archiveMax, stanza.backup.last?.archive?.stop ?? archiveMax)
-            let ok = parsed.continuous(archiveID: archiveID, from: oldestStart, through: max)
-            let ranges = parsed.walRanges.map { "\($0.start)-\($0.stop)" }.joined(separator: ", ")
-            r.check("wal-continuity", ok, ok
-                ? "WAL continuous from \(oldestStart) to \(max)"
-                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges)")
-        } else {
-            r.check("wal-continuity", false, "info reports no archive range for stanza \(stanza.name)")
-        }
+        defer { recordRepoChecks(verifyJob.wait(), stanza: stanza, r) }
 
         // Timeline guard: a copy that archived into the stanza leaves a higher timeline.
         let primaryTimeline = try primary.query("SELECT timeline_id::bigint FROM pg_control_checkpoint()").scalar(Int64.self)
@@ -439,6 +420,40 @@ public struct Verifier {
                 "copy schema version \(version.map(String.init) ?? "none"), ledger at backup time \(manifest.schemaVersion.map(String.init) ?? "none")")
     }
 
+    /// The `pgbackrest-verify` and `wal-continuity` checks from the verify output.
+    func recordRepoChecks(_ outcome: (Result<PgBackRestResult, any Error>, Double), stanza: StanzaInfo, _ r: Recorder) {
+        r.receipt.steps["pgbackrest-verify"] = (outcome.1 * 1000).rounded() / 1000
+        let verifyResult: PgBackRestResult
+        switch outcome.0 {
+        case .success(let result): verifyResult = result
+        case .failure(let error):
+            r.check("pgbackrest-verify", false, "could not run pgbackrest verify: \(error)")
+            return
+        }
+        // Its exit code means nothing on 2.45 (#2502): parse the text.
+        let parsed = VerifyOutput.parse(verifyResult.process.standardOutput + "\n" + verifyResult.process.standardError)
+        let invalid = parsed.backups.filter { $0.value != "valid" }.map { "\($0.key): \($0.value)" }.sorted()
+        var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
+        if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
+        if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
+        r.check("pgbackrest-verify", parsed.ok, evidence)
+
+        // WAL continuity: one unbroken range from the oldest backup's start WAL to the archive max.
+        let archiveID = stanza.archive.last?.id
+        if let oldestStart = stanza.backup.first?.archive?.start, let archiveMax = stanza.archiveMax {
+            // The archive must also reach the newest backup's stop segment (a missing last segment
+            // lowers the archive max instead of leaving a visible gap).
+            let max = Swift.max(archiveMax, stanza.backup.last?.archive?.stop ?? archiveMax)
+            let ok = parsed.continuous(archiveID: archiveID, from: oldestStart, through: max)
+            let ranges = parsed.walRanges.map { "\($0.start)-\($0.stop)" }.joined(separator: ", ")
+            r.check("wal-continuity", ok, ok
+                ? "WAL continuous from \(oldestStart) to \(max)"
+                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges)")
+        } else {
+            r.check("wal-continuity", false, "info reports no archive range for stanza \(stanza.name)")
+        }
+    }
+
     func logTail(_ copy: LocalCluster, _ n: Int) -> String {
         ((try? String(contentsOfFile: copy.logFile, encoding: .utf8)) ?? "").split(separator: "\n").suffix(n).joined(separator: "\n")
     }
@@ -452,5 +467,28 @@ public struct Verifier {
             (line.contains("FATAL:") || line.contains("PANIC:")) && !benign.contains { line.contains($0) }
         }
         r.check("server-log", bad.isEmpty, bad.isEmpty ? "no FATAL/PANIC in the copy's log" : bad.prefix(3).joined(separator: " | "))
+    }
+}
+
+/// Runs one blocking job on a global queue; ``wait()`` returns its result and duration.
+final class BackgroundJob<T: Sendable>: @unchecked Sendable {
+    // `outcome` is written once by the job before `group.leave()` and read only after `group.wait()`.
+    private var outcome: (Result<T, any Error>, Double)?
+    private let group = DispatchGroup()
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        group.enter()
+        DispatchQueue.global().async {
+            let start = ContinuousClock.now
+            let result = Result { try body() }
+            let e = ContinuousClock.now - start
+            self.outcome = (result, Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18)
+            self.group.leave()
+        }
+    }
+
+    func wait() -> (Result<T, any Error>, Double) {
+        group.wait()
+        return outcome ?? (.failure(BackupError("background job produced no result")), 0)
     }
 }
