@@ -16,6 +16,8 @@ public struct BackupRunReport: Codable, Sendable {
     public var repoDeltaBytes: Int64?
     public var counts: [String: Int64]
     public var schemaVersion: Int64?
+    /// The manifest copy beside the repo (`<repo1-path>/nfldb-manifests/<label>.json`), when written.
+    public var manifestFile: String?
 }
 
 /// `nfldb backup run`: canary row, row-count manifest in one REPEATABLE READ snapshot, then the
@@ -91,9 +93,37 @@ public struct BackupRunner {
               repo_delta_bytes = \(backup.info?.repository?.delta.map { Int($0) })
             WHERE id = \(runID)
             """)
-        return BackupRunReport(
+        var report = BackupRunReport(
             stanza: pgbackrest.stanza, type: type, label: backup.label, token: manifest.token, durationSeconds: seconds,
             sizeBytes: backup.info?.size, deltaBytes: backup.info?.delta, repoSizeBytes: backup.info?.repository?.size,
             repoDeltaBytes: backup.info?.repository?.delta, counts: manifest.counts, schemaVersion: manifest.schemaVersion)
+        do {
+            report.manifestFile = try writeManifestFile(manifest, label: backup.label)
+        } catch {
+            logger.info("manifest copy beside the repo not written", metadata: ["error": .string("\(error)")])
+        }
+        return report
+    }
+
+    /// Writes the manifest beside a posix repo (`<repo1-path>/nfldb-manifests/<label>.json`), so it
+    /// survives the loss of the primary. Returns nil when the config names no posix `repo1-path`.
+    func writeManifestFile(_ manifest: Manifest, label: String) throws -> String? {
+        let config = try String(contentsOfFile: pgbackrest.configPath, encoding: .utf8)
+        let lines = config.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let type = lines.first(where: { $0.hasPrefix("repo1-type=") }), type != "repo1-type=posix" { return nil }
+        guard let line = lines.first(where: { $0.hasPrefix("repo1-path=") }) else { return nil }
+        let repo = String(line.dropFirst("repo1-path=".count))
+        let directory = (repo as NSString).appendingPathComponent("nfldb-manifests")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent("\(label).json")
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(manifest).write(to: URL(fileURLWithPath: path))
+        if ProcessRunner.isRoot, let user = pgbackrest.osUser, let account = getpwnam(user) {
+            chown(directory, account.pointee.pw_uid, account.pointee.pw_gid)
+            chown(path, account.pointee.pw_uid, account.pointee.pw_gid)
+        }
+        return path
     }
 }

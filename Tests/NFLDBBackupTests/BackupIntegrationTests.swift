@@ -24,6 +24,9 @@ struct BackupIntegrationTests {
         let incr = try f.backup("incr")
         #expect(incr.label.hasSuffix("I"))
         #expect(incr.counts["nfl.plays"] == 6000)
+        let manifestFile = try #require(incr.manifestFile)
+        #expect(manifestFile == "\(f.repoPath)/nfldb-manifests/\(incr.label).json")
+        #expect(try String(contentsOfFile: manifestFile, encoding: .utf8).contains(incr.token))
 
         let info = try f.pgbackrest.info()
         #expect(info.count == 1)
