@@ -44,6 +44,8 @@ let package = Package(
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
         .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // pgBackRest wrapper and restore verification: `nfldb backup …`.
+        .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
@@ -54,7 +56,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -91,6 +93,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBAlertingTests",
             dependencies: ["NFLDBAlerting", "NFLDBHealth", "NFLDBTestSupport", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBBackupTests",
+            dependencies: ["NFLDBBackup", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -70,6 +70,10 @@ extension ConfigKey {
     public static let backupStanza = ConfigKey("backup.stanza", .string, default: "nfldb", help: "pgBackRest stanza")
     public static let backupConfig = ConfigKey("backup.config", .path, help: "pgbackrest.conf path passed as --config")
     public static let backupRepoPath = ConfigKey("backup.repo_path", .path, help: "pgBackRest repo1-path")
+    public static let backupTables = ConfigKey(
+        "backup.tables", .stringList, help: "schema.table names counted in the backup manifest besides every table in schema nfl")
+    public static let backupScratchDir = ConfigKey(
+        "backup.scratch_dir", .path, help: "where `backup verify` restores (default /var/tmp/nfldb-verify-<random>; removed afterwards)")
     public static let postgresBinDir = ConfigKey("postgres.bin_dir", .path, help: "directory with initdb/pg_ctl (default: PATH, then /usr/lib/postgresql/<newest>/bin)")
     public static let postgresOSUser = ConfigKey(
         "postgres.os_user", .string, default: "postgres",
@@ -133,7 +137,7 @@ extension ConfigKey {
     public static let all: [ConfigKey] = [
         .dsn, .passwordFile, .passwordEnv, .connectTimeout, .logFormat, .logLevel,
         .migrationsDir, .migrationsLockTimeout, .migrationsLockWait, .migrationsStatementTimeout, .migrationsRetries,
-        .rolesSpec, .auditTables, .backupStanza, .backupConfig, .backupRepoPath,
+        .rolesSpec, .auditTables, .backupStanza, .backupConfig, .backupRepoPath, .backupTables, .backupScratchDir,
         .postgresBinDir, .postgresOSUser, .sandboxDir,
         .healthWarning, .healthCritical, .healthEnabled,
         .healthConsecutive, .healthCheckStatementTimeout, .healthStatementTimeout, .healthLockTimeout, .healthTargetName,

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a finished child process did. A non-zero status is a normal result, not a thrown error.
 public struct ProcessResult: Sendable {
@@ -34,6 +35,10 @@ public struct ProcessRunner: Sendable {
     }
 
     public static var isRoot: Bool { geteuid() == 0 }
+
+    /// Children currently being waited for, so a signal handler can stop them (e.g. a restore
+    /// interrupted by SIGTERM must not keep writing into a scratch dir that is being removed).
+    public static let activeChildren = Mutex<Set<pid_t>>([])
 
     /// The argv actually executed, after the optional `runuser` wrapping.
     public func commandLine(_ executable: String, _ arguments: [String]) -> [String] {
@@ -102,6 +107,8 @@ public struct ProcessRunner: Sendable {
                 "could not start \(argv.joined(separator: " ")): \(String(cString: strerror(spawnStatus)))",
                 hint: "Check that the program is installed (ci/setup installs everything nfldb needs)."))
         }
+        Self.activeChildren.withLock { _ = $0.insert(pid) }
+        defer { Self.activeChildren.withLock { _ = $0.remove(pid) } }
         let deadline = start + timeout
         var waitStatus: Int32 = 0
         var exited = false

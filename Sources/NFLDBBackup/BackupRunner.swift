@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+/// What `nfldb backup run` did.
+public struct BackupRunReport: Codable, Sendable {
+    public var stanza: String
+    public var type: String
+    public var label: String
+    public var token: String
+    public var durationSeconds: Double
+    public var sizeBytes: Int64?
+    public var deltaBytes: Int64?
+    public var repoSizeBytes: Int64?
+    public var repoDeltaBytes: Int64?
+    public var counts: [String: Int64]
+    public var schemaVersion: Int64?
+    /// The manifest copy beside the repo (`<repo1-path>/nfldb-manifests/<label>.json`), when written.
+    public var manifestFile: String?
+}
+
+/// `nfldb backup run`: canary row, row-count manifest in one REPEATABLE READ snapshot, then the
+/// pgBackRest backup, recorded in `nfldb.backup_runs`.
+public struct BackupRunner {
+    public let pgbackrest: PgBackRest
+    public let connection: PostgresConnection
+    public let tables: ManagedTables
+    public let logger: Logger
+
+    public init(pgbackrest: PgBackRest, connection: PostgresConnection, tables: ManagedTables, logger: Logger) {
+        self.pgbackrest = pgbackrest
+        self.connection = connection
+        self.tables = tables
+        self.logger = logger
+    }
+
+    public static let types = ["full", "diff", "incr"]
+
+    /// Writes the canary and the manifest; returns the manifest.
+    public func writeManifest(note: String?) throws -> Manifest {
+        try BackupCatalog.install(connection)
+        let token = "nfldb-\(Int(Date().timeIntervalSince1970))-\(UUID().uuidString.prefix(8).lowercased())"
+        return try connection.withTransaction(isolation: .repeatableRead) {
+            let takenAt = try connection.query("""
+                INSERT INTO nfldb.backup_canaries(token, note) VALUES (\(token), \(note)) RETURNING created_at
+                """).scalar(Date.self)
+            let names = try tables.resolve(connection)
+            let counts = try ManagedTables.count(names, connection)
+            let version = try ManagedTables.schemaVersion(connection)
+            let json = String(decoding: try JSONEncoder().encode(counts), as: UTF8.self)
+            try connection.execute("""
+                INSERT INTO nfldb.backup_manifests(token, taken_at, schema_version, counts)
+                VALUES (\(token), \(takenAt), \(version.map { Int($0) }), \(json)::jsonb)
+                """)
+            return Manifest(token: token, takenAt: takenAt, schemaVersion: version, counts: counts)
+        }
+    }
+
+    /// Runs a backup of `type` (full, diff or incr).
+    /// - Throws: ``PgBackRestError`` when pgBackRest fails (the run is recorded as `failed`).
+    public func run(type: String) throws -> BackupRunReport {
+        guard Self.types.contains(type) else {
+            throw BackupError("unknown backup type '\(type)'", hint: "Use full, diff or incr.", exitStatus: .usage)
+        }
+        let before = Set(try pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label) ?? [])
+        let manifest = try writeManifest(note: "before \(type) backup")
+        let started = Date()
+        let runID = try connection.query("""
+            INSERT INTO nfldb.backup_runs(started_at, status, stanza, backup_type, token)
+            VALUES (\(started), 'running', \(pgbackrest.stanza), \(type), \(manifest.token)) RETURNING id
+            """).scalar(Int64.self)
+        let clock = ContinuousClock.now
+        let result = try pgbackrest.run("backup", ["--type=\(type)"], logger: logger)
+        let elapsed = ContinuousClock.now - clock
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        guard result.succeeded else {
+            let error = pgbackrest.error(for: result)
+            _ = try? connection.execute("""
+                UPDATE nfldb.backup_runs SET status = 'failed', finished_at = clock_timestamp(), duration_ms = \(Int(seconds * 1000)),
+                error = \(error.diagnostic.oneLine) WHERE id = \(runID)
+                """)
+            throw error
+        }
+        let info = try pgbackrest.info(logger: logger).first
+        guard let backup = info?.backup.last(where: { !before.contains($0.label) }) else {
+            throw BackupError("pgbackrest backup succeeded but info lists no new backup", hint: "Run `nfldb backup info` and check the repo.")
+        }
+        try connection.execute("""
+            UPDATE nfldb.backup_runs SET status = 'ok', finished_at = clock_timestamp(), label = \(backup.label),
+              duration_ms = \(Int(seconds * 1000)), size_bytes = \(backup.info?.size.map { Int($0) }),
+              delta_bytes = \(backup.info?.delta.map { Int($0) }), repo_size_bytes = \(backup.info?.repository?.size.map { Int($0) }),
+              repo_delta_bytes = \(backup.info?.repository?.delta.map { Int($0) })
+            WHERE id = \(runID)
+            """)
+        var report = BackupRunReport(
+            stanza: pgbackrest.stanza, type: type, label: backup.label, token: manifest.token, durationSeconds: seconds,
+            sizeBytes: backup.info?.size, deltaBytes: backup.info?.delta, repoSizeBytes: backup.info?.repository?.size,
+            repoDeltaBytes: backup.info?.repository?.delta, counts: manifest.counts, schemaVersion: manifest.schemaVersion)
+        do {
+            report.manifestFile = try writeManifestFile(manifest, label: backup.label)
+        } catch {
+            logger.info("manifest copy beside the repo not written", metadata: ["error": .string("\(error)")])
+        }
+        return report
+    }
+
+    /// Writes the manifest beside a posix repo (`<repo1-path>/nfldb-manifests/<label>.json`), so it
+    /// survives the loss of the primary. Returns nil when the config names no posix `repo1-path`.
+    func writeManifestFile(_ manifest: Manifest, label: String) throws -> String? {
+        let config = try String(contentsOfFile: pgbackrest.configPath, encoding: .utf8)
+        let lines = config.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let type = lines.first(where: { $0.hasPrefix("repo1-type=") }), type != "repo1-type=posix" { return nil }
+        guard let line = lines.first(where: { $0.hasPrefix("repo1-path=") }) else { return nil }
+        let repo = String(line.dropFirst("repo1-path=".count))
+        let directory = (repo as NSString).appendingPathComponent("nfldb-manifests")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent("\(label).json")
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(manifest).write(to: URL(fileURLWithPath: path))
+        if ProcessRunner.isRoot, let user = pgbackrest.osUser, let account = getpwnam(user) {
+            chown(directory, account.pointee.pw_uid, account.pointee.pw_gid)
+            chown(path, account.pointee.pw_uid, account.pointee.pw_gid)
+        }
+        return path
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import NFLDBPostgres
+
+/// Renders `pgbackrest.conf` from `pgbackrest/pgbackrest.conf.template` and lists the server
+/// settings archiving needs.
+public struct ConfigRenderer: Sendable, Equatable {
+    public var stanza: String
+    public var configPath: String
+    public var repoPath: String
+    public var pgPath: String
+    public var pgPort: Int
+    public var pgSocket: String
+    public var pgUser: String
+    public var retentionFull = 2
+    public var retentionDiff = 6
+    public var compressType = "lz4"
+    public var processMax = 2
+    /// `aes-256-cbc` with the passphrase (read from env/file by the caller), or nil for none.
+    public var cipherPass: String?
+
+    public init(stanza: String, configPath: String, repoPath: String, pgPath: String, pgPort: Int, pgSocket: String, pgUser: String) {
+        self.stanza = stanza
+        self.configPath = configPath
+        self.repoPath = repoPath
+        self.pgPath = pgPath
+        self.pgPort = pgPort
+        self.pgSocket = pgSocket
+        self.pgUser = pgUser
+    }
+
+    /// The template shipped in `pgbackrest/pgbackrest.conf.template` (a test keeps both equal).
+    public static let defaultTemplate = """
+        # pgBackRest configuration rendered by `nfldb backup config` from pgbackrest/pgbackrest.conf.template.
+        # Every command nfldb runs passes --config=<this file> on the command line, and so must archive_command.
+        [global]
+        repo1-path={{repo_path}}
+        repo1-retention-full={{retention_full}}
+        repo1-retention-diff={{retention_diff}}
+        {{cipher}}start-fast=y
+        archive-check=y
+        compress-type={{compress_type}}
+        process-max={{process_max}}
+        log-level-console=warn
+        log-level-file=info
+        log-path={{base}}/log
+        lock-path={{base}}/lock
+        spool-path={{base}}/spool
+
+        [{{stanza}}]
+        pg1-path={{pg_path}}
+        pg1-port={{pg_port}}
+        pg1-socket-path={{pg_socket}}
+        pg1-user={{pg_user}}
+
+        """
+
+    /// Directory holding log/lock/spool: beside the config file.
+    public var baseDirectory: String { (configPath as NSString).deletingLastPathComponent }
+
+    public func render(template: String = ConfigRenderer.defaultTemplate) -> String {
+        let cipher = cipherPass.map { "repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=\($0)\n" } ?? ""
+        let values: [String: String] = [
+            "repo_path": repoPath, "retention_full": String(retentionFull), "retention_diff": String(retentionDiff),
+            "cipher": cipher, "compress_type": compressType, "process_max": String(processMax), "base": baseDirectory,
+            "stanza": stanza, "pg_path": pgPath, "pg_port": String(pgPort), "pg_socket": pgSocket, "pg_user": pgUser,
+        ]
+        var text = template
+        for (key, value) in values { text = text.replacingOccurrences(of: "{{\(key)}}", with: value) }
+        return text
+    }
+
+    /// `archive_command` with `--config` on the command line (the server does not see our environment).
+    public var archiveCommand: String { "pgbackrest --config=\(configPath) --stanza=\(stanza) archive-push %p" }
+
+    /// Server settings archiving needs, in `postgresql.conf` order.
+    public var requiredSettings: [(name: String, value: String)] {
+        [("wal_level", "replica"), ("archive_mode", "on"), ("archive_command", archiveCommand)]
+    }
+
+    /// Required settings that differ on the live server: (name, live, required).
+    public func differences(_ connection: PostgresConnection) throws -> [(name: String, live: String, required: String)] {
+        var out: [(String, String, String)] = []
+        for (name, value) in requiredSettings {
+            let live = try connection.query("SELECT current_setting(\(name))").scalar(String.self)
+            let ok = name == "wal_level" ? ["replica", "logical"].contains(live) : (name == "archive_mode" ? ["on", "always"].contains(live) : live == value)
+            if !ok { out.append((name, live, value)) }
+        }
+        return out
+    }
+}

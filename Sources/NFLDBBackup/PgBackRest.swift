@@ -1,0 +1,170 @@
+import Foundation
+import Logging
+import NFLDBCore
+
+/// pgBackRest error codes nfldb branches on (numbers from pgBackRest's `build/error.yaml`).
+public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: Int32
+    public init(_ rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let format = PgBackRestErrorCode(29)
+    public static let optionInvalidValue = PgBackRestErrorCode(31)
+    public static let optionRequired = PgBackRestErrorCode(37)
+    public static let config = PgBackRestErrorCode(27)
+    public static let archiveMismatch = PgBackRestErrorCode(44)
+    public static let pathNotEmpty = PgBackRestErrorCode(40)
+    public static let fileMissing = PgBackRestErrorCode(55)
+    public static let lockAcquire = PgBackRestErrorCode(50)
+    public static let dbConnect = PgBackRestErrorCode(56)
+    public static let checksum = PgBackRestErrorCode(26)
+    public static let pathMissing = PgBackRestErrorCode(73)
+    public static let stanzaMissing = PgBackRestErrorCode(75)
+    public static let archiveTimeout = PgBackRestErrorCode(82)
+    public static let archiveDisabled = PgBackRestErrorCode(87)
+    public static let fileOpen = PgBackRestErrorCode(41)
+
+    /// A short name for the code, as in `error.yaml`.
+    public var name: String {
+        switch rawValue {
+        case 25: "assert"
+        case 26: "checksum"
+        case 27: "config"
+        case 29: "format"
+        case 31: "option-invalid-value"
+        case 37: "option-required"
+        case 38: "postmaster-running"
+        case 40: "path-not-empty"
+        case 41: "file-open"
+        case 44: "archive-mismatch"
+        case 45: "archive-duplicate"
+        case 50: "lock-acquire"
+        case 55: "file-missing"
+        case 56: "db-connect"
+        case 57: "db-query"
+        case 58: "db-mismatch"
+        case 73: "path-missing"
+        case 75: "stanza-missing"
+        case 82: "archive-timeout"
+        case 87: "archive-disabled"
+        default: "error"
+        }
+    }
+
+    /// What the operator usually does about it.
+    public var hint: String? {
+        switch rawValue {
+        case 27: "Check pgbackrest.conf (backup.config / NFLDB_BACKUP_CONFIG) and that the database is running and reachable via pg1-socket-path/pg1-port."
+        case 37, 75: "The stanza does not exist in this repo or config: check backup.stanza (NFLDB_BACKUP_STANZA), or run `nfldb backup init`."
+        case 50: "Another pgBackRest command holds the stanza lock; wait for it to finish and run again."
+        case 56: "pgBackRest cannot connect to PostgreSQL: check pg1-socket-path, pg1-port and pg1-user in pgbackrest.conf."
+        case 82: "WAL was not archived in time: check archive_command (`nfldb backup config --check`) and the PostgreSQL server log."
+        case 40: "The target directory is not empty: pass --delta to reuse it, or choose an empty directory."
+        case 26, 55: "The repository is damaged (a file is missing or fails its checksum); take a new full backup."
+        default: nil
+        }
+    }
+
+    public var description: String { String(format: "%03d %@", rawValue, name) }
+}
+
+/// A failed pgBackRest command: its exit code (pgBackRest's error code) and the end of its stderr.
+public struct PgBackRestError: NFLDBError, Sendable {
+    public let command: String
+    public let code: PgBackRestErrorCode
+    public let stanza: String
+    /// The last stderr lines (`ERROR: [NNN]: …`, `HINT: …`).
+    public let stderrTail: String
+
+    public init(command: String, code: PgBackRestErrorCode, stanza: String, stderrTail: String) {
+        self.command = command
+        self.code = code
+        self.stanza = stanza
+        self.stderrTail = stderrTail
+    }
+
+    /// The first `ERROR: [NNN]:` line's message, if any.
+    public var errorMessage: String? {
+        stderrTail.split(separator: "\n").first { $0.contains("ERROR: [") }.map { line in
+            guard let range = line.range(of: "]: ") else { return String(line) }
+            return String(line[range.upperBound...])
+        }
+    }
+
+    public var diagnostic: Diagnostic {
+        var summary = "pgbackrest \(command) failed for stanza \(stanza) with error [\(code)]"
+        if let errorMessage { summary += ": \(errorMessage)" }
+        return Diagnostic(summary, detail: stderrTail.isEmpty ? nil : stderrTail, hint: code.hint)
+    }
+}
+
+/// The outcome of one pgBackRest run; a non-zero exit is a result, not a thrown error.
+public struct PgBackRestResult: Sendable {
+    public let command: String
+    public let process: ProcessResult
+    public var succeeded: Bool { process.succeeded }
+    public var code: PgBackRestErrorCode { PgBackRestErrorCode(process.status) }
+}
+
+/// Runs pgBackRest as the cluster's OS user, always with `--config=` and `--stanza=` on the command
+/// line (an environment-variable config would leak into the generated `restore_command`).
+public struct PgBackRest: Sendable {
+    public var configPath: String
+    public var stanza: String
+    public var osUser: String?
+    public var executable: String
+
+    public init(configPath: String, stanza: String, osUser: String?, executable: String = "pgbackrest") {
+        self.configPath = configPath
+        self.stanza = stanza
+        self.osUser = osUser
+        self.executable = executable
+    }
+
+    /// pgBackRest's own argv (before any `runuser` wrapping): config, stanza, options, command.
+    public func arguments(_ command: String, _ options: [String] = []) -> [String] {
+        ["--config=\(configPath)", "--stanza=\(stanza)"] + options + [command]
+    }
+
+    /// The full argv executed, including `runuser -u USER --` when nfldb runs as root.
+    public func commandLine(_ command: String, _ options: [String] = []) -> [String] {
+        ProcessRunner(runAsUser: osUser).commandLine(executable, arguments(command, options))
+    }
+
+    /// The environment for pgBackRest: ours without any `PGBACKREST_*` variable, so only the
+    /// config file named on the command line applies.
+    static var environment: [String: String] {
+        ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PGBACKREST_") }
+    }
+
+    /// Runs a command; a non-zero exit is returned in the result.
+    /// - Throws: ``ProcessError`` only when pgbackrest cannot be started or times out.
+    public func run(_ command: String, _ options: [String] = [], timeout: Duration = .seconds(3600), logger: Logger? = nil) throws -> PgBackRestResult {
+        logger?.info("pgbackrest", metadata: ["pgbackrest.command": .string(command), "pgbackrest.stanza": .string(stanza)])
+        let result = try ProcessRunner(runAsUser: osUser).run(
+            executable, arguments(command, options), environment: Self.environment, workingDirectory: "/", timeout: timeout)
+        return PgBackRestResult(command: command, process: result)
+    }
+
+    /// Runs a command and throws ``PgBackRestError`` when it exits non-zero.
+    @discardableResult
+    public func runChecked(_ command: String, _ options: [String] = [], timeout: Duration = .seconds(3600), logger: Logger? = nil) throws -> PgBackRestResult {
+        let result = try run(command, options, timeout: timeout, logger: logger)
+        guard result.succeeded else { throw error(for: result) }
+        return result
+    }
+
+    public func error(for result: PgBackRestResult) -> PgBackRestError {
+        let text = result.process.standardError.isEmpty ? result.process.standardOutput : result.process.standardError
+        let tail = text.split(separator: "\n").suffix(8).joined(separator: "\n")
+        return PgBackRestError(command: result.command, code: result.code, stanza: stanza, stderrTail: tail)
+    }
+
+    /// `info --output=json`, decoded, with every stanza's `status.code` checked.
+    /// - Throws: ``PgBackRestError`` on a non-zero exit; ``BackupError`` when a stanza's status is not ok.
+    public func info(requireOK: Bool = true, allowNoBackups: Bool = false, logger: Logger? = nil) throws -> [StanzaInfo] {
+        let result = try runChecked("info", ["--output=json", "--log-level-console=warn"], timeout: .seconds(120), logger: logger)
+        let stanzas = try StanzaInfo.decode(Data(result.process.standardOutput.utf8))
+        if requireOK { try StanzaInfo.requireOK(stanzas, configPath: configPath, allowNoBackups: allowNoBackups) }
+        return stanzas
+    }
+}

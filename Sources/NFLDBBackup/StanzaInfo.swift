@@ -1,0 +1,119 @@
+import Foundation
+import NFLDBCore
+
+/// One stanza from `pgbackrest info --output=json` (fields seen in 2.45 and later).
+public struct StanzaInfo: Codable, Sendable, Equatable {
+    public struct Status: Codable, Sendable, Equatable {
+        public var code: Int
+        public var message: String
+    }
+    public struct Database: Codable, Sendable, Equatable {
+        public var id: Int
+        /// The cluster's system identifier: a 64-bit integer that must not go through a Double.
+        public var systemID: UInt64
+        public var version: String
+        enum CodingKeys: String, CodingKey { case id, systemID = "system-id", version }
+    }
+    public struct Archive: Codable, Sendable, Equatable {
+        public var id: String
+        public var min: String?
+        public var max: String?
+    }
+    public struct Backup: Codable, Sendable, Equatable {
+        public struct Range: Codable, Sendable, Equatable {
+            public var start: String?
+            public var stop: String?
+        }
+        public struct Timestamp: Codable, Sendable, Equatable {
+            public var start: Int64
+            public var stop: Int64
+        }
+        public struct Sizes: Codable, Sendable, Equatable {
+            public struct Repository: Codable, Sendable, Equatable {
+                public var size: Int64?
+                public var delta: Int64?
+            }
+            public var size: Int64?
+            public var delta: Int64?
+            public var repository: Repository?
+        }
+        public var label: String
+        public var type: String
+        public var prior: String?
+        public var reference: [String]?
+        public var timestamp: Timestamp
+        public var archive: Range?
+        public var lsn: Range?
+        public var info: Sizes?
+        public var error: Bool?
+    }
+    public var name: String
+    public var status: Status
+    public var db: [Database]
+    public var archive: [Archive]
+    public var backup: [Backup]
+
+    enum CodingKeys: String, CodingKey { case name, status, db, archive, backup }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        status = try c.decode(Status.self, forKey: .status)
+        db = try c.decodeIfPresent([Database].self, forKey: .db) ?? []
+        archive = try c.decodeIfPresent([Archive].self, forKey: .archive) ?? []
+        backup = try c.decodeIfPresent([Backup].self, forKey: .backup) ?? []
+    }
+
+    /// Decodes the JSON array `info --output=json` prints.
+    public static func decode(_ data: Data) throws -> [StanzaInfo] {
+        do {
+            return try JSONDecoder().decode([StanzaInfo].self, from: data)
+        } catch {
+            throw BackupError("cannot decode `pgbackrest info --output=json`: \(error)",
+                              hint: "Check that pgBackRest is 2.45 or later and log-level-console is warn (log lines must not mix into the JSON).")
+        }
+    }
+
+    /// Throws when any stanza's `status.code` is not 0 (the process itself exits 0 for a missing stanza).
+    /// With `allowNoBackups`, status 2 ("no valid backups") is accepted (a new stanza).
+    public static func requireOK(_ stanzas: [StanzaInfo], configPath: String, allowNoBackups: Bool = false) throws {
+        guard !stanzas.isEmpty else {
+            throw BackupError("pgbackrest info returned no stanza", hint: "Check the stanza name and \(configPath).")
+        }
+        for stanza in stanzas where stanza.status.code != 0 && !(allowNoBackups && stanza.status.code == 2) {
+            throw BackupError(
+                "stanza \(stanza.name) is not usable: pgBackRest status \(stanza.status.code) (\(stanza.status.message))",
+                detail: "config \(configPath)",
+                hint: stanza.status.code == 1
+                    ? "The stanza does not exist in the repo: check backup.stanza (NFLDB_BACKUP_STANZA) or run `nfldb backup init`."
+                    : "Run `pgbackrest --config=\(configPath) --stanza=\(stanza.name) info` for details.")
+        }
+    }
+
+    /// The newest backup, or the one with `label`.
+    public func backup(label: String?) -> Backup? {
+        guard let label, label != "latest" else { return backup.last }
+        return backup.first { $0.label == label }
+    }
+
+    /// Highest archived WAL segment over every archive id (current db first).
+    public var archiveMax: String? { archive.compactMap(\.max).max() }
+}
+
+/// A backup-capability error that is not a pgBackRest exit code.
+public struct BackupError: NFLDBError, Sendable {
+    public var diagnostic: Diagnostic
+    public var exitStatus: ExitStatus
+    public init(_ summary: String, detail: String? = nil, hint: String? = nil, exitStatus: ExitStatus = .failure) {
+        diagnostic = Diagnostic(summary, detail: detail, hint: hint)
+        self.exitStatus = exitStatus
+    }
+}
+
+/// WAL segment names: `TTTTTTTTXXXXXXXXYYYYYYYY` (timeline, log, segment).
+public enum WALName {
+    public static func timeline(_ name: String) -> UInt32? {
+        guard name.count >= 8 else { return nil }
+        return UInt32(name.prefix(8), radix: 16)
+    }
+}

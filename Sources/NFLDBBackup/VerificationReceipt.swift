@@ -1,0 +1,56 @@
+import Foundation
+
+/// One proof in a verification, with pass/fail and the evidence behind it.
+public struct VerificationCheck: Codable, Sendable, Equatable {
+    public var name: String
+    public var passed: Bool
+    public var evidence: String
+    public init(_ name: String, _ passed: Bool, _ evidence: String) {
+        self.name = name
+        self.passed = passed
+        self.evidence = evidence
+    }
+}
+
+/// The JSON receipt of `nfldb backup verify`, stored in `nfldb.backup_verifications.receipt` and a file.
+public struct VerificationReceipt: Codable, Sendable {
+    public var status: String = "failed"
+    public var stanza: String
+    public var label: String?
+    public var backupType: String?
+    public var targetTime: String?
+    public var pgbackrestVersion: String?
+    public var postgresVersion: String?
+    public var startedAt: Date
+    public var finishedAt: Date?
+    /// Restore start → the copy answers `pg_is_in_recovery() = false`.
+    public var recoverySeconds: Double?
+    /// Oldest backup stop → newest archived WAL, as pgBackRest reports them.
+    public var pitrWindow: [String: String]?
+    public var scratchDirectory: String?
+    public var scratchPort: Int?
+    /// Step name → seconds.
+    public var steps: [String: Double] = [:]
+    public var checks: [VerificationCheck] = []
+
+    public var passed: Bool { !checks.isEmpty && checks.allSatisfy(\.passed) }
+    public var failedChecks: [VerificationCheck] { checks.filter { !$0.passed } }
+
+    public func encoded(pretty: Bool = true) -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    /// Human-readable lines: one per check.
+    public func renderText() -> String {
+        var lines = ["backup verify \(passed ? "PASSED" : "FAILED"): stanza \(stanza), backup \(label ?? "?") (\(backupType ?? "?"))"
+            + (targetTime.map { ", target time \($0)" } ?? "")]
+        for check in checks {
+            lines.append("  [\(check.passed ? "ok" : "FAIL")] \(check.name): \(check.evidence)")
+        }
+        if let recoverySeconds { lines.append(String(format: "  recovery time (restore start → promoted): %.1f s", recoverySeconds)) }
+        return lines.joined(separator: "\n")
+    }
+}

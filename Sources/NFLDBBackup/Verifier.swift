@@ -1,0 +1,494 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBSandbox
+import Synchronization
+
+/// Options for one `nfldb backup verify` run.
+public struct VerifyOptions: Sendable {
+    public var set: String?
+    /// A timestamptz literal; with it, a point-in-time restore (`--type=time`).
+    public var targetTime: String?
+    /// Where to restore; default `/var/tmp/nfldb-verify-<random>`. Created and removed by verify.
+    public var scratchDirectory: String?
+    /// The copy's port; default a free 127.0.0.1 port.
+    public var port: Int?
+    public var binaries: PostgresBinaries
+    public var receiptPath: String?
+    /// How long to wait for the copy to promote.
+    public var promoteTimeout: Duration = .seconds(180)
+
+    public init(binaries: PostgresBinaries, set: String? = nil, targetTime: String? = nil, scratchDirectory: String? = nil,
+                port: Int? = nil, receiptPath: String? = nil) {
+        self.binaries = binaries
+        self.set = set
+        self.targetTime = targetTime
+        self.scratchDirectory = scratchDirectory
+        self.port = port
+        self.receiptPath = receiptPath
+    }
+}
+
+/// The restored copies verify runs own (keyed by scratch dir); torn down on every exit path,
+/// including SIGTERM.
+public enum ActiveScratch {
+    static let current = Mutex<[String: LocalCluster]>([:])
+    /// Held for the whole teardown, so a normal exit waits for a signal handler's teardown.
+    static let teardownLock = Mutex<Bool>(false)
+
+    static func register(_ cluster: LocalCluster) { current.withLock { $0[cluster.root] = cluster } }
+
+    /// Stops one copy (immediate) and removes its scratch dir; safe to call twice.
+    public static func tearDown(_ root: String) {
+        teardownLock.withLock { _ in
+            guard let cluster = current.withLock({ $0.removeValue(forKey: root) }) else { return }
+            remove(cluster)
+        }
+    }
+
+    /// Signal path: stop every running child (a restore must not keep writing into a scratch dir
+    /// being removed), then every copy.
+    static func tearDownAllLocked() {
+        let children = ProcessRunner.activeChildren.withLock { $0 }
+        for pid in children { kill(pid, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let all = current.withLock { value -> [LocalCluster] in
+            let copies = Array(value.values)
+            value = [:]
+            return copies
+        }
+        all.forEach(remove)
+    }
+
+    static func remove(_ cluster: LocalCluster) {
+        var logger = Logger(label: "nfldb.backup.teardown")
+        logger.logLevel = .critical
+        // A server that was just starting may write postmaster.pid late: retry stop + remove.
+        for _ in 0..<10 {
+            if cluster.isRunning { try? cluster.stop(mode: "immediate", logger: logger) }
+            try? FileManager.default.removeItem(atPath: cluster.root)
+            if !FileManager.default.fileExists(atPath: cluster.root) { break }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+    }
+
+    /// On SIGTERM/SIGINT: tear the copy down, then exit 128+signal.
+    public static func installSignalHandlers() {
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                teardownLock.withLock { _ in
+                    tearDownAllLocked()
+                    exit(128 + sig)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+    /// Kept alive for the process lifetime; only touched from the main thread at startup.
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+}
+
+/// `nfldb backup verify`: pre-flight on the repo, restore into scratch, start, promote, prove the
+/// data against the manifest recorded on the primary, tear down, and store a receipt.
+public struct Verifier {
+    public let pgbackrest: PgBackRest
+    /// The primary: source of the manifest and canary, and where the receipt is stored. Never modified otherwise.
+    public let primary: PostgresConnection
+    public let options: VerifyOptions
+    public let logger: Logger
+
+    public init(pgbackrest: PgBackRest, primary: PostgresConnection, options: VerifyOptions, logger: Logger) {
+        self.pgbackrest = pgbackrest
+        self.primary = primary
+        self.options = options
+        self.logger = logger
+    }
+
+    final class Recorder {
+        var receipt: VerificationReceipt
+        init(_ receipt: VerificationReceipt) { self.receipt = receipt }
+        func check(_ name: String, _ passed: Bool, _ evidence: String) {
+            receipt.checks.append(VerificationCheck(name, passed, evidence))
+        }
+        func timed<T>(_ step: String, _ body: () throws -> T) rethrows -> T {
+            let start = ContinuousClock.now
+            defer {
+                let e = ContinuousClock.now - start
+                receipt.steps[step] = ((Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18) * 1000).rounded() / 1000
+            }
+            return try body()
+        }
+    }
+
+    /// Runs the verification; never throws for a failed check (see the receipt), only for a
+    /// primary that cannot record it.
+    public func run() throws -> VerificationReceipt {
+        let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
+        do {
+            try verify(recorder)
+        } catch {
+            let message = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
+            recorder.check("aborted", false, message)
+        }
+        if let scratch = recorder.receipt.scratchDirectory { ActiveScratch.tearDown(scratch) }
+        recorder.receipt.finishedAt = Date()
+        recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
+        let receipt = recorder.receipt
+        if let path = options.receiptPath {
+            try? receipt.encoded().write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        try record(receipt)
+        return receipt
+    }
+
+    func record(_ receipt: VerificationReceipt) throws {
+        try BackupCatalog.install(primary)
+        let failed = receipt.failedChecks.map(\.name)
+        try primary.execute("""
+            INSERT INTO nfldb.backup_verifications(started_at, finished_at, status, stanza, label, target_time, recovery_seconds, failed_checks, receipt)
+            VALUES (\(receipt.startedAt), \(receipt.finishedAt ?? Date()), \(receipt.status), \(receipt.stanza), \(receipt.label),
+                    \(receipt.targetTime)::timestamptz, \(receipt.recoverySeconds), \(failed), \(receipt.encoded(pretty: false))::jsonb)
+            """)
+    }
+
+    func verify(_ r: Recorder) throws {
+        r.receipt.pgbackrestVersion = (try? ProcessRunner().run(pgbackrest.executable, ["version"], timeout: .seconds(30)))?
+            .standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        r.receipt.postgresVersion = primary.serverVersion
+
+        // 1. pre-flight on the repository
+        let stanzas: [StanzaInfo]
+        do {
+            stanzas = try r.timed("info") { try pgbackrest.info(logger: logger) }
+        } catch {
+            r.check("repo-info", false, (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")
+            return
+        }
+        guard let stanza = stanzas.first(where: { $0.name == pgbackrest.stanza }) ?? stanzas.first, !stanza.backup.isEmpty else {
+            r.check("repo-info", false, "stanza \(pgbackrest.stanza) has no backups")
+            return
+        }
+        r.check("repo-info", true, "stanza \(stanza.name) status \(stanza.status.code) (\(stanza.status.message)), \(stanza.backup.count) backup(s)")
+
+        var targetEpoch: Double?
+        if let target = options.targetTime {
+            targetEpoch = try primary.query("SELECT extract(epoch FROM \(target)::timestamptz)::float8").scalar(Double.self)
+        }
+        let chosen: StanzaInfo.Backup?
+        if let set = options.set {
+            chosen = stanza.backup(label: set)
+        } else if let targetEpoch {
+            chosen = stanza.backup.last { Double($0.timestamp.stop) <= targetEpoch }
+        } else {
+            chosen = stanza.backup.last
+        }
+        guard let backup = chosen else {
+            r.check("backup-selected", false, options.set.map { "no backup labelled \($0) in stanza \(stanza.name)" }
+                ?? "no backup finished before the target time \(options.targetTime ?? "")")
+            return
+        }
+        r.receipt.label = backup.label
+        r.receipt.backupType = backup.type
+        if let first = stanza.backup.first, let max = stanza.archiveMax {
+            let formatter = ISO8601DateFormatter()
+            r.receipt.pitrWindow = ["from": formatter.string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop))), "archiveMax": max]
+        }
+
+        // pgbackrest verify reads the whole repo: run it alongside the restore (both are
+        // lock-free and read-only on the repo) and record its checks when it is done.
+        let verifyJob = BackgroundJob { [pgbackrest, logger] in
+            try pgbackrest.run("verify", ["--output=text", "--verbose", "--log-level-console=detail"], timeout: .seconds(3600), logger: logger)
+        }
+        defer { recordRepoChecks(verifyJob.wait(), stanza: stanza, r) }
+
+        // Timeline guard: a copy that archived into the stanza leaves a higher timeline.
+        let primaryTimeline = try primary.query("SELECT timeline_id::bigint FROM pg_control_checkpoint()").scalar(Int64.self)
+        if let max = stanza.archiveMax, let archiveTimeline = WALName.timeline(max) {
+            r.check("archive-timeline", Int64(archiveTimeline) <= primaryTimeline,
+                    "archive max \(max) is on timeline \(archiveTimeline); the primary is on timeline \(primaryTimeline)"
+                    + (Int64(archiveTimeline) > primaryTimeline ? " — another cluster (a restored copy?) archived into this stanza" : ""))
+        }
+
+        // A point-in-time target needs the WAL up to it in the archive: `check` switches WAL on the
+        // primary and waits until it is archived (it writes no data).
+        if options.targetTime != nil {
+            // Recovery to a time needs a commit after it; write a fence canary (nfldb schema only).
+            try BackupCatalog.install(primary)
+            try primary.execute("""
+                INSERT INTO nfldb.backup_canaries(token, note)
+                VALUES (\("fence-\(UUID().uuidString.prefix(8).lowercased())"), 'backup verify --target-time fence')
+                """)
+            let archived = try r.timed("archive-current-wal") {
+                try pgbackrest.run("check", ["--log-level-console=warn"], timeout: .seconds(180), logger: logger)
+            }
+            r.check("archive-current-wal", archived.succeeded, archived.succeeded
+                ? "current WAL switched and archived (pgbackrest check)"
+                : "could not archive the current WAL: " + pgbackrest.error(for: archived).diagnostic.oneLine)
+        }
+
+        // Manifest recorded on the primary for this backup.
+        let manifest = try loadManifest(label: backup.label)
+
+        // 2. restore into scratch
+        let scratch = options.scratchDirectory ?? "/var/tmp/nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())"
+        let port = try options.port ?? LocalCluster.freePort()
+        let superuser = try primary.query("SELECT current_user::text").scalar(String.self)
+        let database = try primary.query("SELECT current_database()::text").scalar(String.self)
+        let copy = LocalCluster(root: scratch, port: port, binaries: options.binaries, osUser: pgbackrest.osUser, superuser: superuser)
+        r.receipt.scratchDirectory = scratch
+        r.receipt.scratchPort = port
+        let fm = FileManager.default
+        if fm.fileExists(atPath: scratch) {
+            r.check("scratch", false, "scratch directory \(scratch) already exists; verify only restores into a directory it creates")
+            return
+        }
+        do {
+            try fm.createDirectory(atPath: copy.socketDirectory, withIntermediateDirectories: true)
+            try copy.giveToOSUser(scratch)
+            try copy.giveToOSUser(copy.socketDirectory)
+            chmod(scratch, 0o700)
+        } catch {
+            r.check("scratch", false, "cannot create scratch directory \(scratch): \(error.localizedDescription)")
+            return
+        }
+        ActiveScratch.register(copy)
+
+        var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",
+                              "--archive-mode=off", "--job-retry=0", "--log-level-console=warn"]
+        if let target = options.targetTime {
+            restoreOptions += ["--type=time", "--target=\(target)"]
+        } else {
+            restoreOptions += ["--type=immediate"]
+        }
+        let restoreStart = ContinuousClock.now
+        let restored = try r.timed("restore") { try pgbackrest.run("restore", restoreOptions, logger: logger) }
+        guard restored.succeeded else {
+            r.check("restore", false, pgbackrest.error(for: restored).diagnostic.oneLine)
+            return
+        }
+        r.check("restore", true, "restored \(backup.label) into \(copy.dataDirectory)")
+
+        let settings = """
+
+            # --- nfldb backup verify: scratch copy ---
+            port = \(port)
+            listen_addresses = '127.0.0.1'
+            unix_socket_directories = '\(copy.socketDirectory)'
+            archive_mode = off
+            archive_command = ''
+            log_min_messages = warning
+
+            """
+        let autoConf = (copy.dataDirectory as NSString).appendingPathComponent("postgresql.auto.conf")
+        do {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: autoConf))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(settings.utf8))
+            try handle.close()
+        } catch {
+            r.check("start", false, "cannot write \(autoConf): \(error.localizedDescription)")
+            return
+        }
+        do {
+            try r.timed("start") { try copy.start(logger: logger) }
+        } catch {
+            let summary = (error as? any NFLDBError).map { d -> String in
+                var diagnostic = d.diagnostic
+                diagnostic.hint = nil  // LocalCluster's hint is about the sandbox
+                return diagnostic.oneLine
+            } ?? "\(error)"
+            r.check("start", false, "restored copy did not start on 127.0.0.1:\(port): " + summary)
+            scanLog(copy, r)
+            return
+        }
+        let copyDSN = "host=\(copy.socketDirectory) port=\(port) user=\(superuser) dbname=\(database) connect_timeout=5"
+        let conn: PostgresConnection
+        do {
+            conn = try r.timed("promote") { try waitPromoted(copyDSN, copy: copy) }
+        } catch {
+            r.check("promoted", false, (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")
+            scanLog(copy, r)
+            return
+        }
+        let e = ContinuousClock.now - restoreStart
+        r.receipt.recoverySeconds = ((Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18) * 100).rounded() / 100
+        r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(port)")
+        defer { conn.close() }
+
+        // 3. prove the data
+        try r.timed("data-checks") { try dataChecks(conn, manifest: manifest, targetEpoch: targetEpoch, r) }
+        let amcheck = try r.timed("pg_amcheck") {
+            try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_amcheck"), [
+                "-h", copy.socketDirectory, "-p", String(port), "-U", superuser, "--all", "--install-missing", "--heapallindexed",
+            ], timeout: .seconds(3600))
+        }
+        r.check("pg_amcheck", amcheck.succeeded && amcheck.standardOutput.isEmpty,
+                amcheck.succeeded && amcheck.standardOutput.isEmpty ? "pg_amcheck --all --heapallindexed clean"
+                    : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
+        conn.close()
+        try r.timed("stop") { try copy.stop(mode: "fast", logger: logger) }
+        let checksums = try r.timed("pg_checksums") {
+            try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_checksums"), ["--check", "-D", copy.dataDirectory], timeout: .seconds(3600))
+        }
+        let bad = checksums.standardOutput.split(separator: "\n").first { $0.contains("Bad checksums") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        r.check("pg_checksums", checksums.succeeded, checksums.succeeded ? (bad ?? "checksums ok") : "pg_checksums exit \(checksums.status): \(bad ?? checksums.stderrTail(3))")
+        scanLog(copy, r)
+    }
+
+    /// The canary/manifest written before this backup (from `nfldb.backup_runs` on the primary).
+    func loadManifest(label: String) throws -> Manifest? {
+        guard try primary.query("SELECT to_regclass('nfldb.backup_runs') IS NOT NULL").scalar(Bool.self) else { return nil }
+        let rows = try primary.query("""
+            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts
+            FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
+            WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
+            """).rows
+        guard let row = rows.first else { return nil }
+        let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
+        return Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"), counts: counts)
+    }
+
+    func waitPromoted(_ dsn: String, copy: LocalCluster) throws -> PostgresConnection {
+        let deadline = ContinuousClock.now + options.promoteTimeout
+        var last = "not reachable yet"
+        while ContinuousClock.now < deadline {
+            guard copy.isRunning else {
+                throw BackupError("the restored copy stopped before it was promoted", detail: logTail(copy, 6))
+            }
+            if let conn = try? PostgresConnection.connect(ConnectionOptions(dsn: dsn, connectTimeout: .seconds(5)), logger: logger) {
+                if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self) {
+                    if !recovering { return conn }
+                    last = "still in recovery"
+                }
+                conn.close()
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw BackupError("the restored copy was not promoted within \(options.promoteTimeout) (\(last))", detail: logTail(copy, 6))
+    }
+
+    func dataChecks(_ conn: PostgresConnection, manifest: Manifest?, targetEpoch: Double?, _ r: Recorder) throws {
+        guard let manifest else {
+            r.check("manifest", false, "no manifest on the primary for backup \(r.receipt.label ?? "?") (was it taken with `nfldb backup run`?)")
+            return
+        }
+        let hasCanaries = try conn.query("SELECT to_regclass('nfldb.backup_canaries') IS NOT NULL").scalar(Bool.self)
+        let present = hasCanaries ? try conn.query("SELECT count(*) FROM nfldb.backup_canaries WHERE token = \(manifest.token)").scalar(Int.self) : 0
+        r.check("canary", present == 1, present == 1 ? "canary \(manifest.token) present" : "canary \(manifest.token) written before the backup is missing in the copy")
+        if let targetEpoch {
+            let newest = hasCanaries ? try conn.query("SELECT extract(epoch FROM max(created_at))::float8 FROM nfldb.backup_canaries").scalar(Double?.self) : nil
+            let ok = (newest ?? 0) <= targetEpoch + 0.000_5
+            // The newest canary the primary wrote at or before the target must be in the copy:
+            // a WAL gap lets recovery promote early, before the target.
+            let expected = try primary.query("""
+                SELECT token FROM nfldb.backup_canaries WHERE extract(epoch FROM created_at) <= \(targetEpoch)
+                ORDER BY created_at DESC LIMIT 1
+                """).rows.first?["token"]
+            var reached = true
+            if let expected, hasCanaries {
+                reached = try conn.query("SELECT count(*) FROM nfldb.backup_canaries WHERE token = \(expected)").scalar(Int.self) == 1
+            }
+            r.check("pitr-canary", ok && reached,
+                    "newest canary in the copy at epoch \(newest.map { String(format: "%.3f", $0) } ?? "none"), target \(String(format: "%.3f", targetEpoch))"
+                    + (reached ? "; last canary before the target (\(expected ?? "none")) present" : "; last canary before the target \(expected ?? "") is MISSING (recovery stopped early: WAL gap?)"))
+            r.check("row-counts", true, "skipped for a point-in-time restore (the copy replays past the manifest)")
+        } else {
+            let names = manifest.counts.keys.sorted()
+            var actual: [String: Int64] = [:]
+            try conn.withTransaction(isolation: .repeatableRead, readOnly: true) {
+                for name in names {
+                    let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+                    let exists = try conn.query("SELECT to_regclass(\(PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1]))) IS NOT NULL").scalar(Bool.self)
+                    if exists { actual[name] = try conn.query("SELECT count(*) FROM \(qualified: parts[0], parts[1])").scalar(Int64.self) }
+                }
+            }
+            let differing = names.filter { actual[$0] != manifest.counts[$0] }
+            r.check("row-counts", differing.isEmpty, differing.isEmpty
+                ? "\(names.count) table(s) match the manifest \(manifest.token)"
+                : "row counts differ from the manifest in \(differing.count) table(s): "
+                    + differing.map { "\($0) expected \(manifest.counts[$0] ?? 0) got \(actual[$0].map(String.init) ?? "missing table")" }.joined(separator: ", "))
+        }
+        let version = try ManagedTables.schemaVersion(conn)
+        r.check("schema-version", version == manifest.schemaVersion,
+                "copy schema version \(version.map(String.init) ?? "none"), ledger at backup time \(manifest.schemaVersion.map(String.init) ?? "none")")
+    }
+
+    /// The `pgbackrest-verify` and `wal-continuity` checks from the verify output.
+    func recordRepoChecks(_ outcome: (Result<PgBackRestResult, any Error>, Double), stanza: StanzaInfo, _ r: Recorder) {
+        r.receipt.steps["pgbackrest-verify"] = (outcome.1 * 1000).rounded() / 1000
+        let verifyResult: PgBackRestResult
+        switch outcome.0 {
+        case .success(let result): verifyResult = result
+        case .failure(let error):
+            r.check("pgbackrest-verify", false, "could not run pgbackrest verify: \(error)")
+            return
+        }
+        // Its exit code means nothing on 2.45 (#2502): parse the text.
+        let parsed = VerifyOutput.parse(verifyResult.process.standardOutput + "\n" + verifyResult.process.standardError)
+        let invalid = parsed.backups.filter { $0.value != "valid" }.map { "\($0.key): \($0.value)" }.sorted()
+        var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
+        if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
+        if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
+        r.check("pgbackrest-verify", parsed.ok, evidence)
+
+        // WAL continuity: one unbroken range from the oldest backup's start WAL to the archive max.
+        let archiveID = stanza.archive.last?.id
+        if let oldestStart = stanza.backup.first?.archive?.start, let archiveMax = stanza.archiveMax {
+            // The archive must also reach the newest backup's stop segment (a missing last segment
+            // lowers the archive max instead of leaving a visible gap).
+            let max = Swift.max(archiveMax, stanza.backup.last?.archive?.stop ?? archiveMax)
+            let ok = parsed.continuous(archiveID: archiveID, from: oldestStart, through: max)
+            let ranges = parsed.walRanges.map { "\($0.start)-\($0.stop)" }.joined(separator: ", ")
+            r.check("wal-continuity", ok, ok
+                ? "WAL continuous from \(oldestStart) to \(max)"
+                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges)")
+        } else {
+            r.check("wal-continuity", false, "info reports no archive range for stanza \(stanza.name)")
+        }
+    }
+
+    func logTail(_ copy: LocalCluster, _ n: Int) -> String {
+        ((try? String(contentsOfFile: copy.logFile, encoding: .utf8)) ?? "").split(separator: "\n").suffix(n).joined(separator: "\n")
+    }
+
+    /// FATAL/PANIC lines in the copy's server log, ignoring connection attempts during startup.
+    func scanLog(_ copy: LocalCluster, _ r: Recorder) {
+        let text = (try? String(contentsOfFile: copy.logFile, encoding: .utf8)) ?? ""
+        let benign = ["the database system is starting up", "the database system is not yet accepting connections",
+                      "the database system is shutting down", "terminating connection due to administrator command"]
+        let bad = text.split(separator: "\n").filter { line in
+            (line.contains("FATAL:") || line.contains("PANIC:")) && !benign.contains { line.contains($0) }
+        }
+        r.check("server-log", bad.isEmpty, bad.isEmpty ? "no FATAL/PANIC in the copy's log" : bad.prefix(3).joined(separator: " | "))
+    }
+}
+
+/// Runs one blocking job on a global queue; ``wait()`` returns its result and duration.
+final class BackgroundJob<T: Sendable>: @unchecked Sendable {
+    // `outcome` is written once by the job before `group.leave()` and read only after `group.wait()`.
+    private var outcome: (Result<T, any Error>, Double)?
+    private let group = DispatchGroup()
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        group.enter()
+        DispatchQueue.global().async {
+            let start = ContinuousClock.now
+            let result = Result { try body() }
+            let e = ContinuousClock.now - start
+            self.outcome = (result, Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18)
+            self.group.leave()
+        }
+    }
+
+    func wait() -> (Result<T, any Error>, Double) {
+        group.wait()
+        return outcome ?? (.failure(BackupError("background job produced no result")), 0)
+    }
+}

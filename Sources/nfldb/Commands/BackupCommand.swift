@@ -1,0 +1,276 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBSandbox
+
+/// `nfldb backup …`: pgBackRest made easy to set up right, and a nightly restore test.
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "pgBackRest backups with a canary and a row-count manifest, and a restore verification that proves them.",
+        discussion: """
+            Configuration: backup.config (NFLDB_BACKUP_CONFIG, the pgbackrest.conf passed as --config), backup.stanza \
+            (NFLDB_BACKUP_STANZA, default nfldb), postgres.os_user (pgBackRest and the server programs run as this user when \
+            nfldb runs as root). `nfldb sandbox env` exports both for the sandbox. Records live in the database: \
+            nfldb.backup_canaries, nfldb.backup_manifests, nfldb.backup_runs, nfldb.backup_verifications.
+
+            Exit status: 0 success; 1 failure (pgBackRest's error code and its ERROR:/HINT: lines are shown; for verify, any \
+            failed check); 2 usage or configuration error.
+            """,
+        subcommands: [Config.self, Init.self, Run.self, Info.self, Verify.self, Restore.self])
+
+    static func pgbackrest(_ context: CommandContext) throws -> PgBackRest {
+        guard let config = context.configuration.string(.backupConfig) else {
+            throw OperatorError(
+                "no pgBackRest config: backup.config is not set", hint: "Set backup.config in nfldb.yaml or NFLDB_BACKUP_CONFIG (`eval \"$(nfldb sandbox env)\"` sets it for the sandbox).",
+                exitStatus: .usage)
+        }
+        return PgBackRest(configPath: config, stanza: context.configuration.string(.backupStanza) ?? "nfldb", osUser: osUser(context))
+    }
+
+    static func osUser(_ context: CommandContext) -> String? {
+        ProcessRunner.isRoot ? (context.configuration.string(.postgresOSUser) ?? "postgres") : nil
+    }
+
+    static func tables(_ context: CommandContext) -> ManagedTables {
+        ManagedTables(schemas: ["nfl"], tables: context.configuration.list(.backupTables))
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
+
+extension BackupCommand {
+    struct Config: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Render pgbackrest.conf from pgbackrest/pgbackrest.conf.template and print the server settings archiving needs.",
+            discussion: """
+                pg1-path, port, socket directory and user come from the live server (SHOW data_directory …). --write writes the file \
+                to backup.config; --check compares the live wal_level/archive_mode/archive_command with what is required and exits 1 \
+                when they differ.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .customLong("repo-path"), help: "repo1-path (default backup.repo_path).") var repoPath: String?
+        @Option(name: .customLong("retention-full"), help: "repo1-retention-full (default 2).") var retentionFull = 2
+        @Option(name: .customLong("retention-diff"), help: "repo1-retention-diff (default 6).") var retentionDiff = 6
+        @Option(name: .customLong("compress-type"), help: "compress-type: lz4, gz, zst, none (default lz4).") var compressType = "lz4"
+        @Option(name: .customLong("process-max"), help: "process-max (default 2).") var processMax = 2
+        @Option(name: .customLong("cipher-pass-env"), help: ArgumentHelp("Encrypt the repo (aes-256-cbc) with the passphrase in this environment variable.", valueName: "name"))
+        var cipherPassEnv: String?
+        @Option(name: .customLong("cipher-pass-file"), help: ArgumentHelp("Encrypt the repo with the passphrase in this file's first line.", valueName: "path"))
+        var cipherPassFile: String?
+        @Option(help: "Template file (default pgbackrest/pgbackrest.conf.template when present, else the built-in copy).") var template: String?
+        @Flag(help: "Write the rendered file to backup.config (owned by postgres.os_user).") var write = false
+        @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
+
+        func run() throws {
+            let context = try global.makeContext(command: "backup config")
+            let pg = try BackupCommand.pgbackrest(context)
+            let db = try context.connect()
+            defer { db.close() }
+            func setting(_ name: String) throws -> String { try db.query("SELECT current_setting(\(name))").scalar(String.self) }
+            let socket = try setting("unix_socket_directories").split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "/var/run/postgresql"
+            var renderer = ConfigRenderer(
+                stanza: pg.stanza, configPath: pg.configPath,
+                repoPath: repoPath ?? context.configuration.string(.backupRepoPath) ?? "/var/lib/pgbackrest",
+                pgPath: try setting("data_directory"), pgPort: Int(try setting("port")) ?? 5432, pgSocket: socket,
+                pgUser: try db.query("SELECT current_user::text").scalar(String.self))
+            renderer.retentionFull = retentionFull
+            renderer.retentionDiff = retentionDiff
+            renderer.compressType = compressType
+            renderer.processMax = processMax
+            if let cipherPassEnv {
+                guard let pass = ProcessInfo.processInfo.environment[cipherPassEnv], !pass.isEmpty else {
+                    throw OperatorError("--cipher-pass-env \(cipherPassEnv) is not set", exitStatus: .usage)
+                }
+                renderer.cipherPass = pass
+            } else if let cipherPassFile {
+                let text = try String(contentsOfFile: cipherPassFile, encoding: .utf8)
+                renderer.cipherPass = text.split(separator: "\n").first.map(String.init)
+            }
+            if let pass = renderer.cipherPass { SecretRedactor.shared.register(pass) }
+            if check {
+                let differences = try renderer.differences(db)
+                for (name, value) in renderer.requiredSettings {
+                    let diff = differences.first { $0.name == name }
+                    context.output(diff == nil ? "ok    \(name) = \(value)" : "DIFF  \(name): live '\(diff?.live ?? "")', required '\(value)'")
+                }
+                if !differences.isEmpty {
+                    throw OperatorError(
+                        "\(differences.count) archiving setting(s) differ from what stanza \(pg.stanza) needs",
+                        hint: "Set them with ALTER SYSTEM (archive_mode needs a restart), then run `nfldb backup init`.")
+                }
+                return
+            }
+            let templateText: String
+            if let template {
+                templateText = try String(contentsOfFile: template, encoding: .utf8)
+            } else if let shipped = try? String(contentsOfFile: "pgbackrest/pgbackrest.conf.template", encoding: .utf8) {
+                templateText = shipped
+            } else {
+                templateText = ConfigRenderer.defaultTemplate
+            }
+            let text = renderer.render(template: templateText)
+            if write {
+                try text.write(toFile: pg.configPath, atomically: true, encoding: .utf8)
+                chmod(pg.configPath, 0o640)
+                if let user = BackupCommand.osUser(context), let account = getpwnam(user) {
+                    chown(pg.configPath, account.pointee.pw_uid, account.pointee.pw_gid)
+                }
+                context.say("wrote \(pg.configPath)")
+            } else {
+                context.output(SecretRedactor.shared.redact(text))
+            }
+            context.output("# PostgreSQL settings archiving into stanza \(pg.stanza) needs:")
+            for (name, value) in renderer.requiredSettings { context.output("#   \(name) = '\(value)'") }
+        }
+    }
+
+    struct Init: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "stanza-create, then check (archive_command works, WAL reaches the repo).",
+            discussion: "Typical failures: 082 archive timeout (archive_command broken), 075/037 stanza missing, 027/056 database down.")
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .customLong("archive-timeout"), help: "Seconds `check` waits for WAL to be archived (default 60).") var archiveTimeout = 60
+
+        func run() throws {
+            let context = try global.makeContext(command: "backup init")
+            let pg = try BackupCommand.pgbackrest(context)
+            try pg.runChecked("stanza-create", ["--log-level-console=warn"], timeout: .seconds(300), logger: context.logger)
+            context.say("stanza \(pg.stanza) created (or already present)")
+            try pg.runChecked("check", ["--archive-timeout=\(archiveTimeout)", "--log-level-console=warn"], timeout: .seconds(Int64(archiveTimeout) + 60), logger: context.logger)
+            context.say("check passed: archiving into stanza \(pg.stanza) works")
+            finished(context, "backup init")
+        }
+    }
+
+    struct Run: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a canary and a row-count manifest, then run a pgBackRest backup; recorded in nfldb.backup_runs.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "full, diff or incr.") var type = "full"
+        @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+        func run() throws {
+            let context = try global.makeContext(command: "backup run")
+            let pg = try BackupCommand.pgbackrest(context)
+            let db = try context.connect()
+            defer { db.close() }
+            let report = try BackupRunner(pgbackrest: pg, connection: db, tables: BackupCommand.tables(context), logger: context.logger).run(type: type)
+            if format == .json {
+                context.output(try BackupCommand.json(report))
+            } else {
+                context.output("backup \(report.label) (\(report.type)) ok in \(String(format: "%.1f", report.durationSeconds)) s; "
+                    + "canary \(report.token); manifest of \(report.counts.count) table(s); repo delta \(report.repoDeltaBytes.map(String.init) ?? "?") bytes")
+            }
+            finished(context, "backup run")
+        }
+    }
+
+    struct Info: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Backups, ages, sizes and the WAL archive range (pgbackrest info, with every stanza's status checked).",
+            discussion: "Exits 1 when a stanza's status is not ok (pgBackRest itself exits 0 for a missing stanza).")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+        func run() throws {
+            let context = try global.makeContext(command: "backup info")
+            let pg = try BackupCommand.pgbackrest(context)
+            let stanzas = try pg.info(requireOK: false, logger: context.logger)
+            if format == .json {
+                context.output(try BackupCommand.json(stanzas))
+            } else {
+                let now = Date().timeIntervalSince1970
+                for stanza in stanzas {
+                    context.output("stanza \(stanza.name): status \(stanza.status.code) (\(stanza.status.message))")
+                    for db in stanza.db { context.output("  db \(db.id): PostgreSQL \(db.version), system-id \(db.systemID)") }
+                    for archive in stanza.archive { context.output("  wal archive \(archive.id): \(archive.min ?? "-") … \(archive.max ?? "-")") }
+                    for b in stanza.backup {
+                        let age = (now - Double(b.timestamp.stop)) / 3600
+                        context.output(String(format: "  %@  %@  age %.1f h  size %@  repo delta %@", b.label, b.type, age,
+                                              b.info?.size.map(String.init) ?? "?", b.info?.repository?.delta.map(String.init) ?? "?"))
+                    }
+                }
+            }
+            try StanzaInfo.requireOK(stanzas, configPath: pg.configPath)
+        }
+    }
+
+    struct Verify: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prove the latest (or a chosen) backup restores to a working database with the right data.",
+            discussion: """
+                Pre-flight (info status, `pgbackrest verify` text, WAL continuity, archive timeline), restore into a scratch dir \
+                (--type=immediate, or --type=time with --target-time) with archive_mode off, start on a free 127.0.0.1 port, wait \
+                until promoted, then check the canary, row counts against the manifest, schema version, pg_amcheck, pg_checksums \
+                and the server log. The copy is always stopped and removed (also on SIGTERM). The JSON receipt goes to \
+                nfldb.backup_verifications and --receipt. Exit 0 only if every check passed.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Backup label to verify (default: the latest).") var set: String?
+        @Option(name: .customLong("target-time"), help: "Point-in-time restore to this timestamptz instead.") var targetTime: String?
+        @Option(help: "Scratch directory (must not exist; default backup.scratch_dir or /var/tmp/nfldb-verify-<random>).") var scratch: String?
+        @Option(help: "Port for the restored copy (default: a free one).") var port: Int?
+        @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
+        @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+        func run() throws {
+            let context = try global.makeContext(command: "backup verify")
+            let pg = try BackupCommand.pgbackrest(context)
+            let binaries = try PostgresBinaries.locate(configured: context.configuration.string(.postgresBinDir))
+            let db = try context.connect()
+            defer { db.close() }
+            ActiveScratch.installSignalHandlers()
+            var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port, receiptPath: receipt)
+            options.scratchDirectory = scratch ?? context.configuration.string(.backupScratchDir).map {
+                ($0 as NSString).appendingPathComponent("nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
+            }
+            let result = try Verifier(pgbackrest: pg, primary: db, options: options, logger: context.logger).run()
+            context.output(format == .json ? result.encoded() : result.renderText())
+            finished(context, "backup verify")
+            if !result.passed {
+                let failed = result.failedChecks.map { "\($0.name): \($0.evidence)" }.joined(separator: "\n")
+                FileHandle.standardError.write(Data("error: backup verification failed\n\(failed)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Restore: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a backup into a directory for a real recovery (never into a running cluster's data dir).",
+            discussion: "Refuses a non-empty directory without --delta. Without --target-time, restores to the end of the WAL archive.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Target data directory.") var to: String
+        @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
+        @Option(name: .customLong("target-time"), help: "Recover to this time and promote.") var targetTime: String?
+        @Flag(help: "Reuse the files already in the directory (pgbackrest --delta).") var delta = false
+
+        func run() throws {
+            let context = try global.makeContext(command: "backup restore")
+            let pg = try BackupCommand.pgbackrest(context)
+            let target = (to as NSString).standardizingPath
+            try RestoreTarget.check(target, delta: delta)
+            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+            if let user = BackupCommand.osUser(context), let account = getpwnam(user) {
+                chown(target, account.pointee.pw_uid, account.pointee.pw_gid)
+            }
+            chmod(target, 0o700)
+            var options = ["--pg1-path=\(target)", "--log-level-console=warn"]
+            if delta { options.append("--delta") }
+            if let set { options.append("--set=\(set)") }
+            if let targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
+            try pg.runChecked("restore", options, logger: context.logger)
+            context.output("restored into \(target); start it with: pg_ctl -D \(target) start (check port and archive settings in postgresql.auto.conf first)")
+            finished(context, "backup restore")
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBSandbox
+import NFLDBTestSupport
+
+/// A throwaway cluster with archiving into its own pgBackRest stanza, all under one temp dir,
+/// run as the `postgres` OS user when the tests run as root. ``close()`` removes everything.
+final class BackupFixture {
+    let root: String
+    let cluster: LocalCluster
+    let renderer: ConfigRenderer
+    let pgbackrest: PgBackRest
+    let binaries: PostgresBinaries
+    let logger = TestCluster.logger
+    var closed = false
+
+    var configPath: String { renderer.configPath }
+    var repoPath: String { renderer.repoPath }
+    var dsn: String { "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=nfl" }
+
+    init(stanza: String = "nfldb") throws {
+        root = "/tmp/nfldb-bk-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
+        binaries = try PostgresBinaries.locate()
+        let osUser: String? = ProcessRunner.isRoot ? "postgres" : nil
+        cluster = LocalCluster(root: (root as NSString).appendingPathComponent("pg"), port: try LocalCluster.freePort(), binaries: binaries, osUser: osUser)
+        let base = (root as NSString).appendingPathComponent("pgbackrest")
+        renderer = ConfigRenderer(
+            stanza: stanza, configPath: "\(base)/pgbackrest.conf", repoPath: "\(base)/repo", pgPath: cluster.dataDirectory,
+            pgPort: cluster.port, pgSocket: cluster.socketDirectory, pgUser: "postgres")
+        pgbackrest = PgBackRest(configPath: renderer.configPath, stanza: stanza, osUser: osUser)
+        let fm = FileManager.default
+        for dir in [root, base, "\(base)/repo", "\(base)/log", "\(base)/lock", "\(base)/spool"] {
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try cluster.giveToOSUser(dir)
+        }
+        var conf = renderer
+        conf.compressType = "gz"
+        try conf.render().write(toFile: renderer.configPath, atomically: true, encoding: .utf8)
+        try cluster.giveToOSUser(renderer.configPath)
+        do {
+            try cluster.initialize(password: LocalCluster.randomPassword(), settings: [
+                ("fsync", "off"), ("synchronous_commit", "off"), ("wal_level", "replica"), ("archive_mode", "on"),
+                ("archive_command", "'\(renderer.archiveCommand)'"), ("max_wal_senders", "3"), ("log_min_messages", "warning"),
+            ], logger: logger)
+            try cluster.start(logger: logger)
+            let admin = try PostgresConnection.connect(ConnectionOptions(dsn: "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=postgres"), logger: logger)
+            try admin.execute("CREATE DATABASE nfl")
+            admin.close()
+            let db = try connect()
+            try db.simpleQuery("""
+                CREATE SCHEMA nfl;
+                CREATE TABLE nfl.games (id int PRIMARY KEY, season int NOT NULL);
+                CREATE TABLE nfl.plays (id bigserial PRIMARY KEY, game_id int NOT NULL REFERENCES nfl.games(id), yards int);
+                CREATE INDEX ON nfl.plays(game_id);
+                INSERT INTO nfl.games SELECT g, 2020 + g % 5 FROM generate_series(1, 200) g;
+                INSERT INTO nfl.plays(game_id, yards) SELECT 1 + i % 200, i % 30 FROM generate_series(1, 5000) i;
+                """)
+            db.close()
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    func connect() throws -> PostgresConnection {
+        try PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: logger)
+    }
+
+    func sql(_ text: String) throws {
+        let db = try connect()
+        defer { db.close() }
+        try db.simpleQuery(text)
+    }
+
+    func initStanza() throws {
+        try pgbackrest.runChecked("stanza-create", timeout: .seconds(120))
+        try pgbackrest.runChecked("check", ["--archive-timeout=20"], timeout: .seconds(120))
+    }
+
+    func backup(_ type: String) throws -> BackupRunReport {
+        let db = try connect()
+        defer { db.close() }
+        return try BackupRunner(pgbackrest: pgbackrest, connection: db, tables: ManagedTables(), logger: logger).run(type: type)
+    }
+
+    func verify(set: String? = nil, targetTime: String? = nil, port: Int? = nil, pg: PgBackRest? = nil, scratch: String? = nil) throws -> VerificationReceipt {
+        let db = try connect()
+        defer { db.close() }
+        var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port)
+        options.scratchDirectory = scratch ?? (root as NSString).appendingPathComponent("scratch-\(UUID().uuidString.prefix(6))")
+        options.promoteTimeout = .seconds(60)
+        return try Verifier(pgbackrest: pg ?? pgbackrest, primary: db, options: options, logger: logger).run()
+    }
+
+    /// Nothing may be left: scratch dirs of verify are gone, the cluster is stopped.
+    func scratchLeftovers() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).filter { $0.hasPrefix("scratch-") }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        try? cluster.stop(mode: "immediate", logger: logger)
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    deinit { close() }
+}

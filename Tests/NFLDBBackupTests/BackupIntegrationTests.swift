@@ -1,0 +1,56 @@
+import Foundation
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBSandbox
+import NFLDBTestSupport
+import Testing
+
+@Suite("pgBackRest backups and verify against a real archiving cluster", .serialized)
+struct BackupIntegrationTests {
+    @Test("init, full, diff, incr, info, and verify passes on the latest backup")
+    func happyPath() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let full = try f.backup("full")
+        #expect(full.type == "full")
+        #expect(full.label.hasSuffix("F"))
+        #expect(full.counts["nfl.plays"] == 5000)
+        try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 1, 1 FROM generate_series(1, 700)")
+        let diff = try f.backup("diff")
+        #expect(diff.label.hasSuffix("D"))
+        try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 2, 2 FROM generate_series(1, 300)")
+        let incr = try f.backup("incr")
+        #expect(incr.label.hasSuffix("I"))
+        #expect(incr.counts["nfl.plays"] == 6000)
+        let manifestFile = try #require(incr.manifestFile)
+        #expect(manifestFile == "\(f.repoPath)/nfldb-manifests/\(incr.label).json")
+        #expect(try String(contentsOfFile: manifestFile, encoding: .utf8).contains(incr.token))
+
+        let info = try f.pgbackrest.info()
+        #expect(info.count == 1)
+        #expect(info[0].backup.map(\.type) == ["full", "diff", "incr"])
+        #expect(info[0].db.first?.systemID ?? 0 > UInt64(1) << 53)
+
+        let db = try f.connect()
+        let runs = try db.query("SELECT count(*) FROM nfldb.backup_runs WHERE status = 'ok' AND label IS NOT NULL AND size_bytes > 0").scalar(Int.self)
+        db.close()
+        #expect(runs == 3)
+
+        let receipt = try f.verify()
+        #expect(receipt.passed, "\(receipt.renderText())")
+        #expect(receipt.label == incr.label)
+        #expect(Set(receipt.checks.map(\.name)).isSuperset(of: ["repo-info", "pgbackrest-verify", "wal-continuity", "archive-timeline", "restore",
+                                                           "promoted", "canary", "row-counts", "schema-version", "pg_amcheck", "pg_checksums", "server-log"]))
+        #expect(receipt.recoverySeconds ?? 0 > 0)
+        #expect(f.scratchLeftovers().isEmpty)
+
+        // verify of an older set, and the receipt rows the health probe reads
+        let older = try f.verify(set: full.label)
+        #expect(older.passed, "\(older.renderText())")
+        let check = try f.connect()
+        defer { check.close() }
+        #expect(try check.query("SELECT count(*) FROM nfldb.backup_verifications WHERE status = 'ok'").scalar(Int.self) == 2)
+    }
+}

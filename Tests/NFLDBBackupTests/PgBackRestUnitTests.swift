@@ -1,0 +1,128 @@
+import Foundation
+import NFLDBBackup
+import NFLDBCore
+import Testing
+
+@Suite("pgBackRest wrapper (no server)")
+struct PgBackRestUnitTests {
+    @Test("argv: --config and --stanza always on the command line, command last, runuser as root")
+    func argv() {
+        let pg = PgBackRest(configPath: "/etc/nfldb/pgbackrest.conf", stanza: "nfldb", osUser: "postgres")
+        #expect(pg.arguments("backup", ["--type=diff"]) == ["--config=/etc/nfldb/pgbackrest.conf", "--stanza=nfldb", "--type=diff", "backup"])
+        let line = pg.commandLine("info", ["--output=json"])
+        #expect(line.suffix(4) == ["--config=/etc/nfldb/pgbackrest.conf", "--stanza=nfldb", "--output=json", "info"])
+        if ProcessRunner.isRoot {
+            #expect(Array(line.prefix(4)) == ["/usr/sbin/runuser", "-u", "postgres", "--"])
+        }
+    }
+
+    @Test("a non-zero exit maps to a typed error with pgBackRest's code, ERROR line and hint")
+    func errorMapping() {
+        let error = PgBackRestError(
+            command: "check", code: PgBackRestErrorCode(82), stanza: "nfldb",
+            stderrTail: """
+                ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 5000ms timeout
+                       HINT: check the archive_command to ensure that all options are correct (especially --stanza).
+                """)
+        #expect(error.code == .archiveTimeout)
+        #expect(error.code.name == "archive-timeout")
+        #expect(error.errorMessage == "WAL segment 000000010000000000000003 was not archived before the 5000ms timeout")
+        let text = error.description
+        #expect(text.contains("pgbackrest check failed for stanza nfldb with error [082 archive-timeout]"))
+        #expect(text.contains("HINT: check the archive_command"))
+        #expect(text.contains("nfldb backup config --check"))
+        #expect(PgBackRestErrorCode(27).name == "config")
+        #expect(PgBackRestErrorCode(75).hint?.contains("backup.stanza") == true)
+        #expect(PgBackRestErrorCode(37).hint?.contains("backup.stanza") == true)
+        #expect(PgBackRestErrorCode(50).name == "lock-acquire")
+        #expect(PgBackRestErrorCode(56).name == "db-connect")
+    }
+
+    static let infoJSON = """
+        [{"archive":[{"database":{"id":1,"repo-key":1},"id":"15-1","max":"000000010000000000000007","min":"000000010000000000000001"}],
+          "backup":[{"annotation":null,"archive":{"start":"000000010000000000000003","stop":"000000010000000000000003"},
+            "backrest":{"format":5,"version":"2.45"},"database":{"id":1,"repo-key":1},"error":false,
+            "info":{"delta":31685116,"repository":{"delta":6185355,"size":6185355},"size":31685116},
+            "label":"20261127-070331F","lsn":{"start":"0/3000028","stop":"0/3000100"},"prior":null,"reference":null,
+            "timestamp":{"start":1795763011,"stop":1795763014},"type":"full"}],
+          "cipher":"none","db":[{"id":1,"repo-key":1,"system-id":7712696035014103765,"version":"15"}],
+          "name":"nfldb","repo":[{"cipher":"none","key":1,"status":{"code":0,"message":"ok"}}],
+          "status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}},
+         {"archive":[],"backup":[],"cipher":"none","db":[],"name":"nflbd","repo":[{"cipher":"none","key":1,"status":{"code":1,"message":"missing stanza path"}}],
+          "status":{"code":1,"lock":{"backup":{"held":false}},"message":"missing stanza path"}}]
+        """
+
+    @Test("info JSON: system-id above 2^53 decodes exactly; every stanza's status.code is checked")
+    func infoDecoding() throws {
+        let stanzas = try StanzaInfo.decode(Data(Self.infoJSON.utf8))
+        #expect(stanzas.count == 2)
+        #expect(stanzas[0].db[0].systemID == 7_712_696_035_014_103_765)
+        #expect(stanzas[0].db[0].systemID > UInt64(1) << 53)
+        #expect(stanzas[0].backup(label: nil)?.label == "20261127-070331F")
+        #expect(stanzas[0].backup[0].info?.repository?.delta == 6_185_355)
+        #expect(stanzas[0].archiveMax == "000000010000000000000007")
+        #expect(throws: Never.self) { try StanzaInfo.requireOK([stanzas[0]], configPath: "/c") }
+        let error = #expect(throws: BackupError.self) { try StanzaInfo.requireOK(stanzas, configPath: "/c") }
+        #expect(error?.description.contains("stanza nflbd is not usable: pgBackRest status 1 (missing stanza path)") == true)
+        // re-encoding keeps the integer exact (backup info --format json)
+        let encoded = String(decoding: try JSONEncoder().encode(stanzas[0]), as: UTF8.self)
+        #expect(encoded.contains("7712696035014103765"))
+        #expect(WALName.timeline("000000020000000000000005") == 2)
+    }
+
+    @Test("verify text: per-backup status, WAL ranges and continuity; exit code is not trusted")
+    func verifyParsing() {
+        let text = """
+            P00 DETAIL: archiveId: 15-1, wal start: 000000010000000000000001, wal stop: 000000010000000000000004
+            P00 DETAIL: archiveId: 15-1, wal start: 000000010000000000000006, wal stop: 000000010000000000000009
+            stanza: nfldb
+            status: error
+              archiveId: 15-1, total WAL checked: 8, total valid WAL: 8
+              backup: 20261127-041349F, status: invalid, total files checked: 1288, total valid files: 1287
+                checksum invalid: 1
+              backup: 20261127-041349F_20261127-041402D, status: valid, total files checked: 1288, total valid files: 1288
+            """
+        let out = VerifyOutput.parse(text)
+        #expect(out.status == "error")
+        #expect(out.backups["20261127-041349F"] == "invalid")
+        #expect(out.backups["20261127-041349F_20261127-041402D"] == "valid")
+        #expect(!out.ok)
+        #expect(out.walRanges.count == 2)
+        #expect(out.continuous(archiveID: "15-1", from: "000000010000000000000002", through: "000000010000000000000004"))
+        #expect(!out.continuous(archiveID: "15-1", from: "000000010000000000000002", through: "000000010000000000000007"))
+    }
+
+    @Test("the shipped template equals the built-in one, and rendering fills every placeholder")
+    func template() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let shipped = try String(contentsOf: root.appendingPathComponent("pgbackrest/pgbackrest.conf.template"), encoding: .utf8)
+        #expect(shipped == ConfigRenderer.defaultTemplate)
+        var renderer = ConfigRenderer(stanza: "nfldb", configPath: "/etc/nfldb/pgbackrest.conf", repoPath: "/var/lib/pgbackrest",
+                                      pgPath: "/var/lib/postgresql/15/main", pgPort: 5432, pgSocket: "/var/run/postgresql", pgUser: "postgres")
+        renderer.cipherPass = "s3cret"
+        let text = renderer.render()
+        #expect(!text.contains("{{"))
+        #expect(text.contains("repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=s3cret\nstart-fast=y"))
+        #expect(text.contains("[nfldb]\npg1-path=/var/lib/postgresql/15/main"))
+        #expect(renderer.archiveCommand == "pgbackrest --config=/etc/nfldb/pgbackrest.conf --stanza=nfldb archive-push %p")
+        let cron = try String(contentsOf: root.appendingPathComponent("pgbackrest/nfldb.cron"), encoding: .utf8)
+        #expect(cron.contains("backup run --type full"))
+        #expect(cron.contains("backup run --type diff"))
+        #expect(cron.contains("backup verify"))
+    }
+
+    @Test("restore target: refuses a non-empty dir without --delta and a running cluster's data dir")
+    func restoreTarget() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-rt-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(throws: Never.self) { try RestoreTarget.check(dir, delta: false) }
+        try "x".write(toFile: "\(dir)/PG_VERSION", atomically: true, encoding: .utf8)
+        let notEmpty = #expect(throws: BackupError.self) { try RestoreTarget.check(dir, delta: false) }
+        #expect(notEmpty?.description.contains("not empty") == true)
+        #expect(throws: Never.self) { try RestoreTarget.check(dir, delta: true) }
+        try "\(getpid())\n\(dir)\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
+        let running = #expect(throws: BackupError.self) { try RestoreTarget.check(dir, delta: true) }
+        #expect(running?.description.contains("is running on it") == true)
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBSandbox
+import NFLDBTestSupport
+import Testing
+
+/// Each test breaks one thing and expects `verify` to fail with a message naming the cause,
+/// and to leave no scratch directory or server behind.
+@Suite("backup verify: PITR and failure injection", .serialized)
+struct VerifyFailureTests {
+    func failed(_ receipt: VerificationReceipt, _ name: String) -> VerificationCheck? {
+        receipt.checks.first { $0.name == name && !$0.passed }
+    }
+
+    @Test("PITR to a time between two canaries: the first is present, the second is not")
+    func pitrBetweenCanaries() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        try f.sql("INSERT INTO nfldb.backup_canaries(token, note) VALUES ('canary-a', 'before target')")
+        let db = try f.connect()
+        let target = try db.query("SELECT clock_timestamp()::text").scalar(String.self)
+        db.close()
+        Thread.sleep(forTimeInterval: 1.1)
+        try f.sql("INSERT INTO nfldb.backup_canaries(token, note) VALUES ('canary-b', 'after target')")
+        let receipt = try f.verify(targetTime: target)
+        #expect(receipt.passed, "\(receipt.renderText())")
+        #expect(receipt.checks.contains { $0.name == "pitr-canary" && $0.passed })
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a corrupted repo file the latest backup depends on")
+    func corruptedRepoFile() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let full = try f.backup("full")
+        try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 3, 3 FROM generate_series(1, 100)")
+        let diff = try f.backup("diff")
+        let db = try f.connect()
+        let oid = try db.query("SELECT oid::text FROM pg_database WHERE datname = 'nfl'").scalar(String.self)
+        db.close()
+        let fullDir = "\(f.repoPath)/backup/nfldb/\(full.label)/pg_data/base/\(oid)"
+        let diffDir = "\(f.repoPath)/backup/nfldb/\(diff.label)/pg_data/base/\(oid)"
+        let fm = FileManager.default
+        let inDiff = Set((try? fm.contentsOfDirectory(atPath: diffDir)) ?? [])
+        let victim = try fm.contentsOfDirectory(atPath: fullDir).filter { !inDiff.contains($0) }
+            .max { (try? fm.attributesOfItem(atPath: "\(fullDir)/\($0)")[.size] as? Int ?? 0) ?? 0 < (try? fm.attributesOfItem(atPath: "\(fullDir)/\($1)")[.size] as? Int ?? 0) ?? 0 }
+        let path = "\(fullDir)/\(try #require(victim))"
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size / 2)
+        handle.write(Data("CORRUPTCORRUPT".utf8))
+        try handle.close()
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let verify = try #require(failed(receipt, "pgbackrest-verify"), "\(receipt.renderText())")
+        #expect(verify.evidence.contains("invalid"))
+        #expect(failed(receipt, "restore") != nil, "\(receipt.renderText())")
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a WAL segment missing inside the backup's start..stop range")
+    func walMissingInsideBackup() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let info = try f.pgbackrest.info()
+        let start = try #require(info[0].backup.last?.archive?.start)
+        let archiveDir = "\(f.repoPath)/archive/nfldb/\(info[0].archive[0].id)/\(start.prefix(16))"
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: archiveDir).first { $0.hasPrefix(start + "-") })
+        try FileManager.default.removeItem(atPath: "\(archiveDir)/\(segment)")
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
+        #expect(gap.evidence.contains("WAL gap"))
+        #expect(failed(receipt, "start") != nil || failed(receipt, "promoted") != nil, "\(receipt.renderText())")
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a WAL segment missing after the backup")
+    func walMissingAfterBackup() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        for i in 0..<2 {
+            try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 4, \(i) FROM generate_series(1, 100)")
+            try f.pgbackrest.runChecked("check", ["--archive-timeout=20"])
+        }
+        let info = try f.pgbackrest.info()
+        let stop = try #require(info[0].backup.last?.archive?.stop)
+        let max = try #require(info[0].archiveMax)
+        let archiveRoot = "\(f.repoPath)/archive/nfldb/\(info[0].archive[0].id)/\(stop.prefix(16))"
+        let after = try FileManager.default.contentsOfDirectory(atPath: archiveRoot).filter { name in
+            let seg = String(name.prefix(24))
+            return seg.count == 24 && name.dropFirst(24).hasPrefix("-") && seg > stop && seg < max
+        }.sorted()
+        let victim = try #require(after.first, "no segment between \(stop) and \(max)")
+        try FileManager.default.removeItem(atPath: "\(archiveRoot)/\(victim)")
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
+        #expect(gap.evidence.contains("WAL gap"))
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("the scratch port is already in use")
+    func portInUse() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let port = try LocalCluster.freePort()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(bound == 0)
+        #expect(listen(fd, 1) == 0)
+
+        let receipt = try f.verify(port: port)
+        #expect(!receipt.passed)
+        let start = try #require(failed(receipt, "start"), "\(receipt.renderText())")
+        #expect(start.evidence.contains("127.0.0.1:\(port)"))
+        #expect(start.evidence.contains("Address already in use"))
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a wrong stanza name")
+    func wrongStanza() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let wrong = PgBackRest(configPath: f.configPath, stanza: "nflbd", osUser: f.pgbackrest.osUser)
+        let receipt = try f.verify(pg: wrong)
+        #expect(!receipt.passed)
+        let check = try #require(failed(receipt, "repo-info"), "\(receipt.renderText())")
+        #expect(check.evidence.contains("nflbd"))
+        #expect(check.evidence.contains("missing stanza path"))
+    }
+
+    @Test("rows changed between the manifest and the backup: counts differ, naming the table")
+    func countsDiffer() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let db = try f.connect()
+        defer { db.close() }
+        let runner = BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: ManagedTables(), logger: f.logger)
+        let manifest = try runner.writeManifest(note: "then rows change")
+        try db.execute("DELETE FROM nfl.plays WHERE id <= 10")
+        try f.pgbackrest.runChecked("backup", ["--type=full"])
+        let label = try #require(try f.pgbackrest.info().first?.backup.last?.label)
+        try db.execute("""
+            INSERT INTO nfldb.backup_runs(started_at, finished_at, status, stanza, backup_type, label, token)
+            VALUES (now(), now(), 'ok', 'nfldb', 'full', \(label), \(manifest.token))
+            """)
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let counts = try #require(failed(receipt, "row-counts"), "\(receipt.renderText())")
+        #expect(counts.evidence.contains("nfl.plays expected 5000 got 4990"))
+        #expect(!counts.evidence.contains("nfl.games"))
+        #expect(receipt.checks.contains { $0.name == "canary" && $0.passed })
+    }
+
+    @Test("the archive holds a timeline above the primary's (a restored copy archived into the stanza)")
+    func timelineGuard() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let info = try f.pgbackrest.info()
+        let max = try #require(info[0].archiveMax)
+        let archiveID = info[0].archive[0].id
+        let sourceDir = "\(f.repoPath)/archive/nfldb/\(archiveID)/\(max.prefix(16))"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: sourceDir).first { $0.hasPrefix(max + "-") })
+        let foreign = "00000002" + name.dropFirst(8)
+        let foreignDir = "\(f.repoPath)/archive/nfldb/\(archiveID)/00000002\(max.dropFirst(8).prefix(8))"
+        try FileManager.default.createDirectory(atPath: foreignDir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(sourceDir)/\(name)", toPath: "\(foreignDir)/\(foreign)")
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let guardCheck = try #require(failed(receipt, "archive-timeline"), "\(receipt.renderText())")
+        #expect(guardCheck.evidence.contains("timeline 2"))
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a scratch path the cluster's OS user cannot reach", .enabled(if: ProcessRunner.isRoot, "needs root to make a path postgres cannot enter"))
+    func unwritableScratch() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let locked = (f.root as NSString).appendingPathComponent("locked")
+        try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let scratch = (locked as NSString).appendingPathComponent("scratch")
+        let receipt = try f.verify(scratch: scratch)
+        #expect(!receipt.passed)
+        let restore = try #require(failed(receipt, "restore"), "\(receipt.renderText())")
+        #expect(restore.evidence.contains("pgbackrest restore failed"))
+        #expect(restore.evidence.contains(scratch))
+        #expect(!FileManager.default.fileExists(atPath: scratch), "scratch removed after the failure")
+    }
+}
