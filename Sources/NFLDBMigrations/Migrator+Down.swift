@@ -104,26 +104,14 @@ extension Migrator {
                 "the down SQL of \(victims[index].id) is marked nfldb:no-transaction and cannot run inside --single-transaction",
                 hint: "Roll back down to it without --single-transaction.", exitStatus: .usage)
         }
+        let items = zip(victims, steps).map { row, step in
+            BatchItem(
+                id: row.id, version: row.version, name: row.name, direction: "down", directives: step.directives, script: step.script
+            ) { _ in step.forget }
+        }
         var done: [MigrationRunResult.Step] = []
         try withLockRetries("the batch rollback") {
-            done = []
-            try connection.simpleQuery("BEGIN")
-            do {
-                for (row, step) in zip(victims, steps) {
-                    progress(.starting(id: row.id, direction: "down", transactional: true))
-                    let start = ContinuousClock.now
-                    try connection.simpleQuery(timeoutSettings(step.directives, local: true))
-                    try connection.run(step.script)
-                    try connection.query(step.forget)
-                    let ms = elapsed(since: start)
-                    done.append(.init(version: row.version, name: row.name, direction: "down", durationMilliseconds: ms))
-                    progress(.finished(id: row.id, direction: "down", milliseconds: ms))
-                }
-                try connection.simpleQuery("COMMIT")
-            } catch {
-                connection.rollbackQuietly()
-                throw error
-            }
+            done = try runBatchInOneTransaction(items)
         } onFailure: { error in
             throw MigrationError.statementFailed(
                 "the batch rollback", error, extra: "--single-transaction: nothing was rolled back; every migration is still applied",

@@ -197,26 +197,15 @@ public final class Migrator {
     func applyBatchInOneTransaction(_ pending: [Migration]) throws -> [MigrationRunResult.Step] {
         guard !pending.isEmpty else { return [] }
         var steps: [MigrationRunResult.Step] = []
+        let items = try pending.map { migration in
+            let script = try migration.upScript()
+            return BatchItem(
+                id: migration.id, version: migration.version, name: migration.name, direction: "up",
+                directives: migration.directives, script: script
+            ) { ms in self.recordApplied(migration, statements: script.statements.count, milliseconds: ms) }
+        }
         try withLockRetries("the batch") {
-            steps = []
-            try connection.simpleQuery("BEGIN")
-            do {
-                for migration in pending {
-                    progress(.starting(id: migration.id, direction: "up", transactional: true))
-                    let start = ContinuousClock.now
-                    try connection.simpleQuery(timeoutSettings(migration.directives, local: true))
-                    let script = try migration.upScript()
-                    try connection.run(script)
-                    let ms = elapsed(since: start)
-                    try connection.query(recordApplied(migration, statements: script.statements.count, milliseconds: ms))
-                    steps.append(.init(version: migration.version, name: migration.name, direction: "up", durationMilliseconds: ms))
-                    progress(.finished(id: migration.id, direction: "up", milliseconds: ms))
-                }
-                try connection.simpleQuery("COMMIT")
-            } catch {
-                connection.rollbackQuietly()
-                throw error
-            }
+            steps = try runBatchInOneTransaction(items)
         } onFailure: { error in
             let file = error.location.map { String($0.split(separator: ":").first ?? "") } ?? ""
             let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
@@ -272,6 +261,42 @@ public final class Migrator {
               WHERE version = \(migration.version) RETURNING version)
             \(unsafeRaw: eventInsert("apply", migration))
             """)
+    }
+
+    /// One step of a `--single-transaction` batch (up or down).
+    struct BatchItem {
+        let id: String
+        let version: Int64
+        let name: String
+        let direction: String
+        let directives: MigrationDirectives
+        let script: SQLScript
+        /// The history change for this step, given its duration in milliseconds.
+        let bookkeeping: (Double) -> PostgresQuery
+    }
+
+    /// `BEGIN`, then per item `SET LOCAL` timeouts, its script and its history change, then `COMMIT`;
+    /// any error rolls the whole batch back and is rethrown.
+    func runBatchInOneTransaction(_ items: [BatchItem]) throws -> [MigrationRunResult.Step] {
+        var steps: [MigrationRunResult.Step] = []
+        try connection.simpleQuery("BEGIN")
+        do {
+            for item in items {
+                progress(.starting(id: item.id, direction: item.direction, transactional: true))
+                let start = ContinuousClock.now
+                try connection.simpleQuery(timeoutSettings(item.directives, local: true))
+                try connection.run(item.script)
+                let ms = elapsed(since: start)
+                try connection.query(item.bookkeeping(ms))
+                steps.append(.init(version: item.version, name: item.name, direction: item.direction, durationMilliseconds: ms))
+                progress(.finished(id: item.id, direction: item.direction, milliseconds: ms))
+            }
+            try connection.simpleQuery("COMMIT")
+        } catch {
+            connection.rollbackQuietly()
+            throw error
+        }
+        return steps
     }
 
     /// `BEGIN; SET LOCAL timeouts`, the script, then the bookkeeping statement, `COMMIT`; any error
