@@ -77,56 +77,47 @@ extension ConnectionOptions {
     /// visible to every local user in `ps`; environments are not.
     public func forSubprocess(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> (conninfo: String, environment: [String: String]) {
         var env = environment
-        var pairs: [(String, String)] = []
-        var password = self.password
-        if let dsn, !dsn.isEmpty {
-            var errorMessage: UnsafeMutablePointer<CChar>?
-            guard let options = PQconninfoParse(dsn, &errorMessage) else {
-                if let errorMessage { PQfreemem(errorMessage) }
-                throw PostgresError(kind: .connection, message: "invalid connection string \(Self.redact(dsn))")
-            }
-            defer { PQconninfoFree(options) }
-            var index = 0
-            while let keyword = options[index].keyword {
-                if let value = options[index].val {
-                    let key = String(cString: keyword)
-                    let text = String(cString: value)
-                    if key == "password" { password = password ?? text } else { pairs.append((key, text)) }
-                }
-                index += 1
-            }
-        }
-        if let password { env["PGPASSWORD"] = password }
+        var (pairs, dsnPassword) = try parsedDSN()
+        if let password = password ?? dsnPassword { env["PGPASSWORD"] = password }
         if env["PGAPPNAME"] == nil && !pairs.contains(where: { $0.0 == "application_name" }) { pairs.append(("application_name", applicationName)) }
-        let conninfo = pairs.map { key, value in
-            "\(key)='\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'"
-        }.joined(separator: " ")
-        return (conninfo, env)
+        return (Self.conninfo(pairs), env)
     }
-}
 
-extension ConnectionOptions {
     /// The same server and credentials, another database (for scratch databases).
     public func withDatabase(_ database: String) throws -> ConnectionOptions {
-        var pairs: [(String, String)] = []
-        var password = self.password
-        if let dsn, !dsn.isEmpty {
-            let (conninfo, env) = try forSubprocess(environment: [:])
-            _ = conninfo
-            password = password ?? env["PGPASSWORD"]
-            var errorMessage: UnsafeMutablePointer<CChar>?
-            if let options = PQconninfoParse(dsn, &errorMessage) {
-                defer { PQconninfoFree(options) }
-                var index = 0
-                while let keyword = options[index].keyword {
-                    let key = String(cString: keyword)
-                    if let value = options[index].val, key != "password", key != "dbname" { pairs.append((key, String(cString: value))) }
-                    index += 1
-                }
-            }
+        let (pairs, dsnPassword) = try parsedDSN()
+        let conninfo = Self.conninfo(pairs.filter { $0.0 != "dbname" } + [("dbname", database)])
+        return ConnectionOptions(dsn: conninfo, password: password ?? dsnPassword, connectTimeout: connectTimeout, applicationName: applicationName)
+    }
+
+    /// The DSN's keyword/value pairs as libpq parses them (`PQconninfoParse`), without the password,
+    /// which is returned separately.
+    func parsedDSN() throws -> (pairs: [(String, String)], password: String?) {
+        guard let dsn, !dsn.isEmpty else { return ([], nil) }
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(dsn, &errorMessage) else {
+            if let errorMessage { PQfreemem(errorMessage) }
+            throw PostgresError(kind: .connection, message: "invalid connection string \(Self.redact(dsn))")
         }
-        pairs.append(("dbname", database))
-        let conninfo = pairs.map { "\($0.0)='\($0.1.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'" }.joined(separator: " ")
-        return ConnectionOptions(dsn: conninfo, password: password, connectTimeout: connectTimeout, applicationName: applicationName)
+        defer { PQconninfoFree(options) }
+        var pairs: [(String, String)] = []
+        var password: String?
+        var index = 0
+        while let keyword = options[index].keyword {
+            if let value = options[index].val {
+                let key = String(cString: keyword)
+                let text = String(cString: value)
+                if key == "password" { password = text } else { pairs.append((key, text)) }
+            }
+            index += 1
+        }
+        return (pairs, password)
+    }
+
+    /// `key='value' …` with quotes and backslashes escaped as libpq expects.
+    static func conninfo(_ pairs: [(String, String)]) -> String {
+        pairs.map { key, value in
+            "\(key)='\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'"
+        }.joined(separator: " ")
     }
 }
