@@ -72,8 +72,7 @@ public struct BackupRunner {
             """).scalar(Int64.self)
         let clock = ContinuousClock.now
         let result = try pgbackrest.run("backup", ["--type=\(type)"], logger: logger)
-        let elapsed = ContinuousClock.now - clock
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = (ContinuousClock.now - clock).inSeconds
         guard result.succeeded else {
             let error = pgbackrest.error(for: result)
             _ = try? connection.execute("""

@@ -121,7 +121,7 @@ public struct Verifier {
             let start = ContinuousClock.now
             defer {
                 let e = ContinuousClock.now - start
-                receipt.steps[step] = ((Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18) * 1000).rounded() / 1000
+                receipt.steps[step] = (e.inSeconds * 1000).rounded() / 1000
             }
             return try body()
         }
@@ -318,7 +318,7 @@ public struct Verifier {
             return
         }
         let e = ContinuousClock.now - restoreStart
-        r.receipt.recoverySeconds = ((Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18) * 100).rounded() / 100
+        r.receipt.recoverySeconds = (e.inSeconds * 100).rounded() / 100
         r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(port)")
         defer { conn.close() }
 
@@ -482,7 +482,7 @@ final class BackgroundJob<T: Sendable>: @unchecked Sendable {
             let start = ContinuousClock.now
             let result = Result { try body() }
             let e = ContinuousClock.now - start
-            self.outcome = (result, Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18)
+            self.outcome = (result, e.inSeconds)
             self.group.leave()
         }
     }

@@ -1,4 +1,12 @@
 import Foundation
+extension Duration {
+    /// The duration as fractional seconds.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
+    /// The duration as fractional milliseconds (for `duration_ms` fields and latency reports).
+    public var inMilliseconds: Double { inSeconds * 1000 }
+}
+
 /// Parses the human durations used in config files, flags and migration directives:
 /// `500ms`, `5s`, `10min`, `2h`, `400d`, or a bare number of seconds.
 public enum DurationParser {

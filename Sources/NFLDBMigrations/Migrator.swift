@@ -398,8 +398,7 @@ public final class Migrator {
     }
 
     func elapsed(since start: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - start
-        return (Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 * 1).rounded(toPlaces: 1)
+        (ContinuousClock.now - start).inMilliseconds.rounded(toPlaces: 1)
     }
 
     /// Unqualified names in migrations must not land in nfldb's own schema. That happens when the

@@ -92,8 +92,7 @@ extension GlobalOptionsCommand {
 
     /// Logs the end of the command with its duration (`duration_ms`) for cron traceability.
     func finished(_ context: CommandContext, _ message: Logger.Message = "done") {
-        let elapsed = ContinuousClock.now - context.started
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        let ms = (ContinuousClock.now - context.started).inMilliseconds
         context.logger.info(message, metadata: ["duration_ms": .stringConvertible((ms * 10).rounded() / 10)])
     }
 }

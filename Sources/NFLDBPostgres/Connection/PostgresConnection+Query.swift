@@ -1,6 +1,7 @@
 import CLibPQ
 import Foundation
 import Logging
+import NFLDBCore
 
 extension PostgresConnection {
     /// Runs one statement with parameters and returns its rows.
@@ -107,8 +108,6 @@ extension PostgresConnection {
     }
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Double {
-        let elapsed = ContinuousClock.now - start
-        let (seconds, attoseconds) = elapsed.components
-        return (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded() / 1
+        (ContinuousClock.now - start).inMilliseconds.rounded()
     }
 }

@@ -43,7 +43,7 @@ struct Ping: GlobalOptionsCommand {
         let report = PingReport(
             target: connection.target, serverVersion: connection.serverVersion, serverVersionNumber: connection.serverVersionNumber,
             user: info["usr"] ?? "", database: info["db"] ?? "", role: standby ? "standby" : "primary",
-            applicationName: info["app"] ?? "", connectMilliseconds: connectTime.milliseconds, roundTripMilliseconds: median.milliseconds,
+            applicationName: info["app"] ?? "", connectMilliseconds: connectTime.inMilliseconds, roundTripMilliseconds: median.inMilliseconds,
             samples: count)
         switch format {
         case .text:
@@ -82,11 +82,5 @@ enum JSONOutput {
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.dateEncodingStrategy = .iso8601
         return SecretRedactor.shared.redact(String(decoding: try encoder.encode(value), as: UTF8.self))
-    }
-}
-
-extension Duration {
-    var milliseconds: Double {
-        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
     }
 }
