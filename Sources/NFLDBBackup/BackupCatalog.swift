@@ -20,6 +20,7 @@ public enum BackupCatalog {
             schema_version bigint,
             counts jsonb NOT NULL
         );
+        ALTER TABLE nfldb.backup_manifests ADD COLUMN IF NOT EXISTS checksums jsonb;
         CREATE TABLE IF NOT EXISTS nfldb.backup_runs (
             id bigserial PRIMARY KEY,
             started_at timestamptz NOT NULL,
@@ -63,15 +64,29 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var schemaVersion: Int64?
     /// `schema.table` → row count.
     public var counts: [String: Int64]
+    /// Reference table `schema.table` → content checksum (``ManagedTables/checksum(_:_:_:)``); nil in
+    /// manifests written before checksums existed.
+    public var checksums: [String: String]?
+
+    public init(token: String, takenAt: Date, schemaVersion: Int64?, counts: [String: Int64], checksums: [String: String]? = nil) {
+        self.token = token
+        self.takenAt = takenAt
+        self.schemaVersion = schemaVersion
+        self.counts = counts
+        self.checksums = checksums
+    }
 }
 
 /// Which tables a manifest counts: every table in the given schemas plus explicit `schema.table` names.
 public struct ManagedTables: Sendable, Equatable {
     public var schemas: [String]
     public var tables: [String]
-    public init(schemas: [String] = ["nfl"], tables: [String] = []) {
+    /// Tables whose whole content is checksummed (small reference data such as `nfl.teams`).
+    public var reference: [String]
+    public init(schemas: [String] = ["nfl"], tables: [String] = [], reference: [String] = []) {
         self.schemas = schemas
         self.tables = tables
+        self.reference = reference
     }
 
     /// Resolves to existing ordinary/partitioned tables, sorted.
@@ -95,6 +110,35 @@ public struct ManagedTables: Sendable, Equatable {
             counts[name] = try connection.query("SELECT count(*) FROM \(qualified: parts[0], parts[1])").scalar(Int64.self)
         }
         return counts
+    }
+
+    /// Content checksums of the `reference` tables that exist; the caller provides the snapshot.
+    public func checksums(_ connection: PostgresConnection) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for name in reference {
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            let regclass = PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1])
+            if try connection.query("SELECT to_regclass(\(regclass)) IS NOT NULL").scalar(Bool.self) {
+                out[name] = try Self.checksum(parts[0], parts[1], connection)
+            }
+        }
+        return out
+    }
+
+    /// `<rows> rows md5 <hex>` over every row's text form, sorted bytewise. The text form is pinned
+    /// (UTC, ISO dates, shortest exact floats, hex bytea) so the primary and a restored copy agree.
+    /// Runs inside the caller's transaction (SET LOCAL).
+    public static func checksum(_ schema: String, _ table: String, _ connection: PostgresConnection) throws -> String {
+        try connection.simpleQuery("""
+            SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres';
+            SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'
+            """)
+        let row = try connection.query("""
+            SELECT count(*)::bigint AS n, md5(coalesce(string_agg(r, E'\\n' ORDER BY r COLLATE "C"), '')) AS h
+            FROM (SELECT t::text AS r FROM \(qualified: schema, table) t) s
+            """).rows[0]
+        return "\(row["n"] ?? "0") rows md5 \(row["h"] ?? "")"
     }
 
     /// The highest applied migration version, or nil without a ledger.

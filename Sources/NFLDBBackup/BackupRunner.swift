@@ -48,12 +48,14 @@ public struct BackupRunner {
             let names = try tables.resolve(connection)
             let counts = try ManagedTables.count(names, connection)
             let version = try ManagedTables.schemaVersion(connection)
+            let checksums = try tables.checksums(connection)
             let json = String(decoding: try JSONEncoder().encode(counts), as: UTF8.self)
+            let checksumJSON = String(decoding: try JSONEncoder().encode(checksums), as: UTF8.self)
             try connection.execute("""
-                INSERT INTO nfldb.backup_manifests(token, taken_at, schema_version, counts)
-                VALUES (\(token), \(takenAt), \(version.map { Int($0) }), \(json)::jsonb)
+                INSERT INTO nfldb.backup_manifests(token, taken_at, schema_version, counts, checksums)
+                VALUES (\(token), \(takenAt), \(version.map { Int($0) }), \(json)::jsonb, \(checksumJSON)::jsonb)
                 """)
-            return Manifest(token: token, takenAt: takenAt, schemaVersion: version, counts: counts)
+            return Manifest(token: token, takenAt: takenAt, schemaVersion: version, counts: counts, checksums: checksums)
         }
     }
 
@@ -107,14 +109,9 @@ public struct BackupRunner {
     /// Writes the manifest beside a posix repo (`<repo1-path>/nfldb-manifests/<label>.json`), so it
     /// survives the loss of the primary. Returns nil when the config names no posix `repo1-path`.
     func writeManifestFile(_ manifest: Manifest, label: String) throws -> String? {
-        let config = try String(contentsOfFile: pgbackrest.configPath, encoding: .utf8)
-        let lines = config.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-        if let type = lines.first(where: { $0.hasPrefix("repo1-type=") }), type != "repo1-type=posix" { return nil }
-        guard let line = lines.first(where: { $0.hasPrefix("repo1-path=") }) else { return nil }
-        let repo = String(line.dropFirst("repo1-path=".count))
-        let directory = (repo as NSString).appendingPathComponent("nfldb-manifests")
+        guard let path = pgbackrest.manifestFilePath(label: label) else { return nil }
+        let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = (directory as NSString).appendingPathComponent("\(label).json")
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -17,6 +17,34 @@ public struct ConfigRenderer: Sendable, Equatable {
     public var processMax = 2
     /// `aes-256-cbc` with the passphrase (read from env/file by the caller), or nil for none.
     public var cipherPass: String?
+    /// An S3 (or S3-compatible) repo instead of a posix path; `repoPath` is then the prefix in the bucket.
+    public var s3: S3Repo?
+
+    /// `repo1-type=s3` settings. Without a key pair pgBackRest uses the instance's IAM role (`repo1-s3-key-type=auto`).
+    public struct S3Repo: Sendable, Equatable {
+        public var bucket: String
+        public var endpoint: String
+        public var region: String
+        /// `host` (virtual-hosted, AWS) or `path` (MinIO and most S3-compatible stores).
+        public var uriStyle = "host"
+        public var key: String?
+        public var keySecret: String?
+        public init(bucket: String, endpoint: String, region: String) {
+            self.bucket = bucket
+            self.endpoint = endpoint
+            self.region = region
+        }
+
+        var lines: String {
+            var out = "repo1-type=s3\nrepo1-s3-bucket=\(bucket)\nrepo1-s3-endpoint=\(endpoint)\nrepo1-s3-region=\(region)\nrepo1-s3-uri-style=\(uriStyle)\n"
+            if let key, let keySecret {
+                out += "repo1-s3-key=\(key)\nrepo1-s3-key-secret=\(keySecret)\n"
+            } else {
+                out += "repo1-s3-key-type=auto\n"
+            }
+            return out
+        }
+    }
 
     public init(stanza: String, configPath: String, repoPath: String, pgPath: String, pgPort: Int, pgSocket: String, pgUser: String) {
         self.stanza = stanza
@@ -34,7 +62,7 @@ public struct ConfigRenderer: Sendable, Equatable {
         # Every command nfldb runs passes --config=<this file> on the command line, and so must archive_command.
         [global]
         repo1-path={{repo_path}}
-        repo1-retention-full={{retention_full}}
+        {{repo_s3}}repo1-retention-full={{retention_full}}
         repo1-retention-diff={{retention_diff}}
         {{cipher}}start-fast=y
         archive-check=y
@@ -61,7 +89,7 @@ public struct ConfigRenderer: Sendable, Equatable {
         let cipher = cipherPass.map { "repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=\($0)\n" } ?? ""
         let values: [String: String] = [
             "repo_path": repoPath, "retention_full": String(retentionFull), "retention_diff": String(retentionDiff),
-            "cipher": cipher, "compress_type": compressType, "process_max": String(processMax), "base": baseDirectory,
+            "cipher": cipher, "repo_s3": s3?.lines ?? "", "compress_type": compressType, "process_max": String(processMax), "base": baseDirectory,
             "stanza": stanza, "pg_path": pgPath, "pg_port": String(pgPort), "pg_socket": pgSocket, "pg_user": pgUser,
         ]
         var text = template

@@ -67,6 +67,22 @@ public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
     public var description: String { String(format: "%03d %@", rawValue, name) }
 }
 
+extension PgBackRest {
+    /// `repo1-path` of a posix repo from the config file; nil for another repo type or an unreadable file.
+    public func posixRepoPath() -> String? {
+        guard let config = try? String(contentsOfFile: configPath, encoding: .utf8) else { return nil }
+        let lines = config.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let type = lines.first(where: { $0.hasPrefix("repo1-type=") }), type != "repo1-type=posix" { return nil }
+        return lines.first(where: { $0.hasPrefix("repo1-path=") }).map { String($0.dropFirst("repo1-path=".count)) }
+    }
+
+    /// Where `backup run` keeps the copy of a backup's manifest beside a posix repo
+    /// (`<repo1-path>/nfldb-manifests/<label>.json`), so verify can work when the primary lost it.
+    public func manifestFilePath(label: String) -> String? {
+        posixRepoPath().map { ($0 as NSString).appendingPathComponent("nfldb-manifests/\(label).json") }
+    }
+}
+
 /// A failed pgBackRest command: its exit code (pgBackRest's error code) and the end of its stderr.
 public struct PgBackRestError: NFLDBError, Sendable {
     public let command: String

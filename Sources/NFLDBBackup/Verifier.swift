@@ -18,6 +18,11 @@ public struct VerifyOptions: Sendable {
     public var receiptPath: String?
     /// How long to wait for the copy to promote.
     public var promoteTimeout: Duration = .seconds(180)
+    /// Keep the scratch dir (copy stopped) and restore into it with `--delta` next time. Only a
+    /// directory this mode created (it holds ``ReusableScratch/markerName``) is ever reused.
+    public var reuseScratch = false
+    /// Parallel connections for `pg_amcheck --jobs` (default: the number of CPUs, at most 8).
+    public var amcheckJobs = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
 
     public init(binaries: PostgresBinaries, set: String? = nil, targetTime: String? = nil, scratchDirectory: String? = nil,
                 port: Int? = nil, receiptPath: String? = nil) {
@@ -34,10 +39,15 @@ public struct VerifyOptions: Sendable {
 /// including SIGTERM.
 public enum ActiveScratch {
     static let current = Mutex<[String: LocalCluster]>([:])
+    /// Roots whose directory is kept (``VerifyOptions/reuseScratch``): the copy is stopped, the files stay.
+    static let kept = Mutex<Set<String>>([])
     /// Held for the whole teardown, so a normal exit waits for a signal handler's teardown.
     static let teardownLock = Mutex<Bool>(false)
 
-    static func register(_ cluster: LocalCluster) { current.withLock { $0[cluster.root] = cluster } }
+    static func register(_ cluster: LocalCluster, keep: Bool = false) {
+        current.withLock { $0[cluster.root] = cluster }
+        if keep { kept.withLock { _ = $0.insert(cluster.root) } }
+    }
 
     /// Stops one copy (immediate) and removes its scratch dir; safe to call twice.
     public static func tearDown(_ root: String) {
@@ -67,6 +77,14 @@ public enum ActiveScratch {
     static func remove(_ cluster: LocalCluster) {
         var logger = Logger(label: "nfldb.backup.teardown")
         logger.logLevel = .critical
+        if kept.withLock({ $0.remove(cluster.root) != nil }) {
+            // Reused scratch: stop the copy, keep the files for the next `--delta` restore.
+            for _ in 0..<10 where cluster.isRunning {
+                try? cluster.stop(mode: "immediate", logger: logger)
+                if cluster.isRunning { Thread.sleep(forTimeInterval: 0.3) }
+            }
+            return
+        }
         // A server that was just starting may write postmaster.pid late: retry stop + remove.
         for _ in 0..<10 {
             if cluster.isRunning { try? cluster.stop(mode: "immediate", logger: logger) }
@@ -234,7 +252,11 @@ public struct Verifier {
         }
 
         // Manifest recorded on the primary for this backup.
-        let manifest = try loadManifest(label: backup.label)
+        let loaded = try loadManifest(label: backup.label)
+        let manifest = loaded?.manifest
+        if let loaded {
+            r.check("manifest", true, "manifest \(loaded.manifest.token) of \(loaded.manifest.counts.count) table(s) from \(loaded.source)")
+        }
 
         // 2. restore into scratch
         let scratch = options.scratchDirectory ?? "/var/tmp/nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())"
@@ -245,8 +267,18 @@ public struct Verifier {
         r.receipt.scratchDirectory = scratch
         r.receipt.scratchPort = port
         let fm = FileManager.default
-        if fm.fileExists(atPath: scratch) {
-            r.check("scratch", false, "scratch directory \(scratch) already exists; verify only restores into a directory it creates")
+        var delta = false
+        if options.reuseScratch, fm.fileExists(atPath: scratch) {
+            switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID) {
+            case .failure(let refusal):
+                r.check("scratch", false, refusal.description)
+                return
+            case .success(let reusable):
+                delta = reusable
+            }
+        } else if fm.fileExists(atPath: scratch) {
+            r.check("scratch", false, "scratch directory \(scratch) already exists; verify only restores into a directory it creates "
+                    + "(remove it, choose another --scratch, or pass --reuse-scratch for a directory an earlier --reuse-scratch run made)")
             return
         }
         do {
@@ -254,11 +286,14 @@ public struct Verifier {
             try copy.giveToOSUser(scratch)
             try copy.giveToOSUser(copy.socketDirectory)
             chmod(scratch, 0o700)
+            if options.reuseScratch { try ReusableScratch.mark(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID) }
         } catch {
             r.check("scratch", false, "cannot create scratch directory \(scratch): \(error.localizedDescription)")
             return
         }
-        ActiveScratch.register(copy)
+        ActiveScratch.register(copy, keep: options.reuseScratch)
+        // A reused dir still holds the last run's server log.
+        try? fm.removeItem(atPath: copy.logFile)
 
         var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",
                               "--archive-mode=off", "--job-retry=0", "--log-level-console=warn"]
@@ -267,13 +302,15 @@ public struct Verifier {
         } else {
             restoreOptions += ["--type=immediate"]
         }
+        if delta { restoreOptions.append("--delta") }
         let restoreStart = ContinuousClock.now
         let restored = try r.timed("restore") { try pgbackrest.run("restore", restoreOptions, logger: logger) }
         guard restored.succeeded else {
             r.check("restore", false, pgbackrest.error(for: restored).diagnostic.oneLine)
             return
         }
-        r.check("restore", true, "restored \(backup.label) into \(copy.dataDirectory)")
+        r.check("restore", true, "restored \(backup.label) into \(copy.dataDirectory)"
+                + (delta ? " (--delta: files already matching the backup's checksums were kept; pgbackrest verify reads every repo file)" : ""))
 
         let settings = """
 
@@ -322,16 +359,25 @@ public struct Verifier {
         r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(port)")
         defer { conn.close() }
 
-        // 3. prove the data
-        try r.timed("data-checks") { try dataChecks(conn, manifest: manifest, targetEpoch: targetEpoch, r) }
-        let amcheck = try r.timed("pg_amcheck") {
-            try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_amcheck"), [
-                "-h", copy.socketDirectory, "-p", String(port), "-U", superuser, "--all", "--install-missing", "--heapallindexed",
-            ], timeout: .seconds(3600))
+        // 3. prove the data: pg_amcheck (its own connections, --jobs) runs while the data checks use `conn`.
+        let amcheckArguments = ["-h", copy.socketDirectory, "-p", String(port), "-U", superuser, "--all", "--install-missing",
+                                "--heapallindexed", "--jobs=\(max(1, options.amcheckJobs))"]
+        let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck")] in
+            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, timeout: .seconds(3600))
         }
-        r.check("pg_amcheck", amcheck.succeeded && amcheck.standardOutput.isEmpty,
-                amcheck.succeeded && amcheck.standardOutput.isEmpty ? "pg_amcheck --all --heapallindexed clean"
-                    : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
+        do {
+            try r.timed("data-checks") { try dataChecks(conn, manifest: manifest, targetEpoch: targetEpoch, r) }
+        } catch {
+            _ = amcheckJob.wait()
+            throw error
+        }
+        let (amcheckOutcome, amcheckSeconds) = amcheckJob.wait()
+        r.receipt.steps["pg_amcheck"] = (amcheckSeconds * 1000).rounded() / 1000
+        let amcheck = try amcheckOutcome.get()
+        let amcheckClean = amcheck.succeeded && amcheck.standardOutput.isEmpty
+        r.check("pg_amcheck", amcheckClean, amcheckClean
+                ? "pg_amcheck --all --heapallindexed --jobs=\(max(1, options.amcheckJobs)) clean"
+                : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
         conn.close()
         try r.timed("stop") { try copy.stop(mode: "fast", logger: logger) }
         let checksums = try r.timed("pg_checksums") {
@@ -342,17 +388,31 @@ public struct Verifier {
         scanLog(copy, r)
     }
 
-    /// The canary/manifest written before this backup (from `nfldb.backup_runs` on the primary).
-    func loadManifest(label: String) throws -> Manifest? {
-        guard try primary.query("SELECT to_regclass('nfldb.backup_runs') IS NOT NULL").scalar(Bool.self) else { return nil }
-        let rows = try primary.query("""
-            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts
-            FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
-            WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
-            """).rows
-        guard let row = rows.first else { return nil }
-        let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
-        return Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"), counts: counts)
+    /// The canary/manifest written before this backup: from `nfldb.backup_runs` on the primary, else
+    /// from the copy `backup run` left beside a posix repo (the primary may have lost it).
+    func loadManifest(label: String) throws -> (manifest: Manifest, source: String)? {
+        if try primary.query("SELECT to_regclass('nfldb.backup_runs') IS NOT NULL").scalar(Bool.self) {
+            try BackupCatalog.install(primary)  // older catalogs lack backup_manifests.checksums
+            let rows = try primary.query("""
+                SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums
+                FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
+                WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
+                """).rows
+            if let row = rows.first {
+                let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
+                let checksums = try row["checksums"].map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+                return (Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"),
+                                 counts: counts, checksums: checksums), "nfldb.backup_manifests on the primary")
+            }
+        }
+        guard let path = pgbackrest.manifestFilePath(label: label), let data = FileManager.default.contents(atPath: path) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return (try decoder.decode(Manifest.self, from: data), path)
+        } catch {
+            throw BackupError("the manifest copy \(path) is not readable JSON: \(error)", hint: "Take a new backup with `nfldb backup run`.")
+        }
     }
 
     func waitPromoted(_ dsn: String, copy: LocalCluster) throws -> PostgresConnection {
@@ -369,14 +429,17 @@ public struct Verifier {
                 }
                 conn.close()
             }
-            Thread.sleep(forTimeInterval: 0.1)
+            Thread.sleep(forTimeInterval: 0.05)
         }
         throw BackupError("the restored copy was not promoted within \(options.promoteTimeout) (\(last))", detail: logTail(copy, 6))
     }
 
     func dataChecks(_ conn: PostgresConnection, manifest: Manifest?, targetEpoch: Double?, _ r: Recorder) throws {
         guard let manifest else {
-            r.check("manifest", false, "no manifest on the primary for backup \(r.receipt.label ?? "?") (was it taken with `nfldb backup run`?)")
+            let label = r.receipt.label ?? "?"
+            r.check("manifest", false, "no manifest for backup \(label) in nfldb.backup_manifests on the primary"
+                    + (pgbackrest.manifestFilePath(label: label).map { " or at \($0)" } ?? "")
+                    + " (was it taken with `nfldb backup run`?); the canary, row counts and schema version cannot be checked")
             return
         }
         let hasCanaries = try conn.query("SELECT to_regclass('nfldb.backup_canaries') IS NOT NULL").scalar(Bool.self)
@@ -402,18 +465,27 @@ public struct Verifier {
         } else {
             let names = manifest.counts.keys.sorted()
             var actual: [String: Int64] = [:]
+            var sums: [String: String] = [:]
+            let expectedSums = manifest.checksums ?? [:]
             try conn.withTransaction(isolation: .repeatableRead, readOnly: true) {
                 for name in names {
                     let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
                     let exists = try conn.query("SELECT to_regclass(\(PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1]))) IS NOT NULL").scalar(Bool.self)
                     if exists { actual[name] = try conn.query("SELECT count(*) FROM \(qualified: parts[0], parts[1])").scalar(Int64.self) }
                 }
+                sums = try ManagedTables(schemas: [], reference: expectedSums.keys.sorted()).checksums(conn)
             }
             let differing = names.filter { actual[$0] != manifest.counts[$0] }
             r.check("row-counts", differing.isEmpty, differing.isEmpty
                 ? "\(names.count) table(s) match the manifest \(manifest.token)"
                 : "row counts differ from the manifest in \(differing.count) table(s): "
                     + differing.map { "\($0) expected \(manifest.counts[$0] ?? 0) got \(actual[$0].map(String.init) ?? "missing table")" }.joined(separator: ", "))
+            if !expectedSums.isEmpty {
+                let wrong = expectedSums.keys.sorted().filter { sums[$0] != expectedSums[$0] }
+                r.check("reference-checksums", wrong.isEmpty, wrong.isEmpty
+                    ? "content of \(expectedSums.keys.sorted().joined(separator: ", ")) matches the manifest"
+                    : "content differs from the manifest in \(wrong.map { "\($0) (expected \(expectedSums[$0] ?? "?"), got \(sums[$0] ?? "missing table"))" }.joined(separator: ", "))")
+            }
         }
         let version = try ManagedTables.schemaVersion(conn)
         r.check("schema-version", version == manifest.schemaVersion,

@@ -74,6 +74,21 @@ extension ConfigKey {
         "backup.tables", .stringList, help: "schema.table names counted in the backup manifest besides every table in schema nfl")
     public static let backupScratchDir = ConfigKey(
         "backup.scratch_dir", .path, help: "where `backup verify` restores (default /var/tmp/nfldb-verify-<random>; removed afterwards)")
+    public static let backupReuseScratch = ConfigKey(
+        "backup.verify.reuse_scratch", .boolean, default: "false",
+        help: "keep the verify copy in <scratch_dir>/nfldb-verify-<stanza> and restore into it with --delta next time")
+    public static let backupAmcheckJobs = ConfigKey(
+        "backup.verify.amcheck_jobs", .integer, help: "pg_amcheck --jobs for backup verify (default: CPUs, at most 8)")
+    public static let backupRepoType = ConfigKey("backup.repo_type", .choice(["posix", "s3"]), default: "posix", help: "pgBackRest repo1-type")
+    public static let backupS3Bucket = ConfigKey("backup.s3.bucket", .string, help: "repo1-s3-bucket (repo_type s3)")
+    public static let backupS3Endpoint = ConfigKey("backup.s3.endpoint", .string, help: "repo1-s3-endpoint, e.g. s3.us-east-1.amazonaws.com")
+    public static let backupS3Region = ConfigKey("backup.s3.region", .string, help: "repo1-s3-region")
+    public static let backupS3URIStyle = ConfigKey("backup.s3.uri_style", .choice(["host", "path"]), default: "host", help: "repo1-s3-uri-style (path for MinIO)")
+    public static let backupS3KeyEnv = ConfigKey(
+        "backup.s3.key_env", .string, help: "environment variables holding the S3 key and secret, as KEY_VAR,SECRET_VAR (unset: IAM role)")
+    public static let backupReferenceTables = ConfigKey(
+        "backup.reference_tables", .stringList, default: "nfl.teams,nfl.stadiums",
+        help: "schema.table names whose full content is checksummed in the manifest and compared by backup verify")
     public static let postgresBinDir = ConfigKey("postgres.bin_dir", .path, help: "directory with initdb/pg_ctl (default: PATH, then /usr/lib/postgresql/<newest>/bin)")
     public static let postgresOSUser = ConfigKey(
         "postgres.os_user", .string, default: "postgres",
@@ -137,7 +152,8 @@ extension ConfigKey {
     public static let all: [ConfigKey] = [
         .dsn, .passwordFile, .passwordEnv, .connectTimeout, .logFormat, .logLevel,
         .migrationsDir, .migrationsLockTimeout, .migrationsLockWait, .migrationsStatementTimeout, .migrationsRetries,
-        .rolesSpec, .auditTables, .backupStanza, .backupConfig, .backupRepoPath, .backupTables, .backupScratchDir,
+        .rolesSpec, .auditTables, .backupStanza, .backupConfig, .backupRepoPath, .backupTables, .backupScratchDir, .backupReuseScratch, .backupAmcheckJobs, .backupReferenceTables,
+        .backupRepoType, .backupS3Bucket, .backupS3Endpoint, .backupS3Region, .backupS3URIStyle, .backupS3KeyEnv,
         .postgresBinDir, .postgresOSUser, .sandboxDir,
         .healthWarning, .healthCritical, .healthEnabled,
         .healthConsecutive, .healthCheckStatementTimeout, .healthStatementTimeout, .healthLockTimeout, .healthTargetName,

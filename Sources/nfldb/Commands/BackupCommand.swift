@@ -36,7 +36,8 @@ struct BackupCommand: ParsableCommand {
     }
 
     static func tables(_ context: CommandContext) -> ManagedTables {
-        ManagedTables(schemas: ["nfl"], tables: context.configuration.list(.backupTables))
+        ManagedTables(schemas: ["nfl"], tables: context.configuration.list(.backupTables),
+                      reference: context.configuration.list(.backupReferenceTables))
     }
 
     static func json<T: Encodable>(_ value: T) throws -> String {
@@ -66,9 +67,52 @@ extension BackupCommand {
         var cipherPassEnv: String?
         @Option(name: .customLong("cipher-pass-file"), help: ArgumentHelp("Encrypt the repo with the passphrase in this file's first line.", valueName: "path"))
         var cipherPassFile: String?
+        @Option(name: .customLong("repo-type"), help: "posix or s3 (default backup.repo_type, posix); with s3, --repo-path is the prefix in the bucket.")
+        var repoType: String?
+        @Option(name: .customLong("s3-bucket"), help: "repo1-s3-bucket (default backup.s3.bucket).") var s3Bucket: String?
+        @Option(name: .customLong("s3-endpoint"), help: "repo1-s3-endpoint (default backup.s3.endpoint).") var s3Endpoint: String?
+        @Option(name: .customLong("s3-region"), help: "repo1-s3-region (default backup.s3.region).") var s3Region: String?
+        @Option(name: .customLong("s3-uri-style"), help: "host or path (default backup.s3.uri_style, host).") var s3URIStyle: String?
+        @Option(name: .customLong("s3-key-env"), help: ArgumentHelp(
+            "Environment variables holding the S3 access key and secret (default backup.s3.key_env; unset: the instance's IAM role).",
+            valueName: "KEY_VAR,SECRET_VAR"))
+        var s3KeyEnv: String?
         @Option(help: "Template file (default pgbackrest/pgbackrest.conf.template when present, else the built-in copy).") var template: String?
         @Flag(help: "Write the rendered file to backup.config (owned by postgres.os_user).") var write = false
         @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
+
+        /// The S3 repo settings from flags and config, or nil for a posix repo.
+        func s3Repo(_ configuration: Configuration) throws -> ConfigRenderer.S3Repo? {
+            let type = repoType ?? configuration.string(.backupRepoType) ?? "posix"
+            guard type == "s3" else {
+                guard type == "posix" else { throw OperatorError("--repo-type must be posix or s3 (got '\(type)')", exitStatus: .usage) }
+                return nil
+            }
+            func required(_ flag: String?, _ key: ConfigKey, _ name: String) throws -> String {
+                guard let value = flag ?? configuration.string(key), !value.isEmpty else {
+                    throw OperatorError("an s3 repo needs \(name): pass --\(name) or set \(key.name)", exitStatus: .usage)
+                }
+                return value
+            }
+            var repo = ConfigRenderer.S3Repo(bucket: try required(s3Bucket, .backupS3Bucket, "s3-bucket"),
+                                             endpoint: try required(s3Endpoint, .backupS3Endpoint, "s3-endpoint"),
+                                             region: try required(s3Region, .backupS3Region, "s3-region"))
+            repo.uriStyle = s3URIStyle ?? configuration.string(.backupS3URIStyle) ?? "host"
+            guard ["host", "path"].contains(repo.uriStyle) else {
+                throw OperatorError("--s3-uri-style must be host or path (got '\(repo.uriStyle)')", exitStatus: .usage)
+            }
+            if let names = s3KeyEnv ?? configuration.string(.backupS3KeyEnv) {
+                let parts = names.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                let environment = ProcessInfo.processInfo.environment
+                guard parts.count == 2, let key = environment[parts[0]], !key.isEmpty, let secret = environment[parts[1]], !secret.isEmpty else {
+                    throw OperatorError("--s3-key-env \(names): expected KEY_VAR,SECRET_VAR naming two set environment variables",
+                                        hint: "Export both variables, or drop --s3-key-env to use the instance's IAM role.", exitStatus: .usage)
+                }
+                repo.key = key
+                repo.keySecret = secret
+            }
+            return repo
+        }
 
         func run() throws {
             let context = try global.makeContext(command: "backup config")
@@ -96,6 +140,8 @@ extension BackupCommand {
                 renderer.cipherPass = text.split(separator: "\n").first.map(String.init)
             }
             if let pass = renderer.cipherPass { SecretRedactor.shared.register(pass) }
+            renderer.s3 = try s3Repo(context.configuration)
+            if let secret = renderer.s3?.keySecret { SecretRedactor.shared.register(secret) }
             if check {
                 let differences = try renderer.differences(db)
                 for (name, value) in renderer.requiredSettings {
@@ -217,7 +263,11 @@ extension BackupCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Backup label to verify (default: the latest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Point-in-time restore to this timestamptz instead.") var targetTime: String?
-        @Option(help: "Scratch directory (must not exist; default backup.scratch_dir or /var/tmp/nfldb-verify-<random>).") var scratch: String?
+        @Option(help: "Scratch directory (must not exist unless --reuse-scratch; default backup.scratch_dir or /var/tmp, in nfldb-verify-<random>).") var scratch: String?
+        @Flag(name: .customLong("reuse-scratch"), inversion: .prefixedNo,
+              help: "Keep the stopped copy and restore into it with --delta next time (default backup.verify.reuse_scratch; dir nfldb-verify-<stanza>).")
+        var reuseScratch: Bool?
+        @Option(name: .customLong("amcheck-jobs"), help: "pg_amcheck --jobs (default backup.verify.amcheck_jobs, else the CPU count, at most 8).") var amcheckJobs: Int?
         @Option(help: "Port for the restored copy (default: a free one).") var port: Int?
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
@@ -230,8 +280,15 @@ extension BackupCommand {
             defer { db.close() }
             ActiveScratch.installSignalHandlers()
             var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port, receiptPath: receipt)
-            options.scratchDirectory = scratch ?? context.configuration.string(.backupScratchDir).map {
-                ($0 as NSString).appendingPathComponent("nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
+            options.reuseScratch = reuseScratch ?? ["true", "yes", "on"].contains(context.configuration.string(.backupReuseScratch)?.lowercased() ?? "false")
+            if let jobs = try amcheckJobs ?? context.configuration.integer(.backupAmcheckJobs) {
+                guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
+                options.amcheckJobs = jobs
+            }
+            let base = context.configuration.string(.backupScratchDir) ?? (options.reuseScratch ? "/var/tmp" : nil)
+            options.scratchDirectory = scratch ?? base.map {
+                ($0 as NSString).appendingPathComponent(options.reuseScratch
+                    ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
             }
             let result = try Verifier(pgbackrest: pg, primary: db, options: options, logger: context.logger).run()
             context.output(format == .json ? result.encoded() : result.renderText())

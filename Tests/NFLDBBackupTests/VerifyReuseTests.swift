@@ -1,0 +1,132 @@
+import Foundation
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBSandbox
+import NFLDBTestSupport
+import Testing
+
+/// `--reuse-scratch` (a kept copy restored with `--delta`), reference-table checksums, and the
+/// manifest copy beside the repo.
+@Suite("backup verify: reused scratch, reference checksums, manifest beside the repo", .serialized)
+struct VerifyReuseTests {
+    func verify(_ f: BackupFixture, scratch: String, reuse: Bool = true) throws -> VerificationReceipt {
+        let db = try f.connect()
+        defer { db.close() }
+        var options = VerifyOptions(binaries: f.binaries, scratchDirectory: scratch)
+        options.reuseScratch = reuse
+        options.promoteTimeout = .seconds(60)
+        return try Verifier(pgbackrest: f.pgbackrest, primary: db, options: options, logger: f.logger).run()
+    }
+
+    func check(_ receipt: VerificationReceipt, _ name: String) -> VerificationCheck? {
+        receipt.checks.first { $0.name == name }
+    }
+
+    @Test("--reuse-scratch: the first run keeps a stopped copy, the next restores into it with --delta and sees the new rows")
+    func reuseWithDelta() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let scratch = (f.root as NSString).appendingPathComponent("kept-copy")
+
+        let first = try verify(f, scratch: scratch)
+        #expect(first.passed, "\(first.renderText())")
+        #expect(check(first, "restore")?.evidence.contains("--delta") == false)
+        let fm = FileManager.default
+        #expect(fm.fileExists(atPath: "\(scratch)/\(ReusableScratch.markerName)"))
+        #expect(fm.fileExists(atPath: "\(scratch)/data/PG_VERSION"))
+        #expect(!fm.fileExists(atPath: "\(scratch)/data/postmaster.pid"), "the kept copy must be stopped")
+
+        try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 3, 3 FROM generate_series(1, 250)")
+        let incr = try f.backup("incr")
+        #expect(incr.counts["nfl.plays"] == 5250)
+        let second = try verify(f, scratch: scratch)
+        #expect(second.passed, "\(second.renderText())")
+        #expect(second.label == incr.label)
+        #expect(check(second, "restore")?.evidence.contains("--delta") == true)
+        #expect(check(second, "row-counts")?.passed == true)
+        #expect(!fm.fileExists(atPath: "\(scratch)/data/postmaster.pid"))
+    }
+
+    @Test("--reuse-scratch refuses a directory it did not make and leaves its files alone")
+    func refusesUnmarkedDirectory() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let scratch = (f.root as NSString).appendingPathComponent("someone-elses")
+        try FileManager.default.createDirectory(atPath: "\(scratch)/data", withIntermediateDirectories: true)
+        try "keep me".write(toFile: "\(scratch)/data/precious", atomically: true, encoding: .utf8)
+
+        let receipt = try verify(f, scratch: scratch)
+        #expect(!receipt.passed)
+        let refusal = try #require(receipt.checks.first { $0.name == "scratch" && !$0.passed }, "\(receipt.renderText())")
+        #expect(refusal.evidence.contains(scratch))
+        #expect(refusal.evidence.contains(ReusableScratch.markerName))
+        #expect(try String(contentsOfFile: "\(scratch)/data/precious", encoding: .utf8) == "keep me")
+        #expect(!receipt.checks.contains { $0.name == "restore" })
+
+        // Without --reuse-scratch an existing directory is refused too, and kept.
+        let plain = try verify(f, scratch: scratch, reuse: false)
+        #expect(plain.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("already exists") })
+        #expect(FileManager.default.fileExists(atPath: "\(scratch)/data/precious"))
+    }
+
+    @Test("reference-table checksums: a content change the row counts cannot see is named")
+    func referenceChecksums() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let db = try f.connect()
+        defer { db.close() }
+        let tables = ManagedTables(reference: ["nfl.games", "nfl.no_such_table"])
+        let report = try BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: tables, logger: f.logger).run(type: "full")
+        let stored = try db.query("SELECT checksums::text FROM nfldb.backup_manifests WHERE token = \(report.token)").scalar(String.self)
+        #expect(stored.contains("nfl.games"))
+        #expect(stored.contains("200 rows md5 "))
+        #expect(!stored.contains("no_such_table"))
+        let good = try f.verify()
+        #expect(good.passed, "\(good.renderText())")
+        #expect(check(good, "reference-checksums")?.evidence.contains("nfl.games") == true)
+
+        // The manifest is taken, then a row changes (same count), then the backup runs.
+        let manifest = try BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: tables, logger: f.logger)
+            .writeManifest(note: "then a season changes")
+        try db.execute("UPDATE nfl.games SET season = season + 1 WHERE id = 7")
+        try f.pgbackrest.runChecked("backup", ["--type=full"])
+        let label = try #require(try f.pgbackrest.info().first?.backup.last?.label)
+        try db.execute("""
+            INSERT INTO nfldb.backup_runs(started_at, finished_at, status, stanza, backup_type, label, token)
+            VALUES (now(), now(), 'ok', 'nfldb', 'full', \(label), \(manifest.token))
+            """)
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        #expect(check(receipt, "row-counts")?.passed == true)
+        let mismatch = try #require(receipt.checks.first { $0.name == "reference-checksums" && !$0.passed }, "\(receipt.renderText())")
+        #expect(mismatch.evidence.contains("nfl.games"))
+        #expect(mismatch.evidence.contains("200 rows md5"))
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("the primary lost its manifest rows: verify uses the copy beside the repo")
+    func manifestBesideRepo() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let full = try f.backup("full")
+        let file = try #require(full.manifestFile)
+        try f.sql("DELETE FROM nfldb.backup_runs")
+        let receipt = try f.verify()
+        #expect(receipt.passed, "\(receipt.renderText())")
+        #expect(check(receipt, "manifest")?.evidence.contains(file) == true)
+        #expect(check(receipt, "row-counts")?.evidence.contains(full.token) == true)
+
+        // Neither in the database nor beside the repo: the manifest check fails and says so.
+        try FileManager.default.removeItem(atPath: file)
+        let missing = try f.verify()
+        #expect(missing.checks.contains { $0.name == "manifest" && !$0.passed && $0.evidence.contains("no manifest") })
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+}
