@@ -321,6 +321,12 @@ public struct Verifier {
             archive_mode = off
             archive_command = ''
             log_min_messages = warning
+            # The copy is thrown away after the checks: no durability work, no background vacuum.
+            # (Without full_page_writes a hint bit set by pg_amcheck logs a small record, not an 8 kB image.)
+            fsync = off
+            synchronous_commit = off
+            full_page_writes = off
+            autovacuum = off
 
             """
         let autoConf = (copy.dataDirectory as NSString).appendingPathComponent("postgresql.auto.conf")
