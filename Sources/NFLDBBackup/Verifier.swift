@@ -18,6 +18,10 @@ public struct VerifyOptions: Sendable {
     public var receiptPath: String?
     /// How long to wait for the copy to promote.
     public var promoteTimeout: Duration = .seconds(180)
+    /// Skip the free-space pre-flight on the scratch filesystem (``ScratchSpace``). For tests that
+    /// need the restore itself to hit ENOSPC, and for filesystems whose free space `statvfs`
+    /// misreports (some network and FUSE filesystems).
+    public var skipSpaceCheck: Bool = false
 
     public init(binaries: PostgresBinaries, set: String? = nil, targetTime: String? = nil, scratchDirectory: String? = nil,
                 port: Int? = nil, receiptPath: String? = nil) {
@@ -259,6 +263,14 @@ public struct Verifier {
             return
         }
         ActiveScratch.register(copy)
+        if !options.skipSpaceCheck {  // room for the restored files plus the margin ScratchSpace.needed documents
+            let needed = ScratchSpace.needed(restoredSize: backup.info?.size)
+            if let problem = ScratchSpace.check(scratch, needs: needed) {
+                r.check("scratch-space", false, problem)
+                return
+            }
+            r.check("scratch-space", true, ScratchSpace.summary(scratch, needs: needed, restoredSize: backup.info?.size))
+        }
 
         var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",
                               "--archive-mode=off", "--job-retry=0", "--log-level-console=warn"]
