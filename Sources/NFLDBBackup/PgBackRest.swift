@@ -42,8 +42,8 @@ public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
         case 55: "file-missing"
         case 56: "db-connect"
         case 57: "db-query"
-        case 64: "file-write"
         case 58: "db-mismatch"
+        case 64: "file-write"
         case 73: "path-missing"
         case 75: "stanza-missing"
         case 82: "archive-timeout"
@@ -104,8 +104,8 @@ public struct PgBackRestError: NFLDBError, Sendable {
     }
 
     /// Out of space: pgBackRest printed ENOSPC (`[28] No space left on device`), or the filesystem
-    /// was found full after a 064. pgBackRest 2.45 reports a short write, the usual way a full
-    /// filesystem shows up, as a bare `[064]: … unable to write '<file>'` without the errno.
+    /// was found full after a 064: restoring into a full tmpfs, pgBackRest 2.45 printed only
+    /// `[064]: … unable to write '<file>'`, without the errno.
     public var noSpaceLeft: Bool { filesystemFull != nil || stderrTail.contains("No space left on device") }
 
     public var diagnostic: Diagnostic {
@@ -182,7 +182,7 @@ public struct PgBackRest: Sendable {
         let text = result.process.standardError.isEmpty ? result.process.standardOutput : result.process.standardError
         let tail = text.split(separator: "\n").suffix(8).joined(separator: "\n")
         var error = PgBackRestError(command: result.command, code: result.code, stanza: stanza, stderrTail: tail)
-        // A 064 without an errno is usually a short write on a full filesystem: look while the
+        // A 064 without an errno can be a short write on a full filesystem: look while the
         // failed command's files are still there (call this before cleaning up).
         if error.code == .fileWrite, let path = error.unwritablePath {
             error.filesystemFull = ScratchSpace.fullFilesystem(holding: path)
