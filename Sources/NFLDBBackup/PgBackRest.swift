@@ -22,6 +22,7 @@ public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
     public static let archiveTimeout = PgBackRestErrorCode(82)
     public static let archiveDisabled = PgBackRestErrorCode(87)
     public static let fileOpen = PgBackRestErrorCode(41)
+    public static let fileWrite = PgBackRestErrorCode(64)
 
     /// A short name for the code, as in `error.yaml`.
     public var name: String {
@@ -42,6 +43,7 @@ public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
         case 56: "db-connect"
         case 57: "db-query"
         case 58: "db-mismatch"
+        case 64: "file-write"
         case 73: "path-missing"
         case 75: "stanza-missing"
         case 82: "archive-timeout"
@@ -90,12 +92,16 @@ public struct PgBackRestError: NFLDBError, Sendable {
     public let stanza: String
     /// The last stderr lines (`ERROR: [NNN]: …`, `HINT: …`).
     public let stderrTail: String
+    /// Set when the filesystem of the file pgBackRest could not write was found full right after
+    /// the failure (see ``PgBackRest/error(for:)``): where, and how much is free.
+    public var filesystemFull: String?
 
-    public init(command: String, code: PgBackRestErrorCode, stanza: String, stderrTail: String) {
+    public init(command: String, code: PgBackRestErrorCode, stanza: String, stderrTail: String, filesystemFull: String? = nil) {
         self.command = command
         self.code = code
         self.stanza = stanza
         self.stderrTail = stderrTail
+        self.filesystemFull = filesystemFull
     }
 
     /// The first `ERROR: [NNN]:` line's message, if any.
@@ -106,10 +112,29 @@ public struct PgBackRestError: NFLDBError, Sendable {
         }
     }
 
+    /// The file in `unable to write '<path>'` (064 file-write), if that is the error.
+    public var unwritablePath: String? {
+        guard let message = errorMessage, let start = message.range(of: "unable to write '") else { return nil }
+        let rest = message[start.upperBound...]
+        return rest.firstIndex(of: "'").map { String(rest[..<$0]) }
+    }
+
+    /// Out of space: pgBackRest printed ENOSPC (`[28] No space left on device`), or the filesystem
+    /// was found full after a 064: restoring into a full tmpfs, pgBackRest 2.45 printed only
+    /// `[064]: … unable to write '<file>'`, without the errno.
+    public var noSpaceLeft: Bool { filesystemFull != nil || stderrTail.contains("No space left on device") }
+
     public var diagnostic: Diagnostic {
         var summary = "pgbackrest \(command) failed for stanza \(stanza) with error [\(code)]"
         if let errorMessage { summary += ": \(errorMessage)" }
-        return Diagnostic(summary, detail: stderrTail.isEmpty ? nil : stderrTail, hint: code.hint)
+        if let filesystemFull, !summary.contains("No space left on device") {
+            summary += " (No space left on device: \(filesystemFull))"
+        }
+        let hint = noSpaceLeft
+            ? "The filesystem pgBackRest writes to is full: free space there"
+                + (command == "restore" ? ", or restore into a larger filesystem (for `nfldb backup verify`, point backup.scratch_dir or --scratch at one)." : ".")
+            : code.hint
+        return Diagnostic(summary, detail: stderrTail.isEmpty ? nil : stderrTail, hint: hint)
     }
 }
 
@@ -172,7 +197,13 @@ public struct PgBackRest: Sendable {
     public func error(for result: PgBackRestResult) -> PgBackRestError {
         let text = result.process.standardError.isEmpty ? result.process.standardOutput : result.process.standardError
         let tail = text.split(separator: "\n").suffix(8).joined(separator: "\n")
-        return PgBackRestError(command: result.command, code: result.code, stanza: stanza, stderrTail: tail)
+        var error = PgBackRestError(command: result.command, code: result.code, stanza: stanza, stderrTail: tail)
+        // A 064 without an errno can be a short write on a full filesystem: look while the
+        // failed command's files are still there (call this before cleaning up).
+        if error.code == .fileWrite, let path = error.unwritablePath {
+            error.filesystemFull = ScratchSpace.fullFilesystem(holding: path)
+        }
+        return error
     }
 
     /// `info --output=json`, decoded, with every stanza's `status.code` checked.

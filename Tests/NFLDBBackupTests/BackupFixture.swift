@@ -86,10 +86,12 @@ final class BackupFixture {
         return try BackupRunner(pgbackrest: pgbackrest, connection: db, tables: ManagedTables(), logger: logger).run(type: type)
     }
 
-    func verify(set: String? = nil, targetTime: String? = nil, port: Int? = nil, pg: PgBackRest? = nil, scratch: String? = nil) throws -> VerificationReceipt {
+    func verify(set: String? = nil, targetTime: String? = nil, port: Int? = nil, pg: PgBackRest? = nil, scratch: String? = nil,
+                skipSpaceCheck: Bool = false) throws -> VerificationReceipt {
         let db = try connect()
         defer { db.close() }
         var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port)
+        options.skipSpaceCheck = skipSpaceCheck
         options.scratchDirectory = scratch ?? (root as NSString).appendingPathComponent("scratch-\(UUID().uuidString.prefix(6))")
         options.promoteTimeout = .seconds(60)
         return try Verifier(pgbackrest: pg ?? pgbackrest, primary: db, options: options, logger: logger).run()
@@ -98,6 +100,17 @@ final class BackupFixture {
     /// Nothing may be left: scratch dirs of verify are gone, the cluster is stopped.
     func scratchLeftovers() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).filter { $0.hasPrefix("scratch-") }
+    }
+
+    /// Processes whose command line mentions `path` (from /proc/*/cmdline), as "pid: cmdline".
+    static func processes(mentioning path: String) -> [String] {
+        let fm = FileManager.default
+        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> String? in
+            guard let pid = Int32(entry), pid != getpid(),
+                  let raw = fm.contents(atPath: "/proc/\(entry)/cmdline"), !raw.isEmpty else { return nil }
+            let line = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            return line.contains(path) ? "\(pid): \(line)" : nil
+        }
     }
 
     func close() {

@@ -38,6 +38,39 @@ struct PgBackRestUnitTests {
         #expect(PgBackRestErrorCode(56).name == "db-connect")
     }
 
+    @Test("ENOSPC: the errno line or a full filesystem after a 064 gives the larger-filesystem hint")
+    func noSpaceMapping() {
+        let withErrno = PgBackRestError(
+            command: "restore", code: .fileWrite, stanza: "nfldb",
+            stderrTail: "ERROR: [064]: raised from local-1 protocol: unable to write '/s/data/base/1/2619': [28] No space left on device")
+        #expect(withErrno.code.name == "file-write")
+        #expect(withErrno.unwritablePath == "/s/data/base/1/2619")
+        #expect(withErrno.noSpaceLeft)
+        #expect(withErrno.description.contains("[28] No space left on device"))
+        #expect(withErrno.description.contains("HINT: The filesystem pgBackRest writes to is full"))
+        #expect(withErrno.description.contains("point backup.scratch_dir or --scratch at one"))
+
+        // 2.45's short write: no errno in the message; the caller found the filesystem full.
+        var bare = PgBackRestError(
+            command: "restore", code: .fileWrite, stanza: "nfldb",
+            stderrTail: "ERROR: [064]: raised from local-1 protocol: unable to write '/s/data/base/1/2619'")
+        #expect(!bare.noSpaceLeft)
+        #expect(bare.diagnostic.hint == nil)
+        bare.filesystemFull = "the filesystem holding /s/data/base/1 has 0 B free"
+        #expect(bare.diagnostic.summary.hasSuffix("(No space left on device: the filesystem holding /s/data/base/1 has 0 B free)"))
+        #expect(bare.diagnostic.hint?.contains("backup.scratch_dir") == true)
+        // Not a restore: no scratch advice.
+        let push = PgBackRestError(command: "archive-push", code: .fileWrite, stanza: "nfldb", stderrTail: "ERROR: [064]: unable to write '/r/x': [28] No space left on device")
+        #expect(push.diagnostic.hint == "The filesystem pgBackRest writes to is full: free space there.")
+        // A filesystem with room is not reported full.
+        #expect(ScratchSpace.fullFilesystem(holding: "/tmp/no-such-dir-\(UUID().uuidString)/file") == nil)
+        #expect(ScratchSpace.human(8 * 1024 * 1024) == "8.0 MiB")
+        #expect(ScratchSpace.human(512) == "512 B")
+        #expect(ScratchSpace.needed(restoredSize: 100 * 1024 * 1024) == 110 * 1024 * 1024 + 64 * 1024 * 1024)
+        #expect(ScratchSpace.check("/tmp", needs: 1) == nil)
+        #expect(ScratchSpace.check("/tmp", needs: Int64.max)?.contains("not enough free space for the restore in /tmp") == true)
+    }
+
     static let infoJSON = """
         [{"archive":[{"database":{"id":1,"repo-key":1},"id":"15-1","max":"000000010000000000000007","min":"000000010000000000000001"}],
           "backup":[{"annotation":null,"archive":{"start":"000000010000000000000003","stop":"000000010000000000000003"},

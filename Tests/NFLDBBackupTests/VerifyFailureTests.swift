@@ -203,6 +203,101 @@ struct VerifyFailureTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 
+    @Test("a real restored copy, promoted to timeline 2, archived into the stanza: the timeline guard names it")
+    func timelineGuardRealCopy() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let fm = FileManager.default
+        let copy = LocalCluster(root: (f.root as NSString).appendingPathComponent("leaky-copy"), port: try LocalCluster.freePort(),
+                                binaries: f.binaries, osUser: f.pgbackrest.osUser)
+        defer {
+            try? copy.stop(mode: "immediate", logger: f.logger)
+            try? fm.removeItem(atPath: copy.root)
+        }
+        try fm.createDirectory(atPath: copy.socketDirectory, withIntermediateDirectories: true)
+        try copy.giveToOSUser(copy.root)
+        try copy.giveToOSUser(copy.socketDirectory)
+
+        // A restore without --archive-mode=off: the copy keeps archive_mode=on. With the fixture's
+        // archive_command as restored, archive-push refuses ([032] working directory is not
+        // pg1-path), so the copy gets the same command with pg1-path pointing at itself, as a
+        // verify host whose own config names its scratch dir would: same config, repo and stanza.
+        try f.pgbackrest.runChecked("restore", [
+            "--pg1-path=\(copy.dataDirectory)", "--type=immediate", "--target-action=promote", "--job-retry=0", "--log-level-console=warn",
+        ], timeout: .seconds(300))
+        let conf = (copy.dataDirectory as NSString).appendingPathComponent("postgresql.auto.conf")
+        let handle = try #require(FileHandle(forWritingAtPath: conf))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("""
+
+            port = \(copy.port)
+            unix_socket_directories = '\(copy.socketDirectory)'
+            \(Self.copyArchiveCommand(f, copy))
+            """.utf8))
+        try handle.close()
+        try copy.start(logger: f.logger)
+
+        let dsn = "host=\(copy.socketDirectory) port=\(copy.port) user=postgres dbname=nfl connect_timeout=5"
+        let deadline = ContinuousClock.now + .seconds(90)
+        var promoted: PostgresConnection?
+        var state = "not reachable"
+        while promoted == nil && ContinuousClock.now < deadline {
+            if let conn = try? PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: f.logger) {
+                if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self), !recovering,
+                   let wal = try? conn.query("SELECT pg_walfile_name(pg_current_wal_lsn())").scalar(String.self) {
+                    if wal.hasPrefix("00000002") { promoted = conn; break }
+                    state = "promoted but writing \(wal)"
+                } else {
+                    state = "still in recovery"
+                }
+                conn.close()
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let conn = try #require(promoted, "the copy was not promoted to timeline 2 within 90 s (\(state))")
+        defer { conn.close() }
+        try conn.execute("INSERT INTO nfl.games VALUES (100000, 2099)")
+        let segment = try conn.query("SELECT pg_walfile_name(pg_current_wal_lsn())").scalar(String.self)
+        _ = try conn.query("SELECT pg_switch_wal()::text").scalar(String.self)
+        var archived = false
+        var archiver = ""
+        let archiveDeadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < archiveDeadline {
+            let row = try #require(try conn.query("""
+                SELECT coalesce(last_archived_wal, '') AS last, failed_count::text AS failed, coalesce(last_failed_wal, '') AS failed_wal
+                FROM pg_stat_archiver
+                """).rows.first)
+            archiver = "last archived \(row["last"] ?? ""), failed \(row["failed"] ?? "") (\(row["failed_wal"] ?? ""))"
+            if (row["last"] ?? "") >= segment { archived = true; break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        try #require(archived, "the copy did not archive \(segment) within 60 s: \(archiver); server log: \(Self.tail(copy.logFile))")
+        conn.close()
+        try copy.stop(mode: "fast", logger: f.logger)
+        let max = try #require(try f.pgbackrest.info().first?.archiveMax)
+        #expect(WALName.timeline(max) == 2, "the stanza's archive max \(max) is the copy's timeline")
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let guardCheck = try #require(failed(receipt, "archive-timeline"), "\(receipt.renderText())")
+        #expect(guardCheck.evidence == "archive max \(max) is on timeline 2; the primary is on timeline 1"
+            + " — another cluster (a restored copy?) archived into this stanza", "\(guardCheck.evidence)")
+        #expect(f.scratchLeftovers().isEmpty)
+        #expect(BackupFixture.processes(mentioning: f.root + "/scratch-").isEmpty)
+    }
+
+    /// The fixture's archive_command with `--pg1-path=<copy>` (a command-line option beats the config file).
+    static func copyArchiveCommand(_ f: BackupFixture, _ copy: LocalCluster) -> String {
+        let command = f.renderer.archiveCommand.replacingOccurrences(of: " archive-push ", with: " --pg1-path=\(copy.dataDirectory) archive-push ")
+        return "archive_command = '\(command)'"
+    }
+
+    static func tail(_ path: String, _ n: Int = 5) -> String {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").suffix(n).joined(separator: " | ")
+    }
+
     @Test("a scratch path the cluster's OS user cannot reach", .enabled(if: ProcessRunner.isRoot, "needs root to make a path postgres cannot enter"))
     func unwritableScratch() throws {
         let f = try BackupFixture()
