@@ -308,6 +308,8 @@ public struct Verifier {
             }
             r.check("scratch-space", true, ScratchSpace.summary(scratch, needs: needed, restoredSize: backup.info?.size)
                     + (delta ? " (\(kept / 1_048_576) MiB of it already held by the kept copy)" : ""))
+        } else {
+            r.check("scratch-space", true, "not checked (--skip-space-check); free in \(scratch): \(ScratchSpace.available(scratch).map(ScratchSpace.human) ?? "unknown")")
         }
 
         var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",

@@ -64,7 +64,7 @@ struct ScratchFailureTests {
         let scratch2 = (tiny as NSString).appendingPathComponent("scratch-enospc")
         let full = try f.verify(scratch: scratch2, skipSpaceCheck: true)
         #expect(!full.passed)
-        #expect(!full.checks.contains { $0.name == "scratch-space" })
+        #expect(full.checks.contains { $0.name == "scratch-space" && $0.evidence.contains("not checked (--skip-space-check)") })
         let restore = try #require(full.checks.first { $0.name == "restore" && !$0.passed }, "\(full.renderText())")
         #expect(restore.evidence.contains("pgbackrest restore failed"))
         #expect(restore.evidence.contains("No space left on device"), "\(restore.evidence)")

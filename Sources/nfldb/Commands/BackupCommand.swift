@@ -267,6 +267,8 @@ extension BackupCommand {
         @Flag(name: .customLong("reuse-scratch"), inversion: .prefixedNo,
               help: "Keep the stopped copy and restore into it with --delta next time (default backup.verify.reuse_scratch; dir nfldb-verify-<stanza>).")
         var reuseScratch: Bool?
+        @Flag(name: .customLong("skip-space-check"), help: "Skip the free-space pre-flight on the scratch filesystem (for filesystems whose statvfs misreports).")
+        var skipSpaceCheck = false
         @Option(name: .customLong("amcheck-jobs"), help: "pg_amcheck --jobs (default backup.verify.amcheck_jobs, else the CPU count, at most 8).") var amcheckJobs: Int?
         @Option(help: "Port for the restored copy (default: a free one).") var port: Int?
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
@@ -280,6 +282,7 @@ extension BackupCommand {
             defer { db.close() }
             ActiveScratch.installSignalHandlers()
             var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port, receiptPath: receipt)
+            options.skipSpaceCheck = skipSpaceCheck
             options.reuseScratch = reuseScratch ?? ["true", "yes", "on"].contains(context.configuration.string(.backupReuseScratch)?.lowercased() ?? "false")
             if let jobs = try amcheckJobs ?? context.configuration.integer(.backupAmcheckJobs) {
                 guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
