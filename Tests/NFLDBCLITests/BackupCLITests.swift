@@ -25,6 +25,20 @@ struct BackupCLITests {
             #expect(check.status == 0, "\(check.allOutput)")
             #expect(check.standardOutput.contains("ok    archive_command = pgbackrest --config="))
 
+            // An S3 repo rendered from flags: the key pair comes from the environment, the secret is redacted.
+            var s3env = env
+            s3env["NFLDB_TEST_S3_KEY"] = "AKIANFLDBTEST"
+            s3env["NFLDB_TEST_S3_SECRET"] = "s3-secret-never-printed"
+            let s3 = try nfldb("backup", "config", "--repo-type", "s3", "--s3-bucket", "nfl-backups", "--s3-endpoint", "s3.us-east-1.amazonaws.com",
+                               "--s3-region", "us-east-1", "--s3-key-env", "NFLDB_TEST_S3_KEY,NFLDB_TEST_S3_SECRET", env: s3env)
+            #expect(s3.status == 0, "\(s3.allOutput)")
+            #expect(s3.standardOutput.contains("repo1-type=s3\nrepo1-s3-bucket=nfl-backups\n"))
+            #expect(s3.standardOutput.contains("repo1-s3-key=AKIANFLDBTEST"))
+            #expect(!s3.allOutput.contains("s3-secret-never-printed"))
+            let s3missing = try nfldb("backup", "config", "--repo-type", "s3", "--s3-bucket", "nfl-backups", env: env)
+            #expect(s3missing.status == 2)
+            #expect(s3missing.standardError.contains("an s3 repo needs s3-endpoint"))
+
             let full = try nfldb("backup", "run", "--type", "full", "--format", "json", env: env)
             #expect(full.status == 0, "\(full.allOutput)")
             let report = try jsonObject(full.standardOutput)
@@ -43,6 +57,19 @@ struct BackupCLITests {
             #expect(verify.standardOutput.contains("backup verify PASSED"))
             let receipt = try jsonObject(try String(contentsOfFile: "\(dir)/receipt.json", encoding: .utf8))
             #expect(receipt["status"] as? String == "ok")
+
+            // --reuse-scratch: the first run keeps the stopped copy, the second restores into it with --delta.
+            let kept = "\(dir)/kept-copy"
+            let reuse1 = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, "--amcheck-jobs", "1", env: env)
+            #expect(reuse1.status == 0, "\(reuse1.allOutput)")
+            #expect(reuse1.standardOutput.contains("pg_amcheck --all --heapallindexed --jobs=1 clean"))
+            let reuse2 = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, env: env)
+            #expect(reuse2.status == 0, "\(reuse2.allOutput)")
+            #expect(reuse2.standardOutput.contains("(--delta:"))
+            #expect(FileManager.default.fileExists(atPath: "\(kept)/data/PG_VERSION"))
+            #expect(!FileManager.default.fileExists(atPath: "\(kept)/data/postmaster.pid"))
+            let badJobs = try nfldb("backup", "verify", "--amcheck-jobs", "0", env: env)
+            #expect(badJobs.status == 2)
 
             let health = try nfldb("health", "--check", "backups", env: env)
             #expect(health.status == 0, "\(health.allOutput)")
