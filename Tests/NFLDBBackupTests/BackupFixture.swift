@@ -97,6 +97,21 @@ final class BackupFixture {
         return try Verifier(pgbackrest: pg ?? pgbackrest, primary: db, options: options, logger: logger).run()
     }
 
+    /// A manifest, then `change` on the primary, then a full pgBackRest backup recorded against that
+    /// manifest: the backup no longer matches what the manifest says it holds.
+    func backupAfterManifestThen(_ change: String, tables: ManagedTables = ManagedTables()) throws {
+        let db = try connect()
+        defer { db.close() }
+        let manifest = try BackupRunner(pgbackrest: pgbackrest, connection: db, tables: tables, logger: logger).writeManifest(note: "then: \(change)")
+        try db.simpleQuery(change)
+        try pgbackrest.runChecked("backup", ["--type=full"])
+        guard let label = try pgbackrest.info().first?.backup.last?.label else { throw BackupError("no backup after pgbackrest backup") }
+        try db.execute("""
+            INSERT INTO nfldb.backup_runs(started_at, finished_at, status, stanza, backup_type, label, token)
+            VALUES (now(), now(), 'ok', 'nfldb', 'full', \(label), \(manifest.token))
+            """)
+    }
+
     /// Nothing may be left: scratch dirs of verify are gone, the cluster is stopped.
     func scratchLeftovers() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).filter { $0.hasPrefix("scratch-") }

@@ -160,17 +160,7 @@ struct VerifyFailureTests {
         let f = try BackupFixture()
         defer { f.close() }
         try f.initStanza()
-        let db = try f.connect()
-        defer { db.close() }
-        let runner = BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: ManagedTables(), logger: f.logger)
-        let manifest = try runner.writeManifest(note: "then rows change")
-        try db.execute("DELETE FROM nfl.plays WHERE id <= 10")
-        try f.pgbackrest.runChecked("backup", ["--type=full"])
-        let label = try #require(try f.pgbackrest.info().first?.backup.last?.label)
-        try db.execute("""
-            INSERT INTO nfldb.backup_runs(started_at, finished_at, status, stanza, backup_type, label, token)
-            VALUES (now(), now(), 'ok', 'nfldb', 'full', \(label), \(manifest.token))
-            """)
+        try f.backupAfterManifestThen("DELETE FROM nfl.plays WHERE id <= 10")
 
         let receipt = try f.verify()
         #expect(!receipt.passed)

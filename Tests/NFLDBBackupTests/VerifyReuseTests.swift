@@ -92,15 +92,7 @@ struct VerifyReuseTests {
         #expect(check(good, "reference-checksums")?.evidence.contains("nfl.games") == true)
 
         // The manifest is taken, then a row changes (same count), then the backup runs.
-        let manifest = try BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: tables, logger: f.logger)
-            .writeManifest(note: "then a season changes")
-        try db.execute("UPDATE nfl.games SET season = season + 1 WHERE id = 7")
-        try f.pgbackrest.runChecked("backup", ["--type=full"])
-        let label = try #require(try f.pgbackrest.info().first?.backup.last?.label)
-        try db.execute("""
-            INSERT INTO nfldb.backup_runs(started_at, finished_at, status, stanza, backup_type, label, token)
-            VALUES (now(), now(), 'ok', 'nfldb', 'full', \(label), \(manifest.token))
-            """)
+        try f.backupAfterManifestThen("UPDATE nfl.games SET season = season + 1 WHERE id = 7", tables: tables)
         let receipt = try f.verify()
         #expect(!receipt.passed)
         #expect(check(receipt, "row-counts")?.passed == true)

@@ -3,6 +3,7 @@ import NFLDBCore
 import NFLDBPostgres
 import NFLDBTestSupport
 import Testing
+import Synchronization
 
 @Suite("Advisory locks between two sessions")
 struct AdvisoryLockTests {
@@ -232,5 +233,32 @@ struct SessionTests {
         #expect(other.dsn?.contains("dbname='scratch'") == true)
         #expect(other.dsn?.contains("sub-pw-789") == false)
         #expect(other.password == "sub-pw-789")
+    }
+}
+
+@Suite("Cancelling a running statement from another thread")
+struct CancelHandleTests {
+    @Test("CancelHandle stops a pg_sleep(30) within seconds with SQLSTATE 57014, and the connection stays usable")
+    func cancelFromAnotherThread() throws {
+        try TestCluster.withDatabase(prefix: "cancel") { db in
+            let conn = try db.connect()
+            let handle = try #require(conn.makeCancelHandle())
+            let sent = Mutex<Bool>(false)
+            let canceller = Thread {
+                // Wait until the statement is really running before cancelling it.
+                Thread.sleep(forTimeInterval: 0.5)
+                sent.withLock { $0 = handle.cancelRunningStatement() }
+            }
+            let start = ContinuousClock.now
+            canceller.start()
+            let error = #expect(throws: PostgresError.self) {
+                try conn.query("SELECT pg_sleep(30)").rows
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(sent.withLock { $0 })
+            #expect(error?.sqlState == "57014", "query_canceled: \(String(describing: error))")
+            #expect(elapsed < .seconds(10), "cancelled after \(elapsed), not after the 30 s sleep")
+            #expect(try conn.query("SELECT 1").scalar(Int.self) == 1)
+        }
     }
 }
