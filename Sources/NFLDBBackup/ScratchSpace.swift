@@ -57,10 +57,12 @@ public enum ScratchSpace {
         return "the filesystem holding \(directory) has \(human(free)) free" + (noInodes ? " and no free inode" : "")
     }
 
-    /// The passing check's evidence: free space against what the restore needs.
-    public static func summary(_ directory: String, needs bytesNeeded: Int64, restoredSize: Int64?) -> String {
+    /// The passing check's evidence: free space against what the restore needs (`held`: bytes a
+    /// kept copy already occupies, which a `--delta` restore overwrites).
+    public static func summary(_ directory: String, needs bytesNeeded: Int64, restoredSize: Int64?, held: Int64 = 0) -> String {
         "\(directory): \(available(directory).map(human) ?? "unknown") free, the restore needs \(human(bytesNeeded)) "
-            + "(restored size \(restoredSize.map(human) ?? "unknown") plus 10 % and 64 MiB)"
+            + "(restored size \(restoredSize.map(human) ?? "unknown") plus 10 % and 64 MiB"
+            + (held > 0 ? ", less \(human(held)) the kept copy already holds)" : ")")
     }
 
     /// Disk space allocated to the files under `directory` (what a `--delta` restore can overwrite).

@@ -159,7 +159,7 @@ public struct Verifier {
             let message = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
             recorder.check("aborted", false, message)
         }
-        if let scratch = recorder.receipt.scratchDirectory { ActiveScratch.tearDown(scratch) }
+        if let scratch = recorder.receipt.scratchDirectory { recorder.timed("teardown") { ActiveScratch.tearDown(scratch) } }
         recorder.receipt.finishedAt = Date()
         recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
         let receipt = recorder.receipt
@@ -306,8 +306,7 @@ public struct Verifier {
                 r.check("scratch-space", false, problem)
                 return
             }
-            r.check("scratch-space", true, ScratchSpace.summary(scratch, needs: needed, restoredSize: backup.info?.size)
-                    + (delta ? " (\(kept / 1_048_576) MiB of it already held by the kept copy)" : ""))
+            r.check("scratch-space", true, ScratchSpace.summary(scratch, needs: needed, restoredSize: backup.info?.size, held: kept))
         } else {
             r.check("scratch-space", true, "not checked (--skip-space-check); free in \(scratch): \(ScratchSpace.available(scratch).map(ScratchSpace.human) ?? "unknown")")
         }
