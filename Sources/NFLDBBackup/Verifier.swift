@@ -106,6 +106,7 @@ public enum ActiveScratch {
             source.setEventHandler {
                 teardownLock.withLock { _ in
                     tearDownAllLocked()
+                    ProcessRunner.removeTemporaryFiles()
                     exit(128 + sig)
                 }
             }

@@ -39,6 +39,14 @@ public struct ProcessRunner: Sendable {
     /// Children currently being waited for, so a signal handler can stop them (e.g. a restore
     /// interrupted by SIGTERM must not keep writing into a scratch dir that is being removed).
     public static let activeChildren = Mutex<Set<pid_t>>([])
+    /// Temp directories holding running children's output; removed by ``removeTemporaryFiles()`` on
+    /// a signal path that exits without unwinding (`exit` skips the `defer` that normally removes them).
+    static let activeScratch = Mutex<Set<String>>([])
+
+    /// Removes every running child's output directory (call right before `exit` in a signal handler).
+    public static func removeTemporaryFiles() {
+        for path in activeScratch.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
+    }
 
     /// The argv actually executed, after the optional `runuser` wrapping.
     public func commandLine(_ executable: String, _ arguments: [String]) -> [String] {
@@ -66,7 +74,11 @@ public struct ProcessRunner: Sendable {
         }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-proc-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        Self.activeScratch.withLock { _ = $0.insert(scratch.path) }
+        defer {
+            try? FileManager.default.removeItem(at: scratch)
+            Self.activeScratch.withLock { _ = $0.remove(scratch.path) }
+        }
         let outPath = scratch.appendingPathComponent("out").path
         let errPath = scratch.appendingPathComponent("err").path
 

@@ -102,6 +102,10 @@ struct VerifySignalTests {
         }
         environment["NFLDB_BACKUP_CONFIG"] = f.configPath
         environment["NFLDB_BACKUP_STANZA"] = f.pgbackrest.stanza
+        // nfldb's own temp files (each child's captured output) go here, so the test can see leftovers.
+        let tmp = (f.root as NSString).appendingPathComponent("tmp")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        environment["TMPDIR"] = tmp
         let pid = try spawn([CLIRunner.binary, "backup", "verify", "--dsn", f.dsn, "--scratch", scratch],
                             environment: environment, directory: f.root, output: output)
         var reaped = false
@@ -133,6 +137,8 @@ struct VerifySignalTests {
         try #require(status != nil, "nfldb still running 60 s after SIGTERM: \(log())")
         #expect(status == 143, "exit status after SIGTERM: \(log())")
         #expect(poll(.seconds(5)) { !FileManager.default.fileExists(atPath: scratch) }, "scratch dir \(scratch) still there: \(log())")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? ["unreadable"]).isEmpty,
+                "nfldb left temp files in TMPDIR: \((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [])")
         #expect(poll(.seconds(5)) { BackupFixture.processes(mentioning: scratch).isEmpty },
                 "processes still on the scratch dir: \(BackupFixture.processes(mentioning: scratch))")
         // Backends rename themselves ("postgres: checkpointer"), so also look for the postmaster's children.
