@@ -48,6 +48,31 @@ public enum ReusableScratch {
         return .success(!entries.isEmpty)
     }
 
+    /// Takes an exclusive `flock` on `<scratch>.lock` (beside the directory) without waiting, so two
+    /// verify runs (an overlapping cron job, an operator by hand) never restore into one kept copy
+    /// at once. Returns the descriptor to close when done (the kernel also drops the lock if the
+    /// process dies), or the refusal naming the holder's pid.
+    static func lock(_ scratch: String) -> Result<Int32, ReuseRefusal> {
+        let path = scratch + ".lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            return .failure(ReuseRefusal("cannot open the lock file \(path): \(String(cString: strerror(errno))); check the permissions of \((scratch as NSString).deletingLastPathComponent)"))
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, buffer.count, 0)
+            let holder = n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            close(fd)
+            return .failure(ReuseRefusal(
+                "another `backup verify --reuse-scratch` (pid \(holder)) is using \(scratch) (lock \(path)); "
+                + "wait for it to finish, or give this run another --scratch"))
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+        return .success(fd)
+    }
+
     struct ReuseRefusal: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }

@@ -136,6 +136,8 @@ public struct Verifier {
 
     final class Recorder {
         var receipt: VerificationReceipt
+        /// The `flock` on a reused scratch dir, held until teardown is done.
+        var lockDescriptor: Int32?
         init(_ receipt: VerificationReceipt) { self.receipt = receipt }
         func check(_ name: String, _ passed: Bool, _ evidence: String) {
             receipt.checks.append(VerificationCheck(name, passed, evidence))
@@ -161,6 +163,7 @@ public struct Verifier {
             recorder.check("aborted", false, message)
         }
         if let scratch = recorder.receipt.scratchDirectory { recorder.timed("teardown") { ActiveScratch.tearDown(scratch) } }
+        if let fd = recorder.lockDescriptor { close(fd) }
         recorder.receipt.finishedAt = Date()
         recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
         let receipt = recorder.receipt
@@ -273,6 +276,15 @@ public struct Verifier {
         r.receipt.scratchPort = port
         let fm = FileManager.default
         var delta = false
+        if options.reuseScratch {
+            switch ReusableScratch.lock(scratch) {
+            case .failure(let refusal):
+                r.check("scratch", false, refusal.description)
+                return
+            case .success(let fd):
+                r.lockDescriptor = fd
+            }
+        }
         if options.reuseScratch, fm.fileExists(atPath: scratch) {
             switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID) {
             case .failure(let refusal):

@@ -48,6 +48,19 @@ struct VerifyReuseTests {
         #expect(check(second, "restore")?.evidence.contains("--delta") == true)
         #expect(check(second, "row-counts")?.passed == true)
         #expect(!fm.fileExists(atPath: "\(scratch)/data/postmaster.pid"))
+
+        // Another run holding the kept copy (its flock on <scratch>.lock): refused, the copy untouched.
+        let fd = open(scratch + ".lock", O_RDWR)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let busy = try verify(f, scratch: scratch)
+        #expect(!busy.passed)
+        let refusal = try #require(busy.checks.first { $0.name == "scratch" && !$0.passed }, "\(busy.renderText())")
+        #expect(refusal.evidence.contains("another `backup verify --reuse-scratch`"))
+        #expect(refusal.evidence.contains(scratch))
+        #expect(!busy.checks.contains { $0.name == "restore" })
+        #expect(fm.fileExists(atPath: "\(scratch)/data/PG_VERSION"), "the other run's copy is left alone")
     }
 
     @Test("--reuse-scratch refuses a directory it did not make and leaves its files alone")
