@@ -32,7 +32,7 @@ struct AuditIntegrationTests {
             defer { loader.close() }
             try loader.withTransaction {
                 try loader.simpleQuery("SET LOCAL nfldb.correlation_id = 'corr-42'")
-                try loader.simpleQuery(AuditWorld.gameInsert("2024_01_BAL_KC"))
+                try loader.simpleQuery(PlatformRows.gameInsert("2024_01_BAL_KC"))
                 try loader.simpleQuery("INSERT INTO nfl.plays (game_id, play_id, season, play_type, yards_gained) VALUES ('2024_01_BAL_KC', 10, 2024, 'pass', 7)")
                 try loader.simpleQuery("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'api', 70.0)")
             }
@@ -99,7 +99,7 @@ struct AuditIntegrationTests {
             let admin = try world.admin()
             defer { admin.close() }
             try world.seed(admin)
-            try admin.simpleQuery(AuditWorld.gameInsert("2024_01_BAL_KC"))
+            try admin.simpleQuery(PlatformRows.gameInsert("2024_01_BAL_KC"))
             let partition = try installerPartitions(admin).first { $0.hasPrefix("log_y") } ?? "log_default"
 
             let loader = try world.login("nfl_loader")

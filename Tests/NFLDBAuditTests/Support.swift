@@ -17,23 +17,14 @@ struct AuditWorld {
     let environment: [String: String]
     let spec: RoleSpec
 
-    static let repository: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
     /// - Parameter roles: apply the shipped roles spec and run migrations as its owner (the deploy
     ///   flow); otherwise migrations run as the superuser and no roles exist.
     static func with(roles: Bool = true, _ body: (AuditWorld) throws -> Void) throws {
-        let prefix = "a" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(5)) + "\(Int.random(in: 10...99))_"
-        defer { dropRoles(prefix: prefix) }
+        let prefix = TestRoles.uniquePrefix("a")
+        defer { TestRoles.drop(prefix: prefix) }
         try TestCluster.withDatabase(prefix: "audit") { db in
-            let (spec, _) = try RoleSpecParser.load(path: repository + "/roles")
-            var environment: [String: String] = [:]
-            for name in ["NFLDB_OWNER_PASSWORD", "NFLDB_ANALYST_PASSWORD", "NFLDB_LOADER_PASSWORD", "NFLDB_DBA_PASSWORD", "NFLDB_MONITOR_PASSWORD"] {
-                environment[name] = "pw-\(UUID().uuidString.prefix(13))"
-            }
+            let (spec, _) = try RoleSpecParser.load(path: TestPaths.repository + "/roles")
+            let environment = TestRoles.randomPasswords()
             let world = AuditWorld(db: db, prefix: prefix, environment: environment, spec: spec.withRolePrefix(prefix))
             if roles {
                 try world.applyRoles()
@@ -83,16 +74,12 @@ struct AuditWorld {
 
     /// Connects over TCP (SCRAM) as a login role of the shipped spec.
     func login(_ role: String, application: String = "nfldb-test") throws -> PostgresConnection {
-        let variable = "NFLDB_\(role.replacingOccurrences(of: "nfl_", with: "").uppercased())_PASSWORD"
-        return try PostgresConnection.connect(
-            ConnectionOptions(
-                dsn: db.cluster.dsn(database: db.name, user: name(role), password: environment[variable] ?? ""), applicationName: application),
-            logger: TestCluster.logger)
+        try TestRoles.login(db, user: name(role), password: environment[TestRoles.passwordVariable(role)] ?? "", application: application)
     }
 
     func migrate(as connection: PostgresConnection) throws {
         defer { connection.close() }
-        let migrations = try MigrationDirectory(path: Self.repository + "/migrations").load()
+        let migrations = try MigrationDirectory(path: TestPaths.repository + "/migrations").load()
         _ = try Migrator(
             connection: connection, migrations: migrations, settings: MigratorSettings(),
             context: MigrationContext(nfldbVersion: "test", correlationID: nil), logger: TestCluster.logger
@@ -100,20 +87,7 @@ struct AuditWorld {
     }
 
     func seed(_ connection: PostgresConnection) throws {
-        try connection.simpleQuery("""
-            INSERT INTO nfl.teams (team_abbr, team_name) VALUES ('KC', 'Chiefs'), ('BAL', 'Ravens'), ('DET', 'Lions');
-            INSERT INTO nfl.stadiums (stadium_id, name) VALUES ('KAN00', 'GEHA Field at Arrowhead Stadium');
-            """)
-    }
-
-    static func gameInsert(_ id: String) -> String {
-        let parts = id.split(separator: "_")
-        return """
-            INSERT INTO nfl.games (game_id, season, game_type, week, gameday, weekday, gametime, away_team, home_team, location,
-                old_game_id, pfr, away_rest, home_rest, div_game, away_coach, home_coach, stadium_id, stadium)
-            VALUES ('\(id)', \(parts[0]), 'REG', \(Int(parts[1]) ?? 1), '2024-09-05', 'Thursday', '20:20', '\(parts[2])', '\(parts[3])', 'Home',
-                '2024090500', '202409050kan', 7, 7, false, 'John Harbaugh', 'Andy Reid', 'KAN00', 'GEHA Field')
-            """
+        try connection.simpleQuery(PlatformRows.referenceData)
     }
 
     /// Log entries of one table, oldest first, as dictionaries of column → text.
@@ -129,15 +103,6 @@ struct AuditWorld {
         }
     }
 
-    static func dropRoles(prefix: String) {
-        guard let cluster = try? TestCluster.shared(),
-            let admin = try? PostgresConnection.connect(ConnectionOptions(dsn: cluster.adminDSN), logger: TestCluster.logger)
-        else { return }
-        defer { admin.close() }
-        let names = (try? admin.query("SELECT rolname FROM pg_roles WHERE starts_with(rolname, \(prefix)) ORDER BY rolname DESC").rows
-            .compactMap { $0["rolname"] }) ?? []
-        for name in names { _ = try? admin.simpleQuery("DROP ROLE IF EXISTS \(PostgresIdentifier.quote(name))") }
-    }
 }
 
 /// Parses a JSON object text.
@@ -146,17 +111,3 @@ func json(_ text: String?) -> [String: Any] {
     return object
 }
 
-/// Expects `sql` to fail with `state` (default 42501, insufficient privilege).
-func expectRefused(
-    _ connection: PostgresConnection, _ sql: String, state: String = SQLState.insufficientPrivilege,
-    sourceLocation: Testing.SourceLocation = #_sourceLocation
-) {
-    do {
-        try connection.simpleQuery(sql)
-        Issue.record("expected SQLSTATE \(state), but it succeeded: \(sql)", sourceLocation: sourceLocation)
-    } catch let error as PostgresError {
-        #expect(error.sqlState == state, "\(sql): \(error.message)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-    }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBTestSupport
 import Testing
 
 @testable import NFLDBRoles
@@ -22,7 +23,7 @@ struct RoleSpecParserTests {
 
     @Test("the shipped roles/platform.yaml is valid and has the platform's roles")
     func shippedSpec() throws {
-        let (spec, warnings) = try RoleSpecParser.load(path: Paths.repository + "/roles")
+        let (spec, warnings) = try RoleSpecParser.load(path: TestPaths.repository + "/roles")
         let names = Set(spec.roles.map(\.name))
         #expect(names.isSuperset(of: ["nfl_owner", "nfl_readonly", "nfl_etl", "nfl_admin", "nfl_analyst", "nfl_loader", "nfl_dba"]))
         #expect(warnings.isEmpty, "\(warnings)")
@@ -228,11 +229,3 @@ struct RoleSpecParserTests {
     }
 }
 
-enum Paths {
-    /// The repository root (this file is Tests/NFLDBRolesTests/…).
-    static let repository: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-}

@@ -30,29 +30,29 @@ struct RolesIntegrationTests {
             _ = try analyst.query("SELECT count(*) FROM nfl.games")
             _ = try analyst.query("SELECT count(*) FROM plays")  // search_path from the spec
             #expect(try analyst.query("SHOW statement_timeout").scalar(String.self) == "1min")
-            expectDenied(analyst, RoleWorld.gameInsert())
-            expectDenied(analyst, "UPDATE nfl.teams SET team_name = 'x'")
-            expectDenied(analyst, "DELETE FROM nfl.teams")
-            expectDenied(analyst, "CREATE TABLE nfl.analyst_scratch (id int)")
+            expectRefused(analyst, PlatformRows.gameInsert())
+            expectRefused(analyst, "UPDATE nfl.teams SET team_name = 'x'")
+            expectRefused(analyst, "DELETE FROM nfl.teams")
+            expectRefused(analyst, "CREATE TABLE nfl.analyst_scratch (id int)")
 
             // ETL loader: writes its tables; history is insert-only; no DELETE, TRUNCATE or DDL.
             let loader = try world.login("nfl_loader")
             defer { loader.close() }
-            try loader.simpleQuery(RoleWorld.gameInsert())
+            try loader.simpleQuery(PlatformRows.gameInsert())
             try loader.simpleQuery("UPDATE nfl.games SET away_score = 20, home_score = 27, result = 7, total = 47, overtime = false")
             try loader.simpleQuery("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'test', 71.0)")
             try loader.simpleQuery("INSERT INTO nfl.plays (game_id, play_id, season, play_type) VALUES ('2024_01_BAL_KC', 1, 2024, 'kickoff')")
             try loader.simpleQuery("INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line) VALUES ('2024_01_BAL_KC', 'book', now(), 3.0)")
             try loader.simpleQuery("INSERT INTO nfl.etl_runs (source) VALUES ('test')")
             try loader.simpleQuery("INSERT INTO nfl.task_results (task_id, queue, task_type, status) VALUES ('t1', 'q', 'load', 'queued')")
-            expectDenied(loader, "UPDATE nfl.odds_history SET spread_line = 4.0")
-            expectDenied(loader, "DELETE FROM nfl.odds_history")
-            expectDenied(loader, "DELETE FROM nfl.games")
-            expectDenied(loader, "TRUNCATE nfl.plays")
-            expectDenied(loader, "TRUNCATE nfl.games")
-            expectDenied(loader, "CREATE TABLE nfl.loader_scratch (id int)")
-            expectDenied(loader, "ALTER TABLE nfl.games ADD COLUMN x int")
-            expectDenied(loader, "INSERT INTO nfl.teams VALUES ('NYG', 'Giants')")
+            expectRefused(loader, "UPDATE nfl.odds_history SET spread_line = 4.0")
+            expectRefused(loader, "DELETE FROM nfl.odds_history")
+            expectRefused(loader, "DELETE FROM nfl.games")
+            expectRefused(loader, "TRUNCATE nfl.plays")
+            expectRefused(loader, "TRUNCATE nfl.games")
+            expectRefused(loader, "CREATE TABLE nfl.loader_scratch (id int)")
+            expectRefused(loader, "ALTER TABLE nfl.games ADD COLUMN x int")
+            expectRefused(loader, "INSERT INTO nfl.teams VALUES ('NYG', 'Giants')")
             #expect(try loader.query("SHOW statement_timeout").scalar(String.self) == "15min")
 
             // Admin (dba login): manages the schema through the owner role, but is no superuser.
@@ -60,9 +60,9 @@ struct RolesIntegrationTests {
             defer { dba.close() }
             #expect(try dba.query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar(Bool.self) == false)
             #expect(try dba.query("SELECT current_setting('is_superuser')").scalar(String.self) == "off")
-            expectDenied(dba, "ALTER SYSTEM SET work_mem = '1GB'")
-            expectDenied(dba, "COPY (SELECT 1) TO PROGRAM 'true'")
-            expectDenied(dba, "CREATE ROLE \(world.name("sneaky")) SUPERUSER")
+            expectRefused(dba, "ALTER SYSTEM SET work_mem = '1GB'")
+            expectRefused(dba, "COPY (SELECT 1) TO PROGRAM 'true'")
+            expectRefused(dba, "CREATE ROLE \(world.name("sneaky")) SUPERUSER")
             try dba.simpleQuery("SET ROLE \(world.name("nfl_owner")); CREATE TABLE nfl.admin_made (id int); RESET ROLE")
             try dba.simpleQuery("DELETE FROM nfl.odds_history")
 
@@ -114,7 +114,7 @@ struct RolesIntegrationTests {
             let dba = try world.login("nfl_dba")
             defer { dba.close() }
             try dba.simpleQuery("CREATE TABLE nfl.dba_direct (id int)")
-            expectDenied(analyst, "SELECT * FROM nfl.dba_direct")
+            expectRefused(analyst, "SELECT * FROM nfl.dba_direct")
             let plan = try world.plan()
             #expect(!plan.inSync)
             #expect(plan.ownership.count == 1)
@@ -275,7 +275,7 @@ struct RolesIntegrationTests {
             defer { check.close() }
             let verifiers = try check.query("SELECT rolpassword FROM pg_authid WHERE starts_with(rolname, \(world.prefix)) AND rolpassword IS NOT NULL")
                 .rows.compactMap { $0["rolpassword"] }
-            #expect(verifiers.count == RoleWorld.passwordVariables.count)
+            #expect(verifiers.count == TestRoles.passwordVariables.count)
             let statements = try check.query("""
                 SELECT string_agg(query, E'\\n') FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """).scalar(String?.self) ?? ""
@@ -346,7 +346,7 @@ struct RolesIntegrationTests {
     @Test("CLI: check exits 1 on differences, apply converges, check exits 0; no password on stdout or stderr")
     func commandLine() throws {
         try RoleWorld.with { world in
-            let base = ["--spec", Paths.repository + "/roles", "--role-prefix", world.prefix, "--dsn", world.db.dsn]
+            let base = ["--spec", TestPaths.repository + "/roles", "--role-prefix", world.prefix, "--dsn", world.db.dsn]
             let before = try CLIRunner.run(["roles", "check"] + base, environment: world.environment)
             #expect(before.status == 1, "\(before.standardError)")
             #expect(before.standardError.contains("differs from the spec"))

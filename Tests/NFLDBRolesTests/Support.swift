@@ -20,18 +20,13 @@ struct RoleWorld {
     let logger: Logger
     let logs: LogCapture
 
-    static let passwordVariables = [
-        "NFLDB_OWNER_PASSWORD", "NFLDB_ANALYST_PASSWORD", "NFLDB_LOADER_PASSWORD", "NFLDB_DBA_PASSWORD", "NFLDB_MONITOR_PASSWORD",
-    ]
-
     /// Runs `body` with the shipped spec (prefixed) and random passwords; cleans up afterwards.
     static func with(_ body: (inout RoleWorld) throws -> Void) throws {
-        let prefix = "r" + String(UUID().uuidString.lowercased().filter(\.isLetter).prefix(5)) + "\(Int.random(in: 10...99))_"
-        defer { dropRoles(prefix: prefix) }
+        let prefix = TestRoles.uniquePrefix("r")
+        defer { TestRoles.drop(prefix: prefix) }
         try TestCluster.withDatabase(prefix: "roles") { db in
-            let (spec, _) = try RoleSpecParser.load(path: Paths.repository + "/roles")
-            var environment: [String: String] = [:]
-            for name in passwordVariables { environment[name] = "pw-\(UUID().uuidString.prefix(13))" }
+            let (spec, _) = try RoleSpecParser.load(path: TestPaths.repository + "/roles")
+            let environment = TestRoles.randomPasswords()
             let capture = LogCapture()
             var logger = Logger(label: "nfldb.roles.test") { _ in capture }
             logger.logLevel = .trace
@@ -68,18 +63,14 @@ struct RoleWorld {
 
     /// Connects over TCP with SCRAM as a role of the shipped spec.
     func login(_ role: String, password: String? = nil) throws -> PostgresConnection {
-        let variable = "NFLDB_\(role.replacingOccurrences(of: "nfl_", with: "").uppercased())_PASSWORD"
-        let secret = password ?? environment[variable] ?? ""
-        return try PostgresConnection.connect(
-            ConnectionOptions(dsn: db.cluster.dsn(database: db.name, user: name(role), password: secret), applicationName: "nfldb-test"),
-            logger: TestCluster.logger)
+        try TestRoles.login(db, user: name(role), password: password ?? environment[TestRoles.passwordVariable(role)] ?? "")
     }
 
     /// Applies the platform migrations as the owner login, as `nfldb migrate up` would in a deploy.
     func migrateAsOwner() throws {
         let connection = try login("nfl_owner")
         defer { connection.close() }
-        let migrations = try MigrationDirectory(path: Paths.repository + "/migrations").load()
+        let migrations = try MigrationDirectory(path: TestPaths.repository + "/migrations").load()
         let migrator = Migrator(
             connection: connection, migrations: migrations, settings: MigratorSettings(),
             context: MigrationContext(nfldbVersion: "test", correlationID: nil), logger: TestCluster.logger)
@@ -90,46 +81,9 @@ struct RoleWorld {
     func seedReferenceData() throws {
         let connection = try admin()
         defer { connection.close() }
-        try connection.simpleQuery("""
-            INSERT INTO nfl.teams (team_abbr, team_name) VALUES ('KC', 'Chiefs'), ('BAL', 'Ravens'), ('DET', 'Lions');
-            INSERT INTO nfl.stadiums (stadium_id, name) VALUES ('KAN00', 'GEHA Field at Arrowhead Stadium');
-            """)
+        try connection.simpleQuery(PlatformRows.referenceData)
     }
 
-    static func gameInsert(_ id: String = "2024_01_BAL_KC") -> String {
-        let parts = id.split(separator: "_")
-        return """
-            INSERT INTO nfl.games (game_id, season, game_type, week, gameday, weekday, gametime, away_team, home_team, location,
-                old_game_id, pfr, away_rest, home_rest, div_game, away_coach, home_coach, stadium_id, stadium)
-            VALUES ('\(id)', \(parts[0]), 'REG', \(Int(parts[1]) ?? 1), '2024-09-05', 'Thursday', '20:20', '\(parts[2])', '\(parts[3])', 'Home',
-                '2024090500', '202409050kan', 7, 7, false, 'John Harbaugh', 'Andy Reid', 'KAN00', 'GEHA Field')
-            """
-    }
-
-    /// Drops every role whose name starts with `prefix` (only roles this test created).
-    static func dropRoles(prefix: String) {
-        guard let cluster = try? TestCluster.shared(),
-            let admin = try? PostgresConnection.connect(ConnectionOptions(dsn: cluster.adminDSN), logger: TestCluster.logger)
-        else { return }
-        defer { admin.close() }
-        let names = (try? admin.query("SELECT rolname FROM pg_roles WHERE starts_with(rolname, \(prefix)) ORDER BY rolname DESC").rows
-            .compactMap { $0["rolname"] }) ?? []
-        for name in names {
-            _ = try? admin.simpleQuery("DROP ROLE IF EXISTS \(PostgresIdentifier.quote(name))")
-        }
-    }
-}
-
-/// Expects `sql` to be refused with SQLSTATE 42501 (insufficient privilege) or another given state.
-func expectDenied(_ connection: PostgresConnection, _ sql: String, state: String = SQLState.insufficientPrivilege, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
-    do {
-        try connection.simpleQuery(sql)
-        Issue.record("expected \(state) but it succeeded: \(sql)", sourceLocation: sourceLocation)
-    } catch let error as PostgresError {
-        #expect(error.sqlState == state, "\(sql): \(error.message)", sourceLocation: sourceLocation)
-    } catch {
-        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-    }
 }
 
 /// Records every log line (message and metadata) so a test can check nothing secret was logged.
