@@ -254,11 +254,13 @@ extension BackupCommand {
         static let configuration = CommandConfiguration(
             abstract: "Prove the latest (or a chosen) backup restores to a working database with the right data.",
             discussion: """
-                Pre-flight (info status, `pgbackrest verify` text, WAL continuity, archive timeline), restore into a scratch dir \
-                (--type=immediate, or --type=time with --target-time) with archive_mode off, start on a free 127.0.0.1 port, wait \
-                until promoted, then check the canary, row counts against the manifest, schema version, pg_amcheck, pg_checksums \
-                and the server log. The copy is always stopped and removed (also on SIGTERM). The JSON receipt goes to \
-                nfldb.backup_verifications and --receipt. Exit 0 only if every check passed.
+                Pre-flight (info status, `pgbackrest verify` text, WAL continuity, archive timeline, scratch free space), restore \
+                into a scratch dir (--type=immediate, or --type=time with --target-time; with --reuse-scratch, --delta into the \
+                copy kept last time) with archive_mode off, start on a free 127.0.0.1 port, wait until promoted, then check the \
+                canary, row counts and reference-table checksums against the manifest, schema version, pg_amcheck \
+                --heapallindexed, pg_checksums and the server log. The copy is always stopped, and removed unless kept with \
+                --reuse-scratch (also on SIGTERM). The JSON receipt goes to nfldb.backup_verifications and --receipt. Exit 0 \
+                only if every check passed.
                 """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Backup label to verify (default: the latest).") var set: String?
