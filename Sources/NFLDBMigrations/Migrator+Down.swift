@@ -106,12 +106,24 @@ extension Migrator {
         }
         let items = zip(victims, steps).map { row, step in
             BatchItem(
-                id: row.id, version: row.version, name: row.name, direction: "down", directives: step.directives, script: step.script
-            ) { _ in step.forget }
+                id: row.id, version: row.version, name: row.name, direction: "down", directives: step.directives, script: step.script,
+                bookkeeping: nil)
         }
+        // Every history row and rollback event in one statement at the end of the batch (same
+        // transaction, so the same all-or-nothing), instead of one statement per migration.
+        let forgetAll: PostgresQuery = """
+            WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = ANY(\(victims.map(\.version))::bigint[]) RETURNING version)
+            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+            SELECT u.version, u.name, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
+                   jsonb_build_object('down_checksum', NULLIF(u.down_checksum, ''), 'source', u.source)
+            FROM unnest(\(victims.map(\.version))::bigint[], \(victims.map(\.name))::text[], \(victims.map { $0.downChecksum ?? "" })::text[],
+                        \(steps.map(\.name))::text[]) WITH ORDINALITY AS u(version, name, down_checksum, source, ord)
+            JOIN m USING (version)
+            ORDER BY u.ord
+            """
         var done: [MigrationRunResult.Step] = []
         try withLockRetries("the batch rollback") {
-            done = try runBatchInOneTransaction(items)
+            done = try runBatchInOneTransaction(items, finally: forgetAll)
         } onFailure: { error in
             throw MigrationError.statementFailed(
                 "the batch rollback", error, extra: "--single-transaction: nothing was rolled back; every migration is still applied",

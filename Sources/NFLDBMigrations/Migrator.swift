@@ -271,26 +271,34 @@ public final class Migrator {
         let direction: String
         let directives: MigrationDirectives
         let script: SQLScript
-        /// The history change for this step, given its duration in milliseconds.
-        let bookkeeping: (Double) -> PostgresQuery
+        /// The history change for this step, given its duration in milliseconds; nil when the batch
+        /// records every step at once (``runBatchInOneTransaction(_:finally:)``).
+        let bookkeeping: ((Double) -> PostgresQuery)?
     }
 
-    /// `BEGIN`, then per item `SET LOCAL` timeouts, its script and its history change, then `COMMIT`;
-    /// any error rolls the whole batch back and is rethrown.
-    func runBatchInOneTransaction(_ items: [BatchItem]) throws -> [MigrationRunResult.Step] {
+    /// `BEGIN`, then per item its `SET LOCAL` timeouts (only when they differ from the previous
+    /// item's), its script and its history change, then `finally` (history changes recorded for the
+    /// whole batch at once), then `COMMIT`; any error rolls the whole batch back and is rethrown.
+    func runBatchInOneTransaction(_ items: [BatchItem], finally: PostgresQuery? = nil) throws -> [MigrationRunResult.Step] {
         var steps: [MigrationRunResult.Step] = []
         try connection.simpleQuery("BEGIN")
         do {
+            var timeouts: String?
             for item in items {
                 progress(.starting(id: item.id, direction: item.direction, transactional: true))
                 let start = ContinuousClock.now
-                try connection.simpleQuery(timeoutSettings(item.directives, local: true))
+                let settings = timeoutSettings(item.directives, local: true)
+                if settings != timeouts {
+                    try connection.simpleQuery(settings)
+                    timeouts = settings
+                }
                 try connection.run(item.script)
                 let ms = elapsed(since: start)
-                try connection.query(item.bookkeeping(ms))
+                if let bookkeeping = item.bookkeeping { try connection.query(bookkeeping(ms)) }
                 steps.append(.init(version: item.version, name: item.name, direction: item.direction, durationMilliseconds: ms))
                 progress(.finished(id: item.id, direction: item.direction, milliseconds: ms))
             }
+            if let finally { try connection.query(finally) }
             try connection.simpleQuery("COMMIT")
         } catch {
             connection.rollbackQuietly()

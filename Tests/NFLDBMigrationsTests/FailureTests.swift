@@ -229,6 +229,17 @@ struct FailureTests {
             #expect(ok.status == 0, "\(ok)")
             #expect(try fx.ledgerVersions() == [1, 2])
             #expect(try !fx.tableExists("three_tbl"))
+
+            // A batch of two: both history rows go, with one rollback event each, newest first.
+            // (The stored down SQL of 0002 runs, not the file: give it the table it drops.)
+            try fx.sql { try $0.execute("CREATE TABLE no_such_tbl (id int)") }
+            let both = try fx.migrate("down", "2", "--single-transaction")
+            #expect(both.status == 0, "\(both)")
+            #expect(try fx.ledgerVersions().isEmpty)
+            let rollbacks = try fx.events().filter { $0.event == "rollback" }
+            #expect(rollbacks.map(\.version) == [3, 2, 1])
+            #expect(rollbacks.last?.detail?.contains("0001_one.down.sql\"") == true, "\(rollbacks)")
+            #expect(rollbacks.allSatisfy { $0.detail?.contains("\"down_checksum\": \"sha256:") == true }, "\(rollbacks)")
         }
     }
 }
