@@ -20,7 +20,11 @@ public enum BackupCatalog {
             schema_version bigint,
             counts jsonb NOT NULL
         );
-        ALTER TABLE nfldb.backup_manifests ADD COLUMN IF NOT EXISTS checksums jsonb;
+        DO $nfldb$ BEGIN  -- ALTER only when needed: it takes an ACCESS EXCLUSIVE lock even with IF NOT EXISTS
+          IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'nfldb.backup_manifests'::regclass AND attname = 'checksums' AND NOT attisdropped) THEN
+            ALTER TABLE nfldb.backup_manifests ADD COLUMN checksums jsonb;
+          END IF;
+        END $nfldb$;
         CREATE TABLE IF NOT EXISTS nfldb.backup_runs (
             id bigserial PRIMARY KEY,
             started_at timestamptz NOT NULL,
@@ -126,16 +130,19 @@ public struct ManagedTables: Sendable, Equatable {
         return out
     }
 
-    /// `<rows> rows md5 <hex>` over every row's text form, sorted bytewise. The text form is pinned
-    /// (UTC, ISO dates, shortest exact floats, hex bytea) so the primary and a restored copy agree.
+    /// `<rows> rows md5 <hex>`: md5 over the md5s of every row's text form, sorted bytewise. The text
+    /// form is pinned (UTC, ISO dates, shortest exact floats, hex bytea, C money, pg_catalog
+    /// search_path for reg* columns) so the primary and a restored copy agree.
     /// Runs inside the caller's transaction (SET LOCAL).
     public static func checksum(_ schema: String, _ table: String, _ connection: PostgresConnection) throws -> String {
         try connection.simpleQuery("""
             SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres';
-            SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'
+            SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL lc_monetary = 'C';
+            SET LOCAL search_path = pg_catalog
             """)
+        // One md5 per row, then one over those, so the aggregate stays 33 bytes a row (string_agg tops out at 1 GB).
         let row = try connection.query("""
-            SELECT count(*)::bigint AS n, md5(coalesce(string_agg(r, E'\\n' ORDER BY r COLLATE "C"), '')) AS h
+            SELECT count(*)::bigint AS n, md5(coalesce(string_agg(md5(r), '' ORDER BY r COLLATE "C"), '')) AS h
             FROM (SELECT t::text AS r FROM \(qualified: schema, table) t) s
             """).rows[0]
         return "\(row["n"] ?? "0") rows md5 \(row["h"] ?? "")"

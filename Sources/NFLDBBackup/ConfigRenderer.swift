@@ -97,7 +97,16 @@ public struct ConfigRenderer: Sendable, Equatable {
         return text
     }
 
-    /// `archive_command` with `--config` on the command line (the server does not see our environment).
+    /// Settings this renderer would write that `template` has no slot for (an older custom template
+    /// without `{{repo_s3}}` would silently render a posix repo instead of S3).
+    public func missingSlots(in template: String) -> [String] {
+        var missing: [String] = []
+        if s3 != nil && !template.contains("{{repo_s3}}") { missing.append("{{repo_s3}} (the S3 repo settings)") }
+        if cipherPass != nil && !template.contains("{{cipher}}") { missing.append("{{cipher}} (repo encryption)") }
+        return missing
+    }
+
+        /// `archive_command` with `--config` on the command line (the server does not see our environment).
     public var archiveCommand: String { "pgbackrest --config=\(configPath) --stanza=\(stanza) archive-push %p" }
 
     /// Server settings archiving needs, in `postgresql.conf` order.

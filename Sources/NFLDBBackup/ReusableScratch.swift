@@ -10,6 +10,11 @@ import NFLDBCore
 public enum ReusableScratch {
     public static let markerName = ".nfldb-verify-scratch"
 
+    /// Where a kept copy lives when neither `--scratch` nor `backup.scratch_dir` says: a directory
+    /// only root (or nfldb's user) writes, not a world-writable one such as /var/tmp, where another
+    /// user could plant a directory or a lock file under the predictable name.
+    public static func defaultDirectory(stanza: String) -> String { "/var/lib/nfldb/nfldb-verify-\(stanza)" }
+
     struct Marker: Codable, Equatable {
         var stanza: String
         var systemID: UInt64?
@@ -26,17 +31,41 @@ public enum ReusableScratch {
 
     /// Whether an existing `scratch` may be reused: `.success(true)` when its `data/` holds a previous
     /// copy (restore with `--delta`), `.success(false)` when it is empty, `.failure(message)` otherwise.
-    static func check(_ scratch: String, stanza: String, systemID: UInt64?) -> Result<Bool, ReuseRefusal> {
-        guard let data = FileManager.default.contents(atPath: markerPath(scratch)),
-              let marker = try? JSONDecoder().decode(Marker.self, from: data) else {
+    /// The directory must be a real directory (not a symlink) owned by this user or `osUser` and
+    /// closed to others (mode 0700); the marker must be a regular file this user wrote; `data` and
+    /// `run` must not be symlinks. Anything else may have been planted, and `--delta` rewrites what
+    /// it finds.
+    static func check(_ scratch: String, stanza: String, systemID: UInt64?, osUser: String? = nil) -> Result<Bool, ReuseRefusal> {
+        var owners: Set<uid_t> = [geteuid()]
+        if let osUser, let account = getpwnam(osUser) { owners.insert(account.pointee.pw_uid) }
+        var info = stat()
+        guard lstat(scratch, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            return .failure(ReuseRefusal("scratch path \(scratch) is not a directory (a symlink?); refusing to reuse it: remove it or choose another --scratch"))
+        }
+        guard owners.contains(info.st_uid), info.st_mode & 0o077 == 0 else {
             return .failure(ReuseRefusal(
-                "scratch directory \(scratch) exists but has no \(markerName) marker, so it was not made by `backup verify --reuse-scratch`; "
+                "scratch directory \(scratch) is owned by uid \(info.st_uid) with mode \(String(info.st_mode & 0o777, radix: 8)); a reused copy "
+                + "must belong to this user or the cluster's OS user and be closed to others (0700): remove it or choose another --scratch"))
+        }
+        let marker = markerPath(scratch)
+        guard lstat(marker, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(),
+              let data = FileManager.default.contents(atPath: marker),
+              let decoded = try? JSONDecoder().decode(Marker.self, from: data) else {
+            return .failure(ReuseRefusal(
+                "scratch directory \(scratch) exists but has no \(markerName) marker of this user, so it was not made by `backup verify --reuse-scratch`; "
                 + "refusing to restore over it with --delta (remove it or choose another --scratch)"))
         }
-        if marker.stanza != stanza || (systemID != nil && marker.systemID != nil && marker.systemID != systemID) {
+        if decoded.stanza != stanza || (systemID != nil && decoded.systemID != nil && decoded.systemID != systemID) {
             return .failure(ReuseRefusal(
-                "scratch directory \(scratch) holds a copy of stanza \(marker.stanza) (system id \(marker.systemID.map(String.init) ?? "?")), "
+                "scratch directory \(scratch) holds a copy of stanza \(decoded.stanza) (system id \(decoded.systemID.map(String.init) ?? "?")), "
                 + "not of stanza \(stanza) (system id \(systemID.map(String.init) ?? "?")); remove it or choose another --scratch"))
+        }
+        for name in ["data", "run", "tblspc"] {
+            let path = (scratch as NSString).appendingPathComponent(name)
+            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR || !owners.contains(info.st_uid) {
+                return .failure(ReuseRefusal(
+                    "\(path) is not a directory of this user or the cluster's OS user (a symlink?); refusing to restore through it: remove \(scratch)"))
+            }
         }
         let dataDirectory = (scratch as NSString).appendingPathComponent("data")
         do {
@@ -54,9 +83,15 @@ public enum ReusableScratch {
     /// process dies), or the refusal naming the holder's pid.
     static func lock(_ scratch: String) -> Result<Int32, ReuseRefusal> {
         let path = scratch + ".lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
-            return .failure(ReuseRefusal("cannot open the lock file \(path): \(String(cString: strerror(errno))); check the permissions of \((scratch as NSString).deletingLastPathComponent)"))
+            return .failure(ReuseRefusal("cannot open the lock file \(path): \(String(cString: strerror(errno))) "
+                                         + "(a symlink, or a directory this user cannot write); remove it or choose another --scratch"))
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid() else {
+            close(fd)
+            return .failure(ReuseRefusal("the lock file \(path) is not a regular file of this user (uid \(info.st_uid)); remove it or choose another --scratch"))
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             var buffer = [UInt8](repeating: 0, count: 32)

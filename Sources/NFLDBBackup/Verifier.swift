@@ -48,10 +48,14 @@ public enum ActiveScratch {
     /// Held for the whole teardown, so a normal exit waits for a signal handler's teardown.
     static let teardownLock = Mutex<Bool>(false)
 
+    /// Registers a copy for teardown; `keep` first, so a signal in between never removes a kept copy.
     static func register(_ cluster: LocalCluster, keep: Bool = false) {
-        current.withLock { $0[cluster.root] = cluster }
         if keep { kept.withLock { _ = $0.insert(cluster.root) } }
+        current.withLock { $0[cluster.root] = cluster }
     }
+
+    /// From now on teardown stops the copy at `root` but keeps its files.
+    static func keep(_ root: String) { kept.withLock { _ = $0.insert(root) } }
 
     /// Stops one copy (immediate) and removes its scratch dir; safe to call twice.
     public static func tearDown(_ root: String) {
@@ -267,7 +271,9 @@ public struct Verifier {
         }
 
         // 2. restore into scratch
-        let scratch = options.scratchDirectory ?? "/var/tmp/nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())"
+        let scratch = options.scratchDirectory ?? (options.reuseScratch
+            ? ReusableScratch.defaultDirectory(stanza: pgbackrest.stanza)
+            : "/var/tmp/nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
         let port = try options.port ?? LocalCluster.freePort()
         let superuser = try primary.query("SELECT current_user::text").scalar(String.self)
         let database = try primary.query("SELECT current_database()::text").scalar(String.self)
@@ -275,6 +281,16 @@ public struct Verifier {
         r.receipt.scratchDirectory = scratch
         r.receipt.scratchPort = port
         let fm = FileManager.default
+        let parent = (scratch as NSString).deletingLastPathComponent
+        if !fm.fileExists(atPath: parent) {
+            do {
+                try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            } catch {
+                r.check("scratch", false, "cannot create \(parent), the parent of the scratch directory: \(error.localizedDescription); "
+                        + "create it, or point backup.scratch_dir (or --scratch) at a directory this user can write")
+                return
+            }
+        }
         var delta = false
         if options.reuseScratch {
             switch ReusableScratch.lock(scratch) {
@@ -285,30 +301,46 @@ public struct Verifier {
                 r.lockDescriptor = fd
             }
         }
-        if options.reuseScratch, fm.fileExists(atPath: scratch) {
-            switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID) {
+        // mkdir(2) fails if the directory exists, so two runs never share a fresh scratch dir.
+        var created = false
+        if mkdir(scratch, 0o700) == 0 {
+            created = true
+            ActiveScratch.register(copy)  // removed on every path until it is marked as kept
+        } else if errno == EEXIST && options.reuseScratch {
+            switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID, osUser: pgbackrest.osUser) {
             case .failure(let refusal):
                 r.check("scratch", false, refusal.description)
                 return
             case .success(let reusable):
                 delta = reusable
+                ActiveScratch.register(copy, keep: true)
             }
-        } else if fm.fileExists(atPath: scratch) {
+        } else if errno == EEXIST {
             r.check("scratch", false, "scratch directory \(scratch) already exists; verify only restores into a directory it creates "
                     + "(remove it, choose another --scratch, or pass --reuse-scratch for a directory an earlier --reuse-scratch run made)")
+            return
+        } else {
+            r.check("scratch", false, "cannot create scratch directory \(scratch): \(String(cString: strerror(errno))); "
+                    + "point backup.scratch_dir (or --scratch) at a directory this user can write")
             return
         }
         do {
             try fm.createDirectory(atPath: copy.socketDirectory, withIntermediateDirectories: true)
             try copy.giveToOSUser(scratch)
             try copy.giveToOSUser(copy.socketDirectory)
-            chmod(scratch, 0o700)
-            if options.reuseScratch { try ReusableScratch.mark(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID) }
+            guard chmod(scratch, 0o700) == 0 else {
+                throw BackupError("chmod 0700 failed: \(String(cString: strerror(errno)))")
+            }
+            if options.reuseScratch && created {
+                try ReusableScratch.mark(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID)
+                ActiveScratch.keep(scratch)
+            }
         } catch {
-            r.check("scratch", false, "cannot create scratch directory \(scratch): \(error.localizedDescription)")
+            let reason = (error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription
+            r.check("scratch", false, "cannot prepare scratch directory \(scratch): \(reason)"
+                    + (created ? " (the new directory is removed)" : ""))
             return
         }
-        ActiveScratch.register(copy, keep: options.reuseScratch)
         // A reused dir still holds the last run's server log.
         try? fm.removeItem(atPath: copy.logFile)
         if !options.skipSpaceCheck {  // room for the restored files plus the margin ScratchSpace.needed documents
@@ -324,8 +356,11 @@ public struct Verifier {
             r.check("scratch-space", true, "not checked (--skip-space-check); free in \(scratch): \(ScratchSpace.available(scratch).map(ScratchSpace.human) ?? "unknown")")
         }
 
+        // Every tablespace goes under the scratch dir too: restored to its original path it would
+        // land beside (or, with --delta, over) the primary's own tablespace on this host.
         var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",
-                              "--archive-mode=off", "--job-retry=0", "--log-level-console=warn"]
+                              "--archive-mode=off", "--job-retry=0", "--log-level-console=warn",
+                              "--tablespace-map-all=\((scratch as NSString).appendingPathComponent("tblspc"))"]
         if let target = options.targetTime {
             restoreOptions += ["--type=time", "--target=\(target)"]
         } else {

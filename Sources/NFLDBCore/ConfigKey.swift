@@ -73,7 +73,7 @@ extension ConfigKey {
     public static let backupTables = ConfigKey(
         "backup.tables", .stringList, help: "schema.table names counted in the backup manifest besides every table in schema nfl")
     public static let backupScratchDir = ConfigKey(
-        "backup.scratch_dir", .path, help: "where `backup verify` restores (default /var/tmp/nfldb-verify-<random>; removed afterwards)")
+        "backup.scratch_dir", .path, help: "where `backup verify` restores: nfldb-verify-<random> in it, removed afterwards (default /var/tmp); with reuse_scratch nfldb-verify-<stanza>, kept (default /var/lib/nfldb)")
     public static let backupReuseScratch = ConfigKey(
         "backup.verify.reuse_scratch", .boolean, default: "false",
         help: "keep the verify copy in <scratch_dir>/nfldb-verify-<stanza> and restore into it with --delta next time")

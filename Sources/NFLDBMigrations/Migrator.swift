@@ -276,22 +276,17 @@ public final class Migrator {
         let bookkeeping: ((Double) -> PostgresQuery)?
     }
 
-    /// `BEGIN`, then per item its `SET LOCAL` timeouts (only when they differ from the previous
-    /// item's), its script and its history change, then `finally` (history changes recorded for the
+    /// `BEGIN`, then per item its `SET LOCAL` timeouts, its script and its history change, then `finally` (history changes recorded for the
     /// whole batch at once), then `COMMIT`; any error rolls the whole batch back and is rethrown.
     func runBatchInOneTransaction(_ items: [BatchItem], finally: PostgresQuery? = nil) throws -> [MigrationRunResult.Step] {
         var steps: [MigrationRunResult.Step] = []
         try connection.simpleQuery("BEGIN")
         do {
-            var timeouts: String?
             for item in items {
                 progress(.starting(id: item.id, direction: item.direction, transactional: true))
                 let start = ContinuousClock.now
-                let settings = timeoutSettings(item.directives, local: true)
-                if settings != timeouts {
-                    try connection.simpleQuery(settings)
-                    timeouts = settings
-                }
+                // Every item again: a script may SET LOCAL its own timeouts, which must not leak into the next.
+                try connection.simpleQuery(timeoutSettings(item.directives, local: true))
                 try connection.run(item.script)
                 let ms = elapsed(since: start)
                 if let bookkeeping = item.bookkeeping { try connection.query(bookkeeping(ms)) }

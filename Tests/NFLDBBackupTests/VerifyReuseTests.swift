@@ -63,6 +63,41 @@ struct VerifyReuseTests {
         #expect(fm.fileExists(atPath: "\(scratch)/data/PG_VERSION"), "the other run's copy is left alone")
     }
 
+    @Test("a tablespace is restored under the scratch dir: the primary's tablespace on this host is never touched (fresh and --delta)")
+    func tablespaceStaysInScratch() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        let location = (f.root as NSString).appendingPathComponent("primary-ts")
+        try FileManager.default.createDirectory(atPath: location, withIntermediateDirectories: true)
+        try f.cluster.giveToOSUser(location)
+        chmod(location, 0o700)
+        try f.sql("CREATE TABLESPACE verify_ts LOCATION '\(location)'")
+        try f.sql("CREATE TABLE nfl.kicks (id int PRIMARY KEY, yards int) TABLESPACE verify_ts; INSERT INTO nfl.kicks SELECT g, g % 60 FROM generate_series(1, 500) g")
+        try f.initStanza()
+        _ = try f.backup("full")
+        let tsDirectory = try #require(try FileManager.default.contentsOfDirectory(atPath: location).first { $0.hasPrefix("PG_15") })
+        let sentinel = "\(location)/\(tsDirectory)/sentinel-not-in-any-backup"
+        try "primary's".write(toFile: sentinel, atomically: true, encoding: .utf8)
+        func primaryFiles() -> [String] { (FileManager.default.enumerator(atPath: location)?.allObjects as? [String] ?? []).sorted() }
+        let before = primaryFiles()
+
+        let fresh = try f.verify()
+        #expect(fresh.passed, "\(fresh.renderText())")
+        #expect(fresh.checks.first { $0.name == "row-counts" }?.evidence.contains("match") == true)
+        let scratch = (f.root as NSString).appendingPathComponent("kept-ts-copy")
+        for _ in 0..<2 {
+            let receipt = try verify(f, scratch: scratch)
+            #expect(receipt.passed, "\(receipt.renderText())")
+        }
+        #expect(FileManager.default.fileExists(atPath: "\(scratch)/tblspc"), "the copy's tablespace lives under the scratch dir")
+        #expect(FileManager.default.fileExists(atPath: sentinel), "--delta must never clean the primary's tablespace")
+        #expect(primaryFiles() == before)
+        let db = try f.connect()
+        defer { db.close() }
+        #expect(try db.query("SELECT count(*) FROM nfl.kicks").scalar(Int.self) == 500)
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
     @Test("--reuse-scratch refuses a directory it did not make and leaves its files alone")
     func refusesUnmarkedDirectory() throws {
         let f = try BackupFixture()
@@ -71,6 +106,7 @@ struct VerifyReuseTests {
         _ = try f.backup("full")
         let scratch = (f.root as NSString).appendingPathComponent("someone-elses")
         try FileManager.default.createDirectory(atPath: "\(scratch)/data", withIntermediateDirectories: true)
+        chmod(scratch, 0o700)  // closed to others, so the refusal is about the missing marker
         try "keep me".write(toFile: "\(scratch)/data/precious", atomically: true, encoding: .utf8)
 
         let receipt = try verify(f, scratch: scratch)
@@ -80,6 +116,20 @@ struct VerifyReuseTests {
         #expect(refusal.evidence.contains(ReusableScratch.markerName))
         #expect(try String(contentsOfFile: "\(scratch)/data/precious", encoding: .utf8) == "keep me")
         #expect(!receipt.checks.contains { $0.name == "restore" })
+
+        // A symlink to a directory is refused whatever it points at.
+        let link = (f.root as NSString).appendingPathComponent("via-link")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: scratch)
+        let linked = try verify(f, scratch: link)
+        #expect(linked.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("is not a directory (a symlink?)") },
+                "\(linked.renderText())")
+        // A directory others may write is refused, marker or not.
+        let open = (f.root as NSString).appendingPathComponent("open-copy")
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+        chmod(open, 0o777)
+        let loose = try verify(f, scratch: open)
+        #expect(loose.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("mode 777") }, "\(loose.renderText())")
+        #expect(try String(contentsOfFile: "\(scratch)/data/precious", encoding: .utf8) == "keep me")
 
         // Without --reuse-scratch an existing directory is refused too, and kept.
         let plain = try verify(f, scratch: scratch, reuse: false)

@@ -209,6 +209,22 @@ struct FailureTests {
         }
     }
 
+    @Test("--single-transaction: a timeout one migration sets with SET LOCAL does not leak into the next")
+    func singleTransactionTimeoutsDoNotLeak() throws {
+        try withFixture { fx in
+            try fx.pair(1, "loosen", up: "SET LOCAL lock_timeout = '17min';\nCREATE TABLE one_tbl (id int);", down: "DROP TABLE one_tbl;")
+            try fx.pair(2, "check", up: """
+                DO $$ BEGIN
+                  IF current_setting('lock_timeout') = '17min' THEN RAISE EXCEPTION 'lock_timeout leaked from 0001'; END IF;
+                END $$;
+                CREATE TABLE two_tbl (id int);
+                """, down: "DROP TABLE two_tbl;")
+            let up = try fx.migrate("up", "--single-transaction")
+            #expect(up.status == 0, "\(up)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+        }
+    }
+
     @Test("down --single-transaction: a failing down in the batch rolls back nothing; a good batch rolls back all")
     func singleTransactionDown() throws {
         try withFixture { fx in

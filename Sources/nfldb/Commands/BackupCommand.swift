@@ -105,7 +105,7 @@ extension BackupCommand {
                 let parts = names.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 let environment = ProcessInfo.processInfo.environment
                 guard parts.count == 2, let key = environment[parts[0]], !key.isEmpty, let secret = environment[parts[1]], !secret.isEmpty else {
-                    throw OperatorError("--s3-key-env \(names): expected KEY_VAR,SECRET_VAR naming two set environment variables",
+                    throw OperatorError("--s3-key-env (backup.s3.key_env) must name two set environment variables, as KEY_VAR,SECRET_VAR (the names, not the values)",
                                         hint: "Export both variables, or drop --s3-key-env to use the instance's IAM role.", exitStatus: .usage)
                 }
                 repo.key = key
@@ -162,6 +162,13 @@ extension BackupCommand {
                 templateText = shipped
             } else {
                 templateText = ConfigRenderer.defaultTemplate
+            }
+            let missing = renderer.missingSlots(in: templateText)
+            guard missing.isEmpty else {
+                throw OperatorError(
+                    "the template \(template ?? "pgbackrest/pgbackrest.conf.template") has no slot for \(missing.joined(separator: " and "))",
+                    hint: "Add the placeholder to the template (see the shipped pgbackrest/pgbackrest.conf.template), or render without those options.",
+                    exitStatus: .usage)
             }
             let text = renderer.render(template: templateText)
             if write {
@@ -267,7 +274,7 @@ extension BackupCommand {
         @Option(name: .customLong("target-time"), help: "Point-in-time restore to this timestamptz instead.") var targetTime: String?
         @Option(help: "Scratch directory (must not exist unless --reuse-scratch; default backup.scratch_dir or /var/tmp, in nfldb-verify-<random>).") var scratch: String?
         @Flag(name: .customLong("reuse-scratch"), inversion: .prefixedNo,
-              help: "Keep the stopped copy and restore into it with --delta next time (default backup.verify.reuse_scratch; dir nfldb-verify-<stanza>).")
+              help: "Keep the stopped copy and restore into it with --delta next time (default backup.verify.reuse_scratch; dir <scratch_dir>/nfldb-verify-<stanza>, else /var/lib/nfldb/nfldb-verify-<stanza>).")
         var reuseScratch: Bool?
         @Flag(name: .customLong("skip-space-check"), help: "Skip the free-space pre-flight on the scratch filesystem (for filesystems whose statvfs misreports).")
         var skipSpaceCheck = false
@@ -290,8 +297,9 @@ extension BackupCommand {
                 guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
                 options.amcheckJobs = jobs
             }
-            let base = context.configuration.string(.backupScratchDir) ?? (options.reuseScratch ? "/var/tmp" : nil)
-            options.scratchDirectory = scratch ?? base.map {
+            // Without a scratch_dir, Verifier picks /var/tmp/nfldb-verify-<random>, or for a kept copy
+            // ReusableScratch.defaultDirectory (not world-writable /var/tmp: the name is predictable).
+            options.scratchDirectory = scratch ?? context.configuration.string(.backupScratchDir).map {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch
                     ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
             }
