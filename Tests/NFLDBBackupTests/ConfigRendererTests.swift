@@ -52,4 +52,15 @@ struct ConfigRendererTests {
         try renderer().render().write(toFile: path, atomically: true, encoding: .utf8)
         #expect(pg.manifestFilePath(label: "20261127-000000F") == "/nfl-prod/nfldb-manifests/20261127-000000F.json")
     }
+
+    @Test("a custom template without the {{repo_s3}} or {{cipher}} slot is reported, not silently rendered as posix")
+    func missingSlots() {
+        var r = renderer()
+        let old = ConfigRenderer.defaultTemplate.replacingOccurrences(of: "{{repo_s3}}", with: "").replacingOccurrences(of: "{{cipher}}", with: "")
+        #expect(r.missingSlots(in: old).isEmpty, "a posix repo without encryption needs neither slot")
+        r.s3 = ConfigRenderer.S3Repo(bucket: "b", endpoint: "e", region: "r")
+        r.cipherPass = "pass"
+        #expect(r.missingSlots(in: old) == ["{{repo_s3}} (the S3 repo settings)", "{{cipher}} (repo encryption)"])
+        #expect(r.missingSlots(in: ConfigRenderer.defaultTemplate).isEmpty)
+    }
 }
