@@ -69,7 +69,6 @@ public struct Migration: Sendable, Hashable {
     public let upSQL: String
     public let downSQL: String
     public let directives: MigrationDirectives
-    public let downDirectives: MigrationDirectives
 
     /// `0003_weather`.
     public var id: String { Migration.id(version: version, name: name) }
@@ -82,7 +81,6 @@ public struct Migration: Sendable, Hashable {
     public var downChecksum: String { Checksum.of(downSQL) }
 
     public func upScript() throws -> SQLScript { try Migration.script(upSQL, path: upPath) }
-    public func downScript() throws -> SQLScript { try Migration.script(downSQL, path: downPath) }
 
     static func script(_ sql: String, path: String) throws -> SQLScript {
         do {

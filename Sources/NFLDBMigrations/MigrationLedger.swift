@@ -42,8 +42,6 @@ public struct LedgerRow: Sendable, Hashable, Codable {
 /// `nfldb.migration_events` (append-only: apply, rollback, fail, baseline, resolve, repair).
 public enum MigrationLedger {
     public static let schema = "nfldb"
-    public static let table = "schema_migrations"
-    public static let events = "migration_events"
     /// Every runner of `migrate` on a database takes this session-level advisory lock.
     public static let lockKey = AdvisoryLockKey("nfldb.schema_migrations")
 
@@ -99,6 +97,12 @@ public enum MigrationLedger {
     /// Whether the ledger exists (read-only commands do not create it).
     static func exists(_ connection: PostgresConnection) throws -> Bool {
         try connection.query("SELECT to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
+    }
+
+    /// The highest applied version (what `status` calls the current version), or nil.
+    static func currentVersion(_ connection: PostgresConnection) throws -> Int64? {
+        guard try exists(connection) else { return nil }
+        return try connection.query("SELECT max(version) FROM nfldb.schema_migrations WHERE state = 'applied'").scalar(Int64?.self)
     }
 
     static func rows(_ connection: PostgresConnection) throws -> [LedgerRow] {

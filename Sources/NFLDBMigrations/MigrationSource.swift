@@ -59,12 +59,12 @@ public struct MigrationDirectory: Sendable {
             }
             guard let upSQL = read(u.file, &problems), let downSQL = read(d.file, &problems) else { continue }
             let (upDirectives, upProblems) = MigrationDirectives.parse(upSQL)
-            let (downDirectives, downProblems) = MigrationDirectives.parse(downSQL)
+            let downProblems = MigrationDirectives.parse(downSQL).1  // a rollback re-reads the directives from the stored SQL
             problems += upProblems.map { "\(join(u.file)):\($0.line): \($0.message)" }
             problems += downProblems.map { "\(join(d.file)):\($0.line): \($0.message)" }
             migrations.append(Migration(
                 version: version, name: u.name, upPath: join(u.file), downPath: join(d.file), upSQL: upSQL, downSQL: downSQL,
-                directives: upDirectives, downDirectives: downDirectives))
+                directives: upDirectives))
         }
         if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }
         return migrations

@@ -32,7 +32,6 @@ public struct MigrationStatus: Sendable, Codable {
     public var pending: [MigrationStatusEntry] { entries.filter { $0.state == .pending } }
     public var drifted: [MigrationStatusEntry] { entries.filter(\.drift) }
     public var dirty: [MigrationStatusEntry] { entries.filter { $0.state == .running || $0.state == .failed } }
-    public var outOfOrder: [MigrationStatusEntry] { entries.filter(\.outOfOrder) }
 
     /// Builds the status from the files and the ledger (pure; unit-testable).
     public static func compute(files: [Migration], rows: [LedgerRow], invalidIndexes: [String] = []) -> MigrationStatus {

@@ -28,7 +28,7 @@ extension Migrator {
             } else {
                 for row in victims { result.steps.append(try rollback(row)) }
             }
-            result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
+            result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
         }
     }
@@ -195,7 +195,7 @@ extension Migrator {
             result.warnings.forEach { progress(.warning($0)) }
             result.steps.append(try rollback(row))
             result.steps.append(try apply(migration))
-            result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
+            result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
         }
     }

@@ -45,7 +45,6 @@ public struct MigrationRunResult: Sendable, Codable {
     public var dryRunSQL: String?
     public var currentVersion: Int64?
 
-    public var nothingToDo: Bool { steps.isEmpty && dryRunSQL == nil }
 }
 
 /// Applies and rolls back migrations on one dedicated connection.
@@ -121,7 +120,7 @@ public final class Migrator {
             } else {
                 for migration in pending { result.steps.append(try apply(migration)) }
             }
-            result.currentVersion = try MigrationLedger.rows(connection).filter { $0.state == .applied }.map(\.version).max()
+            result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
         }
     }

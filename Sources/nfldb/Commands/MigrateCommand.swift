@@ -64,12 +64,16 @@ extension MigrateOptions {
         return settings
     }
 
-    func makeMigrator(_ context: CommandContext, settings: MigratorSettings? = nil, migrations: [Migration]? = nil) throws -> Migrator {
+    /// - Parameter recordsCommit: the command writes history rows that carry the git commit (up,
+    ///   redo, baseline); only then is `git rev-parse` run.
+    func makeMigrator(
+        _ context: CommandContext, settings: MigratorSettings? = nil, migrations: [Migration]? = nil, recordsCommit: Bool = false
+    ) throws -> Migrator {
         let files = try migrations ?? load(context)
         let connection = try context.connect()
         let migrationContext = MigrationContext(
             nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID,
-            gitCommit: MigrationContext.gitCommit(for: directory(context)))
+            gitCommit: recordsCommit ? MigrationContext.gitCommit(for: directory(context)) : nil)
         let text = format == .text
         return Migrator(
             connection: connection, migrations: files, settings: try settings ?? self.settings(context), context: migrationContext,
@@ -128,7 +132,7 @@ extension MigrateCommand {
             var settings = try options.settings(context)
             settings.singleTransaction = singleTransaction
             settings.allowOutOfOrder = allowOutOfOrder
-            let migrator = try options.makeMigrator(context, settings: settings)
+            let migrator = try options.makeMigrator(context, settings: settings, recordsCommit: true)
             let result = try migrator.up(to: to, dryRun: dryRun)
             try options.printResult(result, context, verb: "applied")
             finished(context, "migrate up")
@@ -228,7 +232,7 @@ extension MigrateCommand {
 
         func run() throws {
             let context = try global.makeContext(command: "migrate redo")
-            let result = try options.makeMigrator(context).redo()
+            let result = try options.makeMigrator(context, recordsCommit: true).redo()
             try options.printResult(result, context, verb: "redone")
             finished(context, "migrate redo")
         }
@@ -243,7 +247,7 @@ extension MigrateCommand {
 
         func run() throws {
             let context = try global.makeContext(command: "migrate baseline")
-            let result = try options.makeMigrator(context).baseline(version: version)
+            let result = try options.makeMigrator(context, recordsCommit: true).baseline(version: version)
             try options.printResult(result, context, verb: "baselined")
         }
     }
