@@ -119,15 +119,21 @@ public struct ManagedTables: Sendable, Equatable {
     /// Content checksums of the `reference` tables that exist; the caller provides the snapshot.
     public func checksums(_ connection: PostgresConnection) throws -> [String: String] {
         var out: [String: String] = [:]
-        for name in reference {
+        for name in try Self.existing(reference, connection) {
             let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { continue }
-            let regclass = PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1])
-            if try connection.query("SELECT to_regclass(\(regclass)) IS NOT NULL").scalar(Bool.self) {
-                out[name] = try Self.checksum(parts[0], parts[1], connection)
-            }
+            out[name] = try Self.checksum(parts[0], parts[1], connection)
         }
         return out
+    }
+
+    /// The `schema.table` names among `names` that exist (a name without a schema never does).
+    public static func existing(_ names: [String], _ connection: PostgresConnection) throws -> [String] {
+        try names.filter { name in
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { return false }
+            let regclass = PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1])
+            return try connection.query("SELECT to_regclass(\(regclass)) IS NOT NULL").scalar(Bool.self)
+        }
     }
 
     /// `<rows> rows md5 <hex>`: md5 over the md5s of every row's text form, sorted bytewise. The text

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NFLDBCore
 import NFLDBPostgres
+import NFLDBSandbox
 
 /// What `nfldb backup run` did.
 public struct BackupRunReport: Codable, Sendable {
@@ -116,10 +117,8 @@ public struct BackupRunner {
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(manifest).write(to: URL(fileURLWithPath: path))
-        if ProcessRunner.isRoot, let user = pgbackrest.osUser, let account = getpwnam(user) {
-            chown(directory, account.pointee.pw_uid, account.pointee.pw_gid)
-            chown(path, account.pointee.pw_uid, account.pointee.pw_gid)
-        }
+        try? LocalCluster.give(directory, to: pgbackrest.osUser)
+        try? LocalCluster.give(path, to: pgbackrest.osUser)
         return path
     }
 }

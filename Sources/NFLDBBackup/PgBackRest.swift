@@ -7,21 +7,7 @@ public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
     public let rawValue: Int32
     public init(_ rawValue: Int32) { self.rawValue = rawValue }
 
-    public static let format = PgBackRestErrorCode(29)
-    public static let optionInvalidValue = PgBackRestErrorCode(31)
-    public static let optionRequired = PgBackRestErrorCode(37)
-    public static let config = PgBackRestErrorCode(27)
-    public static let archiveMismatch = PgBackRestErrorCode(44)
-    public static let pathNotEmpty = PgBackRestErrorCode(40)
-    public static let fileMissing = PgBackRestErrorCode(55)
-    public static let lockAcquire = PgBackRestErrorCode(50)
-    public static let dbConnect = PgBackRestErrorCode(56)
-    public static let checksum = PgBackRestErrorCode(26)
-    public static let pathMissing = PgBackRestErrorCode(73)
-    public static let stanzaMissing = PgBackRestErrorCode(75)
     public static let archiveTimeout = PgBackRestErrorCode(82)
-    public static let archiveDisabled = PgBackRestErrorCode(87)
-    public static let fileOpen = PgBackRestErrorCode(41)
     public static let fileWrite = PgBackRestErrorCode(64)
 
     /// A short name for the code, as in `error.yaml`.

@@ -1,14 +1,13 @@
 import Foundation
 import NFLDBCore
+import NFLDBSandbox
 
 /// Safety checks for a restore target directory.
 public enum RestoreTarget {
     /// Refuses a running cluster's data dir, and a non-empty dir unless `delta`.
     public static func check(_ path: String, delta: Bool) throws {
         let fm = FileManager.default
-        let pidFile = (path as NSString).appendingPathComponent("postmaster.pid")
-        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-           let first = text.split(separator: "\n").first, let pid = pid_t(first), kill(pid, 0) == 0 || errno == EPERM {
+        if let pid = LocalCluster.runningPostmaster(dataDirectory: path) {
             throw BackupError(
                 "refusing to restore into \(path): a PostgreSQL server (pid \(pid)) is running on it",
                 hint: "Restore into another directory, or stop that cluster first if you really mean to replace it.", exitStatus: .usage)

@@ -159,6 +159,9 @@ public struct Verifier {
     /// Runs the verification; never throws for a failed check (see the receipt), only for a
     /// primary that cannot record it.
     public func run() throws -> VerificationReceipt {
+        // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
+        // (and has the columns this version reads) once, up front.
+        try BackupCatalog.install(primary)
         let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
         do {
             try verify(recorder)
@@ -179,7 +182,6 @@ public struct Verifier {
     }
 
     func record(_ receipt: VerificationReceipt) throws {
-        try BackupCatalog.install(primary)
         let failed = receipt.failedChecks.map(\.name)
         try primary.execute("""
             INSERT INTO nfldb.backup_verifications(started_at, finished_at, status, stanza, label, target_time, recovery_seconds, failed_checks, receipt)
@@ -250,7 +252,6 @@ public struct Verifier {
         // primary and waits until it is archived (it writes no data).
         if options.targetTime != nil {
             // Recovery to a time needs a commit after it; write a fence canary (nfldb schema only).
-            try BackupCatalog.install(primary)
             try primary.execute("""
                 INSERT INTO nfldb.backup_canaries(token, note)
                 VALUES (\("fence-\(UUID().uuidString.prefix(8).lowercased())"), 'backup verify --target-time fence')
@@ -406,11 +407,7 @@ public struct Verifier {
         do {
             try r.timed("start") { try copy.start(logger: logger) }
         } catch {
-            let summary = (error as? any NFLDBError).map { d -> String in
-                var diagnostic = d.diagnostic
-                diagnostic.hint = nil  // LocalCluster's hint is about the sandbox
-                return diagnostic.oneLine
-            } ?? "\(error)"
+            let summary = (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"
             r.check("start", false, "restored copy did not start on 127.0.0.1:\(port): " + summary)
             scanLog(copy, r)
             return
@@ -458,22 +455,20 @@ public struct Verifier {
         scanLog(copy, r)
     }
 
-    /// The canary/manifest written before this backup: from `nfldb.backup_runs` on the primary, else
+    /// The canary/manifest written before this backup: from `nfldb.backup_runs` on the primary (the
+    /// catalog exists: ``run()`` installs it), else
     /// from the copy `backup run` left beside a posix repo (the primary may have lost it).
     func loadManifest(label: String) throws -> (manifest: Manifest, source: String)? {
-        if try primary.query("SELECT to_regclass('nfldb.backup_runs') IS NOT NULL").scalar(Bool.self) {
-            try BackupCatalog.install(primary)  // older catalogs lack backup_manifests.checksums
-            let rows = try primary.query("""
-                SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums
-                FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
-                WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
-                """).rows
-            if let row = rows.first {
-                let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
-                let checksums = try row["checksums"].map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
-                return (Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"),
-                                 counts: counts, checksums: checksums), "nfldb.backup_manifests on the primary")
-            }
+        let rows = try primary.query("""
+            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums
+            FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
+            WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
+            """).rows
+        if let row = rows.first {
+            let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
+            let checksums = try row["checksums"].map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+            return (Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"),
+                             counts: counts, checksums: checksums), "nfldb.backup_manifests on the primary")
         }
         guard let path = pgbackrest.manifestFilePath(label: label), let data = FileManager.default.contents(atPath: path) else { return nil }
         let decoder = JSONDecoder()
@@ -490,7 +485,7 @@ public struct Verifier {
         var last = "not reachable yet"
         while ContinuousClock.now < deadline {
             guard copy.isRunning else {
-                throw BackupError("the restored copy stopped before it was promoted", detail: logTail(copy, 6))
+                throw BackupError("the restored copy stopped before it was promoted", detail: copy.logTail(6))
             }
             if let conn = try? PostgresConnection.connect(ConnectionOptions(dsn: dsn, connectTimeout: .seconds(5)), logger: logger) {
                 if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self) {
@@ -501,7 +496,7 @@ public struct Verifier {
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        throw BackupError("the restored copy was not promoted within \(options.promoteTimeout) (\(last))", detail: logTail(copy, 6))
+        throw BackupError("the restored copy was not promoted within \(options.promoteTimeout) (\(last))", detail: copy.logTail(6))
     }
 
     func dataChecks(_ conn: PostgresConnection, manifest: Manifest?, targetEpoch: Double?, _ r: Recorder) throws {
@@ -538,11 +533,7 @@ public struct Verifier {
             var sums: [String: String] = [:]
             let expectedSums = manifest.checksums ?? [:]
             try conn.withTransaction(isolation: .repeatableRead, readOnly: true) {
-                for name in names {
-                    let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
-                    let exists = try conn.query("SELECT to_regclass(\(PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1]))) IS NOT NULL").scalar(Bool.self)
-                    if exists { actual[name] = try conn.query("SELECT count(*) FROM \(qualified: parts[0], parts[1])").scalar(Int64.self) }
-                }
+                actual = try ManagedTables.count(ManagedTables.existing(names, conn), conn)
                 sums = try ManagedTables(schemas: [], reference: expectedSums.keys.sorted()).checksums(conn)
             }
             let differing = names.filter { actual[$0] != manifest.counts[$0] }
@@ -594,10 +585,6 @@ public struct Verifier {
         } else {
             r.check("wal-continuity", false, "info reports no archive range for stanza \(stanza.name)")
         }
-    }
-
-    func logTail(_ copy: LocalCluster, _ n: Int) -> String {
-        ((try? String(contentsOfFile: copy.logFile, encoding: .utf8)) ?? "").split(separator: "\n").suffix(n).joined(separator: "\n")
     }
 
     /// FATAL/PANIC lines in the copy's server log, ignoring connection attempts during startup.

@@ -66,7 +66,9 @@ public struct LocalCluster: Sendable {
     }
 
     /// `pg_ctl start -w`: returns once the server accepts connections.
-    public func start(logger: Logger) throws {
+    /// - Parameter hint: what the caller's user should do when the start fails (the sandbox says how
+    ///   to pick a new port); nil adds none.
+    public func start(logger: Logger, hint: String? = nil) throws {
         logger.info("starting PostgreSQL", metadata: ["pg.port": .stringConvertible(port)])
         if !FileManager.default.fileExists(atPath: logFile) {
             _ = FileManager.default.createFile(atPath: logFile, contents: nil)
@@ -74,11 +76,9 @@ public struct LocalCluster: Sendable {
         }
         let result = try runner.run(binaries.path("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "start"], timeout: .seconds(90))
         guard result.succeeded else {
-            let log = (try? String(contentsOfFile: logFile, encoding: .utf8))?.split(separator: "\n").suffix(6).joined(separator: "\n") ?? ""
             throw OperatorError(
                 "PostgreSQL did not start on 127.0.0.1:\(port) (pg_ctl exit \(result.status))",
-                detail: [result.stderrTail(4), log].filter { !$0.isEmpty }.joined(separator: "\n"),
-                hint: "Read \(logFile); if the port is taken, run `nfldb sandbox down` and `up` again to pick a new one.")
+                detail: [result.stderrTail(4), logTail(6)].filter { !$0.isEmpty }.joined(separator: "\n"), hint: hint)
         }
     }
 
@@ -93,12 +93,12 @@ public struct LocalCluster: Sendable {
     }
 
     /// Whether a postmaster for this data directory is alive (from `postmaster.pid`).
-    public var isRunning: Bool {
-        guard let pid = postmasterPID else { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
-    }
+    public var isRunning: Bool { Self.runningPostmaster(dataDirectory: dataDirectory) != nil }
 
-    public var postmasterPID: pid_t? {
+    public var postmasterPID: pid_t? { Self.postmasterPID(dataDirectory: dataDirectory) }
+
+    /// The pid in `<dataDirectory>/postmaster.pid`, alive or not.
+    public static func postmasterPID(dataDirectory: String) -> pid_t? {
         let pidFile = (dataDirectory as NSString).appendingPathComponent("postmaster.pid")
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let first = text.split(separator: "\n").first, let pid = pid_t(first)
@@ -106,11 +106,25 @@ public struct LocalCluster: Sendable {
         return pid
     }
 
+    /// The pid of a live postmaster on `dataDirectory`, or nil.
+    public static func runningPostmaster(dataDirectory: String) -> pid_t? {
+        guard let pid = postmasterPID(dataDirectory: dataDirectory) else { return nil }
+        return kill(pid, 0) == 0 || errno == EPERM ? pid : nil
+    }
+
+    /// The last `lines` lines of the server log.
+    public func logTail(_ lines: Int) -> String {
+        ((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
     /// Makes a path owned by ``osUser`` when running as root (the server refuses root-owned data).
-    public func giveToOSUser(_ path: String) throws {
-        guard ProcessRunner.isRoot, let osUser, let account = getpwnam(osUser) else { return }
+    public func giveToOSUser(_ path: String) throws { try Self.give(path, to: osUser) }
+
+    /// Makes a path owned by `user` when running as root; nothing otherwise.
+    public static func give(_ path: String, to user: String?) throws {
+        guard ProcessRunner.isRoot, let user, let account = getpwnam(user) else { return }
         guard chown(path, account.pointee.pw_uid, account.pointee.pw_gid) == 0 else {
-            throw OperatorError("cannot give \(path) to OS user \(osUser): \(String(cString: strerror(errno)))")
+            throw OperatorError("cannot give \(path) to OS user \(user): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -65,20 +65,26 @@ public struct Sandbox: Sendable {
 
     /// Creates (first time) and starts the sandbox; starting a running sandbox changes nothing.
     @discardableResult
+    /// What to do when the sandbox's server does not start.
+    static func startHint(_ cluster: LocalCluster) -> String {
+        "Read \(cluster.logFile); if the port is taken, run `nfldb sandbox down` and `up` again to pick a new one."
+    }
+
     public func up(logger: Logger) throws -> SandboxState {
         let fm = FileManager.default
         if let state = loadState() {
             let cluster = cluster(for: state)
             if !cluster.isRunning {
                 do {
-                    try cluster.start(logger: logger)
+                    try cluster.start(logger: logger, hint: Self.startHint(cluster))
                 } catch {
                     // The remembered port may have been taken meanwhile: move to a free one.
                     var moved = state
                     moved.port = try LocalCluster.freePort()
                     try rewritePort(cluster: cluster, port: moved.port, pgpass: state.pgpassFile, password: try readPassword(state))
                     try saveState(moved)
-                    try self.cluster(for: moved).start(logger: logger)
+                    let movedCluster = self.cluster(for: moved)
+                    try movedCluster.start(logger: logger, hint: Self.startHint(movedCluster))
                     return moved
                 }
             }
@@ -124,7 +130,7 @@ public struct Sandbox: Sendable {
             binDirectory: binaries.directory, osUser: user, pgpassFile: pgpass, pgbackrestConfig: nil,
             stanza: Self.stanza, createdAt: Date())
         try saveState(state)
-        try cluster.start(logger: logger)
+        try cluster.start(logger: logger, hint: Self.startHint(cluster))
 
         let admin = try PostgresConnection.connect(
             ConnectionOptions(dsn: "host=127.0.0.1 port=\(port) user=\(cluster.superuser) dbname=postgres", password: password), logger: logger)

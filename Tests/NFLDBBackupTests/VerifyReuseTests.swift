@@ -10,15 +10,6 @@ import Testing
 /// manifest copy beside the repo.
 @Suite("backup verify: reused scratch, reference checksums, manifest beside the repo", .serialized)
 struct VerifyReuseTests {
-    func verify(_ f: BackupFixture, scratch: String, reuse: Bool = true) throws -> VerificationReceipt {
-        let db = try f.connect()
-        defer { db.close() }
-        var options = VerifyOptions(binaries: f.binaries, scratchDirectory: scratch)
-        options.reuseScratch = reuse
-        options.promoteTimeout = .seconds(60)
-        return try Verifier(pgbackrest: f.pgbackrest, primary: db, options: options, logger: f.logger).run()
-    }
-
     func check(_ receipt: VerificationReceipt, _ name: String) -> VerificationCheck? {
         receipt.checks.first { $0.name == name }
     }
@@ -31,7 +22,7 @@ struct VerifyReuseTests {
         _ = try f.backup("full")
         let scratch = (f.root as NSString).appendingPathComponent("kept-copy")
 
-        let first = try verify(f, scratch: scratch)
+        let first = try f.verify(scratch: scratch, reuse: true)
         #expect(first.passed, "\(first.renderText())")
         #expect(check(first, "restore")?.evidence.contains("--delta") == false)
         let fm = FileManager.default
@@ -42,7 +33,7 @@ struct VerifyReuseTests {
         try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 3, 3 FROM generate_series(1, 250)")
         let incr = try f.backup("incr")
         #expect(incr.counts["nfl.plays"] == 5250)
-        let second = try verify(f, scratch: scratch)
+        let second = try f.verify(scratch: scratch, reuse: true)
         #expect(second.passed, "\(second.renderText())")
         #expect(second.label == incr.label)
         #expect(check(second, "restore")?.evidence.contains("--delta") == true)
@@ -54,7 +45,7 @@ struct VerifyReuseTests {
         #expect(fd >= 0)
         defer { close(fd) }
         #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
-        let busy = try verify(f, scratch: scratch)
+        let busy = try f.verify(scratch: scratch, reuse: true)
         #expect(!busy.passed)
         let refusal = try #require(busy.checks.first { $0.name == "scratch" && !$0.passed }, "\(busy.renderText())")
         #expect(refusal.evidence.contains("another `backup verify --reuse-scratch`"))
@@ -86,7 +77,7 @@ struct VerifyReuseTests {
         #expect(fresh.checks.first { $0.name == "row-counts" }?.evidence.contains("match") == true)
         let scratch = (f.root as NSString).appendingPathComponent("kept-ts-copy")
         for _ in 0..<2 {
-            let receipt = try verify(f, scratch: scratch)
+            let receipt = try f.verify(scratch: scratch, reuse: true)
             #expect(receipt.passed, "\(receipt.renderText())")
         }
         #expect(FileManager.default.fileExists(atPath: "\(scratch)/tblspc"), "the copy's tablespace lives under the scratch dir")
@@ -109,7 +100,7 @@ struct VerifyReuseTests {
         chmod(scratch, 0o700)  // closed to others, so the refusal is about the missing marker
         try "keep me".write(toFile: "\(scratch)/data/precious", atomically: true, encoding: .utf8)
 
-        let receipt = try verify(f, scratch: scratch)
+        let receipt = try f.verify(scratch: scratch, reuse: true)
         #expect(!receipt.passed)
         let refusal = try #require(receipt.checks.first { $0.name == "scratch" && !$0.passed }, "\(receipt.renderText())")
         #expect(refusal.evidence.contains(scratch))
@@ -120,19 +111,19 @@ struct VerifyReuseTests {
         // A symlink to a directory is refused whatever it points at.
         let link = (f.root as NSString).appendingPathComponent("via-link")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: scratch)
-        let linked = try verify(f, scratch: link)
+        let linked = try f.verify(scratch: link, reuse: true)
         #expect(linked.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("is not a directory (a symlink?)") },
                 "\(linked.renderText())")
         // A directory others may write is refused, marker or not.
         let open = (f.root as NSString).appendingPathComponent("open-copy")
         try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
         chmod(open, 0o777)
-        let loose = try verify(f, scratch: open)
+        let loose = try f.verify(scratch: open, reuse: true)
         #expect(loose.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("mode 777") }, "\(loose.renderText())")
         #expect(try String(contentsOfFile: "\(scratch)/data/precious", encoding: .utf8) == "keep me")
 
         // Without --reuse-scratch an existing directory is refused too, and kept.
-        let plain = try verify(f, scratch: scratch, reuse: false)
+        let plain = try f.verify(scratch: scratch)
         #expect(plain.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("already exists") })
         #expect(FileManager.default.fileExists(atPath: "\(scratch)/data/precious"))
     }

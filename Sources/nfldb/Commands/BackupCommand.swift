@@ -174,9 +174,7 @@ extension BackupCommand {
             if write {
                 try text.write(toFile: pg.configPath, atomically: true, encoding: .utf8)
                 chmod(pg.configPath, 0o640)
-                if let user = BackupCommand.osUser(context), let account = getpwnam(user) {
-                    chown(pg.configPath, account.pointee.pw_uid, account.pointee.pw_gid)
-                }
+                try? LocalCluster.give(pg.configPath, to: BackupCommand.osUser(context))
                 context.say("wrote \(pg.configPath)")
             } else {
                 context.output(SecretRedactor.shared.redact(text))
@@ -330,9 +328,7 @@ extension BackupCommand {
             let target = (to as NSString).standardizingPath
             try RestoreTarget.check(target, delta: delta)
             try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-            if let user = BackupCommand.osUser(context), let account = getpwnam(user) {
-                chown(target, account.pointee.pw_uid, account.pointee.pw_gid)
-            }
+            try? LocalCluster.give(target, to: BackupCommand.osUser(context))
             chmod(target, 0o700)
             var options = ["--pg1-path=\(target)", "--log-level-console=warn"]
             if delta { options.append("--delta") }
