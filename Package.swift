@@ -39,7 +39,7 @@ let package = Package(
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Declarative roles and grants: `nfldb roles plan|apply|check`.
-        .target(name: "NFLDBRoles", dependencies: ["NFLDBCore", "NFLDBPostgres", "CLibCrypto", logging, yams], swiftSettings: swiftSettings),
+        .target(name: "NFLDBRoles", dependencies: ["NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
         // Audit triggers and the append-only log: `nfldb audit …`.
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.

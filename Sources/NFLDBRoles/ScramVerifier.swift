@@ -1,4 +1,4 @@
-import CLibCrypto
+import NFLDBCore
 import Foundation
 
 /// A SCRAM-SHA-256 password verifier as PostgreSQL stores it in `pg_authid.rolpassword`:
@@ -97,15 +97,9 @@ public struct ScramVerifier: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// SHA-256, HMAC-SHA-256 and PBKDF2-HMAC-SHA-256 on top of libcrypto's `SHA256`.
+/// HMAC-SHA-256 and PBKDF2-HMAC-SHA-256 on top of ``SHA256Digest`` (libcrypto's `SHA256`).
 enum Crypto {
-    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeBufferPointer { buffer in
-            _ = SHA256(buffer.baseAddress, buffer.count, &digest)
-        }
-        return digest
-    }
+    static func sha256(_ bytes: [UInt8]) -> [UInt8] { SHA256Digest.bytes(bytes) }
 
     /// RFC 2104 HMAC with SHA-256 (64-byte blocks).
     static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
