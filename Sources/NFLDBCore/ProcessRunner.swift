@@ -123,12 +123,16 @@ public struct ProcessRunner: Sendable {
         defer { Self.activeChildren.withLock { _ = $0.remove(pid) } }
         let deadline = start + timeout
         var waitStatus: Int32 = 0
-        var exited = false
         var pollInterval = 0.001
-        while !exited {
+        while true {
             let r = waitpid(pid, &waitStatus, WNOHANG)
-            if r == pid { exited = true; break }
-            if r < 0 && errno != EINTR { break }
+            if r == pid { break }
+            if r < 0 && errno != EINTR {
+                // Without a wait status the outcome is unknown: never report it as exit 0.
+                throw ProcessError(diagnostic: Diagnostic(
+                    "lost track of \(URL(fileURLWithPath: resolved).lastPathComponent) (pid \(pid)): waitpid failed: \(String(cString: strerror(errno)))",
+                    detail: argv.joined(separator: " ")))
+            }
             if ContinuousClock.now >= deadline {
                 kill(pid, SIGTERM)
                 let graceEnd = ContinuousClock.now + .seconds(5)
