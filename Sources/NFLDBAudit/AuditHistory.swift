@@ -90,7 +90,7 @@ extension AuditInstaller {
             var dropped: [String] = []
             for partition in try partitions() {
                 guard let (year, month) = AuditSQL.parsePartitionName(partition) else { continue }
-                let next = month == 12 ? (year + 1, 1) : (year, month + 1)
+                let next = AuditSQL.nextMonth(year, month)
                 var components = DateComponents()
                 components.year = next.0
                 components.month = next.1

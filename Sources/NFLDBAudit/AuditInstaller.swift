@@ -182,7 +182,7 @@ public struct AuditInstaller {
                     logger.info("could not create audit partition", metadata: ["audit.partition": .string(name), "error": .string(error.message)])
                 }
             }
-            (year, month) = month == 12 ? (year + 1, 1) : (year, month + 1)
+            (year, month) = AuditSQL.nextMonth(year, month)
         }
         for partition in try partitions() {
             try connection.simpleQuery(AuditSQL.partitionGuard(partition))
@@ -218,31 +218,14 @@ public struct AuditInstaller {
         if key.columns.isEmpty {
             notes.append("no primary key or unique NOT NULL index: the whole row is the key in the log")
         }
-        let label = mode == .row && table.isPartitioned ? [table.schema, table.name] : ["", ""]
-        let args = [String(key.columns.count)] + label + key.columns + excluded
-        let argsSQL = args.map(PostgresIdentifier.literal).joined(separator: ", ")
-        var wanted: [(name: String, function: String, args: [String], sql: String)] = []
-        switch mode {
-        case .row:
-            wanted.append((AuditSQL.rowTrigger, "capture_row", args,
-                "CREATE OR REPLACE TRIGGER \(AuditSQL.rowTrigger) AFTER INSERT OR UPDATE OR DELETE ON \(table.sql) FOR EACH ROW EXECUTE FUNCTION audit.capture_row(\(argsSQL))"))
-        case .statement:
-            wanted.append((AuditSQL.insertTrigger, "capture_statement", args,
-                "CREATE OR REPLACE TRIGGER \(AuditSQL.insertTrigger) AFTER INSERT ON \(table.sql) REFERENCING NEW TABLE AS audit_new_rows FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_statement(\(argsSQL))"))
-            wanted.append((AuditSQL.updateTrigger, "capture_statement", args,
-                "CREATE OR REPLACE TRIGGER \(AuditSQL.updateTrigger) AFTER UPDATE ON \(table.sql) REFERENCING OLD TABLE AS audit_old_rows NEW TABLE AS audit_new_rows FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_statement(\(argsSQL))"))
-            wanted.append((AuditSQL.deleteTrigger, "capture_statement", args,
-                "CREATE OR REPLACE TRIGGER \(AuditSQL.deleteTrigger) AFTER DELETE ON \(table.sql) REFERENCING OLD TABLE AS audit_old_rows FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_statement(\(argsSQL))"))
-        }
-        wanted.append((AuditSQL.truncateTrigger, "capture_truncate", [],
-            "CREATE OR REPLACE TRIGGER \(AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(table.sql) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()"))
+        let wanted = AuditSQL.tableTriggers(table, mode: mode, keys: key.columns, excluded: excluded)
 
         let existing = try existingTriggers(table.oid).filter { !$0.cloned }
         var changed = false
         for trigger in wanted {
             let current = existing.first { $0.name == trigger.name }
             if current?.function != trigger.function || current?.args != trigger.args {
-                try connection.simpleQuery(trigger.sql)
+                try connection.simpleQuery(trigger.createSQL(on: table.sql))
                 changed = true
             }
             if current?.enabled == "D" {

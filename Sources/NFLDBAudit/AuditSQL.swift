@@ -4,20 +4,56 @@ import NFLDBPostgres
 /// The SQL of the audit schema: the append-only log, its guards and the trigger functions.
 /// Everything is static text; only the audit owner's name is spliced in, quoted.
 enum AuditSQL {
-    static let schema = "audit"
     static let rowTrigger = "zz_audit_row"
     static let insertTrigger = "zz_audit_insert"
     static let updateTrigger = "zz_audit_update"
     static let deleteTrigger = "zz_audit_delete"
     static let truncateTrigger = "zz_audit_truncate"
-    static let guardRowTrigger = "audit_guard_row"
-    static let guardTruncateTrigger = "audit_guard_truncate"
-    static let allTableTriggers = [rowTrigger, insertTrigger, updateTrigger, deleteTrigger, truncateTrigger]
-    static let statementTriggers = [insertTrigger, updateTrigger, deleteTrigger]
     /// Months of partitions kept ready ahead of the current one.
     static let monthsAhead = 3
 
     static func quote(_ name: String) -> String { PostgresIdentifier.quote(name) }
+
+    /// One audit trigger on an audited table: what `install` creates and `status` expects.
+    struct TableTrigger: Equatable {
+        let name: String
+        /// `AFTER INSERT OR UPDATE OR DELETE`, …: the part before `ON <table>`.
+        let events: String
+        /// `FOR EACH ROW`, `REFERENCING … FOR EACH STATEMENT`: the part after `ON <table>`.
+        let level: String
+        let function: String
+        let args: [String]
+
+        func createSQL(on tableSQL: String) -> String {
+            "CREATE OR REPLACE TRIGGER \(name) \(events) ON \(tableSQL) \(level) EXECUTE FUNCTION audit.\(function)("
+                + args.map(PostgresIdentifier.literal).joined(separator: ", ") + ")"
+        }
+    }
+
+    /// The triggers of a table audited in `mode` with these key and excluded columns. The arguments
+    /// are the key count, the partitioned parent's schema and name for row mode (else two empty
+    /// strings), the key columns, then the excluded columns.
+    static func tableTriggers(_ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String]) -> [TableTrigger] {
+        let label = mode == .row && table.isPartitioned ? [table.schema, table.name] : ["", ""]
+        let args = [String(keys.count)] + label + keys + excluded
+        var triggers: [TableTrigger] = []
+        switch mode {
+        case .row:
+            triggers.append(TableTrigger(name: rowTrigger, events: "AFTER INSERT OR UPDATE OR DELETE", level: "FOR EACH ROW", function: "capture_row", args: args))
+        case .statement:
+            triggers.append(TableTrigger(
+                name: insertTrigger, events: "AFTER INSERT", level: "REFERENCING NEW TABLE AS audit_new_rows FOR EACH STATEMENT",
+                function: "capture_statement", args: args))
+            triggers.append(TableTrigger(
+                name: updateTrigger, events: "AFTER UPDATE",
+                level: "REFERENCING OLD TABLE AS audit_old_rows NEW TABLE AS audit_new_rows FOR EACH STATEMENT", function: "capture_statement", args: args))
+            triggers.append(TableTrigger(
+                name: deleteTrigger, events: "AFTER DELETE", level: "REFERENCING OLD TABLE AS audit_old_rows FOR EACH STATEMENT",
+                function: "capture_statement", args: args))
+        }
+        triggers.append(TableTrigger(name: truncateTrigger, events: "AFTER TRUNCATE", level: "FOR EACH STATEMENT", function: "capture_truncate", args: []))
+        return triggers
+    }
 
     /// The log and registry tables (run as the audit owner, inside schema `audit`).
     static let tables = """
@@ -216,8 +252,13 @@ enum AuditSQL {
         String(format: "log_y%04dm%02d", year, month)
     }
 
+    /// The calendar month after (`year`, `month`): a monthly partition's upper bound.
+    static func nextMonth(_ year: Int, _ month: Int) -> (Int, Int) {
+        month == 12 ? (year + 1, 1) : (year, month + 1)
+    }
+
     static func createPartition(year: Int, month: Int) -> String {
-        let next = month == 12 ? (year + 1, 1) : (year, month + 1)
+        let next = nextMonth(year, month)
         let from = String(format: "%04d-%02d-01 00:00:00+00", year, month)
         let to = String(format: "%04d-%02d-01 00:00:00+00", next.0, next.1)
         return """

@@ -114,14 +114,8 @@ extension AuditInstaller {
 
     private func checkTriggers(_ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String]) throws -> [String] {
         var problems: [String] = []
-        let label = mode == .row && table.isPartitioned ? [table.schema, table.name] : ["", ""]
-        let args = [String(keys.count)] + label + keys + excluded
-        let expected: [(String, String, [String])] = (mode == .row
-            ? [(AuditSQL.rowTrigger, "capture_row", args)]
-            : AuditSQL.statementTriggers.map { ($0, "capture_statement", args) })
-            + [(AuditSQL.truncateTrigger, "capture_truncate", [])]
         let triggers = try existingTriggers(table.oid).filter { !$0.cloned }
-        for (name, function, arguments) in expected {
+        for (name, function, arguments) in AuditSQL.tableTriggers(table, mode: mode, keys: keys, excluded: excluded).map({ ($0.name, $0.function, $0.args) }) {
             guard let trigger = triggers.first(where: { $0.name == name }) else {
                 problems.append("trigger \(name) is missing: changes are not audited")
                 continue
@@ -209,7 +203,7 @@ extension AuditInstaller {
             if let month = AuditSQL.parsePartitionName(name), newest.map({ month > $0 }) ?? true { newest = month }
         }
         if let (year, month) = newest {
-            let next = month == 12 ? (year + 1, 1) : (year, month + 1)
+            let next = AuditSQL.nextMonth(year, month)
             let until = String(format: "%04d-%02d-01", next.0, next.1)
             report.coveredUntil = until
             let daysLeft = try connection.query("SELECT (\(until)::date - (now() AT TIME ZONE 'UTC')::date)::int").scalar(Int.self)
