@@ -18,14 +18,9 @@ public struct CheckSettings: Sendable {
         self.options = options
     }
 
-    public func duration(_ key: String, default fallback: Duration) -> Duration {
-        options[key].flatMap(DurationParser.parse) ?? fallback
-    }
-
     /// A duration option in seconds.
     public func seconds(_ key: String, default fallback: Double) -> Double {
-        guard let text = options[key], let value = DurationParser.parse(text) else { return fallback }
-        return Double(DurationParser.milliseconds(value)) / 1000
+        options[key].flatMap(DurationParser.parse)?.inSeconds ?? fallback
     }
 
     public func number(_ key: String, default fallback: Double?) -> Double? {

@@ -363,7 +363,7 @@ public final class Migrator {
                     let blockers = try? describeLockHolders()
                     progress(.retrying(id: id, attempt: attempt, after: backoff, blockers: blockers))
                     logger.info("lock_timeout fired; retrying", metadata: ["migration": .string(id), "attempt": .stringConvertible(attempt)])
-                    Thread.sleep(forTimeInterval: Double(DurationParser.milliseconds(backoff)) / 1000)
+                    Thread.sleep(forTimeInterval: backoff.inSeconds)
                     backoff = backoff * 2
                     continue
                 }

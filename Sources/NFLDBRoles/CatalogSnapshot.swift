@@ -282,7 +282,7 @@ public enum CatalogInspector {
             }
         }
 
-        let existing = Set(try connection.query("SELECT rolname FROM pg_roles WHERE rolname = ANY(\(names))").rows.compactMap { $0["rolname"] })
+        let existing = Set(roles.keys)  // every referenced role that exists was read above
         logger.debug("catalog read", metadata: [
             "db.name": .string(database), "roles.existing": .stringConvertible(existing.count),
             "roles.relations": .stringConvertible(relationList.count),

@@ -91,7 +91,7 @@ extension PostgresConnection {
             if ContinuousClock.now >= deadline {
                 throw AdvisoryLockTimeout(key: key, waited: wait, holder: holder)
             }
-            Thread.sleep(forTimeInterval: Double(DurationParser.milliseconds(interval)) / 1000)
+            Thread.sleep(forTimeInterval: interval.inSeconds)
             interval = min(interval * 2, .seconds(1))
         }
     }

@@ -153,7 +153,7 @@ struct HealthCommand: GlobalOptionsCommand {
         for probe in ProbeRegistry.all {
             if let value = settings.settings(for: probe).integer("consecutive", default: nil) { byCheck[probe.name] = value }
         }
-        let repeatInterval = (try? configuration.duration(.healthAlertRepeat)).flatMap { $0 }.map { Double(DurationParser.milliseconds($0)) / 1000 } ?? 4 * 3600
+        let repeatInterval = (try? configuration.duration(.healthAlertRepeat)).flatMap { $0 }.map(\.inSeconds) ?? 4 * 3600
         let policy = AlertPolicy(
             consecutive: (try? configuration.integer(.healthAlertConsecutive)).flatMap { $0 } ?? 2, consecutiveByCheck: byCheck,
             repeatInterval: repeatInterval)
@@ -164,7 +164,7 @@ struct HealthCommand: GlobalOptionsCommand {
         }
         let notifications = engine.evaluate(inputs, state: &state, now: Date())
         let seconds = { (key: ConfigKey, fallback: Double) -> Double in
-            (try? configuration.duration(key)).flatMap { $0 }.map { Double(DurationParser.milliseconds($0)) / 1000 } ?? fallback
+            (try? configuration.duration(key)).flatMap { $0 }.map(\.inSeconds) ?? fallback
         }
         let dispatcher = AlertDispatcher(
             destinations: resolved, attempts: (try? configuration.integer(.healthAlertRetries)).flatMap { $0 } ?? 3,
