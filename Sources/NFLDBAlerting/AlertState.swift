@@ -136,19 +136,10 @@ public struct AlertStateStore: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         let data = try encoder.encode(state)
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent()
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-            FileManager.default.createFile(atPath: temporary.path, contents: data, attributes: [.posixPermissions: 0o600])
-            guard rename(temporary.path, url.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? FileManager.default.removeItem(at: temporary)
-                throw OperatorError("cannot write the alert state file \(path): \(reason)")
-            }
-        } catch let error as OperatorError {
-            throw error
+            try AtomicFile.write(data, to: path, permissions: 0o600)
+        } catch let error as AtomicFile.RenameError {
+            throw OperatorError("cannot write the alert state file \(path): \(error.reason)")
         } catch {
             throw OperatorError(
                 "cannot write the alert state file \(path): \(error.localizedDescription)",

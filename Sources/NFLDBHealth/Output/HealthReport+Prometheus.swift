@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 
 extension HealthReport {
     /// Prometheus text exposition (0.0.4): every metric prefixed `nfldb_`, `# HELP`/`# TYPE` once
@@ -53,17 +54,7 @@ extension HealthReport {
     /// Writes `text` to `path` through a temporary file in the same directory and `rename(2)`, so
     /// a collector never reads half a file.
     public static func writeAtomically(_ text: String, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        try Data(text.utf8).write(to: temporary)
-        chmod(temporary.path, 0o644)
-        guard rename(temporary.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cannot rename \(temporary.path) to \(path): \(reason)"])
-        }
+        try AtomicFile.write(Data(text.utf8), to: path, permissions: 0o644)
     }
 
     static func metricName(_ text: String) -> String {
