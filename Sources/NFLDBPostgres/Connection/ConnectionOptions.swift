@@ -49,17 +49,35 @@ public struct ConnectionOptions: Sendable {
 
     /// Checks that libpq can parse `dsn` (URL or conninfo); the error names the problem, not the password.
     public static func validate(_ dsn: String) throws {
+        _ = try parse(dsn)
+    }
+
+    /// `dsn`'s keyword/value pairs as libpq parses them (`PQconninfoParse`), without the password,
+    /// which is returned separately. The error names libpq's reason, never the password.
+    static func parse(_ dsn: String) throws -> (pairs: [(String, String)], password: String?) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         let options = PQconninfoParse(dsn, &errorMessage)
         defer {
             if let options { PQconninfoFree(options) }
             if let errorMessage { PQfreemem(errorMessage) }
         }
-        if options == nil {
+        guard let options else {
             let text = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unparseable"
             throw PostgresError(kind: .connection, message: "invalid connection string \(redact(dsn)): \(text)")
                 .withHint("Use key=value pairs (host=… dbname=…) or a postgresql://user@host:port/db URL.")
         }
+        var pairs: [(String, String)] = []
+        var password: String?
+        var index = 0
+        while let keyword = options[index].keyword {
+            if let value = options[index].val {
+                let key = String(cString: keyword)
+                let text = String(cString: value)
+                if key == "password" { password = text } else { pairs.append((key, text)) }
+            }
+            index += 1
+        }
+        return (pairs, password)
     }
 }
 
@@ -90,28 +108,10 @@ extension ConnectionOptions {
         return ConnectionOptions(dsn: conninfo, password: password ?? dsnPassword, connectTimeout: connectTimeout, applicationName: applicationName)
     }
 
-    /// The DSN's keyword/value pairs as libpq parses them (`PQconninfoParse`), without the password,
-    /// which is returned separately.
+    /// The DSN's pairs and password (``parse(_:)``); none without a DSN.
     func parsedDSN() throws -> (pairs: [(String, String)], password: String?) {
         guard let dsn, !dsn.isEmpty else { return ([], nil) }
-        var errorMessage: UnsafeMutablePointer<CChar>?
-        guard let options = PQconninfoParse(dsn, &errorMessage) else {
-            if let errorMessage { PQfreemem(errorMessage) }
-            throw PostgresError(kind: .connection, message: "invalid connection string \(Self.redact(dsn))")
-        }
-        defer { PQconninfoFree(options) }
-        var pairs: [(String, String)] = []
-        var password: String?
-        var index = 0
-        while let keyword = options[index].keyword {
-            if let value = options[index].val {
-                let key = String(cString: keyword)
-                let text = String(cString: value)
-                if key == "password" { password = text } else { pairs.append((key, text)) }
-            }
-            index += 1
-        }
-        return (pairs, password)
+        return try Self.parse(dsn)
     }
 
     /// `key='value' …` with quotes and backslashes escaped as libpq expects.
