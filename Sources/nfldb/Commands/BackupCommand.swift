@@ -58,6 +58,7 @@ extension BackupCommand {
                 when they differ.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(name: .customLong("repo-path"), help: "repo1-path (default backup.repo_path).") var repoPath: String?
         @Option(name: .customLong("retention-full"), help: "repo1-retention-full (default 2).") var retentionFull = 2
         @Option(name: .customLong("retention-diff"), help: "repo1-retention-diff (default 6).") var retentionDiff = 6
@@ -114,19 +115,15 @@ extension BackupCommand {
             return repo
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup config")
+        static let commandPath = "backup config"
+
+        func run(_ context: CommandContext) throws {
             let backupConfig = try BackupConfig(configuration: context.configuration)
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
-            func setting(_ name: String) throws -> String { try db.query("SELECT current_setting(\(name))").scalar(String.self) }
-            let socket = try setting("unix_socket_directories").split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "/var/run/postgresql"
-            var renderer = ConfigRenderer(
-                stanza: pg.stanza, configPath: pg.configPath,
-                repoPath: repoPath ?? backupConfig.repoPath ?? "/var/lib/pgbackrest",
-                pgPath: try setting("data_directory"), pgPort: Int(try setting("port")) ?? 5432, pgSocket: socket,
-                pgUser: try db.query("SELECT current_user::text").scalar(String.self))
+            var renderer = try ConfigRenderer.forServer(
+                db, stanza: pg.stanza, configPath: pg.configPath, repoPath: repoPath ?? backupConfig.repoPath ?? "/var/lib/pgbackrest")
             renderer.retentionFull = retentionFull
             renderer.retentionDiff = retentionDiff
             renderer.compressType = compressType
@@ -190,10 +187,12 @@ extension BackupCommand {
             abstract: "stanza-create, then check (archive_command works, WAL reaches the repo).",
             discussion: "Typical failures: 082 archive timeout (archive_command broken), 075/037 stanza missing, 027/056 database down.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(name: .customLong("archive-timeout"), help: "Seconds `check` waits for WAL to be archived (default 60).") var archiveTimeout = 60
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup init")
+        static let commandPath = "backup init"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             try pg.runChecked("stanza-create", ["--log-level-console=warn"], timeout: .seconds(300), logger: context.logger)
             context.say("stanza \(pg.stanza) created (or already present)")
@@ -207,11 +206,13 @@ extension BackupCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a canary and a row-count manifest, then run a pgBackRest backup; recorded in nfldb.backup_runs.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "full, diff or incr.") var type = "full"
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup run")
+        static let commandPath = "backup run"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
@@ -231,10 +232,12 @@ extension BackupCommand {
             abstract: "Backups, ages, sizes and the WAL archive range (pgbackrest info, with every stanza's status checked).",
             discussion: "Exits 1 when a stanza's status is not ok (pgBackRest itself exits 0 for a missing stanza).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup info")
+        static let commandPath = "backup info"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let stanzas = try pg.info(requireOK: false, logger: context.logger)
             if format == .json {
@@ -269,6 +272,7 @@ extension BackupCommand {
                 only if every check passed.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Backup label to verify (default: the latest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Point-in-time restore to this timestamptz instead.") var targetTime: String?
         @Option(help: "Scratch directory (must not exist unless --reuse-scratch; default backup.scratch_dir or /var/tmp, in nfldb-verify-<random>).") var scratch: String?
@@ -282,8 +286,9 @@ extension BackupCommand {
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup verify")
+        static let commandPath = "backup verify"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
             let backupConfig = try BackupConfig(configuration: context.configuration)
@@ -308,8 +313,7 @@ extension BackupCommand {
             finished(context, "backup verify")
             if !result.passed {
                 let failed = result.failedChecks.map { "\($0.name): \($0.evidence)" }.joined(separator: "\n")
-                FileHandle.standardError.write(Data("error: backup verification failed\n\(failed)\n".utf8))
-                throw ExitCode(1)
+                throw OperatorError("backup verification failed", detail: failed)
             }
         }
     }
@@ -319,13 +323,15 @@ extension BackupCommand {
             abstract: "Restore a backup into a directory for a real recovery (never into a running cluster's data dir).",
             discussion: "Refuses a non-empty directory without --delta. Without --target-time, restores to the end of the WAL archive.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Target data directory.") var to: String
         @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Recover to this time and promote.") var targetTime: String?
         @Flag(help: "Reuse the files already in the directory (pgbackrest --delta).") var delta = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup restore")
+        static let commandPath = "backup restore"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let target = (to as NSString).standardizingPath
             try RestoreTarget.check(target, delta: delta)
