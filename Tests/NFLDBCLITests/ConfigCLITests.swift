@@ -50,6 +50,24 @@ struct ConfigCLITests {
         }
     }
 
+    @Test("global options before a nested subcommand reach it (@ParentCommand); one given after its name wins")
+    func rootOptionsReachNestedCommand() throws {
+        try withScratchDirectory { dir in
+            let file = (dir as NSString).appendingPathComponent("other.yaml")
+            try "migrations:\n  dir: from-root-config\n".write(toFile: file, atomically: true, encoding: .utf8)
+            let root = try nfldb("--dsn", "host=root-host", "--config", file, "config", "show", "--format", "json", in: dir)
+            #expect(root.status == 0, "\(root.standardError)")
+            let rows = try Self.settings(root)
+            #expect(rows["dsn"]?["value"] as? String == "host=root-host")
+            #expect(rows["dsn"]?["source"] as? String == "flag --dsn")
+            #expect(rows["migrations.dir"]?["value"] as? String == "from-root-config")
+
+            let both = try nfldb("--dsn", "host=root-host", "config", "show", "--format", "json", "--dsn", "host=leaf-host", in: dir)
+            #expect(both.status == 0, "\(both.standardError)")
+            #expect(try Self.settings(both)["dsn"]?["value"] as? String == "host=leaf-host")
+        }
+    }
+
     @Test("a conninfo password from NFLDB_DSN and PGPASSWORD are both masked")
     func envSecrets() throws {
         try withScratchDirectory { dir in
