@@ -104,7 +104,7 @@ public struct AlertConfig: Sendable {
     public var destinations: [AlertDestination]
 
     public init(configuration: Configuration) throws {
-        stateFile = configuration.string(.healthStateFile) ?? ""
+        stateFile = configuration.defaulted(.healthStateFile)
         consecutive = try configuration.integer(.healthAlertConsecutive) ?? 0
         repeatInterval = try configuration.duration(.healthAlertRepeat) ?? .zero
         retries = try configuration.integer(.healthAlertRetries) ?? 0

@@ -85,6 +85,12 @@ public struct Configuration: Sendable {
         return nil
     }
 
+    /// The value of a key that has a default, so never unset (`""` only for a key declared
+    /// without one, which is a programming error the key's tests catch).
+    public func defaulted(_ key: ConfigKey) -> String {
+        string(key) ?? ""
+    }
+
     public func list(_ key: ConfigKey) -> [String] {
         switch value(key)?.value {
         case .list(let values)?: return values

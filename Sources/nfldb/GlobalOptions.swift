@@ -106,7 +106,7 @@ extension GlobalOptions {
             bootstrap(earlyFormat, earlyLevel)
             throw error
         }
-        let format = LogFormat(rawValue: configuration.string(.logFormat) ?? "text") ?? earlyFormat
+        let format = LogFormat(rawValue: configuration.defaulted(.logFormat)) ?? earlyFormat
         let level = Logger.Level(rawValue: configuration.string(.logLevel) ?? Self.defaultLevel(format)) ?? earlyLevel
         bootstrap(format, level)
         return CommandContext(
