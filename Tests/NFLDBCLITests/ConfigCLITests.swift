@@ -68,6 +68,31 @@ struct ConfigCLITests {
         }
     }
 
+    @Test("config show lists the keys of every module the executable assembles, with env names and defaults")
+    func everyModulesKeys() throws {
+        try withScratchDirectory { dir in
+            let result = try nfldb("config", "show", "--format", "json", in: dir)
+            #expect(result.status == 0, "\(result.standardError)")
+            let rows = try Self.settings(result)
+            let expected: [(key: String, value: String?, env: String)] = [
+                ("connect_timeout", "10s", "NFLDB_CONNECT_TIMEOUT"),            // Core
+                ("migrations.lock_retries", "3", "NFLDB_MIGRATIONS_LOCK_RETRIES"),  // NFLDBMigrations
+                ("roles.spec", "roles", "NFLDB_ROLES_SPEC"),                     // NFLDBRoles
+                ("audit.tables", nil, "NFLDB_AUDIT_TABLES"),                     // NFLDBAudit
+                ("backup.s3.uri_style", "host", "NFLDB_BACKUP_S3_URI_STYLE"),    // NFLDBBackup
+                ("sandbox.dir", ".nfldb/sandbox", "NFLDB_SANDBOX_DIR"),          // NFLDBSandbox
+                ("health.checks.vacuum.grace", "1h", "NFLDB_HEALTH_CHECKS_VACUUM_GRACE"),  // NFLDBHealth
+                ("health.alert.timeout", "10s", "NFLDB_HEALTH_ALERT_TIMEOUT"),   // NFLDBAlerting
+            ]
+            for row in expected {
+                let shown = try #require(rows[row.key], "\(row.key) missing from config show")
+                #expect(shown["value"] as? String == row.value, "\(row.key)")
+                #expect(shown["env"] as? String == row.env, "\(row.key)")
+            }
+            #expect(rows["alerts"] == nil, "the alerts list is shown in its own section")
+        }
+    }
+
     @Test("a conninfo password from NFLDB_DSN and PGPASSWORD are both masked")
     func envSecrets() throws {
         try withScratchDirectory { dir in
