@@ -50,6 +50,12 @@ public struct ConfigEntry: Sendable, Hashable {
     public let path: String
     public let value: ConfigRawValue
     public let source: ConfigSource
+
+    public init(path: String, value: ConfigRawValue, source: ConfigSource) {
+        self.path = path
+        self.value = value
+        self.source = source
+    }
 }
 
 /// The effective configuration: defaults, overlaid by `nfldb.yaml`, by environment, by flags.
