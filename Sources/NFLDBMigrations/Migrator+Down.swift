@@ -85,12 +85,9 @@ extension Migrator {
         }
         let file = migrations.first { $0.version == row.version }
         let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
-        let forget: PostgresQuery = """
-            WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = \(row.version) RETURNING version)
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT version, \(row.name)::text, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-                   jsonb_build_object('down_checksum', \(row.downChecksum)::text, 'source', \(name)::text) FROM m
-            """
+        let forget = MigrationLedger.eventQuery(
+            "rollback", version: row.version, name: row.name, context: context, detail: ["down_checksum": row.downChecksum, "source": name],
+            after: "DELETE FROM nfldb.schema_migrations WHERE version = \(row.version)")
         return RollbackStep(
             script: try Migration.script(downSQL, path: name), directives: MigrationDirectives.parse(downSQL).0, name: name, forget: forget)
     }
@@ -111,16 +108,12 @@ extension Migrator {
         }
         // Every history row and rollback event in one statement at the end of the batch (same
         // transaction, so the same all-or-nothing), instead of one statement per migration.
-        let forgetAll: PostgresQuery = """
-            WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = ANY(\(victims.map(\.version))::bigint[]) RETURNING version)
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT u.version, u.name, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-                   jsonb_build_object('down_checksum', NULLIF(u.down_checksum, ''), 'source', u.source)
-            FROM unnest(\(victims.map(\.version))::bigint[], \(victims.map(\.name))::text[], \(victims.map { $0.downChecksum ?? "" })::text[],
-                        \(steps.map(\.name))::text[]) WITH ORDINALITY AS u(version, name, down_checksum, source, ord)
-            JOIN m USING (version)
-            ORDER BY u.ord
-            """
+        let forgetAll = MigrationLedger.eventQuery(
+            "rollback",
+            zip(victims, steps).map { row, step in
+                MigrationLedger.Event(version: row.version, name: row.name, detail: ["down_checksum": row.downChecksum, "source": step.name])
+            },
+            context: context, after: "DELETE FROM nfldb.schema_migrations WHERE version = ANY(\(victims.map(\.version))::bigint[])")
         var done: [MigrationRunResult.Step] = []
         try withLockRetries("the batch rollback") {
             done = try runBatchInOneTransaction(items, finally: forgetAll)
@@ -216,17 +209,14 @@ extension Migrator {
             var result = MigrationRunResult()
             try connection.withTransaction {
                 for migration in adopt {
-                    try connection.query("""
-                        WITH m AS (
+                    try connection.query(MigrationLedger.eventQuery(
+                        "baseline", version: migration.version, name: migration.name, context: context, detail: ["baseline": String(version)],
+                        after: """
                           INSERT INTO nfldb.schema_migrations (version, name, state, kind, transactional, up_checksum, down_checksum,
                             up_path, client_host, nfldb_version, git_commit)
                           VALUES (\(migration.version), \(migration.name), 'applied', 'baseline', \(migration.directives.transactional),
                             \(migration.upChecksum), NULL, \(migration.upPath), \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
-                          RETURNING version)
-                        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-                        SELECT version, \(migration.name)::text, 'baseline', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-                               jsonb_build_object('baseline', \(version)::bigint) FROM m
-                        """)
+                          """))
                     result.steps.append(.init(version: migration.version, name: migration.name, direction: "baseline", durationMilliseconds: 0))
                 }
             }

@@ -217,15 +217,14 @@ public final class Migrator {
 
     func applyWithoutTransaction(_ migration: Migration, script: SQLScript, start: ContinuousClock.Instant) throws {
         let total = script.statements.count
-        try connection.query("""
-            WITH m AS (
+        try connection.query(MigrationLedger.eventQuery(
+            "start", version: migration.version, name: migration.name, context: context, detail: ["checksum": migration.upChecksum],
+            after: """
               INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
                 up_path, statements_total, statements_done, client_host, nfldb_version, git_commit)
               VALUES (\(migration.version), \(migration.name), 'running', false, \(migration.upChecksum), \(migration.downChecksum),
                 \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(total), 0, \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
-              RETURNING version)
-            \(unsafeRaw: eventInsert("start", migration))
-            """)
+              """))
         try setTimeouts(migration.directives, local: false)
         defer { resetTimeouts() }
         var done = 0
@@ -254,12 +253,13 @@ public final class Migrator {
             done += 1
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
         }
-        try connection.query("""
-            WITH m AS (
+        try connection.query(MigrationLedger.eventQuery(
+            "apply", version: migration.version, name: migration.name, context: context,
+            detail: ["checksum": migration.upChecksum, "git_commit": context.gitCommit],
+            after: """
               UPDATE nfldb.schema_migrations SET state = 'applied', applied_at = now(), duration_ms = \(Int64(elapsed(since: start)))
-              WHERE version = \(migration.version) RETURNING version)
-            \(unsafeRaw: eventInsert("apply", migration))
-            """)
+              WHERE version = \(migration.version)
+              """))
     }
 
     /// One step of a `--single-transaction` batch (up or down).
@@ -318,28 +318,16 @@ public final class Migrator {
 
     /// The history row and `apply` event, inserted inside the migration's transaction.
     func recordApplied(_ migration: Migration, statements: Int, milliseconds: Double) -> PostgresQuery {
-        """
-        WITH m AS (
-          INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
-            up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
-          VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
-            \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
-            \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
-          RETURNING version)
-        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-        SELECT version, \(migration.name)::text, 'apply', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-               jsonb_build_object('checksum', \(migration.upChecksum)::text, 'git_commit', \(context.gitCommit)::text) FROM m
-        """
-    }
-
-    /// `INSERT … SELECT … FROM m` for an event after a CTE named `m` (values are literals quoted here).
-    func eventInsert(_ event: String, _ migration: Migration) -> String {
-        let lit = PostgresIdentifier.literal
-        return """
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT version, \(lit(migration.name)), \(lit(event)), \(lit(context.clientHost)), \(context.correlationID.map(lit) ?? "NULL"),
-                   \(lit(context.nfldbVersion)), jsonb_build_object('checksum', \(lit(migration.upChecksum))) FROM m
-            """
+        MigrationLedger.eventQuery(
+            "apply", version: migration.version, name: migration.name, context: context,
+            detail: ["checksum": migration.upChecksum, "git_commit": context.gitCommit],
+            after: """
+              INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
+                up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
+              VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
+                \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
+                \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
+              """)
     }
 
     /// Sets `lock_timeout` and `statement_timeout` for the session, or (`local`) for the open
