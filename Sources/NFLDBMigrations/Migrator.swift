@@ -228,13 +228,28 @@ public final class Migrator {
         try setTimeouts(migration.directives, local: false)
         defer { resetTimeouts() }
         var done = 0
+        let invalidAtStart = Set((try? invalidIndexes()) ?? [])
         for statement in script.statements {
-            do {
-                try connection.runScript(unsafeSQL: statement.text)
-            } catch var error as PostgresError {
-                let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
-                error.location = "\(migration.upPath):\(line)"
-                error.statement = statement.text
+            // Each statement commits on its own, so a lock_timeout is retried like a transactional
+            // migration's — unless the attempt left an INVALID index behind (a CONCURRENTLY build
+            // that timed out in a later phase), which a retry would trip over.
+            var failure: PostgresError?
+            try withLockRetries(migration.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty }) {
+                try connection.run(statement, in: migration.upPath)
+            } onFailure: { failure = $0 }
+            if let error = failure {
+                let line = statement.line(of: error)
+                let leftBehind = newInvalidIndexes(since: invalidAtStart)
+                if done == 0 && leftBehind.isEmpty && !statement.mayCommitInside {
+                    // The first statement failed as a whole: nothing ran, nothing to clean up.
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: migration.version, name: migration.name, context: context,
+                        detail: ["error": error.message, "location": error.location ?? "", "statements_done": "0", "sqlstate": error.sqlState ?? ""],
+                        after: "DELETE FROM nfldb.schema_migrations WHERE version = \(migration.version) AND state = 'running'"))
+                    throw MigrationError.statementFailed(
+                        migration.id, error, extra: "its first statement failed, so nothing ran; \(migration.id) is not applied and not dirty",
+                        hint: "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
+                }
                 let invalid = (try? invalidIndexes()) ?? []
                 _ = try? connection.execute("""
                     UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(line),
@@ -358,7 +373,14 @@ public final class Migrator {
 
     /// Retries `body` when PostgreSQL's `lock_timeout` fires (SQLSTATE 55P03), with doubling backoff;
     /// other errors (and the last lock timeout) go to `onFailure`.
-    func withLockRetries(_ id: String, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void) throws {
+    /// INVALID indexes that were not INVALID in `before` (left behind by this run).
+    func newInvalidIndexes(since before: Set<String>) -> [String] {
+        ((try? invalidIndexes()) ?? []).filter { !before.contains($0) }
+    }
+
+    func withLockRetries(
+        _ id: String, canRetry: () -> Bool = { true }, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void
+    ) throws {
         var attempt = 0
         var backoff = settings.retryBackoff
         while true {
@@ -366,7 +388,7 @@ public final class Migrator {
                 try body()
                 return
             } catch let error as PostgresError {
-                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries {
+                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries && canRetry() {
                     attempt += 1
                     let blockers = try? describeLockHolders()
                     progress(.retrying(id: id, attempt: attempt, after: backoff, blockers: blockers))
@@ -451,5 +473,13 @@ extension Double {
     func rounded(toPlaces places: Int) -> Double {
         let factor = pow(10, Double(places))
         return (self * factor).rounded() / factor
+    }
+}
+
+extension SQLStatement {
+    /// `CALL` and `DO` can COMMIT inside (outside a transaction block), so a failure may leave work behind.
+    var mayCommitInside: Bool {
+        let text = normalized
+        return text.hasPrefix("CALL ") || text.hasPrefix("DO ") || text.hasPrefix("DO$")
     }
 }
