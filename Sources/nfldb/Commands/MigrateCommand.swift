@@ -160,6 +160,9 @@ extension MigrateCommand {
             settings.singleTransaction = singleTransaction
             // down runs the stored down SQL: problems in the files are warnings here, not errors.
             let loaded = try MigrationDirectory(path: options.directory(context)).loadForRollback()
+            if options.format == .text && !dryRun {
+                loaded.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+            }
             let migrator = try options.makeMigrator(context, settings: settings, migrations: loaded.migrations)
             var result = try migrator.down(count: count, to: to, dryRun: dryRun)
             result.warnings = loaded.warnings + result.warnings
