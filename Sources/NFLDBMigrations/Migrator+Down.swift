@@ -327,6 +327,7 @@ extension Migrator {
                 var text = statement.text
                 if !text.hasSuffix(";") { text += ";" }
                 out.append(text)
+                if let data = statement.copyData { out.append(data.text + "\\.") }
                 if !tx { out.append("UPDATE nfldb.schema_migrations SET statements_done = \(statement.index + 1) WHERE version = \(migration.version);") }
             }
             if tx {
@@ -351,7 +352,10 @@ extension Migrator {
             out.append("")
             out.append("-- rollback of \(row.id)")
             out.append(directives.transactional ? "BEGIN; " + timeoutSettings(directives, local: true) + ";" : timeoutSettings(directives, local: false) + ";")
-            for statement in script.statements { out.append(statement.text.hasSuffix(";") ? statement.text : statement.text + ";") }
+            for statement in script.statements {
+                out.append(statement.text.hasSuffix(";") ? statement.text : statement.text + ";")
+                if let data = statement.copyData { out.append(data.text + "\\.") }
+            }
             out.append("DELETE FROM nfldb.schema_migrations WHERE version = \(row.version);")
             out.append("INSERT INTO nfldb.migration_events (version, event, …) VALUES (\(row.version), 'rollback', …);")
             if directives.transactional { out.append("COMMIT;") }

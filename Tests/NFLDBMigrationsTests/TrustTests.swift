@@ -57,6 +57,10 @@ struct TrustTests {
         try withFixture { fx in
             try fx.pair(1, "seed", up: Self.pgDumpSeed, down: "DROP TABLE public.teams;")
             try fx.pair(2, "seed_more", up: "-- nfldb:no-transaction\nCOPY public.teams (id, name) FROM stdin;\n4\tRams\n\\.\n", down: "DELETE FROM public.teams WHERE id = 4;")
+            // The dry run shows the rows with the statement, as a psql script would hold them.
+            let dry = try fx.migrate("up", "--dry-run")
+            #expect(dry.status == 0 && dry.stdout.contains("COPY public.teams (id, name, note) FROM stdin;\n1\tChiefs\t\\N\n"), "\(dry)")
+            #expect(dry.stdout.contains("3\tLions\ttab\\there\n\\.\n"), "\(dry)")
             let up = try fx.cli(["migrate", "up"], timeout: .seconds(30))
             #expect(up.status == 0, "\(up)")
             #expect(try fx.scalar("SELECT count(*) FROM public.teams", as: Int.self) == 4)
