@@ -1,0 +1,30 @@
+import Foundation
+import NFLDBCore
+
+extension ConfigKey {
+    public static let securityRequireTLS = ConfigKey(
+        "security.require_tls", .boolean, default: "false",
+        help: "refuse (instead of warning about) an explicit sslmode weaker than verify-full towards a non-loopback host")
+    public static let securitySuperuserAllowed = ConfigKey(
+        "security.allowed_superusers", .stringList, default: "postgres",
+        help: "login superusers the posture check accepts (the bootstrap superuser); any other is a finding")
+}
+
+/// The `security:` section of `nfldb.yaml`.
+public struct SecurityConfig: Sendable {
+    public static let keys: [ConfigKey] = [.securityRequireTLS, .securitySuperuserAllowed]
+
+    public var requireTLS: Bool
+    public var allowedSuperusers: [String]
+
+    public init(requireTLS: Bool = false, allowedSuperusers: [String] = ["postgres"]) {
+        self.requireTLS = requireTLS
+        self.allowedSuperusers = allowedSuperusers
+    }
+
+    public init(configuration: Configuration) throws {
+        requireTLS = try configuration.boolean(.securityRequireTLS) ?? false
+        let listed = configuration.list(.securitySuperuserAllowed)
+        allowedSuperusers = listed.isEmpty ? ["postgres"] : listed
+    }
+}
