@@ -138,7 +138,7 @@ public struct HealthSettings: Sendable {
         var thresholds = probe.defaultThresholds
         if let text = options["warning"] { thresholds.warning = Self.threshold(text) }
         if let text = options["critical"] { thresholds.critical = Self.threshold(text) }
-        let enabled = options["enabled"].map { ["true", "yes", "on", "1"].contains($0.lowercased()) } ?? true
+        let enabled = options["enabled"].map { ["true", "yes", "on", "1"].contains($0.lowercased()) } ?? probe.enabledByDefault
         let timeout = options["statement_timeout"].flatMap(DurationParser.parse) ?? probe.defaultStatementTimeout ?? statementTimeout
         return CheckSettings(name: name, enabled: enabled, thresholds: thresholds, statementTimeout: timeout, options: options)
     }

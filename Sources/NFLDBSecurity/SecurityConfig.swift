@@ -6,8 +6,8 @@ extension ConfigKey {
         "security.require_tls", .boolean, default: "false",
         help: "refuse (instead of warning about) an explicit sslmode weaker than verify-full towards a non-loopback host")
     public static let securitySuperuserAllowed = ConfigKey(
-        "security.allowed_superusers", .stringList, default: "postgres",
-        help: "login superusers the posture check accepts (the bootstrap superuser); any other is a finding")
+        "security.allowed_superusers", .stringList,
+        help: "login superusers the posture check accepts besides the bootstrap superuser (OID 10, made by initdb)")
 }
 
 /// The `security:` section of `nfldb.yaml`.
@@ -17,14 +17,13 @@ public struct SecurityConfig: Sendable {
     public var requireTLS: Bool
     public var allowedSuperusers: [String]
 
-    public init(requireTLS: Bool = false, allowedSuperusers: [String] = ["postgres"]) {
+    public init(requireTLS: Bool = false, allowedSuperusers: [String] = []) {
         self.requireTLS = requireTLS
         self.allowedSuperusers = allowedSuperusers
     }
 
     public init(configuration: Configuration) throws {
         requireTLS = try configuration.boolean(.securityRequireTLS) ?? false
-        let listed = configuration.list(.securitySuperuserAllowed)
-        allowedSuperusers = listed.isEmpty ? ["postgres"] : listed
+        allowedSuperusers = configuration.list(.securitySuperuserAllowed)
     }
 }

@@ -59,7 +59,7 @@ public final class TLSTestServer: Sendable {
 
     /// Starts a new server; the caller stops it (``stop()``).
     public static func start(
-        certificate: Certificate = .good, hba: [String] = hostsslOnly, settings: [(String, String)] = []
+        certificate: Certificate = .good, hba: [String] = hostsslOnly, settings: [(String, String)] = [], ssl: Bool = true
     ) throws -> TLSTestServer {
         let environment = ProcessInfo.processInfo.environment
         let binaries = try PostgresBinaries.locate(configured: environment["NFLDB_POSTGRES_BIN_DIR"])
@@ -77,7 +77,7 @@ public final class TLSTestServer: Sendable {
             do {
                 try? FileManager.default.removeItem(atPath: cluster.dataDirectory)
                 try cluster.initialize(password: password, settings: [
-                    ("fsync", "off"), ("synchronous_commit", "off"), ("ssl", "on"), ("log_min_messages", "warning"),
+                    ("fsync", "off"), ("synchronous_commit", "off"), ("ssl", ssl ? "on" : "off"), ("log_min_messages", "warning"),
                 ] + settings, logger: TestCluster.logger)
                 try server.installCertificate(certificate)
                 try (hba.joined(separator: "\n") + "\n").write(

@@ -113,6 +113,11 @@ extension ConnectionOptions {
         return options
     }
 
+    /// One keyword of the DSN as libpq parses it (`sslkey`, `host`…), never the password.
+    public func dsnParameter(_ key: String) throws -> String? {
+        try parsedDSN().pairs.last { $0.0 == key }?.1
+    }
+
     /// The DSN's pairs and password (``parse(_:)``); none without a DSN.
     func parsedDSN() throws -> (pairs: [(String, String)], password: String?) {
         guard let dsn, !dsn.isEmpty else { return ([], nil) }
