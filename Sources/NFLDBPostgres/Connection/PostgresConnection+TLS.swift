@@ -102,8 +102,11 @@ public struct TLSFailure: Sendable, Equatable {
                 fix: "On the server set ssl = on with ssl_cert_file and ssl_key_file in postgresql.conf and reload (SELECT pg_reload_conf()).")
         }
         if text.contains("no encryption") && (text.contains("rejects connection") || text.contains("no pg_hba.conf entry")) {
+            let rule = text.contains("rejects connection")
+                ? "pg_hba.conf rejects plaintext from this client (hostnossl … reject)"
+                : "pg_hba.conf has no rule for a plaintext connection from this client (only hostssl lines match, or none)"
             return TLSFailure(
-                reason: .serverRequiresTLS, what: "server requires TLS: pg_hba.conf accepts this client only over TLS (hostssl), and the connection was plaintext",
+                reason: .serverRequiresTLS, what: "server requires TLS: \(rule), and the connection was plaintext",
                 fix: "Remove sslmode=disable (DSN or PGSSLMODE) and connect with sslmode=verify-full and sslrootcert=<CA file>.")
         }
         if text.contains("certificate verify failed") {

@@ -97,7 +97,9 @@ struct HealthCommand: GlobalOptionsCommand {
             // The configured password is a fallback: a password inside the standby DSN wins.
             let ownPassword = standbyDSN.range(of: "password", options: .caseInsensitive) != nil
                 || URLComponents(string: standbyDSN)?.password != nil
+            let requireTLS = options.requireTLS
             options = ConnectionOptions(dsn: standbyDSN, password: ownPassword ? nil : options.password, connectTimeout: options.connectTimeout)
+            options.requireTLS = requireTLS
             targets.append(HealthTarget(options: options, expectedRole: .standby))
         }
         let runner = HealthRunner(settings: settings, probes: probes, logger: context.logger)
