@@ -25,6 +25,22 @@ struct PostureTests {
         return Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0) })
     }
 
+    static func firstStatement(_ text: String) -> String {
+        var quote: Character?
+        var result = ""
+        for character in text {
+            if let open = quote {
+                if character == open { quote = nil }
+            } else if character == "\"" || character == "'" {
+                quote = character
+            } else if character == ";" {
+                break
+            }
+            result.append(character)
+        }
+        return result
+    }
+
     func whats(_ check: CheckResult?) -> [String] {
         (check?.details ?? []).compactMap { $0["what"]?.description }
     }
@@ -127,6 +143,38 @@ struct PostureTests {
         // An allowed superuser is no longer a finding.
         let allowed = try run(server, secretFiles: [], scan: [], allowed: ["weak_super"])
         #expect(allowed["security_superusers"]?.status == .ok)
+    }
+
+    @Test("the printed SQL fixes, run as printed, clear their findings (hostile role and function names included)")
+    func fixesWork() throws {
+        let server = try TLSTestServer.start(settings: [("password_encryption", "md5")])
+        defer { server.stop() }
+        let admin = try PostgresConnection.connect(ConnectionOptions(dsn: server.socketDSN), logger: TestCluster.logger)
+        defer { admin.close() }
+        try admin.runScript(unsafeSQL: """
+            CREATE ROLE "we""ird super" LOGIN SUPERUSER;
+            CREATE ROLE "by pass" NOLOGIN BYPASSRLS;
+            CREATE SCHEMA "Odd ""schema";
+            GRANT CREATE ON SCHEMA "Odd ""schema" TO PUBLIC;
+            CREATE FUNCTION "Odd ""schema"."f; x"(int) RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+            """)
+        let before = try run(server, secretFiles: [], scan: [])
+        let names = ["security_superusers", "security_bypassrls", "security_public_create", "security_definer_search_path", "security_password_encryption"]
+        for name in names {
+            let check = try #require(before[name])
+            #expect(check.status == .warning, "\(name): \(check.message)")
+            for detail in check.details {
+                // The SQL part of the fix: up to the first ";" outside quotes (what follows is advice in words).
+                let statement = Self.firstStatement(try #require(detail["fix"]?.description))
+                try admin.runScript(unsafeSQL: statement)
+                if statement.hasPrefix("ALTER SYSTEM") { try admin.execute("SELECT pg_reload_conf()") }
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.3)  // pg_reload_conf is asynchronous
+        let after = try run(server, secretFiles: [], scan: [])
+        for name in names {
+            #expect(after[name]?.status == .ok, "\(name) after its fix: \(after[name]?.message ?? "")")
+        }
     }
 
     @Test("a hardened cluster (TLS, hostssl scram only, PG15 defaults) with this repository's migrations/ and roles/ passes clean")
