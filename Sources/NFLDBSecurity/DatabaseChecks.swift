@@ -173,7 +173,7 @@ public struct SSLSettingCheck: SecurityProbe {
         }
         return .findings([Finding(
             .warning, what: "ssl = off (listen_addresses = '\(row["listen"] ?? "")')",
-            why: "TCP clients can only connect in plaintext: passwords exchanges and rows are readable on the network, and clients cannot verify the server",
+            why: "TCP clients can only connect in plaintext: password exchanges and rows are readable on the network, and clients cannot verify the server",
             fix: "Install a certificate: ssl = on, ssl_cert_file and ssl_key_file (key mode 0600) in postgresql.conf, SELECT pg_reload_conf(); then hostssl lines in pg_hba.conf",
             fields: ["ssl": "off"])], clean: "")
     }

@@ -8,9 +8,24 @@ public struct SecretFile: Sendable, Hashable {
     /// The setting that names it (`password_file`, `PGPASSFILE`, …).
     public var setting: String
     public var path: String
-    public init(setting: String, path: String) {
+    /// For files that hold secrets only sometimes (`pgbackrest.conf`): the file counts only when a
+    /// line contains one of these (case-insensitive); empty means always.
+    public var secretMarkers: [String]
+    public init(setting: String, path: String, secretMarkers: [String] = []) {
         self.setting = setting
         self.path = path
+        self.secretMarkers = secretMarkers
+    }
+
+    /// pgBackRest options that hold secrets.
+    public static let pgBackRestSecrets = ["cipher-pass", "s3-key", "key-secret", "s3-token", "gcs-key", "azure-key", "-password"]
+
+    /// Whether the file holds a secret (always, without markers; unreadable files count).
+    var holdsSecret: Bool {
+        guard !secretMarkers.isEmpty else { return true }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return true }
+        let lowered = text.lowercased()
+        return secretMarkers.contains { lowered.contains($0) }
     }
 }
 
@@ -28,7 +43,7 @@ public struct SecretFilesCheck: SecurityProbe {
             guard stat(file.path, &info) == 0 else { continue }
             let mode = info.st_mode & 0o777
             let octal = String(mode, radix: 8)
-            guard mode & 0o077 != 0 else { continue }
+            guard mode & 0o077 != 0, file.holdsSecret else { continue }
             let world = mode & 0o007 != 0
             findings.append(Finding(
                 world ? .critical : .warning,

@@ -73,12 +73,16 @@ struct PostureTests {
         let groupFile = dir + "/pgbackrest.conf"
         try "[global]\nrepo1-cipher-pass=x\n".write(toFile: groupFile, atomically: true, encoding: .utf8)
         chmod(groupFile, 0o640)
+        let noSecretFile = dir + "/pgbackrest-plain.conf"
+        try "[global]\nrepo1-path=/var/lib/pgbackrest\n".write(toFile: noSecretFile, atomically: true, encoding: .utf8)
+        chmod(noSecretFile, 0o644)
         try FileManager.default.createDirectory(atPath: dir + "/migrations", withIntermediateDirectories: true)
         try "CREATE ROLE app LOGIN PASSWORD 'x';\n".write(toFile: dir + "/migrations/0001_app.up.sql", atomically: true, encoding: .utf8)
         try "dsn: postgresql://app:hunter2@db.example.com/nfl\npassword_env: PGPASS_VAR\n".write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
 
         let checks = try run(server, secretFiles: [
-            SecretFile(setting: "password_file", path: passwordFile), SecretFile(setting: "backup.config", path: groupFile),
+            SecretFile(setting: "password_file", path: passwordFile), SecretFile(setting: "backup.config", path: groupFile, secretMarkers: SecretFile.pgBackRestSecrets),
+            SecretFile(setting: "backup.config", path: noSecretFile, secretMarkers: SecretFile.pgBackRestSecrets),
             SecretFile(setting: "~/.pgpass", path: dir + "/absent"),
         ], scan: [dir + "/nfldb.yaml", dir + "/migrations", dir + "/roles"])
 

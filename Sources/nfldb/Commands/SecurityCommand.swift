@@ -32,7 +32,7 @@ struct SecurityCommand: ParsableCommand {
         if let dsn = configuration.string(.dsn), let key = try? ConnectionOptions(dsn: dsn).dsnParameter("sslkey") {
             secretFiles.append(SecretFile(setting: "sslkey", path: key))
         }
-        if let path = configuration.string(.backupConfig) { secretFiles.append(SecretFile(setting: "backup.config", path: path)) }
+        if let path = configuration.string(.backupConfig) { secretFiles.append(SecretFile(setting: "backup.config", path: path, secretMarkers: SecretFile.pgBackRestSecrets)) }
         var scan: [String] = []
         if let file = configuration.file { scan.append(file) }
         scan.append(configuration.defaulted(.migrationsDir))
