@@ -80,6 +80,8 @@ struct TLSPolicyTests {
             try PostgresConnection.connect(options, logger: TestCluster.logger)
         }
         #expect(connectError.message.contains("security.require_tls"))
+        // pg_dump/psql conninfo too.
+        #expect(throws: PostgresError.self) { try options.forSubprocess(environment: noEnv) }
         #expect(ContinuousClock.now - start < .seconds(1))
         // Loopback is exempt; verify-full passes.
         var local = ConnectionOptions(dsn: "host=127.0.0.1 sslmode=disable")
