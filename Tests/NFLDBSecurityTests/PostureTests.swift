@@ -229,6 +229,22 @@ struct PostureTests {
         #expect(asked.standardOutput.contains("security_hba"))
         let unknown = try CLIRunner.run(["security", "check", "--check", "nope"], workingDirectory: dir)
         #expect(unknown.status == 3)
+        // A roles spec whose password_file is world-readable, and a hard-coded password in a migration.
+        try FileManager.default.createDirectory(atPath: dir + "/roles", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/migrations", withIntermediateDirectories: true)
+        try "app-secret\n".write(toFile: dir + "/app.pw", atomically: true, encoding: .utf8)
+        chmod(dir + "/app.pw", 0o604)
+        try "version: 1\nroles:\n  app_login:\n    login: true\n    password_file: \(dir)/app.pw\n"
+            .write(toFile: dir + "/roles/app.yaml", atomically: true, encoding: .utf8)
+        try "ALTER ROLE app_login PASSWORD 'app-secret';\n".write(toFile: dir + "/migrations/0001_x.up.sql", atomically: true, encoding: .utf8)
+        let files = try CLIRunner.run(
+            ["security", "check", "--check", "security_secret_files", "--check", "security_hardcoded_credentials"], workingDirectory: dir)
+        #expect(files.status == 2, "\(files.standardOutput)\(files.standardError)")
+        #expect(files.standardOutput.contains("password_file of role app_login (roles.spec) \(dir)/app.pw is world-readable (mode 604)"))
+        #expect(files.standardOutput.contains("migrations/0001_x.up.sql:1: PASSWORD '…' (a literal password)"))
+        #expect(!files.standardOutput.contains("app-secret"))
+        try FileManager.default.removeItem(atPath: dir + "/roles")
+        try FileManager.default.removeItem(atPath: dir + "/migrations")
 
         let strong = try TLSTestServer.start()
         defer { strong.stop() }

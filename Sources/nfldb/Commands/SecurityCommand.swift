@@ -17,7 +17,8 @@ struct SecurityCommand: ParsableCommand {
         subcommands: [Check.self])
 
     /// The posture checks, configured with the files this configuration points at: password_file,
-    /// PGPASSFILE or ~/.pgpass, the DSN's sslkey and backup.config as secret files; nfldb.yaml,
+    /// PGPASSFILE or ~/.pgpass, the DSN's sslkey, backup.config (when it holds a secret option) and
+    /// the roles spec's password_file entries as secret files; nfldb.yaml,
     /// migrations.dir and roles.spec as places where no credential belongs.
     static func probes(_ context: CommandContext) throws -> [any Probe] {
         let configuration = context.configuration
@@ -33,10 +34,19 @@ struct SecurityCommand: ParsableCommand {
             secretFiles.append(SecretFile(setting: "sslkey", path: key))
         }
         if let path = configuration.string(.backupConfig) { secretFiles.append(SecretFile(setting: "backup.config", path: path, secretMarkers: SecretFile.pgBackRestSecrets)) }
+        // Role passwords read from files by `roles apply` (password_file in the roles spec).
+        let specPath = RolesConfig(configuration: configuration).specPath
+        if let (spec, _) = try? RoleSpecParser.load(path: specPath) {
+            for role in spec.roles {
+                if case .file(let path)? = role.password {
+                    secretFiles.append(SecretFile(setting: "password_file of role \(role.name) (roles.spec)", path: path))
+                }
+            }
+        }
         var scan: [String] = []
         if let file = configuration.file { scan.append(file) }
         scan.append(configuration.defaulted(.migrationsDir))
-        scan.append(RolesConfig(configuration: configuration).specPath)
+        scan.append(specPath)
         return SecurityChecks.all(config: try SecurityConfig(configuration: configuration), secretFiles: secretFiles, scanPaths: scan)
     }
 }
