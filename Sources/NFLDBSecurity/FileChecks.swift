@@ -73,9 +73,10 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
 
     static let sqlPassword = try! NSRegularExpression(pattern: #"\bPASSWORD\s+(E?'(?:[^']|'')*')"#, options: [.caseInsensitive])
     static let urlPassword = try! NSRegularExpression(pattern: #"\b[a-z][a-z0-9+.-]*://[^\s/:@'"]+:([^\s@'"/]+)@"#, options: [.caseInsensitive])
+    /// A secret key with a value, in block (`password: x`) or flow (`{ routing_key: x }`) style.
     static let yamlSecret = try! NSRegularExpression(
-        pattern: #"^\s*-?\s*(password|passwd|secret|token|api_key|cipher_pass|routing_key|secret_access_key)\s*:\s*(\S.*?)\s*$"#,
-        options: [.caseInsensitive, .anchorsMatchLines])
+        pattern: #"(?:^|[\s{,-])(password|passwd|secret|token|api_key|cipher_pass|routing_key|secret_access_key|webhook_url)\s*:\s*("[^"]*"|'[^']*'|[^,}\s#][^,}#]*)"#,
+        options: [.caseInsensitive])
 
     public static func scan(_ paths: [String]) -> [Finding] {
         var findings: [Finding] = []
@@ -105,10 +106,11 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
                         fix: "Drop the password from the URL and use password_file/password_env (or a secret reference); rotate the exposed password",
                         fields: ["file": file, "line": String(index + 1), "kind": "url_password"]))
                 }
-                if !isSQL, let match = yamlSecret.firstMatch(in: line, range: range),
-                   let key = Range(match.range(at: 1), in: line), let value = Range(match.range(at: 2), in: line) {
-                    let literal = String(line[value]).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
-                    if !literal.isEmpty, !isReference(literal), !literal.hasPrefix("#"), literal != "null", literal != "~" {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                for match in isSQL || trimmed.hasPrefix("#") ? [] : yamlSecret.matches(in: line, range: range) {
+                    guard let key = Range(match.range(at: 1), in: line), let value = Range(match.range(at: 2), in: line) else { continue }
+                    let literal = String(line[value]).trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                    if !literal.isEmpty, !isReference(literal), literal != "null", literal != "~", !literal.hasPrefix("{"), !literal.hasPrefix("[") {
                         findings.append(Finding(
                             .critical, what: "\(location): \(line[key]) has a literal value",
                             why: "a secret written into a committed configuration file is readable by everyone with the repository",
