@@ -76,6 +76,10 @@ public final class PostgresConnection {
             if let tlsFailure {
                 error.message += " — TLS: \(tlsFailure.what)"
                 error.hint = tlsFailure.fix
+                if tls.upgradesToVerifyFull {
+                    error.hint! += " (nfldb used sslmode=verify-full because \(tls.remoteHosts.joined(separator: ", ")) is not loopback; "
+                        + "an explicit sslmode in the DSN or PGSSLMODE overrides it, with a warning.)"
+                }
             }
             throw error
         }
