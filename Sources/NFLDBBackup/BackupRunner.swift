@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 

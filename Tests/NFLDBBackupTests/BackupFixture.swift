@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NFLDBBackup
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 import NFLDBTestSupport
@@ -31,15 +32,11 @@ final class BackupFixture {
             stanza: stanza, configPath: "\(base)/pgbackrest.conf", repoPath: "\(base)/repo", pgPath: cluster.dataDirectory,
             pgPort: cluster.port, pgSocket: cluster.socketDirectory, pgUser: "postgres")
         pgbackrest = PgBackRest(configPath: renderer.configPath, stanza: stanza, osUser: osUser)
-        let fm = FileManager.default
-        for dir in [root, base, "\(base)/repo", "\(base)/log", "\(base)/lock", "\(base)/spool"] {
-            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try cluster.giveToOSUser(dir)
-        }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try cluster.giveToOSUser(root)
         var conf = renderer
         conf.compressType = "gz"
-        try conf.render().write(toFile: renderer.configPath, atomically: true, encoding: .utf8)
-        try cluster.giveToOSUser(renderer.configPath)
+        try conf.install(osUser: osUser)
         do {
             try cluster.initialize(password: LocalCluster.randomPassword(), settings: [
                 ("fsync", "off"), ("synchronous_commit", "off"), ("wal_level", "replica"), ("archive_mode", "on"),
