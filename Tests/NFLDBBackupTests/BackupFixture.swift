@@ -20,9 +20,13 @@ final class BackupFixture {
 
     var configPath: String { renderer.configPath }
     var repoPath: String { renderer.repoPath }
-    var dsn: String { "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=nfl" }
+    let database: String
+    var dsn: String {
+        ConnectionOptions.conninfo([("host", cluster.socketDirectory), ("port", String(cluster.port)), ("user", "postgres"), ("dbname", database)])
+    }
 
-    init(stanza: String = "nfldb") throws {
+    init(stanza: String = "nfldb", database: String = "nfl") throws {
+        self.database = database
         root = "/tmp/nfldb-bk-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
         binaries = try PostgresBinaries.locate()
         let osUser: String? = ProcessRunner.isRoot ? "postgres" : nil
@@ -44,7 +48,7 @@ final class BackupFixture {
             ], logger: logger)
             try cluster.start(logger: logger)
             let admin = try PostgresConnection.connect(ConnectionOptions(dsn: "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=postgres"), logger: logger)
-            try admin.execute("CREATE DATABASE nfl")
+            try admin.execute("CREATE DATABASE \(identifier: database)")
             admin.close()
             let db = try connect()
             try db.simpleQuery("""

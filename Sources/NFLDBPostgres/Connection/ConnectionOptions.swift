@@ -114,8 +114,9 @@ extension ConnectionOptions {
         return try Self.parse(dsn)
     }
 
-    /// `key='value' …` with quotes and backslashes escaped as libpq expects.
-    static func conninfo(_ pairs: [(String, String)]) -> String {
+    /// `key='value' …` with quotes and backslashes escaped as libpq expects: the one way to build
+    /// a conninfo from values (a database name with a space or a quote stays one value).
+    public static func conninfo(_ pairs: [(String, String)]) -> String {
         pairs.map { key, value in
             "\(key)='\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'"
         }.joined(separator: " ")
