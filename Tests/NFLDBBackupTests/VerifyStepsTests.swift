@@ -93,3 +93,29 @@ struct VerifyStepsTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 }
+
+@Suite("ProcessRunner children: default signal dispositions and an empty mask")
+struct ChildSignalTests {
+    /// A hex signal set from /proc/self/status (`SigIgn:`, `SigBlk:`).
+    static func mask(_ status: String, _ field: String) -> UInt64? {
+        status.split(separator: "\n").first { $0.hasPrefix(field + ":") }
+            .flatMap { UInt64($0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) }
+    }
+
+    @Test("a child of a process that ignores SIGTERM/SIGINT/SIGHUP (verify, while it tears down) does not inherit that")
+    func childrenResetSignals() throws {
+        let previous = [SIGTERM, SIGINT, SIGHUP].map { ($0, signal($0, SIG_IGN)) }
+        defer { for (sig, handler) in previous { signal(sig, handler) } }
+        let result = try ProcessRunner().run("/bin/cat", ["/proc/self/status"], timeout: .seconds(10))
+        let ignored = try #require(Self.mask(result.standardOutput, "SigIgn"), "\(result.standardOutput)")
+        let blocked = try #require(Self.mask(result.standardOutput, "SigBlk"))
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            #expect(ignored & (UInt64(1) << UInt64(sig - 1)) == 0, "signal \(sig) is ignored in the child (SigIgn \(String(ignored, radix: 16)))")
+        }
+        #expect(blocked == 0, "the child's signal mask is not empty (SigBlk \(String(blocked, radix: 16)))")
+        // And this process did ignore them while the child started (the test is not vacuous).
+        let own = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let ownIgnored = try #require(Self.mask(own, "SigIgn"))
+        #expect(ownIgnored & (UInt64(1) << UInt64(SIGTERM - 1)) != 0)
+    }
+}
