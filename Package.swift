@@ -99,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBBackupTests",
-            dependencies: ["NFLDBBackup", "NFLDBPgBackRest", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBBackup", "NFLDBPgBackRest", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

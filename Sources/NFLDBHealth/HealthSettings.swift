@@ -55,6 +55,8 @@ public struct HealthSettings: Sendable {
         for (path, entry) in configuration.entries where path.hasPrefix(prefix) {
             if case .scalar(let text) = entry.value { values[String(path.dropFirst(prefix.count))] = text }
         }
+        // The backups check judges the stanza `nfldb backup` works on.
+        if case .scalar(let stanza)? = configuration.entries["backup.stanza"]?.value { values["backups.stanza"] = stanza }
     }
 
     /// The settings of one probe: config values over the probe's defaults.
