@@ -251,6 +251,11 @@ public struct Verifier {
     /// 1. Pre-flight: the repo's info, the backup to restore, the timeline guard, the current WAL
     /// archived (PITR), and the manifest. nil when the run cannot go on.
     func preflight(_ r: Recorder) throws -> Plan? {
+        // Before `info`: a segment archived in between then only raises the repo's max.
+        let archiver = try primary.query("""
+            SELECT last_archived_wal, (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') AS segment_size
+            FROM pg_stat_archiver
+            """).rows.first
         let stanzas: [StanzaInfo]
         do {
             stanzas = try r.timed("info") { try pgbackrest.info(logger: logger) }
@@ -263,6 +268,7 @@ public struct Verifier {
             return nil
         }
         r.check("repo-info", true, "stanza \(stanza.name) status \(stanza.status.code) (\(stanza.status.message)), \(stanza.backup.count) backup(s)")
+        checkArchiveTail(stanza, primaryLast: archiver?["last_archived_wal"], segmentSize: archiver.flatMap { Int64($0["segment_size"] ?? "") }, r)
         let targetEpoch = try options.targetTime.map {
             try primary.query("SELECT extract(epoch FROM \($0)::timestamptz)::float8").scalar(Double.self)
         }
@@ -298,6 +304,25 @@ public struct Verifier {
             r.receipt.pitrWindow = ["from": formatter.string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop))), "archiveMax": max]
         }
         return backup
+    }
+
+    /// `archive-tail`: the repo must hold what the primary says it archived
+    /// (`pg_stat_archiver.last_archived_wal`); segments missing at the end of the archive leave no
+    /// gap between ranges, only a lower maximum, and break recovery to now.
+    func checkArchiveTail(_ stanza: StanzaInfo, primaryLast: String?, segmentSize: Int64?, _ r: Recorder) {
+        guard let primaryLast, WALName.segment(primaryLast) != nil else {
+            r.check("archive-tail", true, "not checked: the primary reports no archived segment since its statistics reset ("
+                    + (primaryLast ?? "none") + ")")
+            return
+        }
+        let repoMax = stanza.archiveMax
+        if let missing = WALName.missingTail(repoMax: repoMax, primaryLast: primaryLast, segmentSize: segmentSize ?? 16 * 1024 * 1024) {
+            r.check("archive-tail", false, "the repo's newest WAL segment is \(repoMax ?? "none"), but the primary archived up to \(primaryLast) "
+                    + "(pg_stat_archiver.last_archived_wal): missing from the repo: \(missing); point-in-time recovery past \(repoMax ?? "the backup") "
+                    + "is broken — find out what removed them, and take a new backup")
+        } else {
+            r.check("archive-tail", true, "repo's newest segment \(repoMax ?? "none") reaches the primary's last archived \(primaryLast)")
+        }
     }
 
     /// A copy that archived into the stanza leaves a timeline above the primary's.

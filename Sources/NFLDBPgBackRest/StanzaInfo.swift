@@ -116,4 +116,31 @@ public enum WALName {
         guard name.count >= 8 else { return nil }
         return UInt32(name.prefix(8), radix: 16)
     }
+
+    /// The segment a name from `pg_stat_archiver.last_archived_wal` belongs to: the segment itself,
+    /// or the segment of a `.backup`/`.partial` file; nil for a `.history` file or anything else.
+    public static func segment(_ name: String) -> String? {
+        let head = String(name.prefix(24))
+        guard head.count == 24, head.allSatisfy(\.isHexDigit), !name.hasSuffix(".history") else { return nil }
+        return head.uppercased()
+    }
+
+    /// The segment after `name` (`segmentSize` is the server's `wal_segment_size` in bytes).
+    public static func next(_ name: String, segmentSize: Int64) -> String? {
+        guard name.count == 24, let log = UInt64(name.dropFirst(8).prefix(8), radix: 16), let seg = UInt64(name.suffix(8), radix: 16),
+              segmentSize > 0 else { return nil }
+        let perLog = UInt64(0x1_0000_0000) / UInt64(segmentSize)
+        let (nextLog, nextSeg) = seg + 1 >= perLog ? (log + 1, UInt64(0)) : (log, seg + 1)
+        return String(name.prefix(8)) + String(format: "%08X%08X", nextLog, nextSeg)
+    }
+
+    /// The segments the repo lacks at the end of the archive: nil when the repo's newest segment
+    /// `repoMax` is at or past the primary's last archived one; else "first-last" (or one name).
+    /// Read the primary's value BEFORE `info`, so a segment archived in between is not a false gap.
+    public static func missingTail(repoMax: String?, primaryLast: String, segmentSize: Int64) -> String? {
+        guard let last = segment(primaryLast) else { return nil }
+        if let repoMax, repoMax.uppercased() >= last { return nil }
+        let first = repoMax.flatMap { next($0.uppercased(), segmentSize: segmentSize) } ?? last
+        return first == last ? last : "\(first)-\(last)"
+    }
 }
