@@ -307,7 +307,11 @@ extension BackupCommand {
     struct Restore: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a backup into a directory for a real recovery (never into a running cluster's data dir).",
-            discussion: "Refuses a non-empty directory without --delta. Without --target-time, restores to the end of the WAL archive.")
+            discussion: """
+                Every check runs before the directory is touched: refuses a running cluster's data dir, a non-empty directory \
+                without --delta, a non-empty non-data directory with --delta, a path the OS user cannot reach, an unknown --set and a \
+                --target-time before the first backup (exit 2). Without --target-time, restores to the end of the WAL archive.
+                """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Target data directory.") var to: String
         @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
@@ -316,18 +320,9 @@ extension BackupCommand {
 
         func run() throws {
             let context = try global.makeContext(command: "backup restore")
-            let pg = try BackupCommand.pgbackrest(context)
-            let target = (to as NSString).standardizingPath
-            try RestoreTarget.check(target, delta: delta)
-            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-            try? LocalCluster.give(target, to: BackupCommand.osUser(context))
-            chmod(target, 0o700)
-            var options = ["--pg1-path=\(target)", "--log-level-console=warn"]
-            if delta { options.append("--delta") }
-            if let set { options.append("--set=\(set)") }
-            if let targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
-            try pg.runChecked("restore", options, logger: context.logger)
-            context.output("restored into \(target); start it with: pg_ctl -D \(target) start (check port and archive settings in postgresql.auto.conf first)")
+            let report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
+                .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta))
+            context.output(report.nextStep)
             finished(context, "backup restore")
         }
     }
