@@ -167,8 +167,10 @@ public struct ProcessRunner: Sendable {
         } else {
             status = 128 + (waitStatus & 0x7f)
         }
-        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        // Lossy: one invalid byte (pgBackRest prints a wrongly decrypted file's garbage) must not
+        // turn the whole output into "".
+        let out = FileManager.default.contents(atPath: outPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let err = FileManager.default.contents(atPath: errPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
         return ProcessResult(
             command: argv, status: status, standardOutput: out, standardError: err,
             duration: ContinuousClock.now - start)

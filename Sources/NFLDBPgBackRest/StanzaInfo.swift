@@ -47,13 +47,22 @@ public struct StanzaInfo: Codable, Sendable, Equatable {
         public var info: Sizes?
         public var error: Bool?
     }
+    /// One repository's own status: where pgBackRest puts the real error (`[13] Permission denied`,
+    /// a backup.info it could not decrypt) when the stanza's status says only "other".
+    public struct Repo: Codable, Sendable, Equatable {
+        public var key: Int?
+        public var cipher: String?
+        public var status: Status?
+    }
     public var name: String
     public var status: Status
     public var db: [Database]
     public var archive: [Archive]
     public var backup: [Backup]
+    public var repo: [Repo]
+    public var cipher: String?
 
-    enum CodingKeys: String, CodingKey { case name, status, db, archive, backup }
+    enum CodingKeys: String, CodingKey { case name, status, db, archive, backup, repo, cipher }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -62,15 +71,53 @@ public struct StanzaInfo: Codable, Sendable, Equatable {
         db = try c.decodeIfPresent([Database].self, forKey: .db) ?? []
         archive = try c.decodeIfPresent([Archive].self, forKey: .archive) ?? []
         backup = try c.decodeIfPresent([Backup].self, forKey: .backup) ?? []
+        repo = try c.decodeIfPresent([Repo].self, forKey: .repo) ?? []
+        cipher = try c.decodeIfPresent(String.self, forKey: .cipher)
+    }
+
+    /// pgBackRest's own words for each repo whose status is not ok (`repo1: [PathOpenError] … [13]
+    /// Permission denied`), without lines of undecodable bytes (a wrongly decrypted file's content).
+    public var repoProblems: [String] {
+        repo.compactMap { repo in
+            guard let status = repo.status, status.code != 0 else { return nil }
+            let lines = status.message.split(separator: "\n").filter { !$0.contains("\u{FFFD}") }
+            return "repo\(repo.key ?? 1): " + lines.joined(separator: " ")
+        }
+    }
+
+    /// A hint that matches what pgBackRest reported for the repo.
+    var repoHint: String? {
+        let messages = repo.compactMap(\.status?.message)
+        if messages.contains(where: { $0.contains("Permission denied") }) {
+            return "pgBackRest (run as postgres.os_user) cannot read the repository: fix the ownership/permissions of repo1-path (pgBackRest's error above names the path)."
+        }
+        let encrypted = (cipher ?? "none") != "none" || repo.contains { ($0.cipher ?? "none") != "none" }
+        if encrypted && messages.contains(where: { $0.contains("FormatError") || $0.contains("unable to load info file") }) {
+            return "The repository is encrypted and backup.info/archive.info could not be decrypted: repo1-cipher-pass in the config is probably wrong "
+                + "(render it again with the right --cipher-pass-env/--cipher-pass-file)."
+        }
+        return nil
     }
 
     /// Decodes the JSON array `info --output=json` prints.
     public static func decode(_ data: Data) throws -> [StanzaInfo] {
+        // A wrongly decrypted info file's bytes land in a status message, raw control characters
+        // included (invalid in JSON): replace them before decoding.
+        let text = String(decoding: data, as: UTF8.self)
+        let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t" ? "\u{FFFD}" : $0 }))
         do {
-            return try JSONDecoder().decode([StanzaInfo].self, from: data)
+            return try JSONDecoder().decode([StanzaInfo].self, from: Data(cleaned.utf8))
         } catch {
-            throw BackupError("cannot decode `pgbackrest info --output=json`: \(error)",
-                              hint: "Check that pgBackRest is 2.45 or later and log-level-console is warn (log lines must not mix into the JSON).")
+            let readable = cleaned.replacingOccurrences(of: "\\n", with: "\n").split(separator: "\n")
+                .filter { !$0.contains("\u{FFFD}") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }.prefix(4).joined(separator: " ")
+            let decryptFailed = cleaned.contains("unable to load info file") && cleaned.contains("aes-256-cbc")
+            throw BackupError(
+                "cannot decode `pgbackrest info --output=json`"
+                    + (decryptFailed ? " — the repository is encrypted and could not be decrypted: wrong cipher passphrase (repo1-cipher-pass)?" : "")
+                    + (readable.isEmpty ? ": \(error)" : "; pgBackRest printed: \(readable.prefix(600))"),
+                hint: decryptFailed
+                    ? "repo1-cipher-pass in the config is probably wrong (render it again with the right --cipher-pass-env/--cipher-pass-file)."
+                    : "Check that pgBackRest is 2.45 or later and log-level-console is warn (log lines must not mix into the JSON).")
         }
     }
 
@@ -81,12 +128,16 @@ public struct StanzaInfo: Codable, Sendable, Equatable {
             throw BackupError("pgbackrest info returned no stanza", hint: "Check the stanza name and \(configPath).")
         }
         for stanza in stanzas where stanza.status.code != 0 && !(allowNoBackups && stanza.status.code == 2) {
+            let problems = stanza.repoProblems
+            let encrypted = stanza.repoHint?.contains("encrypted") == true
             throw BackupError(
-                "stanza \(stanza.name) is not usable: pgBackRest status \(stanza.status.code) (\(stanza.status.message))",
+                "stanza \(stanza.name) is not usable: pgBackRest status \(stanza.status.code) (\(stanza.status.message))"
+                    + (problems.isEmpty ? "" : ": " + problems.joined(separator: "; "))
+                    + (encrypted ? " — the repository is encrypted: wrong cipher passphrase (repo1-cipher-pass)?" : ""),
                 detail: "config \(configPath)",
                 hint: stanza.status.code == 1
                     ? "The stanza does not exist in the repo: check backup.stanza (NFLDB_BACKUP_STANZA) or run `nfldb backup init`."
-                    : "Run `pgbackrest --config=\(configPath) --stanza=\(stanza.name) info` for details.")
+                    : stanza.repoHint ?? "Run `pgbackrest --config=\(configPath) --stanza=\(stanza.name) info` for details.")
         }
     }
 

@@ -25,7 +25,7 @@ final class BackupFixture {
         ConnectionOptions.conninfo([("host", cluster.socketDirectory), ("port", String(cluster.port)), ("user", "postgres"), ("dbname", database)])
     }
 
-    init(stanza: String = "nfldb", database: String = "nfl") throws {
+    init(stanza: String = "nfldb", database: String = "nfl", cipherPass: String? = nil) throws {
         self.database = database
         root = "/tmp/nfldb-bk-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
         binaries = try PostgresBinaries.locate()
@@ -40,6 +40,7 @@ final class BackupFixture {
         try cluster.giveToOSUser(root)
         var conf = renderer
         conf.compressType = "gz"
+        conf.cipherPass = cipherPass
         try conf.install(osUser: osUser)
         do {
             try cluster.initialize(password: LocalCluster.randomPassword(), settings: [
