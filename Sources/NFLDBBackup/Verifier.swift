@@ -268,7 +268,7 @@ public struct Verifier {
             return nil
         }
         r.check("repo-info", true, "stanza \(stanza.name) status \(stanza.status.code) (\(stanza.status.message)), \(stanza.backup.count) backup(s)")
-        checkArchiveTail(stanza, primaryLast: archiver?["last_archived_wal"], segmentSize: archiver.flatMap { Int64($0["segment_size"] ?? "") }, r)
+        checkArchiveTail(stanza, primaryLast: archiver?["last_archived_wal"], segmentSize: archiver.flatMap { try? $0.decode("segment_size", as: Int64.self) }, r)
         let targetEpoch = try options.targetTime.map {
             try primary.query("SELECT extract(epoch FROM \($0)::timestamptz)::float8").scalar(Double.self)
         }
@@ -592,15 +592,16 @@ public struct Verifier {
     /// from the copy `backup run` left beside a posix repo (the primary may have lost it).
     func loadManifest(label: String) throws -> (manifest: Manifest, source: String)? {
         let rows = try primary.query("""
-            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums
+            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums, m.writes::text AS writes
             FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
             WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
             """).rows
         if let row = rows.first {
             let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
             let checksums = try row["checksums"].map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+            let writes = try row["writes"].map { try JSONDecoder().decode([String: WriteCounts?].self, from: Data($0.utf8)) }
             return (Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"),
-                             counts: counts, checksums: checksums), "nfldb.backup_manifests on the primary")
+                             counts: counts, checksums: checksums, writes: writes), "nfldb.backup_manifests on the primary")
         }
         guard let path = pgbackrest.manifestFilePath(label: label), let data = FileManager.default.contents(atPath: path) else { return nil }
         let decoder = JSONDecoder()
@@ -668,11 +669,26 @@ public struct Verifier {
                 actual = try ManagedTables.count(ManagedTables.existing(names, conn), conn)
                 sums = try ManagedTables(schemas: [], reference: expectedSums.keys.sorted()).checksums(conn)
             }
-            let differing = names.filter { actual[$0] != manifest.counts[$0] }
+            // Exact where nothing was written during the backup; otherwise exactly the range the
+            // writes allow (manifest count minus deletes … plus inserts).
+            let differing = names.filter { name in
+                guard let count = actual[name] else { return true }
+                guard let range = manifest.allowedRange(name) else { return false }
+                return !range.contains(count)
+            }
+            let written = names.filter { manifest.allowedRange($0).map { $0.lowerBound != $0.upperBound } ?? true }
+            func describe(_ name: String) -> String {
+                let expected = manifest.counts[name] ?? 0
+                let got = actual[name].map(String.init) ?? "missing table"
+                guard let range = manifest.allowedRange(name) else { return "\(name) got \(got) (write counters were reset during the backup: no bound)" }
+                guard range.lowerBound != range.upperBound, let w = manifest.writes?[name] ?? nil else { return "\(name) expected \(expected) got \(got)" }
+                return "\(name) expected \(range.lowerBound)–\(range.upperBound) (manifest \(expected); \(w.inserted) inserted, \(w.deleted) deleted during the backup) got \(got)"
+            }
             r.check("row-counts", differing.isEmpty, differing.isEmpty
                 ? "\(names.count) table(s) match the manifest \(manifest.token)"
-                : "row counts differ from the manifest in \(differing.count) table(s): "
-                    + differing.map { "\($0) expected \(manifest.counts[$0] ?? 0) got \(actual[$0].map(String.init) ?? "missing table")" }.joined(separator: ", "))
+                    + (written.isEmpty ? " exactly" : " (\(names.count - written.count) exactly; written during the backup, within the allowed range: "
+                        + written.map(describe).joined(separator: ", ") + ")")
+                : "row counts differ from the manifest in \(differing.count) table(s): " + differing.map(describe).joined(separator: ", "))
             if !expectedSums.isEmpty {
                 let wrong = expectedSums.keys.sorted().filter { sums[$0] != expectedSums[$0] }
                 r.check("reference-checksums", wrong.isEmpty, wrong.isEmpty

@@ -75,7 +75,7 @@ public struct ArchivingProbe: Probe {
             let pg = PgBackRest(configPath: config, stanza: stanza, osUser: context.settings.options["os_user"])
             do {
                 let repoMax = try pg.info(allowNoBackups: true).first { $0.name == stanza }?.archiveMax
-                let size = Int64(row["segment_size"] ?? "") ?? 16 * 1024 * 1024
+                let size = (try? row.decode("segment_size", as: Int64.self)) ?? 16 * 1024 * 1024
                 if let missing = WALName.missingTail(repoMax: repoMax, primaryLast: last, segmentSize: size) {
                     status = .critical
                     parts.insert("the pgBackRest repo (stanza \(stanza)) ends at \(repoMax ?? "no segment") but the server archived up to \(last): "
