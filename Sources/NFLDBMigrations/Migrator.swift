@@ -217,25 +217,39 @@ public final class Migrator {
 
     func applyWithoutTransaction(_ migration: Migration, script: SQLScript, start: ContinuousClock.Instant) throws {
         let total = script.statements.count
-        try connection.query("""
-            WITH m AS (
+        try connection.query(MigrationLedger.eventQuery(
+            "start", version: migration.version, name: migration.name, context: context, detail: ["checksum": migration.upChecksum],
+            after: """
               INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
                 up_path, statements_total, statements_done, client_host, nfldb_version, git_commit)
               VALUES (\(migration.version), \(migration.name), 'running', false, \(migration.upChecksum), \(migration.downChecksum),
                 \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(total), 0, \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
-              RETURNING version)
-            \(unsafeRaw: eventInsert("start", migration))
-            """)
-        try connection.simpleQuery(timeoutSettings(migration.directives, local: false))
-        defer { _ = try? connection.simpleQuery("RESET lock_timeout; RESET statement_timeout") }
+              """))
+        try setTimeouts(migration.directives, local: false)
+        defer { resetTimeouts() }
         var done = 0
+        let invalidAtStart = Set((try? invalidIndexes()) ?? [])
         for statement in script.statements {
-            do {
-                try connection.simpleQuery(statement.text)
-            } catch var error as PostgresError {
-                let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
-                error.location = "\(migration.upPath):\(line)"
-                error.statement = statement.text
+            // Each statement commits on its own, so a lock_timeout is retried like a transactional
+            // migration's — unless the attempt left an INVALID index behind (a CONCURRENTLY build
+            // that timed out in a later phase), which a retry would trip over.
+            var failure: PostgresError?
+            try withLockRetries(migration.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty }) {
+                try connection.run(statement, in: migration.upPath)
+            } onFailure: { failure = $0 }
+            if let error = failure {
+                let line = statement.line(of: error)
+                let leftBehind = newInvalidIndexes(since: invalidAtStart)
+                if done == 0 && leftBehind.isEmpty && !statement.mayCommitInside {
+                    // The first statement failed as a whole: nothing ran, nothing to clean up.
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: migration.version, name: migration.name, context: context,
+                        detail: ["error": error.message, "location": error.location ?? "", "statements_done": "0", "sqlstate": error.sqlState ?? ""],
+                        after: "DELETE FROM nfldb.schema_migrations WHERE version = \(migration.version) AND state = 'running'"))
+                    throw MigrationError.statementFailed(
+                        migration.id, error, extra: "its first statement failed, so nothing ran; \(migration.id) is not applied and not dirty",
+                        hint: "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
+                }
                 let invalid = (try? invalidIndexes()) ?? []
                 _ = try? connection.execute("""
                     UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(line),
@@ -254,12 +268,13 @@ public final class Migrator {
             done += 1
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
         }
-        try connection.query("""
-            WITH m AS (
+        try connection.query(MigrationLedger.eventQuery(
+            "apply", version: migration.version, name: migration.name, context: context,
+            detail: ["checksum": migration.upChecksum, "git_commit": context.gitCommit],
+            after: """
               UPDATE nfldb.schema_migrations SET state = 'applied', applied_at = now(), duration_ms = \(Int64(elapsed(since: start)))
-              WHERE version = \(migration.version) RETURNING version)
-            \(unsafeRaw: eventInsert("apply", migration))
-            """)
+              WHERE version = \(migration.version)
+              """))
     }
 
     /// One step of a `--single-transaction` batch (up or down).
@@ -279,13 +294,13 @@ public final class Migrator {
     /// whole batch at once), then `COMMIT`; any error rolls the whole batch back and is rethrown.
     func runBatchInOneTransaction(_ items: [BatchItem], finally: PostgresQuery? = nil) throws -> [MigrationRunResult.Step] {
         var steps: [MigrationRunResult.Step] = []
-        try connection.simpleQuery("BEGIN")
+        try connection.execute("BEGIN")
         do {
             for item in items {
                 progress(.starting(id: item.id, direction: item.direction, transactional: true))
                 let start = ContinuousClock.now
                 // Every item again: a script may SET LOCAL its own timeouts, which must not leak into the next.
-                try connection.simpleQuery(timeoutSettings(item.directives, local: true))
+                try setTimeouts(item.directives, local: true)
                 try connection.run(item.script)
                 let ms = elapsed(since: start)
                 if let bookkeeping = item.bookkeeping { try connection.query(bookkeeping(ms)) }
@@ -293,7 +308,7 @@ public final class Migrator {
                 progress(.finished(id: item.id, direction: item.direction, milliseconds: ms))
             }
             if let finally { try connection.query(finally) }
-            try connection.simpleQuery("COMMIT")
+            try connection.execute("COMMIT")
         } catch {
             connection.rollbackQuietly()
             throw error
@@ -304,11 +319,13 @@ public final class Migrator {
     /// `BEGIN; SET LOCAL timeouts`, the script, then the bookkeeping statement, `COMMIT`; any error
     /// rolls the whole step back, so the script and its history change land together or not at all.
     func runInTransaction(_ script: SQLScript, directives: MigrationDirectives, bookkeeping: () -> PostgresQuery) throws {
-        try connection.simpleQuery("BEGIN; " + timeoutSettings(directives, local: true))
+        // One round trip for both (generated text: durations nfldb formatted itself); a per-migration
+        // round trip more is measurable in `down 200`.
+        try connection.runScript(unsafeSQL: "BEGIN; " + timeoutSettings(directives, local: true))
         do {
             try connection.run(script)
             try connection.query(bookkeeping())
-            try connection.simpleQuery("COMMIT")
+            try connection.execute("COMMIT")
         } catch {
             connection.rollbackQuietly()
             throw error
@@ -317,30 +334,37 @@ public final class Migrator {
 
     /// The history row and `apply` event, inserted inside the migration's transaction.
     func recordApplied(_ migration: Migration, statements: Int, milliseconds: Double) -> PostgresQuery {
-        """
-        WITH m AS (
-          INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
-            up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
-          VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
-            \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
-            \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
-          RETURNING version)
-        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-        SELECT version, \(migration.name)::text, 'apply', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-               jsonb_build_object('checksum', \(migration.upChecksum)::text, 'git_commit', \(context.gitCommit)::text) FROM m
-        """
+        MigrationLedger.eventQuery(
+            "apply", version: migration.version, name: migration.name, context: context,
+            detail: ["checksum": migration.upChecksum, "git_commit": context.gitCommit],
+            after: """
+              INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
+                up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
+              VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
+                \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
+                \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
+              """)
     }
 
-    /// `INSERT … SELECT … FROM m` for an event after a CTE named `m` (values are literals quoted here).
-    func eventInsert(_ event: String, _ migration: Migration) -> String {
-        let lit = PostgresIdentifier.literal
-        return """
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT version, \(lit(migration.name)), \(lit(event)), \(lit(context.clientHost)), \(context.correlationID.map(lit) ?? "NULL"),
-                   \(lit(context.nfldbVersion)), jsonb_build_object('checksum', \(lit(migration.upChecksum))) FROM m
-            """
+    /// Sets `lock_timeout` and `statement_timeout` for the session, or (`local`) for the open
+    /// transaction only — what ``timeoutSettings(_:local:)`` prints, with the values bound.
+    func setTimeouts(_ directives: MigrationDirectives, local: Bool) throws {
+        let lock = DurationParser.postgresSetting(directives.lockTimeout ?? settings.lockTimeout)
+        let statement = DurationParser.postgresSetting(directives.statementTimeout ?? settings.statementTimeout ?? .zero)
+        try connection.execute("SELECT set_config('lock_timeout', \(lock), \(local)), set_config('statement_timeout', \(statement), \(local))")
     }
 
+    /// Back to the server's defaults after a non-transactional step; a failure is only logged.
+    func resetTimeouts() {
+        do {
+            try connection.execute("RESET lock_timeout")
+            try connection.execute("RESET statement_timeout")
+        } catch {
+            logger.debug("could not reset timeouts", metadata: ["error": .string(String(describing: error))])
+        }
+    }
+
+    /// The `SET` statements ``setTimeouts(_:local:)`` amounts to, for `--dry-run` output.
     func timeoutSettings(_ directives: MigrationDirectives, local: Bool) -> String {
         let lock = directives.lockTimeout ?? settings.lockTimeout
         let statement = directives.statementTimeout ?? settings.statementTimeout ?? .zero
@@ -350,7 +374,14 @@ public final class Migrator {
 
     /// Retries `body` when PostgreSQL's `lock_timeout` fires (SQLSTATE 55P03), with doubling backoff;
     /// other errors (and the last lock timeout) go to `onFailure`.
-    func withLockRetries(_ id: String, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void) throws {
+    /// INVALID indexes that were not INVALID in `before` (left behind by this run).
+    func newInvalidIndexes(since before: Set<String>) -> [String] {
+        ((try? invalidIndexes()) ?? []).filter { !before.contains($0) }
+    }
+
+    func withLockRetries(
+        _ id: String, canRetry: () -> Bool = { true }, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void
+    ) throws {
         var attempt = 0
         var backoff = settings.retryBackoff
         while true {
@@ -358,7 +389,7 @@ public final class Migrator {
                 try body()
                 return
             } catch let error as PostgresError {
-                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries {
+                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries && canRetry() {
                     attempt += 1
                     let blockers = try? describeLockHolders()
                     progress(.retrying(id: id, attempt: attempt, after: backoff, blockers: blockers))
@@ -420,7 +451,7 @@ public final class Migrator {
         // If this runner is killed mid-statement, the server notices within a second and rolls the
         // migration back (releasing the session's advisory lock) instead of finishing it unattended.
         if connection.serverVersionNumber >= 140000 {
-            try connection.simpleQuery("SET client_connection_check_interval = '1s'")
+            try connection.execute("SET client_connection_check_interval = '1s'")
         }
         do {
             return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, onWait: { holder in
@@ -443,5 +474,13 @@ extension Double {
     func rounded(toPlaces places: Int) -> Double {
         let factor = pow(10, Double(places))
         return (self * factor).rounded() / factor
+    }
+}
+
+extension SQLStatement {
+    /// `CALL` and `DO` can COMMIT inside (outside a transaction block), so a failure may leave work behind.
+    var mayCommitInside: Bool {
+        let text = normalized
+        return text.hasPrefix("CALL ") || text.hasPrefix("DO ") || text.hasPrefix("DO$")
     }
 }
