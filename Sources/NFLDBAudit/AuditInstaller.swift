@@ -228,9 +228,9 @@ public struct AuditInstaller {
                 try connection.simpleQuery(trigger.createSQL(on: table.sql))
                 changed = true
             }
-            if current?.enabled == "D" {
-                try connection.simpleQuery("ALTER TABLE \(table.sql) ENABLE TRIGGER \(PostgresIdentifier.quote(trigger.name))")
-                notes.append("re-enabled disabled trigger \(trigger.name)")
+            if let current, !current.firesOnOrigin {
+                try connection.execute("ALTER TABLE \(qualified: table.schema, table.name) ENABLE TRIGGER \(identifier: trigger.name)")
+                notes.append("re-enabled trigger \(trigger.name) (it was \(current.stateDescription))")
                 changed = true
             }
         }
@@ -243,9 +243,16 @@ public struct AuditInstaller {
         for partition in try partitionOIDs(table) {
             partitionCount += 1
             let triggers = try existingTriggers(partition)
-            if !triggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.function == "capture_truncate" && $0.enabled != "D" }) {
+            let partitionSQL = try relationSQL(partition)
+            if !triggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.function == "capture_truncate" }) {
                 try connection.simpleQuery(
-                    "CREATE OR REPLACE TRIGGER \(AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(try relationSQL(partition)) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()")
+                    "CREATE OR REPLACE TRIGGER \(AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(partitionSQL) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()")
+                changed = true
+            }
+            // A partition's own (or cloned row) audit trigger switched to DISABLED or REPLICA stops auditing there.
+            for trigger in try existingTriggers(partition) where !trigger.firesOnOrigin {
+                try connection.simpleQuery("ALTER TABLE \(partitionSQL) ENABLE TRIGGER \(PostgresIdentifier.quote(trigger.name))")
+                notes.append("re-enabled trigger \(trigger.name) on partition \(partitionSQL) (it was \(trigger.stateDescription))")
                 changed = true
             }
         }
@@ -351,8 +358,23 @@ public struct AuditInstaller {
         let name: String
         let function: String
         let args: [String]
+        /// `pg_trigger.tgenabled`: `O` origin/local sessions (the default), `A` always, `R` replica only, `D` disabled.
         let enabled: String
         let cloned: Bool
+
+        /// Fires in ordinary sessions (`session_replication_role` = origin). `R` and `D` triggers do not:
+        /// changes made by ordinary sessions are then not audited.
+        var firesOnOrigin: Bool { enabled == "O" || enabled == "A" }
+
+        var stateDescription: String {
+            switch enabled {
+            case "D": return "DISABLED"
+            case "R": return "ENABLE REPLICA: fires only when session_replication_role = replica"
+            case "A": return "ENABLE ALWAYS"
+            case "O": return "enabled"
+            default: return "tgenabled \(enabled)"
+            }
+        }
     }
 
     /// nfldb's audit triggers (`zz_audit_*`) on one relation.

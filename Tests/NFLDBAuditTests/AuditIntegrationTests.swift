@@ -263,6 +263,78 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("status requires every audit trigger to fire in origin sessions: ENABLE REPLICA and DISABLE are problems (exit 1), ENABLE ALWAYS is fine; install repairs them")
+    func replicaTriggersAreProblems() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try world.seed(admin)
+            try admin.execute("CREATE TABLE nfl.bulk (id int PRIMARY KEY, v int)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games", "nfl.plays"]) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.bulk"], mode: .statement) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            func problems(_ table: String) throws -> String {
+                try world.withInstaller { installer, _ in try installer.status() }.tables.first { $0.table == table }?.problems.joined(separator: " | ") ?? ""
+            }
+            func cliStatus() throws -> ProcessResult {
+                try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            }
+            func entries(_ table: String) throws -> Int {
+                try admin.query("SELECT count(*) FROM audit.log WHERE table_name = \(table)").scalar(Int.self)
+            }
+
+            // ENABLE REPLICA: the trigger no longer fires in ordinary sessions — an INSERT goes unaudited.
+            try admin.execute("ALTER TABLE nfl.games ENABLE REPLICA TRIGGER zz_audit_row")
+            try admin.execute(PostgresQuery(unsafeSQL: PlatformRows.gameInsert("2024_01_BAL_KC")))
+            #expect(try entries("games") == 0, "the replica-only trigger did not fire")
+            let replica = try problems("nfl.games")
+            #expect(replica.contains("trigger zz_audit_row on \"nfl\".\"games\" is ENABLE REPLICA"), "\(replica)")
+            #expect(replica.contains("nfldb audit install --table nfl.games"), "names the fix: \(replica)")
+            var cli = try cliStatus()
+            #expect(cli.status == 1, "\(cli.standardOutput)")
+            #expect(cli.standardOutput.contains("ENABLE REPLICA"))
+
+            // install repairs it, and auditing resumes.
+            let repaired = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games"]) }
+            #expect(repaired.first?.action == "updated")
+            #expect(repaired.first?.notes.contains { $0.contains("re-enabled trigger zz_audit_row") } == true)
+            #expect(try admin.query("SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'nfl.games'::regclass AND tgname = 'zz_audit_row'").scalar(String.self) == "O")
+            try admin.execute("UPDATE nfl.games SET away_rest = 8")
+            #expect(try entries("games") == 1)
+            #expect(try cliStatus().status == 0)
+
+            // DISABLE on a statement-mode trigger, and ENABLE REPLICA on one partition's cloned row trigger.
+            try admin.execute("ALTER TABLE nfl.bulk DISABLE TRIGGER zz_audit_update")
+            try admin.execute("ALTER TABLE nfl.plays_2024 ENABLE REPLICA TRIGGER zz_audit_row")
+            try admin.execute("ALTER TABLE nfl.plays_2023 ENABLE REPLICA TRIGGER zz_audit_truncate")
+            #expect(try problems("nfl.bulk").contains("trigger zz_audit_update on \"nfl\".\"bulk\" is DISABLED"))
+            let plays = try problems("nfl.plays")
+            #expect(plays.contains("trigger zz_audit_row on \"nfl\".\"plays_2024\" is ENABLE REPLICA"), "\(plays)")
+            #expect(plays.contains("trigger zz_audit_truncate on \"nfl\".\"plays_2023\" is ENABLE REPLICA"), "\(plays)")
+            #expect(try cliStatus().status == 1)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.plays"]) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.bulk"], mode: .statement) }
+            #expect(try admin.query("""
+                SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zz\\_audit\\_%' AND tgenabled NOT IN ('O', 'A')
+                """).scalar(Int.self) == 0)
+            cli = try cliStatus()
+            #expect(cli.status == 0, "\(cli.standardOutput)")
+
+            // ENABLE ALWAYS fires in every session: healthy, and install leaves it alone.
+            try admin.execute("ALTER TABLE nfl.games ENABLE ALWAYS TRIGGER zz_audit_row")
+            #expect(try problems("nfl.games").isEmpty)
+            #expect(try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games"]) }.first?.action == "unchanged")
+
+            // The log's own guards: a replica-only guard is a problem too, and install repairs it.
+            try admin.execute("ALTER TABLE audit.log ENABLE REPLICA TRIGGER audit_guard_truncate")
+            let log = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(log.logProblems.contains { $0.contains("audit_guard_truncate on audit.log") }, "\(log.logProblems)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games"]) }
+            let fixed = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(fixed.healthy, "\(fixed.logProblems) \(fixed.tables.flatMap(\.problems))")
+        }
+    }
+
     @Test("prune drops whole monthly partitions past the cutoff and old rows of the default partition, and keeps months ahead")
     func prune() throws {
         try AuditWorld.with(roles: false) { world in
