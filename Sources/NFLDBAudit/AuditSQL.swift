@@ -210,14 +210,17 @@ enum AuditSQL {
         """
 
     /// Guard on the log and every partition: UPDATE, DELETE and TRUNCATE raise, even for the owner
-    /// or a superuser, unless `nfldb audit prune` is running (as the audit owner, with
-    /// `nfldb.audit_prune` set for its transaction).
+    /// or a superuser. The one exception is `nfldb audit prune` deleting old rows from the DEFAULT
+    /// partition (as the audit owner, with `nfldb.audit_prune` set for its transaction): monthly
+    /// partitions are only ever dropped whole. The row guard is cloned to every partition, so
+    /// `TG_TABLE_NAME` is the partition the row lives in, whichever table the DELETE named.
     static func rejectChange(owner: String) -> String {
         """
         CREATE OR REPLACE FUNCTION audit.reject_change() RETURNS trigger
         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $function$
         BEGIN
-            IF TG_OP = 'DELETE' AND current_setting('nfldb.audit_prune', true) = 'on'
+            IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'audit' AND TG_TABLE_NAME = 'log_default'
+               AND current_setting('nfldb.audit_prune', true) = 'on'
                AND current_user = \(PostgresIdentifier.literal(owner)) THEN
                 RETURN OLD;
             END IF;

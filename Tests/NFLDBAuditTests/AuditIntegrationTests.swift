@@ -360,6 +360,29 @@ struct AuditIntegrationTests {
             #expect(cli.status == 0, "\(cli.standardError)")
             #expect(cli.standardOutput.contains("dropped 1 partition (log_y2020m01)"))
             #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1, "only the recent entry is left")
+
+            // The prune exception covers the DEFAULT partition only: acting as the audit owner with the
+            // prune setting on, a DELETE on a monthly partition (named directly or through the parent) is refused.
+            let month = try admin.query("SELECT tableoid::regclass::text FROM audit.log").scalar(String.self)
+            #expect(month.hasPrefix("audit.log_y"), "the recent entry lives in a monthly partition: \(month)")
+            try admin.execute("BEGIN")
+            try admin.execute("SET LOCAL ROLE \(identifier: world.owner)")
+            try admin.execute("SET LOCAL nfldb.audit_prune = 'on'")
+            try admin.execute("SAVEPOINT s")
+            expectRefused(admin, "DELETE FROM \(month)")
+            try admin.execute("ROLLBACK TO SAVEPOINT s")
+            expectRefused(admin, "DELETE FROM audit.log")
+            try admin.execute("ROLLBACK TO SAVEPOINT s")
+            try admin.execute("""
+                INSERT INTO audit.log (logged_at, table_oid, table_schema, table_name, operation, txid, session_user_name, current_user_name)
+                VALUES ('2019-01-01', 1, 'nfl', 'teams', 'INSERT', 1, 'old', 'old')
+                """)
+            try admin.execute("SAVEPOINT t")
+            expectRefused(admin, "UPDATE audit.log_default SET table_name = 'x'")
+            try admin.execute("ROLLBACK TO SAVEPOINT t")
+            #expect(try admin.execute("DELETE FROM audit.log_default") == 1, "the one exception: prune's DELETE on the DEFAULT partition")
+            try admin.execute("ROLLBACK")
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1)
             #expect(try admin.query("SELECT to_regclass('audit.log_y2020m01') IS NULL").scalar(Bool.self))
             let status = try world.withInstaller { installer, _ in try installer.status() }
             #expect(status.healthy, "\(status.logProblems)")
