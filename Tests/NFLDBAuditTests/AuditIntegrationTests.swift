@@ -335,6 +335,115 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("capture paths in both modes: keys of 1, 2, 4 and 5 columns, a table without a key, COPY, DELETE and TRUNCATE")
+    func capturePathsInBothModes() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.k1r (a int PRIMARY KEY, v text);
+                CREATE TABLE nfl.k2s (a int, b text, v text, PRIMARY KEY (a, b));
+                CREATE TABLE nfl.k4s (a int, b int, c int, d int, v text, PRIMARY KEY (a, b, c, d));
+                CREATE TABLE nfl.k5r (a int, b int, c int, d int, e int, v text, PRIMARY KEY (a, b, c, d, e));
+                CREATE TABLE nfl.k5s (a int, b int, c int, d int, e int, v text, PRIMARY KEY (a, b, c, d, e));
+                CREATE TABLE nfl.nokey (a int, v text);
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.k1r", "nfl.k5r", "nfl.nokey"], mode: .row) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.k2s", "nfl.k4s", "nfl.k5s"], mode: .statement) }
+            try admin.runScript(unsafeSQL: """
+                INSERT INTO nfl.k1r VALUES (1, 'x'), (2, 'y');
+                INSERT INTO nfl.k2s VALUES (1, 'p', 'x'), (2, 'q', 'y');
+                INSERT INTO nfl.k4s VALUES (1, 2, 3, 4, 'x');
+                INSERT INTO nfl.k5r VALUES (1, 2, 3, 4, 5, 'x');
+                INSERT INTO nfl.k5s VALUES (1, 2, 3, 4, 5, 'x');
+                INSERT INTO nfl.nokey VALUES (1, 'x'), (1, 'x');
+                UPDATE nfl.k1r SET v = 'z' WHERE a = 1;
+                UPDATE nfl.k2s SET v = 'z';
+                UPDATE nfl.k4s SET v = 'z';
+                UPDATE nfl.k5r SET v = 'z';
+                UPDATE nfl.k5s SET v = 'z';
+                UPDATE nfl.nokey SET v = 'z';
+                UPDATE nfl.k2s SET v = v;
+                """)
+            func keys(_ table: String, _ operation: String) throws -> [[String: Any]] {
+                try admin.query("SELECT row_key::text AS k FROM audit.log WHERE table_name = \(table) AND operation = \(operation) ORDER BY id")
+                    .rows.map { json($0["k"]) }
+            }
+            #expect(try keys("k1r", "UPDATE").map { $0 as NSDictionary } == [["a": 1] as NSDictionary])
+            #expect(try keys("k2s", "UPDATE").map { $0 as NSDictionary } == [["a": 1, "b": "p"], ["a": 2, "b": "q"]].map { $0 as NSDictionary }, "no-op UPDATE skipped")
+            #expect(try keys("k4s", "INSERT").map { $0 as NSDictionary } == [["a": 1, "b": 2, "c": 3, "d": 4] as NSDictionary])
+            let five = ["a": 1, "b": 2, "c": 3, "d": 4, "e": 5] as NSDictionary
+            #expect(try keys("k5r", "INSERT").map { $0 as NSDictionary } == [five], "row mode: keys of more than four columns")
+            #expect(try keys("k5r", "UPDATE").map { $0 as NSDictionary } == [five])
+            #expect(try keys("k5s", "INSERT").map { $0 as NSDictionary } == [five], "statement mode: keys of more than four columns")
+            #expect(try keys("k5s", "UPDATE").map { $0 as NSDictionary } == [five])
+            let changed = try admin.query("SELECT changed::text AS c FROM audit.log WHERE table_name = 'k5s' AND operation = 'UPDATE'").scalar(String.self)
+            #expect(json(changed) as NSDictionary == ["v": "z"] as NSDictionary)
+            // No key: the whole (old) row is the key; two identical rows give two entries.
+            #expect(try keys("nokey", "UPDATE").map { $0 as NSDictionary } == [["a": 1, "v": "x"], ["a": 1, "v": "x"]].map { $0 as NSDictionary })
+
+            // COPY fires the row trigger per row and the statement trigger once per COPY.
+            let copied = try admin.copyIn("COPY nfl.k1r (a, v) FROM STDIN") { writer in
+                for i in 10..<15 { try writer.writeTextRow([String(i), "c\(i)"]) }
+            }
+            #expect(copied == 5)
+            _ = try admin.copyIn("COPY nfl.k2s (a, b, v) FROM STDIN") { writer in
+                for i in 10..<15 { try writer.writeTextRow([String(i), "b", nil]) }
+            }
+            #expect(try keys("k1r", "INSERT").count == 7)
+            #expect(try keys("k2s", "INSERT").count == 7)
+            let copiedRow = try admin.query("SELECT new_row::text AS r FROM audit.log WHERE table_name = 'k2s' AND row_key = '{\"a\": 12, \"b\": \"b\"}'").scalar(String.self)
+            #expect(json(copiedRow)["v"] is NSNull)
+
+            // DELETE and TRUNCATE in both modes.
+            try admin.runScript(unsafeSQL: "DELETE FROM nfl.k1r WHERE a >= 10; DELETE FROM nfl.k2s WHERE a >= 10; DELETE FROM nfl.nokey; TRUNCATE nfl.k1r, nfl.k2s")
+            #expect(try keys("k1r", "DELETE").count == 5)
+            #expect(try keys("k2s", "DELETE").count == 5)
+            #expect(try keys("nokey", "DELETE").map { $0 as NSDictionary } == [["a": 1, "v": "z"], ["a": 1, "v": "z"]].map { $0 as NSDictionary })
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE operation = 'TRUNCATE' AND table_name IN ('k1r', 'k2s')").scalar(Int.self) == 2)
+        }
+    }
+
+    @Test("install without --mode: statement mode for a table written mostly in bulk (pg_stat_user_tables), row mode otherwise, and says why; an audited table keeps its mode")
+    func installRecommendsMode() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.loaded (id int PRIMARY KEY, v int);
+                CREATE TABLE nfl.typed (id int PRIMARY KEY, v int);
+                CREATE TABLE nfl.keyless (v int);
+                INSERT INTO nfl.loaded SELECT i, i FROM generate_series(1, 150000) i;
+                UPDATE nfl.loaded SET v = v + 1;
+                DO $$ BEGIN FOR i IN 1..200 LOOP INSERT INTO nfl.typed VALUES (i, i); UPDATE nfl.typed SET v = v + 1 WHERE id = i; END LOOP; END $$;
+                INSERT INTO nfl.keyless SELECT i FROM generate_series(1, 150000) i;
+                SELECT count(*) FROM nfl.keyless;
+                """)
+            _ = try admin.query("SELECT pg_stat_force_next_flush()")
+            try admin.execute("SELECT 1")  // the flush happens when the backend goes idle after a transaction
+            var written = 0
+            for _ in 0..<50 {  // statistics reach the shared counters asynchronously
+                written = try admin.query("SELECT (n_tup_ins + n_tup_upd)::int FROM pg_stat_user_tables WHERE relid = 'nfl.loaded'::regclass").scalar(Int.self)
+                if written >= 300_000 { break }
+                _ = try admin.query("SELECT pg_stat_clear_snapshot()")
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            #expect(written == 300_000)
+            let results = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.loaded", "nfl.typed", "nfl.keyless"]) }
+            #expect(results.map(\.mode) == [.statement, .row, .row])
+            #expect(results[0].notes.contains { $0.contains("mode statement chosen") && $0.contains("300000 rows written") && $0.contains("mostly in bulk") }, "\(results[0].notes)")
+            #expect(results[1].notes.contains { $0.contains("mode row chosen") && $0.contains("too little history") }, "\(results[1].notes)")
+            #expect(results[2].notes.contains { $0.contains("no key") }, "\(results[2].notes)")
+            // Re-running without --mode keeps each table's mode; --mode changes it.
+            let again = try CLIRunner.run(["audit", "install", "--table", "nfl.loaded", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(again.status == 0, "\(again.standardError)")
+            #expect(again.standardOutput.contains("statement") && again.standardOutput.contains("unchanged"), "\(again.standardOutput)")
+            #expect(again.standardOutput.contains("kept from the existing installation"))
+            let switched = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.loaded"], mode: .row) }
+            #expect(switched.first?.mode == .row && switched.first?.action == "updated")
+        }
+    }
+
     @Test("prune drops whole monthly partitions past the cutoff and old rows of the default partition, and keeps months ahead")
     func prune() throws {
         try AuditWorld.with(roles: false) { world in
