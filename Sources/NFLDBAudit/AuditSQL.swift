@@ -170,10 +170,59 @@ enum AuditSQL {
         $function$;
         """
 
+    /// The key of a row for key columns `keys[1 … count]` as one `jsonb_build_object`, or for
+    /// `count == nil` (more than four) an aggregate over `keys`.
+    static func statementKey(_ count: Int?, row: String) -> String {
+        guard let count else { return "(SELECT jsonb_object_agg(k.k, \(row) -> k.k) FROM unnest(keys) AS k(k))" }
+        return "jsonb_build_object(" + (1...count).map { "keys[\($0)], \(row) -> keys[\($0)]" }.joined(separator: ", ") + ")"
+    }
+
+    /// One INSERT … SELECT per statement kind, repeated for each key width so that every statement
+    /// the function runs compiles only the key expression it needs (a statement trigger pays the
+    /// executor setup of its INSERT once per statement, which is what one-row statements feel).
+    static func statementBody(_ build: (String?) -> String) -> String {
+        var cases = ""
+        for count in 1...4 { cases += "WHEN \(count) THEN\n" + build(String(count)) + "\n" }
+        return "CASE nkeys\n" + cases + "ELSE\n" + build(nil) + "\nEND CASE;"
+    }
+
+    static func statementInsert(_ count: String?, transition: String, operation: String, column: String) -> String {
+        """
+        INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, \(column), txid,
+                               session_user_name, current_user_name, application_name, client_addr, correlation_id)
+        SELECT TG_RELID, tschema, tname, '\(operation)', \(statementKey(count.flatMap(Int.init), row: "r.j")), r.j, tx,
+               session_user, current_user, app, client, corr
+          FROM (SELECT to_jsonb(t) - excluded AS j FROM \(transition) AS t) AS r;
+        """
+    }
+
+    static func statementUpdate(_ count: String?) -> String {
+        let key = statementKey(count.flatMap(Int.init), row: "s.j")
+        return """
+            WITH o AS MATERIALIZED (
+                     SELECT s.j, \(key) AS row_key FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS s),
+                 n AS MATERIALIZED (
+                     SELECT s.j, \(key) AS row_key FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS s),
+                 p AS (
+                     SELECT o.j AS old_j, n.j AS new_j, coalesce(o.row_key, n.row_key) AS row_key
+                       FROM o FULL JOIN n ON o.row_key = n.row_key
+                      WHERE o.j IS DISTINCT FROM n.j)
+            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
+                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
+            SELECT TG_RELID, tschema, tname, 'UPDATE', p.row_key, p.old_j, CASE WHEN p.old_j IS NULL THEN p.new_j END,
+                   CASE WHEN p.old_j IS NOT NULL AND p.new_j IS NOT NULL THEN
+                       (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(p.new_j) AS e WHERE e.value IS DISTINCT FROM p.old_j -> e.key)
+                   END,
+                   tx, session_user, current_user, app, client, corr
+              FROM p;
+            """
+    }
+
     /// Statement-level capture with transition tables (one trigger per event): one INSERT … SELECT
-    /// per statement, the key as one expression per row. UPDATE pairs old and new rows on the key
-    /// with `=` (hash-joinable) in MATERIALIZED CTEs, drops unchanged pairs with one jsonb comparison
-    /// and collects the changed columns only for the rest; JIT is off.
+    /// per statement, the key as one expression per row, the session values computed once per
+    /// statement. UPDATE pairs old and new rows on the key with `=` (hash-joinable) in MATERIALIZED
+    /// CTEs, drops unchanged pairs with one jsonb comparison and collects the changed columns only
+    /// for the rest; JIT is off.
     static let captureStatement = """
         CREATE OR REPLACE FUNCTION audit.capture_statement() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $function$
@@ -183,41 +232,17 @@ enum AuditSQL {
             excluded text[] := TG_ARGV[3 + nkeys:];
             tschema  text := coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA);
             tname    text := coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME);
+            tx       bigint := txid_current();
+            app      text := current_setting('application_name');
+            corr     text := nullif(current_setting('nfldb.correlation_id', true), '');
+            client   inet := inet_client_addr();
         BEGIN
             IF TG_OP = 'INSERT' THEN
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, new_row, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                SELECT TG_RELID, tschema, tname, 'INSERT', \(keyExpression(count: "nkeys", keys: "keys", row: "r.j", fallback: "(SELECT jsonb_object_agg(k.k, r.j -> k.k) FROM unnest(keys) AS k(k))")),
-                       r.j, txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),
-                       nullif(current_setting('nfldb.correlation_id', true), '')
-                  FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS r;
+        \(statementBody { statementInsert($0, transition: "audit_new_rows", operation: "INSERT", column: "new_row") })
             ELSIF TG_OP = 'DELETE' THEN
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                SELECT TG_RELID, tschema, tname, 'DELETE', \(keyExpression(count: "nkeys", keys: "keys", row: "r.j", fallback: "(SELECT jsonb_object_agg(k.k, r.j -> k.k) FROM unnest(keys) AS k(k))")),
-                       r.j, txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),
-                       nullif(current_setting('nfldb.correlation_id', true), '')
-                  FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS r;
+        \(statementBody { statementInsert($0, transition: "audit_old_rows", operation: "DELETE", column: "old_row") })
             ELSE
-                WITH o AS MATERIALIZED (
-                         SELECT s.j, \(keyExpression(count: "nkeys", keys: "keys", row: "s.j", fallback: "(SELECT jsonb_object_agg(k.k, s.j -> k.k) FROM unnest(keys) AS k(k))")) AS row_key
-                           FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS s),
-                     n AS MATERIALIZED (
-                         SELECT s.j, \(keyExpression(count: "nkeys", keys: "keys", row: "s.j", fallback: "(SELECT jsonb_object_agg(k.k, s.j -> k.k) FROM unnest(keys) AS k(k))")) AS row_key
-                           FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS s),
-                     p AS (
-                         SELECT o.j AS old_j, n.j AS new_j, coalesce(o.row_key, n.row_key) AS row_key
-                           FROM o FULL JOIN n ON o.row_key = n.row_key
-                          WHERE o.j IS DISTINCT FROM n.j)
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                SELECT TG_RELID, tschema, tname, 'UPDATE', p.row_key, p.old_j, CASE WHEN p.old_j IS NULL THEN p.new_j END,
-                       CASE WHEN p.old_j IS NOT NULL AND p.new_j IS NOT NULL THEN
-                           (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(p.new_j) AS e WHERE e.value IS DISTINCT FROM p.old_j -> e.key)
-                       END,
-                       txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),
-                       nullif(current_setting('nfldb.correlation_id', true), '')
-                  FROM p;
+        \(statementBody(statementUpdate))
             END IF;
             RETURN NULL;
         END
