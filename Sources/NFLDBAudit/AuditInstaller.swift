@@ -149,6 +149,12 @@ public struct AuditInstaller {
         try connection.execute("REVOKE ALL ON SCHEMA audit FROM PUBLIC")
         try connection.execute("SET LOCAL ROLE \(identifier: owner)")
         try connection.runScript(unsafeSQL: AuditSQL.tables)
+        for constraint in try connection.query("""
+            SELECT conname FROM pg_constraint WHERE conrelid = 'audit.log'::regclass AND conname = ANY(\(AuditSQL.droppedLogConstraints)::text[])
+            """).rows.compactMap({ $0["conname"] }) {
+            try connection.execute("ALTER TABLE audit.log DROP CONSTRAINT \(identifier: constraint)")
+            logger.info("dropped audit.log constraint", metadata: ["audit.constraint": .string(constraint)])
+        }
         try connection.runScript(unsafeSQL: AuditSQL.captureRow)
         try connection.runScript(unsafeSQL: AuditSQL.captureStatement)
         try connection.runScript(unsafeSQL: AuditSQL.captureTruncate)

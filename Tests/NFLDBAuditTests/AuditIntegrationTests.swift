@@ -444,6 +444,27 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("install drops the CHECK constraint and primary key older versions put on audit.log (they cost every insert)")
+    func installDropsOldLogConstraints() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"], mode: .row) }
+            try admin.runScript(unsafeSQL: """
+                ALTER TABLE audit.log ADD CONSTRAINT log_pkey PRIMARY KEY (id, logged_at);
+                ALTER TABLE audit.log ADD CONSTRAINT log_operation_values CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'));
+                INSERT INTO nfl.teams VALUES ('KC', 'Chiefs');
+                """)
+            let again = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"]) }
+            #expect(again.first?.action == "unchanged")
+            #expect(try admin.query("SELECT count(*) FROM pg_constraint WHERE conrelid = 'audit.log'::regclass").scalar(Int.self) == 0)
+            try admin.execute("UPDATE nfl.teams SET team_name = 'Kansas City Chiefs'")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'teams'").scalar(Int.self) == 2)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.logProblems)")
+        }
+    }
+
     @Test("prune drops whole monthly partitions past the cutoff and old rows of the default partition, and keeps months ahead")
     func prune() throws {
         try AuditWorld.with(roles: false) { world in
@@ -508,6 +529,13 @@ struct AuditIntegrationTests {
         #expect(AuditSQL.captureStatement.contains("SET jit = off"))
         #expect(AuditSQL.captureStatement.contains("o.row_key = n.row_key"))
         #expect(!AuditSQL.captureStatement.contains("IS NOT DISTINCT FROM"))
+        // Issue 16: the no-op check comes before the changed-column query, keys are one expression, and the
+        // log carries no CHECK constraint (re-read from the catalog for every one-row INSERT).
+        #expect(body.contains("if new_j = old_j then return null; end if;"))
+        #expect(AuditSQL.keyExpression(count: "n", keys: "k", row: "r", fallback: "NULL").contains("WHEN 2 THEN jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2])"))
+        #expect(!AuditSQL.tables.contains("CHECK (operation"))
+        #expect(!AuditSQL.tables.contains("PRIMARY KEY (id"))
+        #expect(AuditSQL.droppedLogConstraints == ["log_operation_values", "log_pkey"])
         #expect(AuditInstaller.decodeTriggerArgs("1\\000\\000x\\000a b\\000c\\\\d\\000") == ["1", "", "x", "a b", "c\\d"])
     }
 
