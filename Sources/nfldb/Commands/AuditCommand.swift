@@ -38,7 +38,11 @@ extension AuditCommand {
         @Option(name: .customLong("table"), help: ArgumentHelp("Table to audit (games or nfl.games); repeat for several.", valueName: "table"))
         var tables: [String] = []
         @Flag(help: "Audit every table listed in the audit.tables setting.") var all = false
-        @Option(help: "row (default) or statement (cheaper for bulk loads, needs a key).") var mode: AuditMode = .row
+        @Option(help: """
+            row or statement (cheaper for bulk loads, needs a key). Not given: a table already audited keeps its mode; a new \
+            one gets statement mode when pg_stat_user_tables shows it written mostly in bulk (≥ 100,000 rows written and \
+            ≥ 1,000 rows written per scan), else row mode; install prints why.
+            """) var mode: AuditMode?
         @Option(
             name: .customLong("exclude-columns"), parsing: .singleValue,
             help: ArgumentHelp("Columns left out of the logged rows (comma-separated, repeatable).", valueName: "columns"))
