@@ -9,64 +9,6 @@ import Testing
 /// the scratch dir removed, and the process exits 128+15.
 @Suite("backup verify: SIGTERM tears the copy down")
 struct VerifySignalTests {
-    /// Starts `argv` with stdout/stderr to files, default signal dispositions and an empty signal
-    /// mask (a test runs on a worker thread that blocks most signals; the child must not inherit that).
-    func spawn(_ argv: [String], environment: [String: String], directory: String, output: String) throws -> pid_t {
-        let wrapped = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory] + argv
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGTERM)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let env = environment.map { "\($0.key)=\($0.value)" }
-        let cArgs = wrapped.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup($0) } + [nil]
-        defer {
-            cArgs.forEach { free($0) }
-            cEnv.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, wrapped[0], &actions, &attributes, cArgs, cEnv)
-        try #require(status == 0, "could not start \(argv.joined(separator: " ")): \(String(cString: strerror(status)))")
-        return pid
-    }
-
-    /// The exit status (128+signal when killed), or nil if `pid` is still running after `timeout`.
-    func wait(_ pid: pid_t, timeout: Duration) -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        var status: Int32 = 0
-        repeat {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
-            if r < 0 && errno != EINTR { return nil }
-            if ContinuousClock.now >= deadline { break }
-            Thread.sleep(forTimeInterval: 0.02)
-        } while true
-        return nil
-    }
-
-    func poll(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return condition()
-    }
-
     /// Fields of /proc/PID/stat after the command name: state, ppid, …
     static func stat(_ pid: pid_t) -> [Substring]? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -96,7 +38,6 @@ struct VerifySignalTests {
         let scratch = (f.root as NSString).appendingPathComponent("scratch-sigterm-\(UUID().uuidString.prefix(6))")
         let copy = LocalCluster(root: scratch, port: 0, binaries: f.binaries, osUser: f.pgbackrest.osUser)
         let pidFile = (copy.dataDirectory as NSString).appendingPathComponent("postmaster.pid")
-        let output = (f.root as NSString).appendingPathComponent("verify-sigterm.out")
         var environment = ProcessInfo.processInfo.environment.filter {
             !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("NFLDB_") && $0.key != "DATABASE_URL"
         }
@@ -106,40 +47,31 @@ struct VerifySignalTests {
         let tmp = (f.root as NSString).appendingPathComponent("tmp")
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         environment["TMPDIR"] = tmp
-        let pid = try spawn([CLIRunner.binary, "backup", "verify", "--dsn", f.dsn, "--scratch", scratch],
-                            environment: environment, directory: f.root, output: output)
-        var reaped = false
+        let child = try ChildProcess.spawn(
+            CLIRunner.binary, ["backup", "verify", "--dsn", f.dsn, "--scratch", scratch], environment: environment, workingDirectory: f.root)
         defer {
             // Whatever failed above: no nfldb, server or scratch dir outlives the test.
-            if !reaped {
-                kill(pid, SIGKILL)
-                _ = wait(pid, timeout: .seconds(10))
-            }
+            child.kill9()
+            child.removeOutput()
             if copy.isRunning { try? copy.stop(mode: "immediate", logger: f.logger) }
             try? FileManager.default.removeItem(atPath: scratch)
         }
-        func log() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+        func log() -> String { child.outputTail(40) }
 
         // The copy's postmaster has written its pid file: restore done, server starting or up.
-        var exitedEarly: Int32?
-        let started = poll(.seconds(180)) {
-            if copy.postmasterPID != nil { return true }
-            exitedEarly = wait(pid, timeout: .zero)
-            return exitedEarly != nil
-        }
-        if let exitedEarly { reaped = true; Issue.record("verify exited (\(exitedEarly)) before the copy started: \(log())"); return }
+        let started = poll(timeout: .seconds(180)) { copy.postmasterPID != nil || !child.isRunning }
+        if let exitedEarly = child.exitStatus { Issue.record("verify exited (\(exitedEarly)) before the copy started: \(log())"); return }
         let postmaster = try #require(started ? copy.postmasterPID : nil, "no pid in \(pidFile) within 180 s: \(log())")
         #expect(Self.isAlive(postmaster), "the copy's postmaster \(postmaster) should be running when SIGTERM is sent")
 
-        #expect(kill(pid, SIGTERM) == 0)
-        let status = wait(pid, timeout: .seconds(60))
-        reaped = status != nil
+        child.send(SIGTERM)
+        let status = child.wait(timeout: .seconds(60))
         try #require(status != nil, "nfldb still running 60 s after SIGTERM: \(log())")
         #expect(status == 143, "exit status after SIGTERM: \(log())")
-        #expect(poll(.seconds(5)) { !FileManager.default.fileExists(atPath: scratch) }, "scratch dir \(scratch) still there: \(log())")
+        #expect(poll(timeout: .seconds(5)) { !FileManager.default.fileExists(atPath: scratch) }, "scratch dir \(scratch) still there: \(log())")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? ["unreadable"]).isEmpty,
                 "nfldb left temp files in TMPDIR: \((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [])")
-        #expect(poll(.seconds(5)) { BackupFixture.processes(mentioning: scratch).isEmpty },
+        #expect(poll(timeout: .seconds(5)) { BackupFixture.processes(mentioning: scratch).isEmpty },
                 "processes still on the scratch dir: \(BackupFixture.processes(mentioning: scratch))")
         // Backends rename themselves ("postgres: checkpointer"), so also look for the postmaster's children.
         #expect(!Self.isAlive(postmaster), "the copy's postmaster \(postmaster) is still alive")
