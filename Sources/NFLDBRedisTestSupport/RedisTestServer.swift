@@ -16,7 +16,10 @@ public final class RedisTestServer: Sendable {
     public let port: Int
     public let directory: String
     public let password: String?
-    public let process: ChildProcess
+    private let current: Mutex<ChildProcess>
+    /// The running `redis-server` (a new one after ``restart(kill:timeout:)``).
+    public var process: ChildProcess { current.withLock { $0 } }
+    public var configPath: String { directory + "/redis.conf" }
     public var socketPath: String { directory + "/redis.sock" }
     public var logPath: String { directory + "/redis.log" }
 
@@ -24,7 +27,7 @@ public final class RedisTestServer: Sendable {
         self.port = port
         self.directory = directory
         self.password = password
-        self.process = process
+        self.current = Mutex(process)
     }
 
     /// The TCP endpoint, with the password if the server has one.
@@ -66,7 +69,11 @@ public final class RedisTestServer: Sendable {
             if let password { lines.append("requirepass \(password)") }
             lines += settings
             let config = directory + "/redis.conf"
-            FileManager.default.createFile(atPath: config, contents: Data((lines.joined(separator: "\n") + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            guard FileManager.default.createFile(
+                atPath: config, contents: Data((lines.joined(separator: "\n") + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            else {
+                throw RedisTestServerError(reason: "cannot write \(config)", logTail: "")
+            }
             let child = try ChildProcess.spawn(executable, [config])
             let server = RedisTestServer(port: port, directory: directory, password: password, process: child)
             do {
@@ -123,6 +130,17 @@ public final class RedisTestServer: Sendable {
     public func logTail(_ count: Int = 15) -> String {
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         return (log.split(separator: "\n").suffix(count).map(String.init) + [process.outputTail(5)]).filter { !$0.isEmpty }.joined(separator: "\n")
+    }
+
+    /// Stops the server (SIGTERM, or SIGKILL when `kill`) and starts it again on the same port,
+    /// directory and config, so its AOF/RDB files are reloaded; waits until it answers PING.
+    public func restart(kill: Bool = false, timeout: Duration = .seconds(15)) throws {
+        let old = process
+        if kill { old.kill9() } else { old.stop(grace: .seconds(10)) }
+        old.removeOutput()
+        let child = try ChildProcess.spawn(old.command[0], [configPath])
+        current.withLock { $0 = child }
+        try waitForPing(timeout: timeout)
     }
 
     /// Kills the server with SIGKILL (it leaves the directory; ``stop()`` removes it).

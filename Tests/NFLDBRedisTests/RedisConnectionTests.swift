@@ -221,6 +221,20 @@ struct RedisConnectionTests {
         #expect(error?.logTail.contains("no-such-directive") == true, "got: \(error?.logTail ?? "")")
     }
 
+    @Test("restart() reloads the AOF: a write acknowledged with appendfsync always survives SIGKILL and restart")
+    func restartKeepsAOF() throws {
+        try RedisTestServer.with(settings: ["appendonly yes", "appendfsync always"]) { server in
+            let before = server.process.pid
+            let redis = try server.connect()
+            #expect(try redis.command("SET", "durable", "yes") == .status("OK"))
+            try server.restart(kill: true)
+            #expect(server.process.pid != before)
+            #expect(throws: RedisError.self) { try redis.ping() }
+            let again = try server.connect()
+            #expect(try again.command("GET", "durable").string == "yes")
+        }
+    }
+
     @Test("stop() ends the server and removes its directory")
     func serverStop() throws {
         let server = try RedisTestServer.start()
