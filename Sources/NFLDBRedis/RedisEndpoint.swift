@@ -40,7 +40,7 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: ``RedisError`` of kind `.invalidEndpoint` (exit status 2) with the URL redacted.
     public init(url: String) throws {
         func invalid(_ reason: String) -> RedisError {
-            var error = RedisError(kind: .invalidEndpoint, message: "invalid Redis URL \(SecretRedactor.redactPatterns(url)): \(reason)")
+            var error = RedisError(kind: .invalidEndpoint, message: "invalid Redis URL \(Self.redact(url)): \(reason)")
             error.hint = "Use redis://[:PASSWORD@]HOST[:PORT][/DB] (e.g. redis://127.0.0.1:6379/0) or unix:///path/to/redis.sock?db=0."
             return error
         }
@@ -74,6 +74,18 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         default:
             throw invalid("unknown scheme \(scheme)")
         }
+    }
+
+    /// A URL as given, with everything between `user:` and the last `@` masked: a malformed URL may
+    /// hold an unencoded `@` or `/` in its password, which the general URL pattern of
+    /// ``SecretRedactor`` would cut short.
+    public static func redact(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", options: .backwards),
+              at.lowerBound > scheme.upperBound
+        else { return SecretRedactor.shared.redact(url) }
+        let userinfo = url[scheme.upperBound..<at.lowerBound]
+        guard let colon = userinfo.firstIndex(of: ":") else { return SecretRedactor.shared.redact(url) }
+        return SecretRedactor.shared.redact(String(url[..<colon]) + ":" + SecretRedactor.mask + String(url[at.lowerBound...]))
     }
 
     /// `host:port` or `unix:/path` (plus `db=N` when not 0); never the password.

@@ -271,12 +271,18 @@ struct RedisEndpointTests {
 
     @Test("malformed URLs are usage errors that do not show the password")
     func invalid() {
-        for url in ["redis://:pw-secret-1@h:99999/0", "redis://:pw-secret-1@h/notanumber", "rediss://:pw-secret-1@h", "http://:pw-secret-1@h", "redis://"] {
+        for url in [
+            "redis://:pw-secret-1@h:99999/0", "redis://:pw-secret-1@h/notanumber", "rediss://:pw-secret-1@h", "http://:pw-secret-1@h", "redis://",
+            "redis://:pw-secret-1@x@h:99999/0", "redis://u:pw-secret-1/@h/notanumber",
+        ] {
             let error = #expect(throws: RedisError.self) { try RedisEndpoint(url: url) }
             #expect(error?.kind == .invalidEndpoint, "\(url)")
             #expect(error?.exitStatus == .usage)
             #expect(error?.description.contains("pw-secret-1") == false, "\(url): \(error?.description ?? "")")
             #expect(error?.diagnostic.hint?.contains("redis://") == true)
+            #expect(error?.description.contains("\(SecretRedactor.mask)@") == true || !url.contains("@"), "\(error?.description ?? "")")
         }
+        #expect(RedisEndpoint.redact("redis://worker:p@ss/w0rd@h:1/0") == "redis://worker:\(SecretRedactor.mask)@h:1/0")
+        #expect(RedisEndpoint.redact("redis://h:1/0") == "redis://h:1/0")
     }
 }
