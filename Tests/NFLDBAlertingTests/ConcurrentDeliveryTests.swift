@@ -38,7 +38,7 @@ final class HangingReceiver: Sendable {
     var url: String { "http://127.0.0.1:\(port)" }
 }
 
-@Suite("Alerting: concurrent delivery bounded by the alert timeout")
+@Suite("Alerting: concurrent delivery bounded by the alert timeout", .serialized)
 struct ConcurrentDeliveryTests {
     static let checks = ["replication", "connections", "wraparound", "archiving"]
 
@@ -119,7 +119,8 @@ struct ConcurrentDeliveryTests {
         let reachable = try LocalReceiver(status: 202)
         defer { reachable.stop() }
         let destinations = [ResolvedDestination(name: "ok", kind: .webhook, secret: reachable.url + "/ok")]
-        let dispatcher = AlertDispatcher(destinations: destinations, attempts: 1, timeout: 0.5, logger: TestCluster.logger)
+        // 0.9 s: before the transport enforced the bound itself, libcurl got 0 s and failed at once.
+        let dispatcher = AlertDispatcher(destinations: destinations, attempts: 3, backoff: 0.01, timeout: 0.9, logger: TestCluster.logger)
         let reports = dispatcher.deliver(Self.notifications(destinations: ["ok"]))
         #expect(reports.count == 4)
         #expect(reports.allSatisfy { $0.succeeded }, "\(reports.map(\.line))")
