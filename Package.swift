@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBFernetTests",
-            dependencies: ["NFLDBFernet", "NFLDBCrypt", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBFernet", "NFLDBCrypt", "nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
