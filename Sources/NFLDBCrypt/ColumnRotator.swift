@@ -37,12 +37,17 @@ public struct RotationReport: Codable, Sendable {
     public var undecryptableCount = 0
     /// Primary-key values of rows no key opens (up to `reportLimit`), with the reason.
     public var undecryptable: [UndecryptableRow] = []
-    /// Rows re-encrypted, by the reference of the key that opened them.
-    public var openedBy: [String: Int] = [:]
+    /// Rows re-encrypted, by the reference of the key that opened them (in key-list order).
+    public var openedBy: [KeyCount] = []
     public var batches = 0
     public var seconds = 0.0
 
     public var complete: Bool { undecryptableCount == 0 && changedConcurrently == 0 }
+}
+
+public struct KeyCount: Codable, Sendable, Equatable {
+    public let reference: String
+    public var rows: Int
 }
 
 public struct UndecryptableRow: Codable, Sendable, Equatable {
@@ -164,6 +169,10 @@ public final class ColumnRotator {
 
     private func rotate(_ target: Target, options: RotationOptions, report: inout RotationReport, progress: (RotationProgress) -> Void) throws {
         let multi = try ring.multiFernet()
+        var openedCount = [Int](repeating: 0, count: ring.keys.count)
+        defer {
+            report.openedBy = zip(ring.references, openedCount).filter { $0.1 > 0 }.map { KeyCount(reference: $0.0.description, rows: $0.1) }
+        }
         let primary = multi.primary
         let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
         let relation = "\(PostgresIdentifier.quote(target.schema)).\(PostgresIdentifier.quote(target.table))"
@@ -205,7 +214,7 @@ public final class ColumnRotator {
                     guard try primary.decrypt(fresh) == opened.plaintext else {
                         throw OperatorError("crypt rotate: a new token did not decrypt back to its value (row \(describe(key, target)))", hint: "Nothing was written for this batch; report this as a bug.")
                     }
-                    report.openedBy[ring.references[opened.keyIndex].description, default: 0] += 1
+                    openedCount[opened.keyIndex] += 1
                     changes.append(Change(key: key, old: token, new: fresh))
                 } catch let error as FernetError {
                     report.undecryptableCount += 1

@@ -52,7 +52,12 @@ public enum FernetStream {
             while let newline = pending[start...].firstIndex(of: 0x0A) {
                 let line = pending[start..<newline]
                 summary.lines += 1
-                try process(line, mode: mode, multi: multi, lineNumber: summary.lines, summary: &summary, writer: &writer)
+                do {
+                    try process(line, mode: mode, multi: multi, lineNumber: summary.lines, summary: &summary, writer: &writer)
+                } catch {
+                    try? writer.flush()
+                    throw error
+                }
                 start = newline + 1
             }
             pending.removeFirst(start)

@@ -107,7 +107,7 @@ extension CryptCommand {
             case .json: context.output(try JSONOutput.encode(report))
             case .text:
                 context.output("\(report.table).\(report.column): \(report.rotated) re-encrypted, \(report.alreadyCurrent) already under the newest key, \(report.nulls) NULL, \(report.undecryptableCount) undecryptable (\(report.scanned) rows, \(report.batches) batches, \(String(format: "%.1f", report.seconds)) s)")
-                for (reference, count) in report.openedBy.sorted(by: { $0.key < $1.key }) { context.output("  opened with \(reference): \(count)") }
+                for entry in report.openedBy { context.output("  opened with \(entry.reference): \(entry.rows)") }
                 for row in report.undecryptable { context.output("  undecryptable: \(row.key): \(row.reason)") }
                 if report.undecryptableCount > report.undecryptable.count {
                     context.output("  … and \(report.undecryptableCount - report.undecryptable.count) more undecryptable rows")
