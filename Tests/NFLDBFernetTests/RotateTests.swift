@@ -210,6 +210,39 @@ struct RotateTests {
         }
     }
 
+    @Test("privileges: SELECT + UPDATE on the table suffice; a role with SELECT only gets 42501 and nothing changes")
+    func privileges() throws {
+        try RotateWorld.with { world in
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            try world.seed(connection, count: 40)
+            let reader = "crypt_reader_\(getpid())", writer = "crypt_writer_\(getpid())"
+            try connection.execute("CREATE ROLE \(identifier: reader) NOLOGIN")
+            try connection.execute("CREATE ROLE \(identifier: writer) NOLOGIN")
+            defer {
+                _ = try? connection.execute("RESET ROLE")
+                _ = try? connection.execute("DROP OWNED BY \(identifier: reader), \(identifier: writer)")
+                _ = try? connection.execute("DROP ROLE \(identifier: reader)")
+                _ = try? connection.execute("DROP ROLE \(identifier: writer)")
+            }
+            try connection.execute("GRANT SELECT ON cards TO \(identifier: reader)")
+            try connection.execute("GRANT SELECT, UPDATE ON cards TO \(identifier: writer)")
+            try connection.execute("SET ROLE \(identifier: reader)")
+            #expect {
+                try ColumnRotator(connection: connection, ring: world.ring, logger: TestCluster.logger).run(RotationOptions(table: "cards", column: "secret"))
+            } throws: { error in
+                (error as? PostgresError)?.sqlState == "42501"
+            }
+            try connection.execute("RESET ROLE")
+            #expect(try connection.query("SELECT count(*) FROM cards c JOIN cards_orig o USING (id) WHERE c.secret IS DISTINCT FROM o.secret").scalar(Int.self) == 0)
+            try connection.execute("SET ROLE \(identifier: writer)")
+            let report = try ColumnRotator(connection: connection, ring: world.ring, logger: TestCluster.logger).run(RotationOptions(table: "cards", column: "secret"))
+            #expect(report.rotated == 36)
+            try connection.execute("RESET ROLE")
+            try world.assertAllUnder(world.new, connection)
+        }
+    }
+
     @Test("two rotates at once: the second refuses (or waits with --lock-wait) and nothing is corrupted")
     func concurrentRotates() throws {
         try RotateWorld.with { world in
