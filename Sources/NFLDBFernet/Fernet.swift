@@ -87,53 +87,53 @@ public final class Fernet {
     // MARK: Encrypt
 
     /// Encrypts `plaintext` into a token stamped `now`, with a random IV (or `iv`, for test vectors).
-    public func encrypt(_ plaintext: some Collection<UInt8>, now: Int64 = Fernet.now(), iv: [UInt8]? = nil) throws(FernetError) -> String {
-        var ivBytes = [UInt8](repeating: 0, count: 16)
-        if let iv {
-            precondition(iv.count == 16, "a Fernet IV is 16 bytes")
-            ivBytes = iv
-        } else if RAND_bytes(&ivBytes, 16) != 1 {
-            throw .library("RAND_bytes")
+    public func encrypt(_ plaintext: [UInt8], now: Int64 = Fernet.now(), iv: [UInt8]? = nil) throws(FernetError) -> String {
+        if let iv { precondition(iv.count == 16, "a Fernet IV is 16 bytes") }
+        let result: String? = plaintext.withUnsafeBytes { input in
+            if let iv { return iv.withUnsafeBytes { seal(input, timestamp: now, iv: $0.baseAddress) } }
+            return seal(input, timestamp: now, iv: nil)
         }
-        let input: [UInt8] = (plaintext as? [UInt8]) ?? Array(plaintext)
-        let length = try sealRaw(input, timestamp: now, iv: ivBytes)
-        return raw.withUnsafeBytes { rawBytes in
-            let encodedLength = Base64URL.encodedLength(length)
-            return String(unsafeUninitializedCapacity: encodedLength) { out in
-                Base64URL.encode(UnsafeRawBufferPointer(rebasing: rawBytes[0..<length]), into: UnsafeMutableRawBufferPointer(out))
-                return encodedLength
-            }
-        }
+        guard let result else { throw .library("AES-128-CBC, HMAC-SHA256 or RAND_bytes while encrypting") }
+        return result
+    }
+
+    public func encrypt(_ plaintext: some Collection<UInt8>, now: Int64 = Fernet.now()) throws(FernetError) -> String {
+        try encrypt(Array(plaintext), now: now, iv: nil)
     }
 
     public func encrypt(_ plaintext: String, now: Int64 = Fernet.now()) throws(FernetError) -> String {
-        try encrypt(Array(plaintext.utf8), now: now)
+        try encrypt(Array(plaintext.utf8), now: now, iv: nil)
     }
 
-    /// Writes the binary token into `raw`; returns its length.
-    private func sealRaw(_ input: [UInt8], timestamp: Int64, iv: [UInt8]) throws(FernetError) -> Int {
+    /// Builds the binary token in a stack buffer and returns it base64-encoded; nil if libcrypto failed.
+    private func seal(_ input: UnsafeRawBufferPointer, timestamp: Int64, iv: UnsafeRawPointer?) -> String? {
         let cipherLength = (input.count / 16 + 1) * 16
         let total = Self.overhead + cipherLength
-        if raw.count < total + 16 { raw = [UInt8](repeating: 0, count: total + 64) }
-        let ok = raw.withUnsafeMutableBufferPointer { out -> Bool in
-            guard let base = out.baseAddress else { return false }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total + 16) { out -> String? in
+            let base = out.baseAddress!
             base[0] = 0x80
-            var ts = UInt64(bitPattern: timestamp).bigEndian
-            withUnsafeBytes(of: &ts) { for i in 0..<8 { base[1 + i] = $0[i] } }
-            for i in 0..<16 { base[9 + i] = iv[i] }
-            guard EVP_EncryptInit_ex(encryptContext, nil, nil, nil, base + 9) == 1 else { return false }
+            let ts = UInt64(bitPattern: timestamp)
+            for i in 0..<8 { base[1 + i] = UInt8(truncatingIfNeeded: ts >> (56 - 8 * UInt64(i))) }
+            if let iv {
+                (base + 9).update(from: iv.assumingMemoryBound(to: UInt8.self), count: 16)
+            } else if RAND_bytes(base + 9, 16) != 1 {
+                return nil
+            }
+            guard EVP_EncryptInit_ex(encryptContext, nil, nil, nil, base + 9) == 1 else { return nil }
             var written: Int32 = 0
             var final: Int32 = 0
-            let updated = input.withUnsafeBufferPointer { p in
-                EVP_EncryptUpdate(encryptContext, base + 25, &written, p.baseAddress ?? UnsafePointer(base), Int32(p.count)) == 1
+            let source = input.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(base)
+            guard EVP_EncryptUpdate(encryptContext, base + 25, &written, source, Int32(input.count)) == 1,
+                EVP_EncryptFinal_ex(encryptContext, base + 25 + Int(written), &final) == 1,
+                Int(written + final) == cipherLength,
+                mac(UnsafeRawPointer(base), 25 + cipherLength, into: base + 25 + cipherLength)
+            else { return nil }
+            let encodedLength = Base64URL.encodedLength(total)
+            return String(unsafeUninitializedCapacity: encodedLength) { text in
+                Base64URL.encode(UnsafeRawBufferPointer(start: base, count: total), into: UnsafeMutableRawBufferPointer(text))
+                return encodedLength
             }
-            guard updated, EVP_EncryptFinal_ex(encryptContext, base + 25 + Int(written), &final) == 1,
-                Int(written + final) == cipherLength
-            else { return false }
-            return mac(UnsafeRawPointer(base), 25 + cipherLength, into: base + 25 + cipherLength)
         }
-        guard ok else { throw .library("AES-128-CBC or HMAC-SHA256 while encrypting") }
-        return total
     }
 
     /// HMAC-SHA256 of `count` bytes into `out` (32 bytes).
@@ -149,70 +149,71 @@ public final class Fernet {
 
     /// Decrypts a token. With `ttl` (seconds), a token older than that, or stamped more than 60 s in
     /// the future, is rejected, as `cryptography`'s `decrypt(token, ttl)` does.
-    public func decrypt(_ token: some StringProtocol, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {
-        let data = try Self.decodeToken(token)
-        return try decrypt(decoded: data, ttl: ttl, now: now)
+    public func decrypt(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {
+        let result = Self.withDecodedToken(token) { open($0, ttl: ttl, now: now) }
+        switch result {
+        case .success(let plain): return plain
+        case .failure(let error): throw error
+        }
     }
 
     /// The timestamp a token carries, without checking its HMAC (for reports; do not trust it).
-    public static func unverifiedTimestamp(_ token: some StringProtocol) throws(FernetError) -> Int64 {
-        let data = try decodeToken(token)
-        return timestamp(of: data)
+    public static func unverifiedTimestamp(_ token: String) throws(FernetError) -> Int64 {
+        try withDecodedToken(token) { .success(timestamp(of: $0)) }.get()
     }
 
-    static func timestamp(of data: [UInt8]) -> Int64 {
+    static func timestamp(of data: UnsafeRawBufferPointer) -> Int64 {
         var value: UInt64 = 0
         for i in 1...8 { value = value << 8 | UInt64(data[i]) }
         return Int64(bitPattern: value)
     }
 
-    /// Base64 and structure: version 0x80, at least 73 bytes, whole AES blocks.
-    static func decodeToken(_ token: some StringProtocol) throws(FernetError) -> [UInt8] {
-        guard let data = Base64URL.decode(token) else { throw .malformed }
-        guard data.count >= overhead + 16, (data.count - overhead) % 16 == 0, data[0] == 0x80 else { throw .malformed }
-        return data
+    /// Decodes the base64 into a stack buffer and checks the structure (version 0x80, at least 73
+    /// bytes, whole AES blocks) before calling `body`.
+    static func withDecodedToken<R>(_ token: String, _ body: (UnsafeRawBufferPointer) -> Result<R, FernetError>) -> Result<R, FernetError> {
+        var token = token
+        return token.withUTF8 { utf8 in
+            let capacity = utf8.count / 4 * 3 + 3
+            return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 16) { buffer in
+                guard let count = Base64URL.decode(UnsafeRawBufferPointer(utf8), into: buffer),
+                    count >= overhead + 16, (count - overhead) % 16 == 0, buffer[0] == 0x80
+                else { return .failure(.malformed) }
+                return body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            }
+        }
     }
 
-    func decrypt(decoded data: [UInt8], ttl: Int64?, now: Int64) throws(FernetError) -> [UInt8] {
+    /// Checks the time (with a TTL), then the HMAC (constant time), then decrypts.
+    func open(_ data: UnsafeRawBufferPointer, ttl: Int64?, now: Int64) -> Result<[UInt8], FernetError> {
         if let ttl {
             let stamp = Self.timestamp(of: data)
-            if stamp &+ ttl < now { throw .expired }
-            if now &+ Self.maxClockSkew < stamp { throw .fromTheFuture }
+            if stamp &+ ttl < now { return .failure(.expired) }
+            if now &+ Self.maxClockSkew < stamp { return .failure(.fromTheFuture) }
         }
+        let base = data.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let bodyLength = data.count - 32
         let cipherLength = bodyLength - 25
-        var plain = [UInt8](repeating: 0, count: cipherLength + 16)
-        var failure: FernetError?
-        let count = data.withUnsafeBufferPointer { p -> Int in
-            let base = p.baseAddress!
-            var expected = [UInt8](repeating: 0, count: 32)
-            guard mac(UnsafeRawPointer(base), bodyLength, into: &expected) else {
-                failure = .library("HMAC-SHA256")
-                return 0
-            }
-            guard CRYPTO_memcmp(expected, base + bodyLength, 32) == 0 else {
-                failure = .signatureMismatch
-                return 0
-            }
-            guard EVP_DecryptInit_ex(decryptContext, nil, nil, nil, base + 9) == 1 else {
-                failure = .library("AES-128-CBC init")
-                return 0
-            }
+        let macOK = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { expected -> Bool? in
+            guard mac(UnsafeRawPointer(base), bodyLength, into: expected.baseAddress!) else { return nil }
+            return CRYPTO_memcmp(expected.baseAddress!, base + bodyLength, 32) == 0
+        }
+        guard let macOK else { return .failure(.library("HMAC-SHA256")) }
+        guard macOK else { return .failure(.signatureMismatch) }
+        guard EVP_DecryptInit_ex(decryptContext, nil, nil, nil, base + 9) == 1 else { return .failure(.library("AES-128-CBC init")) }
+        var failed = false
+        let plain = [UInt8](unsafeUninitializedCapacity: cipherLength + 16) { out, count in
             var written: Int32 = 0
             var final: Int32 = 0
-            let done = plain.withUnsafeMutableBufferPointer { out -> Bool in
-                guard EVP_DecryptUpdate(decryptContext, out.baseAddress, &written, base + 25, Int32(cipherLength)) == 1 else { return false }
-                return EVP_DecryptFinal_ex(decryptContext, out.baseAddress! + Int(written), &final) == 1
+            guard EVP_DecryptUpdate(decryptContext, out.baseAddress, &written, base + 25, Int32(cipherLength)) == 1,
+                EVP_DecryptFinal_ex(decryptContext, out.baseAddress! + Int(written), &final) == 1
+            else {
+                failed = true
+                count = 0
+                return
             }
-            guard done else {
-                failure = .badPadding
-                return 0
-            }
-            return Int(written + final)
+            count = Int(written + final)
         }
-        if let failure { throw failure }
-        plain.removeLast(plain.count - count)
-        return plain
+        return failed ? .failure(.badPadding) : .success(plain)
     }
 }
 
@@ -230,42 +231,32 @@ public final class MultiFernet {
 
     public var primary: Fernet { fernets[0] }
 
-    public func encrypt(_ plaintext: some Collection<UInt8>, now: Int64 = Fernet.now()) throws(FernetError) -> String {
+    public func encrypt(_ plaintext: [UInt8], now: Int64 = Fernet.now()) throws(FernetError) -> String {
         try primary.encrypt(plaintext, now: now)
     }
 
     /// The plaintext and the index of the key that opened it. When no key opens it, the error is the
     /// most telling one (expired / from the future before signature mismatch).
-    public func decryptReportingKey(_ token: some StringProtocol, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> (plaintext: [UInt8], keyIndex: Int) {
-        let data = try Fernet.decodeToken(token)
-        var last = FernetError.signatureMismatch
-        for (index, fernet) in fernets.enumerated() {
-            do {
-                return (try fernet.decrypt(decoded: data, ttl: ttl, now: now), index)
-            } catch {
-                if error != .signatureMismatch || last == .signatureMismatch { last = error }
+    public func decryptReportingKey(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> (plaintext: [UInt8], keyIndex: Int) {
+        try Fernet.withDecodedToken(token) { data -> Result<([UInt8], Int), FernetError> in
+            var last = FernetError.signatureMismatch
+            for (index, fernet) in fernets.enumerated() {
+                switch fernet.open(data, ttl: ttl, now: now) {
+                case .success(let plain): return .success((plain, index))
+                case .failure(let error): if error != .signatureMismatch || last == .signatureMismatch { last = error }
+                }
             }
-        }
-        throw last
+            return .failure(last)
+        }.get()
     }
 
-    public func decrypt(_ token: some StringProtocol, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {
+    public func decrypt(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {
         try decryptReportingKey(token, ttl: ttl, now: now).plaintext
     }
 
     /// Re-encrypts under the first key, keeping the original timestamp (as `MultiFernet.rotate` does).
-    public func rotate(_ token: some StringProtocol) throws(FernetError) -> String {
-        let data = try Fernet.decodeToken(token)
-        let stamp = Fernet.timestamp(of: data)
-        var plain: [UInt8]?
-        var last = FernetError.signatureMismatch
-        for fernet in fernets {
-            do {
-                plain = try fernet.decrypt(decoded: data, ttl: nil, now: 0)
-                break
-            } catch { last = error }
-        }
-        guard let plain else { throw last }
-        return try primary.encrypt(plain, now: stamp)
+    public func rotate(_ token: String) throws(FernetError) -> String {
+        let plain = try decryptReportingKey(token).plaintext
+        return try primary.encrypt(plain, now: try Fernet.unverifiedTimestamp(token), iv: nil)
     }
 }

@@ -71,7 +71,7 @@ public enum FernetStream {
     ) throws {
         switch mode {
         case .encrypt:
-            let token = try multi.encrypt(line)
+            let token = try multi.encrypt(Array(line))
             try writer.write(token.utf8)
         case .decrypt(let ttl):
             var text = String(decoding: line, as: UTF8.self)
