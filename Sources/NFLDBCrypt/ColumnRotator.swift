@@ -189,7 +189,9 @@ public final class ColumnRotator {
                 select = "\(fragment: select)\(fragment: condition))"
             }
             select = "\(fragment: select) ORDER BY \(unsafeRaw: keyList) LIMIT \(options.batchSize)"
+            let t0 = ContinuousClock.now
             let rows = try connection.query(select).rows
+            let t1 = ContinuousClock.now
             if rows.isEmpty { break }
             report.batches += 1
             var changes: [Change] = []
@@ -224,7 +226,12 @@ public final class ColumnRotator {
                     logger.warning("row not decryptable with any key; left unchanged", metadata: ["row": .string(describe(key, target)), "reason": .string(error.description)])
                 }
             }
+            let t2 = ContinuousClock.now
             if !changes.isEmpty {
+                defer {
+                    let ms: (Duration) -> Logger.MetadataValue = { .stringConvertible(Int($0.inMilliseconds.rounded())) }
+                    logger.debug("batch", metadata: ["rows": .stringConvertible(rows.count), "read_ms": ms(t1 - t0), "crypto_ms": ms(t2 - t1), "write_ms": ms(ContinuousClock.now - t2)])
+                }
                 let written = try write(changes, target: target, relation: relation, column: column, lockTimeout: options.lockTimeout)
                 report.rotated += written
                 report.changedConcurrently += changes.count - written
@@ -258,10 +265,22 @@ public final class ColumnRotator {
         let matches = target.keys.enumerated().map { index, key in
             "t.\(PostgresIdentifier.quote(key.name)) = v.k\(index)::\(key.type)"
         }.joined(separator: " AND ")
+        // The batch's key range as an index condition, so the planner can read the range once
+        // (merge join) instead of looking up every key.
+        let tupleList = target.keys.map { "t.\(PostgresIdentifier.quote($0.name))" }.joined(separator: ", ")
+        var low: PostgresQuery = ""
+        var high: PostgresQuery = ""
+        for (index, key) in target.keys.enumerated() {
+            let separator = index == 0 ? "" : ", "
+            low = "\(fragment: low)\(unsafeRaw: separator)\(changes[0].key[index])::\(unsafeRaw: key.type)"
+            high = "\(fragment: high)\(unsafeRaw: separator)\(changes[changes.count - 1].key[index])::\(unsafeRaw: key.type)"
+        }
+        let range: PostgresQuery = "(\(unsafeRaw: tupleList)) >= (\(fragment: low)) AND (\(unsafeRaw: tupleList)) <= (\(fragment: high))"
         let update: PostgresQuery = """
             UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = v.new_token
             FROM unnest(\(fragment: unnestArgs)) AS v(\(unsafeRaw: vNames.joined(separator: ", ")), old_token, new_token)
             WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = v.old_token
+              AND \(fragment: range)
             """
         var attempt = 0
         while true {
