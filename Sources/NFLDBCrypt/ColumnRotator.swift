@@ -75,18 +75,34 @@ public final class ColumnRotator {
     let ring: KeyRing
     let logger: Logger
 
-    public init(connection: PostgresConnection, ring: KeyRing, logger: Logger) {
+    let readerOptions: ConnectionOptions?
+
+    /// - Parameter readerOptions: when given, batches are read and re-encrypted on a second
+    ///   connection in a background thread, one batch ahead of the writes on `connection`.
+    public init(connection: PostgresConnection, ring: KeyRing, logger: Logger, readerOptions: ConnectionOptions? = nil) {
         self.connection = connection
         self.ring = ring
         self.logger = logger
+        self.readerOptions = readerOptions
     }
 
-    struct Target {
+    struct Target: Sendable {
         let schema: String
         let table: String
         let column: String
-        let keys: [(name: String, type: String)]
+        let keys: [KeyColumn]
         let estimatedRows: Int
+
+        var relation: String { "\(PostgresIdentifier.quote(schema)).\(PostgresIdentifier.quote(table))" }
+
+        func describe(_ key: [String]) -> String {
+            zip(keys.map(\.name), key).map { "\($0)=\($1)" }.joined(separator: ", ")
+        }
+    }
+
+    struct KeyColumn: Sendable {
+        let name: String
+        let type: String
     }
 
     public func run(_ options: RotationOptions, progress: (RotationProgress) -> Void = { _ in }) throws -> RotationReport {
@@ -152,7 +168,7 @@ public final class ColumnRotator {
                 "crypt rotate: \(schema).\(table) has no primary key",
                 hint: "Rotation walks the table in primary-key order so that it can resume; add a primary key first.", exitStatus: .usage)
         }
-        let keys = keyRows.map { (name: $0["attname"] ?? "", type: $0["type"] ?? "text") }
+        let keys = keyRows.map { KeyColumn(name: $0["attname"] ?? "", type: $0["type"] ?? "text") }
         if keys.contains(where: { $0.name == options.column }) {
             throw OperatorError("crypt rotate: \(options.column) is part of the primary key of \(schema).\(table)", hint: "Encrypted values cannot be keys (every encryption differs).", exitStatus: .usage)
         }
@@ -161,26 +177,36 @@ public final class ColumnRotator {
 
     // MARK: Batches
 
-    struct Change {
+    struct Change: Sendable {
         let key: [String]
         let old: String
         let new: String
     }
 
-    private func rotate(_ target: Target, options: RotationOptions, report: inout RotationReport, progress: (RotationProgress) -> Void) throws {
-        let multi = try ring.multiFernet()
-        var openedCount = [Int](repeating: 0, count: ring.keys.count)
-        defer {
-            report.openedBy = zip(ring.references, openedCount).filter { $0.1 > 0 }.map { KeyCount(reference: $0.0.description, rows: $0.1) }
-        }
-        let primary = multi.primary
-        let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
-        let relation = "\(PostgresIdentifier.quote(target.schema)).\(PostgresIdentifier.quote(target.table))"
-        let column = PostgresIdentifier.quote(target.column)
-        var last: [String]?
-        while true {
-            // Read one batch after the last key seen (no transaction: nothing is held between batches).
-            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(column) FROM \(relation)")
+    /// One batch read and re-encrypted, ready to write.
+    struct Batch: Sendable {
+        var rowCount = 0
+        var nulls = 0
+        var alreadyCurrent = 0
+        var changes: [Change] = []
+        var undecryptable: [UndecryptableRow] = []
+        var openedCount: [Int]
+        var lastKey: [String] = []
+        var readTime: Duration = .zero
+        var cryptoTime: Duration = .zero
+    }
+
+    /// Reads the batch after `last` (keyset pagination, no transaction: nothing is held between
+    /// batches) and re-encrypts it in memory. Used inline, or on the reader thread.
+    struct BatchReader {
+        let target: Target
+        let options: RotationOptions
+        let multi: MultiFernet
+        let logger: Logger
+
+        func next(after last: [String]?, on connection: PostgresConnection) throws -> Batch? {
+            let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
+            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(PostgresIdentifier.quote(target.column)) FROM \(target.relation)")
             if let last {
                 var condition: PostgresQuery = " WHERE (\(unsafeRaw: keyList)) > ("
                 for (index, value) in last.enumerated() {
@@ -192,63 +218,87 @@ public final class ColumnRotator {
             let t0 = ContinuousClock.now
             let rows = try connection.query(select).rows
             let t1 = ContinuousClock.now
-            if rows.isEmpty { break }
-            report.batches += 1
-            var changes: [Change] = []
-            changes.reserveCapacity(rows.count)
+            if rows.isEmpty { return nil }
+            let primary = multi.primary
             let keyCount = target.keys.count
+            var batch = Batch(openedCount: Array(repeating: 0, count: multi.fernets.count))
+            batch.rowCount = rows.count
+            batch.changes.reserveCapacity(rows.count)
             for row in rows {
-                report.scanned += 1
                 let key = (0..<keyCount).map { row.values[$0] ?? "" }
                 guard let token = row.values[keyCount] else {
-                    report.nulls += 1
+                    batch.nulls += 1
                     continue
                 }
                 do {
                     let opened = try multi.decryptReportingKey(token)
                     if opened.keyIndex == 0 {
-                        report.alreadyCurrent += 1
+                        batch.alreadyCurrent += 1
                         continue
                     }
-                    let stamp = try Fernet.unverifiedTimestamp(token)
-                    let fresh = try primary.encrypt(opened.plaintext, now: stamp)
+                    let fresh = try primary.encrypt(opened.plaintext, now: try Fernet.unverifiedTimestamp(token), iv: nil)
                     // Verify before writing: the new token must open with the newest key to the same bytes.
                     guard try primary.decrypt(fresh) == opened.plaintext else {
-                        throw OperatorError("crypt rotate: a new token did not decrypt back to its value (row \(describe(key, target)))", hint: "Nothing was written for this batch; report this as a bug.")
+                        throw OperatorError(
+                            "crypt rotate: a new token did not decrypt back to its value (row \(target.describe(key)))",
+                            hint: "Nothing was written for this batch; report this as a bug.")
                     }
-                    openedCount[opened.keyIndex] += 1
-                    changes.append(Change(key: key, old: token, new: fresh))
+                    batch.openedCount[opened.keyIndex] += 1
+                    batch.changes.append(Change(key: key, old: token, new: fresh))
                 } catch let error as FernetError {
-                    report.undecryptableCount += 1
-                    if report.undecryptable.count < options.reportLimit {
-                        report.undecryptable.append(UndecryptableRow(key: describe(key, target), reason: error.description))
-                    }
-                    logger.warning("row not decryptable with any key; left unchanged", metadata: ["row": .string(describe(key, target)), "reason": .string(error.description)])
+                    batch.undecryptable.append(UndecryptableRow(key: target.describe(key), reason: error.description))
+                    logger.warning("row not decryptable with any key; left unchanged", metadata: ["row": .string(target.describe(key)), "reason": .string(error.description)])
                 }
             }
-            let t2 = ContinuousClock.now
-            if !changes.isEmpty {
-                defer {
-                    let ms: (Duration) -> Logger.MetadataValue = { .stringConvertible(Int($0.inMilliseconds.rounded())) }
-                    logger.debug("batch", metadata: ["rows": .stringConvertible(rows.count), "read_ms": ms(t1 - t0), "crypto_ms": ms(t2 - t1), "write_ms": ms(ContinuousClock.now - t2)])
-                }
-                let written = try write(changes, target: target, relation: relation, column: column, lockTimeout: options.lockTimeout)
-                report.rotated += written
-                report.changedConcurrently += changes.count - written
-            }
-            last = (0..<keyCount).map { rows[rows.count - 1].values[$0] ?? "" }
-            progress(RotationProgress(scanned: report.scanned, rotated: report.rotated, estimatedRows: target.estimatedRows))
-            if rows.count < options.batchSize { break }
+            batch.lastKey = (0..<keyCount).map { rows[rows.count - 1].values[$0] ?? "" }
+            batch.readTime = t1 - t0
+            batch.cryptoTime = ContinuousClock.now - t1
+            return batch
         }
     }
 
-    func describe(_ key: [String], _ target: Target) -> String {
-        zip(target.keys.map(\.name), key).map { "\($0)=\($1)" }.joined(separator: ", ")
+    private func rotate(_ target: Target, options: RotationOptions, report: inout RotationReport, progress: (RotationProgress) -> Void) throws {
+        var openedCount = [Int](repeating: 0, count: ring.keys.count)
+        defer {
+            report.openedBy = zip(ring.references, openedCount).filter { $0.1 > 0 }.map { KeyCount(reference: $0.0.description, rows: $0.1) }
+        }
+        let source: any BatchSource
+        if let readerOptions {
+            source = try PipelinedSource(target: target, options: options, ring: ring, connectionOptions: readerOptions, logger: logger)
+        } else {
+            source = InlineSource(reader: BatchReader(target: target, options: options, multi: try ring.multiFernet(), logger: logger), connection: connection)
+        }
+        defer { source.stop() }
+        while let batch = try source.next() {
+            report.batches += 1
+            report.scanned += batch.rowCount
+            report.nulls += batch.nulls
+            report.alreadyCurrent += batch.alreadyCurrent
+            report.undecryptableCount += batch.undecryptable.count
+            report.undecryptable += batch.undecryptable.prefix(max(0, options.reportLimit - report.undecryptable.count))
+            for (index, count) in batch.openedCount.enumerated() { openedCount[index] += count }
+            if !batch.changes.isEmpty {
+                let started = ContinuousClock.now
+                let written = try write(batch.changes, target: target, lockTimeout: options.lockTimeout)
+                report.rotated += written
+                report.changedConcurrently += batch.changes.count - written
+                let ms: (Duration) -> Logger.MetadataValue = { .stringConvertible(Int($0.inMilliseconds.rounded())) }
+                logger.debug("batch", metadata: [
+                    "rows": .stringConvertible(batch.rowCount), "read_ms": ms(batch.readTime), "crypto_ms": ms(batch.cryptoTime),
+                    "write_ms": ms(ContinuousClock.now - started),
+                ])
+            }
+            progress(RotationProgress(scanned: report.scanned, rotated: report.rotated, estimatedRows: target.estimatedRows))
+            if batch.rowCount < options.batchSize { break }
+        }
     }
+
 
     /// One transaction: `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
     /// A lock timeout is retried three times (the batch is small); then the run stops, resumable.
-    private func write(_ changes: [Change], target: Target, relation: String, column: String, lockTimeout: Duration) throws -> Int {
+    private func write(_ changes: [Change], target: Target, lockTimeout: Duration) throws -> Int {
+        let relation = target.relation
+        let column = PostgresIdentifier.quote(target.column)
         var vNames: [String] = []
         var arrays: [String] = []
         for index in target.keys.indices {

@@ -97,7 +97,8 @@ extension CryptCommand {
             let connection = try context.connect()
             defer { connection.close() }
             let tty = isatty(STDERR_FILENO) == 1 && !context.quiet
-            let report = try ColumnRotator(connection: connection, ring: ring, logger: context.logger).run(options) { step in
+            let rotator = ColumnRotator(connection: connection, ring: ring, logger: context.logger, readerOptions: try context.connectionOptions())
+            let report = try rotator.run(options) { step in
                 guard tty else { return }
                 let total = max(step.estimatedRows, step.scanned)
                 FileHandle.standardError.write(Data("\rcrypt rotate: \(step.scanned)/~\(total) rows scanned, \(step.rotated) re-encrypted".utf8))
