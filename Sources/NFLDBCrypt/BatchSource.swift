@@ -51,6 +51,7 @@ final class PipelinedSource: BatchSource, Sendable {
             do {
                 let connection = try PostgresConnection.connect(connectionOptions, logger: logger)
                 defer { connection.close() }
+                try connection.execute("SELECT set_config('lock_timeout', \(ColumnRotator.milliseconds(options.lockTimeout)), false)")
                 let reader = ColumnRotator.BatchReader(target: target, options: options, multi: try ring.multiFernet(), logger: logger)
                 var last: [String]?
                 while true {
