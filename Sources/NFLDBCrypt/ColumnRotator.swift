@@ -126,11 +126,17 @@ public final class ColumnRotator {
     // MARK: Catalog
 
     func resolve(_ options: RotationOptions) throws -> Target {
-        let relation = try connection.query("""
-            SELECT c.oid::int8 AS oid, n.nspname, c.relname, c.relkind::text AS relkind, greatest(c.reltuples, 0)::int8 AS estimate
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.oid = to_regclass(\(options.table))
-            """).rows.first
+        let hint = "Give the name as in SQL: schema.table, with double quotes around names that have capitals, spaces or quotes (\"My Schema\".\"Card \"\"Data\"\"\")."
+        let relation: PostgresRow?
+        do {
+            relation = try connection.query("""
+                SELECT c.oid::int8 AS oid, n.nspname, c.relname, c.relkind::text AS relkind, greatest(c.reltuples, 0)::int8 AS estimate
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = to_regclass(\(options.table))
+                """).rows.first
+        } catch let error as PostgresError where error.sqlState == "42602" || error.sqlState == "42601" {
+            throw OperatorError("crypt rotate: --table \(options.table) is not a valid table name (\(error.message))", hint: hint, exitStatus: .usage)
+        }
         guard let relation else {
             throw OperatorError(
                 "crypt rotate: table \(options.table) not found",

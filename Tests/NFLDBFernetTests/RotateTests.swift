@@ -199,6 +199,10 @@ struct RotateTests {
                 let opened = String(decoding: try newFernet.decrypt(row["v"] ?? ""), as: UTF8.self)
                 #expect(opened == expected["\(row["s"] ?? "")|\(row["p"] ?? "")"])
             }
+            let injection = try world.rotate(table: "numbers; DROP TABLE numbers")
+            #expect(injection.status == 2, "\(injection.standardError)")
+            #expect(injection.standardError.contains("numbers; DROP TABLE numbers"), "\(injection.standardError)")
+            #expect(try connection.query("SELECT count(*) FROM numbers").scalar(Int.self) == 0)
             let missing = try world.rotate(table: "nosuch")
             #expect(missing.status == 2 && missing.standardError.contains("table nosuch not found"))
             let noKey = try world.rotate(table: "nokey")
