@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Indexes left invalid by a failed `CREATE INDEX CONCURRENTLY` (excluding builds in progress).
@@ -60,63 +61,5 @@ public struct DatabaseSizeProbe: Probe {
         return ProbeOutcome(
             status: status, value: size, message: "database \(context.server.database) is \(HealthFormat.bytes(size))", hint: hint,
             metrics: [HealthMetric("database_size_bytes", help: "Size of the connected database.", labels: ["database": context.server.database], value: size)])
-    }
-}
-
-/// Age of the last successful backup and verification, read from the records the backup capability
-/// keeps in this database: `nfldb.backup_runs(finished_at timestamptz, status text)` and
-/// `nfldb.backup_verifications(finished_at timestamptz, status text)`; `status` values `ok`,
-/// `success`, `succeeded` or `completed` count as successful.
-public struct BackupsProbe: Probe {
-    public init() {}
-    public let name = "backups"
-    public let summary = "age of the last successful backup (nfldb.backup_runs) and verification (nfldb.backup_verifications), in seconds"
-    public let unit = HealthUnit.seconds
-    public let defaultThresholds = Thresholds(warning: 93_600, critical: 172_800)
-    public let roles: Set<ServerRole> = [.primary]
-
-    static let successful = "('ok', 'success', 'succeeded', 'completed')"
-
-    public func run(_ context: ProbeContext) throws -> ProbeOutcome {
-        let tables = try context.row("""
-            SELECT to_regclass('nfldb.backup_runs') IS NOT NULL AS runs, to_regclass('nfldb.backup_verifications') IS NOT NULL AS verifications
-            """, "backup tables")
-        guard try tables.decode("runs", as: Bool.self) else {
-            return .unknown(
-                "no backup records: table nfldb.backup_runs does not exist in \(context.server.database), so the age of the last backup is unknown",
-                hint: "Backups recorded by nfldb's backup capability land in nfldb.backup_runs (not built yet); until then disable this check with "
-                    + "health.checks.backups.enabled: false and monitor backups where they are taken.")
-        }
-        let last = try context.row("""
-            SELECT extract(epoch FROM now() - max(finished_at))::float8 AS age_s, count(*) AS runs
-            FROM nfldb.backup_runs WHERE lower(status) IN \(unsafeRaw: Self.successful)
-            """, "last backup")
-        var details: [Detail] = []
-        guard let age = try last.decode("age_s", as: Double?.self) else {
-            return ProbeOutcome(status: .critical, message: "no successful backup recorded in nfldb.backup_runs",
-                                hint: "Run a backup now and check why none succeeded (the backup job's log).")
-        }
-        var status = context.thresholds.status(for: age)
-        var message = "last successful backup finished \(HealthFormat.duration(age)) ago"
-        details.append(Detail([("kind", .string("backup")), ("seconds_since_success", .number(age))]))
-        if try tables.decode("verifications", as: Bool.self) {
-            let verified = try context.row("""
-                SELECT extract(epoch FROM now() - max(finished_at))::float8 AS age_s
-                FROM nfldb.backup_verifications WHERE lower(status) IN \(unsafeRaw: Self.successful)
-                """, "last verification").decode("age_s", as: Double?.self)
-            let limit = context.settings.seconds("verify_warning", default: 8 * 86400)
-            details.append(Detail([("kind", .string("verification")), ("seconds_since_success", .number(verified))]))
-            if let verified {
-                message += "; last successful verification \(HealthFormat.duration(verified)) ago"
-                if verified >= limit { status = status.worse(.warning) }
-            } else {
-                message += "; no successful verification recorded"
-                status = status.worse(.warning)
-            }
-        } else {
-            message += "; no verification records (nfldb.backup_verifications does not exist)"
-        }
-        let hint = status == .ok ? nil : "Check the backup job (cron, its log) and run a backup and a restore verification now."
-        return ProbeOutcome(status: status, value: (age * 10).rounded() / 10, message: message, hint: hint, details: details)
     }
 }

@@ -67,6 +67,7 @@ extension CryptCommand {
                 key opens are listed by primary key, left unchanged, and make the exit status 1.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var keys: KeyRefOption
         @Option(help: ArgumentHelp("Table, as in SQL: games, nfl.games, \"My Schema\".\"Odd \"\"T\"\"\".", valueName: "table"))
         var table: String
@@ -87,8 +88,9 @@ extension CryptCommand {
             guard DurationParser.parse(lockWait) != nil else { throw ValidationError("--lock-wait: not a duration (e.g. 0s, 2m)") }
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "crypt rotate")
+        static let commandPath = "crypt rotate"
+
+        func run(_ context: CommandContext) throws {
             let ring = try KeyRing.load(keys.keyRef)
             var options = RotationOptions(table: table, column: column)
             options.batchSize = batchSize
