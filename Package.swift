@@ -28,7 +28,7 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
-        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums.
+        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums and SCRAM (HMAC, PBKDF2).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
@@ -39,7 +39,7 @@ let package = Package(
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Declarative roles and grants: `nfldb roles plan|apply|check`.
-        .target(name: "NFLDBRoles", dependencies: ["NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
+        .target(name: "NFLDBRoles", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
         // Audit triggers and the append-only log: `nfldb audit …`.
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
