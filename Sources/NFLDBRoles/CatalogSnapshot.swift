@@ -82,6 +82,17 @@ public struct DefaultACLState: Sendable, Hashable {
     public let entries: [ACLEntry]
 }
 
+/// One `pg_auth_members` row: `member` is a member of `group`.
+public struct MembershipState: Sendable, Hashable {
+    public let group: String
+    public let member: String
+    /// `WITH ADMIN OPTION`: the member may grant `group` to other roles (and to itself).
+    public let adminOption: Bool
+    public let groupIsSuperuser: Bool
+    public let memberIsSuperuser: Bool
+    public let memberCanLogin: Bool
+}
+
 /// Everything `plan` needs to know about the cluster and the current database, read in one go.
 public struct CatalogSnapshot: Sendable {
     public var serverVersionNumber: Int
@@ -89,12 +100,19 @@ public struct CatalogSnapshot: Sendable {
     public var databaseOwner: String
     public var databaseACL: [ACLEntry]
     public var currentUser: String
+    /// The role nfldb logged in as (differs from `currentUser` after a `role` setting or SET ROLE).
+    public var sessionUser: String
+    /// The bootstrap superuser (the role with oid 10, `postgres` in most installations).
+    public var bootstrapSuperuser: String
+    /// The owner of schema `audit` when it exists (the role `nfldb audit install` created).
+    public var auditSchemaOwner: String?
     public var isSuperuser: Bool
     public var roles: [String: RoleState]
     /// Every role name among those asked about that exists.
     public var existingRoles: Set<String>
-    /// (group, member) pairs touching managed roles.
-    public var memberships: [(group: String, member: String)]
+    /// Every membership in the cluster (roles outside the spec included: a member of a managed or a
+    /// privileged role is drift even when nobody named it).
+    public var memberships: [MembershipState]
     public var schemas: [String: SchemaState]
     public var relations: [RelationState]
     public var functions: [FunctionState]
@@ -111,8 +129,9 @@ public enum CatalogInspector {
     ///   value is not a timestamp PostgreSQL accepts.
     public static func snapshot(_ connection: PostgresConnection, spec: RoleSpec, logger: Logger) throws -> CatalogSnapshot {
         let info = try connection.query("""
-            SELECT current_database() AS db, pg_get_userbyid(d.datdba) AS owner, current_user AS usr,
-                   r.rolsuper AS super, has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS authid
+            SELECT current_database() AS db, pg_get_userbyid(d.datdba) AS owner, current_user AS usr, session_user AS session_usr,
+                   pg_get_userbyid(10) AS bootstrap, r.rolsuper AS super, has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS authid,
+                   (SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n WHERE n.nspname = 'audit') AS audit_owner
             FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user
             """).singleRow("database info")
         let database = info["db"] ?? ""
@@ -156,13 +175,17 @@ public enum CatalogInspector {
                 password: password)
         }
 
-        let memberRows = try connection.query("""
-            SELECT g.rolname AS grp, m.rolname AS member
+        let memberships = try connection.query("""
+            SELECT g.rolname AS grp, m.rolname AS member, am.admin_option, g.rolsuper AS grp_super, m.rolsuper AS member_super,
+                   m.rolcanlogin AS member_login
             FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
-            WHERE g.rolname = ANY(\(names)) OR m.rolname = ANY(\(names))
             ORDER BY 1, 2
-            """).rows
-        let memberships = memberRows.map { (group: $0["grp"] ?? "", member: $0["member"] ?? "") }
+            """).rows.map { row in
+            MembershipState(
+                group: row["grp"] ?? "", member: row["member"] ?? "", adminOption: try row.decode("admin_option"),
+                groupIsSuperuser: try row.decode("grp_super"), memberIsSuperuser: try row.decode("member_super"),
+                memberCanLogin: try row.decode("member_login"))
+        }
 
         let databaseACL = try connection.query("""
             SELECT \(unsafeRaw: granteeSQL("a")) AS grantee, a.privilege_type, pg_get_userbyid(a.grantor) AS grantor
@@ -289,7 +312,8 @@ public enum CatalogInspector {
         ])
         return CatalogSnapshot(
             serverVersionNumber: connection.serverVersionNumber, database: database, databaseOwner: info["owner"] ?? "",
-            databaseACL: databaseACL, currentUser: info["usr"] ?? "", isSuperuser: try info.decode("super"), roles: roles,
+            databaseACL: databaseACL, currentUser: info["usr"] ?? "", sessionUser: info["session_usr"] ?? "",
+            bootstrapSuperuser: info["bootstrap"] ?? "", auditSchemaOwner: info["audit_owner"], isSuperuser: try info.decode("super"), roles: roles,
             existingRoles: existing, memberships: memberships, schemas: schemas, relations: relationList, functions: functionList,
             defaultACLs: defaults.keys.sorted().compactMap { defaults[$0] }, validUntilEpochs: epochs, quotedListElements: quoted)
     }

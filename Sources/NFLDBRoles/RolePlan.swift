@@ -63,7 +63,8 @@ public struct RolePlan: Sendable, Codable {
     public var statements: [PlannedStatement]
     /// Things an operator should know that do not change the database by themselves.
     public var warnings: [String]
-    /// Grants and memberships of roles the spec does not manage; reported, never revoked.
+    /// Grants of roles the spec does not manage; reported, never revoked. (Their memberships in managed
+    /// or privileged roles are drift: see `RolePlanner.planForeignMemberships`.)
     public var unmanaged: [String]
     /// Objects the spec names that do not exist (yet): their grants are skipped.
     public var missingObjects: [String]

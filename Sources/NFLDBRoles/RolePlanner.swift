@@ -80,6 +80,7 @@ public struct RolePlanner {
     ///   ``OperatorError`` when a password file cannot be read.
     public mutating func plan(target: String, serverVersion: String) throws -> RolePlan {
         warnings = options.specWarnings.map(\.description)
+        try refuseLockingOut()
         let managed = spec.managedRoleNames
         for name in spec.unmanagedRoles where !snapshot.existingRoles.contains(name) {
             warnings.append("unmanaged role \(name) does not exist; statements that reference it will fail")
@@ -88,6 +89,7 @@ public struct RolePlanner {
             planRole(role)
             try planPassword(role)
         }
+        planForeignMemberships()
         planPrivileges(managed: managed)
         checkOwnership()
         checkConnectPaths()
@@ -96,7 +98,9 @@ public struct RolePlanner {
         }
         let order = roleOrder()
         var statements: [PlannedStatement] = []
-        for name in order + ["PUBLIC"] {
+        // Roles outside the spec (drift on their memberships) come after the managed ones.
+        let outside = blocks.keys.filter { !order.contains($0) && $0 != "PUBLIC" }.sorted()
+        for name in order + outside + ["PUBLIC"] {
             let block = blocks[name] ?? []
             // Within a block: changes first, then drift.
             statements += block.filter { !$0.isDrift } + block.filter(\.isDrift)
@@ -109,6 +113,30 @@ public struct RolePlanner {
             database: snapshot.database, target: target, serverVersion: serverVersion, runner: snapshot.currentUser,
             specFiles: spec.files, statements: statements, warnings: warnings, unmanaged: unmanaged.sorted(), missingObjects: missing,
             ownership: ownership)
+    }
+
+    /// A spec entry for the bootstrap superuser or for the role nfldb runs as may not change its
+    /// SUPERUSER or LOGIN attribute: managed roles are always NOSUPERUSER, so `roles: {postgres: …}`
+    /// would leave the cluster without a superuser, and a runner could lock itself out.
+    ///
+    /// - Throws: ``RoleSpecError`` (exit status 2) naming each entry's file and line.
+    private func refuseLockingOut() throws {
+        var issues: [SpecIssue] = []
+        for role in spec.roles {
+            var what: [String] = []
+            if role.name == snapshot.bootstrapSuperuser { what.append("the bootstrap superuser") }
+            if role.name == snapshot.sessionUser || role.name == snapshot.currentUser { what.append("the role nfldb is connected as") }
+            guard !what.isEmpty, let state = snapshot.roles[role.name] else { continue }
+            var changes: [String] = []
+            if state.superuser { changes.append("remove SUPERUSER (managed roles are always NOSUPERUSER)") }
+            if state.login != role.login { changes.append(role.login ? "add LOGIN" : "remove LOGIN") }
+            guard !changes.isEmpty else { continue }
+            issues.append(SpecIssue(
+                "role \(role.name) is \(what.joined(separator: " and ")): this entry would \(changes.joined(separator: " and ")); "
+                    + "remove the entry (nfldb does not manage the roles it runs as), or run nfldb as another role",
+                at: role.location))
+        }
+        if !issues.isEmpty { throw RoleSpecError(issues) }
     }
 
     private mutating func add(_ statement: PlannedStatement) {
@@ -160,20 +188,91 @@ public struct RolePlanner {
     }
 
     private mutating func planMemberships(_ role: RoleDefinition, existing: Bool) {
-        let actual = Set(snapshot.memberships.filter { $0.member == role.name }.map(\.group))
+        let actual = snapshot.memberships.filter { $0.member == role.name }
+        let actualGroups = Set(actual.map(\.group))
         let wanted = role.memberOf.map(\.name)
-        for group in wanted where !actual.contains(group) {
+        for group in wanted where !actualGroups.contains(group) {
             add(PlannedStatement(role: role.name, kind: .membership, sql: "GRANT \(quoteIdentifier(group)) TO \(quoteIdentifier(role.name));"))
         }
-        for group in actual.sorted() where !wanted.contains(group) {
-            add(PlannedStatement(
-                role: role.name, kind: .membership, sql: "REVOKE \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
-                reason: "membership not in the spec", isDrift: true, runs: options.revokeUnmanaged))
+        for membership in actual.sorted(by: { $0.group < $1.group }) {
+            let group = membership.group
+            if !wanted.contains(group) {
+                add(PlannedStatement(
+                    role: role.name, kind: .membership, sql: "REVOKE \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
+                    reason: "membership not in the spec" + (privilegedGroupReason(membership).map { "; \($0)" } ?? ""), isDrift: true,
+                    runs: options.revokeUnmanaged))
+            } else if membership.adminOption {
+                // The spec has no ADMIN OPTION: with it, the member can grant the group to anyone, itself included.
+                add(PlannedStatement(
+                    role: role.name, kind: .membership,
+                    sql: "REVOKE ADMIN OPTION FOR \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
+                    reason: "ADMIN OPTION not in the spec: lets \(role.name) grant \(group) to any role", isDrift: true,
+                    runs: options.revokeUnmanaged))
+            }
         }
+    }
+
+    /// Roles whose membership gives power that the spec must state explicitly: reading or writing
+    /// every table, the server's files or programs, the audit log's owner, or a superuser (SET ROLE).
+    static let privilegedPredefinedRoles: [String: String] = [
+        "pg_execute_server_program": "runs programs on the server as the OS user (COPY … TO PROGRAM)",
+        "pg_read_server_files": "reads any file the server can read (COPY … FROM, pg_read_file)",
+        "pg_write_server_files": "writes any file the server can write (COPY … TO)",
+        "pg_read_all_data": "reads every table, view and sequence",
+        "pg_write_all_data": "writes every table, view and sequence",
+    ]
+
+    /// Why membership in the group of `membership` is dangerous; nil for an ordinary group.
+    private func privilegedGroupReason(_ membership: MembershipState) -> String? {
+        if let reason = Self.privilegedPredefinedRoles[membership.group] { return "\(membership.group) \(reason)" }
+        if membership.groupIsSuperuser { return "\(membership.group) is a superuser: a member can SET ROLE to it" }
+        let auditOwners = [snapshot.auditSchemaOwner, spec.owner(ofSchema: "audit")].compactMap { $0 }
+        if auditOwners.contains(membership.group) {
+            return "\(membership.group) owns the audit log: a member can disable its guards and rewrite or drop it"
+        }
+        return nil
+    }
+
+    /// Memberships of roles outside the spec. A role the spec does not manage that is a member of a
+    /// managed role (a backdoor login, or a group a login hides behind) is drift, and so is any such
+    /// role in a privileged group (``privilegedGroupReason(_:)``). Superusers are skipped: membership
+    /// gives them nothing. With a role prefix (a second copy of the spec on one cluster), roles in
+    /// privileged groups are examined only when their names carry the prefix; the rest of the cluster
+    /// belongs to the other copy's check.
+    private mutating func planForeignMemberships() {
         let managed = spec.managedRoleNames
-        for membership in snapshot.memberships where membership.group == role.name && !managed.contains(membership.member) {
-            unmanaged.append("\(membership.member) (not managed) is a member of \(role.name)")
+        for membership in snapshot.memberships where !managed.contains(membership.member) && !membership.memberIsSuperuser {
+            let reason: String
+            if managed.contains(membership.group) {
+                let logins = loginsReaching(membership.member, canLogin: membership.memberCanLogin)
+                let through = logins == [membership.member] ? "" : logins.isEmpty ? " (no login reaches it yet)" : "; logins through it: \(logins.joined(separator: ", "))"
+                reason = "\(membership.member) is not in the spec but is a member of managed role \(membership.group)\(membership.memberCanLogin ? " and can log in" : "")\(through)"
+            } else if let privileged = privilegedGroupReason(membership),
+                spec.rolePrefix.isEmpty || membership.member.hasPrefix(spec.rolePrefix)
+            {
+                reason = "\(membership.member) is not in the spec; \(privileged)"
+            } else {
+                continue
+            }
+            add(PlannedStatement(
+                role: membership.member, kind: .membership,
+                sql: "REVOKE \(quoteIdentifier(membership.group)) FROM \(quoteIdentifier(membership.member));", reason: reason,
+                isDrift: true, runs: options.revokeUnmanaged))
         }
+    }
+
+    /// `role` (when it can log in) and every login role that is a member of it, directly or through other roles.
+    private func loginsReaching(_ role: String, canLogin: Bool) -> [String] {
+        var seen: Set<String> = [role]
+        var queue = [role]
+        var logins = canLogin ? [role] : []
+        while let next = queue.popLast() {
+            for membership in snapshot.memberships where membership.group == next && seen.insert(membership.member).inserted {
+                queue.append(membership.member)
+                if membership.memberCanLogin { logins.append(membership.member) }
+            }
+        }
+        return logins.sorted()
     }
 
     /// The text PostgreSQL stores in `rolconfig` for a setting (lists are stored quoted with `quote_ident`).

@@ -33,7 +33,7 @@ struct RoleSpecParserTests {
         #expect(!etl.privileges.objects.flatMap(\.privileges).contains("DELETE"))
         #expect(!etl.privileges.objects.flatMap(\.privileges).contains("TRUNCATE"))
         let admin = try #require(spec.role("nfl_admin"))
-        #expect(admin.createRole)
+        #expect(!admin.createRole, "CREATEROLE before PostgreSQL 16 reaches pg_execute_server_program (issue 12)")
         // Login roles carry a password source, never a password.
         for role in spec.roles where role.login { #expect(role.password != nil, "\(role.name)") }
         // Default privileges are declared FOR the schema owner.
