@@ -77,6 +77,7 @@ struct EscalationTests {
                     TO \(PostgresIdentifier.quote(outsider));
                 CREATE ROLE \(PostgresIdentifier.quote(mid)) NOLOGIN IN ROLE \(PostgresIdentifier.quote(auditOwner));
                 CREATE ROLE \(PostgresIdentifier.quote(hider)) NOLOGIN IN ROLE \(PostgresIdentifier.quote(superuser));
+                GRANT \(PostgresIdentifier.quote(world.name("nfl_admin"))) TO \(PostgresIdentifier.quote(dba)) WITH ADMIN OPTION;
                 """)
             // The escalation is real before the fix: the outsider login runs a program on the server.
             let before = try TestRoles.login(world.db, user: outsider, password: "outsider-pw")
@@ -94,6 +95,8 @@ struct EscalationTests {
             for group in Self.privileged { #expect(drift[revoke(group, outsider)] != nil, "\(group) of \(outsider): \(plan.renderText())") }
             #expect(drift[revoke(auditOwner, mid)] != nil, "\(plan.renderText())")
             #expect(drift[revoke(superuser, hider)]?.reason?.contains("superuser") == true, "\(plan.renderText())")
+            #expect(drift["REVOKE ADMIN OPTION FOR \(PostgresIdentifier.quote(world.name("nfl_admin"))) FROM \(PostgresIdentifier.quote(dba));"] != nil,
+                "a declared membership WITH ADMIN OPTION: \(plan.renderText())")
 
             // `roles check` exits 1 and names the membership.
             let base = ["--spec", TestPaths.repository + "/roles", "--role-prefix", world.prefix, "--dsn", world.db.dsn]
@@ -110,6 +113,9 @@ struct EscalationTests {
             defer { after.close() }
             expectRefused(after, "COPY (SELECT 1) TO PROGRAM 'true'")
             expectRefused(after, "SET ROLE pg_read_all_data")
+            let dbaSession = try world.login("nfl_dba")
+            defer { dbaSession.close() }
+            expectRefused(dbaSession, "GRANT \(PostgresIdentifier.quote(world.name("nfl_admin"))) TO \(PostgresIdentifier.quote(outsider))")
             #expect(try world.plan().drift.isEmpty)
         }
     }
