@@ -80,7 +80,7 @@ extension AuditInstaller {
         }
         let seconds = DurationParser.milliseconds(olderThan) / 1000
         return try connection.withTransaction {
-            try connection.simpleQuery("SET LOCAL lock_timeout = '5s'")
+            try connection.execute("SET LOCAL lock_timeout = '5s'")
             let cutoffRow = try connection.query("""
                 SELECT (now() - make_interval(secs => \(seconds)::int8))::text AS cutoff,
                        extract(epoch FROM now() - make_interval(secs => \(seconds)::int8))::float8 AS epoch
@@ -100,21 +100,21 @@ extension AuditInstaller {
                 guard let upper = calendar.date(from: components), upper.timeIntervalSince1970 <= cutoffEpoch else { continue }
                 dropped.append(partition)
             }
-            try connection.simpleQuery("SET LOCAL ROLE \(PostgresIdentifier.quote(owner))")
+            try connection.execute("SET LOCAL ROLE \(identifier: owner)")
             var deleted = 0
             if dryRun {
                 deleted = try connection.query("SELECT count(*) FROM audit.log_default WHERE logged_at < \(cutoff)::timestamptz").scalar(Int.self)
-                try connection.simpleQuery("RESET ROLE")
+                try connection.execute("RESET ROLE")
                 return AuditPruneResult(cutoff: cutoff, droppedPartitions: dropped, deletedDefaultRows: deleted, createdPartitions: [], dryRun: true)
             }
             for partition in dropped {
-                try connection.simpleQuery("DROP TABLE audit.\(PostgresIdentifier.quote(partition))")
+                try connection.execute("DROP TABLE audit.\(identifier: partition)")
             }
-            try connection.simpleQuery("SET LOCAL nfldb.audit_prune = 'on'")
+            try connection.execute("SET LOCAL nfldb.audit_prune = 'on'")
             deleted = try connection.execute("DELETE FROM audit.log_default WHERE logged_at < \(cutoff)::timestamptz")
-            try connection.simpleQuery("SET LOCAL nfldb.audit_prune = 'off'")
+            try connection.execute("SET LOCAL nfldb.audit_prune = 'off'")
             let created = try ensurePartitions()
-            try connection.simpleQuery("RESET ROLE")
+            try connection.execute("RESET ROLE")
             logger.info("audit pruned", metadata: [
                 "audit.dropped_partitions": .stringConvertible(dropped.count), "audit.deleted_default_rows": .stringConvertible(deleted),
             ])

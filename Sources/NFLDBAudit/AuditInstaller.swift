@@ -79,7 +79,7 @@ public struct AuditInstaller {
     public func install(tables: [String], mode: AuditMode = .row, excludeColumns: [String] = []) throws -> [AuditTableResult] {
         try requireSuperuser("audit install")
         return try connection.withTransaction {
-            try connection.simpleQuery("SET LOCAL lock_timeout = '5s'")
+            try connection.execute("SET LOCAL lock_timeout = '5s'")
             try ensureSchema()
             let resolved = try tables.map(resolveTable)
             for column in excludeColumns where !resolved.contains(where: { $0.columns.contains(column) }) {
@@ -99,14 +99,15 @@ public struct AuditInstaller {
     public func remove(tables: [String]) throws -> [AuditTableResult] {
         try requireSuperuser("audit remove")
         return try connection.withTransaction {
-            try connection.simpleQuery("SET LOCAL lock_timeout = '5s'")
+            try connection.execute("SET LOCAL lock_timeout = '5s'")
             var results: [AuditTableResult] = []
             for name in tables {
                 let table = try resolveTable(name)
                 var dropped = 0
                 for relation in [table.oid] + (try partitionOIDs(table)) {
                     for trigger in try existingTriggers(relation) where !trigger.cloned {
-                        try connection.simpleQuery("DROP TRIGGER IF EXISTS \(PostgresIdentifier.quote(trigger.name)) ON \(try relationSQL(relation))")
+                        let target = try relationName(relation)
+                        try connection.execute("DROP TRIGGER IF EXISTS \(identifier: trigger.name) ON \(qualified: target.schema, target.name)")
                         dropped += 1
                     }
                 }
@@ -132,29 +133,28 @@ public struct AuditInstaller {
 
     /// Creates the owner role, schema, log, registry, functions, guards and partitions when missing.
     func ensureSchema() throws {
-        let ownerSQL = PostgresIdentifier.quote(owner)
         let role = try connection.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = \(owner)").rows.first
         if role == nil {
-            try connection.simpleQuery("CREATE ROLE \(ownerSQL) NOLOGIN")
-            try connection.simpleQuery("COMMENT ON ROLE \(ownerSQL) IS 'owner of the audit schema (nfldb audit); no login, no members'")
+            try connection.execute("CREATE ROLE \(identifier: owner) NOLOGIN")
+            try connection.execute("COMMENT ON ROLE \(identifier: owner) IS 'owner of the audit schema (nfldb audit); no login, no members'")
             logger.info("created audit owner role", metadata: ["audit.owner": .string(owner)])
         }
-        try connection.simpleQuery("CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION \(ownerSQL)")
+        try connection.execute("CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION \(identifier: owner)")
         let schemaOwner = try connection.query("SELECT pg_get_userbyid(nspowner) AS o FROM pg_namespace WHERE nspname = 'audit'").scalar(String.self)
         if schemaOwner != owner {
-            try connection.simpleQuery("ALTER SCHEMA audit OWNER TO \(ownerSQL)")
+            try connection.execute("ALTER SCHEMA audit OWNER TO \(identifier: owner)")
         }
-        try connection.simpleQuery("REVOKE ALL ON SCHEMA audit FROM PUBLIC")
-        try connection.simpleQuery("SET LOCAL ROLE \(ownerSQL)")
-        try connection.simpleQuery(AuditSQL.tables)
-        try connection.simpleQuery(AuditSQL.captureRow)
-        try connection.simpleQuery(AuditSQL.captureStatement)
-        try connection.simpleQuery(AuditSQL.captureTruncate)
-        try connection.simpleQuery(AuditSQL.rejectChange(owner: owner))
-        try connection.simpleQuery(AuditSQL.functionPrivileges)
-        try connection.simpleQuery(AuditSQL.guardTriggers)
+        try connection.execute("REVOKE ALL ON SCHEMA audit FROM PUBLIC")
+        try connection.execute("SET LOCAL ROLE \(identifier: owner)")
+        try connection.runScript(unsafeSQL: AuditSQL.tables)
+        try connection.runScript(unsafeSQL: AuditSQL.captureRow)
+        try connection.runScript(unsafeSQL: AuditSQL.captureStatement)
+        try connection.runScript(unsafeSQL: AuditSQL.captureTruncate)
+        try connection.runScript(unsafeSQL: AuditSQL.rejectChange(owner: owner))
+        try connection.runScript(unsafeSQL: AuditSQL.functionPrivileges)
+        try connection.runScript(unsafeSQL: AuditSQL.guardTriggers)
         _ = try ensurePartitions()
-        try connection.simpleQuery("RESET ROLE")
+        try connection.execute("RESET ROLE")
         _ = connection.drainNotices()
     }
 
@@ -171,22 +171,22 @@ public struct AuditInstaller {
         for _ in 0...AuditSQL.monthsAhead {
             let name = AuditSQL.partitionName(year: year, month: month)
             if !existing.contains(name) {
-                try connection.simpleQuery("SAVEPOINT nfldb_audit_partition")
+                try connection.execute("SAVEPOINT nfldb_audit_partition")
                 do {
-                    try connection.simpleQuery(AuditSQL.createPartition(year: year, month: month))
-                    try connection.simpleQuery("RELEASE SAVEPOINT nfldb_audit_partition")
+                    try connection.runScript(unsafeSQL: AuditSQL.createPartition(year: year, month: month))
+                    try connection.execute("RELEASE SAVEPOINT nfldb_audit_partition")
                     created.append(name)
                 } catch let error as PostgresError {
                     // Rows for this month already sit in the DEFAULT partition: leave them there.
-                    try connection.simpleQuery("ROLLBACK TO SAVEPOINT nfldb_audit_partition")
+                    try connection.execute("ROLLBACK TO SAVEPOINT nfldb_audit_partition")
                     logger.info("could not create audit partition", metadata: ["audit.partition": .string(name), "error": .string(error.message)])
                 }
             }
             (year, month) = AuditSQL.nextMonth(year, month)
         }
         for partition in try partitions() {
-            try connection.simpleQuery(AuditSQL.partitionGuard(partition))
-            try connection.simpleQuery("REVOKE ALL ON TABLE audit.\(PostgresIdentifier.quote(partition)) FROM PUBLIC")
+            try connection.runScript(unsafeSQL: AuditSQL.partitionGuard(partition))
+            try connection.execute("REVOKE ALL ON TABLE audit.\(identifier: partition) FROM PUBLIC")
         }
         return created
     }
@@ -225,17 +225,17 @@ public struct AuditInstaller {
         for trigger in wanted {
             let current = existing.first { $0.name == trigger.name }
             if current?.function != trigger.function || current?.args != trigger.args {
-                try connection.simpleQuery(trigger.createSQL(on: table.sql))
+                try connection.runScript(unsafeSQL: trigger.createSQL(on: table.sql))
                 changed = true
             }
             if current?.enabled == "D" {
-                try connection.simpleQuery("ALTER TABLE \(table.sql) ENABLE TRIGGER \(PostgresIdentifier.quote(trigger.name))")
+                try connection.execute("ALTER TABLE \(qualified: table.schema, table.name) ENABLE TRIGGER \(identifier: trigger.name)")
                 notes.append("re-enabled disabled trigger \(trigger.name)")
                 changed = true
             }
         }
         for trigger in existing where !wanted.contains(where: { $0.name == trigger.name }) {
-            try connection.simpleQuery("DROP TRIGGER \(PostgresIdentifier.quote(trigger.name)) ON \(table.sql)")
+            try connection.execute("DROP TRIGGER \(identifier: trigger.name) ON \(qualified: table.schema, table.name)")
             changed = true
         }
         // Statement triggers are not cloned to partitions: a TRUNCATE aimed at a partition needs its own.
@@ -244,8 +244,9 @@ public struct AuditInstaller {
             partitionCount += 1
             let triggers = try existingTriggers(partition)
             if !triggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.function == "capture_truncate" && $0.enabled != "D" }) {
-                try connection.simpleQuery(
-                    "CREATE OR REPLACE TRIGGER \(AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(try relationSQL(partition)) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()")
+                let target = try relationName(partition)
+                try connection.execute(
+                    "CREATE OR REPLACE TRIGGER \(identifier: AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(qualified: target.schema, target.name) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()")
                 changed = true
             }
         }
@@ -343,8 +344,13 @@ public struct AuditInstaller {
     }
 
     func relationSQL(_ oid: Int64) throws -> String {
+        let target = try relationName(oid)
+        return PostgresIdentifier.quote(target.schema) + "." + PostgresIdentifier.quote(target.name)
+    }
+
+    func relationName(_ oid: Int64) throws -> (schema: String, name: String) {
         let row = try connection.query("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \(oid)::oid").singleRow()
-        return PostgresIdentifier.quote(row["nspname"] ?? "") + "." + PostgresIdentifier.quote(row["relname"] ?? "")
+        return (row["nspname"] ?? "", row["relname"] ?? "")
     }
 
     struct TriggerInfo {

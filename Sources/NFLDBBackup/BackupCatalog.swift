@@ -57,7 +57,7 @@ public enum BackupCatalog {
         """
 
     public static func install(_ connection: PostgresConnection) throws {
-        try connection.simpleQuery(ddl)
+        try connection.runScript(unsafeSQL: ddl)
     }
 }
 
@@ -141,7 +141,7 @@ public struct ManagedTables: Sendable, Equatable {
     /// search_path for reg* columns) so the primary and a restored copy agree.
     /// Runs inside the caller's transaction (SET LOCAL).
     public static func checksum(_ schema: String, _ table: String, _ connection: PostgresConnection) throws -> String {
-        try connection.simpleQuery("""
+        try connection.runScript(unsafeSQL: """
             SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres';
             SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'; SET LOCAL lc_monetary = 'C';
             SET LOCAL search_path = pg_catalog

@@ -119,12 +119,12 @@ public struct HealthRunner: Sendable {
         let name = target.name ?? Self.targetName(connection.target) ?? "default"
         let server: ServerInfo
         do {
-            try connection.simpleQuery("""
-                SET statement_timeout = '\(DurationParser.postgresSetting(settings.statementTimeout))';
-                SET lock_timeout = '\(DurationParser.postgresSetting(settings.lockTimeout))';
-                SET search_path = pg_catalog, pg_temp;
-                SET default_transaction_read_only = on;
-                SET jit = off;
+            try connection.execute("""
+                SELECT set_config('statement_timeout', \(DurationParser.postgresSetting(settings.statementTimeout)), false),
+                       set_config('lock_timeout', \(DurationParser.postgresSetting(settings.lockTimeout)), false),
+                       set_config('search_path', 'pg_catalog, pg_temp', false),
+                       set_config('default_transaction_read_only', 'on', false),
+                       set_config('jit', 'off', false)
                 """)
             server = try ServerInfo.read(connection)
         } catch {
@@ -146,7 +146,7 @@ public struct HealthRunner: Sendable {
             } else {
                 do {
                     if checkSettings.statementTimeout != currentTimeout {
-                        try connection.simpleQuery("SET statement_timeout = '\(DurationParser.postgresSetting(checkSettings.statementTimeout))'")
+                        try connection.execute("SELECT set_config('statement_timeout', \(DurationParser.postgresSetting(checkSettings.statementTimeout)), false)")
                         currentTimeout = checkSettings.statementTimeout
                     }
                     let context = ProbeContext(connection: connection, server: server, settings: checkSettings, logger: logger)

@@ -90,7 +90,7 @@ public enum MigrationLedger {
     static func ensure(_ connection: PostgresConnection) throws {
         let exists = try connection.query("SELECT to_regclass('nfldb.migration_events') IS NOT NULL AND to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
         if !exists {
-            try connection.withTransaction { try connection.simpleQuery(ddl) }
+            try connection.withTransaction { try connection.runScript(unsafeSQL: ddl) }
         }
     }
 

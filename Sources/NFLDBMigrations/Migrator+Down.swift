@@ -148,12 +148,12 @@ extension Migrator {
                     hint: "The stored down SQL failed. Fix the database state or roll back by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
             }
         } else {
-            try connection.simpleQuery(timeoutSettings(directives, local: false))
-            defer { _ = try? connection.simpleQuery("RESET lock_timeout; RESET statement_timeout") }
+            try setTimeouts(directives, local: false)
+            defer { resetTimeouts() }
             var done = 0
             for statement in script.statements {
                 do {
-                    try connection.simpleQuery(statement.text)
+                    try connection.runScript(unsafeSQL: statement.text)
                     done += 1
                 } catch var error as PostgresError {
                     let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line

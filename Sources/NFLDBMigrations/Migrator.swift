@@ -226,12 +226,12 @@ public final class Migrator {
               RETURNING version)
             \(unsafeRaw: eventInsert("start", migration))
             """)
-        try connection.simpleQuery(timeoutSettings(migration.directives, local: false))
-        defer { _ = try? connection.simpleQuery("RESET lock_timeout; RESET statement_timeout") }
+        try setTimeouts(migration.directives, local: false)
+        defer { resetTimeouts() }
         var done = 0
         for statement in script.statements {
             do {
-                try connection.simpleQuery(statement.text)
+                try connection.runScript(unsafeSQL: statement.text)
             } catch var error as PostgresError {
                 let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
                 error.location = "\(migration.upPath):\(line)"
@@ -279,13 +279,13 @@ public final class Migrator {
     /// whole batch at once), then `COMMIT`; any error rolls the whole batch back and is rethrown.
     func runBatchInOneTransaction(_ items: [BatchItem], finally: PostgresQuery? = nil) throws -> [MigrationRunResult.Step] {
         var steps: [MigrationRunResult.Step] = []
-        try connection.simpleQuery("BEGIN")
+        try connection.execute("BEGIN")
         do {
             for item in items {
                 progress(.starting(id: item.id, direction: item.direction, transactional: true))
                 let start = ContinuousClock.now
                 // Every item again: a script may SET LOCAL its own timeouts, which must not leak into the next.
-                try connection.simpleQuery(timeoutSettings(item.directives, local: true))
+                try setTimeouts(item.directives, local: true)
                 try connection.run(item.script)
                 let ms = elapsed(since: start)
                 if let bookkeeping = item.bookkeeping { try connection.query(bookkeeping(ms)) }
@@ -293,7 +293,7 @@ public final class Migrator {
                 progress(.finished(id: item.id, direction: item.direction, milliseconds: ms))
             }
             if let finally { try connection.query(finally) }
-            try connection.simpleQuery("COMMIT")
+            try connection.execute("COMMIT")
         } catch {
             connection.rollbackQuietly()
             throw error
@@ -304,11 +304,12 @@ public final class Migrator {
     /// `BEGIN; SET LOCAL timeouts`, the script, then the bookkeeping statement, `COMMIT`; any error
     /// rolls the whole step back, so the script and its history change land together or not at all.
     func runInTransaction(_ script: SQLScript, directives: MigrationDirectives, bookkeeping: () -> PostgresQuery) throws {
-        try connection.simpleQuery("BEGIN; " + timeoutSettings(directives, local: true))
+        try connection.execute("BEGIN")
         do {
+            try setTimeouts(directives, local: true)
             try connection.run(script)
             try connection.query(bookkeeping())
-            try connection.simpleQuery("COMMIT")
+            try connection.execute("COMMIT")
         } catch {
             connection.rollbackQuietly()
             throw error
@@ -341,6 +342,25 @@ public final class Migrator {
             """
     }
 
+    /// Sets `lock_timeout` and `statement_timeout` for the session, or (`local`) for the open
+    /// transaction only — what ``timeoutSettings(_:local:)`` prints, with the values bound.
+    func setTimeouts(_ directives: MigrationDirectives, local: Bool) throws {
+        let lock = DurationParser.postgresSetting(directives.lockTimeout ?? settings.lockTimeout)
+        let statement = DurationParser.postgresSetting(directives.statementTimeout ?? settings.statementTimeout ?? .zero)
+        try connection.execute("SELECT set_config('lock_timeout', \(lock), \(local)), set_config('statement_timeout', \(statement), \(local))")
+    }
+
+    /// Back to the server's defaults after a non-transactional step; a failure is only logged.
+    func resetTimeouts() {
+        do {
+            try connection.execute("RESET lock_timeout")
+            try connection.execute("RESET statement_timeout")
+        } catch {
+            logger.debug("could not reset timeouts", metadata: ["error": .string(String(describing: error))])
+        }
+    }
+
+    /// The `SET` statements ``setTimeouts(_:local:)`` amounts to, for `--dry-run` output.
     func timeoutSettings(_ directives: MigrationDirectives, local: Bool) -> String {
         let lock = directives.lockTimeout ?? settings.lockTimeout
         let statement = directives.statementTimeout ?? settings.statementTimeout ?? .zero
@@ -420,7 +440,7 @@ public final class Migrator {
         // If this runner is killed mid-statement, the server notices within a second and rolls the
         // migration back (releasing the session's advisory lock) instead of finishing it unattended.
         if connection.serverVersionNumber >= 140000 {
-            try connection.simpleQuery("SET client_connection_check_interval = '1s'")
+            try connection.execute("SET client_connection_check_interval = '1s'")
         }
         do {
             return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, onWait: { holder in

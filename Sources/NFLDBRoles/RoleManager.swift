@@ -74,7 +74,7 @@ public enum RoleManager {
     ) throws -> RoleApplyResult {
         try connection.withAdvisoryLock(lockKey, wait: lockWait, onWait: onWait) {
             let plan = try connection.withTransaction {
-                try connection.simpleQuery("SET LOCAL lock_timeout = '10s'")
+                try connection.execute("SET LOCAL lock_timeout = '10s'")
                 let snapshot = try CatalogInspector.snapshot(connection, spec: spec, logger: logger)
                 var planner = RolePlanner(spec: spec, snapshot: snapshot, options: options)
                 let plan = try planner.plan(target: connection.target, serverVersion: connection.serverVersion)
@@ -88,12 +88,12 @@ public enum RoleManager {
                 for statement in plan.pending {
                     let isPassword = statement.kind == .password
                     if isPassword && quietPasswords {
-                        try connection.simpleQuery("SET LOCAL log_statement = 'none'")
-                        try connection.simpleQuery("SET LOCAL log_min_duration_statement = -1")
-                        if hasStatementTracking { try connection.simpleQuery("SET LOCAL pg_stat_statements.track_utility = off") }
+                        try connection.execute("SET LOCAL log_statement = 'none'")
+                        try connection.execute("SET LOCAL log_min_duration_statement = -1")
+                        if hasStatementTracking { try connection.execute("SET LOCAL pg_stat_statements.track_utility = off") }
                     }
                     do {
-                        try connection.simpleQuery(statement.executableSQL)
+                        try connection.runScript(unsafeSQL: statement.executableSQL)
                     } catch var error as PostgresError {
                         error.statement = statement.sql  // never the verifier
                         throw RoleApplyError(reason: .statementFailed(statement: statement.sql, error: error))
@@ -103,9 +103,9 @@ public enum RoleManager {
                         throw RoleApplyError(reason: .serverWarning(statement: statement.sql, warning: warning.message))
                     }
                     if isPassword && quietPasswords {
-                        try connection.simpleQuery("SET LOCAL log_statement TO DEFAULT")
-                        try connection.simpleQuery("SET LOCAL log_min_duration_statement TO DEFAULT")
-                        if hasStatementTracking { try connection.simpleQuery("SET LOCAL pg_stat_statements.track_utility TO DEFAULT") }
+                        try connection.execute("SET LOCAL log_statement TO DEFAULT")
+                        try connection.execute("SET LOCAL log_min_duration_statement TO DEFAULT")
+                        if hasStatementTracking { try connection.execute("SET LOCAL pg_stat_statements.track_utility TO DEFAULT") }
                     }
                     logger.debug("roles statement", metadata: ["roles.role": .string(statement.role), "roles.kind": .string(statement.kind.rawValue)])
                 }

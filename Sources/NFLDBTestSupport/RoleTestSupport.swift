@@ -28,7 +28,7 @@ public enum TestRoles {
         defer { admin.close() }
         let names = (try? admin.query("SELECT rolname FROM pg_roles WHERE starts_with(rolname, \(prefix)) ORDER BY rolname DESC").rows
             .compactMap { $0["rolname"] }) ?? []
-        for name in names { _ = try? admin.simpleQuery("DROP ROLE IF EXISTS \(PostgresIdentifier.quote(name))") }
+        for name in names { _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: name)") }
     }
 
     /// The `password_env` variables of the shipped spec's login roles (`roles/platform.yaml`).
@@ -80,7 +80,7 @@ public func expectRefused(
     sourceLocation: Testing.SourceLocation = #_sourceLocation
 ) {
     do {
-        try connection.simpleQuery(sql)
+        try connection.runScript(unsafeSQL: sql)
         Issue.record("expected SQLSTATE \(state), but it succeeded: \(sql)", sourceLocation: sourceLocation)
     } catch let error as PostgresError {
         #expect(error.sqlState == state, "\(sql): \(error.message)", sourceLocation: sourceLocation)

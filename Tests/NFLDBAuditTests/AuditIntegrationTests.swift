@@ -31,20 +31,20 @@ struct AuditIntegrationTests {
             let loader = try world.login("nfl_loader", application: "nfldb-etl")
             defer { loader.close() }
             try loader.withTransaction {
-                try loader.simpleQuery("SET LOCAL nfldb.correlation_id = 'corr-42'")
-                try loader.simpleQuery(PlatformRows.gameInsert("2024_01_BAL_KC"))
-                try loader.simpleQuery("INSERT INTO nfl.plays (game_id, play_id, season, play_type, yards_gained) VALUES ('2024_01_BAL_KC', 10, 2024, 'pass', 7)")
-                try loader.simpleQuery("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'api', 70.0)")
+                try loader.execute("SET LOCAL nfldb.correlation_id = 'corr-42'")
+                try loader.runScript(unsafeSQL: PlatformRows.gameInsert("2024_01_BAL_KC"))
+                try loader.execute("INSERT INTO nfl.plays (game_id, play_id, season, play_type, yards_gained) VALUES ('2024_01_BAL_KC', 10, 2024, 'pass', 7)")
+                try loader.execute("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'api', 70.0)")
             }
-            try loader.simpleQuery("UPDATE nfl.games SET away_score = 20, home_score = 27, result = 7, total = 47, overtime = false")
-            try loader.simpleQuery("UPDATE nfl.games SET away_score = 20")  // no-op: nothing logged
-            try loader.simpleQuery("UPDATE nfl.plays SET yards_gained = 12 WHERE play_id = 10")
-            try loader.simpleQuery("UPDATE nfl.weather SET loaded_at = now() + interval '1 hour'")  // excluded column only
+            try loader.execute("UPDATE nfl.games SET away_score = 20, home_score = 27, result = 7, total = 47, overtime = false")
+            try loader.execute("UPDATE nfl.games SET away_score = 20")  // no-op: nothing logged
+            try loader.execute("UPDATE nfl.plays SET yards_gained = 12 WHERE play_id = 10")
+            try loader.execute("UPDATE nfl.weather SET loaded_at = now() + interval '1 hour'")  // excluded column only
             let dba = try world.login("nfl_dba")
             defer { dba.close() }
-            try dba.simpleQuery("DELETE FROM nfl.plays WHERE play_id = 10")
-            try dba.simpleQuery("DELETE FROM nfl.weather")
-            try dba.simpleQuery("TRUNCATE nfl.plays")
+            try dba.execute("DELETE FROM nfl.plays WHERE play_id = 10")
+            try dba.execute("DELETE FROM nfl.weather")
+            try dba.execute("TRUNCATE nfl.plays")
 
             let games = try world.entries(admin, table: "games")
             #expect(games.map { $0["operation"] } == ["INSERT", "UPDATE"])
@@ -99,7 +99,7 @@ struct AuditIntegrationTests {
             let admin = try world.admin()
             defer { admin.close() }
             try world.seed(admin)
-            try admin.simpleQuery(PlatformRows.gameInsert("2024_01_BAL_KC"))
+            try admin.runScript(unsafeSQL: PlatformRows.gameInsert("2024_01_BAL_KC"))
             let partition = try installerPartitions(admin).first { $0.hasPrefix("log_y") } ?? "log_default"
 
             let loader = try world.login("nfl_loader")
@@ -130,7 +130,7 @@ struct AuditIntegrationTests {
             expectRefused(admin, "TRUNCATE audit.\(partition)")
             expectRefused(admin, "TRUNCATE audit.log_default")
             expectRefused(admin, "SET nfldb.audit_prune = 'on'; DELETE FROM audit.log")
-            try admin.simpleQuery("RESET nfldb.audit_prune")
+            try admin.execute("RESET nfldb.audit_prune")
             #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1)
             let status = try world.withInstaller { installer, _ in try installer.status() }
             #expect(status.healthy, "\(status.logProblems) \(status.tables.flatMap(\.problems))")
@@ -142,19 +142,19 @@ struct AuditIntegrationTests {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE TABLE nfl.bulk (id int PRIMARY KEY, v int NOT NULL, note text, noise timestamptz DEFAULT now())")
+            try admin.execute("CREATE TABLE nfl.bulk (id int PRIMARY KEY, v int NOT NULL, note text, noise timestamptz DEFAULT now())")
             let result = try world.withInstaller { installer, _ in
                 try installer.install(tables: ["nfl.bulk"], mode: .statement, excludeColumns: ["noise"])
             }
             #expect(result.first?.mode == .statement)
             let triggers = try admin.query("SELECT tgname FROM pg_trigger WHERE tgrelid = 'nfl.bulk'::regclass ORDER BY 1").rows.compactMap { $0["tgname"] }
             #expect(triggers == ["zz_audit_delete", "zz_audit_insert", "zz_audit_truncate", "zz_audit_update"])
-            try admin.simpleQuery("INSERT INTO nfl.bulk (id, v, note) SELECT i, i, 'n' || i FROM generate_series(1, 200) i")
-            try admin.simpleQuery("UPDATE nfl.bulk SET v = v + 1 WHERE id <= 10")
-            try admin.simpleQuery("UPDATE nfl.bulk SET note = note, noise = now() + interval '1 day'")  // no audited change
-            try admin.simpleQuery("UPDATE nfl.bulk SET id = 1000 WHERE id = 200")  // key change: unpaired rows
-            try admin.simpleQuery("DELETE FROM nfl.bulk WHERE id > 190")
-            try admin.simpleQuery("TRUNCATE nfl.bulk")
+            try admin.execute("INSERT INTO nfl.bulk (id, v, note) SELECT i, i, 'n' || i FROM generate_series(1, 200) i")
+            try admin.execute("UPDATE nfl.bulk SET v = v + 1 WHERE id <= 10")
+            try admin.execute("UPDATE nfl.bulk SET note = note, noise = now() + interval '1 day'")  // no audited change
+            try admin.execute("UPDATE nfl.bulk SET id = 1000 WHERE id = 200")  // key change: unpaired rows
+            try admin.execute("DELETE FROM nfl.bulk WHERE id > 190")
+            try admin.execute("TRUNCATE nfl.bulk")
             let counts = Dictionary(uniqueKeysWithValues: try admin.query(
                 "SELECT operation, count(*)::int AS n FROM audit.log WHERE table_name = 'bulk' GROUP BY 1").rows.map { ($0["operation"] ?? "", try $0.decode("n", as: Int.self)) })
             #expect(counts["INSERT"] == 200)
@@ -186,7 +186,7 @@ struct AuditIntegrationTests {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
             defer { admin.close() }
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 CREATE TABLE nfl.by_code (code text NOT NULL, label text, CONSTRAINT by_code_code_key UNIQUE (code));
                 CREATE TABLE nfl.loose (a int, b text);
                 """)
@@ -194,7 +194,7 @@ struct AuditIntegrationTests {
             #expect(results[0].key == AuditKey(columns: ["code"], source: "unique index by_code_code_key"))
             #expect(results[1].key.columns.isEmpty)
             #expect(results[1].notes.contains { $0.contains("whole row is the key") })
-            try admin.simpleQuery("INSERT INTO nfl.loose VALUES (1, 'x'); UPDATE nfl.loose SET b = 'y'")
+            try admin.runScript(unsafeSQL: "INSERT INTO nfl.loose VALUES (1, 'x'); UPDATE nfl.loose SET b = 'y'")
             let loose = try world.entries(admin, table: "loose")
             #expect(json(loose[0]["row_key"]) as NSDictionary == ["a": 1, "b": "x"] as NSDictionary)
             #expect(json(loose[1]["row_key"]) as NSDictionary == ["a": 1, "b": "x"] as NSDictionary, "the key of an UPDATE is the old row")
@@ -215,15 +215,15 @@ struct AuditIntegrationTests {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE TABLE nfl.scratch (id int PRIMARY KEY, v text); CREATE TABLE nfl.moving (id int PRIMARY KEY)")
+            try admin.runScript(unsafeSQL: "CREATE TABLE nfl.scratch (id int PRIMARY KEY, v text); CREATE TABLE nfl.moving (id int PRIMARY KEY)")
             let tables = ["nfl.games", "nfl.weather", "nfl.plays", "nfl.scratch", "nfl.moving"]
             _ = try world.withInstaller { installer, _ in try installer.install(tables: tables) }
             let again = try world.withInstaller { installer, _ in try installer.install(tables: tables) }
             #expect(again.allSatisfy { $0.action == "unchanged" })
             #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
-            try admin.simpleQuery("INSERT INTO nfl.scratch VALUES (1, 'a')")
+            try admin.execute("INSERT INTO nfl.scratch VALUES (1, 'a')")
 
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 ALTER TABLE nfl.weather DISABLE TRIGGER zz_audit_row;
                 DROP TABLE nfl.scratch; CREATE TABLE nfl.scratch (id int PRIMARY KEY, v text);
                 ALTER TABLE nfl.moving RENAME TO moved;
@@ -272,7 +272,7 @@ struct AuditIntegrationTests {
             #expect(install.standardOutput.contains("nfl.teams") && install.standardOutput.contains("installed"))
             let admin = try world.admin()
             defer { admin.close() }
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 SET ROLE \(world.owner);
                 CREATE TABLE audit.log_y2020m01 PARTITION OF audit.log FOR VALUES FROM ('2020-01-01 00:00:00+00') TO ('2020-02-01 00:00:00+00');
                 RESET ROLE;

@@ -87,7 +87,7 @@ struct AuditWorld {
     }
 
     func seed(_ connection: PostgresConnection) throws {
-        try connection.simpleQuery(PlatformRows.referenceData)
+        try connection.runScript(unsafeSQL: PlatformRows.referenceData)
     }
 
     /// Log entries of one table, oldest first, as dictionaries of column → text.

@@ -50,7 +50,7 @@ final class BackupFixture {
             try admin.execute("CREATE DATABASE nfl")
             admin.close()
             let db = try connect()
-            try db.simpleQuery("""
+            try db.runScript(unsafeSQL: """
                 CREATE SCHEMA nfl;
                 CREATE TABLE nfl.games (id int PRIMARY KEY, season int NOT NULL);
                 CREATE TABLE nfl.plays (id bigserial PRIMARY KEY, game_id int NOT NULL REFERENCES nfl.games(id), yards int);
@@ -72,7 +72,7 @@ final class BackupFixture {
     func sql(_ text: String) throws {
         let db = try connect()
         defer { db.close() }
-        try db.simpleQuery(text)
+        try db.runScript(unsafeSQL: text)
     }
 
     func initStanza() throws {
@@ -104,7 +104,7 @@ final class BackupFixture {
         let db = try connect()
         defer { db.close() }
         let manifest = try BackupRunner(pgbackrest: pgbackrest, connection: db, tables: tables, logger: logger).writeManifest(note: "then: \(change)")
-        try db.simpleQuery(change)
+        try db.runScript(unsafeSQL: change)
         try pgbackrest.runChecked("backup", ["--type=full"])
         guard let label = try pgbackrest.info().first?.backup.last?.label else { throw BackupError("no backup after pgbackrest backup") }
         try db.execute("""

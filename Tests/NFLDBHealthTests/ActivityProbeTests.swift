@@ -13,7 +13,7 @@ struct ActivityProbeTests {
         try TestCluster.withDatabase(prefix: "h_idle") { db in
             let holder = try PostgresConnection.connect(ConnectionOptions(dsn: db.dsn, applicationName: "idle-holder"), logger: TestCluster.logger)
             defer { holder.close() }
-            try holder.simpleQuery("BEGIN; SELECT txid_current();")
+            try holder.runScript(unsafeSQL: "BEGIN; SELECT txid_current();")
             Thread.sleep(forTimeInterval: 1.2)
             let result = try runCheck("connections", dsn: db.dsn, [
                 "connections.idle_in_transaction_warning": "1s", "connections.idle_in_transaction_critical": "1h",
@@ -31,7 +31,7 @@ struct ActivityProbeTests {
                 "connections.idle_in_transaction_warning": "100ms", "connections.idle_in_transaction_critical": "1s",
             ])
             #expect(critical.status == .critical)
-            try holder.simpleQuery("ROLLBACK")
+            try holder.execute("ROLLBACK")
         }
     }
 
@@ -56,13 +56,13 @@ struct ActivityProbeTests {
         try TestCluster.withDatabase(prefix: "h_ltx") { db in
             let holder = try PostgresConnection.connect(ConnectionOptions(dsn: db.dsn, applicationName: "long-tx"), logger: TestCluster.logger)
             defer { holder.close() }
-            try holder.simpleQuery("BEGIN; SELECT 1;")
+            try holder.runScript(unsafeSQL: "BEGIN; SELECT 1;")
             Thread.sleep(forTimeInterval: 1.1)
             let result = try runCheck("long_transactions", dsn: db.dsn, ["long_transactions.warning": "1", "long_transactions.critical": "3600"])
             #expect(result.status != .ok)
             #expect(result.detailValues("pid").contains(String(holder.backendPID)))
             #expect((result.value ?? 0) >= 1)
-            try holder.simpleQuery("ROLLBACK")
+            try holder.execute("ROLLBACK")
         }
     }
 
@@ -93,8 +93,8 @@ struct ActivityProbeTests {
         try TestCluster.withDatabase(prefix: "h_lock") { db in
             let holder = try PostgresConnection.connect(ConnectionOptions(dsn: db.dsn, applicationName: "lock-holder"), logger: TestCluster.logger)
             defer { holder.close() }
-            try holder.simpleQuery("CREATE TABLE locked_games(id int)")
-            try holder.simpleQuery("BEGIN; LOCK TABLE locked_games IN ACCESS EXCLUSIVE MODE;")
+            try holder.execute("CREATE TABLE locked_games(id int)")
+            try holder.runScript(unsafeSQL: "BEGIN; LOCK TABLE locked_games IN ACCESS EXCLUSIVE MODE;")
             let waiter = BackgroundSession(dsn: db.dsn, sql: "SELECT count(*) FROM locked_games", applicationName: "lock-waiter")
             let admin = try db.connect()
             defer { admin.close() }
@@ -119,7 +119,7 @@ struct ActivityProbeTests {
             for check in all.checks {
                 #expect(!check.message.contains("lock_timeout") && !check.message.contains("timed out"), "\(check.name): \(check.message)")
             }
-            try holder.simpleQuery("ROLLBACK")
+            try holder.execute("ROLLBACK")
             #expect(waiter.wait())
         }
     }
@@ -149,8 +149,8 @@ struct ActivityProbeTests {
         try TestCluster.withDatabase(prefix: "h_tmo") { db in
             let holder = try db.connect()
             defer { holder.close() }
-            try holder.simpleQuery("CREATE TABLE locked_table(id int)")
-            try holder.simpleQuery("BEGIN; LOCK TABLE locked_table IN ACCESS EXCLUSIVE MODE;")
+            try holder.execute("CREATE TABLE locked_table(id int)")
+            try holder.runScript(unsafeSQL: "BEGIN; LOCK TABLE locked_table IN ACCESS EXCLUSIVE MODE;")
             let report = runChecks(
                 ["connections"], dsn: db.dsn, ["sleeps.statement_timeout": "300ms"], lockTimeout: .milliseconds(200),
                 extra: [LockingProbe(), SleepingProbe()])
@@ -161,7 +161,7 @@ struct ActivityProbeTests {
             #expect(slept.status == .unknown)
             #expect(slept.message.contains("timed out after 300ms"))
             #expect(report.check("connections")?.status != .unknown)
-            try holder.simpleQuery("ROLLBACK")
+            try holder.execute("ROLLBACK")
         }
     }
 

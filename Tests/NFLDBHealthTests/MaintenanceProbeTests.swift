@@ -29,7 +29,7 @@ struct MaintenanceProbeTests {
         try TestCluster.withDatabase(prefix: "h_bloat") { db in
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery(Self.bloatedTable)
+            try admin.runScript(unsafeSQL: Self.bloatedTable)
             try Self.waitForDeadRows(admin)
             let bloat = try runCheck("bloat", dsn: db.dsn, ["bloat.min_size": "1048576", "bloat.warning": "2097152", "bloat.critical": "1073741824"])
             #expect(bloat.status == .warning, "\(bloat.message)")
@@ -51,7 +51,7 @@ struct MaintenanceProbeTests {
             #expect(table["autovacuum_enabled"] == .bool(false))
             #expect(vacuum.message.contains("autovacuum disabled for this table"))
 
-            try admin.simpleQuery("VACUUM (ANALYZE) plays")
+            try admin.execute("VACUUM (ANALYZE) plays")
             #expect(try eventually { try runCheck("vacuum", dsn: db.dsn).status == .ok }, "VACUUM clears the finding")
         }
     }
@@ -61,7 +61,7 @@ struct MaintenanceProbeTests {
         try TestCluster.withDatabase(prefix: "h_wrap") { db in
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 CREATE TABLE seasons (year int, name text) PARTITION BY RANGE (year);
                 CREATE TABLE seasons_2024 PARTITION OF seasons FOR VALUES FROM (2024) TO (2025);
                 CREATE VIEW season_names AS SELECT name FROM seasons;
@@ -86,7 +86,7 @@ struct MaintenanceProbeTests {
         try TestCluster.withDatabase(prefix: "h_seq") { db in
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 CREATE TABLE tickets (id int NOT NULL, note text);
                 CREATE SEQUENCE legacy_id_seq AS bigint OWNED BY tickets.id;
                 SELECT setval('legacy_id_seq', 1900000000);
@@ -101,7 +101,7 @@ struct MaintenanceProbeTests {
             #expect(abs((result.value ?? 0) - 88.48) < 0.01)
             #expect(!result.detailValues("sequence").contains("public.round_robin"))
 
-            try admin.simpleQuery("SELECT setval('legacy_id_seq', 2000000000)")
+            try admin.execute("SELECT setval('legacy_id_seq', 2000000000)")
             #expect(try runCheck("sequences", dsn: db.dsn).status == .critical)
 
             try withMonitorRole { user, password in
@@ -110,9 +110,9 @@ struct MaintenanceProbeTests {
                 #expect(unreadable.status == .unknown)
                 #expect(unreadable.message.contains("cannot read"))
                 #expect(unreadable.hint?.contains("GRANT SELECT ON ALL SEQUENCES") == true)
-                try admin.simpleQuery("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO \(user)")
+                try admin.execute("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO \(identifier: user)")
                 #expect(try runCheck("sequences", dsn: monitor).status == .critical)
-                try admin.simpleQuery("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \(user)")
+                try admin.execute("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \(identifier: user)")
             }
         }
     }
@@ -122,8 +122,8 @@ struct MaintenanceProbeTests {
         try TestCluster.withDatabase(prefix: "h_inv") { db in
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE TABLE players (id int); INSERT INTO players VALUES (1), (1);")
-            #expect(throws: PostgresError.self) { try admin.simpleQuery("CREATE UNIQUE INDEX CONCURRENTLY players_id_key ON players (id)") }
+            try admin.runScript(unsafeSQL: "CREATE TABLE players (id int); INSERT INTO players VALUES (1), (1);")
+            #expect(throws: PostgresError.self) { try admin.execute("CREATE UNIQUE INDEX CONCURRENTLY players_id_key ON players (id)") }
             let result = try runCheck("invalid_indexes", dsn: db.dsn)
             #expect(result.status == .warning)
             #expect(result.value == 1)
@@ -142,7 +142,7 @@ struct MaintenanceProbeTests {
 
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE EXTENSION pg_stat_statements")
+            try admin.execute("CREATE EXTENSION pg_stat_statements")
             for _ in 0..<2 { try admin.query("SELECT pg_sleep(0.3), 'slow-marker'") }
             let result = try runCheck("slow_queries", dsn: db.dsn, ["slow_queries.min_calls": "2", "slow_queries.warning": "200", "slow_queries.critical": "60000"])
             #expect(result.status == .warning, "\(result.message)")
@@ -180,7 +180,7 @@ struct MaintenanceProbeTests {
 
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 CREATE SCHEMA IF NOT EXISTS nfldb;
                 CREATE TABLE nfldb.backup_runs (id serial, finished_at timestamptz, status text);
                 INSERT INTO nfldb.backup_runs (finished_at, status) VALUES (now() - interval '30 hours', 'ok'), (now() - interval '1 hour', 'failed');
@@ -188,7 +188,7 @@ struct MaintenanceProbeTests {
             let old = try runCheck("backups", dsn: db.dsn)
             #expect(old.status == .warning, "\(old.message)")
             #expect(abs((old.value ?? 0) - 108_000) < 60)
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 INSERT INTO nfldb.backup_runs (finished_at, status) VALUES (now() - interval '2 hours', 'succeeded');
                 CREATE TABLE nfldb.backup_verifications (finished_at timestamptz, status text);
                 INSERT INTO nfldb.backup_verifications VALUES (now() - interval '1 day', 'ok');

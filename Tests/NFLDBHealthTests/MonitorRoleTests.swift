@@ -13,7 +13,7 @@ struct MonitorRoleTests {
             try TestCluster.withDatabase(prefix: "h_mon") { db in
                 let admin = try db.connect()
                 defer { admin.close() }
-                try admin.simpleQuery(MaintenanceProbeTests.bloatedTable + """
+                try admin.runScript(unsafeSQL: MaintenanceProbeTests.bloatedTable + """
                     CREATE TABLE scores (id serial PRIMARY KEY, points int);
                     INSERT INTO scores (points) SELECT g FROM generate_series(1, 10) g;
                     CREATE EXTENSION pg_stat_statements;
@@ -34,11 +34,13 @@ struct MonitorRoleTests {
                 #expect(report.check("vacuum")?.status == .warning)
                 #expect(report.check("slow_queries")?.status != .unknown)
 
-                try admin.simpleQuery("GRANT SELECT ON plays TO \(user); GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO \(user);")
+                try admin.execute("GRANT SELECT ON plays TO \(identifier: user)")
+                try admin.execute("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO \(identifier: user)")
                 let granted = runChecks(["bloat", "sequences"], dsn: dsn, overrides)
                 #expect(granted.check("bloat")?.status == .warning, "\(granted.renderText())")
                 #expect(granted.check("sequences")?.status == .ok)
-                try admin.simpleQuery("REVOKE ALL ON plays FROM \(user); REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \(user);")
+                try admin.execute("REVOKE ALL ON plays FROM \(identifier: user)")
+                try admin.execute("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \(identifier: user)")
             }
         }
     }

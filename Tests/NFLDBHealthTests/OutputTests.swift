@@ -83,8 +83,8 @@ struct OutputTests {
         try TestCluster.withDatabase(prefix: "h_cli") { db in
             let admin = try db.connect()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE TABLE players (id int); INSERT INTO players VALUES (1), (1);")
-            _ = try? admin.simpleQuery("CREATE UNIQUE INDEX CONCURRENTLY players_id_key ON players (id)")
+            try admin.runScript(unsafeSQL: "CREATE TABLE players (id int); INSERT INTO players VALUES (1), (1);")
+            _ = try? admin.execute("CREATE UNIQUE INDEX CONCURRENTLY players_id_key ON players (id)")
             let dir = try CLIRunner.temporaryDirectory("nfldb-health")
             defer { try? FileManager.default.removeItem(atPath: dir) }
 

@@ -88,8 +88,8 @@ struct ReplicationClusterTests {
         try pair.start()
         let primary = try pair.connect(pair.primary)
         defer { primary.close() }
-        try primary.simpleQuery("CREATE ROLE monitor LOGIN IN ROLE pg_monitor")
-        try primary.simpleQuery("CREATE TABLE filler (id int, v text)")
+        try primary.execute("CREATE ROLE monitor LOGIN IN ROLE pg_monitor")
+        try primary.execute("CREATE TABLE filler (id int, v text)")
         #expect(try eventually {
             try primary.query("""
                 SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn = pg_current_wal_lsn()
@@ -97,9 +97,9 @@ struct ReplicationClusterTests {
         }, "the standby streams and is caught up")
 
         // An inactive slot holding WAL; WAL segments that archive_command = /bin/false cannot archive.
-        try primary.simpleQuery("SELECT pg_create_physical_replication_slot('stale_slot', true)")
+        try primary.execute("SELECT pg_create_physical_replication_slot('stale_slot', true)")
         for _ in 0..<3 {
-            try primary.simpleQuery("INSERT INTO filler SELECT g, 'x' FROM generate_series(1, 1000) g; SELECT pg_switch_wal();")
+            try primary.runScript(unsafeSQL: "INSERT INTO filler SELECT g, 'x' FROM generate_series(1, 1000) g; SELECT pg_switch_wal();")
         }
         #expect(try eventually { try primary.query("SELECT failed_count FROM pg_stat_archiver").scalar(Int.self) > 0 })
         #expect(try eventually {
@@ -144,7 +144,7 @@ struct ReplicationClusterTests {
         #expect(report.check("archiving", target: 1)?.message.contains("does not archive") == true)
 
         // pg_stat_statements created without the preload: CREATE EXTENSION succeeds, the check is UNKNOWN with the fix.
-        try primary.simpleQuery("CREATE EXTENSION pg_stat_statements")
+        try primary.execute("CREATE EXTENSION pg_stat_statements")
         let pgss = try #require(runChecks(["slow_queries"], dsn: monitorPrimary).check("slow_queries"))
         #expect(pgss.status == .unknown)
         #expect(pgss.message.contains("shared_preload_libraries"))
@@ -158,8 +158,8 @@ struct ReplicationClusterTests {
         // 2. Replay paused on the standby while the primary writes ~30 MB: real lag, seen from both sides.
         let standbyAdmin = try pair.connect(pair.standby)
         defer { standbyAdmin.close() }
-        try standbyAdmin.simpleQuery("SELECT pg_wal_replay_pause()")
-        try primary.simpleQuery("CREATE TABLE lagtest AS SELECT g, repeat('y', 100) AS v FROM generate_series(1, 200000) g")
+        try standbyAdmin.execute("SELECT pg_wal_replay_pause()")
+        try primary.execute("CREATE TABLE lagtest AS SELECT g, repeat('y', 100) AS v FROM generate_series(1, 200000) g")
         #expect(try eventually {
             try standbyAdmin.query("""
                 SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) > 16000000
@@ -189,7 +189,7 @@ struct ReplicationClusterTests {
         #expect(checks.map { $0["role"] as? String } == ["primary", "standby"])
         #expect(checks.allSatisfy { $0["status"] as? String == "WARNING" })
 
-        try standbyAdmin.simpleQuery("SELECT pg_wal_replay_resume()")
+        try standbyAdmin.execute("SELECT pg_wal_replay_resume()")
         #expect(try eventually {
             try primary.query("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()").scalar(Int.self) == 1
         })

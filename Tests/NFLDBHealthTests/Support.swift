@@ -36,7 +36,7 @@ final class BackgroundSession: @unchecked Sendable {
             do {
                 let connection = try PostgresConnection.connect(options, logger: TestCluster.logger)
                 defer { connection.close() }
-                try connection.simpleQuery(sql)
+                try connection.runScript(unsafeSQL: sql)
             } catch {
                 self.error = String(describing: error)
             }
@@ -66,8 +66,8 @@ func withMonitorRole<T>(_ body: (_ user: String, _ password: String) throws -> T
     let password = "pw\(UUID().uuidString.prefix(12))"
     let admin = try PostgresConnection.connect(ConnectionOptions(dsn: cluster.adminDSN), logger: TestCluster.logger)
     defer { admin.close() }
-    try admin.simpleQuery("CREATE ROLE \(name) LOGIN PASSWORD '\(password)' IN ROLE pg_monitor")
-    defer { _ = try? admin.simpleQuery("DROP ROLE IF EXISTS \(name)") }
+    try admin.execute("CREATE ROLE \(identifier: name) LOGIN PASSWORD \(unsafeRaw: PostgresIdentifier.literal(password)) IN ROLE pg_monitor")
+    defer { _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: name)") }
     return try body(name, password)
 }
 

@@ -165,7 +165,7 @@ struct ConcurrencyTests {
 
             let blocker = try fx.connect()
             defer { blocker.close() }
-            try blocker.simpleQuery("BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
+            try blocker.runScript(unsafeSQL: "BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
             let start = ContinuousClock.now
             let up = try fx.migrate("up", env: ["NFLDB_MIGRATIONS_LOCK_RETRIES": "2", "NFLDB_MIGRATIONS_RETRY_BACKOFF": "100ms"])
             let elapsed = ContinuousClock.now - start
@@ -179,7 +179,7 @@ struct ConcurrencyTests {
             // 3 attempts of 200 ms plus 100 + 200 ms of backoff.
             #expect(elapsed >= .milliseconds(900), "\(elapsed)")
             #expect(try fx.ledgerVersions() == [1])
-            try blocker.simpleQuery("ROLLBACK")
+            try blocker.execute("ROLLBACK")
             #expect(try !fx.columnExists("x", "y"))
         }
     }
@@ -200,10 +200,10 @@ struct ConcurrencyTests {
                 do {
                     let blocker = try PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: TestCluster.logger)
                     defer { blocker.close() }
-                    try blocker.simpleQuery("BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
+                    try blocker.runScript(unsafeSQL: "BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
                     locked.signal()
                     Thread.sleep(forTimeInterval: 0.3)
-                    try blocker.simpleQuery("COMMIT")
+                    try blocker.execute("COMMIT")
                 } catch {
                     blockerError.withLock { $0 = String(describing: error) }
                     locked.signal()

@@ -77,7 +77,7 @@ struct Fixture {
     }
 
     func execute(_ text: String) throws {
-        try sql { _ = try $0.simpleQuery(text) }
+        try sql { _ = try $0.runScript(unsafeSQL: text) }
     }
 
     func scalar<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type = T.self) throws -> T {

@@ -105,7 +105,7 @@ struct SessionTests {
     func notices() throws {
         try TestCluster.withDatabase(prefix: "notices") { db in
             let c = try db.connect()
-            try c.simpleQuery("""
+            try c.execute("""
                 DO $$
                 BEGIN
                   RAISE NOTICE 'loaded % rows', 42;

@@ -165,4 +165,24 @@ struct CopyTests {
             #expect(notCopy?.kind == .copy)
         }
     }
+
+    @Test("copyIn takes quoted names and refuses bound values before sending anything")
+    func copyInQuery() throws {
+        try TestCluster.withDatabase(prefix: "copy_query") { db in
+            let c = try db.connect()
+            let table = "Odd \"Name\""
+            try c.execute("CREATE TABLE \(identifier: table) (id int)")
+            let copied = try c.copyIn("COPY \(qualified: "public", table) (id) FROM STDIN") { writer in
+                try writer.write("1\n2\n")
+            }
+            #expect(copied == 2)
+            let refused = #expect(throws: PostgresError.self) {
+                try c.copyIn("COPY \(identifier: table) FROM STDIN WHERE id = \(1)") { writer in try writer.write("3\n") }
+            }
+            #expect(refused?.kind == .copy)
+            #expect(refused?.message.contains("bound values") == true)
+            #expect(c.transactionState == .idle)
+            #expect(try c.query("SELECT count(*) FROM \(identifier: table)").scalar(Int.self) == 2)
+        }
+    }
 }

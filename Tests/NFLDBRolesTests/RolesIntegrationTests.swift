@@ -38,13 +38,13 @@ struct RolesIntegrationTests {
             // ETL loader: writes its tables; history is insert-only; no DELETE, TRUNCATE or DDL.
             let loader = try world.login("nfl_loader")
             defer { loader.close() }
-            try loader.simpleQuery(PlatformRows.gameInsert())
-            try loader.simpleQuery("UPDATE nfl.games SET away_score = 20, home_score = 27, result = 7, total = 47, overtime = false")
-            try loader.simpleQuery("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'test', 71.0)")
-            try loader.simpleQuery("INSERT INTO nfl.plays (game_id, play_id, season, play_type) VALUES ('2024_01_BAL_KC', 1, 2024, 'kickoff')")
-            try loader.simpleQuery("INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line) VALUES ('2024_01_BAL_KC', 'book', now(), 3.0)")
-            try loader.simpleQuery("INSERT INTO nfl.etl_runs (source) VALUES ('test')")
-            try loader.simpleQuery("INSERT INTO nfl.task_results (task_id, queue, task_type, status) VALUES ('t1', 'q', 'load', 'queued')")
+            try loader.runScript(unsafeSQL: PlatformRows.gameInsert())
+            try loader.execute("UPDATE nfl.games SET away_score = 20, home_score = 27, result = 7, total = 47, overtime = false")
+            try loader.execute("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2024_01_BAL_KC', 'test', 71.0)")
+            try loader.execute("INSERT INTO nfl.plays (game_id, play_id, season, play_type) VALUES ('2024_01_BAL_KC', 1, 2024, 'kickoff')")
+            try loader.execute("INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line) VALUES ('2024_01_BAL_KC', 'book', now(), 3.0)")
+            try loader.execute("INSERT INTO nfl.etl_runs (source) VALUES ('test')")
+            try loader.execute("INSERT INTO nfl.task_results (task_id, queue, task_type, status) VALUES ('t1', 'q', 'load', 'queued')")
             expectRefused(loader, "UPDATE nfl.odds_history SET spread_line = 4.0")
             expectRefused(loader, "DELETE FROM nfl.odds_history")
             expectRefused(loader, "DELETE FROM nfl.games")
@@ -63,15 +63,15 @@ struct RolesIntegrationTests {
             expectRefused(dba, "ALTER SYSTEM SET work_mem = '1GB'")
             expectRefused(dba, "COPY (SELECT 1) TO PROGRAM 'true'")
             expectRefused(dba, "CREATE ROLE \(world.name("sneaky")) SUPERUSER")
-            try dba.simpleQuery("SET ROLE \(world.name("nfl_owner")); CREATE TABLE nfl.admin_made (id int); RESET ROLE")
-            try dba.simpleQuery("DELETE FROM nfl.odds_history")
+            try dba.runScript(unsafeSQL: "SET ROLE \(world.name("nfl_owner")); CREATE TABLE nfl.admin_made (id int); RESET ROLE")
+            try dba.execute("DELETE FROM nfl.odds_history")
 
             // PUBLIC lost CONNECT: a role outside the spec cannot connect; the monitor login can.
             let monitor = try world.login("nfl_monitor")
             monitor.close()
             let admin = try world.admin()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE ROLE \(world.name("outsider")) LOGIN PASSWORD 'outsider-pw'")
+            try admin.execute("CREATE ROLE \(identifier: world.name("outsider")) LOGIN PASSWORD 'outsider-pw'")
             #expect(throws: PostgresError.self) {
                 try PostgresConnection.connect(
                     ConnectionOptions(dsn: world.db.cluster.dsn(database: world.db.name, user: world.name("outsider"), password: "outsider-pw")),
@@ -88,7 +88,7 @@ struct RolesIntegrationTests {
             try world.apply()
             let owner = try world.login("nfl_owner")
             defer { owner.close() }
-            try owner.simpleQuery("CREATE TABLE nfl.injuries (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, player text); INSERT INTO nfl.injuries (player) VALUES ('x')")
+            try owner.runScript(unsafeSQL: "CREATE TABLE nfl.injuries (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, player text); INSERT INTO nfl.injuries (player) VALUES ('x')")
             let analyst = try world.login("nfl_analyst")
             defer { analyst.close() }
             #expect(try analyst.query("SELECT count(*) FROM nfl.injuries").scalar(Int.self) == 1)
@@ -97,23 +97,23 @@ struct RolesIntegrationTests {
             #expect(after.missingObjects.allSatisfy { $0.contains("schema audit") }, "only the audit schema (installed by nfldb audit) is missing")
 
             // Functions: EXECUTE reaches readers through the schema default; PUBLIC's is removed by the global default.
-            try owner.simpleQuery("CREATE FUNCTION nfl.points(a int, b int) RETURNS int LANGUAGE sql AS 'SELECT a + b'")
+            try owner.execute("CREATE FUNCTION nfl.points(a int, b int) RETURNS int LANGUAGE sql AS 'SELECT a + b'")
             #expect(try analyst.query("SELECT nfl.points(3, 4)").scalar(Int.self) == 7)
             let admin = try world.admin()
             defer { admin.close() }
             #expect(try !admin.query("SELECT has_function_privilege('public', 'nfl.points(int, int)', 'EXECUTE')").scalar(Bool.self))
             #expect(try world.plan().statements.isEmpty)
             // A function created by someone else keeps PUBLIC EXECUTE: the plan revokes it (the spec says so) and flags the owner.
-            try admin.simpleQuery("CREATE FUNCTION nfl.stray() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+            try admin.execute("CREATE FUNCTION nfl.stray() RETURNS int LANGUAGE sql AS 'SELECT 1'")
             let strayPlan = try world.plan()
             #expect(strayPlan.pending.contains { $0.sql == "REVOKE EXECUTE ON FUNCTION nfl.stray() FROM PUBLIC;" }, "\(strayPlan.renderText())")
             #expect(strayPlan.ownership.contains { $0.contains("nfl.stray() is owned by") })
-            try admin.simpleQuery("DROP FUNCTION nfl.stray()")
+            try admin.execute("DROP FUNCTION nfl.stray()")
 
             // The trap: the dba creates a table without SET ROLE, so it is owned by the dba login.
             let dba = try world.login("nfl_dba")
             defer { dba.close() }
-            try dba.simpleQuery("CREATE TABLE nfl.dba_direct (id int)")
+            try dba.execute("CREATE TABLE nfl.dba_direct (id int)")
             expectRefused(analyst, "SELECT * FROM nfl.dba_direct")
             let plan = try world.plan()
             #expect(!plan.inSync)
@@ -132,8 +132,8 @@ struct RolesIntegrationTests {
             try world.apply()
             let admin = try world.admin()
             defer { admin.close() }
-            try admin.simpleQuery("CREATE ROLE \(world.name("stranger")) NOLOGIN")
-            try admin.simpleQuery("""
+            try admin.execute("CREATE ROLE \(identifier: world.name("stranger")) NOLOGIN")
+            try admin.runScript(unsafeSQL: """
                 GRANT DELETE ON nfl.odds_history TO \(world.name("nfl_etl"));
                 GRANT SELECT ON nfl.games TO PUBLIC;
                 GRANT SELECT ON nfl.games TO \(world.name("stranger"));
@@ -176,7 +176,7 @@ struct RolesIntegrationTests {
             defer { admin.close() }
             let analyst = world.name("nfl_analyst")
             // Same settings, different order in rolconfig.
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 ALTER ROLE \(analyst) RESET ALL;
                 ALTER ROLE \(analyst) SET search_path = 'nfl', 'public';
                 ALTER ROLE \(analyst) SET idle_in_transaction_session_timeout = '5min';
@@ -211,7 +211,7 @@ struct RolesIntegrationTests {
             #expect(throws: MissingPasswordError.self) { try RoleManager.plan(admin, spec: world.spec, options: options, logger: world.logger) }
 
             // An md5 password set out of band is upgraded to SCRAM.
-            try admin.simpleQuery("SET password_encryption = 'md5'; ALTER ROLE \(analyst) PASSWORD 'md5-era'; RESET password_encryption")
+            try admin.runScript(unsafeSQL: "SET password_encryption = 'md5'; ALTER ROLE \(analyst) PASSWORD 'md5-era'; RESET password_encryption")
             let upgrade = try world.plan()
             #expect(upgrade.pending.first?.reason?.contains("md5") == true)
         }
@@ -253,7 +253,7 @@ struct RolesIntegrationTests {
             #expect(created.plan.pending.contains { $0.sql.hasPrefix("GRANT CREATE, CONNECT, TEMPORARY ON DATABASE") }, "ALL is expanded")
             #expect(try RoleManager.plan(admin, spec: spec, options: options, logger: world.logger).statements.isEmpty, "ALL settles")
             // Out-of-band changes are converged back, superuser included.
-            try admin.simpleQuery("ALTER ROLE \(builder) SUPERUSER NOCREATEDB CONNECTION LIMIT 99 VALID UNTIL 'infinity'")
+            try admin.execute("ALTER ROLE \(identifier: builder) SUPERUSER NOCREATEDB CONNECTION LIMIT 99 VALID UNTIL 'infinity'")
             let plan = try RoleManager.plan(admin, spec: spec, options: options, logger: world.logger)
             #expect(plan.pending.map(\.sql) == ["ALTER ROLE \"\(builder)\" WITH NOSUPERUSER CREATEDB CONNECTION LIMIT 4 VALID UNTIL '2031-06-30 12:00:00+00';"])
             try RoleManager.apply(admin, spec: spec, options: options, logger: world.logger)
@@ -265,8 +265,8 @@ struct RolesIntegrationTests {
     func passwordsNeverLeak() throws {
         try RoleWorld.with { world in
             let admin = try world.admin()
-            try admin.simpleQuery("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            try admin.simpleQuery("ALTER DATABASE \(PostgresIdentifier.quote(world.db.name)) SET log_statement = 'all'")
+            try admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            try admin.execute("ALTER DATABASE \(identifier: world.db.name) SET log_statement = 'all'")
             admin.close()
             let result = try world.apply()
             let rendered = result.plan.renderText()
@@ -307,7 +307,7 @@ struct RolesIntegrationTests {
             let admin = try world.admin()
             defer { admin.close() }
             let runner = world.name("runner"), reader = world.name("reader")
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 CREATE ROLE \(runner) LOGIN CREATEROLE PASSWORD 'runner-pw';
                 CREATE ROLE \(reader) NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS;
                 GRANT CONNECT ON DATABASE \(PostgresIdentifier.quote(world.db.name)) TO \(runner);

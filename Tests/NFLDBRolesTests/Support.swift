@@ -81,7 +81,7 @@ struct RoleWorld {
     func seedReferenceData() throws {
         let connection = try admin()
         defer { connection.close() }
-        try connection.simpleQuery(PlatformRows.referenceData)
+        try connection.runScript(unsafeSQL: PlatformRows.referenceData)
     }
 
 }

@@ -58,9 +58,17 @@ extension PostgresConnection {
     /// If `produce` throws, the COPY is aborted (`PQputCopyEnd` with an error message, so the
     /// server discards every row) and the error is rethrown.
     ///
+    /// The statement takes names through `\(identifier:)`/`\(qualified:_:)`; it cannot take bound
+    /// values (COPY has no parameters), so a query with binds is refused before anything is sent.
+    ///
     /// - Returns: the number of rows copied (from the `COPY n` command tag).
     @discardableResult
-    public func copyIn(_ statement: String, _ produce: (inout CopyWriter) throws -> Void) throws -> Int {
+    public func copyIn(_ query: PostgresQuery, _ produce: (inout CopyWriter) throws -> Void) throws -> Int {
+        let statement = query.sql
+        guard query.binds.isEmpty else {
+            throw PostgresError(kind: .copy, message: "COPY cannot take bound values (\(query.binds.count) given); interpolate names with \\(identifier:) and send data through the writer")
+                .withStatement(statement)
+        }
         guard let start = PQexec(handle, statement) else { throw connectionError(statement: statement) }
         let status = PQresultStatus(start)
         guard status == PGRES_COPY_IN else {

@@ -32,12 +32,16 @@ extension PostgresConnection {
         try query(statement).affectedRows ?? 0
     }
 
-    /// Runs SQL text that may hold several statements, with the simple query protocol, and returns
-    /// one result per statement. The corresponding libpq function is `PQexec` (via `PQsendQuery`).
+    /// Runs raw SQL text that may hold several statements, with the simple query protocol, and
+    /// returns one result per statement. The corresponding libpq function is `PQexec` (via `PQsendQuery`).
+    ///
+    /// Only for text that is SQL by nature: migration files, generated DDL, function bodies. A single
+    /// statement built from names or values goes through ``execute(_:)``/``query(_:)`` with
+    /// `\(identifier:)` and bound values instead.
     ///
     /// Without an explicit transaction the server runs the whole string as one implicit transaction.
     @discardableResult
-    public func simpleQuery(_ sql: String) throws -> [PostgresResult] {
+    public func runScript(unsafeSQL sql: String) throws -> [PostgresResult] {
         guard PQsendQuery(handle, sql) == 1 else {
             throw connectionError(statement: sql)
         }

@@ -20,7 +20,7 @@ extension PostgresConnection {
         var begin = "BEGIN"
         if let isolation { begin += " ISOLATION LEVEL \(isolation.rawValue)" }
         if readOnly { begin += " READ ONLY" }
-        try simpleQuery(begin)
+        try execute(PostgresQuery(unsafeSQL: begin))
         let value: T
         do {
             value = try body()
@@ -35,7 +35,7 @@ extension PostgresConnection {
                 message: "the transaction was aborted by an earlier error inside it and has been rolled back")
         }
         do {
-            try simpleQuery("COMMIT")
+            try execute("COMMIT")
         } catch {
             rollbackQuietly()
             throw error
@@ -47,7 +47,7 @@ extension PostgresConnection {
     public func rollbackQuietly() {
         guard isAlive, transactionState != .idle else { return }
         do {
-            try simpleQuery("ROLLBACK")
+            try execute("ROLLBACK")
         } catch {
             logger.debug("rollback failed", metadata: ["error": .string(String(describing: error))])
         }

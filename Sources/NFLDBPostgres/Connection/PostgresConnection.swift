@@ -77,7 +77,7 @@ public final class PostgresConnection {
         let connection = PostgresConnection(handle: conn, logger: logger, notices: collector, target: target)
         // Text results are parsed assuming ISO dates; the server reports DateStyle at startup.
         if let style = connection.parameterStatus("DateStyle"), !style.hasPrefix("ISO") {
-            _ = try connection.simpleQuery("SET DateStyle = ISO")
+            try connection.execute("SET DateStyle = ISO")
         }
         logger.debug("connected", metadata: ["db.target": .string(target), "db.server_version": .string(connection.serverVersion)])
         return connection

@@ -10,7 +10,7 @@ extension PostgresConnection {
     public func run(_ script: SQLScript, progress: (SQLStatement) throws -> Void = { _ in }) throws {
         for statement in script.statements {
             do {
-                try simpleQuery(statement.text)
+                try runScript(unsafeSQL: statement.text)
             } catch var error as PostgresError {
                 let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
                 error.location = "\(script.name):\(line)"
