@@ -69,7 +69,7 @@ struct EscalationTests {
             defer { admin.close() }
             let dba = world.name("nfl_dba"), outsider = world.name("outsider"), mid = world.name("mid"), hider = world.name("hider")
             let auditOwner = world.name("nfl_audit_owner"), superuser = world.db.cluster.superuser
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 GRANT pg_execute_server_program TO \(PostgresIdentifier.quote(dba));
                 CREATE ROLE \(PostgresIdentifier.quote(outsider)) LOGIN PASSWORD 'outsider-pw';
                 GRANT CONNECT ON DATABASE \(PostgresIdentifier.quote(world.db.name)) TO \(PostgresIdentifier.quote(outsider));
@@ -174,7 +174,7 @@ struct EscalationTests {
             defer { admin.close() }
             let backdoor = world.name("backdoor"), mid = world.name("mid"), hidden = world.name("hidden")
             let nflAdmin = world.name("nfl_admin"), nflOwner = world.name("nfl_owner")
-            try admin.simpleQuery("""
+            try admin.runScript(unsafeSQL: """
                 CREATE ROLE \(PostgresIdentifier.quote(backdoor)) LOGIN PASSWORD 'x' IN ROLE \(PostgresIdentifier.quote(nflAdmin));
                 CREATE ROLE \(PostgresIdentifier.quote(mid)) NOLOGIN IN ROLE \(PostgresIdentifier.quote(nflOwner));
                 CREATE ROLE \(PostgresIdentifier.quote(hidden)) LOGIN PASSWORD 'y' IN ROLE \(PostgresIdentifier.quote(mid));
