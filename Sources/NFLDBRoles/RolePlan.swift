@@ -104,7 +104,8 @@ public struct RolePlan: Sendable, Codable {
                     : "-- drift: not in the spec; revoked only with --revoke-unmanaged")
             }
             var line = statement.runs ? statement.sql : "-- " + statement.sql
-            if let reason = statement.reason, !statement.isDrift { line += "  -- \(reason)" }
+            // Drift lines say why only when it is more than "not in the spec" (backdoors, privileged groups).
+            if let reason = statement.reason, !statement.isDrift || !reason.hasSuffix("not in the spec") { line += "  -- \(reason)" }
             lines.append(line)
         }
         func section(_ title: String, _ items: [String]) {
