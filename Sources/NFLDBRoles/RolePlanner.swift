@@ -237,10 +237,11 @@ public struct RolePlanner {
     /// managed role (a backdoor login, or a group a login hides behind) is drift, and so is any such
     /// role in a privileged group (``privilegedGroupReason(_:)``). Superusers are skipped: membership
     /// gives them nothing. With a role prefix (a second copy of the spec on one cluster), roles in
-    /// privileged groups are examined only when their names carry the prefix; the rest of the cluster
-    /// belongs to the other copy's check.
+    /// privileged groups are examined only when their names carry the prefix or a managed role is a
+    /// member of them; the rest of the cluster belongs to the other copy's check.
     private mutating func planForeignMemberships() {
         let managed = spec.managedRoleNames
+        let groupsOfManaged = groupsReached(from: managed)
         for membership in snapshot.memberships where !managed.contains(membership.member) && !membership.memberIsSuperuser {
             let reason: String
             if managed.contains(membership.group) {
@@ -248,7 +249,7 @@ public struct RolePlanner {
                 let through = logins == [membership.member] ? "" : logins.isEmpty ? " (no login reaches it yet)" : "; logins through it: \(logins.joined(separator: ", "))"
                 reason = "\(membership.member) is not in the spec but is a member of managed role \(membership.group)\(membership.memberCanLogin ? " and can log in" : "")\(through)"
             } else if let privileged = privilegedGroupReason(membership),
-                spec.rolePrefix.isEmpty || membership.member.hasPrefix(spec.rolePrefix)
+                spec.rolePrefix.isEmpty || membership.member.hasPrefix(spec.rolePrefix) || groupsOfManaged.contains(membership.member)
             {
                 reason = "\(membership.member) is not in the spec; \(privileged)"
             } else {
@@ -259,6 +260,18 @@ public struct RolePlanner {
                 sql: "REVOKE \(quoteIdentifier(membership.group)) FROM \(quoteIdentifier(membership.member));", reason: reason,
                 isDrift: true, runs: options.revokeUnmanaged))
         }
+    }
+
+    /// Every role that one of `roles` is a member of, directly or through other roles.
+    private func groupsReached(from roles: Set<String>) -> Set<String> {
+        var reached = Set<String>()
+        var queue = Array(roles)
+        while let next = queue.popLast() {
+            for membership in snapshot.memberships where membership.member == next && reached.insert(membership.group).inserted {
+                queue.append(membership.group)
+            }
+        }
+        return reached
     }
 
     /// `role` (when it can log in) and every login role that is a member of it, directly or through other roles.

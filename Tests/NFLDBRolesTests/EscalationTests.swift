@@ -81,7 +81,7 @@ struct EscalationTests {
                 """)
             // The escalation is real before the fix: the outsider login runs a program on the server.
             let before = try TestRoles.login(world.db, user: outsider, password: "outsider-pw")
-            try before.execute("COPY (SELECT 1) TO PROGRAM 'true'")
+            try before.execute("COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'")  // reads its input: no broken pipe
             before.close()
 
             let plan = try world.plan()
@@ -118,6 +118,30 @@ struct EscalationTests {
             defer { dbaSession.close() }
             expectRefused(dbaSession, "GRANT \(PostgresIdentifier.quote(world.name("nfl_admin"))) TO \(PostgresIdentifier.quote(outsider))")
             #expect(try world.plan().drift.isEmpty)
+        }
+    }
+
+    @Test("with --role-prefix, a group outside the prefix that a managed role declares membership of is still judged")
+    func declaredOutsideGroupIsJudged() throws {
+        try RoleWorld.with { world in
+            let outside = "zz" + world.prefix + "reporting"  // not named with the prefix
+            let admin = try world.admin()
+            defer {
+                _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: outside)")
+                admin.close()
+            }
+            try admin.execute("CREATE ROLE \(identifier: outside) NOLOGIN")
+            try admin.execute("GRANT pg_read_all_data TO \(identifier: outside)")
+            var parser = RoleSpecParser()
+            let spec = try parser.parse(files: [("outside.yaml", """
+                unmanaged_roles: [\(outside)]
+                roles:
+                  analyst:
+                    member_of: [\(outside)]
+                """)]).withRolePrefix(world.prefix)
+            try RoleManager.apply(admin, spec: spec, options: world.options(), logger: world.logger)
+            let plan = try RoleManager.plan(admin, spec: spec, options: world.options(), logger: world.logger)
+            #expect(plan.drift.map(\.sql) == ["REVOKE \"pg_read_all_data\" FROM \"\(outside)\";"], "\(plan.renderText())")
         }
     }
 
