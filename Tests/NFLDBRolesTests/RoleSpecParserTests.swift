@@ -40,6 +40,19 @@ struct RoleSpecParserTests {
         #expect(spec.role("nfl_readonly")?.privileges.defaultPrivileges.allSatisfy { $0.owner == "nfl_owner" } == true)
     }
 
+    @Test("createrole is accepted with a warning at its line (before PostgreSQL 16 it reaches pg_execute_server_program)")
+    func createRoleWarns() throws {
+        let (spec, issues, warnings) = parse("""
+            roles:
+              manager:
+                createrole: true
+            """)
+        #expect(issues.isEmpty)
+        #expect(spec?.role("manager")?.createRole == true)
+        #expect(warnings.map { $0.location?.line } == [3])
+        #expect(warnings.first?.message.contains("pg_execute_server_program") == true)
+    }
+
     @Test("unknown keys are reported with file, line and a suggestion")
     func unknownKeys() {
         let (_, issues, _) = parse("""
