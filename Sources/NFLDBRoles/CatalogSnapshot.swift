@@ -227,12 +227,14 @@ public enum CatalogInspector {
         return roles
     }
 
-    /// Every membership in the cluster, with what the plan needs to judge it.
+    /// Every membership in the cluster, with what the plan needs to judge it (one row per pair:
+    /// PostgreSQL 16 keeps one per grantor).
     private static func readMemberships(_ connection: PostgresConnection) throws -> [MembershipState] {
         try connection.query("""
-            SELECT g.rolname AS grp, m.rolname AS member, am.admin_option, g.rolsuper AS grp_super, m.rolsuper AS member_super,
-                   m.rolcanlogin AS member_login
+            SELECT g.rolname AS grp, m.rolname AS member, bool_or(am.admin_option) AS admin_option, g.rolsuper AS grp_super,
+                   m.rolsuper AS member_super, m.rolcanlogin AS member_login
             FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+            GROUP BY g.rolname, m.rolname, g.rolsuper, m.rolsuper, m.rolcanlogin
             ORDER BY 1, 2
             """).rows.map { row in
             MembershipState(
