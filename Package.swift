@@ -34,8 +34,10 @@ let package = Package(
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
         .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
+        .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
-        .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Declarative roles and grants: `nfldb roles plan|apply|check`.
@@ -43,9 +45,9 @@ let package = Package(
         // Audit triggers and the append-only log: `nfldb audit …`.
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
-        .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
-        .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
@@ -56,7 +58,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -67,7 +69,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBSandboxTests",
-            dependencies: ["NFLDBSandbox", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBSandbox", "NFLDBPgBackRest", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -97,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBBackupTests",
-            dependencies: ["NFLDBBackup", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBBackup", "NFLDBPgBackRest", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

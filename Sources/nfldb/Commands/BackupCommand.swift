@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NFLDBBackup
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 
@@ -51,7 +52,7 @@ struct BackupCommand: ParsableCommand {
 extension BackupCommand {
     struct Config: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Render pgbackrest.conf from pgbackrest/pgbackrest.conf.template and print the server settings archiving needs.",
+            abstract: "Render pgbackrest.conf from the built-in template (or --template) and print the server settings archiving needs.",
             discussion: """
                 pg1-path, port, socket directory and user come from the live server (SHOW data_directory …). --write writes the file \
                 to backup.config; --check compares the live wal_level/archive_mode/archive_command with what is required and exits 1 \
@@ -77,7 +78,7 @@ extension BackupCommand {
             "Environment variables holding the S3 access key and secret (default backup.s3.key_env; unset: the instance's IAM role).",
             valueName: "KEY_VAR,SECRET_VAR"))
         var s3KeyEnv: String?
-        @Option(help: "Template file (default pgbackrest/pgbackrest.conf.template when present, else the built-in copy).") var template: String?
+        @Option(help: "Template file with {{…}} placeholders (default: the built-in template).") var template: String?
         @Flag(help: "Write the rendered file to backup.config (owned by postgres.os_user).") var write = false
         @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
 
@@ -155,26 +156,17 @@ extension BackupCommand {
                 }
                 return
             }
-            let templateText: String
-            if let template {
-                templateText = try String(contentsOfFile: template, encoding: .utf8)
-            } else if let shipped = try? String(contentsOfFile: "pgbackrest/pgbackrest.conf.template", encoding: .utf8) {
-                templateText = shipped
-            } else {
-                templateText = ConfigRenderer.defaultTemplate
-            }
+            let templateText = try template.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ConfigRenderer.defaultTemplate
             let missing = renderer.missingSlots(in: templateText)
             guard missing.isEmpty else {
                 throw OperatorError(
-                    "the template \(template ?? "pgbackrest/pgbackrest.conf.template") has no slot for \(missing.joined(separator: " and "))",
-                    hint: "Add the placeholder to the template (see the shipped pgbackrest/pgbackrest.conf.template), or render without those options.",
+                    "the template \(template ?? "(built-in)") has no slot for \(missing.joined(separator: " and "))",
+                    hint: "Add the placeholder to the template (the built-in one, rendered by `nfldb backup config`, shows where), or render without those options.",
                     exitStatus: .usage)
             }
             let text = renderer.render(template: templateText)
             if write {
-                try text.write(toFile: pg.configPath, atomically: true, encoding: .utf8)
-                chmod(pg.configPath, 0o640)
-                try? LocalCluster.give(pg.configPath, to: BackupCommand.osUser(context))
+                try renderer.install(template: templateText, osUser: BackupCommand.osUser(context))
                 context.say("wrote \(pg.configPath)")
             } else {
                 context.output(SecretRedactor.shared.redact(text))
@@ -315,7 +307,11 @@ extension BackupCommand {
     struct Restore: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a backup into a directory for a real recovery (never into a running cluster's data dir).",
-            discussion: "Refuses a non-empty directory without --delta. Without --target-time, restores to the end of the WAL archive.")
+            discussion: """
+                Every check runs before the directory is touched: refuses a running cluster's data dir, a non-empty directory \
+                without --delta, a non-empty non-data directory with --delta, a path the OS user cannot reach, an unknown --set and a \
+                --target-time before the first backup (exit 2). Without --target-time, restores to the end of the WAL archive.
+                """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Target data directory.") var to: String
         @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
@@ -324,18 +320,9 @@ extension BackupCommand {
 
         func run() throws {
             let context = try global.makeContext(command: "backup restore")
-            let pg = try BackupCommand.pgbackrest(context)
-            let target = (to as NSString).standardizingPath
-            try RestoreTarget.check(target, delta: delta)
-            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-            try? LocalCluster.give(target, to: BackupCommand.osUser(context))
-            chmod(target, 0o700)
-            var options = ["--pg1-path=\(target)", "--log-level-console=warn"]
-            if delta { options.append("--delta") }
-            if let set { options.append("--set=\(set)") }
-            if let targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
-            try pg.runChecked("restore", options, logger: context.logger)
-            context.output("restored into \(target); start it with: pg_ctl -D \(target) start (check port and archive settings in postgresql.auto.conf first)")
+            let report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
+                .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta))
+            context.output(report.nextStep)
             finished(context, "backup restore")
         }
     }
