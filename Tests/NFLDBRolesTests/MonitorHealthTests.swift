@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBBackup
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBTestSupport
@@ -18,13 +19,13 @@ struct MonitorHealthTests {
             try admin.runScript(unsafeSQL: "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; CREATE EXTENSION IF NOT EXISTS pgstattuple;")
             try world.apply()
             try world.migrateAsOwner()
-            // The backup capability's records, as `nfldb backup` leaves them (written by the superuser it runs as).
+            // The backup capability's records, as `nfldb backup run`/`verify` leave them (they run as a superuser).
+            try BackupCatalog.install(admin)
             try admin.runScript(unsafeSQL: """
-                CREATE TABLE nfldb.backup_runs (id bigserial PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
-                    status text NOT NULL);
-                CREATE TABLE nfldb.backup_verifications (id bigserial PRIMARY KEY, finished_at timestamptz NOT NULL, status text NOT NULL);
-                INSERT INTO nfldb.backup_runs (finished_at, status) VALUES (now() - interval '1 hour', 'ok');
-                INSERT INTO nfldb.backup_verifications (finished_at, status) VALUES (now() - interval '1 day', 'ok');
+                INSERT INTO nfldb.backup_runs (started_at, finished_at, status, stanza, backup_type, label)
+                    VALUES (now() - interval '61 minutes', now() - interval '1 hour', 'ok', 'nfldb', 'full', '20261204-000000F');
+                INSERT INTO nfldb.backup_verifications (started_at, finished_at, status, stanza, label, receipt)
+                    VALUES (now() - interval '25 hours', now() - interval '1 day', 'ok', 'nfldb', '20261204-000000F', '{}');
                 """)
             // A bloated table of the owner's, above the 1 MB floor configured below.
             let owner = try world.login("nfl_owner")
