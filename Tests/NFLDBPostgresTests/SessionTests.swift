@@ -219,6 +219,13 @@ struct SessionTests {
         #expect(throws: PostgresError.self) { try ConnectionOptions.validate(dsn) }
     }
 
+    @Test("creating ConnectionOptions registers no secret; the caller registers where it resolves one")
+    func noRegistrationSideEffect() {
+        let options = ConnectionOptions(dsn: "postgresql://u:opts-pw-unregistered-3141@db.example/nfl", password: "opts-pw-field-2718")
+        #expect(options.password == "opts-pw-field-2718")
+        #expect(SecretRedactor.shared.redact("x opts-pw-unregistered-3141 opts-pw-field-2718") == "x opts-pw-unregistered-3141 opts-pw-field-2718")
+    }
+
     @Test("ConnectionOptions keeps passwords out of subprocess command lines")
     func subprocessOptions() throws {
         let options = ConnectionOptions(dsn: "postgresql://etl:sub-pw-789@db.example:5433/nfl")

@@ -46,7 +46,7 @@ public struct ArchivingProbe: Probe {
         let archivedCount: Int = try row.decode("archived_count")
         let sinceArchived = try row.decode("since_archived_s", as: Double?.self)
         let sinceFailed = try row.decode("since_failed_s", as: Double?.self)
-        let maxAge = context.settings.seconds("max_age", default: 3600)
+        let maxAge = context.settings.seconds(.healthArchiveMaxAge)
         var status = context.thresholds.status(for: Double(ready))
         var parts: [String] = []
         var hint: String?

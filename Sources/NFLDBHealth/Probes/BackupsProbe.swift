@@ -56,7 +56,7 @@ public struct BackupsProbe: Probe {
         }
         if try tables.decode("verifications", as: Bool.self) {
             let verify = try latest(context, table: "backup_verifications", stanza: stanza)
-            let limit = context.settings.seconds("verify_warning", default: 8 * 86400)
+            let limit = context.settings.seconds(.healthVerifyWarning)
             details.append(Detail([("kind", .string("verification")), ("stanza", .string(stanza)),
                                    ("seconds_since_success", .number(verify?.lastSuccessAge)),
                                    ("latest_succeeded", .bool(verify?.succeeded ?? false)), ("latest_failed_checks", .text(verify?.what))]))

@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Indexes left invalid by a failed `CREATE INDEX CONCURRENTLY` (excluding builds in progress).

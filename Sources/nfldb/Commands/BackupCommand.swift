@@ -24,21 +24,21 @@ struct BackupCommand: ParsableCommand {
         subcommands: [Config.self, Init.self, Run.self, Info.self, Verify.self, Restore.self])
 
     static func pgbackrest(_ context: CommandContext) throws -> PgBackRest {
-        guard let config = context.configuration.string(.backupConfig) else {
+        let settings = try BackupConfig(configuration: context.configuration)
+        guard let config = settings.configPath else {
             throw OperatorError(
                 "no pgBackRest config: backup.config is not set", hint: "Set backup.config in nfldb.yaml or NFLDB_BACKUP_CONFIG (`eval \"$(nfldb sandbox env)\"` sets it for the sandbox).",
                 exitStatus: .usage)
         }
-        return PgBackRest(configPath: config, stanza: context.configuration.string(.backupStanza) ?? "nfldb", osUser: osUser(context))
+        return PgBackRest(configPath: config, stanza: settings.stanza, osUser: osUser(context))
     }
 
     static func osUser(_ context: CommandContext) -> String? {
-        ProcessRunner.isRoot ? (context.configuration.string(.postgresOSUser) ?? "postgres") : nil
+        SandboxConfig(configuration: context.configuration).runAsUser
     }
 
-    static func tables(_ context: CommandContext) -> ManagedTables {
-        ManagedTables(schemas: ["nfl"], tables: context.configuration.list(.backupTables),
-                      reference: context.configuration.list(.backupReferenceTables))
+    static func tables(_ context: CommandContext) throws -> ManagedTables {
+        try BackupConfig(configuration: context.configuration).tables
     }
 
     static func json<T: Encodable>(_ value: T) throws -> String {
@@ -59,6 +59,7 @@ extension BackupCommand {
                 when they differ.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(name: .customLong("repo-path"), help: "repo1-path (default backup.repo_path).") var repoPath: String?
         @Option(name: .customLong("retention-full"), help: "repo1-retention-full (default 2).") var retentionFull = 2
         @Option(name: .customLong("retention-diff"), help: "repo1-retention-diff (default 6).") var retentionDiff = 6
@@ -83,26 +84,26 @@ extension BackupCommand {
         @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
 
         /// The S3 repo settings from flags and config, or nil for a posix repo.
-        func s3Repo(_ configuration: Configuration) throws -> ConfigRenderer.S3Repo? {
-            let type = repoType ?? configuration.string(.backupRepoType) ?? "posix"
+        func s3Repo(_ configuration: BackupConfig) throws -> ConfigRenderer.S3Repo? {
+            let type = repoType ?? configuration.repoType
             guard type == "s3" else {
                 guard type == "posix" else { throw OperatorError("--repo-type must be posix or s3 (got '\(type)')", exitStatus: .usage) }
                 return nil
             }
-            func required(_ flag: String?, _ key: ConfigKey, _ name: String) throws -> String {
-                guard let value = flag ?? configuration.string(key), !value.isEmpty else {
+            func required(_ flag: String?, _ configured: String?, _ key: ConfigKey, _ name: String) throws -> String {
+                guard let value = flag ?? configured, !value.isEmpty else {
                     throw OperatorError("an s3 repo needs \(name): pass --\(name) or set \(key.name)", exitStatus: .usage)
                 }
                 return value
             }
-            var repo = ConfigRenderer.S3Repo(bucket: try required(s3Bucket, .backupS3Bucket, "s3-bucket"),
-                                             endpoint: try required(s3Endpoint, .backupS3Endpoint, "s3-endpoint"),
-                                             region: try required(s3Region, .backupS3Region, "s3-region"))
-            repo.uriStyle = s3URIStyle ?? configuration.string(.backupS3URIStyle) ?? "host"
+            var repo = ConfigRenderer.S3Repo(bucket: try required(s3Bucket, configuration.s3Bucket, .backupS3Bucket, "s3-bucket"),
+                                             endpoint: try required(s3Endpoint, configuration.s3Endpoint, .backupS3Endpoint, "s3-endpoint"),
+                                             region: try required(s3Region, configuration.s3Region, .backupS3Region, "s3-region"))
+            repo.uriStyle = s3URIStyle ?? configuration.s3URIStyle
             guard ["host", "path"].contains(repo.uriStyle) else {
                 throw OperatorError("--s3-uri-style must be host or path (got '\(repo.uriStyle)')", exitStatus: .usage)
             }
-            if let names = s3KeyEnv ?? configuration.string(.backupS3KeyEnv) {
+            if let names = s3KeyEnv ?? configuration.s3KeyEnv {
                 let parts = names.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 let environment = ProcessInfo.processInfo.environment
                 guard parts.count == 2, let key = environment[parts[0]], !key.isEmpty, let secret = environment[parts[1]], !secret.isEmpty else {
@@ -115,18 +116,15 @@ extension BackupCommand {
             return repo
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup config")
+        static let commandPath = "backup config"
+
+        func run(_ context: CommandContext) throws {
+            let backupConfig = try BackupConfig(configuration: context.configuration)
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
-            func setting(_ name: String) throws -> String { try db.query("SELECT current_setting(\(name))").scalar(String.self) }
-            let socket = try setting("unix_socket_directories").split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "/var/run/postgresql"
-            var renderer = ConfigRenderer(
-                stanza: pg.stanza, configPath: pg.configPath,
-                repoPath: repoPath ?? context.configuration.string(.backupRepoPath) ?? "/var/lib/pgbackrest",
-                pgPath: try setting("data_directory"), pgPort: Int(try setting("port")) ?? 5432, pgSocket: socket,
-                pgUser: try db.query("SELECT current_user::text").scalar(String.self))
+            var renderer = try ConfigRenderer.forServer(
+                db, stanza: pg.stanza, configPath: pg.configPath, repoPath: repoPath ?? backupConfig.repoPath ?? "/var/lib/pgbackrest")
             renderer.retentionFull = retentionFull
             renderer.retentionDiff = retentionDiff
             renderer.compressType = compressType
@@ -141,7 +139,7 @@ extension BackupCommand {
                 renderer.cipherPass = text.split(separator: "\n").first.map(String.init)
             }
             if let pass = renderer.cipherPass { SecretRedactor.shared.register(pass) }
-            renderer.s3 = try s3Repo(context.configuration)
+            renderer.s3 = try s3Repo(backupConfig)
             if let secret = renderer.s3?.keySecret { SecretRedactor.shared.register(secret) }
             if check {
                 let differences = try renderer.differences(db)
@@ -181,10 +179,12 @@ extension BackupCommand {
             abstract: "stanza-create, then check (archive_command works, WAL reaches the repo).",
             discussion: "Typical failures: 082 archive timeout (archive_command broken), 075/037 stanza missing, 027/056 database down.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(name: .customLong("archive-timeout"), help: "Seconds `check` waits for WAL to be archived (default 60).") var archiveTimeout = 60
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup init")
+        static let commandPath = "backup init"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             try pg.runChecked("stanza-create", ["--log-level-console=warn"], timeout: .seconds(300), logger: context.logger)
             context.say("stanza \(pg.stanza) created (or already present)")
@@ -198,11 +198,13 @@ extension BackupCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a canary and a row-count manifest, then run a pgBackRest backup; recorded in nfldb.backup_runs.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "full, diff or incr.") var type = "full"
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup run")
+        static let commandPath = "backup run"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
@@ -222,10 +224,12 @@ extension BackupCommand {
             abstract: "Backups, ages, sizes and the WAL archive range (pgbackrest info, with every stanza's status checked).",
             discussion: "Exits 1 when a stanza's status is not ok (pgBackRest itself exits 0 for a missing stanza).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup info")
+        static let commandPath = "backup info"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let stanzas = try pg.info(requireOK: false, logger: context.logger)
             if format == .json {
@@ -260,6 +264,7 @@ extension BackupCommand {
                 only if every check passed.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Backup label to verify (default: the latest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Point-in-time restore to this timestamptz instead.") var targetTime: String?
         @Option(help: "Scratch directory (must not exist unless --reuse-scratch; default backup.scratch_dir or /var/tmp, in nfldb-verify-<random>).") var scratch: String?
@@ -273,23 +278,25 @@ extension BackupCommand {
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup verify")
+        static let commandPath = "backup verify"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
-            let binaries = try PostgresBinaries.locate(configured: context.configuration.string(.postgresBinDir))
+            let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
+            let backupConfig = try BackupConfig(configuration: context.configuration)
             let db = try context.connect()
             defer { db.close() }
             ActiveScratch.installSignalHandlers()
             var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port, receiptPath: receipt)
             options.skipSpaceCheck = skipSpaceCheck
-            options.reuseScratch = reuseScratch ?? ["true", "yes", "on"].contains(context.configuration.string(.backupReuseScratch)?.lowercased() ?? "false")
-            if let jobs = try amcheckJobs ?? context.configuration.integer(.backupAmcheckJobs) {
+            options.reuseScratch = reuseScratch ?? backupConfig.reuseScratch
+            if let jobs = amcheckJobs ?? backupConfig.amcheckJobs {
                 guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
                 options.amcheckJobs = jobs
             }
             // Without a scratch_dir, Verifier picks /var/tmp/nfldb-verify-<random>, or for a kept copy
             // ReusableScratch.defaultDirectory (not world-writable /var/tmp: the name is predictable).
-            options.scratchDirectory = scratch ?? context.configuration.string(.backupScratchDir).map {
+            options.scratchDirectory = scratch ?? backupConfig.scratchDirectory.map {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch
                     ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
             }
@@ -298,8 +305,7 @@ extension BackupCommand {
             finished(context, "backup verify")
             if !result.passed {
                 let failed = result.failedChecks.map { "\($0.name): \($0.evidence)" }.joined(separator: "\n")
-                FileHandle.standardError.write(Data("error: backup verification failed\n\(failed)\n".utf8))
-                throw ExitCode(1)
+                throw OperatorError("backup verification failed", detail: failed)
             }
         }
     }
@@ -313,13 +319,15 @@ extension BackupCommand {
                 --target-time before the first backup (exit 2). Without --target-time, restores to the end of the WAL archive.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Target data directory.") var to: String
         @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Recover to this time and promote.") var targetTime: String?
         @Flag(help: "Reuse the files already in the directory (pgbackrest --delta).") var delta = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup restore")
+        static let commandPath = "backup restore"
+
+        func run(_ context: CommandContext) throws {
             let report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
                 .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta))
             context.output(report.nextStep)

@@ -30,6 +30,8 @@ struct HealthCommand: GlobalOptionsCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @ParentCommand var root: NFLDB
+
     @Option(name: .customLong("check"), help: ArgumentHelp("Run only this check (repeatable).", valueName: "name"))
     var checks: [String] = []
 
@@ -54,24 +56,20 @@ struct HealthCommand: GlobalOptionsCommand {
 
     enum Format: String, CaseIterable { case text, json, nagios, prometheus }
 
-    func run() throws {
-        do {
-            try execute()
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            // Nagios reads 2 as CRITICAL: a configuration problem is UNKNOWN (3) for this command.
-            let message = (error as? any NFLDBError)?.diagnostic.description ?? String(describing: error)
-            FileHandle.standardError.write(Data("error: \(SecretRedactor.shared.redact(message))\n".utf8))
-            throw ExitCode(HealthStatus.unknown.exitCode)
-        }
+    static let commandPath = "health"
+
+    /// Nagios reads 2 as CRITICAL: a configuration problem (or any failure that is not the
+    /// health result itself) is UNKNOWN (3) for this command.
+    func mapError(_ error: any Error) -> any Error {
+        if error is ExitStatus { return error }
+        let diagnostic = (error as? any NFLDBError)?.diagnostic ?? Diagnostic(String(describing: error))
+        return OperatorError(diagnostic, exitStatus: HealthStatus.unknown.exitStatus)
     }
 
-    func execute() throws {
+    func run(_ context: CommandContext) throws {
         guard let format = Format(rawValue: format) else {
             throw OperatorError("unknown --format '\(self.format)'", hint: "Use one of: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
-        let context = try global.makeContext(command: "health")
         let settings = try HealthSettings(configuration: context.configuration)
         if list {
             context.output(Self.listing(settings))
@@ -85,9 +83,10 @@ struct HealthCommand: GlobalOptionsCommand {
             }
             probes = probes.filter { checks.contains($0.name) }
         }
-        var targets = [HealthTarget(options: try context.connectionOptions(), name: context.configuration.string(.healthTargetName))]
+        var targets = [HealthTarget(options: try context.connectionOptions(), name: settings.targetName)]
         if let standbyDSN {
             try ConnectionOptions.validate(standbyDSN)
+            SecretRedactor.shared.registerPassword(inDSN: standbyDSN)
             var options = try context.connectionOptions()
             // The configured password is a fallback: a password inside the standby DSN wins.
             let ownPassword = standbyDSN.range(of: "password", options: .caseInsensitive) != nil
@@ -100,7 +99,7 @@ struct HealthCommand: GlobalOptionsCommand {
 
         var deliveries: [DeliveryReport] = []
         if alert {
-            deliveries = sendAlerts(report, settings: settings, context: context)
+            deliveries = sendAlerts(report, settings: settings, alerting: try AlertConfig(configuration: context.configuration), context: context)
         }
         if let prometheusFile {
             do {
@@ -125,53 +124,47 @@ struct HealthCommand: GlobalOptionsCommand {
         context.logger.info("health run finished", metadata: [
             "health.status": .string(report.status.description), "duration_ms": .stringConvertible((report.durationMilliseconds * 10).rounded() / 10),
         ])
-        if report.status != .ok { throw ExitCode(report.status.exitCode) }
+        if report.status != .ok { throw report.status.exitStatus }
     }
 
     /// Updates the alert state, sends what the policy says, records the outcomes. Never throws:
     /// alerting problems are reported on stderr and must not change the exit status.
-    func sendAlerts(_ report: HealthReport, settings: HealthSettings, context: CommandContext) -> [DeliveryReport] {
-        let configuration = context.configuration
+    func sendAlerts(_ report: HealthReport, settings: HealthSettings, alerting: AlertConfig, context: CommandContext) -> [DeliveryReport] {
+        let environment = context.configuration.environment
         func warn(_ text: String) { FileHandle.standardError.write(Data("warning: \(SecretRedactor.shared.redact(text))\n".utf8)) }
-        let path = stateFile ?? configuration.string(.healthStateFile) ?? ".nfldb/health-state.json"
-        let store = AlertStateStore(path: path)
+        let store = AlertStateStore(path: stateFile ?? alerting.stateFile)
         var (state, problem) = store.load()
         if let problem { warn(problem) }
-        if configuration.alerts.isEmpty {
+        if alerting.destinations.isEmpty {
             warn("--alert given but no destinations are configured under `alerts:` in nfldb.yaml; the state is still kept")
         }
         var resolved: [ResolvedDestination] = []
         var unresolved: [String: String] = [:]
-        for destination in configuration.alerts {
+        for destination in alerting.destinations {
             do {
-                resolved.append(try ResolvedDestination.resolve(destination, environment: configuration.environment))
+                resolved.append(try ResolvedDestination.resolve(destination, environment: environment))
             } catch {
                 unresolved[destination.name] = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
             }
         }
         var byCheck: [String: Int] = [:]
         for probe in ProbeRegistry.all {
-            if let value = settings.settings(for: probe).integer("consecutive", default: nil) { byCheck[probe.name] = value }
+            if let value = settings.settings(for: probe).integer(.healthConsecutive) { byCheck[probe.name] = value }
         }
-        let repeatInterval = (try? configuration.duration(.healthAlertRepeat)).flatMap { $0 }.map(\.inSeconds) ?? 4 * 3600
         let policy = AlertPolicy(
-            consecutive: (try? configuration.integer(.healthAlertConsecutive)).flatMap { $0 } ?? 2, consecutiveByCheck: byCheck,
-            repeatInterval: repeatInterval)
-        let engine = AlertEngine(policy: policy, destinations: configuration.alerts.map(\.name))
+            consecutive: alerting.consecutive, consecutiveByCheck: byCheck, repeatInterval: alerting.repeatInterval.inSeconds)
+        let engine = AlertEngine(policy: policy, destinations: alerting.destinations.map(\.name))
         let inputs = report.checks.filter { !$0.skipped }.map { check in
             AlertInput(target: check.target, check: check.name, level: Self.level(check.status), message: check.message, hint: check.hint,
                        value: check.value == nil ? nil : check.formattedValue)
         }
         let notifications = engine.evaluate(inputs, state: &state, now: Date())
-        let seconds = { (key: ConfigKey, fallback: Double) -> Double in
-            (try? configuration.duration(key)).flatMap { $0 }.map(\.inSeconds) ?? fallback
-        }
         let dispatcher = AlertDispatcher(
-            destinations: resolved, attempts: (try? configuration.integer(.healthAlertRetries)).flatMap { $0 } ?? 3,
-            backoff: seconds(.healthAlertBackoff, 1), timeout: seconds(.healthAlertTimeout, 10), logger: context.logger)
+            destinations: resolved, attempts: alerting.retries, backoff: alerting.retryBackoff.inSeconds,
+            timeout: alerting.timeout.inSeconds, logger: context.logger)
         var reports: [DeliveryReport] = []
         for notification in notifications {
-            let kind = configuration.alerts.first { $0.name == notification.destination }?.kind ?? .webhook
+            let kind = alerting.destinations.first { $0.name == notification.destination }?.kind ?? .webhook
             let delivery = unresolved[notification.destination].map {
                 DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
             } ?? dispatcher.deliver(notification)
