@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 
 extension ConfigRenderer {
