@@ -30,12 +30,16 @@ let package = Package(
         ),
         // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums and SCRAM (HMAC, PBKDF2).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
         .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
         .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
+        .target(name: "NFLDBRedis", dependencies: ["CHiredis", "CLibCrypto", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
         .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
@@ -54,6 +58,12 @@ let package = Package(
         .target(
             name: "NFLDBTestSupport",
             dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging],
+            swiftSettings: swiftSettings
+        ),
+        // A throwaway redis-server for tests.
+        .target(
+            name: "NFLDBRedisTestSupport",
+            dependencies: ["NFLDBRedis", "NFLDBTestSupport", "NFLDBCore", logging],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -100,6 +110,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBBackupTests",
             dependencies: ["NFLDBBackup", "NFLDBPgBackRest", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBRedisTests",
+            dependencies: ["NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
