@@ -28,22 +28,26 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
-        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums.
+        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums and SCRAM (HMAC, PBKDF2).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
         // OpenSSL's libssl: the peer certificate of libpq's TLS session and TLS failure diagnosis (NFLDBPostgres only).
         .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
         .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "CLibSSL", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
         .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
+        .target(name: "NFLDBRedis", dependencies: ["CHiredis", "CLibCrypto", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
         .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Declarative roles and grants: `nfldb roles plan|apply|check`.
-        .target(name: "NFLDBRoles", dependencies: ["NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
+        .target(name: "NFLDBRoles", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
         // Audit triggers and the append-only log: `nfldb audit …`.
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
@@ -54,15 +58,25 @@ let package = Package(
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
+        // Fernet field encryption (libcrypto AES-128-CBC + HMAC-SHA256): `nfldb crypt …`.
+        .target(name: "NFLDBFernet", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
+        // Re-encrypting a column in batches: `nfldb crypt rotate`.
+        .target(name: "NFLDBCrypt", dependencies: ["NFLDBFernet", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
             dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging],
             swiftSettings: swiftSettings
         ),
+        // A throwaway redis-server for tests.
+        .target(
+            name: "NFLDBRedisTestSupport",
+            dependencies: ["NFLDBRedis", "NFLDBTestSupport", "NFLDBCore", logging],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBSecurity", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -83,7 +97,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBRolesTests",
-            dependencies: ["NFLDBRoles", "NFLDBMigrations", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBRoles", "NFLDBMigrations", "NFLDBBackup", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -109,6 +123,16 @@ let package = Package(
         .testTarget(
             name: "NFLDBSecurityTests",
             dependencies: ["NFLDBSecurity", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBRedisTests",
+            dependencies: ["NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBFernetTests",
+            dependencies: ["NFLDBFernet", "NFLDBCrypt", "nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

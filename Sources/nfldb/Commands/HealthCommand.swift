@@ -170,12 +170,14 @@ struct HealthCommand: GlobalOptionsCommand {
         let dispatcher = AlertDispatcher(
             destinations: resolved, attempts: alerting.retries, backoff: alerting.retryBackoff.inSeconds,
             timeout: alerting.timeout.inSeconds, logger: context.logger)
+        // All destinations at once, the whole batch bounded by health.alert.timeout.
+        var delivered = dispatcher.deliver(notifications.filter { unresolved[$0.destination] == nil }).makeIterator()
         var reports: [DeliveryReport] = []
         for notification in notifications {
             let kind = alerting.destinations.first { $0.name == notification.destination }?.kind ?? .webhook
-            let delivery = unresolved[notification.destination].map {
+            guard let delivery = unresolved[notification.destination].map({
                 DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
-            } ?? dispatcher.deliver(notification)
+            }) ?? delivered.next() else { continue }
             AlertEngine.record(notification, error: delivery.error, in: &state)
             if !delivery.succeeded { warn("alert delivery failed: \(delivery.line)") }
             reports.append(delivery)
