@@ -17,16 +17,32 @@ public enum ConfigSource: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A setting's value: a scalar or, for list keys, a list.
+/// A setting's value: a scalar, for list keys a list, for record-list keys a list of mappings.
 public enum ConfigRawValue: Sendable, Hashable, CustomStringConvertible {
     case scalar(String)
     case list([String])
+    case records([ConfigRecord])
 
     public var description: String {
         switch self {
         case .scalar(let value): return value
         case .list(let values): return "[" + values.joined(separator: ", ") + "]"
+        case .records(let records): return "[\(records.count) entr\(records.count == 1 ? "y" : "ies")]"
         }
+    }
+}
+
+/// One mapping of a record-list key (``ConfigKey/Kind/records(fields:secretFields:)``): its fields
+/// as strings, where it stands in the file, and its position in the list.
+public struct ConfigRecord: Sendable, Hashable {
+    public let index: Int
+    public let fields: [String: String]
+    public let source: ConfigSource
+
+    public init(index: Int, fields: [String: String], source: ConfigSource) {
+        self.index = index
+        self.fields = fields
+        self.source = source
     }
 }
 
@@ -36,89 +52,78 @@ public struct ConfigEntry: Sendable, Hashable {
     public let source: ConfigSource
 }
 
-/// A configured alert destination. Its secret (webhook URL or routing key) is only ever referenced
-/// by environment variable or file, never written inline.
-public struct AlertDestination: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable, CaseIterable { case slack, pagerduty, webhook }
-
-    public let name: String
-    public let kind: Kind
-    /// Environment variable holding the URL or routing key.
-    public let secretEnv: String?
-    /// File holding the URL or routing key.
-    public let secretFile: String?
-    /// For PagerDuty: the Events API endpoint (only overridden in tests, to a local receiver).
-    public let endpoint: String?
-    public let source: ConfigSource
-
-    /// Reads the secret from its env variable or file and registers it with the redactor.
-    public func resolveSecret(environment: [String: String]) throws -> String {
-        if let secretEnv {
-            guard let value = environment[secretEnv], !value.isEmpty else {
-                throw ConfigurationError(
-                    "alert destination \(name): environment variable \(secretEnv) is not set", source: source,
-                    hint: "Export \(secretEnv) in the cron environment, or use a *_file reference.")
-            }
-            SecretRedactor.shared.register(value)
-            return value
-        }
-        if let secretFile {
-            let value = try ConfigurationLoader.readSecretFile(secretFile, what: "alert destination \(name)", source: source)
-            SecretRedactor.shared.register(value)
-            return value
-        }
-        throw ConfigurationError("alert destination \(name) has no secret reference", source: source)
-    }
-}
-
 /// The effective configuration: defaults, overlaid by `nfldb.yaml`, by environment, by flags.
+///
+/// The typed accessors fall back to the key's own default when no entry exists (a configuration
+/// built in a test from a few entries), so a default is written once, in its ``ConfigKey``.
 public struct Configuration: Sendable {
+    /// Every key this configuration was resolved against (the executable's assembled list).
+    public let keys: [ConfigKey]
     public let entries: [String: ConfigEntry]
-    public let alerts: [AlertDestination]
     /// The config file that was read, if any.
     public let file: String?
     /// The process environment the configuration was resolved against.
     public let environment: [String: String]
 
-    public init(entries: [String: ConfigEntry], alerts: [AlertDestination], file: String?, environment: [String: String]) {
+    public init(keys: [ConfigKey], entries: [String: ConfigEntry], file: String? = nil, environment: [String: String] = [:]) {
+        self.keys = keys
         self.entries = entries
-        self.alerts = alerts
         self.file = file
         self.environment = environment
     }
 
     public func entry(_ key: ConfigKey) -> ConfigEntry? { entries[key.name] }
 
+    /// The entry's value, else the key's default.
+    private func value(_ key: ConfigKey) -> (value: ConfigRawValue, source: ConfigSource)? {
+        if let entry = entries[key.name] { return (entry.value, entry.source) }
+        return key.defaultValue.map { (.scalar($0), .defaultValue) }
+    }
+
     public func string(_ key: ConfigKey) -> String? {
-        if case .scalar(let value)? = entries[key.name]?.value { return value }
+        if case .scalar(let value)? = value(key)?.value { return value }
         return nil
     }
 
     public func list(_ key: ConfigKey) -> [String] {
-        switch entries[key.name]?.value {
+        switch value(key)?.value {
         case .list(let values)?: return values
         case .scalar(let value)?: return value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        case nil: return []
+        case .records?, nil: return []
         }
     }
 
+    /// The mappings of a record-list key, in file order.
+    public func records(_ key: ConfigKey) -> [ConfigRecord] {
+        if case .records(let records)? = entries[key.name]?.value { return records }
+        return []
+    }
+
     public func duration(_ key: ConfigKey) throws -> Duration? {
-        guard let entry = entries[key.name], case .scalar(let text) = entry.value else { return nil }
+        guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = DurationParser.parse(text) else {
-            throw ConfigurationError("\(key.name): '\(text)' is not a duration", source: entry.source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
+            throw ConfigurationError("\(key.name): '\(text)' is not a duration", source: source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
         }
         return value
     }
 
     public func integer(_ key: ConfigKey) throws -> Int? {
-        guard let entry = entries[key.name], case .scalar(let text) = entry.value else { return nil }
+        guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = Int(text) else {
-            throw ConfigurationError("\(key.name): '\(text)' is not an integer", source: entry.source)
+            throw ConfigurationError("\(key.name): '\(text)' is not an integer", source: source)
         }
         return value
     }
 
-    /// A value under a pattern key, e.g. `number("health.checks.connections.warning")`.
+    public func boolean(_ key: ConfigKey) throws -> Bool? {
+        guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
+        guard let value = ConfigKey.parseBoolean(text) else {
+            throw ConfigurationError("\(key.name): '\(text)' is not a boolean", source: source)
+        }
+        return value
+    }
+
+    /// A value under a pattern key, e.g. `number("checks.connections.warning")`.
     public func number(_ path: String) -> Double? {
         if case .scalar(let value)? = entries[path]?.value { return Double(value) }
         return nil
@@ -137,11 +142,27 @@ public struct Configuration: Sendable {
             return value
         }
         if let path = string(.passwordFile) {
-            let value = try ConfigurationLoader.readSecretFile(path, what: "password_file", source: entry(.passwordFile)?.source)
+            let value = try Self.readSecretFile(path, what: "password_file", source: entry(.passwordFile)?.source)
             SecretRedactor.shared.register(value)
             return value
         }
         return nil
+    }
+}
+
+extension Configuration {
+    /// Reads a secret from the first line of a file (`password_file`, a `*_file` reference).
+    /// The caller registers the value with the redactor where it resolves it.
+    public static func readSecretFile(_ path: String, what: String, source: ConfigSource?) throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError("\(what): cannot read \(path)", source: source, hint: "Create the file (mode 0600) or fix the path.")
+        }
+        let firstLine = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let value = firstLine.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !value.isEmpty else {
+            throw ConfigurationError("\(what): \(path) is empty", source: source)
+        }
+        return value
     }
 }
 

@@ -9,7 +9,8 @@ import Foundation
 /// | 3 | `migrate status --exit-code`: migrations are pending |
 /// | 4 | `migrate status --exit-code`: drift or a dirty version |
 ///
-/// `nfldb health` uses the monitoring-plugin convention instead (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+/// A monitoring command may use the monitoring-plugin convention instead (0 OK, 1 WARNING, 2 CRITICAL,
+/// 3 UNKNOWN); it documents that itself.
 public struct ExitStatus: Sendable, Hashable, CustomStringConvertible {
     public let code: Int32
 

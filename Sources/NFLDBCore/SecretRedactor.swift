@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 
-/// Scrubs known secrets (passwords, webhook URLs, routing keys) from any text before it is shown.
+/// Scrubs known secrets (passwords, tokens, secret URLs) from any text before it is shown.
 ///
 /// Every place nfldb learns a secret registers it here; the log handlers and the error printer pass
 /// all text through ``redact(_:)``. This is defence in depth on top of never formatting secrets in

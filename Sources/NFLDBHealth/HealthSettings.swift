@@ -1,6 +1,52 @@
 import Foundation
 import NFLDBCore
 
+extension ConfigKey {
+    public static let healthWarning = ConfigKey("health.checks.*.warning", .number, help: "warning threshold of a health check")
+    public static let healthCritical = ConfigKey("health.checks.*.critical", .number, help: "critical threshold of a health check")
+    public static let healthEnabled = ConfigKey("health.checks.*.enabled", .boolean, help: "whether a health check runs")
+    public static let healthConsecutive = ConfigKey(
+        "health.checks.*.consecutive", .integer, help: "consecutive WARNING/CRITICAL runs before a check alerts (default health.alert.consecutive)")
+    public static let healthCheckStatementTimeout = ConfigKey(
+        "health.checks.*.statement_timeout", .duration, help: "statement_timeout for one check's queries (default health.statement_timeout)")
+    public static let healthStatementTimeout = ConfigKey("health.statement_timeout", .duration, default: "5s", help: "statement_timeout of every health query")
+    public static let healthLockTimeout = ConfigKey("health.lock_timeout", .duration, default: "2s", help: "lock_timeout of every health query")
+    public static let healthTargetName = ConfigKey(
+        "health.target_name", .string, help: "name of the primary target in alerts and dedup keys (default host:port/dbname)")
+    public static let healthIdleWarning = ConfigKey(
+        "health.checks.connections.idle_in_transaction_warning", .duration, default: "5min",
+        help: "connections: a session idle in transaction this long is a WARNING")
+    public static let healthIdleCritical = ConfigKey(
+        "health.checks.connections.idle_in_transaction_critical", .duration, default: "30min",
+        help: "connections: a session idle in transaction this long is CRITICAL")
+    public static let healthBloatMinSize = ConfigKey(
+        "health.checks.bloat.min_size", .number, default: "104857600", help: "bloat: relations smaller than this many bytes are skipped")
+    public static let healthBloatMinPercent = ConfigKey(
+        "health.checks.bloat.min_percent", .number, default: "50", help: "bloat: only relations with at least this % estimated waste count")
+    public static let healthVacuumGrace = ConfigKey(
+        "health.checks.vacuum.grace", .duration, default: "1h", help: "vacuum: how long a table may stay above its autovacuum trigger")
+    public static let healthVacuumMinRows = ConfigKey(
+        "health.checks.vacuum.min_rows", .integer, default: "1000", help: "vacuum: ignore tables with fewer dead/modified rows")
+    public static let healthReplicationStandbys = ConfigKey(
+        "health.checks.replication.expected_standbys", .integer, help: "replication: standbys that must be streaming from the primary")
+    public static let healthReplicationDelayWarning = ConfigKey(
+        "health.checks.replication.delay_warning", .duration, default: "5min", help: "replication: standby replay delay WARNING")
+    public static let healthReplicationDelayCritical = ConfigKey(
+        "health.checks.replication.delay_critical", .duration, default: "30min", help: "replication: standby replay delay CRITICAL")
+    public static let healthSlotWarning = ConfigKey(
+        "health.checks.replication.slot_warning", .number, default: "1073741824", help: "replication: WAL bytes a slot may retain (WARNING)")
+    public static let healthSlotCritical = ConfigKey(
+        "health.checks.replication.slot_critical", .number, default: "10737418240", help: "replication: WAL bytes a slot may retain (CRITICAL)")
+    public static let healthArchiveMaxAge = ConfigKey(
+        "health.checks.archiving.max_age", .duration, default: "1h", help: "archiving: WAL waiting while nothing was archived this long is a WARNING")
+    public static let healthSlowMinCalls = ConfigKey(
+        "health.checks.slow_queries.min_calls", .integer, default: "5", help: "slow_queries: ignore statements called fewer times")
+    public static let healthCacheMinBlocks = ConfigKey(
+        "health.checks.cache_hit.min_blocks", .integer, default: "10000", help: "cache_hit: ignore databases with fewer block accesses")
+    public static let healthVerifyWarning = ConfigKey(
+        "health.checks.backups.verify_warning", .duration, default: "8d", help: "backups: last successful verification older than this is a WARNING")
+}
+
 /// The effective settings of one check: enabled, thresholds, timeout and probe-specific options.
 public struct CheckSettings: Sendable {
     public var name: String
@@ -18,38 +64,60 @@ public struct CheckSettings: Sendable {
         self.options = options
     }
 
-    /// A duration option in seconds.
-    public func seconds(_ key: String, default fallback: Double) -> Double {
-        options[key].flatMap(DurationParser.parse)?.inSeconds ?? fallback
+    /// A probe option's text: the configured value, else the key's default (the one place a
+    /// default is written). `key` is one of this check's keys (`health.checks.<name>.<option>`).
+    public func value(_ key: ConfigKey) -> String? {
+        options[key.leafName] ?? key.defaultValue
     }
 
-    public func number(_ key: String, default fallback: Double?) -> Double? {
-        options[key].flatMap(Double.init) ?? fallback
+    /// A duration option in seconds (0 for a key without a default that is not set).
+    public func seconds(_ key: ConfigKey) -> Double {
+        value(key).flatMap(DurationParser.parse)?.inSeconds ?? 0
     }
 
-    public func integer(_ key: String, default fallback: Int?) -> Int? {
-        options[key].flatMap { Int($0) ?? Double($0).map { Int($0) } } ?? fallback
+    public func number(_ key: ConfigKey) -> Double? {
+        value(key).flatMap(Double.init)
+    }
+
+    public func integer(_ key: ConfigKey) -> Int? {
+        value(key).flatMap { Int($0) ?? Double($0).map { Int($0) } }
     }
 }
 
 /// Settings for a whole run, built from `nfldb.yaml`/environment (``init(configuration:)``) or,
 /// in tests, from a dictionary of `check.key` overrides.
 public struct HealthSettings: Sendable {
+    /// The keys this module reads (the executable adds them to the loader's list).
+    public static let keys: [ConfigKey] = [
+        .healthWarning, .healthCritical, .healthEnabled, .healthConsecutive, .healthCheckStatementTimeout,
+        .healthStatementTimeout, .healthLockTimeout, .healthTargetName,
+        .healthIdleWarning, .healthIdleCritical, .healthBloatMinSize, .healthBloatMinPercent, .healthVacuumGrace, .healthVacuumMinRows,
+        .healthReplicationStandbys, .healthReplicationDelayWarning, .healthReplicationDelayCritical, .healthSlotWarning,
+        .healthSlotCritical, .healthArchiveMaxAge, .healthSlowMinCalls, .healthCacheMinBlocks, .healthVerifyWarning,
+    ]
+
     public var statementTimeout: Duration
     public var lockTimeout: Duration
     /// Values by dotted path below `health.checks.` (`connections.warning`, `bloat.min_size`).
     public var values: [String: String]
 
-    public init(statementTimeout: Duration = .seconds(5), lockTimeout: Duration = .seconds(2), values: [String: String] = [:]) {
-        self.statementTimeout = statementTimeout
-        self.lockTimeout = lockTimeout
+    /// The name of the primary target in alerts and dedup keys (nil: host:port/dbname).
+    public var targetName: String?
+
+    public init(
+        statementTimeout: Duration? = nil, lockTimeout: Duration? = nil, values: [String: String] = [:], targetName: String? = nil
+    ) {
+        self.statementTimeout = statementTimeout ?? ConfigKey.healthStatementTimeout.defaultDuration ?? .zero
+        self.lockTimeout = lockTimeout ?? ConfigKey.healthLockTimeout.defaultDuration ?? .zero
         self.values = values
+        self.targetName = targetName
     }
 
     /// Reads `health.*` from the effective configuration (defaults, file, environment).
     public init(configuration: Configuration) throws {
-        statementTimeout = try configuration.duration(.healthStatementTimeout) ?? .seconds(5)
-        lockTimeout = try configuration.duration(.healthLockTimeout) ?? .seconds(2)
+        statementTimeout = try configuration.duration(.healthStatementTimeout) ?? .zero
+        lockTimeout = try configuration.duration(.healthLockTimeout) ?? .zero
+        targetName = configuration.string(.healthTargetName)
         values = [:]
         let prefix = "health.checks."
         for (path, entry) in configuration.entries where path.hasPrefix(prefix) {

@@ -104,7 +104,8 @@ extension GlobalOptions {
         let defaultLevel: (LogFormat) -> String = { $0 == .json ? "info" : "warning" }
         let earlyLevel = Logger.Level(rawValue: quiet ? "error" : (logLevel ?? environment["NFLDB_LOG_LEVEL"] ?? defaultLevel(earlyFormat))) ?? .info
         do {
-            let configuration = try ConfigurationLoader(environment: environment, flags: flagOverrides, explicitPath: config).load()
+            let configuration = try ConfigurationLoader(keys: Settings.keys, environment: environment, flags: flagOverrides, explicitPath: config).load()
+            try Settings.check(configuration)
             let format = LogFormat(rawValue: configuration.string(.logFormat) ?? "text") ?? earlyFormat
             let level = Logger.Level(rawValue: configuration.string(.logLevel) ?? defaultLevel(format)) ?? earlyLevel
             Runtime.bootstrap(format: format, level: level)

@@ -2,6 +2,37 @@ import Foundation
 import NFLDBCore
 import Testing
 
+/// A sample key set in the shape the capability modules declare theirs: the loader is tested as a
+/// mechanism, independent of which module owns which key.
+extension ConfigKey {
+    static let migrationsDir = ConfigKey("migrations.dir", .path, default: "migrations", help: "dir")
+    static let migrationsLockTimeout = ConfigKey("migrations.lock_timeout", .duration, default: "5s", help: "lock timeout")
+    static let migrationsLockWait = ConfigKey("migrations.lock_wait", .duration, default: "5min", help: "lock wait")
+    static let migrationsRetries = ConfigKey("migrations.lock_retries", .integer, default: "3", help: "retries")
+    static let sampleStanza = ConfigKey("backup.stanza", .string, default: "nfldb", help: "stanza")
+    static let sampleConfig = ConfigKey("backup.config", .path, help: "config path")
+    static let sampleOSUser = ConfigKey("postgres.os_user", .string, default: "postgres", help: "os user")
+    static let sampleTables = ConfigKey("audit.tables", .stringList, help: "tables")
+    static let sampleWarning = ConfigKey("health.checks.*.warning", .number, help: "warning threshold")
+    static let sampleEnabled = ConfigKey("health.checks.*.enabled", .boolean, help: "enabled")
+    static let sampleRecords = ConfigKey(
+        "hooks", .records(fields: ["name", "url_env", "url_file"], secretFields: ["url"]), help: "records with a secret field")
+
+    static let sample: [ConfigKey] = ConfigKey.global + [
+        .migrationsDir, .migrationsLockTimeout, .migrationsLockWait, .migrationsRetries, .sampleStanza, .sampleConfig, .sampleOSUser,
+        .sampleTables, .sampleWarning, .sampleEnabled, .sampleRecords,
+    ]
+}
+
+extension ConfigurationLoader {
+    init(
+        environment: [String: String], flags: [String: (value: String, flag: String)] = [:], explicitPath: String? = nil,
+        workingDirectory: String
+    ) {
+        self.init(keys: ConfigKey.sample, environment: environment, flags: flags, explicitPath: explicitPath, workingDirectory: workingDirectory)
+    }
+}
+
 @Suite("ConfigurationLoader: precedence, file errors, secrets")
 struct ConfigurationLoaderTests {
     static let sampleFile = """
@@ -47,12 +78,12 @@ struct ConfigurationLoaderTests {
             #expect(config.entry(.logLevel)?.source == .file(path: path, line: 7))
             #expect(config.entry(.logLevel)?.source.description == "\(path):7")
             // default
-            #expect(config.string(.backupStanza) == "nfldb")
-            #expect(config.entry(.backupStanza)?.source == .defaultValue)
-            #expect(config.entry(.backupStanza)?.source.description == "default")
+            #expect(config.string(.sampleStanza) == "nfldb")
+            #expect(config.entry(.sampleStanza)?.source == .defaultValue)
+            #expect(config.entry(.sampleStanza)?.source.description == "default")
             #expect(config.string(.logFormat) == "text")
             // unset, no default
-            #expect(config.entry(.backupConfig) == nil)
+            #expect(config.entry(.sampleConfig) == nil)
         }
     }
 
@@ -78,7 +109,7 @@ struct ConfigurationLoaderTests {
             #expect(try config.duration(.connectTimeout) == .seconds(10))
             #expect(config.entry(.connectTimeout)?.source == .defaultValue)
             #expect(try config.integer(.migrationsRetries) == 3)
-            #expect(config.string(.postgresOSUser) == "postgres")
+            #expect(config.string(.sampleOSUser) == "postgres")
         }
     }
 
@@ -106,8 +137,8 @@ struct ConfigurationLoaderTests {
         try withTemporaryDirectory { dir in
             let path = try writeFile("backup:\n  stanza: other\n", named: "custom.yaml", in: dir)
             let config = try ConfigurationLoader(environment: [:], explicitPath: path, workingDirectory: "/").load()
-            #expect(config.string(.backupStanza) == "other")
-            #expect(config.entry(.backupStanza)?.source == .file(path: path, line: 2))
+            #expect(config.string(.sampleStanza) == "other")
+            #expect(config.entry(.sampleStanza)?.source == .file(path: path, line: 2))
 
             let relative = try ConfigurationLoader(environment: [:], explicitPath: "custom.yaml", workingDirectory: dir).load()
             #expect(relative.file == path)
@@ -195,71 +226,6 @@ struct ConfigurationLoaderTests {
         }
     }
 
-    @Test("an inline alert url is rejected, url_env and url_file are accepted", arguments: [
-        "alerts:\n  - type: slack\n    url: https://hooks.slack.com/services/T0/B0/inline-secret\n",
-        "alerts:\n  - {type: slack, url: \"https://hooks.slack.com/services/T0/B0/inline-secret\"}\n",
-    ])
-    func inlineAlertURL(yaml: String) throws {
-        try withTemporaryDirectory { dir in
-            let path = try writeFile(yaml, named: "nfldb.yaml", in: dir)
-            let error = #expect(throws: ConfigurationError.self) {
-                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
-            }
-            let text = try #require(error).description
-            #expect(text.contains("\(path):"))
-            #expect(text.contains("alerts[0].url would put a secret in the config file"))
-            #expect(text.contains("url_env"))
-            #expect(!text.contains("inline-secret"))
-        }
-    }
-
-    @Test("alerts referencing env and file secrets load and resolve")
-    func alertReferences() throws {
-        try withTemporaryDirectory { dir in
-            let secretFile = try writeFile("https://hooks.example/file-secret\n", named: "hook", in: dir)
-            let path = try writeFile("""
-                alerts:
-                  - name: oncall
-                    type: slack
-                    url_env: SLACK_HOOK
-                  - type: pagerduty
-                    routing_key_file: \(secretFile)
-                """, named: "nfldb.yaml", in: dir)
-            let env = ["SLACK_HOOK": "https://hooks.slack.com/services/env-secret"]
-            let config = try ConfigurationLoader(environment: env, workingDirectory: dir).load()
-            #expect(config.alerts.count == 2)
-            let slack = try #require(config.alerts.first)
-            #expect(slack.name == "oncall")
-            #expect(slack.kind == .slack)
-            #expect(slack.secretEnv == "SLACK_HOOK")
-            #expect(slack.source == .file(path: path, line: 2))
-            #expect(try slack.resolveSecret(environment: env) == "https://hooks.slack.com/services/env-secret")
-            #expect(throws: ConfigurationError.self) { try slack.resolveSecret(environment: [:]) }
-
-            let pager = config.alerts[1]
-            #expect(pager.kind == .pagerduty)
-            #expect(pager.name == "pagerduty-1")
-            #expect(try pager.resolveSecret(environment: [:]) == "https://hooks.example/file-secret")
-        }
-    }
-
-    @Test("an alert needs exactly one secret reference and a known type")
-    func alertShape() throws {
-        try withTemporaryDirectory { dir in
-            try writeFile("alerts:\n  - type: slack\n", named: "nfldb.yaml", in: dir)
-            let none = #expect(throws: ConfigurationError.self) {
-                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
-            }
-            #expect(none?.description.contains("needs exactly one of url_env/url_file") == true)
-
-            try writeFile("alerts:\n  - type: carrier-pigeon\n    url_env: X\n", named: "nfldb.yaml", in: dir)
-            let type = #expect(throws: ConfigurationError.self) {
-                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
-            }
-            #expect(type?.description.contains("needs type: slack, pagerduty or webhook") == true)
-        }
-    }
-
     @Test("a bad duration is rejected from the file (file:line) and from the environment (variable name)")
     func badDuration() throws {
         try withTemporaryDirectory { dir in
@@ -302,9 +268,9 @@ struct ConfigurationLoaderTests {
         try withTemporaryDirectory { dir in
             try writeFile("audit:\n  tables:\n    - games\n    - plays\n", named: "nfldb.yaml", in: dir)
             let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
-            #expect(config.list(.auditTables) == ["games", "plays"])
+            #expect(config.list(.sampleTables) == ["games", "plays"])
             let env = try ConfigurationLoader(environment: ["NFLDB_AUDIT_TABLES": "games, teams"], workingDirectory: dir).load()
-            #expect(env.list(.auditTables) == ["games", "teams"])
+            #expect(env.list(.sampleTables) == ["games", "teams"])
         }
     }
 
@@ -330,9 +296,63 @@ struct ConfigurationLoaderTests {
     func configKeys() {
         #expect(ConfigKey.migrationsLockTimeout.environmentVariable == "NFLDB_MIGRATIONS_LOCK_TIMEOUT")
         #expect(ConfigKey.dsn.extraEnvironment == ["DATABASE_URL"])
-        #expect(ConfigKey.healthWarning.environmentVariable == nil)
-        #expect(ConfigKey.healthWarning.matches("health.checks.replication_lag.warning"))
-        #expect(!ConfigKey.healthWarning.matches("health.checks.warning"))
-        #expect(Set(ConfigKey.all.map(\.name)).count == ConfigKey.all.count, "key names are unique")
+        #expect(ConfigKey.sampleWarning.environmentVariable == nil)
+        #expect(ConfigKey.sampleRecords.environmentVariable == nil)
+        #expect(ConfigKey.sampleWarning.matches("health.checks.replication_lag.warning"))
+        #expect(!ConfigKey.sampleWarning.matches("health.checks.warning"))
+        #expect(ConfigKey.migrationsLockTimeout.leafName == "lock_timeout")
+        #expect(ConfigKey.connectTimeout.defaultDuration == .seconds(10))
+        #expect(Set(ConfigKey.global.map(\.name)).count == ConfigKey.global.count, "key names are unique")
+    }
+
+    @Test("a record-list key: mappings with file:line, inline secrets refused anywhere, unknown fields named")
+    func recordKeys() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("hooks:\n  - name: a\n    url_env: HOOK_A\n  - {url_file: /run/b}\n", named: "nfldb.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            let records = config.records(.sampleRecords)
+            #expect(records.count == 2)
+            #expect(records.first?.fields == ["name": "a", "url_env": "HOOK_A"])
+            #expect(records.first?.source == .file(path: path, line: 2))
+            #expect(records.last?.index == 1)
+            #expect(records.last?.source == .file(path: path, line: 4))
+
+            try writeFile("hooks:\n  - name: a\n    url: https://example/inline-secret-5\n", named: "nfldb.yaml", in: dir)
+            let inline = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            let text = try #require(inline).description
+            #expect(text.hasPrefix("\(path):3: hooks[0].url would put a secret in the config file"))
+            #expect(text.contains("url_env"))
+            #expect(!text.contains("inline-secret-5"))
+
+            try writeFile("migrations:\n  url: https://example/inline-secret-6\n", named: "nfldb.yaml", in: dir)
+            let elsewhere = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(elsewhere?.description.hasPrefix("\(path):2: 'migrations.url' would put a secret in the config file") == true)
+
+            try writeFile("hooks:\n  - colour: blue\n", named: "nfldb.yaml", in: dir)
+            let unknown = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(unknown?.description.hasPrefix("\(path):2: unknown key 'hooks[0].colour'") == true)
+
+            try writeFile("hooks: yes\n", named: "nfldb.yaml", in: dir)
+            let shape = #expect(throws: ConfigurationError.self) {
+                try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            }
+            #expect(shape?.description.contains("'hooks' must be a list of mappings") == true)
+        }
+    }
+
+    @Test("typed accessors fall back to the key's default when no entry exists")
+    func accessorDefaults() throws {
+        let empty = Configuration(keys: ConfigKey.sample, entries: [:])
+        #expect(try empty.duration(.migrationsLockWait) == .seconds(300))
+        #expect(try empty.integer(.migrationsRetries) == 3)
+        #expect(empty.string(.sampleStanza) == "nfldb")
+        #expect(empty.entry(.sampleStanza) == nil, "entry() still says nothing was configured")
+        #expect(empty.string(.sampleConfig) == nil)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// WAL archiving: is `archive_command` failing now, how many segments wait (`.ready` files counted
@@ -39,7 +40,7 @@ public struct ArchivingProbe: Probe {
         let archivedCount: Int = try row.decode("archived_count")
         let sinceArchived = try row.decode("since_archived_s", as: Double?.self)
         let sinceFailed = try row.decode("since_failed_s", as: Double?.self)
-        let maxAge = context.settings.seconds("max_age", default: 3600)
+        let maxAge = context.settings.seconds(.healthArchiveMaxAge)
         var status = context.thresholds.status(for: Double(ready))
         var parts: [String] = []
         var hint: String?

@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Statistics-based estimate of wasted space in tables and btree indexes above a size floor.
@@ -68,8 +69,8 @@ public struct BloatProbe: Probe {
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
         let blockSize = context.server.blockSize
-        let minSize = context.settings.number("min_size", default: 104_857_600) ?? 104_857_600
-        let minPercent = context.settings.number("min_percent", default: 50) ?? 50
+        let minSize = context.settings.number(.healthBloatMinSize) ?? 0
+        let minPercent = context.settings.number(.healthBloatMinPercent) ?? 0
         let minPages = Int((minSize / Double(blockSize)).rounded(.up))
         let rows = try context.rows("""
             WITH rels AS (

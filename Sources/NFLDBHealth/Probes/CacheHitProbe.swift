@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Shared-buffer hit ratio per database (`blks_hit / (blks_hit + blks_read)`), lower is worse.
@@ -14,7 +15,7 @@ public struct CacheHitProbe: Probe {
     public let defaultThresholds = Thresholds(warning: 90, critical: nil, direction: .lowerIsWorse)
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
-        let minBlocks = Double(context.settings.integer("min_blocks", default: 10000) ?? 10000)
+        let minBlocks = Double(context.settings.integer(.healthCacheMinBlocks) ?? 0)
         let rows = try context.rows("""
             SELECT datname, blks_hit::float8 AS hit, blks_read::float8 AS read, stats_reset::text AS stats_reset
             FROM pg_stat_database

@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Client backends against the slots ordinary roles can use, by state, plus sessions idle in a
@@ -50,8 +51,8 @@ public struct ConnectionsProbe: Probe {
                 + "put a pooler (pgBouncer) in front of the application or raise max_connections (restart)."
         }
 
-        let idleWarning = context.settings.seconds("idle_in_transaction_warning", default: 300)
-        let idleCritical = context.settings.seconds("idle_in_transaction_critical", default: 1800)
+        let idleWarning = context.settings.seconds(.healthIdleWarning)
+        let idleCritical = context.settings.seconds(.healthIdleCritical)
         let sessions = try context.rows("""
             SELECT pid, usename, datname, application_name, host(client_addr) AS client, state,
                    extract(epoch FROM now() - state_change)::float8 AS idle_s,

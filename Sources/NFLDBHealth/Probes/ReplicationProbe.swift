@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Streaming replication, judged from whichever side this server is on (`pg_is_in_recovery()`).
@@ -93,7 +94,7 @@ public struct ReplicationProbe: Probe {
                 hints.append("A standby that does not reply may be hung or cut off; check its log and network.")
             }
         }
-        let expected = context.settings.integer("expected_standbys", default: nil)
+        let expected = context.settings.integer(.healthReplicationStandbys)
         if let expected {
             if streaming < expected {
                 findings.append((.critical, "\(streaming) of \(expected) expected standbys streaming"))
@@ -154,7 +155,7 @@ public struct ReplicationProbe: Probe {
         if let delay {
             metrics.append(HealthMetric("replication_standby_delay_seconds", help: "Replay delay (0 when caught up).", value: delay))
             let delayThresholds = Thresholds(
-                warning: context.settings.seconds("delay_warning", default: 300), critical: context.settings.seconds("delay_critical", default: 1800))
+                warning: context.settings.seconds(.healthReplicationDelayWarning), critical: context.settings.seconds(.healthReplicationDelayCritical))
             findings.append((delayThresholds.status(for: delay), caughtUp ? "replay caught up" : "replay \(HealthFormat.duration(delay)) behind"))
         }
         if paused {
@@ -176,8 +177,8 @@ public struct ReplicationProbe: Probe {
             FROM pg_replication_slots
             ORDER BY slot_name
             """)
-        let warning = context.settings.number("slot_warning", default: 1_073_741_824)
-        let critical = context.settings.number("slot_critical", default: 10_737_418_240)
+        let warning = context.settings.number(.healthSlotWarning)
+        let critical = context.settings.number(.healthSlotCritical)
         let retention = Thresholds(warning: warning, critical: critical)
         for row in rows {
             let name = row["slot_name"] ?? "?"

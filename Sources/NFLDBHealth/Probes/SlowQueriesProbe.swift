@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// The slowest statements by mean execution time in `pg_stat_statements` (PG 13+ column names
@@ -28,7 +29,7 @@ public struct SlowQueriesProbe: Probe {
                 "the pg_stat_statements extension is not created in database \(server.database) (the library is preloaded)",
                 hint: "Run CREATE EXTENSION pg_stat_statements; in \(server.database) as a superuser or the database owner.")
         }
-        let minCalls = context.settings.integer("min_calls", default: 5) ?? 5
+        let minCalls = context.settings.integer(.healthSlowMinCalls) ?? 0
         let modern = server.versionNumber >= 130000
         let mean = modern ? "mean_exec_time" : "mean_time"
         let total = modern ? "total_exec_time" : "total_time"

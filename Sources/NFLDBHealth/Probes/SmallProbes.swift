@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Indexes left invalid by a failed `CREATE INDEX CONCURRENTLY` (excluding builds in progress).
@@ -104,7 +105,7 @@ public struct BackupsProbe: Probe {
                 SELECT extract(epoch FROM now() - max(finished_at))::float8 AS age_s
                 FROM nfldb.backup_verifications WHERE lower(status) IN \(unsafeRaw: Self.successful)
                 """, "last verification").decode("age_s", as: Double?.self)
-            let limit = context.settings.seconds("verify_warning", default: 8 * 86400)
+            let limit = context.settings.seconds(.healthVerifyWarning)
             details.append(Detail([("kind", .string("verification")), ("seconds_since_success", .number(verified))]))
             if let verified {
                 message += "; last successful verification \(HealthFormat.duration(verified)) ago"

@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
 /// Tables that need VACUUM or ANALYZE and have not had it: dead (or modified) rows above their
@@ -13,8 +14,8 @@ public struct VacuumProbe: Probe {
     public let roles: Set<ServerRole> = [.primary]
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
-        let grace = context.settings.seconds("grace", default: 3600)
-        let minRows = context.settings.integer("min_rows", default: 1000) ?? 1000
+        let grace = context.settings.seconds(.healthVacuumGrace)
+        let minRows = context.settings.integer(.healthVacuumMinRows) ?? 0
         let rows = try context.rows("""
             SELECT s.schemaname, s.relname, s.n_live_tup::float8 AS live, s.n_dead_tup::float8 AS dead,
                    s.n_mod_since_analyze::float8 AS modified, greatest(c.reltuples, 0)::float8 AS reltuples,

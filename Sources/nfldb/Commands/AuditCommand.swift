@@ -52,7 +52,7 @@ extension AuditCommand {
             let context = try global.makeContext(command: "audit install")
             var names = tables
             if all {
-                names = context.configuration.list(.auditTables)
+                names = AuditConfig(configuration: context.configuration).tables
                 if names.isEmpty { throw OperatorError("--all: audit.tables is empty", hint: "List the tables under audit.tables in nfldb.yaml (or NFLDB_AUDIT_TABLES).", exitStatus: .usage) }
             }
             let excluded = excludeColumns.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }

@@ -23,21 +23,21 @@ struct BackupCommand: ParsableCommand {
         subcommands: [Config.self, Init.self, Run.self, Info.self, Verify.self, Restore.self])
 
     static func pgbackrest(_ context: CommandContext) throws -> PgBackRest {
-        guard let config = context.configuration.string(.backupConfig) else {
+        let settings = try BackupConfig(configuration: context.configuration)
+        guard let config = settings.configPath else {
             throw OperatorError(
                 "no pgBackRest config: backup.config is not set", hint: "Set backup.config in nfldb.yaml or NFLDB_BACKUP_CONFIG (`eval \"$(nfldb sandbox env)\"` sets it for the sandbox).",
                 exitStatus: .usage)
         }
-        return PgBackRest(configPath: config, stanza: context.configuration.string(.backupStanza) ?? "nfldb", osUser: osUser(context))
+        return PgBackRest(configPath: config, stanza: settings.stanza, osUser: osUser(context))
     }
 
     static func osUser(_ context: CommandContext) -> String? {
-        ProcessRunner.isRoot ? (context.configuration.string(.postgresOSUser) ?? "postgres") : nil
+        SandboxConfig(configuration: context.configuration).runAsUser
     }
 
-    static func tables(_ context: CommandContext) -> ManagedTables {
-        ManagedTables(schemas: ["nfl"], tables: context.configuration.list(.backupTables),
-                      reference: context.configuration.list(.backupReferenceTables))
+    static func tables(_ context: CommandContext) throws -> ManagedTables {
+        try BackupConfig(configuration: context.configuration).tables
     }
 
     static func json<T: Encodable>(_ value: T) throws -> String {
@@ -82,26 +82,26 @@ extension BackupCommand {
         @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
 
         /// The S3 repo settings from flags and config, or nil for a posix repo.
-        func s3Repo(_ configuration: Configuration) throws -> ConfigRenderer.S3Repo? {
-            let type = repoType ?? configuration.string(.backupRepoType) ?? "posix"
+        func s3Repo(_ configuration: BackupConfig) throws -> ConfigRenderer.S3Repo? {
+            let type = repoType ?? configuration.repoType
             guard type == "s3" else {
                 guard type == "posix" else { throw OperatorError("--repo-type must be posix or s3 (got '\(type)')", exitStatus: .usage) }
                 return nil
             }
-            func required(_ flag: String?, _ key: ConfigKey, _ name: String) throws -> String {
-                guard let value = flag ?? configuration.string(key), !value.isEmpty else {
+            func required(_ flag: String?, _ configured: String?, _ key: ConfigKey, _ name: String) throws -> String {
+                guard let value = flag ?? configured, !value.isEmpty else {
                     throw OperatorError("an s3 repo needs \(name): pass --\(name) or set \(key.name)", exitStatus: .usage)
                 }
                 return value
             }
-            var repo = ConfigRenderer.S3Repo(bucket: try required(s3Bucket, .backupS3Bucket, "s3-bucket"),
-                                             endpoint: try required(s3Endpoint, .backupS3Endpoint, "s3-endpoint"),
-                                             region: try required(s3Region, .backupS3Region, "s3-region"))
-            repo.uriStyle = s3URIStyle ?? configuration.string(.backupS3URIStyle) ?? "host"
+            var repo = ConfigRenderer.S3Repo(bucket: try required(s3Bucket, configuration.s3Bucket, .backupS3Bucket, "s3-bucket"),
+                                             endpoint: try required(s3Endpoint, configuration.s3Endpoint, .backupS3Endpoint, "s3-endpoint"),
+                                             region: try required(s3Region, configuration.s3Region, .backupS3Region, "s3-region"))
+            repo.uriStyle = s3URIStyle ?? configuration.s3URIStyle
             guard ["host", "path"].contains(repo.uriStyle) else {
                 throw OperatorError("--s3-uri-style must be host or path (got '\(repo.uriStyle)')", exitStatus: .usage)
             }
-            if let names = s3KeyEnv ?? configuration.string(.backupS3KeyEnv) {
+            if let names = s3KeyEnv ?? configuration.s3KeyEnv {
                 let parts = names.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 let environment = ProcessInfo.processInfo.environment
                 guard parts.count == 2, let key = environment[parts[0]], !key.isEmpty, let secret = environment[parts[1]], !secret.isEmpty else {
@@ -116,6 +116,7 @@ extension BackupCommand {
 
         func run() throws {
             let context = try global.makeContext(command: "backup config")
+            let backupConfig = try BackupConfig(configuration: context.configuration)
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
@@ -123,7 +124,7 @@ extension BackupCommand {
             let socket = try setting("unix_socket_directories").split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "/var/run/postgresql"
             var renderer = ConfigRenderer(
                 stanza: pg.stanza, configPath: pg.configPath,
-                repoPath: repoPath ?? context.configuration.string(.backupRepoPath) ?? "/var/lib/pgbackrest",
+                repoPath: repoPath ?? backupConfig.repoPath ?? "/var/lib/pgbackrest",
                 pgPath: try setting("data_directory"), pgPort: Int(try setting("port")) ?? 5432, pgSocket: socket,
                 pgUser: try db.query("SELECT current_user::text").scalar(String.self))
             renderer.retentionFull = retentionFull
@@ -140,7 +141,7 @@ extension BackupCommand {
                 renderer.cipherPass = text.split(separator: "\n").first.map(String.init)
             }
             if let pass = renderer.cipherPass { SecretRedactor.shared.register(pass) }
-            renderer.s3 = try s3Repo(context.configuration)
+            renderer.s3 = try s3Repo(backupConfig)
             if let secret = renderer.s3?.keySecret { SecretRedactor.shared.register(secret) }
             if check {
                 let differences = try renderer.differences(db)
@@ -284,20 +285,21 @@ extension BackupCommand {
         func run() throws {
             let context = try global.makeContext(command: "backup verify")
             let pg = try BackupCommand.pgbackrest(context)
-            let binaries = try PostgresBinaries.locate(configured: context.configuration.string(.postgresBinDir))
+            let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
+            let backupConfig = try BackupConfig(configuration: context.configuration)
             let db = try context.connect()
             defer { db.close() }
             ActiveScratch.installSignalHandlers()
             var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port, receiptPath: receipt)
             options.skipSpaceCheck = skipSpaceCheck
-            options.reuseScratch = reuseScratch ?? ["true", "yes", "on"].contains(context.configuration.string(.backupReuseScratch)?.lowercased() ?? "false")
-            if let jobs = try amcheckJobs ?? context.configuration.integer(.backupAmcheckJobs) {
+            options.reuseScratch = reuseScratch ?? backupConfig.reuseScratch
+            if let jobs = amcheckJobs ?? backupConfig.amcheckJobs {
                 guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
                 options.amcheckJobs = jobs
             }
             // Without a scratch_dir, Verifier picks /var/tmp/nfldb-verify-<random>, or for a kept copy
             // ReusableScratch.defaultDirectory (not world-writable /var/tmp: the name is predictable).
-            options.scratchDirectory = scratch ?? context.configuration.string(.backupScratchDir).map {
+            options.scratchDirectory = scratch ?? backupConfig.scratchDirectory.map {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch
                     ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NFLDBAlerting
 import NFLDBCore
 import NFLDBPostgres
 
@@ -21,16 +22,16 @@ struct ConfigCommand: ParsableCommand {
             let context = try global.makeContext(command: "config show")
             let config = context.configuration
             var rows: [ConfigRow] = []
-            for key in ConfigKey.all where !key.isPattern {
+            for key in config.keys where !key.isPattern && !key.isRecords {
                 let entry = config.entry(key)
                 var value = entry?.value.description
                 if key == .dsn, let dsn = value { value = ConnectionOptions.redact(dsn) }
                 rows.append(ConfigRow(key: key.name, value: value, source: entry?.source.description ?? "unset", env: key.environmentVariable))
             }
-            for (path, entry) in config.entries.sorted(by: { $0.key < $1.key }) where ConfigKey.all.contains(where: { $0.isPattern && $0.matches(path) }) {
+            for (path, entry) in config.entries.sorted(by: { $0.key < $1.key }) where config.keys.contains(where: { $0.isPattern && $0.matches(path) }) {
                 rows.append(ConfigRow(key: path, value: entry.value.description, source: entry.source.description, env: nil))
             }
-            let alerts = config.alerts.map {
+            let alerts = try AlertDestination.all(in: config).map {
                 AlertRow(name: $0.name, type: $0.kind.rawValue, secretFrom: $0.secretEnv.map { "env \($0)" } ?? $0.secretFile.map { "file \($0)" } ?? "")
             }
             let libpq = ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGSSLMODE", "PGPASSFILE", "PGAPPNAME"]

@@ -85,7 +85,7 @@ struct HealthCommand: GlobalOptionsCommand {
             }
             probes = probes.filter { checks.contains($0.name) }
         }
-        var targets = [HealthTarget(options: try context.connectionOptions(), name: context.configuration.string(.healthTargetName))]
+        var targets = [HealthTarget(options: try context.connectionOptions(), name: settings.targetName)]
         if let standbyDSN {
             try ConnectionOptions.validate(standbyDSN)
             var options = try context.connectionOptions()
@@ -100,7 +100,7 @@ struct HealthCommand: GlobalOptionsCommand {
 
         var deliveries: [DeliveryReport] = []
         if alert {
-            deliveries = sendAlerts(report, settings: settings, context: context)
+            deliveries = sendAlerts(report, settings: settings, alerting: try AlertConfig(configuration: context.configuration), context: context)
         }
         if let prometheusFile {
             do {
@@ -130,48 +130,42 @@ struct HealthCommand: GlobalOptionsCommand {
 
     /// Updates the alert state, sends what the policy says, records the outcomes. Never throws:
     /// alerting problems are reported on stderr and must not change the exit status.
-    func sendAlerts(_ report: HealthReport, settings: HealthSettings, context: CommandContext) -> [DeliveryReport] {
-        let configuration = context.configuration
+    func sendAlerts(_ report: HealthReport, settings: HealthSettings, alerting: AlertConfig, context: CommandContext) -> [DeliveryReport] {
+        let environment = context.configuration.environment
         func warn(_ text: String) { FileHandle.standardError.write(Data("warning: \(SecretRedactor.shared.redact(text))\n".utf8)) }
-        let path = stateFile ?? configuration.string(.healthStateFile) ?? ".nfldb/health-state.json"
-        let store = AlertStateStore(path: path)
+        let store = AlertStateStore(path: stateFile ?? alerting.stateFile)
         var (state, problem) = store.load()
         if let problem { warn(problem) }
-        if configuration.alerts.isEmpty {
+        if alerting.destinations.isEmpty {
             warn("--alert given but no destinations are configured under `alerts:` in nfldb.yaml; the state is still kept")
         }
         var resolved: [ResolvedDestination] = []
         var unresolved: [String: String] = [:]
-        for destination in configuration.alerts {
+        for destination in alerting.destinations {
             do {
-                resolved.append(try ResolvedDestination.resolve(destination, environment: configuration.environment))
+                resolved.append(try ResolvedDestination.resolve(destination, environment: environment))
             } catch {
                 unresolved[destination.name] = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
             }
         }
         var byCheck: [String: Int] = [:]
         for probe in ProbeRegistry.all {
-            if let value = settings.settings(for: probe).integer("consecutive", default: nil) { byCheck[probe.name] = value }
+            if let value = settings.settings(for: probe).integer(.healthConsecutive) { byCheck[probe.name] = value }
         }
-        let repeatInterval = (try? configuration.duration(.healthAlertRepeat)).flatMap { $0 }.map(\.inSeconds) ?? 4 * 3600
         let policy = AlertPolicy(
-            consecutive: (try? configuration.integer(.healthAlertConsecutive)).flatMap { $0 } ?? 2, consecutiveByCheck: byCheck,
-            repeatInterval: repeatInterval)
-        let engine = AlertEngine(policy: policy, destinations: configuration.alerts.map(\.name))
+            consecutive: alerting.consecutive, consecutiveByCheck: byCheck, repeatInterval: alerting.repeatInterval.inSeconds)
+        let engine = AlertEngine(policy: policy, destinations: alerting.destinations.map(\.name))
         let inputs = report.checks.filter { !$0.skipped }.map { check in
             AlertInput(target: check.target, check: check.name, level: Self.level(check.status), message: check.message, hint: check.hint,
                        value: check.value == nil ? nil : check.formattedValue)
         }
         let notifications = engine.evaluate(inputs, state: &state, now: Date())
-        let seconds = { (key: ConfigKey, fallback: Double) -> Double in
-            (try? configuration.duration(key)).flatMap { $0 }.map(\.inSeconds) ?? fallback
-        }
         let dispatcher = AlertDispatcher(
-            destinations: resolved, attempts: (try? configuration.integer(.healthAlertRetries)).flatMap { $0 } ?? 3,
-            backoff: seconds(.healthAlertBackoff, 1), timeout: seconds(.healthAlertTimeout, 10), logger: context.logger)
+            destinations: resolved, attempts: alerting.retries, backoff: alerting.retryBackoff.inSeconds,
+            timeout: alerting.timeout.inSeconds, logger: context.logger)
         var reports: [DeliveryReport] = []
         for notification in notifications {
-            let kind = configuration.alerts.first { $0.name == notification.destination }?.kind ?? .webhook
+            let kind = alerting.destinations.first { $0.name == notification.destination }?.kind ?? .webhook
             let delivery = unresolved[notification.destination].map {
                 DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
             } ?? dispatcher.deliver(notification)

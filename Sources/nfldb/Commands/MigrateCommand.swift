@@ -35,8 +35,8 @@ struct MigrateOptions: ParsableArguments {
 }
 
 extension MigrateOptions {
-    func directory(_ context: CommandContext) -> String {
-        dir ?? context.configuration.string(.migrationsDir) ?? "migrations"
+    func directory(_ context: CommandContext) throws -> String {
+        try dir ?? MigrationsConfig(configuration: context.configuration).directory
     }
 
     func load(_ context: CommandContext) throws -> [Migration] {
@@ -44,23 +44,13 @@ extension MigrateOptions {
     }
 
     func settings(_ context: CommandContext) throws -> MigratorSettings {
-        var settings = MigratorSettings()
-        let config = context.configuration
-        func duration(_ flag: String?, _ name: String, _ key: ConfigKey) throws -> Duration? {
-            if let flag {
-                guard let value = DurationParser.parse(flag) else { throw ValidationError("\(name) '\(flag)' is not a duration (e.g. 5s, 2min)") }
-                return value
-            }
-            return try config.duration(key)
+        var settings = try MigrationsConfig(configuration: context.configuration).settings
+        func duration(_ flag: String, _ name: String) throws -> Duration {
+            guard let value = DurationParser.parse(flag) else { throw ValidationError("\(name) '\(flag)' is not a duration (e.g. 5s, 2min)") }
+            return value
         }
-        settings.lockTimeout = try duration(lockTimeout, "--lock-timeout", .migrationsLockTimeout) ?? .seconds(5)
-        settings.lockWait = try duration(lockWait, "--lock-wait", .migrationsLockWait) ?? .seconds(300)
-        let statement = try config.duration(.migrationsStatementTimeout)
-        settings.statementTimeout = statement == .zero ? nil : statement
-        settings.lockRetries = try config.integer(.migrationsRetries) ?? 3
-        if let backoff = ProcessInfo.processInfo.environment["NFLDB_MIGRATIONS_RETRY_BACKOFF"].flatMap(DurationParser.parse) {
-            settings.retryBackoff = backoff
-        }
+        if let lockTimeout { settings.lockTimeout = try duration(lockTimeout, "--lock-timeout") }
+        if let lockWait { settings.lockWait = try duration(lockWait, "--lock-wait") }
         return settings
     }
 
@@ -71,7 +61,7 @@ extension MigrateOptions {
     ) throws -> Migrator {
         let files = try migrations ?? load(context)
         let connection = try context.connect()
-        let migrationContext = MigrationContext(
+        let migrationContext = try MigrationContext(
             nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID,
             gitCommit: recordsCommit ? MigrationContext.gitCommit(for: directory(context)) : nil)
         let text = format == .text

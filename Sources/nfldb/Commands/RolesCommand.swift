@@ -42,7 +42,7 @@ struct RolesOptions: ParsableArguments {
     var format: OutputFormat = .text
 
     func load(_ context: CommandContext) throws -> (RoleSpec, [SpecIssue]) {
-        let path = spec ?? context.configuration.string(.rolesSpec) ?? "roles"
+        let path = spec ?? RolesConfig(configuration: context.configuration).specPath
         var (loaded, warnings) = try RoleSpecParser.load(path: path)
         if let rolePrefix, !rolePrefix.isEmpty { loaded = loaded.withRolePrefix(rolePrefix) }
         return (loaded, warnings)

@@ -18,10 +18,8 @@ struct SandboxCommand: ParsableCommand {
         subcommands: [Up.self, Down.self, Status.self, Env.self])
 
     static func sandbox(_ context: CommandContext, dir: String?) -> Sandbox {
-        Sandbox(
-            stateDirectory: dir ?? context.configuration.string(.sandboxDir) ?? ".nfldb/sandbox",
-            osUser: context.configuration.string(.postgresOSUser),
-            binDirectory: context.configuration.string(.postgresBinDir))
+        let config = SandboxConfig(configuration: context.configuration)
+        return Sandbox(stateDirectory: dir ?? config.stateDirectory, osUser: config.osUser, binDirectory: config.binDirectory)
     }
 
     struct Up: GlobalOptionsCommand {

@@ -1,0 +1,67 @@
+import Foundation
+import NFLDBCore
+
+extension ConfigKey {
+    public static let backupStanza = ConfigKey("backup.stanza", .string, default: "nfldb", help: "pgBackRest stanza")
+    public static let backupConfig = ConfigKey("backup.config", .path, help: "pgbackrest.conf path passed as --config")
+    public static let backupRepoPath = ConfigKey("backup.repo_path", .path, help: "pgBackRest repo1-path")
+    public static let backupTables = ConfigKey(
+        "backup.tables", .stringList, help: "schema.table names counted in the backup manifest besides every table in schema nfl")
+    public static let backupScratchDir = ConfigKey(
+        "backup.scratch_dir", .path, help: "where `backup verify` restores: nfldb-verify-<random> in it, removed afterwards (default /var/tmp); with reuse_scratch nfldb-verify-<stanza>, kept (default /var/lib/nfldb)")
+    public static let backupReuseScratch = ConfigKey(
+        "backup.verify.reuse_scratch", .boolean, default: "false",
+        help: "keep the verify copy in <scratch_dir>/nfldb-verify-<stanza> and restore into it with --delta next time")
+    public static let backupAmcheckJobs = ConfigKey(
+        "backup.verify.amcheck_jobs", .integer, help: "pg_amcheck --jobs for backup verify (default: CPUs, at most 8)")
+    public static let backupRepoType = ConfigKey("backup.repo_type", .choice(["posix", "s3"]), default: "posix", help: "pgBackRest repo1-type")
+    public static let backupS3Bucket = ConfigKey("backup.s3.bucket", .string, help: "repo1-s3-bucket (repo_type s3)")
+    public static let backupS3Endpoint = ConfigKey("backup.s3.endpoint", .string, help: "repo1-s3-endpoint, e.g. s3.us-east-1.amazonaws.com")
+    public static let backupS3Region = ConfigKey("backup.s3.region", .string, help: "repo1-s3-region")
+    public static let backupS3URIStyle = ConfigKey("backup.s3.uri_style", .choice(["host", "path"]), default: "host", help: "repo1-s3-uri-style (path for MinIO)")
+    public static let backupS3KeyEnv = ConfigKey(
+        "backup.s3.key_env", .string, help: "environment variables holding the S3 key and secret, as KEY_VAR,SECRET_VAR (unset: IAM role)")
+    public static let backupReferenceTables = ConfigKey(
+        "backup.reference_tables", .stringList, default: "nfl.teams,nfl.stadiums",
+        help: "schema.table names whose full content is checksummed in the manifest and compared by backup verify")
+}
+
+/// The `backup:` section of `nfldb.yaml`, decoded. Flags override these in the command.
+public struct BackupConfig: Sendable {
+    public static let keys: [ConfigKey] = [
+        .backupStanza, .backupConfig, .backupRepoPath, .backupTables, .backupScratchDir, .backupReuseScratch, .backupAmcheckJobs,
+        .backupReferenceTables, .backupRepoType, .backupS3Bucket, .backupS3Endpoint, .backupS3Region, .backupS3URIStyle, .backupS3KeyEnv,
+    ]
+
+    public var stanza: String
+    /// The pgbackrest.conf path; nil when unset (commands that need it refuse with a hint).
+    public var configPath: String?
+    public var repoPath: String?
+    public var repoType: String
+    public var s3Bucket: String?
+    public var s3Endpoint: String?
+    public var s3Region: String?
+    public var s3URIStyle: String
+    public var s3KeyEnv: String?
+    public var scratchDirectory: String?
+    public var reuseScratch: Bool
+    public var amcheckJobs: Int?
+    /// The tables the manifest counts (every table in schema nfl plus `backup.tables`) and checksums.
+    public var tables: ManagedTables
+
+    public init(configuration: Configuration) throws {
+        stanza = configuration.string(.backupStanza) ?? "nfldb"
+        configPath = configuration.string(.backupConfig)
+        repoPath = configuration.string(.backupRepoPath)
+        repoType = configuration.string(.backupRepoType) ?? "posix"
+        s3Bucket = configuration.string(.backupS3Bucket)
+        s3Endpoint = configuration.string(.backupS3Endpoint)
+        s3Region = configuration.string(.backupS3Region)
+        s3URIStyle = configuration.string(.backupS3URIStyle) ?? "host"
+        s3KeyEnv = configuration.string(.backupS3KeyEnv)
+        scratchDirectory = configuration.string(.backupScratchDir)
+        reuseScratch = try configuration.boolean(.backupReuseScratch) ?? false
+        amcheckJobs = try configuration.integer(.backupAmcheckJobs)
+        tables = ManagedTables(schemas: ["nfl"], tables: configuration.list(.backupTables), reference: configuration.list(.backupReferenceTables))
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import NFLDBAlerting
+import NFLDBCore
+import NFLDBHealth
+import Testing
+
+/// `alerts:` and `health.alert.*`: declared and decoded by NFLDBAlerting on top of Core's loader.
+@Suite("Alert configuration")
+struct AlertConfigTests {
+    static let keys = ConfigKey.global + HealthSettings.keys + AlertConfig.keys
+
+    /// Loads `dir/nfldb.yaml` with the alerting keys and decodes the alerting section.
+    @discardableResult
+    static func load(environment: [String: String], in dir: String) throws -> Configuration {
+        let configuration = try ConfigurationLoader(keys: keys, environment: environment, workingDirectory: dir).load()
+        _ = try AlertConfig(configuration: configuration)
+        return configuration
+    }
+
+    static func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-alert-config-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try body(path)
+    }
+
+    @discardableResult
+    static func writeFile(_ text: String, named name: String, in directory: String) throws -> String {
+        let path = (directory as NSString).appendingPathComponent(name)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("an inline alert url is rejected, url_env and url_file are accepted", arguments: [
+        "alerts:\n  - type: slack\n    url: https://hooks.slack.com/services/T0/B0/inline-secret\n",
+        "alerts:\n  - {type: slack, url: \"https://hooks.slack.com/services/T0/B0/inline-secret\"}\n",
+    ])
+    func inlineAlertURL(yaml: String) throws {
+        try Self.withTemporaryDirectory { dir in
+            let path = try Self.writeFile(yaml, named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) {
+                try AlertConfigTests.load(environment: [:], in: dir)
+            }
+            let text = try #require(error).description
+            #expect(text.contains("\(path):"))
+            #expect(text.contains("alerts[0].url would put a secret in the config file"))
+            #expect(text.contains("url_env"))
+            #expect(!text.contains("inline-secret"))
+        }
+    }
+
+    @Test("alerts referencing env and file secrets load and resolve")
+    func alertReferences() throws {
+        try Self.withTemporaryDirectory { dir in
+            let secretFile = try Self.writeFile("https://hooks.example/file-secret\n", named: "hook", in: dir)
+            let path = try Self.writeFile("""
+                alerts:
+                  - name: oncall
+                    type: slack
+                    url_env: SLACK_HOOK
+                  - type: pagerduty
+                    routing_key_file: \(secretFile)
+                """, named: "nfldb.yaml", in: dir)
+            let env = ["SLACK_HOOK": "https://hooks.slack.com/services/env-secret"]
+            let alerts = try AlertDestination.all(in: AlertConfigTests.load(environment: env, in: dir))
+            #expect(alerts.count == 2)
+            let slack = try #require(alerts.first)
+            #expect(slack.name == "oncall")
+            #expect(slack.kind == .slack)
+            #expect(slack.secretEnv == "SLACK_HOOK")
+            #expect(slack.source == .file(path: path, line: 2))
+            #expect(try slack.resolveSecret(environment: env) == "https://hooks.slack.com/services/env-secret")
+            #expect(throws: ConfigurationError.self) { try slack.resolveSecret(environment: [:]) }
+
+            let pager = alerts[1]
+            #expect(pager.kind == .pagerduty)
+            #expect(pager.name == "pagerduty-1")
+            #expect(try pager.resolveSecret(environment: [:]) == "https://hooks.example/file-secret")
+        }
+    }
+
+    @Test("an alert needs exactly one secret reference and a known type")
+    func alertShape() throws {
+        try Self.withTemporaryDirectory { dir in
+            try Self.writeFile("alerts:\n  - type: slack\n", named: "nfldb.yaml", in: dir)
+            let none = #expect(throws: ConfigurationError.self) {
+                try AlertConfigTests.load(environment: [:], in: dir)
+            }
+            #expect(none?.description.contains("needs exactly one of url_env/url_file") == true)
+
+            try Self.writeFile("alerts:\n  - type: carrier-pigeon\n    url_env: X\n", named: "nfldb.yaml", in: dir)
+            let type = #expect(throws: ConfigurationError.self) {
+                try AlertConfigTests.load(environment: [:], in: dir)
+            }
+            #expect(type?.description.contains("needs type: slack, pagerduty or webhook") == true)
+        }
+    }
+
+    @Test("health.alert.* decode with their defaults, and a set value wins")
+    func alertSettings() throws {
+        try Self.withTemporaryDirectory { dir in
+            let defaults = try AlertConfig(configuration: Self.load(environment: [:], in: dir))
+            #expect(defaults.stateFile == ".nfldb/health-state.json")
+            #expect(defaults.consecutive == 2)
+            #expect(defaults.repeatInterval == .seconds(4 * 3600))
+            #expect(defaults.retries == 3)
+            #expect(defaults.retryBackoff == .seconds(1))
+            #expect(defaults.timeout == .seconds(10))
+            #expect(defaults.destinations.isEmpty)
+
+            try Self.writeFile("health:\n  state_file: /var/lib/x.json\n  alert:\n    consecutive: 4\n    repeat_interval: 30min\n", named: "nfldb.yaml", in: dir)
+            let set = try AlertConfig(configuration: Self.load(environment: ["NFLDB_HEALTH_ALERT_RETRIES": "5"], in: dir))
+            #expect(set.stateFile == "/var/lib/x.json")
+            #expect(set.consecutive == 4)
+            #expect(set.repeatInterval == .seconds(1800))
+            #expect(set.retries == 5)
+        }
+    }
+}
