@@ -48,6 +48,8 @@ let package = Package(
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
+        // ETL: streaming CSV, data contracts, idempotent loads: `nfldb etl …`.
+        .target(name: "NFLDBETL", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
@@ -56,7 +58,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBETL", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -98,6 +100,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBBackupTests",
             dependencies: ["NFLDBBackup", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBETLTests",
+            dependencies: ["NFLDBETL", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
