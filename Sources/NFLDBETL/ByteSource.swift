@@ -31,7 +31,7 @@ public final class FileSource: ByteSource {
         name = path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw ETLInputError(source: path, "no such file", hint: "Give --source an existing CSV file or an http(s) URL.")
+            throw ETLInputError(source: path, "no such file", hint: "Give --source an existing CSV file or an http(s) URL.", exitStatus: .usage)
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw ETLInputError(source: path, "cannot open the file for reading", hint: "Check its permissions.")

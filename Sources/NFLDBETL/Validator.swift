@@ -6,11 +6,13 @@ public struct ETLInputError: NFLDBError, Sendable {
     public let source: String
     public let summary: String
     public let hint: String
+    public let exitStatus: ExitStatus
 
-    public init(source: String, _ summary: String, hint: String) {
+    public init(source: String, _ summary: String, hint: String, exitStatus: ExitStatus = .failure) {
         self.source = source
         self.summary = summary
         self.hint = hint
+        self.exitStatus = exitStatus
     }
 
     public var diagnostic: Diagnostic {
