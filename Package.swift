@@ -105,6 +105,7 @@ let package = Package(
         .testTarget(
             name: "NFLDBETLTests",
             dependencies: ["NFLDBETL", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -33,7 +33,20 @@ public enum ETLRunner {
                 conditional = HTTPValidators(etag: row["etag"], lastModified: row["last_modified"])
             }
         }
-        let input = try open(source, http: http, conditional: conditional, correlationID: options.correlationID, logger: logger)
+        let input: any ByteSource
+        do {
+            input = try open(source, http: http, conditional: conditional, correlationID: options.correlationID, logger: logger)
+        } catch let error as HTTPSourceError where !options.dryRun {
+            // The upstream never delivered: record the failed run (freshness checks and `etl runs` see it).
+            var result = LoadResult(status: "failed", source: error.url)
+            result.error = error.diagnostic.oneLine
+            result.runID = try connection.query("""
+                INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status, finished_at, error)
+                VALUES (\(error.url), \(GamesLoader.target), \(options.correlationID), 'failed', clock_timestamp(), \(result.error))
+                RETURNING id
+                """).scalar(Int64.self)
+            throw LoadFailed(result: result, cause: error.diagnostic.summary + " (" + (error.diagnostic.detail ?? "") + ")", hint: error.hint)
+        }
         if let http = input as? HTTPSource, http.notModified {
             var result = LoadResult(status: "skipped", source: input.name)
             if !options.dryRun {
