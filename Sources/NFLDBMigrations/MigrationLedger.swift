@@ -126,13 +126,39 @@ public enum MigrationLedger {
         }
     }
 
-    /// An event row; `detail` is JSON text.
-    static func eventQuery(_ event: String, version: Int64?, name: String?, context: MigrationContext, detail: [String: String] = [:]) -> PostgresQuery {
-        let json = (try? JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    /// One row for `nfldb.migration_events`: which migration, and what to keep in `detail` (nil values become JSON null).
+    struct Event {
+        let version: Int64
+        let name: String
+        var detail: [String: String?] = [:]
+    }
+
+    /// The one way an event is written: `event` for every entry, with who and where from `context`.
+    ///
+    /// With `after`, the events are written in the same statement as that change to
+    /// `nfldb.schema_migrations` (an INSERT, UPDATE or DELETE without RETURNING): only for the
+    /// versions it actually touched, so a history change and its event land together or not at all.
+    static func eventQuery(_ event: String, _ entries: [Event], context: MigrationContext, after change: PostgresQuery? = nil) -> PostgresQuery {
+        let details = entries.map { entry -> String in
+            let object = entry.detail.mapValues { $0.map { $0 as Any } ?? NSNull() }
+            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        }
+        let prefix: PostgresQuery = change.map { "WITH m AS (\(fragment: $0) RETURNING version)\n" } ?? ""
         return """
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            VALUES (\(version), \(name), \(event), \(context.clientHost), \(context.correlationID), \(context.nfldbVersion), \(json)::jsonb)
+            \(fragment: prefix)INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
+            SELECT e.version, e.name, \(event)::text, \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text, e.detail
+            FROM unnest(\(entries.map(\.version))::bigint[], \(entries.map(\.name))::text[], \(details)::jsonb[])
+                 WITH ORDINALITY AS e(version, name, detail, ord)
+            \(unsafeRaw: change == nil ? "" : "WHERE e.version IN (SELECT version FROM m)\n")ORDER BY e.ord
             """
+    }
+
+    /// ``eventQuery(_:_:context:after:)`` for one migration.
+    static func eventQuery(
+        _ event: String, version: Int64, name: String, context: MigrationContext, detail: [String: String?] = [:], after change: PostgresQuery? = nil
+    ) -> PostgresQuery {
+        eventQuery(event, [Event(version: version, name: name, detail: detail)], context: context, after: change)
     }
 }
 

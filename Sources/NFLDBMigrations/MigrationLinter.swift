@@ -25,13 +25,22 @@ public enum MigrationLinter {
         func add(_ rule: String, _ severity: LintFinding.Severity, _ statement: SQLStatement, _ message: String, _ fix: String) {
             findings.append(LintFinding(rule: rule, severity: severity, file: migration.upPath, line: statement.line, message: message, fix: fix))
         }
+        if script.statements.isEmpty {
+            findings.append(LintFinding(
+                rule: "empty-migration", severity: .warning, file: migration.upPath, line: 1,
+                message: "the migration has no SQL statement; applying it records a version that changed nothing",
+                fix: "Write the migration's SQL, or delete the file pair if it is not needed."))
+        }
         for statement in script.statements {
             let sql = statement.normalized
-            if let table = match(sql, #"^CREATE (?:UNLOGGED |TEMP |TEMPORARY )?TABLE (?:IF NOT EXISTS )?([^\s(]+)"#) {
+            // Names are taken from the text as written (case kept), keywords from `sql` (upper-cased).
+            let text = statement.folded
+            if let table = match(text, #"^CREATE (?:UNLOGGED |TEMP |TEMPORARY )?TABLE (?:IF NOT EXISTS )?([^\s(]+)"#)
+                ?? match(text, #"^CREATE MATERIALIZED VIEW (?:IF NOT EXISTS )?([^\s(]+)"#) {
                 created.insert(normalizeName(table))
                 continue
             }
-            if let table = match(sql, #"^CREATE (?:UNIQUE )?INDEX (?!CONCURRENTLY)(?:IF NOT EXISTS )?(?:[^\s]+ )?ON (?:ONLY )?([^\s(]+)"#),
+            if let table = match(text, #"^CREATE (?:UNIQUE )?INDEX (?!CONCURRENTLY)(?:IF NOT EXISTS )?(?:[^\s]+ )?ON (?:ONLY )?([^\s(]+)"#),
                !created.contains(normalizeName(table)) {
                 add("create-index-without-concurrently", .warning, statement,
                     "CREATE INDEX on existing table \(table) blocks writes to it for the whole build",
@@ -47,8 +56,8 @@ public enum MigrationLinter {
                     "ALTER TYPE … ADD VALUE cannot be used in the same transaction that adds it",
                     "Put it in its own migration marked `-- nfldb:no-transaction`.")
             }
-            guard let table = match(sql, #"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?([^\s]+)"#) else {
-                if let dropped = match(sql, #"^DROP TABLE (?:IF EXISTS )?([^\s;,]+)"#), !created.contains(normalizeName(dropped)) {
+            guard let table = match(text, #"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?([^\s]+)"#) else {
+                if let dropped = match(text, #"^DROP TABLE (?:IF EXISTS )?([^\s;,]+)"#), !created.contains(normalizeName(dropped)) {
                     add("drop-table", .warning, statement,
                         "DROP TABLE \(dropped) deletes its data; running code that still reads it will fail",
                         "Stop using the table in the application first, deploy, then drop it in a later migration.")
@@ -72,7 +81,7 @@ public enum MigrationLinter {
                     "changing a column type on \(table) usually rewrites the table under an ACCESS EXCLUSIVE lock",
                     "Add a new column, backfill it in batches, switch readers, then drop the old column.")
             }
-            if sql.contains(" DROP COLUMN ") {
+            if existing && sql.contains(" DROP COLUMN ") {
                 add("drop-column", .warning, statement,
                     "DROP COLUMN on \(table) breaks any running code that still selects the column",
                     "Stop reading the column in the application first; drop it in a later deploy.")
@@ -132,15 +141,35 @@ public enum MigrationLinter {
     }
 
     static func match(_ text: String, _ pattern: String) -> String? {
-        guard let regex = try? NSRegularExpression(pattern: pattern),
+        guard let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive]),
               let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), m.numberOfRanges > 1,
               let range = Range(m.range(at: 1), in: text)
         else { return nil }
         return String(text[range])
     }
 
+    /// The relation name PostgreSQL would look up: the last dotted part, case-folded unless quoted
+    /// (`Games` and `games` are one table, `"Games"` another).
     static func normalizeName(_ name: String) -> String {
-        let unquoted = name.replacingOccurrences(of: "\"", with: "").lowercased()
-        return unquoted.split(separator: ".").last.map(String.init) ?? unquoted
+        var parts: [String] = []
+        var current = ""
+        var quoted = false
+        var wasQuoted = false
+        var characters = Array(name)[...]
+        while let c = characters.popFirst() {
+            if c == "\"" {
+                if quoted, characters.first == "\"" { current.append("\""); characters.removeFirst(); continue }
+                quoted.toggle()
+                wasQuoted = true
+            } else if c == "." && !quoted {
+                parts.append(wasQuoted ? current : current.lowercased())
+                current = ""
+                wasQuoted = false
+            } else {
+                current.append(c)
+            }
+        }
+        parts.append(wasQuoted ? current : current.lowercased())
+        return parts.last ?? ""
     }
 }

@@ -13,6 +13,20 @@ public struct MigrationDirectory: Sendable {
     static let pattern = try! NSRegularExpression(pattern: #"^([0-9]+)_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$"#)
 
     public func load() throws -> [Migration] {
+        let (migrations, problems) = try loadCollectingProblems()
+        if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }
+        return migrations
+    }
+
+    /// For `down`, which runs the down SQL stored in the ledger and needs no file: every pair that
+    /// loads, and the problems of the rest as warnings (a missing `.down.sql`, a bad name…). Only a
+    /// missing directory still fails.
+    public func loadForRollback() throws -> (migrations: [Migration], warnings: [String]) {
+        let (migrations, problems) = try loadCollectingProblems()
+        return (migrations, problems.map { "ignored by down (it uses the down SQL stored when each migration was applied): \($0)" })
+    }
+
+    func loadCollectingProblems() throws -> (migrations: [Migration], problems: [String]) {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -66,8 +80,7 @@ public struct MigrationDirectory: Sendable {
                 version: version, name: u.name, upPath: join(u.file), downPath: join(d.file), upSQL: upSQL, downSQL: downSQL,
                 directives: upDirectives))
         }
-        if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }
-        return migrations
+        return (migrations, problems)
     }
 
     func join(_ file: String) -> String { (path as NSString).appendingPathComponent(file) }

@@ -64,10 +64,13 @@ public struct MigrationVerifier {
                 _ = try migrator.down(count: 1)
                 let after = try dumpSchema()
                 if before != after {
-                    report.problems.append(.init(version: migration.version, name: migration.name, difference: lineDiff(old: before, new: after)))
+                    report.problems.append(.init(
+                        version: migration.version, name: migration.name,
+                        difference: lineDiff(old: before, new: after, oldLabel: "schema before \(migration.id) up", newLabel: "schema after its up + down")))
                     progress("\(migration.id): down does NOT undo up")
-                    // The scratch schema has diverged; later checks would only repeat this finding.
-                    return report
+                    // The scratch schema has diverged: rebuild it as if this down were right, and go on.
+                    try rebuild(connection, migrator, upTo: migration.version)
+                    continue
                 }
                 progress("\(migration.id): up + down restores the schema")
                 _ = try migrator.up(to: migration.version)
@@ -75,7 +78,15 @@ public struct MigrationVerifier {
             } catch {
                 report.problems.append(.init(version: migration.version, name: migration.name, difference: "failed: \(error)"))
                 progress("\(migration.id): failed during verify")
-                return report
+                do {
+                    try rebuild(connection, migrator, upTo: migration.version)
+                } catch {
+                    // Later migrations depend on this one; there is nothing sound left to check.
+                    progress("could not rebuild the scratch schema up to \(migration.id) (\(error)); later migrations not checked")
+                    report.roundTripIdentical = false
+                    report.roundTripDifference = "not checked: the scratch schema could not be rebuilt after \(migration.id) failed"
+                    return report
+                }
             }
         }
         do {
@@ -86,13 +97,26 @@ public struct MigrationVerifier {
             let second = try dumpSchema()
             if first != second {
                 report.roundTripIdentical = false
-                report.roundTripDifference = lineDiff(old: first, new: second)
+                report.roundTripDifference = lineDiff(old: first, new: second, oldLabel: "schema after up all", newLabel: "schema after down all + up all")
             }
         } catch {
             report.roundTripIdentical = false
             report.roundTripDifference = "failed: \(error)"
         }
         return report
+    }
+
+    /// Empties the scratch database (every non-system schema) and applies the migrations up to `version`.
+    func rebuild(_ connection: PostgresConnection, _ migrator: Migrator, upTo version: Int64) throws {
+        let schemas = try connection.query("""
+            SELECT nspname FROM pg_namespace
+            WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1
+            """).rows.map { try $0.decode("nspname", as: String.self) }
+        try connection.withTransaction {
+            for schema in schemas { try connection.execute("DROP SCHEMA \(identifier: schema) CASCADE") }
+            try connection.execute("CREATE SCHEMA public")
+        }
+        _ = try migrator.up(to: version)
     }
 
     func dumpSchema() throws -> String {

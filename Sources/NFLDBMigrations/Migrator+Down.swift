@@ -85,12 +85,9 @@ extension Migrator {
         }
         let file = migrations.first { $0.version == row.version }
         let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
-        let forget: PostgresQuery = """
-            WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = \(row.version) RETURNING version)
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT version, \(row.name)::text, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-                   jsonb_build_object('down_checksum', \(row.downChecksum)::text, 'source', \(name)::text) FROM m
-            """
+        let forget = MigrationLedger.eventQuery(
+            "rollback", version: row.version, name: row.name, context: context, detail: ["down_checksum": row.downChecksum, "source": name],
+            after: "DELETE FROM nfldb.schema_migrations WHERE version = \(row.version)")
         return RollbackStep(
             script: try Migration.script(downSQL, path: name), directives: MigrationDirectives.parse(downSQL).0, name: name, forget: forget)
     }
@@ -111,23 +108,29 @@ extension Migrator {
         }
         // Every history row and rollback event in one statement at the end of the batch (same
         // transaction, so the same all-or-nothing), instead of one statement per migration.
-        let forgetAll: PostgresQuery = """
-            WITH m AS (DELETE FROM nfldb.schema_migrations WHERE version = ANY(\(victims.map(\.version))::bigint[]) RETURNING version)
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT u.version, u.name, 'rollback', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-                   jsonb_build_object('down_checksum', NULLIF(u.down_checksum, ''), 'source', u.source)
-            FROM unnest(\(victims.map(\.version))::bigint[], \(victims.map(\.name))::text[], \(victims.map { $0.downChecksum ?? "" })::text[],
-                        \(steps.map(\.name))::text[]) WITH ORDINALITY AS u(version, name, down_checksum, source, ord)
-            JOIN m USING (version)
-            ORDER BY u.ord
-            """
+        let forgetAll = MigrationLedger.eventQuery(
+            "rollback",
+            zip(victims, steps).map { row, step in
+                MigrationLedger.Event(version: row.version, name: row.name, detail: ["down_checksum": row.downChecksum, "source": step.name])
+            },
+            context: context, after: "DELETE FROM nfldb.schema_migrations WHERE version = ANY(\(victims.map(\.version))::bigint[])")
         var done: [MigrationRunResult.Step] = []
         try withLockRetries("the batch rollback") {
             done = try runBatchInOneTransaction(items, finally: forgetAll)
         } onFailure: { error in
+            // Rollbacks above the failing one ran fine inside the batch: `down N` for those works as is.
+            let file = error.location.map { String($0[..<($0.lastIndex(of: ":") ?? $0.endIndex)]) }
+            let failing = steps.firstIndex { $0.name == file }
+            let hint: String
+            if let failing, failing > 0 {
+                hint = "\(victims[failing].id) is the one whose down SQL fails. `nfldb migrate down \(failing)` rolls back the \(failing) above it; then fix the cause and run `nfldb migrate down 1`, or undo it by hand and run `nfldb migrate resolve \(victims[failing].version) --rolled-back`."
+            } else if let failing {
+                hint = Self.stillAppliedHint(victims[failing])
+            } else {
+                hint = "Fix the cause and run the command again; `nfldb migrate status` shows what is applied."
+            }
             throw MigrationError.statementFailed(
-                "the batch rollback", error, extra: "--single-transaction: nothing was rolled back; every migration is still applied",
-                hint: "Fix the database state or roll back one at a time (`nfldb migrate down 1`).")
+                "the batch rollback", error, extra: "--single-transaction: nothing was rolled back; every migration is still applied", hint: hint)
         }
         return done
     }
@@ -144,21 +147,30 @@ extension Migrator {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
                 throw MigrationError.statementFailed(
-                    "rollback of \(row.id)", error, extra: "the rollback was undone; \(row.id) is still applied",
-                    hint: "The stored down SQL failed. Fix the database state or roll back by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
+                    "rollback of \(row.id)", error, extra: "the rollback was undone; \(row.id) is still applied and not dirty",
+                    hint: Self.stillAppliedHint(row))
             }
         } else {
             try setTimeouts(directives, local: false)
             defer { resetTimeouts() }
             var done = 0
+            let invalidAtStart = Set((try? invalidIndexes()) ?? [])
             for statement in script.statements {
-                do {
-                    try connection.runScript(unsafeSQL: statement.text)
-                    done += 1
-                } catch var error as PostgresError {
-                    let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
-                    error.location = "\(name):\(line)"
-                    error.statement = statement.text
+                var failure: PostgresError?
+                try withLockRetries(row.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty }) {
+                    try connection.run(statement, in: name)
+                } onFailure: { failure = $0 }
+                if let error = failure {
+                    let line = statement.line(of: error)
+                    if done == 0 && newInvalidIndexes(since: invalidAtStart).isEmpty && !statement.mayCommitInside {
+                        // Nothing of the down SQL ran: the migration is still cleanly applied.
+                        _ = try? connection.execute(MigrationLedger.eventQuery(
+                            "fail", version: row.version, name: row.name, context: context,
+                            detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": "0"]))
+                        throw MigrationError.statementFailed(
+                            "rollback of \(row.id)", error, extra: "its first down statement failed, so nothing ran; \(row.id) is still applied and not dirty",
+                            hint: Self.stillAppliedHint(row))
+                    }
                     // failed_statement_line is a line of up_path; a down failure names its own file:line in the error.
                     _ = try? connection.execute("""
                         UPDATE nfldb.schema_migrations SET state = 'failed', error = \("down failed at \(name):\(line) after \(done) of \(script.statements.count) statements: " + error.message),
@@ -170,8 +182,9 @@ extension Migrator {
                         detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": String(done)]))
                     throw MigrationError.statementFailed(
                         "rollback of \(row.id)", error,
-                        hint: "\(done) of \(script.statements.count) down statements ran. The version is dirty; finish by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or --applied).")
+                        hint: "\(done) of \(script.statements.count) down statements ran. The version is dirty; finish the rollback by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or redo what ran, then `--applied`).")
                 }
+                done += 1
             }
             try connection.query(forget)
         }
@@ -179,6 +192,12 @@ extension Migrator {
         progress(.finished(id: row.id, direction: "down", milliseconds: ms))
         logger.info("rolled back migration", metadata: ["migration.version": .stringConvertible(row.version), "duration_ms": .stringConvertible(ms)])
         return .init(version: row.version, name: row.name, direction: "down", durationMilliseconds: ms)
+    }
+
+    /// What to do after a rollback that changed nothing: the version is still applied and clean, so
+    /// `resolve --rolled-back` (after undoing it by hand) and `down 1` (after fixing the cause) both work.
+    static func stillAppliedHint(_ row: LedgerRow) -> String {
+        "Nothing changed and \(row.id) is still applied. Fix what makes its down SQL fail and run `nfldb migrate down 1` again; or undo it by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back`."
     }
 
     /// `down 1` then `up` of that same version, under one lock hold.
@@ -216,17 +235,14 @@ extension Migrator {
             var result = MigrationRunResult()
             try connection.withTransaction {
                 for migration in adopt {
-                    try connection.query("""
-                        WITH m AS (
+                    try connection.query(MigrationLedger.eventQuery(
+                        "baseline", version: migration.version, name: migration.name, context: context, detail: ["baseline": String(version)],
+                        after: """
                           INSERT INTO nfldb.schema_migrations (version, name, state, kind, transactional, up_checksum, down_checksum,
                             up_path, client_host, nfldb_version, git_commit)
                           VALUES (\(migration.version), \(migration.name), 'applied', 'baseline', \(migration.directives.transactional),
                             \(migration.upChecksum), NULL, \(migration.upPath), \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
-                          RETURNING version)
-                        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-                        SELECT version, \(migration.name)::text, 'baseline', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-                               jsonb_build_object('baseline', \(version)::bigint) FROM m
-                        """)
+                          """))
                     result.steps.append(.init(version: migration.version, name: migration.name, direction: "baseline", durationMilliseconds: 0))
                 }
             }
@@ -242,8 +258,13 @@ extension Migrator {
             guard let row = rows.first(where: { $0.version == version }) else {
                 throw MigrationError("version \(version) has no history row", hint: "`nfldb migrate status` lists dirty versions.", exitStatus: .usage)
             }
-            guard row.isDirty else {
-                throw MigrationError("\(row.id) is not dirty (state \(row.state.rawValue)); there is nothing to resolve", exitStatus: .usage)
+            // An applied version may be recorded as rolled back after the operator undid it by hand
+            // (what a failed `down` suggests); anything else needs a dirty version.
+            guard row.isDirty || (row.state == .applied && !applied) else {
+                throw MigrationError(
+                    "\(row.id) is not dirty (state \(row.state.rawValue)); there is nothing to resolve",
+                    hint: row.state == .applied ? "To record that you rolled it back by hand: `nfldb migrate resolve \(version) --rolled-back`." : nil,
+                    exitStatus: .usage)
             }
             let event = applied ? "resolve-applied" : "resolve-rolled-back"
             try connection.withTransaction {
@@ -306,6 +327,7 @@ extension Migrator {
                 var text = statement.text
                 if !text.hasSuffix(";") { text += ";" }
                 out.append(text)
+                if let data = statement.copyData { out.append(data.text + "\\.") }
                 if !tx { out.append("UPDATE nfldb.schema_migrations SET statements_done = \(statement.index + 1) WHERE version = \(migration.version);") }
             }
             if tx {
@@ -330,7 +352,10 @@ extension Migrator {
             out.append("")
             out.append("-- rollback of \(row.id)")
             out.append(directives.transactional ? "BEGIN; " + timeoutSettings(directives, local: true) + ";" : timeoutSettings(directives, local: false) + ";")
-            for statement in script.statements { out.append(statement.text.hasSuffix(";") ? statement.text : statement.text + ";") }
+            for statement in script.statements {
+                out.append(statement.text.hasSuffix(";") ? statement.text : statement.text + ";")
+                if let data = statement.copyData { out.append(data.text + "\\.") }
+            }
             out.append("DELETE FROM nfldb.schema_migrations WHERE version = \(row.version);")
             out.append("INSERT INTO nfldb.migration_events (version, event, …) VALUES (\(row.version), 'rollback', …);")
             if directives.transactional { out.append("COMMIT;") }
@@ -340,12 +365,54 @@ extension Migrator {
 }
 
 /// A small line diff for warnings: lines only in `old` as `-`, only in `new` as `+`.
-func lineDiff(old: String, new: String) -> String {
-    let oldLines = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    let newLines = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    let oldSet = Set(oldLines)
-    let newSet = Set(newLines)
-    let removed = oldLines.filter { !newSet.contains($0) && !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map { "  - \($0)" }
-    let added = newLines.filter { !oldSet.contains($0) && !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map { "  + \($0)" }
-    return (removed + added).joined(separator: "\n")
+func lineDiff(old: String, new: String, oldLabel: String = "old", newLabel: String = "new") -> String {
+    let a = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let b = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    // Common head and tail first; a longest common subsequence over the (usually short) middle, so
+    // a line that also occurs elsewhere (`);`, `id integer NOT NULL,`) is still shown where it changed.
+    var head = 0
+    while head < a.count, head < b.count, a[head] == b[head] { head += 1 }
+    var tail = 0
+    while tail < a.count - head, tail < b.count - head, a[a.count - 1 - tail] == b[b.count - 1 - tail] { tail += 1 }
+    let x = Array(a[head..<(a.count - tail)])
+    let y = Array(b[head..<(b.count - tail)])
+    // Operations over the middle: (" ", line) kept, ("-", line) only in old, ("+", line) only in new.
+    var ops: [(Character, String)] = []
+    if head > 0 { ops.append((" ", a[head - 1])) }
+    if x.count * y.count <= 4_000_000 {
+        // lcs[i][j]: length of the LCS of x[i...] and y[j...].
+        var lcs = [[Int32]](repeating: [Int32](repeating: 0, count: y.count + 1), count: x.count + 1)
+        for i in stride(from: x.count - 1, through: 0, by: -1) {
+            for j in stride(from: y.count - 1, through: 0, by: -1) {
+                lcs[i][j] = x[i] == y[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
+            }
+        }
+        var i = 0, j = 0
+        while i < x.count || j < y.count {
+            if i < x.count, j < y.count, x[i] == y[j] {
+                ops.append((" ", x[i])); i += 1; j += 1
+            } else if j < y.count, i == x.count || lcs[i][j + 1] >= lcs[i + 1][j] {
+                ops.append(("+", y[j])); j += 1
+            } else {
+                ops.append(("-", x[i])); i += 1
+            }
+        }
+    } else {
+        ops += x.map { (Character("-"), $0) } + y.map { (Character("+"), $0) }
+    }
+    if tail > 0 { ops.append((" ", a[a.count - tail])) }
+    // Both sides, each change with one line of context; long unchanged runs folded.
+    var near = [Bool](repeating: false, count: ops.count)
+    for index in ops.indices where ops[index].0 != " " {
+        for k in max(0, index - 1)...min(ops.count - 1, index + 1) { near[k] = true }
+    }
+    var out = ["  --- \(oldLabel)", "  +++ \(newLabel)"]
+    var lastShown = -1
+    for (index, op) in ops.enumerated() {
+        guard near[index] else { continue }
+        if lastShown >= 0 && index > lastShown + 1 { out.append("    …") }
+        out.append(op.0 == " " ? "    \(op.1)" : "  \(op.0) \(op.1)")
+        lastShown = index
+    }
+    return out.joined(separator: "\n")
 }

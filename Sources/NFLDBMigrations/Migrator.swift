@@ -217,25 +217,39 @@ public final class Migrator {
 
     func applyWithoutTransaction(_ migration: Migration, script: SQLScript, start: ContinuousClock.Instant) throws {
         let total = script.statements.count
-        try connection.query("""
-            WITH m AS (
+        try connection.query(MigrationLedger.eventQuery(
+            "start", version: migration.version, name: migration.name, context: context, detail: ["checksum": migration.upChecksum],
+            after: """
               INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
                 up_path, statements_total, statements_done, client_host, nfldb_version, git_commit)
               VALUES (\(migration.version), \(migration.name), 'running', false, \(migration.upChecksum), \(migration.downChecksum),
                 \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(total), 0, \(context.clientHost), \(context.nfldbVersion), \(context.gitCommit))
-              RETURNING version)
-            \(unsafeRaw: eventInsert("start", migration))
-            """)
+              """))
         try setTimeouts(migration.directives, local: false)
         defer { resetTimeouts() }
         var done = 0
+        let invalidAtStart = Set((try? invalidIndexes()) ?? [])
         for statement in script.statements {
-            do {
-                try connection.runScript(unsafeSQL: statement.text)
-            } catch var error as PostgresError {
-                let line = error.position.map { statement.line(atPosition: $0) } ?? statement.line
-                error.location = "\(migration.upPath):\(line)"
-                error.statement = statement.text
+            // Each statement commits on its own, so a lock_timeout is retried like a transactional
+            // migration's — unless the attempt left an INVALID index behind (a CONCURRENTLY build
+            // that timed out in a later phase), which a retry would trip over.
+            var failure: PostgresError?
+            try withLockRetries(migration.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty }) {
+                try connection.run(statement, in: migration.upPath)
+            } onFailure: { failure = $0 }
+            if let error = failure {
+                let line = statement.line(of: error)
+                let leftBehind = newInvalidIndexes(since: invalidAtStart)
+                if done == 0 && leftBehind.isEmpty && !statement.mayCommitInside {
+                    // The first statement failed as a whole: nothing ran, nothing to clean up.
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: migration.version, name: migration.name, context: context,
+                        detail: ["error": error.message, "location": error.location ?? "", "statements_done": "0", "sqlstate": error.sqlState ?? ""],
+                        after: "DELETE FROM nfldb.schema_migrations WHERE version = \(migration.version) AND state = 'running'"))
+                    throw MigrationError.statementFailed(
+                        migration.id, error, extra: "its first statement failed, so nothing ran; \(migration.id) is not applied and not dirty",
+                        hint: "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
+                }
                 let invalid = (try? invalidIndexes()) ?? []
                 _ = try? connection.execute("""
                     UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(line),
@@ -254,12 +268,13 @@ public final class Migrator {
             done += 1
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
         }
-        try connection.query("""
-            WITH m AS (
+        try connection.query(MigrationLedger.eventQuery(
+            "apply", version: migration.version, name: migration.name, context: context,
+            detail: ["checksum": migration.upChecksum, "git_commit": context.gitCommit],
+            after: """
               UPDATE nfldb.schema_migrations SET state = 'applied', applied_at = now(), duration_ms = \(Int64(elapsed(since: start)))
-              WHERE version = \(migration.version) RETURNING version)
-            \(unsafeRaw: eventInsert("apply", migration))
-            """)
+              WHERE version = \(migration.version)
+              """))
     }
 
     /// One step of a `--single-transaction` batch (up or down).
@@ -304,9 +319,10 @@ public final class Migrator {
     /// `BEGIN; SET LOCAL timeouts`, the script, then the bookkeeping statement, `COMMIT`; any error
     /// rolls the whole step back, so the script and its history change land together or not at all.
     func runInTransaction(_ script: SQLScript, directives: MigrationDirectives, bookkeeping: () -> PostgresQuery) throws {
-        try connection.execute("BEGIN")
+        // One round trip for both (generated text: durations nfldb formatted itself); a per-migration
+        // round trip more is measurable in `down 200`.
+        try connection.runScript(unsafeSQL: "BEGIN; " + timeoutSettings(directives, local: true))
         do {
-            try setTimeouts(directives, local: true)
             try connection.run(script)
             try connection.query(bookkeeping())
             try connection.execute("COMMIT")
@@ -318,28 +334,16 @@ public final class Migrator {
 
     /// The history row and `apply` event, inserted inside the migration's transaction.
     func recordApplied(_ migration: Migration, statements: Int, milliseconds: Double) -> PostgresQuery {
-        """
-        WITH m AS (
-          INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
-            up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
-          VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
-            \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
-            \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
-          RETURNING version)
-        INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-        SELECT version, \(migration.name)::text, 'apply', \(context.clientHost)::text, \(context.correlationID)::text, \(context.nfldbVersion)::text,
-               jsonb_build_object('checksum', \(migration.upChecksum)::text, 'git_commit', \(context.gitCommit)::text) FROM m
-        """
-    }
-
-    /// `INSERT … SELECT … FROM m` for an event after a CTE named `m` (values are literals quoted here).
-    func eventInsert(_ event: String, _ migration: Migration) -> String {
-        let lit = PostgresIdentifier.literal
-        return """
-            INSERT INTO nfldb.migration_events (version, name, event, client_host, correlation_id, nfldb_version, detail)
-            SELECT version, \(lit(migration.name)), \(lit(event)), \(lit(context.clientHost)), \(context.correlationID.map(lit) ?? "NULL"),
-                   \(lit(context.nfldbVersion)), jsonb_build_object('checksum', \(lit(migration.upChecksum))) FROM m
-            """
+        MigrationLedger.eventQuery(
+            "apply", version: migration.version, name: migration.name, context: context,
+            detail: ["checksum": migration.upChecksum, "git_commit": context.gitCommit],
+            after: """
+              INSERT INTO nfldb.schema_migrations (version, name, state, transactional, up_checksum, down_checksum, up_sql, down_sql,
+                up_path, statements_total, statements_done, client_host, duration_ms, nfldb_version, git_commit)
+              VALUES (\(migration.version), \(migration.name), 'applied', true, \(migration.upChecksum), \(migration.downChecksum),
+                \(migration.upSQL), \(migration.downSQL), \(migration.upPath), \(statements), \(statements), \(context.clientHost),
+                \(Int64(milliseconds)), \(context.nfldbVersion), \(context.gitCommit))
+              """)
     }
 
     /// Sets `lock_timeout` and `statement_timeout` for the session, or (`local`) for the open
@@ -370,7 +374,14 @@ public final class Migrator {
 
     /// Retries `body` when PostgreSQL's `lock_timeout` fires (SQLSTATE 55P03), with doubling backoff;
     /// other errors (and the last lock timeout) go to `onFailure`.
-    func withLockRetries(_ id: String, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void) throws {
+    /// INVALID indexes that were not INVALID in `before` (left behind by this run).
+    func newInvalidIndexes(since before: Set<String>) -> [String] {
+        ((try? invalidIndexes()) ?? []).filter { !before.contains($0) }
+    }
+
+    func withLockRetries(
+        _ id: String, canRetry: () -> Bool = { true }, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void
+    ) throws {
         var attempt = 0
         var backoff = settings.retryBackoff
         while true {
@@ -378,7 +389,7 @@ public final class Migrator {
                 try body()
                 return
             } catch let error as PostgresError {
-                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries {
+                if error.sqlState == SQLState.lockNotAvailable && attempt < settings.lockRetries && canRetry() {
                     attempt += 1
                     let blockers = try? describeLockHolders()
                     progress(.retrying(id: id, attempt: attempt, after: backoff, blockers: blockers))
@@ -463,5 +474,13 @@ extension Double {
     func rounded(toPlaces places: Int) -> Double {
         let factor = pow(10, Double(places))
         return (self * factor).rounded() / factor
+    }
+}
+
+extension SQLStatement {
+    /// `CALL` and `DO` can COMMIT inside (outside a transaction block), so a failure may leave work behind.
+    var mayCommitInside: Bool {
+        let text = normalized
+        return text.hasPrefix("CALL ") || text.hasPrefix("DO ") || text.hasPrefix("DO$")
     }
 }

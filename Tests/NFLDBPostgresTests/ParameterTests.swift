@@ -22,6 +22,29 @@ struct ParameterTests {
         #expect(named.binds.isEmpty)
     }
 
+    @Test("an embedded query keeps its own binds, renumbered; $n inside its literals and bodies is left alone")
+    func fragments() throws {
+        let inner: PostgresQuery = "UPDATE t SET note = '$1 stays', body = $$ $2 $$ WHERE id = \(7) AND tag = \("x")"
+        let outer: PostgresQuery = "WITH m AS (\(fragment: inner) RETURNING id) SELECT \("first") AS a, \(fragment: inner), \(3)"
+        #expect(outer.sql == "WITH m AS (UPDATE t SET note = '$1 stays', body = $$ $2 $$ WHERE id = $1 AND tag = $2 RETURNING id) SELECT $3 AS a, UPDATE t SET note = '$1 stays', body = $$ $2 $$ WHERE id = $4 AND tag = $5, $6")
+        #expect(outer.binds == ["7", "x", "first", "7", "x", "3"])
+        // Nested twice: placeholders stay tracked through an embedding.
+        let twice: PostgresQuery = "\(1) \(fragment: outer)"
+        #expect(twice.sql.hasSuffix("tag = $6, $7"))
+        #expect(twice.binds.count == 7)
+        let empty: PostgresQuery = ""
+        let withEmpty: PostgresQuery = "SELECT \(1)\(fragment: empty)"
+        #expect(withEmpty.sql == "SELECT $1")
+        try TestCluster.withDatabase(prefix: "params_frag") { db in
+            let c = try db.connect()
+            let part: PostgresQuery = "SELECT '$1'::text AS lit, \("b")::text AS v"
+            let row = try c.query("SELECT \("a")::text AS first, s.lit, s.v FROM (\(fragment: part)) s").singleRow()
+            #expect(row["first"] == "a")
+            #expect(row["lit"] == "$1")
+            #expect(row["v"] == "b")
+        }
+    }
+
     @Test("every encodable type round-trips through the server")
     func roundTrip() throws {
         try TestCluster.withDatabase(prefix: "params_rt") { db in

@@ -2,6 +2,7 @@ import Foundation
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBTestSupport
+import Synchronization
 import Testing
 
 @Suite("SQLScript splitting")
@@ -237,4 +238,105 @@ struct ScriptRunTests {
             #expect(c.transactionState == .idle)
         }
     }
+}
+
+@Suite("COPY inside scripts")
+struct ScriptCopyTests {
+    @Test("COPY … FROM stdin takes the following lines up to \\. as its data; semicolons and backslashes in rows are data")
+    func parsesInlineData() throws {
+        let script = try SQLScript("""
+            CREATE TABLE t (id int, v text);
+            COPY public.t (id, v) FROM stdin;
+            1\tsemi;colon
+            2\t\\N
+            \\.
+            SELECT 1;
+            """, name: "seed.sql")
+        #expect(script.statements.count == 3)
+        let copy = script.statements[1]
+        #expect(copy.isCopyFromStdin)
+        #expect(copy.copyData?.text == "1\tsemi;colon\n2\t\\N\n")
+        #expect(copy.copyData?.line == 3)
+        #expect(copy.copyDataLine(row: 2) == 4)
+        #expect(script.statements[2].text == "SELECT 1;")
+        #expect(script.statements[2].line == 6)
+        #expect(!script.statements[0].isCopyFromStdin)
+    }
+
+    @Test("COPY data without its \\. line is a parse error naming the first data line")
+    func unterminated() throws {
+        let error = #expect(throws: SQLScript.ParseError.self) {
+            try SQLScript("SELECT 1;\nCOPY t FROM STDIN;\n1\n2\n", name: "seed.sql")
+        }
+        #expect(error?.line == 3, "\(String(describing: error))")
+        #expect(error?.message.contains("\\.") == true)
+    }
+
+    @Test("runs inline COPY data on a server; a bad row reports the file line of that row")
+    func runsInlineData() throws {
+        try TestCluster.withDatabase(prefix: "script_copy") { db in
+            let c = try db.connect()
+            try c.run(try SQLScript("""
+                CREATE TABLE t (id int, v text);
+                COPY t (id, v) FROM stdin;
+                1\tsemi;colon
+                2\t\\N
+                \\.
+                INSERT INTO t VALUES (3, 'after');
+                """, name: "seed.sql"))
+            #expect(try c.query("SELECT count(*) FROM t").scalar(Int.self) == 3)
+            #expect(try c.query("SELECT v FROM t WHERE id = 1").scalar(String.self) == "semi;colon")
+            #expect(try c.query("SELECT v FROM t WHERE id = 2").scalar(String?.self) == nil)
+            let bad = try SQLScript("""
+                COPY t (id, v) FROM stdin;
+                4\tok
+                five\tbad
+                \\.
+                """, name: "bad.sql")
+            let error = #expect(throws: PostgresError.self) { try c.run(bad) }
+            #expect(error?.sqlState == "22P02")
+            #expect(error?.location == "bad.sql:3", "\(String(describing: error))")
+            #expect(c.transactionState == .idle)
+            #expect(try c.query("SELECT count(*) FROM t").scalar(Int.self) == 3)
+        }
+    }
+
+    @Test("COPY … TO STDOUT in a script is drained and discarded: the script goes on and the connection stays usable")
+    func copyOutDoesNotHang() throws {
+        try TestCluster.withDatabase(prefix: "script_copyout") { db in
+            let c = try db.connect()
+            let outcome = Mutex<String?>(nil)
+            // The connection is used by the thread until `outcome` is set, and only then here.
+            nonisolated(unsafe) let shared = c
+            // On a thread, so a regression fails the wait below instead of hanging the test run.
+            let thread = Thread {
+                do {
+                    let results = try shared.runScript(unsafeSQL: "CREATE TABLE t AS SELECT g FROM generate_series(1, 500) g; COPY t TO STDOUT; SELECT 42 AS answer;")
+                    outcome.withLock { $0 = "ok \(results.last?.rows.first?["answer"] ?? "-")" }
+                } catch {
+                    outcome.withLock { $0 = "error \(error)" }
+                }
+            }
+            thread.start()
+            let finished = poll(timeout: .seconds(20)) { outcome.withLock { $0 } != nil }
+            #expect(finished, "runScript with COPY TO STDOUT did not return within 20 s")
+            guard finished else { return }
+            #expect(outcome.withLock { $0 } == "ok 42")
+            #expect(try c.query("SELECT count(*) FROM t").scalar(Int.self) == 500)
+            // Through execute() it is refused, and the connection still works afterwards.
+            let refused = #expect(throws: PostgresError.self) { try c.execute("COPY t TO STDOUT") }
+            #expect(refused?.kind == .copy)
+            #expect(try c.query("SELECT 1").scalar(Int.self) == 1)
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it is true or `timeout` passes.
+private func poll(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return try condition()
 }

@@ -234,6 +234,32 @@ struct SessionTests {
         #expect(other.dsn?.contains("sub-pw-789") == false)
         #expect(other.password == "sub-pw-789")
     }
+
+    @Test("conninfo quoting: a database name with a space, a quote and a backslash reaches the server intact")
+    func conninfoQuoting() throws {
+        #expect(ConnectionOptions.conninfoQuoted(#"my db's \ x"#) == #"'my db\'s \\ x'"#)
+        #expect(ConnectionOptions.conninfo([("host", "h"), ("dbname", "a b")]) == "host='h' dbname='a b'")
+        let cluster = try TestCluster.shared()
+        let name = "nfl db's \\ \(getpid())"
+        let admin = try PostgresConnection.connect(ConnectionOptions(dsn: cluster.adminDSN), logger: TestCluster.logger)
+        defer {
+            _ = try? admin.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
+            admin.close()
+        }
+        try admin.execute("CREATE DATABASE \(identifier: name)")
+        let conninfo = ConnectionOptions.conninfo([
+            ("host", cluster.host), ("port", String(cluster.port)), ("user", cluster.superuser), ("dbname", name),
+        ])
+        try ConnectionOptions.validate(conninfo)
+        let c = try PostgresConnection.connect(ConnectionOptions(dsn: conninfo, password: cluster.password), logger: TestCluster.logger)
+        #expect(try c.query("SELECT current_database()").scalar(String.self) == name)
+        c.close()
+        // withDatabase builds its conninfo through the same helper.
+        let scratch = try ConnectionOptions(dsn: cluster.adminDSN).withDatabase(name)
+        let d = try PostgresConnection.connect(scratch, logger: TestCluster.logger)
+        #expect(try d.query("SELECT current_database()").scalar(String.self) == name)
+        d.close()
+    }
 }
 
 @Suite("Cancelling a running statement from another thread")

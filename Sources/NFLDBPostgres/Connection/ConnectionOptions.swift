@@ -114,10 +114,16 @@ extension ConnectionOptions {
         return try Self.parse(dsn)
     }
 
-    /// `key='value' …` with quotes and backslashes escaped as libpq expects.
-    static func conninfo(_ pairs: [(String, String)]) -> String {
-        pairs.map { key, value in
-            "\(key)='\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'"))'"
-        }.joined(separator: " ")
+    /// `key='value' …`: the one way nfldb writes a conninfo string (for libpq, `pg_dump`, pgBackRest's
+    /// `pg1-database`…). Every value goes through ``conninfoQuoted(_:)``, so a database name with a
+    /// space, quote or backslash stays one value. Keywords are libpq's own (`host`, `dbname`…).
+    public static func conninfo(_ pairs: [(String, String)]) -> String {
+        pairs.map { key, value in "\(key)=\(conninfoQuoted(value))" }.joined(separator: " ")
+    }
+
+    /// One conninfo value as libpq reads it: in single quotes, with `\` and `'` escaped by a
+    /// backslash (`my db's` → `'my db\'s'`).
+    public static func conninfoQuoted(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }
 }

@@ -73,6 +73,10 @@ extension PostgresConnection {
         let status = PQresultStatus(start)
         guard status == PGRES_COPY_IN else {
             defer { PQclear(start) }
+            if status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+                _ = drainCopyOut()
+                while let rest = PQgetResult(handle) { PQclear(rest) }
+            }
             if status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || status == PGRES_BAD_RESPONSE {
                 throw makeError(start, statement: statement)
             }

@@ -52,17 +52,39 @@ extension PostgresConnection {
             switch PQresultStatus(result) {
             case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
                 results.append(PostgresResult.copy(from: result))
-            case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            case PGRES_COPY_OUT:
+                // What psql would print; nobody reads it here. Drained, or libpq hands back a new
+                // COPY_OUT result on every PQgetResult and the loop never ends.
+                let rows = drainCopyOut()
+                logger.info("discarded the output of a COPY … TO STDOUT in a script", metadata: ["rows": .stringConvertible(rows)])
+            case PGRES_COPY_IN, PGRES_COPY_BOTH:
                 if firstError == nil {
-                    firstError = PostgresError(kind: .copy, message: "COPY … FROM STDIN/TO STDOUT cannot run inside a script; use a COPY from a file or nfldb's loader")
+                    firstError = PostgresError(
+                        kind: .copy,
+                        message: "COPY … FROM STDIN needs its rows right after the statement (ended by a line \\.), as pg_dump writes them; none were given")
+                        .withStatement(sql)
                 }
-                if PQresultStatus(result) == PGRES_COPY_IN { PQputCopyEnd(handle, "not supported in scripts") }
+                PQputCopyEnd(handle, "no COPY data in the script")
+                if PQresultStatus(result) == PGRES_COPY_BOTH { _ = drainCopyOut() }
             default:
                 if firstError == nil { firstError = makeError(result, statement: sql) }
             }
         }
         if let firstError { throw firstError }
         return results
+    }
+
+    /// Reads and discards the rows of a running `COPY … TO STDOUT` (`PQgetCopyData` until it ends);
+    /// returns how many there were.
+    func drainCopyOut() -> Int {
+        var rows = 0
+        while true {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let length = PQgetCopyData(handle, &buffer, 0)
+            if let buffer { PQfreemem(buffer) }
+            if length < 0 { return rows }  // -1: done (the final result follows); -2: error (reported by PQgetResult)
+            rows += 1
+        }
     }
 
     /// Converts a `PGresult` into rows, or into a ``PostgresError``; always clears it.
@@ -72,6 +94,12 @@ extension PostgresConnection {
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
             return PostgresResult.copy(from: result)
+        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            // A COPY through query()/execute(): end it so the connection stays usable, then refuse.
+            if PQresultStatus(result) == PGRES_COPY_OUT { _ = drainCopyOut() } else { PQputCopyEnd(handle, "COPY is not run through query()") }
+            while let rest = PQgetResult(handle) { PQclear(rest) }
+            throw PostgresError(kind: .copy, message: "COPY … STDIN/STDOUT cannot run through query()/execute(); use copyIn(_:_:) or runScript(unsafeSQL:)")
+                .withStatement(statement)
         default:
             throw makeError(result, statement: statement)
         }

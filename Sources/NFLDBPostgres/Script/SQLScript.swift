@@ -7,6 +7,22 @@ public struct SQLStatement: Sendable, Hashable {
     public let line: Int
     /// 0-based position in ``SQLScript/statements``.
     public let index: Int
+    /// For `COPY … FROM STDIN` followed by inline rows (the form `pg_dump` writes): the rows, up to
+    /// but not including the `\.` line, sent as the COPY's data, as psql does.
+    public let copyData: CopyData?
+
+    /// Inline COPY rows and the script line of the first one.
+    public struct CopyData: Sendable, Hashable {
+        public let text: String
+        public let line: Int
+    }
+
+    public init(text: String, line: Int, index: Int, copyData: CopyData? = nil) {
+        self.text = text
+        self.line = line
+        self.index = index
+        self.copyData = copyData
+    }
 
     /// The 1-based script line for a 1-based character `position` inside ``text``
     /// (PostgreSQL's `PG_DIAG_STATEMENT_POSITION`).
@@ -18,6 +34,23 @@ public struct SQLStatement: Sendable, Hashable {
     /// classification (`CREATE INDEX CONCURRENTLY …`).
     public var normalized: String {
         SQLScript.stripComments(text).split(whereSeparator: \.isWhitespace).joined(separator: " ").uppercased()
+    }
+
+    /// The statement without comments and with whitespace folded, case kept: for reading names as written.
+    public var folded: String {
+        SQLScript.stripComments(text).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    /// Whether this is `COPY … FROM STDIN` (data comes from the client).
+    public var isCopyFromStdin: Bool {
+        let words = normalized.split(separator: " ")
+        guard words.first == "COPY" else { return false }
+        return zip(words, words.dropFirst()).contains { $0 == "FROM" && ($1 == "STDIN" || $1.hasPrefix("STDIN;")) }
+    }
+
+    /// The script line of the COPY data row `row` (1-based, as the server's `COPY t, line N` context counts).
+    public func copyDataLine(row: Int) -> Int? {
+        copyData.map { $0.line + max(0, row - 1) }
     }
 }
 
@@ -68,6 +101,37 @@ public struct SQLScript: Sendable {
             start = nil
             atomicDepth = 0
             words.removeAll()
+        }
+        /// After `COPY … FROM STDIN;`: like psql, the rows start on the next line and end at a line
+        /// holding only `\.` (or at the end of the file, which is an error in a migration).
+        func takeCopyData() throws(ParseError) {
+            guard let last = statements.last, last.isCopyFromStdin else { return }
+            while i < bytes.count, bytes[i] != 10 { i += 1 }  // the rest of the statement's line
+            guard i < bytes.count else {
+                throw ParseError(name: name, line: last.line, message: "COPY … FROM STDIN has no data lines and no terminating \\. line")
+            }
+            i += 1
+            line += 1
+            let firstLine = line
+            let dataStart = i
+            while true {
+                guard i < bytes.count else {
+                    throw ParseError(name: name, line: firstLine, message: "the COPY data starting here has no terminating line \\. (the statement starts at line \(last.line))")
+                }
+                var end = i
+                while end < bytes.count, bytes[end] != 10 { end += 1 }
+                var content = bytes[i..<end]
+                if content.last == 13 { content = content.dropLast() }
+                if content.elementsEqual([92, 46]) {  // \.
+                    let data = String(decoding: bytes[dataStart..<i], as: UTF8.self)
+                    statements[statements.count - 1] = SQLStatement(
+                        text: last.text, line: last.line, index: last.index, copyData: SQLStatement.CopyData(text: data, line: firstLine))
+                    i = end
+                    return
+                }
+                i = end < bytes.count ? end + 1 : end
+                if end < bytes.count { line += 1 }
+            }
         }
         func begin() {
             if start == nil { start = i; startLine = line }
@@ -157,6 +221,7 @@ public struct SQLScript: Sendable {
                 if start != nil {
                     i += 1
                     finish(i)
+                    try takeCopyData()
                 } else {
                     i += 1
                 }

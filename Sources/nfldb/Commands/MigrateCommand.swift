@@ -148,8 +148,14 @@ extension MigrateCommand {
             let context = try global.makeContext(command: "migrate down")
             var settings = try options.settings(context)
             settings.singleTransaction = singleTransaction
-            let migrator = try options.makeMigrator(context, settings: settings)
-            let result = try migrator.down(count: count, to: to, dryRun: dryRun)
+            // down runs the stored down SQL: problems in the files are warnings here, not errors.
+            let loaded = try MigrationDirectory(path: options.directory(context)).loadForRollback()
+            if options.format == .text && !dryRun {
+                loaded.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+            }
+            let migrator = try options.makeMigrator(context, settings: settings, migrations: loaded.migrations)
+            var result = try migrator.down(count: count, to: to, dryRun: dryRun)
+            result.warnings = loaded.warnings + result.warnings
             try options.printResult(result, context, verb: "rolled back")
             finished(context, "migrate down")
         }
