@@ -104,7 +104,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBETLTests",
-            dependencies: ["NFLDBETL", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBETL", "NFLDBHealth", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

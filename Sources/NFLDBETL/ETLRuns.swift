@@ -58,7 +58,7 @@ public struct StoredReject: Sendable, Codable {
 }
 
 public enum ETLRuns {
-    static let select: PostgresQuery = """
+    static let select = """
         SELECT id, target_table, source, status, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started,
                to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished, rows_read, rows_inserted, rows_updated,
                rows_unchanged, rows_rejected, correlation_id, input_checksum, error
@@ -75,17 +75,11 @@ public enum ETLRuns {
 
     /// The newest runs first.
     public static func list(_ connection: PostgresConnection, limit: Int = 20) throws -> [RunSummary] {
-        var query = select
-        query.sql += " ORDER BY id DESC LIMIT $1"
-        query.binds = [String(limit)]
-        return try connection.query(query).rows.map(summary)
+        try connection.query("\(unsafeRaw: select) ORDER BY id DESC LIMIT \(limit)").rows.map(summary)
     }
 
     public static func report(_ connection: PostgresConnection, runID: Int64, rejectLimit: Int = 20) throws -> RunReport {
-        var query = select
-        query.sql += " WHERE id = $1"
-        query.binds = [String(runID)]
-        guard let row = try connection.query(query).rows.first else {
+        guard let row = try connection.query("\(unsafeRaw: select) WHERE id = \(runID)").rows.first else {
             throw OperatorError("no ETL run \(runID) in nfl.etl_runs", hint: "List the runs with `nfldb etl runs`.")
         }
         let findings = try connection.query("""

@@ -136,7 +136,7 @@ public enum ProbeRegistry {
     public static let all: [any Probe] = [
         ConnectionsProbe(), LongTransactionsProbe(), LongQueriesProbe(), BlockingLocksProbe(), ReplicationProbe(),
         ArchivingProbe(), WraparoundProbe(), VacuumProbe(), BloatProbe(), SequencesProbe(), InvalidIndexesProbe(),
-        SlowQueriesProbe(), CacheHitProbe(), DatabaseSizeProbe(), BackupsProbe(),
+        SlowQueriesProbe(), CacheHitProbe(), DatabaseSizeProbe(), BackupsProbe(), ETLFreshnessProbe(),
     ]
 
     public static var names: [String] { all.map(\.name) }
