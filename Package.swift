@@ -28,26 +28,36 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
-        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums.
+        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums and SCRAM (HMAC, PBKDF2).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
         .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
+        .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
+        .target(name: "NFLDBRedis", dependencies: ["CHiredis", "CLibCrypto", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
-        .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Declarative roles and grants: `nfldb roles plan|apply|check`.
-        .target(name: "NFLDBRoles", dependencies: ["NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
+        .target(name: "NFLDBRoles", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
         // Audit triggers and the append-only log: `nfldb audit …`.
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
-        .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
-        .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
+        // Fernet field encryption (libcrypto AES-128-CBC + HMAC-SHA256): `nfldb crypt …`.
+        .target(name: "NFLDBFernet", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
+        // Re-encrypting a column in batches: `nfldb crypt rotate`.
+        .target(name: "NFLDBCrypt", dependencies: ["NFLDBFernet", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // ETL: streaming CSV, data contracts, idempotent loads: `nfldb etl …`.
         .target(name: "NFLDBETL", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
@@ -56,9 +66,15 @@ let package = Package(
             dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", logging],
             swiftSettings: swiftSettings
         ),
+        // A throwaway redis-server for tests.
+        .target(
+            name: "NFLDBRedisTestSupport",
+            dependencies: ["NFLDBRedis", "NFLDBTestSupport", "NFLDBCore", logging],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBETL", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBETL", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -69,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBSandboxTests",
-            dependencies: ["NFLDBSandbox", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBSandbox", "NFLDBPgBackRest", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -79,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBRolesTests",
-            dependencies: ["NFLDBRoles", "NFLDBMigrations", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBRoles", "NFLDBMigrations", "NFLDBBackup", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -99,7 +115,17 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBBackupTests",
-            dependencies: ["NFLDBBackup", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBBackup", "NFLDBPgBackRest", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBRedisTests",
+            dependencies: ["NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBFernetTests",
+            dependencies: ["NFLDBFernet", "NFLDBCrypt", "nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
-"""Audit-trigger overhead: no trigger vs nfldb's row-level and statement-level triggers.
+"""Audit-trigger overhead: no trigger, the physical floor, and nfldb's row-level and statement-level triggers.
 
 Workloads on a 9-column table with a bigint primary key (the research note's shape):
   bulk insert  - one INSERT ... SELECT of N rows
   single rows  - N one-row INSERT statements in one PL/pgSQL loop (no client round trips)
   update all   - UPDATE of all N rows, two columns changing (rows loaded without triggers)
+Variants:
+  none       - no trigger
+  floor      - no trigger, and in the same transaction the same N rows written into a plain, unindexed
+               table with one INSERT ... SELECT to_jsonb(t) (what any audit design must at least pay)
+  row        - nfldb audit install --mode row
+  statement  - nfldb audit install --mode statement
 Before every timed statement: drop the audit schema, reload/empty the table, install the variant
 with `nfldb audit install` (untimed), CHECKPOINT. Variants are interleaved within each repetition;
-medians are reported. Timing is psql's \\timing (client-observed, trigger work included).
-Connection: the libpq environment exported by `nfldb sandbox env`.
+medians are reported. Wall time is psql's \\timing (client-observed, trigger work and commit included,
+summed over the transaction's statements); CPU is the server backend's user+system time from
+/proc/<pid>/stat over the same statements (less sensitive to other load on the machine; needs the
+server on this host). Connection: the libpq environment exported by `nfldb sandbox env`.
 """
 import argparse, re, statistics, subprocess, sys
 
@@ -18,15 +26,21 @@ p.add_argument("--runs", type=int, default=3)
 p.add_argument("--rows", type=int, default=200000)
 a = p.parse_args()
 N = a.rows
+CPU = "\\! cut -d' ' -f14,15 /proc/$NFLDB_BENCH_BACKEND/stat 2>/dev/null || echo '0 0'\n"
 
 def psql(sql, timed=False):
-    script = ("\\timing on\n" if timed else "") + sql + "\n"
+    if timed:
+        script = "SELECT pg_backend_pid() AS pid \\gset\n\\setenv NFLDB_BENCH_BACKEND :pid\n" + CPU + "\\timing on\n" + sql + "\n\\timing off\n" + CPU
+    else:
+        script = sql + "\n"
     out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=script, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"psql failed: {out.stderr}")
     if timed:
-        times = [float(t) for t in re.findall(r"Time: ([0-9.]+) ms", out.stdout)]
-        return times[-1] / 1000.0
+        wall = sum(float(t) for t in re.findall(r"Time: ([0-9.]+) ms", out.stdout)) / 1000.0
+        ticks = re.findall(r"^(\d+) (\d+)$", out.stdout, re.M)
+        cpu = (int(ticks[-1][0]) + int(ticks[-1][1]) - int(ticks[0][0]) - int(ticks[0][1])) / 100.0
+        return wall, cpu
     return None
 
 def nfldb(*args):
@@ -38,10 +52,11 @@ ROWS = (f"SELECT i, 2000 + i % 25, 1 + i % 18, 'H' || (i % 32), 'A' || (i % 31),
         f"timestamptz '2024-09-05' + i * interval '1 minute' FROM generate_series(1, {N}) i")
 SETUP = """
 DROP SCHEMA IF EXISTS audit CASCADE;
-DROP TABLE IF EXISTS bench.t;
+DROP TABLE IF EXISTS bench.t, bench.floor;
 CREATE SCHEMA IF NOT EXISTS bench;
 CREATE TABLE bench.t (game_id bigint PRIMARY KEY, season int, week int, home text, away text,
                       home_score int, away_score int, spread numeric(5,1), kickoff timestamptz);
+CREATE TABLE bench.floor (j jsonb);
 """
 WORKLOADS = {
     "bulk insert (1 statement)": ("", f"INSERT INTO bench.t {ROWS};"),
@@ -52,28 +67,37 @@ WORKLOADS = {
     "update all rows": (f"INSERT INTO bench.t {ROWS}; VACUUM ANALYZE bench.t;",
                         "UPDATE bench.t SET home_score = home_score + 1, spread = spread + 0.5;"),
 }
-VARIANTS = ["none", "row", "statement"]
+VARIANTS = ["none", "floor", "row", "statement"]
+FLOOR = "INSERT INTO bench.floor SELECT to_jsonb(t) FROM bench.t AS t;"
 
 results = {(w, v): [] for w in WORKLOADS for v in VARIANTS}
+cpu = {(w, v): [] for w in WORKLOADS for v in VARIANTS}
 for run in range(a.runs):
     for workload, (prepare, statement) in WORKLOADS.items():
         for variant in VARIANTS:
             psql(SETUP + prepare)
-            if variant != "none":
+            if variant in ("row", "statement"):
                 nfldb("audit", "install", "--table", "bench.t", "--mode", variant)
             psql("CHECKPOINT;")
-            seconds = psql(statement, timed=True)
+            timed = f"BEGIN;\n{statement}\n{FLOOR}\nCOMMIT;" if variant == "floor" else statement
+            seconds, cpu_seconds = psql(timed, timed=True)
             results[(workload, variant)].append(seconds)
-            print(f"run {run + 1}/{a.runs}  {workload:<27} {variant:<9} {seconds:8.2f} s", file=sys.stderr, flush=True)
+            cpu[(workload, variant)].append(cpu_seconds)
+            print(f"run {run + 1}/{a.runs}  {workload:<27} {variant:<9} {seconds:8.2f} s  cpu {cpu_seconds:6.2f} s", file=sys.stderr, flush=True)
 psql("DROP SCHEMA IF EXISTS audit CASCADE; DROP SCHEMA IF EXISTS bench CASCADE;")
 
-print(f"\nAudit trigger overhead, {N} rows, median of {a.runs} (ratio = variant / no trigger)\n")
-print(f"| workload | no trigger | row-level | statement-level |")
-print(f"|---|---|---|---|")
-for workload in WORKLOADS:
-    base = statistics.median(results[(workload, "none")])
-    cells = [f"{base:.2f} s (1.0x)"]
-    for variant in ["row", "statement"]:
-        m = statistics.median(results[(workload, variant)])
-        cells.append(f"{m:.2f} s ({m / base:.1f}x)")
-    print(f"| {workload} | " + " | ".join(cells) + " |")
+def table(title, data):
+    print(f"\n{title}\n")
+    print("| workload | none | floor | row-level | statement-level |")
+    print("|---|---|---|---|---|")
+    for workload in WORKLOADS:
+        base = max(statistics.median(data[(workload, "none")]), 0.01)
+        floor = max(statistics.median(data[(workload, "floor")]), 0.01)
+        cells = [f"{base:.2f} s (1.0x)", f"{floor:.2f} s ({floor / base:.1f}x)"]
+        for variant in ["row", "statement"]:
+            m = statistics.median(data[(workload, variant)])
+            cells.append(f"{m:.2f} s ({m / base:.1f}x none, {m / floor:.1f}x floor)")
+        print(f"| {workload} | " + " | ".join(cells) + " |")
+
+table(f"Audit trigger overhead, {N} rows, median of {a.runs}, wall time (ratio = variant / no trigger, and / floor)", results)
+table(f"Same runs, server backend CPU time (user+system)", cpu)

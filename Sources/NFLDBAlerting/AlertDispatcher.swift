@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFLDBCore
+import Synchronization
 
 /// A destination with its secret resolved (webhook URL or PagerDuty routing key).
 public struct ResolvedDestination: Sendable {
@@ -56,6 +57,12 @@ public struct DeliveryReport: Sendable, Hashable {
 
 /// Sends notifications with retries and exponential back-off. Never throws: a destination that
 /// cannot be reached is reported (and retried on the next run), it does not stop the run.
+///
+/// A batch is delivered concurrently (every notification on its own thread, at most
+/// ``maxConcurrent`` at once) and the whole batch takes at most ``timeout``: attempts and back-off
+/// waits are cut at that deadline, and a notification still unanswered then is reported as failed
+/// (so it is retried on the next run). Unreachable or hanging destinations therefore cost one
+/// timeout per run, not one per notification and attempt.
 public struct AlertDispatcher: Sendable {
     public var destinations: [ResolvedDestination]
     public var transport: any AlertTransport
@@ -63,24 +70,65 @@ public struct AlertDispatcher: Sendable {
     public var attempts: Int
     /// Wait before the second attempt; doubles each time.
     public var backoff: TimeInterval
+    /// Bound on one HTTP attempt and on a whole ``deliver(_:)-swift.method`` batch (seconds).
     public var timeout: TimeInterval
+    /// Notifications sent at the same time.
+    public var maxConcurrent: Int
     public var logger: Logger
 
     public init(destinations: [ResolvedDestination], transport: any AlertTransport = URLSessionTransport(), attempts: Int = 3,
-                backoff: TimeInterval = 1, timeout: TimeInterval = 10, logger: Logger) {
+                backoff: TimeInterval = 1, timeout: TimeInterval = 10, maxConcurrent: Int = 16, logger: Logger) {
         self.destinations = destinations
         self.transport = transport
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.timeout = timeout
+        self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
     }
 
+    /// Delivers every notification concurrently and returns one report per notification, in the
+    /// same order, within ``timeout`` (plus a few milliseconds) however many destinations hang.
     public func deliver(_ notifications: [AlertNotification]) -> [DeliveryReport] {
-        notifications.map(deliver)
+        guard !notifications.isEmpty else { return [] }
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        let batch = DeliveryBatch(count: notifications.count)
+        let slots = DispatchSemaphore(value: maxConcurrent)
+        for (index, notification) in notifications.enumerated() {
+            batch.group.enter()
+            Thread.detachNewThread { [self] in
+                slots.wait()
+                defer {
+                    slots.signal()
+                    batch.group.leave()
+                }
+                let report = deliver(notification, deadline: deadline) { attempt in batch.started(index, attempt: attempt) }
+                batch.finish(index, report)
+            }
+        }
+        let remaining = max(0, (deadline - ContinuousClock.now).inSeconds)
+        _ = batch.group.wait(timeout: .now() + remaining + 0.05)
+        let finished = batch.reports()
+        return notifications.indices.map { index in
+            if let report = finished.reports[index] { return report }
+            let notification = notifications[index]
+            let kind = destinations.first { $0.name == notification.destination }?.kind ?? .webhook
+            let attempts = finished.attempts[index]
+            logger.info("alert delivery cut at the alert timeout", metadata: [
+                "alert.destination": .string(notification.destination), "alert.check": .string(notification.input.check),
+            ])
+            return DeliveryReport(
+                notification: notification, kind: kind, attempts: attempts,
+                error: "no answer within the alert timeout (\(Self.seconds(timeout)))")
+        }
     }
 
+    /// Delivers one notification (retrying), within ``timeout``.
     public func deliver(_ notification: AlertNotification) -> DeliveryReport {
+        deliver(notification, deadline: ContinuousClock.now + .milliseconds(Int(timeout * 1000))) { _ in }
+    }
+
+    func deliver(_ notification: AlertNotification, deadline: ContinuousClock.Instant, onAttempt: (Int) -> Void) -> DeliveryReport {
         guard let destination = destinations.first(where: { $0.name == notification.destination }) else {
             return DeliveryReport(notification: notification, kind: .webhook, attempts: 0, error: "destination is not configured")
         }
@@ -94,9 +142,17 @@ public struct AlertDispatcher: Sendable {
         }
         var lastError = "not attempted"
         var delay = backoff
+        var made = 0
         for attempt in 1...attempts {
+            let remaining = (deadline - ContinuousClock.now).inSeconds
+            if remaining <= 0.01 {
+                lastError += " (gave up at the alert timeout, \(Self.seconds(timeout)))"
+                break
+            }
+            made = attempt
+            onAttempt(attempt)
             do {
-                let reply = try transport.post(url: url, body: body, timeout: timeout)
+                let reply = try transport.post(url: url, body: body, timeout: min(timeout, remaining))
                 if (200..<300).contains(reply.status) {
                     logger.info("alert delivered", metadata: [
                         "alert.destination": .string(destination.name), "alert.check": .string(notification.input.check),
@@ -118,11 +174,19 @@ public struct AlertDispatcher: Sendable {
                 "error": .string(SecretRedactor.shared.redact(lastError)),
             ])
             if attempt < attempts {
+                if (deadline - ContinuousClock.now).inSeconds <= delay {
+                    lastError += " (no time left for attempt \(attempt + 1) within the alert timeout, \(Self.seconds(timeout)))"
+                    break
+                }
                 Thread.sleep(forTimeInterval: delay)
                 delay *= 2
             }
         }
-        return DeliveryReport(notification: notification, kind: destination.kind, attempts: attempts, error: SecretRedactor.shared.redact(lastError))
+        return DeliveryReport(notification: notification, kind: destination.kind, attempts: made, error: SecretRedactor.shared.redact(lastError))
+    }
+
+    static func seconds(_ value: TimeInterval) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
     }
 
     func request(for notification: AlertNotification, to destination: ResolvedDestination) throws -> (URL, Data) {
@@ -144,4 +208,19 @@ public struct AlertDispatcher: Sendable {
         }
         return url
     }
+}
+
+/// Collects a concurrent batch's reports; workers may outlive ``AlertDispatcher/deliver(_:)-swift.method``
+/// (a hung POST), so the results live in this shared box, not on the caller's stack.
+final class DeliveryBatch: Sendable {
+    let group = DispatchGroup()
+    private let state: Mutex<(reports: [DeliveryReport?], attempts: [Int])>
+
+    init(count: Int) {
+        state = Mutex((Array(repeating: nil, count: count), Array(repeating: 0, count: count)))
+    }
+
+    func started(_ index: Int, attempt: Int) { state.withLock { $0.attempts[index] = attempt } }
+    func finish(_ index: Int, _ report: DeliveryReport) { state.withLock { $0.reports[index] = report } }
+    func reports() -> (reports: [DeliveryReport?], attempts: [Int]) { state.withLock { $0 } }
 }

@@ -32,18 +32,21 @@ public struct URLSessionTransport: AlertTransport {
     public init() {}
 
     public func post(url: URL, body: Data, timeout: TimeInterval) throws -> HTTPReply {
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
+        // swift-corelibs-foundation truncates request timeouts to whole seconds (0.9 s times out at
+        // once), so libcurl gets the next whole second and the exact bound is the wait below.
+        let curlTimeout = max(1, timeout.rounded(.up))
+        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: curlTimeout)
         request.httpMethod = "POST"
         request.httpBody = body
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("nfldb-health", forHTTPHeaderField: "User-Agent")
         let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout
+        configuration.timeoutIntervalForRequest = curlTimeout
+        configuration.timeoutIntervalForResource = curlTimeout
         let session = URLSession(configuration: configuration)
         defer { session.finishTasksAndInvalidate() }
         let box = ReplyBox()
-        session.dataTask(with: request) { data, response, error in
+        let task = session.dataTask(with: request) { data, response, error in
             if let error {
                 box.finish(.failure(TransportError(Self.describe(error))))
             } else if let response = response as? HTTPURLResponse {
@@ -51,9 +54,11 @@ public struct URLSessionTransport: AlertTransport {
             } else {
                 box.finish(.failure(TransportError("no HTTP response")))
             }
-        }.resume()
-        guard box.semaphore.wait(timeout: .now() + timeout + 5) == .success, let result = box.result else {
-            throw TransportError("no answer within \(Int(timeout)) s")
+        }
+        task.resume()
+        guard box.semaphore.wait(timeout: .now() + max(0, timeout)) == .success, let result = box.result else {
+            task.cancel()
+            throw TransportError("timed out (no answer within \(AlertDispatcher.seconds(timeout)))")
         }
         return try result.get()
     }

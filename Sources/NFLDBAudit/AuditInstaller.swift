@@ -74,9 +74,11 @@ public struct AuditInstaller {
     /// - Parameters:
     ///   - excludeColumns: columns left out of the logged rows (e.g. `updated_at`); each must exist in
     ///     at least one of the tables and may not be a key column.
+    ///   - mode: `nil` = keep the mode of a table already audited, else choose with
+    ///     ``recommendMode(_:key:)`` (statement mode for tables written mostly in bulk).
     /// - Throws: ``OperatorError`` for unknown tables/columns, a non-superuser runner, or statement
     ///   mode without a key; ``PostgresError`` from the server.
-    public func install(tables: [String], mode: AuditMode = .row, excludeColumns: [String] = []) throws -> [AuditTableResult] {
+    public func install(tables: [String], mode: AuditMode? = nil, excludeColumns: [String] = []) throws -> [AuditTableResult] {
         try requireSuperuser("audit install")
         return try connection.withTransaction {
             try connection.execute("SET LOCAL lock_timeout = '5s'")
@@ -147,6 +149,12 @@ public struct AuditInstaller {
         try connection.execute("REVOKE ALL ON SCHEMA audit FROM PUBLIC")
         try connection.execute("SET LOCAL ROLE \(identifier: owner)")
         try connection.runScript(unsafeSQL: AuditSQL.tables)
+        for constraint in try connection.query("""
+            SELECT conname FROM pg_constraint WHERE conrelid = 'audit.log'::regclass AND conname = ANY(\(AuditSQL.droppedLogConstraints)::text[])
+            """).rows.compactMap({ $0["conname"] }) {
+            try connection.execute("ALTER TABLE audit.log DROP CONSTRAINT \(identifier: constraint)")
+            logger.info("dropped audit.log constraint", metadata: ["audit.constraint": .string(constraint)])
+        }
         try connection.runScript(unsafeSQL: AuditSQL.captureRow)
         try connection.runScript(unsafeSQL: AuditSQL.captureStatement)
         try connection.runScript(unsafeSQL: AuditSQL.captureTruncate)
@@ -201,12 +209,26 @@ public struct AuditInstaller {
 
     // MARK: - Tables
 
-    private func installOne(_ table: AuditedTable, mode: AuditMode, excluded: [String]) throws -> AuditTableResult {
+    private func installOne(_ table: AuditedTable, mode requested: AuditMode?, excluded: [String]) throws -> AuditTableResult {
         var notes: [String] = []
         if table.schema == "audit" {
             throw OperatorError("refusing to audit \(table.qualified): the audit schema's own tables are not audited", exitStatus: .usage)
         }
         let key = try resolveKey(table)
+        let mode: AuditMode
+        if let requested {
+            mode = requested
+        } else if let current = try connection.query(
+            "SELECT mode FROM audit.audited_tables WHERE table_schema = \(table.schema) AND table_name = \(table.name)").rows.first?["mode"]
+            .flatMap(AuditMode.init(rawValue:))
+        {
+            mode = current
+            notes.append("mode \(current.rawValue): kept from the existing installation (give --mode to change it)")
+        } else {
+            let recommendation = try recommendMode(table, key: key)
+            mode = recommendation.mode
+            notes.append("mode \(mode.rawValue) chosen: \(recommendation.reason)")
+        }
         if mode == .statement && key.columns.isEmpty {
             throw OperatorError(
                 "statement mode needs a key to pair old and new rows, and \(table.qualified) has no primary key or unique NOT NULL index",
@@ -228,9 +250,9 @@ public struct AuditInstaller {
                 try connection.runScript(unsafeSQL: trigger.createSQL(on: table.sql))
                 changed = true
             }
-            if current?.enabled == "D" {
+            if let current, !current.firesOnOrigin {
                 try connection.execute("ALTER TABLE \(qualified: table.schema, table.name) ENABLE TRIGGER \(identifier: trigger.name)")
-                notes.append("re-enabled disabled trigger \(trigger.name)")
+                notes.append("re-enabled trigger \(trigger.name) (it was \(current.stateDescription))")
                 changed = true
             }
         }
@@ -243,10 +265,16 @@ public struct AuditInstaller {
         for partition in try partitionOIDs(table) {
             partitionCount += 1
             let triggers = try existingTriggers(partition)
-            if !triggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.function == "capture_truncate" && $0.enabled != "D" }) {
-                let target = try relationName(partition)
+            let target = try relationName(partition)
+            if !triggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.function == "capture_truncate" }) {
                 try connection.execute(
                     "CREATE OR REPLACE TRIGGER \(identifier: AuditSQL.truncateTrigger) AFTER TRUNCATE ON \(qualified: target.schema, target.name) FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate()")
+                changed = true
+            }
+            // A partition's own (or cloned row) audit trigger switched to DISABLED or REPLICA stops auditing there.
+            for trigger in try existingTriggers(partition) where !trigger.firesOnOrigin {
+                try connection.execute("ALTER TABLE \(qualified: target.schema, target.name) ENABLE TRIGGER \(identifier: trigger.name)")
+                notes.append("re-enabled trigger \(trigger.name) on partition \(target.schema).\(target.name) (it was \(trigger.stateDescription))")
                 changed = true
             }
         }
@@ -273,6 +301,43 @@ public struct AuditInstaller {
         return AuditTableResult(
             table: table.qualified, mode: mode, key: key, excludedColumns: excluded, action: action, partitions: partitionCount, notes: notes)
     }
+
+    /// Statement mode pays off only for statements that write many rows; the other counters that
+    /// would tell (rows per write statement) are not kept per table, so this reads
+    /// `pg_stat_user_tables` (since the last statistics reset):
+    ///
+    ///     written = n_tup_ins + n_tup_upd + n_tup_del      rows written
+    ///     scans   = seq_scan + idx_scan                    statements that read the table
+    ///                                                      (every UPDATE/DELETE does, reads too)
+    ///
+    /// and recommends statement mode when the table has a key, `written ≥ 100,000`, `scans ≥ 1` and
+    /// `written / scans ≥ 1,000`: on average each statement that touched the table went with at least
+    /// 1,000 written rows — bulk loads (COPY, INSERT … SELECT, batch UPDATEs). Otherwise row mode,
+    /// which is never far off (its cost per row does not depend on the statement shape). Blind spot:
+    /// single-row INSERTs do not scan the table, so an insert-only table that is rarely read also
+    /// looks bulk-written; pass `--mode row` for it.
+    func recommendMode(_ table: AuditedTable, key: AuditKey) throws -> (mode: AuditMode, reason: String) {
+        guard !key.columns.isEmpty else {
+            return (.row, "no key to pair old and new rows in statement mode")
+        }
+        guard let row = try connection.query("""
+            SELECT (n_tup_ins + n_tup_upd + n_tup_del)::int8 AS written, (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::int8 AS scans
+            FROM pg_stat_user_tables WHERE relid = \(table.oid)::oid
+            """).rows.first
+        else { return (.row, "no statistics for the table (pg_stat_user_tables)") }
+        let written = try row.decode("written", as: Int64.self), scans = try row.decode("scans", as: Int64.self)
+        let counters = "\(written) rows written and \(scans) scans since the statistics reset (pg_stat_user_tables)"
+        if written >= Self.bulkMinimumRows && scans >= 1 && written / scans >= Self.bulkRowsPerScan {
+            return (.statement, "\(counters): ≥ \(Self.bulkRowsPerScan) rows per statement, written mostly in bulk")
+        }
+        if written < Self.bulkMinimumRows {
+            return (.row, "\(counters): too little history to call it bulk-written (statement mode needs ≥ \(Self.bulkMinimumRows) rows written)")
+        }
+        return (.row, "\(counters): fewer than \(Self.bulkRowsPerScan) rows written per scan, so not mostly bulk")
+    }
+
+    static let bulkMinimumRows: Int64 = 100_000
+    static let bulkRowsPerScan: Int64 = 1_000
 
     /// Resolves `games` (searched in every non-system schema; must be unique) or `nfl.games`.
     func resolveTable(_ name: String) throws -> AuditedTable {
@@ -357,8 +422,23 @@ public struct AuditInstaller {
         let name: String
         let function: String
         let args: [String]
+        /// `pg_trigger.tgenabled`: `O` origin/local sessions (the default), `A` always, `R` replica only, `D` disabled.
         let enabled: String
         let cloned: Bool
+
+        /// Fires in ordinary sessions (`session_replication_role` = origin). `R` and `D` triggers do not:
+        /// changes made by ordinary sessions are then not audited.
+        var firesOnOrigin: Bool { enabled == "O" || enabled == "A" }
+
+        var stateDescription: String {
+            switch enabled {
+            case "D": return "DISABLED"
+            case "R": return "ENABLE REPLICA: fires only when session_replication_role = replica"
+            case "A": return "ENABLE ALWAYS"
+            case "O": return "enabled"
+            default: return "tgenabled \(enabled)"
+            }
+        }
     }
 
     /// nfldb's audit triggers (`zz_audit_*`) on one relation.

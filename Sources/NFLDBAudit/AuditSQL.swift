@@ -73,10 +73,12 @@ enum AuditSQL {
             current_user_name text NOT NULL,
             application_name  text,
             client_addr       inet,
-            correlation_id    text,
-            CONSTRAINT log_pkey PRIMARY KEY (id, logged_at),
-            CONSTRAINT log_operation_values CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'))
+            correlation_id    text
         ) PARTITION BY RANGE (logged_at);
+        -- No CHECK constraint and no primary key index: only the SECURITY DEFINER capture functions
+        -- insert (id is an identity column), a CHECK is re-read from the catalog for every one-row
+        -- INSERT a row trigger runs (a quarter of its cost), and the index was another 10-13 % of each
+        -- insert while nothing looks entries up by id. (Install drops both from logs created before.)
         COMMENT ON TABLE audit.log IS 'Append-only audit trail written by nfldb audit triggers; partitioned by month; pruned only with nfldb audit prune.';
         COMMENT ON COLUMN audit.log.row_key IS 'Key of the changed row: its primary key (or the unique key / whole row named at install time).';
         COMMENT ON COLUMN audit.log.old_row IS 'UPDATE and DELETE: the whole row before the change (minus excluded columns).';
@@ -101,42 +103,66 @@ enum AuditSQL {
         REVOKE ALL ON TABLE audit.log, audit.log_default, audit.audited_tables FROM PUBLIC;
         """
 
+    /// The key of a row as one expression (no loop, no subquery): `jsonb_build_object` over the first
+    /// key columns for keys of up to four columns, else `fallback`. `keys` is an SQL expression for
+    /// the key column names (a `text[]`), `row` one for the row's jsonb, `count` one for the number of
+    /// key columns (0 = the whole row is the key).
+    static func keyExpression(count: String, keys: String, row: String, fallback: String) -> String {
+        func pairs(_ n: Int) -> String { (1...n).map { "\(keys)[\($0)], \(row) -> \(keys)[\($0)]" }.joined(separator: ", ") }
+        return """
+            CASE \(count) WHEN 1 THEN jsonb_build_object(\(pairs(1)))
+                        WHEN 2 THEN jsonb_build_object(\(pairs(2)))
+                        WHEN 3 THEN jsonb_build_object(\(pairs(3)))
+                        WHEN 4 THEN jsonb_build_object(\(pairs(4)))
+                        WHEN 0 THEN \(row)
+                        ELSE \(fallback) END
+            """
+    }
+
     /// Row-level capture. TG_ARGV: [0] number of key columns (0 = the whole row is the key),
     /// [1]/[2] the audited table's schema/name ('' = the table that fired, i.e. not a partition),
     /// [3 .. 2+n] key columns, then excluded columns. Static SQL only: no EXECUTE, no catalog lookups.
+    /// Per row it runs one INSERT and, for an UPDATE whose audited columns changed, one query that
+    /// collects the changed columns; a no-op UPDATE returns after one jsonb comparison. Every other
+    /// value is a PL/pgSQL simple expression (compiled once per transaction).
     static let captureRow = """
         CREATE OR REPLACE FUNCTION audit.capture_row() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $function$
         DECLARE
-            nkeys    integer := TG_ARGV[0]::integer;
-            excluded text[] := TG_ARGV[3 + nkeys:];
-            new_j    jsonb;
-            old_j    jsonb;
-            row_j    jsonb;
-            key_j    jsonb;
-            diff     jsonb;
-            i        integer;
+            nkeys integer := TG_ARGV[0]::integer;
+            keys  text[];
+            new_j jsonb;
+            old_j jsonb;
+            row_j jsonb;
+            key_j jsonb;
+            diff  jsonb;
+            k     text;
         BEGIN
-            IF TG_OP <> 'DELETE' THEN new_j := to_jsonb(NEW) - excluded; END IF;
-            IF TG_OP <> 'INSERT' THEN old_j := to_jsonb(OLD) - excluded; END IF;
-            IF TG_OP = 'UPDATE' THEN
+            IF TG_OP = 'INSERT' THEN
+                new_j := to_jsonb(NEW) - TG_ARGV[3 + nkeys:];
+                row_j := new_j;
+            ELSIF TG_OP = 'UPDATE' THEN
+                new_j := to_jsonb(NEW) - TG_ARGV[3 + nkeys:];
+                old_j := to_jsonb(OLD) - TG_ARGV[3 + nkeys:];
+                IF new_j = old_j THEN RETURN NULL; END IF;  -- nothing (audited) changed
                 SELECT jsonb_object_agg(n.key, n.value) INTO diff
                   FROM jsonb_each(new_j) AS n WHERE n.value IS DISTINCT FROM old_j -> n.key;
-                IF diff IS NULL THEN RETURN NULL; END IF;  -- nothing (audited) changed
-            END IF;
-            row_j := coalesce(old_j, new_j);
-            IF nkeys = 0 THEN
-                key_j := row_j;
+                new_j := NULL;  -- the new row is old_row || changed
+                row_j := old_j;
             ELSE
+                old_j := to_jsonb(OLD) - TG_ARGV[3 + nkeys:];
+                row_j := old_j;
+            END IF;
+            keys := TG_ARGV[3 : 2 + nkeys];
+            key_j := \(keyExpression(count: "nkeys", keys: "keys", row: "row_j", fallback: "NULL"));
+            IF key_j IS NULL THEN  -- more than four key columns
                 key_j := '{}';
-                FOR i IN 3 .. 2 + nkeys LOOP
-                    key_j := key_j || jsonb_build_object(TG_ARGV[i], row_j -> TG_ARGV[i]);
-                END LOOP;
+                FOREACH k IN ARRAY keys LOOP key_j := key_j || jsonb_build_object(k, row_j -> k); END LOOP;
             END IF;
             INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
                                    session_user_name, current_user_name, application_name, client_addr, correlation_id)
             VALUES (TG_RELID, coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME),
-                    TG_OP, key_j, old_j, CASE WHEN TG_OP = 'INSERT' THEN new_j END, diff, txid_current(),
+                    TG_OP, key_j, old_j, new_j, diff, txid_current(),
                     session_user, current_user, current_setting('application_name'), inet_client_addr(),
                     nullif(current_setting('nfldb.correlation_id', true), ''));
             RETURN NULL;
@@ -144,8 +170,59 @@ enum AuditSQL {
         $function$;
         """
 
-    /// Statement-level capture with transition tables (one trigger per event). UPDATE pairs old and
-    /// new rows on the key with `=` (hash-joinable) in MATERIALIZED CTEs; JIT is off.
+    /// The key of a row for key columns `keys[1 … count]` as one `jsonb_build_object`, or for
+    /// `count == nil` (more than four) an aggregate over `keys`.
+    static func statementKey(_ count: Int?, row: String) -> String {
+        guard let count else { return "(SELECT jsonb_object_agg(k.k, \(row) -> k.k) FROM unnest(keys) AS k(k))" }
+        return "jsonb_build_object(" + (1...count).map { "keys[\($0)], \(row) -> keys[\($0)]" }.joined(separator: ", ") + ")"
+    }
+
+    /// One INSERT … SELECT per statement kind, repeated for each key width so that every statement
+    /// the function runs compiles only the key expression it needs (a statement trigger pays the
+    /// executor setup of its INSERT once per statement, which is what one-row statements feel).
+    static func statementBody(_ build: (String?) -> String) -> String {
+        var cases = ""
+        for count in 1...4 { cases += "WHEN \(count) THEN\n" + build(String(count)) + "\n" }
+        return "CASE nkeys\n" + cases + "ELSE\n" + build(nil) + "\nEND CASE;"
+    }
+
+    static func statementInsert(_ count: String?, transition: String, operation: String, column: String) -> String {
+        """
+        INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, \(column), txid,
+                               session_user_name, current_user_name, application_name, client_addr, correlation_id)
+        SELECT TG_RELID, tschema, tname, '\(operation)', \(statementKey(count.flatMap(Int.init), row: "r.j")), r.j, tx,
+               session_user, current_user, app, client, corr
+          FROM (SELECT to_jsonb(t) - excluded AS j FROM \(transition) AS t) AS r;
+        """
+    }
+
+    static func statementUpdate(_ count: String?) -> String {
+        let key = statementKey(count.flatMap(Int.init), row: "s.j")
+        return """
+            WITH o AS MATERIALIZED (
+                     SELECT s.j, \(key) AS row_key FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS s),
+                 n AS MATERIALIZED (
+                     SELECT s.j, \(key) AS row_key FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS s),
+                 p AS (
+                     SELECT o.j AS old_j, n.j AS new_j, coalesce(o.row_key, n.row_key) AS row_key
+                       FROM o FULL JOIN n ON o.row_key = n.row_key
+                      WHERE o.j IS DISTINCT FROM n.j)
+            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
+                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
+            SELECT TG_RELID, tschema, tname, 'UPDATE', p.row_key, p.old_j, CASE WHEN p.old_j IS NULL THEN p.new_j END,
+                   CASE WHEN p.old_j IS NOT NULL AND p.new_j IS NOT NULL THEN
+                       (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(p.new_j) AS e WHERE e.value IS DISTINCT FROM p.old_j -> e.key)
+                   END,
+                   tx, session_user, current_user, app, client, corr
+              FROM p;
+            """
+    }
+
+    /// Statement-level capture with transition tables (one trigger per event): one INSERT … SELECT
+    /// per statement, the key as one expression per row, the session values computed once per
+    /// statement. UPDATE pairs old and new rows on the key with `=` (hash-joinable) in MATERIALIZED
+    /// CTEs, drops unchanged pairs with one jsonb comparison and collects the changed columns only
+    /// for the rest; JIT is off.
     static let captureStatement = """
         CREATE OR REPLACE FUNCTION audit.capture_statement() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $function$
@@ -155,39 +232,17 @@ enum AuditSQL {
             excluded text[] := TG_ARGV[3 + nkeys:];
             tschema  text := coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA);
             tname    text := coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME);
+            tx       bigint := txid_current();
             app      text := current_setting('application_name');
             corr     text := nullif(current_setting('nfldb.correlation_id', true), '');
-            tx       bigint := txid_current();
+            client   inet := inet_client_addr();
         BEGIN
             IF TG_OP = 'INSERT' THEN
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, new_row, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                SELECT TG_RELID, tschema, tname, 'INSERT', (SELECT jsonb_object_agg(k.k, r.j -> k.k) FROM unnest(keys) AS k(k)),
-                       r.j, tx, session_user, current_user, app, inet_client_addr(), corr
-                  FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS r;
+        \(statementBody { statementInsert($0, transition: "audit_new_rows", operation: "INSERT", column: "new_row") })
             ELSIF TG_OP = 'DELETE' THEN
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                SELECT TG_RELID, tschema, tname, 'DELETE', (SELECT jsonb_object_agg(k.k, r.j -> k.k) FROM unnest(keys) AS k(k)),
-                       r.j, tx, session_user, current_user, app, inet_client_addr(), corr
-                  FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS r;
+        \(statementBody { statementInsert($0, transition: "audit_old_rows", operation: "DELETE", column: "old_row") })
             ELSE
-                WITH o AS MATERIALIZED (
-                         SELECT s.j, (SELECT jsonb_object_agg(k.k, s.j -> k.k) FROM unnest(keys) AS k(k)) AS row_key
-                           FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS s),
-                     n AS MATERIALIZED (
-                         SELECT s.j, (SELECT jsonb_object_agg(k.k, s.j -> k.k) FROM unnest(keys) AS k(k)) AS row_key
-                           FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS s)
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                SELECT TG_RELID, tschema, tname, 'UPDATE', coalesce(o.row_key, n.row_key), o.j,
-                       CASE WHEN o.row_key IS NULL THEN n.j END,
-                       CASE WHEN o.row_key IS NOT NULL AND n.row_key IS NOT NULL THEN d.diff END,
-                       tx, session_user, current_user, app, inet_client_addr(), corr
-                  FROM o FULL JOIN n ON o.row_key = n.row_key
-                  CROSS JOIN LATERAL (SELECT jsonb_object_agg(e.key, e.value) AS diff
-                                        FROM jsonb_each(n.j) AS e WHERE e.value IS DISTINCT FROM o.j -> e.key) AS d
-                 WHERE o.row_key IS NULL OR n.row_key IS NULL OR d.diff IS NOT NULL;
+        \(statementBody(statementUpdate))
             END IF;
             RETURN NULL;
         END
@@ -210,14 +265,17 @@ enum AuditSQL {
         """
 
     /// Guard on the log and every partition: UPDATE, DELETE and TRUNCATE raise, even for the owner
-    /// or a superuser, unless `nfldb audit prune` is running (as the audit owner, with
-    /// `nfldb.audit_prune` set for its transaction).
+    /// or a superuser. The one exception is `nfldb audit prune` deleting old rows from the DEFAULT
+    /// partition (as the audit owner, with `nfldb.audit_prune` set for its transaction): monthly
+    /// partitions are only ever dropped whole. The row guard is cloned to every partition, so
+    /// `TG_TABLE_NAME` is the partition the row lives in, whichever table the DELETE named.
     static func rejectChange(owner: String) -> String {
         """
         CREATE OR REPLACE FUNCTION audit.reject_change() RETURNS trigger
         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $function$
         BEGIN
-            IF TG_OP = 'DELETE' AND current_setting('nfldb.audit_prune', true) = 'on'
+            IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW' AND TG_TABLE_SCHEMA = 'audit' AND TG_TABLE_NAME = 'log_default'
+               AND current_setting('nfldb.audit_prune', true) = 'on'
                AND current_user = \(PostgresIdentifier.literal(owner)) THEN
                 RETURN OLD;
             END IF;
@@ -228,6 +286,9 @@ enum AuditSQL {
         $function$;
         """
     }
+
+    /// Constraints older versions put on audit.log that cost every insert (see ``tables``).
+    static let droppedLogConstraints = ["log_operation_values", "log_pkey"]
 
     /// Ownership and EXECUTE of the functions (nobody calls them directly; triggers do not check EXECUTE).
     static let functionPrivileges = """

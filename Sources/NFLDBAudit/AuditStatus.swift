@@ -114,28 +114,40 @@ extension AuditInstaller {
 
     private func checkTriggers(_ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String]) throws -> [String] {
         var problems: [String] = []
+        let fix = "run `nfldb audit install --table \(table.qualified)` to repair it"
         let triggers = try existingTriggers(table.oid).filter { !$0.cloned }
         for (name, function, arguments) in AuditSQL.tableTriggers(table, mode: mode, keys: keys, excluded: excluded).map({ ($0.name, $0.function, $0.args) }) {
             guard let trigger = triggers.first(where: { $0.name == name }) else {
-                problems.append("trigger \(name) is missing: changes are not audited")
+                problems.append("trigger \(name) is missing on \(table.qualified): changes are not audited; \(fix)")
                 continue
             }
-            if trigger.enabled == "D" { problems.append("trigger \(name) is DISABLED: changes are not audited") }
+            if !trigger.firesOnOrigin {
+                problems.append(Self.notFiring(trigger, on: table.sql, fix: fix))
+            }
             if trigger.function != function || trigger.args != arguments {
-                problems.append("trigger \(name) differs from the installed definition (function \(trigger.function), args \(trigger.args))")
+                problems.append("trigger \(name) differs from the installed definition (function \(trigger.function), args \(trigger.args)); \(fix)")
             }
         }
         for partition in try partitionOIDs(table) {
             let partitionTriggers = try existingTriggers(partition)
             let name = try relationSQL(partition)
-            if !partitionTriggers.contains(where: { $0.name == AuditSQL.truncateTrigger && $0.enabled != "D" }) {
-                problems.append("partition \(name) has no TRUNCATE audit trigger (added after install?): run install again")
+            if !partitionTriggers.contains(where: { $0.name == AuditSQL.truncateTrigger }) {
+                problems.append("partition \(name) has no TRUNCATE audit trigger (added after install?): \(fix)")
             }
-            if mode == .row, !partitionTriggers.contains(where: { $0.name == AuditSQL.rowTrigger && $0.enabled != "D" }) {
-                problems.append("partition \(name) has no (enabled) row audit trigger")
+            if mode == .row, !partitionTriggers.contains(where: { $0.name == AuditSQL.rowTrigger }) {
+                problems.append("partition \(name) has no row audit trigger: \(fix)")
+            }
+            for trigger in partitionTriggers where !trigger.firesOnOrigin {
+                problems.append(Self.notFiring(trigger, on: name, fix: fix))
             }
         }
         return problems
+    }
+
+    /// `trigger zz_audit_row on "nfl"."games" is ENABLE REPLICA: …` with the command that fixes it.
+    static func notFiring(_ trigger: TriggerInfo, on relation: String, fix: String) -> String {
+        "trigger \(trigger.name) on \(relation) is \(trigger.stateDescription): changes made by ordinary sessions are not audited; "
+            + "\(fix) (or ALTER TABLE \(relation) ENABLE TRIGGER \(PostgresIdentifier.quote(trigger.name)))"
     }
 
     private func checkLog(owner: String, into report: inout AuditStatusReport) throws {
@@ -186,11 +198,11 @@ extension AuditInstaller {
               AND t.tgrelid IN (SELECT 'audit.log'::regclass UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.log'::regclass)
             """).rows
         func hasGuard(_ oid: Int64, _ name: String) -> Bool {
-            guards.contains { (try? $0.decode("oid", as: Int64.self)) == oid && $0["tgname"] == name && $0["enabled"] != "D" }
+            guards.contains { (try? $0.decode("oid", as: Int64.self)) == oid && $0["tgname"] == name && ($0["enabled"] == "O" || $0["enabled"] == "A") }
         }
         let logOID = try connection.query("SELECT 'audit.log'::regclass::oid::int8").scalar(Int64.self)
-        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log is missing or disabled") }
-        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log is missing or disabled") }
+        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log is missing or does not fire (disabled or ENABLE REPLICA): run `nfldb audit install`") }
+        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log is missing or does not fire (disabled or ENABLE REPLICA): run `nfldb audit install`") }
         var newest: (Int, Int)?
         for row in partitions {
             let oid = try row.decode("oid", as: Int64.self)

@@ -24,6 +24,9 @@ public enum BackupCatalog {
           IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'nfldb.backup_manifests'::regclass AND attname = 'checksums' AND NOT attisdropped) THEN
             ALTER TABLE nfldb.backup_manifests ADD COLUMN checksums jsonb;
           END IF;
+          IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'nfldb.backup_manifests'::regclass AND attname = 'writes' AND NOT attisdropped) THEN
+            ALTER TABLE nfldb.backup_manifests ADD COLUMN writes jsonb;
+          END IF;
         END $nfldb$;
         CREATE TABLE IF NOT EXISTS nfldb.backup_runs (
             id bigserial PRIMARY KEY,
@@ -71,13 +74,59 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// Reference table `schema.table` → content checksum (``ManagedTables/checksum(_:_:_:)``); nil in
     /// manifests written before checksums existed.
     public var checksums: [String: String]?
+    /// `schema.table` → rows inserted and deleted while the backup ran (write counters read before
+    /// the manifest's snapshot and after the backup's end); nil for a manifest without them, and
+    /// for a table whose counters went backwards (statistics reset) — then no bound is known.
+    public var writes: [String: WriteCounts?]?
 
-    public init(token: String, takenAt: Date, schemaVersion: Int64?, counts: [String: Int64], checksums: [String: String]? = nil) {
+    public init(token: String, takenAt: Date, schemaVersion: Int64?, counts: [String: Int64], checksums: [String: String]? = nil,
+                writes: [String: WriteCounts?]? = nil) {
         self.token = token
         self.takenAt = takenAt
         self.schemaVersion = schemaVersion
         self.counts = counts
         self.checksums = checksums
+        self.writes = writes
+    }
+
+    /// The counts a restore of this backup may hold for `table`: exactly the manifest's when nothing
+    /// was written during the backup, else the manifest's minus the deletes to plus the inserts.
+    /// nil when the table's counters were reset (no bound).
+    public func allowedRange(_ table: String) -> ClosedRange<Int64>? {
+        let expected = counts[table] ?? 0
+        guard let writes else { return expected...expected }
+        guard let entry = writes[table] else { return expected...expected }
+        guard let counts = entry else { return nil }
+        return max(0, expected - counts.deleted)...(expected + counts.inserted)
+    }
+}
+
+/// `n_tup_ins`/`n_tup_del` differences over a backup (summed over a partitioned table's partitions).
+public struct WriteCounts: Codable, Sendable, Equatable {
+    public var inserted: Int64
+    public var deleted: Int64
+    public init(inserted: Int64, deleted: Int64) {
+        self.inserted = inserted
+        self.deleted = deleted
+    }
+
+    /// Cumulative counters of each table now (partitioned tables: the sum over their leaves).
+    /// Statistics are flushed by each backend up to about a second after its commit; reading them
+    /// later only widens the range, never narrows it.
+    static func read(_ names: [String], _ connection: PostgresConnection) throws -> [String: WriteCounts] {
+        var out: [String: WriteCounts] = [:]
+        for name in names {
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            let row = try connection.query("""
+                WITH r AS (SELECT format('%I.%I', \(parts[0])::text, \(parts[1])::text)::regclass AS relid)
+                SELECT coalesce(sum(s.n_tup_ins), 0)::bigint AS ins, coalesce(sum(s.n_tup_del), 0)::bigint AS del
+                FROM pg_stat_all_tables s, r
+                WHERE s.relid = r.relid OR s.relid IN (SELECT t.relid FROM pg_partition_tree(r.relid) t WHERE t.isleaf)
+                """).rows.first
+            out[name] = WriteCounts(inserted: try row?.decode("ins", as: Int64.self) ?? 0, deleted: try row?.decode("del", as: Int64.self) ?? 0)
+        }
+        return out
     }
 }
 

@@ -50,14 +50,14 @@ public struct BackupConfig: Sendable {
     public var tables: ManagedTables
 
     public init(configuration: Configuration) throws {
-        stanza = configuration.string(.backupStanza) ?? "nfldb"
+        stanza = configuration.defaulted(.backupStanza)
         configPath = configuration.string(.backupConfig)
         repoPath = configuration.string(.backupRepoPath)
-        repoType = configuration.string(.backupRepoType) ?? "posix"
+        repoType = configuration.defaulted(.backupRepoType)
         s3Bucket = configuration.string(.backupS3Bucket)
         s3Endpoint = configuration.string(.backupS3Endpoint)
         s3Region = configuration.string(.backupS3Region)
-        s3URIStyle = configuration.string(.backupS3URIStyle) ?? "host"
+        s3URIStyle = configuration.defaulted(.backupS3URIStyle)
         s3KeyEnv = configuration.string(.backupS3KeyEnv)
         scratchDirectory = configuration.string(.backupScratchDir)
         reuseScratch = try configuration.boolean(.backupReuseScratch) ?? false

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 
@@ -67,7 +68,11 @@ public struct BackupRunner {
             throw BackupError("unknown backup type '\(type)'", hint: "Use full, diff or incr.", exitStatus: .usage)
         }
         let before = Set(try pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label) ?? [])
-        let manifest = try writeManifest(note: "before \(type) backup")
+        // Write counters before the manifest's snapshot and after the backup's end bound what the
+        // platform wrote meanwhile; verify accepts exactly that range (see Manifest.allowedRange).
+        try BackupCatalog.install(connection)
+        let countersBefore = try WriteCounts.read(try tables.resolve(connection), connection)
+        var manifest = try writeManifest(note: "before \(type) backup")
         let started = Date()
         let runID = try connection.query("""
             INSERT INTO nfldb.backup_runs(started_at, status, stanza, backup_type, token)
@@ -95,6 +100,7 @@ public struct BackupRunner {
               repo_delta_bytes = \(backup.info?.repository?.delta.map { Int($0) })
             WHERE id = \(runID)
             """)
+        manifest.writes = try recordWrites(manifest, since: countersBefore)
         var report = BackupRunReport(
             stanza: pgbackrest.stanza, type: type, label: backup.label, token: manifest.token, durationSeconds: seconds,
             sizeBytes: backup.info?.size, deltaBytes: backup.info?.delta, repoSizeBytes: backup.info?.repository?.size,
@@ -105,6 +111,23 @@ public struct BackupRunner {
             logger.info("manifest copy beside the repo not written", metadata: ["error": .string("\(error)")])
         }
         return report
+    }
+
+    /// Rows inserted/deleted per manifest table since `before`, stored with the manifest. Waits a
+    /// moment first: backends flush their counters up to about a second after a commit.
+    func recordWrites(_ manifest: Manifest, since before: [String: WriteCounts]) throws -> [String: WriteCounts?] {
+        Thread.sleep(forTimeInterval: 1.2)
+        let after = try WriteCounts.read(manifest.counts.keys.sorted(), connection)
+        var writes: [String: WriteCounts?] = [:]
+        for (table, end) in after {
+            let start = before[table] ?? WriteCounts(inserted: 0, deleted: 0)
+            let inserted = end.inserted - start.inserted
+            let deleted = end.deleted - start.deleted
+            writes[table] = inserted < 0 || deleted < 0 ? .some(nil) : WriteCounts(inserted: inserted, deleted: deleted)
+        }
+        let json = String(decoding: try JSONEncoder().encode(writes), as: UTF8.self)
+        try connection.execute("UPDATE nfldb.backup_manifests SET writes = \(json)::jsonb WHERE token = \(manifest.token)")
+        return writes
     }
 
     /// Writes the manifest beside a posix repo (`<repo1-path>/nfldb-manifests/<label>.json`), so it

@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBSandbox
 
 /// Safety checks for a restore target directory.

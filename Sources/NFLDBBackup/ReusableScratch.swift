@@ -15,17 +15,27 @@ public enum ReusableScratch {
     /// user could plant a directory or a lock file under the predictable name.
     public static func defaultDirectory(stanza: String) -> String { "/var/lib/nfldb/nfldb-verify-\(stanza)" }
 
+    /// Written into every scratch directory verify creates. `kept` is false for a fresh copy (removed
+    /// after the run; `owner` is the run, so a later one can tell a leftover of a killed run from a
+    /// copy in use), nil or true for a kept one (the flock on `<scratch>.lock` tells it is in use).
     struct Marker: Codable, Equatable {
         var stanza: String
         var systemID: UInt64?
         var note = "created by `nfldb backup verify --reuse-scratch`; the next run restores into data/ with --delta"
+        var kept: Bool?
+        var owner: ScratchLeftovers.Owner?
     }
 
     static func markerPath(_ scratch: String) -> String { (scratch as NSString).appendingPathComponent(markerName) }
 
     /// Writes the marker (once the directory belongs to verify).
-    static func mark(_ scratch: String, stanza: String, systemID: UInt64?) throws {
-        let data = try JSONEncoder().encode(Marker(stanza: stanza, systemID: systemID))
+    static func mark(_ scratch: String, stanza: String, systemID: UInt64?, kept: Bool = true) throws {
+        var marker = Marker(stanza: stanza, systemID: systemID, kept: kept)
+        if !kept {
+            marker.note = "created by `nfldb backup verify` (pid \(getpid())) and removed by it; if that run is gone, the next verify removes it"
+            marker.owner = .current
+        }
+        let data = try JSONEncoder().encode(marker)
         try data.write(to: URL(fileURLWithPath: markerPath(scratch)), options: .atomic)
     }
 
@@ -54,6 +64,11 @@ public enum ReusableScratch {
             return .failure(ReuseRefusal(
                 "scratch directory \(scratch) exists but has no \(markerName) marker of this user, so it was not made by `backup verify --reuse-scratch`; "
                 + "refusing to restore over it with --delta (remove it or choose another --scratch)"))
+        }
+        if decoded.kept == false {
+            return .failure(ReuseRefusal(
+                "scratch directory \(scratch) is a fresh copy of a verify run that is still running (pid \(decoded.owner.map { String($0.pid) } ?? "?")), "
+                + "not a kept one; choose another --scratch"))
         }
         if decoded.stanza != stanza || (systemID != nil && decoded.systemID != nil && decoded.systemID != systemID) {
             return .failure(ReuseRefusal(

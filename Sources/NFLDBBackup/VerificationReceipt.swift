@@ -32,6 +32,9 @@ public struct VerificationReceipt: Codable, Sendable {
     /// Step name → seconds.
     public var steps: [String: Double] = [:]
     public var checks: [VerificationCheck] = []
+    /// What verify did besides the checks (a background repo verify stopped early, leftovers of an
+    /// earlier run found and removed).
+    public var notes: [String] = []
 
     public var passed: Bool { !checks.isEmpty && checks.allSatisfy(\.passed) }
     public var failedChecks: [VerificationCheck] { checks.filter { !$0.passed } }
@@ -50,6 +53,7 @@ public struct VerificationReceipt: Codable, Sendable {
         for check in checks {
             lines.append("  [\(check.passed ? "ok" : "FAIL")] \(check.name): \(check.evidence)")
         }
+        for note in notes { lines.append("  note: \(note)") }
         if let recoverySeconds { lines.append(String(format: "  recovery time (restore start → promoted): %.1f s", recoverySeconds)) }
         return lines.joined(separator: "\n")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 import Synchronization
@@ -27,6 +28,9 @@ public struct VerifyOptions: Sendable {
     /// need the restore itself to hit ENOSPC, and for filesystems whose free space `statvfs`
     /// misreports (some network and FUSE filesystems).
     public var skipSpaceCheck: Bool = false
+    /// After a run that failed at or after the restore, how long to wait for the background
+    /// `pgbackrest verify` (its verdict explains a repo-caused failure) before stopping it.
+    public var repoVerifyGrace: Duration = .seconds(15)
 
     public init(binaries: PostgresBinaries, set: String? = nil, targetTime: String? = nil, scratchDirectory: String? = nil,
                 port: Int? = nil, receiptPath: String? = nil) {
@@ -102,9 +106,9 @@ public enum ActiveScratch {
         }
     }
 
-    /// On SIGTERM/SIGINT: tear the copy down, then exit 128+signal.
+    /// On SIGTERM/SIGINT/SIGHUP (an ssh session that drops): tear the copy down, then exit 128+signal.
     public static func installSignalHandlers() {
-        for sig in [SIGTERM, SIGINT] {
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
@@ -142,6 +146,8 @@ public struct Verifier {
         var receipt: VerificationReceipt
         /// The `flock` on a reused scratch dir, held until teardown is done.
         var lockDescriptor: Int32?
+        /// When the restore began (recovery time runs from here to promoted).
+        var restoreStartedAt: ContinuousClock.Instant?
         init(_ receipt: VerificationReceipt) { self.receipt = receipt }
         func check(_ name: String, _ passed: Bool, _ evidence: String) {
             receipt.checks.append(VerificationCheck(name, passed, evidence))
@@ -190,29 +196,94 @@ public struct Verifier {
             """)
     }
 
+    /// What pre-flight chose: the stanza, the backup to restore, the PITR target and the manifest.
+    struct Plan {
+        let stanza: StanzaInfo
+        let backup: StanzaInfo.Backup
+        let targetEpoch: Double?
+        let manifest: Manifest?
+    }
+
+    /// The restored copy: where it lives, how to reach it, and whether the restore is `--delta`.
+    struct Scratch {
+        let copy: LocalCluster
+        let delta: Bool
+        let superuser: String
+        let database: String
+        var directory: String { copy.root }
+        var port: Int { copy.port }
+    }
+
+    /// The README's steps, in order: pre-flight, restore into scratch, start and promote, prove the
+    /// data, stop and checksum. A step that fails records its check and ends the run; teardown and
+    /// the receipt are ``run()``'s. `pgbackrest verify` reads the whole repo alongside the restore.
     func verify(_ r: Recorder) throws {
+        recordVersions(r)
+        guard let plan = try preflight(r) else { return }
+        let repoVerify = RepoVerify(pgbackrest: pgbackrest, logger: logger)
+        var reachedRestore = false
+        var completed = false
+        // A run that ended early stops the repo verify: at once before the restore (its result
+        // cannot explain a scratch problem), after a short grace once the restore ran (it explains a
+        // restore or start failure caused by the repo). A completed run waits for its verdict.
+        defer {
+            let grace: Duration? = completed ? nil : (reachedRestore ? options.repoVerifyGrace : .zero)
+            recordRepoChecks(repoVerify.finish(grace: grace), stanza: plan.stanza, r)
+        }
+        guard let scratch = try prepareScratch(plan, r) else { return }
+        reachedRestore = true
+        guard try restore(plan, into: scratch, r), configureCopy(scratch, r) else { return }
+        let restoreStart = r.restoreStartedAt ?? ContinuousClock.now
+        guard let conn = try startAndPromote(scratch, r) else { return }
+        r.receipt.recoverySeconds = ((ContinuousClock.now - restoreStart).inSeconds * 100).rounded() / 100
+        try proveData(conn, plan, scratch, r)
+        try stopAndChecksum(scratch, r)
+        scanLog(scratch.copy, r)
+        completed = true
+    }
+
+    func recordVersions(_ r: Recorder) {
         r.receipt.pgbackrestVersion = (try? ProcessRunner().run(pgbackrest.executable, ["version"], timeout: .seconds(30)))?
             .standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         r.receipt.postgresVersion = primary.serverVersion
+    }
 
-        // 1. pre-flight on the repository
+    /// 1. Pre-flight: the repo's info, the backup to restore, the timeline guard, the current WAL
+    /// archived (PITR), and the manifest. nil when the run cannot go on.
+    func preflight(_ r: Recorder) throws -> Plan? {
+        // Before `info`: a segment archived in between then only raises the repo's max.
+        let archiver = try primary.query("""
+            SELECT last_archived_wal, (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') AS segment_size
+            FROM pg_stat_archiver
+            """).rows.first
         let stanzas: [StanzaInfo]
         do {
             stanzas = try r.timed("info") { try pgbackrest.info(logger: logger) }
         } catch {
             r.check("repo-info", false, (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")
-            return
+            return nil
         }
         guard let stanza = stanzas.first(where: { $0.name == pgbackrest.stanza }) ?? stanzas.first, !stanza.backup.isEmpty else {
             r.check("repo-info", false, "stanza \(pgbackrest.stanza) has no backups")
-            return
+            return nil
         }
         r.check("repo-info", true, "stanza \(stanza.name) status \(stanza.status.code) (\(stanza.status.message)), \(stanza.backup.count) backup(s)")
-
-        var targetEpoch: Double?
-        if let target = options.targetTime {
-            targetEpoch = try primary.query("SELECT extract(epoch FROM \(target)::timestamptz)::float8").scalar(Double.self)
+        checkArchiveTail(stanza, primaryLast: archiver?["last_archived_wal"], segmentSize: archiver.flatMap { try? $0.decode("segment_size", as: Int64.self) }, r)
+        let targetEpoch = try options.targetTime.map {
+            try primary.query("SELECT extract(epoch FROM \($0)::timestamptz)::float8").scalar(Double.self)
         }
+        guard let backup = selectBackup(stanza, targetEpoch: targetEpoch, r) else { return nil }
+        try checkArchiveTimeline(stanza, r)
+        if options.targetTime != nil { try archiveCurrentWAL(r) }
+        let loaded = try loadManifest(label: backup.label)
+        if let loaded {
+            r.check("manifest", true, "manifest \(loaded.manifest.token) of \(loaded.manifest.counts.count) table(s) from \(loaded.source)")
+        }
+        return Plan(stanza: stanza, backup: backup, targetEpoch: targetEpoch, manifest: loaded?.manifest)
+    }
+
+    /// `--set`, else the newest backup that finished before the target time, else the newest.
+    func selectBackup(_ stanza: StanzaInfo, targetEpoch: Double?, _ r: Recorder) -> StanzaInfo.Backup? {
         let chosen: StanzaInfo.Backup?
         if let set = options.set {
             chosen = stanza.backup(label: set)
@@ -224,7 +295,7 @@ public struct Verifier {
         guard let backup = chosen else {
             r.check("backup-selected", false, options.set.map { "no backup labelled \($0) in stanza \(stanza.name)" }
                 ?? "no backup finished before the target time \(options.targetTime ?? "")")
-            return
+            return nil
         }
         r.receipt.label = backup.label
         r.receipt.backupType = backup.type
@@ -232,46 +303,55 @@ public struct Verifier {
             let formatter = ISO8601DateFormatter()
             r.receipt.pitrWindow = ["from": formatter.string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop))), "archiveMax": max]
         }
+        return backup
+    }
 
-        // pgbackrest verify reads the whole repo: run it alongside the restore (both are
-        // lock-free and read-only on the repo) and record its checks when it is done.
-        let verifyJob = BackgroundJob { [pgbackrest, logger] in
-            try pgbackrest.run("verify", ["--output=text", "--verbose", "--log-level-console=detail"], timeout: .seconds(3600), logger: logger)
+    /// `archive-tail`: the repo must hold what the primary says it archived
+    /// (`pg_stat_archiver.last_archived_wal`); segments missing at the end of the archive leave no
+    /// gap between ranges, only a lower maximum, and break recovery to now.
+    func checkArchiveTail(_ stanza: StanzaInfo, primaryLast: String?, segmentSize: Int64?, _ r: Recorder) {
+        guard let primaryLast, WALName.segment(primaryLast) != nil else {
+            r.check("archive-tail", true, "not checked: the primary reports no archived segment since its statistics reset ("
+                    + (primaryLast ?? "none") + ")")
+            return
         }
-        defer { recordRepoChecks(verifyJob.wait(), stanza: stanza, r) }
+        let repoMax = stanza.archiveMax
+        if let missing = WALName.missingTail(repoMax: repoMax, primaryLast: primaryLast, segmentSize: segmentSize ?? 16 * 1024 * 1024) {
+            r.check("archive-tail", false, "the repo's newest WAL segment is \(repoMax ?? "none"), but the primary archived up to \(primaryLast) "
+                    + "(pg_stat_archiver.last_archived_wal): missing from the repo: \(missing); point-in-time recovery past \(repoMax ?? "the backup") "
+                    + "is broken — find out what removed them, and take a new backup")
+        } else {
+            r.check("archive-tail", true, "repo's newest segment \(repoMax ?? "none") reaches the primary's last archived \(primaryLast)")
+        }
+    }
 
-        // Timeline guard: a copy that archived into the stanza leaves a higher timeline.
+    /// A copy that archived into the stanza leaves a timeline above the primary's.
+    func checkArchiveTimeline(_ stanza: StanzaInfo, _ r: Recorder) throws {
         let primaryTimeline = try primary.query("SELECT timeline_id::bigint FROM pg_control_checkpoint()").scalar(Int64.self)
-        if let max = stanza.archiveMax, let archiveTimeline = WALName.timeline(max) {
-            r.check("archive-timeline", Int64(archiveTimeline) <= primaryTimeline,
-                    "archive max \(max) is on timeline \(archiveTimeline); the primary is on timeline \(primaryTimeline)"
-                    + (Int64(archiveTimeline) > primaryTimeline ? " — another cluster (a restored copy?) archived into this stanza" : ""))
-        }
+        guard let max = stanza.archiveMax, let archiveTimeline = WALName.timeline(max) else { return }
+        r.check("archive-timeline", Int64(archiveTimeline) <= primaryTimeline,
+                "archive max \(max) is on timeline \(archiveTimeline); the primary is on timeline \(primaryTimeline)"
+                + (Int64(archiveTimeline) > primaryTimeline ? " — another cluster (a restored copy?) archived into this stanza" : ""))
+    }
 
-        // A point-in-time target needs the WAL up to it in the archive: `check` switches WAL on the
-        // primary and waits until it is archived (it writes no data).
-        if options.targetTime != nil {
-            // Recovery to a time needs a commit after it; write a fence canary (nfldb schema only).
-            try primary.execute("""
-                INSERT INTO nfldb.backup_canaries(token, note)
-                VALUES (\("fence-\(UUID().uuidString.prefix(8).lowercased())"), 'backup verify --target-time fence')
-                """)
-            let archived = try r.timed("archive-current-wal") {
-                try pgbackrest.run("check", ["--log-level-console=warn"], timeout: .seconds(180), logger: logger)
-            }
-            r.check("archive-current-wal", archived.succeeded, archived.succeeded
-                ? "current WAL switched and archived (pgbackrest check)"
-                : "could not archive the current WAL: " + pgbackrest.error(for: archived).diagnostic.oneLine)
+    /// A point-in-time target needs a commit after it and the WAL up to it in the archive: a fence
+    /// canary (nfldb schema only), then `check` switches WAL and waits until it is archived.
+    func archiveCurrentWAL(_ r: Recorder) throws {
+        try primary.execute("""
+            INSERT INTO nfldb.backup_canaries(token, note)
+            VALUES (\("fence-\(UUID().uuidString.prefix(8).lowercased())"), 'backup verify --target-time fence')
+            """)
+        let archived = try r.timed("archive-current-wal") {
+            try pgbackrest.run("check", ["--log-level-console=warn"], timeout: .seconds(180), logger: logger)
         }
+        r.check("archive-current-wal", archived.succeeded, archived.succeeded
+            ? "current WAL switched and archived (pgbackrest check)"
+            : "could not archive the current WAL: " + pgbackrest.error(for: archived).diagnostic.oneLine)
+    }
 
-        // Manifest recorded on the primary for this backup.
-        let loaded = try loadManifest(label: backup.label)
-        let manifest = loaded?.manifest
-        if let loaded {
-            r.check("manifest", true, "manifest \(loaded.manifest.token) of \(loaded.manifest.counts.count) table(s) from \(loaded.source)")
-        }
-
-        // 2. restore into scratch
+    /// 2a. The scratch directory: created by this run (or, with reuse, the kept copy, locked),
+    /// owned by the cluster's OS user, mode 0700, with room for the restore. nil when refused.
+    func prepareScratch(_ plan: Plan, _ r: Recorder) throws -> Scratch? {
         let scratch = options.scratchDirectory ?? (options.reuseScratch
             ? ReusableScratch.defaultDirectory(stanza: pgbackrest.stanza)
             : "/var/tmp/nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
@@ -289,42 +369,29 @@ public struct Verifier {
             } catch {
                 r.check("scratch", false, "cannot create \(parent), the parent of the scratch directory: \(error.localizedDescription); "
                         + "create it, or point backup.scratch_dir (or --scratch) at a directory this user can write")
-                return
+                return nil
             }
         }
-        var delta = false
+        for note in ScratchLeftovers.cleanFresh(scratch: scratch, osUser: pgbackrest.osUser) {
+            logger.warning("\(note)")
+            r.receipt.notes.append(note)
+        }
         if options.reuseScratch {
             switch ReusableScratch.lock(scratch) {
             case .failure(let refusal):
                 r.check("scratch", false, refusal.description)
-                return
+                return nil
             case .success(let fd):
                 r.lockDescriptor = fd
             }
-        }
-        // mkdir(2) fails if the directory exists, so two runs never share a fresh scratch dir.
-        var created = false
-        if mkdir(scratch, 0o700) == 0 {
-            created = true
-            ActiveScratch.register(copy)  // removed on every path until it is marked as kept
-        } else if errno == EEXIST && options.reuseScratch {
-            switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID, osUser: pgbackrest.osUser) {
-            case .failure(let refusal):
-                r.check("scratch", false, refusal.description)
-                return
-            case .success(let reusable):
-                delta = reusable
-                ActiveScratch.register(copy, keep: true)
+            // Locked: a server still running on the kept copy was left by a killed run.
+            if ScratchLeftovers.marker(of: scratch, osUser: pgbackrest.osUser)?.kept != false,
+               let note = ScratchLeftovers.stopKeptServer(scratch: scratch) {
+                logger.warning("\(note)")
+                r.receipt.notes.append(note)
             }
-        } else if errno == EEXIST {
-            r.check("scratch", false, "scratch directory \(scratch) already exists; verify only restores into a directory it creates "
-                    + "(remove it, choose another --scratch, or pass --reuse-scratch for a directory an earlier --reuse-scratch run made)")
-            return
-        } else {
-            r.check("scratch", false, "cannot create scratch directory \(scratch): \(String(cString: strerror(errno))); "
-                    + "point backup.scratch_dir (or --scratch) at a directory this user can write")
-            return
         }
+        guard let (created, delta) = createOrReuse(copy, systemID: plan.stanza.db.last?.systemID, r) else { return nil }
         do {
             try fm.createDirectory(atPath: copy.socketDirectory, withIntermediateDirectories: true)
             try copy.giveToOSUser(scratch)
@@ -332,57 +399,104 @@ public struct Verifier {
             guard chmod(scratch, 0o700) == 0 else {
                 throw BackupError("chmod 0700 failed: \(String(cString: strerror(errno)))")
             }
-            if options.reuseScratch && created {
-                try ReusableScratch.mark(scratch, stanza: pgbackrest.stanza, systemID: stanza.db.last?.systemID)
-                ActiveScratch.keep(scratch)
+            if created {
+                // Fresh copies carry the marker too (with this run as owner): a later run removes
+                // the directory if this one is killed before its teardown.
+                try ReusableScratch.mark(scratch, stanza: pgbackrest.stanza, systemID: plan.stanza.db.last?.systemID, kept: options.reuseScratch)
+                if options.reuseScratch { ActiveScratch.keep(scratch) }
             }
         } catch {
             let reason = (error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription
             r.check("scratch", false, "cannot prepare scratch directory \(scratch): \(reason)"
                     + (created ? " (the new directory is removed)" : ""))
-            return
+            return nil
         }
         // A reused dir still holds the last run's server log.
         try? fm.removeItem(atPath: copy.logFile)
-        if !options.skipSpaceCheck {  // room for the restored files plus the margin ScratchSpace.needed documents
-            // A --delta restore overwrites the kept copy in place: its files count as room.
-            let kept = delta ? ScratchSpace.allocatedBytes(under: copy.dataDirectory) : 0
-            let needed = max(0, ScratchSpace.needed(restoredSize: backup.info?.size) - kept)
-            if let problem = ScratchSpace.check(scratch, needs: needed) {
-                r.check("scratch-space", false, problem)
-                return
-            }
-            r.check("scratch-space", true, ScratchSpace.summary(scratch, needs: needed, restoredSize: backup.info?.size, held: kept))
-        } else {
-            r.check("scratch-space", true, "not checked (--skip-space-check); free in \(scratch): \(ScratchSpace.available(scratch).map(ScratchSpace.human) ?? "unknown")")
-        }
+        let result = Scratch(copy: copy, delta: delta, superuser: superuser, database: database)
+        return checkSpace(plan, result, r) ? result : nil
+    }
 
-        // Every tablespace goes under the scratch dir too: restored to its original path it would
-        // land beside (or, with --delta, over) the primary's own tablespace on this host.
-        var restoreOptions = ["--pg1-path=\(copy.dataDirectory)", "--set=\(backup.label)", "--target-action=promote",
+    /// mkdir(2) fails if the directory exists, so two runs never share a fresh scratch dir; an
+    /// existing one is only reused with `--reuse-scratch` when ``ReusableScratch/check`` accepts it.
+    /// - Returns: (created, delta), or nil when refused.
+    func createOrReuse(_ copy: LocalCluster, systemID: UInt64?, _ r: Recorder) -> (Bool, Bool)? {
+        let scratch = copy.root
+        if mkdir(scratch, 0o700) == 0 {
+            ActiveScratch.register(copy)  // removed on every path until it is marked as kept
+            return (true, false)
+        }
+        let error = errno
+        guard error == EEXIST else {
+            r.check("scratch", false, "cannot create scratch directory \(scratch): \(String(cString: strerror(error))); "
+                    + "point backup.scratch_dir (or --scratch) at a directory this user can write")
+            return nil
+        }
+        guard options.reuseScratch else {
+            r.check("scratch", false, "scratch directory \(scratch) already exists; verify only restores into a directory it creates "
+                    + "(remove it, choose another --scratch, or pass --reuse-scratch for a directory an earlier --reuse-scratch run made)")
+            return nil
+        }
+        switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: systemID, osUser: pgbackrest.osUser) {
+        case .failure(let refusal):
+            r.check("scratch", false, refusal.description)
+            return nil
+        case .success(let reusable):
+            ActiveScratch.register(copy, keep: true)
+            return (false, reusable)
+        }
+    }
+
+    /// `scratch-space`: room for the restored files plus the margin ``ScratchSpace/needed(restoredSize:)``
+    /// documents; a `--delta` restore overwrites the kept copy in place, so its files count as room.
+    func checkSpace(_ plan: Plan, _ scratch: Scratch, _ r: Recorder) -> Bool {
+        let size = plan.backup.info?.size
+        guard !options.skipSpaceCheck else {
+            r.check("scratch-space", true, "not checked (--skip-space-check); free in \(scratch.directory): "
+                    + (ScratchSpace.available(scratch.directory).map(ScratchSpace.human) ?? "unknown"))
+            return true
+        }
+        let kept = scratch.delta ? ScratchSpace.allocatedBytes(under: scratch.copy.dataDirectory) : 0
+        let needed = max(0, ScratchSpace.needed(restoredSize: size) - kept)
+        if let problem = ScratchSpace.check(scratch.directory, needs: needed) {
+            r.check("scratch-space", false, problem)
+            return false
+        }
+        r.check("scratch-space", true, ScratchSpace.summary(scratch.directory, needs: needed, restoredSize: size, held: kept))
+        return true
+    }
+
+    /// 2b. `pgbackrest restore` into the scratch dir, every tablespace mapped under it too:
+    /// restored to its original path it would land beside (or, with --delta, over) the primary's own.
+    func restore(_ plan: Plan, into scratch: Scratch, _ r: Recorder) throws -> Bool {
+        var restoreOptions = ["--pg1-path=\(scratch.copy.dataDirectory)", "--set=\(plan.backup.label)", "--target-action=promote",
                               "--archive-mode=off", "--job-retry=0", "--log-level-console=warn",
-                              "--tablespace-map-all=\((scratch as NSString).appendingPathComponent("tblspc"))"]
+                              "--tablespace-map-all=\((scratch.directory as NSString).appendingPathComponent("tblspc"))"]
         if let target = options.targetTime {
             restoreOptions += ["--type=time", "--target=\(target)"]
         } else {
             restoreOptions += ["--type=immediate"]
         }
-        if delta { restoreOptions.append("--delta") }
-        let restoreStart = ContinuousClock.now
+        if scratch.delta { restoreOptions.append("--delta") }
+        r.restoreStartedAt = ContinuousClock.now
         let restored = try r.timed("restore") { try pgbackrest.run("restore", restoreOptions, logger: logger) }
         guard restored.succeeded else {
             r.check("restore", false, pgbackrest.error(for: restored).diagnostic.oneLine)
-            return
+            return false
         }
-        r.check("restore", true, "restored \(backup.label) into \(copy.dataDirectory)"
-                + (delta ? " (--delta: files already matching the backup's checksums were kept; pgbackrest verify reads every repo file)" : ""))
+        r.check("restore", true, "restored \(plan.backup.label) into \(scratch.copy.dataDirectory)"
+                + (scratch.delta ? " (--delta: files already matching the backup's checksums were kept; pgbackrest verify reads every repo file)" : ""))
+        return true
+    }
 
+    /// The copy's own port, socket and log settings, no archiving, and no durability work.
+    func configureCopy(_ scratch: Scratch, _ r: Recorder) -> Bool {
         let settings = """
 
             # --- nfldb backup verify: scratch copy ---
-            port = \(port)
+            port = \(scratch.port)
             listen_addresses = '127.0.0.1'
-            unix_socket_directories = '\(copy.socketDirectory)'
+            unix_socket_directories = '\(scratch.copy.socketDirectory)'
             archive_mode = off
             archive_command = ''
             log_min_messages = warning
@@ -394,47 +508,63 @@ public struct Verifier {
             autovacuum = off
 
             """
-        let autoConf = (copy.dataDirectory as NSString).appendingPathComponent("postgresql.auto.conf")
+        let autoConf = (scratch.copy.dataDirectory as NSString).appendingPathComponent("postgresql.auto.conf")
         do {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: autoConf))
             try handle.seekToEnd()
             try handle.write(contentsOf: Data(settings.utf8))
             try handle.close()
+            return true
         } catch {
             r.check("start", false, "cannot write \(autoConf): \(error.localizedDescription)")
-            return
+            return false
         }
+    }
+
+    /// 3. Start the copy and wait until it is out of recovery; nil (and the log scanned) when not.
+    func startAndPromote(_ scratch: Scratch, _ r: Recorder) throws -> PostgresConnection? {
         do {
-            try r.timed("start") { try copy.start(logger: logger) }
+            try r.timed("start") { try scratch.copy.start(logger: logger) }
         } catch {
             let summary = (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"
-            r.check("start", false, "restored copy did not start on 127.0.0.1:\(port): " + summary)
-            scanLog(copy, r)
-            return
+            r.check("start", false, "restored copy did not start on 127.0.0.1:\(scratch.port): " + summary)
+            scanLog(scratch.copy, r)
+            return nil
         }
-        let copyDSN = "host=\(copy.socketDirectory) port=\(port) user=\(superuser) dbname=\(database) connect_timeout=5"
-        let conn: PostgresConnection
         do {
-            conn = try r.timed("promote") { try waitPromoted(copyDSN, copy: copy) }
+            let conn = try r.timed("promote") { try waitPromoted(Self.copyConnection(scratch), copy: scratch.copy) }
+            r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(scratch.port)")
+            return conn
         } catch {
             r.check("promoted", false, (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")
-            scanLog(copy, r)
-            return
+            scanLog(scratch.copy, r)
+            return nil
         }
-        let e = ContinuousClock.now - restoreStart
-        r.receipt.recoverySeconds = (e.inSeconds * 100).rounded() / 100
-        r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(port)")
-        defer { conn.close() }
+    }
 
-        // 3. prove the data: pg_amcheck (its own connections, --jobs) runs while the data checks use `conn`.
-        let amcheckArguments = ["-h", copy.socketDirectory, "-p", String(port), "-U", superuser, "--all", "--install-missing",
-                                "--heapallindexed", "--jobs=\(max(1, options.amcheckJobs))"]
+    /// How verify reaches its copy: its socket dir, port, the primary's user and database, each
+    /// quoted by ``ConnectionOptions/conninfo(_:)`` (a database named `my "db"` or `it's` stays one value).
+    static func copyConnection(_ scratch: Scratch) -> ConnectionOptions {
+        ConnectionOptions(dsn: ConnectionOptions.conninfo([
+            ("host", scratch.copy.socketDirectory), ("port", String(scratch.port)), ("user", scratch.superuser), ("dbname", scratch.database),
+        ]), connectTimeout: .seconds(5))
+    }
+
+    /// 4. Prove the data: `pg_amcheck` (its own connections, `--jobs`) runs while the canary, count,
+    /// checksum and schema-version checks use `conn`.
+    func proveData(_ conn: PostgresConnection, _ plan: Plan, _ scratch: Scratch, _ r: Recorder) throws {
+        defer { conn.close() }
+        let jobs = max(1, options.amcheckJobs)
+        let amcheckArguments = ["-h", scratch.copy.socketDirectory, "-p", String(scratch.port), "-U", scratch.superuser, "--all",
+                                "--install-missing", "--heapallindexed", "--jobs=\(jobs)"]
+        let amcheckCancel = ProcessCancellation()
         let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck")] in
-            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, timeout: .seconds(3600))
+            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, timeout: .seconds(3600), cancellation: amcheckCancel)
         }
         do {
-            try r.timed("data-checks") { try dataChecks(conn, manifest: manifest, targetEpoch: targetEpoch, r) }
+            try r.timed("data-checks") { try dataChecks(conn, manifest: plan.manifest, targetEpoch: plan.targetEpoch, r) }
         } catch {
+            amcheckCancel.cancel()
             _ = amcheckJob.wait()
             throw error
         }
@@ -443,16 +573,18 @@ public struct Verifier {
         let amcheck = try amcheckOutcome.get()
         let amcheckClean = amcheck.succeeded && amcheck.standardOutput.isEmpty
         r.check("pg_amcheck", amcheckClean, amcheckClean
-                ? "pg_amcheck --all --heapallindexed --jobs=\(max(1, options.amcheckJobs)) clean"
+                ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean"
                 : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
-        conn.close()
-        try r.timed("stop") { try copy.stop(mode: "fast", logger: logger) }
+    }
+
+    /// 5. A clean stop, then `pg_checksums --check` on the stopped copy.
+    func stopAndChecksum(_ scratch: Scratch, _ r: Recorder) throws {
+        try r.timed("stop") { try scratch.copy.stop(mode: "fast", logger: logger) }
         let checksums = try r.timed("pg_checksums") {
-            try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_checksums"), ["--check", "-D", copy.dataDirectory], timeout: .seconds(3600))
+            try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_checksums"), ["--check", "-D", scratch.copy.dataDirectory], timeout: .seconds(3600))
         }
         let bad = checksums.standardOutput.split(separator: "\n").first { $0.contains("Bad checksums") }.map { $0.trimmingCharacters(in: .whitespaces) }
         r.check("pg_checksums", checksums.succeeded, checksums.succeeded ? (bad ?? "checksums ok") : "pg_checksums exit \(checksums.status): \(bad ?? checksums.stderrTail(3))")
-        scanLog(copy, r)
     }
 
     /// The canary/manifest written before this backup: from `nfldb.backup_runs` on the primary (the
@@ -460,15 +592,16 @@ public struct Verifier {
     /// from the copy `backup run` left beside a posix repo (the primary may have lost it).
     func loadManifest(label: String) throws -> (manifest: Manifest, source: String)? {
         let rows = try primary.query("""
-            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums
+            SELECT m.token, m.taken_at, m.schema_version, m.counts::text AS counts, m.checksums::text AS checksums, m.writes::text AS writes
             FROM nfldb.backup_runs r JOIN nfldb.backup_manifests m ON m.token = r.token
             WHERE r.label = \(label) AND r.status = 'ok' ORDER BY r.id DESC LIMIT 1
             """).rows
         if let row = rows.first {
             let counts = try JSONDecoder().decode([String: Int64].self, from: Data((row["counts"] ?? "{}").utf8))
             let checksums = try row["checksums"].map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+            let writes = try row["writes"].map { try JSONDecoder().decode([String: WriteCounts?].self, from: Data($0.utf8)) }
             return (Manifest(token: try row.decode("token"), takenAt: try row.decode("taken_at"), schemaVersion: try row.decode("schema_version"),
-                             counts: counts, checksums: checksums), "nfldb.backup_manifests on the primary")
+                             counts: counts, checksums: checksums, writes: writes), "nfldb.backup_manifests on the primary")
         }
         guard let path = pgbackrest.manifestFilePath(label: label), let data = FileManager.default.contents(atPath: path) else { return nil }
         let decoder = JSONDecoder()
@@ -480,14 +613,14 @@ public struct Verifier {
         }
     }
 
-    func waitPromoted(_ dsn: String, copy: LocalCluster) throws -> PostgresConnection {
+    func waitPromoted(_ connection: ConnectionOptions, copy: LocalCluster) throws -> PostgresConnection {
         let deadline = ContinuousClock.now + options.promoteTimeout
         var last = "not reachable yet"
         while ContinuousClock.now < deadline {
             guard copy.isRunning else {
                 throw BackupError("the restored copy stopped before it was promoted", detail: copy.logTail(6))
             }
-            if let conn = try? PostgresConnection.connect(ConnectionOptions(dsn: dsn, connectTimeout: .seconds(5)), logger: logger) {
+            if let conn = try? PostgresConnection.connect(connection, logger: logger) {
                 if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self) {
                     if !recovering { return conn }
                     last = "still in recovery"
@@ -536,11 +669,26 @@ public struct Verifier {
                 actual = try ManagedTables.count(ManagedTables.existing(names, conn), conn)
                 sums = try ManagedTables(schemas: [], reference: expectedSums.keys.sorted()).checksums(conn)
             }
-            let differing = names.filter { actual[$0] != manifest.counts[$0] }
+            // Exact where nothing was written during the backup; otherwise exactly the range the
+            // writes allow (manifest count minus deletes … plus inserts).
+            let differing = names.filter { name in
+                guard let count = actual[name] else { return true }
+                guard let range = manifest.allowedRange(name) else { return false }
+                return !range.contains(count)
+            }
+            let written = names.filter { manifest.allowedRange($0).map { $0.lowerBound != $0.upperBound } ?? true }
+            func describe(_ name: String) -> String {
+                let expected = manifest.counts[name] ?? 0
+                let got = actual[name].map(String.init) ?? "missing table"
+                guard let range = manifest.allowedRange(name) else { return "\(name) got \(got) (write counters were reset during the backup: no bound)" }
+                guard range.lowerBound != range.upperBound, let w = manifest.writes?[name] ?? nil else { return "\(name) expected \(expected) got \(got)" }
+                return "\(name) expected \(range.lowerBound)–\(range.upperBound) (manifest \(expected); \(w.inserted) inserted, \(w.deleted) deleted during the backup) got \(got)"
+            }
             r.check("row-counts", differing.isEmpty, differing.isEmpty
                 ? "\(names.count) table(s) match the manifest \(manifest.token)"
-                : "row counts differ from the manifest in \(differing.count) table(s): "
-                    + differing.map { "\($0) expected \(manifest.counts[$0] ?? 0) got \(actual[$0].map(String.init) ?? "missing table")" }.joined(separator: ", "))
+                    + (written.isEmpty ? " exactly" : " (\(names.count - written.count) exactly; written during the backup, within the allowed range: "
+                        + written.map(describe).joined(separator: ", ") + ")")
+                : "row counts differ from the manifest in \(differing.count) table(s): " + differing.map(describe).joined(separator: ", "))
             if !expectedSums.isEmpty {
                 let wrong = expectedSums.keys.sorted().filter { sums[$0] != expectedSums[$0] }
                 r.check("reference-checksums", wrong.isEmpty, wrong.isEmpty
@@ -553,14 +701,19 @@ public struct Verifier {
                 "copy schema version \(version.map(String.init) ?? "none"), ledger at backup time \(manifest.schemaVersion.map(String.init) ?? "none")")
     }
 
-    /// The `pgbackrest-verify` and `wal-continuity` checks from the verify output.
-    func recordRepoChecks(_ outcome: (Result<PgBackRestResult, any Error>, Double), stanza: StanzaInfo, _ r: Recorder) {
-        r.receipt.steps["pgbackrest-verify"] = (outcome.1 * 1000).rounded() / 1000
+    /// The `pgbackrest-verify` and `wal-continuity` checks from the verify output. A verify stopped
+    /// because the run had already failed adds no check (it proved nothing either way); the step
+    /// times say it was stopped.
+    func recordRepoChecks(_ outcome: RepoVerify.Outcome, stanza: StanzaInfo, _ r: Recorder) {
+        r.receipt.steps["pgbackrest-verify"] = (outcome.seconds * 1000).rounded() / 1000
         let verifyResult: PgBackRestResult
-        switch outcome.0 {
+        switch outcome.result {
         case .success(let result): verifyResult = result
+        case .failure where outcome.stopped:
+            r.receipt.notes.append(String(format: "pgbackrest verify was stopped after %.1f s, unfinished: this verify had already failed", outcome.seconds))
+            return
         case .failure(let error):
-            r.check("pgbackrest-verify", false, "could not run pgbackrest verify: \(error)")
+            r.check("pgbackrest-verify", false, "could not run pgbackrest verify: " + ((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"))
             return
         }
         // Its exit code means nothing on 2.45 (#2502): parse the text.
@@ -599,6 +752,38 @@ public struct Verifier {
     }
 }
 
+/// `pgbackrest verify --output=text --verbose --log-level-console=detail` (it reads and checksums
+/// every repo file) running in the background, stoppable.
+final class RepoVerify: Sendable {
+    struct Outcome {
+        let result: Result<PgBackRestResult, any Error>
+        let seconds: Double
+        /// Stopped by ``finish(grace:)`` before it ended on its own.
+        let stopped: Bool
+    }
+    let cancellation = ProcessCancellation()
+    let job: BackgroundJob<PgBackRestResult>
+
+    init(pgbackrest: PgBackRest, logger: Logger) {
+        job = BackgroundJob { [cancellation] in
+            try pgbackrest.run("verify", ["--output=text", "--verbose", "--log-level-console=detail"], timeout: .seconds(3600),
+                               logger: logger, cancellation: cancellation)
+        }
+    }
+
+    /// Waits for the verdict; with a `grace`, at most that long, then stops the process (SIGTERM,
+    /// SIGKILL 5 s later) and waits for it to exit.
+    func finish(grace: Duration?) -> Outcome {
+        if let grace, !job.wait(timeout: grace) {
+            cancellation.cancel()
+            let (result, seconds) = job.wait()
+            return Outcome(result: result, seconds: seconds, stopped: true)
+        }
+        let (result, seconds) = job.wait()
+        return Outcome(result: result, seconds: seconds, stopped: false)
+    }
+}
+
 /// Runs one blocking job on a global queue; ``wait()`` returns its result and duration.
 final class BackgroundJob<T: Sendable>: @unchecked Sendable {
     // `outcome` is written once by the job before `group.leave()` and read only after `group.wait()`.
@@ -614,6 +799,11 @@ final class BackgroundJob<T: Sendable>: @unchecked Sendable {
             self.outcome = (result, e.inSeconds)
             self.group.leave()
         }
+    }
+
+    /// Whether the job finished within `timeout`.
+    func wait(timeout: Duration) -> Bool {
+        group.wait(timeout: .now() + .milliseconds(Int(timeout.inSeconds * 1000))) == .success
     }
 
     func wait() -> (Result<T, any Error>, Double) {

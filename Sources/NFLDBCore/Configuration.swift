@@ -50,6 +50,12 @@ public struct ConfigEntry: Sendable, Hashable {
     public let path: String
     public let value: ConfigRawValue
     public let source: ConfigSource
+
+    public init(path: String, value: ConfigRawValue, source: ConfigSource) {
+        self.path = path
+        self.value = value
+        self.source = source
+    }
 }
 
 /// The effective configuration: defaults, overlaid by `nfldb.yaml`, by environment, by flags.
@@ -83,6 +89,12 @@ public struct Configuration: Sendable {
     public func string(_ key: ConfigKey) -> String? {
         if case .scalar(let value)? = value(key)?.value { return value }
         return nil
+    }
+
+    /// The value of a key that has a default, so never unset (`""` only for a key declared
+    /// without one, which is a programming error the key's tests catch).
+    public func defaulted(_ key: ConfigKey) -> String {
+        string(key) ?? ""
     }
 
     public func list(_ key: ConfigKey) -> [String] {

@@ -64,9 +64,11 @@ public struct ConfigurationLoader: Sendable {
         }
 
         try Self.validate(entries, keys: keys)
+        // The secrets resolved here: a password inside the effective DSN, and libpq's PGPASSWORD.
         if let dsn = entries[ConfigKey.dsn.name], case .scalar(let text) = dsn.value {
-            Self.registerPassword(inDSN: text)
+            SecretRedactor.shared.registerPassword(inDSN: text)
         }
+        SecretRedactor.shared.register(environment["PGPASSWORD"])
         return Configuration(keys: keys, entries: entries, file: path, environment: environment)
     }
 
@@ -84,18 +86,6 @@ public struct ConfigurationLoader: Sendable {
 
     private func absolutePath(_ path: String) -> String {
         path.hasPrefix("/") ? path : (workingDirectory as NSString).appendingPathComponent(path)
-    }
-
-    /// Registers the password part of a DSN (URL or conninfo) with the redactor.
-    public static func registerPassword(inDSN dsn: String) {
-        if let url = URLComponents(string: dsn), url.scheme != nil, let password = url.password {
-            SecretRedactor.shared.register(password)
-            SecretRedactor.shared.register(url.percentEncodedPassword)
-        }
-        for pair in dsn.split(separator: " ") where pair.lowercased().hasPrefix("password=") {
-            let value = pair.dropFirst("password=".count).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
-            SecretRedactor.shared.register(value)
-        }
     }
 
     // MARK: - Parsing

@@ -51,4 +51,9 @@ public struct OperatorError: NFLDBError, Sendable {
         self.diagnostic = Diagnostic(summary, detail: detail, hint: hint)
         self.exitStatus = exitStatus
     }
+
+    public init(_ diagnostic: Diagnostic, exitStatus: ExitStatus) {
+        self.diagnostic = diagnostic
+        self.exitStatus = exitStatus
+    }
 }

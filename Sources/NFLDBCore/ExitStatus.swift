@@ -11,7 +11,10 @@ import Foundation
 ///
 /// A monitoring command may use the monitoring-plugin convention instead (0 OK, 1 WARNING, 2 CRITICAL,
 /// 3 UNKNOWN); it documents that itself.
-public struct ExitStatus: Sendable, Hashable, CustomStringConvertible {
+///
+/// Thrown by itself, an `ExitStatus` ends a command that has already printed its result with that
+/// status and no further message (`migrate status --exit-code`, a failed check whose report is the output).
+public struct ExitStatus: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: Int32
 
     public init(_ code: Int32) { self.code = code }

@@ -22,6 +22,15 @@ public struct ProcessError: NFLDBError, Sendable {
     public let diagnostic: Diagnostic
 }
 
+/// Lets another thread stop a running ``ProcessRunner/run(_:_:environment:workingDirectory:timeout:cancellation:)``
+/// early: the child gets SIGTERM, then SIGKILL 5 s later (as on a timeout), and `run` throws.
+public final class ProcessCancellation: Sendable {
+    private let cancelled = Atomic<Bool>(false)
+    public init() {}
+    public func cancel() { cancelled.store(true, ordering: .relaxed) }
+    public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+}
+
 /// Runs external programs (`initdb`, `pg_ctl`, `pgbackrest`, `pg_dump`) with bounded waiting.
 ///
 /// When nfldb runs as root and ``runAsUser`` is set, the command is wrapped in
@@ -61,11 +70,12 @@ public struct ProcessRunner: Sendable {
     /// - Parameters:
     ///   - executable: absolute path, or a name looked up on `PATH`.
     ///   - timeout: after it, the child gets SIGTERM, then SIGKILL 5 s later, and this throws.
+    ///   - cancellation: stops the child the same way when cancelled from another thread.
     /// - Returns: the status and output; a non-zero status is returned, not thrown.
-    /// - Throws: ``ProcessError`` when the program cannot be started or times out.
+    /// - Throws: ``ProcessError`` when the program cannot be started, times out or is cancelled.
     public func run(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, timeout: Duration = .seconds(600)
+        workingDirectory: String? = nil, timeout: Duration = .seconds(600), cancellation: ProcessCancellation? = nil
     ) throws -> ProcessResult {
         let resolved = try Self.resolveExecutable(executable)
         var argv = commandLine(resolved, arguments)
@@ -93,9 +103,11 @@ public struct ProcessRunner: Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
+        // Every signal back to its default action: posix_spawn keeps ignored dispositions across
+        // exec, so a child of a process that ignores SIGTERM/SIGINT/SIGHUP (verify does, while it
+        // tears down) could not be stopped by SIGTERM.
         var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        sigaddset(&defaultSignals, SIGPIPE)
+        sigfillset(&defaultSignals)
         posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
         // The child would otherwise inherit the calling thread's signal mask; Dispatch worker
         // threads block nearly every signal, which made SIGTERM on timeout a no-op.
@@ -133,15 +145,17 @@ public struct ProcessRunner: Sendable {
                     "lost track of \(URL(fileURLWithPath: resolved).lastPathComponent) (pid \(pid)): waitpid failed: \(String(cString: strerror(errno)))",
                     detail: argv.joined(separator: " ")))
             }
-            if ContinuousClock.now >= deadline {
+            let cancelled = cancellation?.isCancelled == true
+            if cancelled || ContinuousClock.now >= deadline {
                 kill(pid, SIGTERM)
                 let graceEnd = ContinuousClock.now + .seconds(5)
                 while waitpid(pid, &waitStatus, WNOHANG) == 0 {
                     if ContinuousClock.now >= graceEnd { kill(pid, SIGKILL); _ = waitpid(pid, &waitStatus, 0); break }
                     Thread.sleep(forTimeInterval: 0.05)
                 }
+                let name = URL(fileURLWithPath: resolved).lastPathComponent
                 throw ProcessError(diagnostic: Diagnostic(
-                    "\(URL(fileURLWithPath: resolved).lastPathComponent) did not finish within \(timeout) and was stopped",
+                    cancelled ? "\(name) was cancelled and stopped" : "\(name) did not finish within \(timeout) and was stopped",
                     detail: argv.joined(separator: " ")))
             }
             Thread.sleep(forTimeInterval: pollInterval)
@@ -153,8 +167,10 @@ public struct ProcessRunner: Sendable {
         } else {
             status = 128 + (waitStatus & 0x7f)
         }
-        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        // Lossy: one invalid byte (pgBackRest prints a wrongly decrypted file's garbage) must not
+        // turn the whole output into "".
+        let out = FileManager.default.contents(atPath: outPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let err = FileManager.default.contents(atPath: errPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
         return ProcessResult(
             command: argv, status: status, standardOutput: out, standardError: err,
             duration: ContinuousClock.now - start)

@@ -12,7 +12,9 @@ public final class SecretRedactor: Sendable {
 
     public static let shared = SecretRedactor()
 
-    private let secrets = Mutex<Set<String>>([])
+    /// The registered secrets, longest first (so a secret containing another is masked whole);
+    /// kept sorted on registration, not on every ``redact(_:)``.
+    private let secrets = Mutex<[String]>([])
 
     public init() {}
 
@@ -26,14 +28,29 @@ public final class SecretRedactor: Sendable {
         if let encoded = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics) {
             variants.insert(encoded)
         }
-        secrets.withLock { $0.formUnion(variants) }
+        secrets.withLock { known in
+            let new = variants.subtracting(known)
+            guard !new.isEmpty else { return }
+            known = (known + new).sorted { $0.count > $1.count }
+        }
+    }
+
+    /// Registers the password part of a DSN (URL or conninfo), where a DSN is resolved.
+    public func registerPassword(inDSN dsn: String) {
+        if let url = URLComponents(string: dsn), url.scheme != nil, let password = url.password {
+            register(password)
+            register(url.percentEncodedPassword)
+        }
+        for pair in dsn.split(separator: " ") where pair.lowercased().hasPrefix("password=") {
+            register(pair.dropFirst("password=".count).trimmingCharacters(in: CharacterSet(charactersIn: "'")))
+        }
     }
 
     /// Returns `text` with every registered secret, and any password inside a URL or a
     /// `password=` conninfo pair, replaced by ``mask``.
     public func redact(_ text: String) -> String {
         var result = Self.redactPatterns(text)
-        let known = secrets.withLock { $0 }.sorted { $0.count > $1.count }
+        let known = secrets.withLock { $0 }
         for secret in known where result.contains(secret) {
             result = result.replacingOccurrences(of: secret, with: Self.mask)
         }
@@ -46,17 +63,29 @@ public final class SecretRedactor: Sendable {
     public static func redactPatterns(_ text: String) -> String {
         var result = text
         if result.contains("://") {
-            result = replace(in: result, pattern: #"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"]*:)([^@\s/"]*)(@)"#, template: "$1\(mask)$3")
+            result = Patterns.urlPassword.replace(in: result, template: "$1\(mask)$3")
         }
         if result.range(of: "password", options: .caseInsensitive) != nil {
-            result = replace(in: result, pattern: #"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&"]+)"#, template: "$1\(mask)")
+            result = Patterns.conninfoPassword.replace(in: result, template: "$1\(mask)")
         }
         return result
     }
 
-    private static func replace(in text: String, pattern: String, template: String) -> String {
-        guard let regex = try? NSRegularExpression(pattern: pattern) else { return text }
-        let range = NSRange(text.startIndex..., in: text)
-        return regex.stringByReplacingMatches(in: text, range: range, withTemplate: template)
+    /// The two expressions, compiled once. `NSRegularExpression` is immutable and documented as
+    /// safe to use from several threads at once, hence `@unchecked Sendable`.
+    private struct Pattern: @unchecked Sendable {
+        let regex: NSRegularExpression?
+
+        init(_ pattern: String) { regex = try? NSRegularExpression(pattern: pattern) }
+
+        func replace(in text: String, template: String) -> String {
+            guard let regex else { return text }
+            return regex.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: template)
+        }
+    }
+
+    private enum Patterns {
+        static let urlPassword = Pattern(#"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"]*:)([^@\s/"]*)(@)"#)
+        static let conninfoPassword = Pattern(#"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&"]+)"#)
     }
 }

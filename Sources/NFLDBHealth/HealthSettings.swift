@@ -123,6 +123,17 @@ public struct HealthSettings: Sendable {
         for (path, entry) in configuration.entries where path.hasPrefix(prefix) {
             if case .scalar(let text) = entry.value { values[String(path.dropFirst(prefix.count))] = text }
         }
+        // The backups check judges the stanza `nfldb backup` works on.
+        if case .scalar(let stanza)? = configuration.entries["backup.stanza"]?.value {
+            values["backups.stanza"] = stanza
+            values["archiving.stanza"] = stanza
+        }
+        // The archiving check compares the pgBackRest repo's newest segment with pg_stat_archiver.
+        if case .scalar(let config)? = configuration.entries["backup.config"]?.value { values["archiving.pgbackrest_config"] = config }
+        if ProcessRunner.isRoot {
+            let user: String? = if case .scalar(let u)? = configuration.entries["postgres.os_user"]?.value { u } else { nil }
+            values["archiving.os_user"] = user ?? "postgres"
+        }
     }
 
     /// The settings of one probe: config values over the probe's defaults.

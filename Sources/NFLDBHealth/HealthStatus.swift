@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 
 /// The outcome of one check, in the monitoring-plugin convention (Nagios, Icinga, check_postgres).
 ///
@@ -33,6 +34,8 @@ public enum HealthStatus: Int, Sendable, Hashable, CaseIterable, Codable, Custom
 
     /// The process exit code (`0`…`3`).
     public var exitCode: Int32 { Int32(rawValue) }
+    /// The monitoring-plugin exit status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    public var exitStatus: ExitStatus { ExitStatus(exitCode) }
 
     /// The worse of two statuses by ``severity``.
     public func worse(_ other: HealthStatus) -> HealthStatus { other.severity > severity ? other : self }

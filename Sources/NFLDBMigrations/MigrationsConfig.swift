@@ -23,7 +23,7 @@ public struct MigrationsConfig: Sendable {
     /// Decodes the section (defaults come from the keys). `NFLDB_MIGRATIONS_RETRY_BACKOFF` (tests
     /// only, no config key) shortens the first retry backoff.
     public init(configuration: Configuration) throws {
-        directory = configuration.string(.migrationsDir) ?? "migrations"
+        directory = configuration.defaulted(.migrationsDir)
         var settings = MigratorSettings()
         if let value = try configuration.duration(.migrationsLockTimeout) { settings.lockTimeout = value }
         if let value = try configuration.duration(.migrationsLockWait) { settings.lockWait = value }

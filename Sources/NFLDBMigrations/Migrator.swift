@@ -6,13 +6,13 @@ import NFLDBPostgres
 /// Knobs for a migration run (from `migrations.*` config keys and flags).
 public struct MigratorSettings: Sendable {
     /// `lock_timeout` for each migration unless its file says otherwise.
-    public var lockTimeout: Duration = .seconds(5)
+    public var lockTimeout: Duration = ConfigKey.migrationsLockTimeout.defaultDuration ?? .zero
     /// `statement_timeout` for each migration; nil or zero means none.
     public var statementTimeout: Duration?
     /// How long to wait for another runner's migration lock.
-    public var lockWait: Duration = .seconds(300)
+    public var lockWait: Duration = ConfigKey.migrationsLockWait.defaultDuration ?? .zero
     /// Retries of a transactional migration whose `lock_timeout` fired.
-    public var lockRetries = 3
+    public var lockRetries = ConfigKey.migrationsRetries.defaultValue.flatMap { Int($0) } ?? 0
     /// First backoff between those retries (doubles each time).
     public var retryBackoff: Duration = .seconds(1)
     public var allowOutOfOrder = false

@@ -13,6 +13,6 @@ public struct RolesConfig: Sendable {
     public var specPath: String
 
     public init(configuration: Configuration) {
-        specPath = configuration.string(.rolesSpec) ?? "roles"
+        specPath = configuration.defaulted(.rolesSpec)
     }
 }

@@ -108,7 +108,7 @@ public struct Sandbox: Sendable {
         let password = LocalCluster.randomPassword()
         SecretRedactor.shared.register(password)
         let cluster = LocalCluster(root: clusterRoot, port: port, binaries: binaries, osUser: user)
-        let pgbackrest = PgBackRestSetup(stateDirectory: stateDirectory, cluster: cluster, stanza: Self.stanza)
+        let pgbackrest = PgBackRestSetup(cluster: cluster, stanza: Self.stanza)
         var settings: [(String, String)] = [
             ("shared_preload_libraries", "'pg_stat_statements'"),
             ("pg_stat_statements.track", "all"),
@@ -141,10 +141,8 @@ public struct Sandbox: Sendable {
         try db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         db.close()
 
-        if let config = try pgbackrest.configure(logger: logger) {
-            state.pgbackrestConfig = config
-            try saveState(state)
-        }
+        state.pgbackrestConfig = try pgbackrest.configure(logger: logger)
+        try saveState(state)
         return state
     }
 

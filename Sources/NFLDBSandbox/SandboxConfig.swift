@@ -21,8 +21,8 @@ public struct SandboxConfig: Sendable {
 
     public init(configuration: Configuration) {
         binDirectory = configuration.string(.postgresBinDir)
-        osUser = configuration.string(.postgresOSUser) ?? "postgres"
-        stateDirectory = configuration.string(.sandboxDir) ?? ".nfldb/sandbox"
+        osUser = configuration.defaulted(.postgresOSUser)
+        stateDirectory = configuration.defaulted(.sandboxDir)
     }
 
     /// The user server programs run as: `osUser` when nfldb runs as root, else nil (the caller).

@@ -75,6 +75,7 @@ public final class TestCluster: Sendable {
         let root = "/tmp/nfldb-test-\(getpid())-\(Int.random(in: 1000...9999))"
         let osUser = ProcessRunner.isRoot ? (environment["NFLDB_POSTGRES_OS_USER"] ?? "postgres") : nil
         let password = LocalCluster.randomPassword()
+        SecretRedactor.shared.register(password)
         var lastError: (any Error)?
         for _ in 0..<3 {
             let port = try LocalCluster.freePort()

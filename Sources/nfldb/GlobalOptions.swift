@@ -21,9 +21,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: [.long, .short], help: "Print only errors (and the command's result).")
     var quiet = false
 
-    /// Merges these options with another set (the root's), the subcommand's taking precedence.
-    func merged(over parent: GlobalOptions?) -> GlobalOptions {
-        guard let parent else { return self }
+    /// These options over the root's (`nfldb --dsn … ping`): a value given after the subcommand
+    /// name wins.
+    func merged(over parent: GlobalOptions) -> GlobalOptions {
         var copy = self
         copy.dsn = dsn ?? parent.dsn
         copy.config = config ?? parent.config
@@ -44,16 +44,18 @@ struct GlobalOptions: ParsableArguments {
 }
 
 /// What a command runs with: the effective configuration, a logger carrying the correlation id,
-/// and how to open connections.
+/// the log format (for how the final error is printed), and how to open connections.
 struct CommandContext {
     let configuration: Configuration
     let logger: Logger
+    let logFormat: LogFormat
     let correlationID: String
     let quiet: Bool
     let started = ContinuousClock.now
 
     /// Connection options from the effective configuration. No credential has a default: an unset
-    /// DSN means libpq's own environment and files.
+    /// DSN means libpq's own environment and files. The password is registered with the redactor
+    /// by ``Configuration/password()``, where it is resolved.
     func connectionOptions() throws -> ConnectionOptions {
         ConnectionOptions(
             dsn: configuration.string(.dsn), password: try configuration.password(),
@@ -75,46 +77,40 @@ struct CommandContext {
     }
 }
 
-enum Runtime {
-    nonisolated(unsafe) static var bootstrapped = false
-    nonisolated(unsafe) static var logFormat: LogFormat = .text
-    nonisolated(unsafe) static var correlationID = CorrelationID.resolve()
-    nonisolated(unsafe) static var commandName = "nfldb"
-
-    /// Bootstraps swift-log once per process with nfldb's handler.
-    static func bootstrap(format: LogFormat, level: Logger.Level) {
-        guard !bootstrapped else { return }
-        bootstrapped = true
-        logFormat = format
-        let metadata: Logger.Metadata = ["correlation_id": .string(correlationID), "command": .string(commandName)]
-        LoggingSystem.bootstrap { label in
-            NFLDBLogHandler(label: label, format: format, level: level, metadata: metadata)
-        }
-    }
-}
-
 extension GlobalOptions {
-    /// Loads the configuration (flag > env > file > default) and bootstraps logging.
-    func makeContext(command: String) throws -> CommandContext {
-        Runtime.commandName = command
-        let environment = ProcessInfo.processInfo.environment
-        // Logging is set up before the file is read, so that a config error is logged in the right format.
-        let earlyFormat = LogFormat(rawValue: logFormat ?? environment["NFLDB_LOG_FORMAT"] ?? "text") ?? .text
-        // Text logs default to warnings only (stdout already narrates); JSON logs default to info for cron traceability.
-        let defaultLevel: (LogFormat) -> String = { $0 == .json ? "info" : "warning" }
-        let earlyLevel = Logger.Level(rawValue: quiet ? "error" : (logLevel ?? environment["NFLDB_LOG_LEVEL"] ?? defaultLevel(earlyFormat))) ?? .info
+    /// The log format and level before the config file is read (flags, then environment), so a
+    /// configuration error is already printed in the right format.
+    func earlyLogging(_ environment: [String: String]) -> (format: LogFormat, level: Logger.Level) {
+        let format = LogFormat(rawValue: logFormat ?? environment["NFLDB_LOG_FORMAT"] ?? "text") ?? .text
+        let level = Logger.Level(rawValue: quiet ? "error" : (logLevel ?? environment["NFLDB_LOG_LEVEL"] ?? Self.defaultLevel(format))) ?? .info
+        return (format, level)
+    }
+
+    /// Text logs default to warnings only (stdout already narrates); JSON logs default to info for cron traceability.
+    static func defaultLevel(_ format: LogFormat) -> String { format == .json ? "info" : "warning" }
+
+    /// Loads the configuration (flag > env > file > default) and bootstraps logging. Called once
+    /// per process, by ``NFLDB/main()``: swift-log may be bootstrapped only once.
+    func makeContext(command: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CommandContext {
+        let (earlyFormat, earlyLevel) = earlyLogging(environment)
+        let correlationID = CorrelationID.resolve(environment: environment)
+        func bootstrap(_ format: LogFormat, _ level: Logger.Level) {
+            let metadata: Logger.Metadata = ["correlation_id": .string(correlationID), "command": .string(command)]
+            LoggingSystem.bootstrap { label in NFLDBLogHandler(label: label, format: format, level: level, metadata: metadata) }
+        }
+        let configuration: Configuration
         do {
-            let configuration = try ConfigurationLoader(keys: Settings.keys, environment: environment, flags: flagOverrides, explicitPath: config).load()
+            configuration = try ConfigurationLoader(keys: Settings.keys, environment: environment, flags: flagOverrides, explicitPath: config).load()
             try Settings.check(configuration)
-            let format = LogFormat(rawValue: configuration.string(.logFormat) ?? "text") ?? earlyFormat
-            let level = Logger.Level(rawValue: configuration.string(.logLevel) ?? defaultLevel(format)) ?? earlyLevel
-            Runtime.bootstrap(format: format, level: level)
-            return CommandContext(
-                configuration: configuration, logger: Logger(label: "nfldb.\(command.replacingOccurrences(of: " ", with: "."))"),
-                correlationID: Runtime.correlationID, quiet: quiet)
         } catch {
-            Runtime.bootstrap(format: earlyFormat, level: earlyLevel)
+            bootstrap(earlyFormat, earlyLevel)
             throw error
         }
+        let format = LogFormat(rawValue: configuration.defaulted(.logFormat)) ?? earlyFormat
+        let level = Logger.Level(rawValue: configuration.string(.logLevel) ?? Self.defaultLevel(format)) ?? earlyLevel
+        bootstrap(format, level)
+        return CommandContext(
+            configuration: configuration, logger: Logger(label: "nfldb.\(command.replacingOccurrences(of: " ", with: "."))"),
+            logFormat: format, correlationID: correlationID, quiet: quiet)
     }
 }

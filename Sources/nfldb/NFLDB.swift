@@ -18,33 +18,48 @@ struct NFLDB: ParsableCommand {
             3/4 from `migrate status --exit-code`; `health` uses 0/1/2/3 = OK/WARNING/CRITICAL/UNKNOWN.
             """,
         version: NFLDBVersion.string,
-        subcommands: [Ping.self, ConfigCommand.self, SandboxCommand.self, MigrateCommand.self, RolesCommand.self, AuditCommand.self, HealthCommand.self, BackupCommand.self, ETLCommand.self]
+        subcommands: [Ping.self, ConfigCommand.self, SandboxCommand.self, MigrateCommand.self, RolesCommand.self, AuditCommand.self, HealthCommand.self, BackupCommand.self, CryptCommand.self, ETLCommand.self]
     )
 
     @OptionGroup var global: GlobalOptions
 
-    /// Parses, runs, and maps every error to a message on stderr and an exit status from the table
-    /// in ``ExitStatus``; usage errors exit 2 (not argument-parser's 64).
+    /// Parses, builds the command's context (configuration, logging) once, runs, and maps every
+    /// error to a message on stderr and an exit status from the table in ``ExitStatus``; usage
+    /// errors exit 2 (not argument-parser's 64).
     static func main() {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot(arguments)
-            if var routed = command as? any GlobalOptionsCommand {
-                routed.inheritGlobals(from: arguments)
-                command = routed
-            }
-            try command.run()
+            command = try parseAsRoot(Array(CommandLine.arguments.dropFirst()))
         } catch {
-            exitWithError(error)
+            exitWithError(error, logFormat: .text)
         }
+        guard let leaf = command as? any GlobalOptionsCommand else {
+            do { try command.run() } catch { exitWithError(error, logFormat: .text) }
+            Foundation.exit(0)
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let options = leaf.globals
+        let context: CommandContext
+        do {
+            context = try options.makeContext(command: type(of: leaf).commandPath, environment: environment)
+        } catch {
+            exitWithError(leaf.mapError(error), logFormat: options.earlyLogging(environment).format)
+        }
+        do {
+            try leaf.run(context)
+        } catch {
+            exitWithError(leaf.mapError(error), logFormat: context.logFormat)
+        }
+        Foundation.exit(0)
     }
 
-    static func exitWithError(_ error: any Error) -> Never {
-        if let error = error as? any NFLDBError {
-            report(error.diagnostic.description, status: error.exitStatus.code)
+    static func exitWithError(_ error: any Error, logFormat: LogFormat) -> Never {
+        if let status = error as? ExitStatus {
+            // The command printed its result; only the status is left to report.
+            Foundation.exit(status.code)
         }
-        if let code = error as? ExitCode {
-            Foundation.exit(code.rawValue)
+        if let error = error as? any NFLDBError {
+            report(error.diagnostic.description, status: error.exitStatus.code, logFormat: logFormat)
         }
         let code = exitCode(for: error)
         var message = fullMessage(for: error)
@@ -55,12 +70,12 @@ struct NFLDB: ParsableCommand {
         }
         // Argument errors (unknown flag, bad value): usage status 2.
         let status: Int32 = (code == .validationFailure || code.rawValue == 64) ? ExitStatus.usage.code : code.rawValue
-        report(message, status: status)
+        report(message, status: status, logFormat: logFormat)
     }
 
-    static func report(_ message: String, status: Int32) -> Never {
+    static func report(_ message: String, status: Int32, logFormat: LogFormat) -> Never {
         let redacted = SecretRedactor.shared.redact(message)
-        if Runtime.bootstrapped && Runtime.logFormat == .json {
+        if logFormat == .json {
             // Machine mode: stderr stays one JSON object per line.
             Logger(label: "nfldb").error("\(redacted)", metadata: ["exit_code": .stringConvertible(Int(status))])
         } else {
@@ -70,25 +85,24 @@ struct NFLDB: ParsableCommand {
     }
 }
 
-/// A command with an `@OptionGroup var global: GlobalOptions`, so root-level options given before
-/// the subcommand name (`nfldb --dsn … ping`) reach it.
+/// A leaf command. Global options reach it from both sides of its name: its own
+/// `@OptionGroup var global` (`nfldb ping --dsn …`) and the root's, through `@ParentCommand`
+/// (`nfldb --dsn … ping`). ``NFLDB/main()`` builds the context once and calls ``run(_:)``.
 protocol GlobalOptionsCommand: ParsableCommand {
-    var global: GlobalOptions { get set }
+    var global: GlobalOptions { get }
+    var root: NFLDB { get }
+    /// The command's name in logs (`migrate up`).
+    static var commandPath: String { get }
+    func run(_ context: CommandContext) throws
+    /// Lets a command map failures to its own exit convention (`health`: UNKNOWN).
+    func mapError(_ error: any Error) -> any Error
 }
 
 extension GlobalOptionsCommand {
-    mutating func inheritGlobals(from arguments: [String]) {
-        // argument-parser gives root-level options to the root; re-parse them for the leaf.
-        var names: Set<String> = []
-        for command in NFLDB.configuration.subcommands {
-            names.insert(command._commandName)
-            for child in command.configuration.subcommands { names.insert(child._commandName) }
-        }
-        let prefix = Array(arguments.prefix { !names.contains($0) })
-        if !prefix.isEmpty, let parent = try? GlobalOptions.parse(prefix) {
-            global = global.merged(over: parent)
-        }
-    }
+    /// The leaf's global options over the root's.
+    var globals: GlobalOptions { global.merged(over: root.global) }
+
+    func mapError(_ error: any Error) -> any Error { error }
 
     /// Logs the end of the command with its duration (`duration_ms`) for cron traceability.
     func finished(_ context: CommandContext, _ message: Logger.Message = "done") {

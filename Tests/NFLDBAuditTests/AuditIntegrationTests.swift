@@ -263,6 +263,208 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("status requires every audit trigger to fire in origin sessions: ENABLE REPLICA and DISABLE are problems (exit 1), ENABLE ALWAYS is fine; install repairs them")
+    func replicaTriggersAreProblems() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try world.seed(admin)
+            try admin.execute("CREATE TABLE nfl.bulk (id int PRIMARY KEY, v int)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games", "nfl.plays"]) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.bulk"], mode: .statement) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            func problems(_ table: String) throws -> String {
+                try world.withInstaller { installer, _ in try installer.status() }.tables.first { $0.table == table }?.problems.joined(separator: " | ") ?? ""
+            }
+            func cliStatus() throws -> ProcessResult {
+                try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            }
+            func entries(_ table: String) throws -> Int {
+                try admin.query("SELECT count(*) FROM audit.log WHERE table_name = \(table)").scalar(Int.self)
+            }
+
+            // ENABLE REPLICA: the trigger no longer fires in ordinary sessions — an INSERT goes unaudited.
+            try admin.execute("ALTER TABLE nfl.games ENABLE REPLICA TRIGGER zz_audit_row")
+            try admin.execute(PostgresQuery(unsafeSQL: PlatformRows.gameInsert("2024_01_BAL_KC")))
+            #expect(try entries("games") == 0, "the replica-only trigger did not fire")
+            let replica = try problems("nfl.games")
+            #expect(replica.contains("trigger zz_audit_row on \"nfl\".\"games\" is ENABLE REPLICA"), "\(replica)")
+            #expect(replica.contains("nfldb audit install --table nfl.games"), "names the fix: \(replica)")
+            var cli = try cliStatus()
+            #expect(cli.status == 1, "\(cli.standardOutput)")
+            #expect(cli.standardOutput.contains("ENABLE REPLICA"))
+
+            // install repairs it, and auditing resumes.
+            let repaired = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games"]) }
+            #expect(repaired.first?.action == "updated")
+            #expect(repaired.first?.notes.contains { $0.contains("re-enabled trigger zz_audit_row") } == true)
+            #expect(try admin.query("SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'nfl.games'::regclass AND tgname = 'zz_audit_row'").scalar(String.self) == "O")
+            try admin.execute("UPDATE nfl.games SET away_rest = 8")
+            #expect(try entries("games") == 1)
+            #expect(try cliStatus().status == 0)
+
+            // DISABLE on a statement-mode trigger, and ENABLE REPLICA on one partition's cloned row trigger.
+            try admin.execute("ALTER TABLE nfl.bulk DISABLE TRIGGER zz_audit_update")
+            try admin.execute("ALTER TABLE nfl.plays_2024 ENABLE REPLICA TRIGGER zz_audit_row")
+            try admin.execute("ALTER TABLE nfl.plays_2023 ENABLE REPLICA TRIGGER zz_audit_truncate")
+            #expect(try problems("nfl.bulk").contains("trigger zz_audit_update on \"nfl\".\"bulk\" is DISABLED"))
+            let plays = try problems("nfl.plays")
+            #expect(plays.contains("trigger zz_audit_row on \"nfl\".\"plays_2024\" is ENABLE REPLICA"), "\(plays)")
+            #expect(plays.contains("trigger zz_audit_truncate on \"nfl\".\"plays_2023\" is ENABLE REPLICA"), "\(plays)")
+            #expect(try cliStatus().status == 1)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.plays"]) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.bulk"], mode: .statement) }
+            #expect(try admin.query("""
+                SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zz\\_audit\\_%' AND tgenabled NOT IN ('O', 'A')
+                """).scalar(Int.self) == 0)
+            cli = try cliStatus()
+            #expect(cli.status == 0, "\(cli.standardOutput)")
+
+            // ENABLE ALWAYS fires in every session: healthy, and install leaves it alone.
+            try admin.execute("ALTER TABLE nfl.games ENABLE ALWAYS TRIGGER zz_audit_row")
+            #expect(try problems("nfl.games").isEmpty)
+            #expect(try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games"]) }.first?.action == "unchanged")
+
+            // The log's own guards: a replica-only guard is a problem too, and install repairs it.
+            try admin.execute("ALTER TABLE audit.log ENABLE REPLICA TRIGGER audit_guard_truncate")
+            let log = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(log.logProblems.contains { $0.contains("audit_guard_truncate on audit.log") }, "\(log.logProblems)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.games"]) }
+            let fixed = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(fixed.healthy, "\(fixed.logProblems) \(fixed.tables.flatMap(\.problems))")
+        }
+    }
+
+    @Test("capture paths in both modes: keys of 1, 2, 4 and 5 columns, a table without a key, COPY, DELETE and TRUNCATE")
+    func capturePathsInBothModes() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.k1r (a int PRIMARY KEY, v text);
+                CREATE TABLE nfl.k2s (a int, b text, v text, PRIMARY KEY (a, b));
+                CREATE TABLE nfl.k4s (a int, b int, c int, d int, v text, PRIMARY KEY (a, b, c, d));
+                CREATE TABLE nfl.k5r (a int, b int, c int, d int, e int, v text, PRIMARY KEY (a, b, c, d, e));
+                CREATE TABLE nfl.k5s (a int, b int, c int, d int, e int, v text, PRIMARY KEY (a, b, c, d, e));
+                CREATE TABLE nfl.nokey (a int, v text);
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.k1r", "nfl.k5r", "nfl.nokey"], mode: .row) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.k2s", "nfl.k4s", "nfl.k5s"], mode: .statement) }
+            try admin.runScript(unsafeSQL: """
+                INSERT INTO nfl.k1r VALUES (1, 'x'), (2, 'y');
+                INSERT INTO nfl.k2s VALUES (1, 'p', 'x'), (2, 'q', 'y');
+                INSERT INTO nfl.k4s VALUES (1, 2, 3, 4, 'x');
+                INSERT INTO nfl.k5r VALUES (1, 2, 3, 4, 5, 'x');
+                INSERT INTO nfl.k5s VALUES (1, 2, 3, 4, 5, 'x');
+                INSERT INTO nfl.nokey VALUES (1, 'x'), (1, 'x');
+                UPDATE nfl.k1r SET v = 'z' WHERE a = 1;
+                UPDATE nfl.k2s SET v = 'z';
+                UPDATE nfl.k4s SET v = 'z';
+                UPDATE nfl.k5r SET v = 'z';
+                UPDATE nfl.k5s SET v = 'z';
+                UPDATE nfl.nokey SET v = 'z';
+                UPDATE nfl.k2s SET v = v;
+                """)
+            func keys(_ table: String, _ operation: String) throws -> [[String: Any]] {
+                try admin.query("SELECT row_key::text AS k FROM audit.log WHERE table_name = \(table) AND operation = \(operation) ORDER BY id")
+                    .rows.map { json($0["k"]) }
+            }
+            #expect(try keys("k1r", "UPDATE").map { $0 as NSDictionary } == [["a": 1] as NSDictionary])
+            #expect(try keys("k2s", "UPDATE").map { $0 as NSDictionary } == [["a": 1, "b": "p"], ["a": 2, "b": "q"]].map { $0 as NSDictionary }, "no-op UPDATE skipped")
+            #expect(try keys("k4s", "INSERT").map { $0 as NSDictionary } == [["a": 1, "b": 2, "c": 3, "d": 4] as NSDictionary])
+            let five = ["a": 1, "b": 2, "c": 3, "d": 4, "e": 5] as NSDictionary
+            #expect(try keys("k5r", "INSERT").map { $0 as NSDictionary } == [five], "row mode: keys of more than four columns")
+            #expect(try keys("k5r", "UPDATE").map { $0 as NSDictionary } == [five])
+            #expect(try keys("k5s", "INSERT").map { $0 as NSDictionary } == [five], "statement mode: keys of more than four columns")
+            #expect(try keys("k5s", "UPDATE").map { $0 as NSDictionary } == [five])
+            let changed = try admin.query("SELECT changed::text AS c FROM audit.log WHERE table_name = 'k5s' AND operation = 'UPDATE'").scalar(String.self)
+            #expect(json(changed) as NSDictionary == ["v": "z"] as NSDictionary)
+            // No key: the whole (old) row is the key; two identical rows give two entries.
+            #expect(try keys("nokey", "UPDATE").map { $0 as NSDictionary } == [["a": 1, "v": "x"], ["a": 1, "v": "x"]].map { $0 as NSDictionary })
+
+            // COPY fires the row trigger per row and the statement trigger once per COPY.
+            let copied = try admin.copyIn("COPY nfl.k1r (a, v) FROM STDIN") { writer in
+                for i in 10..<15 { try writer.writeTextRow([String(i), "c\(i)"]) }
+            }
+            #expect(copied == 5)
+            _ = try admin.copyIn("COPY nfl.k2s (a, b, v) FROM STDIN") { writer in
+                for i in 10..<15 { try writer.writeTextRow([String(i), "b", nil]) }
+            }
+            #expect(try keys("k1r", "INSERT").count == 7)
+            #expect(try keys("k2s", "INSERT").count == 7)
+            let copiedRow = try admin.query("SELECT new_row::text AS r FROM audit.log WHERE table_name = 'k2s' AND row_key = '{\"a\": 12, \"b\": \"b\"}'").scalar(String.self)
+            #expect(json(copiedRow)["v"] is NSNull)
+
+            // DELETE and TRUNCATE in both modes.
+            try admin.runScript(unsafeSQL: "DELETE FROM nfl.k1r WHERE a >= 10; DELETE FROM nfl.k2s WHERE a >= 10; DELETE FROM nfl.nokey; TRUNCATE nfl.k1r, nfl.k2s")
+            #expect(try keys("k1r", "DELETE").count == 5)
+            #expect(try keys("k2s", "DELETE").count == 5)
+            #expect(try keys("nokey", "DELETE").map { $0 as NSDictionary } == [["a": 1, "v": "z"], ["a": 1, "v": "z"]].map { $0 as NSDictionary })
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE operation = 'TRUNCATE' AND table_name IN ('k1r', 'k2s')").scalar(Int.self) == 2)
+        }
+    }
+
+    @Test("install without --mode: statement mode for a table written mostly in bulk (pg_stat_user_tables), row mode otherwise, and says why; an audited table keeps its mode")
+    func installRecommendsMode() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.loaded (id int PRIMARY KEY, v int);
+                CREATE TABLE nfl.typed (id int PRIMARY KEY, v int);
+                CREATE TABLE nfl.keyless (v int);
+                INSERT INTO nfl.loaded SELECT i, i FROM generate_series(1, 150000) i;
+                UPDATE nfl.loaded SET v = v + 1;
+                DO $$ BEGIN FOR i IN 1..200 LOOP INSERT INTO nfl.typed VALUES (i, i); UPDATE nfl.typed SET v = v + 1 WHERE id = i; END LOOP; END $$;
+                INSERT INTO nfl.keyless SELECT i FROM generate_series(1, 150000) i;
+                SELECT count(*) FROM nfl.keyless;
+                """)
+            _ = try admin.query("SELECT pg_stat_force_next_flush()")
+            try admin.execute("SELECT 1")  // the flush happens when the backend goes idle after a transaction
+            var written = 0
+            for _ in 0..<50 {  // statistics reach the shared counters asynchronously
+                written = try admin.query("SELECT (n_tup_ins + n_tup_upd)::int FROM pg_stat_user_tables WHERE relid = 'nfl.loaded'::regclass").scalar(Int.self)
+                if written >= 300_000 { break }
+                _ = try admin.query("SELECT pg_stat_clear_snapshot()")
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            #expect(written == 300_000)
+            let results = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.loaded", "nfl.typed", "nfl.keyless"]) }
+            #expect(results.map(\.mode) == [.statement, .row, .row])
+            #expect(results[0].notes.contains { $0.contains("mode statement chosen") && $0.contains("300000 rows written") && $0.contains("mostly in bulk") }, "\(results[0].notes)")
+            #expect(results[1].notes.contains { $0.contains("mode row chosen") && $0.contains("too little history") }, "\(results[1].notes)")
+            #expect(results[2].notes.contains { $0.contains("no key") }, "\(results[2].notes)")
+            // Re-running without --mode keeps each table's mode; --mode changes it.
+            let again = try CLIRunner.run(["audit", "install", "--table", "nfl.loaded", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(again.status == 0, "\(again.standardError)")
+            #expect(again.standardOutput.contains("statement") && again.standardOutput.contains("unchanged"), "\(again.standardOutput)")
+            #expect(again.standardOutput.contains("kept from the existing installation"))
+            let switched = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.loaded"], mode: .row) }
+            #expect(switched.first?.mode == .row && switched.first?.action == "updated")
+        }
+    }
+
+    @Test("install drops the CHECK constraint and primary key older versions put on audit.log (they cost every insert)")
+    func installDropsOldLogConstraints() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"], mode: .row) }
+            try admin.runScript(unsafeSQL: """
+                ALTER TABLE audit.log ADD CONSTRAINT log_pkey PRIMARY KEY (id, logged_at);
+                ALTER TABLE audit.log ADD CONSTRAINT log_operation_values CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'));
+                INSERT INTO nfl.teams VALUES ('KC', 'Chiefs');
+                """)
+            let again = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"]) }
+            #expect(again.first?.action == "unchanged")
+            #expect(try admin.query("SELECT count(*) FROM pg_constraint WHERE conrelid = 'audit.log'::regclass").scalar(Int.self) == 0)
+            try admin.execute("UPDATE nfl.teams SET team_name = 'Kansas City Chiefs'")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'teams'").scalar(Int.self) == 2)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.logProblems)")
+        }
+    }
+
     @Test("prune drops whole monthly partitions past the cutoff and old rows of the default partition, and keeps months ahead")
     func prune() throws {
         try AuditWorld.with(roles: false) { world in
@@ -288,6 +490,29 @@ struct AuditIntegrationTests {
             #expect(cli.status == 0, "\(cli.standardError)")
             #expect(cli.standardOutput.contains("dropped 1 partition (log_y2020m01)"))
             #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1, "only the recent entry is left")
+
+            // The prune exception covers the DEFAULT partition only: acting as the audit owner with the
+            // prune setting on, a DELETE on a monthly partition (named directly or through the parent) is refused.
+            let month = try admin.query("SELECT tableoid::regclass::text FROM audit.log").scalar(String.self)
+            #expect(month.hasPrefix("audit.log_y"), "the recent entry lives in a monthly partition: \(month)")
+            try admin.execute("BEGIN")
+            try admin.execute("SET LOCAL ROLE \(identifier: world.owner)")
+            try admin.execute("SET LOCAL nfldb.audit_prune = 'on'")
+            try admin.execute("SAVEPOINT s")
+            expectRefused(admin, "DELETE FROM \(month)")
+            try admin.execute("ROLLBACK TO SAVEPOINT s")
+            expectRefused(admin, "DELETE FROM audit.log")
+            try admin.execute("ROLLBACK TO SAVEPOINT s")
+            try admin.execute("""
+                INSERT INTO audit.log (logged_at, table_oid, table_schema, table_name, operation, txid, session_user_name, current_user_name)
+                VALUES ('2019-01-01', 1, 'nfl', 'teams', 'INSERT', 1, 'old', 'old')
+                """)
+            try admin.execute("SAVEPOINT t")
+            expectRefused(admin, "UPDATE audit.log_default SET table_name = 'x'")
+            try admin.execute("ROLLBACK TO SAVEPOINT t")
+            #expect(try admin.execute("DELETE FROM audit.log_default") == 1, "the one exception: prune's DELETE on the DEFAULT partition")
+            try admin.execute("ROLLBACK")
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 1)
             #expect(try admin.query("SELECT to_regclass('audit.log_y2020m01') IS NULL").scalar(Bool.self))
             let status = try world.withInstaller { installer, _ in try installer.status() }
             #expect(status.healthy, "\(status.logProblems)")
@@ -304,6 +529,13 @@ struct AuditIntegrationTests {
         #expect(AuditSQL.captureStatement.contains("SET jit = off"))
         #expect(AuditSQL.captureStatement.contains("o.row_key = n.row_key"))
         #expect(!AuditSQL.captureStatement.contains("IS NOT DISTINCT FROM"))
+        // Issue 16: the no-op check comes before the changed-column query, keys are one expression, and the
+        // log carries no CHECK constraint (re-read from the catalog for every one-row INSERT).
+        #expect(body.contains("if new_j = old_j then return null; end if;"))
+        #expect(AuditSQL.keyExpression(count: "n", keys: "k", row: "r", fallback: "NULL").contains("WHEN 2 THEN jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2])"))
+        #expect(!AuditSQL.tables.contains("CHECK (operation"))
+        #expect(!AuditSQL.tables.contains("PRIMARY KEY (id"))
+        #expect(AuditSQL.droppedLogConstraints == ["log_operation_values", "log_pkey"])
         #expect(AuditInstaller.decodeTriggerArgs("1\\000\\000x\\000a b\\000c\\\\d\\000") == ["1", "", "x", "a b", "c\\d"])
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NFLDBBackup
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 import NFLDBTestSupport
@@ -19,9 +20,13 @@ final class BackupFixture {
 
     var configPath: String { renderer.configPath }
     var repoPath: String { renderer.repoPath }
-    var dsn: String { "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=nfl" }
+    let database: String
+    var dsn: String {
+        ConnectionOptions.conninfo([("host", cluster.socketDirectory), ("port", String(cluster.port)), ("user", "postgres"), ("dbname", database)])
+    }
 
-    init(stanza: String = "nfldb") throws {
+    init(stanza: String = "nfldb", database: String = "nfl", cipherPass: String? = nil) throws {
+        self.database = database
         root = "/tmp/nfldb-bk-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
         binaries = try PostgresBinaries.locate()
         let osUser: String? = ProcessRunner.isRoot ? "postgres" : nil
@@ -31,15 +36,12 @@ final class BackupFixture {
             stanza: stanza, configPath: "\(base)/pgbackrest.conf", repoPath: "\(base)/repo", pgPath: cluster.dataDirectory,
             pgPort: cluster.port, pgSocket: cluster.socketDirectory, pgUser: "postgres")
         pgbackrest = PgBackRest(configPath: renderer.configPath, stanza: stanza, osUser: osUser)
-        let fm = FileManager.default
-        for dir in [root, base, "\(base)/repo", "\(base)/log", "\(base)/lock", "\(base)/spool"] {
-            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try cluster.giveToOSUser(dir)
-        }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try cluster.giveToOSUser(root)
         var conf = renderer
         conf.compressType = "gz"
-        try conf.render().write(toFile: renderer.configPath, atomically: true, encoding: .utf8)
-        try cluster.giveToOSUser(renderer.configPath)
+        conf.cipherPass = cipherPass
+        try conf.install(osUser: osUser)
         do {
             try cluster.initialize(password: LocalCluster.randomPassword(), settings: [
                 ("fsync", "off"), ("synchronous_commit", "off"), ("wal_level", "replica"), ("archive_mode", "on"),
@@ -47,7 +49,7 @@ final class BackupFixture {
             ], logger: logger)
             try cluster.start(logger: logger)
             let admin = try PostgresConnection.connect(ConnectionOptions(dsn: "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=postgres"), logger: logger)
-            try admin.execute("CREATE DATABASE nfl")
+            try admin.execute("CREATE DATABASE \(identifier: database)")
             admin.close()
             let db = try connect()
             try db.runScript(unsafeSQL: """

@@ -1,6 +1,7 @@
 import Foundation
 import NFLDBBackup
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 import NFLDBTestSupport

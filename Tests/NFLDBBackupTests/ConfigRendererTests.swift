@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBBackup
+import NFLDBPgBackRest
 import Testing
 
 @Suite("pgbackrest.conf rendering for an S3 repo")

@@ -50,6 +50,49 @@ struct ConfigCLITests {
         }
     }
 
+    @Test("global options before a nested subcommand reach it (@ParentCommand); one given after its name wins")
+    func rootOptionsReachNestedCommand() throws {
+        try withScratchDirectory { dir in
+            let file = (dir as NSString).appendingPathComponent("other.yaml")
+            try "migrations:\n  dir: from-root-config\n".write(toFile: file, atomically: true, encoding: .utf8)
+            let root = try nfldb("--dsn", "host=root-host", "--config", file, "config", "show", "--format", "json", in: dir)
+            #expect(root.status == 0, "\(root.standardError)")
+            let rows = try Self.settings(root)
+            #expect(rows["dsn"]?["value"] as? String == "host=root-host")
+            #expect(rows["dsn"]?["source"] as? String == "flag --dsn")
+            #expect(rows["migrations.dir"]?["value"] as? String == "from-root-config")
+
+            let both = try nfldb("--dsn", "host=root-host", "config", "show", "--format", "json", "--dsn", "host=leaf-host", in: dir)
+            #expect(both.status == 0, "\(both.standardError)")
+            #expect(try Self.settings(both)["dsn"]?["value"] as? String == "host=leaf-host")
+        }
+    }
+
+    @Test("config show lists the keys of every module the executable assembles, with env names and defaults")
+    func everyModulesKeys() throws {
+        try withScratchDirectory { dir in
+            let result = try nfldb("config", "show", "--format", "json", in: dir)
+            #expect(result.status == 0, "\(result.standardError)")
+            let rows = try Self.settings(result)
+            let expected: [(key: String, value: String?, env: String)] = [
+                ("connect_timeout", "10s", "NFLDB_CONNECT_TIMEOUT"),            // Core
+                ("migrations.lock_retries", "3", "NFLDB_MIGRATIONS_LOCK_RETRIES"),  // NFLDBMigrations
+                ("roles.spec", "roles", "NFLDB_ROLES_SPEC"),                     // NFLDBRoles
+                ("audit.tables", nil, "NFLDB_AUDIT_TABLES"),                     // NFLDBAudit
+                ("backup.s3.uri_style", "host", "NFLDB_BACKUP_S3_URI_STYLE"),    // NFLDBBackup
+                ("sandbox.dir", ".nfldb/sandbox", "NFLDB_SANDBOX_DIR"),          // NFLDBSandbox
+                ("health.checks.vacuum.grace", "1h", "NFLDB_HEALTH_CHECKS_VACUUM_GRACE"),  // NFLDBHealth
+                ("health.alert.timeout", "10s", "NFLDB_HEALTH_ALERT_TIMEOUT"),   // NFLDBAlerting
+            ]
+            for row in expected {
+                let shown = try #require(rows[row.key], "\(row.key) missing from config show")
+                #expect(shown["value"] as? String == row.value, "\(row.key)")
+                #expect(shown["env"] as? String == row.env, "\(row.key)")
+            }
+            #expect(rows["alerts"] == nil, "the alerts list is shown in its own section")
+        }
+    }
+
     @Test("a conninfo password from NFLDB_DSN and PGPASSWORD are both masked")
     func envSecrets() throws {
         try withScratchDirectory { dir in

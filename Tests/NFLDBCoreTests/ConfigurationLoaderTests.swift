@@ -346,6 +346,16 @@ struct ConfigurationLoaderTests {
         }
     }
 
+    @Test("loading registers the secrets it resolves: the DSN's password and PGPASSWORD")
+    func loaderRegistersSecrets() throws {
+        try withTemporaryDirectory { dir in
+            _ = try ConfigurationLoader(
+                environment: ["NFLDB_DSN": "host=db password=loader-dsn-pw-5150 dbname=nfl", "PGPASSWORD": "loader-pg-pw-6160"], workingDirectory: dir
+            ).load()
+            #expect(SecretRedactor.shared.redact("a loader-dsn-pw-5150 b loader-pg-pw-6160") == "a \(SecretRedactor.mask) b \(SecretRedactor.mask)")
+        }
+    }
+
     @Test("typed accessors fall back to the key's default when no entry exists")
     func accessorDefaults() throws {
         let empty = Configuration(keys: ConfigKey.sample, entries: [:])

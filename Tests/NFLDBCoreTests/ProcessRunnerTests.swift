@@ -34,15 +34,35 @@ struct ProcessRunnerTests {
         #expect(result.status == 128 + 9)
     }
 
-    @Test("a program that outlives its timeout is stopped and the run throws")
+    @Test("a program that outlives its timeout is stopped (the child is gone afterwards) and the run throws")
     func timeout() throws {
-        let start = ContinuousClock.now
-        let error = #expect(throws: ProcessError.self) {
-            try ProcessRunner().run("/bin/sleep", ["30"], timeout: .milliseconds(300))
+        try withTemporaryDirectory { dir in
+            let pidFile = dir + "/pid"
+            let start = ContinuousClock.now
+            let error = #expect(throws: ProcessError.self) {
+                try ProcessRunner().run("/bin/sh", ["-c", "echo $$ > \"$0\"; exec sleep 30", pidFile], timeout: .milliseconds(300))
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed < .seconds(3), "the child got SIGTERM right after the timeout, not the 5 s SIGKILL grace: \(elapsed)")
+            #expect(error?.description.contains("sh did not finish within") == true)
+            let pid = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(!processExists(pid), "the timed-out child \(pid) still exists")
         }
-        let elapsed = ContinuousClock.now - start
-        #expect(elapsed < .seconds(5), "the child got SIGTERM right after the timeout")
-        #expect(error?.description.contains("sleep did not finish within") == true)
+    }
+
+    @Test("a child that ignores SIGTERM is killed with SIGKILL after the grace period")
+    func timeoutEscalates() throws {
+        try withTemporaryDirectory { dir in
+            let pidFile = dir + "/pid"
+            let start = ContinuousClock.now
+            #expect(throws: ProcessError.self) {
+                try ProcessRunner().run("/bin/sh", ["-c", "trap '' TERM; echo $$ > \"$0\"; exec sleep 30", pidFile], timeout: .milliseconds(200))
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed >= .seconds(5) && elapsed < .seconds(15), "SIGKILL came after the 5 s grace: \(elapsed)")
+            let pid = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(!processExists(pid), "the child \(pid) survived SIGKILL")
+        }
     }
 
     @Test("a missing program throws instead of returning a status")
@@ -67,7 +87,9 @@ struct ProcessRunnerTests {
         }
         #expect(ProcessRunner(runAsUser: nil).commandLine("/usr/bin/id", ["-un"]) == ["/usr/bin/id", "-un"])
         #expect(ProcessRunner(runAsUser: "root").commandLine("/usr/bin/id", ["-un"]) == ["/usr/bin/id", "-un"])
-        #expect(ProcessRunner.isRoot == (geteuid() == 0))
+        // Cross-checked by a child process rather than restating isRoot's definition.
+        let uid = try ProcessRunner().run("/usr/bin/id", ["-u"]).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(ProcessRunner.isRoot == (uid == "0"), "id -u says \(uid)")
     }
 
     @Test("as root, runAsUser really runs the program as that user", .enabled(if: geteuid() == 0 && getpwnam("postgres") != nil))
@@ -94,8 +116,20 @@ struct ProcessRunnerSignalTests {
         let result = try ProcessRunner().run("/bin/sh", ["-c", "grep '^SigBlk' /proc/self/status"])
         #expect(result.standardOutput == "SigBlk:\t0000000000000000\n")
 
-        let start = ContinuousClock.now
-        #expect(throws: ProcessError.self) { try ProcessRunner().run("/bin/sleep", ["30"], timeout: .milliseconds(200)) }
-        #expect(ContinuousClock.now - start < .seconds(3), "SIGTERM reached the child")
+        try withTemporaryDirectory { dir in
+            let pidFile = dir + "/pid"
+            let start = ContinuousClock.now
+            #expect(throws: ProcessError.self) {
+                try ProcessRunner().run("/bin/sh", ["-c", "echo $$ > \"$0\"; exec sleep 30", pidFile], timeout: .milliseconds(200))
+            }
+            #expect(ContinuousClock.now - start < .seconds(3), "SIGTERM reached the child")
+            let pid = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(!processExists(pid), "the child \(pid) still exists")
+        }
     }
+}
+
+/// Whether `pid` names a process (any state); `kill(pid, 0)` fails with ESRCH once it is gone and reaped.
+func processExists(_ pid: pid_t) -> Bool {
+    kill(pid, 0) == 0 || errno != ESRCH
 }

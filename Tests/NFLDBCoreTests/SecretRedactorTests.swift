@@ -75,4 +75,45 @@ struct SecretRedactorTests {
         #expect(object["mail"] == "ops@nfl.example")
         #expect(object["dsn"] == "postgresql://u:\(mask)@h/db")
     }
+
+    @Test("a secret registered after earlier redactions is still masked (nothing stale is cached)")
+    func registerAfterUse() {
+        let redactor = SecretRedactor()
+        let line = "token tok-late-4401 then pw-early-7702 and postgresql://u:url-pw-1@h/db"
+        // Before registration only the URL pattern applies.
+        #expect(redactor.redact(line) == "token tok-late-4401 then pw-early-7702 and postgresql://u:\(mask)@h/db")
+        redactor.register("pw-early-7702")
+        #expect(redactor.redact(line) == "token tok-late-4401 then \(mask) and postgresql://u:\(mask)@h/db")
+        redactor.register("tok-late-4401")
+        #expect(redactor.redact(line) == "token \(mask) then \(mask) and postgresql://u:\(mask)@h/db")
+        // A secret containing a shorter registered one is masked whole, whatever the order of registration.
+        redactor.register("tok-late-4401-and-more")
+        #expect(redactor.redact("x tok-late-4401-and-more y") == "x \(mask) y")
+    }
+
+    @Test("registerPassword(inDSN:) registers a URL's and a conninfo's password, not the rest")
+    func registerFromDSN() {
+        let redactor = SecretRedactor()
+        redactor.registerPassword(inDSN: "postgresql://etl:dsn-url-pw-55@db/nfl")
+        redactor.registerPassword(inDSN: "host=db password='dsn-kv-pw-66' dbname=nfl")
+        #expect(redactor.redact("echo dsn-url-pw-55 dsn-kv-pw-66 db nfl") == "echo \(mask) \(mask) db nfl")
+    }
+
+    @Test("registering and redacting from many threads at once stays consistent")
+    func concurrentUse() async {
+        let redactor = SecretRedactor()
+        await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<16 {
+                group.addTask {
+                    let secret = "concurrent-secret-\(i)-xyz"
+                    redactor.register(secret)
+                    var ok = true
+                    for _ in 0..<200 where redactor.redact("a \(secret) b") != "a \(SecretRedactor.mask) b" { ok = false }
+                    return ok
+                }
+            }
+            for await ok in group { #expect(ok) }
+        }
+        for i in 0..<16 { #expect(redactor.redact("concurrent-secret-\(i)-xyz") == mask) }
+    }
 }

@@ -105,7 +105,7 @@ func jsonObject(_ text: String) -> [String: Any] {
             #expect(gone)
             #expect(try world.counts() == baseline)
             #expect(try world.rowVersions() == versions)
-            #expect(try admin.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").scalar(Int.self) == 0)
             #expect(try admin.query("SELECT count(*) FROM pg_class WHERE relname = 'etl_stage_games'").scalar(Int.self) == 0)
             #expect(try admin.query("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'").scalar(Int.self) == 1)
             // The next run marks the dead one abandoned and loads normally.

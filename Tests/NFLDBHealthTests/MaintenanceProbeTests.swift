@@ -180,22 +180,36 @@ struct MaintenanceProbeTests {
 
             let admin = try db.connect()
             defer { admin.close() }
+            // The columns nfldb's backup catalog has (NFLDBBackup.BackupCatalog) that the check reads.
             try admin.runScript(unsafeSQL: """
                 CREATE SCHEMA IF NOT EXISTS nfldb;
-                CREATE TABLE nfldb.backup_runs (id serial, finished_at timestamptz, status text);
-                INSERT INTO nfldb.backup_runs (finished_at, status) VALUES (now() - interval '30 hours', 'ok'), (now() - interval '1 hour', 'failed');
+                CREATE TABLE nfldb.backup_runs (id serial, finished_at timestamptz, status text, stanza text NOT NULL,
+                                                backup_type text, label text, error text);
+                INSERT INTO nfldb.backup_runs (finished_at, status, stanza, backup_type) VALUES (now() - interval '30 hours', 'ok', 'nfldb', 'full');
                 """)
             let old = try runCheck("backups", dsn: db.dsn)
             #expect(old.status == .warning, "\(old.message)")
             #expect(abs((old.value ?? 0) - 108_000) < 60)
+            // A failed latest run is CRITICAL, whatever the age of the last success, naming the error.
             try admin.runScript(unsafeSQL: """
-                INSERT INTO nfldb.backup_runs (finished_at, status) VALUES (now() - interval '2 hours', 'succeeded');
-                CREATE TABLE nfldb.backup_verifications (finished_at timestamptz, status text);
-                INSERT INTO nfldb.backup_verifications VALUES (now() - interval '1 day', 'ok');
+                INSERT INTO nfldb.backup_runs (finished_at, status, stanza, backup_type, error)
+                VALUES (now() - interval '1 hour', 'failed', 'nfldb', 'diff', 'pgbackrest backup failed with error [082 archive-timeout]')
+                """)
+            let failed = try runCheck("backups", dsn: db.dsn)
+            #expect(failed.status == .critical, "\(failed.message)")
+            #expect(failed.message.contains("latest backup run") && failed.message.contains("[082 archive-timeout]"), "\(failed.message)")
+            try admin.runScript(unsafeSQL: """
+                INSERT INTO nfldb.backup_runs (finished_at, status, stanza, backup_type) VALUES (now() - interval '2 hours' + interval '90 minutes', 'succeeded', 'nfldb', 'diff');
+                CREATE TABLE nfldb.backup_verifications (id serial, finished_at timestamptz, status text, stanza text NOT NULL, label text,
+                                                         failed_checks text[] NOT NULL DEFAULT '{}');
+                INSERT INTO nfldb.backup_verifications (finished_at, status, stanza, label) VALUES (now() - interval '1 day', 'ok', 'nfldb', 'L1');
                 """)
             let fresh = try runCheck("backups", dsn: db.dsn)
             #expect(fresh.status == .ok, "\(fresh.message)")
             #expect(fresh.message.contains("verification"))
+            // Another stanza's records do not count for this one.
+            let other = try runCheck("backups", dsn: db.dsn, ["backups.stanza": "other"])
+            #expect(other.status == .critical && other.message.contains("stanza other: no successful backup"), "\(other.message)")
         }
     }
 }

@@ -49,14 +49,9 @@ final class BackgroundSession: @unchecked Sendable {
     func wait(timeout: Double = 30) -> Bool { done.wait(timeout: .now() + timeout) == .success }
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` seconds pass.
+/// Polls `condition` every 50 ms until it holds or `timeout` seconds pass (the shared ``poll``).
 func eventually(timeout: Double = 15, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-    return try condition()
+    try poll(timeout: .milliseconds(Int(timeout * 1000)), interval: .milliseconds(50), condition)
 }
 
 /// A LOGIN role that is only a member of pg_monitor (created and dropped around `body`).

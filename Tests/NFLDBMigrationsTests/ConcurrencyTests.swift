@@ -21,9 +21,8 @@ struct ConcurrencyTests {
             try fx.pair(5, "plays_down", up: "ALTER TABLE plays ADD COLUMN down smallint;", down: "ALTER TABLE plays DROP COLUMN down;")
             try fx.pair(6, "create_penalties", up: "CREATE TABLE penalties (id int);", down: "DROP TABLE penalties;")
 
-            let children = try (0..<8).map { _ in try NFLDBChild(fx.migrateArguments(["up", "--format", "json"])) }
-            for child in children { try child.start() }
-            let results = children.map { $0.wait(timeout: .seconds(60)) }
+            let children = try (0..<8).map { _ in try CLIRunner.spawn(fx.migrateArguments(["up", "--format", "json"])) }
+            let results = children.map { $0.result(timeout: .seconds(60)) }
 
             var appliedSteps = 0
             for result in results {
@@ -64,20 +63,22 @@ struct ConcurrencyTests {
             #expect(try !fx.tableExists("teams"))
 
             // A waiting runner proceeds once the lock is released.
-            let child = try NFLDBChild(fx.migrateArguments(["up"]))
-            try child.start()
-            defer { if child.process.isRunning { kill(child.pid, SIGKILL) } }
-            let connected = try poll(timeout: .seconds(10)) {
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
+            // The runner has tried the lock and found it taken once its session has run
+            // pg_try_advisory_lock (and then the holder lookup) and gone idle: it is in its wait loop.
+            try waitUntil("the second runner is polling the migration lock (\(child.outputTail()))", timeout: .seconds(20)) {
                 try fx.scalar("""
                     SELECT count(*)::int FROM pg_stat_activity
-                    WHERE datname = current_database() AND backend_type = 'client backend' AND pid NOT IN (pg_backend_pid(), \(Int(holder.backendPID)))
+                    WHERE datname = current_database() AND backend_type = 'client backend' AND state = 'idle'
+                      AND pid NOT IN (pg_backend_pid(), \(Int(holder.backendPID)))
+                      AND (query LIKE 'SELECT pg_try_advisory_lock(%' OR query LIKE '%FROM pg_locks l JOIN pg_stat_activity a%')
                     """, as: Int.self) > 0
             }
-            #expect(connected)
-            Thread.sleep(forTimeInterval: 0.5)
+            #expect(child.isRunning)
             #expect(try !fx.tableExists("teams"))
             #expect(try holder.advisoryUnlock(MigrationLedger.lockKey))
-            let result = child.wait(timeout: .seconds(20))
+            let result = child.result(timeout: .seconds(20))
             #expect(result.status == 0, "\(result)")
             #expect(result.stdout.contains("waiting for another migration runner (pid \(holder.backendPID)"), "\(result)")
             #expect(try fx.ledgerVersions() == [1])
@@ -90,15 +91,14 @@ struct ConcurrencyTests {
             try fx.pair(1, "create_teams", up: "CREATE TABLE teams (id int);", down: "DROP TABLE teams;")
             try fx.pair(2, "slow_stats", up: "CREATE TABLE stats (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE stats;")
 
-            let child = try NFLDBChild(fx.migrateArguments(["up"]))
-            try child.start()
-            defer { if child.process.isRunning { kill(child.pid, SIGKILL) }; _ = child.wait(timeout: .seconds(5)) }
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
             let sleeping = try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }
             try #require(sleeping, "the runner never reached pg_sleep(30)")
             #expect(try fx.advisoryLocks() == 1)
 
-            kill(child.pid, SIGKILL)
-            let killed = child.wait(timeout: .seconds(5))
+            child.send(SIGKILL)
+            let killed = child.result(timeout: .seconds(5))
             #expect(killed.status == 128 + SIGKILL, "\(killed)")
             let start = ContinuousClock.now
             let released = try poll(timeout: .seconds(8)) {
@@ -130,15 +130,13 @@ struct ConcurrencyTests {
                 SELECT pg_sleep(30);
                 """, down: "-- nfldb:no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS teams_id_idx;\n")
 
-            let child = try NFLDBChild(fx.migrateArguments(["up"]))
-            try child.start()
-            defer { if child.process.isRunning { kill(child.pid, SIGKILL) }; _ = child.wait(timeout: .seconds(5)) }
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
             try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
             let running = try #require(try fx.ledgerRow(2))
             #expect(try running.decode("state", as: String.self) == "running")
             #expect(try running.decode("statements_done", as: Int?.self) == 1)
-            kill(child.pid, SIGKILL)
-            _ = child.wait(timeout: .seconds(5))
+            #expect(child.kill9() == 128 + SIGKILL)
             #expect(try poll(timeout: .seconds(8)) { try fx.advisoryLocks() == 0 && fx.backends(running: "pg_sleep(30)").isEmpty })
 
             let blocked = try fx.migrate("up")
@@ -195,6 +193,7 @@ struct ConcurrencyTests {
             let finished = DispatchSemaphore(value: 0)
             let dsn = fx.dsn
             let blockerError = Mutex<String?>(nil)
+            let retries = Mutex<[Int]>([])
             let thread = Thread {
                 defer { finished.signal() }
                 do {
@@ -202,7 +201,8 @@ struct ConcurrencyTests {
                     defer { blocker.close() }
                     try blocker.runScript(unsafeSQL: "BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
                     locked.signal()
-                    Thread.sleep(forTimeInterval: 0.3)
+                    // Hold the lock until the migration has hit lock_timeout at least once, then commit.
+                    try waitUntil("the migration reports a lock_timeout retry", timeout: .seconds(20)) { !retries.withLock { $0 }.isEmpty }
                     try blocker.execute("COMMIT")
                 } catch {
                     blockerError.withLock { $0 = String(describing: error) }
@@ -212,7 +212,6 @@ struct ConcurrencyTests {
             thread.start()
             locked.wait()
 
-            let retries = Mutex<[Int]>([])
             var settings = MigratorSettings()
             settings.lockRetries = 3
             settings.retryBackoff = .milliseconds(100)

@@ -176,56 +176,12 @@ func withFixture<T>(_ prefix: String = "mig", _ body: (Fixture) throws -> T) thr
     }
 }
 
-/// Polls `condition` every 50 ms until it is true or `timeout` passes; returns whether it became true.
-@discardableResult
-func poll(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while true {
-        if try condition() { return true }
-        if ContinuousClock.now >= deadline { return false }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-}
-
-/// A `nfldb` child started with Foundation.Process (for concurrency and kill -9 tests), with the
-/// same clean environment as ``CLIRunner`` and its output captured in files.
-final class NFLDBChild: @unchecked Sendable {
-    let process = Process()
-    private let outPath: String
-    private let errPath: String
-
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-migtest-child-\(UUID().uuidString.prefix(8))").path
-        outPath = scratch + ".out"
-        errPath = scratch + ".err"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: CLIRunner.binary)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("NFLDB_") && $0.key != "DATABASE_URL" }
-        env.merge(environment) { _, new in new }
-        process.environment = env
-        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
-        process.standardOutput = FileHandle(forWritingAtPath: outPath)
-        process.standardError = FileHandle(forWritingAtPath: errPath)
-    }
-
-    func start() throws { try process.run() }
-
-    var pid: Int32 { process.processIdentifier }
-
-    /// Waits for exit (SIGKILL after `timeout`) and returns the status and output; removes the files.
-    func wait(timeout: Duration = .seconds(60)) -> CLIResult {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: outPath)
-        try? FileManager.default.removeItem(atPath: errPath)
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return CLIResult(status: status, stdout: out, stderr: err)
+extension ChildProcess {
+    /// Waits for exit (SIGKILL after `timeout`), returns the status and output, and removes the files.
+    func result(timeout: Duration = .seconds(60)) -> CLIResult {
+        let status = wait(timeout: timeout) ?? kill9()
+        defer { removeOutput() }
+        return CLIResult(status: status, stdout: standardOutput, stderr: standardError)
     }
 }
 

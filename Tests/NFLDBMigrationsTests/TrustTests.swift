@@ -146,8 +146,8 @@ struct TrustTests {
             defer { blocker.close() }
             try blocker.execute("BEGIN")
             try blocker.execute("LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
-            let child = try NFLDBChild(fx.migrateArguments(["up"]), environment: ["NFLDB_MIGRATIONS_LOCK_RETRIES": "10", "NFLDB_MIGRATIONS_RETRY_BACKOFF": "300ms"])
-            try child.start()
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]), environment: ["NFLDB_MIGRATIONS_LOCK_RETRIES": "10", "NFLDB_MIGRATIONS_RETRY_BACKOFF": "300ms"])
+            defer { child.kill9(); child.removeOutput() }
             // The first attempt waits on the lock, times out (no waiter during the backoff): then let go.
             func waiting() throws -> Bool {
                 try fx.scalar("SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'x'::regclass", as: Bool.self)
@@ -155,7 +155,7 @@ struct TrustTests {
             #expect(try poll(timeout: .seconds(20)) { try waiting() }, "the runner never waited on the lock")
             #expect(try poll(timeout: .seconds(20)) { try !waiting() }, "the first attempt never timed out")
             try blocker.execute("COMMIT")
-            let result = child.wait(timeout: .seconds(60))
+            let result = child.result(timeout: .seconds(60))
             #expect(result.status == 0, "\(result)")
             #expect(result.stdout.contains("retry 1"), "\(result)")
             #expect(try fx.ledgerVersions() == [1, 2])

@@ -219,6 +219,13 @@ struct SessionTests {
         #expect(throws: PostgresError.self) { try ConnectionOptions.validate(dsn) }
     }
 
+    @Test("creating ConnectionOptions registers no secret; the caller registers where it resolves one")
+    func noRegistrationSideEffect() {
+        let options = ConnectionOptions(dsn: "postgresql://u:opts-pw-unregistered-3141@db.example/nfl", password: "opts-pw-field-2718")
+        #expect(options.password == "opts-pw-field-2718")
+        #expect(SecretRedactor.shared.redact("x opts-pw-unregistered-3141 opts-pw-field-2718") == "x opts-pw-unregistered-3141 opts-pw-field-2718")
+    }
+
     @Test("ConnectionOptions keeps passwords out of subprocess command lines")
     func subprocessOptions() throws {
         let options = ConnectionOptions(dsn: "postgresql://etl:sub-pw-789@db.example:5433/nfl")
@@ -270,9 +277,22 @@ struct CancelHandleTests {
             let conn = try db.connect()
             let handle = try #require(conn.makeCancelHandle())
             let sent = Mutex<Bool>(false)
+            let watchError = Mutex<String?>(nil)
+            let pid = Int(conn.backendPID)
             let canceller = Thread {
-                // Wait until the statement is really running before cancelling it.
-                Thread.sleep(forTimeInterval: 0.5)
+                // Cancel only once the statement is really running: its backend is active in pg_sleep.
+                do {
+                    let watcher = try db.connect()
+                    defer { watcher.close() }
+                    try waitUntil("pid \(pid) is running pg_sleep(30)", timeout: .seconds(20)) {
+                        try watcher.query("""
+                            SELECT count(*)::int FROM pg_stat_activity
+                            WHERE pid = \(pid) AND state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'
+                            """).scalar(Int.self) == 1
+                    }
+                } catch {
+                    watchError.withLock { $0 = String(describing: error) }
+                }
                 sent.withLock { $0 = handle.cancelRunningStatement() }
             }
             let start = ContinuousClock.now
@@ -282,6 +302,7 @@ struct CancelHandleTests {
             }
             let elapsed = ContinuousClock.now - start
             #expect(sent.withLock { $0 })
+            #expect(watchError.withLock { $0 } == nil)
             #expect(error?.sqlState == "57014", "query_canceled: \(String(describing: error))")
             #expect(elapsed < .seconds(10), "cancelled after \(elapsed), not after the 30 s sleep")
             #expect(try conn.query("SELECT 1").scalar(Int.self) == 1)

@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 
 /// WAL archiving: is `archive_command` failing now, how many segments wait (`.ready` files counted
@@ -8,6 +9,10 @@ import NFLDBPostgres
 ///
 /// `failed_count` is cumulative since the statistics reset, so it is reported, not alerted on:
 /// the check alerts on "the last attempt failed" and on the backlog.
+///
+/// With a pgBackRest config (`backup.config`, passed in as the option `pgbackrest_config`, and
+/// `backup.stanza`), the repo's newest segment (`pgbackrest info`) must reach
+/// `last_archived_wal`: segments missing at the end of the archive are CRITICAL, named.
 public struct ArchivingProbe: Probe {
     public init() {}
     public let name = "archiving"
@@ -24,6 +29,7 @@ public struct ArchivingProbe: Probe {
                    (last_failed_time IS NOT NULL
                     AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)) AS failing,
                    (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') AS ready,
+                   (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') AS segment_size,
                    stats_reset
             FROM pg_stat_archiver
             """, "pg_stat_archiver")
@@ -62,6 +68,28 @@ public struct ArchivingProbe: Probe {
             status = status.worse(.warning)
             parts.append("WAL is waiting but nothing was archived for over \(HealthFormat.duration(maxAge))")
             hint = hint ?? "The archiver is not keeping up or is stuck; check the server log and the archive destination."
+        }
+        if let config = context.settings.options["pgbackrest_config"], let last = row["last_archived_wal"], WALName.segment(last) != nil {
+            // pg_stat_archiver was read first: a segment archived since only raises the repo's max.
+            let stanza = context.settings.options["stanza"] ?? "nfldb"
+            let pg = PgBackRest(configPath: config, stanza: stanza, osUser: context.settings.options["os_user"])
+            do {
+                let repoMax = try pg.info(allowNoBackups: true).first { $0.name == stanza }?.archiveMax
+                let size = (try? row.decode("segment_size", as: Int64.self)) ?? 16 * 1024 * 1024
+                if let missing = WALName.missingTail(repoMax: repoMax, primaryLast: last, segmentSize: size) {
+                    status = .critical
+                    parts.insert("the pgBackRest repo (stanza \(stanza)) ends at \(repoMax ?? "no segment") but the server archived up to \(last): "
+                        + "missing from the repo: \(missing)", at: 0)
+                    hint = "Point-in-time recovery past \(repoMax ?? "the last backup") is broken: find out what removed those segments from the repo, "
+                        + "then take a new backup (`nfldb backup run --type full`)."
+                } else {
+                    parts.append("repo (stanza \(stanza)) holds up to \(repoMax ?? "?")")
+                }
+            } catch {
+                status = status.worse(.warning)
+                parts.append("cannot read the pgBackRest repo: " + ((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"))
+                hint = hint ?? "Check backup.config / backup.stanza and that pgbackrest runs here."
+            }
         }
         if status != .ok && hint == nil {
             hint = "Archiving lags behind WAL generation: check the archive destination's throughput."

@@ -21,9 +21,6 @@ public struct ConnectionOptions: Sendable {
         self.password = password
         self.connectTimeout = connectTimeout
         self.applicationName = applicationName
-        ConfigurationLoader.registerPassword(inDSN: dsn ?? "")
-        SecretRedactor.shared.register(password)
-        SecretRedactor.shared.register(ProcessInfo.processInfo.environment["PGPASSWORD"])
     }
 
     /// The keyword/value pairs handed to `PQconnectdbParams`, in override order.

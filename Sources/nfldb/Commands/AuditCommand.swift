@@ -33,11 +33,16 @@ extension AuditCommand {
         static let configuration = CommandConfiguration(
             abstract: "Audit tables: a row trigger (or, with --mode statement, transition-table triggers) plus a TRUNCATE trigger. Idempotent.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: AuditOptions
         @Option(name: .customLong("table"), help: ArgumentHelp("Table to audit (games or nfl.games); repeat for several.", valueName: "table"))
         var tables: [String] = []
         @Flag(help: "Audit every table listed in the audit.tables setting.") var all = false
-        @Option(help: "row (default) or statement (cheaper for bulk loads, needs a key).") var mode: AuditMode = .row
+        @Option(help: """
+            row or statement (cheaper for bulk loads, needs a key). Not given: a table already audited keeps its mode; a new \
+            one gets statement mode when pg_stat_user_tables shows it written mostly in bulk (≥ 100,000 rows written and \
+            ≥ 1,000 rows written per scan), else row mode; install prints why.
+            """) var mode: AuditMode?
         @Option(
             name: .customLong("exclude-columns"), parsing: .singleValue,
             help: ArgumentHelp("Columns left out of the logged rows (comma-separated, repeatable).", valueName: "columns"))
@@ -48,8 +53,9 @@ extension AuditCommand {
             if !tables.isEmpty && all { throw ValidationError("give either --table or --all, not both") }
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "audit install")
+        static let commandPath = "audit install"
+
+        func run(_ context: CommandContext) throws {
             var names = tables
             if all {
                 names = AuditConfig(configuration: context.configuration).tables
@@ -78,6 +84,7 @@ extension AuditCommand {
     struct Remove: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Drop the audit triggers of tables. The log is never dropped or changed.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: AuditOptions
         @Option(name: .customLong("table"), help: ArgumentHelp("Table to stop auditing; repeat for several.", valueName: "table"))
         var tables: [String] = []
@@ -87,8 +94,9 @@ extension AuditCommand {
             if tables.isEmpty == !all { throw ValidationError("give --table NAME (repeatable) or --all") }
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "audit remove")
+        static let commandPath = "audit remove"
+
+        func run(_ context: CommandContext) throws {
             let connection = try context.connect()
             defer { connection.close() }
             let installer = AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger)
@@ -107,10 +115,12 @@ extension AuditCommand {
         static let configuration = CommandConfiguration(
             abstract: "Audited tables and trigger health (missing, disabled, re-created or renamed tables), guards and partitions; exit 1 on any problem.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: AuditOptions
 
-        func run() throws {
-            let context = try global.makeContext(command: "audit status")
+        static let commandPath = "audit status"
+
+        func run(_ context: CommandContext) throws {
             let connection = try context.connect()
             defer { connection.close() }
             let report = try AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger).status()
@@ -129,7 +139,7 @@ extension AuditCommand {
                 for problem in report.logProblems { context.output("PROBLEM: \(problem)") }
                 context.output(report.healthy ? "audit: healthy" : "audit: problems found")
             }
-            if !report.healthy { throw ExitCode(ExitStatus.failure.code) }
+            if !report.healthy { throw ExitStatus.failure }
         }
     }
 
@@ -137,6 +147,7 @@ extension AuditCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the history of a row: nfldb audit log --table games --key '{\"game_id\":\"2024_01_BAL_KC\"}'.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: AuditOptions
         @Option(help: ArgumentHelp("Table (games or nfl.games).", valueName: "table")) var table: String
         @Option(help: ArgumentHelp("JSON object matched against the logged key (a partial key matches every row it contains).", valueName: "json"))
@@ -144,8 +155,9 @@ extension AuditCommand {
         @Option(help: "Only entries newer than this (e.g. 30d).") var since: String?
         @Option(help: "At most this many entries (oldest first).") var limit = 200
 
-        func run() throws {
-            let context = try global.makeContext(command: "audit log")
+        static let commandPath = "audit log"
+
+        func run(_ context: CommandContext) throws {
             var window: Duration?
             if let since {
                 guard let parsed = DurationParser.parse(since) else { throw ValidationError("--since '\(since)' is not a duration (e.g. 30d)") }
@@ -206,12 +218,14 @@ extension AuditCommand {
         static let configuration = CommandConfiguration(
             abstract: "Drop monthly partitions older than the cutoff (and old rows of the DEFAULT partition); create the coming months' partitions. Run monthly from cron.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: AuditOptions
         @Option(name: .customLong("older-than"), help: ArgumentHelp("Retention, e.g. 400d.", valueName: "duration")) var olderThan: String
         @Flag(name: .customLong("dry-run"), help: "Say what would be dropped.") var dryRun = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "audit prune")
+        static let commandPath = "audit prune"
+
+        func run(_ context: CommandContext) throws {
             guard let retention = DurationParser.parse(olderThan), retention > .zero else {
                 throw ValidationError("--older-than '\(olderThan)' is not a duration (e.g. 400d)")
             }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NFLDBBackup
 import NFLDBCore
+import NFLDBPgBackRest
 import NFLDBPostgres
 import NFLDBSandbox
 
@@ -51,13 +52,14 @@ struct BackupCommand: ParsableCommand {
 extension BackupCommand {
     struct Config: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Render pgbackrest.conf from pgbackrest/pgbackrest.conf.template and print the server settings archiving needs.",
+            abstract: "Render pgbackrest.conf from the built-in template (or --template) and print the server settings archiving needs.",
             discussion: """
                 pg1-path, port, socket directory and user come from the live server (SHOW data_directory …). --write writes the file \
                 to backup.config; --check compares the live wal_level/archive_mode/archive_command with what is required and exits 1 \
                 when they differ.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(name: .customLong("repo-path"), help: "repo1-path (default backup.repo_path).") var repoPath: String?
         @Option(name: .customLong("retention-full"), help: "repo1-retention-full (default 2).") var retentionFull = 2
         @Option(name: .customLong("retention-diff"), help: "repo1-retention-diff (default 6).") var retentionDiff = 6
@@ -77,7 +79,7 @@ extension BackupCommand {
             "Environment variables holding the S3 access key and secret (default backup.s3.key_env; unset: the instance's IAM role).",
             valueName: "KEY_VAR,SECRET_VAR"))
         var s3KeyEnv: String?
-        @Option(help: "Template file (default pgbackrest/pgbackrest.conf.template when present, else the built-in copy).") var template: String?
+        @Option(help: "Template file with {{…}} placeholders (default: the built-in template).") var template: String?
         @Flag(help: "Write the rendered file to backup.config (owned by postgres.os_user).") var write = false
         @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
 
@@ -114,19 +116,15 @@ extension BackupCommand {
             return repo
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup config")
+        static let commandPath = "backup config"
+
+        func run(_ context: CommandContext) throws {
             let backupConfig = try BackupConfig(configuration: context.configuration)
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
-            func setting(_ name: String) throws -> String { try db.query("SELECT current_setting(\(name))").scalar(String.self) }
-            let socket = try setting("unix_socket_directories").split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "/var/run/postgresql"
-            var renderer = ConfigRenderer(
-                stanza: pg.stanza, configPath: pg.configPath,
-                repoPath: repoPath ?? backupConfig.repoPath ?? "/var/lib/pgbackrest",
-                pgPath: try setting("data_directory"), pgPort: Int(try setting("port")) ?? 5432, pgSocket: socket,
-                pgUser: try db.query("SELECT current_user::text").scalar(String.self))
+            var renderer = try ConfigRenderer.forServer(
+                db, stanza: pg.stanza, configPath: pg.configPath, repoPath: repoPath ?? backupConfig.repoPath ?? "/var/lib/pgbackrest")
             renderer.retentionFull = retentionFull
             renderer.retentionDiff = retentionDiff
             renderer.compressType = compressType
@@ -156,26 +154,17 @@ extension BackupCommand {
                 }
                 return
             }
-            let templateText: String
-            if let template {
-                templateText = try String(contentsOfFile: template, encoding: .utf8)
-            } else if let shipped = try? String(contentsOfFile: "pgbackrest/pgbackrest.conf.template", encoding: .utf8) {
-                templateText = shipped
-            } else {
-                templateText = ConfigRenderer.defaultTemplate
-            }
+            let templateText = try template.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ConfigRenderer.defaultTemplate
             let missing = renderer.missingSlots(in: templateText)
             guard missing.isEmpty else {
                 throw OperatorError(
-                    "the template \(template ?? "pgbackrest/pgbackrest.conf.template") has no slot for \(missing.joined(separator: " and "))",
-                    hint: "Add the placeholder to the template (see the shipped pgbackrest/pgbackrest.conf.template), or render without those options.",
+                    "the template \(template ?? "(built-in)") has no slot for \(missing.joined(separator: " and "))",
+                    hint: "Add the placeholder to the template (the built-in one, rendered by `nfldb backup config`, shows where), or render without those options.",
                     exitStatus: .usage)
             }
             let text = renderer.render(template: templateText)
             if write {
-                try text.write(toFile: pg.configPath, atomically: true, encoding: .utf8)
-                chmod(pg.configPath, 0o640)
-                try? LocalCluster.give(pg.configPath, to: BackupCommand.osUser(context))
+                try renderer.install(template: templateText, osUser: BackupCommand.osUser(context))
                 context.say("wrote \(pg.configPath)")
             } else {
                 context.output(SecretRedactor.shared.redact(text))
@@ -190,10 +179,12 @@ extension BackupCommand {
             abstract: "stanza-create, then check (archive_command works, WAL reaches the repo).",
             discussion: "Typical failures: 082 archive timeout (archive_command broken), 075/037 stanza missing, 027/056 database down.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(name: .customLong("archive-timeout"), help: "Seconds `check` waits for WAL to be archived (default 60).") var archiveTimeout = 60
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup init")
+        static let commandPath = "backup init"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             try pg.runChecked("stanza-create", ["--log-level-console=warn"], timeout: .seconds(300), logger: context.logger)
             context.say("stanza \(pg.stanza) created (or already present)")
@@ -207,11 +198,13 @@ extension BackupCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a canary and a row-count manifest, then run a pgBackRest backup; recorded in nfldb.backup_runs.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "full, diff or incr.") var type = "full"
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup run")
+        static let commandPath = "backup run"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
@@ -231,10 +224,12 @@ extension BackupCommand {
             abstract: "Backups, ages, sizes and the WAL archive range (pgbackrest info, with every stanza's status checked).",
             discussion: "Exits 1 when a stanza's status is not ok (pgBackRest itself exits 0 for a missing stanza).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup info")
+        static let commandPath = "backup info"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let stanzas = try pg.info(requireOK: false, logger: context.logger)
             if format == .json {
@@ -269,6 +264,7 @@ extension BackupCommand {
                 only if every check passed.
                 """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Backup label to verify (default: the latest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Point-in-time restore to this timestamptz instead.") var targetTime: String?
         @Option(help: "Scratch directory (must not exist unless --reuse-scratch; default backup.scratch_dir or /var/tmp, in nfldb-verify-<random>).") var scratch: String?
@@ -282,8 +278,9 @@ extension BackupCommand {
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup verify")
+        static let commandPath = "backup verify"
+
+        func run(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
             let backupConfig = try BackupConfig(configuration: context.configuration)
@@ -308,8 +305,7 @@ extension BackupCommand {
             finished(context, "backup verify")
             if !result.passed {
                 let failed = result.failedChecks.map { "\($0.name): \($0.evidence)" }.joined(separator: "\n")
-                FileHandle.standardError.write(Data("error: backup verification failed\n\(failed)\n".utf8))
-                throw ExitCode(1)
+                throw OperatorError("backup verification failed", detail: failed)
             }
         }
     }
@@ -317,27 +313,24 @@ extension BackupCommand {
     struct Restore: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a backup into a directory for a real recovery (never into a running cluster's data dir).",
-            discussion: "Refuses a non-empty directory without --delta. Without --target-time, restores to the end of the WAL archive.")
+            discussion: """
+                Every check runs before the directory is touched: refuses a running cluster's data dir, a non-empty directory \
+                without --delta, a non-empty non-data directory with --delta, a path the OS user cannot reach, an unknown --set and a \
+                --target-time before the first backup (exit 2). Without --target-time, restores to the end of the WAL archive.
+                """)
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "Target data directory.") var to: String
         @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Recover to this time and promote.") var targetTime: String?
         @Flag(help: "Reuse the files already in the directory (pgbackrest --delta).") var delta = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "backup restore")
-            let pg = try BackupCommand.pgbackrest(context)
-            let target = (to as NSString).standardizingPath
-            try RestoreTarget.check(target, delta: delta)
-            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-            try? LocalCluster.give(target, to: BackupCommand.osUser(context))
-            chmod(target, 0o700)
-            var options = ["--pg1-path=\(target)", "--log-level-console=warn"]
-            if delta { options.append("--delta") }
-            if let set { options.append("--set=\(set)") }
-            if let targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
-            try pg.runChecked("restore", options, logger: context.logger)
-            context.output("restored into \(target); start it with: pg_ctl -D \(target) start (check port and archive settings in postgresql.auto.conf first)")
+        static let commandPath = "backup restore"
+
+        func run(_ context: CommandContext) throws {
+            let report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
+                .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta))
+            context.output(report.nextStep)
             finished(context, "backup restore")
         }
     }

@@ -15,11 +15,14 @@ struct ConfigCommand: ParsableCommand {
 
         @OptionGroup var global: GlobalOptions
 
+        @ParentCommand var root: NFLDB
+
         @Option(help: "Output format: text or json.")
         var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "config show")
+        static let commandPath = "config show"
+
+        func run(_ context: CommandContext) throws {
             let config = context.configuration
             var rows: [ConfigRow] = []
             for key in config.keys where !key.isPattern && !key.isRecords {

@@ -41,9 +41,11 @@ struct ProgressLine {
 
 extension ETLCommand {
     struct Load: GlobalOptionsCommand {
+        static let commandPath = "etl load"
         static let configuration = CommandConfiguration(
             abstract: "Validate and load a games CSV: nfldb etl load games --source PATH|URL.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Argument(help: "What to load (games).") var target: ETLTarget
         @Option(help: ArgumentHelp("CSV path or http(s) URL (default: etl.games.source, nflverse's games.csv).", valueName: "path|url"))
         var source: String?
@@ -60,8 +62,7 @@ extension ETLCommand {
             }
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "etl load")
+        func run(_ context: CommandContext) throws {
             let settings = try ETLConfig(configuration: context.configuration)
             var options = LoadOptions()
             options.dryRun = dryRun
@@ -93,15 +94,16 @@ extension ETLCommand {
     }
 
     struct Validate: GlobalOptionsCommand {
+        static let commandPath = "etl validate"
         static let configuration = CommandConfiguration(
             abstract: "Check a games CSV against the data contract without loading it; exit 1 on any violation.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Argument(help: "What to validate (games).") var target: ETLTarget
         @Option(help: ArgumentHelp("CSV path or http(s) URL (default: etl.games.source).", valueName: "path|url")) var source: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "etl validate")
+        func run(_ context: CommandContext) throws {
             let settings = try ETLConfig(configuration: context.configuration)
             let progress = ProgressLine(quiet: context.quiet, json: format == .json)
             let result = try ETLRunner.validateGames(
@@ -120,13 +122,14 @@ extension ETLCommand {
     }
 
     struct Runs: GlobalOptionsCommand {
+        static let commandPath = "etl runs"
         static let configuration = CommandConfiguration(abstract: "List the latest ETL runs (nfl.etl_runs), newest first.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "How many runs.") var limit = 20
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "etl runs")
+        func run(_ context: CommandContext) throws {
             let connection = try context.connect()
             defer { connection.close() }
             let runs = try ETLRuns.list(connection, limit: limit)
@@ -138,13 +141,14 @@ extension ETLCommand {
     }
 
     struct Report: GlobalOptionsCommand {
+        static let commandPath = "etl report"
         static let configuration = CommandConfiguration(abstract: "The data-quality report of one run: findings, failures and rejected rows.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Argument(help: "Run id (from `nfldb etl runs` or the load's output).") var runID: Int64
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "etl report")
+        func run(_ context: CommandContext) throws {
             let connection = try context.connect()
             defer { connection.close() }
             let report = try ETLRuns.report(connection, runID: runID)

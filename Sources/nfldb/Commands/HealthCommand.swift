@@ -30,6 +30,8 @@ struct HealthCommand: GlobalOptionsCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @ParentCommand var root: NFLDB
+
     @Option(name: .customLong("check"), help: ArgumentHelp("Run only this check (repeatable).", valueName: "name"))
     var checks: [String] = []
 
@@ -54,24 +56,20 @@ struct HealthCommand: GlobalOptionsCommand {
 
     enum Format: String, CaseIterable { case text, json, nagios, prometheus }
 
-    func run() throws {
-        do {
-            try execute()
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            // Nagios reads 2 as CRITICAL: a configuration problem is UNKNOWN (3) for this command.
-            let message = (error as? any NFLDBError)?.diagnostic.description ?? String(describing: error)
-            FileHandle.standardError.write(Data("error: \(SecretRedactor.shared.redact(message))\n".utf8))
-            throw ExitCode(HealthStatus.unknown.exitCode)
-        }
+    static let commandPath = "health"
+
+    /// Nagios reads 2 as CRITICAL: a configuration problem (or any failure that is not the
+    /// health result itself) is UNKNOWN (3) for this command.
+    func mapError(_ error: any Error) -> any Error {
+        if error is ExitStatus { return error }
+        let diagnostic = (error as? any NFLDBError)?.diagnostic ?? Diagnostic(String(describing: error))
+        return OperatorError(diagnostic, exitStatus: HealthStatus.unknown.exitStatus)
     }
 
-    func execute() throws {
+    func run(_ context: CommandContext) throws {
         guard let format = Format(rawValue: format) else {
             throw OperatorError("unknown --format '\(self.format)'", hint: "Use one of: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
-        let context = try global.makeContext(command: "health")
         let settings = try HealthSettings(configuration: context.configuration)
         if list {
             context.output(Self.listing(settings))
@@ -88,6 +86,7 @@ struct HealthCommand: GlobalOptionsCommand {
         var targets = [HealthTarget(options: try context.connectionOptions(), name: settings.targetName)]
         if let standbyDSN {
             try ConnectionOptions.validate(standbyDSN)
+            SecretRedactor.shared.registerPassword(inDSN: standbyDSN)
             var options = try context.connectionOptions()
             // The configured password is a fallback: a password inside the standby DSN wins.
             let ownPassword = standbyDSN.range(of: "password", options: .caseInsensitive) != nil
@@ -125,7 +124,7 @@ struct HealthCommand: GlobalOptionsCommand {
         context.logger.info("health run finished", metadata: [
             "health.status": .string(report.status.description), "duration_ms": .stringConvertible((report.durationMilliseconds * 10).rounded() / 10),
         ])
-        if report.status != .ok { throw ExitCode(report.status.exitCode) }
+        if report.status != .ok { throw report.status.exitStatus }
     }
 
     /// Updates the alert state, sends what the policy says, records the outcomes. Never throws:
@@ -163,12 +162,14 @@ struct HealthCommand: GlobalOptionsCommand {
         let dispatcher = AlertDispatcher(
             destinations: resolved, attempts: alerting.retries, backoff: alerting.retryBackoff.inSeconds,
             timeout: alerting.timeout.inSeconds, logger: context.logger)
+        // All destinations at once, the whole batch bounded by health.alert.timeout.
+        var delivered = dispatcher.deliver(notifications.filter { unresolved[$0.destination] == nil }).makeIterator()
         var reports: [DeliveryReport] = []
         for notification in notifications {
             let kind = alerting.destinations.first { $0.name == notification.destination }?.kind ?? .webhook
-            let delivery = unresolved[notification.destination].map {
+            guard let delivery = unresolved[notification.destination].map({
                 DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
-            } ?? dispatcher.deliver(notification)
+            }) ?? delivered.next() else { continue }
             AlertEngine.record(notification, error: delivery.error, in: &state)
             if !delivery.succeeded { warn("alert delivery failed: \(delivery.line)") }
             reports.append(delivery)

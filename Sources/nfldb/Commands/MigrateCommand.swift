@@ -111,14 +111,16 @@ extension MigrateCommand {
             abstract: "Apply pending migrations, each in its own transaction with its history row.",
             discussion: "Concurrent runners are serialized by an advisory lock; the others wait, then exit 0 with nothing to do.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Option(help: "Apply up to and including this version.") var to: Int64?
         @Flag(name: .customLong("dry-run"), help: "Print the exact SQL that would run, with transaction boundaries.") var dryRun = false
         @Flag(name: .customLong("single-transaction"), help: "Apply the whole batch atomically.") var singleTransaction = false
         @Flag(name: .customLong("allow-out-of-order"), help: "Apply pending versions older than the newest applied one.") var allowOutOfOrder = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate up")
+        static let commandPath = "migrate up"
+
+        func run(_ context: CommandContext) throws {
             var settings = try options.settings(context)
             settings.singleTransaction = singleTransaction
             settings.allowOutOfOrder = allowOutOfOrder
@@ -133,6 +135,7 @@ extension MigrateCommand {
         static let configuration = CommandConfiguration(
             abstract: "Roll back the newest N migrations (or all above --to) with the down SQL stored when they were applied.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Argument(help: "How many migrations to roll back.") var count: Int?
         @Option(help: "Roll back every migration above this version.") var to: Int64?
@@ -144,8 +147,9 @@ extension MigrateCommand {
             if count != nil && to != nil { throw ValidationError("give either a count or --to, not both") }
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate down")
+        static let commandPath = "migrate down"
+
+        func run(_ context: CommandContext) throws {
             var settings = try options.settings(context)
             settings.singleTransaction = singleTransaction
             // down runs the stored down SQL: problems in the files are warnings here, not errors.
@@ -165,11 +169,13 @@ extension MigrateCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show every version: state, applied_at, drift; with --exit-code, exit 3 if pending and 4 on drift or dirty.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Flag(name: .customLong("exit-code"), help: "Exit 3 when migrations are pending, 4 on drift or a dirty version.") var exitCode = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate status")
+        static let commandPath = "migrate status"
+
+        func run(_ context: CommandContext) throws {
             let migrator = try options.makeMigrator(context)
             let status = try migrator.status()
             switch options.format {
@@ -194,8 +200,8 @@ extension MigrateCommand {
                 }
             }
             if exitCode {
-                if !status.drifted.isEmpty || !status.dirty.isEmpty { throw ExitCode(ExitStatus.drift.code) }
-                if !status.pending.isEmpty { throw ExitCode(ExitStatus.pending.code) }
+                if !status.drifted.isEmpty || !status.dirty.isEmpty { throw ExitStatus.drift }
+                if !status.pending.isEmpty { throw ExitStatus.pending }
             }
         }
     }
@@ -203,11 +209,13 @@ extension MigrateCommand {
     struct History: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Show the append-only log of migration events.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Option(help: "How many events (newest first).") var limit = 50
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate history")
+        static let commandPath = "migrate history"
+
+        func run(_ context: CommandContext) throws {
             let migrator = try options.makeMigrator(context, migrations: [])
             let events = try migrator.history(limit: limit)
             switch options.format {
@@ -224,10 +232,12 @@ extension MigrateCommand {
     struct Redo: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Roll back the newest migration and apply it again.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate redo")
+        static let commandPath = "migrate redo"
+
+        func run(_ context: CommandContext) throws {
             let result = try options.makeMigrator(context, recordsCommit: true).redo()
             try options.printResult(result, context, verb: "redone")
             finished(context, "migrate redo")
@@ -238,11 +248,13 @@ extension MigrateCommand {
         static let configuration = CommandConfiguration(
             abstract: "Adopt an existing database: mark every migration up to VERSION as applied without running it.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Argument(help: "The version the database already has.") var version: Int64
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate baseline")
+        static let commandPath = "migrate baseline"
+
+        func run(_ context: CommandContext) throws {
             let result = try options.makeMigrator(context, recordsCommit: true).baseline(version: version)
             try options.printResult(result, context, verb: "baselined")
         }
@@ -252,6 +264,7 @@ extension MigrateCommand {
         static let configuration = CommandConfiguration(
             abstract: "Record the operator's decision about a dirty version after a manual fix.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Argument(help: "The dirty version.") var version: Int64
         @Flag(help: "The migration's remaining work was completed by hand.") var applied = false
@@ -262,8 +275,9 @@ extension MigrateCommand {
             guard applied != rolledBack else { throw ValidationError("give exactly one of --applied or --rolled-back") }
         }
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate resolve")
+        static let commandPath = "migrate resolve"
+
+        func run(_ context: CommandContext) throws {
             let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason)
             try options.printResult(result, context, verb: "resolved")
         }
@@ -273,11 +287,13 @@ extension MigrateCommand {
         static let configuration = CommandConfiguration(
             abstract: "Deliberately accept changed files of applied migrations (records old and new checksums).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Argument(help: "Versions to repair (default: every drifted one).") var versions: [Int64] = []
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate repair")
+        static let commandPath = "migrate repair"
+
+        func run(_ context: CommandContext) throws {
             let result = try options.makeMigrator(context).repair(versions: versions)
             try options.printResult(result, context, verb: "repaired")
         }
@@ -287,39 +303,24 @@ extension MigrateCommand {
         static let configuration = CommandConfiguration(
             abstract: "On a scratch database: up, down and up again per migration, comparing pg_dump --schema-only; fails if a down does not undo its up.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Option(name: .customLong("scratch-dsn"), help: "Use this (empty) database instead of creating <db>_nfldb_verify_<pid>.") var scratchDSN: String?
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate verify")
+        static let commandPath = "migrate verify"
+
+        func run(_ context: CommandContext) throws {
             let migrations = try options.load(context)
             let settings = try options.settings(context)
-            let target = try context.connectionOptions()
-            var scratch: ConnectionOptions
-            var created: String?
-            var admin: PostgresConnection?
-            if let scratchDSN {
-                scratch = ConnectionOptions(dsn: scratchDSN, password: target.password, connectTimeout: target.connectTimeout)
-            } else {
-                let connection = try PostgresConnection.connect(target, logger: context.logger)
-                let database = try connection.query("SELECT current_database()").scalar(String.self)
-                let name = String("\(database)_nfldb_verify_\(getpid())".prefix(63))
-                try connection.execute("CREATE DATABASE \(identifier: name) TEMPLATE template0")
-                created = name
-                admin = connection
-                scratch = try target.withDatabase(name)
+            let report = try MigrationVerifier.withScratchDatabase(
+                target: try context.connectionOptions(), scratchDSN: scratchDSN, logger: context.logger
+            ) { scratch, name in
+                try MigrationVerifier(
+                    migrations: migrations, scratch: scratch, scratchName: name, settings: settings,
+                    context: MigrationContext(nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID), logger: context.logger,
+                    progress: { line in if options.format == .text { context.say(line) } }
+                ).run()
             }
-            defer {
-                if let created, let admin {
-                    _ = try? admin.execute("DROP DATABASE IF EXISTS \(identifier: created) WITH (FORCE)")
-                    admin.close()
-                }
-            }
-            let verifier = MigrationVerifier(
-                migrations: migrations, scratch: scratch, scratchName: created ?? "(given by --scratch-dsn)", settings: settings,
-                context: MigrationContext(nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID), logger: context.logger,
-                progress: { line in if options.format == .text { context.say(line) } })
-            let report = try verifier.run()
             switch options.format {
             case .json: context.output(try JSONOutput.encode(report))
             case .text:
@@ -331,7 +332,7 @@ extension MigrateCommand {
                 }
                 context.output(report.passed ? "verify passed: \(report.migrationsChecked) migrations, every down undoes its up, round trip identical" : "verify FAILED")
             }
-            if !report.passed { throw ExitCode(ExitStatus.failure.code) }
+            if !report.passed { throw ExitStatus.failure }
         }
     }
 
@@ -340,12 +341,14 @@ extension MigrateCommand {
             abstract: "Flag dangerous operations in pending migrations (file:line, rule, how to do it safely).",
             discussion: "Connects to find pending files; --all lints every file without a database. Exit 1 on errors, or on warnings with --strict.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Flag(help: "Lint every file, not only pending ones (no database needed).") var all = false
         @Flag(help: "Warnings fail too.") var strict = false
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate lint")
+        static let commandPath = "migrate lint"
+
+        func run(_ context: CommandContext) throws {
             var migrations = try options.load(context)
             if !all {
                 let status = try options.makeMigrator(context, migrations: migrations).status()
@@ -361,18 +364,20 @@ extension MigrateCommand {
                 }
                 context.output("\(migrations.count) file(s) linted: \(findings.filter { $0.severity == .error }.count) error(s), \(findings.filter { $0.severity == .warning }.count) warning(s)")
             }
-            if findings.contains(where: { $0.severity == .error }) || (strict && !findings.isEmpty) { throw ExitCode(ExitStatus.failure.code) }
+            if findings.contains(where: { $0.severity == .error }) || (strict && !findings.isEmpty) { throw ExitStatus.failure }
         }
     }
 
     struct Create: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Write the next NNNN_name.up.sql / .down.sql pair.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
         @Argument(help: "snake_case name, e.g. add_weather_index.") var name: String
 
-        func run() throws {
-            let context = try global.makeContext(command: "migrate create")
+        static let commandPath = "migrate create"
+
+        func run(_ context: CommandContext) throws {
             let (up, down) = try MigrationDirectory(path: options.directory(context)).create(name: name)
             context.output("created \(up)\ncreated \(down)")
         }

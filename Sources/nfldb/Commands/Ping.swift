@@ -12,6 +12,8 @@ struct Ping: GlobalOptionsCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @ParentCommand var root: NFLDB
+
     @Option(help: "Round trips to time (the median is printed).")
     var count = 5
 
@@ -22,29 +24,10 @@ struct Ping: GlobalOptionsCommand {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
     }
 
-    func run() throws {
-        let context = try global.makeContext(command: "ping")
-        let connectStart = ContinuousClock.now
-        let connection = try context.connect()
-        let connectTime = ContinuousClock.now - connectStart
-        let info = try connection.query("""
-            SELECT current_user AS usr, current_database() AS db, pg_is_in_recovery() AS standby,
-                   current_setting('application_name') AS app
-            """).singleRow("ping")
-        var samples: [Duration] = []
-        for _ in 0..<count {
-            let start = ContinuousClock.now
-            try connection.query("SELECT 1")
-            samples.append(ContinuousClock.now - start)
-        }
-        samples.sort()
-        let median = samples[samples.count / 2]
-        let standby = try info.decode("standby", as: Bool.self)
-        let report = PingReport(
-            target: connection.target, serverVersion: connection.serverVersion, serverVersionNumber: connection.serverVersionNumber,
-            user: info["usr"] ?? "", database: info["db"] ?? "", role: standby ? "standby" : "primary",
-            applicationName: info["app"] ?? "", connectMilliseconds: connectTime.inMilliseconds, roundTripMilliseconds: median.inMilliseconds,
-            samples: count)
+    static let commandPath = "ping"
+
+    func run(_ context: CommandContext) throws {
+        let report = try PostgresConnection.ping(try context.connectionOptions(), rounds: count, logger: context.logger)
         switch format {
         case .text:
             context.output("ok: PostgreSQL \(report.serverVersion) at \(report.target) (\(report.role))")
@@ -52,22 +35,8 @@ struct Ping: GlobalOptionsCommand {
         case .json:
             context.output(try JSONOutput.encode(report))
         }
-        connection.close()
         finished(context, "ping ok")
     }
-}
-
-struct PingReport: Codable {
-    let target: String
-    let serverVersion: String
-    let serverVersionNumber: Int
-    let user: String
-    let database: String
-    let role: String
-    let applicationName: String
-    let connectMilliseconds: Double
-    let roundTripMilliseconds: Double
-    let samples: Int
 }
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {

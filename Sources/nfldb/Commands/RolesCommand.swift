@@ -70,10 +70,12 @@ extension RolesCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the SQL that would make the database match the spec, grouped per role, plus drift. Changes nothing.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: RolesOptions
 
-        func run() throws {
-            let context = try global.makeContext(command: "roles plan")
+        static let commandPath = "roles plan"
+
+        func run(_ context: CommandContext) throws {
             let (spec, warnings) = try options.load(context)
             let connection = try context.connect()
             defer { connection.close() }
@@ -87,12 +89,14 @@ extension RolesCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run the plan in one transaction under an advisory lock; a server WARNING is an error; then prove the plan is empty.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: RolesOptions
         @Option(name: .customLong("lock-wait"), help: ArgumentHelp("How long to wait for another apply (default 60s).", valueName: "duration"))
         var lockWait = "60s"
 
-        func run() throws {
-            let context = try global.makeContext(command: "roles apply")
+        static let commandPath = "roles apply"
+
+        func run(_ context: CommandContext) throws {
             guard let wait = DurationParser.parse(lockWait) else { throw ValidationError("--lock-wait '\(lockWait)' is not a duration") }
             let (spec, warnings) = try options.load(context)
             let connection = try context.connect()
@@ -126,10 +130,12 @@ extension RolesCommand {
         static let configuration = CommandConfiguration(
             abstract: "Exit 1 when the database differs from the spec (statements to run, drift, missing objects, wrong owners).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: RolesOptions
 
-        func run() throws {
-            let context = try global.makeContext(command: "roles check")
+        static let commandPath = "roles check"
+
+        func run(_ context: CommandContext) throws {
             let (spec, warnings) = try options.load(context)
             let connection = try context.connect()
             defer { connection.close() }
@@ -139,19 +145,20 @@ extension RolesCommand {
                 return
             }
             try options.print(plan, context)
-            FileHandle.standardError.write(Data(
-                "error: database \(plan.database) differs from the spec: \(plan.pending.count) to run, \(plan.drift.count) drift, \(plan.missingObjects.count) missing, \(plan.ownership.count) ownership\n".utf8))
-            throw ExitCode(ExitStatus.failure.code)
+            throw OperatorError(
+                "database \(plan.database) differs from the spec: \(plan.pending.count) to run, \(plan.drift.count) drift, \(plan.missingObjects.count) missing, \(plan.ownership.count) ownership")
         }
     }
 
     struct Validate: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Check the spec without connecting (keys, privileges, references, cycles).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @OptionGroup var options: RolesOptions
 
-        func run() throws {
-            let context = try global.makeContext(command: "roles validate")
+        static let commandPath = "roles validate"
+
+        func run(_ context: CommandContext) throws {
             let (spec, warnings) = try options.load(context)
             for warning in warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
             context.output("ok: \(spec.roles.count) roles (\(spec.roles.filter(\.login).count) login) in \(spec.files.joined(separator: ", "))")

@@ -25,10 +25,12 @@ struct SandboxCommand: ParsableCommand {
     struct Up: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Create (first time) and start the sandbox; idempotent.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "State directory (default: sandbox.dir, .nfldb/sandbox).") var dir: String?
 
-        func run() throws {
-            let context = try global.makeContext(command: "sandbox up")
+        static let commandPath = "sandbox up"
+
+        func run(_ context: CommandContext) throws {
             let sandbox = SandboxCommand.sandbox(context, dir: dir)
             let state = try sandbox.up(logger: context.logger)
             context.say("sandbox running: \(state.dsn) (state in \(sandbox.stateDirectory))")
@@ -40,10 +42,12 @@ struct SandboxCommand: ParsableCommand {
     struct Down: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the sandbox and delete it.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "State directory.") var dir: String?
 
-        func run() throws {
-            let context = try global.makeContext(command: "sandbox down")
+        static let commandPath = "sandbox down"
+
+        func run(_ context: CommandContext) throws {
             let sandbox = SandboxCommand.sandbox(context, dir: dir)
             try sandbox.down(logger: context.logger)
             context.say("sandbox removed (\(sandbox.stateDirectory))")
@@ -55,11 +59,13 @@ struct SandboxCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Say whether the sandbox is running.", discussion: "Exit status 0 when running, 1 otherwise.")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "State directory.") var dir: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
-        func run() throws {
-            let context = try global.makeContext(command: "sandbox status")
+        static let commandPath = "sandbox status"
+
+        func run(_ context: CommandContext) throws {
             let sandbox = SandboxCommand.sandbox(context, dir: dir)
             guard let state = sandbox.loadState() else {
                 throw OperatorError("no sandbox in \(sandbox.stateDirectory)", hint: "Run `nfldb sandbox up`.")
@@ -73,7 +79,7 @@ struct SandboxCommand: ParsableCommand {
                 context.output("cluster: \(state.clusterRoot) (binaries \(state.binDirectory)\(state.osUser.map { ", OS user \($0)" } ?? ""))")
                 context.output("pgBackRest: \(state.pgbackrestConfig.map { "stanza \(state.stanza), config \($0)" } ?? "not configured")")
             }
-            if !running { throw ExitCode(1) }
+            if !running { throw ExitStatus.failure }
         }
     }
 
@@ -81,10 +87,12 @@ struct SandboxCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print export lines for eval: NFLDB_DSN and PG* (the password stays in PGPASSFILE).")
         @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
         @Option(help: "State directory.") var dir: String?
 
-        func run() throws {
-            let context = try global.makeContext(command: "sandbox env")
+        static let commandPath = "sandbox env"
+
+        func run(_ context: CommandContext) throws {
             let sandbox = SandboxCommand.sandbox(context, dir: dir)
             guard let state = sandbox.loadState() else {
                 throw OperatorError("no sandbox in \(sandbox.stateDirectory)", hint: "Run `nfldb sandbox up` first.")

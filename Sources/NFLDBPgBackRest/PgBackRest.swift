@@ -81,6 +81,11 @@ public struct PgBackRestError: NFLDBError, Sendable {
     /// Set when the filesystem of the file pgBackRest could not write was found full right after
     /// the failure (see ``PgBackRest/error(for:)``): where, and how much is free.
     public var filesystemFull: String?
+    /// The config file named by `--config` does not exist (pgBackRest's 055 names it): a
+    /// configuration error, not a damaged repository.
+    public var configMissing: String?
+
+    public var exitStatus: ExitStatus { configMissing != nil ? .usage : .failure }
 
     public init(command: String, code: PgBackRestErrorCode, stanza: String, stderrTail: String, filesystemFull: String? = nil) {
         self.command = command
@@ -116,10 +121,15 @@ public struct PgBackRestError: NFLDBError, Sendable {
         if let filesystemFull, !summary.contains("No space left on device") {
             summary += " (No space left on device: \(filesystemFull))"
         }
-        let hint = noSpaceLeft
-            ? "The filesystem pgBackRest writes to is full: free space there"
+        let hint = if let configMissing {
+            "The pgBackRest config file \(configMissing) does not exist: set backup.config (NFLDB_BACKUP_CONFIG) to the file "
+                + "`nfldb backup config --write` wrote, or write it there (for the sandbox: eval \"$(nfldb sandbox env)\")."
+        } else if noSpaceLeft {
+            "The filesystem pgBackRest writes to is full: free space there"
                 + (command == "restore" ? ", or restore into a larger filesystem (for `nfldb backup verify`, point backup.scratch_dir or --scratch at one)." : ".")
-            : code.hint
+        } else {
+            code.hint
+        }
         return Diagnostic(summary, detail: stderrTail.isEmpty ? nil : stderrTail, hint: hint)
     }
 }
@@ -165,10 +175,12 @@ public struct PgBackRest: Sendable {
 
     /// Runs a command; a non-zero exit is returned in the result.
     /// - Throws: ``ProcessError`` only when pgbackrest cannot be started or times out.
-    public func run(_ command: String, _ options: [String] = [], timeout: Duration = .seconds(3600), logger: Logger? = nil) throws -> PgBackRestResult {
+    public func run(_ command: String, _ options: [String] = [], timeout: Duration = .seconds(3600), logger: Logger? = nil,
+                    cancellation: ProcessCancellation? = nil) throws -> PgBackRestResult {
         logger?.info("pgbackrest", metadata: ["pgbackrest.command": .string(command), "pgbackrest.stanza": .string(stanza)])
         let result = try ProcessRunner(runAsUser: osUser).run(
-            executable, arguments(command, options), environment: Self.environment, workingDirectory: "/", timeout: timeout)
+            executable, arguments(command, options), environment: Self.environment, workingDirectory: "/", timeout: timeout,
+            cancellation: cancellation)
         return PgBackRestResult(command: command, process: result)
     }
 
@@ -188,6 +200,9 @@ public struct PgBackRest: Sendable {
         // failed command's files are still there (call this before cleaning up).
         if error.code == .fileWrite, let path = error.unwritablePath {
             error.filesystemFull = ScratchSpace.fullFilesystem(holding: path)
+        }
+        if error.code.rawValue == 55, error.errorMessage?.contains("'\(configPath)'") == true {
+            error.configMissing = configPath
         }
         return error
     }

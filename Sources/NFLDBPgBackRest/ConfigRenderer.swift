@@ -1,8 +1,10 @@
 import Foundation
+import NFLDBCore
 import NFLDBPostgres
 
-/// Renders `pgbackrest.conf` from `pgbackrest/pgbackrest.conf.template` and lists the server
-/// settings archiving needs.
+/// Renders `pgbackrest.conf` from ``defaultTemplate`` (or an operator's template) and lists the
+/// server settings archiving needs. The one renderer: `nfldb backup config`, the sandbox and the
+/// test fixtures all write their config through it.
 public struct ConfigRenderer: Sendable, Equatable {
     public var stanza: String
     public var configPath: String
@@ -56,9 +58,10 @@ public struct ConfigRenderer: Sendable, Equatable {
         self.pgUser = pgUser
     }
 
-    /// The template shipped in `pgbackrest/pgbackrest.conf.template` (a test keeps both equal).
+    /// The built-in template, the only copy (`nfldb backup config --template F` renders another one;
+    /// `nfldb backup config` without `--write` prints this one rendered).
     public static let defaultTemplate = """
-        # pgBackRest configuration rendered by `nfldb backup config` from pgbackrest/pgbackrest.conf.template.
+        # pgBackRest configuration rendered by nfldb (`nfldb backup config`, or `nfldb sandbox up`).
         # Every command nfldb runs passes --config=<this file> on the command line, and so must archive_command.
         [global]
         repo1-path={{repo_path}}
@@ -106,7 +109,7 @@ public struct ConfigRenderer: Sendable, Equatable {
         return missing
     }
 
-        /// `archive_command` with `--config` on the command line (the server does not see our environment).
+    /// `archive_command` with `--config` on the command line (the server does not see our environment).
     public var archiveCommand: String { "pgbackrest --config=\(configPath) --stanza=\(stanza) archive-push %p" }
 
     /// Server settings archiving needs, in `postgresql.conf` order.
@@ -123,5 +126,46 @@ public struct ConfigRenderer: Sendable, Equatable {
             if !ok { out.append((name, live, value)) }
         }
         return out
+    }
+
+    /// Writes the rendered config to ``configPath`` (mode 0640) and creates the directories it names
+    /// (log, lock and spool beside it; the repo for a posix repo) that do not exist yet, owned by
+    /// `osUser` when nfldb runs as root, so pgBackRest (run as that user) and the server's
+    /// `archive_command` can use them. Existing directories keep their owner and mode.
+    /// - Throws: ``OperatorError`` naming the path when a directory, the file, or its owner/mode cannot be set.
+    public func install(template: String = ConfigRenderer.defaultTemplate, osUser: String?) throws {
+        let fm = FileManager.default
+        var directories = [baseDirectory, "\(baseDirectory)/log", "\(baseDirectory)/lock", "\(baseDirectory)/spool"]
+        if s3 == nil { directories.insert(repoPath, at: 1) }
+        for directory in directories where !fm.fileExists(atPath: directory) {
+            do {
+                try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw OperatorError("cannot create \(directory) for pgBackRest: \(error.localizedDescription)",
+                                    hint: "Check the permissions of its parent directory.")
+            }
+            try Self.give(directory, to: osUser)
+        }
+        do {
+            try render(template: template).write(toFile: configPath, atomically: true, encoding: .utf8)
+        } catch {
+            throw OperatorError("cannot write \(configPath): \(error.localizedDescription)", hint: "Check the permissions of \(baseDirectory).")
+        }
+        guard chmod(configPath, 0o640) == 0 else {
+            throw OperatorError("cannot chmod 0640 \(configPath): \(String(cString: strerror(errno)))")
+        }
+        try Self.give(configPath, to: osUser)
+    }
+
+    /// Makes `path` owned by `user` (and its group) when nfldb runs as root; nothing otherwise.
+    static func give(_ path: String, to user: String?) throws {
+        guard ProcessRunner.isRoot, let user else { return }
+        guard let account = getpwnam(user) else {
+            throw OperatorError("cannot give \(path) to OS user \(user): no such user", hint: "Set postgres.os_user to the user that runs PostgreSQL.",
+                                exitStatus: .usage)
+        }
+        guard chown(path, account.pointee.pw_uid, account.pointee.pw_gid) == 0 else {
+            throw OperatorError("cannot give \(path) to OS user \(user): \(String(cString: strerror(errno)))")
+        }
     }
 }

@@ -1,0 +1,144 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPgBackRest
+import NFLDBSandbox
+
+/// `nfldb backup restore --to DIR`: a real recovery into a directory. Every check runs before
+/// anything is changed; the directory is created (or taken over) only once they all pass, and a
+/// failed chown/chmod is an error, not ignored.
+public struct Restorer {
+    public let pgbackrest: PgBackRest
+    public let logger: Logger
+
+    public init(pgbackrest: PgBackRest, logger: Logger) {
+        self.pgbackrest = pgbackrest
+        self.logger = logger
+    }
+
+    public struct Request: Sendable {
+        public var target: String
+        public var set: String?
+        public var targetTime: String?
+        public var delta = false
+        public init(target: String, set: String? = nil, targetTime: String? = nil, delta: Bool = false) {
+            self.target = (target as NSString).standardizingPath
+            self.set = set
+            self.targetTime = targetTime
+            self.delta = delta
+        }
+    }
+
+    public struct Report: Sendable {
+        public let target: String
+        public let backup: String?
+        /// What to do next, printed by the command.
+        public var nextStep: String {
+            "restored into \(target); start it with: pg_ctl -D \(target) start (check port and archive settings in postgresql.auto.conf first)"
+        }
+    }
+
+    /// Checks, then creates/claims the directory, then runs `pgbackrest restore`.
+    /// - Throws: ``BackupError`` (exit 2) for a refused target or request; ``PgBackRestError`` when pgBackRest fails.
+    @discardableResult
+    public func restore(_ request: Request) throws -> Report {
+        let backup = try checkRepo(request)
+        try checkTarget(request)
+        try prepareDirectory(request.target)
+        var options = ["--pg1-path=\(request.target)", "--log-level-console=warn"]
+        if request.delta { options.append("--delta") }
+        if let set = request.set { options.append("--set=\(set)") }
+        if let targetTime = request.targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
+        try pgbackrest.runChecked("restore", options, logger: logger)
+        return Report(target: request.target, backup: request.set ?? backup)
+    }
+
+    /// The stanza is usable and holds the backup asked for: `--set` exists; with `--target-time`,
+    /// some backup finished before it (else recovery to that time is impossible).
+    /// - Returns: the label pgBackRest will use, when known.
+    func checkRepo(_ request: Request) throws -> String? {
+        let stanza = try pgbackrest.info(logger: logger).first { $0.name == pgbackrest.stanza }
+        guard let stanza, let newest = stanza.backup.last else {
+            throw BackupError("stanza \(pgbackrest.stanza) has no backup to restore", hint: "Take one with `nfldb backup run --type full`.")
+        }
+        if let set = request.set {
+            guard stanza.backup(label: set) != nil else {
+                throw BackupError("no backup labelled \(set) in stanza \(pgbackrest.stanza)",
+                                  detail: "backups: " + stanza.backup.map(\.label).joined(separator: ", "),
+                                  hint: "Pick a label from `nfldb backup info`.", exitStatus: .usage)
+            }
+            return set
+        }
+        guard let targetTime = request.targetTime else { return newest.label }
+        guard let epoch = Self.epoch(targetTime) else { return nil }  // pgBackRest judges forms we do not parse
+        guard let first = stanza.backup.first, epoch >= Double(first.timestamp.stop) else {
+            let oldest = stanza.backup.first.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0.timestamp.stop))) } ?? "?"
+            throw BackupError(
+                "--target-time \(targetTime) is before the first backup of stanza \(pgbackrest.stanza) finished (\(oldest)): nothing can be recovered to that time",
+                hint: "Choose a time after \(oldest) (`nfldb backup info` lists the backups), or restore without --target-time.", exitStatus: .usage)
+        }
+        return stanza.backup.last { Double($0.timestamp.stop) <= epoch }?.label
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS[.fff][+TZ]` as seconds since the epoch; nil for other forms.
+    static func epoch(_ text: String) -> Double? {
+        var normalized = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " ", with: "T")
+        if let plus = normalized.lastIndex(where: { $0 == "+" || $0 == "-" }), plus > normalized.index(normalized.startIndex, offsetBy: 10) {
+            let zone = normalized[normalized.index(after: plus)...]
+            if zone.count == 2 { normalized += ":00" }
+        } else if !normalized.hasSuffix("Z") {
+            return nil  // no zone: the server's TimeZone decides; leave it to pgBackRest
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: normalized) { return date.timeIntervalSince1970 }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: normalized)?.timeIntervalSince1970
+    }
+
+    /// Everything about the directory that would make the restore fail or harm something, checked
+    /// while nothing is changed yet.
+    func checkTarget(_ request: Request) throws {
+        let path = request.target
+        var info = stat()
+        if lstat(path, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw BackupError("refusing to restore into \(path): it is not a directory" + ((info.st_mode & S_IFMT) == S_IFLNK ? " (a symlink)" : ""),
+                                  hint: "Give --to a real directory (or a path that does not exist yet).", exitStatus: .usage)
+            }
+        }
+        try RestoreTarget.check(path, delta: request.delta)
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        if request.delta && !entries.isEmpty && !entries.contains("PG_VERSION") && !entries.contains("backup.manifest") {
+            throw BackupError(
+                "refusing to restore into \(path) with --delta: it is not empty and holds no PG_VERSION or backup.manifest, so it is not a "
+                    + "PostgreSQL data directory (pgBackRest would refuse it too)",
+                hint: "Choose an empty directory, or the data directory of an earlier restore.", exitStatus: .usage)
+        }
+        var existing = path
+        while !FileManager.default.fileExists(atPath: existing) && existing != "/" { existing = (existing as NSString).deletingLastPathComponent }
+        if existing != path && !FileManager.default.isWritableFile(atPath: existing) {
+            throw BackupError("cannot create \(path): \(existing) is not writable by this user", hint: "Create the directory first, or choose another path.",
+                              exitStatus: .usage)
+        }
+        if !LocalCluster.isReachable(path, byUser: pgbackrest.osUser) {
+            throw BackupError(
+                "\(path) cannot be reached by the OS user \(pgbackrest.osUser ?? "?") that runs pgBackRest and PostgreSQL (a parent directory is not searchable)",
+                hint: "Restore under a directory that user can enter (e.g. /var/lib/postgresql), or open the parent's permissions.", exitStatus: .usage)
+        }
+    }
+
+    /// Creates the directory if needed, gives it to the OS user (when root) and sets mode 0700.
+    func prepareDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw BackupError("cannot create \(path): \(error.localizedDescription)", hint: "Check the permissions of its parent directory.")
+        }
+        try LocalCluster.give(path, to: pgbackrest.osUser)
+        guard chmod(path, 0o700) == 0 else {
+            throw BackupError("cannot chmod 0700 \(path): \(String(cString: strerror(errno)))",
+                              hint: "PostgreSQL refuses a data directory open to others; fix its ownership and mode, then run again.")
+        }
+    }
+}
