@@ -5,8 +5,23 @@ import Testing
 @testable import NFLDBETL
 
 enum Slice {
-    static let path = "/work/shared/data/nflverse_games_2023_2025.csv"
-    static var text: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    /// The shared slice: `$NFLDB_ETL_SLICE`, else `<repo>/../shared/data/` (where CI puts `shared/`
+    /// beside the clone), else `/work/shared/data/`.
+    static let path: String = {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let beside = repo.appendingPathComponent("../shared/data/nflverse_games_2023_2025.csv").standardizedFileURL.path
+        let candidates = [ProcessInfo.processInfo.environment["NFLDB_ETL_SLICE"], beside, "/work/shared/data/nflverse_games_2023_2025.csv"]
+            .compactMap { $0 }
+        return candidates.first { FileManager.default.fileExists(atPath: $0) } ?? beside
+    }()
+    static var text: String {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            Issue.record("cannot read the shared nflverse slice at \(path) (set NFLDB_ETL_SLICE): \(error)")
+            return ""
+        }
+    }
     static var lines: [String] { text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
     /// 2025-09-01: the snapshot's unplayed games are still in the future.
     static let snapshotDate = Date(timeIntervalSince1970: 1_756_684_800)
