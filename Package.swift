@@ -62,6 +62,8 @@ let package = Package(
         .target(name: "NFLDBFernet", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
         // Re-encrypting a column in batches: `nfldb crypt rotate`.
         .target(name: "NFLDBCrypt", dependencies: ["NFLDBFernet", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        // ETL: streaming CSV, data contracts, idempotent loads: `nfldb etl …`.
+        .target(name: "NFLDBETL", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
@@ -76,7 +78,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", "NFLDBETL", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -133,6 +135,12 @@ let package = Package(
         .testTarget(
             name: "NFLDBFernetTests",
             dependencies: ["NFLDBFernet", "NFLDBCrypt", "nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBETLTests",
+            dependencies: ["NFLDBETL", "NFLDBHealth", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

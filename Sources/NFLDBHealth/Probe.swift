@@ -139,7 +139,7 @@ public enum ProbeRegistry {
     public static let all: [any Probe] = [
         ConnectionsProbe(), LongTransactionsProbe(), LongQueriesProbe(), BlockingLocksProbe(), ReplicationProbe(),
         ArchivingProbe(), WraparoundProbe(), VacuumProbe(), BloatProbe(), SequencesProbe(), InvalidIndexesProbe(),
-        SlowQueriesProbe(), CacheHitProbe(), DatabaseSizeProbe(), BackupsProbe(), TLSCertificateProbe(), TLSConnectionsProbe(),
+        SlowQueriesProbe(), CacheHitProbe(), DatabaseSizeProbe(), BackupsProbe(), TLSCertificateProbe(), TLSConnectionsProbe(), ETLFreshnessProbe(),
     ]
 
     public static var names: [String] { all.map(\.name) }

@@ -2,6 +2,7 @@ import NFLDBAlerting
 import NFLDBAudit
 import NFLDBBackup
 import NFLDBCore
+import NFLDBETL
 import NFLDBHealth
 import NFLDBMigrations
 import NFLDBRoles
@@ -12,7 +13,7 @@ import NFLDBSecurity
 /// logging; each capability: its own section). `config show` prints them in this order.
 enum Settings {
     static let keys: [ConfigKey] = ConfigKey.global + MigrationsConfig.keys + RolesConfig.keys + AuditConfig.keys
-        + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys + SecurityConfig.keys
+        + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys + SecurityConfig.keys + ETLConfig.keys
 
     /// Decodes every module's section once, so a bad value (an `alerts:` entry without a type, …)
     /// fails every command at start-up with its `file:line`, as a bad key does.
@@ -22,5 +23,6 @@ enum Settings {
         _ = try HealthSettings(configuration: configuration)
         _ = try AlertConfig(configuration: configuration)
         _ = try SecurityConfig(configuration: configuration)
+        _ = try ETLConfig(configuration: configuration)
     }
 }

@@ -29,7 +29,7 @@ struct MonitorRoleTests {
                     #expect(!check.message.contains("query failed"), "\(check.name): \(check.message)")
                 }
                 let unknown = Set(report.checks.filter { $0.status == .unknown }.map(\.name))
-                #expect(unknown == ["bloat", "sequences", "backups"], "\(report.renderText())")
+                #expect(unknown == ["bloat", "sequences", "backups", "etl_freshness"], "\(report.renderText())")
                 #expect(report.check("bloat")?.hint?.contains("GRANT SELECT") == true)
                 #expect(report.check("vacuum")?.status == .warning)
                 #expect(report.check("slow_queries")?.status != .unknown)

@@ -52,7 +52,7 @@ struct RolesIntegrationTests {
             expectRefused(loader, "TRUNCATE nfl.games")
             expectRefused(loader, "CREATE TABLE nfl.loader_scratch (id int)")
             expectRefused(loader, "ALTER TABLE nfl.games ADD COLUMN x int")
-            expectRefused(loader, "INSERT INTO nfl.teams VALUES ('NYG', 'Giants')")
+            expectRefused(loader, "DELETE FROM nfl.teams")  // the ETL upserts teams/stadiums (INSERT/UPDATE), never deletes
             #expect(try loader.query("SHOW statement_timeout").scalar(String.self) == "15min")
 
             // Admin (dba login): manages the schema through the owner role, but is no superuser.

@@ -1,0 +1,89 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+/// What the `nfldb etl` commands call: open the source (file or URL), run, return the result.
+public enum ETLRunner {
+    public static func isURL(_ source: String) -> Bool {
+        source.lowercased().hasPrefix("http://") || source.lowercased().hasPrefix("https://")
+    }
+
+    /// Opens a path or an http(s) URL; for URLs, `conditional` validators make the request conditional.
+    public static func open(_ source: String, http: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws -> any ByteSource {
+        if isURL(source) {
+            guard let url = URL(string: source) else {
+                throw OperatorError("--source \(source) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
+            }
+            return try HTTPSource(url: url, settings: http, conditional: conditional, correlationID: correlationID, logger: logger)
+        }
+        return try FileSource(path: source)
+    }
+
+    /// `etl load games`: loads the source; an unchanged upstream (HTTP 304) is recorded as a
+    /// succeeded run with no rows and reported as `skipped`.
+    public static func loadGames(
+        connection: PostgresConnection, source: String, options: LoadOptions, http: HTTPSettings, logger: Logger,
+        progress: ((Int) -> Void)? = nil
+    ) throws -> LoadResult {
+        var conditional: HTTPValidators?
+        if isURL(source) {
+            let name = try HTTPSource.displayName(source)
+            if let row = try connection.query("SELECT etag, last_modified FROM nfl.etl_source_state WHERE source = \(name)").rows.first {
+                conditional = HTTPValidators(etag: row["etag"], lastModified: row["last_modified"])
+            }
+        }
+        let input: any ByteSource
+        do {
+            input = try open(source, http: http, conditional: conditional, correlationID: options.correlationID, logger: logger)
+        } catch let error as HTTPSourceError where !options.dryRun {
+            // The upstream never delivered: record the failed run (freshness checks and `etl runs` see it).
+            var result = LoadResult(status: "failed", source: error.url)
+            result.error = error.diagnostic.oneLine
+            result.runID = try connection.query("""
+                INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status, finished_at, error)
+                VALUES (\(error.url), \(GamesLoader.target), \(options.correlationID), 'failed', clock_timestamp(), \(result.error))
+                RETURNING id
+                """).scalar(Int64.self)
+            throw LoadFailed(result: result, cause: error.diagnostic.summary + " (" + (error.diagnostic.detail ?? "") + ")", hint: error.hint)
+        }
+        if let http = input as? HTTPSource, http.notModified {
+            var result = LoadResult(status: "skipped", source: input.name)
+            if !options.dryRun {
+                result.runID = try connection.withTransaction {
+                    let id = try connection.query("""
+                        INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status, finished_at)
+                        VALUES (\(input.name), \(GamesLoader.target), \(options.correlationID), 'succeeded', clock_timestamp()) RETURNING id
+                        """).scalar(Int64.self)
+                    try connection.execute("""
+                        INSERT INTO nfl.data_quality_reports (etl_run_id, check_name, severity, table_name, message)
+                        VALUES (\(id), 'not_modified', 'info', \(GamesLoader.target), 'upstream answered 304 Not Modified to the conditional request; nothing was read or changed')
+                        """)
+                    return id
+                }
+            }
+            logger.info("etl load skipped: upstream not modified", metadata: ["etl.source": .string(input.name)])
+            return result
+        }
+        return try GamesLoader(connection: connection, logger: logger).load(input, options: options, progress: progress)
+    }
+
+    /// `etl validate games`: the contract only, no database.
+    public static func validateGames(source: String, http: HTTPSettings, correlationID: String?, logger: Logger, now: Date = Date(),
+                                     progress: ((Int) -> Void)? = nil) throws -> LoadResult {
+        let input = try open(source, http: http, conditional: nil, correlationID: correlationID, logger: logger)
+        return try GamesValidation.validate(input, now: now, progress: progress)
+    }
+}
+
+extension HTTPSource {
+    /// The URL as stored in `nfl.etl_runs.source` (without user and password).
+    public static func displayName(_ source: String) throws -> String {
+        guard var components = URLComponents(string: source) else {
+            throw OperatorError("--source \(source) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
+        }
+        components.user = nil
+        components.password = nil
+        return components.string ?? source
+    }
+}

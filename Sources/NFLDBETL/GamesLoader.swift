@@ -1,0 +1,462 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+
+/// What to do with rows that fail the contract.
+public enum InvalidPolicy: String, Sendable, Codable, CaseIterable {
+    /// Load the valid rows, store the others in `nfl.etl_rejects`; fail the run when their share
+    /// exceeds the maximum ratio.
+    case rejectRows = "reject-rows"
+    /// Fail the run (load nothing) on any invalid row.
+    case fail
+}
+
+/// Options of one load run.
+public struct LoadOptions: Sendable {
+    public var dryRun = false
+    public var policy: InvalidPolicy = .rejectRows
+    public var maxInvalidRatio = 0.01
+    public var correlationID: String?
+    public var lockWait: Duration = .seconds(30)
+    public var lockTimeout: Duration = .seconds(10)
+    public var now = Date()
+    public init() {}
+}
+
+/// Row counts of one table in a run.
+public struct TableCounts: Sendable, Codable, Equatable {
+    public var inserted = 0
+    public var updated = 0
+    public var unchanged = 0
+    public init(inserted: Int = 0, updated: Int = 0, unchanged: Int = 0) {
+        self.inserted = inserted
+        self.updated = updated
+        self.unchanged = unchanged
+    }
+}
+
+/// The outcome of `etl load` (the JSON printed with `--format json`). Top-level counts are
+/// `nfl.games` rows.
+public struct LoadResult: Sendable, Codable {
+    public var runID: Int64?
+    /// `succeeded`, `failed`, `skipped` (304 Not Modified) or `dry-run`.
+    public var status: String
+    public var target = "nfl.games"
+    public var source: String
+    public var checksum: String?
+    public var bytes = 0
+    public var rowsRead = 0
+    public var inserted = 0
+    public var updated = 0
+    public var unchanged = 0
+    public var rejected = 0
+    public var invalidRatio = 0.0
+    public var tables: [String: TableCounts] = [:]
+    public var newTeams: [String] = []
+    public var metrics = QualityMetrics()
+    /// The first failures (long format); all of them are in `nfl.data_quality_reports` / `nfl.etl_rejects`.
+    public var failures: [ValidationFailure] = []
+    public var failureCount = 0
+    public var error: String?
+    public var durationMS = 0.0
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id", status, target, source, checksum, bytes, rowsRead = "rows_read", inserted, updated, unchanged, rejected
+        case invalidRatio = "invalid_ratio", tables, newTeams = "new_teams", metrics, failures, failureCount = "failure_count", error
+        case durationMS = "duration_ms"
+    }
+}
+
+/// A run that stopped: the result (with `status = failed`, stored in `nfl.etl_runs`) plus the cause.
+public struct LoadFailed: NFLDBError, Sendable {
+    public let result: LoadResult
+    public let cause: String
+    public let hint: String
+    public var diagnostic: Diagnostic {
+        Diagnostic("etl load games failed\(result.runID.map { " (run \($0))" } ?? ""): \(cause)", hint: hint)
+    }
+}
+
+/// Loads nflverse games into nfl.games, nfl.teams, nfl.stadiums, nfl.weather and nfl.odds_history.
+///
+/// One run = one transaction: COPY into a temporary staging table, drop the staged rows that are
+/// identical to the target (anti-join), then `INSERT … ON CONFLICT … DO UPDATE … WHERE (target) IS
+/// DISTINCT FROM (excluded)` for the rest, so a re-load of unchanged data writes no row version.
+/// Runs of the same target are serialized by a session advisory lock; the `nfl.etl_runs` row is
+/// created before the transaction (so a failure is recorded) and completed inside it.
+public struct GamesLoader {
+    public static let target = "nfl.games"
+    public static let lockKey = AdvisoryLockKey("nfldb.etl.nfl.games")
+    static let oddsSource = "nflverse"
+
+    let connection: PostgresConnection
+    let logger: Logger
+
+    public init(connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    static var columnList: String {
+        GamesContract.contract.columns.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
+    }
+
+    /// Loads one source. Throws ``LoadFailed`` (run recorded as failed) or an input/database error.
+    public func load(_ source: any ByteSource, options: LoadOptions, progress: ((Int) -> Void)? = nil) throws -> LoadResult {
+        let started = ContinuousClock.now
+        let contract = GamesContract.contract(now: options.now)
+        var result = LoadResult(status: "running", source: source.name)
+        var metadata: Logger.Metadata = ["etl.source": .string(source.name), "etl.target": .string(Self.target)]
+        if let id = options.correlationID { metadata["correlation_id"] = .string(id) }
+        return try connection.withAdvisoryLock(Self.lockKey, wait: options.lockWait, onWait: { holder in
+            logger.notice("waiting for another load of nfl.games", metadata: ["db.lock_holder": .string(holder ?? "unknown")])
+        }) {
+            if !options.dryRun {
+                try markAbandonedRuns()
+                result.runID = try connection.query("""
+                    INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status)
+                    VALUES (\(source.name), \(Self.target), \(options.correlationID), 'running') RETURNING id
+                    """).scalar(Int64.self)
+                metadata["etl.run_id"] = .stringConvertible(result.runID!)
+            }
+            logger.info("etl load started", metadata: metadata)
+            let pipeline = ValidationPipeline(contract: contract, sourceName: source.name)
+            pipeline.progress = progress
+            do {
+                try connection.withTransaction {
+                    try runInTransaction(source, pipeline: pipeline, options: options, result: &result)
+                    result.durationMS = (ContinuousClock.now - started).inMilliseconds
+                    if options.dryRun {
+                        result.status = "dry-run"
+                        throw DryRunRollback()
+                    }
+                    result.status = "succeeded"
+                    try finishRun(&result, pipeline: pipeline, source: source)
+                }
+            } catch is DryRunRollback {
+                logger.info("etl dry run rolled back", metadata: metadata)
+                return result
+            } catch {
+                result.status = "failed"
+                result.durationMS = (ContinuousClock.now - started).inMilliseconds
+                let (cause, hint) = Self.describe(error)
+                result.error = cause
+                fill(&result, from: pipeline)
+                if let runID = result.runID, connection.isAlive {
+                    // The data transaction rolled back; record why, with the findings, in a new one.
+                    do {
+                        try connection.withTransaction {
+                            if pipeline.metrics.rowCount > 0 {
+                                try storeQuality(runID: runID, pipeline: pipeline, result: result)
+                                try storeRejects(runID: runID, pipeline: pipeline)
+                            }
+                            try connection.execute("""
+                                UPDATE nfl.etl_runs SET status = 'failed', finished_at = greatest(clock_timestamp(), started_at), error = \(cause),
+                                    rows_read = \(result.rowsRead), rows_rejected = \(result.rejected),
+                                    input_checksum = \(result.checksum), input_bytes = \(result.bytes)
+                                WHERE id = \(runID)
+                                """)
+                        }
+                    } catch let recordError {
+                        logger.error("could not record the failed run", metadata: ["error": .string(String(describing: recordError))])
+                    }
+                }
+                logger.error("etl load failed", metadata: metadata.merging(["error": .string(cause)]) { $1 })
+                throw LoadFailed(result: result, cause: cause, hint: hint)
+            }
+            logger.info("etl load finished", metadata: metadata.merging([
+                "etl.inserted": .stringConvertible(result.inserted), "etl.updated": .stringConvertible(result.updated),
+                "etl.unchanged": .stringConvertible(result.unchanged), "etl.rejected": .stringConvertible(result.rejected),
+                "duration_ms": .stringConvertible(result.durationMS),
+            ]) { $1 })
+            return result
+        }
+    }
+
+    struct DryRunRollback: Error {}
+
+    struct PolicyViolation: Error, CustomStringConvertible {
+        let description: String
+        let hint: String
+    }
+
+    static func describe(_ error: any Error) -> (String, String) {
+        switch error {
+        case let error as PolicyViolation: return (error.description, error.hint)
+        case let error as ETLInputError: return ("\(error.source): \(error.summary)", error.hint)
+        case let error as PostgresError:
+            return (error.diagnostic.oneLine,
+                    error.sqlState == "42501"
+                        ? "The role lacks a privilege the load needs; apply roles/platform.yaml (`nfldb roles apply`) so nfl_etl has it."
+                        : "Nothing was changed (the run's transaction rolled back). Fix the cause above and run the load again.")
+        case let error as any NFLDBError: return (error.diagnostic.summary, error.diagnostic.hint ?? "Nothing was changed; run the load again.")
+        default: return (String(describing: error), "Nothing was changed; run the load again.")
+        }
+    }
+
+    /// Runs left `running` by a process that died (no session holds the lock now, we do): failed.
+    private func markAbandonedRuns() throws {
+        let n = try connection.execute("""
+            UPDATE nfl.etl_runs SET status = 'failed', finished_at = greatest(clock_timestamp(), started_at),
+                error = 'abandoned: the loading process ended without finishing the run (killed or crashed); its transaction was rolled back'
+            WHERE target_table = \(Self.target) AND status = 'running'
+            """)
+        if n > 0 { logger.warning("marked abandoned etl runs as failed", metadata: ["etl.abandoned": .stringConvertible(n)]) }
+    }
+
+    private func fill(_ result: inout LoadResult, from pipeline: ValidationPipeline) {
+        result.checksum = pipeline.checksum.isEmpty ? nil : pipeline.checksum
+        result.bytes = pipeline.bytesRead
+        result.rowsRead = pipeline.metrics.rowCount
+        result.rejected = pipeline.metrics.rejectedRows
+        result.invalidRatio = result.rowsRead == 0 ? 0 : Double(result.rejected) / Double(result.rowsRead)
+        result.metrics = pipeline.metrics
+        result.failures = Array(pipeline.failures.prefix(50))
+        result.failureCount = pipeline.validator.failureCount
+    }
+
+    private func runInTransaction(_ source: any ByteSource, pipeline: ValidationPipeline, options: LoadOptions, result: inout LoadResult) throws {
+        try connection.execute("SELECT set_config('lock_timeout', \(String(Int(options.lockTimeout.inMilliseconds)) + "ms"), true)")
+        if let id = options.correlationID {
+            try connection.execute("SELECT set_config('nfldb.correlation_id', \(id), true)")
+        }
+        try connection.execute("""
+            CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
+            SELECT \(unsafeRaw: Self.columnList), 0::bigint AS etl_row, 0::bigint AS etl_line FROM nfl.games WITH NO DATA
+            """)
+        try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
+            try pipeline.run(source, appendRowNumber: true) { line in try writer.write(line) }
+        }
+        // Every member of a duplicated key is rejected: the first occurrences were staged before
+        // the duplicate arrived, so take them out again.
+        let duplicated = Array(pipeline.validator.duplicatedKeys.keys)
+        if !duplicated.isEmpty {
+            let rows = try connection.query("""
+                DELETE FROM pg_temp.etl_stage_games s WHERE s.game_id = ANY(\(Self.arrayLiteral(duplicated))::text[])
+                RETURNING s.etl_row, s.etl_line, s.game_id, concat_ws(',', \(unsafeRaw: Self.columnList)) AS raw
+                """).rows
+            try pipeline.rejectFirstOccurrences(rows.map { (try $0.decode("etl_row", as: Int.self), try $0.decode("etl_line", as: Int.self), $0["game_id"] ?? "", $0["raw"] ?? "") })
+        }
+        fill(&result, from: pipeline)
+        if result.rejected > 0 {
+            if options.policy == .fail {
+                throw PolicyViolation(
+                    description: "\(result.rejected) of \(result.rowsRead) rows failed the nfl.games contract and --on-invalid is fail",
+                    hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure, fix the source, or use --on-invalid reject-rows.")
+            }
+            if result.invalidRatio > options.maxInvalidRatio {
+                throw PolicyViolation(
+                    description: String(format: "%d of %d rows (%.2f %%) failed the nfl.games contract, above --max-invalid-ratio %.4g", result.rejected, result.rowsRead, result.invalidRatio * 100, options.maxInvalidRatio),
+                    hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure; fix the source or raise --max-invalid-ratio if these rows may be skipped.")
+            }
+        }
+        try connection.execute("ANALYZE pg_temp.etl_stage_games")
+        try merge(&result)
+    }
+
+    static func arrayLiteral(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+    }
+
+    /// Teams and stadiums first (games reference them), then games, then weather and odds (they
+    /// reference games). Every step anti-joins identical rows away before it writes.
+    private func merge(_ result: inout LoadResult) throws {
+        // Teams: new abbreviations only (the schedule carries no team names).
+        let newTeams = try connection.query("""
+            INSERT INTO nfl.teams (team_abbr)
+            SELECT DISTINCT t.abbr FROM pg_temp.etl_stage_games s
+            CROSS JOIN LATERAL (VALUES (s.away_team), (s.home_team)) AS t(abbr)
+            WHERE NOT EXISTS (SELECT 1 FROM nfl.teams x WHERE x.team_abbr = t.abbr)
+            ORDER BY 1
+            ON CONFLICT (team_abbr) DO NOTHING
+            RETURNING team_abbr
+            """).rows.compactMap { $0["team_abbr"] }
+        let teamCount = try connection.query("""
+            SELECT count(DISTINCT t.abbr) FROM pg_temp.etl_stage_games s CROSS JOIN LATERAL (VALUES (s.away_team), (s.home_team)) AS t(abbr)
+            """).scalar(Int.self)
+        result.newTeams = newTeams
+        result.tables["nfl.teams"] = TableCounts(inserted: newTeams.count, unchanged: teamCount - newTeams.count)
+
+        // Stadiums: the name of the newest game in this input, unless the table already holds a
+        // newer game at that stadium (loading an old season must not rename a stadium back).
+        let stadiums = try connection.query("""
+            WITH latest AS (
+                SELECT DISTINCT ON (stadium_id) stadium_id, stadium AS name, gameday
+                FROM pg_temp.etl_stage_games ORDER BY stadium_id, gameday DESC, game_id DESC
+            ), changed AS (
+                SELECT l.stadium_id, l.name FROM latest l LEFT JOIN nfl.stadiums x ON x.stadium_id = l.stadium_id
+                WHERE x.stadium_id IS NULL
+                   OR (x.name IS DISTINCT FROM l.name
+                       AND NOT EXISTS (SELECT 1 FROM nfl.games g WHERE g.stadium_id = l.stadium_id AND g.gameday > l.gameday))
+            ), up AS (
+                INSERT INTO nfl.stadiums AS t (stadium_id, name) SELECT stadium_id, name FROM changed
+                ON CONFLICT (stadium_id) DO UPDATE SET name = excluded.name WHERE t.name IS DISTINCT FROM excluded.name
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT (SELECT count(*) FROM latest) AS total,
+                   count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM up
+            """).singleRow()
+        result.tables["nfl.stadiums"] = try Self.counts(stadiums)
+
+        // Games.
+        let cols = GamesContract.contract.columns.map(\.name).filter { $0 != "game_id" }
+        let target = cols.map { "t." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        let staged = cols.map { "s." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        let excluded = cols.map { "excluded." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        let set = cols.map { PostgresIdentifier.quote($0) + " = excluded." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        let games = try connection.query("""
+            WITH up AS (
+                INSERT INTO nfl.games AS t (\(unsafeRaw: Self.columnList))
+                SELECT \(unsafeRaw: GamesContract.contract.columns.map { "s." + PostgresIdentifier.quote($0.name) }.joined(separator: ", "))
+                FROM pg_temp.etl_stage_games s LEFT JOIN nfl.games t ON t.game_id = s.game_id
+                WHERE t.game_id IS NULL OR (\(unsafeRaw: target)) IS DISTINCT FROM (\(unsafeRaw: staged))
+                ON CONFLICT (game_id) DO UPDATE SET \(unsafeRaw: set)
+                WHERE (\(unsafeRaw: target)) IS DISTINCT FROM (\(unsafeRaw: excluded))
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games) AS total,
+                   count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM up
+            """).singleRow()
+        let gameCounts = try Self.counts(games)
+        result.tables["nfl.games"] = gameCounts
+        result.inserted = gameCounts.inserted
+        result.updated = gameCounts.updated
+        result.unchanged = gameCounts.unchanged
+
+        // Weather: the schedule's kickoff temperature (°F) and wind (mph), stored in the table's
+        // explicit units (temp_f, wind_mph); games without either have no weather row.
+        let weather = try connection.query("""
+            WITH src AS (
+                SELECT game_id, temp::numeric(4,1) AS temp_f, wind::numeric(4,1) AS wind_mph
+                FROM pg_temp.etl_stage_games WHERE temp IS NOT NULL OR wind IS NOT NULL
+            ), up AS (
+                INSERT INTO nfl.weather AS t (game_id, source, temp_f, wind_mph)
+                SELECT s.game_id, \(Self.oddsSource), s.temp_f, s.wind_mph FROM src s LEFT JOIN nfl.weather w ON w.game_id = s.game_id
+                WHERE w.game_id IS NULL OR (w.source, w.temp_f, w.wind_mph) IS DISTINCT FROM (\(Self.oddsSource), s.temp_f, s.wind_mph)
+                ON CONFLICT (game_id) DO UPDATE SET source = excluded.source, temp_f = excluded.temp_f, wind_mph = excluded.wind_mph, loaded_at = now()
+                WHERE (t.source, t.temp_f, t.wind_mph) IS DISTINCT FROM (excluded.source, excluded.temp_f, excluded.wind_mph)
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT (SELECT count(*) FROM src) AS total,
+                   count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM up
+            """).singleRow()
+        result.tables["nfl.weather"] = try Self.counts(weather)
+
+        // Odds: a history. A new snapshot only when the game's lines differ from its latest one.
+        let odds = try connection.query("""
+            WITH src AS (
+                SELECT game_id, spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds
+                FROM pg_temp.etl_stage_games
+                WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0
+            ), ins AS (
+                INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
+                                              away_spread_odds, home_spread_odds, under_odds, over_odds)
+                SELECT s.game_id, \(Self.oddsSource), now(), s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline,
+                       s.away_spread_odds, s.home_spread_odds, s.under_odds, s.over_odds
+                FROM src s
+                LEFT JOIN LATERAL (
+                    SELECT o.* FROM nfl.odds_history o WHERE o.game_id = s.game_id AND o.source = \(Self.oddsSource)
+                    ORDER BY o.observed_at DESC LIMIT 1) last ON true
+                WHERE last.game_id IS NULL
+                   OR (last.spread_line, last.total_line, last.away_moneyline, last.home_moneyline, last.away_spread_odds,
+                       last.home_spread_odds, last.under_odds, last.over_odds)
+                      IS DISTINCT FROM (s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline, s.away_spread_odds,
+                       s.home_spread_odds, s.under_odds, s.over_odds)
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM src) AS total, count(*) AS inserted, 0 AS updated FROM ins
+            """).singleRow()
+        result.tables["nfl.odds_history"] = try Self.counts(odds)
+    }
+
+    static func counts(_ row: PostgresRow) throws -> TableCounts {
+        let total = try row.decode("total", as: Int.self)
+        let inserted = try row.decode("inserted", as: Int.self)
+        let updated = try row.decode("updated", as: Int.self)
+        return TableCounts(inserted: inserted, updated: updated, unchanged: total - inserted - updated)
+    }
+
+    /// Inside the data transaction: rejects, quality findings, source state, and the run row.
+    private func finishRun(_ result: inout LoadResult, pipeline: ValidationPipeline, source: any ByteSource) throws {
+        guard let runID = result.runID else { return }
+        try storeRejects(runID: runID, pipeline: pipeline)
+        try storeQuality(runID: runID, pipeline: pipeline, result: result)
+        let validators = source.validators
+        if validators.etag != nil || validators.lastModified != nil || source is any HTTPSourceMarker {
+            try connection.execute("""
+                INSERT INTO nfl.etl_source_state AS t (source, etag, last_modified, checksum)
+                VALUES (\(source.name), \(validators.etag), \(validators.lastModified), \(result.checksum))
+                ON CONFLICT (source) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+                    checksum = excluded.checksum, updated_at = now()
+                WHERE (t.etag, t.last_modified, t.checksum) IS DISTINCT FROM (excluded.etag, excluded.last_modified, excluded.checksum)
+                """)
+        }
+        try connection.execute("""
+            UPDATE nfl.etl_runs SET status = 'succeeded', finished_at = greatest(clock_timestamp(), started_at),
+                rows_read = \(result.rowsRead), rows_inserted = \(result.inserted), rows_updated = \(result.updated),
+                rows_unchanged = \(result.unchanged), rows_rejected = \(result.rejected),
+                input_checksum = \(result.checksum), input_bytes = \(result.bytes)
+            WHERE id = \(runID)
+            """)
+    }
+
+    private func storeRejects(runID: Int64, pipeline: ValidationPipeline) throws {
+        guard !pipeline.rejects.isEmpty else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try connection.copyIn("COPY nfl.etl_rejects (etl_run_id, target, row_number, row_key, reasons, raw_line) FROM STDIN") { writer in
+            for reject in pipeline.rejects {
+                let reasons = reject.failures.map { ["column": $0.column, "check": $0.check, "value": $0.value, "severity": $0.severity.rawValue, "line": String($0.line)] }
+                let json = String(decoding: try encoder.encode(reasons), as: UTF8.self)
+                try writer.writeTextRow([String(runID), Self.target, String(reject.row), reject.key, json, reject.raw])
+            }
+        }
+    }
+
+    /// Findings in `nfl.data_quality_reports`: metrics (info), every check's violation count
+    /// (error/warning), new teams (referential), and the first 1000 individual failures.
+    private func storeQuality(runID: Int64, pipeline: ValidationPipeline, result: LoadResult) throws {
+        let m = pipeline.metrics
+        var rows: [[String?]] = []
+        func add(_ check: String, _ severity: String, _ column: String?, _ rowRef: String?, _ value: String?, _ count: Int?, _ message: String) {
+            rows.append([String(runID), check, severity, Self.target, column, rowRef, value, count.map(String.init), message])
+        }
+        add("row_count", "info", nil, nil, nil, m.rowCount, "\(m.rowCount) data rows read, \(m.validRows) valid, \(m.rejectedRows) rejected, \(m.warningRows) with warnings")
+        for (column, count) in m.nullCounts.sorted(by: { $0.key < $1.key }) where count > 0 {
+            add("null_count", "info", column, nil, nil, count, "\(count) of \(m.rowCount) rows have no \(column)")
+        }
+        add("duplicate_count", m.duplicateKeys > 0 ? "error" : "info", "game_id", nil, nil, m.duplicateRows, "\(m.duplicateKeys) game_id values occur more than once (\(m.duplicateRows) rows)")
+        for (key, count) in m.violations.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false)
+            let column = parts[0].isEmpty ? nil : String(parts[0])
+            let check = String(parts[1])
+            let severity = pipeline.failures.first { $0.check == check && $0.column == column }?.severity.rawValue ?? "error"
+            add(check, severity, column, nil, nil, count, "\(count) rows fail \(check)\(column.map { " on \($0)" } ?? "")")
+        }
+        for column in m.extraColumns {
+            add("column_not_in_contract", "warning", column, nil, nil, nil, "column \(column) is not in the nfl.games contract; ignored")
+        }
+        if !result.newTeams.isEmpty {
+            add("new_reference_rows", "info", "team_abbr", nil, result.newTeams.joined(separator: ","), result.newTeams.count,
+                "team abbreviations not yet in nfl.teams were added: \(result.newTeams.joined(separator: ", "))")
+        }
+        for (table, counts) in result.tables.sorted(by: { $0.key < $1.key }) {
+            add("load_counts", "info", nil, nil, "inserted=\(counts.inserted) updated=\(counts.updated) unchanged=\(counts.unchanged)",
+                counts.inserted + counts.updated, "\(table): \(counts.inserted) inserted, \(counts.updated) updated, \(counts.unchanged) unchanged")
+        }
+        for failure in pipeline.failures.prefix(1000) {
+            add(failure.check, failure.severity.rawValue, failure.column, failure.key, failure.value, 1,
+                "row \(failure.row) (line \(failure.line)) fails \(failure.check)")
+        }
+        try connection.copyIn("""
+            COPY nfl.data_quality_reports (etl_run_id, check_name, severity, table_name, column_name, row_ref, failure_value, failure_count, message) FROM STDIN
+            """) { writer in
+            for row in rows { try writer.writeTextRow(row) }
+        }
+    }
+}
+
+/// Marks sources whose validators are remembered even when the server sent none.
+public protocol HTTPSourceMarker {}

@@ -1,0 +1,273 @@
+import Foundation
+import Logging
+import NFLDBCore
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A token bucket shared by every request of one run: `rate` tokens per second, at most `burst`.
+public final class TokenBucket: @unchecked Sendable {
+    private let rate: Double
+    private let burst: Double
+    private var tokens: Double
+    private var last = ContinuousClock.now
+    private let lock = NSLock()
+
+    public init(rate: Double, burst: Int) {
+        self.rate = max(rate, 0.001)
+        self.burst = Double(max(burst, 1))
+        self.tokens = self.burst
+    }
+
+    /// Takes one token, sleeping until one is available; false if that would pass `deadline`.
+    public func take(before deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            lock.lock()
+            let now = ContinuousClock.now
+            tokens = min(burst, tokens + (now - last).inSeconds * rate)
+            last = now
+            if tokens >= 1 {
+                tokens -= 1
+                lock.unlock()
+                return true
+            }
+            let wait = Duration.seconds((1 - tokens) / rate)
+            lock.unlock()
+            if now + wait > deadline { return false }
+            Thread.sleep(forTimeInterval: wait.inSeconds)
+        }
+    }
+}
+
+/// Why the HTTP source gave up.
+public struct HTTPSourceError: NFLDBError, Sendable {
+    public let url: String
+    public let summary: String
+    public let attempts: Int
+    public let hint: String
+    public var diagnostic: Diagnostic {
+        Diagnostic("\(url): \(summary)", detail: "\(attempts) attempt\(attempts == 1 ? "" : "s")", hint: hint)
+    }
+}
+
+/// An HTTP(S) source: retries with exponential backoff and full jitter on connection errors,
+/// timeouts, 429 and 5xx (honouring `Retry-After`), a token bucket per run, a total deadline, and
+/// conditional requests (`If-None-Match` / `If-Modified-Since`). The body is handed to the parser
+/// chunk by chunk as it arrives.
+public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable {
+    public let name: String
+    public private(set) var validators = HTTPValidators()
+    /// The server answered 304 Not Modified: nothing to read.
+    public private(set) var notModified = false
+    public private(set) var attempts = 0
+    public private(set) var status = 0
+
+    private let url: URL
+    private let settings: HTTPSettings
+    private let logger: Logger
+    private let correlationID: String?
+    private let bucket: TokenBucket
+    private let deadline: ContinuousClock.Instant
+    private var stream: StreamDelegate?
+    private var session: URLSession?
+
+    /// Connects (with retries) until the server answers 200 (the body then streams through
+    /// ``read()``) or 304 (``notModified``), or throws ``HTTPSourceError``.
+    public init(url: URL, settings: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws {
+        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)
+        components?.user = nil
+        components?.password = nil
+        self.name = components?.string ?? url.absoluteString
+        self.url = url
+        self.settings = settings
+        self.logger = logger
+        self.correlationID = correlationID
+        self.bucket = TokenBucket(rate: settings.rate, burst: settings.burst)
+        self.deadline = ContinuousClock.now + settings.deadline
+        try connect(conditional: conditional)
+    }
+
+    deinit {
+        session?.invalidateAndCancel()
+    }
+
+    private func fail(_ summary: String, hint: String) -> HTTPSourceError {
+        HTTPSourceError(url: name, summary: summary, attempts: attempts, hint: hint)
+    }
+
+    private func log(_ message: Logger.Message, _ extra: Logger.Metadata) {
+        var metadata: Logger.Metadata = ["http.url": .string(name), "http.attempt": .stringConvertible(attempts)]
+        if let correlationID { metadata["correlation_id"] = .string(correlationID) }
+        logger.info(message, metadata: metadata.merging(extra) { $1 })
+    }
+
+    private func connect(conditional: HTTPValidators?) throws {
+        var lastProblem = "no attempt made"
+        while attempts < settings.maxAttempts {
+            guard bucket.take(before: deadline) else {
+                throw fail("deadline of \(settings.deadline) reached waiting for the rate limit (last: \(lastProblem))",
+                           hint: "Raise etl.http.deadline or etl.http.rate, or try again later.")
+            }
+            attempts += 1
+            var request = URLRequest(url: url)
+            request.httpMethod = "GET"
+            request.setValue("nfldb-etl", forHTTPHeaderField: "User-Agent")
+            if let correlationID { request.setValue(correlationID, forHTTPHeaderField: "X-Correlation-ID") }
+            if let etag = conditional?.etag { request.setValue(etag, forHTTPHeaderField: "If-None-Match") }
+            if let modified = conditional?.lastModified { request.setValue(modified, forHTTPHeaderField: "If-Modified-Since") }
+            let remaining = deadline - ContinuousClock.now
+            let timeout = min(settings.timeout, remaining)
+            request.timeoutInterval = max(timeout.inSeconds, 0.05)
+            let configuration = URLSessionConfiguration.ephemeral
+            configuration.timeoutIntervalForRequest = max(timeout.inSeconds, 0.05)
+            configuration.timeoutIntervalForResource = max(remaining.inSeconds, 0.05)
+            configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+            let delegate = StreamDelegate()
+            let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
+            let started = ContinuousClock.now
+            session.dataTask(with: request).resume()
+            let outcome = delegate.waitForResponse(until: min(deadline, started + timeout + .milliseconds(200)))
+            let ms = (ContinuousClock.now - started).inMilliseconds
+            var retryAfter: Duration?
+            switch outcome {
+            case .response(let response):
+                status = response.statusCode
+                log("http attempt", ["http.status": .stringConvertible(status), "duration_ms": .stringConvertible(ms.rounded())])
+                switch status {
+                case 200:
+                    validators = HTTPValidators(etag: response.value(forHTTPHeaderField: "ETag"),
+                                                lastModified: response.value(forHTTPHeaderField: "Last-Modified"))
+                    self.stream = delegate
+                    self.session = session
+                    return
+                case 304:
+                    notModified = true
+                    validators = conditional ?? HTTPValidators()
+                    session.invalidateAndCancel()
+                    return
+                case 429, 500...599:
+                    lastProblem = "HTTP \(status)"
+                    retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap(Self.parseRetryAfter)
+                    session.invalidateAndCancel()
+                default:
+                    session.invalidateAndCancel()
+                    throw fail("HTTP \(status) (not retried: a client error will not go away by itself)",
+                               hint: "Check the URL (etl.games.source / --source) and whether the server needs credentials.")
+                }
+            case .failed(let error):
+                lastProblem = "connection error: \(error.localizedDescription)"
+                log("http attempt failed", ["error": .string(error.localizedDescription), "duration_ms": .stringConvertible(ms.rounded())])
+                session.invalidateAndCancel()
+            case .timedOut:
+                lastProblem = "no response within \(timeout)"
+                log("http attempt timed out", ["duration_ms": .stringConvertible(ms.rounded())])
+                session.invalidateAndCancel()
+            }
+            guard attempts < settings.maxAttempts else { break }
+            // Full jitter: uniform in [0, min(cap, base·2^(n-1))]; Retry-After is a floor.
+            let exponential = min(settings.backoffCap.inSeconds, settings.backoffBase.inSeconds * pow(2, Double(attempts - 1)))
+            var delay = Duration.seconds(Double.random(in: 0...exponential))
+            if let retryAfter { delay = max(delay, retryAfter) }
+            if ContinuousClock.now + delay >= deadline {
+                throw fail("deadline of \(settings.deadline) reached after \(attempts) attempts (last: \(lastProblem); next retry in \(delay))",
+                           hint: "The server did not recover in time; nothing was loaded. Try again later or raise etl.http.deadline.")
+            }
+            log("http retry scheduled", ["http.retry_in_ms": .stringConvertible(delay.inMilliseconds.rounded()), "http.problem": .string(lastProblem)])
+            Thread.sleep(forTimeInterval: delay.inSeconds)
+        }
+        throw fail("gave up after \(attempts) attempts (last: \(lastProblem))",
+                   hint: "Nothing was loaded. Try again later, or raise etl.http.max_attempts.")
+    }
+
+    /// Seconds, or an HTTP date.
+    static func parseRetryAfter(_ text: String) -> Duration? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if let seconds = Double(trimmed) { return .seconds(max(0, seconds)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: trimmed) else { return nil }
+        return .seconds(max(0, date.timeIntervalSinceNow))
+    }
+
+    public func read() throws -> Data? {
+        guard let stream else { return nil }
+        switch stream.next(until: deadline) {
+        case .data(let data): return data
+        case .end: return nil
+        case .failed(let error):
+            throw fail("the download broke off after \(stream.received) bytes: \(error.localizedDescription)",
+                       hint: "Nothing was loaded (the run's transaction rolled back). Run the load again.")
+        case .timedOut:
+            throw fail("deadline of \(settings.deadline) reached while downloading (\(stream.received) bytes so far)",
+                       hint: "Nothing was loaded. Raise etl.http.deadline for slow links.")
+        }
+    }
+}
+
+/// Collects URLSession callbacks for the reading thread.
+final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+    enum ResponseOutcome { case response(HTTPURLResponse), failed(any Error), timedOut }
+    enum Chunk { case data(Data), end, failed(any Error), timedOut }
+
+    private let condition = NSCondition()
+    private var response: HTTPURLResponse?
+    private var chunks: [Data] = []
+    private var finished = false
+    private var error: (any Error)?
+    private(set) var received = 0
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                    completionHandler: @escaping @Sendable (URLSession.ResponseDisposition) -> Void) {
+        condition.lock()
+        self.response = response as? HTTPURLResponse
+        condition.broadcast()
+        condition.unlock()
+        completionHandler(.allow)
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+        condition.lock()
+        chunks.append(data)
+        received += data.count
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
+        condition.lock()
+        finished = true
+        self.error = error
+        if response == nil, let http = task.response as? HTTPURLResponse { response = http }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func waitForResponse(until deadline: ContinuousClock.Instant) -> ResponseOutcome {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let response { return .response(response) }
+            if finished { return .failed(error ?? URLError(.badServerResponse)) }
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { return .timedOut }
+            _ = condition.wait(until: Date().addingTimeInterval(min(left.inSeconds, 0.25)))
+        }
+    }
+
+    func next(until deadline: ContinuousClock.Instant) -> Chunk {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if !chunks.isEmpty { return .data(chunks.removeFirst()) }
+            if finished {
+                if let error { return .failed(error) }
+                return .end
+            }
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { return .timedOut }
+            _ = condition.wait(until: Date().addingTimeInterval(min(left.inSeconds, 0.25)))
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+@testable import NFLDBETL
+
+func jsonObject(_ text: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+}
+
+@Suite(.serialized) struct CLITests {
+    /// load (JSON), the no-op re-load, runs and report through the binary, as nfl_loader.
+    @Test func loadReloadRunsReport() throws {
+        try ETLWorld.with { world in
+            let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let env = ["NFLDB_CORRELATION_ID": "cli-corr-1"]
+            let first = try CLIRunner.run(["etl", "load", "games", "--source", Slice.path, "--format", "json", "--dsn", world.loaderDSN], environment: env)
+            #expect(first.status == 0, "\(first.standardError)")
+            let one = jsonObject(first.standardOutput)
+            #expect(one["status"] as? String == "succeeded")
+            #expect(one["inserted"] as? Int == 842 && one["updated"] as? Int == 0 && one["unchanged"] as? Int == 0 && one["rejected"] as? Int == 0)
+            let runID = one["run_id"] as? Int ?? -1
+            #expect(try world.scalar("SELECT correlation_id FROM nfl.etl_runs WHERE id = \(runID)", as: String.self) == "cli-corr-1")
+
+            let second = try CLIRunner.run(["etl", "load", "games", "--source", Slice.path, "--format", "json", "--dsn", world.loaderDSN])
+            let two = jsonObject(second.standardOutput)
+            #expect(second.status == 0 && two["inserted"] as? Int == 0 && two["updated"] as? Int == 0 && two["unchanged"] as? Int == 842)
+
+            let runs = try CLIRunner.run(["etl", "runs", "--dsn", world.loaderDSN])
+            #expect(runs.status == 0 && runs.standardOutput.contains("succeeded") && runs.standardOutput.contains(Slice.path))
+            let report = try CLIRunner.run(["etl", "report", String(runID), "--dsn", world.loaderDSN])
+            #expect(report.status == 0, "\(report.standardError)")
+            #expect(report.standardOutput.contains("rows: 842 read, 842 inserted") && report.standardOutput.contains("null_count [temp]"))
+            let missing = try CLIRunner.run(["etl", "report", "999999", "--dsn", world.loaderDSN])
+            #expect(missing.status == 1 && missing.standardError.contains("no ETL run 999999"))
+
+            // A file with one bad row: validate exits 1 and names the row; load --on-invalid fail exits 1, JSON status failed.
+            let bad = dir + "/bad.csv"
+            try Slice.replacing(row: 7, column: "home_score", with: "-3").write(toFile: bad, atomically: true, encoding: .utf8)
+            let validate = try CLIRunner.run(["etl", "validate", "games", "--source", bad])
+            #expect(validate.status == 1 && validate.standardOutput.contains("row 7, line 8"), "\(validate.standardOutput)")
+            let strict = try CLIRunner.run(["etl", "load", "games", "--source", bad, "--on-invalid", "fail", "--format", "json", "--dsn", world.loaderDSN])
+            #expect(strict.status == 1 && jsonObject(strict.standardOutput)["status"] as? String == "failed", "\(strict.standardOutput)")
+            #expect(strict.standardError.contains("--on-invalid is fail"))
+            let lenient = try CLIRunner.run(["etl", "load", "games", "--source", bad, "--dsn", world.loaderDSN])
+            #expect(lenient.status == 0 && lenient.standardOutput.contains("1 rejected"), "\(lenient.standardOutput) \(lenient.standardError)")
+            // Usage errors exit 2.
+            #expect(try CLIRunner.run(["etl", "load", "plays", "--source", bad]).status == 2)
+            #expect(try CLIRunner.run(["etl", "load", "games", "--source", dir + "/nope.csv", "--dsn", world.loaderDSN]).status == 2)
+            #expect(try CLIRunner.run(["etl", "load", "games", "--on-invalid", "ignore"]).status == 2)
+        }
+    }
+
+    /// kill -9 of the nfldb process in the middle of a load: the tables stay as they were, the
+    /// lock and the staging table go with the session, and the next run marks the run abandoned.
+    @Test func killNineMidRunLeavesTablesUnchanged() throws {
+        try ETLWorld.with { world in
+            try world.load(Slice.text)
+            let baseline = try world.counts()
+            let versions = try world.rowVersions()
+            let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let fifo = dir + "/games.csv"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CLIRunner.binary)
+            process.arguments = ["etl", "load", "games", "--source", fifo, "--dsn", world.loaderDSN]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let writer = open(fifo, O_WRONLY)
+            #expect(writer >= 0)
+            // 822 games move to a neutral site: had the run committed, they would all be updated.
+            let changed = Slice.text.replacingOccurrences(of: ",Home,", with: ",Neutral,")
+            let bytes = Array(changed.utf8)
+            let half = bytes.count / 2
+            _ = bytes.withUnsafeBufferPointer { write(writer, $0.baseAddress, half) }
+            // Wait until the load's transaction is open (the COPY into staging is under way).
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            var inTransaction = false
+            for _ in 0..<100 {
+                inTransaction = try admin.query("""
+                    SELECT count(*) > 0 FROM pg_stat_activity WHERE usename = \(world.prefix + "nfl_loader") AND xact_start IS NOT NULL
+                    AND query ILIKE 'COPY%'
+                    """).scalar(Bool.self)
+                if inTransaction { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            #expect(inTransaction)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            close(writer)
+            #expect(process.terminationReason == .uncaughtSignal)
+            // The server notices the dead client and rolls back.
+            var gone = false
+            for _ in 0..<100 {
+                gone = try admin.query("SELECT count(*) = 0 FROM pg_stat_activity WHERE usename = \(world.prefix + "nfl_loader")").scalar(Bool.self)
+                if gone { break }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            #expect(gone)
+            #expect(try world.counts() == baseline)
+            #expect(try world.rowVersions() == versions)
+            #expect(try admin.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM pg_class WHERE relname = 'etl_stage_games'").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'").scalar(Int.self) == 1)
+            // The next run marks the dead one abandoned and loads normally.
+            let next = try world.load(Slice.text)
+            #expect(next.status == "succeeded" && next.unchanged == 842)
+            #expect(try admin.query("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed' AND error LIKE 'abandoned:%'").scalar(Int.self) == 1)
+        }
+    }
+}

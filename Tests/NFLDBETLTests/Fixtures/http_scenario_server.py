@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Scripted HTTP server for the ETL source tests (127.0.0.1 only).
+
+usage: http_scenario_server.py SCENARIO_JSON LOG_FILE
+SCENARIO_JSON: {"responses": [{"status": 503}, {"status": 429, "headers": {"Retry-After": "1"}},
+                {"status": 200, "file": "/path.csv", "headers": {"ETag": "\"v1\""}}],
+                "etag": "\"v1\""}
+Responses are served in order; the last one repeats. When "etag" is set and the request's
+If-None-Match equals it, the answer is 304. Each request is appended to LOG_FILE as one JSON line
+(time, path, headers). The chosen port is printed on stdout.
+"""
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+scenario = json.load(open(sys.argv[1]))
+log_path = sys.argv[2]
+state = {"n": 0}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        with open(log_path, "a") as log:
+            log.write(json.dumps({"t": time.time(), "path": self.path, "headers": dict(self.headers)}) + "\n")
+        etag = scenario.get("etag")
+        if etag and self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        responses = scenario["responses"]
+        spec = responses[min(state["n"], len(responses) - 1)]
+        state["n"] += 1
+        body = open(spec["file"], "rb").read() if "file" in spec else b"unavailable\n"
+        self.send_response(spec["status"])
+        for k, v in spec.get("headers", {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "text/csv")
+        self.end_headers()
+        # Send the body in pieces so the client parses it as it arrives.
+        for i in range(0, len(body), 65536):
+            self.wfile.write(body[i:i + 65536])
+            self.wfile.flush()
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()

@@ -1,0 +1,152 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+@testable import NFLDBETL
+
+/// The scripted local HTTP server (Fixtures/http_scenario_server.py) on 127.0.0.1.
+final class ScenarioServer {
+    let process = Process()
+    let port: Int
+    let logPath: String
+    let dir: String
+
+    init(responses: [[String: Any]], etag: String? = nil) throws {
+        dir = try CLIRunner.temporaryDirectory("nfldb-etl-http")
+        logPath = dir + "/requests.log"
+        var scenario: [String: Any] = ["responses": responses]
+        if let etag { scenario["etag"] = etag }
+        let scenarioPath = dir + "/scenario.json"
+        try JSONSerialization.data(withJSONObject: scenario).write(to: URL(fileURLWithPath: scenarioPath))
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/http_scenario_server.py").path
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, scenarioPath, logPath]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while !line.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    var url: String { "http://127.0.0.1:\(port)/games.csv" }
+
+    /// Logged requests: (time, headers).
+    var requests: [(time: Double, headers: [String: String])] {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { jsonObject(String($0)) }.map { entry in
+            let headers = (entry["headers"] as? [String: String] ?? [:]).map { ($0.key.lowercased(), $0.value) }
+            return (entry["t"] as? Double ?? 0, Dictionary(headers, uniquingKeysWith: { a, _ in a }))
+        }
+    }
+
+    deinit {
+        // SIGKILL: the test runner's ignored SIGTERM is inherited by the child.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+@Suite(.serialized) struct HTTPSourceTests {
+    static var fast: HTTPSettings {
+        HTTPSettings(timeout: .seconds(5), deadline: .seconds(20), maxAttempts: 6, backoffBase: .milliseconds(50), backoffCap: .milliseconds(200), rate: 50, burst: 5)
+    }
+
+    func load(_ world: ETLWorld, _ url: String, http: HTTPSettings = HTTPSourceTests.fast) throws -> LoadResult {
+        let connection = try world.login("nfl_loader")
+        defer { connection.close() }
+        return try ETLRunner.loadGames(connection: connection, source: url, options: ETLWorld.options, http: http, logger: TestCluster.logger)
+    }
+
+    /// 503, 503, 429 with Retry-After: 1, then 200: the load succeeds; Retry-After is honoured;
+    /// every attempt carries the correlation id; a second run gets 304 and is skipped.
+    @Test func retriesThenLoadsThenSkipsOn304() throws {
+        let server = try ScenarioServer(responses: [
+            ["status": 503], ["status": 503], ["status": 429, "headers": ["Retry-After": "1"]],
+            ["status": 200, "file": Slice.path, "headers": ["ETag": "\"v1\"", "Last-Modified": "Mon, 01 Sep 2025 00:00:00 GMT"]],
+        ], etag: "\"v1\"")
+        try ETLWorld.with { world in
+            let result = try load(world, server.url)
+            #expect(result.status == "succeeded" && result.inserted == 842)
+            let requests = server.requests
+            #expect(requests.count == 4)
+            if requests.count == 4 {
+                #expect(requests[3].time - requests[2].time >= 0.95, "Retry-After: 1 not honoured: \(requests[3].time - requests[2].time)")
+                #expect(requests.allSatisfy { $0.headers["x-correlation-id"] == "test-corr" })
+                #expect(requests.allSatisfy { $0.headers["if-none-match"] == nil })
+            }
+            #expect(try world.scalar("SELECT etag FROM nfl.etl_source_state WHERE source = \(server.url)", as: String.self) == "\"v1\"")
+
+            let skipped = try load(world, server.url)
+            #expect(skipped.status == "skipped" && skipped.runID != nil)
+            #expect(server.requests.last?.headers["if-none-match"] == "\"v1\"")
+            #expect(server.requests.last?.headers["if-modified-since"] == "Mon, 01 Sep 2025 00:00:00 GMT")
+            #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(skipped.runID!)", as: String.self) == "succeeded")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.data_quality_reports WHERE etl_run_id = \(skipped.runID!) AND check_name = 'not_modified'", as: Int.self) == 1)
+            #expect(try world.counts()["games"] == 842)
+        }
+    }
+
+    /// A server that never recovers: the run stops at the deadline, records the failure, loads nothing.
+    @Test func stopsAtTheDeadline() throws {
+        let server = try ScenarioServer(responses: [["status": 503]])
+        try ETLWorld.with { world in
+            var http = HTTPSourceTests.fast
+            http.deadline = .seconds(2)
+            http.maxAttempts = 100
+            http.backoffBase = .milliseconds(200)
+            http.backoffCap = .milliseconds(400)
+            let started = ContinuousClock.now
+            do {
+                _ = try load(world, server.url, http: http)
+                Issue.record("the load succeeded against a server that never recovers")
+            } catch let failed as LoadFailed {
+                #expect(failed.cause.contains("deadline of 2.0 seconds reached"), "\(failed.cause)")
+                #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed < .seconds(4), "\(elapsed)")
+            #expect(server.requests.count >= 3)
+            #expect(try world.counts()["games"] == 0)
+        }
+    }
+
+    /// A 404 is not retried.
+    @Test func clientErrorsAreNotRetried() throws {
+        let server = try ScenarioServer(responses: [["status": 404]])
+        let source = try? HTTPSource(url: URL(string: server.url)!, settings: HTTPSourceTests.fast, conditional: nil, correlationID: nil, logger: TestCluster.logger)
+        #expect(source == nil)
+        #expect(server.requests.count == 1)
+    }
+
+    /// The token bucket spaces the attempts of one run: rate 4/s, burst 1.
+    @Test func rateLimitSpacesAttempts() throws {
+        let server = try ScenarioServer(responses: [["status": 500], ["status": 500], ["status": 500], ["status": 200, "file": Slice.path]])
+        var http = HTTPSourceTests.fast
+        http.rate = 4
+        http.burst = 1
+        http.backoffBase = .milliseconds(1)
+        http.backoffCap = .milliseconds(1)
+        let source = try HTTPSource(url: URL(string: server.url)!, settings: http, conditional: nil, correlationID: nil, logger: TestCluster.logger)
+        var bytes = 0
+        while let chunk = try source.read() { bytes += chunk.count }
+        #expect(bytes == (try Data(contentsOf: URL(fileURLWithPath: Slice.path))).count)
+        let times = server.requests.map(\.time)
+        #expect(times.count == 4)
+        for i in 1..<times.count { #expect(times[i] - times[i - 1] >= 0.2, "attempt \(i + 1) came \(times[i] - times[i - 1]) s after the previous one") }
+    }
+
+    @Test func retryAfterParsing() {
+        #expect(HTTPSource.parseRetryAfter("3") == .seconds(3))
+        #expect(HTTPSource.parseRetryAfter("soon") == nil)
+        let date = HTTPSource.parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT")
+        #expect(date == .zero)
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+@testable import NFLDBETL
+
+@Suite(.serialized) struct LoadTests {
+    /// The shared slice, as nfl_loader: exact counts per table; a second identical load changes
+    /// nothing (no new row versions); changing one score updates exactly one row.
+    @Test func sliceLoadsIdempotentlyAsNflEtl() throws {
+        try ETLWorld.with { world in
+            #expect(SliceFacts.rows.count == 842)
+            let first = try world.load(Slice.text)
+            #expect(first.status == "succeeded")
+            #expect(first.inserted == 842 && first.updated == 0 && first.unchanged == 0 && first.rejected == 0)
+            #expect(first.tables["nfl.teams"] == TableCounts(inserted: SliceFacts.teams))
+            #expect(first.tables["nfl.stadiums"] == TableCounts(inserted: SliceFacts.stadiums))
+            #expect(first.tables["nfl.weather"] == TableCounts(inserted: SliceFacts.weather))
+            #expect(first.tables["nfl.odds_history"] == TableCounts(inserted: SliceFacts.odds))
+            #expect(SliceFacts.teams == 32 && SliceFacts.stadiums == 35 && SliceFacts.weather == 475 && SliceFacts.odds == 794)
+            let counts = try world.counts()
+            #expect(counts == ["games": 842, "teams": 32, "stadiums": 35, "weather": 475, "odds_history": 794, "etl_rejects": 0])
+            // The run row: succeeded, counts, checksum, correlation id.
+            let run = try world.scalar("""
+                SELECT concat_ws('|', status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_rejected, correlation_id,
+                                 length(input_checksum), target_table) FROM nfl.etl_runs WHERE id = \(first.runID!)
+                """, as: String.self)
+            #expect(run == "succeeded|842|842|0|0|0|test-corr|64|nfl.games")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.data_quality_reports WHERE etl_run_id = \(first.runID!) AND check_name = 'null_count'", as: Int.self) > 0)
+            // Spot-check the mapping: units and booleans.
+            #expect(try world.scalar("""
+                SELECT count(*) FROM nfl.weather w JOIN nfl.games g USING (game_id)
+                WHERE w.source = 'nflverse' AND w.temp_f IS NOT DISTINCT FROM g.temp AND w.wind_mph IS NOT DISTINCT FROM g.wind
+                """, as: Int.self) == SliceFacts.weather)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games WHERE overtime AND div_game", as: Int.self) > 0)
+
+            let before = try world.rowVersions()
+            let second = try world.load(Slice.text)
+            #expect(second.inserted == 0 && second.updated == 0 && second.unchanged == 842 && second.rejected == 0)
+            #expect(second.tables["nfl.odds_history"]?.inserted == 0)
+            #expect(second.tables["nfl.weather"] == TableCounts(unchanged: SliceFacts.weather))
+            let after = try world.rowVersions()
+            #expect(before == after, "row versions changed on a no-op re-load: \(before) → \(after)")
+            #expect(try world.counts() == counts)
+
+            // One score changes: exactly one games row is updated, nothing else.
+            let changed = Slice.text.replacingOccurrences(
+                of: "2023_01_DET_KC,2023,REG,1,2023-09-07,Thursday,20:20,DET,21,KC,20,Home,-1,41,",
+                with: "2023_01_DET_KC,2023,REG,1,2023-09-07,Thursday,20:20,DET,21,KC,24,Home,3,45,")
+            #expect(changed != Slice.text)
+            let third = try world.load(changed)
+            #expect(third.inserted == 0 && third.updated == 1 && third.unchanged == 841)
+            #expect(third.tables["nfl.odds_history"]?.inserted == 0 && third.tables["nfl.weather"]?.updated == 0)
+            let afterChange = try world.rowVersions()
+            #expect(afterChange["games"]![1] == after["games"]![1] + 1, "\(after) → \(afterChange)")
+            #expect(afterChange["weather"] == after["weather"] && afterChange["odds_history"] == after["odds_history"])
+            #expect(try world.scalar("SELECT home_score FROM nfl.games WHERE game_id = '2023_01_DET_KC'", as: Int.self) == 24)
+
+            // Changed lines add one odds snapshot (a history), never update the old one.
+            let moved = Slice.text.replacingOccurrences(of: ",164,-198,4,-110,-110,53,", with: ",170,-205,4.5,-110,-110,53,")
+            let fourth = try world.load(moved)
+            #expect(fourth.tables["nfl.odds_history"]?.inserted == 1)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.odds_history WHERE game_id = '2023_01_DET_KC'", as: Int.self) == 2)
+        }
+    }
+
+    /// Malformed inputs: each gives a clear error and changes nothing (file-level problems, policy
+    /// fail, ratio exceeded) or loads only the valid rows (reject-rows under the ratio).
+    @Test func malformedInputs() throws {
+        try ETLWorld.with { world in
+            try world.load(Slice.text)
+            let baseline = try world.counts()
+            let versions = try world.rowVersions()
+
+            // Truncated file (cut inside a row).
+            let truncated = try world.failingLoad(String(Slice.text.prefix(Slice.text.count / 2)) )
+            #expect(truncated.cause.contains("truncated"), "\(truncated.cause)")
+            // Unbalanced quote: the quoted field runs to the end of the input.
+            let goff = Slice.text.range(of: "Jared Goff")!
+            let badQuote = try world.failingLoad(Slice.text.replacingCharacters(in: goff, with: "\"Jared Goff"))
+            #expect(badQuote.cause.contains("ends inside a quoted field that starts on this line"), "\(badQuote.cause)")
+            #expect(badQuote.cause.contains("line 2:"), "\(badQuote.cause)")
+            // Missing column.
+            let missing = try world.failingLoad(Slice.text.replacingOccurrences(of: ",referee,", with: ",umpire,"))
+            #expect(missing.cause.contains("required column referee missing"), "\(missing.cause)")
+            #expect(missing.result.metrics.extraColumns == [])
+            // Policy fail: one wrong type loads nothing.
+            var strict = ETLWorld.options
+            strict.policy = .fail
+            let wrongType = Slice.replacing(row: 10, column: "away_score", with: "ten")
+            let failed = try world.failingLoad(wrongType, options: strict)
+            #expect(failed.result.rejected == 1 && failed.cause.contains("--on-invalid is fail"))
+            // Above the ratio: 20 out-of-range rows of 842 (2.4 %) load nothing.
+            var many = Slice.lines
+            for i in 1...20 { many[i] = many[i].replacingOccurrences(of: ",Home,", with: ",Away,") }
+            let ratio = try world.failingLoad(many.joined(separator: "\n"))
+            #expect(ratio.result.rejected == 20 && ratio.cause.contains("above --max-invalid-ratio"), "\(ratio.cause)")
+            // Failed runs are recorded with their error; their findings and rejects are kept for the report.
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed' AND error IS NOT NULL", as: Int.self) == 5)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_rejects WHERE etl_run_id = \(ratio.result.runID!)", as: Int.self) == 20)
+            // Nothing changed in the data tables.
+            var countsNow = try world.counts()
+            countsNow["etl_rejects"] = baseline["etl_rejects"]
+            #expect(countsNow == baseline)
+            #expect(try world.rowVersions() == versions)
+
+            // reject-rows under the ratio: a wrong type, an out-of-range value and a duplicated
+            // game_id are refused (both members of the duplicate), the rest is loaded.
+            var mixed = Slice.lines
+            mixed[3] = mixed[3].replacingOccurrences(of: "2023,REG,1,", with: "2023,REG,x,")
+            mixed[4] = mixed[4].replacingOccurrences(of: ",outdoors,", with: ",indoors,")
+            mixed[5] = mixed[5].replacingOccurrences(of: ",Sunday,", with: ",Sun\"day,")
+            let duplicate = mixed[8]
+            mixed.insert(duplicate.replacingOccurrences(of: ",Home,", with: ",Neutral,"), at: 9)
+            let mixedLoad = try world.load(mixed.joined(separator: "\n"))
+            #expect(mixedLoad.status == "succeeded")
+            #expect(mixedLoad.rowsRead == 843 && mixedLoad.rejected == 5, "\(mixedLoad.failures)")
+            #expect(mixedLoad.unchanged == 838 && mixedLoad.inserted == 0 && mixedLoad.updated == 0)
+            let rejects = try world.db.connect()
+            defer { rejects.close() }
+            let rows = try rejects.query("""
+                SELECT row_number, row_key, reasons::text AS reasons, raw_line FROM nfl.etl_rejects WHERE etl_run_id = \(mixedLoad.runID!) ORDER BY row_number
+                """).rows
+            #expect(rows.map { $0["row_number"] } == ["3", "4", "5", "8", "9"])
+            #expect(rows[2]["reasons"]?.contains("csv_syntax") == true)
+            #expect(rows[0]["reasons"]?.contains("dtype('smallint')") == true)
+            #expect(rows[1]["reasons"]?.contains("isin([outdoors, dome, closed, open])") == true)
+            #expect(rows[4]["raw_line"] == mixed[9])
+            #expect(rows[3]["reasons"]?.contains("field_uniqueness") == true && rows[3]["row_key"] == rows[4]["row_key"])
+        }
+    }
+
+    @Test func dryRunChangesNothing() throws {
+        try ETLWorld.with { world in
+            var options = ETLWorld.options
+            options.dryRun = true
+            let result = try world.load(Slice.text, options: options)
+            #expect(result.status == "dry-run" && result.inserted == 842 && result.runID == nil)
+            #expect(try world.counts()["games"] == 0)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs", as: Int.self) == 0)
+        }
+    }
+
+    /// A second loader waits on the advisory lock instead of interleaving.
+    @Test func concurrentLoadsAreSerialized() throws {
+        try ETLWorld.with { world in
+            let holder = try world.login("nfl_loader")
+            defer { holder.close() }
+            try holder.advisoryLock(GamesLoader.lockKey, wait: .seconds(1))
+            var options = ETLWorld.options
+            options.lockWait = .milliseconds(600)
+            #expect(throws: AdvisoryLockTimeout.self) { try world.load(Slice.text, options: options) }
+            #expect(try world.counts()["games"] == 0)
+            _ = try holder.advisoryUnlock(GamesLoader.lockKey)
+            #expect(try world.load(Slice.text, options: options).inserted == 842)
+        }
+    }
+}
