@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
+        // AWS Secrets Manager over HTTPS with SigV4 (libcrypto HMAC): the `aws-sm:` secret scheme and rotation.
+        .target(name: "NFLDBAWSSecrets", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
         // Fernet field encryption (libcrypto AES-128-CBC + HMAC-SHA256): `nfldb crypt …`.
@@ -72,7 +74,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBAWSSecrets", argumentParser, logging],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBAWSSecretsTests",
+            dependencies: ["NFLDBAWSSecrets", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
