@@ -79,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBAWSSecretsTests",
-            dependencies: ["NFLDBAWSSecrets", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBAWSSecrets", "NFLDBRoles", "NFLDBFernet", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),

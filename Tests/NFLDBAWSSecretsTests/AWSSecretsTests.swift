@@ -1,6 +1,7 @@
 import Foundation
 import NFLDBAWSSecrets
 import NFLDBCore
+import NFLDBFernet
 import NFLDBPostgres
 import NFLDBRoles
 import NFLDBTestSupport
@@ -95,6 +96,21 @@ struct AWSSecretsMotoTests {
                 || error.description.contains("ResourceNotFoundException"), "\(error.description)")
             #expect(error.description.contains("HINT: Check the secret id 'nfldb/absent'"))
         }
+    }
+
+    /// A Fernet key ring from `--key-ref aws-sm:…,env:…`: the aws-sm key encrypts, both decrypt.
+    @Test func fernetKeyFromSecretsManager() throws {
+        let moto = try MotoServer()
+        let client = try moto.client()
+        let newKey = try FernetKey.generate().encoded
+        let oldKey = try FernetKey.generate().encoded
+        try client.createSecret("nfldb/fernet", secretString: #"{"key":"\#(newKey)"}"#)
+        SecretResolver.shared.register(AWSSecretsProvider())
+        let env = moto.environment(extra: ["OLD_FERNET_KEY": oldKey])
+        let ring = try KeyRing.load("aws-sm:nfldb/fernet#key,env:OLD_FERNET_KEY", environment: env)
+        #expect(ring.keys.map(\.encoded) == [newKey, oldKey])
+        #expect(SecretRedactor.shared.redact(newKey) == SecretRedactor.mask)
+        #expect(throws: KeyReferenceError.self) { try KeyRing.load("aws-sm:nfldb/absent-key", environment: env) }
     }
 
     @Test func wrongKeyIsRefusedWith403() throws {
