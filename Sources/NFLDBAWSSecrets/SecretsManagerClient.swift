@@ -56,7 +56,9 @@ public struct SecretsManagerClient: Sendable {
 
     public func getSecretValue(_ id: String, stage: String? = nil, versionID: String? = nil) throws -> SecretValue {
         var body: [String: Any] = ["SecretId": id]
-        if let stage { body["VersionStage"] = stage }
+        // AWSCURRENT explicitly when nothing is asked for: the service's default, and moto's default
+        // version does not follow UpdateSecretVersionStage.
+        if let stage { body["VersionStage"] = stage } else if versionID == nil { body["VersionStage"] = "AWSCURRENT" }
         if let versionID { body["VersionId"] = versionID }
         let reply = try call("GetSecretValue", secretID: id, body)
         guard let string = reply["SecretString"] as? String else {

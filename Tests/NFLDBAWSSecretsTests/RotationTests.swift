@@ -120,4 +120,38 @@ struct RotationTests {
             #expect(Self.canLogIn(db, f.role, f.oldPassword))
         }
     }
+
+    /// The executable end to end: `nfldb ping` with NFLDB_PASSWORD_REF=aws-sm:…, then `nfldb roles rotate`,
+    /// then ping again with the rotated secret; no password in any output.
+    @Test func cliPingWithPasswordRefAndRolesRotate() throws {
+        try Self.withFixture { f, db, _ in
+            let roleEnv = f.moto.environment(extra: [
+                "NFLDB_DSN": db.cluster.dsn(database: db.name, user: f.role), "NFLDB_PASSWORD_REF": "aws-sm:\(f.secretID)#password",
+            ])
+            let ping = try CLIRunner.run(["ping"], environment: roleEnv)
+            #expect(ping.status == 0, "\(ping.standardOutput)\(ping.standardError)")
+            #expect(!(ping.standardOutput + ping.standardError).contains(f.oldPassword))
+
+            let adminEnv = f.moto.environment(extra: ["NFLDB_DSN": db.cluster.dsn(database: db.name)])
+            let rotate = try CLIRunner.run(["roles", "rotate", f.role, "--secret", "aws-sm:\(f.secretID)#password"], environment: adminEnv)
+            #expect(rotate.status == 0, "\(rotate.standardOutput)\(rotate.standardError)")
+            #expect(rotate.standardOutput.contains("createSecret: created AWSPENDING version"))
+            #expect(rotate.standardOutput.contains("finishSecret: AWSCURRENT"))
+            let newPassword = try Self.password(f.client, f.secretID, stage: "AWSCURRENT")
+            #expect(!(rotate.standardOutput + rotate.standardError).contains(newPassword))
+            #expect(!Self.canLogIn(db, f.role, f.oldPassword))
+
+            let stagesNow = try f.client.describeSecret(f.secretID)
+            #expect(Self.canLogIn(db, f.role, newPassword), "new AWSCURRENT password does not log in; rotate said: \(rotate.standardOutput) stages: \(stagesNow)")
+            let again = try CLIRunner.run(["ping"], environment: roleEnv)
+            #expect(again.status == 0, "ping with the rotated secret: \(again.standardError)")
+            let old = try CLIRunner.run(["ping"], environment: roleEnv.merging(["NFLDB_PASSWORD_REF": "aws-sm:\(f.secretID)#password@AWSPREVIOUS"]) { $1 })
+            #expect(old.status != 0, "the AWSPREVIOUS password still logs in")
+            #expect(!(old.standardOutput + old.standardError).contains(f.oldPassword))
+
+            let bad = try CLIRunner.run(["roles", "rotate", f.role, "--secret", "env:X"], environment: adminEnv)
+            #expect(bad.status == 2)
+            #expect(bad.standardError.contains("aws-sm"))
+        }
+    }
 }
