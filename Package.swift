@@ -56,6 +56,10 @@ let package = Package(
         .target(name: "NFLDBSecurity", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBHealth", logging], swiftSettings: swiftSettings),
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
+        // AWS Secrets Manager over HTTPS with SigV4 (libcrypto HMAC): the `aws-sm:` secret scheme and rotation.
+        .target(name: "NFLDBAWSSecrets", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
+        // `nfldb roles rotate`: the four-step Secrets Manager rotation of a role's password.
+        .target(name: "NFLDBSecretRotation", dependencies: ["NFLDBAWSSecrets", "NFLDBRoles", "NFLDBPostgres", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
         // Fernet field encryption (libcrypto AES-128-CBC + HMAC-SHA256): `nfldb crypt …`.
@@ -78,7 +82,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", "NFLDBETL", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", "NFLDBETL", "NFLDBAWSSecrets", "NFLDBSecretRotation", argumentParser, logging],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBAWSSecretsTests",
+            dependencies: ["NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBRoles", "NFLDBFernet", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),

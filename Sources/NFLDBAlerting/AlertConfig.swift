@@ -15,7 +15,7 @@ extension ConfigKey {
     /// `alerts:` — the destinations, each a mapping; secrets only by reference (`url_env`, `routing_key_file`, …).
     public static let alertDestinations = ConfigKey(
         "alerts", .records(
-            fields: ["name", "type", "url_env", "url_file", "routing_key_env", "routing_key_file", "endpoint"],
+            fields: ["name", "type", "url_env", "url_file", "routing_key_env", "routing_key_file", "url_ref", "routing_key_ref", "endpoint"],
             secretFields: ["url", "routing_key"]),
         help: "alert destinations for `health --alert` (slack, pagerduty, webhook); secrets by reference only")
 }
@@ -31,11 +31,14 @@ public struct AlertDestination: Sendable, Hashable {
     public let secretEnv: String?
     /// File holding the URL or routing key.
     public let secretFile: String?
+    /// A secret reference (`url_ref` / `routing_key_ref`: `env:`, `file:`, `aws-sm:…`), resolved by ``SecretResolver``.
+    public let secretRef: String?
     /// For PagerDuty: the Events API endpoint (only overridden in tests, to a local receiver).
     public let endpoint: String?
     public let source: ConfigSource
 
-    public init(name: String, kind: Kind, secretEnv: String?, secretFile: String?, endpoint: String?, source: ConfigSource) {
+    public init(name: String, kind: Kind, secretEnv: String?, secretFile: String?, secretRef: String? = nil, endpoint: String?, source: ConfigSource) {
+        self.secretRef = secretRef
         self.name = name
         self.kind = kind
         self.secretEnv = secretEnv
@@ -53,13 +56,15 @@ public struct AlertDestination: Sendable, Hashable {
         }
         let secretEnv = fields["url_env"] ?? fields["routing_key_env"]
         let secretFile = fields["url_file"] ?? fields["routing_key_file"]
-        guard (secretEnv == nil) != (secretFile == nil) else {
+        let secretRef = fields["url_ref"] ?? fields["routing_key_ref"]
+        guard [secretEnv, secretFile, secretRef].compactMap({ $0 }).count == 1 else {
             throw ConfigurationError(
-                "alerts[\(index)] needs exactly one of url_env/url_file (routing_key_env/routing_key_file for pagerduty)",
+                "alerts[\(index)] needs exactly one of url_ref/url_env/url_file (routing_key_ref/routing_key_env/routing_key_file for pagerduty)",
                 source: record.source)
         }
+        if let secretRef { _ = try SecretReference.parse(secretRef, source: record.source, what: "alerts[\(index)] secret reference") }
         self.init(
-            name: fields["name"] ?? "\(typeName)-\(index)", kind: kind, secretEnv: secretEnv, secretFile: secretFile,
+            name: fields["name"] ?? "\(typeName)-\(index)", kind: kind, secretEnv: secretEnv, secretFile: secretFile, secretRef: secretRef,
             endpoint: fields["endpoint"], source: record.source)
     }
 
@@ -70,6 +75,9 @@ public struct AlertDestination: Sendable, Hashable {
 
     /// Reads the secret from its env variable or file and registers it with the redactor.
     public func resolveSecret(environment: [String: String]) throws -> String {
+        if let secretRef {
+            return try SecretResolver.shared.resolve(secretRef, source: source, what: "alert destination \(name)", environment: environment)
+        }
         if let secretEnv {
             guard let value = environment[secretEnv], !value.isEmpty else {
                 throw ConfigurationError(

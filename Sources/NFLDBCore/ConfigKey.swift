@@ -80,6 +80,8 @@ extension ConfigKey {
         help: "conninfo string or postgresql:// URL; unset means libpq's PG* variables, .pgpass and pg_service.conf")
     public static let passwordFile = ConfigKey("password_file", .path, help: "file whose first line is the database password")
     public static let passwordEnv = ConfigKey("password_env", .string, help: "name of an environment variable holding the database password")
+    public static let passwordRef = ConfigKey(
+        "password_ref", .string, help: "secret reference for the database password: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key][@VERSION_STAGE]")
     public static let connectTimeout = ConfigKey("connect_timeout", .duration, default: "10s", help: "libpq connect_timeout")
     public static let logFormat = ConfigKey("log.format", .choice(["text", "json"]), default: "text", help: "log line format on stderr")
     public static let logLevel = ConfigKey(
@@ -88,5 +90,5 @@ extension ConfigKey {
 
     /// The keys every command shares: the connection, its password reference, logging. Capability
     /// modules declare the rest; the executable assembles the full list.
-    public static let global: [ConfigKey] = [.dsn, .passwordFile, .passwordEnv, .connectTimeout, .logFormat, .logLevel]
+    public static let global: [ConfigKey] = [.dsn, .passwordRef, .passwordFile, .passwordEnv, .connectTimeout, .logFormat, .logLevel]
 }

@@ -141,9 +141,18 @@ public struct Configuration: Sendable {
         return nil
     }
 
-    /// The database password from `password_file` or `password_env`, if configured.
-    /// The value is registered with the redactor before it is returned.
+    /// The parsed `password_ref`, if set; a malformed one fails with its `file:line` (checked at start-up).
+    public func passwordReference() throws -> SecretReference? {
+        guard let text = string(.passwordRef) else { return nil }
+        return try SecretReference.parse(text, source: entry(.passwordRef)?.source, what: "password_ref")
+    }
+
+    /// The database password from `password_ref` (any secret reference), `password_file` or
+    /// `password_env`, if configured. The value is registered with the redactor before it is returned.
     public func password() throws -> String? {
+        if let reference = try passwordReference() {
+            return try SecretResolver.shared.resolve(reference, source: entry(.passwordRef)?.source, what: "password_ref", environment: environment)
+        }
         if let name = string(.passwordEnv) {
             guard let value = environment[name], !value.isEmpty else {
                 throw ConfigurationError(

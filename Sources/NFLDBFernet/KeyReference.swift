@@ -7,7 +7,8 @@ import NFLDBCore
 /// reference into text. When NFLDBCore gains the general secret-reference resolver (issue 15 §1:
 /// `env:`/`file:`/`aws-sm:`), replace its body with a call to that resolver; nothing else changes.
 public struct KeyReference: Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: String, Sendable { case env, file }
+    /// `aws-sm` (any provider scheme) is resolved by NFLDBCore's ``SecretResolver``.
+    public enum Kind: String, Sendable { case env, file, awsSM = "aws-sm" }
     public let kind: Kind
     public let value: String
 
@@ -53,6 +54,8 @@ public enum KeyReferenceError: Error, Sendable, Equatable, NFLDBError {
     case fileTooOpen(path: String, mode: String)
     case fileEmpty(String)
     case badKey(reference: String, problem: String)
+    /// A provider reference (`aws-sm:`) that ``SecretResolver`` could not resolve: its diagnostic.
+    case resolver(Diagnostic)
 
     public var diagnostic: Diagnostic {
         switch self {
@@ -74,6 +77,8 @@ public enum KeyReferenceError: Error, Sendable, Equatable, NFLDBError {
             Diagnostic("key reference file:\(path) is empty", hint: "Write a key from `nfldb crypt keygen` on its first line.")
         case .badKey(let reference, let problem):
             Diagnostic("key reference \(reference): \(problem)", hint: "Make a key with `nfldb crypt keygen` and store it there.")
+        case .resolver(let diagnostic):
+            diagnostic
         }
     }
 
@@ -85,6 +90,14 @@ extension KeyReference {
     /// general secret resolver** when it exists.
     public static func resolveSecret(_ reference: KeyReference, environment: [String: String]) throws(KeyReferenceError) -> String {
         switch reference.kind {
+        case .awsSM:
+            do {
+                return try SecretResolver.shared.resolve(reference.description, what: "key reference", environment: environment)
+            } catch let error as any NFLDBError {
+                throw .resolver(error.diagnostic)
+            } catch {
+                throw .resolver(Diagnostic("key reference \(reference): \(error)"))
+            }
         case .env:
             guard let value = environment[reference.value]?.trimmingASCIIWhitespace(), !value.isEmpty else {
                 throw .envUnset(reference.value)

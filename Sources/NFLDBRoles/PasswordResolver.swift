@@ -10,6 +10,8 @@ extension PasswordSource {
     public func resolve(environment: [String: String]) throws -> String? {
         let value: String?
         switch self {
+        case .reference(let text):
+            return try SecretResolver.shared.resolve(text, what: "password_ref", environment: environment)
         case .environment(let name):
             value = environment[name]
         case .file(let path):

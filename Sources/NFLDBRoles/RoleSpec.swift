@@ -159,11 +159,14 @@ public struct RoleSetting: Sendable, Hashable {
 public enum PasswordSource: Sendable, Hashable, CustomStringConvertible {
     case environment(String)
     case file(String)
+    /// `password_ref`: any secret reference (`env:`, `file:`, `aws-sm:…`), resolved by NFLDBCore's ``SecretResolver``.
+    case reference(String)
 
     public var description: String {
         switch self {
         case .environment(let name): "$\(name)"
         case .file(let path): "file \(path)"
+        case .reference(let text): text
         }
     }
 }

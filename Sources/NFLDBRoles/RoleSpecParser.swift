@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBCore
 import Yams
 
 /// Reads a roles spec from a YAML file or a directory of `*.yaml`/`*.yml` files, validating every
@@ -157,7 +158,7 @@ public struct RoleSpecParser {
     }
 
     private static let roleKeys = [
-        "login", "createrole", "createdb", "inherit", "connection_limit", "valid_until", "comment", "password_env", "password_file",
+        "login", "createrole", "createdb", "inherit", "connection_limit", "valid_until", "comment", "password_env", "password_file", "password_ref",
         "member_of", "settings", "profiles", "grants",
     ]
 
@@ -188,12 +189,21 @@ public struct RoleSpecParser {
                 }
             case "valid_until": role.validUntil = scalar(value, file: file, what: "valid_until")
             case "comment": role.comment = scalar(value, file: file, what: "comment")
-            case "password_env", "password_file":
+            case "password_env", "password_file", "password_ref":
                 guard let text = scalar(value, file: file, what: key.string ?? ""), !text.isEmpty else { continue }
                 if role.password != nil {
-                    issues.append(SpecIssue("give either password_env or password_file, not both", at: keyAt))
+                    issues.append(SpecIssue("give one of password_ref, password_env or password_file, not several", at: keyAt))
                 }
-                role.password = key.string == "password_env" ? .environment(text) : .file(text)
+                if key.string == "password_ref" {
+                    do {
+                        _ = try SecretReference.parse(text, what: "password_ref")
+                    } catch let error as ConfigurationError {
+                        issues.append(SpecIssue(error.diagnostic.summary + (error.diagnostic.hint.map { " (\($0))" } ?? ""), at: location(value, file)))
+                    } catch {}
+                    role.password = .reference(text)
+                } else {
+                    role.password = key.string == "password_env" ? .environment(text) : .file(text)
+                }
             case "member_of":
                 for item in sequence(value, file: file, what: "member_of") {
                     if let group = scalar(item, file: file, what: "role name") { role.memberOf.append((group, location(item, file))) }

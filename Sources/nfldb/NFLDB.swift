@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NFLDBAWSSecrets
 import NFLDBCore
 
 /// nfldb's version, also recorded in the migration history.
@@ -27,6 +28,8 @@ struct NFLDB: ParsableCommand {
     /// error to a message on stderr and an exit status from the table in ``ExitStatus``; usage
     /// errors exit 2 (not argument-parser's 64).
     static func main() {
+        // Secret schemes beyond env:/file: are supplied here, so Core knows no outside system.
+        AWSSecretsProvider.register()
         var command: any ParsableCommand
         do {
             command = try parseAsRoot(Array(CommandLine.arguments.dropFirst()))

@@ -49,6 +49,34 @@ struct AlertConfigTests {
         }
     }
 
+    @Test("alerts take url_ref / routing_key_ref secret references; a bad one names file:line")
+    func alertSecretReferences() throws {
+        try Self.withTemporaryDirectory { dir in
+            let path = try Self.writeFile("""
+                alerts:
+                  - name: oncall
+                    type: slack
+                    url_ref: env:SLACK_REF_HOOK
+                  - type: pagerduty
+                    routing_key_ref: vault:pd
+                """, named: "nfldb.yaml", in: dir)
+            let error = #expect(throws: ConfigurationError.self) { _ = try AlertDestination.all(in: AlertConfigTests.load(environment: [:], in: dir)) }
+            #expect(try #require(error).description.contains("\(path):5"))
+            #expect(try #require(error).description.contains("unknown secret scheme 'vault'"))
+            _ = try Self.writeFile("""
+                alerts:
+                  - name: oncall
+                    type: slack
+                    url_ref: env:SLACK_REF_HOOK
+                """, named: "nfldb.yaml", in: dir)
+            let env = ["SLACK_REF_HOOK": "https://hooks.slack.com/services/ref-secret-\(UUID().uuidString)"]
+            let slack = try #require(try AlertDestination.all(in: AlertConfigTests.load(environment: env, in: dir)).first)
+            #expect(slack.secretRef == "env:SLACK_REF_HOOK")
+            #expect(try slack.resolveSecret(environment: env) == env["SLACK_REF_HOOK"])
+            #expect(SecretRedactor.shared.redact(env["SLACK_REF_HOOK"]!) == SecretRedactor.mask)
+        }
+    }
+
     @Test("alerts referencing env and file secrets load and resolve")
     func alertReferences() throws {
         try Self.withTemporaryDirectory { dir in
@@ -86,7 +114,7 @@ struct AlertConfigTests {
             let none = #expect(throws: ConfigurationError.self) {
                 try AlertConfigTests.load(environment: [:], in: dir)
             }
-            #expect(none?.description.contains("needs exactly one of url_env/url_file") == true)
+            #expect(none?.description.contains("needs exactly one of url_ref/url_env/url_file") == true)
 
             try Self.writeFile("alerts:\n  - type: carrier-pigeon\n    url_env: X\n", named: "nfldb.yaml", in: dir)
             let type = #expect(throws: ConfigurationError.self) {

@@ -69,6 +69,9 @@ extension BackupCommand {
         var cipherPassEnv: String?
         @Option(name: .customLong("cipher-pass-file"), help: ArgumentHelp("Encrypt the repo with the passphrase in this file's first line.", valueName: "path"))
         var cipherPassFile: String?
+        @Option(name: .customLong("cipher-pass-ref"), help: ArgumentHelp(
+            "Encrypt the repo with the passphrase at this secret reference (env:NAME, file:PATH, aws-sm:ID[#key][@stage]).", valueName: "ref"))
+        var cipherPassRef: String?
         @Option(name: .customLong("repo-type"), help: "posix or s3 (default backup.repo_type, posix); with s3, --repo-path is the prefix in the bucket.")
         var repoType: String?
         @Option(name: .customLong("s3-bucket"), help: "repo1-s3-bucket (default backup.s3.bucket).") var s3Bucket: String?
@@ -79,6 +82,9 @@ extension BackupCommand {
             "Environment variables holding the S3 access key and secret (default backup.s3.key_env; unset: the instance's IAM role).",
             valueName: "KEY_VAR,SECRET_VAR"))
         var s3KeyEnv: String?
+        @Option(name: .customLong("s3-key-ref"), help: ArgumentHelp(
+            "Secret references for the S3 access key and secret (e.g. aws-sm:backup/s3#key,aws-sm:backup/s3#secret).", valueName: "KEY_REF,SECRET_REF"))
+        var s3KeyRef: String?
         @Option(help: "Template file with {{…}} placeholders (default: the built-in template).") var template: String?
         @Flag(help: "Write the rendered file to backup.config (owned by postgres.os_user).") var write = false
         @Flag(help: "Compare the live server's archiving settings with the required ones; exit 1 on a difference.") var check = false
@@ -103,7 +109,14 @@ extension BackupCommand {
             guard ["host", "path"].contains(repo.uriStyle) else {
                 throw OperatorError("--s3-uri-style must be host or path (got '\(repo.uriStyle)')", exitStatus: .usage)
             }
-            if let names = s3KeyEnv ?? configuration.s3KeyEnv {
+            if let refs = s3KeyRef {
+                let parts = refs.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 else {
+                    throw OperatorError("--s3-key-ref must be two secret references, KEY_REF,SECRET_REF", exitStatus: .usage)
+                }
+                repo.key = try SecretResolver.shared.resolve(parts[0], what: "--s3-key-ref (access key)")
+                repo.keySecret = try SecretResolver.shared.resolve(parts[1], what: "--s3-key-ref (secret key)")
+            } else if let names = s3KeyEnv ?? configuration.s3KeyEnv {
                 let parts = names.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 let environment = ProcessInfo.processInfo.environment
                 guard parts.count == 2, let key = environment[parts[0]], !key.isEmpty, let secret = environment[parts[1]], !secret.isEmpty else {
@@ -129,7 +142,9 @@ extension BackupCommand {
             renderer.retentionDiff = retentionDiff
             renderer.compressType = compressType
             renderer.processMax = processMax
-            if let cipherPassEnv {
+            if let cipherPassRef {
+                renderer.cipherPass = try SecretResolver.shared.resolve(cipherPassRef, what: "--cipher-pass-ref")
+            } else if let cipherPassEnv {
                 guard let pass = ProcessInfo.processInfo.environment[cipherPassEnv], !pass.isEmpty else {
                     throw OperatorError("--cipher-pass-env \(cipherPassEnv) is not set", exitStatus: .usage)
                 }

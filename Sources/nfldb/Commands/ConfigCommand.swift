@@ -35,7 +35,7 @@ struct ConfigCommand: ParsableCommand {
                 rows.append(ConfigRow(key: path, value: entry.value.description, source: entry.source.description, env: nil))
             }
             let alerts = try AlertDestination.all(in: config).map {
-                AlertRow(name: $0.name, type: $0.kind.rawValue, secretFrom: $0.secretEnv.map { "env \($0)" } ?? $0.secretFile.map { "file \($0)" } ?? "")
+                AlertRow(name: $0.name, type: $0.kind.rawValue, secretFrom: $0.secretRef ?? $0.secretEnv.map { "env \($0)" } ?? $0.secretFile.map { "file \($0)" } ?? "")
             }
             let libpq = ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGSSLMODE", "PGPASSFILE", "PGAPPNAME"]
                 .compactMap { name in config.environment[name].map { "\(name)=\($0)" } }

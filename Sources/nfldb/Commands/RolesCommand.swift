@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NFLDBAWSSecrets
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBRoles
+import NFLDBSecretRotation
 
 /// `nfldb roles plan | apply | check | validate`: declarative roles and grants from `roles/`.
 struct RolesCommand: ParsableCommand {
@@ -16,7 +18,7 @@ struct RolesCommand: ParsableCommand {
             password_env/password_file and are sent as SCRAM-SHA-256 verifiers. Exit status: 0 ok, 1 failure or differences \
             (check), 2 invalid spec or usage.
             """,
-        subcommands: [Plan.self, Apply.self, Check.self, Validate.self])
+        subcommands: [Plan.self, Apply.self, Check.self, Validate.self, Rotate.self])
 }
 
 /// Options shared by the roles subcommands.
@@ -82,6 +84,35 @@ extension RolesCommand {
             let plan = try RoleManager.plan(connection, spec: spec, options: options.planOptions(warnings), logger: context.logger)
             try options.print(plan, context)
             finished(context, "roles plan")
+        }
+    }
+
+    struct Rotate: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rotate a login role's password in AWS Secrets Manager: createSecret (AWSPENDING), setSecret (SCRAM verifier), testSecret (login), finishSecret (AWSCURRENT).",
+            discussion: "Resumable: a run interrupted between steps is completed by the next one. Safe from cron: one run per role at a time (advisory lock).")
+        @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
+        @Argument(help: "The login role.") var role: String
+        @Option(help: ArgumentHelp("Where the password lives: aws-sm:SECRET_ID[#json_key].", valueName: "ref")) var secret: String
+        @Option(name: .customLong("lock-wait"), help: ArgumentHelp("How long to wait for another rotation of this role (default 30s).", valueName: "duration"))
+        var lockWait = "30s"
+
+        static let commandPath = "roles rotate"
+
+        func run(_ context: CommandContext) throws {
+            guard let wait = DurationParser.parse(lockWait) else { throw ValidationError("--lock-wait '\(lockWait)' is not a duration") }
+            let reference = try SecretReference.parse(secret, what: "--secret")
+            let client = try SecretsManagerClient(environment: context.configuration.environment)
+            let options = try context.connectionOptions()
+            let admin = try context.connect()
+            defer { admin.close() }
+            let result = try RoleRotation.rotate(
+                role: role, secret: reference, client: client, admin: admin, login: RoleRotation.loginOptions(from: options, role: role),
+                lockWait: wait, logger: context.logger)
+            for (step, outcome) in result.steps { context.say("\(step.rawValue): \(outcome)") }
+            context.output("rotated \(role): AWSCURRENT is version \(result.pendingVersion)")
+            finished(context, "roles rotate")
         }
     }
 
