@@ -40,6 +40,8 @@ let package = Package(
         .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
         .target(name: "NFLDBRedis", dependencies: ["CHiredis", "CLibCrypto", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        // The task queue on Redis with durable results in PostgreSQL: `nfldb queue …`, `nfldb worker`.
+        .target(name: "NFLDBQueue", dependencies: ["NFLDBRedis", "NFLDBPostgres", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
         .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
@@ -115,6 +117,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBRedisTests",
             dependencies: ["NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBQueueTests",
+            dependencies: ["NFLDBQueue", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,228 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBQueue
+import NFLDBRedis
+import NFLDBRedisTestSupport
+import NFLDBTestSupport
+import Testing
+
+/// A redis-server and a database with nfl.task_results (migration 0008 applied as written).
+struct QueueWorld {
+    let redis: RedisTestServer
+    let database: TestDatabase
+    var config: QueueConfig
+    let logger = RedisTestServer.logger
+
+    static func with(_ body: (inout QueueWorld) throws -> Void) throws {
+        let redis = try RedisTestServer.start()
+        defer { redis.stop() }
+        try TestCluster.withDatabase(prefix: "queue") { database in
+            let connection = try database.connect()
+            defer { connection.close() }
+            let migrations = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("migrations/0008_create_task_results.up.sql").path
+            _ = try connection.runScript(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS nfl")
+            _ = try connection.runScript(unsafeSQL: try String(contentsOfFile: migrations, encoding: .utf8))
+            var config = QueueConfig(endpoint: redis.endpoint)
+            config.backoffBase = .milliseconds(10)
+            config.backoffMax = .milliseconds(50)
+            var world = QueueWorld(redis: redis, database: database, config: config)
+            try body(&world)
+        }
+    }
+
+    func queue() throws -> TaskQueue { try TaskQueue.connect(config, logger: logger) }
+    var databaseOptions: ConnectionOptions { ConnectionOptions(dsn: database.dsn) }
+
+    func resultCount() throws -> Int {
+        let connection = try database.connect()
+        defer { connection.close() }
+        return try connection.query("SELECT count(*) AS n FROM nfl.task_results WHERE status = 'succeeded'").rows[0].decode("n")
+    }
+
+    func history(_ q: TaskQueue, _ id: String) throws -> [[String: Any]] {
+        let text = try q.inspect(id: id)?["history"] ?? "[]"
+        return (try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]]) ?? []
+    }
+}
+
+@Suite("task queue against redis-server and PostgreSQL", .serialized)
+struct QueueTests {
+    @Test("enqueue, claim, durable result, complete; the row is in nfl.task_results and the task leaves in-flight")
+    func lifecycle() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let submitted = try q.submit(type: "noop", payload: #"{"x": 1}"#, queue: "cpu", correlationID: "cid-1")
+            #expect(submitted.created)
+            let task = try #require(try q.claim(queues: ["cpu"], worker: "w1"))
+            #expect(task.id == submitted.id && task.attempt == 1 && task.correlationID == "cid-1" && task.token > 0)
+            #expect(try q.claim(queues: ["cpu"], worker: "w2") == nil, "a claimed task must not be claimed twice")
+            let store = ResultStore(options: world.databaseOptions, batchSize: 8, batchWait: .milliseconds(2), logger: world.logger)
+            defer { store.stop() }
+            #expect(try store.store(TaskResultRecord(task: task, worker: "w1", result: #"{"ok": true}"#)))
+            #expect(try q.complete(task) == .ok)
+            #expect(try q.inspect(id: task.id)?["state"] == "succeeded")
+            #expect(try world.resultCount() == 1)
+            // Storing the same task again (a re-delivery) writes nothing.
+            #expect(try store.store(TaskResultRecord(task: task, worker: "w1", result: "{}")) == false)
+            let stats = try #require(try q.stats().first)
+            #expect(stats.ready == 0 && stats.inFlight == 0 && stats.dead == 0)
+        }
+    }
+
+    @Test("fencing: a worker whose lease expired can neither heartbeat nor complete; the next claimant can")
+    func fencing() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            _ = try q.submit(type: "noop", queue: "cpu")
+            let stale = try #require(try q.claim(queues: ["cpu"], worker: "slow", lease: .milliseconds(100)))
+            Thread.sleep(forTimeInterval: 0.25)
+            #expect(try q.complete(stale) == .lost, "lease expired but not yet reaped: complete must be refused")
+            let fresh = try #require(try q.claim(queues: ["cpu"], worker: "fast"), "claim must reap the expired lease")
+            #expect(fresh.id == stale.id && fresh.token > stale.token && fresh.attempt == 2)
+            #expect(try q.heartbeat(stale) == .lost)
+            #expect(try q.complete(stale) == .lost)
+            #expect(try q.complete(fresh) == .ok)
+            let history = try world.history(q, fresh.id)
+            #expect(history.map { $0["outcome"] as? String } == ["lease expired", "succeeded"], "\(history)")
+        }
+    }
+
+    @Test("an idempotency key within its TTL returns the existing id and enqueues nothing")
+    func idempotency() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let first = try q.submit(type: "noop", queue: "io", idempotencyKey: "load-2024-w1")
+            let second = try q.submit(type: "noop", queue: "io", idempotencyKey: "load-2024-w1")
+            #expect(first.created && !second.created && first.id == second.id)
+            #expect(try q.stats().first { $0.queue == "io" }?.ready == 1)
+            let other = try q.submit(type: "noop", queue: "io", idempotencyKey: "load-2024-w2")
+            #expect(other.created && other.id != first.id)
+        }
+    }
+
+    @Test("a poison task retries with backoff through the delayed set, then is dead-lettered after max_attempts with its history")
+    func poison() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let id = try q.submit(type: "fail", queue: "cpu", maxAttempts: 3).id
+            var outcomes: [FenceOutcome] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while outcomes.last != .dead && ContinuousClock.now < deadline {
+                if let task = try q.claim(queues: ["cpu"], worker: "w") {
+                    outcomes.append(try q.fail(task, error: "boom \(task.attempt)"))
+                    if outcomes.last == .retry { #expect(try q.stats()[0].delayed == 1, "a retry waits in the delayed set") }
+                } else { Thread.sleep(forTimeInterval: 0.01) }
+            }
+            #expect(outcomes == [.retry, .retry, .dead])
+            let dead = try q.deadLetters(queue: "cpu")
+            #expect(dead.count == 1 && dead[0]["id"] == id && dead[0]["error"] == "boom 3")
+            let history = try world.history(q, id)
+            #expect(history.compactMap { $0["error"] as? String } == ["boom 1", "boom 2", "boom 3"])
+            #expect(try q.claim(queues: ["cpu"], worker: "w") == nil)
+            // Requeue gives it a fresh budget; the dead list shrinks by exactly that task.
+            #expect(try q.requeue(id: id))
+            #expect(try q.deadLetters(queue: "cpu").isEmpty)
+            #expect(try q.claim(queues: ["cpu"], worker: "w")?.attempt == 1)
+        }
+    }
+
+    @Test("a task whose lease expires on every attempt is dead-lettered by the reaper, not retried forever")
+    func leaseExpiryPoison() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let id = try q.submit(type: "noop", queue: "cpu", maxAttempts: 2).id
+            _ = try #require(try q.claim(queues: ["cpu"], worker: "a", lease: .milliseconds(50)))
+            Thread.sleep(forTimeInterval: 0.1)
+            _ = try #require(try q.claim(queues: ["cpu"], worker: "b", lease: .milliseconds(50)))
+            Thread.sleep(forTimeInterval: 0.1)
+            #expect(try q.recover() == 1)
+            let dead = try q.deadLetters(queue: "cpu")
+            #expect(dead.first?["id"] == id)
+            #expect(dead.first?["error"]?.contains("lease expired on all 2 attempts") == true)
+        }
+    }
+
+    @Test("aging: a low-priority task is claimed within (Δpriority × aging) while high-priority tasks keep arriving")
+    func agingBound() throws {
+        try QueueWorld.with { world in
+            world.config.aging = .milliseconds(20)
+            let q = try world.queue()
+            let low = try q.submit(type: "noop", queue: "cpu", priority: 0).id
+            let started = ContinuousClock.now
+            var claimedLowAfter: Duration?
+            var highClaimed = 0
+            while ContinuousClock.now - started < .seconds(5) {
+                // Two new high-priority tasks arrive for every claim: strict priority would starve `low` forever.
+                _ = try q.submit(type: "noop", queue: "cpu", priority: 10)
+                _ = try q.submit(type: "noop", queue: "cpu", priority: 10)
+                let task = try #require(try q.claim(queues: ["cpu"], worker: "w"))
+                _ = try q.complete(task)
+                if task.id == low { claimedLowAfter = ContinuousClock.now - started; break }
+                highClaimed += 1
+                Thread.sleep(forTimeInterval: 0.002)
+            }
+            let waited = try #require(claimedLowAfter, "the low-priority task starved")
+            // Bound: 10 steps × 20 ms = 200 ms, plus the claims of tasks already ahead; allow scheduling slack.
+            #expect(waited < .milliseconds(600), "waited \(waited)")
+            #expect(highClaimed > 0, "high-priority tasks must go first at the start")
+        }
+    }
+
+    @Test("routing: a worker claims only from its queues; across queues the effective priority decides")
+    func routing() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let gpu = try q.submit(type: "noop", queue: "gpu_high").id
+            let cpuLow = try q.submit(type: "noop", queue: "cpu", priority: 0).id
+            let cpuHigh = try q.submit(type: "noop", queue: "cpu", priority: 5).id
+            #expect(try q.claim(queues: ["io"], worker: "w") == nil)
+            #expect(try q.claim(queues: ["cpu", "io"], worker: "w")?.id == cpuHigh)
+            #expect(try q.claim(queues: ["cpu", "io"], worker: "w")?.id == cpuLow)
+            #expect(try q.claim(queues: ["cpu"], worker: "w") == nil)
+            #expect(try q.claim(queues: ["gpu_high"], worker: "g")?.id == gpu)
+            #expect(throws: QueueError.self) { try q.submit(type: "noop", queue: "bad queue name") }
+            #expect(throws: QueueError.self) { try q.submit(type: "noop", payload: "[1,2]") }
+        }
+    }
+
+    @Test("cancel: a pending task is never claimed; a running one learns it at its next heartbeat and cannot complete")
+    func cancel() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let pending = try q.submit(type: "noop", queue: "cpu").id
+            #expect(try q.cancel(id: pending) == "ready")
+            #expect(try q.claim(queues: ["cpu"], worker: "w") == nil)
+            #expect(try q.inspect(id: pending)?["state"] == "cancelled")
+            _ = try q.submit(type: "noop", queue: "cpu")
+            let running = try #require(try q.claim(queues: ["cpu"], worker: "w"))
+            #expect(try q.heartbeat(running) == .ok)
+            #expect(try q.cancel(id: running.id) == "running")
+            #expect(try q.heartbeat(running) == .cancelled)
+            #expect(try q.complete(running) == .cancelled)
+            #expect(try q.cancel(id: "no-such-task") == "missing")
+            #expect(try q.stats()[0].inFlight == 0)
+        }
+    }
+
+    @Test("worker --burst: 4 threads drain 400 tasks; unknown type dead-lettered at once; exactly one result row per succeeded task")
+    func workerBurst() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            for i in 0..<400 { _ = try q.submit(type: i % 2 == 0 ? "noop" : "sleep", payload: i % 2 == 0 ? "{}" : #"{"ms": 1}"#, queue: "cpu") }
+            let unknown = try q.submit(type: "no.such.type", queue: "cpu", maxAttempts: 5).id
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 4, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let summary = try worker.run()
+            #expect(summary.succeeded == 400 && summary.dead == 1 && summary.retried == 0, "\(summary)")
+            #expect(try world.resultCount() == 400)
+            let dead = try q.deadLetters(queue: "cpu")
+            #expect(dead.count == 1 && dead[0]["id"] == unknown && dead[0]["attempts"] == "1")
+            #expect(dead[0]["error"]?.contains("unknown task type \"no.such.type\"") == true)
+            let stats = try q.stats()[0]
+            #expect(stats.ready == 0 && stats.inFlight == 0 && stats.delayed == 0)
+        }
+    }
+}
