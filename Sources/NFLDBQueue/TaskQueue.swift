@@ -81,6 +81,9 @@ public final class TaskQueue {
         return TaskQueue(connection: connection, config: config, logger: logger)
     }
 
+    /// Closes the Redis connection.
+    public func close() { connection.close() }
+
     private var prefix: RedisArgument { RedisArgument(config.prefix) }
 
     static func validateName(_ name: String, what: String) throws {

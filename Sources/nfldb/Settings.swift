@@ -4,6 +4,7 @@ import NFLDBBackup
 import NFLDBCore
 import NFLDBHealth
 import NFLDBMigrations
+import NFLDBQueue
 import NFLDBRoles
 import NFLDBSandbox
 
@@ -11,7 +12,7 @@ import NFLDBSandbox
 /// logging; each capability: its own section). `config show` prints them in this order.
 enum Settings {
     static let keys: [ConfigKey] = ConfigKey.global + MigrationsConfig.keys + RolesConfig.keys + AuditConfig.keys
-        + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys
+        + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys + QueueConfig.keys
 
     /// Decodes every module's section once, so a bad value (an `alerts:` entry without a type, …)
     /// fails every command at start-up with its `file:line`, as a bad key does.
@@ -20,5 +21,6 @@ enum Settings {
         _ = try BackupConfig(configuration: configuration)
         _ = try HealthSettings(configuration: configuration)
         _ = try AlertConfig(configuration: configuration)
+        _ = try QueueConfig(configuration: configuration)
     }
 }

@@ -226,3 +226,18 @@ struct QueueTests {
         }
     }
 }
+
+@Suite("worker profile")
+struct WorkerProfileTests {
+    @Test("gpu queues need a GPU; others are served by any profile")
+    func routingByProfile() throws {
+        let cpuOnly = WorkerProfile(cores: 2, memoryBytes: 1 << 30, gpus: 0)
+        #expect(cpuOnly.defaultQueues == ["cpu", "io"])
+        #expect(throws: QueueError.self) { try cpuOnly.check(["cpu", "gpu_high"]) }
+        #expect(try cpuOnly.check(["cpu", "io"]) == ["cpu", "io"])
+        let gpu = WorkerProfile(cores: 8, memoryBytes: 1 << 34, gpus: 2)
+        #expect(try gpu.check(["gpu_high", "gpu_low"]) == ["gpu_high", "gpu_low"])
+        #expect(gpu.defaultQueues.contains("gpu_high"))
+        #expect(WorkerProfile.detect().cores >= 1)
+    }
+}
