@@ -15,8 +15,8 @@ struct QueueWorld {
     var config: QueueConfig
     let logger = RedisTestServer.logger
 
-    static func with(_ body: (inout QueueWorld) throws -> Void) throws {
-        let redis = try RedisTestServer.start()
+    static func with(redisSettings: [String] = [], _ body: (inout QueueWorld) throws -> Void) throws {
+        let redis = try RedisTestServer.start(settings: redisSettings)
         defer { redis.stop() }
         try TestCluster.withDatabase(prefix: "queue") { database in
             let connection = try database.connect()
@@ -319,6 +319,39 @@ struct WorkerProcessTests {
             let stats = try #require(try q.stats().first)
             #expect(stats.ready == 0 && stats.inFlight == 0 && stats.dead == 0 && stats.delayed == 0, "\(stats)")
             print("killedWorker: \(doneBeforeKill) stored before the SIGKILL; \(redelivered) of \(total) tasks claimed more than once before their result was stored (attempts > 1); \(duplicates) re-deliveries found the result already stored and only acknowledged")
+        }
+    }
+
+    @Test("Redis SIGKILLed and restarted from its AOF (everysec) mid-run: workers reconnect, every task completes, exactly N rows")
+    func redisRestart() throws {
+        try QueueWorld.with(redisSettings: ["appendonly yes", "appendfsync everysec"]) { world in
+            var q = try world.queue()
+            let total = 600
+            for i in 0..<total { _ = try q.submit(type: i % 3 == 0 ? "sleep" : "noop", payload: i % 3 == 0 ? #"{"ms": 5}"#: "{}", queue: "cpu") }
+            // Let everysec fsync the enqueues: the test is about acknowledged work, not the last second of submits.
+            Thread.sleep(forTimeInterval: 1.5)
+            let env = environment(world, ["NFLDB_QUEUE_LEASE": "2s"])
+            let workers = try (0..<2).map { _ in try CLIRunner.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], environment: env) }
+            defer { workers.forEach { $0.kill9(); $0.removeOutput() } }
+            try waitUntil("100 results stored: \(workers[0].outputTail())", timeout: .seconds(60)) { try world.resultCount() >= 100 }
+            try world.redis.restart(kill: true)
+            let storedAtKill = try world.resultCount()
+            q = try world.queue()
+            try waitUntil("all \(total) results stored: \(workers[1].outputTail())", timeout: .seconds(180)) { try world.resultCount() >= total }
+            try waitUntil("every lease settled", timeout: .seconds(60)) {
+                let s = try q.stats()[0]
+                return s.inFlight == 0 && s.ready == 0 && s.delayed == 0
+            }
+            var duplicates = 0
+            for worker in workers {
+                #expect(worker.stop(grace: .seconds(30)) == 0, "\(worker.outputTail())")
+                duplicates += try JSONDecoder().decode(WorkerSummary.self, from: Data(worker.standardOutput.utf8)).duplicates
+            }
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            #expect(try connection.query("SELECT count(*) AS n FROM nfl.task_results").rows[0].decode("n") == total)
+            #expect(try q.stats()[0].dead == 0)
+            print("redisRestart: \(storedAtKill) stored when Redis was killed; \(duplicates) re-deliveries found their result already stored")
         }
     }
 }
