@@ -28,14 +28,16 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
-        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums.
+        // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums and SCRAM (HMAC, PBKDF2).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // OpenSSL's libssl: the peer certificate of libpq's TLS session and TLS failure diagnosis (NFLDBPostgres only).
+        .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
         // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
-        .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "CLibSSL", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
         .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
@@ -47,15 +49,21 @@ let package = Package(
         // Versioned up/down migrations: `nfldb migrate …`.
         .target(name: "NFLDBMigrations", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Declarative roles and grants: `nfldb roles plan|apply|check`.
-        .target(name: "NFLDBRoles", dependencies: ["NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
+        .target(name: "NFLDBRoles", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging, yams], swiftSettings: swiftSettings),
         // Audit triggers and the append-only log: `nfldb audit …`.
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
         .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
+        // Security posture checks (`nfldb security check`) and the security.* settings.
+        .target(name: "NFLDBSecurity", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBHealth", logging], swiftSettings: swiftSettings),
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
         .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
+        // Fernet field encryption (libcrypto AES-128-CBC + HMAC-SHA256): `nfldb crypt …`.
+        .target(name: "NFLDBFernet", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
+        // Re-encrypting a column in batches: `nfldb crypt rotate`.
+        .target(name: "NFLDBCrypt", dependencies: ["NFLDBFernet", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
@@ -70,7 +78,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBQueue", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", "NFLDBQueue", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -91,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBRolesTests",
-            dependencies: ["NFLDBRoles", "NFLDBMigrations", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBRoles", "NFLDBMigrations", "NFLDBBackup", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -115,6 +123,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "NFLDBSecurityTests",
+            dependencies: ["NFLDBSecurity", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "NFLDBRedisTests",
             dependencies: ["NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBCore"],
             swiftSettings: swiftSettings
@@ -122,6 +135,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBQueueTests",
             dependencies: ["NFLDBQueue", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBFernetTests",
+            dependencies: ["NFLDBFernet", "NFLDBCrypt", "nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
