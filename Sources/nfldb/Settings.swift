@@ -5,6 +5,7 @@ import NFLDBCore
 import NFLDBETL
 import NFLDBHealth
 import NFLDBMigrations
+import NFLDBQueue
 import NFLDBRoles
 import NFLDBSandbox
 import NFLDBSecurity
@@ -13,7 +14,7 @@ import NFLDBSecurity
 /// logging; each capability: its own section). `config show` prints them in this order.
 enum Settings {
     static let keys: [ConfigKey] = ConfigKey.global + MigrationsConfig.keys + RolesConfig.keys + AuditConfig.keys
-        + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys + SecurityConfig.keys + ETLConfig.keys
+        + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys + SecurityConfig.keys + ETLConfig.keys + QueueConfig.keys
 
     /// Decodes every module's section once, so a bad value (an `alerts:` entry without a type, …)
     /// fails every command at start-up with its `file:line`, as a bad key does.
@@ -24,5 +25,6 @@ enum Settings {
         _ = try AlertConfig(configuration: configuration)
         _ = try SecurityConfig(configuration: configuration)
         _ = try ETLConfig(configuration: configuration)
+        _ = try QueueConfig(configuration: configuration)
     }
 }

@@ -1,0 +1,111 @@
+import Foundation
+import NFLDBCore
+import NFLDBRedis
+
+extension ConfigKey {
+    public static let redisURL = ConfigKey(
+        "redis.url", .string, default: "redis://127.0.0.1:6379/0",
+        help: "Redis for the task queue: redis://[user@]host[:port][/db] or unix:///path?db=N (put no password here; use redis.password)")
+    public static let redisPassword = ConfigKey(
+        "redis.password", .string, help: "reference to the Redis password: env:VARIABLE or file:/path (first line); never the value")
+    public static let queuePrefix = ConfigKey("queue.prefix", .string, default: "nfldb:q:", help: "prefix of every queue key in Redis")
+    public static let queueLease = ConfigKey("queue.lease", .duration, default: "30s", help: "lease of a claimed task; heartbeats extend it")
+    public static let queueAging = ConfigKey(
+        "queue.aging_interval", .duration, default: "10s",
+        help: "waiting this long is worth one priority step (implicit aging: bounds the wait of low priorities)")
+    public static let queueMaxAttempts = ConfigKey("queue.max_attempts", .integer, default: "5", help: "default attempts before the dead-letter queue")
+    public static let queueBackoffBase = ConfigKey("queue.backoff_base", .duration, default: "1s", help: "first retry delay (doubles per attempt, with jitter)")
+    public static let queueBackoffMax = ConfigKey("queue.backoff_max", .duration, default: "5m", help: "largest retry delay")
+    public static let queueIdempotencyTTL = ConfigKey("queue.idempotency_ttl", .duration, default: "24h", help: "how long an idempotency key maps to its task")
+    public static let queueCompletedTTL = ConfigKey("queue.completed_ttl", .duration, default: "1h", help: "how long a finished task stays inspectable in Redis (history lives in nfl.task_results)")
+    public static let queueBatchSize = ConfigKey("queue.result_batch_size", .integer, default: "64", help: "durable results committed per transaction, at most")
+    public static let queueBatchWait = ConfigKey("queue.result_batch_wait", .duration, default: "5ms", help: "how long a result waits for others to share its commit")
+    public static let queueGrace = ConfigKey("queue.shutdown_grace", .duration, default: "30s", help: "on SIGTERM/SIGINT, how long in-flight tasks may finish before they are released")
+}
+
+/// The `redis:` and `queue:` sections of `nfldb.yaml`.
+public struct QueueConfig: Sendable {
+    public static let keys: [ConfigKey] = [
+        .redisURL, .redisPassword, .queuePrefix, .queueLease, .queueAging, .queueMaxAttempts, .queueBackoffBase, .queueBackoffMax,
+        .queueIdempotencyTTL, .queueCompletedTTL, .queueBatchSize, .queueBatchWait, .queueGrace,
+    ]
+
+    public var endpoint: RedisEndpoint
+    public var prefix: String
+    public var lease: Duration
+    public var aging: Duration
+    public var maxAttempts: Int
+    public var backoffBase: Duration
+    public var backoffMax: Duration
+    public var idempotencyTTL: Duration
+    public var completedTTL: Duration
+    public var batchSize: Int
+    public var batchWait: Duration
+    public var grace: Duration
+
+    /// Defaults for tests and embedding: the given endpoint, every other setting at its default.
+    public init(endpoint: RedisEndpoint) {
+        self.endpoint = endpoint
+        prefix = ConfigKey.queuePrefix.defaultValue!
+        lease = ConfigKey.queueLease.defaultDuration!
+        aging = ConfigKey.queueAging.defaultDuration!
+        maxAttempts = 5
+        backoffBase = ConfigKey.queueBackoffBase.defaultDuration!
+        backoffMax = ConfigKey.queueBackoffMax.defaultDuration!
+        idempotencyTTL = ConfigKey.queueIdempotencyTTL.defaultDuration!
+        completedTTL = ConfigKey.queueCompletedTTL.defaultDuration!
+        batchSize = 64
+        batchWait = ConfigKey.queueBatchWait.defaultDuration!
+        grace = ConfigKey.queueGrace.defaultDuration!
+    }
+
+    public init(configuration: Configuration) throws {
+        let url = configuration.defaulted(.redisURL)
+        var endpoint = try RedisEndpoint(url: url)
+        if endpoint.password != nil {
+            SecretRedactor.shared.register(endpoint.password!)
+        }
+        if let reference = configuration.string(.redisPassword) {
+            let source = configuration.entry(.redisPassword)?.source
+            let value: String
+            if reference.hasPrefix("env:") {
+                let name = String(reference.dropFirst(4))
+                guard let found = configuration.environment[name], !found.isEmpty else {
+                    throw ConfigurationError("redis.password names env:\(name), but that environment variable is not set", source: source,
+                                             hint: "Export \(name), or remove redis.password if the server needs no password.")
+                }
+                value = found
+            } else if reference.hasPrefix("file:") {
+                value = try Configuration.readSecretFile(String(reference.dropFirst(5)), what: "redis.password", source: source)
+            } else {
+                throw ConfigurationError("redis.password must be a reference (env:VARIABLE or file:/path), not a value", source: source,
+                                         hint: "Move the password into an environment variable or a 0600 file and reference it.")
+            }
+            SecretRedactor.shared.register(value)
+            endpoint.password = value
+        }
+        self.init(endpoint: endpoint)
+        prefix = configuration.defaulted(.queuePrefix)
+        func duration(_ key: ConfigKey) throws -> Duration { try configuration.duration(key) ?? key.defaultDuration! }
+        lease = try duration(.queueLease)
+        aging = try duration(.queueAging)
+        maxAttempts = try configuration.integer(.queueMaxAttempts) ?? 5
+        backoffBase = try duration(.queueBackoffBase)
+        backoffMax = try duration(.queueBackoffMax)
+        idempotencyTTL = try duration(.queueIdempotencyTTL)
+        completedTTL = try duration(.queueCompletedTTL)
+        batchSize = max(1, try configuration.integer(.queueBatchSize) ?? 64)
+        batchWait = try duration(.queueBatchWait)
+        grace = try duration(.queueGrace)
+        guard maxAttempts >= 1 else { throw ConfigurationError("queue.max_attempts must be at least 1", source: configuration.entry(.queueMaxAttempts)?.source) }
+        guard lease >= .milliseconds(100) else { throw ConfigurationError("queue.lease must be at least 100ms", source: configuration.entry(.queueLease)?.source) }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds (rounded down), for Redis arguments.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

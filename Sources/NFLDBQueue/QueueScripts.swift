@@ -1,0 +1,228 @@
+import NFLDBRedis
+
+/// The queue's Lua scripts. Every state change of a task is one of these, so it is atomic on the
+/// server. Keys are derived inside the scripts from the prefix (ARGV[1]); this is fine for one
+/// server or Sentinel, not for Redis Cluster (the keys would need one hash tag).
+///
+/// Key layout (prefix `nfldb:q:`):
+/// - `task:ID` hash: id, type, queue, priority, payload, v (schema), attempts, max_attempts, state
+///   (ready|delayed|running|succeeded|dead|cancelled), enqueued_ms, score, token, lease_until, worker,
+///   error, history (JSON array, one entry per finished attempt), idem, cid (correlation id).
+/// - `ready:Q` zset, score `enqueued_ms - priority × aging_ms` (lowest first). Because every task ages
+///   at the same rate, ordering by this fixed score is ordering by the effective priority
+///   `priority + waited/aging` at any claim time: aging without rewriting scores.
+/// - `inflight:Q` zset, score = lease deadline (ms, Redis clock). `delayed:Q` zset, score = due time.
+/// - `dead:Q` list of task ids (never trimmed). `queues` set. `token` counter (fencing tokens).
+/// - `idem:KEY` string → task id, with the idempotency TTL.
+enum QueueScripts {
+    /// Shared prelude: server clock in ms, and a helper that appends to a task's history.
+    static let prelude = """
+    local p = ARGV[1]
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local function record(key, entry)
+      local h = redis.call('HGET', key, 'history')
+      local list = (h and h ~= '') and cjson.decode(h) or {}
+      list[#list + 1] = entry
+      redis.call('HSET', key, 'history', cjson.encode(list))
+    end
+    local function reap(q, limit)
+      local n = 0
+      local expired = redis.call('ZRANGEBYSCORE', p .. 'inflight:' .. q, '-inf', now, 'LIMIT', 0, limit)
+      for _, id in ipairs(expired) do
+        local key = p .. 'task:' .. id
+        redis.call('ZREM', p .. 'inflight:' .. q, id)
+        local f = redis.call('HMGET', key, 'attempts', 'max_attempts', 'score', 'worker', 'state')
+        if f[5] == 'running' then
+          local attempts = tonumber(f[1]) or 0
+          record(key, {attempt = attempts, worker = f[4], outcome = 'lease expired', at_ms = now})
+          if attempts >= (tonumber(f[2]) or 1) then
+            local err = 'lease expired on all ' .. attempts .. ' attempts (the worker died or stalled each time: a poison task?)'
+            redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_ms', now)
+            redis.call('RPUSH', p .. 'dead:' .. q, id)
+          else
+            redis.call('HSET', key, 'state', 'ready')
+            redis.call('ZADD', p .. 'ready:' .. q, f[3], id)
+          end
+          n = n + 1
+        end
+      end
+      return n
+    end
+
+    """
+
+    /// ARGV: prefix, id, type, queue, priority, payload, max_attempts, idempotency key ('' = none),
+    /// idempotency TTL ms, aging ms, correlation id, schema version.
+    /// Returns {id, 1} when enqueued, {existing id, 0} for a known idempotency key.
+    static let enqueue = RedisScript(prelude + """
+    local id, q = ARGV[2], ARGV[4]
+    if ARGV[8] ~= '' then
+      local existing = redis.call('GET', p .. 'idem:' .. ARGV[8])
+      if existing then return {existing, 0} end
+      redis.call('SET', p .. 'idem:' .. ARGV[8], id, 'PX', ARGV[9])
+    end
+    local score = now - tonumber(ARGV[5]) * tonumber(ARGV[10])
+    local key = p .. 'task:' .. id
+    redis.call('HSET', key, 'id', id, 'type', ARGV[3], 'queue', q, 'priority', ARGV[5], 'payload', ARGV[6],
+      'max_attempts', ARGV[7], 'attempts', 0, 'state', 'ready', 'enqueued_ms', now, 'score', score, 'token', 0,
+      'idem', ARGV[8], 'cid', ARGV[11], 'v', ARGV[12], 'history', '[]')
+    redis.call('ZADD', p .. 'ready:' .. q, score, id)
+    redis.call('SADD', p .. 'queues', q)
+    return {id, 1}
+    """)
+
+    /// ARGV: prefix, lease ms, worker, queue… Reaps expired leases and promotes due retries of
+    /// these queues, then claims the task with the lowest score across them.
+    /// Returns nil, or {id, type, queue, payload, attempts, max_attempts, token, enqueued_ms, cid, v, idem, priority}.
+    static let claim = RedisScript(prelude + """
+    local lease, worker = tonumber(ARGV[2]), ARGV[3]
+    local best, bestScore, bestQueue = nil, nil, nil
+    for i = 4, #ARGV do
+      local q = ARGV[i]
+      reap(q, 100)
+      local due = redis.call('ZRANGEBYSCORE', p .. 'delayed:' .. q, '-inf', now, 'LIMIT', 0, 100)
+      for _, id in ipairs(due) do
+        redis.call('ZREM', p .. 'delayed:' .. q, id)
+        local key = p .. 'task:' .. id
+        if redis.call('HGET', key, 'state') == 'delayed' then
+          redis.call('HSET', key, 'state', 'ready')
+          redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
+        end
+      end
+      local head = redis.call('ZRANGE', p .. 'ready:' .. q, 0, 0, 'WITHSCORES')
+      if head[1] and (bestScore == nil or tonumber(head[2]) < bestScore) then
+        best, bestScore, bestQueue = head[1], tonumber(head[2]), q
+      end
+    end
+    if not best then return nil end
+    redis.call('ZREM', p .. 'ready:' .. bestQueue, best)
+    local key = p .. 'task:' .. best
+    local token = redis.call('INCR', p .. 'token')
+    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'state', 'running', 'token', token, 'lease_until', now + lease, 'worker', worker, 'started_ms', now)
+    redis.call('ZADD', p .. 'inflight:' .. bestQueue, now + lease, best)
+    local f = redis.call('HMGET', key, 'type', 'payload', 'max_attempts', 'enqueued_ms', 'cid', 'v', 'idem', 'priority')
+    return {best, f[1], bestQueue, f[2], attempts, f[3], token, f[4], f[5], f[6], f[7], f[8]}
+    """)
+
+    /// Checks that ARGV[2] (id) is running under token ARGV[3] with an unexpired lease.
+    /// Sets `key`, `q`, `status` ('ok', 'cancelled', 'lost').
+    static let fence = """
+    local id, token = ARGV[2], ARGV[3]
+    local key = p .. 'task:' .. id
+    local f = redis.call('HMGET', key, 'state', 'token', 'lease_until', 'queue', 'attempts', 'worker')
+    local q = f[4]
+    local status = 'ok'
+    if f[1] == 'cancelled' then status = 'cancelled'
+    elseif f[1] ~= 'running' or f[2] ~= token or tonumber(f[3]) < now then status = 'lost' end
+
+    """
+
+    /// ARGV: prefix, id, token, lease ms. Returns 'ok' (extended), 'cancelled' or 'lost'.
+    static let heartbeat = RedisScript(prelude + fence + """
+    if status ~= 'ok' then return status end
+    redis.call('HSET', key, 'lease_until', now + tonumber(ARGV[4]))
+    redis.call('ZADD', p .. 'inflight:' .. q, now + tonumber(ARGV[4]), id)
+    return 'ok'
+    """)
+
+    /// ARGV: prefix, id, token, completed TTL ms. Returns 'ok', 'cancelled' or 'lost' (nothing changed).
+    static let complete = RedisScript(prelude + fence + """
+    if status ~= 'ok' then return status end
+    record(key, {attempt = tonumber(f[5]), worker = f[6], outcome = 'succeeded', at_ms = now})
+    redis.call('HSET', key, 'state', 'succeeded', 'finished_ms', now)
+    redis.call('ZREM', p .. 'inflight:' .. q, id)
+    redis.call('PEXPIRE', key, ARGV[4])
+    return 'ok'
+    """)
+
+    /// ARGV: prefix, id, token, error, permanent (1/0), backoff base ms, backoff max ms, jitter 0…1.
+    /// Returns 'retry', 'dead', 'cancelled' or 'lost'.
+    static let fail = RedisScript(prelude + fence + """
+    if status ~= 'ok' then return status end
+    local attempts = tonumber(f[5])
+    record(key, {attempt = attempts, worker = f[6], outcome = 'failed', error = ARGV[4], at_ms = now})
+    redis.call('ZREM', p .. 'inflight:' .. q, id)
+    local max = tonumber(redis.call('HGET', key, 'max_attempts'))
+    if ARGV[5] == '1' or attempts >= max then
+      redis.call('HSET', key, 'state', 'dead', 'error', ARGV[4], 'finished_ms', now)
+      redis.call('RPUSH', p .. 'dead:' .. q, id)
+      return 'dead'
+    end
+    local delay = math.min(tonumber(ARGV[7]), tonumber(ARGV[6]) * 2 ^ (attempts - 1))
+    delay = math.floor(delay / 2 + delay / 2 * tonumber(ARGV[8]))
+    redis.call('HSET', key, 'state', 'delayed', 'error', ARGV[4], 'due_ms', now + delay)
+    redis.call('ZADD', p .. 'delayed:' .. q, now + delay, id)
+    return 'retry'
+    """)
+
+    /// ARGV: prefix, id, token. Gives a claimed task back (graceful shutdown): ready again, the
+    /// attempt not counted. Returns 'ok', 'cancelled' or 'lost'.
+    static let release = RedisScript(prelude + fence + """
+    if status ~= 'ok' then return status end
+    redis.call('ZREM', p .. 'inflight:' .. q, id)
+    redis.call('HINCRBY', key, 'attempts', -1)
+    redis.call('HSET', key, 'state', 'ready')
+    redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
+    return 'ok'
+    """)
+
+    /// ARGV: prefix, id. Returns the state before: 'ready'/'delayed' (now cancelled), 'running' (the worker
+    /// learns at its next heartbeat), or the terminal state / 'missing' (nothing changed).
+    static let cancel = RedisScript(prelude + """
+    local id = ARGV[2]
+    local key = p .. 'task:' .. id
+    local f = redis.call('HMGET', key, 'state', 'queue')
+    if not f[1] then return 'missing' end
+    if f[1] == 'ready' or f[1] == 'delayed' or f[1] == 'running' then
+      redis.call('ZREM', p .. 'ready:' .. f[2], id)
+      redis.call('ZREM', p .. 'delayed:' .. f[2], id)
+      redis.call('ZREM', p .. 'inflight:' .. f[2], id)
+      redis.call('HSET', key, 'state', 'cancelled', 'finished_ms', now)
+      record(key, {outcome = 'cancelled', was = f[1], at_ms = now})
+    end
+    return f[1]
+    """)
+
+    /// ARGV: prefix. Reaps expired leases of every known queue. Returns how many tasks moved.
+    static let recover = RedisScript(prelude + """
+    local n = 0
+    for _, q in ipairs(redis.call('SMEMBERS', p .. 'queues')) do
+      local moved = reap(q, 1000)
+      n = n + moved
+      while moved == 1000 do moved = reap(q, 1000); n = n + moved end
+    end
+    return n
+    """)
+
+    /// ARGV: prefix, queue, id. Moves a dead task back to ready with a fresh attempt budget.
+    /// Returns 'ok' or 'missing'.
+    static let requeue = RedisScript(prelude + """
+    local q, id = ARGV[2], ARGV[3]
+    local key = p .. 'task:' .. id
+    if redis.call('LREM', p .. 'dead:' .. q, 1, id) == 0 then return 'missing' end
+    record(key, {outcome = 'requeued', at_ms = now})
+    redis.call('HSET', key, 'state', 'ready', 'attempts', 0)
+    redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
+    return 'ok'
+    """)
+
+    /// ARGV: prefix. Per queue: {queue, ready, delayed, in_flight, expired leases, dead, oldest ready enqueued_ms or -1, now}.
+    static let stats = RedisScript(prelude + """
+    local out = {}
+    for _, q in ipairs(redis.call('SMEMBERS', p .. 'queues')) do
+      local oldest = -1
+      for _, id in ipairs(redis.call('ZRANGE', p .. 'ready:' .. q, 0, -1)) do
+        local e = tonumber(redis.call('HGET', p .. 'task:' .. id, 'enqueued_ms'))
+        if e and (oldest < 0 or e < oldest) then oldest = e end
+      end
+      out[#out + 1] = {q, redis.call('ZCARD', p .. 'ready:' .. q), redis.call('ZCARD', p .. 'delayed:' .. q),
+        redis.call('ZCARD', p .. 'inflight:' .. q), redis.call('ZCOUNT', p .. 'inflight:' .. q, '-inf', now),
+        redis.call('LLEN', p .. 'dead:' .. q), oldest, now}
+    end
+    return out
+    """)
+
+    static let all: [RedisScript] = [enqueue, claim, heartbeat, complete, fail, release, cancel, recover, requeue, stats]
+}

@@ -1,0 +1,237 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBRedis
+
+/// The payload envelope version this build writes and understands.
+public let taskSchemaVersion = 1
+
+/// A claimed task, as a worker sees it.
+public struct ClaimedTask: Sendable, Hashable {
+    public var id: String
+    public var type: String
+    public var queue: String
+    public var payload: String
+    public var attempt: Int
+    public var maxAttempts: Int
+    public var token: Int64
+    public var enqueuedMs: Int64
+    public var correlationID: String
+    public var schemaVersion: Int
+    public var idempotencyKey: String?
+    public var priority: Int
+}
+
+/// Outcome of a fenced call (heartbeat, complete, fail, release).
+public enum FenceOutcome: String, Sendable, Codable {
+    case ok, retry, dead, cancelled, lost
+}
+
+/// Per-queue counts for `queue stats` and the health check.
+public struct QueueStats: Sendable, Codable, Hashable {
+    public var queue: String
+    public var ready: Int
+    public var delayed: Int
+    public var inFlight: Int
+    public var expiredLeases: Int
+    public var dead: Int
+    /// Seconds the oldest ready task has waited; nil when none is ready.
+    public var oldestReadyAgeSeconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case queue, ready, delayed, dead
+        case inFlight = "in_flight"
+        case expiredLeases = "expired_leases"
+        case oldestReadyAgeSeconds = "oldest_ready_age_s"
+    }
+}
+
+/// What `submit` did: a new task, or the existing one for a known idempotency key.
+public struct SubmitResult: Sendable, Codable, Hashable {
+    public var id: String
+    public var created: Bool
+}
+
+/// A failure of the queue itself (bad input, a missing task); Redis failures are ``RedisError``.
+public struct QueueError: NFLDBError, Sendable {
+    public var diagnostic: Diagnostic
+    public var exitStatus: ExitStatus
+    public init(_ summary: String, hint: String? = nil, exitStatus: ExitStatus = .failure) {
+        diagnostic = Diagnostic(summary, hint: hint)
+        self.exitStatus = exitStatus
+    }
+}
+
+/// The queue operations over one Redis connection (not Sendable: one per thread).
+public final class TaskQueue {
+    public let connection: RedisConnection
+    public let config: QueueConfig
+    let logger: Logger
+
+    public init(connection: RedisConnection, config: QueueConfig, logger: Logger) {
+        self.connection = connection
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Opens a connection to the configured Redis and loads the scripts.
+    public static func connect(_ config: QueueConfig, clientName: String = "nfldb-queue", logger: Logger) throws -> TaskQueue {
+        let connection = try RedisConnection.connect(config.endpoint, clientName: clientName, logger: logger)
+        try connection.load(QueueScripts.all)
+        return TaskQueue(connection: connection, config: config, logger: logger)
+    }
+
+    /// Closes the Redis connection.
+    public func close() { connection.close() }
+
+    private var prefix: RedisArgument { RedisArgument(config.prefix) }
+
+    static func validateName(_ name: String, what: String) throws {
+        let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+        guard !name.isEmpty, name.count <= 100, name.unicodeScalars.allSatisfy({ allowed.contains($0) }) else {
+            throw QueueError("invalid \(what) \"\(name.prefix(100))\": use 1–100 letters, digits, '_', '.', '-'",
+                             hint: "Queue names are capabilities such as cpu, gpu_high, gpu_low, io.", exitStatus: .usage)
+        }
+    }
+
+    /// Enqueues a task. `payload` must be a JSON object (checked here); it is stored with the schema version.
+    public func submit(
+        type: String, payload: String = "{}", queue: String = "cpu", priority: Int = 0, idempotencyKey: String? = nil,
+        maxAttempts: Int? = nil, correlationID: String = "", id: String = UUID().uuidString.lowercased()
+    ) throws -> SubmitResult {
+        try Self.validateName(type, what: "task type")
+        try Self.validateName(queue, what: "queue")
+        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)), object is [String: Any] else {
+            throw QueueError("the payload is not a JSON object: \(payload.prefix(80))", hint: "Give --payload '{\"key\": value}'.", exitStatus: .usage)
+        }
+        guard (-1000...1000).contains(priority) else {
+            throw QueueError("priority \(priority) is out of range", hint: "Use -1000…1000 (higher runs first).", exitStatus: .usage)
+        }
+        let attempts = maxAttempts ?? config.maxAttempts
+        guard attempts >= 1 else { throw QueueError("--max-attempts must be at least 1", exitStatus: .usage) }
+        if let key = idempotencyKey, key.isEmpty || key.count > 200 {
+            throw QueueError("an idempotency key must be 1–200 characters", exitStatus: .usage)
+        }
+        let reply = try connection.evaluate(QueueScripts.enqueue, arguments: [
+            prefix, RedisArgument(id), RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
+            RedisArgument(attempts), RedisArgument(idempotencyKey ?? ""), RedisArgument(config.idempotencyTTL.milliseconds),
+            RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion),
+        ])
+        guard let parts = try reply.decodeArray(for: "EVALSHA enqueue"), parts.count == 2, let got = parts[0].string, let flag = parts[1].int else {
+            throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
+        }
+        return SubmitResult(id: got, created: flag == 1)
+    }
+
+    /// Claims the best task of `queues` (reaping expired leases and promoting due retries first); nil when none is ready.
+    public func claim(queues: [String], worker: String, lease: Duration? = nil) throws -> ClaimedTask? {
+        let reply = try connection.evaluate(
+            QueueScripts.claim,
+            arguments: [prefix, RedisArgument((lease ?? config.lease).milliseconds), RedisArgument(worker)] + queues.map { RedisArgument($0) })
+        guard let f = try reply.decodeArray(for: "EVALSHA claim") else { return nil }
+        guard f.count == 12 else { throw RedisError(kind: .unexpectedReply, message: "the claim script returned \(f.count) fields, expected 12") }
+        func s(_ i: Int) -> String { f[i].string ?? "" }
+        func n(_ i: Int) -> Int64 { f[i].int ?? 0 }
+        let idem = s(10)
+        return ClaimedTask(
+            id: s(0), type: s(1), queue: s(2), payload: s(3), attempt: Int(n(4)), maxAttempts: Int(n(5)), token: n(6), enqueuedMs: n(7),
+            correlationID: s(8), schemaVersion: Int(n(9)), idempotencyKey: idem.isEmpty ? nil : idem, priority: Int(n(11)))
+    }
+
+    private func fenced(_ script: RedisScript, _ task: ClaimedTask, _ extra: [RedisArgument]) throws -> FenceOutcome {
+        let reply = try connection.evaluate(script, arguments: [prefix, RedisArgument(task.id), RedisArgument(task.token)] + extra)
+        guard let text = reply.string, let outcome = FenceOutcome(rawValue: text) else {
+            throw RedisError(kind: .unexpectedReply, message: "a queue script returned \(reply)")
+        }
+        return outcome
+    }
+
+    /// Extends the lease; `.cancelled` when the task was cancelled, `.lost` when the lease already expired.
+    public func heartbeat(_ task: ClaimedTask, lease: Duration? = nil) throws -> FenceOutcome {
+        try fenced(QueueScripts.heartbeat, task, [RedisArgument((lease ?? config.lease).milliseconds)])
+    }
+
+    /// Acknowledges success; `.lost` (nothing changed) when the token is stale or the lease expired.
+    public func complete(_ task: ClaimedTask) throws -> FenceOutcome {
+        try fenced(QueueScripts.complete, task, [RedisArgument(config.completedTTL.milliseconds)])
+    }
+
+    /// Records a failure: `.retry` (through the delayed set, exponential backoff with jitter) or `.dead`.
+    public func fail(_ task: ClaimedTask, error: String, permanent: Bool = false) throws -> FenceOutcome {
+        try fenced(QueueScripts.fail, task, [
+            RedisArgument(String(error.prefix(2000))), RedisArgument(permanent ? "1" : "0"), RedisArgument(config.backoffBase.milliseconds),
+            RedisArgument(config.backoffMax.milliseconds), RedisArgument(Double.random(in: 0...1)),
+        ])
+    }
+
+    /// Gives the task back unfinished (shutdown); the attempt is not counted.
+    public func release(_ task: ClaimedTask) throws -> FenceOutcome {
+        try fenced(QueueScripts.release, task, [])
+    }
+
+    /// Cancels a task; returns the state it had (`ready`, `delayed`, `running`, a terminal state, or `missing`).
+    public func cancel(id: String) throws -> String {
+        try connection.evaluate(QueueScripts.cancel, arguments: [prefix, RedisArgument(id)]).decodeString(for: "EVALSHA cancel") ?? "missing"
+    }
+
+    /// Moves every expired lease back to ready (or to the dead-letter queue when its attempts are used up).
+    public func recover() throws -> Int {
+        Int(try connection.evaluate(QueueScripts.recover, arguments: [prefix]).decodeInteger(for: "EVALSHA recover"))
+    }
+
+    public func stats() throws -> [QueueStats] {
+        guard let rows = try connection.evaluate(QueueScripts.stats, arguments: [prefix]).decodeArray(for: "EVALSHA stats") else { return [] }
+        return rows.compactMap { row -> QueueStats? in
+            guard let f = row.elements, f.count == 8 else { return nil }
+            let n = { (i: Int) in Int(f[i].int ?? 0) }
+            let oldest = f[6].int ?? -1
+            let now = f[7].int ?? 0
+            return QueueStats(queue: f[0].string ?? "?", ready: n(1), delayed: n(2), inFlight: n(3), expiredLeases: n(4), dead: n(5),
+                              oldestReadyAgeSeconds: oldest < 0 ? nil : Double(now - oldest) / 1000)
+        }.sorted { $0.queue < $1.queue }
+    }
+
+    /// Every field of a task's hash (history decoded by the caller); nil when unknown or expired.
+    public func inspect(id: String) throws -> [String: String]? {
+        guard let flat = try connection.command("HGETALL", RedisArgument(config.prefix + "task:" + id)).decodeArray(for: "HGETALL"), !flat.isEmpty else {
+            return nil
+        }
+        var out: [String: String] = [:]
+        var i = 0
+        while i + 1 < flat.count {
+            out[flat[i].string ?? ""] = flat[i + 1].string ?? ""
+            i += 2
+        }
+        return out
+    }
+
+    /// Dead tasks of one queue (all of them, oldest first), each as its hash.
+    public func deadLetters(queue: String) throws -> [[String: String]] {
+        let ids = try connection.command("LRANGE", RedisArgument(config.prefix + "dead:" + queue), "0", "-1").decodeArray(for: "LRANGE") ?? []
+        return try ids.compactMap { $0.string }.map { id in try inspect(id: id) ?? ["id": id, "state": "dead", "error": "(task hash missing)"] }
+    }
+
+    public func queues() throws -> [String] {
+        (try connection.command("SMEMBERS", RedisArgument(config.prefix + "queues")).decodeArray(for: "SMEMBERS") ?? []).compactMap(\.string).sorted()
+    }
+
+    /// Moves a dead task back to ready with a fresh attempt budget.
+    public func requeue(id: String) throws -> Bool {
+        guard let task = try inspect(id: id), let queue = task["queue"] else { return false }
+        let reply = try connection.evaluate(QueueScripts.requeue, arguments: [prefix, RedisArgument(queue), RedisArgument(id)])
+        return reply.string == "ok"
+    }
+
+    /// Deletes every dead task of `queue` (or all queues); returns how many.
+    public func purgeDeadLetters(queue: String?) throws -> Int {
+        var removed = 0
+        let names = try queue.map { [$0] } ?? queues()
+        for q in names {
+            let dead = try deadLetters(queue: q)
+            for task in dead { if let id = task["id"] { _ = try connection.command("DEL", RedisArgument(config.prefix + "task:" + id)) } }
+            _ = try connection.command("DEL", RedisArgument(config.prefix + "dead:" + q))
+            removed += dead.count
+        }
+        return removed
+    }
+}

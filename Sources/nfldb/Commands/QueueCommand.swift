@@ -1,0 +1,257 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBQueue
+
+/// `nfldb queue submit | stats | inspect | recover | cancel | dlq …`: the task queue on Redis.
+struct QueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "The Redis task queue: submit tasks, see depth and dead letters, recover expired leases, cancel.",
+        discussion: "Redis from redis.url / NFLDB_REDIS_URL (password by reference in redis.password). Exit status: 0 ok, 1 failure, 2 usage.",
+        subcommands: [Submit.self, Stats.self, Inspect.self, Recover.self, Cancel.self, DeadLetters.self])
+}
+
+struct QueueOutput: ParsableArguments {
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+}
+
+extension CommandContext {
+    func taskQueue() throws -> TaskQueue {
+        try TaskQueue.connect(QueueConfig(configuration: configuration), logger: logger)
+    }
+}
+
+extension QueueCommand {
+    struct Submit: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Enqueue a task; prints its id (the existing id for a known idempotency key).")
+        @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
+        @OptionGroup var output: QueueOutput
+        @Argument(help: "Task type: noop, sleep, fail, db.vacuum_analyze, …") var type: String
+        @Option(help: "Payload, a JSON object.") var payload = "{}"
+        @Option(help: "Capability queue: cpu, gpu_high, gpu_low, io, …") var queue = "cpu"
+        @Option(help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).") var priority = 0
+        @Option(name: .customLong("idempotency-key"), help: "Same key within queue.idempotency_ttl → the same task.") var idempotencyKey: String?
+        @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
+        static let commandPath = "queue submit"
+
+        func run(_ context: CommandContext) throws {
+            let q = try context.taskQueue()
+            defer { q.close() }
+            let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
+                                      maxAttempts: maxAttempts, correlationID: context.correlationID)
+            switch output.format {
+            case .json: context.output(try JSONOutput.encode(result))
+            case .text:
+                context.output(result.id)
+                if !result.created { context.say("(idempotency key already used: this is the existing task)") }
+            }
+        }
+    }
+
+    struct Stats: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Per queue: ready, delayed, in flight, expired leases, dead, oldest ready age.")
+        @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
+        @OptionGroup var output: QueueOutput
+        static let commandPath = "queue stats"
+
+        func run(_ context: CommandContext) throws {
+            let q = try context.taskQueue()
+            defer { q.close() }
+            let stats = try q.stats()
+            switch output.format {
+            case .json: context.output(try JSONOutput.encode(stats))
+            case .text:
+                if stats.isEmpty { context.output("no queues yet"); return }
+                context.output(TextTable.render(
+                    header: ["queue", "ready", "delayed", "in_flight", "expired", "dead", "oldest_ready"],
+                    rows: stats.map { [$0.queue, "\($0.ready)", "\($0.delayed)", "\($0.inFlight)", "\($0.expiredLeases)", "\($0.dead)",
+                                       $0.oldestReadyAgeSeconds.map { String(format: "%.1fs", $0) } ?? "-"] }))
+            }
+        }
+    }
+
+    struct Inspect: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Every field of a task, with its attempt history.")
+        @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
+        @OptionGroup var output: QueueOutput
+        @Argument(help: "Task id.") var id: String
+        static let commandPath = "queue inspect"
+
+        func run(_ context: CommandContext) throws {
+            let q = try context.taskQueue()
+            defer { q.close() }
+            guard let task = try q.inspect(id: id) else {
+                throw OperatorError("no task \(id) in Redis", hint: "Finished tasks leave Redis after queue.completed_ttl; look in nfl.task_results.")
+            }
+            switch output.format {
+            case .json: context.output(try JSONOutput.encode(task))
+            case .text: for key in task.keys.sorted() { context.output("\(key): \(task[key]!)") }
+            }
+        }
+    }
+
+    struct Recover: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Move expired leases back to ready (counting the attempt) or to the dead-letter queue.")
+        @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
+        @OptionGroup var output: QueueOutput
+        static let commandPath = "queue recover"
+
+        func run(_ context: CommandContext) throws {
+            let q = try context.taskQueue()
+            defer { q.close() }
+            let moved = try q.recover()
+            switch output.format {
+            case .json: context.output(try JSONOutput.encode(["recovered": moved]))
+            case .text: context.output("recovered \(moved) expired lease\(moved == 1 ? "" : "s")")
+            }
+        }
+    }
+
+    struct Cancel: GlobalOptionsCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a task: a pending one at once, a running one at its next heartbeat.")
+        @OptionGroup var global: GlobalOptions
+        @ParentCommand var root: NFLDB
+        @OptionGroup var output: QueueOutput
+        @Argument(help: "Task id.") var id: String
+        static let commandPath = "queue cancel"
+
+        func run(_ context: CommandContext) throws {
+            let q = try context.taskQueue()
+            defer { q.close() }
+            let was = try q.cancel(id: id)
+            if was == "missing" { throw OperatorError("no task \(id) in Redis", hint: "Check the id with nfldb queue inspect.") }
+            switch output.format {
+            case .json: context.output(try JSONOutput.encode(["id": id, "previous_state": was]))
+            case .text:
+                switch was {
+                case "ready", "delayed": context.output("cancelled \(id) (was \(was))")
+                case "running": context.output("cancelled \(id); its worker learns it at the next heartbeat")
+                default: context.output("\(id) was already \(was); nothing changed")
+                }
+            }
+        }
+    }
+
+    struct DeadLetters: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dlq", abstract: "The dead-letter queue: list, requeue, purge (never trimmed by itself).",
+            subcommands: [List.self, Requeue.self, Purge.self])
+
+        struct List: GlobalOptionsCommand {
+            static let configuration = CommandConfiguration(abstract: "Dead tasks with their last error and attempts.")
+            @OptionGroup var global: GlobalOptions
+            @ParentCommand var root: NFLDB
+            @OptionGroup var output: QueueOutput
+            @Option(help: "Only this queue.") var queue: String?
+            static let commandPath = "queue dlq list"
+
+            func run(_ context: CommandContext) throws {
+                let q = try context.taskQueue()
+                defer { q.close() }
+                let names = try queue.map { [$0] } ?? q.queues()
+                var dead: [[String: String]] = []
+                for name in names { dead += try q.deadLetters(queue: name) }
+                switch output.format {
+                case .json: context.output(try JSONOutput.encode(dead))
+                case .text:
+                    if dead.isEmpty { context.output("the dead-letter queue is empty"); return }
+                    context.output(TextTable.render(
+                        header: ["id", "queue", "type", "attempts", "error"],
+                        rows: dead.map { [$0["id"] ?? "", $0["queue"] ?? "", $0["type"] ?? "", $0["attempts"] ?? "", String(($0["error"] ?? "").prefix(80))] }))
+                }
+            }
+        }
+
+        struct Requeue: GlobalOptionsCommand {
+            static let configuration = CommandConfiguration(abstract: "Put a dead task back to ready with a fresh attempt budget.")
+            @OptionGroup var global: GlobalOptions
+            @ParentCommand var root: NFLDB
+            @OptionGroup var output: QueueOutput
+            @Argument(help: "Task id.") var id: String
+            static let commandPath = "queue dlq requeue"
+
+            func run(_ context: CommandContext) throws {
+                let q = try context.taskQueue()
+                defer { q.close() }
+                guard try q.requeue(id: id) else {
+                    throw OperatorError("task \(id) is not in the dead-letter queue", hint: "List dead tasks with nfldb queue dlq list.")
+                }
+                switch output.format {
+                case .json: context.output(try JSONOutput.encode(["id": id, "state": "ready"]))
+                case .text: context.output("requeued \(id)")
+                }
+            }
+        }
+
+        struct Purge: GlobalOptionsCommand {
+            static let configuration = CommandConfiguration(abstract: "Delete dead tasks (needs --yes-delete-dead-tasks).")
+            @OptionGroup var global: GlobalOptions
+            @ParentCommand var root: NFLDB
+            @OptionGroup var output: QueueOutput
+            @Option(help: "Only this queue.") var queue: String?
+            @Flag(name: .customLong("yes-delete-dead-tasks"), help: "Confirm: the dead tasks and their history are deleted from Redis.")
+            var confirmed = false
+            static let commandPath = "queue dlq purge"
+
+            func validate() throws {
+                if !confirmed { throw ValidationError("purge deletes dead tasks for good; add --yes-delete-dead-tasks to confirm (see them first with queue dlq list)") }
+            }
+
+            func run(_ context: CommandContext) throws {
+                let q = try context.taskQueue()
+                defer { q.close() }
+                let removed = try q.purgeDeadLetters(queue: queue)
+                switch output.format {
+                case .json: context.output(try JSONOutput.encode(["purged": removed]))
+                case .text: context.output("purged \(removed) dead task\(removed == 1 ? "" : "s")")
+                }
+            }
+        }
+    }
+}
+
+/// `nfldb worker`: runs tasks from the queues this host can serve.
+struct WorkerCommand: GlobalOptionsCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run queued tasks: N threads, durable results in nfl.task_results, graceful stop on SIGTERM/SIGINT.",
+        discussion: "Exit status: 0 stopped (or, with --burst, queues empty), 1 failure, 2 usage.")
+    @OptionGroup var global: GlobalOptions
+    @ParentCommand var root: NFLDB
+    @OptionGroup var output: QueueOutput
+    @Option(help: "Queues to serve, comma-separated (default: what the hardware profile can serve).") var queues: String?
+    @Option(help: "Concurrent handler threads.") var concurrency = 1
+    @Flag(help: "Exit 0 once the queues have nothing ready, delayed or in flight.") var burst = false
+    @Option(help: "GPUs this host has (overrides nvidia-smi detection).") var gpus: Int?
+    static let commandPath = "worker"
+
+    func validate() throws {
+        if !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1…256") }
+    }
+
+    func run(_ context: CommandContext) throws {
+        var profile = WorkerProfile.detect()
+        if let gpus { profile.gpus = gpus }
+        let names = try queues.map { try profile.check($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } ?? profile.defaultQueues
+        let worker = Worker(
+            config: try QueueConfig(configuration: context.configuration), options: WorkerOptions(queues: names, concurrency: concurrency, burst: burst),
+            database: try context.connectionOptions(), logger: context.logger)
+        let signals = worker.installSignalHandlers()
+        let summary = try worker.run()
+        signals.forEach { $0.cancel() }
+        switch output.format {
+        case .json: context.output(try JSONOutput.encode(summary))
+        case .text:
+            context.output("worker stopped: \(summary.succeeded) succeeded (\(summary.duplicates) already stored), \(summary.retried) retried, "
+                + "\(summary.dead) dead-lettered, \(summary.cancelled) cancelled, \(summary.lost) lease lost, \(summary.released) released")
+        }
+        finished(context, "worker")
+    }
+}
