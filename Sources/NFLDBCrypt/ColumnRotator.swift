@@ -1,0 +1,372 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBFernet
+import NFLDBPostgres
+
+/// What `nfldb crypt rotate` does to one column.
+public struct RotationOptions: Sendable {
+    /// A table name as PostgreSQL parses it (`games`, `nfl.games`, `"Odd Schema"."My ""T"""`).
+    public var table: String
+    /// The column's exact name (no quoting needed).
+    public var column: String
+    public var batchSize = 5000
+    public var lockTimeout: Duration = .seconds(5)
+    /// How long to wait for another rotate of the same column (0: refuse at once).
+    public var lockWait: Duration = .zero
+    /// Undecryptable rows listed in the report (all are counted).
+    public var reportLimit = 100
+
+    public init(table: String, column: String) {
+        self.table = table
+        self.column = column
+    }
+}
+
+/// The outcome. `undecryptable` rows were left as they were.
+public struct RotationReport: Codable, Sendable {
+    public var table = ""
+    public var column = ""
+    public var keyColumns: [String] = []
+    public var scanned = 0
+    public var rotated = 0
+    public var alreadyCurrent = 0
+    public var nulls = 0
+    /// Rows whose value changed between the read and the write (left alone; a re-run picks them up).
+    public var changedConcurrently = 0
+    public var undecryptableCount = 0
+    /// Primary-key values of rows no key opens (up to `reportLimit`), with the reason.
+    public var undecryptable: [UndecryptableRow] = []
+    /// Rows re-encrypted, by the reference of the key that opened them (in key-list order).
+    public var openedBy: [KeyCount] = []
+    public var batches = 0
+    public var seconds = 0.0
+
+    public var complete: Bool { undecryptableCount == 0 && changedConcurrently == 0 }
+}
+
+public struct KeyCount: Codable, Sendable, Equatable {
+    public let reference: String
+    public var rows: Int
+}
+
+public struct UndecryptableRow: Codable, Sendable, Equatable {
+    /// The row's primary key, `column=value` pairs in key order.
+    public let key: String
+    public let reason: String
+}
+
+/// Progress after each batch, for a TTY.
+public struct RotationProgress: Sendable {
+    public let scanned: Int
+    public let rotated: Int
+    public let estimatedRows: Int
+}
+
+/// Re-encrypts a Fernet column under the newest key in primary-key order (keyset pagination), one
+/// short transaction per batch, under a session advisory lock per column.
+///
+/// Resumable: a row that the newest key already opens is skipped, so an interrupted run is simply
+/// run again. Every new token is decrypted with the newest key before it is written; the write is
+/// conditional on the old token (`… AND col = old`), so a value the application changed meanwhile is
+/// never overwritten. A row no key opens is reported by its primary key and left unchanged.
+public final class ColumnRotator {
+    let connection: PostgresConnection
+    let ring: KeyRing
+    let logger: Logger
+
+    let readerOptions: ConnectionOptions?
+
+    /// - Parameter readerOptions: when given, batches are read and re-encrypted on a second
+    ///   connection in a background thread, one batch ahead of the writes on `connection`.
+    public init(connection: PostgresConnection, ring: KeyRing, logger: Logger, readerOptions: ConnectionOptions? = nil) {
+        self.connection = connection
+        self.ring = ring
+        self.logger = logger
+        self.readerOptions = readerOptions
+    }
+
+    struct Target: Sendable {
+        let schema: String
+        let table: String
+        let column: String
+        let keys: [KeyColumn]
+        let estimatedRows: Int
+
+        var relation: String { "\(PostgresIdentifier.quote(schema)).\(PostgresIdentifier.quote(table))" }
+
+        func describe(_ key: [String]) -> String {
+            zip(keys.map(\.name), key).map { "\($0)=\($1)" }.joined(separator: ", ")
+        }
+    }
+
+    struct KeyColumn: Sendable {
+        let name: String
+        let type: String
+    }
+
+    public func run(_ options: RotationOptions, progress: (RotationProgress) -> Void = { _ in }) throws -> RotationReport {
+        let started = ContinuousClock.now
+        let target = try resolve(options)
+        let lock = AdvisoryLockKey("nfldb crypt rotate \(target.schema).\(target.table).\(target.column)")
+        var report = RotationReport()
+        report.table = "\(target.schema).\(target.table)"
+        report.column = target.column
+        report.keyColumns = target.keys.map(\.name)
+        try connection.execute("SELECT set_config('lock_timeout', \(Self.milliseconds(options.lockTimeout)), false)")
+        try connection.withAdvisoryLock(lock, wait: options.lockWait) {
+            try rotate(target, options: options, report: &report, progress: progress)
+        }
+        report.seconds = (ContinuousClock.now - started).inSeconds
+        return report
+    }
+
+    static func milliseconds(_ duration: Duration) -> String { "\(Int((duration.inSeconds * 1000).rounded()))ms" }
+
+    // MARK: Catalog
+
+    func resolve(_ options: RotationOptions) throws -> Target {
+        let hint = "Give the name as in SQL: schema.table, with double quotes around names that have capitals, spaces or quotes (\"My Schema\".\"Card \"\"Data\"\"\")."
+        let relation: PostgresRow?
+        do {
+            relation = try connection.query("""
+                SELECT c.oid::int8 AS oid, n.nspname, c.relname, c.relkind::text AS relkind, greatest(c.reltuples, 0)::int8 AS estimate
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = to_regclass(\(options.table))
+                """).rows.first
+        } catch let error as PostgresError where error.sqlState == "42602" || error.sqlState == "42601" {
+            throw OperatorError("crypt rotate: --table \(options.table) is not a valid table name (\(error.message))", hint: hint, exitStatus: .usage)
+        }
+        guard let relation else {
+            throw OperatorError(
+                "crypt rotate: table \(options.table) not found",
+                hint: "Give the name as in SQL: schema.table, with double quotes around names that have capitals, spaces or quotes (\"My Schema\".\"Card \"\"Data\"\"\").",
+                exitStatus: .usage)
+        }
+        let oid = try relation.decode("oid", as: Int64.self)
+        let schema = relation["nspname"] ?? "", table = relation["relname"] ?? ""
+        guard ["r", "p"].contains(relation["relkind"] ?? "") else {
+            throw OperatorError("crypt rotate: \(schema).\(table) is not a table", hint: "Rotate the column of the underlying table.", exitStatus: .usage)
+        }
+        let column = try connection.query("""
+            SELECT format_type(a.atttypid, a.atttypmod) AS type, t.typcategory::text AS category
+            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            WHERE a.attrelid = \(oid)::oid AND a.attname = \(options.column) AND a.attnum > 0 AND NOT a.attisdropped
+            """).rows.first
+        guard let column else {
+            throw OperatorError("crypt rotate: column \(options.column) not found in \(schema).\(table)", hint: "Give the column's exact name (case matters, no quotes).", exitStatus: .usage)
+        }
+        guard column["category"] == "S" else {
+            throw OperatorError(
+                "crypt rotate: \(schema).\(table).\(options.column) is \(column["type"] ?? "?"), not a text type",
+                hint: "Fernet tokens are stored as text (text or varchar); convert the column first.", exitStatus: .usage)
+        }
+        let keyRows = try connection.query("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type
+            FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = \(oid)::oid AND i.indisprimary
+            ORDER BY k.ord
+            """).rows
+        guard !keyRows.isEmpty else {
+            throw OperatorError(
+                "crypt rotate: \(schema).\(table) has no primary key",
+                hint: "Rotation walks the table in primary-key order so that it can resume; add a primary key first.", exitStatus: .usage)
+        }
+        let keys = keyRows.map { KeyColumn(name: $0["attname"] ?? "", type: $0["type"] ?? "text") }
+        if keys.contains(where: { $0.name == options.column }) {
+            throw OperatorError("crypt rotate: \(options.column) is part of the primary key of \(schema).\(table)", hint: "Encrypted values cannot be keys (every encryption differs).", exitStatus: .usage)
+        }
+        return Target(schema: schema, table: table, column: options.column, keys: keys, estimatedRows: Int(try relation.decode("estimate", as: Int64.self)))
+    }
+
+    // MARK: Batches
+
+    struct Change: Sendable {
+        let key: [String]
+        let old: String
+        let new: String
+    }
+
+    /// One batch read and re-encrypted, ready to write.
+    struct Batch: Sendable {
+        var rowCount = 0
+        var nulls = 0
+        var alreadyCurrent = 0
+        var changes: [Change] = []
+        var undecryptable: [UndecryptableRow] = []
+        var openedCount: [Int]
+        var lastKey: [String] = []
+        var readTime: Duration = .zero
+        var cryptoTime: Duration = .zero
+    }
+
+    /// Reads the batch after `last` (keyset pagination, no transaction: nothing is held between
+    /// batches) and re-encrypts it in memory. Used inline, or on the reader thread.
+    struct BatchReader {
+        let target: Target
+        let options: RotationOptions
+        let multi: MultiFernet
+        let logger: Logger
+
+        func next(after last: [String]?, on connection: PostgresConnection) throws -> Batch? {
+            let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
+            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(PostgresIdentifier.quote(target.column)) FROM \(target.relation)")
+            if let last {
+                var condition: PostgresQuery = " WHERE (\(unsafeRaw: keyList)) > ("
+                for (index, value) in last.enumerated() {
+                    condition = "\(fragment: condition)\(unsafeRaw: index == 0 ? "" : ", ")\(value)::\(unsafeRaw: target.keys[index].type)"
+                }
+                select = "\(fragment: select)\(fragment: condition))"
+            }
+            select = "\(fragment: select) ORDER BY \(unsafeRaw: keyList) LIMIT \(options.batchSize)"
+            let t0 = ContinuousClock.now
+            let rows = try connection.query(select).rows
+            let t1 = ContinuousClock.now
+            if rows.isEmpty { return nil }
+            let primary = multi.primary
+            let keyCount = target.keys.count
+            var batch = Batch(openedCount: Array(repeating: 0, count: multi.fernets.count))
+            batch.rowCount = rows.count
+            batch.changes.reserveCapacity(rows.count)
+            for row in rows {
+                let key = (0..<keyCount).map { row.values[$0] ?? "" }
+                guard let token = row.values[keyCount] else {
+                    batch.nulls += 1
+                    continue
+                }
+                do {
+                    let opened = try multi.decryptReportingKey(token)
+                    if opened.keyIndex == 0 {
+                        batch.alreadyCurrent += 1
+                        continue
+                    }
+                    let fresh = try primary.encrypt(opened.plaintext, now: try Fernet.unverifiedTimestamp(token), iv: nil)
+                    // Verify before writing: the new token must open with the newest key to the same bytes.
+                    guard try primary.decrypt(fresh) == opened.plaintext else {
+                        throw OperatorError(
+                            "crypt rotate: a new token did not decrypt back to its value (row \(target.describe(key)))",
+                            hint: "Nothing was written for this batch; report this as a bug.")
+                    }
+                    batch.openedCount[opened.keyIndex] += 1
+                    batch.changes.append(Change(key: key, old: token, new: fresh))
+                } catch let error as FernetError {
+                    batch.undecryptable.append(UndecryptableRow(key: target.describe(key), reason: error.description))
+                    logger.warning("row not decryptable with any key; left unchanged", metadata: ["row": .string(target.describe(key)), "reason": .string(error.description)])
+                }
+            }
+            batch.lastKey = (0..<keyCount).map { rows[rows.count - 1].values[$0] ?? "" }
+            batch.readTime = t1 - t0
+            batch.cryptoTime = ContinuousClock.now - t1
+            return batch
+        }
+    }
+
+    private func rotate(_ target: Target, options: RotationOptions, report: inout RotationReport, progress: (RotationProgress) -> Void) throws {
+        var openedCount = [Int](repeating: 0, count: ring.keys.count)
+        defer {
+            report.openedBy = zip(ring.references, openedCount).filter { $0.1 > 0 }.map { KeyCount(reference: $0.0.description, rows: $0.1) }
+        }
+        let source: any BatchSource
+        if let readerOptions {
+            source = try PipelinedSource(target: target, options: options, ring: ring, connectionOptions: readerOptions, logger: logger)
+        } else {
+            source = InlineSource(reader: BatchReader(target: target, options: options, multi: try ring.multiFernet(), logger: logger), connection: connection)
+        }
+        defer { source.stop() }
+        while let batch = try source.next() {
+            report.batches += 1
+            report.scanned += batch.rowCount
+            report.nulls += batch.nulls
+            report.alreadyCurrent += batch.alreadyCurrent
+            report.undecryptableCount += batch.undecryptable.count
+            report.undecryptable += batch.undecryptable.prefix(max(0, options.reportLimit - report.undecryptable.count))
+            for (index, count) in batch.openedCount.enumerated() { openedCount[index] += count }
+            if !batch.changes.isEmpty {
+                let started = ContinuousClock.now
+                let written = try write(batch.changes, target: target, lockTimeout: options.lockTimeout)
+                report.rotated += written
+                report.changedConcurrently += batch.changes.count - written
+                let ms: (Duration) -> Logger.MetadataValue = { .stringConvertible(Int($0.inMilliseconds.rounded())) }
+                logger.debug("batch", metadata: [
+                    "rows": .stringConvertible(batch.rowCount), "read_ms": ms(batch.readTime), "crypto_ms": ms(batch.cryptoTime),
+                    "write_ms": ms(ContinuousClock.now - started),
+                ])
+            }
+            progress(RotationProgress(scanned: report.scanned, rotated: report.rotated, estimatedRows: target.estimatedRows))
+            if batch.rowCount < options.batchSize { break }
+        }
+    }
+
+
+    /// One transaction: `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
+    /// A lock timeout is retried three times (the batch is small); then the run stops, resumable.
+    private func write(_ changes: [Change], target: Target, lockTimeout: Duration) throws -> Int {
+        let relation = target.relation
+        let column = PostgresIdentifier.quote(target.column)
+        var vNames: [String] = []
+        var arrays: [String] = []
+        for index in target.keys.indices {
+            vNames.append("k\(index)")
+            arrays.append(Self.arrayLiteral(changes.map { $0.key[index] }))
+        }
+        let oldArray = Self.arrayLiteral(changes.map(\.old))
+        let newArray = Self.arrayLiteral(changes.map(\.new))
+        var unnestArgs: PostgresQuery = ""
+        for array in arrays {
+            unnestArgs = "\(fragment: unnestArgs)\(array)::text[], "
+        }
+        unnestArgs = "\(fragment: unnestArgs)\(oldArray)::text[], \(newArray)::text[]"
+        let matches = target.keys.enumerated().map { index, key in
+            "t.\(PostgresIdentifier.quote(key.name)) = v.k\(index)::\(key.type)"
+        }.joined(separator: " AND ")
+        // The batch's key range as an index condition, so the planner can read the range once
+        // (merge join) instead of looking up every key.
+        let tupleList = target.keys.map { "t.\(PostgresIdentifier.quote($0.name))" }.joined(separator: ", ")
+        var low: PostgresQuery = ""
+        var high: PostgresQuery = ""
+        for (index, key) in target.keys.enumerated() {
+            let separator = index == 0 ? "" : ", "
+            low = "\(fragment: low)\(unsafeRaw: separator)\(changes[0].key[index])::\(unsafeRaw: key.type)"
+            high = "\(fragment: high)\(unsafeRaw: separator)\(changes[changes.count - 1].key[index])::\(unsafeRaw: key.type)"
+        }
+        let range: PostgresQuery = "(\(unsafeRaw: tupleList)) >= (\(fragment: low)) AND (\(unsafeRaw: tupleList)) <= (\(fragment: high))"
+        let update: PostgresQuery = """
+            UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = v.new_token
+            FROM unnest(\(fragment: unnestArgs)) AS v(\(unsafeRaw: vNames.joined(separator: ", ")), old_token, new_token)
+            WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = v.old_token
+              AND \(fragment: range)
+            """
+        var attempt = 0
+        while true {
+            do {
+                return try connection.withTransaction {
+                    try connection.execute("SELECT set_config('lock_timeout', \(Self.milliseconds(lockTimeout)), true)")
+                    return try connection.execute(update)
+                }
+            } catch let error as PostgresError where error.sqlState == SQLState.lockNotAvailable && attempt < 3 {
+                attempt += 1
+                logger.info("batch waited longer than lock_timeout; retrying", metadata: ["attempt": .stringConvertible(attempt)])
+                Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
+            }
+        }
+    }
+
+    /// A PostgreSQL array literal of text elements, each double-quoted with `\` and `"` escaped.
+    static func arrayLiteral(_ values: [String]) -> String {
+        var out = "{"
+        out.reserveCapacity(values.count * 110)
+        for (index, value) in values.enumerated() {
+            if index > 0 { out += "," }
+            out += "\""
+            if value.contains(where: { $0 == "\"" || $0 == "\\" }) {
+                out += value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            } else {
+                out += value
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+}

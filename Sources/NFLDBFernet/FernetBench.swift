@@ -1,0 +1,32 @@
+import Foundation
+import NFLDBCore
+
+/// The in-process measurement behind `bench/crypt` (`nfldb crypt bench`, hidden): encrypt then
+/// decrypt `count` values of `valueLength` bytes with one key, single-threaded.
+public enum FernetBench {
+    public struct Result: Sendable {
+        public let count: Int
+        public let encryptSeconds: Double
+        public let decryptSeconds: Double
+        public var totalSeconds: Double { encryptSeconds + decryptSeconds }
+        public var pairsPerSecond: Double { Double(count) / totalSeconds }
+    }
+
+    public static func run(count: Int, valueLength: Int = 20) throws -> Result {
+        let fernet = try Fernet(key: FernetKey.generate())
+        let value = [UInt8](repeating: UInt8(ascii: "v"), count: valueLength)
+        var tokens: [String] = []
+        tokens.reserveCapacity(count)
+        let clock = ContinuousClock()
+        let started = clock.now
+        for _ in 0..<count { tokens.append(try fernet.encrypt(value)) }
+        let encrypted = clock.now
+        var checksum = 0
+        for token in tokens { checksum &+= try fernet.decrypt(token).count }
+        let decrypted = clock.now
+        guard checksum == count * valueLength else { throw FernetError.library("bench round trip lost bytes") }
+        return Result(
+            count: count, encryptSeconds: (encrypted - started).inSeconds, decryptSeconds: (decrypted - encrypted).inSeconds)
+    }
+}
+

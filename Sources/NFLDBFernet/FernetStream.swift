@@ -1,0 +1,121 @@
+import Foundation
+import NFLDBCore
+
+/// `nfldb crypt encrypt|decrypt`: one value per line from a file descriptor to another.
+///
+/// A line is the bytes before `\n` (a final line without `\n` counts too). Decryption stops at the
+/// first token no key opens, naming its line, so the output never silently misses a row.
+public enum FernetStream {
+    public enum Mode: Sendable { case encrypt, decrypt(ttl: Int64?) }
+
+    public struct Summary: Sendable, Equatable {
+        public var lines = 0
+        /// Lines opened by each key, by position in the key list (decrypt only).
+        public var byKey: [Int] = []
+    }
+
+    /// A line that could not be processed. Names the line and the reason, never the content.
+    public struct LineError: NFLDBError, Sendable {
+        public let line: Int
+        public let reason: String
+        public let keyCount: Int
+        public var diagnostic: Diagnostic {
+            Diagnostic(
+                "line \(line): \(reason)",
+                detail: "tried \(keyCount) key\(keyCount == 1 ? "" : "s"); lines before it were written",
+                hint: "Add the key that encrypted it to --key-ref (comma-separated, any order after the newest), or check the input is one token per line.")
+        }
+        public var exitStatus: ExitStatus { .failure }
+    }
+
+    public static func run(_ mode: Mode, ring: KeyRing, input: Int32 = STDIN_FILENO, output: Int32 = STDOUT_FILENO) throws -> Summary {
+        let multi = try ring.multiFernet()
+        var summary = Summary(byKey: Array(repeating: 0, count: ring.keys.count))
+        var writer = BufferedWriter(fd: output)
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var eof = false
+        while !eof {
+            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OperatorError("reading standard input failed: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 {
+                eof = true
+                if pending.isEmpty { break }
+                pending.append(0x0A)
+            } else {
+                pending.append(contentsOf: chunk[0..<n])
+            }
+            var start = 0
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                let line = pending[start..<newline]
+                summary.lines += 1
+                do {
+                    try process(line, mode: mode, multi: multi, lineNumber: summary.lines, summary: &summary, writer: &writer)
+                } catch {
+                    try? writer.flush()
+                    throw error
+                }
+                start = newline + 1
+            }
+            pending.removeFirst(start)
+        }
+        try writer.flush()
+        return summary
+    }
+
+    private static func process(
+        _ line: ArraySlice<UInt8>, mode: Mode, multi: MultiFernet, lineNumber: Int, summary: inout Summary, writer: inout BufferedWriter
+    ) throws {
+        switch mode {
+        case .encrypt:
+            let token = try multi.encrypt(Array(line))
+            try writer.write(token.utf8)
+        case .decrypt(let ttl):
+            var text = String(decoding: line, as: UTF8.self)
+            if text.hasSuffix("\r") { text.removeLast() }
+            do {
+                let opened = try multi.decryptReportingKey(text, ttl: ttl)
+                if opened.plaintext.contains(0x0A) {
+                    throw LineError(line: lineNumber, reason: "the value contains a newline, which one-value-per-line output cannot carry", keyCount: multi.fernets.count)
+                }
+                summary.byKey[opened.keyIndex] += 1
+                try writer.write(opened.plaintext)
+            } catch let error as FernetError {
+                throw LineError(line: lineNumber, reason: error.description, keyCount: multi.fernets.count)
+            }
+        }
+        try writer.write(CollectionOfOne(0x0A))
+    }
+}
+
+/// Collects output and writes it in 64 KiB chunks.
+struct BufferedWriter {
+    let fd: Int32
+    var buffer: [UInt8] = []
+
+    init(fd: Int32) {
+        self.fd = fd
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    mutating func write(_ bytes: some Sequence<UInt8>) throws {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { try flush() }
+    }
+
+    mutating func flush() throws {
+        var offset = 0
+        while offset < buffer.count {
+            let n = buffer.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OperatorError("writing the output failed: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}

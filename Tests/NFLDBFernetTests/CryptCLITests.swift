@@ -1,0 +1,75 @@
+import Foundation
+import NFLDBCore
+import NFLDBTestSupport
+import Testing
+
+@testable import NFLDBFernet
+
+/// `nfldb crypt keygen|encrypt|decrypt` as an operator runs them (stdin from a file via /bin/sh).
+@Suite("crypt CLI")
+struct CryptCLITests {
+    func shell(_ command: String, _ environment: [String: String]) throws -> ProcessResult {
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { _, new in new }
+        env["NFLDB"] = CLIRunner.binary
+        return try ProcessRunner().run("/bin/sh", ["-c", command], environment: env, timeout: .seconds(60))
+    }
+
+    @Test("keygen → encrypt → Python decrypts; Python encrypts → decrypt with a key list; keys from a 0600 file")
+    func roundTripWithPython() throws {
+        let dir = try CLIRunner.temporaryDirectory("nfldb-crypt")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keygen = try CLIRunner.run(["crypt", "keygen"])
+        #expect(keygen.status == 0)
+        let key = try FernetKey(encoded: keygen.standardOutput)
+        let old = try FernetKey.generate()
+        let keyFile = dir + "/new.key"
+        _ = FileManager.default.createFile(atPath: keyFile, contents: Data((key.encoded + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        let values = ["alice@example.com", "", "Zoë 東京", "last line without newline"]
+        try (values.joined(separator: "\n")).write(toFile: dir + "/plain.txt", atomically: true, encoding: .utf8)
+        let encrypted = try shell("\"$NFLDB\" crypt encrypt --key-ref file:\(keyFile),env:K_OLD < \(dir)/plain.txt", ["K_OLD": old.encoded])
+        #expect(encrypted.status == 0, "\(encrypted.standardError)")
+        let tokens = encrypted.standardOutput.split(separator: "\n").map(String.init)
+        #expect(tokens.count == 4)
+        let python = try PythonPeer.call(["op": "decrypt", "keys": [key.encoded], "tokens": tokens])
+        #expect(python["values"] as? [String] == values)
+        // Python tokens under the old key, decrypted with new,old.
+        let fromPython = try #require(try PythonPeer.call(["op": "encrypt", "keys": [old.encoded], "values": values])["tokens"] as? [String])
+        try (fromPython.joined(separator: "\n") + "\n").write(toFile: dir + "/tokens.txt", atomically: true, encoding: .utf8)
+        let decrypted = try shell("\"$NFLDB\" crypt decrypt --ttl 600 --key-ref file:\(keyFile),env:K_OLD < \(dir)/tokens.txt", ["K_OLD": old.encoded])
+        #expect(decrypted.status == 0, "\(decrypted.standardError)")
+        #expect(decrypted.standardOutput == values.joined(separator: "\n") + "\n")
+        for output in [keygen, encrypted, decrypted] {
+            #expect(!output.standardError.contains(key.encoded) && !output.standardError.contains(old.encoded))
+        }
+    }
+
+    @Test("refusals: a group-readable key file, an inline key, an unset variable, a line no key opens (named, exit 1); no key is ever echoed")
+    func refusals() throws {
+        let dir = try CLIRunner.temporaryDirectory("nfldb-crypt")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try FernetKey.generate()
+        let open = dir + "/open.key"
+        _ = FileManager.default.createFile(atPath: open, contents: Data(key.encoded.utf8), attributes: [.posixPermissions: 0o640])
+        try "x\n".write(toFile: dir + "/in.txt", atomically: true, encoding: .utf8)
+        let tooOpen = try shell("\"$NFLDB\" crypt encrypt --key-ref file:\(open) < \(dir)/in.txt", [:])
+        #expect(tooOpen.status == 2)
+        #expect(tooOpen.standardError.contains("is group- or world-readable (mode 640)") && tooOpen.standardError.contains("chmod 0600"))
+        let inline = try shell("\"$NFLDB\" crypt encrypt --key-ref '\(key.encoded)' < \(dir)/in.txt", [:])
+        #expect(inline.status == 2 && inline.standardError.contains("is not a key reference"))
+        let unset = try shell("\"$NFLDB\" crypt encrypt --key-ref env:NFLDB_TEST_NO_SUCH_KEY < \(dir)/in.txt", [:])
+        #expect(unset.status == 2 && unset.standardError.contains("env:NFLDB_TEST_NO_SUCH_KEY: the variable is not set"))
+        let other = try Fernet(key: FernetKey.generate()).encrypt("x")
+        let good = try Fernet(key: key).encrypt("ok")
+        try "\(good)\n\(other)\n".write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        let wrong = try shell("\"$NFLDB\" crypt decrypt --key-ref env:K < \(dir)/t.txt", ["K": key.encoded])
+        #expect(wrong.status == 1)
+        #expect(wrong.standardOutput == "ok\n")
+        #expect(wrong.standardError.contains("line 2: the token's HMAC does not match"))
+        let badKey = try shell("\"$NFLDB\" crypt decrypt --key-ref env:K < \(dir)/t.txt", ["K": "hunter2-not-a-key"])
+        #expect(badKey.status == 2 && badKey.standardError.contains("not URL-safe base64"))
+        for output in [tooOpen, inline, unset, wrong, badKey] {
+            #expect(!output.standardError.contains(key.encoded) && !output.standardError.contains("hunter2"), "\(output.standardError)")
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import NFLDBCore
+import Testing
+
+@testable import NFLDBFernet
+
+@Suite("Fernet tokens")
+struct FernetTests {
+    static let specKey = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4="
+
+    @Test("generate.json: same time, IV and key give the published token byte for byte")
+    func specGenerate() throws {
+        let entries = try SpecVectors.entries(SpecVectors.generate)
+        #expect(entries.count == 1)
+        for entry in entries {
+            let fernet = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            let iv = (entry["iv"] as! [Int]).map(UInt8.init)
+            let token = try fernet.encrypt(Array((entry["src"] as! String).utf8), now: SpecVectors.unixTime(entry["now"] as! String), iv: iv)
+            #expect(token == entry["token"] as! String)
+        }
+    }
+
+    @Test("verify.json: the published token decrypts within its TTL")
+    func specVerify() throws {
+        for entry in try SpecVectors.entries(SpecVectors.verify) {
+            let fernet = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            let plain = try fernet.decrypt(entry["token"] as! String, ttl: Int64(entry["ttl_sec"] as! Int), now: SpecVectors.unixTime(entry["now"] as! String))
+            #expect(String(decoding: plain, as: UTF8.self) == entry["src"] as! String)
+        }
+    }
+
+    @Test("invalid.json: every published bad token is rejected, each for its own reason")
+    func specInvalid() throws {
+        let entries = try SpecVectors.entries(SpecVectors.invalid)
+        #expect(entries.count == 11)
+        let expected: [String: FernetError] = [
+            "incorrect mac": .signatureMismatch, "too short": .malformed, "invalid base64": .malformed,
+            "payload size not multiple of block size": .malformed, "payload padding error": .badPadding,
+            "far-future TS (unacceptable clock skew)": .fromTheFuture, "expired TTL": .expired,
+            "incorrect IV (causes padding error)": .badPadding, "trailing characters after b64 padding": .malformed,
+            "invalid characters in b64": .malformed, "invalid non-urlsafe characters in b64": .malformed,
+        ]
+        for entry in entries {
+            let desc = entry["desc"] as! String
+            let fernet = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            #expect(throws: expected[desc]!, "\(desc)") {
+                try fernet.decrypt(entry["token"] as! String, ttl: Int64(entry["ttl_sec"] as! Int), now: SpecVectors.unixTime(entry["now"] as! String))
+            }
+        }
+    }
+
+    @Test("round trip for empty, short, block-sized, long and UTF-8 values")
+    func roundTrip() throws {
+        let fernet = try Fernet(key: FernetKey.generate())
+        for value in ["", "a", "0123456789abcdef", "0123456789abcdef0", String(repeating: "x", count: 5000), "Zoë – 東京 🏈"] {
+            let token = try fernet.encrypt(value)
+            #expect(token.hasPrefix("gAAAAA"))
+            #expect(token.utf8.count % 4 == 0)
+            #expect(String(decoding: try fernet.decrypt(token), as: UTF8.self) == value)
+        }
+        // A fresh random IV every time.
+        #expect(try fernet.encrypt("same") != fernet.encrypt("same"))
+    }
+
+    @Test("flipping any single byte of the token (decoded) is rejected")
+    func tamperEveryByte() throws {
+        let fernet = try Fernet(key: FernetKey.generate())
+        let token = try fernet.encrypt("4111-1111-1111-1111")
+        let raw = try #require(Base64URL.decode(token))
+        for index in raw.indices {
+            for mask: UInt8 in [0x01, 0x80] {
+                var copy = raw
+                copy[index] ^= mask
+                let altered = Base64URL.encode(copy)
+                #expect(throws: FernetError.self, "byte \(index)") { try fernet.decrypt(altered) }
+            }
+        }
+        // Truncated, doubled, and a character changed in the text form.
+        #expect(throws: FernetError.malformed) { try fernet.decrypt(String(token.dropLast(4))) }
+        #expect(throws: FernetError.malformed) { try fernet.decrypt(token + token) }
+        #expect(throws: FernetError.malformed) { try fernet.decrypt(token.replacingOccurrences(of: "g", with: "!")) }
+        #expect(throws: FernetError.malformed) { try fernet.decrypt("") }
+    }
+
+    @Test("a wrong key is a signature mismatch, not garbage plaintext")
+    func wrongKey() throws {
+        let token = try Fernet(key: FernetKey.generate()).encrypt("secret")
+        #expect(throws: FernetError.signatureMismatch) { try Fernet(key: FernetKey.generate()).decrypt(token) }
+    }
+
+    @Test("TTL: 29 s old passes and 31 s old fails at ttl 30; > 60 s in the future fails, 60 s passes; no TTL means no time checks")
+    func ttlAndSkew() throws {
+        let fernet = try Fernet(key: FernetKey.generate())
+        let t0: Int64 = 1_700_000_000
+        let token = try fernet.encrypt(Array("v".utf8), now: t0)
+        #expect(try fernet.decrypt(token, ttl: 30, now: t0 + 29) == Array("v".utf8))
+        #expect(try fernet.decrypt(token, ttl: 30, now: t0 + 30) == Array("v".utf8))
+        #expect(throws: FernetError.expired) { try fernet.decrypt(token, ttl: 30, now: t0 + 31) }
+        #expect(try fernet.decrypt(token, ttl: 30, now: t0 - 60) == Array("v".utf8))
+        #expect(throws: FernetError.fromTheFuture) { try fernet.decrypt(token, ttl: 30, now: t0 - 61) }
+        // Like cryptography: without a TTL the timestamp is not checked.
+        #expect(try fernet.decrypt(token, now: t0 + 1_000_000) == Array("v".utf8))
+        #expect(try Fernet.unverifiedTimestamp(token) == t0)
+    }
+
+    @Test("keys: 32 bytes of URL-safe base64; errors never contain the key")
+    func keys() throws {
+        let key = try FernetKey.generate()
+        #expect(key.encoded.utf8.count == 44)
+        #expect(try FernetKey(encoded: key.encoded + "\n") == key)
+        #expect(!key.description.contains(key.encoded))
+        let standard = key.encoded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        if standard != key.encoded {
+            #expect(throws: FernetKeyError.self) { try FernetKey(encoded: standard) }
+        }
+        let short = Base64URL.encode(Array(repeating: 7, count: 16))
+        #expect(throws: FernetKeyError.wrongLength(16)) { try FernetKey(encoded: short) }
+        do {
+            _ = try FernetKey(encoded: "not a key: hunter2hunter2")
+            Issue.record("accepted a bad key")
+        } catch {
+            #expect(!error.description.contains("hunter2"))
+        }
+    }
+
+    @Test("MultiFernet: encrypts with the first key, decrypts with any, rotate keeps the timestamp")
+    func multi() throws {
+        let old = try FernetKey.generate(), new = try FernetKey.generate()
+        let oldToken = try Fernet(key: old).encrypt(Array("x".utf8), now: 1_600_000_000)
+        let multi = try MultiFernet(keys: [new, old])
+        let opened = try multi.decryptReportingKey(oldToken)
+        #expect(opened.plaintext == Array("x".utf8) && opened.keyIndex == 1)
+        let rotated = try multi.rotate(oldToken)
+        #expect(try Fernet.unverifiedTimestamp(rotated) == 1_600_000_000)
+        #expect(try Fernet(key: new).decrypt(rotated) == Array("x".utf8))
+        #expect(throws: FernetError.signatureMismatch) { try Fernet(key: old).decrypt(rotated) }
+        #expect(try multi.decryptReportingKey(try multi.encrypt(Array("y".utf8))).keyIndex == 0)
+        #expect(throws: FernetError.signatureMismatch) { try MultiFernet(keys: [try FernetKey.generate()]).decrypt(oldToken) }
+    }
+
+    @Test("base64: matches Foundation for every length 0…64 and rejects bad input")
+    func base64() throws {
+        for length in 0...64 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+            let ours = Base64URL.encode(bytes)
+            let foundation = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            #expect(ours == foundation)
+            #expect(Base64URL.decode(ours) == bytes)
+        }
+        for bad in ["A", "AB=C", "AB==C===", "A+B/", "ABC=====", "AB\nCD", "AA==AA=="] {
+            #expect(Base64URL.decode(bad) == nil, "\(bad)")
+        }
+    }
+}
+
+@Suite("Fernet interop with Python cryptography")
+struct FernetInteropTests {
+    static let values = ["", "hello", "4111-1111-1111-1111", "Zoë – 東京 🏈", String(repeating: "long ", count: 300), "line\twith\\backslash\"quote"]
+
+    @Test("tokens made by Python decrypt in Swift (single key and MultiFernet)")
+    func pythonToSwift() throws {
+        let key = try FernetKey.generate(), old = try FernetKey.generate()
+        let answer = try PythonPeer.call(["op": "encrypt", "keys": [key.encoded], "values": Self.values])
+        let tokens = try #require(answer["tokens"] as? [String])
+        #expect(tokens.count == Self.values.count)
+        let multi = try MultiFernet(keys: [old, key])
+        for (token, value) in zip(tokens, Self.values) {
+            #expect(String(decoding: try Fernet(key: key).decrypt(token, ttl: 120), as: UTF8.self) == value)
+            #expect(try multi.decryptReportingKey(token).keyIndex == 1)
+            #expect(throws: FernetError.signatureMismatch) { try Fernet(key: old).decrypt(token) }
+        }
+        // A Python-generated key works here.
+        let pythonKey = try #require(try PythonPeer.call(["op": "keygen"])["key"] as? String)
+        #expect(try FernetKey(encoded: pythonKey).encoded == pythonKey)
+    }
+
+    @Test("tokens made by Swift decrypt in Python; tampered, wrong-key and expired ones are refused by Python too")
+    func swiftToPython() throws {
+        let key = try FernetKey.generate(), other = try FernetKey.generate()
+        let fernet = try Fernet(key: key)
+        let tokens = try Self.values.map { try fernet.encrypt($0) }
+        let answer = try PythonPeer.call(["op": "decrypt", "keys": [key.encoded], "tokens": tokens])
+        #expect(answer["values"] as? [String] == Self.values)
+        // Python's MultiFernet with the key second.
+        let multi = try PythonPeer.call(["op": "decrypt", "keys": [other.encoded, key.encoded], "tokens": tokens])
+        #expect(multi["values"] as? [String] == Self.values)
+        // Wrong key, a flipped byte, and an old token with a TTL are all refused by Python.
+        var raw = try #require(Base64URL.decode(tokens[1]))
+        raw[30] ^= 1
+        let oldToken = try fernet.encrypt(Array("old".utf8), now: 1_000_000)
+        let refused = try PythonPeer.call(["op": "decrypt", "keys": [other.encoded], "tokens": [tokens[1]]])
+        #expect((refused["values"] as? [Any])?.first is NSNull)
+        let tampered = try PythonPeer.call(["op": "decrypt", "keys": [key.encoded], "tokens": [Base64URL.encode(raw)]])
+        #expect((tampered["values"] as? [Any])?.first is NSNull)
+        let expired = try PythonPeer.call(["op": "decrypt", "keys": [key.encoded], "tokens": [oldToken], "ttl": 60, "now": 1_000_061])
+        #expect((expired["values"] as? [Any])?.first is NSNull)
+        let fresh = try PythonPeer.call(["op": "decrypt", "keys": [key.encoded], "tokens": [oldToken], "ttl": 60, "now": 1_000_059])
+        #expect(fresh["values"] as? [String] == ["old"])
+    }
+
+    @Test("with a fixed time and IV, Swift's token is byte-identical to Python's _encrypt_from_parts")
+    func byteIdentical() throws {
+        let key = try FernetKey.generate()
+        let iv = (0..<16).map { UInt8($0 * 7 + 3) }
+        let now: Int64 = 1_234_567_890
+        let answer = try PythonPeer.call(["op": "encrypt_at", "keys": [key.encoded], "values": Self.values, "now": now, "iv": iv.map(Int.init)])
+        let python = try #require(answer["tokens"] as? [String])
+        let fernet = try Fernet(key: key)
+        let swift = try Self.values.map { try fernet.encrypt(Array($0.utf8), now: now, iv: iv) }
+        #expect(swift == python)
+    }
+}
