@@ -148,6 +148,15 @@ public struct Verifier {
         var lockDescriptor: Int32?
         /// When the restore began (recovery time runs from here to promoted).
         var restoreStartedAt: ContinuousClock.Instant?
+        /// `pg_ctl start -w`, still finishing while the checks run (see ``startAndPromote(_:_:)``).
+        var startJob: BackgroundJob<Void>?
+        /// Waits for a pending `pg_ctl start` and records its time as the `start` step.
+        func joinStart() {
+            guard let job = startJob else { return }
+            startJob = nil
+            let (_, seconds) = job.wait()
+            receipt.steps["start"] = (seconds * 1000).rounded() / 1000
+        }
         init(_ receipt: VerificationReceipt) { self.receipt = receipt }
         func check(_ name: String, _ passed: Bool, _ evidence: String) {
             receipt.checks.append(VerificationCheck(name, passed, evidence))
@@ -167,14 +176,15 @@ public struct Verifier {
     public func run() throws -> VerificationReceipt {
         // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
         // (and has the columns this version reads) once, up front.
-        try BackupCatalog.install(primary)
         let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
+        try recorder.timed("catalog") { try BackupCatalog.install(primary) }
         do {
             try verify(recorder)
         } catch {
             let message = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
             recorder.check("aborted", false, message)
         }
+        recorder.joinStart()
         if let scratch = recorder.receipt.scratchDirectory { recorder.timed("teardown") { ActiveScratch.tearDown(scratch) } }
         if let fd = recorder.lockDescriptor { close(fd) }
         recorder.receipt.finishedAt = Date()
@@ -218,7 +228,14 @@ public struct Verifier {
     /// data, stop and checksum. A step that fails records its check and ends the run; teardown and
     /// the receipt are ``run()``'s. `pgbackrest verify` reads the whole repo alongside the restore.
     func verify(_ r: Recorder) throws {
-        recordVersions(r)
+        // `pgbackrest version` (a process start) runs beside pre-flight.
+        let versions = BackgroundJob { [executable = pgbackrest.executable] in
+            (try? ProcessRunner().run(executable, ["version"], timeout: .seconds(30)))?.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        defer {
+            if case .success(let version) = versions.wait().0 { r.receipt.pgbackrestVersion = version }
+            r.receipt.postgresVersion = primary.serverVersion
+        }
         guard let plan = try preflight(r) else { return }
         let repoVerify = RepoVerify(pgbackrest: pgbackrest, logger: logger)
         var reachedRestore = false
@@ -230,7 +247,7 @@ public struct Verifier {
             let grace: Duration? = completed ? nil : (reachedRestore ? options.repoVerifyGrace : .zero)
             recordRepoChecks(repoVerify.finish(grace: grace), stanza: plan.stanza, r)
         }
-        guard let scratch = try prepareScratch(plan, r) else { return }
+        guard let scratch = try r.timed("scratch-prepare", { try prepareScratch(plan, r) }) else { return }
         reachedRestore = true
         guard try restore(plan, into: scratch, r), configureCopy(scratch, r) else { return }
         let restoreStart = r.restoreStartedAt ?? ContinuousClock.now
@@ -238,14 +255,8 @@ public struct Verifier {
         r.receipt.recoverySeconds = ((ContinuousClock.now - restoreStart).inSeconds * 100).rounded() / 100
         try proveData(conn, plan, scratch, r)
         try stopAndChecksum(scratch, r)
-        scanLog(scratch.copy, r)
+        r.timed("server-log") { scanLog(scratch.copy, r) }
         completed = true
-    }
-
-    func recordVersions(_ r: Recorder) {
-        r.receipt.pgbackrestVersion = (try? ProcessRunner().run(pgbackrest.executable, ["version"], timeout: .seconds(30)))?
-            .standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-        r.receipt.postgresVersion = primary.serverVersion
     }
 
     /// 1. Pre-flight: the repo's info, the backup to restore, the timeline guard, the current WAL
@@ -275,7 +286,7 @@ public struct Verifier {
         guard let backup = selectBackup(stanza, targetEpoch: targetEpoch, r) else { return nil }
         try checkArchiveTimeline(stanza, r)
         if options.targetTime != nil { try archiveCurrentWAL(r) }
-        let loaded = try loadManifest(label: backup.label)
+        let loaded = try r.timed("manifest") { try loadManifest(label: backup.label) }
         if let loaded {
             r.check("manifest", true, "manifest \(loaded.manifest.token) of \(loaded.manifest.counts.count) table(s) from \(loaded.source)")
         }
@@ -522,24 +533,35 @@ public struct Verifier {
     }
 
     /// 3. Start the copy and wait until it is out of recovery; nil (and the log scanned) when not.
+    /// `pg_ctl start -w` polls the server every 100 ms; it runs in the background while promotion is
+    /// polled here every 50 ms, and is joined (its time is the `start` step) before the stop. A start
+    /// that fails is still the `start` check, before any `promoted` check.
     func startAndPromote(_ scratch: Scratch, _ r: Recorder) throws -> PostgresConnection? {
+        let began = ContinuousClock.now
+        let startJob = BackgroundJob { [copy = scratch.copy, logger] in try copy.start(logger: logger) }
+        r.startJob = startJob
         do {
-            try r.timed("start") { try scratch.copy.start(logger: logger) }
-        } catch {
-            let summary = (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"
+            let conn = try waitPromoted(Self.copyConnection(scratch), copy: scratch.copy, startJob: startJob)
+            r.receipt.steps["start-promote"] = ((ContinuousClock.now - began).inSeconds * 1000).rounded() / 1000
+            r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(scratch.port)")
+            return conn
+        } catch let failure as StartFailure {
+            r.joinStart()
+            let summary = (failure.error as? any NFLDBError)?.diagnostic.oneLine ?? "\(failure.error)"
             r.check("start", false, "restored copy did not start on 127.0.0.1:\(scratch.port): " + summary)
             scanLog(scratch.copy, r)
             return nil
-        }
-        do {
-            let conn = try r.timed("promote") { try waitPromoted(Self.copyConnection(scratch), copy: scratch.copy) }
-            r.check("promoted", true, "copy out of recovery on 127.0.0.1:\(scratch.port)")
-            return conn
         } catch {
+            r.joinStart()
             r.check("promoted", false, (error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")
             scanLog(scratch.copy, r)
             return nil
         }
+    }
+
+    /// `pg_ctl start` failed while ``waitPromoted(_:copy:startJob:)`` polled.
+    struct StartFailure: Error {
+        let error: any Error
     }
 
     /// How verify reaches its copy: its socket dir, port, the primary's user and database, each
@@ -579,12 +601,29 @@ public struct Verifier {
 
     /// 5. A clean stop, then `pg_checksums --check` on the stopped copy.
     func stopAndChecksum(_ scratch: Scratch, _ r: Recorder) throws {
-        try r.timed("stop") { try scratch.copy.stop(mode: "fast", logger: logger) }
+        r.joinStart()
+        try r.timed("stop") { try stopClean(scratch.copy) }
         let checksums = try r.timed("pg_checksums") {
             try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_checksums"), ["--check", "-D", scratch.copy.dataDirectory], timeout: .seconds(3600))
         }
         let bad = checksums.standardOutput.split(separator: "\n").first { $0.contains("Bad checksums") }.map { $0.trimmingCharacters(in: .whitespaces) }
         r.check("pg_checksums", checksums.succeeded, checksums.succeeded ? (bad ?? "checksums ok") : "pg_checksums exit \(checksums.status): \(bad ?? checksums.stderrTail(3))")
+    }
+
+    /// A fast shutdown (SIGINT to the postmaster: a shutdown checkpoint, so pg_control reads "shut
+    /// down" as `pg_checksums` requires) and a 10 ms poll until `postmaster.pid` is gone — the same
+    /// end `pg_ctl stop -m fast -w` waits for, which it polls every 100 ms. Falls back to `pg_ctl`
+    /// when the signal cannot be sent or the server is not down within 60 s.
+    func stopClean(_ copy: LocalCluster) throws {
+        guard let pid = LocalCluster.runningPostmaster(dataDirectory: copy.dataDirectory) else { return }
+        if kill(pid, SIGINT) == 0 {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if LocalCluster.postmasterPID(dataDirectory: copy.dataDirectory) != pid || (kill(pid, 0) != 0 && errno == ESRCH) { return }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+        try copy.stop(mode: "fast", logger: logger)
     }
 
     /// The canary/manifest written before this backup: from `nfldb.backup_runs` on the primary (the
@@ -613,11 +652,20 @@ public struct Verifier {
         }
     }
 
-    func waitPromoted(_ connection: ConnectionOptions, copy: LocalCluster) throws -> PostgresConnection {
+    /// Polls (50 ms) until the copy accepts a connection and is out of recovery. While `startJob`
+    /// (`pg_ctl start -w`) runs, a missing postmaster means "not started yet"; its failure is a
+    /// ``StartFailure``.
+    func waitPromoted(_ connection: ConnectionOptions, copy: LocalCluster, startJob: BackgroundJob<Void>? = nil) throws -> PostgresConnection {
         let deadline = ContinuousClock.now + options.promoteTimeout
         var last = "not reachable yet"
         while ContinuousClock.now < deadline {
-            guard copy.isRunning else {
+            let starting: Bool
+            switch startJob?.finished {
+            case .some(.failure(let error)): throw StartFailure(error: error)
+            case .some(.success): starting = false
+            case .none: starting = startJob != nil
+            }
+            guard starting || copy.isRunning else {
                 throw BackupError("the restored copy stopped before it was promoted", detail: copy.logTail(6))
             }
             if let conn = try? PostgresConnection.connect(connection, logger: logger) {
@@ -799,6 +847,11 @@ final class BackgroundJob<T: Sendable>: @unchecked Sendable {
             self.outcome = (result, e.inSeconds)
             self.group.leave()
         }
+    }
+
+    /// The result if the job has finished, else nil (does not wait).
+    var finished: Result<T, any Error>? {
+        group.wait(timeout: .now()) == .success ? outcome?.0 : nil
     }
 
     /// Whether the job finished within `timeout`.
