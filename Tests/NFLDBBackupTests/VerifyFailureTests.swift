@@ -231,38 +231,33 @@ struct VerifyFailureTests {
         try copy.start(logger: f.logger)
 
         let dsn = "host=\(copy.socketDirectory) port=\(copy.port) user=postgres dbname=nfl connect_timeout=5"
-        let deadline = ContinuousClock.now + .seconds(90)
         var promoted: PostgresConnection?
         var state = "not reachable"
-        while promoted == nil && ContinuousClock.now < deadline {
-            if let conn = try? PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: f.logger) {
-                if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self), !recovering,
-                   let wal = try? conn.query("SELECT pg_walfile_name(pg_current_wal_lsn())").scalar(String.self) {
-                    if wal.hasPrefix("00000002") { promoted = conn; break }
-                    state = "promoted but writing \(wal)"
-                } else {
-                    state = "still in recovery"
-                }
-                conn.close()
+        poll(timeout: .seconds(90), interval: .milliseconds(200)) {
+            guard let conn = try? PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: f.logger) else { return false }
+            if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self), !recovering,
+               let wal = try? conn.query("SELECT pg_walfile_name(pg_current_wal_lsn())").scalar(String.self) {
+                if wal.hasPrefix("00000002") { promoted = conn; return true }
+                state = "promoted but writing \(wal)"
+            } else {
+                state = "still in recovery"
             }
-            Thread.sleep(forTimeInterval: 0.2)
+            conn.close()
+            return false
         }
         let conn = try #require(promoted, "the copy was not promoted to timeline 2 within 90 s (\(state))")
         defer { conn.close() }
         try conn.execute("INSERT INTO nfl.games VALUES (100000, 2099)")
         let segment = try conn.query("SELECT pg_walfile_name(pg_current_wal_lsn())").scalar(String.self)
         _ = try conn.query("SELECT pg_switch_wal()::text").scalar(String.self)
-        var archived = false
         var archiver = ""
-        let archiveDeadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < archiveDeadline {
+        let archived = try poll(timeout: .seconds(60), interval: .milliseconds(200)) {
             let row = try #require(try conn.query("""
                 SELECT coalesce(last_archived_wal, '') AS last, failed_count::text AS failed, coalesce(last_failed_wal, '') AS failed_wal
                 FROM pg_stat_archiver
                 """).rows.first)
             archiver = "last archived \(row["last"] ?? ""), failed \(row["failed"] ?? "") (\(row["failed_wal"] ?? ""))"
-            if (row["last"] ?? "") >= segment { archived = true; break }
-            Thread.sleep(forTimeInterval: 0.2)
+            return (row["last"] ?? "") >= segment
         }
         try #require(archived, "the copy did not archive \(segment) within 60 s: \(archiver); server log: \(Self.tail(copy.logFile))")
         conn.close()

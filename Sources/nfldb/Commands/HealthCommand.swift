@@ -135,59 +135,25 @@ struct HealthCommand: GlobalOptionsCommand {
         if report.status != .ok { throw report.status.exitStatus }
     }
 
-    /// Updates the alert state, sends what the policy says, records the outcomes. Never throws:
-    /// alerting problems are reported on stderr and must not change the exit status.
+    /// The only glue between health and alerting: the report's checks as alert inputs and the
+    /// per-check `consecutive` overrides. Never throws: alerting problems are reported on stderr
+    /// and must not change the exit status.
     func sendAlerts(_ report: HealthReport, settings: HealthSettings, alerting: AlertConfig, context: CommandContext) -> [DeliveryReport] {
-        let environment = context.configuration.environment
-        func warn(_ text: String) { FileHandle.standardError.write(Data("warning: \(SecretRedactor.shared.redact(text))\n".utf8)) }
-        let store = AlertStateStore(path: stateFile ?? alerting.stateFile)
-        var (state, problem) = store.load()
-        if let problem { warn(problem) }
-        if alerting.destinations.isEmpty {
-            warn("--alert given but no destinations are configured under `alerts:` in nfldb.yaml; the state is still kept")
-        }
-        var resolved: [ResolvedDestination] = []
-        var unresolved: [String: String] = [:]
-        for destination in alerting.destinations {
-            do {
-                resolved.append(try ResolvedDestination.resolve(destination, environment: environment))
-            } catch {
-                unresolved[destination.name] = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
-            }
-        }
         var byCheck: [String: Int] = [:]
         for probe in ProbeRegistry.all {
             if let value = settings.settings(for: probe).integer(.healthConsecutive) { byCheck[probe.name] = value }
         }
-        let policy = AlertPolicy(
-            consecutive: alerting.consecutive, consecutiveByCheck: byCheck, repeatInterval: alerting.repeatInterval.inSeconds)
-        let engine = AlertEngine(policy: policy, destinations: alerting.destinations.map(\.name))
         let inputs = report.checks.filter { !$0.skipped }.map { check in
             AlertInput(target: check.target, check: check.name, level: Self.level(check.status), message: check.message, hint: check.hint,
                        value: check.value == nil ? nil : check.formattedValue)
         }
-        let notifications = engine.evaluate(inputs, state: &state, now: Date())
-        let dispatcher = AlertDispatcher(
-            destinations: resolved, attempts: alerting.retries, backoff: alerting.retryBackoff.inSeconds,
-            timeout: alerting.timeout.inSeconds, logger: context.logger)
-        // All destinations at once, the whole batch bounded by health.alert.timeout.
-        var delivered = dispatcher.deliver(notifications.filter { unresolved[$0.destination] == nil }).makeIterator()
-        var reports: [DeliveryReport] = []
-        for notification in notifications {
-            let kind = alerting.destinations.first { $0.name == notification.destination }?.kind ?? .webhook
-            guard let delivery = unresolved[notification.destination].map({
-                DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
-            }) ?? delivered.next() else { continue }
-            AlertEngine.record(notification, error: delivery.error, in: &state)
-            if !delivery.succeeded { warn("alert delivery failed: \(delivery.line)") }
-            reports.append(delivery)
+        let result = AlertRun.run(
+            inputs: inputs, consecutiveByCheck: byCheck, config: alerting, stateFile: stateFile,
+            environment: context.configuration.environment, logger: context.logger)
+        for warning in result.warnings {
+            FileHandle.standardError.write(Data("warning: \(SecretRedactor.shared.redact(warning))\n".utf8))
         }
-        do {
-            try store.save(state)
-        } catch {
-            warn((error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription)
-        }
-        return reports
+        return result.deliveries
     }
 
     static func level(_ status: HealthStatus) -> AlertLevel {

@@ -1,0 +1,73 @@
+import Foundation
+import Logging
+import NFLDBCore
+
+/// What one alerting run did: the delivery outcomes (in notification order) and the problems to
+/// show the operator (state file unreadable/unwritable, no destinations, failed deliveries).
+public struct AlertRunResult: Sendable {
+    public var deliveries: [DeliveryReport]
+    /// Plain sentences, without a "warning:" prefix and not yet redacted.
+    public var warnings: [String]
+
+    public init(deliveries: [DeliveryReport] = [], warnings: [String] = []) {
+        self.deliveries = deliveries
+        self.warnings = warnings
+    }
+}
+
+/// One `--alert` run: load the state, resolve the destinations' secrets, evaluate the policy,
+/// dispatch, record the outcomes and save the state.
+public enum AlertRun {
+    /// Never throws: alerting problems come back as ``AlertRunResult/warnings`` and must not change
+    /// the caller's exit status. A destination whose secret cannot be resolved gets a failed
+    /// delivery (attempts 0) and is retried on the next run like any other failure.
+    /// - Parameters:
+    ///   - inputs: the current results, one per target and check (skipped checks left out).
+    ///   - consecutiveByCheck: per-check overrides of ``AlertConfig/consecutive``.
+    ///   - stateFile: the state file to use instead of ``AlertConfig/stateFile``.
+    public static func run(
+        inputs: [AlertInput], consecutiveByCheck: [String: Int], config: AlertConfig, stateFile: String?,
+        environment: [String: String], logger: Logger, transport: any AlertTransport = URLSessionTransport(), now: Date = Date()
+    ) -> AlertRunResult {
+        var result = AlertRunResult()
+        let store = AlertStateStore(path: stateFile ?? config.stateFile)
+        var (state, problem) = store.load()
+        if let problem { result.warnings.append(problem) }
+        if config.destinations.isEmpty {
+            result.warnings.append("--alert given but no destinations are configured under `alerts:` in nfldb.yaml; the state is still kept")
+        }
+        var resolved: [ResolvedDestination] = []
+        var unresolved: [String: String] = [:]
+        for destination in config.destinations {
+            do {
+                resolved.append(try ResolvedDestination.resolve(destination, environment: environment))
+            } catch {
+                unresolved[destination.name] = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
+            }
+        }
+        let policy = AlertPolicy(
+            consecutive: config.consecutive, consecutiveByCheck: consecutiveByCheck, repeatInterval: config.repeatInterval.inSeconds)
+        let engine = AlertEngine(policy: policy, destinations: config.destinations.map(\.name))
+        let notifications = engine.evaluate(inputs, state: &state, now: now)
+        let dispatcher = AlertDispatcher(
+            destinations: resolved, transport: transport, attempts: config.retries, backoff: config.retryBackoff.inSeconds,
+            timeout: config.timeout.inSeconds, logger: logger)
+        // All destinations at once, the whole batch bounded by health.alert.timeout.
+        var delivered = dispatcher.deliver(notifications.filter { unresolved[$0.destination] == nil }).makeIterator()
+        for notification in notifications {
+            let kind = config.destinations.first { $0.name == notification.destination }?.kind ?? .webhook
+            guard let delivery = unresolved[notification.destination].map({
+                DeliveryReport(notification: notification, kind: kind, attempts: 0, error: "secret not available: \($0)")
+            }) ?? delivered.next() else { continue }
+            AlertEngine.record(notification, error: delivery.error, in: &state)
+            if !delivery.succeeded { result.warnings.append("alert delivery failed: \(delivery.line)") }
+            result.deliveries.append(delivery)
+        }
+        do {
+            try store.save(state)
+        } catch {
+            result.warnings.append((error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription)
+        }
+        return result
+    }
+}
