@@ -11,7 +11,7 @@ extension ConfigKey {
         "health.alert.repeat_interval", .duration, default: "4h", help: "re-notify an unchanged open problem after this long")
     public static let healthAlertRetries = ConfigKey("health.alert.retries", .integer, default: "3", help: "delivery attempts per alert")
     public static let healthAlertBackoff = ConfigKey("health.alert.retry_backoff", .duration, default: "1s", help: "wait before the first retry (doubles)")
-    public static let healthAlertTimeout = ConfigKey("health.alert.timeout", .duration, default: "10s", help: "HTTP timeout per delivery attempt")
+    public static let healthAlertTimeout = ConfigKey("health.alert.timeout", .duration, default: "10s", help: "HTTP timeout per delivery attempt, and the bound on the whole delivery (all destinations in parallel)")
     /// `alerts:` — the destinations, each a mapping; secrets only by reference (`url_env`, `routing_key_file`, …).
     public static let alertDestinations = ConfigKey(
         "alerts", .records(

@@ -63,7 +63,8 @@ public struct RolePlan: Sendable, Codable {
     public var statements: [PlannedStatement]
     /// Things an operator should know that do not change the database by themselves.
     public var warnings: [String]
-    /// Grants and memberships of roles the spec does not manage; reported, never revoked.
+    /// Grants of roles the spec does not manage; reported, never revoked. (Their memberships in managed
+    /// or privileged roles are drift: see `RolePlanner.planForeignMemberships`.)
     public var unmanaged: [String]
     /// Objects the spec names that do not exist (yet): their grants are skipped.
     public var missingObjects: [String]
@@ -103,7 +104,8 @@ public struct RolePlan: Sendable, Codable {
                     : "-- drift: not in the spec; revoked only with --revoke-unmanaged")
             }
             var line = statement.runs ? statement.sql : "-- " + statement.sql
-            if let reason = statement.reason, !statement.isDrift { line += "  -- \(reason)" }
+            // Drift lines say why only when it is more than "not in the spec" (backdoors, privileged groups).
+            if let reason = statement.reason, !statement.isDrift || !reason.hasSuffix("not in the spec") { line += "  -- \(reason)" }
             lines.append(line)
         }
         func section(_ title: String, _ items: [String]) {

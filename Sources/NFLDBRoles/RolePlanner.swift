@@ -80,6 +80,7 @@ public struct RolePlanner {
     ///   ``OperatorError`` when a password file cannot be read.
     public mutating func plan(target: String, serverVersion: String) throws -> RolePlan {
         warnings = options.specWarnings.map(\.description)
+        try refuseLockingOut()
         let managed = spec.managedRoleNames
         for name in spec.unmanagedRoles where !snapshot.existingRoles.contains(name) {
             warnings.append("unmanaged role \(name) does not exist; statements that reference it will fail")
@@ -88,6 +89,7 @@ public struct RolePlanner {
             planRole(role)
             try planPassword(role)
         }
+        planForeignMemberships()
         planPrivileges(managed: managed)
         checkOwnership()
         checkConnectPaths()
@@ -96,7 +98,9 @@ public struct RolePlanner {
         }
         let order = roleOrder()
         var statements: [PlannedStatement] = []
-        for name in order + ["PUBLIC"] {
+        // Roles outside the spec (drift on their memberships) come after the managed ones.
+        let outside = blocks.keys.filter { !order.contains($0) && $0 != "PUBLIC" }.sorted()
+        for name in order + outside + ["PUBLIC"] {
             let block = blocks[name] ?? []
             // Within a block: changes first, then drift.
             statements += block.filter { !$0.isDrift } + block.filter(\.isDrift)
@@ -109,6 +113,30 @@ public struct RolePlanner {
             database: snapshot.database, target: target, serverVersion: serverVersion, runner: snapshot.currentUser,
             specFiles: spec.files, statements: statements, warnings: warnings, unmanaged: unmanaged.sorted(), missingObjects: missing,
             ownership: ownership)
+    }
+
+    /// A spec entry for the bootstrap superuser or for the role nfldb runs as may not change its
+    /// SUPERUSER or LOGIN attribute: managed roles are always NOSUPERUSER, so `roles: {postgres: …}`
+    /// would leave the cluster without a superuser, and a runner could lock itself out.
+    ///
+    /// - Throws: ``RoleSpecError`` (exit status 2) naming each entry's file and line.
+    private func refuseLockingOut() throws {
+        var issues: [SpecIssue] = []
+        for role in spec.roles {
+            var what: [String] = []
+            if role.name == snapshot.bootstrapSuperuser { what.append("the bootstrap superuser") }
+            if role.name == snapshot.sessionUser || role.name == snapshot.currentUser { what.append("the role nfldb is connected as") }
+            guard !what.isEmpty, let state = snapshot.roles[role.name] else { continue }
+            var changes: [String] = []
+            if state.superuser { changes.append("remove SUPERUSER (managed roles are always NOSUPERUSER)") }
+            if state.login != role.login { changes.append(role.login ? "add LOGIN" : "remove LOGIN") }
+            guard !changes.isEmpty else { continue }
+            issues.append(SpecIssue(
+                "role \(role.name) is \(what.joined(separator: " and ")): this entry would \(changes.joined(separator: " and ")); "
+                    + "remove the entry (nfldb does not manage the roles it runs as), or run nfldb as another role",
+                at: role.location))
+        }
+        if !issues.isEmpty { throw RoleSpecError(issues) }
     }
 
     private mutating func add(_ statement: PlannedStatement) {
@@ -160,20 +188,104 @@ public struct RolePlanner {
     }
 
     private mutating func planMemberships(_ role: RoleDefinition, existing: Bool) {
-        let actual = Set(snapshot.memberships.filter { $0.member == role.name }.map(\.group))
+        let actual = snapshot.memberships.filter { $0.member == role.name }
+        let actualGroups = Set(actual.map(\.group))
         let wanted = role.memberOf.map(\.name)
-        for group in wanted where !actual.contains(group) {
+        for group in wanted where !actualGroups.contains(group) {
             add(PlannedStatement(role: role.name, kind: .membership, sql: "GRANT \(quoteIdentifier(group)) TO \(quoteIdentifier(role.name));"))
         }
-        for group in actual.sorted() where !wanted.contains(group) {
-            add(PlannedStatement(
-                role: role.name, kind: .membership, sql: "REVOKE \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
-                reason: "membership not in the spec", isDrift: true, runs: options.revokeUnmanaged))
+        for membership in actual.sorted(by: { $0.group < $1.group }) {
+            let group = membership.group
+            if !wanted.contains(group) {
+                add(PlannedStatement(
+                    role: role.name, kind: .membership, sql: "REVOKE \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
+                    reason: "membership not in the spec" + (privilegedGroupReason(membership).map { "; \($0)" } ?? ""), isDrift: true,
+                    runs: options.revokeUnmanaged))
+            } else if membership.adminOption {
+                // The spec has no ADMIN OPTION: with it, the member can grant the group to anyone, itself included.
+                add(PlannedStatement(
+                    role: role.name, kind: .membership,
+                    sql: "REVOKE ADMIN OPTION FOR \(quoteIdentifier(group)) FROM \(quoteIdentifier(role.name));",
+                    reason: "ADMIN OPTION not in the spec: lets \(role.name) grant \(group) to any role", isDrift: true,
+                    runs: options.revokeUnmanaged))
+            }
         }
+    }
+
+    /// Roles whose membership gives power that the spec must state explicitly: reading or writing
+    /// every table, the server's files or programs, the audit log's owner, or a superuser (SET ROLE).
+    static let privilegedPredefinedRoles: [String: String] = [
+        "pg_execute_server_program": "runs programs on the server as the OS user (COPY … TO PROGRAM)",
+        "pg_read_server_files": "reads any file the server can read (COPY … FROM, pg_read_file)",
+        "pg_write_server_files": "writes any file the server can write (COPY … TO)",
+        "pg_read_all_data": "reads every table, view and sequence",
+        "pg_write_all_data": "writes every table, view and sequence",
+    ]
+
+    /// Why membership in the group of `membership` is dangerous; nil for an ordinary group.
+    private func privilegedGroupReason(_ membership: MembershipState) -> String? {
+        if let reason = Self.privilegedPredefinedRoles[membership.group] { return "\(membership.group) \(reason)" }
+        if membership.groupIsSuperuser { return "\(membership.group) is a superuser: a member can SET ROLE to it" }
+        let auditOwners = [snapshot.auditSchemaOwner, spec.owner(ofSchema: "audit")].compactMap { $0 }
+        if auditOwners.contains(membership.group) {
+            return "\(membership.group) owns the audit log: a member can disable its guards and rewrite or drop it"
+        }
+        return nil
+    }
+
+    /// Memberships of roles outside the spec. A role the spec does not manage that is a member of a
+    /// managed role (a backdoor login, or a group a login hides behind) is drift, and so is any such
+    /// role in a privileged group (``privilegedGroupReason(_:)``). Superusers are skipped: membership
+    /// gives them nothing. With a role prefix (a second copy of the spec on one cluster), roles in
+    /// privileged groups are examined only when their names carry the prefix or a managed role is a
+    /// member of them; the rest of the cluster belongs to the other copy's check.
+    private mutating func planForeignMemberships() {
         let managed = spec.managedRoleNames
-        for membership in snapshot.memberships where membership.group == role.name && !managed.contains(membership.member) {
-            unmanaged.append("\(membership.member) (not managed) is a member of \(role.name)")
+        let groupsOfManaged = groupsReached(from: managed)
+        for membership in snapshot.memberships where !managed.contains(membership.member) && !membership.memberIsSuperuser {
+            let reason: String
+            if managed.contains(membership.group) {
+                let logins = loginsReaching(membership.member, canLogin: membership.memberCanLogin)
+                let through = logins == [membership.member] ? "" : logins.isEmpty ? " (no login reaches it yet)" : "; logins through it: \(logins.joined(separator: ", "))"
+                reason = "\(membership.member) is not in the spec but is a member of managed role \(membership.group)\(membership.memberCanLogin ? " and can log in" : "")\(through)"
+            } else if let privileged = privilegedGroupReason(membership),
+                spec.rolePrefix.isEmpty || membership.member.hasPrefix(spec.rolePrefix) || groupsOfManaged.contains(membership.member)
+            {
+                reason = "\(membership.member) is not in the spec; \(privileged)"
+            } else {
+                continue
+            }
+            add(PlannedStatement(
+                role: membership.member, kind: .membership,
+                sql: "REVOKE \(quoteIdentifier(membership.group)) FROM \(quoteIdentifier(membership.member));", reason: reason,
+                isDrift: true, runs: options.revokeUnmanaged))
         }
+    }
+
+    /// Every role that one of `roles` is a member of, directly or through other roles.
+    private func groupsReached(from roles: Set<String>) -> Set<String> {
+        var reached = Set<String>()
+        var queue = Array(roles)
+        while let next = queue.popLast() {
+            for membership in snapshot.memberships where membership.member == next && reached.insert(membership.group).inserted {
+                queue.append(membership.group)
+            }
+        }
+        return reached
+    }
+
+    /// `role` (when it can log in) and every login role that is a member of it, directly or through other roles.
+    private func loginsReaching(_ role: String, canLogin: Bool) -> [String] {
+        var seen: Set<String> = [role]
+        var queue = [role]
+        var logins = canLogin ? [role] : []
+        while let next = queue.popLast() {
+            for membership in snapshot.memberships where membership.group == next && seen.insert(membership.member).inserted {
+                queue.append(membership.member)
+                if membership.memberCanLogin { logins.append(membership.member) }
+            }
+        }
+        return logins.sorted()
     }
 
     /// The text PostgreSQL stores in `rolconfig` for a setting (lists are stored quoted with `quote_ident`).
@@ -252,35 +364,65 @@ public struct RolePlanner {
 
     // MARK: - Privileges
 
+    /// Privileges, as the README describes them: index the objects that exist; collect what the spec
+    /// grants (each role's profiles and grants, and what PUBLIC keeps), noting objects that do not
+    /// exist; collect what the catalog holds, limited to what the spec manages; classify the
+    /// difference into grants, revokes the spec asks for, drift and grants of unmanaged roles; render
+    /// SQL grouped per grantee.
     private mutating func planPrivileges(managed: Set<String>) {
-        let databaseRef = ObjectRef(
-            kind: .database, keyword: "DATABASE", sql: quoteIdentifier(snapshot.database), display: "database \(snapshot.database)",
-            owner: snapshot.databaseOwner, schema: nil)
-        let managedSchemas = spec.managedSchemaNames
-        var schemaRefs: [String: ObjectRef] = [:]
-        for (name, state) in snapshot.schemas {
-            schemaRefs[name] = ObjectRef(kind: .schema, keyword: "SCHEMA", sql: quoteIdentifier(name), display: "schema \(name)", owner: state.owner, schema: name)
+        let objects = ObjectIndex(snapshot)
+        let desired = desiredPrivileges(objects)
+        let actual = actualPrivileges(objects)
+        let changes = classify(desired: desired, actual: actual, objects: objects, managed: managed)
+        renderChanges(changes)
+    }
+
+    /// The objects privileges can be granted on, as ``ObjectRef``s.
+    private struct ObjectIndex {
+        let database: ObjectRef
+        let schemas: [String: ObjectRef]
+
+        init(_ snapshot: CatalogSnapshot) {
+            database = ObjectRef(
+                kind: .database, keyword: "DATABASE", sql: quoteIdentifier(snapshot.database), display: "database \(snapshot.database)",
+                owner: snapshot.databaseOwner, schema: nil)
+            var schemas: [String: ObjectRef] = [:]
+            for (name, state) in snapshot.schemas {
+                schemas[name] = ObjectRef(kind: .schema, keyword: "SCHEMA", sql: quoteIdentifier(name), display: "schema \(name)", owner: state.owner, schema: name)
+            }
+            self.schemas = schemas
         }
-        func relationRef(_ relation: RelationState) -> ObjectRef {
+
+        /// PUBLIC's privileges on schema `public` are managed (as written, or only CREATE revoked) when it exists.
+        var publicSchemaManagedForPublic: Bool { schemas["public"] != nil }
+
+        func relation(_ relation: RelationState) -> ObjectRef {
             ObjectRef(
                 kind: relation.kind, keyword: relation.kind == .sequence ? "SEQUENCE" : "TABLE", sql: relation.sql,
-                display: "\(relation.kind.rawValue) \(relation.qualifiedName)", owner: relation.owner,
-                schema: relation.schema)
+                display: "\(relation.kind.rawValue) \(relation.qualifiedName)", owner: relation.owner, schema: relation.schema)
         }
-        func functionRef(_ function: FunctionState) -> ObjectRef {
+
+        func function(_ function: FunctionState) -> ObjectRef {
             ObjectRef(
                 kind: .function, keyword: function.isProcedure ? "PROCEDURE" : "FUNCTION", sql: function.signature,
                 display: "function \(function.signature)", owner: function.owner, schema: function.schema)
         }
+    }
 
-        // Desired state.
-        var desired = Set<GrantKey>()
-        var desiredDefaults = Set<DefaultKey>()
-        var missingSeen = Set<String>()
+    /// Privileges on objects and default privileges, desired or actual.
+    private struct PrivilegeState {
+        var grants = Set<GrantKey>()
+        var defaults = Set<DefaultKey>()
+    }
+
+    /// What the spec grants on objects that exist. Objects and schemas that do not exist (yet) are
+    /// listed in `missing`, each missing schema once with the roles whose grants it holds back.
+    private mutating func desiredPrivileges(_ objects: ObjectIndex) -> PrivilegeState {
+        var desired = PrivilegeState()
+        var missingObjects: [String] = []
         func noteMissing(_ text: String) {
-            if missingSeen.insert(text).inserted { missing.append(text) }
+            if !missingObjects.contains(text) { missingObjects.append(text) }
         }
-        // A missing schema is reported once, with the roles whose grants it holds back.
         var missingSchemas: [(name: String, roles: [String], first: SourceLocation)] = []
         func noteMissingSchema(_ schema: String, role: String, at location: SourceLocation) {
             if let index = missingSchemas.firstIndex(where: { $0.name == schema }) {
@@ -289,48 +431,34 @@ public struct RolePlanner {
                 missingSchemas.append((schema, [role], location))
             }
         }
-        defer {
-            missing.insert(contentsOf: missingSchemas.map {
-                "schema \($0.name) does not exist: grants to \($0.roles.joined(separator: ", ")) in it are skipped (first named at \($0.first))"
-            }, at: 0)
-        }
         for role in spec.roles {
             let grantee = Grantee.role(role.name)
             let set = role.privileges
             for privilege in set.database {
-                desired.insert(GrantKey(object: databaseRef, grantee: grantee, privilege: privilege))
+                desired.grants.insert(GrantKey(object: objects.database, grantee: grantee, privilege: privilege))
             }
             for grant in set.schemas {
-                guard let ref = schemaRefs[grant.schema] else {
+                guard let ref = objects.schemas[grant.schema] else {
                     noteMissingSchema(grant.schema, role: role.name, at: grant.location)
                     continue
                 }
-                grant.privileges.forEach { desired.insert(GrantKey(object: ref, grantee: grantee, privilege: $0)) }
+                grant.privileges.forEach { desired.grants.insert(GrantKey(object: ref, grantee: grantee, privilege: $0)) }
             }
             for grant in set.objects {
                 guard snapshot.schemas[grant.schema] != nil else {
                     noteMissingSchema(grant.schema, role: role.name, at: grant.location)
                     continue
                 }
-                var refs: [ObjectRef] = []
-                switch grant.kind {
-                case .table, .sequence:
-                    refs = snapshot.relations.filter { $0.schema == grant.schema && $0.kind == grant.kind && (grant.name == nil || $0.name == grant.name) }
-                        .map(relationRef)
-                case .function:
-                    refs = snapshot.functions.filter { $0.schema == grant.schema && (grant.name == nil || $0.name == grant.name) }.map(functionRef)
-                default: break
-                }
+                let refs = matchingObjects(grant, objects)
                 if refs.isEmpty, grant.name != nil {
-                    let wrongKind = snapshot.relations.first { $0.schema == grant.schema && $0.name == grant.name }
-                    if let wrongKind {
+                    if let wrongKind = snapshot.relations.first(where: { $0.schema == grant.schema && $0.name == grant.name }) {
                         noteMissing("\(grant.pattern) is a \(wrongKind.kind.rawValue), not a \(grant.kind.rawValue) (at \(grant.location))")
                     } else {
                         noteMissing("\(grant.kind.rawValue) \(grant.pattern) (granted to \(role.name) at \(grant.location))")
                     }
                 }
                 for ref in refs {
-                    grant.privileges.forEach { desired.insert(GrantKey(object: ref, grantee: grantee, privilege: $0)) }
+                    grant.privileges.forEach { desired.grants.insert(GrantKey(object: ref, grantee: grantee, privilege: $0)) }
                 }
             }
             for grant in set.defaultPrivileges where grant.owner != role.name {
@@ -339,43 +467,69 @@ public struct RolePlanner {
                     continue
                 }
                 grant.privileges.forEach {
-                    desiredDefaults.insert(DefaultKey(owner: grant.owner, schema: grant.schema, kind: grant.kind, grantee: grantee, privilege: $0))
+                    desired.defaults.insert(DefaultKey(owner: grant.owner, schema: grant.schema, kind: grant.kind, grantee: grantee, privilege: $0))
                 }
             }
         }
         let policy = spec.publicPolicy
         if let privileges = policy.database {
-            privileges.forEach { desired.insert(GrantKey(object: databaseRef, grantee: .publicRole, privilege: $0)) }
+            privileges.forEach { desired.grants.insert(GrantKey(object: objects.database, grantee: .publicRole, privilege: $0)) }
         }
-        // Schema public: PUBLIC's privileges are managed as written, or (not written) only CREATE is revoked.
-        let publicSchemaManagedForPublic = schemaRefs["public"] != nil
-        if let privileges = policy.schemaPublic, let ref = schemaRefs["public"] {
-            privileges.forEach { desired.insert(GrantKey(object: ref, grantee: .publicRole, privilege: $0)) }
+        if let privileges = policy.schemaPublic, let ref = objects.schemas["public"] {
+            privileges.forEach { desired.grants.insert(GrantKey(object: ref, grantee: .publicRole, privilege: $0)) }
         }
-        // Owners whose global function default is managed for PUBLIC.
-        var functionOwners = Set(spec.schemas.compactMap(\.owner))
-        spec.roles.forEach { $0.privileges.defaultPrivileges.forEach { functionOwners.insert($0.owner) } }
+        missing += missingSchemas.map {
+            "schema \($0.name) does not exist: grants to \($0.roles.joined(separator: ", ")) in it are skipped (first named at \($0.first))"
+        } + missingObjects
+        return desired
+    }
 
-        // Actual state, limited to what the spec manages.
-        var actual = Set<GrantKey>()
-        var actualDefaults = Set<DefaultKey>()
+    /// The existing objects a grant's pattern (`nfl.games`, `nfl.*`) names.
+    private func matchingObjects(_ grant: ObjectGrant, _ objects: ObjectIndex) -> [ObjectRef] {
+        switch grant.kind {
+        case .table, .sequence:
+            snapshot.relations.filter { $0.schema == grant.schema && $0.kind == grant.kind && (grant.name == nil || $0.name == grant.name) }
+                .map(objects.relation)
+        case .function:
+            snapshot.functions.filter { $0.schema == grant.schema && (grant.name == nil || $0.name == grant.name) }.map(objects.function)
+        case .database, .schema:
+            []
+        }
+    }
+
+    /// Owners whose global function default is managed for PUBLIC: schema owners and every role
+    /// default privileges are declared for.
+    private var functionDefaultOwners: Set<String> {
+        var owners = Set(spec.schemas.compactMap(\.owner))
+        spec.roles.forEach { $0.privileges.defaultPrivileges.forEach { owners.insert($0.owner) } }
+        return owners
+    }
+
+    /// What the catalog holds, limited to what the spec manages: the database, managed schemas (and
+    /// PUBLIC's privileges on schema public), their relations and functions, and default ACLs in
+    /// managed schemas or global ones of the owners above. Owners' own privileges are left out.
+    private func actualPrivileges(_ objects: ObjectIndex) -> PrivilegeState {
+        var actual = PrivilegeState()
+        let managedSchemas = spec.managedSchemaNames
         func collect(_ ref: ObjectRef, _ acl: [ACLEntry]) {
             for entry in acl where entry.grantee != .role(ref.owner) {
-                actual.insert(GrantKey(object: ref, grantee: entry.grantee, privilege: entry.privilege))
+                actual.grants.insert(GrantKey(object: ref, grantee: entry.grantee, privilege: entry.privilege))
             }
         }
-        collect(databaseRef, snapshot.databaseACL)
+        collect(objects.database, snapshot.databaseACL)
         for (name, state) in snapshot.schemas {
-            guard let ref = schemaRefs[name] else { continue }
+            guard let ref = objects.schemas[name] else { continue }
             if managedSchemas.contains(name) {
                 collect(ref, state.acl)
-            } else if name == "public" && publicSchemaManagedForPublic {
+            } else if name == "public" && objects.publicSchemaManagedForPublic {
                 collect(ref, state.acl.filter { $0.grantee == .publicRole })
             }
         }
-        for relation in snapshot.relations { collect(relationRef(relation), relation.acl) }
-        for function in snapshot.functions { collect(functionRef(function), function.acl) }
+        for relation in snapshot.relations { collect(objects.relation(relation), relation.acl) }
+        for function in snapshot.functions { collect(objects.function(function), function.acl) }
+
         let typeKinds: [String: ObjectKind] = ["r": .table, "S": .sequence, "f": .function]
+        let functionOwners = functionDefaultOwners
         var globalFunctionRows = Set<String>()
         for row in snapshot.defaultACLs {
             if row.schema == nil && row.objectType == "f" { globalFunctionRows.insert(row.owner) }
@@ -383,76 +537,91 @@ public struct RolePlanner {
             let inScope = row.schema.map(managedSchemas.contains) ?? functionOwners.contains(row.owner)
             guard inScope else { continue }
             for entry in row.entries where entry.grantee != .role(row.owner) {
-                actualDefaults.insert(DefaultKey(owner: row.owner, schema: row.schema, kind: kind, grantee: entry.grantee, privilege: entry.privilege))
+                actual.defaults.insert(DefaultKey(owner: row.owner, schema: row.schema, kind: kind, grantee: entry.grantee, privilege: entry.privilege))
             }
         }
         for owner in functionOwners where !globalFunctionRows.contains(owner) {
             // No global row: PostgreSQL's built-in default lets PUBLIC execute new functions.
-            actualDefaults.insert(DefaultKey(owner: owner, schema: nil, kind: .function, grantee: .publicRole, privilege: "EXECUTE"))
+            actual.defaults.insert(DefaultKey(owner: owner, schema: nil, kind: .function, grantee: .publicRole, privilege: "EXECUTE"))
         }
+        return actual
+    }
 
-        // Classify.
+    /// The difference between desired and actual privileges.
+    private struct PrivilegeChanges {
         var grants: [GrantKey] = []
-        var revokes: [(GrantKey, drift: Bool)] = []
-        for key in desired where !actual.contains(key) {
-            if key.grantee == .role(key.object.owner) { continue }  // owners hold every privilege implicitly
-            grants.append(key)
+        /// `drift` = not in the spec (runs only with --revoke-unmanaged); otherwise the spec's PUBLIC policy asks for it.
+        var revokes: [(key: GrantKey, drift: Bool)] = []
+        var defaultGrants: [DefaultKey] = []
+        var defaultRevokes: [(key: DefaultKey, drift: Bool)] = []
+    }
+
+    /// Missing grants are granted (owners hold every privilege implicitly). Extra privileges of
+    /// managed roles are drift; of unmanaged roles, reported only; of PUBLIC, revoked as the
+    /// `public:` policy says, or drift on objects of managed schemas.
+    private mutating func classify(desired: PrivilegeState, actual: PrivilegeState, objects: ObjectIndex, managed: Set<String>) -> PrivilegeChanges {
+        var changes = PrivilegeChanges()
+        let policy = spec.publicPolicy
+        let managedSchemas = spec.managedSchemaNames
+        for key in desired.grants where !actual.grants.contains(key) && key.grantee != .role(key.object.owner) {
+            changes.grants.append(key)
         }
-        for key in actual where !desired.contains(key) {
+        for key in actual.grants where !desired.grants.contains(key) {
             switch key.grantee {
             case .role(let name) where managed.contains(name):
-                revokes.append((key, true))
+                changes.revokes.append((key, true))
             case .role(let name):
                 unmanaged.append("\(name) (not managed) has \(key.privilege) on \(key.object.display)")
             case .publicRole:
                 switch key.object.kind {
                 case .database:
-                    if policy.database != nil { revokes.append((key, false)) }
+                    if policy.database != nil { changes.revokes.append((key, false)) }
                 case .schema:
-                    if key.object.schema == "public" && publicSchemaManagedForPublic {
-                        if policy.schemaPublic != nil || key.privilege == "CREATE" { revokes.append((key, false)) }
+                    if key.object.schema == "public" && objects.publicSchemaManagedForPublic {
+                        if policy.schemaPublic != nil || key.privilege == "CREATE" { changes.revokes.append((key, false)) }
                     } else if managedSchemas.contains(key.object.schema ?? "") {
-                        revokes.append((key, true))
+                        changes.revokes.append((key, true))
                     }
                 case .function:
-                    if policy.functionExecute == false { revokes.append((key, false)) }
+                    if policy.functionExecute == false { changes.revokes.append((key, false)) }
                 case .table, .sequence:
-                    revokes.append((key, true))
+                    changes.revokes.append((key, true))
                 }
             }
         }
-        var defaultGrants: [DefaultKey] = []
-        var defaultRevokes: [(DefaultKey, drift: Bool)] = []
-        for key in desiredDefaults where !actualDefaults.contains(key) { defaultGrants.append(key) }
-        for key in actualDefaults where !desiredDefaults.contains(key) {
+        for key in desired.defaults where !actual.defaults.contains(key) { changes.defaultGrants.append(key) }
+        for key in actual.defaults where !desired.defaults.contains(key) {
             switch key.grantee {
             case .role(let name) where managed.contains(name):
-                defaultRevokes.append((key, true))
+                changes.defaultRevokes.append((key, true))
             case .role(let name):
                 unmanaged.append("\(name) (not managed) gets \(key.privilege) on new \(key.kind.rawValue)s of \(key.owner)\(key.schema.map { " in schema \($0)" } ?? "")")
             case .publicRole:
                 if key.schema == nil && key.kind == .function && key.privilege == "EXECUTE" {
-                    if policy.functionExecute == false { defaultRevokes.append((key, false)) }
+                    if policy.functionExecute == false { changes.defaultRevokes.append((key, false)) }
                 } else {
-                    defaultRevokes.append((key, true))
+                    changes.defaultRevokes.append((key, true))
                 }
             }
         }
+        return changes
+    }
 
-        // Render, grouped per grantee.
-        for (grantee, keys) in Dictionary(grouping: grants, by: \.grantee) {
+    /// SQL grouped per grantee: grants, then revokes (the spec's first, drift after).
+    private mutating func renderChanges(_ changes: PrivilegeChanges) {
+        for (grantee, keys) in Dictionary(grouping: changes.grants, by: \.grantee) {
             render(keys, verb: "GRANT", grantee: grantee, drift: false)
         }
-        for (grantee, items) in Dictionary(grouping: revokes, by: { $0.0.grantee }) {
-            render(items.filter { !$0.drift }.map(\.0), verb: "REVOKE", grantee: grantee, drift: false)
-            render(items.filter(\.drift).map(\.0), verb: "REVOKE", grantee: grantee, drift: true)
+        for (grantee, items) in Dictionary(grouping: changes.revokes, by: { $0.key.grantee }) {
+            render(items.filter { !$0.drift }.map(\.key), verb: "REVOKE", grantee: grantee, drift: false)
+            render(items.filter(\.drift).map(\.key), verb: "REVOKE", grantee: grantee, drift: true)
         }
-        for (grantee, keys) in Dictionary(grouping: defaultGrants, by: \.grantee) {
+        for (grantee, keys) in Dictionary(grouping: changes.defaultGrants, by: \.grantee) {
             renderDefaults(keys, verb: "GRANT", grantee: grantee, drift: false)
         }
-        for (grantee, items) in Dictionary(grouping: defaultRevokes, by: { $0.0.grantee }) {
-            renderDefaults(items.filter { !$0.drift }.map(\.0), verb: "REVOKE", grantee: grantee, drift: false)
-            renderDefaults(items.filter(\.drift).map(\.0), verb: "REVOKE", grantee: grantee, drift: true)
+        for (grantee, items) in Dictionary(grouping: changes.defaultRevokes, by: { $0.key.grantee }) {
+            renderDefaults(items.filter { !$0.drift }.map(\.key), verb: "REVOKE", grantee: grantee, drift: false)
+            renderDefaults(items.filter(\.drift).map(\.key), verb: "REVOKE", grantee: grantee, drift: true)
         }
     }
 

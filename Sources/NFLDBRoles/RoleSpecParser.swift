@@ -171,7 +171,13 @@ public struct RoleSpecParser {
             let keyAt = location(key, file)
             switch key.string ?? "" {
             case "login": role.login = boolean(value, file: file, what: "login") ?? false
-            case "createrole": role.createRole = boolean(value, file: file, what: "createrole") ?? false
+            case "createrole":
+                role.createRole = boolean(value, file: file, what: "createrole") ?? false
+                if role.createRole {
+                    warnings.append(SpecIssue(
+                        "createrole on \(name): before PostgreSQL 16 it lets \(name) grant itself any non-superuser role (pg_execute_server_program, pg_read_all_data, the audit owner); prefer applying role changes with this spec as a superuser",
+                        at: keyAt))
+                }
             case "createdb": role.createDatabase = boolean(value, file: file, what: "createdb") ?? false
             case "inherit": role.inherit = boolean(value, file: file, what: "inherit") ?? true
             case "connection_limit":

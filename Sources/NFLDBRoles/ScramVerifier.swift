@@ -1,5 +1,6 @@
-import NFLDBCore
+import CLibCrypto
 import Foundation
+import NFLDBCore
 
 /// A SCRAM-SHA-256 password verifier as PostgreSQL stores it in `pg_authid.rolpassword`:
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (RFC 5802/7677, base64 fields).
@@ -97,35 +98,46 @@ public struct ScramVerifier: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// HMAC-SHA-256 and PBKDF2-HMAC-SHA-256 on top of ``SHA256Digest`` (libcrypto's `SHA256`).
+/// SHA-256, HMAC-SHA-256 and PBKDF2-HMAC-SHA-256 from libcrypto (`EVP_Digest`, `HMAC`,
+/// `PKCS5_PBKDF2_HMAC`, `CRYPTO_memcmp`); nothing here is written by hand.
 enum Crypto {
     static func sha256(_ bytes: [UInt8]) -> [UInt8] { SHA256Digest.bytes(bytes) }
 
-    /// RFC 2104 HMAC with SHA-256 (64-byte blocks).
+    /// RFC 2104 HMAC with SHA-256 (libcrypto's one-shot `HMAC`).
     static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
-        var block = key.count > 64 ? sha256(key) : key
-        block += [UInt8](repeating: 0, count: 64 - block.count)
-        let inner = sha256(block.map { $0 ^ 0x36 } + message)
-        return sha256(block.map { $0 ^ 0x5c } + inner)
+        var mac = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        // A NULL key means "keep the previous key" to libcrypto's MAC API: give an empty key a real address.
+        let keyBytes = key.isEmpty ? [0] : key
+        let result = keyBytes.withUnsafeBytes { keyBuffer in
+            message.withUnsafeBytes { messageBuffer in
+                HMAC(EVP_sha256(), keyBuffer.baseAddress, Int32(key.count), messageBuffer.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                     messageBuffer.count, &mac, &length)
+            }
+        }
+        // HMAC fails only when libcrypto cannot allocate its context.
+        precondition(result != nil && length == UInt32(SHA256Digest.length), "libcrypto HMAC(SHA-256) failed")
+        return Array(mac.prefix(SHA256Digest.length))
     }
 
     /// RFC 8018 PBKDF2 with HMAC-SHA-256, one 32-byte block (all SCRAM-SHA-256 needs).
     static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
-        var u = hmacSHA256(key: password, message: salt + [0, 0, 0, 1])
-        var result = u
-        if iterations > 1 {
-            for _ in 1..<iterations {
-                u = hmacSHA256(key: password, message: u)
-                for i in 0..<result.count { result[i] ^= u[i] }
+        var key = [UInt8](repeating: 0, count: SHA256Digest.length)
+        let result = password.withUnsafeBytes { passwordBuffer in
+            salt.withUnsafeBytes { saltBuffer in
+                PKCS5_PBKDF2_HMAC(
+                    passwordBuffer.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(passwordBuffer.count),
+                    saltBuffer.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(saltBuffer.count), Int32(clamping: iterations),
+                    EVP_sha256(), Int32(key.count), &key)
             }
         }
-        return result
+        precondition(result == 1, "libcrypto PKCS5_PBKDF2_HMAC(SHA-256) failed")
+        return key
     }
 
+    /// Constant-time comparison (`CRYPTO_memcmp`).
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in 0..<a.count { difference |= a[i] ^ b[i] }
-        return difference == 0
+        return a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, x.count) == 0 } }
     }
 }

@@ -33,11 +33,24 @@ struct RoleSpecParserTests {
         #expect(!etl.privileges.objects.flatMap(\.privileges).contains("DELETE"))
         #expect(!etl.privileges.objects.flatMap(\.privileges).contains("TRUNCATE"))
         let admin = try #require(spec.role("nfl_admin"))
-        #expect(admin.createRole)
+        #expect(!admin.createRole, "CREATEROLE before PostgreSQL 16 reaches pg_execute_server_program (issue 12)")
         // Login roles carry a password source, never a password.
         for role in spec.roles where role.login { #expect(role.password != nil, "\(role.name)") }
         // Default privileges are declared FOR the schema owner.
         #expect(spec.role("nfl_readonly")?.privileges.defaultPrivileges.allSatisfy { $0.owner == "nfl_owner" } == true)
+    }
+
+    @Test("createrole is accepted with a warning at its line (before PostgreSQL 16 it reaches pg_execute_server_program)")
+    func createRoleWarns() throws {
+        let (spec, issues, warnings) = parse("""
+            roles:
+              manager:
+                createrole: true
+            """)
+        #expect(issues.isEmpty)
+        #expect(spec?.role("manager")?.createRole == true)
+        #expect(warnings.map { $0.location?.line } == [3])
+        #expect(warnings.first?.message.contains("pg_execute_server_program") == true)
     }
 
     @Test("unknown keys are reported with file, line and a suggestion")

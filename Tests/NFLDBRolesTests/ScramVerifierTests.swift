@@ -17,6 +17,26 @@ struct ScramVerifierTests {
         #expect(hex(key) == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc")
     }
 
+    @Test("HMAC-SHA-256 matches RFC 4231 test case 6 (key longer than a block) and an empty key")
+    func hmacLongAndEmptyKey() {
+        let long = Crypto.hmacSHA256(key: [UInt8](repeating: 0xaa, count: 131), message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8))
+        #expect(hex(long) == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        // HMAC-SHA-256("", "") as computed by `openssl dgst -sha256 -hmac ''`.
+        #expect(hex(Crypto.hmacSHA256(key: [], message: [])) == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
+    }
+
+    @Test("PBKDF2-HMAC-SHA-256 matches the RFC 7914 vector with 80000 iterations")
+    func pbkdf2ManyIterations() {
+        let key = Crypto.pbkdf2SHA256(password: Array("Password".utf8), salt: Array("NaCl".utf8), iterations: 80000)
+        #expect(hex(key) == "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56")
+    }
+
+    @Test("SHA-256 of the empty string and of 'abc' (FIPS 180-2)")
+    func sha256Vectors() {
+        #expect(hex(Crypto.sha256([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(hex(Crypto.sha256(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
     @Test("a verifier PostgreSQL computed for 'pencil' matches 'pencil' and nothing else")
     func serverVerifier() throws {
         let stored = "SCRAM-SHA-256$4096:Oj+NnAles94QNPLJMwv6jQ==$JBMSCk0/tK3NcL2NGPV3l3xvn2g/w2v1IIEnKTrdO+w=:zeqBi1/BjV+JZ8yVFvz0h46SezDjVKMyCTyCemL1mRI="
