@@ -30,12 +30,14 @@ let package = Package(
         ),
         // OpenSSL's libcrypto (Debian's libssl-dev, already required by libpq-dev) for SHA-256 checksums and SCRAM (HMAC, PBKDF2).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // OpenSSL's libssl: the peer certificate of libpq's TLS session and TLS failure diagnosis (NFLDBPostgres only).
+        .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
         // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
-        .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "CLibSSL", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
         .target(name: "NFLDBPgBackRest", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
@@ -50,6 +52,8 @@ let package = Package(
         .target(name: "NFLDBAudit", dependencies: ["NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Health probes: `nfldb health`.
         .target(name: "NFLDBHealth", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
+        // Security posture checks (`nfldb security check`) and the security.* settings.
+        .target(name: "NFLDBSecurity", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBHealth", logging], swiftSettings: swiftSettings),
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
@@ -72,7 +76,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -114,6 +118,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBBackupTests",
             dependencies: ["NFLDBBackup", "NFLDBPgBackRest", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBSecurityTests",
+            dependencies: ["NFLDBSecurity", "NFLDBHealth", "NFLDBTestSupport", "NFLDBSandbox", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -45,6 +45,9 @@ extension ConfigKey {
         "health.checks.cache_hit.min_blocks", .integer, default: "10000", help: "cache_hit: ignore databases with fewer block accesses")
     public static let healthVerifyWarning = ConfigKey(
         "health.checks.backups.verify_warning", .duration, default: "8d", help: "backups: last successful verification older than this is a WARNING")
+    public static let healthTLSLocalNetworks = ConfigKey(
+        "health.checks.tls_connections.local_networks", .stringList, default: "127.0.0.0/8,::1/128",
+        help: "tls_connections: client networks not counted (loopback; Unix-socket clients never count)")
 }
 
 /// The effective settings of one check: enabled, thresholds, timeout and probe-specific options.
@@ -93,7 +96,7 @@ public struct HealthSettings: Sendable {
         .healthStatementTimeout, .healthLockTimeout, .healthTargetName,
         .healthIdleWarning, .healthIdleCritical, .healthBloatMinSize, .healthBloatMinPercent, .healthVacuumGrace, .healthVacuumMinRows,
         .healthReplicationStandbys, .healthReplicationDelayWarning, .healthReplicationDelayCritical, .healthSlotWarning,
-        .healthSlotCritical, .healthArchiveMaxAge, .healthSlowMinCalls, .healthCacheMinBlocks, .healthVerifyWarning,
+        .healthSlotCritical, .healthArchiveMaxAge, .healthSlowMinCalls, .healthCacheMinBlocks, .healthVerifyWarning, .healthTLSLocalNetworks,
     ]
 
     public var statementTimeout: Duration
@@ -146,7 +149,7 @@ public struct HealthSettings: Sendable {
         var thresholds = probe.defaultThresholds
         if let text = options["warning"] { thresholds.warning = Self.threshold(text) }
         if let text = options["critical"] { thresholds.critical = Self.threshold(text) }
-        let enabled = options["enabled"].map { ["true", "yes", "on", "1"].contains($0.lowercased()) } ?? true
+        let enabled = options["enabled"].map { ["true", "yes", "on", "1"].contains($0.lowercased()) } ?? probe.enabledByDefault
         let timeout = options["statement_timeout"].flatMap(DurationParser.parse) ?? probe.defaultStatementTimeout ?? statementTimeout
         return CheckSettings(name: name, enabled: enabled, thresholds: thresholds, statementTimeout: timeout, options: options)
     }

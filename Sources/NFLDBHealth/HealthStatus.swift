@@ -66,6 +66,7 @@ public enum HealthUnit: String, Sendable, Hashable, Codable {
     case milliseconds
     case bytes
     case count
+    case days
 
     /// Unit of measure in Nagios perfdata.
     public var perfdataUOM: String {
@@ -75,6 +76,7 @@ public enum HealthUnit: String, Sendable, Hashable, Codable {
         case .milliseconds: return "ms"
         case .bytes: return "B"
         case .count: return ""
+        case .days: return ""
         }
     }
 
@@ -86,6 +88,7 @@ public enum HealthUnit: String, Sendable, Hashable, Codable {
         case .milliseconds: return HealthFormat.milliseconds(value)
         case .bytes: return HealthFormat.bytes(value)
         case .count: return HealthFormat.number(value)
+        case .days: return HealthFormat.number(value) + (value == 1 ? " day" : " days")
         }
     }
 }

@@ -34,6 +34,8 @@ public protocol Probe: Sendable {
     var roles: Set<ServerRole> { get }
     /// A longer default `statement_timeout` for expensive probes (nil: `health.statement_timeout`).
     var defaultStatementTimeout: Duration? { get }
+    /// Whether the check runs without `health.checks.<name>.enabled: true` (posture checks: no).
+    var enabledByDefault: Bool { get }
 
     func run(_ context: ProbeContext) throws -> ProbeOutcome
 }
@@ -41,6 +43,7 @@ public protocol Probe: Sendable {
 extension Probe {
     public var roles: Set<ServerRole> { [.primary, .standby] }
     public var defaultStatementTimeout: Duration? { nil }
+    public var enabledByDefault: Bool { true }
 }
 
 /// Facts about the server, read once per target before the probes run.
@@ -136,7 +139,7 @@ public enum ProbeRegistry {
     public static let all: [any Probe] = [
         ConnectionsProbe(), LongTransactionsProbe(), LongQueriesProbe(), BlockingLocksProbe(), ReplicationProbe(),
         ArchivingProbe(), WraparoundProbe(), VacuumProbe(), BloatProbe(), SequencesProbe(), InvalidIndexesProbe(),
-        SlowQueriesProbe(), CacheHitProbe(), DatabaseSizeProbe(), BackupsProbe(),
+        SlowQueriesProbe(), CacheHitProbe(), DatabaseSizeProbe(), BackupsProbe(), TLSCertificateProbe(), TLSConnectionsProbe(),
     ]
 
     public static var names: [String] { all.map(\.name) }

@@ -13,7 +13,8 @@ extension MigrationVerifier {
     ) throws -> T {
         if let scratchDSN {
             SecretRedactor.shared.registerPassword(inDSN: scratchDSN)
-            let scratch = ConnectionOptions(dsn: scratchDSN, password: target.password, connectTimeout: target.connectTimeout)
+            var scratch = ConnectionOptions(dsn: scratchDSN, password: target.password, connectTimeout: target.connectTimeout)
+            scratch.requireTLS = target.requireTLS
             return try body(scratch, "(given by --scratch-dsn)")
         }
         let admin = try PostgresConnection.connect(target, logger: logger)

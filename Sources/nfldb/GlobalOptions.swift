@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NFLDBCore
 import NFLDBPostgres
+import NFLDBSecurity
 
 /// Options every subcommand accepts (`nfldb ping --dsn …` and `nfldb --dsn … ping` alike).
 struct GlobalOptions: ParsableArguments {
@@ -57,9 +58,11 @@ struct CommandContext {
     /// DSN means libpq's own environment and files. The password is registered with the redactor
     /// by ``Configuration/password()``, where it is resolved.
     func connectionOptions() throws -> ConnectionOptions {
-        ConnectionOptions(
+        var options = ConnectionOptions(
             dsn: configuration.string(.dsn), password: try configuration.password(),
             connectTimeout: try configuration.duration(.connectTimeout))
+        options.requireTLS = try SecurityConfig(configuration: configuration).requireTLS
+        return options
     }
 
     func connect() throws -> PostgresConnection {

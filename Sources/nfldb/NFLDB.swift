@@ -18,7 +18,7 @@ struct NFLDB: ParsableCommand {
             3/4 from `migrate status --exit-code`; `health` uses 0/1/2/3 = OK/WARNING/CRITICAL/UNKNOWN.
             """,
         version: NFLDBVersion.string,
-        subcommands: [Ping.self, ConfigCommand.self, SandboxCommand.self, MigrateCommand.self, RolesCommand.self, AuditCommand.self, HealthCommand.self, BackupCommand.self, CryptCommand.self]
+        subcommands: [Ping.self, ConfigCommand.self, SandboxCommand.self, MigrateCommand.self, RolesCommand.self, AuditCommand.self, HealthCommand.self, BackupCommand.self, CryptCommand.self, SecurityCommand.self]
     )
 
     @OptionGroup var global: GlobalOptions

@@ -15,6 +15,9 @@ public struct ConnectionOptions: Sendable {
     public var connectTimeout: Duration?
     /// Sent as `fallback_application_name`, so a DSN or `PGAPPNAME` can still override it.
     public var applicationName: String
+    /// `security.require_tls`: refuse an explicit sslmode weaker than verify-full towards a
+    /// non-loopback host instead of warning (see ``tlsPlan(environment:)``).
+    public var requireTLS = false
 
     public init(dsn: String? = nil, password: String? = nil, connectTimeout: Duration? = .seconds(10), applicationName: String = "nfldb") {
         self.dsn = dsn
@@ -24,8 +27,10 @@ public struct ConnectionOptions: Sendable {
     }
 
     /// The keyword/value pairs handed to `PQconnectdbParams`, in override order.
-    func keywordValues(environment: [String: String] = ProcessInfo.processInfo.environment) -> [(String, String)] {
+    func keywordValues(environment: [String: String] = ProcessInfo.processInfo.environment, tls: TLSPlan? = nil) -> [(String, String)] {
         var pairs: [(String, String)] = []
+        // Before dbname: the expanded DSN overrides earlier keywords (the plan only upgrades when it sets no sslmode).
+        if tls?.upgradesToVerifyFull == true { pairs.append(("sslmode", SSLMode.verifyFull.rawValue)) }
         if let connectTimeout, environment["PGCONNECT_TIMEOUT"] == nil {
             let seconds = max(1, DurationParser.milliseconds(connectTimeout) / 1000)
             pairs.append(("connect_timeout", String(seconds)))
@@ -95,6 +100,7 @@ extension ConnectionOptions {
         var (pairs, dsnPassword) = try parsedDSN()
         if let password = password ?? dsnPassword { env["PGPASSWORD"] = password }
         if env["PGAPPNAME"] == nil && !pairs.contains(where: { $0.0 == "application_name" }) { pairs.append(("application_name", applicationName)) }
+        if try tlsPlan(environment: environment).upgradesToVerifyFull { pairs.append(("sslmode", SSLMode.verifyFull.rawValue)) }
         return (Self.conninfo(pairs), env)
     }
 
@@ -102,7 +108,14 @@ extension ConnectionOptions {
     public func withDatabase(_ database: String) throws -> ConnectionOptions {
         let (pairs, dsnPassword) = try parsedDSN()
         let conninfo = Self.conninfo(pairs.filter { $0.0 != "dbname" } + [("dbname", database)])
-        return ConnectionOptions(dsn: conninfo, password: password ?? dsnPassword, connectTimeout: connectTimeout, applicationName: applicationName)
+        var options = ConnectionOptions(dsn: conninfo, password: password ?? dsnPassword, connectTimeout: connectTimeout, applicationName: applicationName)
+        options.requireTLS = requireTLS
+        return options
+    }
+
+    /// One keyword of the DSN as libpq parses it (`sslkey`, `host`…), never the password.
+    public func dsnParameter(_ key: String) throws -> String? {
+        try parsedDSN().pairs.last { $0.0 == key }?.1
     }
 
     /// The DSN's pairs and password (``parse(_:)``); none without a DSN.

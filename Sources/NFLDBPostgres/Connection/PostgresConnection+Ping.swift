@@ -16,6 +16,8 @@ public struct PingResult: Sendable, Codable {
     /// The median of `samples` round trips of `SELECT 1`.
     public let roundTripMilliseconds: Double
     public let samples: Int
+    /// Protocol, cipher and whether the server certificate was verified.
+    public let tls: TLSSession
 }
 
 extension PostgresConnection {
@@ -41,6 +43,7 @@ extension PostgresConnection {
             target: connection.target, serverVersion: connection.serverVersion, serverVersionNumber: connection.serverVersionNumber,
             user: info["usr"] ?? "", database: info["db"] ?? "", role: standby ? "standby" : "primary",
             applicationName: info["app"] ?? "", connectMilliseconds: connectTime.inMilliseconds,
-            roundTripMilliseconds: samples[samples.count / 2].inMilliseconds, samples: samples.count)
+            roundTripMilliseconds: samples[samples.count / 2].inMilliseconds, samples: samples.count,
+            tls: connection.tlsSession)
     }
 }

@@ -45,7 +45,9 @@ public final class PostgresConnection {
     /// - Throws: ``PostgresError`` of kind `.connection` naming host and port (never the password).
     public static func connect(_ options: ConnectionOptions, logger: Logger) throws -> PostgresConnection {
         if let dsn = options.dsn, !dsn.isEmpty { try ConnectionOptions.validate(dsn) }
-        let pairs = options.keywordValues()
+        let tls = try options.tlsPlan()
+        if let warning = tls.warning { logger.warning("\(warning)") }
+        let pairs = options.keywordValues(tls: tls)
         let keywords = pairs.map { strdup($0.0) } + [nil]
         let values = pairs.map { strdup($0.1) } + [nil]
         defer {
@@ -67,9 +69,18 @@ public final class PostgresConnection {
         let target = describeTarget(conn)
         guard PQstatus(conn) == CONNECTION_OK else {
             let raw = String(cString: PQerrorMessage(conn))
+            let tlsFailure = TLSFailure.diagnose(raw, conn: conn)
             PQfinish(conn)
             var error = PostgresError(kind: .connection, message: connectionFailureMessage(raw, target: target))
             error.target = target
+            if let tlsFailure {
+                error.message += " — TLS: \(tlsFailure.what)"
+                error.hint = tlsFailure.fix
+                if tls.upgradesToVerifyFull {
+                    error.hint! += " (nfldb used sslmode=verify-full because \(tls.remoteHosts.joined(separator: ", ")) is not loopback; "
+                        + "an explicit sslmode in the DSN or PGSSLMODE overrides it, with a warning.)"
+                }
+            }
             throw error
         }
         let collector = NoticeCollector(logger: logger)

@@ -5,6 +5,7 @@ import NFLDBAlerting
 import NFLDBCore
 import NFLDBHealth
 import NFLDBPostgres
+import NFLDBSecurity
 
 /// `nfldb health`: every probe over one connection per target, in one of four output formats,
 /// optionally alerting Slack/PagerDuty/webhooks with state kept between cron runs.
@@ -70,18 +71,23 @@ struct HealthCommand: GlobalOptionsCommand {
         guard let format = Format(rawValue: format) else {
             throw OperatorError("unknown --format '\(self.format)'", hint: "Use one of: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
-        let settings = try HealthSettings(configuration: context.configuration)
+        var settings = try HealthSettings(configuration: context.configuration)
+        let allProbes = ProbeRegistry.all + (try SecurityCommand.probes(context))
         if list {
-            context.output(Self.listing(settings))
+            context.output(Self.listing(settings, probes: allProbes))
             return
         }
-        var probes = ProbeRegistry.all
+        var probes = allProbes
         if !checks.isEmpty {
-            let unknown = checks.filter { ProbeRegistry.probe(named: $0) == nil }
+            let unknown = checks.filter { name in !allProbes.contains { $0.name == name } }
             guard unknown.isEmpty else {
-                throw OperatorError("unknown check \(unknown.joined(separator: ", "))", hint: "Known checks: \(ProbeRegistry.names.joined(separator: ", ")).")
+                throw OperatorError("unknown check \(unknown.joined(separator: ", "))", hint: "Known checks: \(allProbes.map(\.name).joined(separator: ", ")).")
             }
             probes = probes.filter { checks.contains($0.name) }
+            // A check named with --check runs even when it is off by default (the security_* posture checks).
+            for probe in probes where !probe.enabledByDefault && settings.values["\(probe.name).enabled"] == nil {
+                settings.values["\(probe.name).enabled"] = "true"
+            }
         }
         var targets = [HealthTarget(options: try context.connectionOptions(), name: settings.targetName)]
         if let standbyDSN {
@@ -91,7 +97,9 @@ struct HealthCommand: GlobalOptionsCommand {
             // The configured password is a fallback: a password inside the standby DSN wins.
             let ownPassword = standbyDSN.range(of: "password", options: .caseInsensitive) != nil
                 || URLComponents(string: standbyDSN)?.password != nil
+            let requireTLS = options.requireTLS
             options = ConnectionOptions(dsn: standbyDSN, password: ownPassword ? nil : options.password, connectTimeout: options.connectTimeout)
+            options.requireTLS = requireTLS
             targets.append(HealthTarget(options: options, expectedRole: .standby))
         }
         let runner = HealthRunner(settings: settings, probes: probes, logger: context.logger)
@@ -202,8 +210,8 @@ struct HealthCommand: GlobalOptionsCommand {
         return object
     }
 
-    static func listing(_ settings: HealthSettings) -> String {
-        let rows = ProbeRegistry.all.map { probe -> [String] in
+    static func listing(_ settings: HealthSettings, probes: [any Probe]) -> String {
+        let rows = probes.map { probe -> [String] in
             let check = settings.settings(for: probe)
             let direction = check.thresholds.direction == .lowerIsWorse ? " (lower is worse)" : ""
             return [

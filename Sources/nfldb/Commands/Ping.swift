@@ -32,10 +32,24 @@ struct Ping: GlobalOptionsCommand {
         case .text:
             context.output("ok: PostgreSQL \(report.serverVersion) at \(report.target) (\(report.role))")
             context.output(String(format: "connect %.2f ms, round trip %.3f ms (median of %d)", report.connectMilliseconds, report.roundTripMilliseconds, count))
+            context.output(Self.tlsLine(report.tls))
         case .json:
             context.output(try JSONOutput.encode(report))
         }
         finished(context, "ping ok")
+    }
+
+    /// `tls: TLSv1.3 TLS_AES_256_GCM_SHA384, peer verified (sslmode=verify-full)` or why not.
+    static func tlsLine(_ tls: TLSSession) -> String {
+        guard tls.inUse else { return "tls: not in use (sslmode=\(tls.sslMode)): the connection is unencrypted" }
+        let peer = tls.verified
+            ? "peer verified (sslmode=\(tls.sslMode))"
+            : "peer NOT verified (sslmode=\(tls.sslMode): encrypted, but the server's identity was not checked)"
+        var line = "tls: \(tls.protocolVersion ?? "?") \(tls.cipher ?? "?"), \(peer)"
+        if let notAfter = tls.peerNotAfter {
+            line += ", certificate expires \(ISO8601DateFormatter().string(from: notAfter))"
+        }
+        return line
     }
 }
 
