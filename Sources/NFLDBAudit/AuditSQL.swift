@@ -122,8 +122,8 @@ enum AuditSQL {
     /// Row-level capture. TG_ARGV: [0] number of key columns (0 = the whole row is the key),
     /// [1]/[2] the audited table's schema/name ('' = the table that fired, i.e. not a partition),
     /// [3 .. 2+n] key columns, then excluded columns. Static SQL only: no EXECUTE, no catalog lookups.
-    /// Per row it runs one INSERT and, for an UPDATE whose audited columns changed, one query that
-    /// collects the changed columns; a no-op UPDATE returns after one jsonb comparison. Every other
+    /// Per row it runs one INSERT (for an UPDATE with the changed columns collected by a subquery of
+    /// that INSERT); a no-op UPDATE returns after one jsonb comparison. Every other
     /// value is a PL/pgSQL simple expression (compiled once per transaction).
     static let captureRow = """
         CREATE OR REPLACE FUNCTION audit.capture_row() RETURNS trigger
@@ -135,7 +135,6 @@ enum AuditSQL {
             old_j jsonb;
             row_j jsonb;
             key_j jsonb;
-            diff  jsonb;
             k     text;
         BEGIN
             IF TG_OP = 'INSERT' THEN
@@ -145,9 +144,6 @@ enum AuditSQL {
                 new_j := to_jsonb(NEW) - TG_ARGV[3 + nkeys:];
                 old_j := to_jsonb(OLD) - TG_ARGV[3 + nkeys:];
                 IF new_j = old_j THEN RETURN NULL; END IF;  -- nothing (audited) changed
-                SELECT jsonb_object_agg(n.key, n.value) INTO diff
-                  FROM jsonb_each(new_j) AS n WHERE n.value IS DISTINCT FROM old_j -> n.key;
-                new_j := NULL;  -- the new row is old_row || changed
                 row_j := old_j;
             ELSE
                 old_j := to_jsonb(OLD) - TG_ARGV[3 + nkeys:];
@@ -159,10 +155,22 @@ enum AuditSQL {
                 key_j := '{}';
                 FOREACH k IN ARRAY keys LOOP key_j := key_j || jsonb_build_object(k, row_j -> k); END LOOP;
             END IF;
+            IF TG_OP = 'UPDATE' THEN
+                -- The changed columns as a subquery of the INSERT itself (an InitPlan): one executor
+                -- setup per row instead of a separate SELECT … INTO and then the INSERT.
+                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, changed, txid,
+                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
+                VALUES (TG_RELID, coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME),
+                        'UPDATE', key_j, old_j,
+                        (SELECT jsonb_object_agg(n.key, n.value) FROM jsonb_each(new_j) AS n WHERE n.value IS DISTINCT FROM old_j -> n.key),
+                        txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),
+                        nullif(current_setting('nfldb.correlation_id', true), ''));
+                RETURN NULL;  -- the new row is old_row || changed
+            END IF;
             INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
                                    session_user_name, current_user_name, application_name, client_addr, correlation_id)
             VALUES (TG_RELID, coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME),
-                    TG_OP, key_j, old_j, new_j, diff, txid_current(),
+                    TG_OP, key_j, old_j, new_j, NULL, txid_current(),
                     session_user, current_user, current_setting('application_name'), inet_client_addr(),
                     nullif(current_setting('nfldb.correlation_id', true), ''));
             RETURN NULL;

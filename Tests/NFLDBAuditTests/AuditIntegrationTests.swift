@@ -381,6 +381,17 @@ struct AuditIntegrationTests {
             #expect(json(changed) as NSDictionary == ["v": "z"] as NSDictionary)
             // No key: the whole (old) row is the key; two identical rows give two entries.
             #expect(try keys("nokey", "UPDATE").map { $0 as NSDictionary } == [["a": 1, "v": "x"], ["a": 1, "v": "x"]].map { $0 as NSDictionary })
+            // Row mode collects the changed columns inside its INSERT: a change to NULL is recorded as
+            // null, new_row stays NULL (old_row || changed), an UPDATE of nothing audited is skipped.
+            try admin.runScript(unsafeSQL: "UPDATE nfl.k1r SET v = NULL WHERE a = 2; UPDATE nfl.k1r SET v = v; UPDATE nfl.k5r SET e = 6, v = NULL")
+            let rowUpdates = try admin.query("""
+                SELECT row_key::text AS k, changed::text AS c, old_row ->> 'v' AS old_v, (new_row IS NULL)::text AS n
+                  FROM audit.log WHERE table_name IN ('k1r', 'k5r') AND operation = 'UPDATE' ORDER BY id
+                """).rows
+            #expect(rowUpdates.map { json($0["c"]) as NSDictionary } == [["v": "z"], ["v": "z"], ["v": NSNull()], ["e": 6, "v": NSNull()]].map { $0 as NSDictionary })
+            #expect(rowUpdates.map { $0["old_v"] ?? "NULL" } == ["x", "x", "y", "z"])
+            #expect(rowUpdates.allSatisfy { $0["n"] == "true" })
+            #expect(json(rowUpdates.last?["k"]) as NSDictionary == five, "the key of the old row when the key changes")
 
             // COPY fires the row trigger per row and the statement trigger once per COPY.
             let copied = try admin.copyIn("COPY nfl.k1r (a, v) FROM STDIN") { writer in
@@ -529,9 +540,11 @@ struct AuditIntegrationTests {
         #expect(AuditSQL.captureStatement.contains("SET jit = off"))
         #expect(AuditSQL.captureStatement.contains("o.row_key = n.row_key"))
         #expect(!AuditSQL.captureStatement.contains("IS NOT DISTINCT FROM"))
-        // Issue 16: the no-op check comes before the changed-column query, keys are one expression, and the
+        // Issue 16: the no-op check comes before the changed-column subquery, which is part of the INSERT (one
+        // statement per row); keys are one expression, and the
         // log carries no CHECK constraint (re-read from the catalog for every one-row INSERT).
         #expect(body.contains("if new_j = old_j then return null; end if;"))
+        #expect(!body.contains(" into diff"), "no separate SELECT … INTO for the changed columns")
         #expect(AuditSQL.keyExpression(count: "n", keys: "k", row: "r", fallback: "NULL").contains("WHEN 2 THEN jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2])"))
         #expect(!AuditSQL.tables.contains("CHECK (operation"))
         #expect(!AuditSQL.tables.contains("PRIMARY KEY (id"))
