@@ -10,7 +10,7 @@ public struct ETLFreshnessProbe: Probe {
     public let summary = "age of the last successful ETL run per target (nfl.etl_runs), in seconds; the oldest target counts"
     public let unit = HealthUnit.seconds
     public let defaultThresholds = Thresholds(warning: 93_600, critical: 172_800)
-    public let roles: Set<ServerRole> = [.primary, .standby]
+    public let roles: Set<ServerRole> = [.primary]
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
         let access = try context.row("""
