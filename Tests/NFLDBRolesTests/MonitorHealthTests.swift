@@ -27,6 +27,11 @@ struct MonitorHealthTests {
                 INSERT INTO nfldb.backup_verifications (started_at, finished_at, status, stanza, label, receipt)
                     VALUES (now() - interval '25 hours', now() - interval '1 day', 'ok', 'nfldb', '20261204-000000F', '{}');
                 """)
+            // A finished ETL run, as `nfldb etl load games` records it (etl_freshness judges its age).
+            try admin.runScript(unsafeSQL: """
+                INSERT INTO nfl.etl_runs (source, target_table, started_at, finished_at, status)
+                    VALUES ('games.csv', 'nfl.games', now() - interval '2 hours', now() - interval '119 minutes', 'succeeded');
+                """)
             // A bloated table of the owner's, above the 1 MB floor configured below.
             let owner = try world.login("nfl_owner")
             try owner.runScript(unsafeSQL: """
@@ -62,6 +67,7 @@ struct MonitorHealthTests {
             #expect((check("bloat")?["message"] as? String)?.contains("scratch_plays") == true, "bloat examined the table: \(check("bloat") ?? [:])")
             #expect(check("sequences")?["value"] != nil)
             #expect((check("backups")?["status"] as? String)?.lowercased() == "ok", "\(check("backups") ?? [:])")
+            #expect((check("etl_freshness")?["status"] as? String)?.lowercased() == "ok", "\(check("etl_freshness") ?? [:])")
 
             // Least privilege: the monitor reads positions and statistics, not the data.
             let session = try world.login("nfl_monitor")
