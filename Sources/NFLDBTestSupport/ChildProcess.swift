@@ -11,7 +11,7 @@ import Synchronization
 public final class ChildProcess: Sendable {
     public let pid: pid_t
     public let command: [String]
-    /// Files holding the child's stdout and stderr (removed by ``removeOutput()``).
+    /// Files holding the child's stdout and stderr (removed by ``removeOutput()`` or when the handle goes).
     public let outputPath: String
     public let errorPath: String
     private let reaped = Mutex<Int32?>(nil)
@@ -118,6 +118,9 @@ public final class ChildProcess: Sendable {
     public func outputTail(_ count: Int = 20) -> String {
         (standardOutput + standardError).split(separator: "\n").suffix(count).joined(separator: "\n")
     }
+
+    /// The output files go with the handle: a test that forgets ``removeOutput()`` leaves nothing in TMPDIR.
+    deinit { removeOutput() }
 
     /// Removes the output files.
     public func removeOutput() {
