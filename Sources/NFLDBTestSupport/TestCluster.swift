@@ -89,8 +89,9 @@ public final class TestCluster: Sendable {
                 ], logger: logger)
                 try cluster.start(logger: logger)
                 registerCleanup(cluster)
-                let dsn = "host=127.0.0.1 port=\(port) user=\(cluster.superuser) dbname=postgres"
-                let testCluster = TestCluster(adminDSN: dsn + " password=\(password)", host: "127.0.0.1", port: port, superuser: cluster.superuser, password: password, local: cluster)
+                let pairs = [("host", "127.0.0.1"), ("port", String(port)), ("user", cluster.superuser), ("dbname", "postgres")]
+                let dsn = ConnectionOptions.conninfo(pairs)
+                let testCluster = TestCluster(adminDSN: ConnectionOptions.conninfo(pairs + [("password", password)]), host: "127.0.0.1", port: port, superuser: cluster.superuser, password: password, local: cluster)
                 let connection = try PostgresConnection.connect(ConnectionOptions(dsn: dsn, password: password), logger: logger)
                 try testCluster.prepareTemplate(connection)
                 return testCluster
@@ -114,8 +115,9 @@ public final class TestCluster: Sendable {
 
     /// A conninfo for `database`, as the superuser.
     public func dsn(database: String, user: String? = nil, password: String? = nil) -> String {
-        var text = "host=\(host) port=\(port) user=\(user ?? superuser) dbname=\(database)"
-        if let password = password ?? (user == nil ? self.password : nil) { text += " password=\(password)" }
+        var pairs = [("host", host), ("port", String(port)), ("user", user ?? superuser), ("dbname", database)]
+        if let password = password ?? (user == nil ? self.password : nil) { pairs.append(("password", password)) }
+        let text = ConnectionOptions.conninfo(pairs)
         if local == nil, user == nil, let url = URLComponents(string: adminDSN), url.scheme != nil {
             var copy = url
             copy.path = "/" + database
