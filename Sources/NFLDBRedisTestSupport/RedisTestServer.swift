@@ -57,7 +57,7 @@ public final class RedisTestServer: Sendable {
         }
         var lastFailure: RedisTestServerError?
         for _ in 0..<3 {
-            let port = try freePort()
+            let port = try LoopbackPort.free()
             let directory = FileManager.default.temporaryDirectory
                 .appendingPathComponent("nfldb-redis-\(getpid())-\(UUID().uuidString.prefix(8))").path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -166,26 +166,6 @@ public final class RedisTestServer: Sendable {
     private static func register(_ server: RedisTestServer) {
         _ = atExit
         running.withLock { $0.append(server) }
-    }
-
-    /// A port that was free on 127.0.0.1 a moment ago (bind port 0 and read it back).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw OperatorError("cannot create a socket to find a free port") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw OperatorError("cannot bind 127.0.0.1:0 to find a free port") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 
