@@ -103,18 +103,7 @@ public struct ProcessRunner: Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        // Every signal back to its default action: posix_spawn keeps ignored dispositions across
-        // exec, so a child of a process that ignores SIGTERM/SIGINT/SIGHUP (verify does, while it
-        // tears down) could not be stopped by SIGTERM.
-        var defaultSignals = sigset_t()
-        sigfillset(&defaultSignals)
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        // The child would otherwise inherit the calling thread's signal mask; Dispatch worker
-        // threads block nearly every signal, which made SIGTERM on timeout a no-op.
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        Self.resetSignals(&attributes)
 
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         let cArgs = argv.map { strdup($0) } + [nil]
@@ -174,6 +163,21 @@ public struct ProcessRunner: Sendable {
         return ProcessResult(
             command: argv, status: status, standardOutput: out, standardError: err,
             duration: ContinuousClock.now - start)
+    }
+
+    /// Makes a child start with every signal at its default action and an empty signal mask.
+    /// posix_spawn keeps ignored dispositions across exec, so a child of a process that ignores
+    /// SIGTERM/SIGINT/SIGHUP (verify does, while it tears down) could not be stopped by SIGTERM; and
+    /// the child would inherit the calling thread's mask (Dispatch worker threads block nearly every
+    /// signal, which made SIGTERM on timeout a no-op).
+    public static func resetSignals(_ attributes: inout posix_spawnattr_t) {
+        var defaultSignals = sigset_t()
+        sigfillset(&defaultSignals)
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
     }
 
     /// Resolves a program name against `PATH`; absolute paths are checked for existence.

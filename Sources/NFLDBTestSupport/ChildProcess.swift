@@ -26,7 +26,7 @@ public final class ChildProcess: Sendable {
     /// Starts `executable` (absolute, or looked up on `PATH`) with `arguments`.
     ///
     /// The child does not inherit the test thread's blocked signals (Dispatch worker threads block
-    /// nearly all of them, which would make SIGTERM a no-op) and gets SIGTERM/SIGINT/SIGPIPE back at
+    /// nearly all of them, which would make SIGTERM a no-op) and gets every signal back at
     /// their defaults.
     /// - Parameter environment: the whole environment (default: this process's).
     public static func spawn(
@@ -48,14 +48,7 @@ public final class ChildProcess: Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        ProcessRunner.resetSignals(&attributes)
 
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         let cArgs = argv.map { strdup($0) } + [nil]
