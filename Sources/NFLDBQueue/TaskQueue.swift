@@ -123,6 +123,34 @@ public final class TaskQueue {
         return SubmitResult(id: got, created: flag == 1)
     }
 
+    /// Enqueues `count` identical tasks (no idempotency key) in pipelines of 1,000 calls; returns their ids.
+    /// For drills and benchmarks.
+    public func submit(count: Int, type: String, payload: String = "{}", queue: String = "cpu", priority: Int = 0, maxAttempts: Int? = nil,
+                       correlationID: String = "") throws -> [String] {
+        guard count > 1 else {
+            return count == 1 ? [try submit(type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts, correlationID: correlationID).id] : []
+        }
+        // Validates the arguments (and enqueues the first task).
+        var ids = [try submit(type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts, correlationID: correlationID).id]
+        ids.reserveCapacity(count)
+        let fixed: [RedisArgument] = [RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
+                                      RedisArgument(maxAttempts ?? config.maxAttempts), "", RedisArgument(config.idempotencyTTL.milliseconds),
+                                      RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion)]
+        while ids.count < count {
+            let chunk = (0..<min(1000, count - ids.count)).map { _ in UUID().uuidString.lowercased() }
+            let replies = try connection.evaluate(batch: chunk.map { id in
+                (QueueScripts.enqueue, [], [prefix, RedisArgument(id), fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5], fixed[6], fixed[7], fixed[8], fixed[9]])
+            })
+            for reply in replies {
+                guard let parts = try reply.decodeArray(for: "EVALSHA enqueue"), parts.count == 2, let got = parts[0].string else {
+                    throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
+                }
+                ids.append(got)
+            }
+        }
+        return ids
+    }
+
     /// Claims the best task of `queues` (reaping expired leases and promoting due retries first); nil when none is ready.
     public func claim(queues: [String], worker: String, lease: Duration? = nil) throws -> ClaimedTask? {
         let reply = try connection.evaluate(

@@ -36,11 +36,22 @@ extension QueueCommand {
         @Option(help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).") var priority = 0
         @Option(name: .customLong("idempotency-key"), help: "Same key within queue.idempotency_ttl → the same task.") var idempotencyKey: String?
         @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
+        @Option(help: "Submit this many identical tasks, pipelined (drills, benchmarks; not with --idempotency-key); prints how many.") var count = 1
         static let commandPath = "queue submit"
 
         func run(_ context: CommandContext) throws {
             let q = try context.taskQueue()
             defer { q.close() }
+            if count != 1 {
+                guard count >= 1, idempotencyKey == nil else { throw ValidationError("--count must be at least 1 and cannot be combined with --idempotency-key") }
+                let ids = try q.submit(count: count, type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts,
+                                       correlationID: context.correlationID)
+                switch output.format {
+                case .json: context.output(try JSONOutput.encode(["submitted": ids.count]))
+                case .text: context.output("\(ids.count) tasks submitted")
+                }
+                return
+            }
             let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
                                       maxAttempts: maxAttempts, correlationID: context.correlationID)
             switch output.format {
