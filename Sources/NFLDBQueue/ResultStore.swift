@@ -48,12 +48,16 @@ public final class ResultStore: Sendable {
     private let batchSize: Int
     private let batchWait: Duration
     private let logger: Logger
+    private let afterBatch: (@Sendable (_ committed: Bool) -> Void)?
 
-    public init(options: ConnectionOptions, batchSize: Int, batchWait: Duration, logger: Logger) {
+    /// - Parameter afterBatch: called on the writer thread after the completions of each batch.
+    public init(options: ConnectionOptions, batchSize: Int, batchWait: Duration, logger: Logger,
+                afterBatch: (@Sendable (_ committed: Bool) -> Void)? = nil) {
         self.options = options
         self.batchSize = max(1, batchSize)
         self.batchWait = batchWait
         self.logger = logger
+        self.afterBatch = afterBatch
         let thread = Thread { [self] in self.loop() }
         thread.name = "nfldb-results"
         thread.start()
@@ -78,16 +82,17 @@ public final class ResultStore: Sendable {
     /// Queues the record; `completion` runs on the writer thread after its batch committed or failed.
     /// After ``stop()`` the completion is called at once with an error.
     public func submit(_ record: TaskResultRecord, then completion: @escaping Completion) {
-        let accepted = monitor.withLock { s -> Bool in
-            guard !s.stopped else { return false }
+        let (accepted, count) = monitor.withLock { s -> (Bool, Int) in
+            guard !s.stopped else { return (false, 0) }
             s.pending.append(Item(record: record, completion: completion))
-            return true
+            return (true, s.pending.count)
         }
         guard accepted else {
             completion(false, QueueError("the result writer stopped before task \(record.task.id) was stored; the task was not acknowledged"))
             return
         }
-        monitor.broadcast()
+        // The writer waits for a first record, or for a full batch.
+        if count == 1 || count >= batchSize { monitor.broadcast() }
     }
 
     /// Queues the record, waits for its batch to commit. Returns true when the row was written,
@@ -149,6 +154,7 @@ public final class ResultStore: Sendable {
             for item in batch {
                 item.completion(failure == nil && inserted.contains(item.record.task.id), failure)
             }
+            afterBatch?(failure == nil)
         }
     }
 

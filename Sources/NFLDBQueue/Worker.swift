@@ -191,8 +191,10 @@ public final class Worker: Sendable {
         var finishedThreads = 0
         var claimLoopDone = false
         var errors: [String] = []
-        /// Moving average of handler time (seconds); nil before the first task finished.
-        var averageHandlerSeconds: Double?
+        /// The last 32 handler times (seconds), for the adaptive prefetch (their median: robust to a
+        /// thread that was merely preempted).
+        var recentHandlerSeconds: [Double] = []
+        var recentIndex = 0
     }
 
     public let config: QueueConfig
@@ -239,7 +241,11 @@ public final class Worker: Sendable {
         for queue in options.queues { try TaskQueue.validateName(queue, what: "queue") }
         // Fail fast (and load the scripts) before starting threads.
         let control = try TaskQueue.connect(config, clientName: "nfldb-worker", logger: logger)
-        let store = ResultStore(options: database, batchSize: config.batchSize, batchWait: config.batchWait, logger: logger)
+        let store = ResultStore(options: database, batchSize: config.batchSize, batchWait: config.batchWait, logger: logger,
+                                afterBatch: { [shared] committed in
+                                    shared.withLock { $0.summary.resultBatches += committed ? 1 : 0 }
+                                    shared.broadcast()
+                                })
         logger.info("worker started", metadata: ["worker": .string(options.name), "queues": .string(options.queues.joined(separator: ",")),
                                                  "concurrency": .stringConvertible(options.concurrency)])
         let claimLoop = Thread { [self] in
@@ -271,9 +277,7 @@ public final class Worker: Sendable {
                 if settled { break }
                 if ContinuousClock.now - stopSeen! > config.grace { break }
             }
-            shared.wait(until: .now + .milliseconds(20)) { s in
-                s.stopping != stopping || (s.stopping && s.tracked.isEmpty && s.finishedThreads == options.concurrency)
-            }
+            Thread.sleep(forTimeInterval: 0.02)
         }
         shared.withLock { $0.exiting = true }
         shared.broadcast()
@@ -316,9 +320,10 @@ public final class Worker: Sendable {
         let prefetch: Int
         if let fixed = options.prefetch {
             prefetch = fixed
-        } else if let average = s.averageHandlerSeconds {
+        } else if !s.recentHandlerSeconds.isEmpty {
+            let median = s.recentHandlerSeconds.sorted()[s.recentHandlerSeconds.count / 2]
             let window = Double(options.prefetchWindow.milliseconds) / 1000
-            prefetch = Int(min(Double(options.maxPrefetch), Double(options.concurrency) * window / max(average, 1e-6)))
+            prefetch = Int(min(Double(options.maxPrefetch), Double(options.concurrency) * window / max(median, 1e-6)))
         } else {
             prefetch = 0
         }
@@ -476,13 +481,18 @@ public final class Worker: Sendable {
             guard let task = next else { return }
             let started = ContinuousClock.now
             process(task, store: store, database: &database)
-            let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds)
-            shared.withLock { s in
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let wake = shared.withLock { s -> Bool in
                 s.inFlight[task.id] = nil
                 s.cancelled.remove(task.id)
-                s.averageHandlerSeconds = s.averageHandlerSeconds.map { 0.8 * $0 + 0.2 * seconds } ?? seconds
+                if s.recentHandlerSeconds.count < 32 { s.recentHandlerSeconds.append(seconds) } else { s.recentHandlerSeconds[s.recentIndex] = seconds }
+                s.recentIndex = (s.recentIndex + 1) % 32
+                // Wake the claim loop when at least half of what it may hold is free (or on a failure or stop).
+                let free = wanted(s)
+                return s.stopping || !s.failures.isEmpty || (free > 0 && free >= s.buffer.count)
             }
-            shared.broadcast()
+            if wake { shared.broadcast() }
         }
     }
 
@@ -530,7 +540,6 @@ public final class Worker: Sendable {
                         s.acks.append((task, inserted))
                     }
                 }
-                shared.broadcast()
             }
         } catch let failure as TaskFailure {
             fail(failure.message, permanent: failure.permanent)
@@ -547,8 +556,8 @@ public final class Worker: Sendable {
         let fullInterval = Duration.milliseconds(max(50, config.lease.milliseconds / 3))
         var lastFull = ContinuousClock.now
         while true {
-            let exit = shared.wait(until: .now + .milliseconds(200)) { $0.exiting }
-            if exit { return }
+            Thread.sleep(forTimeInterval: 0.2)
+            if shared.withLock({ $0.exiting }) { return }
             let full = ContinuousClock.now - lastFull >= fullInterval
             let due = shared.withLock { s in full ? Array(s.tracked.values) : Array(s.inFlight.values) }
             if full { lastFull = .now }

@@ -173,7 +173,7 @@ def floor():
     """redis-benchmark running floor.lua: K = 256 tasks (our largest claim) per call, 2 clients; tasks/s = calls/s x K."""
     r.flushall()
     sha = r.script_load(FLOOR)
-    k, calls = 256, max(20, N // 256)
+    k, calls = 256, max(400, N // 256)
     c0, _ = commandstats()
     out = subprocess.run(["redis-benchmark", "-p", str(args.redis_port), "-c", "2", "-n", str(calls), "-r", "100000000",
                           "--csv", "EVALSHA", sha, "0", "__rand_int__", str(k)], check=True, capture_output=True, text=True).stdout
@@ -188,7 +188,7 @@ for run in range(args.runs):
         for name, fn in (("nfldb", ours), ("rq", rq_run), ("celery", celery_run)):
             res = fn(procs)
             results.setdefault((name, procs), []).append(res)
-            print(f"  run {run + 1} {name} x{procs}: {res['rate']:,.0f} tasks/s (load {res['load']})", flush=True)
+            print(f"  run {run + 1} {name} x{procs}: {res['rate']:,.0f} tasks/s, {N / res['rate']:.2f} s (load {res['load']})", flush=True)
     results.setdefault(("floor", 0), []).append(floor())
 
 
