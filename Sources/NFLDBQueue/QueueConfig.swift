@@ -18,7 +18,7 @@ extension ConfigKey {
     public static let queueBackoffMax = ConfigKey("queue.backoff_max", .duration, default: "5m", help: "largest retry delay")
     public static let queueIdempotencyTTL = ConfigKey("queue.idempotency_ttl", .duration, default: "24h", help: "how long an idempotency key maps to its task")
     public static let queueCompletedTTL = ConfigKey("queue.completed_ttl", .duration, default: "1h", help: "how long a finished task stays inspectable in Redis (history lives in nfl.task_results)")
-    public static let queueBatchSize = ConfigKey("queue.result_batch_size", .integer, default: "64", help: "durable results committed per transaction, at most")
+    public static let queueBatchSize = ConfigKey("queue.result_batch_size", .integer, default: "256", help: "durable results committed per transaction, at most")
     public static let queueBatchWait = ConfigKey("queue.result_batch_wait", .duration, default: "5ms", help: "how long a result waits for others to share its commit")
     public static let queueGrace = ConfigKey("queue.shutdown_grace", .duration, default: "30s", help: "on SIGTERM/SIGINT, how long in-flight tasks may finish before they are released")
 }
@@ -54,7 +54,7 @@ public struct QueueConfig: Sendable {
         backoffMax = ConfigKey.queueBackoffMax.defaultDuration!
         idempotencyTTL = ConfigKey.queueIdempotencyTTL.defaultDuration!
         completedTTL = ConfigKey.queueCompletedTTL.defaultDuration!
-        batchSize = 64
+        batchSize = 256
         batchWait = ConfigKey.queueBatchWait.defaultDuration!
         grace = ConfigKey.queueGrace.defaultDuration!
     }
@@ -94,7 +94,7 @@ public struct QueueConfig: Sendable {
         backoffMax = try duration(.queueBackoffMax)
         idempotencyTTL = try duration(.queueIdempotencyTTL)
         completedTTL = try duration(.queueCompletedTTL)
-        batchSize = max(1, try configuration.integer(.queueBatchSize) ?? 64)
+        batchSize = max(1, try configuration.integer(.queueBatchSize) ?? 256)
         batchWait = try duration(.queueBatchWait)
         grace = try duration(.queueGrace)
         guard maxAttempts >= 1 else { throw ConfigurationError("queue.max_attempts must be at least 1", source: configuration.entry(.queueMaxAttempts)?.source) }

@@ -186,10 +186,14 @@ results = {}
 for run in range(args.runs):
     for procs in (1, 2):
         for name, fn in (("nfldb", ours), ("rq", rq_run), ("celery", celery_run)):
+            if os.environ.get("BENCH_ONLY") and name != os.environ["BENCH_ONLY"]:
+                continue
             res = fn(procs)
             results.setdefault((name, procs), []).append(res)
             print(f"  run {run + 1} {name} x{procs}: {res['rate']:,.0f} tasks/s, {N / res['rate']:.2f} s (load {res['load']})", flush=True)
-    results.setdefault(("floor", 0), []).append(floor())
+        results.setdefault(("floor", 0), []).append(floor())
+if os.environ.get("BENCH_ONLY"):
+    sys.exit(0)
 
 
 def med(rs, key):
