@@ -185,6 +185,8 @@ def floor():
 results = {}
 for run in range(args.runs):
     for procs in (1, 2):
+        # The floor is measured before each round (and once more at the end) and its best is used: it is a ceiling.
+        results.setdefault(("floor", 0), []).append(floor())
         for name, fn in (("nfldb", ours), ("rq", rq_run), ("celery", celery_run)):
             if os.environ.get("BENCH_ONLY") and name != os.environ["BENCH_ONLY"]:
                 continue
@@ -196,12 +198,16 @@ if os.environ.get("BENCH_ONLY"):
     sys.exit(0)
 
 
+def best(rs, key):
+    return max(x[key] for x in rs)
+
+
 def med(rs, key):
     v = sorted(x[key] for x in rs if x[key] is not None)
     return v[len(v) // 2] if v else None
 
 
-fl = med(results[("floor", 0)], "rate")
+fl = best(results[("floor", 0)], "rate")
 print()
 print(f"bench/queue: {N:,} no-op tasks, {args.runs} run(s), medians; nfldb with durable rows in nfl.task_results, "
       f"{args.concurrency} handler thread(s) per process; load average at the end of each drain")
@@ -218,7 +224,7 @@ for procs in (1, 2):
               f"{med(rs, 'cmds'):>10.1f}{med(rs, 'evals'):>13.2f}{(f'{trips:.3f}' if trips is not None else '-'):>17}"
               f"{(f'{enq:,.0f}' if enq else '-'):>10}{rs[-1]['load']:>6}")
 rs = results[("floor", 0)]
-print(f"{'floor (redis-benchmark)':<22}{fl:>9,.0f}{'':>8}{'':>10}{1.0:>9.2f}{med(rs, 'cmds'):>10.1f}{med(rs, 'evals'):>13.3f}{med(rs, 'trips'):>17.3f}{'-':>10}{rs[-1]['load']:>6}")
+print(f"{'floor (best of ' + str(len(rs)) + ')':<22}{fl:>9,.0f}{'':>8}{'':>10}{1.0:>9.2f}{med(rs, 'cmds'):>10.1f}{med(rs, 'evals'):>13.3f}{med(rs, 'trips'):>17.3f}{'-':>10}{rs[-1]['load']:>6}")
 print("floor: redis-benchmark -c 2 running bench/queue/floor.lua: per call, 256 tasks enqueued, claimed and acknowledged with the "
-      "same Redis commands as our scripts (no worker, no handler, no PostgreSQL). cmds/task counts commands run inside scripts; "
+      "same Redis commands as our scripts (no worker, no handler, no PostgreSQL), so it also does the enqueue. cmds/task counts commands run inside scripts; "
       "nfldb and floor exclude the enqueue except the floor (whose enqueue is inside its call).")
