@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBQueue
+import NFLDBRedis
+import NFLDBRedisTestSupport
+import NFLDBTestSupport
+import Synchronization
+import Testing
+
+/// nfl.task_results (migration 0008 as written) in a fresh test database.
+func createTaskResults(_ database: TestDatabase) throws {
+    let connection = try database.connect()
+    defer { connection.close() }
+    let migration = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("migrations/0008_create_task_results.up.sql").path
+    _ = try connection.runScript(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS nfl")
+    _ = try connection.runScript(unsafeSQL: try String(contentsOfFile: migration, encoding: .utf8))
+}
+
+/// Whether a process id is gone (reaped or never ours): `kill(pid, 0)` fails with ESRCH.
+func processIsGone(_ pid: pid_t) -> Bool {
+    kill(pid, 0) == -1 && errno == ESRCH
+}
+
+@Suite("Redis Sentinel failover", .serialized)
+struct SentinelFailoverTests {
+    @Test("master SIGKILLed mid-run: the sentinels promote the replica, submit and workers rediscover it, every acknowledged task has exactly one result row; nothing left behind")
+    func failoverLosesNoAcknowledgedTask() throws {
+        let group = try RedisSentinelTestGroup.start()
+        var stopped = false
+        defer { if !stopped { group.stop() } }
+        let logger = RedisTestServer.logger
+        try TestCluster.withDatabase(prefix: "sentinel") { database in
+            try createTaskResults(database)
+            var config = QueueConfig(endpoint: group.endpoint)
+            config.sentinel = group.sentinelSettings
+            config.lease = .seconds(2)
+            config.failoverTimeout = .seconds(30)
+            config.backoffBase = .milliseconds(10)
+            config.backoffMax = .milliseconds(50)
+            #expect(config.effectiveWaitReplicas == 1, "with Sentinel an enqueue waits for one replica by default")
+
+            let worker = Worker(config: config, options: WorkerOptions(queues: ["cpu"], concurrency: 3), database: ConnectionOptions(dsn: database.dsn),
+                                logger: logger)
+            let outcome = Mutex<Result<WorkerSummary, any Error>?>(nil)
+            let thread = Thread { let result = Result { try worker.run() }; outcome.withLock { $0 = result } }
+            thread.start()
+            defer { worker.stop() }
+
+            let q = try TaskQueue.connect(config, clientName: "nfldb-test-submit", logger: logger)
+            defer { q.close() }
+            #expect(q.connection.target == "127.0.0.1:\(group.master.port)", "Sentinel names the first master")
+            #expect(q.connection.connectedReplicas == 1, "ROLE shows the replica")
+
+            let total = 400
+            let killAt = 150
+            var acknowledged: [String] = []
+            var resubmits = 0
+            var killedAfter: Duration = .zero
+            for i in 0..<total {
+                if i == killAt {
+                    // Let the workers be busy with what is there, then kill the master with no warning.
+                    try waitUntil("the worker ran some tasks before the kill", timeout: .seconds(60)) { try resultIDs(database).count >= 50 }
+                    let direct = try group.master.connect()
+                    let commandStats = try direct.command("INFO", "commandstats").string ?? ""
+                    direct.close()
+                    let waits = commandStats.split(separator: "\n").first { $0.hasPrefix("cmdstat_wait:") }
+                        .flatMap { $0.split(separator: "=").dropFirst().first?.split(separator: ",").first }.flatMap { Int($0) } ?? 0
+                    #expect(waits >= killAt, "every acknowledged enqueue waited for the replica (WAIT calls: \(waits))")
+                    group.master.kill()
+                }
+                let submitStart = ContinuousClock.now
+                var attempt = 0
+                while true {
+                    do {
+                        let result = try q.submit(type: i % 4 == 0 ? "sleep" : "noop", payload: i % 4 == 0 ? #"{"ms": 5}"# : "{}", queue: "cpu",
+                                                  idempotencyKey: "failover-\(i)")
+                        acknowledged.append(result.id)
+                        break
+                    } catch {
+                        // Not acknowledged: a client sends it again with the same idempotency key.
+                        attempt += 1
+                        resubmits += 1
+                        guard attempt < 10 else { throw error }
+                        Thread.sleep(forTimeInterval: 0.2)
+                    }
+                }
+                if i == killAt { killedAfter = ContinuousClock.now - submitStart }
+            }
+            #expect(Set(acknowledged).count == total, "one task per idempotency key")
+            let newMaster = try group.currentMasterPort()
+            #expect(newMaster == group.replica.port, "the replica was promoted: \(group.sentinelLogs())")
+            #expect(q.connection.target == "127.0.0.1:\(group.replica.port)", "the submitter rediscovered the new master")
+
+            try waitUntil("every acknowledged task has its result row: \(group.sentinelLogs())", timeout: .seconds(120)) {
+                Set(acknowledged).isSubset(of: try resultIDs(database))
+            }
+            try waitUntil("every lease settled on the new master", timeout: .seconds(60)) {
+                let stats = try q.stats()
+                return stats.allSatisfy { $0.ready == 0 && $0.inFlight == 0 && $0.delayed == 0 }
+            }
+            worker.stop()
+            try waitUntil("the worker stopped", timeout: .seconds(60)) { outcome.withLock { $0 != nil } }
+            let summary = try #require(try outcome.withLock { $0 }?.get())
+
+            let connection = try database.connect()
+            defer { connection.close() }
+            let rows: Int = try connection.query("SELECT count(*) AS n FROM nfl.task_results").rows[0].decode("n")
+            let distinct: Int = try connection.query("SELECT count(DISTINCT task_id) AS n FROM nfl.task_results").rows[0].decode("n")
+            #expect(rows == total && distinct == total, "exactly one row per acknowledged task (rows \(rows), distinct \(distinct))")
+            #expect(try resultIDs(database) == Set(acknowledged), "no row for a task that was never acknowledged")
+            #expect(try q.stats().allSatisfy { $0.dead == 0 }, "nothing dead-lettered by the failover")
+            print("sentinelFailover: the submit during the failover took \(killedAfter); \(resubmits) client resubmits; "
+                + "worker summary \(summary.succeeded) succeeded, \(summary.duplicates) re-deliveries found their result stored, \(summary.lost) lease lost")
+        }
+        let pids = group.processIDs
+        let directories = group.directories
+        group.stop()
+        stopped = true
+        for pid in pids { #expect(processIsGone(pid), "process \(pid) is still running after stop()") }
+        for directory in directories { #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) was left behind") }
+    }
+}
+
+private func resultIDs(_ database: TestDatabase) throws -> Set<String> {
+    let connection = try database.connect()
+    defer { connection.close() }
+    return Set(try connection.query("SELECT task_id FROM nfl.task_results WHERE status = 'succeeded'").rows.compactMap { $0["task_id"] })
+}
