@@ -94,6 +94,8 @@ public struct WorkerOptions: Sendable {
     public var name: String
     /// Sleep between empty claims.
     public var idlePoll: Duration = .milliseconds(50)
+    /// Told when each task starts and finishes (`--metrics-port`); nil: no metrics.
+    public var metrics: (any WorkerMetricsRecorder)?
 
     public init(queues: [String], concurrency: Int = 1, burst: Bool = false,
                 name: String = "\(ProcessInfo.processInfo.hostName):\(getpid())") {
@@ -263,6 +265,9 @@ public final class Worker: Sendable {
     private func process(_ task: ClaimedTask, queue: TaskQueue, store: ResultStore, database: inout PostgresConnection?) throws {
         let log = taskLogger(task)
         let started = ContinuousClock.now
+        var outcome = "error"
+        options.metrics?.taskStarted(task)
+        defer { options.metrics?.taskFinished(task, outcome: TaskOutcome(logText: outcome), duration: ContinuousClock.now - started) }
         var db = database
         defer { database = db }
         let context = TaskContext(
@@ -272,7 +277,6 @@ public final class Worker: Sendable {
                 db = try PostgresConnection.connect(self.database, logger: self.logger)
                 return db!
             })
-        let outcome: String
         if task.schemaVersion != taskSchemaVersion {
             outcome = try record(queue.fail(task, error: "payload schema version \(task.schemaVersion) is not supported (this worker reads \(taskSchemaVersion))", permanent: true), task)
         } else if let handler = handlers[task.type] {

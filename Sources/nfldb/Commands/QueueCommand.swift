@@ -4,6 +4,7 @@ import Logging
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBQueue
+import NFLDBQueueMetrics
 
 /// `nfldb queue submit | stats | inspect | recover | cancel | dlq …`: the task queue on Redis.
 struct QueueCommand: ParsableCommand {
@@ -230,19 +231,32 @@ struct WorkerCommand: GlobalOptionsCommand {
     @Option(help: "Concurrent handler threads.") var concurrency = 1
     @Flag(help: "Exit 0 once the queues have nothing ready, delayed or in flight.") var burst = false
     @Option(help: "GPUs this host has (overrides nvidia-smi detection).") var gpus: Int?
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (loopback only).")
+    var metricsPort: Int?
     static let commandPath = "worker"
 
     func validate() throws {
         if !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1…256") }
+        if let metricsPort, !(1...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 1…65535") }
     }
 
     func run(_ context: CommandContext) throws {
         var profile = WorkerProfile.detect()
         if let gpus { profile.gpus = gpus }
         let names = try queues.map { try profile.check($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } ?? profile.defaultQueues
-        let worker = Worker(
-            config: try QueueConfig(configuration: context.configuration), options: WorkerOptions(queues: names, concurrency: concurrency, burst: burst),
-            database: try context.connectionOptions(), logger: context.logger)
+        let config = try QueueConfig(configuration: context.configuration)
+        var options = WorkerOptions(queues: names, concurrency: concurrency, burst: burst)
+        let metricsServer = try metricsPort.map { port in
+            let metrics = QueueMetrics()
+            options.metrics = metrics
+            let logger = context.logger
+            return try MetricsServer(port: port, logger: logger) {
+                metrics.refresh(config, logger: logger)
+                return metrics.render()
+            }
+        }
+        defer { metricsServer?.stop() }
+        let worker = Worker(config: config, options: options, database: try context.connectionOptions(), logger: context.logger)
         let signals = worker.installSignalHandlers()
         let summary = try worker.run()
         signals.forEach { $0.cancel() }
