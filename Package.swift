@@ -45,7 +45,7 @@ let package = Package(
         // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
         .target(name: "NFLDBRedis", dependencies: ["CHiredis", "CLibCrypto", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The task queue on Redis with durable results in PostgreSQL: `nfldb queue …`, `nfldb worker`.
-        .target(name: "NFLDBQueue", dependencies: ["NFLDBRedis", "NFLDBPostgres", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBQueue", dependencies: ["NFLDBRedis", "NFLDBPostgres", "NFLDBHealth", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // `nfldb worker --metrics-port`: the worker's metrics through swift-metrics, exposed by swift-prometheus on 127.0.0.1.
         .target(
             name: "NFLDBQueueMetrics",
@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBQueueTests",
-            dependencies: ["NFLDBQueue", "NFLDBQueueMetrics", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBQueue", "NFLDBQueueMetrics", "NFLDBHealth", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -345,6 +345,9 @@ public final class RedisConnection {
         return Foundation.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
     }
 
+    /// Removes the password from a message (defence in depth: Redis never echoes it).
+    public static func scrubbed(_ text: String, _ password: String?) -> String { scrub(text, password) }
+
     /// Removes the password from a server message (Redis never echoes it; defence in depth).
     static func scrub(_ text: String, _ password: String?) -> String {
         guard let password, !password.isEmpty else { return text }
