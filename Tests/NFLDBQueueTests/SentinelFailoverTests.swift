@@ -32,6 +32,7 @@ struct SentinelFailoverTests {
         var stopped = false
         defer { if !stopped { group.stop() } }
         let logger = RedisTestServer.logger
+        var workerPID: pid_t?
         try TestCluster.withDatabase(prefix: "sentinel") { database in
             try createTaskResults(database)
             var config = QueueConfig(endpoint: group.endpoint)
@@ -48,6 +49,13 @@ struct SentinelFailoverTests {
             let thread = Thread { let result = Result { try worker.run() }; outcome.withLock { $0 = result } }
             thread.start()
             defer { worker.stop() }
+
+            // A second worker: the built `nfldb worker`, configured only through redis.sentinels / redis.master_name.
+            let process = try CLIRunner.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], environment: [
+                "NFLDB_REDIS_SENTINELS": group.sentinelAddresses.joined(separator: ","), "NFLDB_REDIS_MASTER_NAME": group.masterName,
+                "NFLDB_DSN": database.dsn, "NFLDB_QUEUE_LEASE": "2s", "NFLDB_LOG_LEVEL": "warning",
+            ])
+            defer { process.kill9(); process.removeOutput() }
 
             let q = try TaskQueue.connect(config, clientName: "nfldb-test-submit", logger: logger)
             defer { q.close() }
@@ -66,7 +74,7 @@ struct SentinelFailoverTests {
                     let direct = try group.master.connect()
                     let commandStats = try direct.command("INFO", "commandstats").string ?? ""
                     direct.close()
-                    let waits = commandStats.split(separator: "\n").first { $0.hasPrefix("cmdstat_wait:") }
+                    let waits = commandStats.split(whereSeparator: \.isNewline).first { $0.hasPrefix("cmdstat_wait:") }
                         .flatMap { $0.split(separator: "=").dropFirst().first?.split(separator: ",").first }.flatMap { Int($0) } ?? 0
                     #expect(waits >= killAt, "every acknowledged enqueue waited for the replica (WAIT calls: \(waits))")
                     group.master.kill()
@@ -104,6 +112,11 @@ struct SentinelFailoverTests {
             worker.stop()
             try waitUntil("the worker stopped", timeout: .seconds(60)) { outcome.withLock { $0 != nil } }
             let summary = try #require(try outcome.withLock { $0 }?.get())
+            #expect(process.stop(grace: .seconds(30)) == 0, "\(process.outputTail())")
+            let processSummary = try JSONDecoder().decode(WorkerSummary.self, from: Data(process.standardOutput.utf8))
+            #expect(processSummary.succeeded > 0, "the nfldb worker process found the master through the sentinels: \(process.outputTail())")
+            #expect(summary.succeeded + processSummary.succeeded >= total)
+            workerPID = process.pid
 
             let connection = try database.connect()
             defer { connection.close() }
@@ -113,9 +126,10 @@ struct SentinelFailoverTests {
             #expect(try resultIDs(database) == Set(acknowledged), "no row for a task that was never acknowledged")
             #expect(try q.stats().allSatisfy { $0.dead == 0 }, "nothing dead-lettered by the failover")
             print("sentinelFailover: the submit during the failover took \(killedAfter); \(resubmits) client resubmits; "
-                + "worker summary \(summary.succeeded) succeeded, \(summary.duplicates) re-deliveries found their result stored, \(summary.lost) lease lost")
+                + "in-process worker \(summary.succeeded) succeeded (\(summary.duplicates) re-deliveries found their result stored, \(summary.lost) lease lost); "
+                + "nfldb worker process \(processSummary.succeeded) succeeded (\(processSummary.duplicates) re-deliveries, \(processSummary.lost) lease lost)")
         }
-        let pids = group.processIDs
+        let pids = group.processIDs + (workerPID.map { [$0] } ?? [])
         let directories = group.directories
         group.stop()
         stopped = true
