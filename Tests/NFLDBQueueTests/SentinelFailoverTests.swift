@@ -136,6 +136,91 @@ struct SentinelFailoverTests {
         for pid in pids { #expect(processIsGone(pid), "process \(pid) is still running after stop()") }
         for directory in directories { #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) was left behind") }
     }
+
+    @Test("SENTINEL FAILOVER (old master stays up and becomes a replica): writers rediscover, every acknowledged task has one row, later enqueues WAIT for the demoted master")
+    func coordinatedFailover() throws {
+        let group = try RedisSentinelTestGroup.start()
+        defer { group.stop() }
+        let logger = RedisTestServer.logger
+        try TestCluster.withDatabase(prefix: "sentinel2") { database in
+            try createTaskResults(database)
+            var config = QueueConfig(endpoint: group.endpoint)
+            config.sentinel = group.sentinelSettings
+            config.lease = .seconds(2)
+            let worker = Worker(config: config, options: WorkerOptions(queues: ["io"], concurrency: 2), database: ConnectionOptions(dsn: database.dsn),
+                                logger: logger)
+            let outcome = Mutex<Result<WorkerSummary, any Error>?>(nil)
+            let thread = Thread { let result = Result { try worker.run() }; outcome.withLock { $0 = result } }
+            thread.start()
+            defer { worker.stop() }
+            let q = try TaskQueue.connect(config, clientName: "nfldb-test-submit", logger: logger)
+            defer { q.close() }
+            // An idle connection to the old master: after the failover it must not be used for writes.
+            let stale = try group.master.connect()
+            defer { stale.close() }
+
+            var acknowledged: Set<String> = []
+            for i in 0..<300 {
+                if i == 100 {
+                    let sentinel = try RedisConnection.connect(group.sentinels[0].endpoint, clientName: nil, logger: logger)
+                    try sentinel.command("SENTINEL", "FAILOVER", RedisArgument(group.masterName)).decodeStatus(for: "SENTINEL FAILOVER")
+                    sentinel.close()
+                }
+                var attempt = 0
+                while true {
+                    do {
+                        acknowledged.insert(try q.submit(type: "noop", queue: "io", idempotencyKey: "coordinated-\(i)").id)
+                        break
+                    } catch {
+                        attempt += 1
+                        guard attempt < 10 else { throw error }
+                        Thread.sleep(forTimeInterval: 0.2)
+                    }
+                }
+            }
+            try waitUntil("the sentinels name the replica as master: \(group.sentinelLogs())", timeout: .seconds(30)) {
+                try group.currentMasterPort() == group.replica.port
+            }
+            // The demoted master refuses writes; a connection that meets READONLY is retired.
+            try waitUntil("the old master turned replica", timeout: .seconds(30)) {
+                let probe = try group.master.connect()
+                defer { probe.close() }
+                return try probe.role().name == "slave"
+            }
+            if stale.isAlive {
+                let refused = #expect(throws: RedisError.self) { try stale.command("SET", "after-failover", "1") }
+                #expect(refused?.code == "READONLY" || refused?.kind == .connectionLost, "\(String(describing: refused))")
+                #expect(!stale.isAlive)
+            }
+            // Once the old master replicates from the new one, enqueues wait for it again.
+            try waitUntil("the demoted master linked to the new one", timeout: .seconds(30)) {
+                let onNew = try group.replica.connect()
+                defer { onNew.close() }
+                return try onNew.role().replicas == 1
+            }
+            // The submitter recounts the master's replicas at most every 5 s.
+            Thread.sleep(forTimeInterval: 5.2)
+            let after = try q.submit(type: "noop", queue: "io", idempotencyKey: "after")
+            #expect(after.created)
+            acknowledged.insert(after.id)
+            #expect(q.connection.target == "127.0.0.1:\(group.replica.port)")
+            #expect(q.connection.connectedReplicas == 1)
+            let newMaster = try group.replica.connect()
+            let stats = try newMaster.command("INFO", "commandstats").string ?? ""
+            newMaster.close()
+            #expect(stats.contains("cmdstat_wait:calls="), "the enqueue on the new master waited for the demoted one")
+            try waitUntil("every acknowledged task has its row", timeout: .seconds(120)) {
+                acknowledged.isSubset(of: try resultIDs(database))
+            }
+            worker.stop()
+            try waitUntil("the worker stopped", timeout: .seconds(60)) { outcome.withLock { $0 != nil } }
+            _ = try #require(try outcome.withLock { $0 }?.get())
+            let connection = try database.connect()
+            defer { connection.close() }
+            let rows: Int = try connection.query("SELECT count(*) AS n FROM nfl.task_results WHERE task_id <> ''").rows[0].decode("n")
+            #expect(rows == acknowledged.count && acknowledged.count == 301, "one row per task (rows \(rows), acknowledged \(acknowledged.count))")
+        }
+    }
 }
 
 private func resultIDs(_ database: TestDatabase) throws -> Set<String> {
