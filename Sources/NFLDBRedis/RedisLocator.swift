@@ -108,8 +108,9 @@ public struct RedisLocator: Sendable, CustomStringConvertible {
             } catch let error as RedisError {
                 let retryable = error.kind == .connection || error.kind == .connectionLost || error.kind == .timeout
                     || error.code == "READONLY" || error.code == "LOADING" || error.code == "MASTERDOWN"
-                let backoff = Self.backoff(attempt: attempt)
-                guard retryable, ContinuousClock.now + backoff < deadline else {
+                let left = deadline - ContinuousClock.now
+                let backoff = min(Self.backoff(attempt: attempt), left)
+                guard retryable, left > .zero else {
                     guard attempt > 1 else { throw error }
                     var final = error
                     let waited = ContinuousClock.now - started
