@@ -1,6 +1,7 @@
 import Foundation
 import NFLDBCore
 import NFLDBHealth
+import Logging
 import NFLDBRedis
 
 extension ConfigKey {
@@ -65,6 +66,15 @@ public struct QueueHealthProbe: Probe {
     }
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
+        evaluate(context.settings, logger: context.logger)
+    }
+
+    /// Redis is judged the same when PostgreSQL is down.
+    public func runWithoutDatabase(_ settings: CheckSettings, logger: Logger) -> ProbeOutcome? {
+        evaluate(settings, logger: logger)
+    }
+
+    func evaluate(_ settings: CheckSettings, logger: Logger) -> ProbeOutcome {
         guard var config else {
             return .unknown("the Redis settings are invalid: \(configurationProblem ?? "?")", hint: "Fix redis.* in nfldb.yaml (see nfldb config show).")
         }
@@ -74,16 +84,18 @@ public struct QueueHealthProbe: Probe {
         let stats: [QueueStats]
         do {
             let connection = try config.locator.connect(
-                clientName: "nfldb-health", connectTimeout: .seconds(3), commandTimeout: context.settings.statementTimeout,
-                retryWindow: config.failoverTimeout, logger: context.logger)
+                clientName: "nfldb-health", connectTimeout: .seconds(3), commandTimeout: settings.statementTimeout,
+                retryWindow: config.failoverTimeout, logger: logger)
             defer { connection.close() }
-            stats = try TaskQueue(connection: connection, config: config, logger: context.logger).stats()
-        } catch let error as RedisError {
-            let message = SecretRedactor.shared.redact(RedisConnection.scrubbed(error.message, config.endpoint.password))
-            let hint = error.hint ?? "Check that redis-server is up (redis-cli -h HOST -p PORT ping) and that redis.url points to it."
+            stats = try TaskQueue(connection: connection, config: config, logger: logger).stats()
+        } catch {
+            let redisError = error as? RedisError
+            let text = redisError?.message ?? String(describing: error)
+            let message = SecretRedactor.shared.redact(RedisConnection.scrubbed(text, config.endpoint.password))
+            let hint = redisError?.hint ?? "Check that redis-server is up (redis-cli -h HOST -p PORT ping) and that redis.url points to it."
             return ProbeOutcome(status: .critical, message: "cannot read the task queue in Redis (\(target)): \(message)", hint: hint)
         }
-        let options = context.settings
+        let options = settings
         let oldestWarning = options.seconds(.healthQueueOldestWarning)
         let oldestCritical = options.seconds(.healthQueueOldestCritical)
         let count = { (key: ConfigKey) in options.integer(key).map(Double.init) }
@@ -95,7 +107,7 @@ public struct QueueHealthProbe: Probe {
         let expired = stats.reduce(0) { $0 + $1.expiredLeases }
         let dead = stats.reduce(0) { $0 + $1.dead }
         let oldest = stats.compactMap(\.oldestReadyAgeSeconds).max()
-        var status = context.thresholds.status(for: Double(ready))
+        var status = settings.thresholds.status(for: Double(ready))
         var problems: [String] = []
         if status != .ok { problems.append("\(ready) ready tasks") }
         if let oldest, ageThresholds.status(for: oldest) != .ok {
@@ -116,7 +128,7 @@ public struct QueueHealthProbe: Probe {
             + (oldest.map { ", oldest ready \(HealthFormat.duration($0))" } ?? "")
         var hints: [String] = []
         if status != .ok {
-            if ready > 0 && (context.thresholds.status(for: Double(ready)) != .ok || (oldest.map { ageThresholds.status(for: $0) != .ok } ?? false)) {
+            if ready > 0 && (settings.thresholds.status(for: Double(ready)) != .ok || (oldest.map { ageThresholds.status(for: $0) != .ok } ?? false)) {
                 hints.append("Tasks wait longer than they should: check that workers run for these queues (nfldb queue stats) and add workers or concurrency.")
             }
             if expired > 0 { hints.append("Expired leases go back to ready at the next claim; run `nfldb queue recover` if no worker is running.") }

@@ -96,6 +96,26 @@ struct QueueHealthTests {
         }
     }
 
+    @Test("PostgreSQL unreachable: connections is CRITICAL, the queue is still judged from Redis (not 'not run')")
+    func databaseDown() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            defer { q.close() }
+            _ = try q.submit(type: "noop", queue: "cpu")
+            let closed = try LoopbackPort.free()
+            let runner = HealthRunner(settings: HealthSettings(values: ["queue.warning": "1"]), probes: [QueueHealthProbe(config: world.config)],
+                                      logger: world.logger)
+            let report = runner.run([HealthTarget(options: ConnectionOptions(dsn: "host=127.0.0.1 port=\(closed) dbname=nfl user=nfldb connect_timeout=2"))])
+            let queue = try #require(report.check("queue"))
+            #expect(report.check("connections")?.status == .critical)
+            #expect(queue.status == .warning && queue.value == 1 && queue.message.contains("1 ready tasks"), "\(queue.message)")
+            // A standby target that is down does not judge the queue (it belongs to the primary).
+            let standby = runner.run([HealthTarget(options: ConnectionOptions(dsn: "host=127.0.0.1 port=\(closed) dbname=nfl connect_timeout=2"),
+                                                   expectedRole: .standby)])
+            #expect(standby.check("queue")?.message.hasPrefix("not run") == true)
+        }
+    }
+
     @Test("nfldb health --check queue: exit status by state, JSON and nagios outputs, the password (env: reference) never printed")
     func healthCommand() throws {
         let password = "cli-health-pw-55e1"
