@@ -228,3 +228,57 @@ private func resultIDs(_ database: TestDatabase) throws -> Set<String> {
     defer { connection.close() }
     return Set(try connection.query("SELECT task_id FROM nfl.task_results WHERE status = 'succeeded'").rows.compactMap { $0["task_id"] })
 }
+
+@Suite("enqueue durability: WAIT for replicas", .serialized)
+struct EnqueueWaitTests {
+    @Test("a replica that stops acknowledging (SIGSTOP) fails the submit naming the task; the same idempotency key then returns it; without replicas nothing waits")
+    func replicaNotConfirming() throws {
+        let master = try RedisTestServer.start(settings: ["repl-diskless-sync no"])
+        defer { master.stop() }
+        let replica = try RedisTestServer.start(settings: ["replicaof 127.0.0.1 \(master.port)"])
+        var stopped = false
+        defer {
+            if stopped { replica.process.send(SIGCONT) }
+            replica.stop()
+        }
+        try waitUntil("the replica linked", timeout: .seconds(30)) {
+            let connection = try replica.connect()
+            defer { connection.close() }
+            return (try connection.command("INFO", "replication").string ?? "").contains("master_link_status:up")
+        }
+        var config = QueueConfig(endpoint: master.endpoint)
+        config.waitReplicas = 1
+        config.waitTimeout = .milliseconds(300)
+        let q = try TaskQueue.connect(config, logger: RedisTestServer.logger)
+        defer { q.close() }
+        let first = try q.submit(type: "noop", queue: "cpu", idempotencyKey: "k1")
+        #expect(first.created)
+
+        replica.process.send(SIGSTOP)
+        stopped = true
+        let started = ContinuousClock.now
+        let failure = #expect(throws: QueueError.self) { try q.submit(type: "noop", queue: "cpu", idempotencyKey: "k2", id: "task-k2") }
+        let summary = failure?.diagnostic.summary ?? ""
+        #expect(summary.contains("task task-k2") && summary.contains("only 0 of 1 replica(s) confirmed"), "\(summary)")
+        #expect(failure?.diagnostic.hint?.contains("--idempotency-key") == true)
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+
+        replica.process.send(SIGCONT)
+        stopped = false
+        let again = try q.submit(type: "noop", queue: "cpu", idempotencyKey: "k2")
+        #expect(again.id == "task-k2" && !again.created, "the unconfirmed task was kept and the retry found it")
+
+        // Without a replica connected there is nothing to wait for: the submit does not stall.
+        replica.stop()
+        try waitUntil("the master saw the replica leave", timeout: .seconds(30)) {
+            let connection = try master.connect()
+            defer { connection.close() }
+            return try connection.role().replicas == 0
+        }
+        let fresh = try TaskQueue.connect(config, logger: RedisTestServer.logger)
+        defer { fresh.close() }
+        let lonely = ContinuousClock.now
+        #expect(try fresh.submit(type: "noop", queue: "cpu").created)
+        #expect(ContinuousClock.now - lonely < .milliseconds(300), "no WAIT without replicas")
+    }
+}
