@@ -7,7 +7,7 @@ extension ConfigKey {
         "redis.url", .string, default: "redis://127.0.0.1:6379/0",
         help: "Redis for the task queue: redis://[user@]host[:port][/db] or unix:///path?db=N (put no password here; use redis.password)")
     public static let redisPassword = ConfigKey(
-        "redis.password", .string, help: "reference to the Redis password: env:VARIABLE or file:/path (first line); never the value")
+        "redis.password", .string, help: "secret reference for the Redis password: env:NAME, file:PATH (0600) or aws-sm:SECRET_ID[#json_key][@VERSION_STAGE]; never the value")
     public static let queuePrefix = ConfigKey("queue.prefix", .string, default: "nfldb:q:", help: "prefix of every queue key in Redis")
     public static let queueLease = ConfigKey("queue.lease", .duration, default: "30s", help: "lease of a claimed task; heartbeats extend it")
     public static let queueAging = ConfigKey(
@@ -25,7 +25,7 @@ extension ConfigKey {
         help: "Redis Sentinel addresses (host:port, list); with redis.master_name the master is discovered through them and redis.url's host is not used")
     public static let redisMasterName = ConfigKey("redis.master_name", .string, help: "the master's name in the sentinels (`sentinel monitor NAME …`)")
     public static let redisSentinelPassword = ConfigKey(
-        "redis.sentinel_password", .string, help: "reference to the sentinels' own password (env:VARIABLE or file:/path), if they require one")
+        "redis.sentinel_password", .string, help: "secret reference for the sentinels' own password (env:NAME, file:PATH (0600), aws-sm:…), if they require one; never the value")
     public static let redisFailoverTimeout = ConfigKey(
         "redis.failover_timeout", .duration, default: "30s",
         help: "with Sentinel: how long a connection attempt keeps rediscovering the master (backoff with jitter) before it fails")
@@ -87,14 +87,22 @@ public struct QueueConfig: Sendable {
         grace = ConfigKey.queueGrace.defaultDuration!
     }
 
-    public init(configuration: Configuration) throws {
+    /// - Parameter resolveSecrets: false only checks that `redis.password` is a well-formed secret
+    ///   reference (start-up validation of every command), without reading or fetching it.
+    public init(configuration: Configuration, resolveSecrets: Bool = true) throws {
         let url = configuration.defaulted(.redisURL)
         var endpoint = try RedisEndpoint(url: url)
         if endpoint.password != nil {
             SecretRedactor.shared.register(endpoint.password!)
         }
-        if let reference = configuration.string(.redisPassword) {
-            endpoint.password = try Self.resolve(reference, key: .redisPassword, configuration: configuration)
+        if let text = configuration.string(.redisPassword) {
+            // The same secret references as everywhere else (env:, file: with the 0600 rule, aws-sm:…),
+            // resolved once per run by NFLDBCore's SecretResolver, which registers the value with the redactor.
+            let source = configuration.entry(.redisPassword)?.source
+            let reference = try SecretReference.parse(text, source: source, what: "redis.password")
+            if resolveSecrets {
+                endpoint.password = try SecretResolver.shared.resolve(reference, source: source, what: "redis.password", environment: configuration.environment)
+            }
         }
         self.init(endpoint: endpoint)
         prefix = configuration.defaulted(.queuePrefix)
@@ -125,8 +133,14 @@ public struct QueueConfig: Sendable {
                                          source: configuration.entry(given)?.source,
                                          hint: "Set redis.sentinels (host:port list) and redis.master_name together, or neither to use redis.url.")
             }
-            let password = try configuration.string(.redisSentinelPassword).map {
-                try Self.resolve($0, key: .redisSentinelPassword, configuration: configuration)
+            var password: String?
+            if let text = configuration.string(.redisSentinelPassword) {
+                let source = configuration.entry(.redisSentinelPassword)?.source
+                let reference = try SecretReference.parse(text, source: source, what: "redis.sentinel_password")
+                if resolveSecrets {
+                    password = try SecretResolver.shared.resolve(
+                        reference, source: source, what: "redis.sentinel_password", environment: configuration.environment)
+                }
             }
             do {
                 sentinel = try RedisSentinelSettings(addresses: sentinels, masterName: masterName, password: password)
@@ -136,29 +150,6 @@ public struct QueueConfig: Sendable {
         }
         guard maxAttempts >= 1 else { throw ConfigurationError("queue.max_attempts must be at least 1", source: configuration.entry(.queueMaxAttempts)?.source) }
         guard lease >= .milliseconds(100) else { throw ConfigurationError("queue.lease must be at least 100ms", source: configuration.entry(.queueLease)?.source) }
-    }
-}
-
-extension QueueConfig {
-    /// Resolves an `env:`/`file:` reference of a Redis password key; registers the value with the redactor.
-    static func resolve(_ reference: String, key: ConfigKey, configuration: Configuration) throws -> String {
-        let source = configuration.entry(key)?.source
-        let value: String
-        if reference.hasPrefix("env:") {
-            let name = String(reference.dropFirst(4))
-            guard let found = configuration.environment[name], !found.isEmpty else {
-                throw ConfigurationError("\(key.name) names env:\(name), but that environment variable is not set", source: source,
-                                         hint: "Export \(name), or remove \(key.name) if the server needs no password.")
-            }
-            value = found
-        } else if reference.hasPrefix("file:") {
-            value = try Configuration.readSecretFile(String(reference.dropFirst(5)), what: key.name, source: source)
-        } else {
-            throw ConfigurationError("\(key.name) must be a reference (env:VARIABLE or file:/path), not a value", source: source,
-                                     hint: "Move the password into an environment variable or a 0600 file and reference it.")
-        }
-        SecretRedactor.shared.register(value)
-        return value
     }
 }
 

@@ -10,30 +10,27 @@ public enum TaskOutcome: String, Sendable, CaseIterable {
     /// Failed for the last time (or permanently): in the dead-letter queue.
     case dead
     case cancelled
-    /// The lease was lost before the ack (another worker owns the task now).
+    /// The lease was lost before the ack or the failure was recorded (another worker owns the task now).
     case lost
-    /// Redis or PostgreSQL failed while the task was being finished; its lease decides what happens next.
-    case error
 
-    /// Maps the worker's log wording (`task succeeded`, `task failed, will retry`, …) to an outcome.
-    public init(logText text: String) {
-        switch text {
-        case "succeeded": self = .succeeded
-        case "failed, will retry", "retry": self = .retried
-        case "failed, dead-lettered", "dead": self = .dead
-        case "cancelled": self = .cancelled
-        default:
-            if text.hasPrefix("duplicate") { self = .duplicate } else if text.contains("lost") { self = .lost } else if text.contains("cancelled") { self = .cancelled } else { self = .error }
+    /// The outcome of a fenced fail/complete call; `inserted` false means the durable row already existed.
+    public init(_ fence: FenceOutcome, inserted: Bool = true) {
+        switch fence {
+        case .ok: self = inserted ? .succeeded : .duplicate
+        case .retry: self = .retried
+        case .dead: self = .dead
+        case .cancelled: self = .cancelled
+        case .lost: self = .lost
         }
     }
 }
 
 /// What a worker reports while it runs, for `--metrics-port` (see NFLDBQueueMetrics).
 ///
-/// The worker calls ``taskStarted(_:)`` when it has claimed a task and ``taskFinished(_:outcome:duration:)``
-/// exactly once afterwards (also when finishing threw), from its handler threads: implementations
-/// must be thread-safe and cheap (no I/O).
+/// The worker calls ``taskStarted(_:)`` when a handler thread starts a task and
+/// ``taskSettled(_:outcome:)`` once Redis has recorded its outcome (after the durable result for a
+/// success), from several threads: implementations must be thread-safe and cheap (no I/O).
 public protocol WorkerMetricsRecorder: Sendable {
     func taskStarted(_ task: ClaimedTask)
-    func taskFinished(_ task: ClaimedTask, outcome: TaskOutcome, duration: Duration)
+    func taskSettled(_ task: ClaimedTask, outcome: TaskOutcome)
 }

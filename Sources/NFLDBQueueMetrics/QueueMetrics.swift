@@ -9,7 +9,7 @@ import Synchronization
 /// The worker's metrics, recorded through swift-metrics into a swift-prometheus registry of its own
 /// (no global `MetricsSystem.bootstrap`, so several workers in one process keep separate counts).
 ///
-/// Worker series (this process): `nfldb_worker_in_flight`, `nfldb_worker_tasks_total{type,outcome}`,
+/// Worker series (this process): `nfldb_worker_in_flight`, `nfldb_worker_tasks_total{type,outcome}` (outcomes settled in Redis),
 /// `nfldb_worker_task_retries_total{type,queue}`, `nfldb_worker_tasks_dead_lettered_total{type,queue}`
 /// and the histogram `nfldb_worker_task_duration_seconds{type,outcome}`.
 /// Queue series (all workers, read from Redis at scrape time): `nfldb_queue_depth{queue,state}`
@@ -20,6 +20,7 @@ public final class QueueMetrics: WorkerMetricsRecorder, Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     private let inFlight = Atomic<Int>(0)
+    private let starts = Mutex<[String: ContinuousClock.Instant]>([:])
     private let inFlightGauge: Metrics.Gauge
     private let redisUp: Metrics.Gauge
 
@@ -38,16 +39,21 @@ public final class QueueMetrics: WorkerMetricsRecorder, Sendable {
     }
 
     public func taskStarted(_ task: ClaimedTask) {
-        let now = inFlight.add(1, ordering: .relaxed).newValue
-        inFlightGauge.record(now)
+        starts.withLock { $0[task.id] = .now }
+        inFlightGauge.record(inFlight.add(1, ordering: .relaxed).newValue)
     }
 
-    public func taskFinished(_ task: ClaimedTask, outcome: TaskOutcome, duration: Duration) {
-        let now = inFlight.subtract(1, ordering: .relaxed).newValue
-        inFlightGauge.record(now)
+    /// Counts the outcome; the duration (handler start to settled outcome, so the durable result and
+    /// the ack are included) is observed for tasks this worker started.
+    public func taskSettled(_ task: ClaimedTask, outcome: TaskOutcome) {
         let labels = [("type", task.type), ("outcome", outcome.rawValue)]
         Counter(label: "nfldb_worker_tasks_total", dimensions: labels, factory: factory).increment()
-        Metrics.Timer(label: "nfldb_worker_task_duration_seconds", dimensions: labels, factory: factory).recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        if let started = starts.withLock({ $0.removeValue(forKey: task.id) }) {
+            inFlightGauge.record(inFlight.subtract(1, ordering: .relaxed).newValue)
+            let duration = ContinuousClock.now - started
+            Metrics.Timer(label: "nfldb_worker_task_duration_seconds", dimensions: labels, factory: factory)
+                .recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        }
         switch outcome {
         case .retried:
             Counter(label: "nfldb_worker_task_retries_total", dimensions: [("type", task.type), ("queue", task.queue)], factory: factory).increment()
