@@ -102,6 +102,8 @@ public struct WorkerOptions: Sendable {
     public var maxPrefetch = 256
     /// The adaptive prefetch claims what the threads finish within this time.
     public var prefetchWindow: Duration = .milliseconds(50)
+    /// Told when each task's handler starts and when its outcome is settled in Redis (`--metrics-port`); nil: no metrics.
+    public var metrics: (any WorkerMetricsRecorder)?
 
     public init(queues: [String], concurrency: Int = 1, burst: Bool = false,
                 name: String = "\(ProcessInfo.processInfo.hostName):\(getpid())") {
@@ -191,6 +193,8 @@ public final class Worker: Sendable {
         var finishedThreads = 0
         var claimLoopDone = false
         var errors: [String] = []
+        /// Whether the claim loop's last round trip succeeded (after errors: it reconnected).
+        var lastRoundTripOK = false
         /// The last 32 handler times (seconds), for the adaptive prefetch (their median: robust to a
         /// thread that was merely preempted).
         var recentHandlerSeconds: [Double] = []
@@ -293,8 +297,9 @@ public final class Worker: Sendable {
             shared.withLock { $0.summary.released += 1 }
         }
         control.connection.close()
-        let (summary, errors) = shared.withLock { ($0.summary, $0.errors) }
-        if !errors.isEmpty && summary.succeeded == 0 && summary.dead == 0 && summary.retried == 0 {
+        let (summary, errors, recovered) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK) }
+        // A worker that had errors but reconnected did its job even if another worker got every task.
+        if !errors.isEmpty && !recovered && summary.succeeded == 0 && summary.dead == 0 && summary.retried == 0 {
             throw QueueError("the worker could not process tasks: \(errors[0])", hint: "Check Redis (redis.url) and PostgreSQL (nfldb ping).")
         }
         return summary
@@ -382,6 +387,7 @@ public final class Worker: Sendable {
                 failures = 0
                 shared.withLock { s in
                     s.summary.redisRoundTrips += 1
+                    s.lastRoundTripOK = true
                     for (ack, outcome) in zip(acks, ackOutcomes) {
                         s.tracked[ack.task.id] = nil
                         switch outcome {
@@ -408,6 +414,10 @@ public final class Worker: Sendable {
                     s.buffer.append(contentsOf: claimed)
                 }
                 shared.broadcast()
+                if let metrics = options.metrics {
+                    for (ack, outcome) in zip(acks, ackOutcomes) { metrics.taskSettled(ack.task, outcome: TaskOutcome(outcome, inserted: ack.inserted)) }
+                    for (f, outcome) in zip(fails, failOutcomes) { metrics.taskSettled(f.task, outcome: TaskOutcome(outcome)) }
+                }
                 if logger.logLevel <= .info {
                     for (f, outcome) in zip(fails, failOutcomes) {
                         taskLogger(f.task).info("task \(outcome == .retry ? "failed, will retry" : outcome == .dead ? "failed, dead-lettered" : outcome.rawValue)",
@@ -433,6 +443,7 @@ public final class Worker: Sendable {
                 // them again; releases too. Tasks claimed by a lost call come back when their lease expires.
                 shared.withLock { s in
                     s.errors.append(text)
+                    s.lastRoundTripOK = false
                     s.acks.insert(contentsOf: acks, at: 0)
                     s.failures.insert(contentsOf: fails, at: 0)
                     if s.stopping {
@@ -480,6 +491,7 @@ public final class Worker: Sendable {
             }
             guard let task = next else { return }
             let started = ContinuousClock.now
+            options.metrics?.taskStarted(task)
             process(task, store: store, database: &database)
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -526,6 +538,7 @@ public final class Worker: Sendable {
                     s.tracked[task.id] = nil
                     s.summary.cancelled += 1
                 }
+                options.metrics?.taskSettled(task, outcome: .cancelled)
                 context.logger.info("task cancelled while running; result discarded")
                 return
             }

@@ -443,7 +443,8 @@ struct WorkerProcessTests {
         try QueueWorld.with(redisSettings: ["appendonly yes", "appendfsync everysec"]) { world in
             var q = try world.queue()
             let total = 600
-            for i in 0..<total { _ = try q.submit(type: i % 3 == 0 ? "sleep" : "noop", payload: i % 3 == 0 ? #"{"ms": 5}"#: "{}", queue: "cpu") }
+            // Every task sleeps 5 ms, so the drain takes ~1 s and the kill lands mid-run (the pipelined worker drains no-ops in a blink).
+            _ = try q.submit(count: total, type: "sleep", payload: #"{"ms": 5}"#, queue: "cpu")
             // Let everysec fsync the enqueues: the test is about acknowledged work, not the last second of submits.
             Thread.sleep(forTimeInterval: 1.5)
             let env = environment(world, ["NFLDB_QUEUE_LEASE": "2s"])
