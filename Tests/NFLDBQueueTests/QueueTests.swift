@@ -207,6 +207,44 @@ struct QueueTests {
         }
     }
 
+    @Test("work: claims up to N best-first across queues with one token and lease each; acks are fenced, idempotent, and refuse cancelled tasks")
+    func workClaimsManyAndAcknowledges() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let low = try q.submit(count: 3, type: "noop", queue: "cpu", priority: 0)
+            let high = try q.submit(type: "noop", queue: "io", priority: 5).id
+            // Best first across both queues, at most 2.
+            let first = try q.work(acks: [], claim: 2, queues: ["cpu", "io"], worker: "w")
+            #expect(first.acks.isEmpty && first.claimed.count == 2)
+            #expect(first.claimed[0].id == high && low.contains(first.claimed[1].id), "\(first.claimed.map(\.id))")
+            let cancelled = first.claimed[1].id
+            #expect(Set(first.claimed.map(\.token)).count == 2 && first.claimed.allSatisfy { $0.attempt == 1 })
+            #expect(try q.stats().first { $0.queue == "cpu" }?.inFlight == 1)
+            // Cancel one claimed task; ack both and claim the rest in the same call.
+            #expect(try q.cancel(id: cancelled) == "running")
+            let second = try q.work(acks: first.claimed, claim: 10, queues: ["cpu", "io"], worker: "w")
+            #expect(second.acks == [.ok, .cancelled])
+            #expect(Set(second.claimed.map(\.id)) == Set(low).subtracting([cancelled]))
+            #expect(try q.inspect(id: high)?["state"] == "succeeded")
+            // A repeated ack (the reply was lost) answers ok again; a stale token is refused.
+            var stale = second.claimed[0]
+            stale.token -= 1000
+            let third = try q.work(acks: [first.claimed[0], stale], claim: 0, queues: ["cpu"], worker: "w")
+            #expect(third.acks == [.ok, .lost] && third.claimed.isEmpty)
+            // Nothing left to claim; an expired lease is reaped by the next work call and claimed again with a new token.
+            #expect(try q.work(acks: [], claim: 5, queues: ["cpu", "io"], worker: "w").claimed.isEmpty)
+            _ = try q.submit(type: "noop", queue: "gpu_low")
+            let leased = try q.work(acks: [], claim: 1, queues: ["gpu_low"], worker: "slow", lease: .milliseconds(50)).claimed
+            Thread.sleep(forTimeInterval: 0.1)
+            let again = try q.work(acks: leased, claim: 1, queues: ["gpu_low"], worker: "fast")
+            #expect(again.acks == [.lost], "an ack after the lease expired must change nothing")
+            #expect(again.claimed.first?.id == leased.first?.id && again.claimed.first?.attempt == 2 && (again.claimed.first?.token ?? 0) > (leased.first?.token ?? 0))
+            let done = try q.work(acks: again.claimed + second.claimed, claim: 0, queues: ["gpu_low"], worker: "fast")
+            #expect(done.acks == [.ok, .ok, .ok])
+            #expect(try q.stats().allSatisfy { $0.inFlight == 0 && $0.ready == 0 })
+        }
+    }
+
     @Test("worker --burst: 4 threads drain 400 tasks; unknown type dead-lettered at once; exactly one result row per succeeded task")
     func workerBurst() throws {
         try QueueWorld.with { world in
