@@ -114,11 +114,33 @@ public final class ColumnRotator {
         report.column = target.column
         report.keyColumns = target.keys.map(\.name)
         try connection.execute("SELECT set_config('lock_timeout', \(Self.milliseconds(options.lockTimeout)), false)")
+        // Batches commit without waiting for their WAL flush (synchronous_commit off, this session
+        // only): a crash can lose the last few batches whole, never part of one, and those rows still
+        // hold their old tokens, which the old key opens and a re-run rotates. Before the run reports
+        // anything, one synchronous commit flushes the WAL up to the last batch (WAL is flushed in
+        // order), so a completed run is as durable as a plain UPDATE.
+        try connection.execute("SELECT set_config('synchronous_commit', 'off', false)")
         try connection.withAdvisoryLock(lock, wait: options.lockWait) {
-            try rotate(target, options: options, report: &report, progress: progress)
+            do {
+                try rotate(target, options: options, report: &report, progress: progress)
+            } catch {
+                try? Self.flushWAL(connection)  // keep what was written before the failure
+                throw error
+            }
+            try Self.flushWAL(connection)
         }
         report.seconds = (ContinuousClock.now - started).inSeconds
         return report
+    }
+
+    /// Commits a transaction with an xid under `synchronous_commit = on`: returns once the WAL up to
+    /// it (so every earlier asynchronous batch) is flushed. Then restores synchronous commits.
+    static func flushWAL(_ connection: PostgresConnection) throws {
+        try connection.withTransaction {
+            try connection.execute("SELECT set_config('synchronous_commit', 'on', true)")
+            try connection.execute("SELECT pg_current_xact_id()")
+        }
+        try connection.execute("SELECT set_config('synchronous_commit', 'on', false)")
     }
 
     static func milliseconds(_ duration: Duration) -> String { "\(Int((duration.inSeconds * 1000).rounded()))ms" }
@@ -300,7 +322,7 @@ public final class ColumnRotator {
     }
 
 
-    /// One transaction: `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
+    /// One statement (its own transaction): `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
     /// A lock timeout is retried three times (the batch is small); then the run stops, resumable.
     private func write(_ changes: [Change], target: Target, lockTimeout: Duration) throws -> Int {
         let relation = target.relation
@@ -341,10 +363,9 @@ public final class ColumnRotator {
         var attempt = 0
         while true {
             do {
-                return try connection.withTransaction {
-                    try connection.execute("SELECT set_config('lock_timeout', \(Self.milliseconds(lockTimeout)), true)")
-                    return try connection.execute(update)
-                }
+                // One statement is one transaction (autocommit): one round trip per batch. The
+                // session's lock_timeout (set in run) applies.
+                return try connection.execute(update)
             } catch let error as PostgresError where error.sqlState == SQLState.lockNotAvailable && attempt < 3 {
                 attempt += 1
                 logger.info("batch waited longer than lock_timeout; retrying", metadata: ["attempt": .stringConvertible(attempt)])
@@ -354,19 +375,23 @@ public final class ColumnRotator {
     }
 
     /// A PostgreSQL array literal of text elements, each double-quoted with `\` and `"` escaped.
+    /// Built over UTF-8 bytes: iterating `Character`s (grapheme clusters) here cost more per batch
+    /// than the server's UPDATE of it.
     static func arrayLiteral(_ values: [String]) -> String {
-        var out = "{"
-        out.reserveCapacity(values.count * 110)
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var out: [UInt8] = []
+        out.reserveCapacity(values.reduce(2) { $0 + $1.utf8.count + 3 })
+        out.append(UInt8(ascii: "{"))
         for (index, value) in values.enumerated() {
-            if index > 0 { out += "," }
-            out += "\""
-            if value.contains(where: { $0 == "\"" || $0 == "\\" }) {
-                out += value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            } else {
-                out += value
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(quote)
+            for byte in value.utf8 {
+                if byte == quote || byte == backslash { out.append(backslash) }
+                out.append(byte)
             }
-            out += "\""
+            out.append(quote)
         }
-        return out + "}"
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
