@@ -92,6 +92,14 @@ public final class ColumnRotator {
         let column: String
         let keys: [KeyColumn]
         let estimatedRows: Int
+        /// A bytea column holding the token's ASCII bytes (read with `encode(…, 'escape')`, so a
+        /// stray non-UTF-8 value is reported as undecryptable, not a failed batch).
+        var isBytea = false
+
+        /// The column as text in the SELECT.
+        var readExpression: String {
+            isBytea ? "encode(\(PostgresIdentifier.quote(column)), 'escape')" : PostgresIdentifier.quote(column)
+        }
 
         var relation: String { "\(PostgresIdentifier.quote(schema)).\(PostgresIdentifier.quote(table))" }
 
@@ -178,10 +186,11 @@ public final class ColumnRotator {
         guard let column else {
             throw OperatorError("crypt rotate: column \(options.column) not found in \(schema).\(table)", hint: "Give the column's exact name (case matters, no quotes).", exitStatus: .usage)
         }
-        guard column["category"] == "S" else {
+        let isBytea = column["type"] == "bytea"
+        guard column["category"] == "S" || isBytea else {
             throw OperatorError(
-                "crypt rotate: \(schema).\(table).\(options.column) is \(column["type"] ?? "?"), not a text type",
-                hint: "Fernet tokens are stored as text (text or varchar); convert the column first.", exitStatus: .usage)
+                "crypt rotate: \(schema).\(table).\(options.column) is \(column["type"] ?? "?"), not a text type or bytea",
+                hint: "Fernet tokens are stored as text (text or varchar) or as their bytes (bytea); convert the column first.", exitStatus: .usage)
         }
         let keyRows = try connection.query("""
             SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type
@@ -200,7 +209,9 @@ public final class ColumnRotator {
         if keys.contains(where: { $0.name == options.column }) {
             throw OperatorError("crypt rotate: \(options.column) is part of the primary key of \(schema).\(table)", hint: "Encrypted values cannot be keys (every encryption differs).", exitStatus: .usage)
         }
-        return Target(schema: schema, table: table, column: options.column, keys: keys, estimatedRows: Int(try relation.decode("estimate", as: Int64.self)))
+        var target = Target(schema: schema, table: table, column: options.column, keys: keys, estimatedRows: Int(try relation.decode("estimate", as: Int64.self)))
+        target.isBytea = isBytea
+        return target
     }
 
     // MARK: Batches
@@ -234,7 +245,7 @@ public final class ColumnRotator {
 
         func next(after last: [String]?, on connection: PostgresConnection) throws -> Batch? {
             let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
-            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(PostgresIdentifier.quote(target.column)) FROM \(target.relation)")
+            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(target.readExpression) FROM \(target.relation)")
             if let last {
                 var condition: PostgresQuery = " WHERE (\(unsafeRaw: keyList)) > ("
                 for (index, value) in last.enumerated() {
@@ -354,10 +365,13 @@ public final class ColumnRotator {
             high = "\(fragment: high)\(unsafeRaw: separator)\(changes[changes.count - 1].key[index])::\(unsafeRaw: key.type)"
         }
         let range: PostgresQuery = "(\(unsafeRaw: tupleList)) >= (\(fragment: low)) AND (\(unsafeRaw: tupleList)) <= (\(fragment: high))"
+        // bytea: the token's bytes; the old value compared exactly (escape format round-trips).
+        let newValue = target.isBytea ? "convert_to(v.new_token, 'UTF8')" : "v.new_token"
+        let oldValue = target.isBytea ? "decode(v.old_token, 'escape')" : "v.old_token"
         let update: PostgresQuery = """
-            UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = v.new_token
+            UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = \(unsafeRaw: newValue)
             FROM unnest(\(fragment: unnestArgs)) AS v(\(unsafeRaw: vNames.joined(separator: ", ")), old_token, new_token)
-            WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = v.old_token
+            WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = \(unsafeRaw: oldValue)
               AND \(fragment: range)
             """
         var attempt = 0
