@@ -18,6 +18,7 @@ struct SecretFileSettingsTests {
         let files: [(name: String, mode: mode_t, setting: String, world: Bool)] = [
             ("db.pw", 0o640, "password_ref", false),
             ("redis.pw", 0o644, "redis.password", true),
+            ("sentinel.pw", 0o640, "redis.sentinel_password", false),
             ("pd.key", 0o604, "routing_key_file of alert oncall", true),
             ("slack.url", 0o640, "url_ref of alert chat", false),
             ("hook.url", 0o660, "url_file of alert hook", false),
@@ -36,6 +37,7 @@ struct SecretFileSettingsTests {
             password_ref: file:\(dir)/db.pw
             redis:
               password: file:\(dir)/redis.pw
+              sentinel_password: file:\(dir)/sentinel.pw
             roles:
               spec: \(dir)/roles
             alerts:

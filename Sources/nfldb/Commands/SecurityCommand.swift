@@ -61,7 +61,7 @@ struct SecurityCommand: ParsableCommand {
             }
         }
         // The file: targets of *_ref settings, and the alerts' *_file secrets.
-        for (key, setting) in [(ConfigKey.passwordRef, "password_ref"), (.redisPassword, "redis.password")] {
+        for (key, setting) in [(ConfigKey.passwordRef, "password_ref"), (.redisPassword, "redis.password"), (.redisSentinelPassword, "redis.sentinel_password")] {
             if let text = configuration.string(key), let path = fileTarget(text) { secretFiles.append(SecretFile(setting: setting, path: path)) }
         }
         for alert in (try? AlertDestination.all(in: configuration)) ?? [] {
