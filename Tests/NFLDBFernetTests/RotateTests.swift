@@ -95,6 +95,8 @@ struct RotateTests {
             #expect(report.batches == 8)
             #expect(report.undecryptableCount == 0 && report.complete)
             #expect(report.keyColumns == ["id"])
+            // Batches commit asynchronously; the run ends with a synchronous flush and leaves the session synchronous.
+            #expect(try connection.query("SHOW synchronous_commit").scalar(String.self) == "on")
             try world.assertAllUnder(world.new, connection)
             #expect(try connection.query("SELECT count(*) FROM cards c JOIN cards_orig o USING (id) WHERE c.note IS DISTINCT FROM o.note").scalar(Int.self) == 0)
             // Old key alone no longer opens anything.
