@@ -92,6 +92,14 @@ public final class ColumnRotator {
         let column: String
         let keys: [KeyColumn]
         let estimatedRows: Int
+        /// A bytea column holding the token's ASCII bytes (read with `encode(…, 'escape')`, so a
+        /// stray non-UTF-8 value is reported as undecryptable, not a failed batch).
+        var isBytea = false
+
+        /// The column as text in the SELECT.
+        var readExpression: String {
+            isBytea ? "encode(\(PostgresIdentifier.quote(column)), 'escape')" : PostgresIdentifier.quote(column)
+        }
 
         var relation: String { "\(PostgresIdentifier.quote(schema)).\(PostgresIdentifier.quote(table))" }
 
@@ -114,11 +122,33 @@ public final class ColumnRotator {
         report.column = target.column
         report.keyColumns = target.keys.map(\.name)
         try connection.execute("SELECT set_config('lock_timeout', \(Self.milliseconds(options.lockTimeout)), false)")
+        // Batches commit without waiting for their WAL flush (synchronous_commit off, this session
+        // only): a crash can lose the last few batches whole, never part of one, and those rows still
+        // hold their old tokens, which the old key opens and a re-run rotates. Before the run reports
+        // anything, one synchronous commit flushes the WAL up to the last batch (WAL is flushed in
+        // order), so a completed run is as durable as a plain UPDATE.
+        try connection.execute("SELECT set_config('synchronous_commit', 'off', false)")
         try connection.withAdvisoryLock(lock, wait: options.lockWait) {
-            try rotate(target, options: options, report: &report, progress: progress)
+            do {
+                try rotate(target, options: options, report: &report, progress: progress)
+            } catch {
+                try? Self.flushWAL(connection)  // keep what was written before the failure
+                throw error
+            }
+            try Self.flushWAL(connection)
         }
         report.seconds = (ContinuousClock.now - started).inSeconds
         return report
+    }
+
+    /// Commits a transaction with an xid under `synchronous_commit = on`: returns once the WAL up to
+    /// it (so every earlier asynchronous batch) is flushed. Then restores synchronous commits.
+    static func flushWAL(_ connection: PostgresConnection) throws {
+        try connection.withTransaction {
+            try connection.execute("SELECT set_config('synchronous_commit', 'on', true)")
+            try connection.execute("SELECT pg_current_xact_id()")
+        }
+        try connection.execute("SELECT set_config('synchronous_commit', 'on', false)")
     }
 
     static func milliseconds(_ duration: Duration) -> String { "\(Int((duration.inSeconds * 1000).rounded()))ms" }
@@ -156,10 +186,11 @@ public final class ColumnRotator {
         guard let column else {
             throw OperatorError("crypt rotate: column \(options.column) not found in \(schema).\(table)", hint: "Give the column's exact name (case matters, no quotes).", exitStatus: .usage)
         }
-        guard column["category"] == "S" else {
+        let isBytea = column["type"] == "bytea"
+        guard column["category"] == "S" || isBytea else {
             throw OperatorError(
-                "crypt rotate: \(schema).\(table).\(options.column) is \(column["type"] ?? "?"), not a text type",
-                hint: "Fernet tokens are stored as text (text or varchar); convert the column first.", exitStatus: .usage)
+                "crypt rotate: \(schema).\(table).\(options.column) is \(column["type"] ?? "?"), not a text type or bytea",
+                hint: "Fernet tokens are stored as text (text or varchar) or as their bytes (bytea); convert the column first.", exitStatus: .usage)
         }
         let keyRows = try connection.query("""
             SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type
@@ -178,7 +209,9 @@ public final class ColumnRotator {
         if keys.contains(where: { $0.name == options.column }) {
             throw OperatorError("crypt rotate: \(options.column) is part of the primary key of \(schema).\(table)", hint: "Encrypted values cannot be keys (every encryption differs).", exitStatus: .usage)
         }
-        return Target(schema: schema, table: table, column: options.column, keys: keys, estimatedRows: Int(try relation.decode("estimate", as: Int64.self)))
+        var target = Target(schema: schema, table: table, column: options.column, keys: keys, estimatedRows: Int(try relation.decode("estimate", as: Int64.self)))
+        target.isBytea = isBytea
+        return target
     }
 
     // MARK: Batches
@@ -212,7 +245,7 @@ public final class ColumnRotator {
 
         func next(after last: [String]?, on connection: PostgresConnection) throws -> Batch? {
             let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
-            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(PostgresIdentifier.quote(target.column)) FROM \(target.relation)")
+            var select = PostgresQuery(unsafeSQL: "SELECT \(keyList), \(target.readExpression) FROM \(target.relation)")
             if let last {
                 var condition: PostgresQuery = " WHERE (\(unsafeRaw: keyList)) > ("
                 for (index, value) in last.enumerated() {
@@ -300,7 +333,7 @@ public final class ColumnRotator {
     }
 
 
-    /// One transaction: `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
+    /// One statement (its own transaction): `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
     /// A lock timeout is retried three times (the batch is small); then the run stops, resumable.
     private func write(_ changes: [Change], target: Target, lockTimeout: Duration) throws -> Int {
         let relation = target.relation
@@ -332,19 +365,21 @@ public final class ColumnRotator {
             high = "\(fragment: high)\(unsafeRaw: separator)\(changes[changes.count - 1].key[index])::\(unsafeRaw: key.type)"
         }
         let range: PostgresQuery = "(\(unsafeRaw: tupleList)) >= (\(fragment: low)) AND (\(unsafeRaw: tupleList)) <= (\(fragment: high))"
+        // bytea: the token's bytes; the old value compared exactly (escape format round-trips).
+        let newValue = target.isBytea ? "convert_to(v.new_token, 'UTF8')" : "v.new_token"
+        let oldValue = target.isBytea ? "decode(v.old_token, 'escape')" : "v.old_token"
         let update: PostgresQuery = """
-            UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = v.new_token
+            UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = \(unsafeRaw: newValue)
             FROM unnest(\(fragment: unnestArgs)) AS v(\(unsafeRaw: vNames.joined(separator: ", ")), old_token, new_token)
-            WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = v.old_token
+            WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = \(unsafeRaw: oldValue)
               AND \(fragment: range)
             """
         var attempt = 0
         while true {
             do {
-                return try connection.withTransaction {
-                    try connection.execute("SELECT set_config('lock_timeout', \(Self.milliseconds(lockTimeout)), true)")
-                    return try connection.execute(update)
-                }
+                // One statement is one transaction (autocommit): one round trip per batch. The
+                // session's lock_timeout (set in run) applies.
+                return try connection.execute(update)
             } catch let error as PostgresError where error.sqlState == SQLState.lockNotAvailable && attempt < 3 {
                 attempt += 1
                 logger.info("batch waited longer than lock_timeout; retrying", metadata: ["attempt": .stringConvertible(attempt)])
@@ -354,19 +389,23 @@ public final class ColumnRotator {
     }
 
     /// A PostgreSQL array literal of text elements, each double-quoted with `\` and `"` escaped.
+    /// Built over UTF-8 bytes: iterating `Character`s (grapheme clusters) here cost more per batch
+    /// than the server's UPDATE of it.
     static func arrayLiteral(_ values: [String]) -> String {
-        var out = "{"
-        out.reserveCapacity(values.count * 110)
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var out: [UInt8] = []
+        out.reserveCapacity(values.reduce(2) { $0 + $1.utf8.count + 3 })
+        out.append(UInt8(ascii: "{"))
         for (index, value) in values.enumerated() {
-            if index > 0 { out += "," }
-            out += "\""
-            if value.contains(where: { $0 == "\"" || $0 == "\\" }) {
-                out += value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            } else {
-                out += value
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(quote)
+            for byte in value.utf8 {
+                if byte == quote || byte == backslash { out.append(backslash) }
+                out.append(byte)
             }
-            out += "\""
+            out.append(quote)
         }
-        return out + "}"
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,5 +1,13 @@
 import CLibCrypto
 import Foundation
+import Synchronization
+
+/// Bumped in the child after every `fork()`: a ``Fernet`` refills its IV pool when it changed, so a
+/// child never hands out IVs its parent may also use. (A pid check per value was a system call per token.)
+private let forkGeneration = Atomic<Int>(0)
+private let forkHandlerInstalled: Bool = {
+    pthread_atfork(nil, nil, { forkGeneration.add(1, ordering: .relaxed) }) == 0
+}()
 
 /// Why a token was rejected. Python's `cryptography` reports all of these as one `InvalidToken`;
 /// nfldb keeps the reason for operators. A bad padding can only be seen after the HMAC matched, so
@@ -52,11 +60,11 @@ public final class Fernet {
     private let macState: UnsafeMutablePointer<nfldb_hmac_sha256_state>
     /// IVs, drawn from `RAND_bytes` 4 KiB at a time: one `RAND_bytes` call costs as much as the
     /// AES and HMAC of a short value together (OpenSSL 3's DRBG locking), 256 IVs per call do not.
-    /// Each IV is wiped from the pool when handed out; the pool is refilled after a fork (pid check),
-    /// so a child never reuses its parent's IVs.
+    /// Each IV is wiped from the pool when handed out; the pool is refilled after a fork (a
+    /// `pthread_atfork` generation), so a child never reuses its parent's IVs.
     private let ivPool: UnsafeMutablePointer<UInt8>
     private var ivOffset = Fernet.ivPoolSize
-    private var ivPoolOwner: pid_t = 0
+    private var ivPoolGeneration = -1
     static let ivPoolSize = 4096
 
     public init(key: FernetKey) throws(FernetError) {
@@ -94,11 +102,11 @@ public final class Fernet {
 
     /// Writes a fresh random IV (16 bytes) to `out`; false if `RAND_bytes` failed.
     private func randomIV(into out: UnsafeMutablePointer<UInt8>) -> Bool {
-        let pid = getpid()
-        if ivOffset + 16 > Self.ivPoolSize || pid != ivPoolOwner {
-            guard RAND_bytes(ivPool, Int32(Self.ivPoolSize)) == 1 else { return false }
+        let generation = forkGeneration.load(ordering: .relaxed)
+        if ivOffset + 16 > Self.ivPoolSize || generation != ivPoolGeneration {
+            guard forkHandlerInstalled, RAND_bytes(ivPool, Int32(Self.ivPoolSize)) == 1 else { return false }
             ivOffset = 0
-            ivPoolOwner = pid
+            ivPoolGeneration = generation
         }
         let source = ivPool + ivOffset
         out.update(from: source, count: 16)

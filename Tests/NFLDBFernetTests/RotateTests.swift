@@ -95,6 +95,8 @@ struct RotateTests {
             #expect(report.batches == 8)
             #expect(report.undecryptableCount == 0 && report.complete)
             #expect(report.keyColumns == ["id"])
+            // Batches commit asynchronously; the run ends with a synchronous flush and leaves the session synchronous.
+            #expect(try connection.query("SHOW synchronous_commit").scalar(String.self) == "on")
             try world.assertAllUnder(world.new, connection)
             #expect(try connection.query("SELECT count(*) FROM cards c JOIN cards_orig o USING (id) WHERE c.note IS DISTINCT FROM o.note").scalar(Int.self) == 0)
             // Old key alone no longer opens anything.
@@ -142,6 +144,38 @@ struct RotateTests {
             #expect(report.alreadyCurrent == afterKill)
             #expect(report.rotated == 27000 - afterKill)
             try world.assertAllUnder(world.new, connection)
+        }
+    }
+
+    @Test("a bytea column of token bytes is rotated too; a non-UTF-8 value is reported by its key and left byte for byte")
+    func byteaColumn() throws {
+        try RotateWorld.with { world in
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            try world.seed(connection, count: 1234)
+            try connection.runScript(unsafeSQL: """
+                CREATE TABLE cards_bin AS SELECT id, convert_to(secret, 'UTF8') AS secret FROM cards;
+                ALTER TABLE cards_bin ADD PRIMARY KEY (id);
+                INSERT INTO cards_bin VALUES (5000, '\\xff00fe5c22'::bytea);
+                CREATE TABLE cards_bin_orig AS SELECT * FROM cards_bin;
+                """)
+            let result = try world.rotate(["--batch-size", "200", "--format", "json"], table: "cards_bin")
+            #expect(result.status == 1, "\(result.standardOutput)\(result.standardError)")
+            let report = try RotateWorld.decoder.decode(RotationReport.self, from: Data(result.standardOutput.utf8))
+            #expect(report.rotated == 1234 - 123)
+            #expect(report.nulls == 123)
+            #expect(report.undecryptableCount == 1 && report.undecryptable.first?.key == "id=5000", "\(report.undecryptable)")
+            let fernet = try Fernet(key: world.new)
+            let rows = try connection.query("SELECT id, convert_from(secret, 'UTF8') AS token FROM cards_bin WHERE id < 5000 AND secret IS NOT NULL ORDER BY id").rows
+            #expect(rows.count == 1234 - 123)
+            for row in rows {
+                let id = try row.decode("id", as: Int.self)
+                let token = try #require(row["token"])
+                #expect(String(decoding: try fernet.decrypt(token), as: UTF8.self) == RotateWorld.value(id), "row \(id)")
+                #expect(try Fernet.unverifiedTimestamp(token) == 1_700_000_000 + Int64(id))
+            }
+            #expect(try connection.query("SELECT count(*) FROM cards_bin c JOIN cards_bin_orig o USING (id) WHERE c.id = 5000 AND c.secret = o.secret").scalar(Int.self) == 1)
+            #expect(try connection.query("SELECT count(*) FROM cards_bin WHERE secret IS NULL").scalar(Int.self) == 123)
         }
     }
 

@@ -134,7 +134,8 @@ extension CryptCommand {
 
         func run() throws {
             let result = try FernetBench.run(count: count, valueLength: valueLength)
-            print(String(format: "count=%d encrypt_s=%.3f decrypt_s=%.3f total_s=%.3f", result.count, result.encryptSeconds, result.decryptSeconds, result.totalSeconds))
+            print(String(format: "count=%d encrypt_s=%.3f decrypt_s=%.3f total_s=%.3f cpu_s=%.3f", result.count, result.encryptSeconds, result.decryptSeconds,
+                         result.totalSeconds, result.cpuSeconds))
         }
     }
 }

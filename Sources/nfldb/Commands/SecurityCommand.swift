@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NFLDBAlerting
 import NFLDBBackup
 import NFLDBCore
 import NFLDBHealth
 import NFLDBMigrations
 import NFLDBPostgres
+import NFLDBQueue
 import NFLDBRoles
 import NFLDBSecurity
 
@@ -17,9 +19,16 @@ struct SecurityCommand: ParsableCommand {
         subcommands: [Check.self])
 
     /// The posture checks, configured with the files this configuration points at: password_file,
-    /// PGPASSFILE or ~/.pgpass, the DSN's sslkey, backup.config (when it holds a secret option) and
-    /// the roles spec's password_file entries as secret files; nfldb.yaml,
+    /// PGPASSFILE or ~/.pgpass, the DSN's sslkey, backup.config (when it holds a secret option), the
+    /// roles spec's password_file entries, the alerts' url_file/routing_key_file, and the file:
+    /// targets of password_ref, redis.password, alert *_ref and roles' password_ref as secret files; nfldb.yaml,
     /// migrations.dir and roles.spec as places where no credential belongs.
+    /// The path of a `file:` secret reference; nil for other schemes or a malformed reference.
+    static func fileTarget(_ text: String) -> String? {
+        guard let reference = try? SecretReference.parse(text, what: "secret reference"), reference.scheme == "file" else { return nil }
+        return reference.identifier
+    }
+
     static func probes(_ context: CommandContext) throws -> [any Probe] {
         let configuration = context.configuration
         var secretFiles: [SecretFile] = []
@@ -41,6 +50,25 @@ struct SecurityCommand: ParsableCommand {
                 if case .file(let path)? = role.password {
                     secretFiles.append(SecretFile(setting: "password_file of role \(role.name) (roles.spec)", path: path))
                 }
+            }
+        }
+        // Role passwords by reference (password_ref: file:PATH in the roles spec).
+        if let (spec, _) = try? RoleSpecParser.load(path: specPath) {
+            for role in spec.roles {
+                if case .reference(let text)? = role.password, let path = fileTarget(text) {
+                    secretFiles.append(SecretFile(setting: "password_ref of role \(role.name) (roles.spec)", path: path))
+                }
+            }
+        }
+        // The file: targets of *_ref settings, and the alerts' *_file secrets.
+        for (key, setting) in [(ConfigKey.passwordRef, "password_ref"), (.redisPassword, "redis.password"), (.redisSentinelPassword, "redis.sentinel_password")] {
+            if let text = configuration.string(key), let path = fileTarget(text) { secretFiles.append(SecretFile(setting: setting, path: path)) }
+        }
+        for alert in (try? AlertDestination.all(in: configuration)) ?? [] {
+            let field = alert.kind == .pagerduty ? "routing_key" : "url"
+            if let path = alert.secretFile { secretFiles.append(SecretFile(setting: "\(field)_file of alert \(alert.name)", path: path)) }
+            if let text = alert.secretRef, let path = fileTarget(text) {
+                secretFiles.append(SecretFile(setting: "\(field)_ref of alert \(alert.name)", path: path))
             }
         }
         var scan: [String] = []
@@ -96,7 +124,17 @@ extension SecurityCommand {
             }
             var settings = try HealthSettings(configuration: context.configuration)
             for probe in probes where settings.values["\(probe.name).enabled"] == nil { settings.values["\(probe.name).enabled"] = "true" }
-            var options = try context.connectionOptions()
+            // A refused secret (a password_ref file with group access, …) is itself a finding of
+            // security_secret_files; say so and check with what libpq finds on its own (DSN, .pgpass).
+            var options: ConnectionOptions
+            do {
+                options = try context.connectionOptions()
+            } catch let error as ConfigurationError {
+                context.logger.warning("database password not used: \(error.diagnostic.summary); connecting with what libpq finds itself")
+                options = ConnectionOptions(dsn: context.configuration.string(.dsn), password: nil,
+                                            connectTimeout: try context.configuration.duration(.connectTimeout))
+                options.requireTLS = try SecurityConfig(configuration: context.configuration).requireTLS
+            }
             options.applicationName = "nfldb-security"
             let report = HealthRunner(settings: settings, probes: probes, logger: context.logger)
                 .run([HealthTarget(options: options, name: settings.targetName)])
