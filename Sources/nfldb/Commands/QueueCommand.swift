@@ -30,21 +30,24 @@ extension QueueCommand {
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
         @OptionGroup var output: QueueOutput
-        @Argument(help: "Task type: noop, sleep, fail, db.vacuum_analyze, …") var type: String
+        @Argument(help: "Task type: noop, sleep, fail, db.vacuum_analyze, etl.load, backup.verify.") var type: String
         @Option(help: "Payload, a JSON object.") var payload = "{}"
         @Option(help: "Capability queue: cpu, gpu_high, gpu_low, io, …") var queue = "cpu"
         @Option(help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).") var priority = 0
         @Option(name: .customLong("idempotency-key"), help: "Same key within queue.idempotency_ttl → the same task.") var idempotencyKey: String?
         @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
+        @Option(name: .customLong("correlation-id"), help: "Trace id carried into the worker's logs, nfl.etl_runs and audit.log (default NFLDB_CORRELATION_ID, else a new one).")
+        var correlationID: String?
         static let commandPath = "queue submit"
 
         func run(_ context: CommandContext) throws {
             let q = try context.taskQueue()
             defer { q.close() }
+            let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
-                                      maxAttempts: maxAttempts, correlationID: context.correlationID)
+                                      maxAttempts: maxAttempts, correlationID: correlation)
             switch output.format {
-            case .json: context.output(try JSONOutput.encode(result))
+            case .json: context.output(try JSONOutput.encode(SubmittedTask(id: result.id, created: result.created, correlationId: correlation)))
             case .text:
                 context.output(result.id)
                 if !result.created { context.say("(idempotency key already used: this is the existing task)") }
@@ -240,9 +243,10 @@ struct WorkerCommand: GlobalOptionsCommand {
         var profile = WorkerProfile.detect()
         if let gpus { profile.gpus = gpus }
         let names = try queues.map { try profile.check($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } ?? profile.defaultQueues
+        let database = try context.connectionOptions()
         let worker = Worker(
             config: try QueueConfig(configuration: context.configuration), options: WorkerOptions(queues: names, concurrency: concurrency, burst: burst),
-            database: try context.connectionOptions(), logger: context.logger)
+            database: database, handlers: WorkerHandlers.all(configuration: context.configuration, database: database), logger: context.logger)
         let signals = worker.installSignalHandlers()
         let summary = try worker.run()
         signals.forEach { $0.cancel() }
@@ -253,5 +257,20 @@ struct WorkerCommand: GlobalOptionsCommand {
                 + "\(summary.dead) dead-lettered, \(summary.cancelled) cancelled, \(summary.lost) lease lost, \(summary.released) released")
         }
         finished(context, "worker")
+    }
+}
+
+/// `queue submit --format json`: the id, whether it was created, and the correlation id it carries.
+struct SubmittedTask: Encodable {
+    let id: String
+    let created: Bool
+    let correlationId: String
+
+    static func correlation(_ given: String?, default fallback: String) throws -> String {
+        guard let given else { return fallback }
+        guard !given.isEmpty, given.count <= 200, !given.contains(where: { $0.isNewline || $0.isWhitespace }) else {
+            throw OperatorError("--correlation-id must be 1–200 characters without spaces", exitStatus: .usage)
+        }
+        return given
     }
 }

@@ -1,0 +1,346 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBRedisTestSupport
+import NFLDBTestSupport
+import Testing
+
+/// The shared nflverse slice (as the ETL tests find it): `$NFLDB_ETL_SLICE`, else `<repo>/../shared/data/`,
+/// else `/work/shared/data/`.
+enum SharedSlice {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let path: String = {
+        let beside = URL(fileURLWithPath: repository).appendingPathComponent("../shared/data/nflverse_games_2023_2025.csv").standardizedFileURL.path
+        return [ProcessInfo.processInfo.environment["NFLDB_ETL_SLICE"], beside, "/work/shared/data/nflverse_games_2023_2025.csv"]
+            .compactMap { $0 }.first { FileManager.default.fileExists(atPath: $0) } ?? beside
+    }()
+}
+
+/// A redis-server and a migrated database; every command runs the built `nfldb` binary.
+struct QueueCLIWorld {
+    let redis: RedisTestServer
+    let db: TestDatabase
+    let dir: String
+
+    static func with(migrate: Bool = true, _ body: (QueueCLIWorld) throws -> Void) throws {
+        let redis = try RedisTestServer.start()
+        defer { redis.stop() }
+        try withScratchDirectory("nfldb-qcli") { dir in
+            try TestCluster.withDatabase(prefix: "qcli") { db in
+                let world = QueueCLIWorld(redis: redis, db: db, dir: dir)
+                if migrate {
+                    let up = try world.run("migrate", "up", "-q", "--dir", SharedSlice.repository + "/migrations")
+                    try #require(up.status == 0, "\(up.allOutput)")
+                }
+                try body(world)
+            }
+        }
+    }
+
+    func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        ["NFLDB_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "NFLDB_DSN": db.dsn, "NFLDB_LOG_LEVEL": "warning",
+         "NFLDB_QUEUE_BACKOFF_BASE": "20ms", "NFLDB_QUEUE_BACKOFF_MAX": "100ms"].merging(extra) { _, new in new }
+    }
+
+    @discardableResult
+    func run(_ arguments: String..., env: [String: String] = [:]) throws -> ProcessResult {
+        try CLIRunner.run(arguments, environment: environment(env), timeout: .seconds(180))
+    }
+
+    func spawn(_ arguments: [String], env: [String: String] = [:]) throws -> ChildProcess {
+        try CLIRunner.spawn(arguments, environment: environment(env))
+    }
+
+    /// `queue submit … --format json`: the task id.
+    func submit(_ type: String, _ extra: [String] = [], env: [String: String] = [:]) throws -> String {
+        let result = try CLIRunner.run(["queue", "submit", type, "--format", "json"] + extra, environment: environment(env))
+        try #require(result.status == 0, "\(result.allOutput)")
+        return try #require(try jsonObject(result.standardOutput)["id"] as? String)
+    }
+
+    /// `worker --burst --format json`: exit status, summary and the log on stderr.
+    func burst(_ extra: [String] = [], env: [String: String] = [:]) throws -> (status: Int32, summary: [String: Any], log: String) {
+        let result = try CLIRunner.run(["worker", "--burst", "--queues", "cpu", "--format", "json"] + extra, environment: environment(env),
+                                       timeout: .seconds(180))
+        let summary = (try? jsonObject(result.standardOutput)) ?? [:]
+        return (result.status, summary, result.standardError)
+    }
+
+    func inspect(_ id: String) throws -> [String: Any] {
+        let result = try run("queue", "inspect", id, "--format", "json")
+        try #require(result.status == 0, "\(result.allOutput)")
+        return try jsonObject(result.standardOutput)
+    }
+
+    func stats() throws -> [String: Any] {
+        let result = try run("queue", "stats", "--format", "json")
+        try #require(result.status == 0, "\(result.allOutput)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [[String: Any]])
+        return rows.first { $0["queue"] as? String == "cpu" } ?? [:]
+    }
+
+    func scalar<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type = T.self) throws -> T {
+        let connection = try db.connect()
+        defer { connection.close() }
+        return try connection.query(query).scalar(T.self)
+    }
+}
+
+@Suite("nfldb queue and worker against redis-server and PostgreSQL", .serialized)
+struct QueueCLITests {
+    @Test("etl.load via queue submit + worker --burst loads the shared slice; the correlation id reaches etl_runs, audit.log and the task's log lines")
+    func etlLoadTracesOneID() throws {
+        try QueueCLIWorld.with { world in
+            let audit = try world.run("audit", "install", "--table", "nfl.games", "--mode", "row")
+            try #require(audit.status == 0, "\(audit.allOutput)")
+            let payload = #"{"target": "games", "source": "\#(SharedSlice.path)"}"#
+            let submitted = try world.run("queue", "submit", "etl.load", "--payload", payload, "--correlation-id", "trace-etl-42", "--format", "json")
+            #expect(submitted.status == 0, "\(submitted.allOutput)")
+            let json = try jsonObject(submitted.standardOutput)
+            let id = try #require(json["id"] as? String)
+            #expect(json["correlation_id"] as? String == "trace-etl-42" && json["created"] as? Bool == true)
+
+            let worker = try world.burst(env: ["NFLDB_LOG_LEVEL": "info"])
+            #expect(worker.status == 0, "\(worker.log)")
+            #expect(worker.summary["succeeded"] as? Int == 1 && worker.summary["dead"] as? Int == 0, "\(worker.summary) \(worker.log)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 842)
+            // etl_runs: one succeeded run with the id given at submit.
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE correlation_id = 'trace-etl-42' AND status = 'succeeded' AND rows_inserted = 842",
+                                     as: Int.self) == 1)
+            // audit.log: every row the load wrote carries it.
+            #expect(try world.scalar("SELECT count(*) FROM audit.log WHERE table_name = 'games' AND correlation_id = 'trace-etl-42'", as: Int.self) == 842)
+            #expect(try world.scalar("SELECT count(*) FROM audit.log WHERE correlation_id IS DISTINCT FROM 'trace-etl-42'", as: Int.self) == 0)
+            // The durable result is the load's JSON, keyed by the task id.
+            #expect(try world.scalar("SELECT (result->>'inserted')::int FROM nfl.task_results WHERE task_id = \(id) AND status = 'succeeded'",
+                                     as: Int.self) == 842)
+            // Every line the worker logged for the task carries the id (the loader's lines too).
+            let taskLines = worker.log.split(separator: "\n").filter { $0.contains("task_id=\(id)") || $0.contains("etl load") }
+            #expect(taskLines.count >= 2, "\(worker.log)")
+            #expect(taskLines.allSatisfy { $0.contains("correlation_id=trace-etl-42") }, "\(taskLines)")
+            #expect(worker.log.contains("task succeeded"), "\(worker.log)")
+
+            // One changed score, submitted with another id: exactly one games row changes and one audit row carries that id.
+            let lines = try String(contentsOfFile: SharedSlice.path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let header = lines[0].split(separator: ",").map(String.init)
+            let column = try #require(header.firstIndex(of: "home_score"))
+            let resultColumn = try #require(header.firstIndex(of: "result"))
+            var fields = lines[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            let home = try #require(Int(fields[column]), "row 1 must be a played game")
+            fields[column] = String(home + 1)
+            fields[resultColumn] = String(try #require(Int(fields[resultColumn])) + 1)
+            var changed = lines
+            changed[1] = fields.joined(separator: ",")
+            let changedPath = world.dir + "/games-changed.csv"
+            try changed.joined(separator: "\n").write(toFile: changedPath, atomically: true, encoding: .utf8)
+            _ = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(changedPath)"}"#], env: ["NFLDB_CORRELATION_ID": "trace-etl-43"])
+            let second = try world.burst()
+            #expect(second.status == 0 && second.summary["succeeded"] as? Int == 1, "\(second.summary) \(second.log)")
+            #expect(try world.scalar("SELECT rows_updated FROM nfl.etl_runs WHERE correlation_id = 'trace-etl-43'", as: Int.self) == 1)
+            #expect(try world.scalar("SELECT count(*) FROM audit.log WHERE correlation_id = 'trace-etl-43' AND operation = 'UPDATE'", as: Int.self) == 1)
+            #expect(try world.scalar("SELECT count(*) FROM audit.log WHERE correlation_id = 'trace-etl-43'", as: Int.self) == 1)
+        }
+    }
+
+    @Test("failing etl.load payloads end per the retry/DLQ policy with a clear error; backup.verify without backup.config is dead-lettered")
+    func etlLoadFailures() throws {
+        try QueueCLIWorld.with { world in
+            let missing = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(world.dir)/nope.csv"}"#, "--max-attempts", "5"])
+            let plays = try world.submit("etl.load", ["--payload", #"{"target": "plays"}"#])
+            let typo = try world.submit("etl.load", ["--payload", #"{"target": "games", "sorce": "x.csv"}"#])
+            // A bad row with on_invalid fail: the run is recorded failed (with the submit's correlation id), nothing loaded, no retry.
+            let text = try String(contentsOfFile: SharedSlice.path, encoding: .utf8)
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let header = lines[0].split(separator: ",").map(String.init)
+            let column = try #require(header.firstIndex(of: "season"))
+            var fields = lines[3].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            fields[column] = "not-a-year"
+            lines[3] = fields.joined(separator: ",")
+            let bad = world.dir + "/bad.csv"
+            try lines.joined(separator: "\n").write(toFile: bad, atomically: true, encoding: .utf8)
+            let strict = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(bad)", "options": {"on_invalid": "fail"}}"#,
+                                                       "--correlation-id", "trace-bad-1"])
+            // A transient failure (an HTTP source that refuses connections) is retried, then dead-lettered after max_attempts.
+            let closed = try LoopbackPort.free()
+            let http = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "http://127.0.0.1:\#(closed)/games.csv"}"#,
+                                                     "--max-attempts", "2"])
+            let verify = try world.submit("backup.verify", ["--payload", "{}"])
+
+            let worker = try world.burst(env: ["NFLDB_ETL_HTTP_MAX_ATTEMPTS": "1", "NFLDB_ETL_HTTP_DEADLINE": "5s"])
+            #expect(worker.status == 0, "\(worker.log)")
+            #expect(worker.summary["dead"] as? Int == 6 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
+                    "\(worker.summary) \(worker.log)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "a failed load changes nothing")
+
+            func dead(_ id: String, attempts: String = "1", contains expected: String) throws {
+                let task = try world.inspect(id)
+                #expect(task["state"] as? String == "dead" && task["attempts"] as? String == attempts, "\(task)")
+                #expect((task["error"] as? String)?.contains(expected) == true, "\(task["error"] ?? "no error")")
+            }
+            try dead(missing, contains: "\(world.dir)/nope.csv: no such file")
+            try dead(plays, contains: "etl.load: unknown target \"plays\" (known: games)")
+            try dead(typo, contains: "etl.load: unknown payload key sorce")
+            try dead(strict, contains: "--on-invalid is fail")
+            try dead(http, attempts: "2", contains: "http://127.0.0.1:\(closed)/games.csv")
+            try dead(verify, contains: "backup.config is not set")
+            let history = try #require(try JSONSerialization.jsonObject(with: Data(((try world.inspect(http))["history"] as? String ?? "[]").utf8)) as? [[String: Any]])
+            #expect(history.count == 2, "\(history)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE correlation_id = 'trace-bad-1' AND status = 'failed'", as: Int.self) == 1)
+
+            // The dead-letter queue lists all six with their errors; requeue one, purge the rest.
+            let list = try world.run("queue", "dlq", "list")
+            #expect(list.status == 0 && list.standardOutput.contains(missing) && list.standardOutput.contains("etl.load"), "\(list.allOutput)")
+            let listJSON = try #require(try JSONSerialization.jsonObject(with: Data(try world.run("queue", "dlq", "list", "--format", "json").standardOutput.utf8)) as? [[String: Any]])
+            #expect(listJSON.count == 6)
+        }
+    }
+
+    @Test("db.vacuum_analyze: a table (quoted identifier) is vacuumed; unknown tables, views and hostile names are dead-lettered at once")
+    func vacuumAnalyze() throws {
+        try QueueCLIWorld.with { world in
+            let connection = try world.db.connect()
+            defer { connection.close() }
+            _ = try connection.runScript(unsafeSQL: #"CREATE TABLE nfl."Odd Name.x" (id int); INSERT INTO nfl."Odd Name.x" VALUES (1); CREATE VIEW nfl.games_v AS SELECT 1 AS x"#)
+            let games = try world.submit("db.vacuum_analyze", ["--payload", #"{"table": "nfl.games"}"#])
+            let odd = try world.submit("db.vacuum_analyze", ["--payload", #"{"schema": "nfl", "table": "Odd Name.x"}"#])
+            let unknown = try world.submit("db.vacuum_analyze", ["--payload", #"{"table": "nfl.nope"}"#, "--max-attempts", "5"])
+            let view = try world.submit("db.vacuum_analyze", ["--payload", #"{"table": "nfl.games_v"}"#])
+            let hostile = try world.submit("db.vacuum_analyze", ["--payload", #"{"table": "nfl.teams; DROP TABLE nfl.teams"}"#])
+            let empty = try world.submit("db.vacuum_analyze", ["--payload", "{}"])
+            let worker = try world.burst()
+            #expect(worker.status == 0, "\(worker.log)")
+            #expect(worker.summary["succeeded"] as? Int == 2 && worker.summary["dead"] as? Int == 4 && worker.summary["retried"] as? Int == 0,
+                    "\(worker.summary) \(worker.log)")
+            #expect(try world.inspect(games)["state"] as? String == "succeeded")
+            #expect(try world.scalar("SELECT result->>'table' FROM nfl.task_results WHERE task_id = \(odd)", as: String.self) == "Odd Name.x")
+            try waitUntil("pg_stat_user_tables shows the vacuum and analyze of both tables", timeout: .seconds(20)) {
+                try world.scalar("""
+                    SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = 'nfl' AND relname IN ('games', 'Odd Name.x')
+                      AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL
+                    """, as: Int.self) == 2
+            }
+            let cases: [(String, String)] = [
+                (unknown, #"db.vacuum_analyze: no table "nfl"."nope" in database "#),
+                (view, #"db.vacuum_analyze: "nfl"."games_v" is a view"#),
+                (hostile, #"no table "nfl"."teams; DROP TABLE nfl.teams""#),
+                (empty, #"db.vacuum_analyze needs {"table": "schema.name"}"#),
+            ]
+            for (id, expected) in cases {
+                let task = try world.inspect(id)
+                #expect(task["state"] as? String == "dead" && task["attempts"] as? String == "1", "\(task)")
+                #expect((task["error"] as? String)?.contains(expected) == true, "\(task["error"] ?? "")")
+            }
+            #expect(try world.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'nfl' AND tablename = 'teams'", as: Int.self) == 1)
+        }
+    }
+
+    @Test("queue submit/stats/inspect/cancel/dlq/recover through the binary, text and JSON; usage errors exit 2; Redis away exits 1 without the password")
+    func queueCommands() throws {
+        try QueueCLIWorld.with(migrate: true) { world in
+            // submit: text prints the id alone; JSON an object with id; an idempotency key returns the same id.
+            let text = try world.run("queue", "submit", "noop", "--idempotency-key", "nightly-1")
+            #expect(text.status == 0 && text.stdoutLines.count == 1, "\(text.allOutput)")
+            let first = text.stdoutLines[0]
+            #expect(first.count == 36, "a UUID: \(first)")
+            let again = try world.run("queue", "submit", "noop", "--idempotency-key", "nightly-1", "--format", "json")
+            #expect(try jsonObject(again.standardOutput)["id"] as? String == first)
+            #expect(try jsonObject(again.standardOutput)["created"] as? Bool == false)
+
+            // stats (text and JSON) and inspect.
+            let stats = try world.run("queue", "stats")
+            #expect(stats.status == 0 && stats.standardOutput.contains("queue") && stats.standardOutput.contains("oldest_ready"), "\(stats.allOutput)")
+            #expect(stats.stdoutLines.contains { $0.hasPrefix("cpu") && $0.split(separator: " ").dropFirst().first == "1" }, "\(stats.standardOutput)")
+            #expect(try world.stats()["ready"] as? Int == 1)
+            let inspect = try world.run("queue", "inspect", first)
+            #expect(inspect.status == 0 && inspect.standardOutput.contains("state: ready") && inspect.standardOutput.contains("type: noop"), "\(inspect.standardOutput)")
+            let unknown = try world.run("queue", "inspect", "no-such-task")
+            #expect(unknown.status == 1 && unknown.standardError.contains("no task no-such-task in Redis"), "\(unknown.allOutput)")
+
+            // cancel: a pending task never runs; cancelling twice says so.
+            let cancelled = try world.run("queue", "cancel", first)
+            #expect(cancelled.status == 0 && cancelled.standardOutput.contains("cancelled \(first) (was ready)"), "\(cancelled.allOutput)")
+            let twice = try world.run("queue", "cancel", first, "--format", "json")
+            #expect(try jsonObject(twice.standardOutput)["previous_state"] as? String == "cancelled", "\(twice.allOutput)")
+
+            // dlq: a poison task ends there after max_attempts with its history; requeue, then purge.
+            let poison = try world.submit("fail", ["--payload", #"{"message": "poison pill"}"#, "--max-attempts", "3"])
+            let burst = try world.burst()
+            #expect(burst.status == 0 && burst.summary["dead"] as? Int == 1 && burst.summary["retried"] as? Int == 2, "\(burst.summary) \(burst.log)")
+            let dead = try world.run("queue", "dlq", "list")
+            #expect(dead.status == 0 && dead.standardOutput.contains(poison) && dead.standardOutput.contains("poison pill"), "\(dead.allOutput)")
+            let history = try #require(try JSONSerialization.jsonObject(with: Data(((try world.inspect(poison))["history"] as? String ?? "").utf8)) as? [[String: Any]])
+            #expect(history.count == 3, "\(history)")
+            let requeue = try world.run("queue", "dlq", "requeue", poison)
+            #expect(requeue.status == 0 && requeue.standardOutput.contains("requeued \(poison)"), "\(requeue.allOutput)")
+            #expect(try world.stats()["ready"] as? Int == 1 && world.stats()["dead"] as? Int == 0)
+            #expect(try world.run("queue", "dlq", "requeue", poison).status == 1, "not dead any more")
+            _ = try world.burst()
+            let refused = try world.run("queue", "dlq", "purge")
+            #expect(refused.status == 2 && refused.standardError.contains("--yes-delete-dead-tasks"), "\(refused.allOutput)")
+            let purge = try world.run("queue", "dlq", "purge", "--yes-delete-dead-tasks", "--format", "json")
+            #expect(purge.status == 0, "\(purge.allOutput)")
+            #expect(try jsonObject(purge.standardOutput)["purged"] as? Int == 1, "\(purge.allOutput)")
+            let emptyList = try world.run("queue", "dlq", "list")
+            #expect(emptyList.standardOutput.contains("the dead-letter queue is empty"))
+
+            // recover: a worker SIGKILLed mid-task leaves an expired lease; recover moves it back to ready.
+            let slow = try world.submit("sleep", ["--payload", #"{"ms": 30000}"#])
+            let worker = try world.spawn(["worker", "--queues", "cpu"], env: ["NFLDB_QUEUE_LEASE": "500ms"])
+            defer { worker.removeOutput() }
+            try waitUntil("the sleep task in flight: \(worker.outputTail())", timeout: .seconds(30)) { try world.stats()["in_flight"] as? Int == 1 }
+            _ = worker.kill9()
+            try waitUntil("the lease expired", timeout: .seconds(10)) { try world.stats()["expired_leases"] as? Int == 1 }
+            let recover = try world.run("queue", "recover")
+            #expect(recover.status == 0 && recover.standardOutput.contains("recovered 1 expired lease"), "\(recover.allOutput)")
+            let back = try world.inspect(slow)
+            #expect(back["state"] as? String == "ready", "\(back)")
+            #expect(try world.run("queue", "recover", "--format", "json").standardOutput.contains("\"recovered\" : 0"))
+            _ = try world.run("queue", "cancel", slow)
+
+            // worker --burst on empty queues: exit 0, nothing done.
+            let idle = try world.burst()
+            #expect(idle.status == 0 && idle.summary["succeeded"] as? Int == 0, "\(idle.summary) \(idle.log)")
+
+            // Usage errors exit 2.
+            for arguments in [["queue", "submit"], ["queue", "submit", "noop", "--payload", "[1]"], ["queue", "submit", "noop", "--priority", "5000"],
+                              ["queue", "submit", "bad type!"], ["queue", "submit", "noop", "--correlation-id", "has space"], ["queue", "frobnicate"],
+                              ["worker", "--concurrency", "0"], ["queue", "submit", "noop", "--max-attempts", "0"]] {
+                let result = try CLIRunner.run(arguments, environment: world.environment())
+                #expect(result.status == 2, "\(arguments): \(result.status) \(result.allOutput)")
+            }
+
+            // Redis unreachable: exit 1, names the address, never prints the password from the URL.
+            let closed = try LoopbackPort.free()
+            for arguments in [["queue", "stats"], ["queue", "submit", "noop"], ["worker", "--burst", "--queues", "cpu"]] {
+                let away = try CLIRunner.run(arguments, environment: world.environment(["NFLDB_REDIS_URL": "redis://:s3cret-redis-pw@127.0.0.1:\(closed)/0"]))
+                #expect(away.status == 1, "\(arguments): \(away.status) \(away.allOutput)")
+                #expect(away.standardError.contains("127.0.0.1:\(closed)"), "\(away.allOutput)")
+                #expect(!away.allOutput.contains("s3cret-redis-pw"), "\(away.allOutput)")
+            }
+        }
+    }
+
+    @Test("SIGTERM to a worker: claiming stops, a short task finishes, a long one is released after the grace period; exit 0, no process left")
+    func sigtermDrains() throws {
+        try QueueCLIWorld.with { world in
+            let short = try world.submit("sleep", ["--payload", #"{"ms": 800}"#, "--priority", "10"])
+            let long = try world.submit("sleep", ["--payload", #"{"ms": 60000}"#, "--priority", "10"])
+            let waiting = try world.submit("noop", ["--priority", "-10"])
+            let worker = try world.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], env: ["NFLDB_QUEUE_SHUTDOWN_GRACE": "3s"])
+            defer { worker.removeOutput() }
+            try waitUntil("both sleep tasks in flight: \(worker.outputTail())", timeout: .seconds(30)) { try world.stats()["in_flight"] as? Int == 2 }
+            worker.send(SIGTERM)
+            let status = worker.wait(timeout: .seconds(30))
+            #expect(status == 0, "\(worker.outputTail())")
+            #expect(kill(worker.pid, 0) == -1, "the worker process is gone")
+            let summary = try jsonObject(worker.standardOutput)
+            #expect(summary["succeeded"] as? Int == 1 && summary["released"] as? Int == 1, "\(summary)")
+            #expect(try world.inspect(short)["state"] as? String == "succeeded")
+            let released = try world.inspect(long)
+            #expect(released["state"] as? String == "ready" && released["attempts"] as? String == "0", "\(released)")
+            #expect(try world.inspect(waiting)["state"] as? String == "ready", "nothing is claimed after SIGTERM")
+            let stats = try world.stats()
+            #expect(stats["in_flight"] as? Int == 0 && stats["ready"] as? Int == 2, "\(stats)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.task_results WHERE task_id = \(short)", as: Int.self) == 1)
+        }
+    }
+}
