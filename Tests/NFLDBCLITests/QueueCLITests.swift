@@ -120,18 +120,14 @@ struct QueueCLITests {
             #expect(worker.log.contains("task succeeded"), "\(worker.log)")
 
             // One changed score, submitted with another id: exactly one games row changes and one audit row carries that id.
-            let lines = try String(contentsOfFile: SharedSlice.path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            let header = lines[0].split(separator: ",").map(String.init)
-            let column = try #require(header.firstIndex(of: "home_score"))
-            let resultColumn = try #require(header.firstIndex(of: "result"))
-            var fields = lines[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            let home = try #require(Int(fields[column]), "row 1 must be a played game")
-            fields[column] = String(home + 1)
-            fields[resultColumn] = String(try #require(Int(fields[resultColumn])) + 1)
-            var changed = lines
-            changed[1] = fields.joined(separator: ",")
+            // (The same edit as the ETL tests: KC scores 24 instead of 20, result and total follow.)
+            let original = try String(contentsOfFile: SharedSlice.path, encoding: .utf8)
+            let changed = original.replacingOccurrences(
+                of: "2023_01_DET_KC,2023,REG,1,2023-09-07,Thursday,20:20,DET,21,KC,20,Home,-1,41,",
+                with: "2023_01_DET_KC,2023,REG,1,2023-09-07,Thursday,20:20,DET,21,KC,24,Home,3,45,")
+            try #require(changed != original)
             let changedPath = world.dir + "/games-changed.csv"
-            try changed.joined(separator: "\n").write(toFile: changedPath, atomically: true, encoding: .utf8)
+            try changed.write(toFile: changedPath, atomically: true, encoding: .utf8)
             _ = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(changedPath)"}"#], env: ["NFLDB_CORRELATION_ID": "trace-etl-43"])
             let second = try world.burst()
             #expect(second.status == 0 && second.summary["succeeded"] as? Int == 1, "\(second.summary) \(second.log)")
@@ -322,9 +318,9 @@ struct QueueCLITests {
     @Test("SIGTERM to a worker: claiming stops, a short task finishes, a long one is released after the grace period; exit 0, no process left")
     func sigtermDrains() throws {
         try QueueCLIWorld.with { world in
-            let short = try world.submit("sleep", ["--payload", #"{"ms": 800}"#, "--priority", "10"])
-            let long = try world.submit("sleep", ["--payload", #"{"ms": 60000}"#, "--priority", "10"])
-            let waiting = try world.submit("noop", ["--priority", "-10"])
+            let short = try world.submit("sleep", ["--payload", #"{"ms": 800}"#, "--priority=10"])
+            let long = try world.submit("sleep", ["--payload", #"{"ms": 60000}"#, "--priority=10"])
+            let waiting = try world.submit("noop", ["--priority=-10"])
             let worker = try world.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], env: ["NFLDB_QUEUE_SHUTDOWN_GRACE": "3s"])
             defer { worker.removeOutput() }
             try waitUntil("both sleep tasks in flight: \(worker.outputTail())", timeout: .seconds(30)) { try world.stats()["in_flight"] as? Int == 2 }
