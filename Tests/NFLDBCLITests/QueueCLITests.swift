@@ -315,6 +315,48 @@ struct QueueCLITests {
         }
     }
 
+    @Test("backup.verify through the queue: the sandbox's backup is restored and proven; the receipt is the task's durable result")
+    func backupVerifyThroughQueue() throws {
+        let redis = try RedisTestServer.start()
+        defer { redis.stop() }
+        try withScratchDirectory("nfldb-qcli-backup") { dir in
+            let state = dir + "/state"
+            defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
+            let up = try nfldb("sandbox", "up", "--dir", state)
+            try #require(up.status == 0, "\(up.allOutput)")
+            var env = try SandboxCLITests.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
+            env["NFLDB_REDIS_URL"] = "redis://127.0.0.1:\(redis.port)/0"
+            env["NFLDB_LOG_LEVEL"] = "warning"
+            try #require(try nfldb("migrate", "up", "-q", "--dir", SharedSlice.repository + "/migrations", env: env).status == 0)
+            try #require(try nfldb("backup", "init", env: env).status == 0)
+            let full = try nfldb("backup", "run", "--type", "full", env: env)
+            try #require(full.status == 0, "\(full.allOutput)")
+            let submitted = try nfldb("queue", "submit", "backup.verify", "--payload", #"{"reuse_scratch": false}"#, "--format", "json", env: env)
+            let id = try #require(try jsonObject(submitted.standardOutput)["id"] as? String, "\(submitted.allOutput)")
+            let worker = try CLIRunner.run(["worker", "--burst", "--queues", "cpu", "--format", "json"], environment: env, timeout: .seconds(600))
+            #expect(worker.status == 0, "\(worker.allOutput)")
+            #expect(try jsonObject(worker.standardOutput)["succeeded"] as? Int == 1, "\(worker.allOutput)")
+            let result = try nfldb("queue", "inspect", id, "--format", "json", env: env)
+            #expect(try jsonObject(result.standardOutput)["state"] as? String == "succeeded", "\(result.allOutput)")
+            // The receipt is the durable result, and verify recorded it as usual (health's backups check reads it).
+            var options = ConnectionOptions(dsn: env["NFLDB_DSN"])
+            let passfile = try String(contentsOfFile: try #require(env["PGPASSFILE"]), encoding: .utf8)
+            options.password = passfile.split(separator: "\n").first.map { String($0.split(separator: ":").last ?? "") }
+            let connection = try PostgresConnection.connect(options, logger: TestCluster.logger)
+            defer { connection.close() }
+            #expect(try connection.query("SELECT result->>'status' FROM nfl.task_results WHERE task_id = \(id)").scalar(String.self) == "ok")
+            let health = try CLIRunner.run(["health", "--check", "backups"], environment: env)
+            #expect(health.status == 0, "\(health.allOutput)")
+            let bad = try nfldb("queue", "submit", "backup.verify", "--payload", #"{"set": "19990101-000000F"}"#, "--format", "json", env: env)
+            let badID = try #require(try jsonObject(bad.standardOutput)["id"] as? String)
+            let second = try CLIRunner.run(["worker", "--burst", "--queues", "cpu", "--format", "json"], environment: env, timeout: .seconds(600))
+            #expect(second.status == 0 && (try? jsonObject(second.standardOutput))?["dead"] as? Int == 1, "\(second.allOutput)")
+            let dead = try jsonObject(try nfldb("queue", "inspect", badID, "--format", "json", env: env).standardOutput)
+            #expect(dead["state"] as? String == "dead" && dead["attempts"] as? String == "1", "\(dead)")
+            #expect((dead["error"] as? String)?.contains("backup.verify: stanza nfldb failed verification") == true, "\(dead["error"] ?? "")")
+        }
+    }
+
     @Test("SIGTERM to a worker: claiming stops, a short task finishes, a long one is released after the grace period; exit 0, no process left")
     func sigtermDrains() throws {
         try QueueCLIWorld.with { world in
