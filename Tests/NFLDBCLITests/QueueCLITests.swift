@@ -226,6 +226,21 @@ struct QueueCLITests {
                 #expect((task["error"] as? String)?.contains(expected) == true, "\(task["error"] ?? "")")
             }
             #expect(try world.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'nfl' AND tablename = 'teams'", as: Int.self) == 1)
+
+            // A worker logged in as a role that does not own the table (a real SCRAM login): PostgreSQL would only warn
+            // and skip the table; the handler refuses it clearly instead, and nothing is vacuumed.
+            let prefix = TestRoles.uniquePrefix("q")
+            defer { TestRoles.drop(prefix: prefix) }
+            let role = prefix + "worker"
+            let password = "pw-\(UUID().uuidString.prefix(12))"
+            try connection.execute("CREATE ROLE \(identifier: role) LOGIN PASSWORD \(unsafeRaw: PostgresIdentifier.literal(password))")
+            let before = try world.scalar("SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = 'nfl' AND relname = 'teams'", as: Int.self)
+            let foreign = try world.submit("db.vacuum_analyze", ["--payload", #"{"table": "nfl.teams"}"#])
+            let asOther = try world.burst(env: ["NFLDB_DSN": world.db.cluster.dsn(database: world.db.name, user: role, password: password)])
+            #expect(asOther.status == 0 && asOther.summary["dead"] as? Int == 1, "\(asOther.summary) \(asOther.log)")
+            let refused = try world.inspect(foreign)
+            #expect((refused["error"] as? String)?.contains("db.vacuum_analyze: role \(role) may not vacuum \"nfl\".\"teams\"") == true, "\(refused)")
+            #expect(try world.scalar("SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = 'nfl' AND relname = 'teams'", as: Int.self) == before)
         }
     }
 
