@@ -79,6 +79,7 @@ enum WorkerHandlers {
                 options.dryRun = flag
             }
             let source = payload["source"] as? String ?? settings.gamesSource
+            if task.isCancelled { throw TaskFailure("\(type): cancelled before the load started", permanent: true) }
             let result = try ETLRunner.loadGames(
                 connection: try task.database(), source: source, options: options, http: settings.http, logger: task.logger)
             return try JSONOutput.encode(result)
@@ -119,6 +120,7 @@ enum WorkerHandlers {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch
                     ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
             }
+            if task.isCancelled { throw TaskFailure("\(type): cancelled before the verification started", permanent: true) }
             // Its own connection: the verifier records into nfldb.* and must not share the thread's session state.
             let primary = try PostgresConnection.connect(database, logger: task.logger)
             defer { primary.close() }
