@@ -137,6 +137,82 @@ struct QueueCLITests {
         }
     }
 
+    @Test("two etl.load tasks of the same file on two worker threads: the advisory lock serializes them; one inserts 842, the other writes nothing")
+    func concurrentLoads() throws {
+        try QueueCLIWorld.with { world in
+            let payload = #"{"target": "games", "source": "\#(SharedSlice.path)"}"#
+            _ = try world.submit("etl.load", ["--payload", payload, "--correlation-id", "trace-c-1"])
+            _ = try world.submit("etl.load", ["--payload", payload, "--correlation-id", "trace-c-2"])
+            let worker = try world.burst(["--concurrency", "2"])
+            #expect(worker.status == 0 && worker.summary["succeeded"] as? Int == 2, "\(worker.summary) \(worker.log)")
+            let connection = try world.db.connect()
+            defer { connection.close() }
+            let runs = try connection.query("SELECT rows_inserted, rows_unchanged FROM nfl.etl_runs WHERE status = 'succeeded' ORDER BY id").rows
+                .map { [try $0.decode("rows_inserted", as: Int.self), try $0.decode("rows_unchanged", as: Int.self)] }
+            #expect(runs == [[842, 0], [0, 842]], "\(runs)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 842)
+        }
+    }
+
+    @Test("kill -9 of a worker in the middle of an etl.load: tables unchanged, no lock left; the expired lease brings the task back and the next worker loads it once")
+    func etlLoadSurvivesKilledWorker() throws {
+        try QueueCLIWorld.with { world in
+            let bytes = Array(try String(contentsOfFile: SharedSlice.path, encoding: .utf8).utf8)
+            let fifo = world.dir + "/games.csv"
+            try #require(mkfifo(fifo, 0o600) == 0)
+            let id = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(fifo)"}"#, "--correlation-id", "trace-kill-1"])
+            let env = ["NFLDB_QUEUE_LEASE": "2s"]
+            /// Opens the FIFO for writing once a worker has opened it for reading (never blocks forever).
+            func writer() throws -> Int32 {
+                var fd: Int32 = -1
+                try waitUntil("a worker opened \(fifo)", timeout: .seconds(60)) {
+                    fd = open(fifo, O_WRONLY | O_NONBLOCK)
+                    return fd >= 0
+                }
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+                return fd
+            }
+            let first = try world.spawn(["worker", "--queues", "cpu"], env: env)
+            defer { first.removeOutput() }
+            let half = try writer()
+            _ = bytes.withUnsafeBufferPointer { write(half, $0.baseAddress, $0.count / 2) }
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            try waitUntil("the load's COPY is under way", timeout: .seconds(30)) {
+                try admin.query("""
+                    SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                      AND xact_start IS NOT NULL AND query ILIKE 'COPY%'
+                    """).scalar(Bool.self)
+            }
+            _ = first.kill9()
+            close(half)
+            try waitUntil("the killed worker's sessions are gone", timeout: .seconds(30)) {
+                try admin.query("""
+                    SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                      AND backend_type = 'client backend'
+                    """).scalar(Bool.self)
+            }
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "the killed load's transaction rolled back")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.teams", as: Int.self) == 0)
+            #expect(try world.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", as: Int.self) == 0)
+            #expect(try world.stats()["in_flight"] as? Int == 1, "the task waits for its lease to expire")
+
+            let second = try world.spawn(["worker", "--queues", "cpu", "--burst", "--format", "json"], env: env)
+            defer { second.removeOutput() }
+            let whole = try writer()
+            _ = bytes.withUnsafeBufferPointer { write(whole, $0.baseAddress, $0.count) }
+            close(whole)
+            #expect(second.wait(timeout: .seconds(120)) == 0, "\(second.outputTail())")
+            #expect(try jsonObject(second.standardOutput)["succeeded"] as? Int == 1, "\(second.outputTail())")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 842)
+            #expect(try world.scalar("SELECT attempts FROM nfl.task_results WHERE task_id = \(id)", as: Int.self) == 2)
+            // Both attempts are traced by the same id: the killed one marked abandoned by the next run, the second succeeded.
+            #expect(try world.scalar("""
+                SELECT string_agg(status || ':' || left(coalesce(error, ''), 9), ',' ORDER BY id) FROM nfl.etl_runs WHERE correlation_id = 'trace-kill-1'
+                """, as: String.self) == "failed:abandoned,succeeded:")
+        }
+    }
+
     @Test("failing etl.load payloads end per the retry/DLQ policy with a clear error; backup.verify without backup.config is dead-lettered")
     func etlLoadFailures() throws {
         try QueueCLIWorld.with { world in
