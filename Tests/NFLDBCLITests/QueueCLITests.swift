@@ -445,6 +445,34 @@ struct QueueCLITests {
             let dead = try jsonObject(try nfldb("queue", "inspect", badID, "--format", "json", env: env).standardOutput)
             #expect(dead["state"] as? String == "dead" && dead["attempts"] as? String == "1", "\(dead)")
             #expect((dead["error"] as? String)?.contains("backup.verify: stanza nfldb failed verification") == true, "\(dead["error"] ?? "")")
+
+            // SIGTERM while a verification's restored copy is running: after the grace period the task is released and
+            // the worker stops the copy and removes its scratch directory before it exits 0 — no server is left behind.
+            let scratch = dir + "/scratch"
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            var drill = env
+            drill["NFLDB_BACKUP_SCRATCH_DIR"] = scratch
+            drill["NFLDB_QUEUE_SHUTDOWN_GRACE"] = "200ms"
+            let slow = try #require(try jsonObject(try nfldb("queue", "submit", "backup.verify", "--format", "json", env: drill).standardOutput)["id"] as? String)
+            let drained = try CLIRunner.spawn(["worker", "--queues", "cpu", "--format", "json"], environment: drill)
+            defer { drained.removeOutput() }
+            func copies() -> [String] {
+                ((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).filter { $0.hasPrefix("nfldb-verify-") }
+            }
+            try waitUntil("the restored copy is running: \(drained.outputTail())", timeout: .seconds(120), interval: .milliseconds(20)) {
+                copies().contains { FileManager.default.fileExists(atPath: scratch + "/" + $0 + "/data/postmaster.pid") }
+            }
+            drained.send(SIGTERM)
+            #expect(drained.wait(timeout: .seconds(60)) == 0, "\(drained.outputTail())")
+            #expect(try jsonObject(drained.standardOutput)["released"] as? Int == 1, "\(drained.outputTail())")
+            #expect(copies().isEmpty, "scratch copies left: \(copies())")
+            let survivors = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
+                guard Int(pid) != nil, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+                return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(scratch)
+            }
+            #expect(survivors.isEmpty, "processes still running from \(scratch): \(survivors)")
+            let released = try jsonObject(try nfldb("queue", "inspect", slow, "--format", "json", env: env).standardOutput)
+            #expect(released["state"] as? String == "ready" && released["attempts"] as? String == "0", "\(released)")
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NFLDBBackup
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBQueue
@@ -249,6 +250,8 @@ struct WorkerCommand: GlobalOptionsCommand {
             config: try QueueConfig(configuration: context.configuration), options: WorkerOptions(queues: names, concurrency: concurrency, burst: burst),
             database: database, handlers: WorkerHandlers.all(configuration: context.configuration, database: database), logger: context.logger)
         let signals = worker.installSignalHandlers()
+        // A backup.verify still running after the grace period: stop its restore and scratch copy (no leftover server).
+        defer { ActiveScratch.tearDownAll() }
         let summary = try worker.run()
         signals.forEach { $0.cancel() }
         switch output.format {
