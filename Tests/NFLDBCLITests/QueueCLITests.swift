@@ -328,9 +328,10 @@ struct QueueCLITests {
             #expect(text.status == 0 && text.stdoutLines.count == 1, "\(text.allOutput)")
             let first = text.stdoutLines[0]
             #expect(first.count == 36, "a UUID: \(first)")
-            let again = try world.run("queue", "submit", "noop", "--idempotency-key", "nightly-1", "--format", "json")
+            let again = try world.run("queue", "submit", "noop", "--idempotency-key", "nightly-1", "--format", "json", "--correlation-id", "later-id")
             #expect(try jsonObject(again.standardOutput)["id"] as? String == first)
             #expect(try jsonObject(again.standardOutput)["created"] as? Bool == false)
+            #expect(try jsonObject(again.standardOutput)["correlation_id"] as? String != "later-id", "the existing task keeps its own id")
 
             // stats (text and JSON) and inspect.
             let stats = try world.run("queue", "stats")

@@ -43,13 +43,15 @@ extension QueueCommand {
         static let commandPath = "queue submit"
 
         func run(_ context: CommandContext) throws {
+            let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let q = try context.taskQueue()
             defer { q.close() }
-            let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
                                       maxAttempts: maxAttempts, correlationID: correlation)
+            // A known idempotency key: the existing task keeps the correlation id it was submitted with.
+            let carried = result.created ? correlation : (try q.inspect(id: result.id)?["cid"]).flatMap { $0.isEmpty ? nil : $0 } ?? result.id
             switch output.format {
-            case .json: context.output(try JSONOutput.encode(SubmittedTask(id: result.id, created: result.created, correlationId: correlation)))
+            case .json: context.output(try JSONOutput.encode(SubmittedTask(id: result.id, created: result.created, correlationId: carried)))
             case .text:
                 context.output(result.id)
                 if !result.created { context.say("(idempotency key already used: this is the existing task)") }
