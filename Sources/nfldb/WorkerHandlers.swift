@@ -31,7 +31,8 @@ enum WorkerHandlers {
     /// id: it lands in `nfl.etl_runs.correlation_id` and (through `nfldb.correlation_id`, set in the
     /// load's transaction) in every `audit.log` row the load writes. Returns the load's JSON result.
     /// Rows rejected past the policy are a permanent failure (the same input fails the same way);
-    /// a missing file or a bad setting too; lock waits, HTTP and database errors are retried.
+    /// a missing file, a file outside `etl.source_roots` or a bad setting too; lock waits, HTTP and
+    /// database errors are retried.
     static func etlLoad(_ task: TaskContext, configuration: Configuration) throws -> String {
         let type = "etl.load"
         let payload = try task.payload(allowing: ["target", "source", "options"])
@@ -79,6 +80,7 @@ enum WorkerHandlers {
                 options.dryRun = flag
             }
             let source = payload["source"] as? String ?? settings.gamesSource
+            try ETLSourcePolicy.check(source, roots: ETLSourcePolicy.roots(configuration, gamesSource: settings.gamesSource))
             if task.isCancelled { throw TaskFailure("\(type): cancelled before the load started", permanent: true) }
             let result = try ETLRunner.loadGames(
                 connection: try task.database(), source: source, options: options, http: settings.http, logger: task.logger)

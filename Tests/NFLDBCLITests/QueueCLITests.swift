@@ -39,7 +39,8 @@ struct QueueCLIWorld {
 
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
         ["NFLDB_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "NFLDB_DSN": db.dsn, "NFLDB_LOG_LEVEL": "warning",
-         "NFLDB_QUEUE_BACKOFF_BASE": "20ms", "NFLDB_QUEUE_BACKOFF_MAX": "100ms"].merging(extra) { _, new in new }
+         "NFLDB_QUEUE_BACKOFF_BASE": "20ms", "NFLDB_QUEUE_BACKOFF_MAX": "100ms",
+         "NFLDB_ETL_SOURCE_ROOTS": "\(dir),\((SharedSlice.path as NSString).deletingLastPathComponent)"].merging(extra) { _, new in new }
     }
 
     @discardableResult
@@ -236,10 +237,16 @@ struct QueueCLITests {
             let http = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "http://127.0.0.1:\#(closed)/games.csv"}"#,
                                                      "--max-attempts", "2"])
             let verify = try world.submit("backup.verify", ["--payload", "{}"])
+            // Whoever can write to Redis must not make the worker read other files: outside etl.source_roots (also via a
+            // symlink or `..` inside a root) is refused before anything is opened.
+            let outside = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "/etc/passwd"}"#])
+            try FileManager.default.createSymbolicLink(atPath: world.dir + "/link.csv", withDestinationPath: "/etc/passwd")
+            let viaLink = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(world.dir)/link.csv"}"#])
+            let viaDots = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(world.dir)/../../etc/passwd"}"#])
 
             let worker = try world.burst(env: ["NFLDB_ETL_HTTP_MAX_ATTEMPTS": "1", "NFLDB_ETL_HTTP_DEADLINE": "5s"])
             #expect(worker.status == 0, "\(worker.log)")
-            #expect(worker.summary["dead"] as? Int == 6 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
+            #expect(worker.summary["dead"] as? Int == 9 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
                     "\(worker.summary) \(worker.log)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "a failed load changes nothing")
 
@@ -254,6 +261,9 @@ struct QueueCLITests {
             try dead(strict, contains: "--on-invalid is fail")
             try dead(http, attempts: "2", contains: "http://127.0.0.1:\(closed)/games.csv")
             try dead(verify, contains: "backup.config is not set")
+            for id in [outside, viaLink, viaDots] { try dead(id, contains: "is outside etl.source_roots") }
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE error LIKE '%root:%' OR source LIKE '%passwd%'", as: Int.self) == 0,
+                    "nothing of the refused files reached the database")
             let history = try #require(try JSONSerialization.jsonObject(with: Data(((try world.inspect(http))["history"] as? String ?? "[]").utf8)) as? [[String: Any]])
             #expect(history.count == 2, "\(history)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE correlation_id = 'trace-bad-1' AND status = 'failed'", as: Int.self) == 1)
@@ -262,7 +272,7 @@ struct QueueCLITests {
             let list = try world.run("queue", "dlq", "list")
             #expect(list.status == 0 && list.standardOutput.contains(missing) && list.standardOutput.contains("etl.load"), "\(list.allOutput)")
             let listJSON = try #require(try JSONSerialization.jsonObject(with: Data(try world.run("queue", "dlq", "list", "--format", "json").standardOutput.utf8)) as? [[String: Any]])
-            #expect(listJSON.count == 6)
+            #expect(listJSON.count == 9)
         }
     }
 
