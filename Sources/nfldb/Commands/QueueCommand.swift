@@ -40,12 +40,23 @@ extension QueueCommand {
         @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
         @Option(name: .customLong("correlation-id"), help: "Trace id carried into the worker's logs, nfl.etl_runs and audit.log (default NFLDB_CORRELATION_ID, else a new one).")
         var correlationID: String?
+        @Option(help: "Submit this many identical tasks, pipelined (drills, benchmarks; not with --idempotency-key); prints how many.") var count = 1
         static let commandPath = "queue submit"
 
         func run(_ context: CommandContext) throws {
             let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let q = try context.taskQueue()
             defer { q.close() }
+            if count != 1 {
+                guard count >= 1, idempotencyKey == nil else { throw ValidationError("--count must be at least 1 and cannot be combined with --idempotency-key") }
+                let ids = try q.submit(count: count, type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts,
+                                       correlationID: correlation)
+                switch output.format {
+                case .json: context.output(try JSONOutput.encode(["submitted": ids.count]))
+                case .text: context.output("\(ids.count) tasks submitted")
+                }
+                return
+            }
             let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
                                       maxAttempts: maxAttempts, correlationID: correlation)
             // A known idempotency key: the existing task keeps the correlation id it was submitted with.
@@ -237,19 +248,23 @@ struct WorkerCommand: GlobalOptionsCommand {
     @Option(help: "Concurrent handler threads.") var concurrency = 1
     @Flag(help: "Exit 0 once the queues have nothing ready, delayed or in flight.") var burst = false
     @Option(help: "GPUs this host has (overrides nvidia-smi detection).") var gpus: Int?
+    @Option(help: "Tasks claimed ahead of idle threads (default: adaptive, what the threads finish within 50 ms, at most 256).") var prefetch: Int?
     static let commandPath = "worker"
 
     func validate() throws {
         if !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1…256") }
+        if let prefetch, !(0...1000).contains(prefetch) { throw ValidationError("--prefetch must be 0…1000") }
     }
 
     func run(_ context: CommandContext) throws {
         var profile = WorkerProfile.detect()
         if let gpus { profile.gpus = gpus }
         let names = try queues.map { try profile.check($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } ?? profile.defaultQueues
+        var options = WorkerOptions(queues: names, concurrency: concurrency, burst: burst)
+        options.prefetch = prefetch
         let database = try context.connectionOptions()
         let worker = Worker(
-            config: try QueueConfig(configuration: context.configuration), options: WorkerOptions(queues: names, concurrency: concurrency, burst: burst),
+            config: try QueueConfig(configuration: context.configuration), options: options,
             database: database, handlers: WorkerHandlers.all(configuration: context.configuration, database: database), logger: context.logger)
         let signals = worker.installSignalHandlers()
         // A backup.verify still running after the grace period: stop its restore and scratch copy (no leftover server).
