@@ -138,7 +138,7 @@ struct QueueCLITests {
         }
     }
 
-    @Test("two etl.load tasks of the same file on two worker threads: the advisory lock serializes them; one inserts 842, the other writes nothing")
+    @Test("two etl.load tasks of the same file through a 2-thread worker: serialized by the advisory lock when they overlap; one inserts 842, the other writes nothing")
     func concurrentLoads() throws {
         try QueueCLIWorld.with { world in
             let payload = #"{"target": "games", "source": "\#(SharedSlice.path)"}"#
