@@ -169,7 +169,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBCLITests",
-            dependencies: ["nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore", "NFLDBRedisTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -25,6 +25,7 @@ public struct ETLConfig: Sendable {
     public static let keys: [ConfigKey] = [
         .etlGamesSource, .etlMaxInvalidRatio, .etlLockWait, .etlLockTimeout, .etlHTTPTimeout, .etlHTTPDeadline,
         .etlHTTPMaxAttempts, .etlHTTPBackoffBase, .etlHTTPBackoffCap, .etlHTTPRate, .etlHTTPBurst,
+        .etlSourceRoots,
     ]
 
     public var gamesSource: String

@@ -66,23 +66,7 @@ public enum BuiltinHandlers {
             let message = (try? context.payloadObject())?["message"] as? String ?? "the fail task always fails"
             throw TaskFailure(message)
         },
-        "db.vacuum_analyze": { context in
-            let payload = try context.payloadObject()
-            guard let table = payload["table"] as? String, !table.isEmpty else {
-                throw TaskFailure("db.vacuum_analyze needs {\"table\": \"schema.name\"}", permanent: true)
-            }
-            let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
-            let (schema, name) = parts.count == 2 ? (parts[0], parts[1]) : ((payload["schema"] as? String) ?? "public", parts[0])
-            let connection = try context.database()
-            let started = ContinuousClock.now
-            do {
-                try connection.execute("VACUUM (ANALYZE) \(qualified: schema, name)")
-            } catch let error as PostgresError where error.sqlState == "42P01" {
-                throw TaskFailure("db.vacuum_analyze: table \(schema).\(name) does not exist", permanent: true)
-            }
-            let ms = (ContinuousClock.now - started).milliseconds
-            return "{\"table\": \"\(schema).\(name)\", \"ms\": \(ms)}"
-        },
+        VacuumAnalyzeHandler.type: VacuumAnalyzeHandler.handle,
     ]
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NFLDBBackup
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBQueue
@@ -31,22 +32,26 @@ extension QueueCommand {
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
         @OptionGroup var output: QueueOutput
-        @Argument(help: "Task type: noop, sleep, fail, db.vacuum_analyze, …") var type: String
+        @Argument(help: "Task type: noop, sleep, fail, db.vacuum_analyze, etl.load, backup.verify.") var type: String
         @Option(help: "Payload, a JSON object.") var payload = "{}"
         @Option(help: "Capability queue: cpu, gpu_high, gpu_low, io, …") var queue = "cpu"
-        @Option(help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).") var priority = 0
+        @Option(parsing: .unconditional, help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).")
+        var priority = 0
         @Option(name: .customLong("idempotency-key"), help: "Same key within queue.idempotency_ttl → the same task.") var idempotencyKey: String?
         @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
+        @Option(name: .customLong("correlation-id"), help: "Trace id carried into the worker's logs, nfl.etl_runs and audit.log (default NFLDB_CORRELATION_ID, else a new one).")
+        var correlationID: String?
         @Option(help: "Submit this many identical tasks, pipelined (drills, benchmarks; not with --idempotency-key); prints how many.") var count = 1
         static let commandPath = "queue submit"
 
         func run(_ context: CommandContext) throws {
+            let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let q = try context.taskQueue()
             defer { q.close() }
             if count != 1 {
                 guard count >= 1, idempotencyKey == nil else { throw ValidationError("--count must be at least 1 and cannot be combined with --idempotency-key") }
                 let ids = try q.submit(count: count, type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts,
-                                       correlationID: context.correlationID)
+                                       correlationID: correlation)
                 switch output.format {
                 case .json: context.output(try JSONOutput.encode(["submitted": ids.count]))
                 case .text: context.output("\(ids.count) tasks submitted")
@@ -54,9 +59,11 @@ extension QueueCommand {
                 return
             }
             let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
-                                      maxAttempts: maxAttempts, correlationID: context.correlationID)
+                                      maxAttempts: maxAttempts, correlationID: correlation)
+            // A known idempotency key: the existing task keeps the correlation id it was submitted with.
+            let carried = result.created ? correlation : (try q.inspect(id: result.id)?["cid"]).flatMap { $0.isEmpty ? nil : $0 } ?? result.id
             switch output.format {
-            case .json: context.output(try JSONOutput.encode(result))
+            case .json: context.output(try JSONOutput.encode(SubmittedTask(id: result.id, created: result.created, correlationId: carried)))
             case .text:
                 context.output(result.id)
                 if !result.created { context.say("(idempotency key already used: this is the existing task)") }
@@ -270,8 +277,12 @@ struct WorkerCommand: GlobalOptionsCommand {
             }
         }
         defer { metricsServer?.stop() }
-        let worker = Worker(config: config, options: options, database: try context.connectionOptions(), logger: context.logger)
+        let database = try context.connectionOptions()
+        let worker = Worker(config: config, options: options, database: database,
+                            handlers: WorkerHandlers.all(configuration: context.configuration, database: database), logger: context.logger)
         let signals = worker.installSignalHandlers()
+        // A backup.verify still running after the grace period: stop its restore and scratch copy (no leftover server).
+        defer { ActiveScratch.tearDownAll() }
         let summary = try worker.run()
         signals.forEach { $0.cancel() }
         switch output.format {
@@ -281,5 +292,20 @@ struct WorkerCommand: GlobalOptionsCommand {
                 + "\(summary.dead) dead-lettered, \(summary.cancelled) cancelled, \(summary.lost) lease lost, \(summary.released) released")
         }
         finished(context, "worker")
+    }
+}
+
+/// `queue submit --format json`: the id, whether it was created, and the correlation id it carries.
+struct SubmittedTask: Encodable {
+    let id: String
+    let created: Bool
+    let correlationId: String
+
+    static func correlation(_ given: String?, default fallback: String) throws -> String {
+        guard let given else { return fallback }
+        guard !given.isEmpty, given.count <= 200, !given.contains(where: { $0.isNewline || $0.isWhitespace }) else {
+            throw OperatorError("--correlation-id must be 1–200 characters without spaces", exitStatus: .usage)
+        }
+        return given
     }
 }
