@@ -80,6 +80,39 @@ struct VerifyStepsTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 
+    @Test("the background pgbackrest verify runs at nice 19 and the restore at our own priority (issue 11 item 7); verify still passes")
+    func repoVerifyYieldsToRestore() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        // A pgbackrest that logs each command with the niceness it was started with, then is the real one.
+        let real = try ProcessRunner.resolveExecutable("pgbackrest")
+        let wrapper = (f.root as NSString).appendingPathComponent("pgbackrest-nice-log")
+        let log = (f.root as NSString).appendingPathComponent("nice.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        chmod(log, 0o666)
+        try """
+            #!/bin/sh
+            for last in "$@"; do :; done
+            echo "$last $(nice)" >> \(log)
+            exec \(real) "$@"
+
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        chmod(f.root, 0o755)
+        var pg = f.pgbackrest
+        pg.executable = wrapper
+        let receipt = try f.verify(pg: pg)
+        #expect(receipt.passed, "\(receipt.renderText())")
+        #expect(receipt.checks.contains { $0.name == "pgbackrest-verify" && $0.passed })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        let own = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        #expect(lines.contains("verify 19"), "\(lines)")
+        #expect(lines.contains("restore \(own)"), "\(lines)")
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
     @Test("a database named with a space and quotes: verify reaches the copy through a quoted conninfo and passes")
     func hostileDatabaseName() throws {
         let name = "my db's \"x\""
