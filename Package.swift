@@ -89,7 +89,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBAWSSecretsTests",
-            dependencies: ["NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBRoles", "NFLDBFernet", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBRoles", "NFLDBFernet", "NFLDBQueue", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore", logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),

@@ -7,7 +7,7 @@ extension ConfigKey {
         "redis.url", .string, default: "redis://127.0.0.1:6379/0",
         help: "Redis for the task queue: redis://[user@]host[:port][/db] or unix:///path?db=N (put no password here; use redis.password)")
     public static let redisPassword = ConfigKey(
-        "redis.password", .string, help: "reference to the Redis password: env:VARIABLE or file:/path (first line); never the value")
+        "redis.password", .string, help: "secret reference for the Redis password: env:NAME, file:PATH (0600) or aws-sm:SECRET_ID[#json_key][@VERSION_STAGE]; never the value")
     public static let queuePrefix = ConfigKey("queue.prefix", .string, default: "nfldb:q:", help: "prefix of every queue key in Redis")
     public static let queueLease = ConfigKey("queue.lease", .duration, default: "30s", help: "lease of a claimed task; heartbeats extend it")
     public static let queueAging = ConfigKey(
@@ -59,30 +59,22 @@ public struct QueueConfig: Sendable {
         grace = ConfigKey.queueGrace.defaultDuration!
     }
 
-    public init(configuration: Configuration) throws {
+    /// - Parameter resolveSecrets: false only checks that `redis.password` is a well-formed secret
+    ///   reference (start-up validation of every command), without reading or fetching it.
+    public init(configuration: Configuration, resolveSecrets: Bool = true) throws {
         let url = configuration.defaulted(.redisURL)
         var endpoint = try RedisEndpoint(url: url)
         if endpoint.password != nil {
             SecretRedactor.shared.register(endpoint.password!)
         }
-        if let reference = configuration.string(.redisPassword) {
+        if let text = configuration.string(.redisPassword) {
+            // The same secret references as everywhere else (env:, file: with the 0600 rule, aws-sm:…),
+            // resolved once per run by NFLDBCore's SecretResolver, which registers the value with the redactor.
             let source = configuration.entry(.redisPassword)?.source
-            let value: String
-            if reference.hasPrefix("env:") {
-                let name = String(reference.dropFirst(4))
-                guard let found = configuration.environment[name], !found.isEmpty else {
-                    throw ConfigurationError("redis.password names env:\(name), but that environment variable is not set", source: source,
-                                             hint: "Export \(name), or remove redis.password if the server needs no password.")
-                }
-                value = found
-            } else if reference.hasPrefix("file:") {
-                value = try Configuration.readSecretFile(String(reference.dropFirst(5)), what: "redis.password", source: source)
-            } else {
-                throw ConfigurationError("redis.password must be a reference (env:VARIABLE or file:/path), not a value", source: source,
-                                         hint: "Move the password into an environment variable or a 0600 file and reference it.")
+            let reference = try SecretReference.parse(text, source: source, what: "redis.password")
+            if resolveSecrets {
+                endpoint.password = try SecretResolver.shared.resolve(reference, source: source, what: "redis.password", environment: configuration.environment)
             }
-            SecretRedactor.shared.register(value)
-            endpoint.password = value
         }
         self.init(endpoint: endpoint)
         prefix = configuration.defaulted(.queuePrefix)

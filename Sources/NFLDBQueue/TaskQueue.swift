@@ -123,6 +123,34 @@ public final class TaskQueue {
         return SubmitResult(id: got, created: flag == 1)
     }
 
+    /// Enqueues `count` identical tasks (no idempotency key) in pipelines of 1,000 calls; returns their ids.
+    /// For drills and benchmarks.
+    public func submit(count: Int, type: String, payload: String = "{}", queue: String = "cpu", priority: Int = 0, maxAttempts: Int? = nil,
+                       correlationID: String = "") throws -> [String] {
+        guard count > 1 else {
+            return count == 1 ? [try submit(type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts, correlationID: correlationID).id] : []
+        }
+        // Validates the arguments (and enqueues the first task).
+        var ids = [try submit(type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts, correlationID: correlationID).id]
+        ids.reserveCapacity(count)
+        let fixed: [RedisArgument] = [RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
+                                      RedisArgument(maxAttempts ?? config.maxAttempts), "", RedisArgument(config.idempotencyTTL.milliseconds),
+                                      RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion)]
+        while ids.count < count {
+            let chunk = (0..<min(1000, count - ids.count)).map { _ in UUID().uuidString.lowercased() }
+            let replies = try connection.evaluate(batch: chunk.map { id in
+                (QueueScripts.enqueue, [], [prefix, RedisArgument(id), fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5], fixed[6], fixed[7], fixed[8], fixed[9]])
+            })
+            for reply in replies {
+                guard let parts = try reply.decodeArray(for: "EVALSHA enqueue"), parts.count == 2, let got = parts[0].string else {
+                    throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
+                }
+                ids.append(got)
+            }
+        }
+        return ids
+    }
+
     /// Claims the best task of `queues` (reaping expired leases and promoting due retries first); nil when none is ready.
     public func claim(queues: [String], worker: String, lease: Duration? = nil) throws -> ClaimedTask? {
         let reply = try connection.evaluate(
@@ -130,12 +158,75 @@ public final class TaskQueue {
             arguments: [prefix, RedisArgument((lease ?? config.lease).milliseconds), RedisArgument(worker)] + queues.map { RedisArgument($0) })
         guard let f = try reply.decodeArray(for: "EVALSHA claim") else { return nil }
         guard f.count == 12 else { throw RedisError(kind: .unexpectedReply, message: "the claim script returned \(f.count) fields, expected 12") }
+        return Self.task(f)
+    }
+
+    /// The arguments of one ``QueueScripts/work`` call (acknowledge `acks`, claim up to `claim` of `queues`).
+    func workArguments(acks: [ClaimedTask], claim: Int, queues: [String], worker: String, lease: Duration? = nil) -> [RedisArgument] {
+        var arguments: [RedisArgument] = [
+            prefix, RedisArgument((lease ?? config.lease).milliseconds), RedisArgument(worker), RedisArgument(max(0, min(claim, 1000))),
+            RedisArgument(config.completedTTL.milliseconds), RedisArgument(queues.count),
+        ]
+        arguments.reserveCapacity(arguments.count + queues.count + 2 * acks.count)
+        for queue in queues { arguments.append(RedisArgument(queue)) }
+        for task in acks {
+            arguments.append(RedisArgument(task.id))
+            arguments.append(RedisArgument(task.token))
+        }
+        return arguments
+    }
+
+    /// Decodes the reply of ``QueueScripts/work``: one outcome per acknowledged task, then the claimed tasks.
+    static func decodeWork(_ reply: RedisReply, acks: Int) throws -> (acks: [FenceOutcome], claimed: [ClaimedTask]) {
+        guard let parts = try reply.decodeArray(for: "EVALSHA work"), parts.count == 2, let statuses = parts[0].elements ?? (parts[0].isNull ? [] : nil),
+              let flat = parts[1].elements ?? (parts[1].isNull ? [] : nil)
+        else { throw RedisError(kind: .unexpectedReply, message: "the work script returned \(reply.kind), expected {acks, claimed}") }
+        let outcomes = statuses.map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
+        guard outcomes.count == acks, flat.count % 12 == 0 else {
+            throw RedisError(kind: .unexpectedReply, message: "the work script returned \(outcomes.count) acks for \(acks) and \(flat.count) task fields (not a multiple of 12)")
+        }
+        var claimed: [ClaimedTask] = []
+        claimed.reserveCapacity(flat.count / 12)
+        var i = 0
+        while i < flat.count {
+            claimed.append(Self.task(Array(flat[i..<(i + 12)])))
+            i += 12
+        }
+        return (outcomes, claimed)
+    }
+
+    static func task(_ f: [RedisReply]) -> ClaimedTask {
         func s(_ i: Int) -> String { f[i].string ?? "" }
         func n(_ i: Int) -> Int64 { f[i].int ?? 0 }
         let idem = s(10)
         return ClaimedTask(
             id: s(0), type: s(1), queue: s(2), payload: s(3), attempt: Int(n(4)), maxAttempts: Int(n(5)), token: n(6), enqueuedMs: n(7),
             correlationID: s(8), schemaVersion: Int(n(9)), idempotencyKey: idem.isEmpty ? nil : idem, priority: Int(n(11)))
+    }
+
+    /// One round trip: acknowledges `acks` (fenced; only after their results are durable) and claims up to
+    /// `claim` tasks (at most 1,000) of `queues`, best first.
+    public func work(acks: [ClaimedTask], claim: Int, queues: [String], worker: String, lease: Duration? = nil) throws
+        -> (acks: [FenceOutcome], claimed: [ClaimedTask])
+    {
+        let reply = try connection.evaluate(QueueScripts.work, arguments: workArguments(acks: acks, claim: claim, queues: queues, worker: worker, lease: lease))
+        return try Self.decodeWork(reply, acks: acks.count)
+    }
+
+    /// Extends the leases of `tasks` in one round trip; one outcome per task (`.ok`, `.cancelled`, `.lost`).
+    public func heartbeat(many tasks: [ClaimedTask], lease: Duration? = nil) throws -> [FenceOutcome] {
+        guard !tasks.isEmpty else { return [] }
+        var arguments: [RedisArgument] = [prefix, RedisArgument((lease ?? config.lease).milliseconds)]
+        for task in tasks {
+            arguments.append(RedisArgument(task.id))
+            arguments.append(RedisArgument(task.token))
+        }
+        let reply = try connection.evaluate(QueueScripts.heartbeatMany, arguments: arguments)
+        let statuses = try reply.decodeArray(for: "EVALSHA heartbeat") ?? []
+        guard statuses.count == tasks.count else {
+            throw RedisError(kind: .unexpectedReply, message: "the heartbeat script returned \(statuses.count) statuses for \(tasks.count) tasks")
+        }
+        return statuses.map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
     }
 
     private func fenced(_ script: RedisScript, _ task: ClaimedTask, _ extra: [RedisArgument]) throws -> FenceOutcome {
@@ -154,6 +245,17 @@ public final class TaskQueue {
     /// Acknowledges success; `.lost` (nothing changed) when the token is stale or the lease expired.
     public func complete(_ task: ClaimedTask) throws -> FenceOutcome {
         try fenced(QueueScripts.complete, task, [RedisArgument(config.completedTTL.milliseconds)])
+    }
+
+    func fencedArguments(_ task: ClaimedTask) -> [RedisArgument] {
+        [prefix, RedisArgument(task.id), RedisArgument(task.token)]
+    }
+
+    func failArguments(_ task: ClaimedTask, error: String, permanent: Bool) -> [RedisArgument] {
+        fencedArguments(task) + [
+            RedisArgument(String(error.prefix(2000))), RedisArgument(permanent ? "1" : "0"), RedisArgument(config.backoffBase.milliseconds),
+            RedisArgument(config.backoffMax.milliseconds), RedisArgument(Double.random(in: 0...1)),
+        ]
     }
 
     /// Records a failure: `.retry` (through the delayed set, exponential backoff with jitter) or `.dead`.

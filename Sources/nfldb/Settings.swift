@@ -25,6 +25,6 @@ enum Settings {
         _ = try AlertConfig(configuration: configuration)
         _ = try SecurityConfig(configuration: configuration)
         _ = try ETLConfig(configuration: configuration)
-        _ = try QueueConfig(configuration: configuration)
+        _ = try QueueConfig(configuration: configuration, resolveSecrets: false)
     }
 }
