@@ -112,7 +112,7 @@ public enum ActiveScratch {
     /// under IO load from other processes that took 2.8–5.4 s for the 302 MB bench copy, in
     /// parallel 0.5–1.0 s. Symlinks are never followed (the walk is physical and only regular
     /// files are unlinked), so nothing outside the directory is touched.
-    static func removeTree(_ root: String) {
+    public static func removeTree(_ root: String) {
         // lstat walk: only real directories are entered, only regular files collected.
         var files: [String] = []
         var pending = [root]
