@@ -57,6 +57,8 @@ enum QueueScripts {
     /// Returns {id, 1} when enqueued, {existing id, 0} for a known idempotency key.
     static let enqueue = RedisScript(prelude + """
     local id, q = ARGV[2], ARGV[4]
+    -- Sent again after a failover: the first attempt did run (same id), so do nothing twice.
+    if redis.call('EXISTS', p .. 'task:' .. id) == 1 then return {id, 1} end
     if ARGV[8] ~= '' then
       local existing = redis.call('GET', p .. 'idem:' .. ARGV[8])
       if existing then return {existing, 0} end

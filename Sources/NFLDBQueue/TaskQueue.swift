@@ -64,9 +64,13 @@ public struct QueueError: NFLDBError, Sendable {
 
 /// The queue operations over one Redis connection (not Sendable: one per thread).
 public final class TaskQueue {
-    public let connection: RedisConnection
+    /// The current connection; ``submit`` replaces it after a failover (Sentinel).
+    public private(set) var connection: RedisConnection
     public let config: QueueConfig
     let logger: Logger
+    private var clientName = "nfldb-queue"
+    /// When the master's connected replicas were last counted (`ROLE`), for `WAIT`.
+    private var replicasCheckedAt: ContinuousClock.Instant?
 
     public init(connection: RedisConnection, config: QueueConfig, logger: Logger) {
         self.connection = connection
@@ -74,11 +78,58 @@ public final class TaskQueue {
         self.logger = logger
     }
 
-    /// Opens a connection to the configured Redis and loads the scripts.
+    /// Opens a connection to the configured Redis (with Sentinel: the current master, rediscovered for
+    /// up to `redis.failover_timeout`) and loads the scripts.
     public static func connect(_ config: QueueConfig, clientName: String = "nfldb-queue", logger: Logger) throws -> TaskQueue {
-        let connection = try RedisConnection.connect(config.endpoint, clientName: clientName, logger: logger)
-        try connection.load(QueueScripts.all)
-        return TaskQueue(connection: connection, config: config, logger: logger)
+        let connection = try config.locator.connect(clientName: clientName, retryWindow: config.failoverTimeout, logger: logger)
+        do {
+            try connection.load(QueueScripts.all)
+        } catch {
+            connection.close()
+            throw error
+        }
+        let queue = TaskQueue(connection: connection, config: config, logger: logger)
+        queue.clientName = clientName
+        if connection.connectedReplicas != nil { queue.replicasCheckedAt = .now }
+        return queue
+    }
+
+    /// Whether an error means the master went away or was demoted (reconnect and rediscover).
+    static func isFailover(_ error: RedisError) -> Bool {
+        error.kind == .connectionLost || error.kind == .timeout || error.kind == .connection || error.code == "READONLY"
+            || error.code == "LOADING" || error.code == "MASTERDOWN"
+    }
+
+    /// Replaces a failed connection: rediscovers the master within what is left of `deadline`.
+    private func reconnect(until deadline: ContinuousClock.Instant) throws {
+        connection.close()
+        let left = deadline - ContinuousClock.now
+        let fresh = try config.locator.connect(clientName: clientName, retryWindow: left > .zero ? left : .zero, logger: logger)
+        do {
+            try fresh.load(QueueScripts.all)
+        } catch {
+            fresh.close()
+            throw error
+        }
+        connection = fresh
+        replicasCheckedAt = fresh.connectedReplicas != nil ? .now : nil
+    }
+
+    /// How many replicas the next enqueue waits for: `redis.wait_replicas` capped at the replicas
+    /// the master has connected (counted with `ROLE` at most every 5 s).
+    private func replicasToWait(refresh: Bool = false) throws -> Int {
+        let wanted = config.effectiveWaitReplicas
+        guard wanted > 0 else { return 0 }
+        if refresh || connection.connectedReplicas == nil || replicasCheckedAt.map({ ContinuousClock.now - $0 > .seconds(5) }) ?? true {
+            connection.connectedReplicas = try connection.role().replicas
+            replicasCheckedAt = .now
+        }
+        let connected = connection.connectedReplicas ?? 0
+        if connected < wanted {
+            logger.debug("the Redis master has fewer replicas connected than redis.wait_replicas; an enqueue waits for those it has",
+                         metadata: ["redis.replicas": .stringConvertible(connected), "redis.wait_replicas": .stringConvertible(wanted)])
+        }
+        return min(wanted, connected)
     }
 
     /// Closes the Redis connection.
@@ -112,13 +163,49 @@ public final class TaskQueue {
         if let key = idempotencyKey, key.isEmpty || key.count > 200 {
             throw QueueError("an idempotency key must be 1–200 characters", exitStatus: .usage)
         }
-        let reply = try connection.evaluate(QueueScripts.enqueue, arguments: [
+        let arguments: [RedisArgument] = [
             prefix, RedisArgument(id), RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
             RedisArgument(attempts), RedisArgument(idempotencyKey ?? ""), RedisArgument(config.idempotencyTTL.milliseconds),
             RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion),
-        ])
+        ]
+        // With Sentinel a lost or demoted master is rediscovered and the enqueue sent again with the
+        // same id: the script is idempotent on the id, so a first attempt that did run is not doubled.
+        let deadline = ContinuousClock.now + config.failoverTimeout
+        while true {
+            do {
+                return try enqueue(arguments, id: id)
+            } catch let error as RedisError where config.sentinel != nil && Self.isFailover(error) && ContinuousClock.now < deadline {
+                logger.notice("Redis master lost during an enqueue; rediscovering it and sending the task again", metadata: [
+                    "task_id": .string(id), "redis.error": .string(error.message)])
+                try reconnect(until: deadline)
+            }
+        }
+    }
+
+    /// One enqueue: the script and, when replicas must confirm it, `WAIT` in the same round trip.
+    private func enqueue(_ arguments: [RedisArgument], id: String) throws -> SubmitResult {
+        let replicas = try replicasToWait()
+        var commands = [QueueScripts.enqueue.evalSHACommand(arguments: arguments)]
+        if replicas > 0 { commands.append(["WAIT", RedisArgument(replicas), RedisArgument(max(1, config.waitTimeout.milliseconds))]) }
+        var replies = try connection.pipeline(commands)
+        if replies[0].errorCode == "NOSCRIPT" {
+            try connection.load([QueueScripts.enqueue])
+            replies = try connection.pipeline(commands)
+        }
+        let reply = try connection.check(replies[0], command: "EVALSHA")
         guard let parts = try reply.decodeArray(for: "EVALSHA enqueue"), parts.count == 2, let got = parts[0].string, let flag = parts[1].int else {
             throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
+        }
+        if replicas > 0 {
+            let acknowledged = Int(try connection.check(replies[1], command: "WAIT").decodeInteger(for: "WAIT"))
+            // Fewer confirmations: perhaps a replica left. Count again; only the replicas still connected must confirm.
+            if acknowledged < replicas, acknowledged < (try replicasToWait(refresh: true)) {
+                throw QueueError(
+                    "task \(got) was enqueued on the Redis master \(connection.target), but only \(acknowledged) of \(replicas) replica(s) confirmed it "
+                        + "within \(config.waitTimeout) (redis.wait_timeout): a failover now could lose it",
+                    hint: "Check replication (INFO replication on the master: replica lag, link status). Submitting again with the same "
+                        + "--idempotency-key returns this task if it survived and enqueues it otherwise.")
+            }
         }
         return SubmitResult(id: got, created: flag == 1)
     }
@@ -146,6 +233,18 @@ public final class TaskQueue {
                     throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
                 }
                 ids.append(got)
+            }
+            // One WAIT per pipeline: the batch is acknowledged only when the replicas have it (redis.wait_replicas).
+            let replicas = try replicasToWait()
+            if replicas > 0 {
+                let confirmed = Int(try connection.command("WAIT", RedisArgument(replicas), RedisArgument(max(1, config.waitTimeout.milliseconds)))
+                    .decodeInteger(for: "WAIT"))
+                if confirmed < replicas, confirmed < (try replicasToWait(refresh: true)) {
+                    throw QueueError(
+                        "\(ids.count) of \(count) tasks were enqueued on the Redis master \(connection.target), but only \(confirmed) of \(replicas) "
+                            + "replica(s) confirmed the last \(chunk.count) within \(config.waitTimeout) (redis.wait_timeout): a failover now could lose them",
+                        hint: "Check replication (INFO replication on the master); see nfldb queue stats for what is queued.")
+                }
             }
         }
         return ids

@@ -102,6 +102,8 @@ public struct WorkerOptions: Sendable {
     public var maxPrefetch = 256
     /// The adaptive prefetch claims what the threads finish within this time.
     public var prefetchWindow: Duration = .milliseconds(50)
+    /// Told when each task's handler starts and when its outcome is settled in Redis (`--metrics-port`); nil: no metrics.
+    public var metrics: (any WorkerMetricsRecorder)?
 
     public init(queues: [String], concurrency: Int = 1, burst: Bool = false,
                 name: String = "\(ProcessInfo.processInfo.hostName):\(getpid())") {
@@ -408,6 +410,10 @@ public final class Worker: Sendable {
                     s.buffer.append(contentsOf: claimed)
                 }
                 shared.broadcast()
+                if let metrics = options.metrics {
+                    for (ack, outcome) in zip(acks, ackOutcomes) { metrics.taskSettled(ack.task, outcome: TaskOutcome(outcome, inserted: ack.inserted)) }
+                    for (f, outcome) in zip(fails, failOutcomes) { metrics.taskSettled(f.task, outcome: TaskOutcome(outcome)) }
+                }
                 if logger.logLevel <= .info {
                     for (f, outcome) in zip(fails, failOutcomes) {
                         taskLogger(f.task).info("task \(outcome == .retry ? "failed, will retry" : outcome == .dead ? "failed, dead-lettered" : outcome.rawValue)",
@@ -480,6 +486,7 @@ public final class Worker: Sendable {
             }
             guard let task = next else { return }
             let started = ContinuousClock.now
+            options.metrics?.taskStarted(task)
             process(task, store: store, database: &database)
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -526,6 +533,7 @@ public final class Worker: Sendable {
                     s.tracked[task.id] = nil
                     s.summary.cancelled += 1
                 }
+                options.metrics?.taskSettled(task, outcome: .cancelled)
                 context.logger.info("task cancelled while running; result discarded")
                 return
             }

@@ -4,6 +4,7 @@ import Logging
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBQueue
+import NFLDBQueueMetrics
 
 /// `nfldb queue submit | stats | inspect | recover | cancel | dlq …`: the task queue on Redis.
 struct QueueCommand: ParsableCommand {
@@ -242,22 +243,34 @@ struct WorkerCommand: GlobalOptionsCommand {
     @Flag(help: "Exit 0 once the queues have nothing ready, delayed or in flight.") var burst = false
     @Option(help: "GPUs this host has (overrides nvidia-smi detection).") var gpus: Int?
     @Option(help: "Tasks claimed ahead of idle threads (default: adaptive, what the threads finish within 50 ms, at most 256).") var prefetch: Int?
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (loopback only).")
+    var metricsPort: Int?
     static let commandPath = "worker"
 
     func validate() throws {
         if !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1…256") }
         if let prefetch, !(0...1000).contains(prefetch) { throw ValidationError("--prefetch must be 0…1000") }
+        if let metricsPort, !(1...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 1…65535") }
     }
 
     func run(_ context: CommandContext) throws {
         var profile = WorkerProfile.detect()
         if let gpus { profile.gpus = gpus }
         let names = try queues.map { try profile.check($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } ?? profile.defaultQueues
+        let config = try QueueConfig(configuration: context.configuration)
         var options = WorkerOptions(queues: names, concurrency: concurrency, burst: burst)
         options.prefetch = prefetch
-        let worker = Worker(
-            config: try QueueConfig(configuration: context.configuration), options: options,
-            database: try context.connectionOptions(), logger: context.logger)
+        let metricsServer = try metricsPort.map { port in
+            let metrics = QueueMetrics()
+            options.metrics = metrics
+            let logger = context.logger
+            return try MetricsServer(port: port, logger: logger) {
+                metrics.refresh(config, logger: logger)
+                return metrics.render()
+            }
+        }
+        defer { metricsServer?.stop() }
+        let worker = Worker(config: config, options: options, database: try context.connectionOptions(), logger: context.logger)
         let signals = worker.installSignalHandlers()
         let summary = try worker.run()
         signals.forEach { $0.cancel() }
