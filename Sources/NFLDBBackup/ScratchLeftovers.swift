@@ -103,12 +103,14 @@ enum ScratchLeftovers {
             guard let marker = marker(of: directory, osUser: osUser), marker.kept == false,
                   let owner = marker.owner, !owner.isAlive else { continue }
             var what: [String] = []
+            // The server first: its restore_command (`pgbackrest … --pg1-path=<data> archive-get`)
+            // matches below, and once that is stopped the server may shut itself down.
+            let server = runningServer(dataDirectory: (directory as NSString).appendingPathComponent("data"))
             for pid in processes(using: directory) {
                 kill(pid, SIGTERM)
                 what.append("stopped pgbackrest (pid \(pid))")
             }
-            let data = (directory as NSString).appendingPathComponent("data")
-            if let server = runningServer(dataDirectory: data) {
+            if let server {
                 what.append(stopServer(server) ? "stopped its server (pid \(server))" : "could NOT stop its server (pid \(server))")
             }
             var removed = false
@@ -128,11 +130,12 @@ enum ScratchLeftovers {
     /// so the `--delta` restore can reuse the directory. Returns the note, or nil when none ran.
     static func stopKeptServer(scratch: String) -> String? {
         var what: [String] = []
+        let server = runningServer(dataDirectory: (scratch as NSString).appendingPathComponent("data"))  // first: see cleanFresh
         for pid in processes(using: scratch) {
             kill(pid, SIGTERM)
             what.append("stopped pgbackrest (pid \(pid))")
         }
-        if let server = runningServer(dataDirectory: (scratch as NSString).appendingPathComponent("data")) {
+        if let server {
             what.append(stopServer(server) ? "stopped its server (pid \(server))" : "could NOT stop its server (pid \(server))")
         }
         guard !what.isEmpty else { return nil }

@@ -175,10 +175,11 @@ public struct PgBackRest: Sendable {
 
     /// Runs a command; a non-zero exit is returned in the result.
     /// - Throws: ``ProcessError`` only when pgbackrest cannot be started or times out.
+    /// - Parameter niceness: lower CPU priority (`nice -n`) for a background command.
     public func run(_ command: String, _ options: [String] = [], timeout: Duration = .seconds(3600), logger: Logger? = nil,
-                    cancellation: ProcessCancellation? = nil) throws -> PgBackRestResult {
+                    cancellation: ProcessCancellation? = nil, niceness: Int32? = nil) throws -> PgBackRestResult {
         logger?.info("pgbackrest", metadata: ["pgbackrest.command": .string(command), "pgbackrest.stanza": .string(stanza)])
-        let result = try ProcessRunner(runAsUser: osUser).run(
+        let result = try ProcessRunner(runAsUser: osUser, niceness: niceness).run(
             executable, arguments(command, options), environment: Self.environment, workingDirectory: "/", timeout: timeout,
             cancellation: cancellation)
         return PgBackRestResult(command: command, process: result)

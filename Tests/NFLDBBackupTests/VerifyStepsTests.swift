@@ -80,6 +80,66 @@ struct VerifyStepsTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 
+    @Test("the background pgbackrest verify runs at nice 19 and the restore at our own priority (issue 11 item 7); verify still passes")
+    func repoVerifyYieldsToRestore() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        // A pgbackrest that logs each command with the niceness it was started with, then is the real one.
+        let real = try ProcessRunner.resolveExecutable("pgbackrest")
+        let wrapper = (f.root as NSString).appendingPathComponent("pgbackrest-nice-log")
+        let log = (f.root as NSString).appendingPathComponent("nice.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        chmod(log, 0o666)
+        try """
+            #!/bin/sh
+            for last in "$@"; do :; done
+            echo "$last $(nice)" >> \(log)
+            exec \(real) "$@"
+
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        chmod(f.root, 0o755)
+        var pg = f.pgbackrest
+        pg.executable = wrapper
+        let receipt = try f.verify(pg: pg)
+        #expect(receipt.passed, "\(receipt.renderText())")
+        #expect(receipt.checks.contains { $0.name == "pgbackrest-verify" && $0.passed })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        let own = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        #expect(lines.contains("verify 19"), "\(lines)")
+        #expect(lines.contains("restore \(own)"), "\(lines)")
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("the parallel teardown removes the whole scratch tree and never follows a symlink out of it")
+    func parallelRemovalStaysInside() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-rmtree-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let root = (base as NSString).appendingPathComponent("scratch")
+        let outside = (base as NSString).appendingPathComponent("outside")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: (root as NSString).appendingPathComponent("data/base/1"), withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: (root as NSString).appendingPathComponent("tblspc/PG_15/16384"), withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        for i in 0..<40 {
+            try Data(repeating: UInt8(i), count: 8192 * (i + 1)).write(to: URL(fileURLWithPath: (root as NSString).appendingPathComponent("data/base/1/\(16000 + i)")))
+        }
+        try Data("t".utf8).write(to: URL(fileURLWithPath: (root as NSString).appendingPathComponent("tblspc/PG_15/16384/17000")))
+        let sentinel = (outside as NSString).appendingPathComponent("precious")
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: sentinel))
+        try fm.createDirectory(atPath: (root as NSString).appendingPathComponent("data/pg_tblspc"), withIntermediateDirectories: true)
+        // A tablespace-style link inside the tree, and links to a directory and a file outside it.
+        try fm.createSymbolicLink(atPath: (root as NSString).appendingPathComponent("data/pg_tblspc/16390"), withDestinationPath: (root as NSString).appendingPathComponent("tblspc"))
+        try fm.createSymbolicLink(atPath: (root as NSString).appendingPathComponent("data/pg_tblspc/16391"), withDestinationPath: outside)
+        try fm.createSymbolicLink(atPath: (root as NSString).appendingPathComponent("data/linked-file"), withDestinationPath: sentinel)
+        ActiveScratch.removeTree(root)
+        #expect(!fm.fileExists(atPath: root), "the scratch tree is gone")
+        #expect((try? String(contentsOfFile: sentinel, encoding: .utf8)) == "keep", "a file behind a symlink is untouched")
+        #expect(try fm.contentsOfDirectory(atPath: outside) == ["precious"])
+    }
+
     @Test("a database named with a space and quotes: verify reaches the copy through a quoted conninfo and passes")
     func hostileDatabaseName() throws {
         let name = "my db's \"x\""

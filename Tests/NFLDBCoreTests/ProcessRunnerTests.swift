@@ -92,6 +92,21 @@ struct ProcessRunnerTests {
         #expect(ProcessRunner.isRoot == (uid == "0"), "id -u says \(uid)")
     }
 
+    @Test("niceness runs the child at a lower CPU priority (also through runuser); without it the child keeps ours")
+    func niceness() throws {
+        let own = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let plain = try ProcessRunner().run("nice", [])
+        #expect(plain.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == String(own))
+        let niced = try ProcessRunner(niceness: 7).run("nice", [])
+        #expect(niced.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == String(min(19, own + 7)), "\(niced)")
+        if ProcessRunner.isRoot, getpwnam("postgres") != nil {
+            let asUser = try ProcessRunner(runAsUser: "postgres", niceness: 19).run("nice", [])
+            #expect(asUser.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "19", "\(asUser)")
+            #expect(ProcessRunner(runAsUser: "postgres", niceness: 19).commandLine("/usr/bin/id", []).suffix(5)
+                    == ["/usr/sbin/runuser", "-u", "postgres", "--", "/usr/bin/id"])
+        }
+    }
+
     @Test("as root, runAsUser really runs the program as that user", .enabled(if: geteuid() == 0 && getpwnam("postgres") != nil))
     func runAsUserForReal() throws {
         let result = try ProcessRunner(runAsUser: "postgres").run("/usr/bin/id", ["-un"])
