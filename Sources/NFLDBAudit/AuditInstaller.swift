@@ -249,7 +249,18 @@ public struct AuditInstaller {
             schema: table.schema, name: table.name, oid: table.oid, isPartitioned: table.isPartitioned, mode: mode,
             columns: table.columnInfo, keys: key.columns, excluded: excluded)
         var changed = false
-        if try generatedSource(capture.functionName) != capture.body {
+        let function = try connection.query("""
+            SELECT prosrc, pg_get_userbyid(proowner) AS owner, prosecdef, coalesce(array_to_string(proconfig, ','), '') AS config
+            FROM pg_proc WHERE pronamespace = 'audit'::regnamespace AND proname = \(capture.functionName) AND pronargs = 0
+            """).rows.first
+        if let function, function["owner"] != owner {
+            // Replaced by hand under another owner: take it back before the owner replaces it.
+            try connection.execute("ALTER FUNCTION audit.\(identifier: capture.functionName)() OWNER TO \(identifier: owner)")
+            notes.append("audit.\(capture.functionName)() was owned by \(function["owner"] ?? "?"); given back to \(owner)")
+        }
+        if function?["prosrc"] != capture.body || function?["prosecdef"] != "t"
+            || function?["config"] != capture.config
+        {
             try connection.execute("SET LOCAL ROLE \(identifier: owner)")
             try connection.runScript(unsafeSQL: capture.createSQL)
             try connection.execute("RESET ROLE")

@@ -183,6 +183,9 @@ struct GeneratedCapture {
         return tag
     }
 
+    /// `pg_proc.proconfig` of the function as `array_to_string(proconfig, ',')`.
+    var config: String { mode == .statement ? "search_path=pg_catalog, pg_temp,jit=off" : "search_path=pg_catalog, pg_temp" }
+
     /// CREATE OR REPLACE FUNCTION (run as the audit owner, so the owner owns it).
     var createSQL: String {
         let tag = Self.dollarTag(for: body)

@@ -75,6 +75,13 @@ struct AuditGeneratedTests {
             #expect(try problems("nfl.r").contains("differs from what install generates"))
             #expect(try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"]) }.first?.action == "updated")
             #expect(try problems("nfl.r").isEmpty)
+            // … and so are a weakened or re-owned function; install takes it back.
+            try admin.runScript(unsafeSQL: "ALTER FUNCTION audit.capture_row_\(oidR)() SECURITY INVOKER; ALTER FUNCTION audit.capture_row_\(oidR)() OWNER TO CURRENT_USER")
+            let weakened = try problems("nfl.r")
+            #expect(weakened.contains("is not SECURITY DEFINER") && weakened.contains("is owned by"), "\(weakened)")
+            let retaken = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"]) }
+            #expect(retaken.first?.notes.contains { $0.contains("given back to \(world.owner)") } == true, "\(retaken.first?.notes ?? [])")
+            #expect(try problems("nfl.r").isEmpty)
 
             // Switching modes replaces the function; remove drops it.
             _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"], mode: .statement) }
