@@ -9,8 +9,13 @@ Variants:
   none       - no trigger
   floor      - no trigger, and in the same transaction the same N rows written into a plain, unindexed
                table with one INSERT ... SELECT to_jsonb(t) (what any audit design must at least pay)
-  row        - nfldb audit install --mode row
-  statement  - nfldb audit install --mode statement
+  row        - nfldb audit install --mode row        (generated per-table function, FOR EACH ROW)
+  statement  - nfldb audit install --mode statement  (generated per-table function, transition tables)
+  91plus     - 2ndQuadrant audit-trigger "91plus" (hstore, row-level), its published audit.sql, audit.audit_table('t')
+  supa_audit - supabase supa_audit 0.3.0 (jsonb, row-level), its published SQL, audit.enable_tracking('bench.t')
+The peers' SQL is read from --peers (bench/audit passes $AUDIT_PEERS, default /work/shared/audit-peers; see
+the README there for source URLs and licences); they are skipped when it is missing. They are third-party
+code and deliberately not part of the repository.
 Before every timed statement: drop the audit schema, reload/empty the table, install the variant
 with `nfldb audit install` (untimed), CHECKPOINT. Variants are interleaved within each repetition;
 medians are reported. Wall time is psql's \\timing (client-observed, trigger work and commit included,
@@ -24,6 +29,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--nfldb", required=True)
 p.add_argument("--runs", type=int, default=3)
 p.add_argument("--rows", type=int, default=200000)
+p.add_argument("--peers", default="")
 a = p.parse_args()
 N = a.rows
 CPU = "\\! cut -d' ' -f14,15 /proc/$NFLDB_BENCH_BACKEND/stat 2>/dev/null || echo '0 0'\n"
@@ -67,7 +73,19 @@ WORKLOADS = {
     "update all rows": (f"INSERT INTO bench.t {ROWS}; VACUUM ANALYZE bench.t;",
                         "UPDATE bench.t SET home_score = home_score + 1, spread = spread + 0.5;"),
 }
-VARIANTS = ["none", "floor", "row", "statement"]
+import os
+PEERS = {}
+if a.peers and os.path.isfile(os.path.join(a.peers, "91plus-audit.sql")):
+    PEERS["91plus"] = open(os.path.join(a.peers, "91plus-audit.sql")).read() + "\nSET search_path = bench, public;\nSELECT audit.audit_table('t');\n"
+if a.peers and os.path.isfile(os.path.join(a.peers, "supa_audit--0.3.0.sql")):
+    PEERS["supa_audit"] = ('CREATE EXTENSION IF NOT EXISTS "uuid-ossp";\n' + open(os.path.join(a.peers, "supa_audit--0.3.0.sql")).read()
+                           + "\nSELECT audit.enable_tracking('bench.t');\n")
+if not PEERS:
+    print(f"peers: none found in {a.peers or '(not given)'}; running nfldb's variants only", file=sys.stderr)
+VARIANTS = ["none", "floor", "row", "statement"] + list(PEERS)
+def loadavg():
+    return open("/proc/loadavg").read().split()[:3]
+LOAD = [loadavg()]
 FLOOR = "INSERT INTO bench.floor SELECT to_jsonb(t) FROM bench.t AS t;"
 
 results = {(w, v): [] for w in WORKLOADS for v in VARIANTS}
@@ -78,25 +96,36 @@ for run in range(a.runs):
             psql(SETUP + prepare)
             if variant in ("row", "statement"):
                 nfldb("audit", "install", "--table", "bench.t", "--mode", variant)
+            elif variant in PEERS:
+                psql("SET client_min_messages = warning;\n" + PEERS[variant])
             psql("CHECKPOINT;")
             timed = f"BEGIN;\n{statement}\n{FLOOR}\nCOMMIT;" if variant == "floor" else statement
             seconds, cpu_seconds = psql(timed, timed=True)
+            log = {"row": "audit.log", "statement": "audit.log", "91plus": "audit.logged_actions", "supa_audit": "audit.record_version"}.get(variant)
+            if log:  # every design must have logged one entry per row
+                got = subprocess.run(["psql", "-X", "-qAt", "-c", f"SELECT count(*) FROM {log}"], capture_output=True, text=True).stdout.strip()
+                if got != str(N):
+                    sys.exit(f"{variant} logged {got} entries for {N} rows in {workload}")
             results[(workload, variant)].append(seconds)
             cpu[(workload, variant)].append(cpu_seconds)
-            print(f"run {run + 1}/{a.runs}  {workload:<27} {variant:<9} {seconds:8.2f} s  cpu {cpu_seconds:6.2f} s", file=sys.stderr, flush=True)
+            print(f"run {run + 1}/{a.runs}  {workload:<27} {variant:<10} {seconds:8.2f} s  cpu {cpu_seconds:6.2f} s", file=sys.stderr, flush=True)
+    LOAD.append(loadavg())
 psql("DROP SCHEMA IF EXISTS audit CASCADE; DROP SCHEMA IF EXISTS bench CASCADE;")
+print("\nload average (1/5/15 min) at the start and after each repetition: " + "; ".join("/".join(l) for l in LOAD)
+      + f"  ({os.cpu_count()} CPUs)")
 
 def table(title, data):
     print(f"\n{title}\n")
-    print("| workload | none | floor | row-level | statement-level |")
-    print("|---|---|---|---|---|")
+    names = {"row": "nfldb row", "statement": "nfldb statement"}
+    print("| workload | none | floor | " + " | ".join(names.get(v, v) for v in VARIANTS[2:]) + " |")
+    print("|---" * len(VARIANTS) + "|---|")
     for workload in WORKLOADS:
         base = max(statistics.median(data[(workload, "none")]), 0.01)
         floor = max(statistics.median(data[(workload, "floor")]), 0.01)
         cells = [f"{base:.2f} s (1.0x)", f"{floor:.2f} s ({floor / base:.1f}x)"]
-        for variant in ["row", "statement"]:
+        for variant in VARIANTS[2:]:
             m = statistics.median(data[(workload, variant)])
-            cells.append(f"{m:.2f} s ({m / base:.1f}x none, {m / floor:.1f}x floor)")
+            cells.append(f"{m:.2f} s ({m / base:.1f}x, {m / floor:.1f}x floor)")
         print(f"| {workload} | " + " | ".join(cells) + " |")
 
 table(f"Audit trigger overhead, {N} rows, median of {a.runs}, wall time (ratio = variant / no trigger, and / floor)", results)

@@ -43,7 +43,10 @@ struct AuditedTable {
     let schema: String
     let name: String
     let relkind: String
-    let columns: [String]
+    /// Every column in attnum order, with whether `IS DISTINCT FROM` can compare it.
+    let columnInfo: [AuditColumn]
+
+    var columns: [String] { columnInfo.map(\.name) }
 
     var qualified: String { "\(schema).\(name)" }
     var sql: String { PostgresIdentifier.quote(schema) + "." + PostgresIdentifier.quote(name) }
@@ -93,6 +96,7 @@ public struct AuditInstaller {
             for table in resolved {
                 results.append(try installOne(table, mode: mode, excluded: excludeColumns.filter(table.columns.contains)))
             }
+            try dropUnusedFunctions()
             return results
         }
     }
@@ -112,6 +116,9 @@ public struct AuditInstaller {
                         try connection.execute("DROP TRIGGER IF EXISTS \(identifier: trigger.name) ON \(qualified: target.schema, target.name)")
                         dropped += 1
                     }
+                }
+                for mode in AuditMode.allCases {
+                    try connection.execute("DROP FUNCTION IF EXISTS audit.\(identifier: GeneratedCapture.functionName(mode: mode, oid: table.oid))()")
                 }
                 if try registryExists() {
                     try connection.execute("DELETE FROM audit.audited_tables WHERE table_oid = \(table.oid) OR (table_schema = \(table.schema) AND table_name = \(table.name))")
@@ -155,8 +162,6 @@ public struct AuditInstaller {
             try connection.execute("ALTER TABLE audit.log DROP CONSTRAINT \(identifier: constraint)")
             logger.info("dropped audit.log constraint", metadata: ["audit.constraint": .string(constraint)])
         }
-        try connection.runScript(unsafeSQL: AuditSQL.captureRow)
-        try connection.runScript(unsafeSQL: AuditSQL.captureStatement)
         try connection.runScript(unsafeSQL: AuditSQL.captureTruncate)
         try connection.runScript(unsafeSQL: AuditSQL.rejectChange(owner: owner))
         try connection.runScript(unsafeSQL: AuditSQL.functionPrivileges)
@@ -240,10 +245,31 @@ public struct AuditInstaller {
         if key.columns.isEmpty {
             notes.append("no primary key or unique NOT NULL index: the whole row is the key in the log")
         }
-        let wanted = AuditSQL.tableTriggers(table, mode: mode, keys: key.columns, excluded: excluded)
+        let capture = GeneratedCapture(
+            schema: table.schema, name: table.name, oid: table.oid, isPartitioned: table.isPartitioned, mode: mode,
+            columns: table.columnInfo, keys: key.columns, excluded: excluded)
+        var changed = false
+        let function = try connection.query("""
+            SELECT prosrc, pg_get_userbyid(proowner) AS owner, prosecdef, coalesce(array_to_string(proconfig, ','), '') AS config
+            FROM pg_proc WHERE pronamespace = 'audit'::regnamespace AND proname = \(capture.functionName) AND pronargs = 0
+            """).rows.first
+        if let function, function["owner"] != owner {
+            // Replaced by hand under another owner: take it back before the owner replaces it.
+            try connection.execute("ALTER FUNCTION audit.\(identifier: capture.functionName)() OWNER TO \(identifier: owner)")
+            notes.append("audit.\(capture.functionName)() was owned by \(function["owner"] ?? "?"); given back to \(owner)")
+        }
+        if function?["prosrc"] != capture.body || function?["prosecdef"] != "t"
+            || function?["config"] != capture.config
+        {
+            try connection.execute("SET LOCAL ROLE \(identifier: owner)")
+            try connection.runScript(unsafeSQL: capture.createSQL)
+            try connection.execute("RESET ROLE")
+            changed = true
+        }
+        if let text = capture.textComparedNote { notes.append(text) }
+        let wanted = AuditSQL.tableTriggers(table, mode: mode)
 
         let existing = try existingTriggers(table.oid).filter { !$0.cloned }
-        var changed = false
         for trigger in wanted {
             let current = existing.first { $0.name == trigger.name }
             if current?.function != trigger.function || current?.args != trigger.args {
@@ -259,6 +285,11 @@ public struct AuditInstaller {
         for trigger in existing where !wanted.contains(where: { $0.name == trigger.name }) {
             try connection.execute("DROP TRIGGER \(identifier: trigger.name) ON \(qualified: table.schema, table.name)")
             changed = true
+        }
+        // The other mode's generated function, if the table switched modes.
+        let other = GeneratedCapture.functionName(mode: mode == .row ? .statement : .row, oid: table.oid)
+        if try generatedSource(other) != nil {
+            try connection.execute("DROP FUNCTION audit.\(identifier: other)()")
         }
         // Statement triggers are not cloned to partitions: a TRUNCATE aimed at a partition needs its own.
         var partitionCount = 0
@@ -282,17 +313,19 @@ public struct AuditInstaller {
             SELECT count(*) FROM audit.audited_tables
             WHERE table_schema = \(table.schema) AND table_name = \(table.name) AND table_oid = \(table.oid) AND mode = \(mode.rawValue)
               AND key_columns = \(key.columns)::text[] AND excluded_columns = \(excluded)::text[]
+              AND audited_columns IS NOT DISTINCT FROM \(table.columns)::text[]
             """).scalar(Int.self) == 1
         let wasRegistered = try connection.query(
             "SELECT count(*) FROM audit.audited_tables WHERE table_schema = \(table.schema) AND table_name = \(table.name)").scalar(Int.self) == 1
         if !registered {
             try connection.execute("DELETE FROM audit.audited_tables WHERE table_oid = \(table.oid) AND (table_schema, table_name) <> (\(table.schema), \(table.name))")
             try connection.execute("""
-                INSERT INTO audit.audited_tables (table_schema, table_name, table_oid, mode, key_columns, key_source, excluded_columns)
-                VALUES (\(table.schema), \(table.name), \(table.oid), \(mode.rawValue), \(key.columns)::text[], \(key.source), \(excluded)::text[])
+                INSERT INTO audit.audited_tables (table_schema, table_name, table_oid, mode, key_columns, key_source, excluded_columns, audited_columns)
+                VALUES (\(table.schema), \(table.name), \(table.oid), \(mode.rawValue), \(key.columns)::text[], \(key.source), \(excluded)::text[],
+                        \(table.columns)::text[])
                 ON CONFLICT (table_schema, table_name) DO UPDATE SET
                     table_oid = EXCLUDED.table_oid, mode = EXCLUDED.mode, key_columns = EXCLUDED.key_columns,
-                    key_source = EXCLUDED.key_source, excluded_columns = EXCLUDED.excluded_columns,
+                    key_source = EXCLUDED.key_source, excluded_columns = EXCLUDED.excluded_columns, audited_columns = EXCLUDED.audited_columns,
                     installed_at = now(), installed_by = session_user
                 """)
         }
@@ -345,9 +378,7 @@ public struct AuditInstaller {
         let schema: String? = parts.count == 2 ? parts[0] : nil
         let relname = parts.last ?? name
         let rows = try connection.query("""
-            SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition,
-                   (SELECT array_to_json(array_agg(a.attname::text ORDER BY a.attnum))::text FROM pg_attribute a
-                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+            SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relname = \(relname) AND (\(schema)::text IS NULL OR n.nspname = \(schema))
               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
@@ -372,10 +403,47 @@ public struct AuditInstaller {
                 "\(qualified) is a partition; audit its partitioned parent instead (its row trigger reaches every partition)",
                 exitStatus: .usage)
         }
-        let columns = (try? JSONDecoder().decode([String].self, from: Data((row["columns"] ?? "[]").utf8))) ?? []
+        let oid = try row.decode("oid", as: Int64.self)
         return AuditedTable(
-            oid: try row.decode("oid", as: Int64.self), schema: row["nspname"] ?? "", name: row["relname"] ?? "", relkind: relkind,
-            columns: columns)
+            oid: oid, schema: row["nspname"] ?? "", name: row["relname"] ?? "", relkind: relkind, columnInfo: try tableColumns(oid))
+    }
+
+    /// The table's columns in attnum order. `comparable`: the type (or a domain's base type) is not an
+    /// array or composite and has a default btree or hash operator class for itself or a type it is
+    /// binary-coercible to — then `IS DISTINCT FROM` means equality; other columns are compared as text.
+    func tableColumns(_ oid: Int64) throws -> [AuditColumn] {
+        try connection.query("""
+            SELECT a.attname::text AS name,
+                   (bt.typtype IN ('b', 'r', 'm', 'e') AND bt.typcategory <> 'A' AND EXISTS (
+                        SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                         WHERE am.amname IN ('btree', 'hash') AND oc.opcdefault
+                           AND (oc.opcintype = bt.oid OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid
+                                                                   AND k.casttarget = oc.opcintype AND k.castmethod = 'b')))) AS comparable
+            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+            WHERE a.attrelid = \(oid)::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+            """).rows.map { AuditColumn(name: $0["name"] ?? "", comparable: try $0.decode("comparable", as: Bool.self)) }
+    }
+
+    /// The body of a function in schema audit, or nil when there is none.
+    func generatedSource(_ name: String) throws -> String? {
+        try connection.query("SELECT prosrc FROM pg_proc WHERE pronamespace = 'audit'::regnamespace AND proname = \(name) AND pronargs = 0")
+            .rows.first?["prosrc"]
+    }
+
+    /// Drops generated capture functions no trigger calls (a table re-created, removed or restored
+    /// with new oids) and the generic functions of earlier versions once unused.
+    func dropUnusedFunctions() throws {
+        let unused = try connection.query("""
+            SELECT p.proname FROM pg_proc p
+            WHERE p.pronamespace = 'audit'::regnamespace AND p.pronargs = 0
+              AND (p.proname ~ \(GeneratedCapture.namePattern) OR p.proname = ANY(\(AuditSQL.genericFunctions)::text[]))
+              AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid)
+            """).rows.compactMap { $0["proname"] }
+        for name in unused {
+            try connection.execute("DROP FUNCTION audit.\(identifier: name)()")
+            logger.info("dropped unused audit function", metadata: ["audit.function": .string(name)])
+        }
     }
 
     /// The primary key; else the smallest unique, non-partial, non-expression index whose columns are

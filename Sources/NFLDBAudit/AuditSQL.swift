@@ -30,26 +30,26 @@ enum AuditSQL {
         }
     }
 
-    /// The triggers of a table audited in `mode` with these key and excluded columns. The arguments
-    /// are the key count, the partitioned parent's schema and name for row mode (else two empty
-    /// strings), the key columns, then the excluded columns.
-    static func tableTriggers(_ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String]) -> [TableTrigger] {
-        let label = mode == .row && table.isPartitioned ? [table.schema, table.name] : ["", ""]
-        let args = [String(keys.count)] + label + keys + excluded
+    /// The triggers of a table audited in `mode`: they call the table's generated function
+    /// (``GeneratedCapture``) without arguments, and the shared TRUNCATE function.
+    static func tableTriggers(_ table: AuditedTable, mode: AuditMode) -> [TableTrigger] {
         var triggers: [TableTrigger] = []
         switch mode {
         case .row:
-            triggers.append(TableTrigger(name: rowTrigger, events: "AFTER INSERT OR UPDATE OR DELETE", level: "FOR EACH ROW", function: "capture_row", args: args))
+            triggers.append(TableTrigger(
+                name: rowTrigger, events: "AFTER INSERT OR UPDATE OR DELETE", level: "FOR EACH ROW",
+                function: GeneratedCapture.functionName(mode: .row, oid: table.oid), args: []))
         case .statement:
+            let function = GeneratedCapture.functionName(mode: .statement, oid: table.oid)
             triggers.append(TableTrigger(
                 name: insertTrigger, events: "AFTER INSERT", level: "REFERENCING NEW TABLE AS audit_new_rows FOR EACH STATEMENT",
-                function: "capture_statement", args: args))
+                function: function, args: []))
             triggers.append(TableTrigger(
                 name: updateTrigger, events: "AFTER UPDATE",
-                level: "REFERENCING OLD TABLE AS audit_old_rows NEW TABLE AS audit_new_rows FOR EACH STATEMENT", function: "capture_statement", args: args))
+                level: "REFERENCING OLD TABLE AS audit_old_rows NEW TABLE AS audit_new_rows FOR EACH STATEMENT", function: function, args: []))
             triggers.append(TableTrigger(
                 name: deleteTrigger, events: "AFTER DELETE", level: "REFERENCING OLD TABLE AS audit_old_rows FOR EACH STATEMENT",
-                function: "capture_statement", args: args))
+                function: function, args: []))
         }
         triggers.append(TableTrigger(name: truncateTrigger, events: "AFTER TRUNCATE", level: "FOR EACH STATEMENT", function: "capture_truncate", args: []))
         return triggers
@@ -95,167 +95,21 @@ enum AuditSQL {
             key_columns      text[] NOT NULL,
             key_source       text NOT NULL,
             excluded_columns text[] NOT NULL DEFAULT '{}',
+            audited_columns  text[],
             installed_at     timestamptz NOT NULL DEFAULT now(),
             installed_by     text NOT NULL DEFAULT session_user,
             PRIMARY KEY (table_schema, table_name)
         );
+        -- Registries created before the generated functions lack the column list.
+        ALTER TABLE audit.audited_tables ADD COLUMN IF NOT EXISTS audited_columns text[];
+        COMMENT ON COLUMN audit.audited_tables.audited_columns IS 'The table''s columns when install generated its capture function (audit status compares them with the current ones).';
         COMMENT ON TABLE audit.audited_tables IS 'Tables nfldb audit install set up, with the table oid at install time (a re-created table has a new oid).';
         REVOKE ALL ON TABLE audit.log, audit.log_default, audit.audited_tables FROM PUBLIC;
         """
 
-    /// The key of a row as one expression (no loop, no subquery): `jsonb_build_object` over the first
-    /// key columns for keys of up to four columns, else `fallback`. `keys` is an SQL expression for
-    /// the key column names (a `text[]`), `row` one for the row's jsonb, `count` one for the number of
-    /// key columns (0 = the whole row is the key).
-    static func keyExpression(count: String, keys: String, row: String, fallback: String) -> String {
-        func pairs(_ n: Int) -> String { (1...n).map { "\(keys)[\($0)], \(row) -> \(keys)[\($0)]" }.joined(separator: ", ") }
-        return """
-            CASE \(count) WHEN 1 THEN jsonb_build_object(\(pairs(1)))
-                        WHEN 2 THEN jsonb_build_object(\(pairs(2)))
-                        WHEN 3 THEN jsonb_build_object(\(pairs(3)))
-                        WHEN 4 THEN jsonb_build_object(\(pairs(4)))
-                        WHEN 0 THEN \(row)
-                        ELSE \(fallback) END
-            """
-    }
-
-    /// Row-level capture. TG_ARGV: [0] number of key columns (0 = the whole row is the key),
-    /// [1]/[2] the audited table's schema/name ('' = the table that fired, i.e. not a partition),
-    /// [3 .. 2+n] key columns, then excluded columns. Static SQL only: no EXECUTE, no catalog lookups.
-    /// Per row it runs one INSERT (for an UPDATE with the changed columns collected by a subquery of
-    /// that INSERT); a no-op UPDATE returns after one jsonb comparison. Every other
-    /// value is a PL/pgSQL simple expression (compiled once per transaction).
-    static let captureRow = """
-        CREATE OR REPLACE FUNCTION audit.capture_row() RETURNS trigger
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $function$
-        DECLARE
-            nkeys integer := TG_ARGV[0]::integer;
-            keys  text[];
-            new_j jsonb;
-            old_j jsonb;
-            row_j jsonb;
-            key_j jsonb;
-            k     text;
-        BEGIN
-            IF TG_OP = 'INSERT' THEN
-                new_j := to_jsonb(NEW) - TG_ARGV[3 + nkeys:];
-                row_j := new_j;
-            ELSIF TG_OP = 'UPDATE' THEN
-                new_j := to_jsonb(NEW) - TG_ARGV[3 + nkeys:];
-                old_j := to_jsonb(OLD) - TG_ARGV[3 + nkeys:];
-                IF new_j = old_j THEN RETURN NULL; END IF;  -- nothing (audited) changed
-                row_j := old_j;
-            ELSE
-                old_j := to_jsonb(OLD) - TG_ARGV[3 + nkeys:];
-                row_j := old_j;
-            END IF;
-            keys := TG_ARGV[3 : 2 + nkeys];
-            key_j := \(keyExpression(count: "nkeys", keys: "keys", row: "row_j", fallback: "NULL"));
-            IF key_j IS NULL THEN  -- more than four key columns
-                key_j := '{}';
-                FOREACH k IN ARRAY keys LOOP key_j := key_j || jsonb_build_object(k, row_j -> k); END LOOP;
-            END IF;
-            IF TG_OP = 'UPDATE' THEN
-                -- The changed columns as a subquery of the INSERT itself (an InitPlan): one executor
-                -- setup per row instead of a separate SELECT … INTO and then the INSERT.
-                INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, changed, txid,
-                                       session_user_name, current_user_name, application_name, client_addr, correlation_id)
-                VALUES (TG_RELID, coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME),
-                        'UPDATE', key_j, old_j,
-                        (SELECT jsonb_object_agg(n.key, n.value) FROM jsonb_each(new_j) AS n WHERE n.value IS DISTINCT FROM old_j -> n.key),
-                        txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),
-                        nullif(current_setting('nfldb.correlation_id', true), ''));
-                RETURN NULL;  -- the new row is old_row || changed
-            END IF;
-            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
-                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
-            VALUES (TG_RELID, coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA), coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME),
-                    TG_OP, key_j, old_j, new_j, NULL, txid_current(),
-                    session_user, current_user, current_setting('application_name'), inet_client_addr(),
-                    nullif(current_setting('nfldb.correlation_id', true), ''));
-            RETURN NULL;
-        END
-        $function$;
-        """
-
-    /// The key of a row for key columns `keys[1 … count]` as one `jsonb_build_object`, or for
-    /// `count == nil` (more than four) an aggregate over `keys`.
-    static func statementKey(_ count: Int?, row: String) -> String {
-        guard let count else { return "(SELECT jsonb_object_agg(k.k, \(row) -> k.k) FROM unnest(keys) AS k(k))" }
-        return "jsonb_build_object(" + (1...count).map { "keys[\($0)], \(row) -> keys[\($0)]" }.joined(separator: ", ") + ")"
-    }
-
-    /// One INSERT … SELECT per statement kind, repeated for each key width so that every statement
-    /// the function runs compiles only the key expression it needs (a statement trigger pays the
-    /// executor setup of its INSERT once per statement, which is what one-row statements feel).
-    static func statementBody(_ build: (String?) -> String) -> String {
-        var cases = ""
-        for count in 1...4 { cases += "WHEN \(count) THEN\n" + build(String(count)) + "\n" }
-        return "CASE nkeys\n" + cases + "ELSE\n" + build(nil) + "\nEND CASE;"
-    }
-
-    static func statementInsert(_ count: String?, transition: String, operation: String, column: String) -> String {
-        """
-        INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, \(column), txid,
-                               session_user_name, current_user_name, application_name, client_addr, correlation_id)
-        SELECT TG_RELID, tschema, tname, '\(operation)', \(statementKey(count.flatMap(Int.init), row: "r.j")), r.j, tx,
-               session_user, current_user, app, client, corr
-          FROM (SELECT to_jsonb(t) - excluded AS j FROM \(transition) AS t) AS r;
-        """
-    }
-
-    static func statementUpdate(_ count: String?) -> String {
-        let key = statementKey(count.flatMap(Int.init), row: "s.j")
-        return """
-            WITH o AS MATERIALIZED (
-                     SELECT s.j, \(key) AS row_key FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_old_rows AS t) AS s),
-                 n AS MATERIALIZED (
-                     SELECT s.j, \(key) AS row_key FROM (SELECT to_jsonb(t) - excluded AS j FROM audit_new_rows AS t) AS s),
-                 p AS (
-                     SELECT o.j AS old_j, n.j AS new_j, coalesce(o.row_key, n.row_key) AS row_key
-                       FROM o FULL JOIN n ON o.row_key = n.row_key
-                      WHERE o.j IS DISTINCT FROM n.j)
-            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,
-                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
-            SELECT TG_RELID, tschema, tname, 'UPDATE', p.row_key, p.old_j, CASE WHEN p.old_j IS NULL THEN p.new_j END,
-                   CASE WHEN p.old_j IS NOT NULL AND p.new_j IS NOT NULL THEN
-                       (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(p.new_j) AS e WHERE e.value IS DISTINCT FROM p.old_j -> e.key)
-                   END,
-                   tx, session_user, current_user, app, client, corr
-              FROM p;
-            """
-    }
-
-    /// Statement-level capture with transition tables (one trigger per event): one INSERT … SELECT
-    /// per statement, the key as one expression per row, the session values computed once per
-    /// statement. UPDATE pairs old and new rows on the key with `=` (hash-joinable) in MATERIALIZED
-    /// CTEs, drops unchanged pairs with one jsonb comparison and collects the changed columns only
-    /// for the rest; JIT is off.
-    static let captureStatement = """
-        CREATE OR REPLACE FUNCTION audit.capture_statement() RETURNS trigger
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $function$
-        DECLARE
-            nkeys    integer := TG_ARGV[0]::integer;
-            keys     text[] := TG_ARGV[3 : 2 + nkeys];
-            excluded text[] := TG_ARGV[3 + nkeys:];
-            tschema  text := coalesce(nullif(TG_ARGV[1], ''), TG_TABLE_SCHEMA);
-            tname    text := coalesce(nullif(TG_ARGV[2], ''), TG_TABLE_NAME);
-            tx       bigint := txid_current();
-            app      text := current_setting('application_name');
-            corr     text := nullif(current_setting('nfldb.correlation_id', true), '');
-            client   inet := inet_client_addr();
-        BEGIN
-            IF TG_OP = 'INSERT' THEN
-        \(statementBody { statementInsert($0, transition: "audit_new_rows", operation: "INSERT", column: "new_row") })
-            ELSIF TG_OP = 'DELETE' THEN
-        \(statementBody { statementInsert($0, transition: "audit_old_rows", operation: "DELETE", column: "old_row") })
-            ELSE
-        \(statementBody(statementUpdate))
-            END IF;
-            RETURN NULL;
-        END
-        $function$;
-        """
+    /// The generic functions of earlier versions (arguments per trigger); install drops them once no
+    /// trigger uses them.
+    static let genericFunctions = ["capture_row", "capture_statement"]
 
     /// AFTER TRUNCATE (statement). TG_ARGV: [0]/[1] the audited table's schema/name ('' = the firing table).
     static let captureTruncate = """
@@ -300,7 +154,7 @@ enum AuditSQL {
 
     /// Ownership and EXECUTE of the functions (nobody calls them directly; triggers do not check EXECUTE).
     static let functionPrivileges = """
-        REVOKE ALL ON FUNCTION audit.capture_row(), audit.capture_statement(), audit.capture_truncate(), audit.reject_change() FROM PUBLIC;
+        REVOKE ALL ON FUNCTION audit.capture_truncate(), audit.reject_change() FROM PUBLIC;
         """
 
     static let guardTriggers = """

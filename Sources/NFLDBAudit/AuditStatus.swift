@@ -60,7 +60,8 @@ extension AuditInstaller {
         try checkLog(owner: schemaOwner, into: &report)
         let registry = try connection.query("""
             SELECT table_schema, table_name, table_oid::int8 AS oid, mode, array_to_json(key_columns)::text AS keys, key_source,
-                   array_to_json(excluded_columns)::text AS excluded, installed_at::text AS installed_at
+                   array_to_json(excluded_columns)::text AS excluded, array_to_json(audited_columns)::text AS audited,
+                   installed_at::text AS installed_at
             FROM audit.audited_tables ORDER BY 1, 2
             """).rows
         var registeredOIDs = Set<Int64>()
@@ -81,8 +82,11 @@ extension AuditInstaller {
                 if currentOID != oid {
                     problems.append("re-created since install (oid \(oid) → \(currentOID)): a new table does not inherit the old one's triggers")
                 }
-                let table = AuditedTable(oid: currentOID, schema: schema, name: name, relkind: current["relkind"] ?? "r", columns: [])
-                problems += try checkTriggers(table, mode: mode, keys: keys, excluded: excluded)
+                let table = AuditedTable(
+                    oid: currentOID, schema: schema, name: name, relkind: current["relkind"] ?? "r", columnInfo: try tableColumns(currentOID))
+                problems += try checkTriggers(table, mode: mode)
+                problems += try checkFunction(
+                    table, mode: mode, keys: keys, excluded: excluded, installedColumns: row["audited"].map { Self.jsonList($0) }, owner: schemaOwner)
                 let key = try resolveKey(table)
                 if key.columns != keys {
                     problems.append("key changed: installed with \(keys.isEmpty ? "the whole row" : "(\(keys.joined(separator: ", ")))"), the table's key is now \(key)")
@@ -112,11 +116,54 @@ extension AuditInstaller {
         return report
     }
 
-    private func checkTriggers(_ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String]) throws -> [String] {
+    /// The table's generated capture function: present, owned by the audit owner, SECURITY DEFINER with
+    /// a fixed search_path, and its body what install would generate for the table's current columns
+    /// (an ALTER TABLE ADD/DROP/RENAME COLUMN since install, or a hand edit, makes it differ).
+    private func checkFunction(
+        _ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String], installedColumns: [String]?, owner: String
+    ) throws -> [String] {
+        let capture = GeneratedCapture(
+            schema: table.schema, name: table.name, oid: table.oid, isPartitioned: table.isPartitioned, mode: mode,
+            columns: table.columnInfo, keys: keys, excluded: excluded.filter(table.columns.contains))
+        let fix = "run `nfldb audit install --table \(table.qualified)` to regenerate it"
+        let rows = try connection.query("""
+            SELECT prosrc, pg_get_userbyid(proowner) AS owner, prosecdef,
+                   coalesce(array_to_string(proconfig, ','), '') LIKE '%search_path=pg_catalog, pg_temp%' AS fixed_path
+            FROM pg_proc WHERE pronamespace = 'audit'::regnamespace AND proname = \(capture.functionName) AND pronargs = 0
+            """).rows
+        guard let function = rows.first else {
+            return ["generated function audit.\(capture.functionName)() is missing (installed by an older nfldb, or dropped): \(fix)"]
+        }
+        var problems: [String] = []
+        if function["owner"] != owner { problems.append("audit.\(capture.functionName)() is owned by \(function["owner"] ?? "?"), not \(owner): \(fix)") }
+        if try !function.decode("prosecdef", as: Bool.self) {
+            problems.append("audit.\(capture.functionName)() is not SECURITY DEFINER: writers would need INSERT on the log; \(fix)")
+        }
+        if try !function.decode("fixed_path", as: Bool.self) { problems.append("audit.\(capture.functionName)() has no fixed search_path: \(fix)") }
+        if function["prosrc"] != capture.body {
+            if let installedColumns, installedColumns != table.columns {
+                let added = table.columns.filter { !installedColumns.contains($0) }
+                let gone = installedColumns.filter { !table.columns.contains($0) }
+                var what: [String] = []
+                if !added.isEmpty { what.append("added: \(added.joined(separator: ", "))") }
+                if !gone.isEmpty { what.append("dropped or renamed: \(gone.joined(separator: ", "))") }
+                if what.isEmpty { what.append("reordered") }
+                problems.append(
+                    "columns changed since install (\(what.joined(separator: "; "))): the generated function audit.\(capture.functionName)() no longer "
+                        + "matches the table — after a DROP or RENAME COLUMN every write to it fails, after an ADD COLUMN an UPDATE of only "
+                        + "the new column is not logged; \(fix)")
+            } else {
+                problems.append("generated function audit.\(capture.functionName)() differs from what install generates for the table (edited by hand?): \(fix)")
+            }
+        }
+        return problems
+    }
+
+    private func checkTriggers(_ table: AuditedTable, mode: AuditMode) throws -> [String] {
         var problems: [String] = []
         let fix = "run `nfldb audit install --table \(table.qualified)` to repair it"
         let triggers = try existingTriggers(table.oid).filter { !$0.cloned }
-        for (name, function, arguments) in AuditSQL.tableTriggers(table, mode: mode, keys: keys, excluded: excluded).map({ ($0.name, $0.function, $0.args) }) {
+        for (name, function, arguments) in AuditSQL.tableTriggers(table, mode: mode).map({ ($0.name, $0.function, $0.args) }) {
             guard let trigger = triggers.first(where: { $0.name == name }) else {
                 problems.append("trigger \(name) is missing on \(table.qualified): changes are not audited; \(fix)")
                 continue
@@ -175,9 +222,9 @@ extension AuditInstaller {
             SELECT p.proname, pg_get_userbyid(p.proowner) AS owner, p.prosecdef,
                    coalesce(array_to_string(p.proconfig, ','), '') LIKE '%search_path=%' AS fixed_path
             FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace
-              AND p.proname IN ('capture_row', 'capture_statement', 'capture_truncate', 'reject_change')
+              AND p.proname IN ('capture_truncate', 'reject_change')
             """).rows
-        for name in ["capture_row", "capture_statement", "capture_truncate", "reject_change"] {
+        for name in ["capture_truncate", "reject_change"] {
             guard let row = functions.first(where: { $0["proname"] == name }) else {
                 report.logProblems.append("function audit.\(name)() is missing")
                 continue

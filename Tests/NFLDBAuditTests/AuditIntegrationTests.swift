@@ -531,21 +531,30 @@ struct AuditIntegrationTests {
         }
     }
 
-    @Test("row mode is static SQL: no EXECUTE and no catalog lookups per row")
-    func rowFunctionIsStatic() {
-        let body = AuditSQL.captureRow.lowercased()
-        #expect(!body.contains("execute "))
-        #expect(!body.contains("pg_catalog.pg_") && !body.contains("pg_index") && !body.contains("pg_attribute"))
-        #expect(body.contains("security definer set search_path = pg_catalog, pg_temp"))
-        #expect(AuditSQL.captureStatement.contains("SET jit = off"))
-        #expect(AuditSQL.captureStatement.contains("o.row_key = n.row_key"))
-        #expect(!AuditSQL.captureStatement.contains("IS NOT DISTINCT FROM"))
-        // Issue 16: the no-op check comes before the changed-column subquery, which is part of the INSERT (one
-        // statement per row); keys are one expression, and the
-        // log carries no CHECK constraint (re-read from the catalog for every one-row INSERT).
-        #expect(body.contains("if new_j = old_j then return null; end if;"))
-        #expect(!body.contains(" into diff"), "no separate SELECT … INTO for the changed columns")
-        #expect(AuditSQL.keyExpression(count: "n", keys: "k", row: "r", fallback: "NULL").contains("WHEN 2 THEN jsonb_build_object(k[1], r -> k[1], k[2], r -> k[2])"))
+    @Test("generated functions are static SQL specialised to the columns: no EXECUTE, no catalog lookups, no jsonb_each; identifiers quoted")
+    func generatedFunctionsAreStatic() {
+        let columns = [AuditColumn(name: "id", comparable: true), AuditColumn(name: "v", comparable: true), AuditColumn(name: "p", comparable: false),
+                       AuditColumn(name: "x$audit$y", comparable: true), AuditColumn(name: "noise", comparable: true)]
+        let row = GeneratedCapture(schema: "nfl", name: "t", oid: 42, isPartitioned: false, mode: .row, columns: columns, keys: ["id"], excluded: ["noise"])
+        let statement = GeneratedCapture(schema: "nfl", name: "t", oid: 42, isPartitioned: false, mode: .statement, columns: columns, keys: ["id"], excluded: ["noise"])
+        for capture in [row, statement] {
+            let body = capture.body.lowercased()
+            #expect(!body.contains("execute ") && !body.contains("pg_catalog.pg_") && !body.contains("pg_index") && !body.contains("pg_attribute"))
+            #expect(!body.contains("jsonb_each") && !body.contains("tg_argv"))
+            #expect(capture.createSQL.contains("SECURITY DEFINER SET search_path = pg_catalog, pg_temp"))
+            // A column named x$audit$y cannot end the dollar quote.
+            #expect(capture.createSQL.contains("AS $audit1$") && capture.createSQL.hasSuffix(";"))
+        }
+        #expect(row.functionName == "capture_row_42" && statement.functionName == "capture_statement_42")
+        // The no-op check compares columns one by one (text form where the type has no equality), before any jsonb is built.
+        #expect(row.body.contains("IF NOT (NEW.\"id\" IS DISTINCT FROM OLD.\"id\""))
+        #expect(row.body.contains("NEW.\"p\"::text IS DISTINCT FROM OLD.\"p\"::text"))
+        #expect(!row.body.contains("NEW.\"noise\" IS DISTINCT FROM"), "excluded columns are not compared")
+        #expect(row.body.contains("jsonb_build_object('id', OLD.\"id\")"))
+        #expect(row.body.contains("(to_jsonb(OLD) - ARRAY['noise']::text[])"))
+        #expect(statement.body.contains("FROM audit_old_rows AS o FULL JOIN audit_new_rows AS n ON o.\"id\" = n.\"id\""))
+        #expect(statement.createSQL.contains("SET jit = off"))
+        #expect(row.textComparedNote?.contains(": p") == true)
         #expect(!AuditSQL.tables.contains("CHECK (operation"))
         #expect(!AuditSQL.tables.contains("PRIMARY KEY (id"))
         #expect(AuditSQL.droppedLogConstraints == ["log_operation_values", "log_pkey"])

@@ -1,0 +1,200 @@
+import Foundation
+import NFLDBPostgres
+
+/// One column of an audited table, as the generated capture function needs it.
+struct AuditColumn: Sendable, Equatable {
+    let name: String
+    /// The column's type has a default btree or hash equality (so `IS DISTINCT FROM` works and means
+    /// equality); otherwise the function compares the text forms (`json`, `point`, arrays, enums, …).
+    let comparable: Bool
+}
+
+/// The capture function `audit install` generates for one table (issue 16): specialised to the
+/// table's columns and key, so a row costs only what it records.
+///
+/// * Key: `jsonb_build_object('k1', OLD.k1, …)` straight from the key columns (the whole row when the
+///   table has no key).
+/// * UPDATE: a no-op (no audited column `IS DISTINCT FROM` its old value) returns before any jsonb is
+///   built; otherwise `old_row = to_jsonb(OLD)` and `changed = to_jsonb(NEW) - ARRAY[unchanged
+///   columns]`, the unchanged ones found column by column (no `jsonb_each`, no subquery).
+/// * Statement mode: one `INSERT … SELECT` per statement; UPDATE pairs the old and new transition
+///   tables on the key columns with `=` (a FULL JOIN: rows whose key changed are logged as an unpaired
+///   old and new half, as before).
+///
+/// Identifiers are quoted (`PostgresIdentifier.quote`), names as literals; the body is dollar-quoted
+/// with a tag it does not contain. SECURITY DEFINER, `search_path = pg_catalog, pg_temp`, owned by the
+/// audit owner: writers can neither call nor replace it. `audit status` regenerates the body from the
+/// table's current columns and compares it with `pg_proc.prosrc`.
+struct GeneratedCapture {
+    let schema: String
+    let name: String
+    let oid: Int64
+    let isPartitioned: Bool
+    let mode: AuditMode
+    /// Every column of the table in attnum order (excluded ones too: they are only left out).
+    let columns: [AuditColumn]
+    let keys: [String]
+    let excluded: [String]
+
+    static func functionName(mode: AuditMode, oid: Int64) -> String {
+        mode == .row ? "capture_row_\(oid)" : "capture_statement_\(oid)"
+    }
+
+    /// Generated function names start like this (followed by the table oid).
+    static let namePattern = "^capture_(row|statement)_[0-9]+$"
+
+    var functionName: String { Self.functionName(mode: mode, oid: oid) }
+
+    private var audited: [AuditColumn] { columns.filter { !excluded.contains($0.name) } }
+
+    /// Install's note when some columns are compared by their text form.
+    var textComparedNote: String? {
+        let names = audited.filter { !$0.comparable }.map(\.name)
+        return names.isEmpty ? nil : "compared as text (their type has no default equality): \(names.joined(separator: ", "))"
+    }
+
+    private func q(_ name: String) -> String { PostgresIdentifier.quote(name) }
+    private func lit(_ value: String) -> String { PostgresIdentifier.literal(value) }
+
+    /// `r.c`, quoted.
+    private func field(_ row: String, _ column: String) -> String { "\(row).\(q(column))" }
+
+    /// The whole row as jsonb without the excluded columns.
+    private func rowJSON(_ row: String) -> String {
+        let base = mode == .row ? "to_jsonb(\(row))" : "to_jsonb(\(row).*)"
+        guard !excluded.isEmpty else { return base }
+        return "(\(base) - ARRAY[\(excluded.map(lit).joined(separator: ", "))]::text[])"
+    }
+
+    private func key(_ row: String) -> String {
+        guard !keys.isEmpty else { return rowJSON(row) }
+        return "jsonb_build_object(" + keys.map { "\(lit($0)), \(field(row, $0))" }.joined(separator: ", ") + ")"
+    }
+
+    /// `n.c IS DISTINCT FROM o.c` (or of the text forms for types without a default equality).
+    private func distinct(_ column: AuditColumn, new: String, old: String) -> String {
+        column.comparable
+            ? "\(field(new, column.name)) IS DISTINCT FROM \(field(old, column.name))"
+            : "\(field(new, column.name))::text IS DISTINCT FROM \(field(old, column.name))::text"
+    }
+
+    private func anyChanged(new: String, old: String, indent: String) -> String {
+        let terms = audited.map { distinct($0, new: new, old: old) }
+        return terms.isEmpty ? "false" : terms.joined(separator: "\n\(indent)OR ")
+    }
+
+    /// The new values of the changed columns: the new row minus excluded and unchanged columns.
+    private func changed(new: String, old: String, indent: String) -> String {
+        let base = mode == .row ? "to_jsonb(\(new))" : "to_jsonb(\(new).*)"
+        let drops = excluded.map(lit) + audited.map { "CASE WHEN NOT (\(distinct($0, new: new, old: old))) THEN \(lit($0.name)) END" }
+        guard !drops.isEmpty else { return base }
+        return "\(base) - ARRAY[\(drops.joined(separator: ",\n\(indent)"))]::text[]"
+    }
+
+    private static let logColumns = "table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,\n                               session_user_name, current_user_name, application_name, client_addr, correlation_id"
+
+    /// The function body (what `pg_proc.prosrc` holds).
+    var body: String { mode == .row ? rowBody : statementBody }
+
+    private var rowBody: String {
+        // A partition fires its parent's cloned trigger: entries name the audited (parent) table.
+        let schemaExpr = isPartitioned ? lit(schema) : "TG_TABLE_SCHEMA"
+        let nameExpr = isPartitioned ? lit(name) : "TG_TABLE_NAME"
+        let session = "txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),\n                nullif(current_setting('nfldb.correlation_id', true), '')"
+        func insert(_ operation: String, key: String, old: String, new: String, changed: String) -> String {
+            """
+                    INSERT INTO audit.log (\(Self.logColumns))
+                    VALUES (TG_RELID, \(schemaExpr), \(nameExpr), '\(operation)', \(key), \(old), \(new), \(changed),
+                            \(session));
+            """
+        }
+        return """
+
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+            \(insert("INSERT", key: key("NEW"), old: "NULL", new: rowJSON("NEW"), changed: "NULL"))
+                ELSIF TG_OP = 'UPDATE' THEN
+                    IF NOT (\(anyChanged(new: "NEW", old: "OLD", indent: "            "))) THEN
+                        RETURN NULL;  -- nothing audited changed
+                    END IF;
+            \(insert("UPDATE", key: key("OLD"), old: rowJSON("OLD"), new: "NULL", changed: changed(new: "NEW", old: "OLD", indent: "                                ")))
+                ELSE
+            \(insert("DELETE", key: key("OLD"), old: rowJSON("OLD"), new: "NULL", changed: "NULL"))
+                END IF;
+                RETURN NULL;
+            END
+
+            """
+    }
+
+    private var statementBody: String {
+        let session = "tx, session_user, current_user, app, client, corr"
+        // Keys are NOT NULL (statement mode needs a primary key or unique NOT NULL index), so a NULL
+        // key column marks the missing side of the FULL JOIN.
+        let first = keys.first ?? ""
+        let join = keys.map { "o.\(q($0)) = n.\(q($0))" }.joined(separator: " AND ")
+        let oldMissing = "o.\(q(first)) IS NULL", newMissing = "n.\(q(first)) IS NULL"
+        return """
+
+            DECLARE
+                tx     bigint := txid_current();
+                app    text := current_setting('application_name');
+                client inet := inet_client_addr();
+                corr   text := nullif(current_setting('nfldb.correlation_id', true), '');
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO audit.log (\(Self.logColumns))
+                    SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT', \(key("n")), NULL, \(rowJSON("n")), NULL,
+                           \(session)
+                      FROM audit_new_rows AS n;
+                ELSIF TG_OP = 'DELETE' THEN
+                    INSERT INTO audit.log (\(Self.logColumns))
+                    SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'DELETE', \(key("o")), \(rowJSON("o")), NULL, NULL,
+                           \(session)
+                      FROM audit_old_rows AS o;
+                ELSE
+                    INSERT INTO audit.log (\(Self.logColumns))
+                    SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'UPDATE',
+                           CASE WHEN \(oldMissing) THEN \(key("n")) ELSE \(key("o")) END,
+                           CASE WHEN NOT \(oldMissing) THEN \(rowJSON("o")) END,
+                           CASE WHEN \(oldMissing) THEN \(rowJSON("n")) END,
+                           CASE WHEN NOT \(oldMissing) AND NOT \(newMissing) THEN
+                               \(changed(new: "n", old: "o", indent: "                                   "))
+                           END,
+                           \(session)
+                      FROM audit_old_rows AS o FULL JOIN audit_new_rows AS n ON \(join)
+                     WHERE \(oldMissing) OR \(newMissing)
+                        OR \(anyChanged(new: "n", old: "o", indent: "                        "));
+                END IF;
+                RETURN NULL;
+            END
+
+            """
+    }
+
+    /// A dollar-quote tag the body does not contain (a column may be named `$function$`).
+    static func dollarTag(for body: String) -> String {
+        var tag = "$audit$"
+        var n = 0
+        while body.contains(tag) {
+            n += 1
+            tag = "$audit\(n)$"
+        }
+        return tag
+    }
+
+    /// `pg_proc.proconfig` of the function as `array_to_string(proconfig, ',')`.
+    var config: String { mode == .statement ? "search_path=pg_catalog, pg_temp,jit=off" : "search_path=pg_catalog, pg_temp" }
+
+    /// CREATE OR REPLACE FUNCTION (run as the audit owner, so the owner owns it).
+    var createSQL: String {
+        let tag = Self.dollarTag(for: body)
+        let jit = mode == .statement ? " SET jit = off" : ""
+        return """
+            CREATE OR REPLACE FUNCTION audit.\(q(functionName))() RETURNS trigger
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\(jit) AS \(tag)\(body)\(tag);
+            REVOKE ALL ON FUNCTION audit.\(q(functionName))() FROM PUBLIC;
+            COMMENT ON FUNCTION audit.\(q(functionName))() IS \(lit("nfldb audit: generated capture function (\(mode.rawValue) mode) for \(schema).\(name); regenerated by nfldb audit install"));
+            """
+    }
+}

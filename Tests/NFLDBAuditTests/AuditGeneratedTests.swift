@@ -1,0 +1,234 @@
+import Foundation
+import NFLDBCore
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+@testable import NFLDBAudit
+
+/// Issue 16: the per-table generated capture functions.
+@Suite("generated audit functions against a real server")
+struct AuditGeneratedTests {
+    @Test("a column added, dropped or renamed after install: status names it and the fix (exit 1), the printed fix (install again) makes it healthy and captures the new column")
+    func columnChangesAfterInstall() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.r (id int PRIMARY KEY, v int, w text);
+                CREATE TABLE nfl.s (id int PRIMARY KEY, v int, w text);
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"], mode: .row) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.s"], mode: .statement) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            func problems(_ table: String) throws -> String {
+                try world.withInstaller { installer, _ in try installer.status() }.tables.first { $0.table == table }?.problems.joined(separator: " | ") ?? ""
+            }
+            func status() throws -> ProcessResult {
+                try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            }
+            let oidR = try admin.query("SELECT 'nfl.r'::regclass::oid::int8").scalar(Int64.self)
+
+            // ADD COLUMN: writes still work, but an UPDATE of only the new column is not logged until install runs again.
+            try admin.runScript(unsafeSQL: "ALTER TABLE nfl.r ADD COLUMN extra text; ALTER TABLE nfl.s ADD COLUMN extra text")
+            let added = try problems("nfl.r")
+            #expect(added.contains("columns changed since install (added: extra)"), "\(added)")
+            #expect(added.contains("capture_row_\(oidR)") && added.contains("nfldb audit install --table nfl.r"), "\(added)")
+            #expect(try problems("nfl.s").contains("columns changed since install (added: extra)"))
+            var cli = try status()
+            #expect(cli.status == 1, "\(cli.standardOutput)")
+            #expect(cli.standardOutput.contains("added: extra"), "\(cli.standardOutput)")
+            try admin.runScript(unsafeSQL: "INSERT INTO nfl.r VALUES (1, 1, 'a', 'x'); UPDATE nfl.r SET extra = 'y'")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'r' AND operation = 'UPDATE'").scalar(Int.self) == 0,
+                    "the stale function does not see the new column")
+
+            // The printed fix, run in that state: install again regenerates the functions; status is clean.
+            let fixed = try CLIRunner.run(["audit", "install", "--table", "nfl.r", "--table", "nfl.s", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(fixed.status == 0, "\(fixed.standardError)")
+            #expect(fixed.standardOutput.contains("updated"), "\(fixed.standardOutput)")
+            cli = try status()
+            #expect(cli.status == 0, "\(cli.standardOutput)")
+            try admin.runScript(unsafeSQL: "UPDATE nfl.r SET extra = 'z'; INSERT INTO nfl.s VALUES (1, 1, 'a', 'x'); UPDATE nfl.s SET extra = 'z'")
+            let changed = try admin.query("""
+                SELECT string_agg(changed::text, ' ' ORDER BY table_name) FROM audit.log WHERE operation = 'UPDATE'
+                """).scalar(String.self)
+            #expect(changed == #"{"extra": "z"} {"extra": "z"}"#)
+
+            // DROP COLUMN and RENAME COLUMN: the stale function fails every write (fail closed), status says so and why.
+            try admin.runScript(unsafeSQL: "ALTER TABLE nfl.r DROP COLUMN w; ALTER TABLE nfl.s RENAME COLUMN w TO w2")
+            let dropped = try problems("nfl.r")
+            #expect(dropped.contains("dropped or renamed: w") && dropped.contains("every write to it fails"), "\(dropped)")
+            let renamed = try problems("nfl.s")
+            #expect(renamed.contains("added: w2; dropped or renamed: w"), "\(renamed)")
+            #expect(throws: PostgresError.self) { try admin.execute("UPDATE nfl.r SET v = 2") }
+            #expect(throws: PostgresError.self) { try admin.execute("UPDATE nfl.s SET v = 2") }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r", "nfl.s"]) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            try admin.runScript(unsafeSQL: "UPDATE nfl.r SET v = 2; UPDATE nfl.s SET w2 = 'b'")
+            let after = try admin.query("""
+                SELECT string_agg(changed::text, ' ' ORDER BY table_name) FROM audit.log WHERE operation = 'UPDATE' AND changed ?| ARRAY['v', 'w2']
+                """).scalar(String.self)
+            #expect(after == #"{"v": 2} {"w2": "b"}"#)
+
+            // A hand edit of the generated body is reported too.
+            try admin.runScript(unsafeSQL: "CREATE OR REPLACE FUNCTION audit.capture_row_\(oidR)() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
+            #expect(try problems("nfl.r").contains("differs from what install generates"))
+            #expect(try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"]) }.first?.action == "updated")
+            #expect(try problems("nfl.r").isEmpty)
+            // … and so are a weakened or re-owned function; install takes it back.
+            try admin.runScript(unsafeSQL: "ALTER FUNCTION audit.capture_row_\(oidR)() SECURITY INVOKER; ALTER FUNCTION audit.capture_row_\(oidR)() OWNER TO CURRENT_USER")
+            let weakened = try problems("nfl.r")
+            #expect(weakened.contains("is not SECURITY DEFINER") && weakened.contains("is owned by"), "\(weakened)")
+            let retaken = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"]) }
+            #expect(retaken.first?.notes.contains { $0.contains("given back to \(world.owner)") } == true, "\(retaken.first?.notes ?? [])")
+            #expect(try problems("nfl.r").isEmpty)
+
+            // Switching modes replaces the function; remove drops it.
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.r"], mode: .statement) }
+            #expect(try admin.query("SELECT count(*) FROM pg_proc WHERE proname = \("capture_row_\(oidR)")").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM pg_proc WHERE proname = \("capture_statement_\(oidR)")").scalar(Int.self) == 1)
+            _ = try world.withInstaller { installer, _ in try installer.remove(tables: ["nfl.r"]) }
+            #expect(try admin.query("SELECT count(*) FROM pg_proc WHERE proname ~ \("_\(oidR)$")").scalar(Int.self) == 0)
+        }
+    }
+
+    @Test("hostile identifiers: schema, table and column names with quotes, spaces, uppercase, a dollar-quote tag and a backslash are captured in both modes")
+    func hostileIdentifiers() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: #"""
+                CREATE SCHEMA "Odd ""Schema""";
+                CREATE TABLE "Odd ""Schema""".";DROP TABLE x;--" ("Key Col" int, "it's" text, "x$audit$y" int, "a\b" text, "UPPER" int,
+                    PRIMARY KEY ("Key Col", "it's"));
+                CREATE TABLE "Odd ""Schema"""."Stmt Table" ("Key Col" int PRIMARY KEY, "it's" text, "x$audit$y" int);
+                """#)
+            let results = try world.withInstaller { installer, _ in
+                try installer.install(tables: [#"Odd "Schema".;DROP TABLE x;--"#], mode: .row, excludeColumns: ["UPPER"])
+                    + installer.install(tables: [#"Odd "Schema".Stmt Table"#], mode: .statement)
+            }
+            #expect(results.map(\.key.columns) == [["Key Col", "it's"], ["Key Col"]])
+            try admin.runScript(unsafeSQL: #"""
+                INSERT INTO "Odd ""Schema""".";DROP TABLE x;--" VALUES (1, 'o''k', 3, 'b\s', 9);
+                UPDATE "Odd ""Schema""".";DROP TABLE x;--" SET "x$audit$y" = 4, "UPPER" = 10;
+                UPDATE "Odd ""Schema""".";DROP TABLE x;--" SET "UPPER" = 11;
+                DELETE FROM "Odd ""Schema""".";DROP TABLE x;--";
+                INSERT INTO "Odd ""Schema"""."Stmt Table" VALUES (1, 'a', 1), (2, 'b', 2);
+                UPDATE "Odd ""Schema"""."Stmt Table" SET "x$audit$y" = "x$audit$y" + 1 WHERE "Key Col" = 1;
+                UPDATE "Odd ""Schema"""."Stmt Table" SET "it's" = "it's";
+                DELETE FROM "Odd ""Schema"""."Stmt Table" WHERE "Key Col" = 2;
+                """#)
+            let rows = try admin.query("""
+                SELECT table_schema, table_name, operation, row_key::text AS k, coalesce(changed, new_row, old_row)::text AS data
+                FROM audit.log ORDER BY id
+                """).rows
+            #expect(rows.map { $0["operation"] ?? "" } == ["INSERT", "UPDATE", "DELETE", "INSERT", "INSERT", "UPDATE", "DELETE"], "an UPDATE of the excluded column only is skipped")
+            #expect(Set(rows.map { $0["table_schema"] ?? "" }) == [#"Odd "Schema""#])
+            #expect(rows[0]["table_name"] == ";DROP TABLE x;--" && rows[3]["table_name"] == "Stmt Table")
+            #expect(json(rows[0]["k"]) as NSDictionary == ["Key Col": 1, "it's": "o'k"] as NSDictionary)
+            #expect(json(rows[0]["data"]) as NSDictionary == ["Key Col": 1, "it's": "o'k", "x$audit$y": 3, #"a\b"#: #"b\s"#] as NSDictionary)
+            #expect(json(rows[1]["data"]) as NSDictionary == ["x$audit$y": 4] as NSDictionary)
+            #expect(json(rows[5]["data"]) as NSDictionary == ["x$audit$y": 2] as NSDictionary)
+            #expect(json(rows[6]["k"]) as NSDictionary == ["Key Col": 2] as NSDictionary)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.tables.flatMap(\.problems))")
+            #expect(try admin.query("SELECT count(*) FROM pg_namespace WHERE nspname = 'x'").scalar(Int.self) == 0)
+        }
+    }
+
+    @Test("columns without a default equality (json, point, json[]) are compared as text; no-op updates of them are skipped")
+    func typesWithoutEquality() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.j (id int PRIMARY KEY, doc json, at point, docs json[], n numeric);
+                CREATE TABLE nfl.js (id int PRIMARY KEY, doc json, at point, docs json[], n numeric);
+                """)
+            let results = try world.withInstaller { installer, _ in
+                try installer.install(tables: ["nfl.j"], mode: .row) + installer.install(tables: ["nfl.js"], mode: .statement)
+            }
+            #expect(results[0].notes.contains { $0.contains("compared as text") && $0.contains("doc, at, docs") }, "\(results[0].notes)")
+            for table in ["nfl.j", "nfl.js"] {
+                try admin.runScript(unsafeSQL: """
+                    INSERT INTO \(table) VALUES (1, '{"a": 1}', '(1,2)', ARRAY['{"b": 2}'::json], 1.0);
+                    UPDATE \(table) SET doc = doc, at = at, docs = docs, n = 1.00;
+                    UPDATE \(table) SET doc = '{"a": 2}', at = '(3,4)';
+                    UPDATE \(table) SET docs = ARRAY['{"b": 3}'::json];
+                    """)
+            }
+            for name in ["j", "js"] {
+                let changes = try admin.query("SELECT changed::text AS c FROM audit.log WHERE table_name = \(name) AND operation = 'UPDATE' ORDER BY id").rows.map { json($0["c"]) as NSDictionary }
+                #expect(changes == [["doc": ["a": 2], "at": "(3,4)"], ["docs": [["b": 3]]]].map { $0 as NSDictionary }, "\(name): numeric 1.0 → 1.00 is no change")
+            }
+        }
+    }
+
+    @Test("writers cannot call, replace, re-own or weaken a generated function (SQLSTATE 42501 via SET ROLE), nor make the trigger call their own")
+    func writersCannotReplaceGeneratedFunction() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            let writer = world.name("writer")
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.w (id int PRIMARY KEY, v int);
+                CREATE ROLE \(PostgresIdentifier.quote(writer)) NOLOGIN;
+                GRANT USAGE ON SCHEMA nfl TO \(PostgresIdentifier.quote(writer));
+                GRANT SELECT, INSERT, UPDATE, DELETE ON nfl.w TO \(PostgresIdentifier.quote(writer));
+                GRANT USAGE, CREATE ON SCHEMA public TO \(PostgresIdentifier.quote(writer));
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.w"], mode: .row) }
+            let oid = try admin.query("SELECT 'nfl.w'::regclass::oid::int8").scalar(Int64.self)
+            let function = "audit.capture_row_\(oid)()"
+            try admin.execute("SET ROLE \(identifier: writer)")
+            try admin.execute("INSERT INTO nfl.w VALUES (1, 1)")  // the writer's own writes are captured
+            expectRefused(admin, "CREATE OR REPLACE FUNCTION \(function) RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+            expectRefused(admin, "ALTER FUNCTION \(function) OWNER TO \(PostgresIdentifier.quote(writer))")
+            expectRefused(admin, "ALTER FUNCTION \(function) SECURITY INVOKER")
+            expectRefused(admin, "ALTER FUNCTION \(function) RESET search_path")
+            expectRefused(admin, "DROP FUNCTION \(function)")
+            expectRefused(admin, "SELECT \(function)")
+            expectRefused(admin, "COMMENT ON FUNCTION \(function) IS 'x'")
+            // A look-alike in a schema the writer controls is not what the trigger calls.
+            try admin.runScript(unsafeSQL: "CREATE FUNCTION public.capture_row_\(oid)() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+            expectRefused(admin, "CREATE OR REPLACE TRIGGER zz_audit_row AFTER INSERT OR UPDATE OR DELETE ON nfl.w FOR EACH ROW EXECUTE FUNCTION public.capture_row_\(oid)()")
+            try admin.execute("UPDATE nfl.w SET v = 2")
+            try admin.execute("RESET ROLE")
+            try admin.runScript(unsafeSQL: "DROP FUNCTION public.capture_row_\(oid)()")
+            let ops = try admin.query("SELECT string_agg(operation || ':' || session_user_name, ',' ORDER BY id) FROM audit.log WHERE table_name = 'w'").scalar(String.self)
+            let me = try admin.query("SELECT session_user::text").scalar(String.self)
+            #expect(ops == "INSERT:\(me),UPDATE:\(me)", "the session user is recorded, whatever role was SET")
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.tables.flatMap(\.problems)) \(status.logProblems)")
+        }
+    }
+
+    @Test("an installation of the generic functions (earlier nfldb) is reported, and install moves it to the generated ones and drops the unused generic functions")
+    func upgradeFromGenericFunctions() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.execute("CREATE TABLE nfl.u (id int PRIMARY KEY, v int)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.u"], mode: .row) }
+            let oid = try admin.query("SELECT 'nfl.u'::regclass::oid::int8").scalar(Int64.self)
+            // Simulate the earlier layout: a generic function with trigger arguments, no column list in the registry.
+            try admin.runScript(unsafeSQL: """
+                SET ROLE \(PostgresIdentifier.quote(world.owner));
+                CREATE FUNCTION audit.capture_row() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+                    AS $$ BEGIN RETURN NULL; END $$;
+                RESET ROLE;
+                CREATE OR REPLACE TRIGGER zz_audit_row AFTER INSERT OR UPDATE OR DELETE ON nfl.u FOR EACH ROW EXECUTE FUNCTION audit.capture_row('1', '', '', 'id');
+                DROP FUNCTION audit.capture_row_\(oid)();
+                UPDATE audit.audited_tables SET audited_columns = NULL;
+                """)
+            let problems = try world.withInstaller { installer, _ in try installer.status() }.tables.flatMap(\.problems).joined(separator: " | ")
+            #expect(problems.contains("trigger zz_audit_row differs") && problems.contains("capture_row_\(oid)() is missing"), "\(problems)")
+            let again = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.u"]) }
+            #expect(again.first?.action == "updated")
+            #expect(try admin.query("SELECT count(*) FROM pg_proc WHERE proname = 'capture_row' AND pronamespace = 'audit'::regnamespace").scalar(Int.self) == 0)
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            try admin.execute("INSERT INTO nfl.u VALUES (1, 1)")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'u'").scalar(Int.self) == 1)
+        }
+    }
+}
