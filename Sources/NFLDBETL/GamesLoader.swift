@@ -221,12 +221,42 @@ public struct GamesLoader {
         if let id = options.correlationID {
             try connection.execute("SELECT set_config('nfldb.correlation_id', \(id), true)")
         }
+        var input = try PeekedSource(source)
+        // An empty target (the first load of a database): COPY straight into nfl.games, still
+        // validated, in the same transaction. Needs a source that can be read again: a game_id
+        // duplicated across COPY batches (rare) starts the input over through the staging path.
+        if let order = Self.contractOrder(input.header), let replayable = source as? any ReplayableSource, try targetIsEmptyAndLocked() {
+            try connection.execute("SAVEPOINT etl_direct_load")
+            do {
+                try loadDirect(input, order: order, pipeline: pipeline, options: options, result: &result)
+                try connection.execute("RELEASE SAVEPOINT etl_direct_load")
+                return
+            } catch let abandoned as DirectLoadAbandoned {
+                try connection.execute("ROLLBACK TO SAVEPOINT etl_direct_load")
+                logger.notice("direct load into the empty nfl.games abandoned; reading the input again through the staging table",
+                              metadata: ["etl.reason": .string(abandoned.reason)])
+                pipeline.reset()
+                input = try PeekedSource(replayable.replay())
+            }
+        }
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
             SELECT \(unsafeRaw: Self.columnList), 0::bigint AS etl_row, 0::bigint AS etl_line FROM nfl.games WITH NO DATA
             """)
-        try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
-            try pipeline.run(source, appendRowNumber: true) { line in try writer.write(line) }
+        // When the header names exactly the contract's columns (nflverse's file as published), a
+        // valid row's raw CSV line goes to COPY as it came, with the column list in the header's
+        // order; otherwise each row is re-encoded as COPY text in the contract's order.
+        if let order = Self.contractOrder(input.header) {
+            let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
+            try connection.copyIn("""
+                COPY pg_temp.etl_stage_games (\(unsafeRaw: columns), etl_row, etl_line) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
+                """) { writer in
+                try pipeline.run(input, encoding: .rawCSV, appendRowNumber: true) { line in try writer.write(line) }
+            }
+        } else {
+            try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
+                try pipeline.run(input, encoding: .text, appendRowNumber: true) { line in try writer.write(line) }
+            }
         }
         // Every member of a duplicated key is rejected: the first occurrences were staged before
         // the duplicate arrived, so take them out again.
@@ -239,20 +269,178 @@ public struct GamesLoader {
             try pipeline.rejectFirstOccurrences(rows.map { (try $0.decode("etl_row", as: Int.self), try $0.decode("etl_line", as: Int.self), $0["game_id"] ?? "", $0["raw"] ?? "") })
         }
         fill(&result, from: pipeline)
-        if result.rejected > 0 {
-            if options.policy == .fail {
-                throw PolicyViolation(
-                    description: "\(result.rejected) of \(result.rowsRead) rows failed the nfl.games contract and --on-invalid is fail",
-                    hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure, fix the source, or use --on-invalid reject-rows.")
-            }
-            if result.invalidRatio > options.maxInvalidRatio {
-                throw PolicyViolation(
-                    description: String(format: "%d of %d rows (%.2f %%) failed the nfl.games contract, above --max-invalid-ratio %.4g", result.rejected, result.rowsRead, result.invalidRatio * 100, options.maxInvalidRatio),
-                    hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure; fix the source or raise --max-invalid-ratio if these rows may be skipped.")
-            }
-        }
+        try checkPolicy(result, options: options)
         try connection.execute("ANALYZE pg_temp.etl_stage_games")
         try merge(&result)
+    }
+
+    /// `--on-invalid fail` with any rejected row, or more rejected rows than the ratio allows: the
+    /// run fails (its transaction rolls back).
+    private func checkPolicy(_ result: LoadResult, options: LoadOptions) throws {
+        guard result.rejected > 0 else { return }
+        if options.policy == .fail {
+            throw PolicyViolation(
+                description: "\(result.rejected) of \(result.rowsRead) rows failed the nfl.games contract and --on-invalid is fail",
+                hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure, fix the source, or use --on-invalid reject-rows.")
+        }
+        if result.invalidRatio > options.maxInvalidRatio {
+            throw PolicyViolation(
+                description: String(format: "%d of %d rows (%.2f %%) failed the nfl.games contract, above --max-invalid-ratio %.4g", result.rejected, result.rowsRead, result.invalidRatio * 100, options.maxInvalidRatio),
+                hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure; fix the source or raise --max-invalid-ratio if these rows may be skipped.")
+        }
+    }
+
+    struct DirectLoadAbandoned: Error { let reason: String }
+
+    /// Whether nfl.games is empty, checked again under a SHARE ROW EXCLUSIVE lock (taken only when
+    /// it looks empty; held to the end of the run, so no other writer adds games meanwhile —
+    /// readers are not blocked). nfl_etl may take it: it has UPDATE on the table.
+    private func targetIsEmptyAndLocked() throws -> Bool {
+        guard try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self) else { return false }
+        try connection.execute("LOCK TABLE nfl.games IN SHARE ROW EXCLUSIVE MODE")
+        return try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self)
+    }
+
+    /// Bytes of validated rows sent per COPY into nfl.games on the direct path.
+    static let directBatchBytes = 16 << 20
+
+    /// The direct load into an empty nfl.games: valid rows are buffered (raw CSV) and sent in
+    /// COPY batches; before each batch the teams and stadiums it references are inserted (the
+    /// foreign keys are checked at the end of each COPY). A duplicated game_id whose first
+    /// occurrence is still in the buffer takes that row out (both are rejected); one already sent
+    /// abandons the direct load (``DirectLoadAbandoned``). Weather and odds are then inserted from
+    /// nfl.games: it held no row before, so neither did they (both reference it).
+    private func loadDirect(_ input: PeekedSource, order: [String], pipeline: ValidationPipeline, options: LoadOptions, result: inout LoadResult) throws {
+        let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        typealias C = GamesContract.Column
+        pipeline.trackColumns = [C.awayTeam, C.homeTeam, C.stadiumID, C.stadium, C.gameday, C.gameID]
+        defer {
+            pipeline.trackColumns = []
+            pipeline.onDuplicate = nil
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(Self.directBatchBytes + (1 << 16))
+        var lineStarts: [Int] = []
+        var buffered: [String: (index: Int, row: Int, line: Int)] = [:]
+        var dropped: [Int] = []
+        var firstOccurrences: [(row: Int, line: Int, key: String, raw: String)] = []
+        var knownTeams = Set<String>(), pendingTeams = Set<String>(), insertedTeams: [String] = []
+        // Per stadium: the name of its newest game so far (gameday, then game_id, as the staging path).
+        var stadiumLatest: [String: (gameday: String, gameID: String, name: String)] = [:]
+        var pendingStadiums: [String] = []
+        var insertedStadiums = Set<String>()
+        var copied = 0
+
+        pipeline.onDuplicate = { key in
+            guard let first = buffered[key] else {
+                throw DirectLoadAbandoned(reason: "game_id \(key) is duplicated and its first occurrence was already copied (or rejected)")
+            }
+            buffered[key] = nil
+            dropped.append(first.index)
+            let end = first.index + 1 < lineStarts.count ? lineStarts[first.index + 1] : buffer.count
+            let raw = String(decoding: buffer[lineStarts[first.index]..<(end - 1)], as: UTF8.self)
+            firstOccurrences.append((first.row, first.line, key, raw))
+        }
+        func flush() throws {
+            guard !lineStarts.isEmpty else { return }
+            if !pendingTeams.isEmpty {
+                insertedTeams += try connection.query("""
+                    INSERT INTO nfl.teams (team_abbr) SELECT unnest(\(Self.arrayLiteral(pendingTeams.sorted()))::text[])
+                    ON CONFLICT (team_abbr) DO NOTHING RETURNING team_abbr
+                    """).rows.compactMap { $0["team_abbr"] }
+                knownTeams.formUnion(pendingTeams)
+                pendingTeams = []
+            }
+            if !pendingStadiums.isEmpty {
+                let names = pendingStadiums.map { stadiumLatest[$0]!.name }
+                for row in try connection.query("""
+                    INSERT INTO nfl.stadiums (stadium_id, name)
+                    SELECT * FROM unnest(\(Self.arrayLiteral(pendingStadiums))::text[], \(Self.arrayLiteral(names))::text[])
+                    ON CONFLICT (stadium_id) DO NOTHING RETURNING stadium_id
+                    """).rows {
+                    if let id = row["stadium_id"] { insertedStadiums.insert(id) }
+                }
+                pendingStadiums = []
+            }
+            copied += try connection.copyIn("""
+                COPY nfl.games (\(unsafeRaw: columns)) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
+                """) { writer in
+                if dropped.isEmpty {
+                    try writer.write(buffer)
+                } else {
+                    let skip = Set(dropped)
+                    for (i, start) in lineStarts.enumerated() where !skip.contains(i) {
+                        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] : buffer.count
+                        try writer.write(buffer[start..<end])
+                    }
+                }
+            }
+            buffer.removeAll(keepingCapacity: true)
+            lineStarts.removeAll(keepingCapacity: true)
+            buffered.removeAll(keepingCapacity: true)
+            dropped.removeAll()
+        }
+
+        try pipeline.run(input, encoding: .rawCSV) { line in
+            let v = pipeline.tracked
+            if !knownTeams.contains(v[0]) { pendingTeams.insert(v[0]) }
+            if !knownTeams.contains(v[1]) { pendingTeams.insert(v[1]) }
+            if let latest = stadiumLatest[v[2]] {
+                if (v[4], v[5]) > (latest.gameday, latest.gameID) { stadiumLatest[v[2]] = (v[4], v[5], v[3]) }
+            } else {
+                stadiumLatest[v[2]] = (v[4], v[5], v[3])
+                pendingStadiums.append(v[2])
+            }
+            if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
+            lineStarts.append(buffer.count)
+            buffer.append(contentsOf: line)
+            if buffer.count >= Self.directBatchBytes { try flush() }
+        }
+        try flush()
+        if !firstOccurrences.isEmpty { pipeline.rejectFirstOccurrences(firstOccurrences) }
+        fill(&result, from: pipeline)
+        try checkPolicy(result, options: options)
+
+        // Stadium names: the newest game's, for stadiums inserted earlier in this run with an older
+        // game's name and for existing stadiums (nfl.games held no newer game: it was empty).
+        let renamed = try connection.query("""
+            UPDATE nfl.stadiums t SET name = v.name
+            FROM unnest(\(Self.arrayLiteral(Array(stadiumLatest.keys)))::text[], \(Self.arrayLiteral(stadiumLatest.values.map(\.name)))::text[]) AS v(stadium_id, name)
+            WHERE t.stadium_id = v.stadium_id AND t.name IS DISTINCT FROM v.name
+            RETURNING t.stadium_id
+            """).rows.compactMap { $0["stadium_id"] }
+        let renamedExisting = renamed.filter { !insertedStadiums.contains($0) }.count
+        result.tables["nfl.stadiums"] = TableCounts(inserted: insertedStadiums.count, updated: renamedExisting,
+                                                    unchanged: stadiumLatest.count - insertedStadiums.count - renamedExisting)
+        result.newTeams = insertedTeams.sorted()
+        result.tables["nfl.teams"] = TableCounts(inserted: insertedTeams.count, unchanged: knownTeams.count - insertedTeams.count)
+        result.tables["nfl.games"] = TableCounts(inserted: copied)
+        result.inserted = copied
+        result.updated = 0
+        result.unchanged = 0
+
+        let weather = try connection.execute("""
+            INSERT INTO nfl.weather (game_id, source, temp_f, wind_mph)
+            SELECT game_id, \(Self.oddsSource), temp::numeric(4,1), wind::numeric(4,1) FROM nfl.games WHERE temp IS NOT NULL OR wind IS NOT NULL
+            """)
+        result.tables["nfl.weather"] = TableCounts(inserted: weather)
+        let odds = try connection.execute("""
+            INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
+                                          away_spread_odds, home_spread_odds, under_odds, over_odds)
+            SELECT game_id, \(Self.oddsSource), now(), spread_line, total_line, away_moneyline, home_moneyline,
+                   away_spread_odds, home_spread_odds, under_odds, over_odds
+            FROM nfl.games WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0
+            """)
+        result.tables["nfl.odds_history"] = TableCounts(inserted: odds)
+    }
+
+    /// The contract's column names in the header's order, when the header names exactly the
+    /// contract's columns (no extra, none missing, none twice); nil otherwise.
+    static func contractOrder(_ header: [String]?) -> [String]? {
+        guard let header else { return nil }
+        let names = GamesContract.contract.columns.map(\.name)
+        guard header.count == names.count, Set(header) == Set(names) else { return nil }
+        return header.map { name in names.first { $0 == name }! }
     }
 
     static func arrayLiteral(_ values: [String]) -> String {
