@@ -21,6 +21,8 @@ public struct LoadOptions: Sendable {
     public var lockWait: Duration = .seconds(30)
     public var lockTimeout: Duration = .seconds(10)
     public var now = Date()
+    /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
+    var directBatchBytes = 16 << 20
     public init() {}
 }
 
@@ -60,11 +62,24 @@ public struct LoadResult: Sendable, Codable {
     public var failureCount = 0
     public var error: String?
     public var durationMS = 0.0
+    /// How nfl.games was written: `direct` (COPY straight into the empty table) or `staged`
+    /// (COPY into a temporary table, anti-join, upsert); nil when nothing was loaded.
+    public var loadMethod: String?
+    /// Wall-clock milliseconds per phase of the run (read + parse + validate + COPY stream
+    /// together; then the merge steps and the bookkeeping), for `--format json` and `bench/etl`.
+    public var phaseMS: [String: Double] = [:]
+    var phaseStart = ContinuousClock.now
+
+    mutating func endPhase(_ name: String) {
+        let now = ContinuousClock.now
+        phaseMS[name, default: 0] += (now - phaseStart).inMilliseconds
+        phaseStart = now
+    }
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", status, target, source, checksum, bytes, rowsRead = "rows_read", inserted, updated, unchanged, rejected
         case invalidRatio = "invalid_ratio", tables, newTeams = "new_teams", metrics, failures, failureCount = "failure_count", error
-        case durationMS = "duration_ms"
+        case durationMS = "duration_ms", loadMethod = "load_method", phaseMS = "phase_ms"
     }
 }
 
@@ -221,6 +236,7 @@ public struct GamesLoader {
         if let id = options.correlationID {
             try connection.execute("SELECT set_config('nfldb.correlation_id', \(id), true)")
         }
+        result.phaseStart = .now
         var input = try PeekedSource(source)
         // An empty target (the first load of a database): COPY straight into nfl.games, still
         // validated, in the same transaction. Needs a source that can be read again: a game_id
@@ -228,6 +244,7 @@ public struct GamesLoader {
         if let order = Self.contractOrder(input.header), let replayable = source as? any ReplayableSource, try targetIsEmptyAndLocked() {
             try connection.execute("SAVEPOINT etl_direct_load")
             do {
+                result.loadMethod = "direct"
                 try loadDirect(input, order: order, pipeline: pipeline, options: options, result: &result)
                 try connection.execute("RELEASE SAVEPOINT etl_direct_load")
                 return
@@ -239,6 +256,7 @@ public struct GamesLoader {
                 input = try PeekedSource(replayable.replay())
             }
         }
+        result.loadMethod = "staged"
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
             SELECT \(unsafeRaw: Self.columnList), 0::bigint AS etl_row, 0::bigint AS etl_line FROM nfl.games WITH NO DATA
@@ -260,6 +278,7 @@ public struct GamesLoader {
         }
         // Every member of a duplicated key is rejected: the first occurrences were staged before
         // the duplicate arrived, so take them out again.
+        result.endPhase("stage_copy")
         let duplicated = Array(pipeline.validator.duplicatedKeys.keys)
         if !duplicated.isEmpty {
             let rows = try connection.query("""
@@ -271,6 +290,7 @@ public struct GamesLoader {
         fill(&result, from: pipeline)
         try checkPolicy(result, options: options)
         try connection.execute("ANALYZE pg_temp.etl_stage_games")
+        result.endPhase("stage_dedupe_analyze")
         try merge(&result)
     }
 
@@ -301,9 +321,6 @@ public struct GamesLoader {
         return try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self)
     }
 
-    /// Bytes of validated rows sent per COPY into nfl.games on the direct path.
-    static let directBatchBytes = 16 << 20
-
     /// The direct load into an empty nfl.games: valid rows are buffered (raw CSV) and sent in
     /// COPY batches; before each batch the teams and stadiums it references are inserted (the
     /// foreign keys are checked at the end of each COPY). A duplicated game_id whose first
@@ -319,7 +336,7 @@ public struct GamesLoader {
             pipeline.onDuplicate = nil
         }
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(Self.directBatchBytes + (1 << 16))
+        buffer.reserveCapacity(options.directBatchBytes + (1 << 16))
         var lineStarts: [Int] = []
         var buffered: [String: (index: Int, row: Int, line: Int)] = [:]
         var dropped: [Int] = []
@@ -394,9 +411,10 @@ public struct GamesLoader {
             if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
             lineStarts.append(buffer.count)
             buffer.append(contentsOf: line)
-            if buffer.count >= Self.directBatchBytes { try flush() }
+            if buffer.count >= options.directBatchBytes { try flush() }
         }
         try flush()
+        result.endPhase("direct_copy")
         if !firstOccurrences.isEmpty { pipeline.rejectFirstOccurrences(firstOccurrences) }
         fill(&result, from: pipeline)
         try checkPolicy(result, options: options)
@@ -409,6 +427,7 @@ public struct GamesLoader {
             WHERE t.stadium_id = v.stadium_id AND t.name IS DISTINCT FROM v.name
             RETURNING t.stadium_id
             """).rows.compactMap { $0["stadium_id"] }
+        result.endPhase("direct_stadium_names")
         let renamedExisting = renamed.filter { !insertedStadiums.contains($0) }.count
         result.tables["nfl.stadiums"] = TableCounts(inserted: insertedStadiums.count, updated: renamedExisting,
                                                     unchanged: stadiumLatest.count - insertedStadiums.count - renamedExisting)
@@ -424,6 +443,7 @@ public struct GamesLoader {
             SELECT game_id, \(Self.oddsSource), temp::numeric(4,1), wind::numeric(4,1) FROM nfl.games WHERE temp IS NOT NULL OR wind IS NOT NULL
             """)
         result.tables["nfl.weather"] = TableCounts(inserted: weather)
+        result.endPhase("direct_weather")
         let odds = try connection.execute("""
             INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
                                           away_spread_odds, home_spread_odds, under_odds, over_odds)
@@ -432,6 +452,7 @@ public struct GamesLoader {
             FROM nfl.games WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0
             """)
         result.tables["nfl.odds_history"] = TableCounts(inserted: odds)
+        result.endPhase("direct_odds")
     }
 
     /// The contract's column names in the header's order, when the header names exactly the
@@ -487,6 +508,7 @@ public struct GamesLoader {
             """).singleRow()
         result.tables["nfl.stadiums"] = try Self.counts(stadiums)
 
+        result.endPhase("merge_teams_stadiums")
         // Games.
         let cols = GamesContract.contract.columns.map(\.name).filter { $0 != "game_id" }
         let target = cols.map { "t." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
@@ -512,6 +534,7 @@ public struct GamesLoader {
         result.updated = gameCounts.updated
         result.unchanged = gameCounts.unchanged
 
+        result.endPhase("merge_games")
         // Weather: the schedule's kickoff temperature (°F) and wind (mph), stored in the table's
         // explicit units (temp_f, wind_mph); games without either have no weather row.
         let weather = try connection.query("""
@@ -531,6 +554,7 @@ public struct GamesLoader {
             """).singleRow()
         result.tables["nfl.weather"] = try Self.counts(weather)
 
+        result.endPhase("merge_weather")
         // Odds: a history. A new snapshot only when the game's lines differ from its latest one.
         let odds = try connection.query("""
             WITH src AS (
@@ -557,6 +581,7 @@ public struct GamesLoader {
             SELECT (SELECT count(*) FROM src) AS total, count(*) AS inserted, 0 AS updated FROM ins
             """).singleRow()
         result.tables["nfl.odds_history"] = try Self.counts(odds)
+        result.endPhase("merge_odds")
     }
 
     static func counts(_ row: PostgresRow) throws -> TableCounts {
@@ -588,6 +613,7 @@ public struct GamesLoader {
                 input_checksum = \(result.checksum), input_bytes = \(result.bytes)
             WHERE id = \(runID)
             """)
+        result.endPhase("finish_rejects_quality_run")
     }
 
     private func storeRejects(runID: Int64, pipeline: ValidationPipeline) throws {
