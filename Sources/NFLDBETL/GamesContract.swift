@@ -44,7 +44,8 @@ public enum GamesContract {
         static let overtime = at("overtime"), awayMoneyline = at("away_moneyline"), homeMoneyline = at("home_moneyline")
         static let awaySpreadOdds = at("away_spread_odds"), homeSpreadOdds = at("home_spread_odds")
         static let underOdds = at("under_odds"), overOdds = at("over_odds")
-        static let stadiumID = at("stadium_id"), stadium = at("stadium")
+        static let stadiumID = at("stadium_id"), stadium = at("stadium"), temp = at("temp"), wind = at("wind")
+        static let spreadLine = at("spread_line"), totalLine = at("total_line")
         static let awayQBID = at("away_qb_id"), homeQBID = at("home_qb_id"), awayQBName = at("away_qb_name"), homeQBName = at("home_qb_name")
     }
 
@@ -143,17 +144,21 @@ public enum GamesContract {
     /// `id == "\(season)_\(week, 2 digits)_\(away)_\(home)"` without building the string.
     static func gameIDMatches(_ id: String, season: Int, week: Int, away: String, home: String) -> Bool {
         guard (0...9999).contains(season), (0...99).contains(week) else { return false }
-        let a = away.utf8, h = home.utf8, b = id.utf8
-        guard b.count == 9 + a.count + h.count else { return false }
-        var i = b.startIndex
-        func next() -> UInt8 { defer { i = b.index(after: i) }; return b[i] }
-        let digits = [season / 1000, season / 100 % 10, season / 10 % 10, season % 10]
-        for d in digits where next() != UInt8(48 + d) { return false }
-        guard next() == 0x5F, next() == UInt8(48 + week / 10), next() == UInt8(48 + week % 10), next() == 0x5F else { return false }
-        for c in a where next() != c { return false }
-        guard next() == 0x5F else { return false }
-        for c in h where next() != c { return false }
-        return true
+        var id = id, away = away, home = home
+        return id.withUTF8 { b in
+            away.withUTF8 { a in
+                home.withUTF8 { h in
+                    guard b.count == 9 + a.count + h.count,
+                          b[0] == UInt8(48 + season / 1000), b[1] == UInt8(48 + season / 100 % 10),
+                          b[2] == UInt8(48 + season / 10 % 10), b[3] == UInt8(48 + season % 10), b[4] == 0x5F,
+                          b[5] == UInt8(48 + week / 10), b[6] == UInt8(48 + week % 10), b[7] == 0x5F,
+                          b[8 + a.count] == 0x5F else { return false }
+                    for k in 0..<a.count where b[8 + k] != a[k] { return false }
+                    for k in 0..<h.count where b[9 + a.count + k] != h[k] { return false }
+                    return true
+                }
+            }
+        }
     }
 
     /// The row check that needs "today": a game without scores should be in the future. A warning

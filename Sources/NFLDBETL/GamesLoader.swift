@@ -330,7 +330,16 @@ public struct GamesLoader {
     private func loadDirect(_ input: PeekedSource, order: [String], pipeline: ValidationPipeline, options: LoadOptions, result: inout LoadResult) throws {
         let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
         typealias C = GamesContract.Column
-        pipeline.trackColumns = [C.awayTeam, C.homeTeam, C.stadiumID, C.stadium, C.gameday, C.gameID]
+        // 0 away, 1 home, 2 stadium_id, 3 stadium, 4 gameday, 5 game_id, 6 temp, 7 wind, 8-15 the odds columns
+        // (spread, total, away/home moneyline, away/home spread odds, under, over).
+        pipeline.trackColumns = [C.awayTeam, C.homeTeam, C.stadiumID, C.stadium, C.gameday, C.gameID, C.temp, C.wind,
+                                 C.spreadLine, C.totalLine, C.awayMoneyline, C.homeMoneyline, C.awaySpreadOdds, C.homeSpreadOdds,
+                                 C.underOdds, C.overOdds]
+        // Weather and odds rows go out as COPY batches too, right after the games batch they refer
+        // to (COPY text: the values are validated numbers and game ids, nothing to escape).
+        let observedAt = try connection.query("SELECT now()::text AS now").scalar(String.self)
+        var weatherLines = SideBuffer(), oddsLines = SideBuffer()
+        var weatherCopied = 0, oddsCopied = 0
         defer {
             pipeline.trackColumns = []
             pipeline.onDuplicate = nil
@@ -360,6 +369,7 @@ public struct GamesLoader {
         }
         func flush() throws {
             guard !lineStarts.isEmpty else { return }
+            let skip = Set(dropped)
             if !pendingTeams.isEmpty {
                 insertedTeams += try connection.query("""
                     INSERT INTO nfl.teams (team_abbr) SELECT unnest(\(Self.arrayLiteral(pendingTeams.sorted()))::text[])
@@ -382,16 +392,26 @@ public struct GamesLoader {
             copied += try connection.copyIn("""
                 COPY nfl.games (\(unsafeRaw: columns)) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
                 """) { writer in
-                if dropped.isEmpty {
+                if skip.isEmpty {
                     try writer.write(buffer)
                 } else {
-                    let skip = Set(dropped)
                     for (i, start) in lineStarts.enumerated() where !skip.contains(i) {
                         let end = i + 1 < lineStarts.count ? lineStarts[i + 1] : buffer.count
                         try writer.write(buffer[start..<end])
                     }
                 }
             }
+            if !weatherLines.isEmpty {
+                weatherCopied += try connection.copyIn("COPY nfl.weather (game_id, source, temp_f, wind_mph) FROM STDIN") { try weatherLines.write(to: &$0, skipping: skip) }
+            }
+            if !oddsLines.isEmpty {
+                oddsCopied += try connection.copyIn("""
+                    COPY nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
+                                           away_spread_odds, home_spread_odds, under_odds, over_odds) FROM STDIN
+                    """) { try oddsLines.write(to: &$0, skipping: skip) }
+            }
+            weatherLines.clear()
+            oddsLines.clear()
             buffer.removeAll(keepingCapacity: true)
             lineStarts.removeAll(keepingCapacity: true)
             buffered.removeAll(keepingCapacity: true)
@@ -409,6 +429,12 @@ public struct GamesLoader {
                 pendingStadiums.append(v[2])
             }
             if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
+            if !v[6].isEmpty || !v[7].isEmpty {
+                weatherLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, v[6], v[7]])
+            }
+            if !v[8].isEmpty || !v[9].isEmpty || !v[10].isEmpty || !v[11].isEmpty {
+                oddsLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, observedAt, v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]])
+            }
             lineStarts.append(buffer.count)
             buffer.append(contentsOf: line)
             if buffer.count >= options.directBatchBytes { try flush() }
@@ -438,21 +464,37 @@ public struct GamesLoader {
         result.updated = 0
         result.unchanged = 0
 
-        let weather = try connection.execute("""
-            INSERT INTO nfl.weather (game_id, source, temp_f, wind_mph)
-            SELECT game_id, \(Self.oddsSource), temp::numeric(4,1), wind::numeric(4,1) FROM nfl.games WHERE temp IS NOT NULL OR wind IS NOT NULL
-            """)
-        result.tables["nfl.weather"] = TableCounts(inserted: weather)
-        result.endPhase("direct_weather")
-        let odds = try connection.execute("""
-            INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
-                                          away_spread_odds, home_spread_odds, under_odds, over_odds)
-            SELECT game_id, \(Self.oddsSource), now(), spread_line, total_line, away_moneyline, home_moneyline,
-                   away_spread_odds, home_spread_odds, under_odds, over_odds
-            FROM nfl.games WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0
-            """)
-        result.tables["nfl.odds_history"] = TableCounts(inserted: odds)
-        result.endPhase("direct_odds")
+        result.tables["nfl.weather"] = TableCounts(inserted: weatherCopied)
+        result.tables["nfl.odds_history"] = TableCounts(inserted: oddsCopied)
+    }
+
+    /// COPY text lines of a side table (weather, odds), each tied to the games line it belongs to,
+    /// so a dropped games line (a duplicate) drops its side rows too. Empty values become `\N`.
+    struct SideBuffer {
+        var bytes: [UInt8] = []
+        var lines: [(gameLine: Int, start: Int)] = []
+        var isEmpty: Bool { lines.isEmpty }
+
+        mutating func add(gameLine: Int, _ fields: [String]) {
+            lines.append((gameLine, bytes.count))
+            for (i, field) in fields.enumerated() {
+                if i > 0 { bytes.append(0x09) }
+                if field.isEmpty { bytes.append(0x5C); bytes.append(0x4E) } else { bytes.append(contentsOf: field.utf8) }
+            }
+            bytes.append(0x0A)
+        }
+
+        func write(to writer: inout CopyWriter, skipping dropped: Set<Int>) throws {
+            if dropped.isEmpty { return try writer.write(bytes) }
+            for (i, line) in lines.enumerated() where !dropped.contains(line.gameLine) {
+                try writer.write(bytes[line.start..<(i + 1 < lines.count ? lines[i + 1].start : bytes.count)])
+            }
+        }
+
+        mutating func clear() {
+            bytes.removeAll(keepingCapacity: true)
+            lines.removeAll(keepingCapacity: true)
+        }
     }
 
     /// The contract's column names in the header's order, when the header names exactly the
