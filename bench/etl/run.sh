@@ -29,10 +29,10 @@ now() { date +%s.%N; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 prep() { $PSQL -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 empty() { $PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games, nfl.teams, nfl.stadiums CASCADE"; }
-declare -A T WAL LOAD
+declare -A T WAL LOAD LSN0 LSN1
 timed() { # key, command… (stdout to $W/key.out)
   local key=$1; shift; prep; LOAD[$key]=$(load); local a=$(lsn) t0=$(now); "$@" > "$W/$key.out"; local t1=$(now) b=$(lsn)
-  T[$key]=$(echo "$t1 - $t0" | bc); WAL[$key]=$(walmb $a $b)
+  T[$key]=$(echo "$t1 - $t0" | bc); WAL[$key]=$(walmb $a $b); LSN0[$key]=$a; LSN1[$key]=$b
   printf "%-28s %8.2f s  WAL %9s MB  load %s\n" "$key" "${T[$key]}" "${WAL[$key]}" "${LOAD[$key]}" >&2
 }
 echo "rows: $N  csv: $(du -h "$CSV" | cut -f1)  cores: $(nproc)  loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -45,6 +45,13 @@ read -r _ _ PREAD _ PVAL _ PTOT _ PROWS _ PFAIL < "$W/pandera.out"
 T[pandera]=$PTOT
 timed load_empty "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --max-invalid-ratio 0 --format json
 timed load_noop "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --format json
+# Where the no-op re-load's WAL went (the LSN difference is cluster-wide: autovacuum counts too).
+$PSQL -c "CREATE EXTENSION IF NOT EXISTS pg_walinspect"
+NOOP_WAL=$($PSQL -Atc "SELECT string_agg(format('%s %s kB', coalesce(rel, w.rm), kb), ', ' ORDER BY kb DESC) FROM (
+  SELECT c.relname AS rel, min(r.resource_manager) AS rm, round(sum(r.record_length + r.fpi_length) / 1024.0) AS kb
+  FROM pg_get_wal_records_info('${LSN0[load_noop]}', '${LSN1[load_noop]}') r
+  LEFT JOIN pg_class c ON c.relfilenode = substring(r.block_ref FROM 'rel [0-9]+/[0-9]+/([0-9]+)')::oid
+  GROUP BY c.relname, CASE WHEN c.relname IS NULL THEN r.resource_manager END ORDER BY 3 DESC LIMIT 6) w(rel, rm, kb)")
 ROWS_AFTER=$($PSQL -Atc "select (select count(*) from nfl.games) || ' games, ' || (select count(*) from nfl.weather) || ' weather, ' || (select count(*) from nfl.odds_history) || ' odds'")
 cp "$W/load_empty.out" "$W/keep_empty.json"; cp "$W/load_noop.out" "$W/keep_noop.json"
 # The floor: psql \copy of the same file into the same (emptied) table; teams and stadiums present.
@@ -68,6 +75,7 @@ echo "nfldb load (empty):  $(j "$W/keep_empty.json" "d['load_method'], d['insert
 echo "  phases ms: $(j "$W/keep_empty.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
 echo "nfldb load (no-op):  $(j "$W/keep_noop.json" "d['load_method'], d['inserted'], d['updated'], d['unchanged']")"
 echo "  phases ms: $(j "$W/keep_noop.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
+echo "  WAL of the no-op by relation (top 6): $NOOP_WAL"
 echo "after the nfldb loads: $ROWS_AFTER;  validate: $(j "$W/validate.json" "d['rows_read'], 'rows', d['rejected'], 'invalid'")"
 echo "pandera: read_csv ${PREAD}s + validate ${PVAL}s, $PFAIL failure cases"
 echo
