@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libpq from Debian's libpq-dev; pkg-config supplies -I/usr/include/postgresql.
@@ -43,7 +45,13 @@ let package = Package(
         // The Redis stack beside the Postgres one: a non-Sendable hiredis connection, Argv commands, scripts.
         .target(name: "NFLDBRedis", dependencies: ["CHiredis", "CLibCrypto", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The task queue on Redis with durable results in PostgreSQL: `nfldb queue …`, `nfldb worker`.
-        .target(name: "NFLDBQueue", dependencies: ["NFLDBRedis", "NFLDBPostgres", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBQueue", dependencies: ["NFLDBRedis", "NFLDBPostgres", "NFLDBHealth", "NFLDBCore", logging], swiftSettings: swiftSettings),
+        // `nfldb worker --metrics-port`: the worker's metrics through swift-metrics, exposed by swift-prometheus on 127.0.0.1.
+        .target(
+            name: "NFLDBQueueMetrics",
+            dependencies: ["NFLDBQueue", "NFLDBRedis", "NFLDBCore", logging, .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings),
         // Throwaway PostgreSQL clusters: `nfldb sandbox` and the test harness.
         .target(name: "NFLDBSandbox", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", logging], swiftSettings: swiftSettings),
         // Versioned up/down migrations: `nfldb migrate …`.
@@ -84,12 +92,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "nfldb",
-            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", "NFLDBETL", "NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBQueue", argumentParser, logging],
+            dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBSandbox", "NFLDBMigrations", "NFLDBRoles", "NFLDBAudit", "NFLDBHealth", "NFLDBAlerting", "NFLDBBackup", "NFLDBPgBackRest", "NFLDBFernet", "NFLDBCrypt", "NFLDBSecurity", "NFLDBETL", "NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBQueue", "NFLDBQueueMetrics", argumentParser, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "NFLDBAWSSecretsTests",
-            dependencies: ["NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBRoles", "NFLDBFernet", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBAWSSecrets", "NFLDBSecretRotation", "NFLDBRoles", "NFLDBFernet", "NFLDBQueue", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore", logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NFLDBCoreTests", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
@@ -145,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBQueueTests",
-            dependencies: ["NFLDBQueue", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBQueue", "NFLDBQueueMetrics", "NFLDBHealth", "NFLDBRedis", "NFLDBRedisTestSupport", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

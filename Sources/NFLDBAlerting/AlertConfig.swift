@@ -88,9 +88,9 @@ public struct AlertDestination: Sendable, Hashable {
             return value
         }
         if let secretFile {
-            let value = try Configuration.readSecretFile(secretFile, what: "alert destination \(name)", source: source)
-            SecretRedactor.shared.register(value)
-            return value
+            // Same rule as a file: reference: refused when the group or others may read it.
+            return try SecretResolver.shared.resolve(
+                SecretReference(scheme: "file", identifier: secretFile), source: source, what: "alert destination \(name)", environment: environment)
         }
         throw ConfigurationError("alert destination \(name) has no secret reference", source: source)
     }

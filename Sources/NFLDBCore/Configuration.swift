@@ -153,19 +153,15 @@ public struct Configuration: Sendable {
         if let reference = try passwordReference() {
             return try SecretResolver.shared.resolve(reference, source: entry(.passwordRef)?.source, what: "password_ref", environment: environment)
         }
+        // The older spellings are the same references (env:NAME, file:PATH), so they get the same
+        // rules (a file with group or world access is refused), caching and redaction.
         if let name = string(.passwordEnv) {
-            guard let value = environment[name], !value.isEmpty else {
-                throw ConfigurationError(
-                    "password_env names \(name), but that environment variable is not set", source: entry(.passwordEnv)?.source,
-                    hint: "Export \(name), or remove password_env to let libpq use PGPASSWORD/.pgpass.")
-            }
-            SecretRedactor.shared.register(value)
-            return value
+            return try SecretResolver.shared.resolve(
+                SecretReference(scheme: "env", identifier: name), source: entry(.passwordEnv)?.source, what: "password_env", environment: environment)
         }
         if let path = string(.passwordFile) {
-            let value = try Self.readSecretFile(path, what: "password_file", source: entry(.passwordFile)?.source)
-            SecretRedactor.shared.register(value)
-            return value
+            return try SecretResolver.shared.resolve(
+                SecretReference(scheme: "file", identifier: path), source: entry(.passwordFile)?.source, what: "password_file", environment: environment)
         }
         return nil
     }

@@ -92,6 +92,11 @@ public struct ConfigurationLoader: Sendable {
 
     /// Parses `nfldb.yaml` text against `keys`. Unknown keys, wrong shapes and inline secrets are
     /// errors naming `path:line`.
+    /// `scheme:rest` with a scheme-like prefix (letters, digits, `-`), as a secret reference has.
+    static func looksLikeReference(_ text: String) -> Bool {
+        text.range(of: #"^[A-Za-z][A-Za-z0-9-]*:\S"#, options: .regularExpression) != nil
+    }
+
     public static func parse(yaml: String, path: String, keys: [ConfigKey]) throws -> [ConfigEntry] {
         let root: Node?
         do {
@@ -149,7 +154,10 @@ public struct ConfigurationLoader: Sendable {
                     entries.append(ConfigEntry(path: full, value: .records(records), source: ConfigurationLoader.source(path, keyNode)))
                     continue
                 }
-                if full == "password" || key.hasSuffix("password") || secretFields.contains(key) {
+                // A declared key named *password (`redis.password`) takes a secret reference
+                // (`env:…`, `file:…`, `aws-sm:…`); anything else there is an inline secret.
+                let isReference = keySpec != nil && (valueNode.string.map(ConfigurationLoader.looksLikeReference) ?? false)
+                if (full == "password" || key.hasSuffix("password") || secretFields.contains(key)) && !isReference {
                     throw ConfigurationError(
                         "'\(full)' would put a secret in the config file", source: ConfigurationLoader.source(path, keyNode),
                         hint: "Use password_file or password_env (or libpq's .pgpass); secrets never live in nfldb.yaml.")

@@ -48,13 +48,15 @@ public struct SecretReference: Sendable, Hashable, CustomStringConvertible {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let example = "Write env:NAME, file:/path/to/secret or aws-sm:SECRET_ID[#json_key][@VERSION_STAGE]."
         guard let colon = trimmed.firstIndex(of: ":") else {
-            throw ConfigurationError("\(what) '\(trimmed)' has no scheme", source: source, hint: example)
+            // Not echoed: text without a scheme is most likely the secret itself, written inline.
+            throw ConfigurationError("\(what) is not a secret reference (no scheme; the value is not shown in case it is the secret itself)",
+                                     source: source, hint: "Never write the secret itself here. \(example)")
         }
         let scheme = String(trimmed[..<colon]).lowercased()
         var rest = String(trimmed[trimmed.index(after: colon)...])
         guard schemes.contains(scheme) else {
             throw ConfigurationError(
-                "\(what): unknown secret scheme '\(scheme)'", source: source,
+                "\(what): unknown secret scheme (the text before the first ':' is not shown in case the value is the secret itself)", source: source,
                 hint: "Known schemes: \(schemes.sorted().joined(separator: ", ")). \(example)")
         }
         guard !rest.isEmpty else {
@@ -156,7 +158,7 @@ public final class SecretResolver: Sendable {
             do {
                 raw = try provider.fetch(reference, environment: environment)
             } catch let error as any NFLDBError {
-                throw OperatorError(Diagnostic(located + error.diagnostic.summary, detail: error.diagnostic.detail, hint: error.diagnostic.hint),
+                throw OperatorError(Diagnostic("\(located)\(what) \(reference): \(error.diagnostic.summary)", detail: error.diagnostic.detail, hint: error.diagnostic.hint),
                                     exitStatus: error.exitStatus)
             }
         }
@@ -169,7 +171,9 @@ public final class SecretResolver: Sendable {
         }
         SecretRedactor.shared.register(raw)
         SecretRedactor.shared.register(value)
-        cache.withLock { $0[reference] = value }
+        // env: is not cached: reading it again is free, and a caller passing another environment
+        // (tests, a child's environment) must see that one.
+        if reference.scheme != "env" { cache.withLock { $0[reference] = value } }
         return value
     }
 

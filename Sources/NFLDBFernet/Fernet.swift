@@ -48,37 +48,63 @@ public final class Fernet {
     public let key: FernetKey
     private let encryptContext: OpaquePointer
     private let decryptContext: OpaquePointer
-    private let macTemplate: OpaquePointer
-    private var raw: [UInt8] = []
+    /// HMAC-SHA256 keyed once (the key's inner and outer SHA-256 states).
+    private let macState: UnsafeMutablePointer<nfldb_hmac_sha256_state>
+    /// IVs, drawn from `RAND_bytes` 4 KiB at a time: one `RAND_bytes` call costs as much as the
+    /// AES and HMAC of a short value together (OpenSSL 3's DRBG locking), 256 IVs per call do not.
+    /// Each IV is wiped from the pool when handed out; the pool is refilled after a fork (pid check),
+    /// so a child never reuses its parent's IVs.
+    private let ivPool: UnsafeMutablePointer<UInt8>
+    private var ivOffset = Fernet.ivPoolSize
+    private var ivPoolOwner: pid_t = 0
+    static let ivPoolSize = 4096
 
     public init(key: FernetKey) throws(FernetError) {
         self.key = key
         guard let enc = EVP_CIPHER_CTX_new(), let dec = EVP_CIPHER_CTX_new() else { throw .library("EVP_CIPHER_CTX_new") }
         encryptContext = enc
         decryptContext = dec
-        guard let mac = key.signingKey.withUnsafeBufferPointer({ nfldb_hmac_sha256_new($0.baseAddress, 16) }) else {
-            EVP_CIPHER_CTX_free(enc)
-            EVP_CIPHER_CTX_free(dec)
-            throw .library("HMAC-SHA256 context")
-        }
-        macTemplate = mac
+        macState = .allocate(capacity: 1)
+        ivPool = .allocate(capacity: Self.ivPoolSize)
+        let macOK = key.signingKey.withUnsafeBufferPointer { nfldb_hmac_sha256_prepare(macState, $0.baseAddress, $0.count) == 1 }
         // The key schedule is set once; each value only sets its IV.
-        let ok = key.encryptionKey.withUnsafeBufferPointer { k in
+        let ok = macOK && key.encryptionKey.withUnsafeBufferPointer { k in
             EVP_EncryptInit_ex(enc, EVP_aes_128_cbc(), nil, k.baseAddress, nil) == 1
                 && EVP_DecryptInit_ex(dec, EVP_aes_128_cbc(), nil, k.baseAddress, nil) == 1
         }
         guard ok else {
-            EVP_CIPHER_CTX_free(enc)
-            EVP_CIPHER_CTX_free(dec)
-            EVP_MAC_CTX_free(mac)
-            throw .library("AES-128-CBC init")
+            Self.release(enc, dec, macState, ivPool)
+            throw .library(macOK ? "AES-128-CBC init" : "HMAC-SHA256 key")
         }
     }
 
     deinit {
-        EVP_CIPHER_CTX_free(encryptContext)
-        EVP_CIPHER_CTX_free(decryptContext)
-        EVP_MAC_CTX_free(macTemplate)
+        Self.release(encryptContext, decryptContext, macState, ivPool)
+    }
+
+    private static func release(_ enc: OpaquePointer, _ dec: OpaquePointer, _ mac: UnsafeMutablePointer<nfldb_hmac_sha256_state>,
+                                _ pool: UnsafeMutablePointer<UInt8>) {
+        EVP_CIPHER_CTX_free(enc)
+        EVP_CIPHER_CTX_free(dec)
+        OPENSSL_cleanse(mac, MemoryLayout<nfldb_hmac_sha256_state>.size)
+        mac.deallocate()
+        OPENSSL_cleanse(pool, ivPoolSize)
+        pool.deallocate()
+    }
+
+    /// Writes a fresh random IV (16 bytes) to `out`; false if `RAND_bytes` failed.
+    private func randomIV(into out: UnsafeMutablePointer<UInt8>) -> Bool {
+        let pid = getpid()
+        if ivOffset + 16 > Self.ivPoolSize || pid != ivPoolOwner {
+            guard RAND_bytes(ivPool, Int32(Self.ivPoolSize)) == 1 else { return false }
+            ivOffset = 0
+            ivPoolOwner = pid
+        }
+        let source = ivPool + ivOffset
+        out.update(from: source, count: 16)
+        source.update(repeating: 0, count: 16)
+        ivOffset += 16
+        return true
     }
 
     /// The current Unix time in whole seconds.
@@ -116,7 +142,7 @@ public final class Fernet {
             for i in 0..<8 { base[1 + i] = UInt8(truncatingIfNeeded: ts >> (56 - 8 * UInt64(i))) }
             if let iv {
                 (base + 9).update(from: iv.assumingMemoryBound(to: UInt8.self), count: 16)
-            } else if RAND_bytes(base + 9, 16) != 1 {
+            } else if !randomIV(into: base + 9) {
                 return nil
             }
             guard EVP_EncryptInit_ex(encryptContext, nil, nil, nil, base + 9) == 1 else { return nil }
@@ -138,11 +164,7 @@ public final class Fernet {
 
     /// HMAC-SHA256 of `count` bytes into `out` (32 bytes).
     private func mac(_ data: UnsafeRawPointer, _ count: Int, into out: UnsafeMutablePointer<UInt8>) -> Bool {
-        guard EVP_MAC_init(macTemplate, nil, 0, nil) == 1,
-            EVP_MAC_update(macTemplate, data.assumingMemoryBound(to: UInt8.self), count) == 1
-        else { return false }
-        var length = 0
-        return EVP_MAC_final(macTemplate, out, &length, 32) == 1 && length == 32
+        nfldb_hmac_sha256(macState, data.assumingMemoryBound(to: UInt8.self), count, out) == 1
     }
 
     // MARK: Decrypt
@@ -221,6 +243,7 @@ public final class Fernet {
 /// `cryptography.fernet.MultiFernet`. Not thread-safe (it holds one ``Fernet`` per key).
 public final class MultiFernet {
     public let fernets: [Fernet]
+    private var lastOpened = 0
 
     public init(keys: [FernetKey]) throws(FernetError) {
         precondition(!keys.isEmpty, "MultiFernet needs at least one key")
@@ -240,9 +263,15 @@ public final class MultiFernet {
     public func decryptReportingKey(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> (plaintext: [UInt8], keyIndex: Int) {
         try Fernet.withDecodedToken(token) { data -> Result<([UInt8], Int), FernetError> in
             var last = FernetError.signatureMismatch
-            for (index, fernet) in fernets.enumerated() {
-                switch fernet.open(data, ttl: ttl, now: now) {
-                case .success(let plain): return .success((plain, index))
+            // The key that opened the previous token is tried first (a column being rotated is
+            // mostly under one old key: this saves an HMAC per value), then the others in order.
+            let hint = lastOpened
+            for attempt in fernets.indices {
+                let index = attempt == 0 ? hint : (attempt <= hint ? attempt - 1 : attempt)
+                switch fernets[index].open(data, ttl: ttl, now: now) {
+                case .success(let plain):
+                    lastOpened = index
+                    return .success((plain, index))
                 case .failure(let error): if error != .signatureMismatch || last == .signatureMismatch { last = error }
                 }
             }

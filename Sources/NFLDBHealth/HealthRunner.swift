@@ -113,7 +113,7 @@ public struct HealthRunner: Sendable {
         } catch {
             let postgresError = error as? PostgresError
             let name = target.name ?? Self.targetName(postgresError?.target) ?? "default"
-            return unreachable(name: name, reason: Self.reason(error), probes: enabled, started: start)
+            return unreachable(name: name, reason: Self.reason(error), probes: enabled, started: start, primary: target.expectedRole != .standby)
         }
         defer { connection.close() }
         let name = target.name ?? Self.targetName(connection.target) ?? "default"
@@ -128,7 +128,7 @@ public struct HealthRunner: Sendable {
                 """)
             server = try ServerInfo.read(connection)
         } catch {
-            return unreachable(name: name, reason: Self.reason(error), probes: enabled, started: start)
+            return unreachable(name: name, reason: Self.reason(error), probes: enabled, started: start, primary: target.expectedRole != .standby)
         }
         var currentTimeout = settings.statementTimeout
         var results: [CheckResult] = []
@@ -172,7 +172,7 @@ public struct HealthRunner: Sendable {
     }
 
     /// The report for a server that could not be reached: `connections` CRITICAL, the rest UNKNOWN.
-    func unreachable(name: String, reason: String, probes: [any Probe], started: ContinuousClock.Instant) -> TargetReport {
+    func unreachable(name: String, reason: String, probes: [any Probe], started: ContinuousClock.Instant, primary: Bool = true) -> TargetReport {
         var results: [CheckResult] = []
         let connections = ConnectionsProbe()
         let down = CheckResult(
@@ -183,6 +183,15 @@ public struct HealthRunner: Sendable {
             details: [], durationMilliseconds: Self.milliseconds(since: started))
         results.append(down)
         for probe in probes where probe.name != connections.name {
+            // Checks of other systems (Redis) still run when the database is down.
+            let probeStart = ContinuousClock.now
+            if primary, let outcome = probe.runWithoutDatabase(settings.settings(for: probe), logger: logger) {
+                results.append(CheckResult(
+                    name: probe.name, target: name, role: "unreachable", status: outcome.status, value: outcome.value, unit: probe.unit,
+                    thresholds: settings.settings(for: probe).thresholds, message: outcome.message, hint: outcome.hint,
+                    details: outcome.details, durationMilliseconds: Self.milliseconds(since: probeStart), metrics: outcome.metrics))
+                continue
+            }
             results.append(CheckResult(
                 name: probe.name, target: name, role: "unreachable", status: .unknown, value: nil, unit: probe.unit,
                 thresholds: settings.settings(for: probe).thresholds, message: "not run: cannot connect to the database",

@@ -38,9 +38,14 @@ public protocol Probe: Sendable {
     var enabledByDefault: Bool { get }
 
     func run(_ context: ProbeContext) throws -> ProbeOutcome
+
+    /// For a probe that does not read PostgreSQL (the Redis `queue` check): its outcome without a
+    /// database connection, used when the primary target is unreachable. nil (the default): "not run".
+    func runWithoutDatabase(_ settings: CheckSettings, logger: Logger) -> ProbeOutcome?
 }
 
 extension Probe {
+    public func runWithoutDatabase(_ settings: CheckSettings, logger: Logger) -> ProbeOutcome? { nil }
     public var roles: Set<ServerRole> { [.primary, .standby] }
     public var defaultStatementTimeout: Duration? { nil }
     public var enabledByDefault: Bool { true }

@@ -128,10 +128,13 @@ public struct ConfigRenderer: Sendable, Equatable {
         return out
     }
 
-    /// Writes the rendered config to ``configPath`` (mode 0640) and creates the directories it names
-    /// (log, lock and spool beside it; the repo for a posix repo) that do not exist yet, owned by
-    /// `osUser` when nfldb runs as root, so pgBackRest (run as that user) and the server's
-    /// `archive_command` can use them. Existing directories keep their owner and mode.
+    /// Whether the rendering contains a secret (`repo1-cipher-pass`, `repo1-s3-key-secret`).
+    public var holdsSecret: Bool { cipherPass != nil || s3?.keySecret != nil }
+
+    /// Writes the rendered config to ``configPath`` (mode 0600 when it holds a secret, else 0640) and
+    /// creates the directories it names (log, lock and spool beside it; the repo for a posix repo) that
+    /// do not exist yet, owned by `osUser` when nfldb runs as root, so pgBackRest (run as that user) and
+    /// the server's `archive_command` can use them. Existing directories keep their owner and mode.
     /// - Throws: ``OperatorError`` naming the path when a directory, the file, or its owner/mode cannot be set.
     public func install(template: String = ConfigRenderer.defaultTemplate, osUser: String?) throws {
         let fm = FileManager.default
@@ -146,13 +149,13 @@ public struct ConfigRenderer: Sendable, Equatable {
             }
             try Self.give(directory, to: osUser)
         }
+        // A file holding a secret (cipher pass, S3 key) is 0600 from its first byte (written to a
+        // temporary file with that mode, then renamed); without one, 0640 lets the group read it.
+        let mode = holdsSecret ? 0o600 : 0o640
         do {
-            try render(template: template).write(toFile: configPath, atomically: true, encoding: .utf8)
+            try AtomicFile.write(Data(render(template: template).utf8), to: configPath, permissions: mode)
         } catch {
             throw OperatorError("cannot write \(configPath): \(error.localizedDescription)", hint: "Check the permissions of \(baseDirectory).")
-        }
-        guard chmod(configPath, 0o640) == 0 else {
-            throw OperatorError("cannot chmod 0640 \(configPath): \(String(cString: strerror(errno)))")
         }
         try Self.give(configPath, to: osUser)
     }

@@ -57,6 +57,8 @@ enum QueueScripts {
     /// Returns {id, 1} when enqueued, {existing id, 0} for a known idempotency key.
     static let enqueue = RedisScript(prelude + """
     local id, q = ARGV[2], ARGV[4]
+    -- Sent again after a failover: the first attempt did run (same id), so do nothing twice.
+    if redis.call('EXISTS', p .. 'task:' .. id) == 1 then return {id, 1} end
     if ARGV[8] ~= '' then
       local existing = redis.call('GET', p .. 'idem:' .. ARGV[8])
       if existing then return {existing, 0} end
@@ -224,5 +226,116 @@ enum QueueScripts {
     return out
     """)
 
-    static let all: [RedisScript] = [enqueue, claim, heartbeat, complete, fail, release, cancel, recover, requeue, stats]
+    /// The worker's one call per round trip: acknowledges finished tasks (fenced, like ``complete``),
+    /// then claims up to N tasks (like ``claim``: reaps expired leases, promotes due retries, takes the
+    /// lowest scores across the queues, one fencing token and a lease from the server clock each).
+    /// ARGV: prefix, lease ms, worker, N to claim (0 = none), completed TTL ms, queue count Q, Q queues,
+    /// then (id, token) pairs to acknowledge.
+    /// Returns {ack statuses ('ok'|'cancelled'|'lost', one per pair), claimed tasks flattened (12 fields each,
+    /// in the order of ``claim``)}. An ack of a task already succeeded under the same token answers 'ok' again,
+    /// so a call repeated after a lost connection counts right.
+    static let work = RedisScript(prelude + """
+    local lease, worker, want, ttl, nq = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+    local acks, zrem = {}, {}
+    for i = 7 + nq, #ARGV, 2 do
+      local id, token = ARGV[i], ARGV[i + 1]
+      local key = p .. 'task:' .. id
+      local f = redis.call('HMGET', key, 'state', 'token', 'lease_until', 'queue', 'attempts', 'worker', 'history')
+      local status = 'ok'
+      if f[1] == 'cancelled' then status = 'cancelled'
+      elseif f[1] == 'succeeded' and f[2] == token then status = 'ok'
+      elseif f[1] ~= 'running' or f[2] ~= token or tonumber(f[3]) < now then status = 'lost'
+      else
+        local e = cjson.encode({attempt = tonumber(f[5]), worker = f[6], outcome = 'succeeded', at_ms = now})
+        local h = f[7]
+        if not h or h == '' or h == '[]' or h == '{}' then h = '[' .. e .. ']' else h = string.sub(h, 1, -2) .. ',' .. e .. ']' end
+        redis.call('HSET', key, 'state', 'succeeded', 'finished_ms', now, 'history', h)
+        redis.call('PEXPIRE', key, ttl)
+        local list = zrem[f[4]]
+        if not list then list = {}; zrem[f[4]] = list end
+        list[#list + 1] = id
+      end
+      acks[#acks + 1] = status
+    end
+    for q, ids in pairs(zrem) do redis.call('ZREM', p .. 'inflight:' .. q, unpack(ids)) end
+    local out = {}
+    if want > 0 then
+      local cands = {}
+      for qi = 1, nq do
+        local q = ARGV[6 + qi]
+        reap(q, 100)
+        local due = redis.call('ZRANGEBYSCORE', p .. 'delayed:' .. q, '-inf', now, 'LIMIT', 0, 100)
+        for _, id in ipairs(due) do
+          redis.call('ZREM', p .. 'delayed:' .. q, id)
+          local key = p .. 'task:' .. id
+          if redis.call('HGET', key, 'state') == 'delayed' then
+            redis.call('HSET', key, 'state', 'ready')
+            redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
+          end
+        end
+        local head = redis.call('ZRANGE', p .. 'ready:' .. q, 0, want - 1, 'WITHSCORES')
+        for j = 1, #head, 2 do cands[#cands + 1] = {head[j], tonumber(head[j + 1]), qi, j} end
+      end
+      if nq > 1 then
+        table.sort(cands, function(a, b)
+          if a[2] ~= b[2] then return a[2] < b[2] end
+          if a[3] ~= b[3] then return a[3] < b[3] end
+          return a[4] < b[4]
+        end)
+      end
+      local n = math.min(want, #cands)
+      if n > 0 then
+        local token = redis.call('INCRBY', p .. 'token', n) - n
+        local until_ms = now + lease
+        local taken, leased = {}, {}
+        for i = 1, n do
+          local id, q = cands[i][1], ARGV[6 + cands[i][3]]
+          local key = p .. 'task:' .. id
+          local t = taken[q]
+          if not t then t = {}; taken[q] = t; leased[q] = {} end
+          t[#t + 1] = id
+          local f = redis.call('HMGET', key, 'type', 'payload', 'max_attempts', 'enqueued_ms', 'cid', 'v', 'idem', 'priority', 'attempts', 'state')
+          if f[10] == 'ready' then
+            token = token + 1
+            local attempts = (tonumber(f[9]) or 0) + 1
+            redis.call('HSET', key, 'attempts', attempts, 'state', 'running', 'token', token, 'lease_until', until_ms, 'worker', worker, 'started_ms', now)
+            local l = leased[q]
+            l[#l + 1] = until_ms
+            l[#l + 1] = id
+            local k = #out
+            out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = id, f[1], q, f[2], attempts, f[3]
+            out[k + 7], out[k + 8], out[k + 9], out[k + 10], out[k + 11], out[k + 12] = token, f[4], f[5], f[6], f[7], f[8]
+          end
+        end
+        for q, ids in pairs(taken) do
+          redis.call('ZREM', p .. 'ready:' .. q, unpack(ids))
+          if #leased[q] > 0 then redis.call('ZADD', p .. 'inflight:' .. q, unpack(leased[q])) end
+        end
+      end
+    end
+    return {acks, out}
+    """)
+
+    /// ARGV: prefix, lease ms, then (id, token) pairs. Extends each lease that is still ours; returns one status
+    /// per pair: 'ok', 'cancelled' or 'lost'.
+    static let heartbeatMany = RedisScript(prelude + """
+    local lease = tonumber(ARGV[2])
+    local out = {}
+    for i = 3, #ARGV, 2 do
+      local id, token = ARGV[i], ARGV[i + 1]
+      local key = p .. 'task:' .. id
+      local f = redis.call('HMGET', key, 'state', 'token', 'lease_until', 'queue')
+      local status = 'ok'
+      if f[1] == 'cancelled' then status = 'cancelled'
+      elseif f[1] ~= 'running' or f[2] ~= token or tonumber(f[3]) < now then status = 'lost'
+      else
+        redis.call('HSET', key, 'lease_until', now + lease)
+        redis.call('ZADD', p .. 'inflight:' .. f[4], now + lease, id)
+      end
+      out[#out + 1] = status
+    end
+    return out
+    """)
+
+    static let all: [RedisScript] = [enqueue, claim, heartbeat, complete, fail, release, cancel, recover, requeue, stats, work, heartbeatMany]
 }

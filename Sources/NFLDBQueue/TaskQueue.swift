@@ -64,9 +64,13 @@ public struct QueueError: NFLDBError, Sendable {
 
 /// The queue operations over one Redis connection (not Sendable: one per thread).
 public final class TaskQueue {
-    public let connection: RedisConnection
+    /// The current connection; ``submit`` replaces it after a failover (Sentinel).
+    public private(set) var connection: RedisConnection
     public let config: QueueConfig
     let logger: Logger
+    private var clientName = "nfldb-queue"
+    /// When the master's connected replicas were last counted (`ROLE`), for `WAIT`.
+    private var replicasCheckedAt: ContinuousClock.Instant?
 
     public init(connection: RedisConnection, config: QueueConfig, logger: Logger) {
         self.connection = connection
@@ -74,11 +78,58 @@ public final class TaskQueue {
         self.logger = logger
     }
 
-    /// Opens a connection to the configured Redis and loads the scripts.
+    /// Opens a connection to the configured Redis (with Sentinel: the current master, rediscovered for
+    /// up to `redis.failover_timeout`) and loads the scripts.
     public static func connect(_ config: QueueConfig, clientName: String = "nfldb-queue", logger: Logger) throws -> TaskQueue {
-        let connection = try RedisConnection.connect(config.endpoint, clientName: clientName, logger: logger)
-        try connection.load(QueueScripts.all)
-        return TaskQueue(connection: connection, config: config, logger: logger)
+        let connection = try config.locator.connect(clientName: clientName, retryWindow: config.failoverTimeout, logger: logger)
+        do {
+            try connection.load(QueueScripts.all)
+        } catch {
+            connection.close()
+            throw error
+        }
+        let queue = TaskQueue(connection: connection, config: config, logger: logger)
+        queue.clientName = clientName
+        if connection.connectedReplicas != nil { queue.replicasCheckedAt = .now }
+        return queue
+    }
+
+    /// Whether an error means the master went away or was demoted (reconnect and rediscover).
+    static func isFailover(_ error: RedisError) -> Bool {
+        error.kind == .connectionLost || error.kind == .timeout || error.kind == .connection || error.code == "READONLY"
+            || error.code == "LOADING" || error.code == "MASTERDOWN"
+    }
+
+    /// Replaces a failed connection: rediscovers the master within what is left of `deadline`.
+    private func reconnect(until deadline: ContinuousClock.Instant) throws {
+        connection.close()
+        let left = deadline - ContinuousClock.now
+        let fresh = try config.locator.connect(clientName: clientName, retryWindow: left > .zero ? left : .zero, logger: logger)
+        do {
+            try fresh.load(QueueScripts.all)
+        } catch {
+            fresh.close()
+            throw error
+        }
+        connection = fresh
+        replicasCheckedAt = fresh.connectedReplicas != nil ? .now : nil
+    }
+
+    /// How many replicas the next enqueue waits for: `redis.wait_replicas` capped at the replicas
+    /// the master has connected (counted with `ROLE` at most every 5 s).
+    private func replicasToWait(refresh: Bool = false) throws -> Int {
+        let wanted = config.effectiveWaitReplicas
+        guard wanted > 0 else { return 0 }
+        if refresh || connection.connectedReplicas == nil || replicasCheckedAt.map({ ContinuousClock.now - $0 > .seconds(5) }) ?? true {
+            connection.connectedReplicas = try connection.role().replicas
+            replicasCheckedAt = .now
+        }
+        let connected = connection.connectedReplicas ?? 0
+        if connected < wanted {
+            logger.debug("the Redis master has fewer replicas connected than redis.wait_replicas; an enqueue waits for those it has",
+                         metadata: ["redis.replicas": .stringConvertible(connected), "redis.wait_replicas": .stringConvertible(wanted)])
+        }
+        return min(wanted, connected)
     }
 
     /// Closes the Redis connection.
@@ -112,15 +163,91 @@ public final class TaskQueue {
         if let key = idempotencyKey, key.isEmpty || key.count > 200 {
             throw QueueError("an idempotency key must be 1–200 characters", exitStatus: .usage)
         }
-        let reply = try connection.evaluate(QueueScripts.enqueue, arguments: [
+        let arguments: [RedisArgument] = [
             prefix, RedisArgument(id), RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
             RedisArgument(attempts), RedisArgument(idempotencyKey ?? ""), RedisArgument(config.idempotencyTTL.milliseconds),
             RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion),
-        ])
+        ]
+        // With Sentinel a lost or demoted master is rediscovered and the enqueue sent again with the
+        // same id: the script is idempotent on the id, so a first attempt that did run is not doubled.
+        let deadline = ContinuousClock.now + config.failoverTimeout
+        while true {
+            do {
+                return try enqueue(arguments, id: id)
+            } catch let error as RedisError where config.sentinel != nil && Self.isFailover(error) && ContinuousClock.now < deadline {
+                logger.notice("Redis master lost during an enqueue; rediscovering it and sending the task again", metadata: [
+                    "task_id": .string(id), "redis.error": .string(error.message)])
+                try reconnect(until: deadline)
+            }
+        }
+    }
+
+    /// One enqueue: the script and, when replicas must confirm it, `WAIT` in the same round trip.
+    private func enqueue(_ arguments: [RedisArgument], id: String) throws -> SubmitResult {
+        let replicas = try replicasToWait()
+        var commands = [QueueScripts.enqueue.evalSHACommand(arguments: arguments)]
+        if replicas > 0 { commands.append(["WAIT", RedisArgument(replicas), RedisArgument(max(1, config.waitTimeout.milliseconds))]) }
+        var replies = try connection.pipeline(commands)
+        if replies[0].errorCode == "NOSCRIPT" {
+            try connection.load([QueueScripts.enqueue])
+            replies = try connection.pipeline(commands)
+        }
+        let reply = try connection.check(replies[0], command: "EVALSHA")
         guard let parts = try reply.decodeArray(for: "EVALSHA enqueue"), parts.count == 2, let got = parts[0].string, let flag = parts[1].int else {
             throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
         }
+        if replicas > 0 {
+            let acknowledged = Int(try connection.check(replies[1], command: "WAIT").decodeInteger(for: "WAIT"))
+            // Fewer confirmations: perhaps a replica left. Count again; only the replicas still connected must confirm.
+            if acknowledged < replicas, acknowledged < (try replicasToWait(refresh: true)) {
+                throw QueueError(
+                    "task \(got) was enqueued on the Redis master \(connection.target), but only \(acknowledged) of \(replicas) replica(s) confirmed it "
+                        + "within \(config.waitTimeout) (redis.wait_timeout): a failover now could lose it",
+                    hint: "Check replication (INFO replication on the master: replica lag, link status). Submitting again with the same "
+                        + "--idempotency-key returns this task if it survived and enqueues it otherwise.")
+            }
+        }
         return SubmitResult(id: got, created: flag == 1)
+    }
+
+    /// Enqueues `count` identical tasks (no idempotency key) in pipelines of 1,000 calls; returns their ids.
+    /// For drills and benchmarks.
+    public func submit(count: Int, type: String, payload: String = "{}", queue: String = "cpu", priority: Int = 0, maxAttempts: Int? = nil,
+                       correlationID: String = "") throws -> [String] {
+        guard count > 1 else {
+            return count == 1 ? [try submit(type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts, correlationID: correlationID).id] : []
+        }
+        // Validates the arguments (and enqueues the first task).
+        var ids = [try submit(type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts, correlationID: correlationID).id]
+        ids.reserveCapacity(count)
+        let fixed: [RedisArgument] = [RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
+                                      RedisArgument(maxAttempts ?? config.maxAttempts), "", RedisArgument(config.idempotencyTTL.milliseconds),
+                                      RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion)]
+        while ids.count < count {
+            let chunk = (0..<min(1000, count - ids.count)).map { _ in UUID().uuidString.lowercased() }
+            let replies = try connection.evaluate(batch: chunk.map { id in
+                (QueueScripts.enqueue, [], [prefix, RedisArgument(id), fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5], fixed[6], fixed[7], fixed[8], fixed[9]])
+            })
+            for reply in replies {
+                guard let parts = try reply.decodeArray(for: "EVALSHA enqueue"), parts.count == 2, let got = parts[0].string else {
+                    throw RedisError(kind: .unexpectedReply, message: "the enqueue script returned \(reply)")
+                }
+                ids.append(got)
+            }
+            // One WAIT per pipeline: the batch is acknowledged only when the replicas have it (redis.wait_replicas).
+            let replicas = try replicasToWait()
+            if replicas > 0 {
+                let confirmed = Int(try connection.command("WAIT", RedisArgument(replicas), RedisArgument(max(1, config.waitTimeout.milliseconds)))
+                    .decodeInteger(for: "WAIT"))
+                if confirmed < replicas, confirmed < (try replicasToWait(refresh: true)) {
+                    throw QueueError(
+                        "\(ids.count) of \(count) tasks were enqueued on the Redis master \(connection.target), but only \(confirmed) of \(replicas) "
+                            + "replica(s) confirmed the last \(chunk.count) within \(config.waitTimeout) (redis.wait_timeout): a failover now could lose them",
+                        hint: "Check replication (INFO replication on the master); see nfldb queue stats for what is queued.")
+                }
+            }
+        }
+        return ids
     }
 
     /// Claims the best task of `queues` (reaping expired leases and promoting due retries first); nil when none is ready.
@@ -130,12 +257,75 @@ public final class TaskQueue {
             arguments: [prefix, RedisArgument((lease ?? config.lease).milliseconds), RedisArgument(worker)] + queues.map { RedisArgument($0) })
         guard let f = try reply.decodeArray(for: "EVALSHA claim") else { return nil }
         guard f.count == 12 else { throw RedisError(kind: .unexpectedReply, message: "the claim script returned \(f.count) fields, expected 12") }
+        return Self.task(f)
+    }
+
+    /// The arguments of one ``QueueScripts/work`` call (acknowledge `acks`, claim up to `claim` of `queues`).
+    func workArguments(acks: [ClaimedTask], claim: Int, queues: [String], worker: String, lease: Duration? = nil) -> [RedisArgument] {
+        var arguments: [RedisArgument] = [
+            prefix, RedisArgument((lease ?? config.lease).milliseconds), RedisArgument(worker), RedisArgument(max(0, min(claim, 1000))),
+            RedisArgument(config.completedTTL.milliseconds), RedisArgument(queues.count),
+        ]
+        arguments.reserveCapacity(arguments.count + queues.count + 2 * acks.count)
+        for queue in queues { arguments.append(RedisArgument(queue)) }
+        for task in acks {
+            arguments.append(RedisArgument(task.id))
+            arguments.append(RedisArgument(task.token))
+        }
+        return arguments
+    }
+
+    /// Decodes the reply of ``QueueScripts/work``: one outcome per acknowledged task, then the claimed tasks.
+    static func decodeWork(_ reply: RedisReply, acks: Int) throws -> (acks: [FenceOutcome], claimed: [ClaimedTask]) {
+        guard let parts = try reply.decodeArray(for: "EVALSHA work"), parts.count == 2, let statuses = parts[0].elements ?? (parts[0].isNull ? [] : nil),
+              let flat = parts[1].elements ?? (parts[1].isNull ? [] : nil)
+        else { throw RedisError(kind: .unexpectedReply, message: "the work script returned \(reply.kind), expected {acks, claimed}") }
+        let outcomes = statuses.map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
+        guard outcomes.count == acks, flat.count % 12 == 0 else {
+            throw RedisError(kind: .unexpectedReply, message: "the work script returned \(outcomes.count) acks for \(acks) and \(flat.count) task fields (not a multiple of 12)")
+        }
+        var claimed: [ClaimedTask] = []
+        claimed.reserveCapacity(flat.count / 12)
+        var i = 0
+        while i < flat.count {
+            claimed.append(Self.task(Array(flat[i..<(i + 12)])))
+            i += 12
+        }
+        return (outcomes, claimed)
+    }
+
+    static func task(_ f: [RedisReply]) -> ClaimedTask {
         func s(_ i: Int) -> String { f[i].string ?? "" }
         func n(_ i: Int) -> Int64 { f[i].int ?? 0 }
         let idem = s(10)
         return ClaimedTask(
             id: s(0), type: s(1), queue: s(2), payload: s(3), attempt: Int(n(4)), maxAttempts: Int(n(5)), token: n(6), enqueuedMs: n(7),
             correlationID: s(8), schemaVersion: Int(n(9)), idempotencyKey: idem.isEmpty ? nil : idem, priority: Int(n(11)))
+    }
+
+    /// One round trip: acknowledges `acks` (fenced; only after their results are durable) and claims up to
+    /// `claim` tasks (at most 1,000) of `queues`, best first.
+    public func work(acks: [ClaimedTask], claim: Int, queues: [String], worker: String, lease: Duration? = nil) throws
+        -> (acks: [FenceOutcome], claimed: [ClaimedTask])
+    {
+        let reply = try connection.evaluate(QueueScripts.work, arguments: workArguments(acks: acks, claim: claim, queues: queues, worker: worker, lease: lease))
+        return try Self.decodeWork(reply, acks: acks.count)
+    }
+
+    /// Extends the leases of `tasks` in one round trip; one outcome per task (`.ok`, `.cancelled`, `.lost`).
+    public func heartbeat(many tasks: [ClaimedTask], lease: Duration? = nil) throws -> [FenceOutcome] {
+        guard !tasks.isEmpty else { return [] }
+        var arguments: [RedisArgument] = [prefix, RedisArgument((lease ?? config.lease).milliseconds)]
+        for task in tasks {
+            arguments.append(RedisArgument(task.id))
+            arguments.append(RedisArgument(task.token))
+        }
+        let reply = try connection.evaluate(QueueScripts.heartbeatMany, arguments: arguments)
+        let statuses = try reply.decodeArray(for: "EVALSHA heartbeat") ?? []
+        guard statuses.count == tasks.count else {
+            throw RedisError(kind: .unexpectedReply, message: "the heartbeat script returned \(statuses.count) statuses for \(tasks.count) tasks")
+        }
+        return statuses.map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
     }
 
     private func fenced(_ script: RedisScript, _ task: ClaimedTask, _ extra: [RedisArgument]) throws -> FenceOutcome {
@@ -154,6 +344,17 @@ public final class TaskQueue {
     /// Acknowledges success; `.lost` (nothing changed) when the token is stale or the lease expired.
     public func complete(_ task: ClaimedTask) throws -> FenceOutcome {
         try fenced(QueueScripts.complete, task, [RedisArgument(config.completedTTL.milliseconds)])
+    }
+
+    func fencedArguments(_ task: ClaimedTask) -> [RedisArgument] {
+        [prefix, RedisArgument(task.id), RedisArgument(task.token)]
+    }
+
+    func failArguments(_ task: ClaimedTask, error: String, permanent: Bool) -> [RedisArgument] {
+        fencedArguments(task) + [
+            RedisArgument(String(error.prefix(2000))), RedisArgument(permanent ? "1" : "0"), RedisArgument(config.backoffBase.milliseconds),
+            RedisArgument(config.backoffMax.milliseconds), RedisArgument(Double.random(in: 0...1)),
+        ]
     }
 
     /// Records a failure: `.retry` (through the delayed set, exponential backoff with jitter) or `.dead`.

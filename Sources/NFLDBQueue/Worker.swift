@@ -94,6 +94,16 @@ public struct WorkerOptions: Sendable {
     public var name: String
     /// Sleep between empty claims.
     public var idlePoll: Duration = .milliseconds(50)
+    /// Tasks claimed ahead of the idle handler threads. nil (the default) adapts: as many as the
+    /// threads finish within ``prefetchWindow`` at the recently measured handler time, at most
+    /// ``maxPrefetch``, and none before the first task finished (so slow tasks are not hoarded).
+    public var prefetch: Int?
+    /// Upper bound of the adaptive prefetch (and of one claim call: at most 1,000).
+    public var maxPrefetch = 256
+    /// The adaptive prefetch claims what the threads finish within this time.
+    public var prefetchWindow: Duration = .milliseconds(50)
+    /// Told when each task's handler starts and when its outcome is settled in Redis (`--metrics-port`); nil: no metrics.
+    public var metrics: (any WorkerMetricsRecorder)?
 
     public init(queues: [String], concurrency: Int = 1, burst: Bool = false,
                 name: String = "\(ProcessInfo.processInfo.hostName):\(getpid())") {
@@ -115,19 +125,78 @@ public struct WorkerSummary: Sendable, Codable, Hashable {
     /// Tasks whose lease was lost before the ack (another worker owns them now).
     public var lost = 0
     public var released = 0
+    /// Redis round trips of the claim/acknowledge loop (claims, acks, fails and releases; not heartbeats).
+    public var redisRoundTrips = 0
+    /// Durable result batches committed (one INSERT and one commit each).
+    public var resultBatches = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case succeeded, duplicates, retried, dead, cancelled, lost, released
+        case redisRoundTrips = "redis_round_trips"
+        case resultBatches = "result_batches"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func n(_ key: CodingKeys) throws -> Int { try c.decodeIfPresent(Int.self, forKey: key) ?? 0 }
+        succeeded = try n(.succeeded)
+        duplicates = try n(.duplicates)
+        retried = try n(.retried)
+        dead = try n(.dead)
+        cancelled = try n(.cancelled)
+        lost = try n(.lost)
+        released = try n(.released)
+        redisRoundTrips = try n(.redisRoundTrips)
+        resultBatches = try n(.resultBatches)
+    }
 }
 
-/// A worker process's engine: `concurrency` threads, each with its own Redis connection, claim from
-/// `queues`, run handlers, store results durably (batched) and only then acknowledge in Redis. One
-/// more thread heartbeats every in-flight task every lease/3.
+/// A worker process's engine, pipelined so that no thread waits for another stage:
+///
+/// - one **claim loop** (its own Redis connection) makes one ``QueueScripts/work`` call per round trip:
+///   it acknowledges the tasks whose results are durable and claims the next tasks in the same script
+///   call (failures and releases ride in the same pipeline);
+/// - `concurrency` **handler threads** take claimed tasks from a local buffer and run them;
+/// - the **result writer** (``ResultStore``, its own PostgreSQL connection) commits results in
+///   multi-row batches; only after the commit are the tasks handed back to the claim loop to acknowledge;
+/// - a **heartbeat** thread extends the leases of every claimed task every lease/3 in one call, and of
+///   running tasks every 200 ms, so cancellation is learned quickly.
+///
+/// A crash between the commit and the ack leaves the task in flight until its lease expires; the
+/// re-delivery finds the row (the insert writes nothing) and is only acknowledged.
 public final class Worker: Sendable {
+    private struct Failure {
+        var task: ClaimedTask
+        var message: String
+        var permanent: Bool
+    }
+
     private struct Shared {
         var stopping = false
+        /// Set when `run` returns: every thread leaves now.
+        var exiting = false
+        /// Claimed, not started.
+        var buffer: [ClaimedTask] = []
+        /// Started in a handler thread. (Name kept from the first engine.)
         var inFlight: [String: ClaimedTask] = [:]
+        /// Every claimed task not yet settled in Redis (buffered, running, being written, to acknowledge, to fail).
+        var tracked: [String: ClaimedTask] = [:]
+        /// Durable results, to acknowledge (with whether the row was new).
+        var acks: [(task: ClaimedTask, inserted: Bool)] = []
+        var failures: [Failure] = []
+        /// Results handed to the writer, not yet committed.
+        var writing = 0
         var cancelled: Set<String> = []
         var summary = WorkerSummary()
         var finishedThreads = 0
+        var claimLoopDone = false
         var errors: [String] = []
+        /// The last 32 handler times (seconds), for the adaptive prefetch (their median: robust to a
+        /// thread that was merely preempted).
+        var recentHandlerSeconds: [Double] = []
+        var recentIndex = 0
     }
 
     public let config: QueueConfig
@@ -135,7 +204,7 @@ public final class Worker: Sendable {
     private let database: ConnectionOptions
     private let handlers: [String: TaskHandler]
     private let logger: Logger
-    private let shared = Mutex(Shared())
+    private let shared = Monitor(Shared())
 
     public init(config: QueueConfig, options: WorkerOptions, database: ConnectionOptions, handlers: [String: TaskHandler] = BuiltinHandlers.all,
                 logger: Logger) {
@@ -149,6 +218,7 @@ public final class Worker: Sendable {
     /// Asks the worker to stop claiming; in-flight tasks finish (or are released after the grace period).
     public func stop() {
         shared.withLock { $0.stopping = true }
+        shared.broadcast()
     }
 
     public var isStopping: Bool { shared.withLock { $0.stopping } }
@@ -173,30 +243,50 @@ public final class Worker: Sendable {
         for queue in options.queues { try TaskQueue.validateName(queue, what: "queue") }
         // Fail fast (and load the scripts) before starting threads.
         let control = try TaskQueue.connect(config, clientName: "nfldb-worker", logger: logger)
-        let store = ResultStore(options: database, batchSize: config.batchSize, batchWait: config.batchWait, logger: logger)
-        defer { store.stop() }
+        let store = ResultStore(options: database, batchSize: config.batchSize, batchWait: config.batchWait, logger: logger,
+                                afterBatch: { [shared] committed in
+                                    shared.withLock { $0.summary.resultBatches += committed ? 1 : 0 }
+                                    shared.broadcast()
+                                })
         logger.info("worker started", metadata: ["worker": .string(options.name), "queues": .string(options.queues.joined(separator: ",")),
                                                  "concurrency": .stringConvertible(options.concurrency)])
+        let claimLoop = Thread { [self] in
+            self.claimLoop()
+            self.shared.withLock { $0.claimLoopDone = true }
+            self.shared.broadcast()
+        }
+        claimLoop.name = "nfldb-claim"
+        claimLoop.start()
         for index in 0..<options.concurrency {
             let thread = Thread { [self] in
-                self.threadLoop(index: index, store: store)
+                self.handlerLoop(index: index, store: store)
                 self.shared.withLock { $0.finishedThreads += 1 }
+                self.shared.broadcast()
             }
             thread.name = "nfldb-worker-\(index)"
             thread.start()
         }
         let heartbeat = Thread { [self] in self.heartbeatLoop() }
+        heartbeat.name = "nfldb-heartbeat"
         heartbeat.start()
 
-        // Wait for the threads; after a stop, at most the grace period.
+        // Wait until stopped and everything claimed is settled; after a stop, at most the grace period.
         var stopSeen: ContinuousClock.Instant?
-        while shared.withLock({ $0.finishedThreads }) < options.concurrency {
+        while true {
+            let (stopping, settled) = shared.withLock { s in (s.stopping, s.tracked.isEmpty && s.finishedThreads == options.concurrency) }
+            if stopping {
+                if stopSeen == nil { stopSeen = .now }
+                if settled { break }
+                if ContinuousClock.now - stopSeen! > config.grace { break }
+            }
             Thread.sleep(forTimeInterval: 0.02)
-            if stopSeen == nil && isStopping { stopSeen = .now }
-            if let seen = stopSeen, ContinuousClock.now - seen > config.grace { break }
         }
-        stop()
-        let left = shared.withLock { s in Array(s.inFlight.values) }
+        shared.withLock { $0.exiting = true }
+        shared.broadcast()
+        // The claim loop finishes its round trip (bounded by the command timeout).
+        shared.wait(until: .now + .seconds(35)) { $0.claimLoopDone }
+        _ = store.stopAndWait(timeout: .seconds(5))
+        let left = shared.withLock { s in Array(s.tracked.values) }
         for task in left {
             let outcome = (try? control.release(task)) ?? .lost
             logger.warning("released unfinished task after the grace period", metadata: [
@@ -222,122 +312,289 @@ public final class Worker: Sendable {
         return l
     }
 
-    private func threadLoop(index: Int, store: ResultStore) {
-        var queue: TaskQueue?
-        var database: PostgresConnection?
-        defer {
-            queue?.connection.close()
-            database?.close()
+    // MARK: - Claim loop
+
+    /// How many tasks to claim now: idle threads plus the prefetch, minus what is buffered; none while
+    /// too many results wait for their commit or ack (back-pressure from PostgreSQL).
+    private func wanted(_ s: Shared) -> Int {
+        if s.stopping { return 0 }
+        if s.writing + s.acks.count >= max(4 * config.batchSize, 1024) { return 0 }
+        let prefetch: Int
+        if let fixed = options.prefetch {
+            prefetch = fixed
+        } else if !s.recentHandlerSeconds.isEmpty {
+            let median = s.recentHandlerSeconds.sorted()[s.recentHandlerSeconds.count / 2]
+            let window = Double(options.prefetchWindow.milliseconds) / 1000
+            prefetch = Int(min(Double(options.maxPrefetch), Double(options.concurrency) * window / max(median, 1e-6)))
+        } else {
+            prefetch = 0
         }
+        return max(0, min(1000, options.concurrency - s.inFlight.count + prefetch - s.buffer.count))
+    }
+
+    private func claimLoop() {
+        var queue: TaskQueue?
+        defer { queue?.connection.close() }
         var failures = 0
-        while !isStopping {
+        var nextClaim = ContinuousClock.now
+        let worker = options.name
+        while true {
+            // Take what there is to send; wait when there is nothing.
+            var acks: [(task: ClaimedTask, inserted: Bool)] = []
+            var fails: [Failure] = []
+            var releases: [ClaimedTask] = []
+            var want = 0
+            var exit = false
+            let deadline = nextClaim > .now ? nextClaim : ContinuousClock.now + .milliseconds(200)
+            shared.wait(until: deadline) { s in
+                if s.exiting { exit = true; return true }
+                let claimable = ContinuousClock.now >= nextClaim ? wanted(s) : 0
+                let releasing = s.stopping && !s.buffer.isEmpty
+                guard !s.acks.isEmpty || !s.failures.isEmpty || releasing || claimable > 0 else { return false }
+                acks = s.acks
+                s.acks = []
+                fails = s.failures
+                s.failures = []
+                if releasing {
+                    releases = s.buffer
+                    s.buffer = []
+                }
+                want = claimable
+                return true
+            }
+            if exit { return }
+            if acks.isEmpty && fails.isEmpty && releases.isEmpty && want == 0 { continue }
             do {
                 if queue == nil || !(queue!.connection.isAlive) {
                     queue = try TaskQueue.connect(config, clientName: "nfldb-worker", logger: logger)
                 }
-                guard let task = try queue!.claim(queues: options.queues, worker: "\(options.name)/\(index)") else {
-                    if try options.burst && queue!.pendingCount(queues: options.queues) == 0 && shared.withLock({ $0.inFlight.isEmpty }) {
-                        stop()
-                        return
-                    }
-                    Thread.sleep(forTimeInterval: Double(options.idlePoll.milliseconds) / 1000)
-                    continue
+                let q = queue!
+                var calls: [(script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument])] = [
+                    (QueueScripts.work, [], q.workArguments(acks: acks.map(\.task), claim: want, queues: options.queues, worker: worker))
+                ]
+                for f in fails { calls.append((QueueScripts.fail, [], q.failArguments(f.task, error: f.message, permanent: f.permanent))) }
+                for task in releases { calls.append((QueueScripts.release, [], q.fencedArguments(task))) }
+                let replies = try q.connection.evaluate(batch: calls)
+                if case .error(let text) = replies[0] {
+                    throw RedisError(kind: .server, message: "the work script failed: \(text)")
                 }
+                let (ackOutcomes, claimed) = try TaskQueue.decodeWork(replies[0], acks: acks.count)
+                let failOutcomes = replies[1..<(1 + fails.count)].map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
+                let releaseOutcomes = replies[(1 + fails.count)...].map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
                 failures = 0
-                shared.withLock { $0.inFlight[task.id] = task }
-                defer { shared.withLock { _ = $0.inFlight.removeValue(forKey: task.id); _ = $0.cancelled.remove(task.id) } }
-                try process(task, queue: queue!, store: store, database: &database)
+                shared.withLock { s in
+                    s.summary.redisRoundTrips += 1
+                    for (ack, outcome) in zip(acks, ackOutcomes) {
+                        s.tracked[ack.task.id] = nil
+                        switch outcome {
+                        case .ok: s.summary.succeeded += 1; if !ack.inserted { s.summary.duplicates += 1 }
+                        case .cancelled: s.summary.cancelled += 1
+                        default: s.summary.lost += 1
+                        }
+                    }
+                    for (f, outcome) in zip(fails, failOutcomes) {
+                        s.tracked[f.task.id] = nil
+                        switch outcome {
+                        case .retry: s.summary.retried += 1
+                        case .dead: s.summary.dead += 1
+                        case .cancelled: s.summary.cancelled += 1
+                        case .lost: s.summary.lost += 1
+                        case .ok: break
+                        }
+                    }
+                    for (task, outcome) in zip(releases, releaseOutcomes) {
+                        s.tracked[task.id] = nil
+                        if outcome == .ok { s.summary.released += 1 } else { s.summary.lost += 1 }
+                    }
+                    for task in claimed { s.tracked[task.id] = task }
+                    s.buffer.append(contentsOf: claimed)
+                }
+                shared.broadcast()
+                if let metrics = options.metrics {
+                    for (ack, outcome) in zip(acks, ackOutcomes) { metrics.taskSettled(ack.task, outcome: TaskOutcome(outcome, inserted: ack.inserted)) }
+                    for (f, outcome) in zip(fails, failOutcomes) { metrics.taskSettled(f.task, outcome: TaskOutcome(outcome)) }
+                }
+                if logger.logLevel <= .info {
+                    for (f, outcome) in zip(fails, failOutcomes) {
+                        taskLogger(f.task).info("task \(outcome == .retry ? "failed, will retry" : outcome == .dead ? "failed, dead-lettered" : outcome.rawValue)",
+                                                metadata: ["error": .string(f.message)])
+                    }
+                    for (ack, outcome) in zip(acks, ackOutcomes) {
+                        taskLogger(ack.task).info("task \(outcome == .ok ? (ack.inserted ? "succeeded" : "duplicate (result already stored), acknowledged") : "stored, ack \(outcome.rawValue)")")
+                    }
+                }
+                if want > 0 && claimed.isEmpty {
+                    nextClaim = .now + options.idlePoll
+                    if options.burst && (try? isDrained(q)) == true {
+                        stop()
+                    }
+                } else {
+                    nextClaim = .now
+                }
             } catch {
                 failures += 1
                 let text = String(describing: error)
-                shared.withLock { $0.errors.append(text) }
-                logger.error("worker thread \(index): \(text)")
+                logger.error("worker claim loop: \(text)")
+                // Unknown whether the calls ran: acks and fails are idempotent under their fence, so send
+                // them again; releases too. Tasks claimed by a lost call come back when their lease expires.
+                shared.withLock { s in
+                    s.errors.append(text)
+                    s.acks.insert(contentsOf: acks, at: 0)
+                    s.failures.insert(contentsOf: fails, at: 0)
+                    if s.stopping {
+                        for task in releases { s.tracked[task.id] = nil }
+                        s.summary.lost += releases.count
+                    } else {
+                        s.buffer.insert(contentsOf: releases, at: 0)
+                    }
+                }
                 queue?.connection.close()
                 queue = nil
-                // Back off while Redis or PostgreSQL is away (restart, failover), then reconnect.
-                Thread.sleep(forTimeInterval: min(2.0, 0.05 * Double(1 << min(failures, 6))))
+                // Back off while Redis is away (restart, failover), then reconnect.
+                let pause = min(2.0, 0.05 * Double(1 << min(failures, 6)))
+                nextClaim = .now + .milliseconds(Int64(pause * 1000))
+                shared.wait(until: nextClaim) { $0.exiting }
             }
         }
     }
 
-    private func process(_ task: ClaimedTask, queue: TaskQueue, store: ResultStore, database: inout PostgresConnection?) throws {
-        let log = taskLogger(task)
-        let started = ContinuousClock.now
+    /// Burst mode: nothing of ours unsettled and nothing ready, delayed or in flight in the queues.
+    private func isDrained(_ queue: TaskQueue) throws -> Bool {
+        let idle = shared.withLock { s in s.tracked.isEmpty && s.buffer.isEmpty && s.inFlight.isEmpty && s.writing == 0 && s.acks.isEmpty && s.failures.isEmpty }
+        guard idle else { return false }
+        let pending = try queue.pendingCount(queues: options.queues)
+        shared.withLock { $0.summary.redisRoundTrips += 1 }
+        return pending == 0
+    }
+
+    // MARK: - Handler threads
+
+    private func handlerLoop(index: Int, store: ResultStore) {
+        var database: PostgresConnection?
+        defer { database?.close() }
+        while true {
+            var next: ClaimedTask?
+            shared.wait(until: .now + .seconds(3600)) { s in
+                if s.exiting { return true }
+                if !s.buffer.isEmpty {
+                    let task = s.buffer.removeFirst()
+                    s.inFlight[task.id] = task
+                    next = task
+                    return true
+                }
+                return s.stopping
+            }
+            guard let task = next else { return }
+            let started = ContinuousClock.now
+            options.metrics?.taskStarted(task)
+            process(task, store: store, database: &database)
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let wake = shared.withLock { s -> Bool in
+                s.inFlight[task.id] = nil
+                s.cancelled.remove(task.id)
+                if s.recentHandlerSeconds.count < 32 { s.recentHandlerSeconds.append(seconds) } else { s.recentHandlerSeconds[s.recentIndex] = seconds }
+                s.recentIndex = (s.recentIndex + 1) % 32
+                // Wake the claim loop when at least half of what it may hold is free (or on a failure or stop).
+                let free = wanted(s)
+                return s.stopping || !s.failures.isEmpty || (free > 0 && free >= s.buffer.count)
+            }
+            if wake { shared.broadcast() }
+        }
+    }
+
+    private func process(_ task: ClaimedTask, store: ResultStore, database: inout PostgresConnection?) {
         var db = database
         defer { database = db }
+        func fail(_ message: String, permanent: Bool = false) {
+            shared.withLock { $0.failures.append(Failure(task: task, message: message, permanent: permanent)) }
+        }
+        if task.schemaVersion != taskSchemaVersion {
+            fail("payload schema version \(task.schemaVersion) is not supported (this worker reads \(taskSchemaVersion))", permanent: true)
+            return
+        }
+        guard let handler = handlers[task.type] else {
+            let known = handlers.keys.sorted().joined(separator: ", ")
+            fail("unknown task type \"\(task.type)\": no handler in this worker (known: \(known))", permanent: true)
+            return
+        }
         let context = TaskContext(
-            task: task, logger: log, isCancelled: { [self] in shared.withLock { $0.cancelled.contains(task.id) } },
+            task: task, logger: taskLogger(task), isCancelled: { [self] in shared.withLock { $0.cancelled.contains(task.id) } },
             database: { [self] in
                 if let open = db, open.isAlive { return open }
                 db = try PostgresConnection.connect(self.database, logger: self.logger)
                 return db!
             })
-        let outcome: String
-        if task.schemaVersion != taskSchemaVersion {
-            outcome = try record(queue.fail(task, error: "payload schema version \(task.schemaVersion) is not supported (this worker reads \(taskSchemaVersion))", permanent: true), task)
-        } else if let handler = handlers[task.type] {
-            do {
-                let result = try handler(context)
-                if context.isCancelled {
-                    outcome = "cancelled"
-                    shared.withLock { $0.summary.cancelled += 1 }
-                } else {
-                    let inserted = try store.store(TaskResultRecord(task: task, worker: options.name, result: result))
-                    let ack = try queue.complete(task)
-                    shared.withLock { s in
-                        switch ack {
-                        case .ok: s.summary.succeeded += 1; if !inserted { s.summary.duplicates += 1 }
-                        case .cancelled: s.summary.cancelled += 1
-                        default: s.summary.lost += 1
-                        }
-                    }
-                    outcome = inserted ? (ack == .ok ? "succeeded" : "stored, ack \(ack.rawValue)") : "duplicate (result already stored), ack \(ack.rawValue)"
+        do {
+            let result = try handler(context)
+            if context.isCancelled {
+                // Cancelled (or the lease was lost) while running: nothing is stored or acknowledged.
+                shared.withLock { s in
+                    s.tracked[task.id] = nil
+                    s.summary.cancelled += 1
                 }
-            } catch let failure as TaskFailure {
-                outcome = try record(queue.fail(task, error: failure.message, permanent: failure.permanent), task)
-            } catch let error as QueueError {
-                // The result could not be stored: retry later (never ack without the durable row).
-                outcome = try record(queue.fail(task, error: error.diagnostic.summary), task)
-            } catch let error as RedisError {
-                throw error
-            } catch {
-                outcome = try record(queue.fail(task, error: String(describing: error)), task)
+                options.metrics?.taskSettled(task, outcome: .cancelled)
+                context.logger.info("task cancelled while running; result discarded")
+                return
             }
-        } else {
-            let known = handlers.keys.sorted().joined(separator: ", ")
-            outcome = try record(queue.fail(task, error: "unknown task type \"\(task.type)\": no handler in this worker (known: \(known))", permanent: true), task)
+            shared.withLock { $0.writing += 1 }
+            store.submit(TaskResultRecord(task: task, worker: options.name, result: result)) { [self] inserted, error in
+                shared.withLock { s in
+                    s.writing -= 1
+                    if let error {
+                        // The result could not be stored: retry later (never ack without the durable row).
+                        s.failures.append(Failure(task: task, message: error.diagnostic.summary, permanent: false))
+                    } else {
+                        s.acks.append((task, inserted))
+                    }
+                }
+            }
+        } catch let failure as TaskFailure {
+            fail(failure.message, permanent: failure.permanent)
+        } catch {
+            fail(String(describing: error))
         }
-        log.info("task \(outcome)", metadata: ["duration_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
     }
 
-    private func record(_ outcome: FenceOutcome, _ task: ClaimedTask) -> String {
-        shared.withLock { s in
-            switch outcome {
-            case .retry: s.summary.retried += 1
-            case .dead: s.summary.dead += 1
-            case .cancelled: s.summary.cancelled += 1
-            case .lost: s.summary.lost += 1
-            case .ok: break
-            }
-        }
-        return outcome == .retry ? "failed, will retry" : outcome == .dead ? "failed, dead-lettered" : outcome.rawValue
-    }
+    // MARK: - Heartbeats
 
     private func heartbeatLoop() {
         var queue: TaskQueue?
-        let interval = Double(config.lease.milliseconds) / 3000
-        while shared.withLock({ $0.finishedThreads }) < options.concurrency {
-            Thread.sleep(forTimeInterval: min(interval, 0.2))
-            let due = shared.withLock { Array($0.inFlight.values) }
+        defer { queue?.connection.close() }
+        let fullInterval = Duration.milliseconds(max(50, config.lease.milliseconds / 3))
+        var lastFull = ContinuousClock.now
+        while true {
+            Thread.sleep(forTimeInterval: 0.2)
+            if shared.withLock({ $0.exiting }) { return }
+            let full = ContinuousClock.now - lastFull >= fullInterval
+            let due = shared.withLock { s in full ? Array(s.tracked.values) : Array(s.inFlight.values) }
+            if full { lastFull = .now }
             guard !due.isEmpty else { continue }
             do {
                 if queue == nil || !(queue!.connection.isAlive) { queue = try TaskQueue.connect(config, clientName: "nfldb-heartbeat", logger: logger) }
-                for task in due {
-                    let outcome = try queue!.heartbeat(task)
-                    if outcome == .cancelled || outcome == .lost {
-                        shared.withLock { _ = $0.cancelled.insert(task.id) }
-                        taskLogger(task).notice("heartbeat: task \(outcome == .cancelled ? "was cancelled" : "lease lost"); the handler is told to stop")
+                var outcomes: [FenceOutcome] = []
+                var start = 0
+                while start < due.count {
+                    let end = min(due.count, start + 1000)
+                    outcomes += try queue!.heartbeat(many: Array(due[start..<end]))
+                    start = end
+                }
+                var notices: [(ClaimedTask, FenceOutcome)] = []
+                shared.withLock { s in
+                    for (task, outcome) in zip(due, outcomes) where outcome == .cancelled || outcome == .lost {
+                        if s.inFlight[task.id] != nil {
+                            s.cancelled.insert(task.id)
+                            notices.append((task, outcome))
+                        } else if let index = s.buffer.firstIndex(where: { $0.id == task.id }) {
+                            // Cancelled (or lost) before it started: drop it.
+                            s.buffer.remove(at: index)
+                            s.tracked[task.id] = nil
+                            if outcome == .cancelled { s.summary.cancelled += 1 } else { s.summary.lost += 1 }
+                        }
                     }
+                }
+                for (task, outcome) in notices {
+                    taskLogger(task).notice("heartbeat: task \(outcome == .cancelled ? "was cancelled" : "lease lost"); the handler is told to stop")
                 }
             } catch {
                 logger.warning("heartbeat failed: \(error)")
@@ -345,7 +602,6 @@ public final class Worker: Sendable {
                 queue = nil
             }
         }
-        queue?.connection.close()
     }
 }
 

@@ -25,6 +25,8 @@ public final class RedisConnection {
     private var closed = false
     /// Set after the first unrecoverable failure; later calls throw it.
     private var failure: RedisError?
+    /// Replicas the master had connected when ``RedisLocator`` checked its `ROLE` (nil: not checked).
+    public var connectedReplicas: Int?
 
     private init(context: UnsafeMutablePointer<redisContext>, logger: Logger, target: String) {
         self.context = context
@@ -148,7 +150,11 @@ public final class RedisConnection {
         let raw = Self.withArgv(arguments) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
         guard let raw else { throw fail(command: name) }
         let reply = try take(raw, command: name)
-        if case .error(let text) = reply { throw serverError(text, command: name) }
+        if case .error(let text) = reply {
+            let error = serverError(text, command: name)
+            if error.code == "READONLY" { failure = error }
+            throw error
+        }
         return reply
     }
 
@@ -182,7 +188,21 @@ public final class RedisConnection {
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw fail(command: name) }
             replies.append(try take(raw, command: name))
         }
+        // A replica (a master demoted by a failover) answers writes with READONLY: this connection
+        // cannot serve the queue any more; the caller reconnects (and rediscovers the master).
+        for (index, reply) in replies.enumerated() {
+            if case .error(let text) = reply, Self.isReadOnly(text) {
+                failure = serverError(text, command: Self.commandName(commands[index]))
+                break
+            }
+        }
         return replies
+    }
+
+    /// Returns `reply`, or throws it as ``RedisError`` when it is an error reply (from a ``pipeline(_:)``).
+    public func check(_ reply: RedisReply, command: String) throws -> RedisReply {
+        if case .error(let text) = reply { throw serverError(text, command: command) }
+        return reply
     }
 
     /// `PING`, expecting `PONG`.
@@ -215,8 +235,14 @@ public final class RedisConnection {
         }
     }
 
+    /// Whether an error reply says the server is a read-only replica (also inside a script's error text).
+    static func isReadOnly(_ text: String) -> Bool {
+        text.hasPrefix("READONLY") || text.contains("-READONLY") || text.contains("read only replica")
+    }
+
     private func serverError(_ text: String, command: String) -> RedisError {
-        let code = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? "ERR"
+        var code = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? "ERR"
+        if code != "READONLY" && Self.isReadOnly(text) { code = "READONLY" }
         let authentication = code == "NOAUTH" || code == "WRONGPASS"
         var error = RedisError(kind: authentication ? .authentication : .server, message: "Redis \(command) failed at \(target): \(text)")
         error.target = target
@@ -318,6 +344,9 @@ public final class RedisConnection {
         let (seconds, attoseconds) = duration.components
         return Foundation.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
     }
+
+    /// Removes the password from a message (defence in depth: Redis never echoes it).
+    public static func scrubbed(_ text: String, _ password: String?) -> String { scrub(text, password) }
 
     /// Removes the password from a server message (Redis never echoes it; defence in depth).
     static func scrub(_ text: String, _ password: String?) -> String {

@@ -16,6 +16,13 @@ extension PasswordSource {
             value = environment[name]
         case .file(let path):
             guard FileManager.default.fileExists(atPath: path) else { return nil }
+            // The same rule as a file: reference (libpq's .pgpass rule): group or world access is refused.
+            var info = stat()
+            if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
+                throw ConfigurationError(
+                    "password_file \(path) has group or world access (mode \(String(info.st_mode & 0o777, radix: 8))); refusing to use it",
+                    hint: "Run: chmod 0600 \(path)")
+            }
             do {
                 let text = try String(contentsOfFile: path, encoding: .utf8)
                 value = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map {

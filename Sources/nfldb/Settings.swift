@@ -15,6 +15,7 @@ import NFLDBSecurity
 enum Settings {
     static let keys: [ConfigKey] = ConfigKey.global + MigrationsConfig.keys + RolesConfig.keys + AuditConfig.keys
         + BackupConfig.keys + SandboxConfig.keys + HealthSettings.keys + AlertConfig.keys + SecurityConfig.keys + ETLConfig.keys + QueueConfig.keys
+        + QueueHealthProbe.keys
 
     /// Decodes every module's section once, so a bad value (an `alerts:` entry without a type, …)
     /// fails every command at start-up with its `file:line`, as a bad key does.
@@ -25,6 +26,6 @@ enum Settings {
         _ = try AlertConfig(configuration: configuration)
         _ = try SecurityConfig(configuration: configuration)
         _ = try ETLConfig(configuration: configuration)
-        _ = try QueueConfig(configuration: configuration)
+        _ = try QueueConfig(configuration: configuration, resolveSecrets: false)
     }
 }

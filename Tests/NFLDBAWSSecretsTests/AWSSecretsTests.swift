@@ -92,8 +92,8 @@ struct AWSSecretsMotoTests {
             _ = try resolver.resolve("aws-sm:nfldb/absent", source: .file(path: "nfldb.yaml", line: 3), what: "password_ref", environment: env)
             Issue.record("a missing secret resolved")
         } catch let error as any NFLDBError {
-            #expect(error.description.contains("nfldb.yaml:3: Secrets Manager GetSecretValue for 'nfldb/absent' failed: HTTP 400 ResourceNotFoundException")
-                || error.description.contains("ResourceNotFoundException"), "\(error.description)")
+            #expect(error.description.contains("nfldb.yaml:3: password_ref aws-sm:nfldb/absent: Secrets Manager GetSecretValue for 'nfldb/absent' failed"), "\(error.description)")
+            #expect(error.description.contains("ResourceNotFoundException"), "\(error.description)")
             #expect(error.description.contains("HINT: Check the secret id 'nfldb/absent'"))
         }
     }

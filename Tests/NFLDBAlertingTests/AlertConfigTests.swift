@@ -62,7 +62,7 @@ struct AlertConfigTests {
                 """, named: "nfldb.yaml", in: dir)
             let error = #expect(throws: ConfigurationError.self) { _ = try AlertDestination.all(in: AlertConfigTests.load(environment: [:], in: dir)) }
             #expect(try #require(error).description.contains("\(path):5"))
-            #expect(try #require(error).description.contains("unknown secret scheme 'vault'"))
+            #expect(try #require(error).description.contains("unknown secret scheme"))
             _ = try Self.writeFile("""
                 alerts:
                   - name: oncall
@@ -81,6 +81,7 @@ struct AlertConfigTests {
     func alertReferences() throws {
         try Self.withTemporaryDirectory { dir in
             let secretFile = try Self.writeFile("https://hooks.example/file-secret\n", named: "hook", in: dir)
+            chmod(secretFile, 0o604)
             let path = try Self.writeFile("""
                 alerts:
                   - name: oncall
@@ -103,6 +104,12 @@ struct AlertConfigTests {
             let pager = alerts[1]
             #expect(pager.kind == .pagerduty)
             #expect(pager.name == "pagerduty-1")
+            // routing_key_file (the older *_file spelling) follows the file: rule: world-readable is refused.
+            let refused = #expect(throws: ConfigurationError.self) { try pager.resolveSecret(environment: [:]) }
+            #expect(refused?.description.contains("group or world access") == true)
+            #expect(refused?.description.contains("chmod 0600 \(secretFile)") == true)
+            #expect(refused?.description.contains("file-secret") == false)
+            chmod(secretFile, 0o600)
             #expect(try pager.resolveSecret(environment: [:]) == "https://hooks.example/file-secret")
         }
     }

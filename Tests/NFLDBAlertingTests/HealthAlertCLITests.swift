@@ -40,6 +40,7 @@ struct HealthAlertCLITests {
             let dir = try CLIRunner.temporaryDirectory("nfldb-health-alert")
             defer { try? FileManager.default.removeItem(atPath: dir) }
             try "pd-routing-key-1234567890abcdef\n".write(toFile: dir + "/routing-key", atomically: true, encoding: .utf8)
+            chmod(dir + "/routing-key", 0o600)
             let receiver = try LocalReceiver(status: 202)
             defer { receiver.stop() }
 

@@ -281,7 +281,26 @@ struct ConfigurationLoaderTests {
             let fromFile = try ConfigurationLoader(
                 environment: [:], flags: ["password_file": (value: file, flag: "--password-file")], workingDirectory: dir
             ).load()
+            // password_file follows the file: rule: group or world access is refused (libpq's .pgpass rule),
+            // with the chmod to run, and the password is not in the message.
+            for mode: mode_t in [0o644, 0o640, 0o604] {
+                chmod(file, mode)
+                let refused = #expect(throws: ConfigurationError.self) { try fromFile.password() }
+                let text = refused?.description ?? ""
+                #expect(text.contains("password_file") && text.contains(file) && text.contains("group or world access"), "\(text)")
+                #expect(text.contains("chmod 0600 \(file)"))
+                #expect(!text.contains("from-file-pw-31"))
+            }
+            chmod(file, 0o600)
             #expect(try fromFile.password() == "from-file-pw-31")
+            chmod(file, 0o400)
+            #expect(try fromFile.password() == "from-file-pw-31")
+
+            // password_env goes through the same resolver: the value is registered with the redactor.
+            let fromEnv = try ConfigurationLoader(environment: ["NFLDB_PASSWORD_ENV": "OLD_SPELLING_PW", "OLD_SPELLING_PW": "env-pw-old-5521"],
+                                                  workingDirectory: dir).load()
+            #expect(try fromEnv.password() == "env-pw-old-5521")
+            #expect(SecretRedactor.shared.redact("x env-pw-old-5521 y") == "x \(SecretRedactor.mask) y")
 
             let missingEnv = try ConfigurationLoader(environment: ["NFLDB_PASSWORD_ENV": "NOT_SET_ANYWHERE"], workingDirectory: dir).load()
             let error = #expect(throws: ConfigurationError.self) { try missingEnv.password() }

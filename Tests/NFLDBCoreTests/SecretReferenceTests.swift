@@ -51,7 +51,7 @@ struct SecretReferenceTests {
             Issue.record("expected an error")
         } catch let error as ConfigurationError {
             #expect(error.description.contains("nfldb.yaml:2"))
-            #expect(error.description.contains("unknown secret scheme 'vault'"))
+            #expect(error.description.contains("unknown secret scheme"))
             #expect(error.description.contains("HINT:"))
         }
     }
@@ -113,7 +113,7 @@ struct SecretReferenceTests {
             _ = try resolver.resolve("test-sm:missing", source: .file(path: "nfldb.yaml", line: 7), environment: [:])
             Issue.record("expected an error")
         } catch let error as any NFLDBError {
-            #expect(error.description.contains("nfldb.yaml:7: secret missing not found"))
+            #expect(error.description.contains("nfldb.yaml:7: secret reference test-sm:missing: secret missing not found"), "\(error.description)")
         }
     }
 }

@@ -322,6 +322,122 @@ struct WorkerProcessTests {
         }
     }
 
+    /// How many of `ids` were claimed more than once (the task hash's attempt count, kept for queue.completed_ttl).
+    func claimedMoreThanOnce(_ world: QueueWorld, _ ids: [String]) throws -> Int {
+        let connection = try world.redis.connect()
+        defer { connection.close() }
+        var count = 0
+        var start = 0
+        while start < ids.count {
+            let chunk = ids[start..<min(ids.count, start + 1000)]
+            let replies = try connection.pipeline(chunk.map { ["HGET", RedisArgument(world.config.prefix + "task:" + $0), "attempts"] })
+            count += replies.filter { ($0.int ?? 0) > 1 }.count
+            start += chunk.count
+        }
+        return count
+    }
+
+    @Test("acceptance: 10,000 tasks through 4 worker processes, two SIGKILLed at random moments and restarted: every task completes, exactly 10,000 rows")
+    func tenThousandFourWorkersTwoKilled() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let total = 10_000
+            // Mostly no-ops, every 10th sleeps 2 ms, so the kills land while tasks run, wait for their commit or their ack.
+            var ids = try q.submit(count: total - total / 10, type: "noop", queue: "cpu")
+            ids += try q.submit(count: total / 10, type: "sleep", payload: #"{"ms": 2}"#, queue: "cpu")
+            #expect(ids.count == total && Set(ids).count == total)
+            let env = environment(world, ["NFLDB_QUEUE_LEASE": "2s"])
+            func spawn() throws -> ChildProcess {
+                try CLIRunner.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], environment: env)
+            }
+            var workers = try (0..<4).map { _ in try spawn() }
+            var killed: [ChildProcess] = []
+            defer { (workers + killed).forEach { $0.kill9(); $0.removeOutput() } }
+            // Two kills at random moments: after a random share of the results is stored.
+            let first = Int.random(in: 1_000...4_000)
+            let second = Int.random(in: 4_500...8_000)
+            var kills: [String] = []
+            for (index, threshold) in [(Int.random(in: 0...1), first), (Int.random(in: 2...3), second)] {
+                try waitUntil("\(threshold) results stored: \(workers[index].outputTail())", timeout: .seconds(60)) { try world.resultCount() >= threshold }
+                // A random extra delay (0–30 ms) so the kill does not always follow a commit.
+                Thread.sleep(forTimeInterval: Double.random(in: 0...0.03))
+                workers[index].kill9()
+                kills.append("worker \(index) at \(try world.resultCount()) rows")
+                killed.append(workers[index])
+                workers[index] = try spawn()
+            }
+            try waitUntil("all \(total) results stored: \((try? world.resultCount()) ?? -1)", timeout: .seconds(60)) { try world.resultCount() >= total }
+            try waitUntil("every lease settled: \((try? q.stats()) ?? [])", timeout: .seconds(30)) {
+                let s = try q.stats()[0]
+                return s.inFlight == 0 && s.ready == 0 && s.delayed == 0
+            }
+            var duplicates = 0
+            var succeeded = 0
+            for worker in workers {
+                #expect(worker.stop(grace: .seconds(30)) == 0, "\(worker.outputTail())")
+                let summary = try JSONDecoder().decode(WorkerSummary.self, from: Data(worker.standardOutput.utf8))
+                duplicates += summary.duplicates
+                succeeded += summary.succeeded
+            }
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            let rows: Int = try connection.query("SELECT count(*) AS n FROM nfl.task_results").rows[0].decode("n")
+            let distinct: Int = try connection.query("SELECT count(DISTINCT task_id) AS n FROM nfl.task_results WHERE status = 'succeeded'").rows[0].decode("n")
+            #expect(rows == total && distinct == total)
+            let stats = try #require(try q.stats().first)
+            #expect(stats.ready == 0 && stats.inFlight == 0 && stats.dead == 0 && stats.delayed == 0, "\(stats)")
+            // Every task's hash says succeeded (acknowledged after its row committed).
+            let redis = try world.redis.connect()
+            defer { redis.close() }
+            let states = try redis.pipeline(ids.map { ["HGET", RedisArgument(world.config.prefix + "task:" + $0), "state"] })
+            #expect(states.filter { $0.string == "succeeded" }.count == total)
+            let redelivered = try claimedMoreThanOnce(world, ids)
+            #expect(redelivered > 0, "a SIGKILLed worker held claimed tasks; they must have been delivered again")
+            print("tenThousandFourWorkersTwoKilled: killed \(kills.joined(separator: ", ")); \(redelivered) of \(total) tasks were delivered more than once "
+                + "(claimed again after the killed worker's lease expired); \(duplicates) re-deliveries found their result row already committed and were only "
+                + "acknowledged; \(rows) rows in nfl.task_results")
+        }
+    }
+
+    @Test("AOF everysec: enqueues acknowledged in the last second before a Redis SIGKILL survive the restart and all run once")
+    func acknowledgedEnqueueSurvivesRedisCrash() throws {
+        try QueueWorld.with(redisSettings: ["appendonly yes", "appendfsync everysec"]) { world in
+            let env = environment(world, ["NFLDB_QUEUE_LEASE": "2s"])
+            let workers = try (0..<2).map { _ in try CLIRunner.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], environment: env) }
+            defer { workers.forEach { $0.kill9(); $0.removeOutput() } }
+            // A producer submits one task at a time and records each id once Redis acknowledged it.
+            var acknowledged: [String] = []
+            var q = try world.queue()
+            let started = ContinuousClock.now
+            while ContinuousClock.now - started < .milliseconds(1500) {
+                acknowledged.append(try q.submit(type: "noop", queue: "cpu").id)
+            }
+            // The kill comes right after the last acknowledgement: well inside the everysec fsync window.
+            let lastBeforeKill = acknowledged.count
+            let lastSecond = acknowledged.suffix(max(1, lastBeforeKill / 2)).count
+            try world.redis.restart(kill: true)
+            q = try world.queue()
+            let redis = try world.redis.connect()
+            defer { redis.close() }
+            let states = try redis.pipeline(acknowledged.map { ["HGET", RedisArgument(world.config.prefix + "task:" + $0), "state"] })
+            let missing = zip(acknowledged, states).filter { $0.1.isNull }.map(\.0)
+            #expect(missing.isEmpty, "\(missing.count) acknowledged enqueues lost by a process crash (the last: \(missing.suffix(3)))")
+            try waitUntil("every acknowledged task stored: \((try? world.resultCount()) ?? -1) of \(acknowledged.count)", timeout: .seconds(45)) {
+                try world.resultCount() >= acknowledged.count
+            }
+            try waitUntil("every lease settled", timeout: .seconds(30)) {
+                let s = try q.stats()[0]
+                return s.inFlight == 0 && s.ready == 0 && s.delayed == 0
+            }
+            for worker in workers { #expect(worker.stop(grace: .seconds(30)) == 0, "\(worker.outputTail())") }
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            #expect(try connection.query("SELECT count(*) AS n FROM nfl.task_results").rows[0].decode("n") == acknowledged.count)
+            print("acknowledgedEnqueueSurvivesRedisCrash: \(acknowledged.count) enqueues acknowledged, \(lastSecond) of them in the last ~0.75 s before SIGKILL; "
+                + "\(missing.count) lost; \(acknowledged.count) result rows")
+        }
+    }
+
     @Test("Redis SIGKILLed and restarted from its AOF (everysec) mid-run: workers reconnect, every task completes, exactly N rows")
     func redisRestart() throws {
         try QueueWorld.with(redisSettings: ["appendonly yes", "appendfsync everysec"]) { world in

@@ -150,8 +150,9 @@ extension BackupCommand {
                 }
                 renderer.cipherPass = pass
             } else if let cipherPassFile {
-                let text = try String(contentsOfFile: cipherPassFile, encoding: .utf8)
-                renderer.cipherPass = text.split(separator: "\n").first.map(String.init)
+                // The same rule as a file: reference: group or world access is refused.
+                renderer.cipherPass = try SecretResolver.shared.resolve(
+                    SecretReference(scheme: "file", identifier: cipherPassFile), what: "--cipher-pass-file")
             }
             if let pass = renderer.cipherPass { SecretRedactor.shared.register(pass) }
             renderer.s3 = try s3Repo(backupConfig)

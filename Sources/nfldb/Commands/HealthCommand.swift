@@ -5,6 +5,7 @@ import NFLDBAlerting
 import NFLDBCore
 import NFLDBHealth
 import NFLDBPostgres
+import NFLDBQueue
 import NFLDBSecurity
 
 /// `nfldb health`: every probe over one connection per target, in one of four output formats,
@@ -72,7 +73,7 @@ struct HealthCommand: GlobalOptionsCommand {
             throw OperatorError("unknown --format '\(self.format)'", hint: "Use one of: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).")
         }
         var settings = try HealthSettings(configuration: context.configuration)
-        let allProbes = ProbeRegistry.all + (try SecurityCommand.probes(context))
+        let allProbes = ProbeRegistry.all + (try SecurityCommand.probes(context)) + [QueueHealthProbe(configuration: context.configuration)]
         if list {
             context.output(Self.listing(settings, probes: allProbes))
             return

@@ -4,6 +4,7 @@ import Logging
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBQueue
+import NFLDBQueueMetrics
 
 /// `nfldb queue submit | stats | inspect | recover | cancel | dlq …`: the task queue on Redis.
 struct QueueCommand: ParsableCommand {
@@ -36,11 +37,22 @@ extension QueueCommand {
         @Option(help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).") var priority = 0
         @Option(name: .customLong("idempotency-key"), help: "Same key within queue.idempotency_ttl → the same task.") var idempotencyKey: String?
         @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
+        @Option(help: "Submit this many identical tasks, pipelined (drills, benchmarks; not with --idempotency-key); prints how many.") var count = 1
         static let commandPath = "queue submit"
 
         func run(_ context: CommandContext) throws {
             let q = try context.taskQueue()
             defer { q.close() }
+            if count != 1 {
+                guard count >= 1, idempotencyKey == nil else { throw ValidationError("--count must be at least 1 and cannot be combined with --idempotency-key") }
+                let ids = try q.submit(count: count, type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts,
+                                       correlationID: context.correlationID)
+                switch output.format {
+                case .json: context.output(try JSONOutput.encode(["submitted": ids.count]))
+                case .text: context.output("\(ids.count) tasks submitted")
+                }
+                return
+            }
             let result = try q.submit(type: type, payload: payload, queue: queue, priority: priority, idempotencyKey: idempotencyKey,
                                       maxAttempts: maxAttempts, correlationID: context.correlationID)
             switch output.format {
@@ -230,19 +242,35 @@ struct WorkerCommand: GlobalOptionsCommand {
     @Option(help: "Concurrent handler threads.") var concurrency = 1
     @Flag(help: "Exit 0 once the queues have nothing ready, delayed or in flight.") var burst = false
     @Option(help: "GPUs this host has (overrides nvidia-smi detection).") var gpus: Int?
+    @Option(help: "Tasks claimed ahead of idle threads (default: adaptive, what the threads finish within 50 ms, at most 256).") var prefetch: Int?
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (loopback only).")
+    var metricsPort: Int?
     static let commandPath = "worker"
 
     func validate() throws {
         if !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1…256") }
+        if let prefetch, !(0...1000).contains(prefetch) { throw ValidationError("--prefetch must be 0…1000") }
+        if let metricsPort, !(1...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 1…65535") }
     }
 
     func run(_ context: CommandContext) throws {
         var profile = WorkerProfile.detect()
         if let gpus { profile.gpus = gpus }
         let names = try queues.map { try profile.check($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) } ?? profile.defaultQueues
-        let worker = Worker(
-            config: try QueueConfig(configuration: context.configuration), options: WorkerOptions(queues: names, concurrency: concurrency, burst: burst),
-            database: try context.connectionOptions(), logger: context.logger)
+        let config = try QueueConfig(configuration: context.configuration)
+        var options = WorkerOptions(queues: names, concurrency: concurrency, burst: burst)
+        options.prefetch = prefetch
+        let metricsServer = try metricsPort.map { port in
+            let metrics = QueueMetrics()
+            options.metrics = metrics
+            let logger = context.logger
+            return try MetricsServer(port: port, logger: logger) {
+                metrics.refresh(config, logger: logger)
+                return metrics.render()
+            }
+        }
+        defer { metricsServer?.stop() }
+        let worker = Worker(config: config, options: options, database: try context.connectionOptions(), logger: context.logger)
         let signals = worker.installSignalHandlers()
         let summary = try worker.run()
         signals.forEach { $0.cancel() }
