@@ -163,7 +163,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NFLDBETLTests",
-            dependencies: ["NFLDBETL", "NFLDBHealth", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            dependencies: ["NFLDBETL", "NFLDBHealth", "NFLDBMigrations", "NFLDBRoles", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore", "NFLDBAudit"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

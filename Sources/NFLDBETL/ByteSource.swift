@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NFLDBCore
 
 /// Input bytes of a run, pulled chunk by chunk so the CSV is parsed as it arrives.
@@ -21,8 +24,14 @@ public struct HTTPValidators: Sendable, Equatable, Codable {
     }
 }
 
+/// A source that can be read again from its start (a load that must start over: see
+/// `GamesLoader`'s direct load into an empty table).
+public protocol ReplayableSource: ByteSource {
+    func replay() throws -> any ByteSource
+}
+
 /// A local file, read in 1 MiB chunks.
-public final class FileSource: ByteSource {
+public final class FileSource: ReplayableSource {
     public let name: String
     private let handle: FileHandle
     public var validators: HTTPValidators { HTTPValidators() }
@@ -41,25 +50,38 @@ public final class FileSource: ByteSource {
 
     deinit { try? handle.close() }
 
+    public func replay() throws -> any ByteSource { try FileSource(path: name) }
+
+    /// Up to 1 MiB: whatever one read(2) returns, so a pipe or FIFO is parsed as its bytes arrive
+    /// (a regular file gives full chunks).
     public func read() throws -> Data? {
-        do {
-            guard let data = try handle.read(upToCount: 1 << 20), !data.isEmpty else { return nil }
-            return data
-        } catch {
-            throw ETLInputError(source: name, "read failed: \(error.localizedDescription)", hint: "Check the file and the disk.")
+        var data = Data(count: 1 << 20)
+        let fd = handle.fileDescriptor
+        var n: Int
+        repeat {
+            n = data.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        } while n < 0 && errno == EINTR
+        guard n >= 0 else {
+            throw ETLInputError(source: name, "read failed: \(String(cString: strerror(errno)))", hint: "Check the file and the disk.")
         }
+        guard n > 0 else { return nil }
+        data.count = n
+        return data
     }
 }
 
 /// An in-memory input (tests, stdin).
-public final class DataSource: ByteSource {
+public final class DataSource: ReplayableSource {
     public let name: String
+    private let original: Data
     private var data: Data?
     public var validators: HTTPValidators { HTTPValidators() }
     public init(_ data: Data, name: String = "memory") {
+        self.original = data
         self.data = data
         self.name = name
     }
+    public func replay() throws -> any ByteSource { DataSource(original, name: name) }
     public func read() throws -> Data? {
         defer { data = nil }
         return data

@@ -131,6 +131,9 @@ public struct Row: Sendable {
         guard let index = contract.index[name] else { preconditionFailure("contract has no column \(name)") }
         return values[index]
     }
+
+    /// By contract position (row checks resolve their columns once; see `GamesContract.Column`).
+    public subscript(_ index: Int) -> FieldValue { values[index] }
 }
 
 /// Column name → position, shared by a contract's rows.

@@ -32,9 +32,24 @@ public enum GamesContract {
     }
     static let positive = ValueCheck.inRange(1, 2_147_483_647)
 
-    public static let contract = DataContract(
-        target: "nfl.games",
-        columns: [
+    public static let contract = DataContract(target: "nfl.games", columns: columns, rowChecks: rowChecks)
+
+    /// Contract positions of the columns the row checks read, resolved once by name (a row check
+    /// runs per row; hashing a column name per access was a measurable share of validation).
+    enum Column {
+        static func at(_ name: String) -> Int { columns.firstIndex { $0.name == name }! }
+        static let gameID = at("game_id"), season = at("season"), gameType = at("game_type"), week = at("week")
+        static let gameday = at("gameday"), weekday = at("weekday"), awayTeam = at("away_team"), homeTeam = at("home_team")
+        static let awayScore = at("away_score"), homeScore = at("home_score"), result = at("result"), total = at("total")
+        static let overtime = at("overtime"), awayMoneyline = at("away_moneyline"), homeMoneyline = at("home_moneyline")
+        static let awaySpreadOdds = at("away_spread_odds"), homeSpreadOdds = at("home_spread_odds")
+        static let underOdds = at("under_odds"), overOdds = at("over_odds")
+        static let stadiumID = at("stadium_id"), stadium = at("stadium"), temp = at("temp"), wind = at("wind")
+        static let spreadLine = at("spread_line"), totalLine = at("total_line")
+        static let awayQBID = at("away_qb_id"), homeQBID = at("home_qb_id"), awayQBName = at("away_qb_name"), homeQBName = at("home_qb_name")
+    }
+
+    static let columns: [ColumnSpec] = [
             ColumnSpec("game_id", .text, nullable: false, unique: true, checks: [.matches("^[0-9]{4}_[0-9]{2}_[A-Z]{2,3}_[A-Z]{2,3}$")]),
             ColumnSpec("season", .smallint, nullable: false, checks: [.inRange(1999, 2100)]),
             ColumnSpec("game_type", .text, nullable: false, checks: [.isIn(["REG", "WC", "DIV", "CON", "SB"])]),
@@ -81,54 +96,77 @@ public enum GamesContract {
             ColumnSpec("referee", .text),
             ColumnSpec("stadium_id", .text, nullable: false, checks: [.matches("^[A-Z]{3}[0-9]{2}$")]),
             ColumnSpec("stadium", .text, nullable: false),
-        ],
-        rowChecks: [
+        ]
+
+    typealias C = Column
+    static let rowChecks: [RowCheck] = [
             RowCheck("game_id_matches_season_week_teams", columns: ["game_id", "season", "week", "away_team", "home_team"]) { row in
-                guard let id = row["game_id"].text, let season = row["season"].int, let week = row["week"].int,
-                      let away = row["away_team"].text, let home = row["home_team"].text else { return true }
-                return id == "\(season)_\(week < 10 ? "0" : "")\(week)_\(away)_\(home)"
+                guard let id = row[C.gameID].text, let season = row[C.season].int, let week = row[C.week].int,
+                      let away = row[C.awayTeam].text, let home = row[C.homeTeam].text else { return true }
+                return gameIDMatches(id, season: season, week: week, away: away, home: home)
             },
             RowCheck("teams_differ", columns: ["away_team", "home_team"]) { row in
-                row["away_team"] != row["home_team"]
+                row[C.awayTeam] != row[C.homeTeam]
             },
             RowCheck("week_matches_game_type", columns: ["game_type", "week"]) { row in
-                guard let type = row["game_type"].text, let week = row["week"].int else { return true }
+                guard let type = row[C.gameType].text, let week = row[C.week].int else { return true }
                 return type == "REG" ? (1...18).contains(week) : (18...22).contains(week)
             },
             RowCheck("gameday_in_season(Aug 1 .. Mar 1)", columns: ["gameday", "season"]) { row in
-                guard case .date(let y, let m, _) = row["gameday"], let season = row["season"].int else { return true }
+                guard case .date(let y, let m, _) = row[C.gameday], let season = row[C.season].int else { return true }
                 return (y == season && m >= 8) || (y == season + 1 && m < 3)
             },
             RowCheck("weekday_matches_gameday", columns: ["weekday", "gameday"]) { row in
-                guard case .date(let y, let m, let d) = row["gameday"], let weekday = row["weekday"].text else { return true }
+                guard case .date(let y, let m, let d) = row[C.gameday], let weekday = row[C.weekday].text else { return true }
                 return weekday == weekdayName(year: y, month: m, day: d)
             },
             RowCheck("outcome_all_or_none(away_score, home_score, result, total, overtime)",
                      columns: ["away_score", "home_score", "result", "total", "overtime"]) { row in
-                let nulls = ["away_score", "home_score", "result", "total", "overtime"].filter { row[$0].isNull }.count
+                var nulls = 0
+                for c in [C.awayScore, C.homeScore, C.result, C.total, C.overtime] where row[c].isNull { nulls += 1 }
                 return nulls == 0 || nulls == 5
             },
             RowCheck("result = home_score - away_score", columns: ["result", "home_score", "away_score"]) { row in
-                guard let r = row["result"].int, let h = row["home_score"].int, let a = row["away_score"].int else { return true }
+                guard let r = row[C.result].int, let h = row[C.homeScore].int, let a = row[C.awayScore].int else { return true }
                 return r == h - a
             },
             RowCheck("total = home_score + away_score", columns: ["total", "home_score", "away_score"]) { row in
-                guard let t = row["total"].int, let h = row["home_score"].int, let a = row["away_score"].int else { return true }
+                guard let t = row[C.total].int, let h = row[C.homeScore].int, let a = row[C.awayScore].int else { return true }
                 return t == h + a
             },
-            RowCheck("moneylines_paired", columns: ["away_moneyline", "home_moneyline"]) { $0["away_moneyline"].isNull == $0["home_moneyline"].isNull },
-            RowCheck("spread_odds_paired", columns: ["away_spread_odds", "home_spread_odds"]) { $0["away_spread_odds"].isNull == $0["home_spread_odds"].isNull },
-            RowCheck("total_odds_paired", columns: ["under_odds", "over_odds"]) { $0["under_odds"].isNull == $0["over_odds"].isNull },
-            RowCheck("away_qb_id_and_name_paired", columns: ["away_qb_id", "away_qb_name"]) { $0["away_qb_id"].isNull == $0["away_qb_name"].isNull },
-            RowCheck("home_qb_id_and_name_paired", columns: ["home_qb_id", "home_qb_name"]) { $0["home_qb_id"].isNull == $0["home_qb_name"].isNull },
-        ])
+            RowCheck("moneylines_paired", columns: ["away_moneyline", "home_moneyline"]) { $0[C.awayMoneyline].isNull == $0[C.homeMoneyline].isNull },
+            RowCheck("spread_odds_paired", columns: ["away_spread_odds", "home_spread_odds"]) { $0[C.awaySpreadOdds].isNull == $0[C.homeSpreadOdds].isNull },
+            RowCheck("total_odds_paired", columns: ["under_odds", "over_odds"]) { $0[C.underOdds].isNull == $0[C.overOdds].isNull },
+            RowCheck("away_qb_id_and_name_paired", columns: ["away_qb_id", "away_qb_name"]) { $0[C.awayQBID].isNull == $0[C.awayQBName].isNull },
+            RowCheck("home_qb_id_and_name_paired", columns: ["home_qb_id", "home_qb_name"]) { $0[C.homeQBID].isNull == $0[C.homeQBName].isNull },
+        ]
+
+    /// `id == "\(season)_\(week, 2 digits)_\(away)_\(home)"` without building the string.
+    static func gameIDMatches(_ id: String, season: Int, week: Int, away: String, home: String) -> Bool {
+        guard (0...9999).contains(season), (0...99).contains(week) else { return false }
+        var id = id, away = away, home = home
+        return id.withUTF8 { b in
+            away.withUTF8 { a in
+                home.withUTF8 { h in
+                    guard b.count == 9 + a.count + h.count,
+                          b[0] == UInt8(48 + season / 1000), b[1] == UInt8(48 + season / 100 % 10),
+                          b[2] == UInt8(48 + season / 10 % 10), b[3] == UInt8(48 + season % 10), b[4] == 0x5F,
+                          b[5] == UInt8(48 + week / 10), b[6] == UInt8(48 + week % 10), b[7] == 0x5F,
+                          b[8 + a.count] == 0x5F else { return false }
+                    for k in 0..<a.count where b[8 + k] != a[k] { return false }
+                    for k in 0..<h.count where b[9 + a.count + k] != h[k] { return false }
+                    return true
+                }
+            }
+        }
+    }
 
     /// The row check that needs "today": a game without scores should be in the future. A warning
     /// (reported, not rejected): see the type's documentation.
     public static func unplayedInFuture(today: (year: Int, month: Int, day: Int)) -> RowCheck {
         RowCheck("no_scores_implies_future_game(gameday >= \(String(format: "%04d-%02d-%02d", today.year, today.month, today.day)))",
                  columns: ["away_score", "home_score", "gameday"], severity: .warning) { row in
-            guard row["away_score"].isNull && row["home_score"].isNull, case .date(let y, let m, let d) = row["gameday"] else { return true }
+            guard row[C.awayScore].isNull && row[C.homeScore].isNull, case .date(let y, let m, let d) = row[C.gameday] else { return true }
             return (y, m, d) >= today
         }
     }
@@ -144,9 +182,10 @@ public enum GamesContract {
 
     /// Day of the week of a proleptic Gregorian date (Sakamoto's method).
     static func weekdayName(year: Int, month: Int, day: Int) -> String {
-        let t = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4]
         let y = month < 3 ? year - 1 : year
-        let w = (y + y / 4 - y / 100 + y / 400 + t[month - 1] + day) % 7
-        return ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"][w]
+        let w = (y + y / 4 - y / 100 + y / 400 + sakamoto[month - 1] + day) % 7
+        return weekdays[w]
     }
+    private static let sakamoto = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4]
+    private static let weekdays = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 }

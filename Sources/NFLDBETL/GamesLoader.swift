@@ -21,6 +21,8 @@ public struct LoadOptions: Sendable {
     public var lockWait: Duration = .seconds(30)
     public var lockTimeout: Duration = .seconds(10)
     public var now = Date()
+    /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
+    var directBatchBytes = 16 << 20
     public init() {}
 }
 
@@ -60,11 +62,24 @@ public struct LoadResult: Sendable, Codable {
     public var failureCount = 0
     public var error: String?
     public var durationMS = 0.0
+    /// How nfl.games was written: `direct` (COPY straight into the empty table) or `staged`
+    /// (COPY into a temporary table, anti-join, upsert); nil when nothing was loaded.
+    public var loadMethod: String?
+    /// Wall-clock milliseconds per phase of the run (read + parse + validate + COPY stream
+    /// together; then the merge steps and the bookkeeping), for `--format json` and `bench/etl`.
+    public var phaseMS: [String: Double] = [:]
+    var phaseStart = ContinuousClock.now
+
+    mutating func endPhase(_ name: String) {
+        let now = ContinuousClock.now
+        phaseMS[name, default: 0] += (now - phaseStart).inMilliseconds
+        phaseStart = now
+    }
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", status, target, source, checksum, bytes, rowsRead = "rows_read", inserted, updated, unchanged, rejected
         case invalidRatio = "invalid_ratio", tables, newTeams = "new_teams", metrics, failures, failureCount = "failure_count", error
-        case durationMS = "duration_ms"
+        case durationMS = "duration_ms", loadMethod = "load_method", phaseMS = "phase_ms"
     }
 }
 
@@ -221,15 +236,49 @@ public struct GamesLoader {
         if let id = options.correlationID {
             try connection.execute("SELECT set_config('nfldb.correlation_id', \(id), true)")
         }
+        result.phaseStart = .now
+        var input = try PeekedSource(source)
+        // An empty target (the first load of a database): COPY straight into nfl.games, still
+        // validated, in the same transaction. Needs a source that can be read again: a game_id
+        // duplicated across COPY batches (rare) starts the input over through the staging path.
+        if let order = Self.contractOrder(input.header), let replayable = source as? any ReplayableSource, try targetIsEmptyAndLocked() {
+            try connection.execute("SAVEPOINT etl_direct_load")
+            do {
+                result.loadMethod = "direct"
+                try loadDirect(input, order: order, pipeline: pipeline, options: options, result: &result)
+                try connection.execute("RELEASE SAVEPOINT etl_direct_load")
+                return
+            } catch let abandoned as DirectLoadAbandoned {
+                try connection.execute("ROLLBACK TO SAVEPOINT etl_direct_load")
+                logger.notice("direct load into the empty nfl.games abandoned; reading the input again through the staging table",
+                              metadata: ["etl.reason": .string(abandoned.reason)])
+                pipeline.reset()
+                input = try PeekedSource(replayable.replay())
+            }
+        }
+        result.loadMethod = "staged"
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
             SELECT \(unsafeRaw: Self.columnList), 0::bigint AS etl_row, 0::bigint AS etl_line FROM nfl.games WITH NO DATA
             """)
-        try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
-            try pipeline.run(source, appendRowNumber: true) { line in try writer.write(line) }
+        // When the header names exactly the contract's columns (nflverse's file as published), a
+        // valid row's raw CSV line goes to COPY as it came, with the column list in the header's
+        // order; otherwise each row is re-encoded as COPY text in the contract's order.
+        if let order = Self.contractOrder(input.header) {
+            let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
+            try connection.copyIn("""
+                COPY pg_temp.etl_stage_games (\(unsafeRaw: columns), etl_row, etl_line) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
+                """) { writer in
+                try pipeline.run(input, encoding: .rawCSV, appendRowNumber: true) { line in try writer.write(line) }
+            }
+        } else {
+            try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
+                try pipeline.run(input, encoding: .text, appendRowNumber: true) { line in try writer.write(line) }
+            }
         }
         // Every member of a duplicated key is rejected: the first occurrences were staged before
         // the duplicate arrived, so take them out again.
+        result.endPhase("stage_copy")
         let duplicated = Array(pipeline.validator.duplicatedKeys.keys)
         if !duplicated.isEmpty {
             let rows = try connection.query("""
@@ -239,20 +288,224 @@ public struct GamesLoader {
             try pipeline.rejectFirstOccurrences(rows.map { (try $0.decode("etl_row", as: Int.self), try $0.decode("etl_line", as: Int.self), $0["game_id"] ?? "", $0["raw"] ?? "") })
         }
         fill(&result, from: pipeline)
-        if result.rejected > 0 {
-            if options.policy == .fail {
-                throw PolicyViolation(
-                    description: "\(result.rejected) of \(result.rowsRead) rows failed the nfl.games contract and --on-invalid is fail",
-                    hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure, fix the source, or use --on-invalid reject-rows.")
+        try checkPolicy(result, options: options)
+        // Statistics only for the columns the merge joins and groups on: ANALYZE of all 48 columns
+        // wrote ~0.3 MB of pg_statistic WAL per run (most of a no-op re-load's WAL).
+        try connection.execute("ANALYZE pg_temp.etl_stage_games (game_id, stadium_id, away_team, home_team)")
+        result.endPhase("stage_dedupe_analyze")
+        try merge(&result)
+    }
+
+    /// `--on-invalid fail` with any rejected row, or more rejected rows than the ratio allows: the
+    /// run fails (its transaction rolls back).
+    private func checkPolicy(_ result: LoadResult, options: LoadOptions) throws {
+        guard result.rejected > 0 else { return }
+        if options.policy == .fail {
+            throw PolicyViolation(
+                description: "\(result.rejected) of \(result.rowsRead) rows failed the nfl.games contract and --on-invalid is fail",
+                hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure, fix the source, or use --on-invalid reject-rows.")
+        }
+        if result.invalidRatio > options.maxInvalidRatio {
+            throw PolicyViolation(
+                description: String(format: "%d of %d rows (%.2f %%) failed the nfl.games contract, above --max-invalid-ratio %.4g", result.rejected, result.rowsRead, result.invalidRatio * 100, options.maxInvalidRatio),
+                hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure; fix the source or raise --max-invalid-ratio if these rows may be skipped.")
+        }
+    }
+
+    struct DirectLoadAbandoned: Error { let reason: String }
+
+    /// Whether nfl.games is empty, checked again under a SHARE ROW EXCLUSIVE lock (taken only when
+    /// it looks empty; held to the end of the run, so no other writer adds games meanwhile —
+    /// readers are not blocked). nfl_etl may take it: it has UPDATE on the table.
+    private func targetIsEmptyAndLocked() throws -> Bool {
+        guard try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self) else { return false }
+        try connection.execute("LOCK TABLE nfl.games IN SHARE ROW EXCLUSIVE MODE")
+        return try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self)
+    }
+
+    /// The direct load into an empty nfl.games: valid rows are buffered (raw CSV) and sent in
+    /// COPY batches; before each batch the teams and stadiums it references are inserted (the
+    /// foreign keys are checked at the end of each COPY). A duplicated game_id whose first
+    /// occurrence is still in the buffer takes that row out (both are rejected); one already sent
+    /// abandons the direct load (``DirectLoadAbandoned``). Weather and odds are then inserted from
+    /// nfl.games: it held no row before, so neither did they (both reference it).
+    private func loadDirect(_ input: PeekedSource, order: [String], pipeline: ValidationPipeline, options: LoadOptions, result: inout LoadResult) throws {
+        let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        typealias C = GamesContract.Column
+        // 0 away, 1 home, 2 stadium_id, 3 stadium, 4 gameday, 5 game_id, 6 temp, 7 wind, 8-15 the odds columns
+        // (spread, total, away/home moneyline, away/home spread odds, under, over).
+        pipeline.trackColumns = [C.awayTeam, C.homeTeam, C.stadiumID, C.stadium, C.gameday, C.gameID, C.temp, C.wind,
+                                 C.spreadLine, C.totalLine, C.awayMoneyline, C.homeMoneyline, C.awaySpreadOdds, C.homeSpreadOdds,
+                                 C.underOdds, C.overOdds]
+        // Weather and odds rows go out as COPY batches too, right after the games batch they refer
+        // to (COPY text: the values are validated numbers and game ids, nothing to escape).
+        let observedAt = try connection.query("SELECT now()::text AS now").scalar(String.self)
+        var weatherLines = SideBuffer(), oddsLines = SideBuffer()
+        var weatherCopied = 0, oddsCopied = 0
+        defer {
+            pipeline.trackColumns = []
+            pipeline.onDuplicate = nil
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(options.directBatchBytes + (1 << 16))
+        var lineStarts: [Int] = []
+        var buffered: [String: (index: Int, row: Int, line: Int)] = [:]
+        var dropped: [Int] = []
+        var firstOccurrences: [(row: Int, line: Int, key: String, raw: String)] = []
+        var knownTeams = Set<String>(), pendingTeams = Set<String>(), insertedTeams: [String] = []
+        // Per stadium: the name of its newest game so far (gameday, then game_id, as the staging path).
+        var stadiumLatest: [String: (gameday: String, gameID: String, name: String)] = [:]
+        var pendingStadiums: [String] = []
+        var insertedStadiums = Set<String>()
+        var copied = 0
+
+        pipeline.onDuplicate = { key in
+            guard let first = buffered[key] else {
+                throw DirectLoadAbandoned(reason: "game_id \(key) is duplicated and its first occurrence was already copied (or rejected)")
             }
-            if result.invalidRatio > options.maxInvalidRatio {
-                throw PolicyViolation(
-                    description: String(format: "%d of %d rows (%.2f %%) failed the nfl.games contract, above --max-invalid-ratio %.4g", result.rejected, result.rowsRead, result.invalidRatio * 100, options.maxInvalidRatio),
-                    hint: "Nothing was loaded. See `nfldb etl report \(result.runID.map(String.init) ?? "RUN_ID")` for every failure; fix the source or raise --max-invalid-ratio if these rows may be skipped.")
+            buffered[key] = nil
+            dropped.append(first.index)
+            let end = first.index + 1 < lineStarts.count ? lineStarts[first.index + 1] : buffer.count
+            let raw = String(decoding: buffer[lineStarts[first.index]..<(end - 1)], as: UTF8.self)
+            firstOccurrences.append((first.row, first.line, key, raw))
+        }
+        func flush() throws {
+            guard !lineStarts.isEmpty else { return }
+            let skip = Set(dropped)
+            if !pendingTeams.isEmpty {
+                insertedTeams += try connection.query("""
+                    INSERT INTO nfl.teams (team_abbr) SELECT unnest(\(Self.arrayLiteral(pendingTeams.sorted()))::text[])
+                    ON CONFLICT (team_abbr) DO NOTHING RETURNING team_abbr
+                    """).rows.compactMap { $0["team_abbr"] }
+                knownTeams.formUnion(pendingTeams)
+                pendingTeams = []
+            }
+            if !pendingStadiums.isEmpty {
+                let names = pendingStadiums.map { stadiumLatest[$0]!.name }
+                for row in try connection.query("""
+                    INSERT INTO nfl.stadiums (stadium_id, name)
+                    SELECT * FROM unnest(\(Self.arrayLiteral(pendingStadiums))::text[], \(Self.arrayLiteral(names))::text[])
+                    ON CONFLICT (stadium_id) DO NOTHING RETURNING stadium_id
+                    """).rows {
+                    if let id = row["stadium_id"] { insertedStadiums.insert(id) }
+                }
+                pendingStadiums = []
+            }
+            copied += try connection.copyIn("""
+                COPY nfl.games (\(unsafeRaw: columns)) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
+                """) { writer in
+                if skip.isEmpty {
+                    try writer.write(buffer)
+                } else {
+                    for (i, start) in lineStarts.enumerated() where !skip.contains(i) {
+                        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] : buffer.count
+                        try writer.write(buffer[start..<end])
+                    }
+                }
+            }
+            if !weatherLines.isEmpty {
+                weatherCopied += try connection.copyIn("COPY nfl.weather (game_id, source, temp_f, wind_mph) FROM STDIN") { try weatherLines.write(to: &$0, skipping: skip) }
+            }
+            if !oddsLines.isEmpty {
+                oddsCopied += try connection.copyIn("""
+                    COPY nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
+                                           away_spread_odds, home_spread_odds, under_odds, over_odds) FROM STDIN
+                    """) { try oddsLines.write(to: &$0, skipping: skip) }
+            }
+            weatherLines.clear()
+            oddsLines.clear()
+            buffer.removeAll(keepingCapacity: true)
+            lineStarts.removeAll(keepingCapacity: true)
+            buffered.removeAll(keepingCapacity: true)
+            dropped.removeAll()
+        }
+
+        try pipeline.run(input, encoding: .rawCSV) { line in
+            let v = pipeline.tracked
+            if !knownTeams.contains(v[0]) { pendingTeams.insert(v[0]) }
+            if !knownTeams.contains(v[1]) { pendingTeams.insert(v[1]) }
+            if let latest = stadiumLatest[v[2]] {
+                if (v[4], v[5]) > (latest.gameday, latest.gameID) { stadiumLatest[v[2]] = (v[4], v[5], v[3]) }
+            } else {
+                stadiumLatest[v[2]] = (v[4], v[5], v[3])
+                pendingStadiums.append(v[2])
+            }
+            if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
+            if !v[6].isEmpty || !v[7].isEmpty {
+                weatherLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, v[6], v[7]])
+            }
+            if !v[8].isEmpty || !v[9].isEmpty || !v[10].isEmpty || !v[11].isEmpty {
+                oddsLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, observedAt, v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]])
+            }
+            lineStarts.append(buffer.count)
+            buffer.append(contentsOf: line)
+            if buffer.count >= options.directBatchBytes { try flush() }
+        }
+        try flush()
+        result.endPhase("direct_copy")
+        if !firstOccurrences.isEmpty { pipeline.rejectFirstOccurrences(firstOccurrences) }
+        fill(&result, from: pipeline)
+        try checkPolicy(result, options: options)
+
+        // Stadium names: the newest game's, for stadiums inserted earlier in this run with an older
+        // game's name and for existing stadiums (nfl.games held no newer game: it was empty).
+        let renamed = try connection.query("""
+            UPDATE nfl.stadiums t SET name = v.name
+            FROM unnest(\(Self.arrayLiteral(Array(stadiumLatest.keys)))::text[], \(Self.arrayLiteral(stadiumLatest.values.map(\.name)))::text[]) AS v(stadium_id, name)
+            WHERE t.stadium_id = v.stadium_id AND t.name IS DISTINCT FROM v.name
+            RETURNING t.stadium_id
+            """).rows.compactMap { $0["stadium_id"] }
+        result.endPhase("direct_stadium_names")
+        let renamedExisting = renamed.filter { !insertedStadiums.contains($0) }.count
+        result.tables["nfl.stadiums"] = TableCounts(inserted: insertedStadiums.count, updated: renamedExisting,
+                                                    unchanged: stadiumLatest.count - insertedStadiums.count - renamedExisting)
+        result.newTeams = insertedTeams.sorted()
+        result.tables["nfl.teams"] = TableCounts(inserted: insertedTeams.count, unchanged: knownTeams.count - insertedTeams.count)
+        result.tables["nfl.games"] = TableCounts(inserted: copied)
+        result.inserted = copied
+        result.updated = 0
+        result.unchanged = 0
+
+        result.tables["nfl.weather"] = TableCounts(inserted: weatherCopied)
+        result.tables["nfl.odds_history"] = TableCounts(inserted: oddsCopied)
+    }
+
+    /// COPY text lines of a side table (weather, odds), each tied to the games line it belongs to,
+    /// so a dropped games line (a duplicate) drops its side rows too. Empty values become `\N`.
+    struct SideBuffer {
+        var bytes: [UInt8] = []
+        var lines: [(gameLine: Int, start: Int)] = []
+        var isEmpty: Bool { lines.isEmpty }
+
+        mutating func add(gameLine: Int, _ fields: [String]) {
+            lines.append((gameLine, bytes.count))
+            for (i, field) in fields.enumerated() {
+                if i > 0 { bytes.append(0x09) }
+                if field.isEmpty { bytes.append(0x5C); bytes.append(0x4E) } else { bytes.append(contentsOf: field.utf8) }
+            }
+            bytes.append(0x0A)
+        }
+
+        func write(to writer: inout CopyWriter, skipping dropped: Set<Int>) throws {
+            if dropped.isEmpty { return try writer.write(bytes) }
+            for (i, line) in lines.enumerated() where !dropped.contains(line.gameLine) {
+                try writer.write(bytes[line.start..<(i + 1 < lines.count ? lines[i + 1].start : bytes.count)])
             }
         }
-        try connection.execute("ANALYZE pg_temp.etl_stage_games")
-        try merge(&result)
+
+        mutating func clear() {
+            bytes.removeAll(keepingCapacity: true)
+            lines.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// The contract's column names in the header's order, when the header names exactly the
+    /// contract's columns (no extra, none missing, none twice); nil otherwise.
+    static func contractOrder(_ header: [String]?) -> [String]? {
+        guard let header else { return nil }
+        let names = GamesContract.contract.columns.map(\.name)
+        guard header.count == names.count, Set(header) == Set(names) else { return nil }
+        return header.map { name in names.first { $0 == name }! }
     }
 
     static func arrayLiteral(_ values: [String]) -> String {
@@ -299,6 +552,7 @@ public struct GamesLoader {
             """).singleRow()
         result.tables["nfl.stadiums"] = try Self.counts(stadiums)
 
+        result.endPhase("merge_teams_stadiums")
         // Games.
         let cols = GamesContract.contract.columns.map(\.name).filter { $0 != "game_id" }
         let target = cols.map { "t." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
@@ -324,6 +578,7 @@ public struct GamesLoader {
         result.updated = gameCounts.updated
         result.unchanged = gameCounts.unchanged
 
+        result.endPhase("merge_games")
         // Weather: the schedule's kickoff temperature (°F) and wind (mph), stored in the table's
         // explicit units (temp_f, wind_mph); games without either have no weather row.
         let weather = try connection.query("""
@@ -343,6 +598,7 @@ public struct GamesLoader {
             """).singleRow()
         result.tables["nfl.weather"] = try Self.counts(weather)
 
+        result.endPhase("merge_weather")
         // Odds: a history. A new snapshot only when the game's lines differ from its latest one.
         let odds = try connection.query("""
             WITH src AS (
@@ -369,6 +625,7 @@ public struct GamesLoader {
             SELECT (SELECT count(*) FROM src) AS total, count(*) AS inserted, 0 AS updated FROM ins
             """).singleRow()
         result.tables["nfl.odds_history"] = try Self.counts(odds)
+        result.endPhase("merge_odds")
     }
 
     static func counts(_ row: PostgresRow) throws -> TableCounts {
@@ -400,6 +657,7 @@ public struct GamesLoader {
                 input_checksum = \(result.checksum), input_bytes = \(result.bytes)
             WHERE id = \(runID)
             """)
+        result.endPhase("finish_rejects_quality_run")
     }
 
     private func storeRejects(runID: Int64, pipeline: ValidationPipeline) throws {
@@ -416,7 +674,7 @@ public struct GamesLoader {
     }
 
     /// Findings in `nfl.data_quality_reports`: metrics (info), every check's violation count
-    /// (error/warning), new teams (referential), and the first 1000 individual failures.
+    /// (error/warning), new teams (referential), and the first 1000 individual errors and 100 warnings.
     private func storeQuality(runID: Int64, pipeline: ValidationPipeline, result: LoadResult) throws {
         let m = pipeline.metrics
         var rows: [[String?]] = []
@@ -446,7 +704,13 @@ public struct GamesLoader {
             add("load_counts", "info", nil, nil, "inserted=\(counts.inserted) updated=\(counts.updated) unchanged=\(counts.unchanged)",
                 counts.inserted + counts.updated, "\(table): \(counts.inserted) inserted, \(counts.updated) updated, \(counts.unchanged) unchanged")
         }
-        for failure in pipeline.failures.prefix(1000) {
+        // Errors: the first 1000 (their rows are also in nfl.etl_rejects with every reason);
+        // warnings: the first 100 (a steady feed repeats the same warnings every run, and each
+        // stored row is WAL; the per-check counts above are complete).
+        var errors = 0, warnings = 0
+        for failure in pipeline.failures {
+            if failure.severity == .error { errors += 1 } else { warnings += 1 }
+            if (failure.severity == .error && errors > 1000) || (failure.severity != .error && warnings > 100) { continue }
             add(failure.check, failure.severity.rawValue, failure.column, failure.key, failure.value, 1,
                 "row \(failure.row) (line \(failure.line)) fails \(failure.check)")
         }

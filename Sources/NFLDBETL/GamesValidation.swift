@@ -8,7 +8,7 @@ public enum GamesValidation {
         let started = ContinuousClock.now
         let pipeline = ValidationPipeline(contract: GamesContract.contract(now: now), sourceName: source.name)
         pipeline.progress = progress
-        try pipeline.run(source) { _ in }
+        try pipeline.run(source, encoding: .none) { _ in }
         // Duplicates: every member of a group is invalid (the first occurrence too).
         var firsts: [(row: Int, line: Int, key: String, raw: String)] = []
         for (key, row) in pipeline.validator.duplicatedKeys { firsts.append((row, 0, key, "")) }

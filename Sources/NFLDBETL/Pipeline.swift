@@ -43,18 +43,43 @@ public final class ValidationPipeline {
     /// Valid typed rows are passed to this hook (metrics, tests); nil to skip.
     public var progress: ((Int) -> Void)?
 
+    /// Contract columns whose text the sink wants for each valid row (in ``tracked``).
+    public var trackColumns: [Int] = []
+    /// The ``trackColumns`` values of the valid row the sink is receiving.
+    public private(set) var tracked: [String] = []
+    /// Key, data row and input line of the valid row the sink is receiving.
+    public private(set) var current: (key: String?, row: Int, line: Int) = (nil, 0, 0)
+    /// Called once per key when a key turns out duplicated (at its second occurrence, which is
+    /// rejected; the first occurrence was already handed to the sink).
+    public var onDuplicate: ((String) throws -> Void)?
+    let sourceName: String
+
     public init(contract: DataContract, sourceName: String, rejectLimit: Int = 1_000_000) {
         self.contract = contract
+        self.sourceName = sourceName
         self.validator = RowValidator(contract: contract, source: sourceName)
         self.rejectLimit = rejectLimit
     }
 
-    /// Runs the whole input through; `sink` receives each valid row's COPY line (with `\n`).
-    public func run(_ source: any ByteSource, appendRowNumber: Bool = false, sink: ([UInt8]) throws -> Void) throws {
-        try withoutActuallyEscaping(sink) { sink in try runEscaping(source, appendRowNumber: appendRowNumber, sink: sink) }
+    /// Forgets everything read so far (a load that starts the input over).
+    public func reset() {
+        validator = RowValidator(contract: contract, source: sourceName)
+        rejects = []
+        bytesRead = 0
+        checksum = ""
+        rejectsDropped = 0
+        tracked = []
+        current = (nil, 0, 0)
     }
 
-    private func runEscaping(_ source: any ByteSource, appendRowNumber: Bool, sink: @escaping ([UInt8]) throws -> Void) throws {
+    /// Runs the whole input through; `sink` receives each valid row's COPY line (with `\n`) in
+    /// `encoding` (`.none`: the sink gets an empty line per valid row). With `.rawCSV` the header
+    /// must name exactly the contract's columns (see ``PeekedSource/header``).
+    public func run(_ source: any ByteSource, encoding: RowValidator.CopyEncoding = .text, appendRowNumber: Bool = false, sink: ([UInt8]) throws -> Void) throws {
+        try withoutActuallyEscaping(sink) { sink in try runEscaping(source, encoding: encoding, appendRowNumber: appendRowNumber, sink: sink) }
+    }
+
+    private func runEscaping(_ source: any ByteSource, encoding: RowValidator.CopyEncoding, appendRowNumber: Bool, sink: @escaping ([UInt8]) throws -> Void) throws {
         var parser = CSVParser()
         let hash = StreamingSHA256()
         var dataRow = 0
@@ -70,6 +95,10 @@ public final class ValidationPipeline {
             lastRecordLine = record.line
             if !headerDone {
                 try validator.header(record)
+                if encoding == .rawCSV && !validator.headerIsContractPermutation {
+                    throw ETLInputError(source: sourceName, "the header changed between the first look and the load",
+                                        hint: "Nothing was loaded; run the load again.")
+                }
                 sourceWidth = record.count
                 headerDone = true
                 return
@@ -81,14 +110,20 @@ public final class ValidationPipeline {
             lastRecordShort = record.count < sourceWidth
             dataRow += 1
             line.removeAll(keepingCapacity: true)
-            var row: Row?
-            switch validator.validate(record, rowNumber: dataRow, copyLine: &line, row: &row) {
-            case .valid:
+            let duplicatesBefore = validator.duplicatedKeys.count
+            switch validator.validate(record, rowNumber: dataRow, copyLine: &line, encoding: encoding) {
+            case .valid(let key):
+                if !trackColumns.isEmpty {
+                    if tracked.count != trackColumns.count { tracked = [String](repeating: "", count: trackColumns.count) }
+                    for (i, c) in trackColumns.enumerated() { tracked[i] = validator.string(record, column: c) }
+                }
+                current = (key, dataRow, record.line)
                 if appendRowNumber {
-                    line.append(0x09)
-                    line.append(contentsOf: String(dataRow).utf8)
-                    line.append(0x09)
-                    line.append(contentsOf: String(record.line).utf8)
+                    let separator: UInt8 = encoding == .rawCSV ? 0x2C : 0x09
+                    line.append(separator)
+                    Self.appendDecimal(dataRow, to: &line)
+                    line.append(separator)
+                    Self.appendDecimal(record.line, to: &line)
                 }
                 line.append(0x0A)
                 try sink(line)
@@ -98,6 +133,7 @@ public final class ValidationPipeline {
                 } else {
                     rejectsDropped += 1
                 }
+                if validator.duplicatedKeys.count > duplicatesBefore, let key, let onDuplicate { try onDuplicate(key) }
             }
             if dataRow % 10_000 == 0 { progress?(dataRow) }
         }
@@ -129,6 +165,21 @@ public final class ValidationPipeline {
         progress?(dataRow)
     }
 
+    /// Appends a non-negative integer in decimal ASCII.
+    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var v = max(0, value), n = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[19 - n] = UInt8(48 + v % 10)
+                v /= 10
+                n += 1
+            } while v > 0
+            out.append(contentsOf: buffer[(20 - n)...])
+        }
+    }
+
     /// Adds rejects for the first occurrences of keys that were duplicated later (their rows were
     /// staged before the duplicate was seen); `raw` is rebuilt from the staged values.
     public func rejectFirstOccurrences(_ rows: [(row: Int, line: Int, key: String, raw: String)]) {
@@ -144,4 +195,45 @@ public final class ValidationPipeline {
 
     public var metrics: QualityMetrics { validator.metrics }
     public var failures: [ValidationFailure] { validator.failures }
+}
+
+/// A source whose first bytes were read ahead to learn the header (the load picks its `COPY` column
+/// list from it); `read()` returns those bytes again, then the rest of the source.
+public final class PeekedSource: ByteSource {
+    let base: any ByteSource
+    private var pending: [Data] = []
+    /// The header's field names (trimmed), or nil when the input has no complete first line.
+    public private(set) var header: [String]?
+
+    private struct Stop: Error {}
+
+    public init(_ base: any ByteSource) throws {
+        self.base = base
+        var parser = CSVParser()
+        var names: [String]?
+        let take: (borrowing CSVRecord) throws -> Void = { record in
+            names = record.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+            throw Stop()
+        }
+        reading: while names == nil, let chunk = try base.read() {
+            pending.append(chunk)
+            do {
+                try chunk.withUnsafeBytes { try parser.feed($0.bindMemory(to: UInt8.self), take) }
+            } catch is Stop {
+                break reading
+            } catch {
+                break reading  // the load's own parser reports it
+            }
+        }
+        if names == nil { try? parser.finish(take) }
+        header = names
+    }
+
+    public var name: String { base.name }
+    public var validators: HTTPValidators { base.validators }
+
+    public func read() throws -> Data? {
+        if !pending.isEmpty { return pending.removeFirst() }
+        return try base.read()
+    }
 }

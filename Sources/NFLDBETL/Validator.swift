@@ -44,7 +44,30 @@ public struct RowValidator {
     /// Source column position for each contract column.
     private var sourcePosition: [Int] = []
     private var sourceWidth = 0
-    public private(set) var metrics = QualityMetrics()
+    /// The contract's columns as flat arrays, resolved once (the per-row loop reads no ColumnSpec
+    /// and hashes no column name).
+    private let names: [String]
+    private let types: [ColumnType]
+    private let nullable: [Bool]
+    private let checks: [[ValueCheck]]
+    /// Contract column positions each row check reads.
+    private let rowCheckColumns: [[Int]]
+    /// Null count per contract column (folded into `metrics.nullCounts` on read).
+    private var nullCountByColumn: [Int]
+    /// Scratch: which contract columns failed their type or nullability in the current row.
+    private var columnFailed: [Bool]
+    private var counts = QualityMetrics()
+    /// Whether the header names exactly the contract's columns (any order, no extra one), so a
+    /// valid row's raw CSV line can be sent to `COPY … (FORMAT csv)` as it is.
+    public private(set) var headerIsContractPermutation = false
+    /// The header's column names in input order (trimmed).
+    public private(set) var headerNames: [String] = []
+
+    public var metrics: QualityMetrics {
+        var m = counts
+        for (c, n) in nullCountByColumn.enumerated() where n > 0 { m.nullCounts[names[c]] = n }
+        return m
+    }
     public private(set) var failures: [ValidationFailure] = []
     public private(set) var failureCount = 0
     public let failureLimit: Int
@@ -57,6 +80,13 @@ public struct RowValidator {
         self.contract = contract
         self.source = source
         self.failureLimit = failureLimit
+        names = contract.columns.map(\.name)
+        types = contract.columns.map(\.type)
+        nullable = contract.columns.map(\.nullable)
+        checks = contract.columns.map(\.checks)
+        rowCheckColumns = contract.rowChecks.map { check in check.columns.map { contract.column($0)! } }
+        nullCountByColumn = [Int](repeating: 0, count: contract.columns.count)
+        columnFailed = [Bool](repeating: false, count: contract.columns.count)
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let parts = calendar.dateComponents([.year, .month, .day], from: now)
@@ -84,7 +114,9 @@ public struct RowValidator {
         sourcePosition = contract.columns.map { position[$0.name]! }
         sourceWidth = names.count
         let known = Set(contract.columns.map(\.name))
-        metrics.extraColumns = names.filter { !known.contains($0) }
+        counts.extraColumns = names.filter { !known.contains($0) }
+        headerNames = names
+        headerIsContractPermutation = names.count == contract.columns.count && counts.extraColumns.isEmpty
         headerSeen = true
     }
 
@@ -94,10 +126,21 @@ public struct RowValidator {
         case rejected(key: String?, failures: [ValidationFailure])
     }
 
-    /// Validates one data row (`rowNumber` 1-based). Valid rows are appended to `copyLine`
-    /// in COPY text format; the caller appends the row number column if it stages one.
-    public mutating func validate(_ record: borrowing CSVRecord, rowNumber: Int, copyLine: inout [UInt8], row: inout Row?) -> Outcome {
-        metrics.rowCount += 1
+    /// How a valid row is handed on.
+    public enum CopyEncoding: Sendable {
+        /// Not at all (`etl validate`).
+        case none
+        /// COPY text format in contract column order (tab-separated, `\N` for NULL).
+        case text
+        /// The row's raw CSV bytes as they came (only when the header is a permutation of the
+        /// contract's columns): for `COPY … (FORMAT csv, FORCE_NULL (…))` with the header's column order.
+        case rawCSV
+    }
+
+    /// Validates one data row (`rowNumber` 1-based). A valid row is appended to `copyLine` in
+    /// `encoding`; the caller appends the row number columns if it stages them.
+    public mutating func validate(_ record: borrowing CSVRecord, rowNumber: Int, copyLine: inout [UInt8], encoding: CopyEncoding = .text) -> Outcome {
+        counts.rowCount += 1
         var rowFailures: [ValidationFailure] = []
         let keyIndex = contract.keyColumn
         var key: String?
@@ -114,69 +157,88 @@ public struct RowValidator {
             fail(nil, "field_count(\(sourceWidth))", "\(record.count) fields")
             return finish(rowFailures, key: key, rowNumber: rowNumber)
         }
-        var values = [FieldValue](repeating: .null, count: contract.columns.count)
-        for (c, spec) in contract.columns.enumerated() {
+        let width = types.count
+        var values = [FieldValue](repeating: .null, count: width)
+        var anyColumnFailed = false
+        for c in 0..<width {
             let p = sourcePosition[c]
             if record.isEmpty(p) {
-                metrics.nullCounts[spec.name, default: 0] += 1
-                if !spec.nullable { fail(spec.name, "not_nullable", nil) }
+                nullCountByColumn[c] += 1
+                if !nullable[c] {
+                    fail(names[c], "not_nullable", nil)
+                    columnFailed[c] = true
+                    anyColumnFailed = true
+                }
                 continue
             }
-            guard let value = Self.parse(record, p, spec.type) else {
-                fail(spec.name, "dtype('\(spec.type)')", record.string(p))
+            guard let value = Self.parse(record, p, types[c]) else {
+                fail(names[c], "dtype('\(types[c])')", record.string(p))
+                columnFailed[c] = true
+                anyColumnFailed = true
                 continue
             }
             values[c] = value
-            for check in spec.checks where !check.test(value) {
-                fail(spec.name, check.name, record.string(p), check.severity)
+            for check in checks[c] where !check.test(value) {
+                fail(names[c], check.name, record.string(p), check.severity)
             }
         }
         let typed = Row(contract: contract.contractIndex, values: values)
-        for check in contract.rowChecks {
+        for (i, check) in contract.rowChecks.enumerated() {
             // A row check over a column that already failed its type or nullability is skipped,
             // so one bad value is reported once (pandera's behaviour for nulls).
-            if check.columns.contains(where: { name in rowFailures.contains { $0.column == name && ($0.check == "not_nullable" || $0.check.hasPrefix("dtype")) } }) { continue }
+            if anyColumnFailed && rowCheckColumns[i].contains(where: { columnFailed[$0] }) { continue }
             if !check.test(typed) {
-                let shown = check.columns.map { "\($0)=\(Self.display(typed[$0]))" }.joined(separator: ", ")
+                let shown = rowCheckColumns[i].map { "\(names[$0])=\(Self.display(typed[$0]))" }.joined(separator: ", ")
                 fail(nil, check.name, shown, check.severity)
             }
+        }
+        if anyColumnFailed {
+            for c in 0..<width { columnFailed[c] = false }
         }
         if let key, let keyIndex, contract.columns[keyIndex].unique {
             if let first = seenKeys[key] {
                 if duplicatedKeys[key] == nil {
                     duplicatedKeys[key] = first
-                    metrics.duplicateKeys += 1
-                    metrics.duplicateRows += 1
+                    counts.duplicateKeys += 1
+                    counts.duplicateRows += 1
                 }
-                metrics.duplicateRows += 1
-                fail(contract.columns[keyIndex].name, "field_uniqueness", "\(key) (first at row \(first))")
+                counts.duplicateRows += 1
+                fail(names[keyIndex], "field_uniqueness", "\(key) (first at row \(first))")
             } else {
                 seenKeys[key] = rowNumber
             }
         }
         let outcome = finish(rowFailures, key: key, rowNumber: rowNumber)
         if case .valid = outcome {
-            Self.appendCopyText(record, positions: sourcePosition, types: contract.columns.map(\.type), to: &copyLine)
-            row = typed
+            switch encoding {
+            case .none: break
+            case .text: Self.appendCopyText(record, positions: sourcePosition, to: &copyLine)
+            case .rawCSV: copyLine.append(contentsOf: record.raw)
+            }
         }
         return outcome
+    }
+
+    /// The text of contract column `column` in a record (after ``header(_:)``).
+    public func string(_ record: borrowing CSVRecord, column: Int) -> String {
+        record.string(sourcePosition[column])
     }
 
     private mutating func finish(_ rowFailures: [ValidationFailure], key: String?, rowNumber: Int) -> Outcome {
         var rejected = false
         var warned = false
         for failure in rowFailures {
-            metrics.violations["\(failure.column ?? "")|\(failure.check)", default: 0] += 1
+            counts.violations["\(failure.column ?? "")|\(failure.check)", default: 0] += 1
             if failure.severity == .error { rejected = true } else { warned = true }
             failureCount += 1
             if failures.count < failureLimit { failures.append(failure) }
         }
-        if warned { metrics.warningRows += 1 }
+        if warned { counts.warningRows += 1 }
         if rejected {
-            metrics.rejectedRows += 1
+            counts.rejectedRows += 1
             return .rejected(key: key, failures: rowFailures)
         }
-        metrics.validRows += 1
+        counts.validRows += 1
         return .valid(key: key)
     }
 
@@ -186,15 +248,15 @@ public struct RowValidator {
         for entry in rows {
             let failure = ValidationFailure(row: entry.row, line: entry.line, key: entry.key, column: contract.keyColumn.map { contract.columns[$0].name },
                                             check: "field_uniqueness", value: "\(entry.key) (duplicated later in the input)", severity: .error)
-            metrics.violations["\(failure.column ?? "")|field_uniqueness", default: 0] += 1
+            counts.violations["\(failure.column ?? "")|field_uniqueness", default: 0] += 1
             failureCount += 1
             if failures.count < failureLimit { failures.append(failure) }
-            metrics.rejectedRows += 1
-            metrics.validRows -= 1
+            counts.rejectedRows += 1
+            counts.validRows -= 1
         }
     }
 
-    mutating func countBlankLine() { metrics.blankLines += 1 }
+    mutating func countBlankLine() { counts.blankLines += 1 }
 
     // MARK: parsing
 
@@ -305,22 +367,26 @@ public struct RowValidator {
     }
 
     /// Writes the fields in contract order as one COPY text line (without the newline): empty → `\N`,
-    /// backslash, tab, CR and LF escaped.
-    static func appendCopyText(_ record: borrowing CSVRecord, positions: [Int], types: [ColumnType], to out: inout [UInt8]) {
+    /// backslash, tab, CR and LF escaped. Runs of ordinary bytes are copied at once.
+    static func appendCopyText(_ record: borrowing CSVRecord, positions: [Int], to out: inout [UInt8]) {
         record.bytes.withUnsafeBufferPointer { all in
             for (c, p) in positions.enumerated() {
                 if c > 0 { out.append(0x09) }
                 let r = record.range(p)
                 if r.isEmpty { out.append(0x5C); out.append(0x4E); continue }
-                for byte in UnsafeBufferPointer(rebasing: all[r]) {
-                    switch byte {
-                    case 0x5C: out.append(0x5C); out.append(0x5C)
-                    case 0x09: out.append(0x5C); out.append(0x74)
-                    case 0x0A: out.append(0x5C); out.append(0x6E)
-                    case 0x0D: out.append(0x5C); out.append(0x72)
-                    default: out.append(byte)
+                var runStart = r.lowerBound
+                var i = r.lowerBound
+                while i < r.upperBound {
+                    let byte = all[i]
+                    if byte == 0x5C || byte == 0x09 || byte == 0x0A || byte == 0x0D {
+                        if i > runStart { out.append(contentsOf: UnsafeBufferPointer(rebasing: all[runStart..<i])) }
+                        out.append(0x5C)
+                        out.append(byte == 0x5C ? 0x5C : byte == 0x09 ? 0x74 : byte == 0x0A ? 0x6E : 0x72)
+                        runStart = i + 1
                     }
+                    i += 1
                 }
+                if r.upperBound > runStart { out.append(contentsOf: UnsafeBufferPointer(rebasing: all[runStart..<r.upperBound])) }
             }
         }
     }

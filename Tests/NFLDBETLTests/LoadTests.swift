@@ -132,6 +132,72 @@ import Testing
         }
     }
 
+    /// Into an empty nfl.games the rows are COPYed straight into the table (load_method direct),
+    /// still validated and counted, in one transaction: rejects, duplicates (both members), the
+    /// policy, and a duplicate whose first occurrence was already copied (the input is read again
+    /// through the staging path).
+    @Test func directLoadIntoEmptyTarget() throws {
+        try ETLWorld.with { world in
+            let empty = try world.counts()
+            // Policy fail: one wrong type; nothing stays, not even the teams and stadiums the
+            // direct path inserts before each COPY batch.
+            var strict = ETLWorld.options
+            strict.policy = .fail
+            let failed = try world.failingLoad(Slice.replacing(row: 10, column: "away_score", with: "ten"), options: strict)
+            #expect(failed.result.rejected == 1 && failed.result.loadMethod == "direct")
+            var afterFail = try world.counts()
+            afterFail["etl_rejects"] = 0
+            #expect(afterFail == empty)
+
+            // reject-rows: a wrong type and a duplicated game_id in the same batch.
+            var mixed = Slice.lines
+            mixed[3] = mixed[3].replacingOccurrences(of: "2023,REG,1,", with: "2023,REG,x,")
+            mixed.insert(mixed[8].replacingOccurrences(of: ",Home,", with: ",Neutral,"), at: 9)
+            let load = try world.load(mixed.joined(separator: "\n"))
+            #expect(load.loadMethod == "direct")
+            #expect(load.rowsRead == 843 && load.rejected == 3 && load.inserted == 840 && load.updated == 0, "\(load.failures)")
+            #expect(load.tables["nfl.teams"] == TableCounts(inserted: SliceFacts.teams))
+            #expect(load.tables["nfl.games"] == TableCounts(inserted: 840))
+            let counts = try world.counts()
+            #expect(counts["games"] == 840 && counts["teams"] == SliceFacts.teams && counts["stadiums"] == SliceFacts.stadiums)
+            let rejects = try world.db.connect()
+            defer { rejects.close() }
+            let rows = try rejects.query("""
+                SELECT row_number, row_key, reasons::text AS reasons, raw_line FROM nfl.etl_rejects WHERE etl_run_id = \(load.runID!) ORDER BY row_number
+                """).rows
+            #expect(rows.map { $0["row_number"] } == ["3", "8", "9"])
+            #expect(rows[1]["raw_line"] == mixed[8] && rows[2]["raw_line"] == mixed[9])
+            #expect(rows[1]["reasons"]?.contains("field_uniqueness") == true && rows[1]["row_key"] == rows[2]["row_key"])
+            // The stadium names are the newest game's, as the staging path sets them.
+            #expect(try world.scalar("""
+                SELECT count(*) FROM nfl.stadiums s WHERE s.name IS DISTINCT FROM
+                  (SELECT g.stadium FROM nfl.games g WHERE g.stadium_id = s.stadium_id ORDER BY g.gameday DESC, g.game_id DESC LIMIT 1)
+                """, as: Int.self) == 0)
+            // The same input again: the staging path; nothing changes.
+            let again = try world.load(mixed.joined(separator: "\n"))
+            #expect(again.loadMethod == "staged" && again.inserted == 0 && again.updated == 0 && again.unchanged == 840)
+        }
+        try ETLWorld.with { world in
+            // A duplicate whose first occurrence went out in an earlier COPY batch: the direct load
+            // is rolled back to its savepoint and the input is read again through staging.
+            var options = ETLWorld.options
+            options.directBatchBytes = 20_000
+            var lines = Slice.lines
+            lines.insert(lines[8].replacingOccurrences(of: ",Home,", with: ",Neutral,"), at: 700)
+            let load = try world.load(lines.joined(separator: "\n"), options: options)
+            #expect(load.loadMethod == "staged")
+            #expect(load.rowsRead == 843 && load.rejected == 2 && load.inserted == 841, "\(load.failures)")
+            #expect(try world.counts()["games"] == 841)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_rejects WHERE etl_run_id = \(load.runID!)", as: Int.self) == 2)
+            // The slice with an extra column goes through staging (the row is re-encoded).
+            let header = Slice.lines[0]
+            var extra = Slice.lines.filter { !$0.isEmpty }.map { $0 + ",x" }
+            extra[0] = header + ",extra_column"
+            let second = try world.load(extra.joined(separator: "\n") + "\n")
+            #expect(second.loadMethod == "staged" && second.inserted == 1 && second.unchanged == 841)
+        }
+    }
+
     @Test func dryRunChangesNothing() throws {
         try ETLWorld.with { world in
             var options = ETLWorld.options

@@ -1,46 +1,54 @@
-"""Writes N synthetic nflverse-shaped games rows (all 46 columns, valid against the nfl.games contract).
+"""Writes N synthetic nflverse-shaped games rows, deterministically, from the real slice.
 
-usage: gen_games.py OUT.csv [N]   (default 1,000,000). Unique game_ids: seasons 1999.. x REG weeks 1-18
-x ordered pairs of 32 team codes; gameday/weekday consistent; ~8 % unplayed, ~30 % without temp/wind.
+usage: gen_games.py SLICE.csv OUT.csv [N]   (default 1,000,000)
+
+Keys are enumerated so they are unique: seasons 1999.. x REG weeks 1-18 x the 992 ordered pairs of
+the slice's 32 team codes (18 x 992 = 17,856 games per season; 1,000,000 rows reach season 2054).
+The key-derived columns follow the key (game_id, season, game_type=REG, week, gameday in that week
+with the matching weekday, old_game_id and pfr from the date). Every other column (scores, result,
+total, overtime, ids, rest, odds, roof, surface, temp, wind, QBs, coaches, referee, stadium) is
+copied from real slice row (i mod 842), so the null pattern, widths and value mix are the source's.
+All rows are valid against the nfl.games contract (unplayed template rows give warnings only).
 """
-import csv, datetime, random, sys
+import csv, datetime, sys
 
-out, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-rng = random.Random(42)
-TEAMS = ["ARI","ATL","BAL","BUF","CAR","CHI","CIN","CLE","DAL","DEN","DET","GB","HOU","IND","JAX","KC",
-         "LV","LAC","LA","MIA","MIN","NE","NO","NYG","NYJ","PHI","PIT","SF","SEA","TB","TEN","WAS"]
-PAIRS = [(a, h) for a in TEAMS for h in TEAMS if a != h]
-HEADER = ("game_id,season,game_type,week,gameday,weekday,gametime,away_team,away_score,home_team,home_score,location,result,total,"
-          "overtime,old_game_id,gsis,nfl_detail_id,pfr,pff,espn,ftn,away_rest,home_rest,away_moneyline,home_moneyline,spread_line,"
-          "away_spread_odds,home_spread_odds,total_line,under_odds,over_odds,div_game,roof,surface,temp,wind,away_qb_id,home_qb_id,"
-          "away_qb_name,home_qb_name,away_coach,home_coach,referee,stadium_id,stadium").split(",")
+slice_path, out = sys.argv[1], sys.argv[2]
+n = int(sys.argv[3]) if len(sys.argv) > 3 else 1_000_000
+with open(slice_path, newline="", encoding="utf-8-sig") as f:
+    r = csv.reader(f)
+    header = next(r)
+    rows = [row for row in r if row]
+col = {name: i for i, name in enumerate(header)}
+teams = sorted({row[col["away_team"]] for row in rows} | {row[col["home_team"]] for row in rows})
+pairs = [(a, h) for a in teams for h in teams if a != h]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-with open(out, "w", newline="") as f:
+with open(out, "w", newline="", encoding="utf-8") as f:
     w = csv.writer(f, lineterminator="\n")
-    w.writerow(HEADER)
+    w.writerow(header)
     i = 0
     season = 1999
     while i < n:
         for week in range(1, 19):
             day0 = datetime.date(season, 9, 1) + datetime.timedelta(days=7 * (week - 1))
-            for (a, h) in PAIRS:
-                if i >= n: break
+            for p, (a, h) in enumerate(pairs):
+                if i >= n:
+                    break
+                t = rows[i % len(rows)][:]
+                d = day0 + datetime.timedelta(days=p % 7)
+                t[col["game_id"]] = f"{season}_{week:02d}_{a}_{h}"
+                t[col["season"]] = str(season)
+                t[col["game_type"]] = "REG"
+                t[col["week"]] = str(week)
+                t[col["gameday"]] = d.isoformat()
+                t[col["weekday"]] = DAYS[d.weekday()]
+                t[col["away_team"]] = a
+                t[col["home_team"]] = h
+                t[col["location"]] = "Home"
+                t[col["old_game_id"]] = f"{d.strftime('%Y%m%d')}{p % 100:02d}"
+                t[col["pfr"]] = f"{d.strftime('%Y%m%d')}{p % 10}{h.lower():x>3}"
+                w.writerow(t)
                 i += 1
-                d = day0 + datetime.timedelta(days=rng.randint(0, 6))
-                played = rng.random() > 0.08
-                hs, as_ = (rng.randint(0, 45), rng.randint(0, 45)) if played else (None, None)
-                res = (hs - as_) if played else None
-                tot = (hs + as_) if played else None
-                outdoor = rng.random() > 0.3
-                ml = rng.choice([-300, -150, 120, 250])
-                w.writerow([f"{season}_{week:02d}_{a}_{h}", season, "REG", week, d.isoformat(), DAYS[d.weekday()], "13:00",
-                            a, as_, h, hs, "Home", res, tot, (rng.randint(0, 1) if played else None),
-                            f"{d.strftime('%Y%m%d')}{i % 100:02d}", 50000 + i, None, f"{d.strftime('%Y%m%d')}0{h.lower():>3}".replace(" ", "x")[:12],
-                            None, 400000000 + i, None, 7, 7, ml, -ml, rng.choice([-3.5, 1, 2.5, 7]), -110, -110,
-                            rng.choice([41.5, 44, 47.5]), -110, -110, rng.randint(0, 1), "outdoors" if outdoor else "dome",
-                            "grass" if outdoor else "fieldturf", rng.randint(10, 90) if outdoor else None, rng.randint(0, 25) if outdoor else None,
-                            "00-0033106", "00-0033873", "Jared Goff", "Patrick Mahomes", "Dan Campbell", "Andy Reid", "John Hussey",
-                            f"{h[:3].ljust(3, 'X')}00", f"{h} Stadium"])
-            if i >= n: break
+            if i >= n:
+                break
         season += 1
-print("rows", i, "last season", season)
+print("rows", i, "seasons 1999 ..", season if i % (18 * len(pairs)) else season - 1)

@@ -1,40 +1,96 @@
 #!/bin/bash
-# ETL benchmark: N synthetic games rows (default 1,000,000) — nfldb validate + load into an empty
-# nfl.games, the no-op re-load, against the floor (psql \copy into the same empty table, no
-# validation) and peers (psycopg executemany upsert; pandas + pandera lazy validation). One run each.
-# usage: bench/etl/run.sh [N]     (needs: swift build -c release --product nfldb; pip install pandas pandera psycopg[binary])
+# ETL benchmark: N synthetic games rows (default 1,000,000, generated from the real slice's rows) —
+# nfldb validate, nfldb load into an empty nfl.games, the no-op re-load (WAL measured), against the
+# floor (psql \copy into the same empty table, no validation; and the same plus the weather and odds
+# rows nfldb also writes) and peers (pandas + pandera lazy validation; psycopg executemany upsert).
+# One run each; ratios are within this run. Prints the load average before each step.
+# usage: bench/etl/run.sh [N]
+# needs: swift build -c release --product nfldb; pip install pandas pandera psycopg[binary]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
-BIN=$PWD/.build/release/nfldb
+BIN=${NFLDB_BIN:-$PWD/.build/release/nfldb}
+SLICE=${NFLDB_ETL_SLICE:-$PWD/../shared/data/nflverse_games_2023_2025.csv}
+[ -f "$SLICE" ] || SLICE=/work/shared/data/nflverse_games_2023_2025.csv
 CSV=${ETL_BENCH_CSV:-/tmp/etl-bench-games-$N.csv}
 W=$(mktemp -d /tmp/etl-bench-XXXXXX)
 trap '"$BIN" sandbox down --dir "$W/sandbox" >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
-[ -s "$CSV" ] || python3 bench/etl/gen_games.py "$CSV" "$N"
+[ -s "$CSV" ] || python3 bench/etl/gen_games.py "$SLICE" "$CSV" "$N"
 "$BIN" sandbox up --dir "$W/sandbox" >/dev/null
 eval "$("$BIN" sandbox env --dir "$W/sandbox")"
 unset NFLDB_DSN
 psql -X -q -d postgres -c "CREATE DATABASE bench"
-export PGDATABASE=bench
+export PGDATABASE=bench PGOPTIONS="-c client_min_messages=warning"
 "$BIN" migrate up --dsn "dbname=bench" -q >/dev/null
 PSQL="psql -X -q -v ON_ERROR_STOP=1 -d bench"
 lsn() { $PSQL -Atc "select pg_current_wal_lsn()"; }
-walmb() { $PSQL -Atc "select round(pg_wal_lsn_diff('$2','$1')/1048576.0,1)"; }
+walmb() { $PSQL -Atc "select round(pg_wal_lsn_diff('$2','$1')/1048576.0,2)"; }
 now() { date +%s.%N; }
+load() { cut -d' ' -f1 /proc/loadavg; }
 prep() { $PSQL -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
-timed() { # label, command…
-  local label=$1; shift; prep; local a=$(lsn) t0=$(now); "$@" >/dev/null; local t1=$(now) b=$(lsn)
-  printf "%-44s %8.2f s  WAL %8s MB\n" "$label" "$(echo "$t1 - $t0" | bc)" "$(walmb $a $b)"
+empty() { $PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games, nfl.teams, nfl.stadiums CASCADE"; }
+declare -A T WAL LOAD LSN0 LSN1
+timed() { # key, command… (stdout to $W/key.out)
+  local key=$1; shift; prep; LOAD[$key]=$(load); local a=$(lsn) t0=$(now); "$@" > "$W/$key.out"; local t1=$(now) b=$(lsn)
+  T[$key]=$(echo "$t1 - $t0" | bc); WAL[$key]=$(walmb $a $b); LSN0[$key]=$a; LSN1[$key]=$b
+  printf "%-28s %8.2f s  WAL %9s MB  load %s\n" "$key" "${T[$key]}" "${WAL[$key]}" "${LOAD[$key]}" >&2
 }
-echo "rows: $N  csv: $(du -h "$CSV" | cut -f1)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
-t0=$(now); "$BIN" etl validate games --source "$CSV" --format json > "$W/validate.json" || true; t1=$(now)
-printf "%-44s %8.2f s  (%s invalid rows)\n" "nfldb etl validate (parse + contract)" "$(echo "$t1 - $t0" | bc)" \
-  "$(python3 -c "import json,sys; print(json.load(open('$W/validate.json'))['rejected'])")"
-python3 bench/etl/pandera_games.py "$CSV" | sed 's/^/peer /'
-timed "nfldb etl load games (empty target)" "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --max-invalid-ratio 0 -q
-timed "nfldb etl load games (no-op re-load)" "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" -q
-$PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games"
-timed "floor: psql \\copy nfl.games (empty, no checks)" $PSQL -c "\\copy nfl.games FROM '$CSV' (FORMAT csv, HEADER)"
-$PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games"
-timed "peer: psycopg executemany upsert (empty)" python3 bench/etl/psycopg_games.py "dbname=bench" "$CSV"
-$PSQL -Atc "select 'games rows at end: ' || count(*) from nfl.games"
+echo "rows: $N  csv: $(du -h "$CSV" | cut -f1)  cores: $(nproc)  loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "nfldb: $BIN  $(psql --version)"
+
+LOAD[validate]=$(load); t0=$(now); "$BIN" etl validate games --source "$CSV" --format json > "$W/validate.json" || true; t1=$(now)
+T[validate]=$(echo "$t1 - $t0" | bc)
+LOAD[pandera]=$(load); python3 bench/etl/pandera_games.py "$CSV" 2>/dev/null > "$W/pandera.out"
+read -r _ _ PREAD _ PVAL _ PTOT _ PROWS _ PFAIL < "$W/pandera.out"
+T[pandera]=$PTOT
+timed load_empty "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --max-invalid-ratio 0 --format json
+timed load_noop "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --format json
+# Where the no-op re-load's WAL went (the LSN difference is cluster-wide: autovacuum counts too).
+$PSQL -c "CREATE EXTENSION IF NOT EXISTS pg_walinspect"
+NOOP_WAL=$($PSQL -Atc "SELECT string_agg(format('%s %s kB', coalesce(rel, w.rm), kb), ', ' ORDER BY kb DESC) FROM (
+  SELECT c.relname AS rel, min(r.resource_manager) AS rm, round(sum(r.record_length + r.fpi_length) / 1024.0) AS kb
+  FROM pg_get_wal_records_info('${LSN0[load_noop]}', '${LSN1[load_noop]}') r
+  LEFT JOIN pg_class c ON c.relfilenode = substring(r.block_ref FROM 'rel [0-9]+/[0-9]+/([0-9]+)')::oid
+  GROUP BY c.relname, CASE WHEN c.relname IS NULL THEN r.resource_manager END ORDER BY 3 DESC LIMIT 6) w(rel, rm, kb)")
+ROWS_AFTER=$($PSQL -Atc "select (select count(*) from nfl.games) || ' games, ' || (select count(*) from nfl.weather) || ' weather, ' || (select count(*) from nfl.odds_history) || ' odds'")
+cp "$W/load_empty.out" "$W/keep_empty.json"; cp "$W/load_noop.out" "$W/keep_noop.json"
+# The floor: psql \copy of the same file into the same (emptied) table; teams and stadiums present.
+$PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games CASCADE"
+timed floor_copy $PSQL -c "\\copy nfl.games FROM '$CSV' (FORMAT csv, HEADER, FORCE_NULL (surface))"
+# The floor for everything nfldb writes: the same, plus weather and odds from it (no validation).
+$PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games CASCADE"
+timed floor_all $PSQL -c "BEGIN" -c "\\copy nfl.games FROM '$CSV' (FORMAT csv, HEADER, FORCE_NULL (surface))" \
+  -c "INSERT INTO nfl.weather (game_id, source, temp_f, wind_mph) SELECT game_id, 'nflverse', temp, wind FROM nfl.games WHERE temp IS NOT NULL OR wind IS NOT NULL" \
+  -c "INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds) SELECT game_id, 'nflverse', now(), spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds FROM nfl.games WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0" \
+  -c "COMMIT"
+if [ "${SKIP_PSYCOPG:-0}" != 1 ]; then
+  empty
+  timed psycopg python3 bench/etl/psycopg_games.py "dbname=bench" "$CSV"
+fi
+
+j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+r() { echo "scale=2; $1 / $2" | bc; }
+echo
+echo "nfldb load (empty):  $(j "$W/keep_empty.json" "d['load_method'], d['inserted'], d['rejected'], d['tables']['nfl.weather']['inserted'], d['tables']['nfl.odds_history']['inserted']")"
+echo "  phases ms: $(j "$W/keep_empty.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
+echo "nfldb load (no-op):  $(j "$W/keep_noop.json" "d['load_method'], d['inserted'], d['updated'], d['unchanged']")"
+echo "  phases ms: $(j "$W/keep_noop.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
+echo "  WAL of the no-op by relation (top 6): $NOOP_WAL"
+echo "after the nfldb loads: $ROWS_AFTER;  validate: $(j "$W/validate.json" "d['rows_read'], 'rows', d['rejected'], 'invalid'")"
+echo "pandera: read_csv ${PREAD}s + validate ${PVAL}s, $PFAIL failure cases"
+echo
+printf "| %-52s | %9s | %9s | %6s |\n" "step ($N rows)" "time s" "WAL MB" "load"
+printf "|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..54})" "-----------" "-----------" "--------"
+row() { printf "| %-52s | %9.2f | %9s | %6s |\n" "$1" "$2" "$3" "$4"; }
+row "nfldb etl validate (read + parse + contract)" "${T[validate]}" "-" "${LOAD[validate]}"
+row "pandas read_csv + pandera lazy validate (same checks)" "${T[pandera]}" "-" "${LOAD[pandera]}"
+row "nfldb etl load, empty target (validated)" "${T[load_empty]}" "${WAL[load_empty]}" "${LOAD[load_empty]}"
+row "nfldb etl load, no-op re-load" "${T[load_noop]}" "${WAL[load_noop]}" "${LOAD[load_noop]}"
+row "floor: psql \\copy nfl.games (no checks)" "${T[floor_copy]}" "${WAL[floor_copy]}" "${LOAD[floor_copy]}"
+row "floor+: \\copy games + INSERT weather, odds" "${T[floor_all]}" "${WAL[floor_all]}" "${LOAD[floor_all]}"
+[ -n "${T[psycopg]:-}" ] && row "peer: psycopg executemany upsert (empty)" "${T[psycopg]}" "${WAL[psycopg]}" "${LOAD[psycopg]}"
+echo
+echo "ratios: load/floor_copy $(r ${T[load_empty]} ${T[floor_copy]}) (goal <= 1.3); load/floor+ $(r ${T[load_empty]} ${T[floor_all]});" \
+     "no-op/load $(r ${T[load_noop]} ${T[load_empty]}) (goal < 1, WAL <= 1 MB); validate/pandera $(r ${T[validate]} ${T[pandera]}) (goal <= 1)"
+[ -n "${T[psycopg]:-}" ] && echo "psycopg/load $(r ${T[psycopg]} ${T[load_empty]})"
+echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
