@@ -27,7 +27,13 @@ public struct HTTPValidators: Sendable, Equatable, Codable {
 /// A source that can be read again from its start (a load that must start over: see
 /// `GamesLoader`'s direct load into an empty table).
 public protocol ReplayableSource: ByteSource {
+    /// False when reading again would not give the same bytes (a FIFO or pipe given as a path).
+    var canReplay: Bool { get }
     func replay() throws -> any ByteSource
+}
+
+extension ReplayableSource {
+    public var canReplay: Bool { true }
 }
 
 /// A local file, read in 1 MiB chunks.
@@ -49,6 +55,12 @@ public final class FileSource: ReplayableSource {
     }
 
     deinit { try? handle.close() }
+
+    /// Only a regular file can be read again from its start; a FIFO or pipe streams once.
+    public var canReplay: Bool {
+        var info = stat()
+        return fstat(handle.fileDescriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
 
     public func replay() throws -> any ByteSource { try FileSource(path: name) }
 

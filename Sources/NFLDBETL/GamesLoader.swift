@@ -241,7 +241,7 @@ public struct GamesLoader {
         // An empty target (the first load of a database): COPY straight into nfl.games, still
         // validated, in the same transaction. Needs a source that can be read again: a game_id
         // duplicated across COPY batches (rare) starts the input over through the staging path.
-        if let order = Self.contractOrder(input.header), let replayable = source as? any ReplayableSource, try targetIsEmptyAndLocked() {
+        if let order = Self.contractOrder(input.header), let replayable = source as? any ReplayableSource, replayable.canReplay, try targetIsEmptyAndLocked() {
             try connection.execute("SAVEPOINT etl_direct_load")
             do {
                 result.loadMethod = "direct"
