@@ -26,6 +26,18 @@ enum QueueScripts {
       list[#list + 1] = entry
       redis.call('HSET', key, 'history', cjson.encode(list))
     end
+    -- Due delayed tasks (retries after their backoff) of queue q back to ready, at most limit.
+    local function promote(q, limit)
+      local due = redis.call('ZRANGEBYSCORE', p .. 'delayed:' .. q, '-inf', now, 'LIMIT', 0, limit)
+      for _, id in ipairs(due) do
+        redis.call('ZREM', p .. 'delayed:' .. q, id)
+        local key = p .. 'task:' .. id
+        if redis.call('HGET', key, 'state') == 'delayed' then
+          redis.call('HSET', key, 'state', 'ready')
+          redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
+        end
+      end
+    end
     local function reap(q, limit)
       local n = 0
       local expired = redis.call('ZRANGEBYSCORE', p .. 'inflight:' .. q, '-inf', now, 'LIMIT', 0, limit)
@@ -83,15 +95,7 @@ enum QueueScripts {
     for i = 4, #ARGV do
       local q = ARGV[i]
       reap(q, 100)
-      local due = redis.call('ZRANGEBYSCORE', p .. 'delayed:' .. q, '-inf', now, 'LIMIT', 0, 100)
-      for _, id in ipairs(due) do
-        redis.call('ZREM', p .. 'delayed:' .. q, id)
-        local key = p .. 'task:' .. id
-        if redis.call('HGET', key, 'state') == 'delayed' then
-          redis.call('HSET', key, 'state', 'ready')
-          redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
-        end
-      end
+      promote(q, 100)
       local head = redis.call('ZRANGE', p .. 'ready:' .. q, 0, 0, 'WITHSCORES')
       if head[1] and (bestScore == nil or tonumber(head[2]) < bestScore) then
         best, bestScore, bestQueue = head[1], tonumber(head[2]), q
@@ -264,15 +268,7 @@ enum QueueScripts {
       for qi = 1, nq do
         local q = ARGV[6 + qi]
         reap(q, 100)
-        local due = redis.call('ZRANGEBYSCORE', p .. 'delayed:' .. q, '-inf', now, 'LIMIT', 0, 100)
-        for _, id in ipairs(due) do
-          redis.call('ZREM', p .. 'delayed:' .. q, id)
-          local key = p .. 'task:' .. id
-          if redis.call('HGET', key, 'state') == 'delayed' then
-            redis.call('HSET', key, 'state', 'ready')
-            redis.call('ZADD', p .. 'ready:' .. q, redis.call('HGET', key, 'score'), id)
-          end
-        end
+        promote(q, 100)
         local head = redis.call('ZRANGE', p .. 'ready:' .. q, 0, want - 1, 'WITHSCORES')
         for j = 1, #head, 2 do cands[#cands + 1] = {head[j], tonumber(head[j + 1]), qi, j} end
       end
