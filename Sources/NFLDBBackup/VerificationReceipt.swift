@@ -31,6 +31,11 @@ public struct VerificationReceipt: Codable, Sendable {
     public var scratchPort: Int?
     /// Step name → seconds.
     public var steps: [String: Double] = [:]
+    /// CPU seconds (user + system) by who spent them: each child program with its waited-for
+    /// descendants (`restore`, `pgbackrest-verify`, `pg_amcheck`, `pg_checksums`, `start`), `server`
+    /// (the copy's postmaster and its exited backends, read from `/proc` before the stop) and
+    /// `nfldb` (this process: parsing, counts, the receipt). Where the time of `steps` goes.
+    public var cpu: [String: Double]? = nil
     public var checks: [VerificationCheck] = []
     /// What verify did besides the checks (a background repo verify stopped early, leftovers of an
     /// earlier run found and removed).

@@ -196,6 +196,12 @@ public struct Verifier {
             receipt.steps["start"] = (seconds * 1000).rounded() / 1000
         }
         init(_ receipt: VerificationReceipt) { self.receipt = receipt }
+        /// Adds CPU seconds to ``VerificationReceipt/cpu`` under `name`.
+        func cpu(_ name: String, _ seconds: Double) {
+            var all = receipt.cpu ?? [:]
+            all[name] = ((all[name] ?? 0) + seconds * 1000).rounded() / 1000
+            receipt.cpu = all
+        }
         func check(_ name: String, _ passed: Bool, _ evidence: String) {
             receipt.checks.append(VerificationCheck(name, passed, evidence))
         }
@@ -214,6 +220,7 @@ public struct Verifier {
     public func run() throws -> VerificationReceipt {
         // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
         // (and has the columns this version reads) once, up front.
+        let began = ContinuousClock.now
         let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
         try recorder.timed("catalog") { try BackupCatalog.install(primary) }
         do {
@@ -226,6 +233,8 @@ public struct Verifier {
         if let scratch = recorder.receipt.scratchDirectory { recorder.timed("teardown") { ActiveScratch.tearDown(scratch) } }
         if let fd = recorder.lockDescriptor { close(fd) }
         recorder.receipt.finishedAt = Date()
+        recorder.receipt.steps["total"] = ((ContinuousClock.now - began).inSeconds * 1000).rounded() / 1000
+        recorder.cpu("nfldb", ProcessRunner.ownCPUSeconds())
         recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
         let receipt = recorder.receipt
         if let path = options.receiptPath {
@@ -529,6 +538,7 @@ public struct Verifier {
         if scratch.delta { restoreOptions.append("--delta") }
         r.restoreStartedAt = ContinuousClock.now
         let restored = try r.timed("restore") { try pgbackrest.run("restore", restoreOptions, logger: logger) }
+        r.cpu("restore", restored.process.cpuSeconds)
         guard restored.succeeded else {
             r.check("restore", false, pgbackrest.error(for: restored).diagnostic.oneLine)
             return false
@@ -631,6 +641,7 @@ public struct Verifier {
         let (amcheckOutcome, amcheckSeconds) = amcheckJob.wait()
         r.receipt.steps["pg_amcheck"] = (amcheckSeconds * 1000).rounded() / 1000
         let amcheck = try amcheckOutcome.get()
+        r.cpu("pg_amcheck", amcheck.cpuSeconds)
         let amcheckClean = amcheck.succeeded && amcheck.standardOutput.isEmpty
         r.check("pg_amcheck", amcheckClean, amcheckClean
                 ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean"
@@ -640,12 +651,27 @@ public struct Verifier {
     /// 5. A clean stop, then `pg_checksums --check` on the stopped copy.
     func stopAndChecksum(_ scratch: Scratch, _ r: Recorder) throws {
         r.joinStart()
+        if let server = Self.serverCPUSeconds(scratch.copy) { r.cpu("server", server) }
         try r.timed("stop") { try stopClean(scratch.copy) }
         let checksums = try r.timed("pg_checksums") {
             try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_checksums"), ["--check", "-D", scratch.copy.dataDirectory], timeout: .seconds(3600))
         }
+        r.cpu("pg_checksums", checksums.cpuSeconds)
         let bad = checksums.standardOutput.split(separator: "\n").first { $0.contains("Bad checksums") }.map { $0.trimmingCharacters(in: .whitespaces) }
         r.check("pg_checksums", checksums.succeeded, checksums.succeeded ? (bad ?? "checksums ok") : "pg_checksums exit \(checksums.status): \(bad ?? checksums.stderrTail(3))")
+    }
+
+    /// The copy's postmaster CPU seconds plus its exited children's (startup/recovery process,
+    /// backends, pg_amcheck's connections), from `/proc/<pid>/stat` (utime, stime, cutime, cstime).
+    static func serverCPUSeconds(_ copy: LocalCluster) -> Double? {
+        guard let pid = LocalCluster.runningPostmaster(dataDirectory: copy.dataDirectory),
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": state is field 3; utime..cstime are fields 14–17.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14 else { return nil }
+        let ticks = fields[11...14].compactMap { Double($0) }.reduce(0, +)
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// A fast shutdown (SIGINT to the postmaster: a shutdown checkpoint, so pg_control reads "shut
@@ -794,7 +820,9 @@ public struct Verifier {
         r.receipt.steps["pgbackrest-verify"] = (outcome.seconds * 1000).rounded() / 1000
         let verifyResult: PgBackRestResult
         switch outcome.result {
-        case .success(let result): verifyResult = result
+        case .success(let result):
+            verifyResult = result
+            r.cpu("pgbackrest-verify", result.process.cpuSeconds)
         case .failure where outcome.stopped:
             r.receipt.notes.append(String(format: "pgbackrest verify was stopped after %.1f s, unfinished: this verify had already failed", outcome.seconds))
             return
