@@ -116,8 +116,8 @@ enum WorkerHandlers {
             let pg = PgBackRest(configPath: configPath, stanza: settings.stanza, osUser: sandbox.runAsUser)
             var options = VerifyOptions(binaries: try PostgresBinaries.locate(configured: sandbox.binDirectory),
                                         set: payload["set"] as? String, targetTime: payload["target_time"] as? String)
+            options.apply(settings)
             options.reuseScratch = payload["reuse_scratch"] as? Bool ?? settings.reuseScratch
-            if let jobs = settings.amcheckJobs { options.amcheckJobs = max(1, jobs) }
             options.scratchDirectory = settings.scratchDirectory.map {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch
                     ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")
