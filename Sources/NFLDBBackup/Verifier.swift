@@ -112,18 +112,33 @@ public enum ActiveScratch {
         if kept.withLock({ $0.remove(cluster.root) != nil }) {
             // Reused scratch: stop the copy, keep the files for the next `--delta` restore.
             for _ in 0..<10 where cluster.isRunning {
-                try? cluster.stop(mode: "immediate", logger: logger)
+                stopImmediate(cluster, logger: logger)
                 if cluster.isRunning { Thread.sleep(forTimeInterval: 0.3) }
             }
             return
         }
         // A server that was just starting may write postmaster.pid late: retry stop + remove.
         for _ in 0..<10 {
-            if cluster.isRunning { try? cluster.stop(mode: "immediate", logger: logger) }
+            if cluster.isRunning { stopImmediate(cluster, logger: logger) }
             removeTree(cluster.root)
             if !FileManager.default.fileExists(atPath: cluster.root) { break }
             Thread.sleep(forTimeInterval: 0.3)
         }
+    }
+
+    /// An immediate shutdown (SIGQUIT to the postmaster, what `pg_ctl stop -m immediate` sends)
+    /// polled every 10 ms until `postmaster.pid` is gone or the process is; `pg_ctl stop -w` polls
+    /// every 100 ms. Falls back to `pg_ctl` when the signal cannot be sent or the server is not
+    /// down within 10 s.
+    static func stopImmediate(_ cluster: LocalCluster, logger: Logger) {
+        if let pid = LocalCluster.runningPostmaster(dataDirectory: cluster.dataDirectory), kill(pid, SIGQUIT) == 0 {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if LocalCluster.postmasterPID(dataDirectory: cluster.dataDirectory) != pid || (kill(pid, 0) != 0 && errno == ESRCH) { return }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+        try? cluster.stop(mode: "immediate", logger: logger)
     }
 
     /// Removes a scratch directory: first its regular files, unlinked by `removalThreads` threads
@@ -833,7 +848,7 @@ public struct Verifier {
         }
     }
 
-    /// Polls (50 ms) until the copy accepts a connection and is out of recovery. While `startJob`
+    /// Polls (every 10 ms) until the copy accepts a connection and is out of recovery. While `startJob`
     /// (`pg_ctl start -w`) runs, a missing postmaster means "not started yet"; its failure is a
     /// ``StartFailure``.
     func waitPromoted(_ connection: ConnectionOptions, copy: LocalCluster, startJob: BackgroundJob<Void>? = nil) throws -> PostgresConnection {
@@ -856,7 +871,8 @@ public struct Verifier {
                 }
                 conn.close()
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            // 10 ms: promotion is on the critical path; a refused connection attempt costs ~1 ms.
+            Thread.sleep(forTimeInterval: 0.01)
         }
         throw BackupError("the restored copy was not promoted within \(options.promoteTimeout) (\(last))", detail: copy.logTail(6))
     }
