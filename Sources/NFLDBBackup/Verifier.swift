@@ -344,7 +344,9 @@ public struct Verifier {
             if let repoVerify {
                 let grace: Duration? = completed ? nil : (reachedRestore ? options.repoVerifyGrace : .zero)
                 recordRepoChecks(repoVerify.finish(grace: grace), stanza: plan.stanza, r)
-                if r.receipt.checks.contains(where: { $0.name == "pgbackrest-verify" && $0.passed }) {
+                // The same rule as repoVerifyDue's and health's "last passed": verify and continuity both passed.
+                let passed = { (name: String) in r.receipt.checks.contains { $0.name == name && $0.passed } }
+                if passed("pgbackrest-verify") && passed("wal-continuity") {
                     r.receipt.repoVerify?.lastPassedAt = Date()
                 }
             } else if let listing {
