@@ -1162,10 +1162,10 @@ final class BackgroundJob<T: Sendable>: @unchecked Sendable {
 }
 
 /// WAL ranges from a `pgbackrest repo-ls --recurse --output=json archive/<stanza>` listing.
-enum ArchiveListing {
+public enum ArchiveListing {
     /// Continuous ranges of segment files (`<archiveId>/<dir>/<24 hex>-<sha1>[.ext]`) per archive
     /// id, as `pgbackrest verify` reports them; `.history`, `.backup` and `.partial` files are not segments.
-    static func ranges<S: Sequence>(_ paths: S, segmentSize: Int64) -> [VerifyOutput.WALRange] where S.Element == String {
+    public static func ranges<S: Sequence>(_ paths: S, segmentSize: Int64) -> [VerifyOutput.WALRange] where S.Element == String {
         var byArchive: [String: [String]] = [:]
         for path in paths {
             let parts = path.split(separator: "/")
