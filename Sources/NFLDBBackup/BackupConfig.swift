@@ -14,6 +14,12 @@ extension ConfigKey {
         help: "keep the verify copy in <scratch_dir>/nfldb-verify-<stanza> and restore into it with --delta next time")
     public static let backupAmcheckJobs = ConfigKey(
         "backup.verify.amcheck_jobs", .integer, help: "pg_amcheck --jobs for backup verify (default: CPUs, at most 8)")
+    public static let backupPageChecksums = ConfigKey(
+        "backup.verify.page_checksums", .choice(["backup", "pg_checksums"]), default: "backup",
+        help: "how backup verify proves page checksums: backup = pgBackRest's page check at backup time + restore SHA-1 + every page read after restore (no extra pass); pg_checksums = also a full pg_checksums pass on the stopped copy")
+    public static let backupRepoVerifyInterval = ConfigKey(
+        "backup.verify.repo_verify_interval", .duration, default: "7d",
+        help: "run the full `pgbackrest verify` (every repo file) when the last one that passed for this stanza is older than this; 0 = every run")
     public static let backupRepoType = ConfigKey("backup.repo_type", .choice(["posix", "s3"]), default: "posix", help: "pgBackRest repo1-type")
     public static let backupS3Bucket = ConfigKey("backup.s3.bucket", .string, help: "repo1-s3-bucket (repo_type s3)")
     public static let backupS3Endpoint = ConfigKey("backup.s3.endpoint", .string, help: "repo1-s3-endpoint, e.g. s3.us-east-1.amazonaws.com")
@@ -30,6 +36,7 @@ extension ConfigKey {
 public struct BackupConfig: Sendable {
     public static let keys: [ConfigKey] = [
         .backupStanza, .backupConfig, .backupRepoPath, .backupTables, .backupScratchDir, .backupReuseScratch, .backupAmcheckJobs,
+        .backupPageChecksums, .backupRepoVerifyInterval,
         .backupReferenceTables, .backupRepoType, .backupS3Bucket, .backupS3Endpoint, .backupS3Region, .backupS3URIStyle, .backupS3KeyEnv,
     ]
 
@@ -46,6 +53,10 @@ public struct BackupConfig: Sendable {
     public var scratchDirectory: String?
     public var reuseScratch: Bool
     public var amcheckJobs: Int?
+    /// `backup.verify.page_checksums`.
+    public var pageChecksums: PageChecksumMode
+    /// `backup.verify.repo_verify_interval` (zero: every run).
+    public var repoVerifyInterval: Duration
     /// The tables the manifest counts (every table in schema nfl plus `backup.tables`) and checksums.
     public var tables: ManagedTables
 
@@ -62,6 +73,19 @@ public struct BackupConfig: Sendable {
         scratchDirectory = configuration.string(.backupScratchDir)
         reuseScratch = try configuration.boolean(.backupReuseScratch) ?? false
         amcheckJobs = try configuration.integer(.backupAmcheckJobs)
+        pageChecksums = PageChecksumMode(rawValue: configuration.defaulted(.backupPageChecksums)) ?? .backup
+        repoVerifyInterval = try configuration.duration(.backupRepoVerifyInterval) ?? VerifyOptions.defaultRepoVerifyInterval
         tables = ManagedTables(schemas: ["nfl"], tables: configuration.list(.backupTables), reference: configuration.list(.backupReferenceTables))
+    }
+}
+
+extension VerifyOptions {
+    /// The `backup.verify.*` settings that shape a run (reuse, amcheck jobs, page checksums, repo
+    /// verify interval); flags given on the command line override them afterwards.
+    public mutating func apply(_ settings: BackupConfig) {
+        reuseScratch = settings.reuseScratch
+        if let jobs = settings.amcheckJobs { amcheckJobs = max(1, jobs) }
+        pageChecksums = settings.pageChecksums
+        repoVerifyInterval = settings.repoVerifyInterval
     }
 }

@@ -12,6 +12,18 @@ public struct VerificationCheck: Codable, Sendable, Equatable {
     }
 }
 
+/// The repository verification decision of one verify run.
+public struct RepoVerification: Codable, Sendable, Equatable {
+    /// The full `pgbackrest verify` (every backup file and WAL segment read and checksummed) ran.
+    public var ran: Bool
+    /// Why it ran or not (due, forced with --full, interval 0, last one failed, …).
+    public var reason: String
+    /// When the newest full repository verification that passed for this stanza finished
+    /// (this run's own when it ran and passed).
+    public var lastPassedAt: Date?
+    public var intervalSeconds: Double
+}
+
 /// The JSON receipt of `nfldb backup verify`, stored in `nfldb.backup_verifications.receipt` and a file.
 public struct VerificationReceipt: Codable, Sendable {
     public var status: String = "failed"
@@ -31,6 +43,15 @@ public struct VerificationReceipt: Codable, Sendable {
     public var scratchPort: Int?
     /// Step name → seconds.
     public var steps: [String: Double] = [:]
+    /// CPU seconds (user + system) by who spent them: each child program with its waited-for
+    /// descendants (`restore`, `pgbackrest-verify`, `pg_amcheck`, `pg_checksums`, `start`), `server`
+    /// (the copy's postmaster and its exited backends, read from `/proc` before the stop) and
+    /// `nfldb` (this process: parsing, counts, the receipt). Where the time of `steps` goes.
+    public var cpu: [String: Double]? = nil
+    /// Whether this run ran the full `pgbackrest verify`, and why (``VerifyOptions/repoVerifyInterval``).
+    public var repoVerify: RepoVerification? = nil
+    /// How page checksums were proven (`backup` or `pg_checksums`), see ``PageChecksumMode``.
+    public var pageChecksums: String? = nil
     public var checks: [VerificationCheck] = []
     /// What verify did besides the checks (a background repo verify stopped early, leftovers of an
     /// earlier run found and removed).

@@ -31,6 +31,15 @@ public struct VerifyOptions: Sendable {
     /// After a run that failed at or after the restore, how long to wait for the background
     /// `pgbackrest verify` (its verdict explains a repo-caused failure) before stopping it.
     public var repoVerifyGrace: Duration = .seconds(15)
+    /// How page checksums are proven (`backup.verify.page_checksums`, see ``PageChecksumMode``).
+    public var pageChecksums: PageChecksumMode = .backup
+    /// Run the full `pgbackrest verify` when the last one that passed for this stanza finished
+    /// longer ago than this (`backup.verify.repo_verify_interval`); `.zero`: every run.
+    public var repoVerifyInterval: Duration = VerifyOptions.defaultRepoVerifyInterval
+    public static let defaultRepoVerifyInterval: Duration = .seconds(7 * 86_400)
+    /// `--full`: this run does every check whatever the settings say (`pgbackrest verify` and a
+    /// `pg_checksums` pass).
+    public var full = false
 
     public init(binaries: PostgresBinaries, set: String? = nil, targetTime: String? = nil, scratchDirectory: String? = nil,
                 port: Int? = nil, receiptPath: String? = nil) {
@@ -41,6 +50,17 @@ public struct VerifyOptions: Sendable {
         self.port = port
         self.receiptPath = receiptPath
     }
+}
+
+/// How `backup verify` proves that every page's checksum is right (`backup.verify.page_checksums`).
+public enum PageChecksumMode: String, Sendable, Codable {
+    /// pgBackRest checked every page when it took the backup (`checksum-page`, read from the
+    /// backup's manifest), the restore matched every file's SHA-1 to that manifest, and every page
+    /// written or read after the restore (WAL replay, pg_amcheck, the counts) had its checksum
+    /// checked by the server (`pg_stat_database.checksum_failures` = 0). No extra pass over the files.
+    case backup
+    /// Also stop the copy cleanly and read every page of every fork with `pg_checksums --check`.
+    case pgChecksums = "pg_checksums"
 }
 
 /// The restored copies verify runs own (keyed by scratch dir); torn down on every exit path,
@@ -92,18 +112,33 @@ public enum ActiveScratch {
         if kept.withLock({ $0.remove(cluster.root) != nil }) {
             // Reused scratch: stop the copy, keep the files for the next `--delta` restore.
             for _ in 0..<10 where cluster.isRunning {
-                try? cluster.stop(mode: "immediate", logger: logger)
+                stopImmediate(cluster, logger: logger)
                 if cluster.isRunning { Thread.sleep(forTimeInterval: 0.3) }
             }
             return
         }
         // A server that was just starting may write postmaster.pid late: retry stop + remove.
         for _ in 0..<10 {
-            if cluster.isRunning { try? cluster.stop(mode: "immediate", logger: logger) }
+            if cluster.isRunning { stopImmediate(cluster, logger: logger) }
             removeTree(cluster.root)
             if !FileManager.default.fileExists(atPath: cluster.root) { break }
             Thread.sleep(forTimeInterval: 0.3)
         }
+    }
+
+    /// An immediate shutdown (SIGQUIT to the postmaster, what `pg_ctl stop -m immediate` sends)
+    /// polled every 10 ms until `postmaster.pid` is gone or the process is; `pg_ctl stop -w` polls
+    /// every 100 ms. Falls back to `pg_ctl` when the signal cannot be sent or the server is not
+    /// down within 10 s.
+    static func stopImmediate(_ cluster: LocalCluster, logger: Logger) {
+        if let pid = LocalCluster.runningPostmaster(dataDirectory: cluster.dataDirectory), kill(pid, SIGQUIT) == 0 {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if LocalCluster.postmasterPID(dataDirectory: cluster.dataDirectory) != pid || (kill(pid, 0) != 0 && errno == ESRCH) { return }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
+        try? cluster.stop(mode: "immediate", logger: logger)
     }
 
     /// Removes a scratch directory: first its regular files, unlinked by `removalThreads` threads
@@ -196,6 +231,12 @@ public struct Verifier {
             receipt.steps["start"] = (seconds * 1000).rounded() / 1000
         }
         init(_ receipt: VerificationReceipt) { self.receipt = receipt }
+        /// Adds CPU seconds to ``VerificationReceipt/cpu`` under `name`.
+        func cpu(_ name: String, _ seconds: Double) {
+            var all = receipt.cpu ?? [:]
+            all[name] = ((all[name] ?? 0) + seconds * 1000).rounded() / 1000
+            receipt.cpu = all
+        }
         func check(_ name: String, _ passed: Bool, _ evidence: String) {
             receipt.checks.append(VerificationCheck(name, passed, evidence))
         }
@@ -214,6 +255,7 @@ public struct Verifier {
     public func run() throws -> VerificationReceipt {
         // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
         // (and has the columns this version reads) once, up front.
+        let began = ContinuousClock.now
         let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
         try recorder.timed("catalog") { try BackupCatalog.install(primary) }
         do {
@@ -226,6 +268,8 @@ public struct Verifier {
         if let scratch = recorder.receipt.scratchDirectory { recorder.timed("teardown") { ActiveScratch.tearDown(scratch) } }
         if let fd = recorder.lockDescriptor { close(fd) }
         recorder.receipt.finishedAt = Date()
+        recorder.receipt.steps["total"] = ((ContinuousClock.now - began).inSeconds * 1000).rounded() / 1000
+        recorder.cpu("nfldb", ProcessRunner.ownCPUSeconds())
         recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
         let receipt = recorder.receipt
         if let path = options.receiptPath {
@@ -250,6 +294,8 @@ public struct Verifier {
         let backup: StanzaInfo.Backup
         let targetEpoch: Double?
         let manifest: Manifest?
+        /// `wal_segment_size` of the primary, for WAL continuity from a repo listing.
+        var segmentSize: Int64 = 16 * 1024 * 1024
     }
 
     /// The restored copy: where it lives, how to reach it, and whether the restore is `--delta`.
@@ -275,15 +321,38 @@ public struct Verifier {
             r.receipt.postgresVersion = primary.serverVersion
         }
         guard let plan = try preflight(r) else { return }
-        let repoVerify = RepoVerify(pgbackrest: pgbackrest, logger: logger)
+        // The full `pgbackrest verify` when due (backup.verify.repo_verify_interval), else a listing
+        // of the archive for WAL continuity; both beside the restore.
+        let repoVerify = try r.timed("repo-verify-due") { try repoVerifyDue(r) } ? RepoVerify(pgbackrest: pgbackrest, logger: logger) : nil
+        let listing = repoVerify == nil ? BackgroundJob { [pgbackrest, logger] in
+            try pgbackrest.run("repo-ls", ["--recurse", "--output=json", "--log-level-console=warn"],
+                               timeout: .seconds(600), logger: logger, positional: ["archive/\(pgbackrest.stanza)"])
+        } : nil
+        // backup.verify.page_checksums = backup: the backup's manifest says whether pgBackRest
+        // checked every page when it copied it.
+        let pageMode = options.full ? PageChecksumMode.pgChecksums : options.pageChecksums
+        let backupManifest = pageMode == .backup ? BackgroundJob { [pgbackrest, logger, label = plan.backup.label] in
+            try pgbackrest.run("repo-get", ["--log-level-console=warn"],
+                               timeout: .seconds(600), logger: logger, positional: ["backup/\(pgbackrest.stanza)/\(label)/backup.manifest"])
+        } : nil
         var reachedRestore = false
         var completed = false
         // A run that ended early stops the repo verify: at once before the restore (its result
         // cannot explain a scratch problem), after a short grace once the restore ran (it explains a
         // restore or start failure caused by the repo). A completed run waits for its verdict.
         defer {
-            let grace: Duration? = completed ? nil : (reachedRestore ? options.repoVerifyGrace : .zero)
-            recordRepoChecks(repoVerify.finish(grace: grace), stanza: plan.stanza, r)
+            if let repoVerify {
+                let grace: Duration? = completed ? nil : (reachedRestore ? options.repoVerifyGrace : .zero)
+                recordRepoChecks(repoVerify.finish(grace: grace), stanza: plan.stanza, r)
+                // The same rule as repoVerifyDue's and health's "last passed": verify and continuity both passed.
+                let passed = { (name: String) in r.receipt.checks.contains { $0.name == name && $0.passed } }
+                if passed("pgbackrest-verify") && passed("wal-continuity") {
+                    r.receipt.repoVerify?.lastPassedAt = Date()
+                }
+            } else if let listing {
+                recordListedWAL(listing.wait(), plan: plan, r)
+            }
+            _ = backupManifest?.wait()
         }
         guard let scratch = try r.timed("scratch-prepare", { try prepareScratch(plan, r) }) else { return }
         reachedRestore = true
@@ -291,8 +360,18 @@ public struct Verifier {
         let restoreStart = r.restoreStartedAt ?? ContinuousClock.now
         guard let conn = try startAndPromote(scratch, r) else { return }
         r.receipt.recoverySeconds = ((ContinuousClock.now - restoreStart).inSeconds * 100).rounded() / 100
-        try proveData(conn, plan, scratch, r)
-        try stopAndChecksum(scratch, r)
+        let pageEvidence = try proveData(conn, plan, scratch, pageMode: pageMode, r)
+        if let pageEvidence, let backupManifest {
+            if let fallback = recordBackupPageChecks(backupManifest.wait().0, pageEvidence, plan: plan, r) {
+                r.receipt.notes.append(fallback)
+                try stopAndChecksum(scratch, r)
+            } else if let server = Self.serverCPUSeconds(scratch.copy) {
+                // No clean stop needed: teardown stops the copy (immediate) and removes or keeps it.
+                r.cpu("server", server)
+            }
+        } else {
+            try stopAndChecksum(scratch, r)
+        }
         r.timed("server-log") { scanLog(scratch.copy, r) }
         completed = true
     }
@@ -328,7 +407,9 @@ public struct Verifier {
         if let loaded {
             r.check("manifest", true, "manifest \(loaded.manifest.token) of \(loaded.manifest.counts.count) table(s) from \(loaded.source)")
         }
-        return Plan(stanza: stanza, backup: backup, targetEpoch: targetEpoch, manifest: loaded?.manifest)
+        var plan = Plan(stanza: stanza, backup: backup, targetEpoch: targetEpoch, manifest: loaded?.manifest)
+        if let size = archiver.flatMap({ try? $0.decode("segment_size", as: Int64.self) }), size > 0 { plan.segmentSize = size }
+        return plan
     }
 
     /// `--set`, else the newest backup that finished before the target time, else the newest.
@@ -529,12 +610,13 @@ public struct Verifier {
         if scratch.delta { restoreOptions.append("--delta") }
         r.restoreStartedAt = ContinuousClock.now
         let restored = try r.timed("restore") { try pgbackrest.run("restore", restoreOptions, logger: logger) }
+        r.cpu("restore", restored.process.cpuSeconds)
         guard restored.succeeded else {
             r.check("restore", false, pgbackrest.error(for: restored).diagnostic.oneLine)
             return false
         }
         r.check("restore", true, "restored \(plan.backup.label) into \(scratch.copy.dataDirectory)"
-                + (scratch.delta ? " (--delta: files already matching the backup's checksums were kept; pgbackrest verify reads every repo file)" : ""))
+                + (scratch.delta ? " (--delta: files already matching the backup's checksums were kept)" : ""))
         return true
     }
 
@@ -612,7 +694,8 @@ public struct Verifier {
 
     /// 4. Prove the data: `pg_amcheck` (its own connections, `--jobs`) runs while the canary, count,
     /// checksum and schema-version checks use `conn`.
-    func proveData(_ conn: PostgresConnection, _ plan: Plan, _ scratch: Scratch, _ r: Recorder) throws {
+    /// - Returns: with `pageMode` `.backup`, what the copy says about page checksums after every read.
+    func proveData(_ conn: PostgresConnection, _ plan: Plan, _ scratch: Scratch, pageMode: PageChecksumMode, _ r: Recorder) throws -> PageEvidence? {
         defer { conn.close() }
         let jobs = max(1, options.amcheckJobs)
         let amcheckArguments = ["-h", scratch.copy.socketDirectory, "-p", String(scratch.port), "-U", scratch.superuser, "--all",
@@ -631,21 +714,98 @@ public struct Verifier {
         let (amcheckOutcome, amcheckSeconds) = amcheckJob.wait()
         r.receipt.steps["pg_amcheck"] = (amcheckSeconds * 1000).rounded() / 1000
         let amcheck = try amcheckOutcome.get()
+        r.cpu("pg_amcheck", amcheck.cpuSeconds)
         let amcheckClean = amcheck.succeeded && amcheck.standardOutput.isEmpty
         r.check("pg_amcheck", amcheckClean, amcheckClean
                 ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean"
                 : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
+        guard pageMode == .backup else { return nil }
+        // After pg_amcheck and the counts: every page they (and WAL replay) read from disk had its
+        // checksum verified by the server; a mismatch is counted here even where the reader went on.
+        let row = try conn.query("""
+            SELECT current_setting('data_checksums') = 'on' AS enabled, coalesce(sum(checksum_failures), 0)::bigint AS failures
+            FROM pg_stat_database
+            """).rows.first
+        return PageEvidence(dataChecksums: try row?.decode("enabled", as: Bool.self) ?? false,
+                            checksumFailures: try row?.decode("failures", as: Int64.self) ?? 0)
+    }
+
+    /// The copy's view of page checksums once the checks have read it (``PageChecksumMode/backup``).
+    struct PageEvidence {
+        let dataChecksums: Bool
+        let checksumFailures: Int64
+    }
+
+    /// `page-checksums` (``PageChecksumMode/backup``): pgBackRest checked every page of every
+    /// relation file when it copied it (`option-checksum-page=true` in the backup's manifest; a
+    /// diff/incr manifest carries the flags of the files it references), no file of the backup
+    /// has `"checksum-page":false` (pages that failed then), and the server found no bad checksum
+    /// while replay and the checks read the copy.
+    /// - Returns: nil when the check was recorded; otherwise why `pg_checksums` must run instead.
+    func recordBackupPageChecks(_ fetched: Result<PgBackRestResult, any Error>, _ evidence: PageEvidence, plan: Plan, _ r: Recorder) -> String? {
+        let manifest: String
+        switch fetched {
+        case .success(let result) where result.succeeded && !result.process.standardOutput.isEmpty:
+            manifest = result.process.standardOutput
+        case .success(let result):
+            return "page checksums: could not read the backup's manifest (pgbackrest repo-get exit \(result.process.status): "
+                + "\(result.process.stderrTail(1))); ran pg_checksums on the stopped copy instead"
+        case .failure(let error):
+            return "page checksums: could not read the backup's manifest (\((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")); "
+                + "ran pg_checksums on the stopped copy instead"
+        }
+        let lines = manifest.split(separator: "\n")
+        guard lines.contains(where: { $0.trimmingCharacters(in: .whitespaces) == "option-checksum-page=true" }) else {
+            return "page checksums: backup \(plan.backup.label) was taken without pgBackRest's page check (option-checksum-page is not true "
+                + "in its manifest); ran pg_checksums on the stopped copy instead"
+        }
+        guard evidence.dataChecksums else {
+            return "page checksums: data_checksums is off in the copy; ran pg_checksums on the stopped copy (it reports the same)"
+        }
+        r.receipt.pageChecksums = PageChecksumMode.backup.rawValue
+        let pageErrors = lines.filter { $0.contains("\"checksum-page\":false") }
+            .map { line in String(line.prefix { $0 != "=" }) }
+        let checked = lines.filter { $0.contains("\"checksum-page\":true") }.count
+        if !pageErrors.isEmpty {
+            r.check("page-checksums", false, "pgBackRest found pages with a bad checksum in \(pageErrors.count) file(s) when it took backup "
+                    + "\(plan.backup.label) (or a backup it references): \(pageErrors.prefix(3).joined(separator: ", "))"
+                    + "; the primary has corrupt pages — run pg_checksums/pg_amcheck there")
+        } else if evidence.checksumFailures > 0 {
+            r.check("page-checksums", false, "the copy's server counted \(evidence.checksumFailures) page checksum failure(s) "
+                    + "(pg_stat_database.checksum_failures) while replay and the checks read it; see the copy's server log")
+        } else {
+            r.check("page-checksums", true, "pgBackRest checked the pages of all \(checked) relation files when it copied them "
+                    + "(0 with errors), the restore matched every file's SHA-1, and the server found no bad checksum in any page "
+                    + "replay and the checks read (checksum_failures 0); no pg_checksums pass (backup.verify.page_checksums: backup)")
+        }
+        return nil
     }
 
     /// 5. A clean stop, then `pg_checksums --check` on the stopped copy.
     func stopAndChecksum(_ scratch: Scratch, _ r: Recorder) throws {
         r.joinStart()
+        if let server = Self.serverCPUSeconds(scratch.copy) { r.cpu("server", server) }
         try r.timed("stop") { try stopClean(scratch.copy) }
         let checksums = try r.timed("pg_checksums") {
             try ProcessRunner(runAsUser: pgbackrest.osUser).run(options.binaries.path("pg_checksums"), ["--check", "-D", scratch.copy.dataDirectory], timeout: .seconds(3600))
         }
+        r.cpu("pg_checksums", checksums.cpuSeconds)
+        r.receipt.pageChecksums = PageChecksumMode.pgChecksums.rawValue
         let bad = checksums.standardOutput.split(separator: "\n").first { $0.contains("Bad checksums") }.map { $0.trimmingCharacters(in: .whitespaces) }
         r.check("pg_checksums", checksums.succeeded, checksums.succeeded ? (bad ?? "checksums ok") : "pg_checksums exit \(checksums.status): \(bad ?? checksums.stderrTail(3))")
+    }
+
+    /// The copy's postmaster CPU seconds plus its exited children's (startup/recovery process,
+    /// backends, pg_amcheck's connections), from `/proc/<pid>/stat` (utime, stime, cutime, cstime).
+    static func serverCPUSeconds(_ copy: LocalCluster) -> Double? {
+        guard let pid = LocalCluster.runningPostmaster(dataDirectory: copy.dataDirectory),
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": state is field 3; utime..cstime are fields 14–17.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14 else { return nil }
+        let ticks = fields[11...14].compactMap { Double($0) }.reduce(0, +)
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// A fast shutdown (SIGINT to the postmaster: a shutdown checkpoint, so pg_control reads "shut
@@ -690,7 +850,7 @@ public struct Verifier {
         }
     }
 
-    /// Polls (50 ms) until the copy accepts a connection and is out of recovery. While `startJob`
+    /// Polls (every 10 ms) until the copy accepts a connection and is out of recovery. While `startJob`
     /// (`pg_ctl start -w`) runs, a missing postmaster means "not started yet"; its failure is a
     /// ``StartFailure``.
     func waitPromoted(_ connection: ConnectionOptions, copy: LocalCluster, startJob: BackgroundJob<Void>? = nil) throws -> PostgresConnection {
@@ -713,7 +873,8 @@ public struct Verifier {
                 }
                 conn.close()
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            // 10 ms: promotion is on the critical path; a refused connection attempt costs ~1 ms.
+            Thread.sleep(forTimeInterval: 0.01)
         }
         throw BackupError("the restored copy was not promoted within \(options.promoteTimeout) (\(last))", detail: copy.logTail(6))
     }
@@ -794,7 +955,9 @@ public struct Verifier {
         r.receipt.steps["pgbackrest-verify"] = (outcome.seconds * 1000).rounded() / 1000
         let verifyResult: PgBackRestResult
         switch outcome.result {
-        case .success(let result): verifyResult = result
+        case .success(let result):
+            verifyResult = result
+            r.cpu("pgbackrest-verify", result.process.cpuSeconds)
         case .failure where outcome.stopped:
             r.receipt.notes.append(String(format: "pgbackrest verify was stopped after %.1f s, unfinished: this verify had already failed", outcome.seconds))
             return
@@ -810,7 +973,11 @@ public struct Verifier {
         if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
         r.check("pgbackrest-verify", parsed.ok, evidence)
 
-        // WAL continuity: one unbroken range from the oldest backup's start WAL to the archive max.
+        checkContinuity(parsed, stanza: stanza, source: "pgbackrest verify", r)
+    }
+
+    /// WAL continuity: one unbroken range from the oldest backup's start WAL to the archive max.
+    func checkContinuity(_ parsed: VerifyOutput, stanza: StanzaInfo, source: String, _ r: Recorder) {
         let archiveID = stanza.archive.last?.id
         if let oldestStart = stanza.backup.first?.archive?.start, let archiveMax = stanza.archiveMax {
             // The archive must also reach the newest backup's stop segment (a missing last segment
@@ -820,10 +987,96 @@ public struct Verifier {
             let ranges = parsed.walRanges.map { "\($0.start)-\($0.stop)" }.joined(separator: ", ")
             r.check("wal-continuity", ok, ok
                 ? "WAL continuous from \(oldestStart) to \(max)"
-                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges)")
+                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges) (from the \(source))")
         } else {
             r.check("wal-continuity", false, "info reports no archive range for stanza \(stanza.name)")
         }
+    }
+
+    /// Whether this run runs the full `pgbackrest verify`: with `--full`, with an interval of 0,
+    /// after a failed verification that did not run it (its verdict may explain the failure), and
+    /// when the newest receipt of this stanza in which it ran (any receipt written before the
+    /// interval existed counts as one) failed `pgbackrest-verify` or `wal-continuity`, or finished
+    /// at least `repoVerifyInterval` ago. Records the decision in the receipt.
+    func repoVerifyDue(_ r: Recorder) throws -> Bool {
+        let interval = options.repoVerifyInterval.inSeconds
+        func decide(_ ran: Bool, _ reason: String, _ lastPassedAt: Date?) -> Bool {
+            r.receipt.repoVerify = RepoVerification(ran: ran, reason: reason, lastPassedAt: lastPassedAt, intervalSeconds: interval)
+            return ran
+        }
+        if options.full { return decide(true, "--full", nil) }
+        if interval <= 0 { return decide(true, "every run (backup.verify.repo_verify_interval 0)", nil) }
+        let row = try primary.query("""
+            SELECT finished_at, extract(epoch FROM now() - finished_at)::float8 AS age_s,
+                   NOT (coalesce(failed_checks, '{}') && ARRAY['pgbackrest-verify', 'wal-continuity']::text[]) AS passed,
+                   (SELECT max(finished_at) FROM nfldb.backup_verifications p
+                     WHERE p.stanza = \(pgbackrest.stanza) AND coalesce(p.receipt->'repoVerify'->>'ran', 'true') = 'true'
+                       AND p.receipt->'checks' @> '[{"name": "pgbackrest-verify", "passed": true}]'
+                       AND NOT (coalesce(p.failed_checks, '{}') && ARRAY['wal-continuity']::text[])) AS last_passed
+            FROM nfldb.backup_verifications
+            WHERE stanza = \(pgbackrest.stanza) AND coalesce(receipt->'repoVerify'->>'ran', 'true') = 'true'
+              AND receipt->'checks' @> '[{"name": "pgbackrest-verify"}]'
+            ORDER BY finished_at DESC, id DESC LIMIT 1
+            """).rows.first
+        let human = Self.human
+        let newest = try primary.query("""
+            SELECT status, coalesce(receipt->'repoVerify'->>'ran', 'true') = 'true' AS ran
+            FROM nfldb.backup_verifications WHERE stanza = \(pgbackrest.stanza) ORDER BY finished_at DESC, id DESC LIMIT 1
+            """).rows.first
+        if let newest, newest["status"] != "ok", try !newest.decode("ran", as: Bool.self) {
+            return decide(true, "the last verification failed and did not run the full repository verification",
+                          try row?.decode("last_passed", as: Date?.self))
+        }
+        guard let row else { return decide(true, "no earlier full repository verification of stanza \(pgbackrest.stanza) recorded", nil) }
+        let lastPassed: Date? = try row.decode("last_passed", as: Date?.self)
+        guard try row.decode("passed", as: Bool.self) else {
+            return decide(true, "the last full repository verification failed", lastPassed)
+        }
+        let age = try row.decode("age_s", as: Double.self)
+        if age >= interval {
+            return decide(true, "the last full repository verification is \(human(age)) old (interval \(human(interval)))", lastPassed)
+        }
+        return decide(false, "the last full repository verification passed \(human(age)) ago (interval \(human(interval)))", lastPassed)
+    }
+
+    /// "45 s", "12 min", "3.5 h", "7 d".
+    static func human(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<120: return String(format: "%.0f s", seconds)
+        case ..<7200: return String(format: "%.0f min", seconds / 60)
+        case ..<172_800: return String(format: "%.1f h", seconds / 3600)
+        default: return String(format: "%.1f d", seconds / 86_400)
+        }
+    }
+
+    /// Without the full `pgbackrest verify`: `pgbackrest-verify` says why it did not run (and what
+    /// still read the repo this time), and `wal-continuity` comes from a listing of the archive
+    /// (`repo-ls`: every segment's presence, not its content).
+    func recordListedWAL(_ listed: (Result<PgBackRestResult, any Error>, Double), plan: Plan, _ r: Recorder) {
+        r.receipt.steps["repo-ls"] = (listed.1 * 1000).rounded() / 1000
+        let decision = r.receipt.repoVerify
+        let restoreRead = r.receipt.checks.first { $0.name == "restore" }.map { check in
+            !check.passed ? "" : (check.evidence.contains("--delta")
+                ? "; this run's --delta restore checked the kept files against the manifest's SHA-1 but read only the changed ones from the repo"
+                : "; this run's restore read and checksummed every file of \(plan.backup.label) from the repo")
+        } ?? ""
+        r.check("pgbackrest-verify", true, "not run this time: \(decision?.reason ?? "not due")"
+                + (decision?.lastPassedAt.map { "; last passed at \(ISO8601DateFormatter().string(from: $0))" } ?? "")
+                + restoreRead + "; `nfldb backup verify --full` runs it now")
+        let result: PgBackRestResult
+        switch listed.0 {
+        case .success(let value) where value.succeeded: result = value
+        case .success(let value):
+            r.check("wal-continuity", false, "could not list the archive: " + pgbackrest.error(for: value).diagnostic.oneLine)
+            return
+        case .failure(let error):
+            r.check("wal-continuity", false, "could not list the archive: " + ((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)"))
+            return
+        }
+        let names = ((try? JSONSerialization.jsonObject(with: Data(result.process.standardOutput.utf8))) as? [String: Any] ?? [:]).keys
+        let ranges = ArchiveListing.ranges(names, segmentSize: plan.segmentSize)
+        let parsed = VerifyOutput(status: nil, backups: [:], walRanges: ranges, problems: [])
+        checkContinuity(parsed, stanza: plan.stanza, source: "archive listing", r)
     }
 
     /// FATAL/PANIC lines in the copy's server log, ignoring connection attempts during startup.
@@ -905,5 +1158,36 @@ final class BackgroundJob<T: Sendable>: @unchecked Sendable {
     func wait() -> (Result<T, any Error>, Double) {
         group.wait()
         return outcome ?? (.failure(BackupError("background job produced no result")), 0)
+    }
+}
+
+/// WAL ranges from a `pgbackrest repo-ls --recurse --output=json archive/<stanza>` listing.
+public enum ArchiveListing {
+    /// Continuous ranges of segment files (`<archiveId>/<dir>/<24 hex>-<sha1>[.ext]`) per archive
+    /// id, as `pgbackrest verify` reports them; `.history`, `.backup` and `.partial` files are not segments.
+    public static func ranges<S: Sequence>(_ paths: S, segmentSize: Int64) -> [VerifyOutput.WALRange] where S.Element == String {
+        var byArchive: [String: [String]] = [:]
+        for path in paths {
+            let parts = path.split(separator: "/")
+            guard parts.count == 3, let name = parts.last else { continue }
+            let head = name.prefix(24)
+            guard head.count == 24, head.allSatisfy(\.isHexDigit), name.dropFirst(24).first == "-" else { continue }
+            byArchive[String(parts[0]), default: []].append(String(head).uppercased())
+        }
+        var ranges: [VerifyOutput.WALRange] = []
+        for (archiveID, names) in byArchive.sorted(by: { $0.key < $1.key }) {
+            var current: VerifyOutput.WALRange?
+            for name in Set(names).sorted() {
+                if var range = current, WALName.next(range.stop, segmentSize: segmentSize) == name {
+                    range.stop = name
+                    current = range
+                } else {
+                    if let current { ranges.append(current) }
+                    current = VerifyOutput.WALRange(archiveID: archiveID, start: name, stop: name)
+                }
+            }
+            if let current { ranges.append(current) }
+        }
+        return ranges
     }
 }

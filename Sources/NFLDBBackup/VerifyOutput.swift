@@ -17,6 +17,13 @@ public struct VerifyOutput: Sendable, Equatable {
     /// Lines mentioning errors (checksum mismatch, missing file, invalid).
     public var problems: [String]
 
+    public init(status: String?, backups: [String: String], walRanges: [WALRange], problems: [String]) {
+        self.status = status
+        self.backups = backups
+        self.walRanges = walRanges
+        self.problems = problems
+    }
+
     public var ok: Bool {
         status?.lowercased() != "error" && problems.isEmpty
             && !backups.values.contains { $0 != "valid" }

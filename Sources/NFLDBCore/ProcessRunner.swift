@@ -8,6 +8,10 @@ public struct ProcessResult: Sendable {
     public let standardOutput: String
     public let standardError: String
     public let duration: Duration
+    /// User + system CPU seconds of the child and every descendant it waited for (`wait4`'s
+    /// rusage: a `runuser`/`nice` wrapper's program, pgBackRest's worker processes). A daemon the
+    /// child left running (`pg_ctl start`'s postmaster) is not included.
+    public var cpuSeconds: Double = 0
 
     public var succeeded: Bool { status == 0 }
 
@@ -132,9 +136,10 @@ public struct ProcessRunner: Sendable {
         defer { Self.activeChildren.withLock { _ = $0.remove(pid) } }
         let deadline = start + timeout
         var waitStatus: Int32 = 0
+        var usage = rusage()
         var pollInterval = 0.001
         while true {
-            let r = waitpid(pid, &waitStatus, WNOHANG)
+            let r = wait4(pid, &waitStatus, WNOHANG, &usage)
             if r == pid { break }
             if r < 0 && errno != EINTR {
                 // Without a wait status the outcome is unknown: never report it as exit 0.
@@ -172,7 +177,16 @@ public struct ProcessRunner: Sendable {
         let err = FileManager.default.contents(atPath: errPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
         return ProcessResult(
             command: argv, status: status, standardOutput: out, standardError: err,
-            duration: ContinuousClock.now - start)
+            duration: ContinuousClock.now - start, cpuSeconds: Self.seconds(usage.ru_utime) + Self.seconds(usage.ru_stime))
+    }
+
+    static func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1_000_000 }
+
+    /// User + system CPU seconds this process has used so far (all its threads).
+    public static func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// Makes a child start with every signal at its default action and an empty signal mask.

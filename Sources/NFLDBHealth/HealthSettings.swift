@@ -45,6 +45,9 @@ extension ConfigKey {
         "health.checks.cache_hit.min_blocks", .integer, default: "10000", help: "cache_hit: ignore databases with fewer block accesses")
     public static let healthVerifyWarning = ConfigKey(
         "health.checks.backups.verify_warning", .duration, default: "8d", help: "backups: last successful verification older than this is a WARNING")
+    public static let healthRepoVerifyWarning = ConfigKey(
+        "health.checks.backups.repo_verify_warning", .duration, default: "15d",
+        help: "backups: last full repository verification (`pgbackrest verify` run by backup verify) older than this is a WARNING")
     public static let healthTLSLocalNetworks = ConfigKey(
         "health.checks.tls_connections.local_networks", .stringList, default: "127.0.0.0/8,::1/128",
         help: "tls_connections: client networks not counted (loopback; Unix-socket clients never count)")
@@ -96,7 +99,7 @@ public struct HealthSettings: Sendable {
         .healthStatementTimeout, .healthLockTimeout, .healthTargetName,
         .healthIdleWarning, .healthIdleCritical, .healthBloatMinSize, .healthBloatMinPercent, .healthVacuumGrace, .healthVacuumMinRows,
         .healthReplicationStandbys, .healthReplicationDelayWarning, .healthReplicationDelayCritical, .healthSlotWarning,
-        .healthSlotCritical, .healthArchiveMaxAge, .healthSlowMinCalls, .healthCacheMinBlocks, .healthVerifyWarning, .healthTLSLocalNetworks,
+        .healthSlotCritical, .healthArchiveMaxAge, .healthSlowMinCalls, .healthCacheMinBlocks, .healthVerifyWarning, .healthRepoVerifyWarning, .healthTLSLocalNetworks,
     ]
 
     public var statementTimeout: Duration

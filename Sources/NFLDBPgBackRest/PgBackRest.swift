@@ -157,9 +157,10 @@ public struct PgBackRest: Sendable {
         self.executable = executable
     }
 
-    /// pgBackRest's own argv (before any `runuser` wrapping): config, stanza, options, command.
-    public func arguments(_ command: String, _ options: [String] = []) -> [String] {
-        ["--config=\(configPath)", "--stanza=\(stanza)"] + options + [command]
+    /// pgBackRest's own argv (before any `runuser` wrapping): config, stanza, options, command, and
+    /// the command's own arguments (`repo-ls <path>`, `repo-get <file>`).
+    public func arguments(_ command: String, _ options: [String] = [], positional: [String] = []) -> [String] {
+        ["--config=\(configPath)", "--stanza=\(stanza)"] + options + [command] + positional
     }
 
     /// The full argv executed, including `runuser -u USER --` when nfldb runs as root.
@@ -177,10 +178,10 @@ public struct PgBackRest: Sendable {
     /// - Throws: ``ProcessError`` only when pgbackrest cannot be started or times out.
     /// - Parameter niceness: lower CPU priority (`nice -n`) for a background command.
     public func run(_ command: String, _ options: [String] = [], timeout: Duration = .seconds(3600), logger: Logger? = nil,
-                    cancellation: ProcessCancellation? = nil, niceness: Int32? = nil) throws -> PgBackRestResult {
+                    cancellation: ProcessCancellation? = nil, niceness: Int32? = nil, positional: [String] = []) throws -> PgBackRestResult {
         logger?.info("pgbackrest", metadata: ["pgbackrest.command": .string(command), "pgbackrest.stanza": .string(stanza)])
         let result = try ProcessRunner(runAsUser: osUser, niceness: niceness).run(
-            executable, arguments(command, options), environment: Self.environment, workingDirectory: "/", timeout: timeout,
+            executable, arguments(command, options, positional: positional), environment: Self.environment, workingDirectory: "/", timeout: timeout,
             cancellation: cancellation)
         return PgBackRestResult(command: command, process: result)
     }

@@ -93,18 +93,20 @@ enum WorkerHandlers {
         }
     }
 
-    /// `backup.verify`: `{"set": "LABEL", "target_time": "TIMESTAMPTZ", "reuse_scratch": false}`, all
+    /// `backup.verify`: `{"set": "LABEL", "target_time": "TIMESTAMPTZ", "reuse_scratch": false, "full": false}`, all
     /// optional — the same verification as `nfldb backup verify` (restore into scratch, prove the data,
     /// tear down, receipt in `nfldb.backup_verifications`). Returns the receipt. A verification whose
     /// checks fail is a permanent failure (dead-lettered with the failed checks: it is a finding, not
     /// a transient error); one that could not record its receipt is retried.
     static func backupVerify(_ task: TaskContext, configuration: Configuration, database: ConnectionOptions) throws -> String {
         let type = "backup.verify"
-        let payload = try task.payload(allowing: ["set", "target_time", "reuse_scratch"])
+        let payload = try task.payload(allowing: ["set", "target_time", "reuse_scratch", "full"])
         for key in ["set", "target_time"] where payload[key] != nil && !(payload[key] is String) {
             throw TaskFailure("\(type): \"\(key)\" must be a string", permanent: true)
         }
-        if let value = payload["reuse_scratch"], !(value is Bool) { throw TaskFailure("\(type): \"reuse_scratch\" must be true or false", permanent: true) }
+        for key in ["reuse_scratch", "full"] where payload[key] != nil && !(payload[key] is Bool) {
+            throw TaskFailure("\(type): \"\(key)\" must be true or false", permanent: true)
+        }
         let receipt: VerificationReceipt
         do {
             let settings = try BackupConfig(configuration: configuration)
@@ -116,8 +118,9 @@ enum WorkerHandlers {
             let pg = PgBackRest(configPath: configPath, stanza: settings.stanza, osUser: sandbox.runAsUser)
             var options = VerifyOptions(binaries: try PostgresBinaries.locate(configured: sandbox.binDirectory),
                                         set: payload["set"] as? String, targetTime: payload["target_time"] as? String)
+            options.apply(settings)
             options.reuseScratch = payload["reuse_scratch"] as? Bool ?? settings.reuseScratch
-            if let jobs = settings.amcheckJobs { options.amcheckJobs = max(1, jobs) }
+            options.full = payload["full"] as? Bool ?? false
             options.scratchDirectory = settings.scratchDirectory.map {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch
                     ? "nfldb-verify-\(pg.stanza)" : "nfldb-verify-\(UUID().uuidString.prefix(8).lowercased())")

@@ -10,8 +10,8 @@ import Testing
 /// `health --check backups` against records real verifies wrote: the latest outcome counts, per stanza.
 @Suite("health backups: the latest verification counts, per stanza", .serialized)
 struct BackupHealthTests {
-    func backupsCheck(_ f: BackupFixture, stanza: String) throws -> CheckResult {
-        let report = HealthRunner(settings: HealthSettings(values: ["backups.stanza": stanza]), probes: [BackupsProbe()], logger: f.logger)
+    func backupsCheck(_ f: BackupFixture, stanza: String, _ extra: [String: String] = [:]) throws -> CheckResult {
+        let report = HealthRunner(settings: HealthSettings(values: ["backups.stanza": stanza].merging(extra) { $1 }), probes: [BackupsProbe()], logger: f.logger)
             .run([HealthTarget(options: ConnectionOptions(dsn: f.dsn))])
         return try #require(report.check("backups"))
     }
@@ -23,7 +23,12 @@ struct BackupHealthTests {
         try f.initStanza()
         _ = try f.backup("full")
         #expect(try f.verify().passed)
-        #expect(try backupsCheck(f, stanza: "nfldb").status == .ok)
+        let first = try backupsCheck(f, stanza: "nfldb")
+        #expect(first.status == .ok, "\(first.message)")
+        // When the full repository verification last passed (it runs every repo_verify_interval).
+        #expect(first.message.contains("last full repository verification"), "\(first.message)")
+        let stale = try backupsCheck(f, stanza: "nfldb", ["backups.repo_verify_warning": "0s"])
+        #expect(stale.status == .warning && stale.hint?.contains("--full") == true, "\(stale.message)")
 
         // A second stanza name in the same database: its verifies fail (it has no backups in the repo).
         var other = f.pgbackrest

@@ -43,15 +43,34 @@ struct BackupIntegrationTests {
         #expect(receipt.passed, "\(receipt.renderText())")
         #expect(receipt.label == incr.label)
         #expect(Set(receipt.checks.map(\.name)).isSuperset(of: ["repo-info", "pgbackrest-verify", "wal-continuity", "archive-timeline", "restore",
-                                                           "promoted", "canary", "row-counts", "schema-version", "pg_amcheck", "pg_checksums", "server-log"]))
+                                                           "promoted", "canary", "row-counts", "schema-version", "pg_amcheck", "page-checksums", "server-log"]))
+        // The first verification of the stanza runs the full repo verify; page checksums come from
+        // the backup's own page check (backup.verify.page_checksums: backup), no pg_checksums pass.
+        #expect(receipt.repoVerify?.ran == true, "\(receipt.renderText())")
+        #expect(receipt.pageChecksums == "backup")
+        #expect(!receipt.checks.contains { $0.name == "pg_checksums" })
         #expect(receipt.recoverySeconds ?? 0 > 0)
         #expect(f.scratchLeftovers().isEmpty)
 
         // verify of an older set, and the receipt rows the health probe reads
         let older = try f.verify(set: full.label)
         #expect(older.passed, "\(older.renderText())")
+        // Within repo_verify_interval of a passing full repo verify: not run again, the archive
+        // listed for WAL continuity instead.
+        #expect(older.repoVerify?.ran == false, "\(older.renderText())")
+        #expect(older.repoVerify?.lastPassedAt != nil)
+        #expect(older.checks.contains { $0.name == "pgbackrest-verify" && $0.passed && $0.evidence.contains("not run this time") })
+        #expect(older.checks.contains { $0.name == "wal-continuity" && $0.passed })
         let check = try f.connect()
         defer { check.close() }
         #expect(try check.query("SELECT count(*) FROM nfldb.backup_verifications WHERE status = 'ok'").scalar(Int.self) == 2)
+
+        // --full: both again, whatever the settings say.
+        let forced = try f.verify(full: true)
+        #expect(forced.passed, "\(forced.renderText())")
+        #expect(forced.repoVerify?.ran == true)
+        #expect(forced.pageChecksums == "pg_checksums")
+        #expect(forced.checks.contains { $0.name == "pg_checksums" && $0.passed })
+        #expect(f.scratchLeftovers().isEmpty)
     }
 }

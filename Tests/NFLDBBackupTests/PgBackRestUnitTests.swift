@@ -104,6 +104,30 @@ struct PgBackRestUnitTests {
         #expect(WALName.timeline("000000020000000000000005") == 2)
     }
 
+    @Test("archive listing (repo-ls): segments only, ranges across a log boundary, a gap and a new timeline split them")
+    func archiveListingRanges() {
+        let sha = "-0123456789abcdef0123456789abcdef01234567.lz4"
+        let paths = [
+            ".", "15-1", "15-1/0000000100000000", "15-1/00000002.history",
+            "15-1/0000000100000000/0000000100000000000000FE" + sha,
+            "15-1/0000000100000000/0000000100000000000000FF" + sha,
+            "15-1/0000000100000000/0000000100000000000000FF.00000028.backup",
+            "15-1/0000000100000001/000000010000000100000000" + sha,
+            "15-1/0000000100000001/000000010000000100000002" + sha,  // ...01 missing
+            "15-1/0000000100000001/000000010000000100000003.partial" + sha,
+            "15-1/0000000200000001/000000020000000100000003" + sha,
+        ]
+        let ranges = ArchiveListing.ranges(paths, segmentSize: 16 * 1024 * 1024).map { "\($0.archiveID):\($0.start)-\($0.stop)" }
+        #expect(ranges == [
+            "15-1:0000000100000000000000FE-000000010000000100000000",
+            "15-1:000000010000000100000002-000000010000000100000002",
+            "15-1:000000020000000100000003-000000020000000100000003",
+        ])
+        let parsed = VerifyOutput(status: nil, backups: [:], walRanges: ArchiveListing.ranges(paths, segmentSize: 16 * 1024 * 1024), problems: [])
+        #expect(parsed.continuous(archiveID: "15-1", from: "0000000100000000000000FE", through: "000000010000000100000000"))
+        #expect(!parsed.continuous(archiveID: "15-1", from: "0000000100000000000000FE", through: "000000010000000100000002"))
+    }
+
     @Test("verify text: per-backup status, WAL ranges and continuity; exit code is not trusted")
     func verifyParsing() {
         let text = """

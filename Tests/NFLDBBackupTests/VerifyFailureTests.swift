@@ -113,6 +113,66 @@ struct VerifyFailureTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 
+    @Test("a WAL segment lost after a passing verify, with the full repo verify not due: the archive listing finds the gap")
+    func walMissingAfterPassingVerify() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        for i in 0..<2 {
+            try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 4, \(i) FROM generate_series(1, 100)")
+            try f.pgbackrest.runChecked("check", ["--archive-timeout=20"])
+        }
+        let first = try f.verify()
+        #expect(first.passed, "\(first.renderText())")
+        #expect(first.repoVerify?.ran == true)
+        let info = try f.pgbackrest.info()
+        let stop = try #require(info[0].backup.last?.archive?.stop)
+        let max = try #require(info[0].archiveMax)
+        let archiveRoot = "\(f.repoPath)/archive/nfldb/\(info[0].archive[0].id)/\(stop.prefix(16))"
+        let after = try FileManager.default.contentsOfDirectory(atPath: archiveRoot).filter { name in
+            let seg = String(name.prefix(24))
+            return seg.count == 24 && name.dropFirst(24).hasPrefix("-") && seg > stop && seg < max
+        }.sorted()
+        let victim = try #require(after.first, "no segment between \(stop) and \(max)")
+        try FileManager.default.removeItem(atPath: "\(archiveRoot)/\(victim)")
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        #expect(receipt.repoVerify?.ran == false, "\(receipt.renderText())")
+        let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
+        #expect(gap.evidence.contains("WAL gap") && gap.evidence.contains("archive listing"))
+        // A failed run that skipped the full repo verify makes the next run do it.
+        let next = try f.verify()
+        #expect(next.repoVerify?.ran == true, "\(next.renderText())")
+        #expect(failed(next, "wal-continuity") != nil)
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a page with a bad checksum on the primary when the backup is taken (a free-space-map page pg_amcheck never reads)")
+    func badPageChecksumAtBackup() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        try f.sql("VACUUM nfl.plays")
+        try f.sql("CHECKPOINT")
+        let db = try f.connect()
+        let file = try db.query("SELECT pg_relation_filepath('nfl.plays')").scalar(String.self)
+        db.close()
+        let fsm = "\(f.cluster.dataDirectory)/\(file)_fsm"
+        let handle = try #require(FileHandle(forUpdatingAtPath: fsm), "no \(fsm)")
+        try handle.seek(toOffset: 4000)  // inside page 0, past its header: the LSN stays valid
+        handle.write(Data("CORRUPTCORRUPT".utf8))
+        try handle.close()
+        _ = try f.backup("full")
+
+        let receipt = try f.verify()
+        #expect(!receipt.passed)
+        let pages = try #require(failed(receipt, "page-checksums"), "\(receipt.renderText())")
+        #expect(pages.evidence.contains("\(file)_fsm"), "\(pages.evidence)")
+        #expect(f.scratchLeftovers().isEmpty)
+    }
+
     @Test("the scratch port is already in use")
     func portInUse() throws {
         let f = try BackupFixture()

@@ -433,7 +433,7 @@ struct QueueCLITests {
             try #require(try nfldb("backup", "init", env: env).status == 0)
             let full = try nfldb("backup", "run", "--type", "full", env: env)
             try #require(full.status == 0, "\(full.allOutput)")
-            let submitted = try nfldb("queue", "submit", "backup.verify", "--payload", #"{"reuse_scratch": false}"#, "--format", "json", env: env)
+            let submitted = try nfldb("queue", "submit", "backup.verify", "--payload", #"{"reuse_scratch": false, "full": true}"#, "--format", "json", env: env)
             let id = try #require(try jsonObject(submitted.standardOutput)["id"] as? String, "\(submitted.allOutput)")
             let worker = try CLIRunner.run(["worker", "--burst", "--queues", "cpu", "--format", "json"], environment: env, timeout: .seconds(600))
             #expect(worker.status == 0, "\(worker.allOutput)")
@@ -447,6 +447,8 @@ struct QueueCLITests {
             let connection = try PostgresConnection.connect(options, logger: TestCluster.logger)
             defer { connection.close() }
             #expect(try connection.query("SELECT result->>'status' FROM nfl.task_results WHERE task_id = \(id)").scalar(String.self) == "ok")
+            // "full": true is `backup verify --full`: the pg_checksums pass and the whole-repo verify.
+            #expect(try connection.query("SELECT result->>'pageChecksums' FROM nfl.task_results WHERE task_id = \(id)").scalar(String.self) == "pg_checksums")
             let health = try CLIRunner.run(["health", "--check", "backups"], environment: env)
             #expect(health.status == 0, "\(health.allOutput)")
             let bad = try nfldb("queue", "submit", "backup.verify", "--payload", #"{"set": "19990101-000000F"}"#, "--format", "json", env: env)

@@ -78,6 +78,39 @@ public struct BackupsProbe: Probe {
                 status = status.worse(.warning)
                 hints.append("Run `nfldb backup verify` (nightly, see pgbackrest/nfldb.cron).")
             }
+            // The full repository verification (`pgbackrest verify` of every repo file) runs only
+            // every backup.verify.repo_verify_interval: say when it last passed.
+            // Only once verify records that decision (`repoVerify` in its receipt): before, every run verified the repo.
+            let recordsDecision = try verify != nil && context.row("""
+                SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'nfldb.backup_verifications'::regclass AND attname = 'receipt'
+                               AND NOT attisdropped) AS has_receipt
+                """, "backup_verifications columns").decode("has_receipt", as: Bool.self)
+                && context.row("""
+                    SELECT EXISTS (SELECT FROM nfldb.backup_verifications WHERE stanza = \(stanza) AND receipt ? 'repoVerify') AS recorded
+                    """, "repository verification records").decode("recorded", as: Bool.self)
+            if recordsDecision {
+                let repoAge = try context.rows("""
+                    SELECT extract(epoch FROM now() - max(finished_at))::float8 AS age_s FROM nfldb.backup_verifications
+                    WHERE stanza = \(stanza) AND coalesce(receipt->'repoVerify'->>'ran', 'true') = 'true'
+                      AND receipt->'checks' @> '[{"name": "pgbackrest-verify", "passed": true}]'
+                      AND NOT (coalesce(failed_checks, '{}') && ARRAY['wal-continuity']::text[])
+                    """).first.flatMap { try $0.decode("age_s", as: Double?.self) }
+                let repoLimit = context.settings.seconds(.healthRepoVerifyWarning)
+                details.append(Detail([("kind", .string("repository_verification")), ("stanza", .string(stanza)),
+                                       ("seconds_since_success", .number(repoAge))]))
+                if let repoAge {
+                    parts.append("last full repository verification \(HealthFormat.duration(repoAge)) ago")
+                    if repoAge >= repoLimit {
+                        status = status.worse(.warning)
+                        hints.append("No full repository verification for over \(HealthFormat.duration(repoLimit)): run `nfldb backup verify --full` "
+                            + "and check backup.verify.repo_verify_interval.")
+                    }
+                } else {
+                    parts.append("no full repository verification passed")
+                    status = status.worse(.warning)
+                    hints.append("Run `nfldb backup verify --full` (it reads and checksums every repo file).")
+                }
+            }
         } else {
             parts.append("no verification records (nfldb.backup_verifications does not exist)")
         }

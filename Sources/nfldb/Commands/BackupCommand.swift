@@ -275,7 +275,10 @@ extension BackupCommand {
                 into a scratch dir (--type=immediate, or --type=time with --target-time; with --reuse-scratch, --delta into the \
                 copy kept last time) with archive_mode off, start on a free 127.0.0.1 port, wait until promoted, then check the \
                 canary, row counts and reference-table checksums against the manifest, schema version, pg_amcheck \
-                --heapallindexed, pg_checksums and the server log. The copy is always stopped, and removed unless kept with \
+                --heapallindexed, page checksums (pgBackRest's page check at backup time plus every page read after the restore; \
+                a pg_checksums pass with backup.verify.page_checksums: pg_checksums or --full) and the server log. The full \
+                `pgbackrest verify` runs when the last passing one is older than backup.verify.repo_verify_interval (7d) or with \
+                --full; otherwise the archive is listed for WAL continuity. The copy is always stopped, and removed unless kept with \
                 --reuse-scratch (also on SIGTERM). The JSON receipt goes to nfldb.backup_verifications and --receipt. Exit 0 \
                 only if every check passed.
                 """)
@@ -290,6 +293,8 @@ extension BackupCommand {
         @Flag(name: .customLong("skip-space-check"), help: "Skip the free-space pre-flight on the scratch filesystem (for filesystems whose statvfs misreports).")
         var skipSpaceCheck = false
         @Option(name: .customLong("amcheck-jobs"), help: "pg_amcheck --jobs (default backup.verify.amcheck_jobs, else the CPU count, at most 8).") var amcheckJobs: Int?
+        @Flag(help: "Do every check this run whatever backup.verify.* says: the full `pgbackrest verify` of every repo file (else only when the last one is older than backup.verify.repo_verify_interval, 7d) and a pg_checksums pass on the stopped copy (else backup.verify.page_checksums).")
+        var full = false
         @Option(help: "Port for the restored copy (default: a free one).") var port: Int?
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
@@ -305,6 +310,8 @@ extension BackupCommand {
             ActiveScratch.installSignalHandlers()
             var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port, receiptPath: receipt)
             options.skipSpaceCheck = skipSpaceCheck
+            options.apply(backupConfig)
+            options.full = full
             options.reuseScratch = reuseScratch ?? backupConfig.reuseScratch
             if let jobs = amcheckJobs ?? backupConfig.amcheckJobs {
                 guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
