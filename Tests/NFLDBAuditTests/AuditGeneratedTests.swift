@@ -136,6 +136,72 @@ struct AuditGeneratedTests {
         }
     }
 
+    @Test("UPDATE's changed columns (built from the changed columns only) equal the new row's jsonb minus the unchanged columns, for none to all of 17 columns of many types, NULLs and excluded columns, in both modes; columns named like the statement function's variables")
+    func changedColumnsMatchRowDifference() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            // tx, login, runner, app, client, corr: the statement function's variables (#variable_conflict use_variable).
+            let columns = """
+                id int PRIMARY KEY, c_int int, c_big bigint, c_num numeric, c_text text, c_bool bool, c_ts timestamptz, c_date date,
+                c_json json, c_jsonb jsonb, c_arr int[], c_point point, c_uuid uuid, c_float float8, c_ival interval,
+                tx text, login text, runner int, app text, client inet, corr text, skip_me text
+                """
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.wide_r (\(columns));
+                CREATE TABLE nfl.wide_s (\(columns));
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.wide_r"], mode: .row, excludeColumns: ["skip_me"]) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.wide_s"], mode: .statement, excludeColumns: ["skip_me"]) }
+            // Row i changes column k when bit k of i is set: 2^10 rows cover every subset of the first ten
+            // columns; the last seven change together on every third row, to NULL on every fifth.
+            let bits = ["c_int", "c_big", "c_num", "c_text", "c_bool", "c_ts", "c_date", "c_json", "c_jsonb", "c_arr"]
+            let change: [String: String] = [
+                "c_int": "c_int + 1", "c_big": "c_big * 2", "c_num": "c_num + 0.25", "c_text": "c_text || 'é'", "c_bool": "NOT c_bool",
+                "c_ts": "c_ts + interval '1 hour'", "c_date": "c_date + 1", "c_json": "json_build_object('k', id + 1)",
+                "c_jsonb": "jsonb_build_object('k', id, 'n', NULL)", "c_arr": "c_arr || 3",
+            ]
+            let rest = ["c_point": "point(id, 1)", "c_uuid": "gen_random_uuid()", "c_float": "c_float / 3", "c_ival": "c_ival * 2",
+                        "tx": "tx || '!'", "login": "upper(login)", "runner": "runner + 1"]
+            var set = bits.enumerated().map { k, c in "\(c) = CASE WHEN id & \(1 << k) <> 0 THEN \(change[c]!) ELSE \(c) END" }
+            set += rest.sorted(by: { $0.key < $1.key }).map { c, e in "\(c) = CASE WHEN id = 0 THEN \(c) WHEN id % 15 = 0 THEN NULL WHEN id % 3 = 0 THEN \(e) ELSE \(c) END" }
+            set.append("skip_me = skip_me || 'x'")
+            for name in ["wide_r", "wide_s"] {
+                let table = "nfl.\(name)"
+                try admin.runScript(unsafeSQL: """
+                    INSERT INTO \(table) SELECT i, i, i::bigint * 1000000000, i / 7.0, 't' || i, i % 2 = 0, timestamptz '2024-09-05 12:00+00' + i * interval '1 minute',
+                        date '2024-09-05' + i, json_build_object('k', i), jsonb_build_object('k', i, 'a', ARRAY[i]), ARRAY[i, 2], point(i, 0),
+                        md5(i::text)::uuid, i / 3.0, i * interval '1 second', 'tx' || i, 'login' || i, i, 'app', '127.0.0.1', 'corr', 's'
+                    FROM generate_series(0, 1023) i;
+                    CREATE TABLE \(table)_before AS SELECT * FROM \(table);
+                    UPDATE \(table) SET \(set.joined(separator: ", "));
+                    """)
+                // The reference: every column (but the excluded one) whose jsonb differs, from the whole rows.
+                let mismatches = try admin.query("""
+                    WITH expected AS (
+                        SELECT b.id, (SELECT jsonb_object_agg(n.key, n.value) FROM jsonb_each(to_jsonb(a) - 'skip_me') n
+                                       JOIN jsonb_each(to_jsonb(b) - 'skip_me') o USING (key) WHERE n.value IS DISTINCT FROM o.value) AS changed
+                        FROM \(qualified: "nfl", name) a JOIN \(qualified: "nfl", name + "_before") b USING (id)
+                    ), logged AS (
+                        SELECT (row_key->>'id')::int AS id, changed FROM audit.log
+                        WHERE table_oid = \(table)::regclass::oid AND operation = 'UPDATE'
+                    )
+                    SELECT count(*) FROM expected e FULL JOIN logged l USING (id)
+                    WHERE e.changed IS DISTINCT FROM l.changed
+                    """).scalar(Int.self)
+                #expect(mismatches == 0, "\(table): \(mismatches) rows whose logged changed columns differ from the row difference")
+                // Row 0 changes nothing but the excluded column: not logged; the 1023 others are, once each.
+                #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_oid = \(table)::regclass::oid AND operation = 'UPDATE'").scalar(Int.self) == 1023)
+                let all = try admin.query("SELECT changed::text FROM audit.log WHERE table_oid = \(table)::regclass::oid AND operation = 'UPDATE' AND (row_key->>'id')::int = 1023").scalar(String.self)
+                #expect(json(all).count == 10 + 7, "row 1023 changes every audited column but the key: \(all)")
+                let nulls = try admin.query("SELECT changed::text FROM audit.log WHERE table_oid = \(table)::regclass::oid AND operation = 'UPDATE' AND (row_key->>'id')::int = 15").scalar(String.self)
+                #expect(nulls.contains(#""tx": null"#) && nulls.contains(#""runner": null"#), "a column changed to NULL is logged as null: \(nulls)")
+            }
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.tables.flatMap(\.problems))")
+        }
+    }
+
     @Test("columns without a default equality (json, point, json[]) are compared as text; no-op updates of them are skipped")
     func typesWithoutEquality() throws {
         try AuditWorld.with(roles: false) { world in
