@@ -53,6 +53,8 @@ public final class CopyQueue {
     private var serverError: PostgresError?
     private var failure: PostgresError?
     private var aborting = false
+    /// libpq still holds bytes the socket did not take (wait for writability too).
+    private var outputPending = false
     /// Bytes given to libpq per `PQputCopyData` (one CopyData message): the server parses a
     /// message only once all of it has arrived, so a 16 MiB batch goes out in pieces.
     private let chunk = 256 * 1024
@@ -189,7 +191,7 @@ public final class CopyQueue {
         while true {
             try poll()
             if state == .idle && nextWaiting >= waiting.count { return }
-            try waitForSocket(write: state == .sending)
+            try waitForSocket(write: state == .sending || outputPending)
         }
     }
 
@@ -204,7 +206,7 @@ public final class CopyQueue {
         while state != .idle && failure == nil && connection.isAlive {
             do {
                 try poll()
-                if state != .idle { try waitForSocket(write: state == .sending) }
+                if state != .idle { try waitForSocket(write: state == .sending || outputPending) }
             } catch {
                 return
             }
@@ -221,9 +223,11 @@ public final class CopyQueue {
 
     /// `PQflush`, then `PQconsumeInput`; true when a whole result can be read without waiting.
     private func inputReady() throws -> Bool {
-        if PQflush(handle) < 0 || PQconsumeInput(handle) == 0 {
+        let flushed = PQflush(handle)
+        if flushed < 0 || PQconsumeInput(handle) == 0 {
             try fail(connection.connectionError(statement: current?.query.sql))
         }
+        outputPending = flushed == 1
         return PQisBusy(handle) == 0
     }
 
