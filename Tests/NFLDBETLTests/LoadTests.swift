@@ -217,6 +217,16 @@ import Testing
             afterFail["etl_rejects"] = 0
             #expect(afterFail == empty)
 
+            // A file cut in the middle of row 700 (batches already COPYed when the parser finds
+            // out): a file error, and nothing stays.
+            let cut = Slice.lines[0...700].joined(separator: "\n").dropLast(40)
+            let truncated = try world.failingLoad(String(cut), options: small)
+            #expect(truncated.cause.contains("truncated"), "\(truncated.cause)")
+            #expect(truncated.result.loadMethod == "direct")
+            var afterCut = try world.counts()
+            afterCut["etl_rejects"] = 0
+            #expect(afterCut == empty)
+
             // A constraint the contract does not know (added here) fails on the server in a later
             // batch: the error names the batch and the input row and line; nothing stays.
             let admin = try world.db.connect()
