@@ -136,8 +136,10 @@ public final class CopyQueue {
                 let flushed = PQflush(handle)
                 if flushed < 0 { return try fail(connection.connectionError(statement: copy.query.sql)) }
                 if flushed == 1 { return }  // the socket is full: the server is still reading
-                if aborting && !endSent {
-                    guard PQputCopyEnd(handle, "aborted by nfldb: the caller stopped before this COPY's data was sent") >= 0 else {
+                if endSent {
+                    state = .finishing
+                } else if aborting {
+                    guard PQputCopyEnd(handle, "aborted by nfldb: the caller stopped before all of this COPY's data was sent") >= 0 else {
                         return try fail(connection.connectionError(statement: copy.query.sql))
                     }
                     endSent = true
@@ -149,13 +151,11 @@ public final class CopyQueue {
                     if status < 0 { return try fail(connection.connectionError(statement: copy.query.sql)) }
                     if status == 0 { return }  // libpq could not buffer it now; next poll
                     sent = end
-                } else if !endSent {
+                } else {
                     let status = PQputCopyEnd(handle, nil)
                     if status < 0 { return try fail(connection.connectionError(statement: copy.query.sql)) }
                     if status == 0 { return }
                     endSent = true
-                } else {
-                    state = .finishing
                 }
             case .finishing:
                 guard try inputReady() else { return }
