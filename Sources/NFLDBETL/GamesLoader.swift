@@ -22,7 +22,7 @@ public struct LoadOptions: Sendable {
     public var lockTimeout: Duration = .seconds(10)
     public var now = Date()
     /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
-    var directBatchBytes = 16 << 20
+    var directBatchBytes = 4 << 20
     public init() {}
 }
 
@@ -324,11 +324,14 @@ public struct GamesLoader {
     }
 
     /// The direct load into an empty nfl.games: valid rows are buffered (raw CSV) and sent in
-    /// COPY batches; before each batch the teams and stadiums it references are inserted (the
-    /// foreign keys are checked at the end of each COPY). A duplicated game_id whose first
-    /// occurrence is still in the buffer takes that row out (both are rejected); one already sent
-    /// abandons the direct load (``DirectLoadAbandoned``). Weather and odds are then inserted from
-    /// nfl.games: it held no row before, so neither did they (both reference it).
+    /// COPY batches, each followed by COPY batches of its weather and odds rows (they reference
+    /// it); before each batch the teams and stadiums it references are inserted (the foreign keys
+    /// are checked at the end of each COPY). Batch k's COPYs run on the server while the client
+    /// validates batch k+1 (``CopyQueue``). A duplicated game_id whose first occurrence is still in
+    /// the buffer takes that row out (both are rejected); one already sent abandons the direct
+    /// load (``DirectLoadAbandoned``: a COPY still receiving data is aborted, the caller rolls
+    /// back to its savepoint). With `--on-invalid fail`, nothing more is sent after the first
+    /// rejected row (the run will roll back).
     private func loadDirect(_ input: PeekedSource, order: [String], pipeline: ValidationPipeline, options: LoadOptions, result: inout LoadResult) throws {
         let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
         typealias C = GamesContract.Column
@@ -349,6 +352,8 @@ public struct GamesLoader {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(options.directBatchBytes + (1 << 16))
         var lineStarts: [Int] = []
+        /// Data row and input line of each buffered line (for an error the server reports at a COPY line).
+        var lineRows: [(row: Int, line: Int)] = []
         var buffered: [String: (index: Int, row: Int, line: Int)] = [:]
         var dropped: [Int] = []
         var firstOccurrences: [(row: Int, line: Int, key: String, raw: String)] = []
@@ -358,6 +363,7 @@ public struct GamesLoader {
         var pendingStadiums: [String] = []
         var insertedStadiums = Set<String>()
         var copied = 0
+        var batch = 0
 
         pipeline.onDuplicate = { key in
             guard let first = buffered[key] else {
@@ -369,79 +375,113 @@ public struct GamesLoader {
             let raw = String(decoding: buffer[lineStarts[first.index]..<(end - 1)], as: UTF8.self)
             firstOccurrences.append((first.row, first.line, key, raw))
         }
-        func flush() throws {
-            guard !lineStarts.isEmpty else { return }
-            let skip = Set(dropped)
-            if !pendingTeams.isEmpty {
-                insertedTeams += try connection.query("""
-                    INSERT INTO nfl.teams (team_abbr) SELECT unnest(\(Self.arrayLiteral(pendingTeams.sorted()))::text[])
-                    ON CONFLICT (team_abbr) DO NOTHING RETURNING team_abbr
-                    """).rows.compactMap { $0["team_abbr"] }
-                knownTeams.formUnion(pendingTeams)
-                pendingTeams = []
-            }
-            if !pendingStadiums.isEmpty {
-                let names = pendingStadiums.map { stadiumLatest[$0]!.name }
-                for row in try connection.query("""
-                    INSERT INTO nfl.stadiums (stadium_id, name)
-                    SELECT * FROM unnest(\(Self.arrayLiteral(pendingStadiums))::text[], \(Self.arrayLiteral(names))::text[])
-                    ON CONFLICT (stadium_id) DO NOTHING RETURNING stadium_id
-                    """).rows {
-                    if let id = row["stadium_id"] { insertedStadiums.insert(id) }
+        // Batch k's COPYs (games, then its weather and odds) run on the server while the client
+        // parses and validates batch k+1 (CopyQueue); before batch k+1's teams and stadiums are
+        // inserted, batch k has finished. At most two batches are in memory.
+        try connection.withCopyQueue { queue in
+            func flush() throws {
+                guard !lineStarts.isEmpty else { return }
+                batch += 1
+                try queue.waitUntilDone()
+                defer {
+                    weatherLines = SideBuffer()
+                    oddsLines = SideBuffer()
+                    buffer = []
+                    buffer.reserveCapacity(options.directBatchBytes + (1 << 16))
+                    lineStarts.removeAll(keepingCapacity: true)
+                    lineRows = []
+                    buffered.removeAll(keepingCapacity: true)
+                    dropped.removeAll()
                 }
-                pendingStadiums = []
+                // --on-invalid fail with a rejected row: the run will roll back; send nothing more.
+                if options.policy == .fail && pipeline.validator.rejectedRows > 0 { return }
+                let skip = Set(dropped)
+                if !pendingTeams.isEmpty {
+                    insertedTeams += try connection.query("""
+                        INSERT INTO nfl.teams (team_abbr) SELECT unnest(\(Self.arrayLiteral(pendingTeams.sorted()))::text[])
+                        ON CONFLICT (team_abbr) DO NOTHING RETURNING team_abbr
+                        """).rows.compactMap { $0["team_abbr"] }
+                    knownTeams.formUnion(pendingTeams)
+                    pendingTeams = []
+                }
+                if !pendingStadiums.isEmpty {
+                    let names = pendingStadiums.map { stadiumLatest[$0]!.name }
+                    for row in try connection.query("""
+                        INSERT INTO nfl.stadiums (stadium_id, name)
+                        SELECT * FROM unnest(\(Self.arrayLiteral(pendingStadiums))::text[], \(Self.arrayLiteral(names))::text[])
+                        ON CONFLICT (stadium_id) DO NOTHING RETURNING stadium_id
+                        """).rows {
+                        if let id = row["stadium_id"] { insertedStadiums.insert(id) }
+                    }
+                    pendingStadiums = []
+                }
+                var games = buffer
+                var kept = Array(lineRows.indices)
+                if !skip.isEmpty {
+                    games = []
+                    kept = kept.filter { !skip.contains($0) }
+                    for i in kept {
+                        games += buffer[lineStarts[i]..<(i + 1 < lineStarts.count ? lineStarts[i + 1] : buffer.count)]
+                    }
+                }
+                let rows = lineRows
+                let describe: (Int) -> String? = { n in
+                    n >= 1 && n <= kept.count ? "input row \(rows[kept[n - 1]].row) (line \(rows[kept[n - 1]].line))" : nil
+                }
+                try queue.enqueue(QueuedCopy("""
+                    COPY nfl.games (\(unsafeRaw: columns)) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
+                    """, data: games, label: "COPY nfl.games batch \(batch)", describeLine: describe, completion: { copied += $0 }))
+                if !weatherLines.isEmpty {
+                    let (data, gameLines) = weatherLines.data(skipping: skip)
+                    try queue.enqueue(QueuedCopy("COPY nfl.weather (game_id, source, temp_f, wind_mph) FROM STDIN", data: data,
+                                                 label: "COPY nfl.weather batch \(batch)",
+                                                 describeLine: { n in n >= 1 && n <= gameLines.count ? "input row \(rows[gameLines[n - 1]].row) (line \(rows[gameLines[n - 1]].line))" : nil },
+                                                 completion: { weatherCopied += $0 }))
+                }
+                if !oddsLines.isEmpty {
+                    let (data, gameLines) = oddsLines.data(skipping: skip)
+                    try queue.enqueue(QueuedCopy("""
+                        COPY nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
+                                               away_spread_odds, home_spread_odds, under_odds, over_odds) FROM STDIN
+                        """, data: data, label: "COPY nfl.odds_history batch \(batch)",
+                        describeLine: { n in n >= 1 && n <= gameLines.count ? "input row \(rows[gameLines[n - 1]].row) (line \(rows[gameLines[n - 1]].line))" : nil },
+                        completion: { oddsCopied += $0 }))
+                }
             }
-            copied += try connection.copyIn("""
-                COPY nfl.games (\(unsafeRaw: columns)) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
-                """) { writer in
-                if skip.isEmpty {
-                    try writer.write(buffer)
+
+            var sincePoll = 0
+            try pipeline.run(input, encoding: .rawCSV) { line in
+                let v = pipeline.tracked
+                if !knownTeams.contains(v[0]) { pendingTeams.insert(v[0]) }
+                if !knownTeams.contains(v[1]) { pendingTeams.insert(v[1]) }
+                if let latest = stadiumLatest[v[2]] {
+                    if (v[4], v[5]) > (latest.gameday, latest.gameID) { stadiumLatest[v[2]] = (v[4], v[5], v[3]) }
                 } else {
-                    for (i, start) in lineStarts.enumerated() where !skip.contains(i) {
-                        let end = i + 1 < lineStarts.count ? lineStarts[i + 1] : buffer.count
-                        try writer.write(buffer[start..<end])
+                    stadiumLatest[v[2]] = (v[4], v[5], v[3])
+                    pendingStadiums.append(v[2])
+                }
+                if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
+                if !v[6].isEmpty || !v[7].isEmpty {
+                    weatherLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, v[6], v[7]])
+                }
+                if !v[8].isEmpty || !v[9].isEmpty || !v[10].isEmpty || !v[11].isEmpty {
+                    oddsLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, observedAt, v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]])
+                }
+                lineStarts.append(buffer.count)
+                lineRows.append((pipeline.current.row, pipeline.current.line))
+                buffer.append(contentsOf: line)
+                if buffer.count >= options.directBatchBytes {
+                    try flush()
+                } else {
+                    sincePoll += 1
+                    if sincePoll >= 64 {
+                        sincePoll = 0
+                        try queue.poll()
                     }
                 }
             }
-            if !weatherLines.isEmpty {
-                weatherCopied += try connection.copyIn("COPY nfl.weather (game_id, source, temp_f, wind_mph) FROM STDIN") { try weatherLines.write(to: &$0, skipping: skip) }
-            }
-            if !oddsLines.isEmpty {
-                oddsCopied += try connection.copyIn("""
-                    COPY nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
-                                           away_spread_odds, home_spread_odds, under_odds, over_odds) FROM STDIN
-                    """) { try oddsLines.write(to: &$0, skipping: skip) }
-            }
-            weatherLines.clear()
-            oddsLines.clear()
-            buffer.removeAll(keepingCapacity: true)
-            lineStarts.removeAll(keepingCapacity: true)
-            buffered.removeAll(keepingCapacity: true)
-            dropped.removeAll()
+            try flush()
         }
-
-        try pipeline.run(input, encoding: .rawCSV) { line in
-            let v = pipeline.tracked
-            if !knownTeams.contains(v[0]) { pendingTeams.insert(v[0]) }
-            if !knownTeams.contains(v[1]) { pendingTeams.insert(v[1]) }
-            if let latest = stadiumLatest[v[2]] {
-                if (v[4], v[5]) > (latest.gameday, latest.gameID) { stadiumLatest[v[2]] = (v[4], v[5], v[3]) }
-            } else {
-                stadiumLatest[v[2]] = (v[4], v[5], v[3])
-                pendingStadiums.append(v[2])
-            }
-            if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
-            if !v[6].isEmpty || !v[7].isEmpty {
-                weatherLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, v[6], v[7]])
-            }
-            if !v[8].isEmpty || !v[9].isEmpty || !v[10].isEmpty || !v[11].isEmpty {
-                oddsLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, observedAt, v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]])
-            }
-            lineStarts.append(buffer.count)
-            buffer.append(contentsOf: line)
-            if buffer.count >= options.directBatchBytes { try flush() }
-        }
-        try flush()
         result.endPhase("direct_copy")
         if !firstOccurrences.isEmpty { pipeline.rejectFirstOccurrences(firstOccurrences) }
         fill(&result, from: pipeline)
@@ -486,16 +526,15 @@ public struct GamesLoader {
             bytes.append(0x0A)
         }
 
-        func write(to writer: inout CopyWriter, skipping dropped: Set<Int>) throws {
-            if dropped.isEmpty { return try writer.write(bytes) }
+        /// The lines to copy, without those of dropped games lines, and the games line of each.
+        func data(skipping dropped: Set<Int>) -> ([UInt8], [Int]) {
+            if dropped.isEmpty { return (bytes, lines.map(\.gameLine)) }
+            var out: [UInt8] = [], gameLines: [Int] = []
             for (i, line) in lines.enumerated() where !dropped.contains(line.gameLine) {
-                try writer.write(bytes[line.start..<(i + 1 < lines.count ? lines[i + 1].start : bytes.count)])
+                out += bytes[line.start..<(i + 1 < lines.count ? lines[i + 1].start : bytes.count)]
+                gameLines.append(line.gameLine)
             }
-        }
-
-        mutating func clear() {
-            bytes.removeAll(keepingCapacity: true)
-            lines.removeAll(keepingCapacity: true)
+            return (out, gameLines)
         }
     }
 

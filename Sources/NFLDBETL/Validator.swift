@@ -63,6 +63,9 @@ public struct RowValidator {
     /// The header's column names in input order (trimmed).
     public private(set) var headerNames: [String] = []
 
+    /// Rows rejected so far (cheaper than ``metrics``, which folds the null counts).
+    public var rejectedRows: Int { counts.rejectedRows }
+
     public var metrics: QualityMetrics {
         var m = counts
         for (c, n) in nullCountByColumn.enumerated() where n > 0 { m.nullCounts[names[c]] = n }

@@ -198,6 +198,70 @@ import Testing
         }
     }
 
+    /// The direct path in many small batches: batch k's COPYs run while batch k+1 is validated
+    /// (CopyQueue). Counts, rows and stadium names are those of a one-batch load; a server error in
+    /// a later batch names the batch and the input row, and leaves nothing; `--on-invalid fail`
+    /// with a bad row in the middle of the stream leaves nothing either.
+    @Test func directLoadInPipelinedBatches() throws {
+        var small = ETLWorld.options
+        small.directBatchBytes = 20_000  // ~70 rows: the slice takes 13 batches
+        try ETLWorld.with { world in
+            let empty = try world.counts()
+            // A bad row in batch 9 with policy fail: earlier batches were already COPYed; all of
+            // it, teams and stadiums included, rolls back.
+            var strict = small
+            strict.policy = .fail
+            let failed = try world.failingLoad(Slice.replacing(row: 600, column: "away_score", with: "ten"), options: strict)
+            #expect(failed.result.rejected == 1 && failed.result.loadMethod == "direct" && failed.result.rowsRead == 842)
+            var afterFail = try world.counts()
+            afterFail["etl_rejects"] = 0
+            #expect(afterFail == empty)
+
+            // A file cut in the middle of row 700 (batches already COPYed when the parser finds
+            // out): a file error, and nothing stays.
+            let cut = Slice.lines[0...700].joined(separator: "\n").dropLast(40)
+            let truncated = try world.failingLoad(String(cut), options: small)
+            #expect(truncated.cause.contains("truncated"), "\(truncated.cause)")
+            #expect(truncated.result.loadMethod == "direct")
+            var afterCut = try world.counts()
+            afterCut["etl_rejects"] = 0
+            #expect(afterCut == empty)
+
+            // A constraint the contract does not know (added here) fails on the server in a later
+            // batch: the error names the batch and the input row and line; nothing stays.
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            try admin.execute("ALTER TABLE nfl.games ADD CONSTRAINT test_no_week_9 CHECK (week <> 9)")
+            let firstWeek9 = Slice.lines.firstIndex { $0.hasPrefix("2023_09_") }!
+            let serverFailed = try world.failingLoad(Slice.text, options: small)
+            #expect(serverFailed.cause.contains("COPY nfl.games batch "), "\(serverFailed.cause)")
+            #expect(serverFailed.cause.contains("input row \(firstWeek9) (line \(firstWeek9 + 1))"), "\(serverFailed.cause)")
+            #expect(serverFailed.cause.contains("test_no_week_9"), "\(serverFailed.cause)")
+            #expect(!serverFailed.cause.contains("batch 1,"), "week 9 is not in the first batch")
+            var afterServer = try world.counts()
+            afterServer["etl_rejects"] = 0
+            #expect(afterServer == empty)
+            try admin.execute("ALTER TABLE nfl.games DROP CONSTRAINT test_no_week_9")
+
+            // The whole slice in 13 batches, as nfl_loader.
+            let load = try world.load(Slice.text, options: small)
+            #expect(load.loadMethod == "direct" && load.inserted == 842 && load.rejected == 0)
+            #expect(load.tables["nfl.teams"] == TableCounts(inserted: SliceFacts.teams))
+            #expect(load.tables["nfl.stadiums"] == TableCounts(inserted: SliceFacts.stadiums))
+            #expect(load.tables["nfl.weather"] == TableCounts(inserted: SliceFacts.weather))
+            #expect(load.tables["nfl.odds_history"] == TableCounts(inserted: SliceFacts.odds))
+            let counts = try world.counts()
+            #expect(counts["games"] == 842 && counts["weather"] == SliceFacts.weather && counts["odds_history"] == SliceFacts.odds)
+            #expect(try world.scalar("""
+                SELECT count(*) FROM nfl.stadiums s WHERE s.name IS DISTINCT FROM
+                  (SELECT g.stadium FROM nfl.games g WHERE g.stadium_id = s.stadium_id ORDER BY g.gameday DESC, g.game_id DESC LIMIT 1)
+                """, as: Int.self) == 0)
+            // The same file again goes through staging and finds nothing to change.
+            let again = try world.load(Slice.text, options: small)
+            #expect(again.loadMethod == "staged" && again.inserted == 0 && again.updated == 0 && again.unchanged == 842)
+        }
+    }
+
     @Test func dryRunChangesNothing() throws {
         try ETLWorld.with { world in
             var options = ETLWorld.options

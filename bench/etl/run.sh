@@ -29,20 +29,37 @@ now() { date +%s.%N; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 prep() { $PSQL -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 empty() { $PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games, nfl.teams, nfl.stadiums CASCADE"; }
-declare -A T WAL LOAD LSN0 LSN1
+declare -A T WAL LOAD LSN0 LSN1 SCPU CCPU
+# Server CPU of a step: the postmaster's cutime+cstime (CPU of its exited children: the step's
+# backend, and any autovacuum worker that ended meanwhile), read after the backend has exited.
+PM=$(head -1 "$($PSQL -Atc "show data_directory")/postmaster.pid")
+HZ=$(getconf CLK_TCK)
+srvticks() { awk '{print $16 + $17}' "/proc/$PM/stat"; }
 timed() { # key, command… (stdout to $W/key.out)
-  local key=$1; shift; prep; LOAD[$key]=$(load); local a=$(lsn) t0=$(now); "$@" > "$W/$key.out"; local t1=$(now) b=$(lsn)
+  local key=$1; shift; prep; LOAD[$key]=$(load); local a=$(lsn) c0=$(srvticks) t0=$(now)
+  local times0=($(cat /proc/$$/stat | cut -d' ' -f16,17))
+  "$@" > "$W/$key.out"; local t1=$(now) b=$(lsn)
+  local times1=($(cat /proc/$$/stat | cut -d' ' -f16,17))
+  sleep 0.3; local c1=$(srvticks)
   T[$key]=$(echo "$t1 - $t0" | bc); WAL[$key]=$(walmb $a $b); LSN0[$key]=$a; LSN1[$key]=$b
-  printf "%-28s %8.2f s  WAL %9s MB  load %s\n" "$key" "${T[$key]}" "${WAL[$key]}" "${LOAD[$key]}" >&2
+  SCPU[$key]=$(echo "scale=2; ($c1 - $c0) / $HZ" | bc); CCPU[$key]=$(echo "scale=2; (${times1[0]} + ${times1[1]} - ${times0[0]} - ${times0[1]}) / $HZ" | bc)
+  printf "%-28s %8.2f s  WAL %9s MB  server cpu %7s s  client cpu %7s s  load %s\n" "$key" "${T[$key]}" "${WAL[$key]}" "${SCPU[$key]}" "${CCPU[$key]}" "${LOAD[$key]}" >&2
 }
 echo "rows: $N  csv: $(du -h "$CSV" | cut -f1)  cores: $(nproc)  loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "nfldb: $BIN  $(psql --version)"
 
 LOAD[validate]=$(load); t0=$(now); "$BIN" etl validate games --source "$CSV" --format json > "$W/validate.json" || true; t1=$(now)
 T[validate]=$(echo "$t1 - $t0" | bc)
-LOAD[pandera]=$(load); python3 bench/etl/pandera_games.py "$CSV" 2>/dev/null > "$W/pandera.out"
-read -r _ _ PREAD _ PVAL _ PTOT _ PROWS _ PFAIL < "$W/pandera.out"
-T[pandera]=$PTOT
+# The peers need Python packages; a machine without them skips that peer (and says so).
+HAVE_PANDERA=0; python3 -c "import pandas, pandera" 2>/dev/null && HAVE_PANDERA=1
+HAVE_PSYCOPG=0; python3 -c "import psycopg" 2>/dev/null && HAVE_PSYCOPG=1
+if [ $HAVE_PANDERA = 1 ]; then
+  LOAD[pandera]=$(load); python3 bench/etl/pandera_games.py "$CSV" 2>/dev/null > "$W/pandera.out"
+  read -r _ _ PREAD _ PVAL _ PTOT _ PROWS _ PFAIL < "$W/pandera.out"
+  T[pandera]=$PTOT
+else
+  echo "pandera peer skipped: pip install pandas pandera" >&2
+fi
 timed load_empty "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --max-invalid-ratio 0 --format json
 timed load_noop "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --format json
 # Where the no-op re-load's WAL went (the LSN difference is cluster-wide: autovacuum counts too).
@@ -63,7 +80,7 @@ timed floor_all $PSQL -c "BEGIN" -c "\\copy nfl.games FROM '$CSV' (FORMAT csv, H
   -c "INSERT INTO nfl.weather (game_id, source, temp_f, wind_mph) SELECT game_id, 'nflverse', temp, wind FROM nfl.games WHERE temp IS NOT NULL OR wind IS NOT NULL" \
   -c "INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds) SELECT game_id, 'nflverse', now(), spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds FROM nfl.games WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0" \
   -c "COMMIT"
-if [ "${SKIP_PSYCOPG:-0}" != 1 ]; then
+if [ "${SKIP_PSYCOPG:-0}" != 1 ] && [ $HAVE_PSYCOPG = 1 ]; then
   empty
   timed psycopg python3 bench/etl/psycopg_games.py "dbname=bench" "$CSV"
 fi
@@ -77,20 +94,22 @@ echo "nfldb load (no-op):  $(j "$W/keep_noop.json" "d['load_method'], d['inserte
 echo "  phases ms: $(j "$W/keep_noop.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
 echo "  WAL of the no-op by relation (top 6): $NOOP_WAL"
 echo "after the nfldb loads: $ROWS_AFTER;  validate: $(j "$W/validate.json" "d['rows_read'], 'rows', d['rejected'], 'invalid'")"
-echo "pandera: read_csv ${PREAD}s + validate ${PVAL}s, $PFAIL failure cases"
+[ -n "${T[pandera]:-}" ] && echo "pandera: read_csv ${PREAD}s + validate ${PVAL}s, $PFAIL failure cases"
 echo
-printf "| %-52s | %9s | %9s | %6s |\n" "step ($N rows)" "time s" "WAL MB" "load"
-printf "|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..54})" "-----------" "-----------" "--------"
-row() { printf "| %-52s | %9.2f | %9s | %6s |\n" "$1" "$2" "$3" "$4"; }
-row "nfldb etl validate (read + parse + contract)" "${T[validate]}" "-" "${LOAD[validate]}"
-row "pandas read_csv + pandera lazy validate (same checks)" "${T[pandera]}" "-" "${LOAD[pandera]}"
-row "nfldb etl load, empty target (validated)" "${T[load_empty]}" "${WAL[load_empty]}" "${LOAD[load_empty]}"
-row "nfldb etl load, no-op re-load" "${T[load_noop]}" "${WAL[load_noop]}" "${LOAD[load_noop]}"
-row "floor: psql \\copy nfl.games (no checks)" "${T[floor_copy]}" "${WAL[floor_copy]}" "${LOAD[floor_copy]}"
-row "floor+: \\copy games + INSERT weather, odds" "${T[floor_all]}" "${WAL[floor_all]}" "${LOAD[floor_all]}"
-[ -n "${T[psycopg]:-}" ] && row "peer: psycopg executemany upsert (empty)" "${T[psycopg]}" "${WAL[psycopg]}" "${LOAD[psycopg]}"
+printf "| %-52s | %9s | %9s | %9s | %9s | %6s |\n" "step ($N rows)" "time s" "WAL MB" "server cpu s" "client cpu s" "load"
+printf "|%s|%s|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..54})" "----------:" "----------:" "----------:" "----------:" "-------:"
+row() { printf "| %-52s | %9.2f | %9s | %9s | %9s | %6s |\n" "$1" "$2" "$3" "${SCPU[$4]:--}" "${CCPU[$4]:--}" "${LOAD[$4]}"; }
+row "nfldb etl validate (read + parse + contract)" "${T[validate]}" "-" validate
+[ -n "${T[pandera]:-}" ] && row "pandas read_csv + pandera lazy validate (same checks)" "${T[pandera]}" "-" pandera
+row "nfldb etl load, empty target (validated)" "${T[load_empty]}" "${WAL[load_empty]}" load_empty
+row "nfldb etl load, no-op re-load" "${T[load_noop]}" "${WAL[load_noop]}" load_noop
+row "floor: psql \\copy nfl.games (no checks)" "${T[floor_copy]}" "${WAL[floor_copy]}" floor_copy
+row "floor+: \\copy games + INSERT weather, odds" "${T[floor_all]}" "${WAL[floor_all]}" floor_all
+[ -n "${T[psycopg]:-}" ] && row "peer: psycopg executemany upsert (empty)" "${T[psycopg]}" "${WAL[psycopg]}" psycopg
 echo
+echo "server cpu ratios: load/floor_copy $(r ${SCPU[load_empty]} ${SCPU[floor_copy]}); load/floor+ $(r ${SCPU[load_empty]} ${SCPU[floor_all]})"
 echo "ratios: load/floor_copy $(r ${T[load_empty]} ${T[floor_copy]}) (goal <= 1.3); load/floor+ $(r ${T[load_empty]} ${T[floor_all]});" \
-     "no-op/load $(r ${T[load_noop]} ${T[load_empty]}) (goal < 1, WAL <= 1 MB); validate/pandera $(r ${T[validate]} ${T[pandera]}) (goal <= 1)"
+     "no-op/load $(r ${T[load_noop]} ${T[load_empty]}) (goal < 1, WAL <= 1 MB)"
+[ -n "${T[pandera]:-}" ] && echo "validate/pandera $(r ${T[validate]} ${T[pandera]}) (goal <= 1)"
 [ -n "${T[psycopg]:-}" ] && echo "psycopg/load $(r ${T[psycopg]} ${T[load_empty]})"
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
