@@ -82,6 +82,50 @@ struct FernetTests {
         #expect(throws: FernetError.malformed) { try fernet.decrypt("") }
     }
 
+    @Test("buffer API: encrypt(_:into:) and decrypt(_:into:) agree with the String API, for every length 0…70; bad tokens refused alike")
+    func bufferAPI() throws {
+        let fernet = try Fernet(key: FernetKey.generate())
+        for length in 0...70 {
+            let value = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) }
+            let tokenLength = Fernet.tokenLength(plaintextCount: length)
+            var token = [UInt8](repeating: 0, count: tokenLength)
+            let written = try value.withUnsafeBytes { plain in try token.withUnsafeMutableBytes { try fernet.encrypt(plain, into: $0, now: 1_700_000_000) } }
+            #expect(written == tokenLength)
+            let text = String(decoding: token, as: UTF8.self)
+            #expect(try fernet.decrypt(text) == value, "length \(length)")
+            #expect(try Fernet.unverifiedTimestamp(text) == 1_700_000_000)
+            #expect(try fernet.encrypt(value).utf8.count == tokenLength)
+            // Back through the buffer API, into an output exactly as large as promised.
+            let limit = Fernet.maxPlaintextLength(tokenLength: token.count)
+            #expect(limit >= length && limit <= token.count)
+            var plain = [UInt8](repeating: 0, count: limit)
+            let count = try token.withUnsafeBytes { t in try plain.withUnsafeMutableBytes { try fernet.decrypt(t, into: $0) } }
+            #expect(Array(plain[0..<count]) == value, "length \(length)")
+        }
+        // The published vector, and the published invalid tokens, through the buffer API.
+        for entry in try SpecVectors.entries(SpecVectors.verify) {
+            let key = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            let token = Array((entry["token"] as! String).utf8)
+            var plain = [UInt8](repeating: 0, count: token.count)
+            let count = try token.withUnsafeBytes { t in
+                try plain.withUnsafeMutableBytes { try key.decrypt(t, into: $0, ttl: Int64(entry["ttl_sec"] as! Int), now: SpecVectors.unixTime(entry["now"] as! String)) }
+            }
+            #expect(String(decoding: plain[0..<count], as: UTF8.self) == entry["src"] as! String)
+        }
+        for entry in try SpecVectors.entries(SpecVectors.invalid) {
+            let key = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            let text = entry["token"] as! String
+            let ttl = Int64(entry["ttl_sec"] as! Int), now = SpecVectors.unixTime(entry["now"] as! String)
+            var viaString: FernetError?
+            do { _ = try key.decrypt(text, ttl: ttl, now: now) } catch { viaString = error }
+            var viaBuffer: FernetError?
+            let token = Array(text.utf8)
+            var plain = [UInt8](repeating: 0, count: token.count)
+            do { _ = try token.withUnsafeBytes { t in try plain.withUnsafeMutableBytes { try key.decrypt(t, into: $0, ttl: ttl, now: now) } } } catch { viaBuffer = error as? FernetError }
+            #expect(viaString != nil && viaBuffer == viaString, "\(entry["desc"] as! String)")
+        }
+    }
+
     @Test("a wrong key is a signature mismatch, not garbage plaintext")
     func wrongKey() throws {
         let token = try Fernet(key: FernetKey.generate()).encrypt("secret")
