@@ -313,22 +313,43 @@ public final class MultiFernet {
     /// The plaintext and the index of the key that opened it. When no key opens it, the error is the
     /// most telling one (expired / from the future before signature mismatch).
     public func decryptReportingKey(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> (plaintext: [UInt8], keyIndex: Int) {
-        try Fernet.withDecodedToken(token) { data -> Result<([UInt8], Int), FernetError> in
-            var last = FernetError.signatureMismatch
-            // The key that opened the previous token is tried first (a column being rotated is
-            // mostly under one old key: this saves an HMAC per value), then the others in order.
-            let hint = lastOpened
-            for attempt in fernets.indices {
-                let index = attempt == 0 ? hint : (attempt <= hint ? attempt - 1 : attempt)
-                switch fernets[index].open(data, ttl: ttl, now: now, { Array($0) }) {
-                case .success(let plain):
-                    lastOpened = index
-                    return .success((plain, index))
-                case .failure(let error): if error != .signatureMismatch || last == .signatureMismatch { last = error }
-                }
-            }
-            return .failure(last)
+        try Fernet.withDecodedToken(token) { data in
+            openWithAnyKey(data, ttl: ttl, now: now) { plain, index in (Array(plain), index) }
         }.get()
+    }
+
+    /// The buffer form of ``decryptReportingKey(_:ttl:now:)``: a token given as its ASCII bytes,
+    /// the plaintext written to `output` (``Fernet/maxPlaintextLength(tokenLength:)`` bytes). Also
+    /// returns the token's timestamp (verified, since a key opened it). Nothing is allocated.
+    public func decryptReportingKey(_ token: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, ttl: Int64? = nil, now: Int64 = Fernet.now())
+        throws(FernetError) -> (count: Int, keyIndex: Int, timestamp: Int64)
+    {
+        let limit = Fernet.maxPlaintextLength(tokenLength: token.count)
+        precondition(output.count >= limit, "MultiFernet.decryptReportingKey(into:): the output holds \(output.count) bytes, a token of \(token.count) needs \(limit)")
+        return try Fernet.withDecodedToken(token) { data in
+            let timestamp = Fernet.timestamp(of: data)
+            return openWithAnyKey(data, ttl: ttl, now: now) { plain, index in
+                if let base = output.baseAddress, let from = plain.baseAddress { base.copyMemory(from: from, byteCount: plain.count) }
+                return (plain.count, index, timestamp)
+            }
+        }.get()
+    }
+
+    private func openWithAnyKey<R>(_ data: UnsafeRawBufferPointer, ttl: Int64?, now: Int64, _ body: (UnsafeRawBufferPointer, Int) -> R) -> Result<R, FernetError> {
+        var last = FernetError.signatureMismatch
+        // The key that opened the previous token is tried first (a column being rotated is
+        // mostly under one old key: this saves an HMAC per value), then the others in order.
+        let hint = lastOpened
+        for attempt in fernets.indices {
+            let index = attempt == 0 ? hint : (attempt <= hint ? attempt - 1 : attempt)
+            switch fernets[index].open(data, ttl: ttl, now: now, { body($0, index) }) {
+            case .success(let result):
+                lastOpened = index
+                return .success(result)
+            case .failure(let error): if error != .signatureMismatch || last == .signatureMismatch { last = error }
+            }
+        }
+        return .failure(last)
     }
 
     public func decrypt(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {
