@@ -115,6 +115,8 @@ public final class ColumnRotator {
     struct KeyColumn: Sendable {
         let name: String
         let type: String
+        /// An integer column: its values (digits and a sign) travel space-separated, like tokens.
+        var isInteger: Bool { ["smallint", "integer", "bigint"].contains(type) }
     }
 
     public func run(_ options: RotationOptions, progress: (RotationProgress) -> Void = { _ in }) throws -> RotationReport {
@@ -276,6 +278,9 @@ public final class ColumnRotator {
             batch.rowCount = rows.count
             var oldTokens = TokenList(), newTokens = TokenList()
             var keys = Array(repeating: ArrayLiteral(), count: keyCount)
+            var integerKeys = Array(repeating: TokenList(), count: keyCount)
+            oldTokens.reserve(rows.count * (Fernet.tokenLength(plaintextCount: 32) + 1))
+            newTokens.reserve(rows.count * (Fernet.tokenLength(plaintextCount: 32) + 1))
             var firstKey: [String] = [], lastKey: [String] = []
             for row in rows {
                 guard var token = row.values[keyCount] else {
@@ -298,7 +303,9 @@ public final class ColumnRotator {
                     batch.openedCount[keyIndex] += 1
                     batch.changeCount += 1
                     let key = (0..<keyCount).map { row.values[$0] ?? "" }
-                    for index in 0..<keyCount { keys[index].append(key[index]) }
+                    for index in 0..<keyCount {
+                        if target.keys[index].isInteger { integerKeys[index].append(key[index]) } else { keys[index].append(key[index]) }
+                    }
                     oldTokens.append(token)
                     if firstKey.isEmpty { firstKey = key }
                     lastKey = key
@@ -306,7 +313,8 @@ public final class ColumnRotator {
             }
             batch.lastKey = (0..<keyCount).map { rows[rows.count - 1].values[$0] ?? "" }
             if batch.changeCount > 0 {
-                batch.update = makeUpdate(keys: keys.map { $0.finish() }, oldTokens: oldTokens.finish(), newTokens: newTokens.finish(), low: firstKey, high: lastKey)
+                let keyLists = (0..<keyCount).map { target.keys[$0].isInteger ? integerKeys[$0].finish() : keys[$0].finish() }
+                batch.update = makeUpdate(keys: keyLists, oldTokens: oldTokens.finish(), newTokens: newTokens.finish(), low: firstKey, high: lastKey)
             }
             batch.readTime = t1 - t0
             batch.cryptoTime = ContinuousClock.now - t1
@@ -364,18 +372,22 @@ public final class ColumnRotator {
         /// The tokens travel as one space-separated text parameter each, split by `string_to_array`:
         /// a token that a key opened is URL-safe base64, with no space, quote or backslash, and
         /// splitting costs the server a fraction of parsing a `text[]` literal (`array_in`), which was
-        /// a third of the statement's CPU time. Key values can be any text, so they stay `text[]`.
+        /// a third of the statement's CPU time. Integer keys travel the same way (cast to their type
+        /// once); other key values can be any text, so they are a `text[]` literal.
         func makeUpdate(keys: [String], oldTokens: String, newTokens: String, low: [String], high: [String]) -> PostgresQuery {
             var names: [String] = []
             var args: PostgresQuery = ""
-            for (index, array) in keys.enumerated() {
+            for (index, list) in keys.enumerated() {
                 names.append("k\(index)")
-                args = "\(fragment: args)\(array)::text[], "
+                let key = target.keys[index]
+                args = key.isInteger
+                    ? "\(fragment: args)string_to_array(\(list), ' ')::\(unsafeRaw: key.type)[], "
+                    : "\(fragment: args)\(list)::text[], "
             }
             names += ["old_token", "new_token"]
             args = "\(fragment: args)string_to_array(\(oldTokens), ' '), string_to_array(\(newTokens), ' ')"
             let matches = target.keys.enumerated().map { index, key in
-                "t.\(PostgresIdentifier.quote(key.name)) = v.k\(index)::\(key.type)"
+                "t.\(PostgresIdentifier.quote(key.name)) = v.k\(index)" + (key.isInteger ? "" : "::\(key.type)")
             }.joined(separator: " AND ")
             let tupleList = target.keys.map { "t.\(PostgresIdentifier.quote($0.name))" }.joined(separator: ", ")
             var lowList: PostgresQuery = ""
@@ -482,6 +494,8 @@ struct ArrayLiteral {
 /// that a key opened (URL-safe base64 and `=`: no space can occur).
 struct TokenList {
     private var bytes: [UInt8] = []
+
+    mutating func reserve(_ count: Int) { bytes.reserveCapacity(count) }
 
     mutating func append(_ token: String) {
         if !bytes.isEmpty { bytes.append(UInt8(ascii: " ")) }
