@@ -122,7 +122,8 @@ struct FernetTests {
             let token = Array(text.utf8)
             var plain = [UInt8](repeating: 0, count: token.count)
             do { _ = try token.withUnsafeBytes { t in try plain.withUnsafeMutableBytes { try key.decrypt(t, into: $0, ttl: ttl, now: now) } } } catch { viaBuffer = error as? FernetError }
-            #expect(viaString != nil && viaBuffer == viaString, "\(entry["desc"] as! String)")
+            let desc = entry["desc"] as? String ?? "?"
+            #expect(viaString != nil && viaBuffer == viaString, "\(desc)")
         }
     }
 
@@ -262,7 +263,7 @@ struct FernetStreamTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-stream-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        FileManager.default.createFile(atPath: dir + "/in", contents: Data(input))
+        #expect(FileManager.default.createFile(atPath: dir + "/in", contents: Data(input)))
         let inFD = open(dir + "/in", O_RDONLY), outFD = open(dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         defer { close(inFD) }
         let result = Result { try FernetStream.run(mode, ring: ring, input: inFD, output: outFD) }
