@@ -68,7 +68,7 @@ public struct RotationProgress: Sendable {
 ///
 /// Resumable: a row that the newest key already opens is skipped, so an interrupted run is simply
 /// run again. Every new token is decrypted with the newest key before it is written; the write is
-/// conditional on the old token (`… AND col = old`), so a value the application changed meanwhile is
+/// conditional on the old token (`… AND col IS NOT DISTINCT FROM old`), so a value the application changed meanwhile is
 /// never overwritten. A row no key opens is reported by its primary key and left unchanged.
 public final class ColumnRotator {
     let connection: PostgresConnection
