@@ -61,7 +61,8 @@ static inline int nfldb_hmac_sha256(const nfldb_hmac_sha256_state *state, const 
     int ok = SHA256_Update(&ctx, data, length) && SHA256_Final(inner, &ctx);
     ctx = state->outer;
     ok = ok && SHA256_Update(&ctx, inner, 32) && SHA256_Final(out, &ctx);
-    OPENSSL_cleanse(&ctx, sizeof ctx);
+    /* No OPENSSL_cleanse of ctx: after SHA256_Final it holds the tag (public) and a block that
+       SHA256_Final has already wiped; the keyed states live only in *state. */
     return ok;
 }
 #pragma clang diagnostic pop

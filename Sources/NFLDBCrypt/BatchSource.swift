@@ -35,8 +35,9 @@ final class InlineSource: BatchSource {
     func stop() {}
 }
 
-/// Reads and re-encrypts on a second connection in a background thread, at most two batches ahead,
-/// so that the client's work overlaps the server's UPDATE of the previous batch. The reader holds no
+/// Reads, re-encrypts, verifies and builds each batch's UPDATE on a second connection in a
+/// background thread, at most two batches ahead, so that all the client's work overlaps the server's
+/// UPDATE of the previous batch (the writer only sends). The reader holds no
 /// lock and no transaction; the writer's conditional UPDATE still protects concurrent changes.
 final class PipelinedSource: BatchSource, Sendable {
     private let queue = Mutex<[Result<ColumnRotator.Batch?, any Error>]>([])

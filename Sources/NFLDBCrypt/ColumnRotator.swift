@@ -68,7 +68,7 @@ public struct RotationProgress: Sendable {
 ///
 /// Resumable: a row that the newest key already opens is skipped, so an interrupted run is simply
 /// run again. Every new token is decrypted with the newest key before it is written; the write is
-/// conditional on the old token (`… AND col = old`), so a value the application changed meanwhile is
+/// conditional on the old token (`… AND col IS NOT DISTINCT FROM old`), so a value the application changed meanwhile is
 /// never overwritten. A row no key opens is reported by its primary key and left unchanged.
 public final class ColumnRotator {
     let connection: PostgresConnection
@@ -76,6 +76,10 @@ public final class ColumnRotator {
     let logger: Logger
 
     let readerOptions: ConnectionOptions?
+
+    /// Tests only: called on the writing thread just before a batch's `UPDATE` is sent, with the
+    /// batch's number (from 1), e.g. to change rows the reader has already read.
+    var beforeWrite: ((Int) throws -> Void)?
 
     /// - Parameter readerOptions: when given, batches are read and re-encrypted on a second
     ///   connection in a background thread, one batch ahead of the writes on `connection`.
@@ -111,6 +115,8 @@ public final class ColumnRotator {
     struct KeyColumn: Sendable {
         let name: String
         let type: String
+        /// An integer column: its values (digits and a sign) travel space-separated, like tokens.
+        var isInteger: Bool { ["smallint", "integer", "bigint"].contains(type) }
     }
 
     public func run(_ options: RotationOptions, progress: (RotationProgress) -> Void = { _ in }) throws -> RotationReport {
@@ -216,18 +222,14 @@ public final class ColumnRotator {
 
     // MARK: Batches
 
-    struct Change: Sendable {
-        let key: [String]
-        let old: String
-        let new: String
-    }
-
-    /// One batch read and re-encrypted, ready to write.
+    /// One batch read and re-encrypted, with its `UPDATE` built and ready to send.
     struct Batch: Sendable {
         var rowCount = 0
         var nulls = 0
         var alreadyCurrent = 0
-        var changes: [Change] = []
+        /// Rows the `update` re-encrypts (if each is still the version that was read).
+        var changeCount = 0
+        var update: PostgresQuery?
         var undecryptable: [UndecryptableRow] = []
         var openedCount: [Int]
         var lastKey: [String] = []
@@ -236,12 +238,25 @@ public final class ColumnRotator {
     }
 
     /// Reads the batch after `last` (keyset pagination, no transaction: nothing is held between
-    /// batches) and re-encrypts it in memory. Used inline, or on the reader thread.
-    struct BatchReader {
+    /// batches), re-encrypts it in memory and builds its `UPDATE`. Used inline, or on the reader
+    /// thread, where all of this overlaps the previous batch's write.
+    ///
+    /// Not thread-safe (its ``MultiFernet`` and buffers): one per thread.
+    final class BatchReader {
         let target: Target
         let options: RotationOptions
         let multi: MultiFernet
         let logger: Logger
+        /// Plaintext of the current row, and of its new token decrypted back (verification).
+        private var plain: [UInt8] = []
+        private var check: [UInt8] = []
+
+        init(target: Target, options: RotationOptions, multi: MultiFernet, logger: Logger) {
+            self.target = target
+            self.options = options
+            self.multi = multi
+            self.logger = logger
+        }
 
         func next(after last: [String]?, on connection: PostgresConnection) throws -> Batch? {
             let keyList = target.keys.map { PostgresIdentifier.quote($0.name) }.joined(separator: ", ")
@@ -258,41 +273,143 @@ public final class ColumnRotator {
             let rows = try connection.query(select).rows
             let t1 = ContinuousClock.now
             if rows.isEmpty { return nil }
-            let primary = multi.primary
             let keyCount = target.keys.count
             var batch = Batch(openedCount: Array(repeating: 0, count: multi.fernets.count))
             batch.rowCount = rows.count
-            batch.changes.reserveCapacity(rows.count)
+            var oldTokens = TokenList(), newTokens = TokenList()
+            var keys = Array(repeating: ArrayLiteral(), count: keyCount)
+            var integerKeys = Array(repeating: TokenList(), count: keyCount)
+            oldTokens.reserve(rows.count * (Fernet.tokenLength(plaintextCount: 32) + 1))
+            newTokens.reserve(rows.count * (Fernet.tokenLength(plaintextCount: 32) + 1))
+            var firstKey: [String] = [], lastKey: [String] = []
             for row in rows {
-                let key = (0..<keyCount).map { row.values[$0] ?? "" }
-                guard let token = row.values[keyCount] else {
+                guard var token = row.values[keyCount] else {
                     batch.nulls += 1
                     continue
                 }
-                do {
-                    let opened = try multi.decryptReportingKey(token)
-                    if opened.keyIndex == 0 {
-                        batch.alreadyCurrent += 1
-                        continue
+                let opened = token.withUTF8 { reencrypt(UnsafeRawBufferPointer($0), into: &newTokens) }
+                switch opened {
+                case .alreadyCurrent:
+                    batch.alreadyCurrent += 1
+                case .undecryptable(let error):
+                    let key = target.describe((0..<keyCount).map { row.values[$0] ?? "" })
+                    batch.undecryptable.append(UndecryptableRow(key: key, reason: error.description))
+                    logger.warning("row not decryptable with any key; left unchanged", metadata: ["row": .string(key), "reason": .string(error.description)])
+                case .verificationFailed:
+                    throw OperatorError(
+                        "crypt rotate: a new token did not decrypt back to its value (row \(target.describe((0..<keyCount).map { row.values[$0] ?? "" })))",
+                        hint: "Nothing was written for this batch; report this as a bug.")
+                case .rotated(let keyIndex):
+                    batch.openedCount[keyIndex] += 1
+                    batch.changeCount += 1
+                    let key = (0..<keyCount).map { row.values[$0] ?? "" }
+                    for index in 0..<keyCount {
+                        if target.keys[index].isInteger { integerKeys[index].append(key[index]) } else { keys[index].append(key[index]) }
                     }
-                    let fresh = try primary.encrypt(opened.plaintext, now: try Fernet.unverifiedTimestamp(token), iv: nil)
-                    // Verify before writing: the new token must open with the newest key to the same bytes.
-                    guard try primary.decrypt(fresh) == opened.plaintext else {
-                        throw OperatorError(
-                            "crypt rotate: a new token did not decrypt back to its value (row \(target.describe(key)))",
-                            hint: "Nothing was written for this batch; report this as a bug.")
-                    }
-                    batch.openedCount[opened.keyIndex] += 1
-                    batch.changes.append(Change(key: key, old: token, new: fresh))
-                } catch let error as FernetError {
-                    batch.undecryptable.append(UndecryptableRow(key: target.describe(key), reason: error.description))
-                    logger.warning("row not decryptable with any key; left unchanged", metadata: ["row": .string(target.describe(key)), "reason": .string(error.description)])
+                    oldTokens.append(token)
+                    if firstKey.isEmpty { firstKey = key }
+                    lastKey = key
                 }
             }
             batch.lastKey = (0..<keyCount).map { rows[rows.count - 1].values[$0] ?? "" }
+            if batch.changeCount > 0 {
+                let keyLists = (0..<keyCount).map { target.keys[$0].isInteger ? integerKeys[$0].finish() : keys[$0].finish() }
+                batch.update = makeUpdate(keys: keyLists, oldTokens: oldTokens.finish(), newTokens: newTokens.finish(), low: firstKey, high: lastKey)
+            }
             batch.readTime = t1 - t0
             batch.cryptoTime = ContinuousClock.now - t1
             return batch
+        }
+
+        enum Outcome {
+            case alreadyCurrent
+            case rotated(keyIndex: Int)
+            case undecryptable(FernetError)
+            case verificationFailed
+        }
+
+        /// Opens `token` with any key; unless the newest key opened it, encrypts the plaintext under
+        /// the newest key with the token's timestamp, straight into `tokens`, and checks that the new
+        /// token decrypts with the newest key to the same bytes (else it is taken back out).
+        func reencrypt(_ token: UnsafeRawBufferPointer, into tokens: inout TokenList) -> Outcome {
+            let limit = Fernet.maxPlaintextLength(tokenLength: token.count)
+            if plain.count < limit { plain = [UInt8](repeating: 0, count: limit * 2) }
+            let opened: (count: Int, keyIndex: Int, timestamp: Int64)
+            do {
+                opened = try plain.withUnsafeMutableBytes { buffer in try multi.decryptReportingKey(token, into: buffer) }
+            } catch let error as FernetError {
+                return .undecryptable(error)
+            } catch {
+                return .undecryptable(.library("\(error)"))
+            }
+            if opened.keyIndex == 0 { return .alreadyCurrent }
+            let length = Fernet.tokenLength(plaintextCount: opened.count)
+            if check.count < length { check = [UInt8](repeating: 0, count: length * 2) }
+            let primary = multi.primary
+            let written = plain.withUnsafeBytes { all in
+                let value = UnsafeRawBufferPointer(rebasing: all[0..<opened.count])
+                return check.withUnsafeMutableBytes { check in
+                    tokens.appendElement(upTo: length) { out -> Int in
+                        guard let count = try? primary.encrypt(value, into: out, now: opened.timestamp), count == length else { return 0 }
+                        // Verify before writing: the new token must open with the newest key to the same bytes.
+                        guard let back = try? primary.decrypt(UnsafeRawBufferPointer(rebasing: out[0..<count]), into: check), back == value.count,
+                            value.isEmpty || memcmp(check.baseAddress!, value.baseAddress!, back) == 0
+                        else { return 0 }
+                        return count
+                    }
+                }
+            }
+            // (A failed verification fails the whole batch: the token left in the list is never sent.)
+            if written != length { return .verificationFailed }
+            return .rotated(keyIndex: opened.keyIndex)
+        }
+
+        /// One statement (its own transaction): `UPDATE … FROM unnest(…)`, each row written only
+        /// where its value is still the old token, so a value the application changed meanwhile is
+        /// left alone (a re-run picks it up). The batch's key range is an index condition, so the
+        /// planner reads the range once (and hashes the batch) instead of looking up every key. The
+        /// old token is compared with `IS NOT DISTINCT FROM` (the same as `=` here: it is never NULL),
+        /// which is not hashable, so the join hashes only the key and compares the 100-odd-byte
+        /// tokens once per matched row instead of hashing both sides' tokens.
+        ///
+        /// The tokens travel as one space-separated text parameter each, split by `string_to_array`:
+        /// a token that a key opened is URL-safe base64, with no space, quote or backslash, and
+        /// splitting costs the server a fraction of parsing a `text[]` literal (`array_in`), which was
+        /// a third of the statement's CPU time. Integer keys travel the same way (cast to their type
+        /// once); other key values can be any text, so they are a `text[]` literal.
+        func makeUpdate(keys: [String], oldTokens: String, newTokens: String, low: [String], high: [String]) -> PostgresQuery {
+            var names: [String] = []
+            var args: PostgresQuery = ""
+            for (index, list) in keys.enumerated() {
+                names.append("k\(index)")
+                let key = target.keys[index]
+                args = key.isInteger
+                    ? "\(fragment: args)string_to_array(\(list), ' ')::\(unsafeRaw: key.type)[], "
+                    : "\(fragment: args)\(list)::text[], "
+            }
+            names += ["old_token", "new_token"]
+            args = "\(fragment: args)string_to_array(\(oldTokens), ' '), string_to_array(\(newTokens), ' ')"
+            let matches = target.keys.enumerated().map { index, key in
+                "t.\(PostgresIdentifier.quote(key.name)) = v.k\(index)" + (key.isInteger ? "" : "::\(key.type)")
+            }.joined(separator: " AND ")
+            let tupleList = target.keys.map { "t.\(PostgresIdentifier.quote($0.name))" }.joined(separator: ", ")
+            var lowList: PostgresQuery = ""
+            var highList: PostgresQuery = ""
+            for (index, key) in target.keys.enumerated() {
+                let separator = index == 0 ? "" : ", "
+                lowList = "\(fragment: lowList)\(unsafeRaw: separator)\(low[index])::\(unsafeRaw: key.type)"
+                highList = "\(fragment: highList)\(unsafeRaw: separator)\(high[index])::\(unsafeRaw: key.type)"
+            }
+            // bytea: the token's bytes; the old value compared exactly (escape format round-trips).
+            let newValue = target.isBytea ? "convert_to(v.new_token, 'UTF8')" : "v.new_token"
+            let oldValue = target.isBytea ? "decode(v.old_token, 'escape')" : "v.old_token"
+            let column = PostgresIdentifier.quote(target.column)
+            return """
+                UPDATE \(unsafeRaw: target.relation) AS t SET \(unsafeRaw: column) = \(unsafeRaw: newValue)
+                FROM unnest(\(fragment: args)) AS v(\(unsafeRaw: names.joined(separator: ", ")))
+                WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) IS NOT DISTINCT FROM \(unsafeRaw: oldValue)
+                  AND (\(unsafeRaw: tupleList)) >= (\(fragment: lowList)) AND (\(unsafeRaw: tupleList)) <= (\(fragment: highList))
+                """
         }
     }
 
@@ -308,7 +425,10 @@ public final class ColumnRotator {
             source = InlineSource(reader: BatchReader(target: target, options: options, multi: try ring.multiFernet(), logger: logger), connection: connection)
         }
         defer { source.stop() }
+        var waitStarted = ContinuousClock.now
         while let batch = try source.next() {
+            let waited = ContinuousClock.now - waitStarted
+            defer { waitStarted = ContinuousClock.now }
             report.batches += 1
             report.scanned += batch.rowCount
             report.nulls += batch.nulls
@@ -316,14 +436,15 @@ public final class ColumnRotator {
             report.undecryptableCount += batch.undecryptable.count
             report.undecryptable += batch.undecryptable.prefix(max(0, options.reportLimit - report.undecryptable.count))
             for (index, count) in batch.openedCount.enumerated() { openedCount[index] += count }
-            if !batch.changes.isEmpty {
+            if let update = batch.update {
+                try beforeWrite?(report.batches)
                 let started = ContinuousClock.now
-                let written = try write(batch.changes, target: target, lockTimeout: options.lockTimeout)
+                let written = try write(update)
                 report.rotated += written
-                report.changedConcurrently += batch.changes.count - written
+                report.changedConcurrently += batch.changeCount - written
                 let ms: (Duration) -> Logger.MetadataValue = { .stringConvertible(Int($0.inMilliseconds.rounded())) }
                 logger.debug("batch", metadata: [
-                    "rows": .stringConvertible(batch.rowCount), "read_ms": ms(batch.readTime), "crypto_ms": ms(batch.cryptoTime),
+                    "rows": .stringConvertible(batch.rowCount), "read_ms": ms(batch.readTime), "crypto_ms": ms(batch.cryptoTime), "wait_ms": ms(waited),
                     "write_ms": ms(ContinuousClock.now - started),
                 ])
             }
@@ -333,52 +454,13 @@ public final class ColumnRotator {
     }
 
 
-    /// One statement (its own transaction): `UPDATE … FROM unnest(arrays)`, only where the value is still the old token.
-    /// A lock timeout is retried three times (the batch is small); then the run stops, resumable.
-    private func write(_ changes: [Change], target: Target, lockTimeout: Duration) throws -> Int {
-        let relation = target.relation
-        let column = PostgresIdentifier.quote(target.column)
-        var vNames: [String] = []
-        var arrays: [String] = []
-        for index in target.keys.indices {
-            vNames.append("k\(index)")
-            arrays.append(Self.arrayLiteral(changes.map { $0.key[index] }))
-        }
-        let oldArray = Self.arrayLiteral(changes.map(\.old))
-        let newArray = Self.arrayLiteral(changes.map(\.new))
-        var unnestArgs: PostgresQuery = ""
-        for array in arrays {
-            unnestArgs = "\(fragment: unnestArgs)\(array)::text[], "
-        }
-        unnestArgs = "\(fragment: unnestArgs)\(oldArray)::text[], \(newArray)::text[]"
-        let matches = target.keys.enumerated().map { index, key in
-            "t.\(PostgresIdentifier.quote(key.name)) = v.k\(index)::\(key.type)"
-        }.joined(separator: " AND ")
-        // The batch's key range as an index condition, so the planner can read the range once
-        // (merge join) instead of looking up every key.
-        let tupleList = target.keys.map { "t.\(PostgresIdentifier.quote($0.name))" }.joined(separator: ", ")
-        var low: PostgresQuery = ""
-        var high: PostgresQuery = ""
-        for (index, key) in target.keys.enumerated() {
-            let separator = index == 0 ? "" : ", "
-            low = "\(fragment: low)\(unsafeRaw: separator)\(changes[0].key[index])::\(unsafeRaw: key.type)"
-            high = "\(fragment: high)\(unsafeRaw: separator)\(changes[changes.count - 1].key[index])::\(unsafeRaw: key.type)"
-        }
-        let range: PostgresQuery = "(\(unsafeRaw: tupleList)) >= (\(fragment: low)) AND (\(unsafeRaw: tupleList)) <= (\(fragment: high))"
-        // bytea: the token's bytes; the old value compared exactly (escape format round-trips).
-        let newValue = target.isBytea ? "convert_to(v.new_token, 'UTF8')" : "v.new_token"
-        let oldValue = target.isBytea ? "decode(v.old_token, 'escape')" : "v.old_token"
-        let update: PostgresQuery = """
-            UPDATE \(unsafeRaw: relation) AS t SET \(unsafeRaw: column) = \(unsafeRaw: newValue)
-            FROM unnest(\(fragment: unnestArgs)) AS v(\(unsafeRaw: vNames.joined(separator: ", ")), old_token, new_token)
-            WHERE \(unsafeRaw: matches) AND t.\(unsafeRaw: column) = \(unsafeRaw: oldValue)
-              AND \(fragment: range)
-            """
+    /// Sends a batch's `UPDATE` (autocommit: one statement, one transaction, one round trip; the
+    /// session's lock_timeout applies). A lock timeout is retried three times (the batch is small);
+    /// then the run stops, resumable.
+    private func write(_ update: PostgresQuery) throws -> Int {
         var attempt = 0
         while true {
             do {
-                // One statement is one transaction (autocommit): one round trip per batch. The
-                // session's lock_timeout (set in run) applies.
                 return try connection.execute(update)
             } catch let error as PostgresError where error.sqlState == SQLState.lockNotAvailable && attempt < 3 {
                 attempt += 1
@@ -388,24 +470,53 @@ public final class ColumnRotator {
         }
     }
 
-    /// A PostgreSQL array literal of text elements, each double-quoted with `\` and `"` escaped.
-    /// Built over UTF-8 bytes: iterating `Character`s (grapheme clusters) here cost more per batch
-    /// than the server's UPDATE of it.
-    static func arrayLiteral(_ values: [String]) -> String {
-        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
-        var out: [UInt8] = []
-        out.reserveCapacity(values.reduce(2) { $0 + $1.utf8.count + 3 })
-        out.append(UInt8(ascii: "{"))
-        for (index, value) in values.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(quote)
-            for byte in value.utf8 {
-                if byte == quote || byte == backslash { out.append(backslash) }
-                out.append(byte)
-            }
-            out.append(quote)
+}
+
+/// A PostgreSQL array literal of text elements (`{"a","b\\"c"}`), built over UTF-8 bytes: iterating
+/// `Character`s (grapheme clusters) here cost more per batch than the server's UPDATE of it.
+struct ArrayLiteral {
+    private var bytes: [UInt8] = [UInt8(ascii: "{")]
+    private static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+
+    /// Appends one element, double-quoted, with `\\` and `"` escaped.
+    mutating func append(_ value: String) {
+        openElement()
+        for byte in value.utf8 {
+            if byte == Self.quote || byte == Self.backslash { bytes.append(Self.backslash) }
+            bytes.append(byte)
         }
-        out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
+        bytes.append(Self.quote)
     }
+
+    private mutating func openElement() {
+        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+        bytes.append(Self.quote)
+    }
+
+    func finish() -> String { String(decoding: bytes + [UInt8(ascii: "}")], as: UTF8.self) }
+}
+
+/// Fernet tokens separated by spaces, for `string_to_array(…, ' ')` on the server. Only for values
+/// that a key opened (URL-safe base64 and `=`: no space can occur).
+struct TokenList {
+    private var bytes: [UInt8] = []
+
+    mutating func reserve(_ count: Int) { bytes.reserveCapacity(count) }
+
+    mutating func append(_ token: String) {
+        if !bytes.isEmpty { bytes.append(UInt8(ascii: " ")) }
+        bytes.append(contentsOf: token.utf8)
+    }
+
+    /// Appends one token written by `body` (up to `count` bytes; it returns how many it kept).
+    mutating func appendElement(upTo count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        if !bytes.isEmpty { bytes.append(UInt8(ascii: " ")) }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: count))
+        let written = bytes.withUnsafeMutableBytes { body(UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + count])) }
+        bytes.removeLast(count - written)
+        return written
+    }
+
+    func finish() -> String { String(decoding: bytes, as: UTF8.self) }
 }

@@ -12,36 +12,67 @@ enum Base64URL {
         return table
     }()
 
+    /// The four positions of a 4-character group, each its 6 bits already shifted into place
+    /// (`[0..<256]` for the first character, `<< 18`, … `[768..<1024]` for the last, `<< 0`); a byte
+    /// outside the alphabet (including `=`) is `0xFF000000`, so one OR over a whole token tells
+    /// whether any character was invalid. 4 KiB, stays in L1.
+    static let decodeShifted: [UInt32] = {
+        var table = [UInt32](repeating: 0xFF00_0000, count: 1024)
+        for (index, byte) in alphabet.enumerated() {
+            for position in 0..<4 { table[position * 256 + Int(byte)] = UInt32(index) << (18 - 6 * position) }
+        }
+        return table
+    }()
+
     static func encodedLength(_ count: Int) -> Int { (count + 2) / 3 * 4 }
+
+    /// Two characters for every 12-bit value, as a little-endian `UInt16` (first character in the
+    /// low byte): 3 input bytes become 2 lookups and one 4-byte store (8 KiB, stays in L1).
+    static let encodePairs: [UInt16] = (0..<4096).map { UInt16(alphabet[$0 >> 6]) | UInt16(alphabet[$0 & 63]) << 8 }
 
     /// Encodes `input` into `output`, which must hold ``encodedLength(_:)`` bytes.
     static func encode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
-        alphabet.withUnsafeBufferPointer { table in
+        let count = input.count
+        guard count > 0 else { return }
+        let inBase = input.baseAddress!, outBase = output.baseAddress!
+        encodePairs.withUnsafeBufferPointer { pairs in
             var i = 0
             var o = 0
-            let count = input.count
+            // 6 bytes per step while 8 can be read: one 8-byte load, four pair lookups, one 8-byte store.
+            while i + 8 <= count {
+                let word = UInt64(bigEndian: inBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let eight = UInt64(pairs[Int(truncatingIfNeeded: word >> 52)])
+                    | UInt64(pairs[Int(truncatingIfNeeded: word >> 40) & 0xFFF]) << 16
+                    | UInt64(pairs[Int(truncatingIfNeeded: word >> 28) & 0xFFF]) << 32
+                    | UInt64(pairs[Int(truncatingIfNeeded: word >> 16) & 0xFFF]) << 48
+                outBase.storeBytes(of: eight.littleEndian, toByteOffset: o, as: UInt64.self)
+                i += 6
+                o += 8
+            }
             while i + 3 <= count {
-                let value = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-                output[o] = table[Int(value >> 18 & 63)]
-                output[o + 1] = table[Int(value >> 12 & 63)]
-                output[o + 2] = table[Int(value >> 6 & 63)]
-                output[o + 3] = table[Int(value & 63)]
+                let value = Int(inBase.load(fromByteOffset: i, as: UInt8.self)) << 16
+                    | Int(inBase.load(fromByteOffset: i + 1, as: UInt8.self)) << 8
+                    | Int(inBase.load(fromByteOffset: i + 2, as: UInt8.self))
+                let four = UInt32(pairs[value >> 12]) | UInt32(pairs[value & 0xFFF]) << 16
+                outBase.storeBytes(of: four.littleEndian, toByteOffset: o, as: UInt32.self)
                 i += 3
                 o += 4
             }
-            let rest = count - i
-            if rest == 1 {
-                let value = UInt32(input[i]) << 16
-                output[o] = table[Int(value >> 18 & 63)]
-                output[o + 1] = table[Int(value >> 12 & 63)]
-                output[o + 2] = UInt8(ascii: "=")
-                output[o + 3] = UInt8(ascii: "=")
-            } else if rest == 2 {
-                let value = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-                output[o] = table[Int(value >> 18 & 63)]
-                output[o + 1] = table[Int(value >> 12 & 63)]
-                output[o + 2] = table[Int(value >> 6 & 63)]
-                output[o + 3] = UInt8(ascii: "=")
+            alphabet.withUnsafeBufferPointer { table in
+                let rest = count - i
+                if rest == 1 {
+                    let value = Int(input[i]) << 16
+                    output[o] = table[value >> 18 & 63]
+                    output[o + 1] = table[value >> 12 & 63]
+                    output[o + 2] = UInt8(ascii: "=")
+                    output[o + 3] = UInt8(ascii: "=")
+                } else if rest == 2 {
+                    let value = Int(input[i]) << 16 | Int(input[i + 1]) << 8
+                    output[o] = table[value >> 18 & 63]
+                    output[o + 1] = table[value >> 12 & 63]
+                    output[o + 2] = table[value >> 6 & 63]
+                    output[o + 3] = UInt8(ascii: "=")
+                }
             }
         }
     }
@@ -70,37 +101,43 @@ enum Base64URL {
         if padding > 0, input.count % 4 != 0 { return nil }
         let tail = end % 4
         if tail == 1 { return nil }
+        let inBase = input.baseAddress, outBase = output.baseAddress
         return decodeTable.withUnsafeBufferPointer { table -> Int? in
             var i = 0
             var o = 0
-            var bad: UInt8 = 0
-            while i + 4 <= end {
-                let a = table[Int(input[i])], b = table[Int(input[i + 1])]
-                let c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
-                bad |= (a | b | c | d) & 0x80
-                let value = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
-                output[o] = UInt8(truncatingIfNeeded: value >> 16)
-                output[o + 1] = UInt8(truncatingIfNeeded: value >> 8)
-                output[o + 2] = UInt8(truncatingIfNeeded: value)
-                i += 4
-                o += 3
+            var bad: UInt32 = 0
+            if let inBase, let outBase {
+                decodeShifted.withUnsafeBufferPointer { shifted in
+                    while i + 4 <= end {
+                        let four = UInt32(littleEndian: inBase.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+                        let value = shifted[Int(four & 0xFF)]
+                            | shifted[256 + Int(four >> 8 & 0xFF)]
+                            | shifted[512 + Int(four >> 16 & 0xFF)]
+                            | shifted[768 + Int(four >> 24)]
+                        bad |= value
+                        outBase.storeBytes(of: UInt8(truncatingIfNeeded: value >> 16), toByteOffset: o, as: UInt8.self)
+                        outBase.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), toByteOffset: o + 1, as: UInt8.self)
+                        outBase.storeBytes(of: UInt8(truncatingIfNeeded: value), toByteOffset: o + 2, as: UInt8.self)
+                        i += 4
+                        o += 3
+                    }
+                }
             }
+            if bad & 0xFF00_0000 != 0 { return nil }
             if tail == 2 {
                 let a = table[Int(input[i])], b = table[Int(input[i + 1])]
-                bad |= (a | b) & 0x80
-                if b & 0x0F != 0 { return nil }
+                if (a | b) & 0x80 != 0 || b & 0x0F != 0 { return nil }
                 output[o] = UInt8(truncatingIfNeeded: (UInt32(a) << 2) | (UInt32(b) >> 4))
                 o += 1
             } else if tail == 3 {
                 let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
-                bad |= (a | b | c) & 0x80
-                if c & 0x03 != 0 { return nil }
+                if (a | b | c) & 0x80 != 0 || c & 0x03 != 0 { return nil }
                 let value = UInt32(a) << 10 | UInt32(b) << 4 | UInt32(c) >> 2
                 output[o] = UInt8(truncatingIfNeeded: value >> 8)
                 output[o + 1] = UInt8(truncatingIfNeeded: value)
                 o += 2
             }
-            return bad == 0 ? o : nil
+            return o
         }
     }
 

@@ -139,11 +139,39 @@ public final class Fernet {
         try encrypt(Array(plaintext.utf8), now: now, iv: nil)
     }
 
-    /// Builds the binary token in a stack buffer and returns it base64-encoded; nil if libcrypto failed.
+    /// The length of the token (text) for a plaintext of `count` bytes.
+    public static func tokenLength(plaintextCount count: Int) -> Int {
+        Base64URL.encodedLength(overhead + (count / 16 + 1) * 16)
+    }
+
+    /// Encrypts into `output` (at least ``tokenLength(plaintextCount:)`` bytes), which receives the
+    /// token's ASCII text; returns its length. Nothing is allocated: for bulk work (`nfldb crypt
+    /// encrypt`, `crypt rotate`), where a `String` per value would cost more than the base64.
+    public func encrypt(_ plaintext: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, now: Int64 = Fernet.now()) throws(FernetError) -> Int {
+        let length = Self.tokenLength(plaintextCount: plaintext.count)
+        precondition(output.count >= length, "Fernet.encrypt(into:): the output holds \(output.count) bytes, the token needs \(length)")
+        guard seal(plaintext, timestamp: now, iv: nil, into: output.baseAddress!) else {
+            throw .library("AES-128-CBC, HMAC-SHA256 or RAND_bytes while encrypting")
+        }
+        return length
+    }
+
     private func seal(_ input: UnsafeRawBufferPointer, timestamp: Int64, iv: UnsafeRawPointer?) -> String? {
+        let length = Self.tokenLength(plaintextCount: input.count)
+        var ok = false
+        let text = String(unsafeUninitializedCapacity: length) { text in
+            ok = seal(input, timestamp: timestamp, iv: iv, into: UnsafeMutableRawPointer(text.baseAddress!))
+            return ok ? length : 0
+        }
+        return ok ? text : nil
+    }
+
+    /// Builds the binary token in a stack buffer and writes it base64-encoded to `output`
+    /// (``tokenLength(plaintextCount:)`` bytes); false if libcrypto failed.
+    private func seal(_ input: UnsafeRawBufferPointer, timestamp: Int64, iv: UnsafeRawPointer?, into output: UnsafeMutableRawPointer) -> Bool {
         let cipherLength = (input.count / 16 + 1) * 16
         let total = Self.overhead + cipherLength
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total + 16) { out -> String? in
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total + 16) { out -> Bool in
             let base = out.baseAddress!
             base[0] = 0x80
             let ts = UInt64(bitPattern: timestamp)
@@ -151,9 +179,9 @@ public final class Fernet {
             if let iv {
                 (base + 9).update(from: iv.assumingMemoryBound(to: UInt8.self), count: 16)
             } else if !randomIV(into: base + 9) {
-                return nil
+                return false
             }
-            guard EVP_EncryptInit_ex(encryptContext, nil, nil, nil, base + 9) == 1 else { return nil }
+            guard EVP_EncryptInit_ex(encryptContext, nil, nil, nil, base + 9) == 1 else { return false }
             var written: Int32 = 0
             var final: Int32 = 0
             let source = input.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(base)
@@ -161,12 +189,10 @@ public final class Fernet {
                 EVP_EncryptFinal_ex(encryptContext, base + 25 + Int(written), &final) == 1,
                 Int(written + final) == cipherLength,
                 mac(UnsafeRawPointer(base), 25 + cipherLength, into: base + 25 + cipherLength)
-            else { return nil }
-            let encodedLength = Base64URL.encodedLength(total)
-            return String(unsafeUninitializedCapacity: encodedLength) { text in
-                Base64URL.encode(UnsafeRawBufferPointer(start: base, count: total), into: UnsafeMutableRawBufferPointer(text))
-                return encodedLength
-            }
+            else { return false }
+            Base64URL.encode(UnsafeRawBufferPointer(start: base, count: total),
+                             into: UnsafeMutableRawBufferPointer(start: output, count: Base64URL.encodedLength(total)))
+            return true
         }
     }
 
@@ -180,12 +206,25 @@ public final class Fernet {
     /// Decrypts a token. With `ttl` (seconds), a token older than that, or stamped more than 60 s in
     /// the future, is rejected, as `cryptography`'s `decrypt(token, ttl)` does.
     public func decrypt(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {
-        let result = Self.withDecodedToken(token) { open($0, ttl: ttl, now: now) }
-        switch result {
-        case .success(let plain): return plain
-        case .failure(let error): throw error
-        }
+        try Self.withDecodedToken(token) { open($0, ttl: ttl, now: now) { Array($0) } }.get()
     }
+
+    /// Decrypts a token given as its ASCII bytes into `output`; returns the plaintext's length.
+    /// `output` must hold ``maxPlaintextLength(tokenLength:)`` bytes (`token.count` always does).
+    /// Nothing is allocated (see ``encrypt(_:into:now:)``).
+    public func decrypt(_ token: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> Int {
+        let limit = Self.maxPlaintextLength(tokenLength: token.count)
+        precondition(output.count >= limit, "Fernet.decrypt(into:): the output holds \(output.count) bytes, a token of \(token.count) needs \(limit)")
+        return try Self.withDecodedToken(token) { data in
+            open(data, ttl: ttl, now: now) { plain in
+                if let base = output.baseAddress, let from = plain.baseAddress { base.copyMemory(from: from, byteCount: plain.count) }
+                return plain.count
+            }
+        }.get()
+    }
+
+    /// The most plaintext a token of `count` characters can carry.
+    public static func maxPlaintextLength(tokenLength count: Int) -> Int { max(0, (count + 3) / 4 * 3 - overhead - 1) }
 
     /// The timestamp a token carries, without checking its HMAC (for reports; do not trust it).
     public static func unverifiedTimestamp(_ token: String) throws(FernetError) -> Int64 {
@@ -202,19 +241,22 @@ public final class Fernet {
     /// bytes, whole AES blocks) before calling `body`.
     static func withDecodedToken<R>(_ token: String, _ body: (UnsafeRawBufferPointer) -> Result<R, FernetError>) -> Result<R, FernetError> {
         var token = token
-        return token.withUTF8 { utf8 in
-            let capacity = utf8.count / 4 * 3 + 3
-            return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 16) { buffer in
-                guard let count = Base64URL.decode(UnsafeRawBufferPointer(utf8), into: buffer),
-                    count >= overhead + 16, (count - overhead) % 16 == 0, buffer[0] == 0x80
-                else { return .failure(.malformed) }
-                return body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            }
+        return token.withUTF8 { withDecodedToken(UnsafeRawBufferPointer($0), body) }
+    }
+
+    static func withDecodedToken<R>(_ utf8: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Result<R, FernetError>) -> Result<R, FernetError> {
+        let capacity = utf8.count / 4 * 3 + 3
+        return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 16) { buffer in
+            guard let count = Base64URL.decode(utf8, into: buffer),
+                count >= overhead + 16, (count - overhead) % 16 == 0, buffer[0] == 0x80
+            else { return .failure(.malformed) }
+            return body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
     }
 
-    /// Checks the time (with a TTL), then the HMAC (constant time), then decrypts.
-    func open(_ data: UnsafeRawBufferPointer, ttl: Int64?, now: Int64) -> Result<[UInt8], FernetError> {
+    /// Checks the time (with a TTL), then the HMAC (constant time), then decrypts into a stack
+    /// buffer and hands the plaintext to `body` (the buffer is wiped afterwards).
+    func open<R>(_ data: UnsafeRawBufferPointer, ttl: Int64?, now: Int64, _ body: (UnsafeRawBufferPointer) -> R) -> Result<R, FernetError> {
         if let ttl {
             let stamp = Self.timestamp(of: data)
             if stamp &+ ttl < now { return .failure(.expired) }
@@ -230,20 +272,22 @@ public final class Fernet {
         guard let macOK else { return .failure(.library("HMAC-SHA256")) }
         guard macOK else { return .failure(.signatureMismatch) }
         guard EVP_DecryptInit_ex(decryptContext, nil, nil, nil, base + 9) == 1 else { return .failure(.library("AES-128-CBC init")) }
-        var failed = false
-        let plain = [UInt8](unsafeUninitializedCapacity: cipherLength + 16) { out, count in
+        // Decrypted into a stack buffer; the String API then copies it into an array with
+        // `Array(_: UnsafeRawBufferPointer)`: `[UInt8](unsafeUninitializedCapacity:)` reaches an
+        // unspecialised initialiser that looks up `_ContiguousArrayStorage<UInt8>`'s metadata on
+        // every call (more than the AES of a short value, on Linux).
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: cipherLength + 16) { out -> Result<R, FernetError> in
+            let start = out.baseAddress!
             var written: Int32 = 0
             var final: Int32 = 0
-            guard EVP_DecryptUpdate(decryptContext, out.baseAddress, &written, base + 25, Int32(cipherLength)) == 1,
-                EVP_DecryptFinal_ex(decryptContext, out.baseAddress! + Int(written), &final) == 1
-            else {
-                failed = true
-                count = 0
-                return
-            }
-            count = Int(written + final)
+            guard EVP_DecryptUpdate(decryptContext, start, &written, base + 25, Int32(cipherLength)) == 1,
+                EVP_DecryptFinal_ex(decryptContext, start + Int(written), &final) == 1
+            else { return .failure(.badPadding) }
+            let count = Int(written + final)
+            let result = body(UnsafeRawBufferPointer(start: start, count: count))
+            OPENSSL_cleanse(start, cipherLength + 16)
+            return .success(result)
         }
-        return failed ? .failure(.badPadding) : .success(plain)
     }
 }
 
@@ -269,22 +313,43 @@ public final class MultiFernet {
     /// The plaintext and the index of the key that opened it. When no key opens it, the error is the
     /// most telling one (expired / from the future before signature mismatch).
     public func decryptReportingKey(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> (plaintext: [UInt8], keyIndex: Int) {
-        try Fernet.withDecodedToken(token) { data -> Result<([UInt8], Int), FernetError> in
-            var last = FernetError.signatureMismatch
-            // The key that opened the previous token is tried first (a column being rotated is
-            // mostly under one old key: this saves an HMAC per value), then the others in order.
-            let hint = lastOpened
-            for attempt in fernets.indices {
-                let index = attempt == 0 ? hint : (attempt <= hint ? attempt - 1 : attempt)
-                switch fernets[index].open(data, ttl: ttl, now: now) {
-                case .success(let plain):
-                    lastOpened = index
-                    return .success((plain, index))
-                case .failure(let error): if error != .signatureMismatch || last == .signatureMismatch { last = error }
-                }
-            }
-            return .failure(last)
+        try Fernet.withDecodedToken(token) { data in
+            openWithAnyKey(data, ttl: ttl, now: now) { plain, index in (Array(plain), index) }
         }.get()
+    }
+
+    /// The buffer form of ``decryptReportingKey(_:ttl:now:)``: a token given as its ASCII bytes,
+    /// the plaintext written to `output` (``Fernet/maxPlaintextLength(tokenLength:)`` bytes). Also
+    /// returns the token's timestamp (verified, since a key opened it). Nothing is allocated.
+    public func decryptReportingKey(_ token: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, ttl: Int64? = nil, now: Int64 = Fernet.now())
+        throws(FernetError) -> (count: Int, keyIndex: Int, timestamp: Int64)
+    {
+        let limit = Fernet.maxPlaintextLength(tokenLength: token.count)
+        precondition(output.count >= limit, "MultiFernet.decryptReportingKey(into:): the output holds \(output.count) bytes, a token of \(token.count) needs \(limit)")
+        return try Fernet.withDecodedToken(token) { data in
+            let timestamp = Fernet.timestamp(of: data)
+            return openWithAnyKey(data, ttl: ttl, now: now) { plain, index in
+                if let base = output.baseAddress, let from = plain.baseAddress { base.copyMemory(from: from, byteCount: plain.count) }
+                return (plain.count, index, timestamp)
+            }
+        }.get()
+    }
+
+    private func openWithAnyKey<R>(_ data: UnsafeRawBufferPointer, ttl: Int64?, now: Int64, _ body: (UnsafeRawBufferPointer, Int) -> R) -> Result<R, FernetError> {
+        var last = FernetError.signatureMismatch
+        // The key that opened the previous token is tried first (a column being rotated is
+        // mostly under one old key: this saves an HMAC per value), then the others in order.
+        let hint = lastOpened
+        for attempt in fernets.indices {
+            let index = attempt == 0 ? hint : (attempt <= hint ? attempt - 1 : attempt)
+            switch fernets[index].open(data, ttl: ttl, now: now, { body($0, index) }) {
+            case .success(let result):
+                lastOpened = index
+                return .success(result)
+            case .failure(let error): if error != .signatureMismatch || last == .signatureMismatch { last = error }
+            }
+        }
+        return .failure(last)
     }
 
     public func decrypt(_ token: String, ttl: Int64? = nil, now: Int64 = Fernet.now()) throws(FernetError) -> [UInt8] {

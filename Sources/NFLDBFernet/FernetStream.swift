@@ -66,23 +66,31 @@ public enum FernetStream {
         return summary
     }
 
+    /// Encrypts or decrypts one line straight into the output buffer (the buffer APIs: no String
+    /// or array per value).
     private static func process(
         _ line: ArraySlice<UInt8>, mode: Mode, multi: MultiFernet, lineNumber: Int, summary: inout Summary, writer: inout BufferedWriter
     ) throws {
         switch mode {
         case .encrypt:
-            let token = try multi.encrypt(Array(line))
-            try writer.write(token.utf8)
+            let length = Fernet.tokenLength(plaintextCount: line.count)
+            try line.withUnsafeBytes { plain in
+                try writer.append(upTo: length) { out throws(FernetError) in try multi.primary.encrypt(plain, into: out) }
+            }
         case .decrypt(let ttl):
-            var text = String(decoding: line, as: UTF8.self)
-            if text.hasSuffix("\r") { text.removeLast() }
+            var token = line
+            if token.last == 0x0D { token.removeLast() }
             do {
-                let opened = try multi.decryptReportingKey(text, ttl: ttl)
-                if opened.plaintext.contains(0x0A) {
-                    throw LineError(line: lineNumber, reason: "the value contains a newline, which one-value-per-line output cannot carry", keyCount: multi.fernets.count)
+                try token.withUnsafeBytes { token in
+                    try writer.append(upTo: Fernet.maxPlaintextLength(tokenLength: token.count)) { out in
+                        let opened = try multi.decryptReportingKey(token, into: out, ttl: ttl)
+                        if UnsafeRawBufferPointer(rebasing: out[0..<opened.count]).contains(0x0A) {
+                            throw LineError(line: lineNumber, reason: "the value contains a newline, which one-value-per-line output cannot carry", keyCount: multi.fernets.count)
+                        }
+                        summary.byKey[opened.keyIndex] += 1
+                        return opened.count
+                    }
                 }
-                summary.byKey[opened.keyIndex] += 1
-                try writer.write(opened.plaintext)
             } catch let error as FernetError {
                 throw LineError(line: lineNumber, reason: error.description, keyCount: multi.fernets.count)
             }
@@ -103,6 +111,22 @@ struct BufferedWriter {
 
     mutating func write(_ bytes: some Sequence<UInt8>) throws {
         buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { try flush() }
+    }
+
+    /// Lets `body` write up to `count` bytes at the end of the buffer and keeps the bytes it
+    /// reports; on a throw nothing is kept.
+    mutating func append<E: Error>(upTo count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws {
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: count))
+        let kept: Int
+        do {
+            kept = try buffer.withUnsafeMutableBytes { all in try body(UnsafeMutableRawBufferPointer(rebasing: all[start..<start + count])) }
+        } catch {
+            buffer.removeLast(count)
+            throw error
+        }
+        buffer.removeLast(count - kept)
         if buffer.count >= 1 << 16 { try flush() }
     }
 

@@ -82,6 +82,51 @@ struct FernetTests {
         #expect(throws: FernetError.malformed) { try fernet.decrypt("") }
     }
 
+    @Test("buffer API: encrypt(_:into:) and decrypt(_:into:) agree with the String API, for every length 0…70; bad tokens refused alike")
+    func bufferAPI() throws {
+        let fernet = try Fernet(key: FernetKey.generate())
+        for length in 0...70 {
+            let value = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) }
+            let tokenLength = Fernet.tokenLength(plaintextCount: length)
+            var token = [UInt8](repeating: 0, count: tokenLength)
+            let written = try value.withUnsafeBytes { plain in try token.withUnsafeMutableBytes { try fernet.encrypt(plain, into: $0, now: 1_700_000_000) } }
+            #expect(written == tokenLength)
+            let text = String(decoding: token, as: UTF8.self)
+            #expect(try fernet.decrypt(text) == value, "length \(length)")
+            #expect(try Fernet.unverifiedTimestamp(text) == 1_700_000_000)
+            #expect(try fernet.encrypt(value).utf8.count == tokenLength)
+            // Back through the buffer API, into an output exactly as large as promised.
+            let limit = Fernet.maxPlaintextLength(tokenLength: token.count)
+            #expect(limit >= length && limit <= token.count)
+            var plain = [UInt8](repeating: 0, count: limit)
+            let count = try token.withUnsafeBytes { t in try plain.withUnsafeMutableBytes { try fernet.decrypt(t, into: $0) } }
+            #expect(Array(plain[0..<count]) == value, "length \(length)")
+        }
+        // The published vector, and the published invalid tokens, through the buffer API.
+        for entry in try SpecVectors.entries(SpecVectors.verify) {
+            let key = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            let token = Array((entry["token"] as! String).utf8)
+            var plain = [UInt8](repeating: 0, count: token.count)
+            let count = try token.withUnsafeBytes { t in
+                try plain.withUnsafeMutableBytes { try key.decrypt(t, into: $0, ttl: Int64(entry["ttl_sec"] as! Int), now: SpecVectors.unixTime(entry["now"] as! String)) }
+            }
+            #expect(String(decoding: plain[0..<count], as: UTF8.self) == entry["src"] as! String)
+        }
+        for entry in try SpecVectors.entries(SpecVectors.invalid) {
+            let key = try Fernet(key: FernetKey(encoded: entry["secret"] as! String))
+            let text = entry["token"] as! String
+            let ttl = Int64(entry["ttl_sec"] as! Int), now = SpecVectors.unixTime(entry["now"] as! String)
+            var viaString: FernetError?
+            do { _ = try key.decrypt(text, ttl: ttl, now: now) } catch { viaString = error }
+            var viaBuffer: FernetError?
+            let token = Array(text.utf8)
+            var plain = [UInt8](repeating: 0, count: token.count)
+            do { _ = try token.withUnsafeBytes { t in try plain.withUnsafeMutableBytes { try key.decrypt(t, into: $0, ttl: ttl, now: now) } } } catch { viaBuffer = error as? FernetError }
+            let desc = entry["desc"] as? String ?? "?"
+            #expect(viaString != nil && viaBuffer == viaString, "\(desc)")
+        }
+    }
+
     @Test("a wrong key is a signature mismatch, not garbage plaintext")
     func wrongKey() throws {
         let token = try Fernet(key: FernetKey.generate()).encrypt("secret")
@@ -208,5 +253,66 @@ struct FernetInteropTests {
         let fernet = try Fernet(key: key)
         let swift = try Self.values.map { try fernet.encrypt(Array($0.utf8), now: now, iv: iv) }
         #expect(swift == python)
+    }
+}
+
+@Suite("crypt encrypt/decrypt streams (buffer API)")
+struct FernetStreamTests {
+    /// Runs `FernetStream` from a file to a file; returns the output, or the error.
+    static func run(_ mode: FernetStream.Mode, ring: KeyRing, input: [UInt8]) throws -> (output: [UInt8], result: Result<FernetStream.Summary, any Error>) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-stream-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(FileManager.default.createFile(atPath: dir + "/in", contents: Data(input)))
+        let inFD = open(dir + "/in", O_RDONLY), outFD = open(dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        defer { close(inFD) }
+        let result = Result { try FernetStream.run(mode, ring: ring, input: inFD, output: outFD) }
+        close(outFD)
+        return (Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/out"))), result)
+    }
+
+    @Test("20,000 lines of every length 0…99 through encrypt then decrypt (several 64 KiB flushes), CRLF tokens, the key each line opened with")
+    func manyLines() throws {
+        let new = try FernetKey.generate(), old = try FernetKey.generate()
+        let ring = KeyRing(references: [try KeyReference(parsing: "env:NEW"), try KeyReference(parsing: "env:OLD")], keys: [new, old])
+        let oldRing = KeyRing(references: [try KeyReference(parsing: "env:OLD")], keys: [old])
+        let lines = (0..<20000).map { i in String(repeating: "é", count: i % 50) + String(i % 100) }
+        let plain = Array((lines.joined(separator: "\n") + "\n").utf8)
+        let (tokensNew, r1) = try Self.run(.encrypt, ring: ring, input: Array(lines[0..<10000].joined(separator: "\n").utf8))  // last line without newline
+        #expect(try r1.get().lines == 10000)
+        let (tokensOld, r2) = try Self.run(.encrypt, ring: oldRing, input: Array((lines[10000...].joined(separator: "\n") + "\n").utf8))
+        #expect(try r2.get().lines == 10000)
+        // Python writes \n, Windows tools \r\n: both are read.
+        let crlf = Array(String(decoding: tokensOld, as: UTF8.self).replacingOccurrences(of: "\n", with: "\r\n").utf8)
+        let (opened, r3) = try Self.run(.decrypt(ttl: nil), ring: ring, input: tokensNew + crlf)
+        let summary = try r3.get()
+        #expect(summary.lines == 20000 && summary.byKey == [10000, 10000])
+        #expect(opened == plain)
+        // Every token is what the String API makes of the same line.
+        let single = try Fernet(key: new)
+        for (index, token) in String(decoding: tokensNew, as: UTF8.self).split(separator: "\n").enumerated() where index % 997 == 0 {
+            #expect(String(decoding: try single.decrypt(String(token)), as: UTF8.self) == lines[index])
+        }
+    }
+
+    @Test("decrypt stops at a value with a newline and at a line no key opens, naming the line; the lines before are written")
+    func refusals() throws {
+        let key = try FernetKey.generate()
+        let ring = KeyRing(references: [try KeyReference(parsing: "env:K")], keys: [key])
+        let fernet = try Fernet(key: key)
+        let input = Array("\(try fernet.encrypt("ok"))\n\(try fernet.encrypt("two\nlines"))\n\(try fernet.encrypt("never"))\n".utf8)
+        let (output, result) = try Self.run(.decrypt(ttl: nil), ring: ring, input: input)
+        #expect(output == Array("ok\n".utf8))
+        #expect(throws: FernetStream.LineError.self) { try result.get() }
+        if case .failure(let error as FernetStream.LineError) = result {
+            #expect(error.line == 2 && error.reason.contains("newline"))
+        }
+        let (output2, result2) = try Self.run(.decrypt(ttl: nil), ring: ring, input: Array("\(try fernet.encrypt("a"))\nnot-a-token\n".utf8))
+        #expect(output2 == Array("a\n".utf8))
+        if case .failure(let error as FernetStream.LineError) = result2 {
+            #expect(error.line == 2 && error.reason.contains("not a Fernet token"))
+        } else {
+            Issue.record("a bad line was accepted")
+        }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import NFLDBCore
-import NFLDBCrypt
+@testable import NFLDBCrypt
 import NFLDBPostgres
 import NFLDBTestSupport
 import Testing
@@ -144,6 +144,79 @@ struct RotateTests {
             #expect(report.alreadyCurrent == afterKill)
             #expect(report.rotated == 27000 - afterKill)
             try world.assertAllUnder(world.new, connection)
+        }
+    }
+
+    @Test("read-ahead pipeline: rows the application changes after they were read are left as the application wrote them; undecryptable rows in later batches are reported; a re-run finishes")
+    func pipelineKeepsPromises() throws {
+        try RotateWorld.with { world in
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            try world.seed(connection, count: 3000)
+            // Rows no key opens, in later batches (batch size 200: batches 13 and 15).
+            let stranger = try Fernet(key: FernetKey.generate()).encrypt("from another system")
+            try connection.execute("UPDATE cards SET secret = \(stranger) WHERE id = 2501")
+            try connection.execute("UPDATE cards SET secret = 'not a token' WHERE id = 2999")
+            let app = try world.database.connect()
+            defer { app.close() }
+            // The application's own writes while batch 3 (ids 401-600) is about to be written: one value
+            // under the old key, one already under the new key, and one in batch 4, which the reader
+            // may or may not have read ahead by then.
+            let appOld = try Fernet(key: world.old).encrypt("app wrote this", now: 1_800_000_000)
+            let appNew = try Fernet(key: world.new).encrypt("app wrote that", now: 1_800_000_001)
+            let appLater = try Fernet(key: world.old).encrypt("app wrote later", now: 1_800_000_002)
+            let rotator = ColumnRotator(connection: connection, ring: world.ring, logger: TestCluster.logger, readerOptions: ConnectionOptions(dsn: world.database.dsn))
+            var hooked: [Int] = []
+            rotator.beforeWrite = { batch in
+                hooked.append(batch)
+                guard batch == 3 else { return }
+                try app.execute("UPDATE cards SET secret = \(appOld) WHERE id = 452")
+                try app.execute("UPDATE cards SET secret = \(appNew) WHERE id = 453")
+                try app.execute("UPDATE cards SET secret = \(appLater) WHERE id = 651")
+            }
+            var options = RotationOptions(table: "cards", column: "secret")
+            options.batchSize = 200
+            var steps: [RotationProgress] = []
+            let report = try rotator.run(options) { steps.append($0) }
+            #expect(report.batches == 15)
+            #expect(hooked == Array(1...15))
+            #expect(steps.map(\.scanned) == (1...15).map { $0 * 200 })
+            #expect(report.scanned == 3000 && report.nulls == 300)
+            #expect(report.undecryptableCount == 2)
+            #expect(report.undecryptable.map(\.key) == ["id=2501", "id=2999"])
+            // 452 and 453 were read before the application changed them: left alone, counted.
+            #expect(report.changedConcurrently >= 2 && report.changedConcurrently <= 3, "\(report.changedConcurrently)")
+            #expect(report.rotated + report.changedConcurrently + report.undecryptableCount == 2700)
+            #expect(!report.complete)
+            #expect(try connection.query("SELECT secret FROM cards WHERE id = 452").scalar(String.self) == appOld)
+            #expect(try connection.query("SELECT secret FROM cards WHERE id = 453").scalar(String.self) == appNew)
+            #expect(try connection.query("SELECT secret FROM cards WHERE id = 2501").scalar(String.self) == stranger)
+            #expect(try connection.query("SELECT secret FROM cards WHERE id = 2999").scalar(String.self) == "not a token")
+            // 651: either read after the change (rotated: the application's value, under the new key)
+            // or before (left alone): never the stale value.
+            let multi = try MultiFernet(keys: [world.new, world.old])
+            let token651 = try connection.query("SELECT secret FROM cards WHERE id = 651").scalar(String.self)
+            #expect(String(decoding: try multi.decrypt(token651), as: UTF8.self) == "app wrote later")
+            // The re-run rotates what was left (but the two undecryptable rows), keeping the application's values.
+            let again = try ColumnRotator(connection: connection, ring: world.ring, logger: TestCluster.logger, readerOptions: ConnectionOptions(dsn: world.database.dsn)).run(options)
+            #expect(again.changedConcurrently == 0 && again.undecryptableCount == 2)
+            // 452 (and 651 if it was left) are rotated now; 453 is already under the new key.
+            #expect(again.rotated == report.changedConcurrently - 1)
+            let newOnly = try Fernet(key: world.new)
+            for (id, value) in [(452, "app wrote this"), (453, "app wrote that"), (651, "app wrote later")] {
+                let token = try connection.query("SELECT secret FROM cards WHERE id = \(id)").scalar(String.self)
+                #expect(String(decoding: try newOnly.decrypt(token), as: UTF8.self) == value, "row \(id)")
+            }
+            #expect(try Fernet.unverifiedTimestamp(try connection.query("SELECT secret FROM cards WHERE id = 452").scalar(String.self)) == 1_800_000_000)
+            for row in try connection.query("SELECT id, secret FROM cards WHERE id NOT IN (452, 453, 651, 2501, 2999) ORDER BY id").rows {
+                let id = try row.decode("id", as: Int.self)
+                guard let token = row["secret"] else {
+                    #expect(id % 10 == 0)
+                    continue
+                }
+                #expect(String(decoding: try newOnly.decrypt(token), as: UTF8.self) == RotateWorld.value(id), "row \(id)")
+                #expect(try Fernet.unverifiedTimestamp(token) == 1_700_000_000 + Int64(id))
+            }
         }
     }
 

@@ -131,9 +131,15 @@ extension CryptCommand {
         static let configuration = CommandConfiguration(abstract: "Encrypt then decrypt N short values in-process (for bench/crypt).", shouldDisplay: false)
         @Option var count = 1_000_000
         @Option(name: .customLong("value-length")) var valueLength = 20
+        @Option(help: "buffer (encrypt(_:into:), as crypt encrypt/decrypt/rotate use) or string (String in, [UInt8] out).")
+        var api = "buffer"
+
+        func validate() throws {
+            guard FernetBench.API(rawValue: api) != nil else { throw ValidationError("--api: buffer or string") }
+        }
 
         func run() throws {
-            let result = try FernetBench.run(count: count, valueLength: valueLength)
+            let result = try FernetBench.run(count: count, valueLength: valueLength, api: FernetBench.API(rawValue: api)!)
             print(String(format: "count=%d encrypt_s=%.3f decrypt_s=%.3f total_s=%.3f cpu_s=%.3f", result.count, result.encryptSeconds, result.decryptSeconds,
                          result.totalSeconds, result.cpuSeconds))
         }
