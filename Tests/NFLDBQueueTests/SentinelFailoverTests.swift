@@ -54,9 +54,16 @@ struct SentinelFailoverTests {
             // A second worker: the built `nfldb worker`, configured only through redis.sentinels / redis.master_name.
             let process = try CLIRunner.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], environment: [
                 "NFLDB_REDIS_SENTINELS": group.sentinelAddresses.joined(separator: ","), "NFLDB_REDIS_MASTER_NAME": group.masterName,
-                "NFLDB_DSN": database.dsn, "NFLDB_QUEUE_LEASE": "2s", "NFLDB_LOG_LEVEL": "warning",
+                "NFLDB_DSN": database.dsn, "NFLDB_QUEUE_LEASE": "2s", "NFLDB_LOG_LEVEL": "info",
             ])
             defer { process.kill9(); process.removeOutput() }
+            // Under a full parallel test run the process can take a while to start: tasks are submitted only
+            // once it has found the master through the sentinels ("worker started" follows that lookup), so
+            // the round-trip assertion below judges the failover, not a slow start (ci/test once saw 0 round
+            // trips here with nothing in the process's output).
+            try waitUntil("the nfldb worker process found the master through the sentinels: \(process.outputTail())", timeout: .seconds(90)) {
+                process.standardError.contains("worker started")
+            }
 
             let q = try TaskQueue.connect(config, clientName: "nfldb-test-submit", logger: logger)
             defer { q.close() }
