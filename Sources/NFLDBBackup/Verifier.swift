@@ -131,14 +131,22 @@ public enum ActiveScratch {
     /// every 100 ms. Falls back to `pg_ctl` when the signal cannot be sent or the server is not
     /// down within 10 s.
     static func stopImmediate(_ cluster: LocalCluster, logger: Logger) {
-        if let pid = LocalCluster.runningPostmaster(dataDirectory: cluster.dataDirectory), kill(pid, SIGQUIT) == 0 {
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline {
-                if LocalCluster.postmasterPID(dataDirectory: cluster.dataDirectory) != pid || (kill(pid, 0) != 0 && errno == ESRCH) { return }
-                Thread.sleep(forTimeInterval: 0.01)
-            }
-        }
+        if let pid = LocalCluster.runningPostmaster(dataDirectory: cluster.dataDirectory),
+           signalAndWait(cluster, pid: pid, signal: SIGQUIT, within: .seconds(10)) { return }
         try? cluster.stop(mode: "immediate", logger: logger)
+    }
+
+    /// Sends `signal` to the copy's postmaster `pid` and polls every 10 ms (`pg_ctl stop -w` polls
+    /// every 100 ms) until its `postmaster.pid` names another process or is gone, or the process
+    /// is; false when the signal could not be sent or the server is still up after `within`.
+    static func signalAndWait(_ cluster: LocalCluster, pid: pid_t, signal: Int32, within: Duration) -> Bool {
+        guard kill(pid, signal) == 0 else { return false }
+        let deadline = ContinuousClock.now + within
+        while ContinuousClock.now < deadline {
+            if LocalCluster.postmasterPID(dataDirectory: cluster.dataDirectory) != pid || (kill(pid, 0) != 0 && errno == ESRCH) { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        return false
     }
 
     /// Removes a scratch directory: first its regular files, unlinked by `removalThreads` threads
@@ -814,13 +822,7 @@ public struct Verifier {
     /// when the signal cannot be sent or the server is not down within 60 s.
     func stopClean(_ copy: LocalCluster) throws {
         guard let pid = LocalCluster.runningPostmaster(dataDirectory: copy.dataDirectory) else { return }
-        if kill(pid, SIGINT) == 0 {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline {
-                if LocalCluster.postmasterPID(dataDirectory: copy.dataDirectory) != pid || (kill(pid, 0) != 0 && errno == ESRCH) { return }
-                Thread.sleep(forTimeInterval: 0.01)
-            }
-        }
+        if ActiveScratch.signalAndWait(copy, pid: pid, signal: SIGINT, within: .seconds(60)) { return }
         try copy.stop(mode: "fast", logger: logger)
     }
 
@@ -1018,7 +1020,7 @@ public struct Verifier {
               AND receipt->'checks' @> '[{"name": "pgbackrest-verify"}]'
             ORDER BY finished_at DESC, id DESC LIMIT 1
             """).rows.first
-        let human = Self.human
+        let human = DurationFormat.human
         let newest = try primary.query("""
             SELECT status, coalesce(receipt->'repoVerify'->>'ran', 'true') = 'true' AS ran
             FROM nfldb.backup_verifications WHERE stanza = \(pgbackrest.stanza) ORDER BY finished_at DESC, id DESC LIMIT 1
@@ -1037,16 +1039,6 @@ public struct Verifier {
             return decide(true, "the last full repository verification is \(human(age)) old (interval \(human(interval)))", lastPassed)
         }
         return decide(false, "the last full repository verification passed \(human(age)) ago (interval \(human(interval)))", lastPassed)
-    }
-
-    /// "45 s", "12 min", "3.5 h", "7 d".
-    static func human(_ seconds: Double) -> String {
-        switch seconds {
-        case ..<120: return String(format: "%.0f s", seconds)
-        case ..<7200: return String(format: "%.0f min", seconds / 60)
-        case ..<172_800: return String(format: "%.1f h", seconds / 3600)
-        default: return String(format: "%.1f d", seconds / 86_400)
-        }
     }
 
     /// Without the full `pgbackrest verify`: `pgbackrest-verify` says why it did not run (and what

@@ -7,6 +7,19 @@ extension Duration {
     public var inMilliseconds: Double { inSeconds * 1000 }
 }
 
+/// Renders a number of seconds for people: "250 ms", "45 s", "12 min", "3.5 h", "7.0 d" (negative
+/// values as 0). Health messages and backup verify's repository-verification decision use it.
+public enum DurationFormat {
+    public static func human(_ seconds: Double) -> String {
+        let s = max(0, seconds)
+        if s < 1 { return String(format: "%.0f ms", s * 1000) }
+        if s < 120 { return String(format: "%.0f s", s) }
+        if s < 7200 { return String(format: "%.0f min", s / 60) }
+        if s < 172_800 { return String(format: "%.1f h", s / 3600) }
+        return String(format: "%.1f d", s / 86400)
+    }
+}
+
 /// Parses the human durations used in config files, flags and migration directives:
 /// `500ms`, `5s`, `10min`, `2h`, `400d`, or a bare number of seconds.
 public enum DurationParser {

@@ -424,18 +424,19 @@ public struct GamesLoader {
                         games += buffer[lineStarts[i]..<(i + 1 < lineStarts.count ? lineStarts[i + 1] : buffer.count)]
                     }
                 }
+                // The input row of COPY line n, for copy lines that came from these buffered lines.
                 let rows = lineRows
-                let describe: (Int) -> String? = { n in
-                    n >= 1 && n <= kept.count ? "input row \(rows[kept[n - 1]].row) (line \(rows[kept[n - 1]].line))" : nil
+                func describe(_ lines: [Int]) -> (Int) -> String? {
+                    { n in n >= 1 && n <= lines.count ? "input row \(rows[lines[n - 1]].row) (line \(rows[lines[n - 1]].line))" : nil }
                 }
                 try queue.enqueue(QueuedCopy("""
                     COPY nfl.games (\(unsafeRaw: columns)) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
-                    """, data: games, label: "COPY nfl.games batch \(batch)", describeLine: describe, completion: { copied += $0 }))
+                    """, data: games, label: "COPY nfl.games batch \(batch)", describeLine: describe(kept), completion: { copied += $0 }))
                 if !weatherLines.isEmpty {
                     let (data, gameLines) = weatherLines.data(skipping: skip)
                     try queue.enqueue(QueuedCopy("COPY nfl.weather (game_id, source, temp_f, wind_mph) FROM STDIN", data: data,
                                                  label: "COPY nfl.weather batch \(batch)",
-                                                 describeLine: { n in n >= 1 && n <= gameLines.count ? "input row \(rows[gameLines[n - 1]].row) (line \(rows[gameLines[n - 1]].line))" : nil },
+                                                 describeLine: describe(gameLines),
                                                  completion: { weatherCopied += $0 }))
                 }
                 if !oddsLines.isEmpty {
@@ -444,7 +445,7 @@ public struct GamesLoader {
                         COPY nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
                                                away_spread_odds, home_spread_odds, under_odds, over_odds) FROM STDIN
                         """, data: data, label: "COPY nfl.odds_history batch \(batch)",
-                        describeLine: { n in n >= 1 && n <= gameLines.count ? "input row \(rows[gameLines[n - 1]].row) (line \(rows[gameLines[n - 1]].line))" : nil },
+                        describeLine: describe(gameLines),
                         completion: { oddsCopied += $0 }))
                 }
             }

@@ -147,14 +147,7 @@ public enum HealthFormat {
         return String(format: v >= 100 ? "%.0f %@" : "%.1f %@", v, units[index])
     }
 
-    public static func duration(_ seconds: Double) -> String {
-        let s = max(0, seconds)
-        if s < 1 { return String(format: "%.0f ms", s * 1000) }
-        if s < 120 { return String(format: "%.0f s", s) }
-        if s < 7200 { return String(format: "%.0f min", s / 60) }
-        if s < 172_800 { return String(format: "%.1f h", s / 3600) }
-        return String(format: "%.1f d", s / 86400)
-    }
+    public static func duration(_ seconds: Double) -> String { DurationFormat.human(seconds) }
 
     public static func milliseconds(_ ms: Double) -> String {
         ms < 1000 ? String(format: "%.1f ms", ms) : duration(ms / 1000)

@@ -119,7 +119,7 @@ enum WorkerHandlers {
             var options = VerifyOptions(binaries: try PostgresBinaries.locate(configured: sandbox.binDirectory),
                                         set: payload["set"] as? String, targetTime: payload["target_time"] as? String)
             options.apply(settings)
-            options.reuseScratch = payload["reuse_scratch"] as? Bool ?? settings.reuseScratch
+            if let reuse = payload["reuse_scratch"] as? Bool { options.reuseScratch = reuse }
             options.full = payload["full"] as? Bool ?? false
             options.scratchDirectory = settings.scratchDirectory.map {
                 ($0 as NSString).appendingPathComponent(options.reuseScratch

@@ -11,6 +11,29 @@ import Testing
 /// and to leave no scratch directory or server behind.
 @Suite("backup verify: PITR and failure injection", .serialized)
 struct VerifyFailureTests {
+    /// Writes and archives two WAL segments after the backup.
+    func archiveTwoSegments(_ f: BackupFixture) throws {
+        for i in 0..<2 {
+            try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 4, \(i) FROM generate_series(1, 100)")
+            try f.pgbackrest.runChecked("check", ["--archive-timeout=20"])
+        }
+    }
+
+    /// Removes from the repo the first archived segment after the latest backup's stop segment and
+    /// before the newest one, so the archive has a hole in the WAL that recovery to now needs.
+    func removeFirstSegmentAfterBackup(_ f: BackupFixture) throws {
+        let info = try f.pgbackrest.info()
+        let stop = try #require(info[0].backup.last?.archive?.stop)
+        let max = try #require(info[0].archiveMax)
+        let archiveRoot = "\(f.repoPath)/archive/nfldb/\(info[0].archive[0].id)/\(stop.prefix(16))"
+        let after = try FileManager.default.contentsOfDirectory(atPath: archiveRoot).filter { name in
+            let seg = String(name.prefix(24))
+            return seg.count == 24 && name.dropFirst(24).hasPrefix("-") && seg > stop && seg < max
+        }.sorted()
+        let victim = try #require(after.first, "no segment between \(stop) and \(max)")
+        try FileManager.default.removeItem(atPath: "\(archiveRoot)/\(victim)")
+    }
+
     func failed(_ receipt: VerificationReceipt, _ name: String) -> VerificationCheck? {
         receipt.checks.first { $0.name == name && !$0.passed }
     }
@@ -91,20 +114,8 @@ struct VerifyFailureTests {
         defer { f.close() }
         try f.initStanza()
         _ = try f.backup("full")
-        for i in 0..<2 {
-            try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 4, \(i) FROM generate_series(1, 100)")
-            try f.pgbackrest.runChecked("check", ["--archive-timeout=20"])
-        }
-        let info = try f.pgbackrest.info()
-        let stop = try #require(info[0].backup.last?.archive?.stop)
-        let max = try #require(info[0].archiveMax)
-        let archiveRoot = "\(f.repoPath)/archive/nfldb/\(info[0].archive[0].id)/\(stop.prefix(16))"
-        let after = try FileManager.default.contentsOfDirectory(atPath: archiveRoot).filter { name in
-            let seg = String(name.prefix(24))
-            return seg.count == 24 && name.dropFirst(24).hasPrefix("-") && seg > stop && seg < max
-        }.sorted()
-        let victim = try #require(after.first, "no segment between \(stop) and \(max)")
-        try FileManager.default.removeItem(atPath: "\(archiveRoot)/\(victim)")
+        try archiveTwoSegments(f)
+        try removeFirstSegmentAfterBackup(f)
 
         let receipt = try f.verify()
         #expect(!receipt.passed)
@@ -119,23 +130,11 @@ struct VerifyFailureTests {
         defer { f.close() }
         try f.initStanza()
         _ = try f.backup("full")
-        for i in 0..<2 {
-            try f.sql("INSERT INTO nfl.plays(game_id, yards) SELECT 4, \(i) FROM generate_series(1, 100)")
-            try f.pgbackrest.runChecked("check", ["--archive-timeout=20"])
-        }
+        try archiveTwoSegments(f)
         let first = try f.verify()
         #expect(first.passed, "\(first.renderText())")
         #expect(first.repoVerify?.ran == true)
-        let info = try f.pgbackrest.info()
-        let stop = try #require(info[0].backup.last?.archive?.stop)
-        let max = try #require(info[0].archiveMax)
-        let archiveRoot = "\(f.repoPath)/archive/nfldb/\(info[0].archive[0].id)/\(stop.prefix(16))"
-        let after = try FileManager.default.contentsOfDirectory(atPath: archiveRoot).filter { name in
-            let seg = String(name.prefix(24))
-            return seg.count == 24 && name.dropFirst(24).hasPrefix("-") && seg > stop && seg < max
-        }.sorted()
-        let victim = try #require(after.first, "no segment between \(stop) and \(max)")
-        try FileManager.default.removeItem(atPath: "\(archiveRoot)/\(victim)")
+        try removeFirstSegmentAfterBackup(f)
 
         let receipt = try f.verify()
         #expect(!receipt.passed)

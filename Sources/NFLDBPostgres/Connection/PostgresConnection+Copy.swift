@@ -65,22 +65,12 @@ extension PostgresConnection {
     @discardableResult
     public func copyIn(_ query: PostgresQuery, _ produce: (inout CopyWriter) throws -> Void) throws -> Int {
         let statement = query.sql
-        guard query.binds.isEmpty else {
-            throw PostgresError(kind: .copy, message: "COPY cannot take bound values (\(query.binds.count) given); interpolate names with \\(identifier:) and send data through the writer")
-                .withStatement(statement)
-        }
+        try Self.refuseBinds(query, dataVia: "the writer")
         guard let start = PQexec(handle, statement) else { throw connectionError(statement: statement) }
-        let status = PQresultStatus(start)
-        guard status == PGRES_COPY_IN else {
-            defer { PQclear(start) }
-            if status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
-                _ = drainCopyOut()
-                while let rest = PQgetResult(handle) { PQclear(rest) }
-            }
-            if status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || status == PGRES_BAD_RESPONSE {
-                throw makeError(start, statement: statement)
-            }
-            throw PostgresError(kind: .copy, message: "statement did not start a COPY FROM STDIN").withStatement(statement)
+        if let error = copyStartError(start, statement: statement) {
+            PQclear(start)
+            while let rest = PQgetResult(handle) { PQclear(rest) }
+            throw error
         }
         PQclear(start)
         var writer = CopyWriter(connection: self)
@@ -103,7 +93,7 @@ extension PostgresConnection {
         while let result = PQgetResult(handle) {
             defer { PQclear(result) }
             if PQresultStatus(result) == PGRES_COMMAND_OK {
-                rows = PQcmdTuples(result).map { String(cString: $0) }.flatMap { Int($0) } ?? 0
+                rows = PostgresResult.affectedRows(of: result) ?? 0
             } else if serverError == nil {
                 serverError = makeError(result, statement: statement)
             }
@@ -111,6 +101,28 @@ extension PostgresConnection {
         if let producerError { throw producerError }
         if let serverError { throw serverError }
         return rows
+    }
+}
+
+extension PostgresConnection {
+    /// COPY has no parameters: a query with bound values is refused before anything is sent.
+    static func refuseBinds(_ query: PostgresQuery, dataVia: String) throws {
+        guard query.binds.isEmpty else {
+            throw PostgresError(kind: .copy, message: "COPY cannot take bound values (\(query.binds.count) given); interpolate names with \\(identifier:) and send data through \(dataVia)")
+                .withStatement(query.sql)
+        }
+    }
+
+    /// The first result of a `COPY … FROM STDIN` statement: nil when the server waits for the
+    /// data, else the error to report (a COPY TO STDOUT the statement started is drained first).
+    func copyStartError(_ result: OpaquePointer, statement: String) -> PostgresError? {
+        let status = PQresultStatus(result)
+        if status == PGRES_COPY_IN { return nil }
+        if status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH { _ = drainCopyOut() }
+        if status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || status == PGRES_BAD_RESPONSE {
+            return makeError(result, statement: statement)
+        }
+        return PostgresError(kind: .copy, message: "statement did not start a COPY FROM STDIN").withStatement(statement)
     }
 }
 

@@ -75,10 +75,7 @@ public final class CopyQueue {
     /// - Throws: the queue's first failure, if one happened; a copy with bound values (COPY takes none).
     public func enqueue(_ copy: QueuedCopy) throws {
         if let failure { throw failure }
-        guard copy.query.binds.isEmpty else {
-            throw PostgresError(kind: .copy, message: "COPY cannot take bound values (\(copy.query.binds.count) given); interpolate names with \\(identifier:) and send data as the copy's data")
-                .withStatement(copy.query.sql)
-        }
+        try PostgresConnection.refuseBinds(copy.query, dataVia: "the copy's data")
         waiting.append(copy)
         try poll()
     }
@@ -117,20 +114,9 @@ public final class CopyQueue {
                     return try fail(PostgresError(kind: .protocolViolation, message: "the server sent no response to the COPY statement")
                         .withStatement(copy.query.sql))
                 }
-                let status = PQresultStatus(result)
-                if status == PGRES_COPY_IN {
-                    PQclear(result)
-                    state = .sending
-                    continue
-                }
-                if status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || status == PGRES_BAD_RESPONSE {
-                    serverError = connection.makeError(result, statement: copy.query.sql)
-                } else {
-                    serverError = PostgresError(kind: .copy, message: "statement did not start a COPY FROM STDIN").withStatement(copy.query.sql)
-                    if status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH { _ = connection.drainCopyOut() }
-                }
+                serverError = connection.copyStartError(result, statement: copy.query.sql)
                 PQclear(result)
-                state = .finishing
+                state = serverError == nil ? .sending : .finishing
             case .sending:
                 let copy = current!
                 let flushed = PQflush(handle)
@@ -163,7 +149,7 @@ public final class CopyQueue {
                 if let result = PQgetResult(handle) {
                     let status = PQresultStatus(result)
                     if status == PGRES_COMMAND_OK {
-                        rows = PQcmdTuples(result).map { String(cString: $0) }.flatMap { Int($0) } ?? 0
+                        rows = PostgresResult.affectedRows(of: result) ?? 0
                     } else if status == PGRES_COPY_IN {
                         // Only after an abort that raced the server's CopyInResponse.
                         PQputCopyEnd(handle, "aborted by nfldb")

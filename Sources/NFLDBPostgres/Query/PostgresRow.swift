@@ -131,7 +131,11 @@ public struct PostgresResult: Sendable {
             rows.append(PostgresRow(columns: columns, values: values))
         }
         let tag = PQcmdStatus(result).map { String(cString: $0) } ?? ""
-        let affected = PQcmdTuples(result).map { String(cString: $0) }.flatMap { Int($0) }
-        return PostgresResult(columns: columns, rows: rows, commandTag: tag, affectedRows: affected)
+        return PostgresResult(columns: columns, rows: rows, commandTag: tag, affectedRows: affectedRows(of: result))
+    }
+
+    /// Rows the command reports (`PQcmdTuples`: `INSERT 0 5`, `UPDATE 3`, `COPY 100`), if any.
+    static func affectedRows(of result: OpaquePointer) -> Int? {
+        PQcmdTuples(result).map { String(cString: $0) }.flatMap { Int($0) }
     }
 }

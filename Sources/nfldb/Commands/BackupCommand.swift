@@ -312,7 +312,7 @@ extension BackupCommand {
             options.skipSpaceCheck = skipSpaceCheck
             options.apply(backupConfig)
             options.full = full
-            options.reuseScratch = reuseScratch ?? backupConfig.reuseScratch
+            if let reuseScratch { options.reuseScratch = reuseScratch }
             if let jobs = amcheckJobs ?? backupConfig.amcheckJobs {
                 guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
                 options.amcheckJobs = jobs
