@@ -409,14 +409,19 @@ public struct AuditInstaller {
     }
 
     /// The table's columns in attnum order. `comparable`: the type (or a domain's base type) is not an
-    /// array or composite and has a default btree or hash operator class for itself or a type it is
-    /// binary-coercible to — then `IS DISTINCT FROM` means equality; other columns are compared as text.
+    /// array or composite and has a default btree or hash operator class **in pg_catalog** for itself or
+    /// a type it is binary-coercible to — then `IS DISTINCT FROM` means equality; other columns are
+    /// compared as text. The capture function runs with `search_path = pg_catalog, pg_temp`, so an
+    /// extension type's `=` (hstore, citext, ltree: in the extension's schema) is not found there:
+    /// `IS DISTINCT FROM` on such a column made every UPDATE of the audited table fail ("operator does
+    /// not exist: public.hstore = public.hstore"). Their text forms are compared instead. (citext is
+    /// binary-coercible to text, so it compares as text: a case-only change is recorded.)
     func tableColumns(_ oid: Int64) throws -> [AuditColumn] {
         try connection.query("""
             SELECT a.attname::text AS name,
                    (bt.typtype IN ('b', 'r', 'm', 'e') AND bt.typcategory <> 'A' AND EXISTS (
                         SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-                         WHERE am.amname IN ('btree', 'hash') AND oc.opcdefault
+                         WHERE am.amname IN ('btree', 'hash') AND oc.opcdefault AND oc.opcnamespace = 'pg_catalog'::regnamespace
                            AND (oc.opcintype = bt.oid OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid
                                                                    AND k.casttarget = oc.opcintype AND k.castmethod = 'b')))) AS comparable
             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid

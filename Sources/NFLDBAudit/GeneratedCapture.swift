@@ -4,8 +4,9 @@ import NFLDBPostgres
 /// One column of an audited table, as the generated capture function needs it.
 struct AuditColumn: Sendable, Equatable {
     let name: String
-    /// The column's type has a default btree or hash equality (so `IS DISTINCT FROM` works and means
-    /// equality); otherwise the function compares the text forms (`json`, `point`, arrays, enums, …).
+    /// The column's type has a default btree or hash equality in pg_catalog (so `IS DISTINCT FROM`
+    /// works on the function's search_path and means equality); otherwise the function compares the
+    /// text forms (`json`, `point`, arrays, enums, extension types such as hstore and citext, …).
     let comparable: Bool
 }
 
@@ -53,7 +54,7 @@ struct GeneratedCapture {
     /// Install's note when some columns are compared by their text form.
     var textComparedNote: String? {
         let names = audited.filter { !$0.comparable }.map(\.name)
-        return names.isEmpty ? nil : "compared as text (their type has no default equality): \(names.joined(separator: ", "))"
+        return names.isEmpty ? nil : "compared as text (their type has no default equality in pg_catalog): \(names.joined(separator: ", "))"
     }
 
     private func q(_ name: String) -> String { PostgresIdentifier.quote(name) }
@@ -156,7 +157,12 @@ struct GeneratedCapture {
         // Keys are NOT NULL (statement mode needs a primary key or unique NOT NULL index), so a NULL
         // key column marks the missing side of the FULL JOIN.
         let first = keys.first ?? ""
-        let join = keys.map { "o.\(q($0)) = n.\(q($0))" }.joined(separator: " AND ")
+        // Pairs by the key's value; by its text form when its type has no pg_catalog equality (a citext
+        // or other extension-type key: its `=` is not on the function's search_path).
+        let join = keys.map { key in
+            columns.first { $0.name == key }?.comparable == false
+                ? "o.\(q(key))::text = n.\(q(key))::text" : "o.\(q(key)) = n.\(q(key))"
+        }.joined(separator: " AND ")
         let oldMissing = "o.\(q(first)) IS NULL", newMissing = "n.\(q(first)) IS NULL"
         // The variables are named in a query over the transition tables: a table column of the same
         // name (`tx`, `login`, …) would make them ambiguous, and every column here is qualified.
