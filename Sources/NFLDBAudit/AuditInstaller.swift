@@ -92,9 +92,11 @@ public struct AuditInstaller {
                     "--exclude-columns: no column \(column) in \(resolved.map(\.qualified).joined(separator: ", "))",
                     exitStatus: .usage)
             }
+            let casts = try riskyCastProblems()
             var results: [AuditTableResult] = []
             for table in resolved {
-                results.append(try installOne(table, mode: mode, excluded: excludeColumns.filter(table.columns.contains)))
+                results.append(try installOne(
+                    table, mode: mode, excluded: excludeColumns.filter(table.columns.contains), extraNotes: results.isEmpty ? casts : []))
             }
             try dropUnusedFunctions()
             return results
@@ -167,7 +169,9 @@ public struct AuditInstaller {
         try connection.runScript(unsafeSQL: AuditSQL.functionPrivileges)
         try connection.runScript(unsafeSQL: AuditSQL.guardTriggers)
         _ = try ensurePartitions()
+        try connection.runScript(unsafeSQL: AuditSQL.castGuardFunction)
         try connection.execute("RESET ROLE")
+        try connection.runScript(unsafeSQL: AuditSQL.castGuardTrigger)
         _ = connection.drainNotices()
     }
 
@@ -214,8 +218,39 @@ public struct AuditInstaller {
 
     // MARK: - Tables
 
-    private func installOne(_ table: AuditedTable, mode requested: AuditMode?, excluded: [String]) throws -> AuditTableResult {
-        var notes: [String] = []
+    /// Statement triggers are not cloned to partitions, so a write aimed at a partition
+    /// (`INSERT INTO nfl.plays_2024 …`) would not be logged; the row trigger is cloned to every
+    /// partition, including ones attached later.
+    static func statementOnPartitioned(_ table: String) -> String {
+        "statement mode cannot audit the partitioned table \(table): statement triggers are not cloned to its partitions, so writes aimed at a "
+            + "partition would not be logged; run `nfldb audit install --table \(table) --mode row` (its row trigger reaches every partition)"
+    }
+
+    /// Inheritance children (not partitions) the table's triggers do not reach, unless each is audited too.
+    func inheritanceProblems(_ table: AuditedTable) throws -> [String] {
+        guard !table.isPartitioned else { return [] }
+        let children = try connection.query("""
+            SELECT format('%I.%I', n.nspname, c.relname) AS child FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE i.inhparent = \(table.oid)::oid
+              AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname LIKE 'zz\\_audit\\_%')
+            ORDER BY 1
+            """).rows.compactMap { $0["child"] }
+        guard !children.isEmpty else { return [] }
+        return ["inheritance \(children.count == 1 ? "child" : "children") \(children.joined(separator: ", ")) not audited: rows stored there are "
+                + "not logged by \(table.qualified)'s triggers; audit each child too (nfldb audit install --table …)"]
+    }
+
+    /// Existing casts a non-superuser could redefine (see ``AuditSQL/castGuard``), as problems.
+    func riskyCastProblems() throws -> [String] {
+        try connection.query(AuditSQL.riskyCasts).rows.compactMap { $0["cast_text"] }.map {
+            "cast \($0) (not a superuser): the audit triggers run as the audit owner, and this function would run with its rights "
+                + "when a value of that type is logged; drop the cast, or make a superuser own the function (ALTER FUNCTION … OWNER TO …)"
+        }
+    }
+
+    private func installOne(_ table: AuditedTable, mode requested: AuditMode?, excluded: [String], extraNotes: [String] = []) throws -> AuditTableResult {
+        var notes: [String] = extraNotes
         if table.schema == "audit" {
             throw OperatorError("refusing to audit \(table.qualified): the audit schema's own tables are not audited", exitStatus: .usage)
         }
@@ -234,6 +269,10 @@ public struct AuditInstaller {
             mode = recommendation.mode
             notes.append("mode \(mode.rawValue) chosen: \(recommendation.reason)")
         }
+        if mode == .statement && table.isPartitioned {
+            throw OperatorError(Self.statementOnPartitioned(table.qualified), exitStatus: .usage)
+        }
+        notes += try inheritanceProblems(table)
         if mode == .statement && key.columns.isEmpty {
             throw OperatorError(
                 "statement mode needs a key to pair old and new rows, and \(table.qualified) has no primary key or unique NOT NULL index",
@@ -350,6 +389,9 @@ public struct AuditInstaller {
     /// single-row INSERTs do not scan the table, so an insert-only table that is rarely read also
     /// looks bulk-written; pass `--mode row` for it.
     func recommendMode(_ table: AuditedTable, key: AuditKey) throws -> (mode: AuditMode, reason: String) {
+        guard !table.isPartitioned else {
+            return (.row, "a partitioned table: its row trigger is cloned to every partition (statement triggers are not)")
+        }
         guard !key.columns.isEmpty else {
             return (.row, "no key to pair old and new rows in statement mode")
         }
@@ -415,7 +457,10 @@ public struct AuditInstaller {
     /// extension type's `=` (hstore, citext, ltree: in the extension's schema) is not found there:
     /// `IS DISTINCT FROM` on such a column made every UPDATE of the audited table fail ("operator does
     /// not exist: public.hstore = public.hstore"). Their text forms are compared instead. (citext is
-    /// binary-coercible to text, so it compares as text: a case-only change is recorded.)
+    /// binary-coercible to text, so it compares as text: a case-only change is recorded.) The cast
+    /// must be implicit, as for `IS DISTINCT FROM` to find it (xml's to text is not: xml has no `=`).
+    /// A column with a nondeterministic collation is compared as text too: its `=` would call
+    /// 'bob@x.com' → 'BOB@X.COM' no change.
     func tableColumns(_ oid: Int64) throws -> [AuditColumn] {
         try connection.query("""
             SELECT a.attname::text AS name,
@@ -423,7 +468,9 @@ public struct AuditInstaller {
                         SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
                          WHERE am.amname IN ('btree', 'hash') AND oc.opcdefault AND oc.opcnamespace = 'pg_catalog'::regnamespace
                            AND (oc.opcintype = bt.oid OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = bt.oid
-                                                                   AND k.casttarget = oc.opcintype AND k.castmethod = 'b')))) AS comparable
+                                                                   AND k.casttarget = oc.opcintype AND k.castmethod = 'b'
+                                                                   AND k.castcontext = 'i')))
+                    AND NOT EXISTS (SELECT 1 FROM pg_collation co WHERE co.oid = a.attcollation AND NOT co.collisdeterministic)) AS comparable
             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
             JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
             WHERE a.attrelid = \(oid)::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum

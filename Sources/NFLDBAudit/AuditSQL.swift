@@ -149,6 +149,52 @@ enum AuditSQL {
         """
     }
 
+    /// The event trigger that keeps casts away from non-superusers (created by a superuser: event
+    /// triggers must be). Why: the capture functions run as the audit owner (SECURITY DEFINER) and
+    /// `to_jsonb` converts a value of a user-defined type (enum, range, composite…) through that
+    /// type's cast to json when one exists. The type's owner may `CREATE CAST … WITH FUNCTION` their
+    /// own function, which would then run with the audit owner's rights on the next write to an
+    /// audited table — enough to disable the guards and erase or forge the log. Existing casts whose
+    /// function a non-superuser owns are reported by install and `audit status` (``riskyCasts``).
+    static let castGuardName = "nfldb_audit_cast_guard"
+
+    /// Run as the audit owner, which owns everything in schema audit.
+    static let castGuardFunction = """
+        CREATE OR REPLACE FUNCTION audit.refuse_cast() RETURNS event_trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $function$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolsuper) THEN
+                RAISE EXCEPTION 'only a superuser may run % in this database: nfldb audit is installed', tg_tag
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'The audit triggers run as the audit owner and convert values of user-defined types through their casts, '
+                                 'so a cast''s function would run with the audit owner''s rights. Ask a superuser to create the cast.';
+            END IF;
+        END
+        $function$;
+        """
+
+    /// Run as a superuser (only a superuser may create an event trigger).
+    static let castGuardTrigger = """
+        DO $guard$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'nfldb_audit_cast_guard') THEN
+                CREATE EVENT TRIGGER nfldb_audit_cast_guard ON ddl_command_start WHEN TAG IN ('CREATE CAST')
+                    EXECUTE FUNCTION audit.refuse_cast();
+            END IF;
+        END
+        $guard$;
+        ALTER EVENT TRIGGER nfldb_audit_cast_guard ENABLE;
+        """
+
+    /// Casts whose function a non-superuser owns (its owner can change what it does at any time),
+    /// as `source → target via function() owned by role`.
+    static let riskyCasts: PostgresQuery = """
+        SELECT format('%s → %s via %s owned by %s', c.castsource::regtype, c.casttarget::regtype, c.castfunc::regprocedure, r.rolname) AS cast_text
+        FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_roles r ON r.oid = p.proowner
+        WHERE c.castfunc <> 0 AND NOT r.rolsuper
+        ORDER BY 1
+        """
+
     /// Constraints older versions put on audit.log that cost every insert (see ``tables``).
     static let droppedLogConstraints = ["log_operation_values", "log_pkey"]
 

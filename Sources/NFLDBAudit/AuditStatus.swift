@@ -84,6 +84,10 @@ extension AuditInstaller {
                 }
                 let table = AuditedTable(
                     oid: currentOID, schema: schema, name: name, relkind: current["relkind"] ?? "r", columnInfo: try tableColumns(currentOID))
+                if mode == .statement && table.isPartitioned {
+                    problems.append(AuditInstaller.statementOnPartitioned(table.qualified))
+                }
+                problems += try inheritanceProblems(table)
                 problems += try checkTriggers(table, mode: mode)
                 problems += try checkFunction(
                     table, mode: mode, keys: keys, excluded: excluded, installedColumns: row["audited"].map { Self.jsonList($0) }, owner: schemaOwner)
@@ -235,6 +239,15 @@ extension AuditInstaller {
             }
             if try !row.decode("fixed_path", as: Bool.self) { report.logProblems.append("audit.\(name)() has no fixed search_path") }
         }
+        let castGuard = try connection.query("""
+            SELECT evtenabled::text AS enabled FROM pg_event_trigger WHERE evtname = \(AuditSQL.castGuardName)
+            """).rows.first?["enabled"]
+        if castGuard != "O" && castGuard != "A" {
+            report.logProblems.append(
+                "event trigger \(AuditSQL.castGuardName) is \(castGuard == nil ? "missing" : "disabled"): the owner of a type in an audited table "
+                    + "could create a cast whose function runs as the audit owner; run `nfldb audit install`")
+        }
+        report.logProblems += try riskyCastProblems()
         let partitions = try connection.query("""
             SELECT c.oid::int8 AS oid, c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit.log'::regclass ORDER BY c.relname

@@ -75,12 +75,19 @@ struct GeneratedCapture {
         return "jsonb_build_object(" + keys.map { "\(lit($0)), \(field(row, $0))" }.joined(separator: ", ") + ")"
     }
 
-    /// `n.c IS DISTINCT FROM o.c` (or of the text forms for types without a default equality).
+    /// `n.c IS DISTINCT FROM o.c`, or of the text forms for types without a pg_catalog equality.
     private func distinct(_ column: AuditColumn, new: String, old: String) -> String {
         column.comparable
             ? "\(field(new, column.name)) IS DISTINCT FROM \(field(old, column.name))"
-            : "\(field(new, column.name))::text IS DISTINCT FROM \(field(old, column.name))::text"
+            : "\(textForm(field(new, column.name))) IS DISTINCT FROM \(textForm(field(old, column.name)))"
     }
+
+    /// A value's text form without a cast: `ROW(v)::text` is `record_out`, which calls the column
+    /// type's output function directly. `v::text` would run a cast from the column's type to text,
+    /// and the owner of a user-defined type can create one (CREATE CAST) whose function would then
+    /// run as the audit owner inside this SECURITY DEFINER function. Null-safe: `()` for NULL,
+    /// `("")` for an empty string.
+    private func textForm(_ value: String) -> String { "ROW(\(value))::text" }
 
     private func anyChanged(new: String, old: String, indent: String) -> String {
         let terms = audited.map { distinct($0, new: new, old: old) }
@@ -118,11 +125,12 @@ struct GeneratedCapture {
         // A partition fires its parent's cloned trigger: entries name the audited (parent) table.
         let schemaExpr = isPartitioned ? lit(schema) : "TG_TABLE_SCHEMA"
         let nameExpr = isPartitioned ? lit(name) : "TG_TABLE_NAME"
+        let oidExpr = isPartitioned ? "\(oid)::oid" : "TG_RELID"
         let session = "txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),\n                nullif(current_setting('nfldb.correlation_id', true), '')"
         func insert(_ operation: String, key: String, old: String, new: String, changed: String) -> String {
             """
                     INSERT INTO audit.log (\(Self.logColumns))
-                    VALUES (TG_RELID, \(schemaExpr), \(nameExpr), '\(operation)', \(key), \(old), \(new), \(changed),
+                    VALUES (\(oidExpr), \(schemaExpr), \(nameExpr), '\(operation)', \(key), \(old), \(new), \(changed),
                             \(session));
             """
         }
@@ -161,7 +169,7 @@ struct GeneratedCapture {
         // or other extension-type key: its `=` is not on the function's search_path).
         let join = keys.map { key in
             columns.first { $0.name == key }?.comparable == false
-                ? "o.\(q(key))::text = n.\(q(key))::text" : "o.\(q(key)) = n.\(q(key))"
+                ? "\(textForm("o.\(q(key))")) = \(textForm("n.\(q(key))"))" : "o.\(q(key)) = n.\(q(key))"
         }.joined(separator: " AND ")
         let oldMissing = "o.\(q(first)) IS NULL", newMissing = "n.\(q(first)) IS NULL"
         // The variables are named in a query over the transition tables: a table column of the same

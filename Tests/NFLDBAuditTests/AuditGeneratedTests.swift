@@ -265,6 +265,142 @@ struct AuditGeneratedTests {
         }
     }
 
+    @Test("the owner of a type in an audited table cannot run code as the audit owner through a cast: CREATE CAST is refused (42501, real login), an existing cast whose function a non-superuser owns is reported by install and status, the guard's absence too")
+    func castsCannotRunAsTheAuditOwner() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            let mig = world.name("mig"), password = "pw-\(UUID().uuidString)"
+            let migSQL = PostgresIdentifier.quote(mig)
+            try admin.runScript(unsafeSQL: """
+                CREATE ROLE \(migSQL) LOGIN PASSWORD \(PostgresIdentifier.literal(password));
+                GRANT CREATE, USAGE ON SCHEMA nfl TO \(migSQL);
+                """)
+            let login = try PostgresConnection.connect(
+                ConnectionOptions(dsn: world.db.cluster.dsn(database: world.db.name, user: mig, password: password)), logger: TestCluster.logger)
+            defer { login.close() }
+            try login.runScript(unsafeSQL: """
+                CREATE TYPE nfl.status AS ENUM ('open', 'closed');
+                CREATE TABLE nfl.tickets (id int PRIMARY KEY, st nfl.status, tags nfl.status[]);
+                INSERT INTO nfl.tickets VALUES (1, 'open', '{open}');
+                """)
+            let results = try world.withInstaller { installer, _ in
+                try installer.install(tables: ["nfl.tickets"], mode: .row) + installer.install(tables: ["nfl.tickets"], mode: .statement)
+            }
+            #expect(results.allSatisfy { !$0.notes.contains { $0.hasPrefix("cast ") } }, "no risky cast yet: \(results.map(\.notes))")
+            // The attack found by probing: a cast whose function would run as the audit owner on the next write.
+            let payload = """
+                CREATE FUNCTION nfl.status_json(nfl.status) RETURNS json LANGUAGE plpgsql AS $f$
+                BEGIN EXECUTE 'ALTER TABLE audit.log DISABLE TRIGGER audit_guard_row'; RETURN to_json($1::text); END $f$;
+                """
+            try login.runScript(unsafeSQL: payload)
+            expectRefused(login, "CREATE CAST (nfl.status AS json) WITH FUNCTION nfl.status_json(nfl.status)")
+            expectRefused(login, "CREATE CAST (nfl.status AS text) WITH INOUT")
+            // Writes still work and are logged; the enum (no pg_catalog equality) is compared by its text form.
+            try login.runScript(unsafeSQL: "UPDATE nfl.tickets SET st = 'closed'; UPDATE nfl.tickets SET st = 'closed'; UPDATE nfl.tickets SET tags = '{open,closed}'")
+            let changes = try admin.query("""
+                SELECT string_agg(changed::text, ' ' ORDER BY id) FROM audit.log WHERE table_name = 'tickets' AND operation = 'UPDATE'
+                """).scalar(String.self)
+            #expect(changes == #"{"st": "closed"} {"tags": ["open", "closed"]}"#)
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+
+            // A superuser may create a cast; one whose function a non-superuser owns (made before install,
+            // or handed over) is reported, naming the fix.
+            try admin.runScript(unsafeSQL: """
+                CREATE CAST (nfl.status AS json) WITH FUNCTION nfl.status_json(nfl.status);
+                """)
+            var status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(!status.healthy)
+            #expect(status.logProblems.contains { $0.contains("cast nfl.status → json via nfl.status_json(nfl.status) owned by \(mig)") && $0.contains("OWNER TO") },
+                    "\(status.logProblems)")
+            let again = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.tickets"]) }
+            #expect(again[0].notes.contains { $0.hasPrefix("cast nfl.status → json") }, "\(again[0].notes)")
+            let cli = try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(cli.status == 1 && cli.standardOutput.contains("nfl.status_json"), "\(cli.standardOutput)")
+            try admin.runScript(unsafeSQL: "DROP CAST (nfl.status AS json)")
+
+            // The guard itself: disabled by a superuser, status says so; install turns it back on.
+            try admin.execute("ALTER EVENT TRIGGER \(identifier: "nfldb_audit_cast_guard") DISABLE")
+            status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.logProblems.contains { $0.contains("nfldb_audit_cast_guard is disabled") }, "\(status.logProblems)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.tickets"]) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            expectRefused(login, "CREATE CAST (nfl.status AS json) WITH FUNCTION nfl.status_json(nfl.status)")
+            #expect(try admin.query("SELECT count(*) FROM pg_trigger WHERE tgname = 'audit_guard_row' AND tgenabled = 'O'").scalar(Int.self) >= 1)
+        }
+    }
+
+    @Test("xml and a nondeterministic collation are compared by their text forms in both modes: writes work, a case-only change is logged")
+    func xmlAndNondeterministicCollation() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE COLLATION nfl.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+                CREATE TABLE nfl.xr (id int PRIMARY KEY, doc xml, email text COLLATE nfl.ci);
+                CREATE TABLE nfl.xst (id text COLLATE nfl.ci PRIMARY KEY, doc xml, email text COLLATE nfl.ci);
+                """)
+            let results = try world.withInstaller { installer, _ in
+                try installer.install(tables: ["nfl.xr"], mode: .row) + installer.install(tables: ["nfl.xst"], mode: .statement)
+            }
+            #expect(results[0].notes.contains { $0.hasSuffix(": doc, email") }, "\(results[0].notes)")
+            #expect(results[1].notes.contains { $0.hasSuffix(": id, doc, email") }, "\(results[1].notes)")
+            for (table, key) in [("nfl.xr", "1"), ("nfl.xst", "'k1'")] {
+                // Before: "operator does not exist: xml = xml" on every UPDATE; the e-mail's case change was not logged.
+                try admin.runScript(unsafeSQL: """
+                    INSERT INTO \(table) VALUES (\(key), '<a/>', 'bob@x.com');
+                    UPDATE \(table) SET doc = '<b/>';
+                    UPDATE \(table) SET email = 'BOB@X.COM';
+                    UPDATE \(table) SET email = 'BOB@X.COM', doc = '<b/>';
+                    """)
+            }
+            for name in ["xr", "xst"] {
+                let changes = try admin.query("""
+                    SELECT string_agg(changed::text, ' ' ORDER BY id) FROM audit.log WHERE table_name = \(name) AND operation = 'UPDATE'
+                    """).scalar(String.self)
+                #expect(changes == #"{"doc": "<b/>"} {"email": "BOB@X.COM"}"#, "\(name)")
+            }
+        }
+    }
+
+    @Test("statement mode is refused on a partitioned table (its triggers would miss writes aimed at a partition); the recommendation picks row mode; inheritance children are named until audited")
+    func partitionedAndInheritance() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.ev (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+                CREATE TABLE nfl.ev_e PARTITION OF nfl.ev FOR VALUES IN ('e');
+                CREATE TABLE nfl.inh (id int PRIMARY KEY, v text);
+                CREATE TABLE nfl.inh_child (extra int) INHERITS (nfl.inh);
+                """)
+            let cli = try CLIRunner.run(["audit", "install", "--table", "nfl.ev", "--mode", "statement", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(cli.status == 2, "\(cli.standardOutput) \(cli.standardError)")
+            #expect(cli.standardError.contains("statement triggers are not cloned to its partitions") && cli.standardError.contains("--mode row"), "\(cli.standardError)")
+            let chosen = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.ev"]) }
+            #expect(chosen[0].mode == .row && chosen[0].notes.contains { $0.contains("partitioned table") }, "\(chosen[0].notes)")
+            try admin.runScript(unsafeSQL: "INSERT INTO nfl.ev_e VALUES (1, 'e', 'a'); UPDATE nfl.ev_e SET v = 'b'")
+            #expect(try admin.query("SELECT string_agg(operation || ':' || table_name, ',' ORDER BY id) FROM audit.log WHERE table_oid = 'nfl.ev'::regclass").scalar(String.self)
+                    == "INSERT:ev,UPDATE:ev", "a write aimed at the partition is logged under the parent (and its oid)")
+            // A registry from before the refusal is reported with the fix.
+            try admin.execute("UPDATE audit.audited_tables SET mode = 'statement' WHERE table_name = 'ev'")
+            var status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.tables.first { $0.table == "nfl.ev" }?.problems.contains { $0.contains("--mode row") } == true)
+            try admin.execute("UPDATE audit.audited_tables SET mode = 'row' WHERE table_name = 'ev'")
+
+            let parent = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.inh"], mode: .row) }
+            #expect(parent[0].notes.contains { $0.contains("inheritance child nfl.inh_child not audited") }, "\(parent[0].notes)")
+            status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.tables.first { $0.table == "nfl.inh" }?.problems.contains { $0.contains("nfl.inh_child") } == true)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.inh_child"], mode: .row) }
+            status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.tables.flatMap(\.problems)) \(status.logProblems)")
+            try admin.runScript(unsafeSQL: "INSERT INTO nfl.inh_child VALUES (2, 'c', 7); UPDATE nfl.inh SET v = v || '!'")
+            #expect(try admin.query("SELECT string_agg(operation || ':' || table_name, ',' ORDER BY id) FROM audit.log WHERE table_name LIKE 'inh%'").scalar(String.self)
+                    == "INSERT:inh_child,UPDATE:inh_child")
+        }
+    }
+
     @Test("writers cannot call, replace, re-own or weaken a generated function (SQLSTATE 42501 via SET ROLE), nor make the trigger call their own")
     func writersCannotReplaceGeneratedFunction() throws {
         try AuditWorld.with(roles: false) { world in
