@@ -45,11 +45,15 @@ extension AuditInstaller {
             guard let data = key.data(using: .utf8), (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
                 throw OperatorError("--key must be a JSON object, e.g. '{\"game_id\":\"2024_01_BAL_KC\"}'", exitStatus: .usage)
             }
+            if key.contains("\\u0000") {
+                throw OperatorError("--key contains \\u0000, which no logged key can hold (jsonb has no NUL character)", exitStatus: .usage)
+            }
         }
         let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
         let schema: String? = parts.count == 2 ? parts[0] : nil
         let name = parts.last ?? table
-        let sinceSeconds: Int64? = since.map { DurationParser.milliseconds($0) / 1000 }
+        // Older than the log can be is "all of it" (and keeps now() - interval inside timestamp's range).
+        let sinceSeconds: Int64? = since.map { DurationParser.milliseconds($0) / 1000 }.flatMap { $0 > Self.longestAge ? nil : $0 }
         let rows = try connection.query("""
             SELECT id, logged_at::text AS logged_at, table_schema || '.' || table_name AS tbl, operation, row_key::text AS row_key,
                    old_row::text AS old_row, new_row::text AS new_row, changed::text AS changed, txid, session_user_name,
@@ -73,12 +77,20 @@ extension AuditInstaller {
     /// Drops monthly partitions that end before `now() - olderThan`, deletes older entries from the
     /// DEFAULT partition (the guard lets only this through), and creates the coming months'
     /// partitions. Runs as the audit owner inside one transaction; needs a superuser connection.
+    /// About 1,000 years in seconds: ages beyond it reach outside what the log can hold.
+    static let longestAge: Int64 = 1000 * 365 * 86_400
+
     public func prune(olderThan: Duration, dryRun: Bool = false) throws -> AuditPruneResult {
         try requireSuperuser("audit prune")
         guard try connection.query("SELECT to_regclass('audit.log') IS NOT NULL").scalar(Bool.self) else {
             throw OperatorError("audit.log does not exist", hint: "Run `nfldb audit install --table …` first.")
         }
         let seconds = DurationParser.milliseconds(olderThan) / 1000
+        if seconds > Self.longestAge {
+            throw OperatorError(
+                "--older-than \(seconds / 86_400) days reaches back more than 1,000 years: no entry is that old",
+                hint: "Give an age such as 400d (entries older than that are pruned).", exitStatus: .usage)
+        }
         return try connection.withTransaction {
             try connection.execute("SET LOCAL lock_timeout = '5s'")
             let cutoffRow = try connection.query("""

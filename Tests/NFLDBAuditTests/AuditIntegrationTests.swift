@@ -88,6 +88,15 @@ struct AuditIntegrationTests {
             #expect(log.standardOutput.contains("away_score: null → 20"))
             #expect(log.standardOutput.contains("by \(world.name("nfl_loader")) via nfldb-etl from 127.0.0.1"))
             #expect(log.standardOutput.contains("correlation corr-42"))
+
+            // Ages past what the log can hold, and a key no entry can hold: answers or usage errors, not SQL errors.
+            let all = try CLIRunner.run(["audit", "log", "--table", "games", "--since", "99999999999d", "--dsn", world.db.dsn])
+            #expect(all.status == 0 && all.standardOutput.contains("INSERT   nfl.games"), "\(all.standardError)")
+            let prune = try CLIRunner.run(["audit", "prune", "--older-than", "1000000000d", "--dry-run", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(prune.status == 2 && prune.standardError.contains("more than 1,000 years") && !prune.standardError.contains("out of range"),
+                    "\(prune.standardError)")
+            let nul = try CLIRunner.run(["audit", "log", "--table", "games", "--key", #"{"game_id":"\u0000"}"#, "--dsn", world.db.dsn])
+            #expect(nul.status == 2 && nul.standardError.contains("\\u0000"), "\(nul.standardError)")
         }
     }
 
