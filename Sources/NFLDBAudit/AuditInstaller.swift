@@ -47,6 +47,7 @@ struct AuditedTable {
     let columnInfo: [AuditColumn]
 
     var columns: [String] { columnInfo.map(\.name) }
+    var columnTypes: [String] { columnInfo.map(\.type) }
 
     var qualified: String { "\(schema).\(name)" }
     var sql: String { PostgresIdentifier.quote(schema) + "." + PostgresIdentifier.quote(name) }
@@ -353,18 +354,21 @@ public struct AuditInstaller {
             WHERE table_schema = \(table.schema) AND table_name = \(table.name) AND table_oid = \(table.oid) AND mode = \(mode.rawValue)
               AND key_columns = \(key.columns)::text[] AND excluded_columns = \(excluded)::text[]
               AND audited_columns IS NOT DISTINCT FROM \(table.columns)::text[]
+              AND audited_types IS NOT DISTINCT FROM \(table.columnTypes)::text[]
             """).scalar(Int.self) == 1
         let wasRegistered = try connection.query(
             "SELECT count(*) FROM audit.audited_tables WHERE table_schema = \(table.schema) AND table_name = \(table.name)").scalar(Int.self) == 1
         if !registered {
             try connection.execute("DELETE FROM audit.audited_tables WHERE table_oid = \(table.oid) AND (table_schema, table_name) <> (\(table.schema), \(table.name))")
             try connection.execute("""
-                INSERT INTO audit.audited_tables (table_schema, table_name, table_oid, mode, key_columns, key_source, excluded_columns, audited_columns)
+                INSERT INTO audit.audited_tables (table_schema, table_name, table_oid, mode, key_columns, key_source, excluded_columns, audited_columns,
+                                                  audited_types)
                 VALUES (\(table.schema), \(table.name), \(table.oid), \(mode.rawValue), \(key.columns)::text[], \(key.source), \(excluded)::text[],
-                        \(table.columns)::text[])
+                        \(table.columns)::text[], \(table.columnTypes)::text[])
                 ON CONFLICT (table_schema, table_name) DO UPDATE SET
                     table_oid = EXCLUDED.table_oid, mode = EXCLUDED.mode, key_columns = EXCLUDED.key_columns,
                     key_source = EXCLUDED.key_source, excluded_columns = EXCLUDED.excluded_columns, audited_columns = EXCLUDED.audited_columns,
+                    audited_types = EXCLUDED.audited_types,
                     installed_at = now(), installed_by = session_user
                 """)
         }
@@ -463,7 +467,7 @@ public struct AuditInstaller {
     /// 'bob@x.com' → 'BOB@X.COM' no change.
     func tableColumns(_ oid: Int64) throws -> [AuditColumn] {
         try connection.query("""
-            SELECT a.attname::text AS name,
+            SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type,
                    (bt.typtype IN ('b', 'r', 'm', 'e') AND bt.typcategory <> 'A' AND EXISTS (
                         SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
                          WHERE am.amname IN ('btree', 'hash') AND oc.opcdefault AND oc.opcnamespace = 'pg_catalog'::regnamespace
@@ -474,7 +478,9 @@ public struct AuditInstaller {
             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
             JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
             WHERE a.attrelid = \(oid)::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-            """).rows.map { AuditColumn(name: $0["name"] ?? "", comparable: try $0.decode("comparable", as: Bool.self)) }
+            """).rows.map {
+                AuditColumn(name: $0["name"] ?? "", comparable: try $0.decode("comparable", as: Bool.self), type: $0["type"] ?? "")
+            }
     }
 
     /// The body of a function in schema audit, or nil when there is none.

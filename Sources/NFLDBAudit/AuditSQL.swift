@@ -102,6 +102,8 @@ enum AuditSQL {
         );
         -- Registries created before the generated functions lack the column list.
         ALTER TABLE audit.audited_tables ADD COLUMN IF NOT EXISTS audited_columns text[];
+        ALTER TABLE audit.audited_tables ADD COLUMN IF NOT EXISTS audited_types text[];
+        COMMENT ON COLUMN audit.audited_tables.audited_types IS 'format_type of each of audited_columns at install (audit status names a column whose type changed).';
         COMMENT ON COLUMN audit.audited_tables.audited_columns IS 'The table''s columns when install generated its capture function (audit status compares them with the current ones).';
         COMMENT ON TABLE audit.audited_tables IS 'Tables nfldb audit install set up, with the table oid at install time (a re-created table has a new oid).';
         REVOKE ALL ON TABLE audit.log, audit.log_default, audit.audited_tables FROM PUBLIC;

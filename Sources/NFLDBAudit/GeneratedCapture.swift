@@ -8,6 +8,8 @@ struct AuditColumn: Sendable, Equatable {
     /// works on the function's search_path and means equality); otherwise the function compares the
     /// text forms (`json`, `point`, arrays, enums, extension types such as hstore and citext, …).
     let comparable: Bool
+    /// `format_type` of the column (what `audit status` compares with the type at install).
+    var type: String = ""
 }
 
 /// The capture function `audit install` generates for one table (issue 16): specialised to the

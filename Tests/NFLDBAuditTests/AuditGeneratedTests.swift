@@ -363,6 +363,26 @@ struct AuditGeneratedTests {
         }
     }
 
+    @Test("a column whose type changed after install (int → json): status names the column and both types, and the printed fix makes UPDATEs work again")
+    func columnTypeChangedAfterInstall() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: "CREATE TABLE nfl.alt (id int PRIMARY KEY, amount int, note text); INSERT INTO nfl.alt VALUES (1, 5, 'a')")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.alt"], mode: .row) }
+            try admin.execute("ALTER TABLE nfl.alt ALTER COLUMN amount TYPE json USING to_json(amount)")
+            #expect(throws: PostgresError.self) { try admin.execute("UPDATE nfl.alt SET note = 'b'") }
+            let problems = try world.withInstaller { installer, _ in try installer.status() }.tables.first { $0.table == "nfl.alt" }?.problems ?? []
+            #expect(problems.contains { $0.contains("column types changed since install: amount (integer → json)") && $0.contains("nfldb audit install --table nfl.alt") },
+                    "\(problems)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.alt"]) }
+            try admin.execute("UPDATE nfl.alt SET note = 'b', amount = '[1]'")
+            #expect(try admin.query("SELECT changed::text FROM audit.log WHERE table_name = 'alt' AND operation = 'UPDATE'").scalar(String.self)
+                    == #"{"note": "b", "amount": [1]}"#)
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+        }
+    }
+
     @Test("statement mode is refused on a partitioned table (its triggers would miss writes aimed at a partition); the recommendation picks row mode; inheritance children are named until audited")
     func partitionedAndInheritance() throws {
         try AuditWorld.with(roles: false) { world in
