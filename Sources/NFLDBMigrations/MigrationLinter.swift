@@ -25,6 +25,10 @@ public enum MigrationLinter {
         func add(_ rule: String, _ severity: LintFinding.Severity, _ statement: SQLStatement, _ message: String, _ fix: String) {
             findings.append(LintFinding(rule: rule, severity: severity, file: migration.upPath, line: statement.line, message: message, fix: fix))
         }
+        findings += MigrationStatementRules.transactionControlFindings(script, transactional: transactional)
+        let downScript = try Migration.script(migration.downSQL, path: migration.downPath)
+        findings += MigrationStatementRules.transactionControlFindings(
+            downScript, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
         if script.statements.isEmpty {
             findings.append(LintFinding(
                 rule: "empty-migration", severity: .warning, file: migration.upPath, line: 1,

@@ -88,8 +88,16 @@ extension Migrator {
         let forget = MigrationLedger.eventQuery(
             "rollback", version: row.version, name: row.name, context: context, detail: ["down_checksum": row.downChecksum, "source": name],
             after: "DELETE FROM nfldb.schema_migrations WHERE version = \(row.version)")
-        return RollbackStep(
-            script: try Migration.script(downSQL, path: name), directives: MigrationDirectives.parse(downSQL).0, name: name, forget: forget)
+        let script = try Migration.script(downSQL, path: name)
+        let directives = MigrationDirectives.parse(downSQL).0
+        // Stored before nfldb refused such files at load time: it would commit half of the rollback.
+        if let finding = MigrationStatementRules.transactionControlFindings(script, transactional: directives.transactional).first {
+            throw MigrationError(
+                "\(finding.file):\(finding.line): the down SQL of \(row.id) is transactional but controls the transaction itself; nothing was rolled back",
+                detail: finding.message,
+                hint: "Undo \(row.id) by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back`.", exitStatus: .usage)
+        }
+        return RollbackStep(script: script, directives: directives, name: name, forget: forget)
     }
 
     /// `down --single-transaction`: every rollback and its history change in one transaction, so a
@@ -141,14 +149,19 @@ extension Migrator {
         progress(.starting(id: row.id, direction: "down", transactional: directives.transactional))
         let start = ContinuousClock.now
         if directives.transactional {
+            do {
             try withLockRetries(row.id) {
                 try runInTransaction(script, directives: directives) { forget }
             } onFailure: { error in
                 _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
                 throw MigrationError.statementFailed(
-                    "rollback of \(row.id)", error, extra: "the rollback was undone; \(row.id) is still applied and not dirty",
+                    "rollback of \(row.id)", error,
+                    extra: rolledBackClaim("the rollback was undone; \(row.id) is still applied and not dirty"),
                     hint: Self.stillAppliedHint(row))
+            }
+            } catch let ended as TransactionEnded {
+                throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied")
             }
         } else {
             try setTimeouts(directives, local: false)

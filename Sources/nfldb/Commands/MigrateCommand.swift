@@ -39,8 +39,8 @@ extension MigrateOptions {
         try dir ?? MigrationsConfig(configuration: context.configuration).directory
     }
 
-    func load(_ context: CommandContext) throws -> [Migration] {
-        try MigrationDirectory(path: directory(context)).load()
+    func load(_ context: CommandContext, checkingTransactionControl: Bool = true) throws -> [Migration] {
+        try MigrationDirectory(path: directory(context)).load(checkingTransactionControl: checkingTransactionControl)
     }
 
     func settings(_ context: CommandContext) throws -> MigratorSettings {
@@ -349,7 +349,8 @@ extension MigrateCommand {
         static let commandPath = "migrate lint"
 
         func run(_ context: CommandContext) throws {
-            var migrations = try options.load(context)
+            // Transaction-control statements are reported below as findings, not as a refused directory.
+            var migrations = try options.load(context, checkingTransactionControl: false)
             if !all {
                 let status = try options.makeMigrator(context, migrations: migrations).status()
                 let pending = Set(status.pending.map(\.version))

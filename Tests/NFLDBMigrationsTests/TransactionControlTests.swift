@@ -1,0 +1,134 @@
+import Foundation
+import NFLDBCore
+import NFLDBMigrations
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+/// Statements that fight nfldb's own transaction, and files that cannot be split: refused (or
+/// flagged) before anything runs, with file:line and the real no-transaction marker.
+@Suite("transaction control and unsplittable files")
+struct TransactionControlTests {
+    @Test("COMMIT in a transactional file: up refuses the directory before anything runs, listing every bad file with file:line and the fix")
+    func commitRefusedAtLoad() throws {
+        try withFixture { fx in
+            try fx.pair(1, "ok", up: "CREATE TABLE ok_tbl (id int);", down: "DROP TABLE ok_tbl;")
+            // The probe's file: half of it would commit, then the error claimed nothing changed.
+            try fx.pair(2, "commitfail", up: "create table t4(a int);\ncommit;\nselect 1/0;\n", down: "drop table t4;")
+            try fx.pair(3, "split", up: "CREATE TABLE s1 (id int);\n-- finish the first half\nCoMmIt WORK;\nCREATE TABLE s2 (id int);", down: "DROP TABLE s2;\nDROP TABLE s1;")
+            try fx.pair(4, "savepoints", up: """
+                BEGIN;
+                CREATE TABLE sp (id int);
+                SAVEPOINT a;
+                ROLLBACK TO SAVEPOINT a;
+                RELEASE a;
+                END;
+                """, down: "DROP TABLE sp;")
+            try fx.pair(5, "twophase", up: "CREATE TABLE tp (id int);\nPREPARE TRANSACTION 'x';\nCOMMIT PREPARED 'x';\nSTART TRANSACTION;\nABORT;\nROLLBACK;",
+                        down: "DROP TABLE tp;")
+            // A transactional down file is checked too.
+            try fx.pair(6, "bad_down", up: "CREATE TABLE bd (id int);", down: "DROP TABLE bd;\nCOMMIT;")
+
+            let up = try fx.migrate("up")
+            #expect(up.status == 2, "\(up)")
+            #expect(up.stderr.contains("nothing was run"), "\(up)")
+            #expect(up.stderr.contains(fx.path("0002_commitfail.up.sql") + ":2: COMMIT in a transactional migration"), "\(up)")
+            #expect(up.stderr.contains(fx.path("0003_split.up.sql") + ":3: COMMIT"), "\(up)")
+            for (line, name) in [(1, "BEGIN"), (3, "SAVEPOINT"), (4, "ROLLBACK TO"), (5, "RELEASE"), (6, "END")] {
+                #expect(up.stderr.contains(fx.path("0004_savepoints.up.sql") + ":\(line): \(name) in"), "\(name)\n\(up)")
+            }
+            for (line, name) in [(2, "PREPARE TRANSACTION"), (3, "COMMIT PREPARED"), (4, "START TRANSACTION"), (5, "ABORT"), (6, "ROLLBACK")] {
+                #expect(up.stderr.contains(fx.path("0005_twophase.up.sql") + ":\(line): \(name) in"), "\(name)\n\(up)")
+            }
+            #expect(up.stderr.contains(fx.path("0006_bad_down.down.sql") + ":2: COMMIT"), "\(up)")
+            #expect(up.stderr.contains("Remove it; or mark the file `-- nfldb:no-transaction`"), "\(up)")
+            // Nothing ran: not even 0001, and no ledger.
+            #expect(try fx.ledgerVersions() == [])
+            for table in ["ok_tbl", "t4", "s1", "sp", "tp", "bd"] { #expect(try !fx.tableExists(table), "\(table)") }
+            // status notices too (it loads the same way).
+            #expect(try fx.migrate("status", "--exit-code").status == 2)
+
+            // lint reports each as an error finding with file:line and the fix, exit 1.
+            let lint = try fx.migrate("lint", "--all")
+            #expect(lint.status == 1, "\(lint)")
+            #expect(lint.stdout.contains(fx.path("0002_commitfail.up.sql") + ":2: error [transaction-control-in-transaction] COMMIT"), "\(lint)")
+            #expect(lint.stdout.contains(fx.path("0006_bad_down.down.sql") + ":2: error [transaction-control-in-transaction]"), "\(lint)")
+            #expect(lint.stdout.contains("fix: Remove it; or mark the file `-- nfldb:no-transaction`"), "\(lint)")
+            #expect(lint.stdout.contains("13 error(s)"), "\(lint)")
+        }
+    }
+
+    @Test("COMMIT inside a DO or procedure body, in strings and comments is fine; a no-transaction file may manage its own transactions")
+    func commitInBodiesIsFine() throws {
+        try withFixture { fx in
+            try fx.pair(1, "bodies", up: #"""
+                -- commit; in a comment
+                /* ROLLBACK; */
+                CREATE TABLE log (msg text);
+                INSERT INTO log VALUES ('commit;'), ($$ROLLBACK;$$);
+                CREATE PROCEDURE p() LANGUAGE plpgsql AS $body$
+                BEGIN
+                  INSERT INTO log VALUES ('in p');
+                  COMMIT;
+                END
+                $body$;
+                DO $$
+                BEGIN
+                  IF false THEN COMMIT; END IF;
+                  INSERT INTO log VALUES ('in do');
+                END
+                $$;
+                CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
+                """#, down: "DROP FUNCTION f();\nDROP PROCEDURE p();\nDROP TABLE log;")
+            try fx.pair(2, "own_tx", up: """
+                -- nfldb:no-transaction
+                BEGIN;
+                CREATE TABLE IF NOT EXISTS own (id int);
+                COMMIT;
+                """, down: "DROP TABLE own;")
+            let lint = try fx.migrate("lint", "--all")
+            #expect(!lint.stdout.contains("transaction-control"), "\(lint)")
+            let up = try fx.migrate("up")
+            #expect(up.status == 0, "\(up)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try fx.scalar("SELECT string_agg(msg, ',' ORDER BY msg) FROM log", as: String.self) == "ROLLBACK;,commit;,in do")
+            #expect(try fx.tableExists("own"))
+        }
+    }
+
+    @Test("if a COMMIT got past the load-time check, the run stops right after it and says what was committed")
+    func runtimeGuard() throws {
+        try withFixture { fx in
+            try fx.pair(1, "commitfail", up: "create table t4(a int);\ncommit;\nselect 1/0;\ncreate table t5(a int);\n", down: "drop table t4;")
+            let connection = try fx.connect()
+            defer { connection.close() }
+            let migrator = Migrator(
+                connection: connection, migrations: try MigrationDirectory(path: fx.dir).load(checkingTransactionControl: false),
+                settings: MigratorSettings(), context: MigrationContext(nfldbVersion: "test", correlationID: "test"), logger: TestCluster.logger)
+            let error = try #require(throws: MigrationError.self) { try migrator.up() }
+            let text = "\(error.diagnostic.summary) \(error.diagnostic.detail ?? "") \(error.diagnostic.hint ?? "")"
+            #expect(text.contains(fx.path("0001_commitfail.up.sql") + ":2: 0001_commitfail stopped: this statement ended nfldb's transaction"), "\(text)")
+            #expect(text.contains("committed on its own"), "\(text)")
+            #expect(!text.contains("unchanged"), "\(text)")
+            #expect(try fx.tableExists("t4"), "the statement before the COMMIT was committed, as the message says")
+            #expect(try !fx.tableExists("t5"), "nothing after the COMMIT ran")
+            #expect(try fx.ledgerVersions() == [])
+            #expect(try fx.events().last?.event == "fail")
+        }
+    }
+
+    @Test("a COMMIT stored before the load-time check: down refuses before running anything")
+    func storedDownWithCommit() throws {
+        try withFixture { fx in
+            try fx.pair(1, "teams", up: "CREATE TABLE teams (id int);", down: "DROP TABLE teams;")
+            #expect(try fx.migrate("up").status == 0)
+            // As an older nfldb would have stored it.
+            try fx.execute("UPDATE nfldb.schema_migrations SET down_sql = E'DROP TABLE teams;\\nCOMMIT;\\nSELECT 1/0;' WHERE version = 1")
+            let down = try fx.migrate("down", "1")
+            #expect(down.status == 2, "\(down)")
+            #expect(down.stderr.contains(":2: the down SQL of 0001_teams is transactional but controls the transaction itself; nothing was rolled back"), "\(down)")
+            #expect(try fx.tableExists("teams"))
+            #expect(try fx.ledgerVersions() == [1])
+        }
+    }
+}
