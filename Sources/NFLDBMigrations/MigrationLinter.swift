@@ -50,7 +50,13 @@ public enum MigrationLinter {
                     "CREATE INDEX on existing table \(table) blocks writes to it for the whole build",
                     "Use CREATE INDEX CONCURRENTLY in a migration of its own marked `-- nfldb:no-transaction`.")
             }
-            if sql.contains(" CONCURRENTLY") && transactional {
+            if transactional, let name = MigrationStatementRules.cannotRunInTransaction(statement) {
+                add("cannot-run-in-transaction", .error, statement,
+                    "\(name) cannot run inside a transaction block; this migration is transactional",
+                    "Move it to a migration of its own and \(MigrationStatementRules.markerFix).")
+            }
+            // REFRESH MATERIALIZED VIEW CONCURRENTLY is the one CONCURRENTLY form allowed in a transaction.
+            if sql.contains(" CONCURRENTLY") && transactional && !sql.hasPrefix("REFRESH ") {
                 add("concurrently-in-transaction", .error, statement,
                     "CONCURRENTLY cannot run inside a transaction block; this migration is transactional",
                     "Add `-- nfldb:no-transaction` as the first line and keep the file to idempotent statements (IF NOT EXISTS).")

@@ -48,6 +48,28 @@ enum MigrationStatementRules {
         }
     }
 
+    /// Statements PostgreSQL 15 refuses inside a transaction block (SQLSTATE 25001), other than the
+    /// `CONCURRENTLY` forms (their own lint rule). Returns the statement's name, or nil.
+    static func cannotRunInTransaction(_ statement: SQLStatement) -> String? {
+        let w = keywords(statement, limit: 6)
+        guard let first = w.first else { return nil }
+        let second = w.count > 1 ? w[1] : ""
+        let text = statement.normalized
+        switch (first, second) {
+        case ("VACUUM", _): return "VACUUM"
+        case ("CREATE", "DATABASE"), ("DROP", "DATABASE"), ("CREATE", "TABLESPACE"), ("DROP", "TABLESPACE"), ("ALTER", "SYSTEM"):
+            return "\(first) \(second)"
+        case ("DISCARD", "ALL"): return "DISCARD ALL"
+        case ("ALTER", "DATABASE") where text.range(of: #"^ALTER DATABASE \S+ SET TABLESPACE "#, options: .regularExpression) != nil:
+            return "ALTER DATABASE … SET TABLESPACE"
+        case ("REINDEX", _) where text.range(of: #"^REINDEX (\([^)]*\) ?)?(DATABASE|SYSTEM)\b"#, options: .regularExpression) != nil:
+            return "REINDEX DATABASE/SYSTEM"
+        case ("CLUSTER", _) where text.range(of: #"^CLUSTER( VERBOSE)? ?(\([^)]*\))? ?;?$"#, options: .regularExpression) != nil:
+            return "CLUSTER without a table"
+        default: return nil
+        }
+    }
+
     /// A transactional file's transaction-control statements, as lint findings (errors).
     static func transactionControlFindings(_ script: SQLScript, transactional: Bool) -> [LintFinding] {
         guard transactional else { return [] }

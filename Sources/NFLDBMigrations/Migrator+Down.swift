@@ -158,7 +158,7 @@ extension Migrator {
                 throw MigrationError.statementFailed(
                     "rollback of \(row.id)", error,
                     extra: rolledBackClaim("the rollback was undone; \(row.id) is still applied and not dirty"),
-                    hint: Self.stillAppliedHint(row))
+                    hint: Self.outsideTransactionHint(error) ?? Self.stillAppliedHint(row))
             }
             } catch let ended as TransactionEnded {
                 throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied")

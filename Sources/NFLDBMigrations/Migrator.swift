@@ -183,7 +183,7 @@ public final class Migrator {
                     detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
                 throw MigrationError.statementFailed(
                     migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
-                    hint: "Fix \(migration.upPath) and run `nfldb migrate up` again.")
+                    hint: Self.outsideTransactionHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
             }
             } catch let ended as TransactionEnded {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
@@ -218,7 +218,7 @@ public final class Migrator {
             let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
             throw MigrationError.statementFailed(
                 id, error, extra: rolledBackClaim("--single-transaction: the whole batch was rolled back; the database is unchanged"),
-                hint: "Fix the migration and run `nfldb migrate up --single-transaction` again.")
+                hint: Self.outsideTransactionHint(error) ?? "Fix the migration and run `nfldb migrate up --single-transaction` again.")
         }
         } catch let ended as TransactionEnded {
             throw ended.error(
@@ -357,6 +357,12 @@ public final class Migrator {
     func rolledBackClaim(_ claim: String) -> String {
         if connection.isAlive && connection.transactionState == .idle { return claim }
         return "the connection to the server was lost, so nfldb could not confirm the rollback; PostgreSQL rolls back an open transaction when its connection ends, but a loss during COMMIT may have committed it: check `nfldb migrate status` and the database before running again"
+    }
+
+    /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
+    static func outsideTransactionHint(_ error: PostgresError) -> String? {
+        guard error.sqlState == "25001" else { return nil }
+        return "This statement runs only outside a transaction block, and nfldb runs each migration in one: move it to a migration of its own and \(MigrationStatementRules.markerFix), then run `nfldb migrate up` again."
     }
 
     /// The history row and `apply` event, inserted inside the migration's transaction.

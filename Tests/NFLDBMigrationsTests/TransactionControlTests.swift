@@ -132,3 +132,81 @@ struct TransactionControlTests {
         }
     }
 }
+
+@Suite("statements that cannot run in a transaction block")
+struct OutsideTransactionTests {
+    @Test("VACUUM, CREATE DATABASE, ALTER SYSTEM, CLUSTER without a table…: lint errors naming the marker; REFRESH … CONCURRENTLY is not flagged")
+    func lintFlagsThem() throws {
+        try withFixture { fx in
+            try fx.pair(1, "maint", up: """
+                CREATE TABLE m (id int);
+                VACUUM (ANALYZE) m;
+                vacuum;
+                CREATE DATABASE other;
+                DROP DATABASE IF EXISTS other;
+                CREATE TABLESPACE ts LOCATION '/nowhere';
+                DROP TABLESPACE ts;
+                ALTER SYSTEM SET work_mem = '8MB';
+                ALTER DATABASE d SET TABLESPACE ts;
+                REINDEX DATABASE d;
+                REINDEX (VERBOSE) SYSTEM d;
+                CLUSTER;
+                DISCARD ALL;
+                """, down: "DROP TABLE m;")
+            try fx.pair(2, "fine", up: """
+                CREATE TABLE f (id int PRIMARY KEY);
+                ANALYZE f;
+                CLUSTER f USING f_pkey;
+                REINDEX TABLE f;
+                ALTER DATABASE d SET work_mem = '8MB';
+                CREATE MATERIALIZED VIEW mv AS SELECT id FROM f;
+                CREATE UNIQUE INDEX mv_id ON mv (id);
+                REFRESH MATERIALIZED VIEW CONCURRENTLY mv;
+                """, down: "DROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
+            try fx.pair(3, "own", up: "-- nfldb:no-transaction\nVACUUM;", down: "SELECT 1;")
+            let lint = try fx.migrate("lint", "--all")
+            #expect(lint.status == 1, "\(lint)")
+            for line in 2...13 {
+                #expect(lint.stdout.contains(fx.path("0001_maint.up.sql") + ":\(line): error [cannot-run-in-transaction]"), "line \(line)\n\(lint)")
+            }
+            #expect(lint.stdout.contains("VACUUM cannot run inside a transaction block; this migration is transactional"), "\(lint)")
+            #expect(lint.stdout.contains("mark the file `-- nfldb:no-transaction`"), "\(lint)")
+            #expect(!lint.stdout.contains("0002_fine.up.sql"), "\(lint)")
+            #expect(!lint.stdout.contains("0003_own.up.sql"), "\(lint)")
+            #expect(lint.stdout.contains("12 error(s)"), "\(lint)")
+        }
+    }
+
+    @Test("VACUUM in a transactional file: apply fails at its line, the hint names the marker, nothing is left; marked, it applies")
+    func applyHint() throws {
+        try withFixture { fx in
+            try fx.pair(1, "vac", up: "CREATE TABLE v (id int);\nINSERT INTO v VALUES (1);\n\nVACUUM v;\n", down: "DROP TABLE v;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 1, "\(up)")
+            #expect(up.stderr.contains(fx.path("0001_vac.up.sql") + ":4"), "\(up)")
+            #expect(up.stderr.contains("SQLSTATE 25001"), "\(up)")
+            #expect(up.stderr.contains("the database is unchanged"), "\(up)")
+            #expect(up.stderr.contains("move it to a migration of its own and mark the file `-- nfldb:no-transaction`"), "\(up)")
+            #expect(try !fx.tableExists("v"))
+            #expect(try fx.ledgerVersions() == [])
+
+            try fx.pair(1, "vac", up: "CREATE TABLE v (id int);\nINSERT INTO v VALUES (1);\n", down: "DROP TABLE v;")
+            try fx.pair(2, "vac_v", up: "-- nfldb:no-transaction\nVACUUM v;\n", down: "SELECT 1;")
+            // What lint leaves alone does run in a transaction.
+            try fx.pair(3, "in_tx", up: """
+                CREATE TABLE f (id int PRIMARY KEY);
+                INSERT INTO f VALUES (1);
+                ANALYZE f;
+                CLUSTER f USING f_pkey;
+                REINDEX TABLE f;
+                CREATE MATERIALIZED VIEW mv AS SELECT id FROM f;
+                CREATE UNIQUE INDEX mv_id ON mv (id);
+                REFRESH MATERIALIZED VIEW CONCURRENTLY mv;
+                """, down: "DROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
+            #expect(try fx.migrate("lint").stdout.contains("0 error(s)"))
+            let fixed = try fx.migrate("up")
+            #expect(fixed.status == 0, "\(fixed)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3])
+        }
+    }
+}
