@@ -210,3 +210,59 @@ struct OutsideTransactionTests {
         }
     }
 }
+
+@Suite("resolve is for dirty versions")
+struct ResolveCleanTests {
+    @Test("resolve --rolled-back refuses a clean applied version (middle or newest) with exit 2 and changes nothing; --force only for the newest; the printed version is right")
+    func refusesClean() throws {
+        try withFixture { fx in
+            for v in 1...6 { try fx.pair(v, "t\(v)", up: "CREATE TABLE t\(v) (id int);", down: "DROP TABLE t\(v);") }
+            #expect(try fx.migrate("up").status == 0)
+            let eventsBefore = try fx.events().count
+
+            let middle = try fx.migrate("resolve", "3", "--rolled-back")
+            #expect(middle.status == 2, "\(middle)")
+            #expect(middle.stderr.contains("0003_t3 is applied and clean, not dirty (state applied)"), "\(middle)")
+            #expect(middle.stderr.contains("resolve only records how a migration that stopped half-way (state failed or running)"), "\(middle)")
+            #expect(middle.stderr.contains("nothing changed"), "\(middle)")
+            #expect(middle.stderr.contains("`nfldb migrate down`"), "\(middle)")
+            let newest = try fx.migrate("resolve", "6", "--rolled-back")
+            #expect(newest.status == 2, "\(newest)")
+            #expect(newest.stderr.contains("--rolled-back --force"), "\(newest)")
+            let forcedMiddle = try fx.migrate("resolve", "3", "--rolled-back", "--force")
+            #expect(forcedMiddle.status == 2, "\(forcedMiddle)")
+            #expect(forcedMiddle.stderr.contains("0003_t3 is not the newest applied version (6 is)"), "\(forcedMiddle)")
+            #expect(forcedMiddle.stderr.contains("`nfldb migrate down --to 3`"), "\(forcedMiddle)")
+            #expect(try fx.migrate("resolve", "6", "--applied", "--force").status == 2, "--force goes with --rolled-back only")
+            #expect(try fx.migrate("resolve", "9", "--rolled-back").status == 2)
+            // Nothing changed: every version still recorded, every table there, no event written.
+            #expect(try fx.ledgerVersions() == [1, 2, 3, 4, 5, 6])
+            for v in 1...6 { #expect(try fx.tableExists("t\(v)")) }
+            #expect(try fx.events().count == eventsBefore)
+            let status = try fx.migrate("status", "--exit-code")
+            #expect(status.status == 0, "\(status)")
+            #expect(status.stdout.contains("current version: 6"), "\(status)")
+
+            // The documented escape: the newest, undone by hand, with --force; the version printed is 5.
+            try fx.execute("DROP TABLE t6")
+            let forced = try fx.migrate("resolve", "6", "--rolled-back", "--force", "--reason", "down SQL broken; dropped by hand")
+            #expect(forced.status == 0, "\(forced)")
+            #expect(forced.stdout.contains("database at version 5"), "\(forced)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3, 4, 5])
+            #expect(try fx.events().last?.detail?.contains("\"force\": \"true\"") == true)
+        }
+    }
+
+    @Test("resolving a dirty version prints the version the database is at")
+    func printsVersion() throws {
+        try withFixture { fx in
+            try fx.pair(1, "t", up: "CREATE TABLE t (id int);", down: "DROP TABLE t;")
+            try fx.pair(2, "idx", up: "-- nfldb:no-transaction\nCREATE INDEX IF NOT EXISTS t_id ON t (id);\nCREATE INDEX IF NOT EXISTS t_x ON t (nope);",
+                        down: "-- nfldb:no-transaction\nDROP INDEX IF EXISTS t_id;")
+            #expect(try fx.migrate("up").status == 1)
+            let applied = try fx.migrate("resolve", "2", "--applied")
+            #expect(applied.status == 0, "\(applied)")
+            #expect(applied.stdout.contains("resolved: 1 migration; database at version 2"), "\(applied)")
+        }
+    }
+}

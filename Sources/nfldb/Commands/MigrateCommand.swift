@@ -262,7 +262,11 @@ extension MigrateCommand {
 
     struct Resolve: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Record the operator's decision about a dirty version after a manual fix.")
+            abstract: "Record the operator's decision about a dirty (failed or running) version after a manual fix.",
+            discussion: """
+                A clean applied version is refused (exit 2): roll it back with `migrate down`. Only when its down SQL \
+                cannot run and you undid it by hand, `--rolled-back --force` records the newest applied version as rolled back.
+                """)
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
@@ -270,15 +274,18 @@ extension MigrateCommand {
         @Flag(help: "The migration's remaining work was completed by hand.") var applied = false
         @Flag(name: .customLong("rolled-back"), help: "The migration's partial work was undone by hand.") var rolledBack = false
         @Option(help: "Why (recorded in the event log).") var reason: String?
+        @Flag(help: "With --rolled-back: accept the newest applied (not dirty) version, undone by hand because its down SQL cannot run.")
+        var force = false
 
         func validate() throws {
             guard applied != rolledBack else { throw ValidationError("give exactly one of --applied or --rolled-back") }
+            guard !force || rolledBack else { throw ValidationError("--force only goes with --rolled-back") }
         }
 
         static let commandPath = "migrate resolve"
 
         func run(_ context: CommandContext) throws {
-            let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason)
+            let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason, force: force)
             try options.printResult(result, context, verb: "resolved")
         }
     }
