@@ -266,3 +266,51 @@ struct ResolveCleanTests {
         }
     }
 }
+
+@Suite("files that cannot be split")
+struct UnsplittableTests {
+    @Test("a pending file that cannot be split stops up before the first pending migration runs, so 'nothing was run' is true; status --exit-code exits 2")
+    func refusedBeforeAnything() throws {
+        try withFixture { fx in
+            try fx.pair(1, "first", up: "CREATE TABLE first_tbl (id int);", down: "DROP TABLE first_tbl;")
+            #expect(try fx.migrate("up").status == 0)
+            try fx.pair(2, "second", up: "CREATE TABLE second_tbl (id int);", down: "DROP TABLE second_tbl;")
+            try fx.pair(3, "bad", up: "CREATE TABLE third_tbl (id int);\n\nselect \"unterminated;\n", down: "DROP TABLE third_tbl;")
+            try fx.pair(4, "bad_down", up: "CREATE TABLE fourth_tbl (id int);", down: "DROP TABLE fourth_tbl; $$")
+            let up = try fx.migrate("up")
+            #expect(up.status == 2, "\(up)")
+            #expect(up.stderr.contains(fx.path("0003_bad.up.sql") + ":3: unterminated quoted identifier"), "\(up)")
+            #expect(up.stderr.contains(fx.path("0004_bad_down.down.sql") + ":1: unterminated dollar-quoted string"), "\(up)")
+            #expect(up.stderr.contains("nothing was run"), "\(up)")
+            // True: the earlier pending 0002 did not run either.
+            #expect(try fx.ledgerVersions() == [1])
+            #expect(try !fx.tableExists("second_tbl"))
+            #expect(try !fx.tableExists("third_tbl"))
+            let status = try fx.migrate("status", "--exit-code")
+            #expect(status.status == 2, "\(status)")
+            #expect(status.stderr.contains("0003_bad.up.sql:3"), "\(status)")
+            // down runs stored SQL and only warns about the directory.
+            let down = try fx.migrate("down", "1")
+            #expect(down.status == 0, "\(down)")
+            #expect(down.stderr.contains("0003_bad.up.sql:3"), "\(down)")
+            #expect(try fx.ledgerVersions() == [])
+        }
+    }
+
+    @Test("stored down SQL that cannot be split: the error says that step ran nothing, not that nothing was run")
+    func storedDownUnsplittable() throws {
+        try withFixture { fx in
+            try fx.pair(1, "a", up: "CREATE TABLE a (id int);", down: "DROP TABLE a;")
+            try fx.pair(2, "b", up: "CREATE TABLE b (id int);", down: "DROP TABLE b;")
+            #expect(try fx.migrate("up").status == 0)
+            try fx.execute("UPDATE nfldb.schema_migrations SET down_sql = 'DROP TABLE a; ''oops' WHERE version = 1")
+            let down = try fx.migrate("down", "2")
+            #expect(down.status == 2, "\(down)")
+            #expect(down.stderr.contains("the SQL cannot be split into statements, so none of it was run"), "\(down)")
+            #expect(!down.stderr.contains("nothing was run"), "\(down)")
+            #expect(try fx.ledgerVersions() == [1], "0002 was rolled back before 0001's stored down SQL was reached")
+            #expect(try fx.tableExists("a"))
+            #expect(try !fx.tableExists("b"))
+        }
+    }
+}
