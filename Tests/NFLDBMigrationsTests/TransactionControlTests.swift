@@ -314,3 +314,52 @@ struct UnsplittableTests {
         }
     }
 }
+
+@Suite("interrupted runs and error text")
+struct InterruptTests {
+    @Test("the failing statement is printed once, without a doubled semicolon")
+    func noDoubledSemicolon() throws {
+        try withFixture { fx in
+            try fx.pair(1, "div", up: "create table t4(a int);\nselect 1/0;\n", down: "drop table t4;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 1, "\(up)")
+            #expect(up.stderr.contains("statement: select 1/0; the migration was rolled back"), "\(up)")
+            #expect(!up.stderr.contains(";;"), "\(up)")
+        }
+    }
+
+    @Test("SIGTERM during a transactional migration: exit 143 with one line naming it and the state, which is true")
+    func sigtermTransactional() throws {
+        try withFixture { fx in
+            try fx.pair(1, "create_teams", up: "CREATE TABLE teams (id int);", down: "DROP TABLE teams;")
+            try fx.pair(2, "slow_stats", up: "CREATE TABLE stats (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE stats;")
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
+            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
+            child.send(SIGTERM)
+            let result = child.result(timeout: .seconds(10))
+            #expect(result.status == 128 + SIGTERM, "\(result)")
+            #expect(result.stderr.contains("interrupted by SIGTERM during 0002_slow_stats: its transaction is rolled back as the connection closes; nothing applied from it; 1 step(s) finished before it stay done (0001_create_teams)"), "\(result)")
+            #expect(try poll(timeout: .seconds(8)) { try fx.advisoryLocks() == 0 && fx.backends(running: "pg_sleep(30)").isEmpty })
+            #expect(try fx.ledgerVersions() == [1])
+            #expect(try !fx.tableExists("stats"))
+        }
+    }
+
+    @Test("SIGHUP during a no-transaction migration: exit 129, the line says it stays recorded as running, which is true")
+    func sighupNoTransaction() throws {
+        try withFixture { fx in
+            try fx.pair(1, "slow", up: "-- nfldb:no-transaction\nCREATE TABLE IF NOT EXISTS s (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE s;")
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
+            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
+            child.send(SIGHUP)
+            let result = child.result(timeout: .seconds(10))
+            #expect(result.status == 128 + SIGHUP, "\(result)")
+            #expect(result.stderr.contains("interrupted by SIGHUP during 0001_slow (no-transaction): the statements that finished stay applied and it stays recorded as running (dirty)"), "\(result)")
+            #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
+            #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 1", as: String.self) == "running")
+            #expect(try fx.tableExists("s"))
+        }
+    }
+}

@@ -69,6 +69,7 @@ extension MigrateOptions {
             connection: connection, migrations: files, settings: try settings ?? self.settings(context), context: migrationContext,
             logger: context.logger,
             progress: { event in
+                MigrateInterrupt.shared.record(event)
                 guard text else { return }
                 switch event {
                 case .waitingForLock(let holder):
@@ -125,6 +126,7 @@ extension MigrateCommand {
             settings.singleTransaction = singleTransaction
             settings.allowOutOfOrder = allowOutOfOrder
             let migrator = try options.makeMigrator(context, settings: settings, recordsCommit: true)
+            if !dryRun { MigrateInterrupt.install(singleTransaction: singleTransaction) }
             let result = try migrator.up(to: to, dryRun: dryRun)
             try options.printResult(result, context, verb: "applied")
             finished(context, "migrate up")
@@ -158,6 +160,7 @@ extension MigrateCommand {
                 loaded.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
             }
             let migrator = try options.makeMigrator(context, settings: settings, migrations: loaded.migrations)
+            if !dryRun { MigrateInterrupt.install(singleTransaction: singleTransaction) }
             var result = try migrator.down(count: count, to: to, dryRun: dryRun)
             result.warnings = loaded.warnings + result.warnings
             try options.printResult(result, context, verb: "rolled back")
@@ -238,7 +241,9 @@ extension MigrateCommand {
         static let commandPath = "migrate redo"
 
         func run(_ context: CommandContext) throws {
-            let result = try options.makeMigrator(context, recordsCommit: true).redo()
+            let migrator = try options.makeMigrator(context, recordsCommit: true)
+            MigrateInterrupt.install(singleTransaction: false)
+            let result = try migrator.redo()
             try options.printResult(result, context, verb: "redone")
             finished(context, "migrate redo")
         }
