@@ -150,16 +150,16 @@ extension Migrator {
         let start = ContinuousClock.now
         if directives.transactional {
             do {
-            try withLockRetries(row.id) {
-                try runInTransaction(script, directives: directives) { forget }
-            } onFailure: { error in
-                _ = try? connection.execute(MigrationLedger.eventQuery(
-                    "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
-                throw MigrationError.statementFailed(
-                    "rollback of \(row.id)", error,
-                    extra: rolledBackClaim("the rollback was undone; \(row.id) is still applied and not dirty"),
-                    hint: Self.outsideTransactionHint(error) ?? Self.stillAppliedHint(row))
-            }
+                try withLockRetries(row.id) {
+                    try runInTransaction(script, directives: directives) { forget }
+                } onFailure: { error in
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
+                    throw MigrationError.statementFailed(
+                        "rollback of \(row.id)", error,
+                        extra: rolledBackClaim("the rollback was undone; \(row.id) is still applied and not dirty"),
+                        hint: Self.outsideTransactionHint(error) ?? Self.stillAppliedHint(row))
+                }
             } catch let ended as TransactionEnded {
                 throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied")
             }

@@ -173,18 +173,18 @@ public final class Migrator {
         let script = try migration.upScript()
         if migration.directives.transactional {
             do {
-            try withLockRetries(migration.id) {
-                try runInTransaction(script, directives: migration.directives) {
-                    recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
+                try withLockRetries(migration.id) {
+                    try runInTransaction(script, directives: migration.directives) {
+                        recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
+                    }
+                } onFailure: { error in
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: migration.version, name: migration.name, context: context,
+                        detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
+                    throw MigrationError.statementFailed(
+                        migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
+                        hint: Self.outsideTransactionHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
                 }
-            } onFailure: { error in
-                _ = try? connection.execute(MigrationLedger.eventQuery(
-                    "fail", version: migration.version, name: migration.name, context: context,
-                    detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
-                throw MigrationError.statementFailed(
-                    migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
-                    hint: Self.outsideTransactionHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
-            }
             } catch let ended as TransactionEnded {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: migration.version, name: migration.name, context: context,
@@ -211,15 +211,15 @@ public final class Migrator {
             ) { ms in self.recordApplied(migration, statements: script.statements.count, milliseconds: ms) }
         }
         do {
-        try withLockRetries("the batch") {
-            steps = try runBatchInOneTransaction(items)
-        } onFailure: { error in
-            let file = error.location.map { String($0.split(separator: ":").first ?? "") } ?? ""
-            let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
-            throw MigrationError.statementFailed(
-                id, error, extra: rolledBackClaim("--single-transaction: the whole batch was rolled back; the database is unchanged"),
-                hint: Self.outsideTransactionHint(error) ?? "Fix the migration and run `nfldb migrate up --single-transaction` again.")
-        }
+            try withLockRetries("the batch") {
+                steps = try runBatchInOneTransaction(items)
+            } onFailure: { error in
+                let file = error.location.map { String($0.split(separator: ":").first ?? "") } ?? ""
+                let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
+                throw MigrationError.statementFailed(
+                    id, error, extra: rolledBackClaim("--single-transaction: the whole batch was rolled back; the database is unchanged"),
+                    hint: Self.outsideTransactionHint(error) ?? "Fix the migration and run `nfldb migrate up --single-transaction` again.")
+            }
         } catch let ended as TransactionEnded {
             throw ended.error(
                 "the --single-transaction batch",
