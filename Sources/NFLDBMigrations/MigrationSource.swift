@@ -124,8 +124,8 @@ public struct MigrationDirectory: Sendable {
         let down = join("\(id).down.sql")
         let upText = """
             -- \(id): describe what this migration does.
-            -- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY or
-            -- ALTER TYPE … ADD VALUE, add a line `-- nfldb:no-transaction` at the top.
+            -- Runs in one transaction with its history row (so no BEGIN/COMMIT here). For CREATE INDEX
+            -- CONCURRENTLY, VACUUM or ALTER TYPE … ADD VALUE, add a line `-- nfldb:no-transaction` at the top.
             -- Optional: `-- nfldb:lock-timeout 5s`, `-- nfldb:statement-timeout 10min`.
 
 
