@@ -86,7 +86,12 @@ public struct Migration: Sendable, Hashable {
         do {
             return try SQLScript(sql, name: path)
         } catch {
-            throw MigrationError.sourceInvalid(["\(error.description)"])
+            // Directory files are split when loaded (so `up` refuses before running anything); this
+            // is SQL from elsewhere, e.g. down SQL stored by an older nfldb. Earlier steps of the same
+            // command may have run, so say only what is true of this one.
+            throw MigrationError(
+                "\(error.description): the SQL cannot be split into statements, so none of it was run",
+                hint: "Fix it; `nfldb migrate status` shows what is applied now.", exitStatus: .usage)
         }
     }
 }

@@ -32,7 +32,9 @@ public struct MigrationError: NFLDBError, Sendable {
         if let table = error.tableName { facts.append("table \(error.schemaName.map { "\($0)." } ?? "")\(table)") }
         if let constraint = error.constraintName { facts.append("constraint \(constraint)") }
         if let statement = error.statement {
-            let oneLine = statement.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            // Without its own trailing `;`: the facts are joined with "; ", which would double it.
+            var oneLine = statement.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            while oneLine.hasSuffix(";") || oneLine.hasSuffix(" ") { oneLine.removeLast() }
             facts.append("statement: \(oneLine.count > 240 ? String(oneLine.prefix(240)) + "…" : oneLine)")
         }
         if let extra { facts.append(extra) }

@@ -25,6 +25,10 @@ public enum MigrationLinter {
         func add(_ rule: String, _ severity: LintFinding.Severity, _ statement: SQLStatement, _ message: String, _ fix: String) {
             findings.append(LintFinding(rule: rule, severity: severity, file: migration.upPath, line: statement.line, message: message, fix: fix))
         }
+        findings += MigrationStatementRules.transactionControlFindings(script, transactional: transactional)
+        let downScript = try Migration.script(migration.downSQL, path: migration.downPath)
+        findings += MigrationStatementRules.transactionControlFindings(
+            downScript, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
         if script.statements.isEmpty {
             findings.append(LintFinding(
                 rule: "empty-migration", severity: .warning, file: migration.upPath, line: 1,
@@ -46,7 +50,13 @@ public enum MigrationLinter {
                     "CREATE INDEX on existing table \(table) blocks writes to it for the whole build",
                     "Use CREATE INDEX CONCURRENTLY in a migration of its own marked `-- nfldb:no-transaction`.")
             }
-            if sql.contains(" CONCURRENTLY") && transactional {
+            if transactional, let name = MigrationStatementRules.cannotRunInTransaction(statement) {
+                add("cannot-run-in-transaction", .error, statement,
+                    "\(name) cannot run inside a transaction block; this migration is transactional",
+                    "Move it to a migration of its own and \(MigrationStatementRules.markerFix).")
+            }
+            // REFRESH MATERIALIZED VIEW CONCURRENTLY is the one CONCURRENTLY form allowed in a transaction.
+            if sql.contains(" CONCURRENTLY") && transactional && !sql.hasPrefix("REFRESH ") {
                 add("concurrently-in-transaction", .error, statement,
                     "CONCURRENTLY cannot run inside a transaction block; this migration is transactional",
                     "Add `-- nfldb:no-transaction` as the first line and keep the file to idempotent statements (IF NOT EXISTS).")

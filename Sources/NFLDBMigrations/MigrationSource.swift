@@ -4,7 +4,9 @@ import NFLDBCore
 /// Reads `NNNN_snake_name.up.sql` / `.down.sql` pairs from a directory.
 ///
 /// Every problem is collected before failing, so one run lists all offending files: names that do
-/// not match, duplicate versions, missing halves, unreadable files and bad directives.
+/// not match, duplicate versions, missing halves, unreadable files, bad directives, SQL that cannot
+/// be split into statements, and transactional files that control the transaction themselves
+/// (`COMMIT`, `ROLLBACK`, `SAVEPOINT`…) — all before anything runs.
 public struct MigrationDirectory: Sendable {
     public let path: String
 
@@ -12,8 +14,10 @@ public struct MigrationDirectory: Sendable {
 
     static let pattern = try! NSRegularExpression(pattern: #"^([0-9]+)_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$"#)
 
-    public func load() throws -> [Migration] {
-        let (migrations, problems) = try loadCollectingProblems()
+    /// - Parameter checkingTransactionControl: false for `migrate lint`, which reports those
+    ///   statements as findings (with the other rules) instead of refusing the directory.
+    public func load(checkingTransactionControl: Bool = true) throws -> [Migration] {
+        let (migrations, problems) = try loadCollectingProblems(checkingTransactionControl: checkingTransactionControl)
         if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }
         return migrations
     }
@@ -26,7 +30,7 @@ public struct MigrationDirectory: Sendable {
         return (migrations, problems.map { "ignored by down (it uses the down SQL stored when each migration was applied): \($0)" })
     }
 
-    func loadCollectingProblems() throws -> (migrations: [Migration], problems: [String]) {
+    func loadCollectingProblems(checkingTransactionControl: Bool = true) throws -> (migrations: [Migration], problems: [String]) {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -73,9 +77,15 @@ public struct MigrationDirectory: Sendable {
             }
             guard let upSQL = read(u.file, &problems), let downSQL = read(d.file, &problems) else { continue }
             let (upDirectives, upProblems) = MigrationDirectives.parse(upSQL)
-            let downProblems = MigrationDirectives.parse(downSQL).1  // a rollback re-reads the directives from the stored SQL
+            let (downDirectives, downProblems) = MigrationDirectives.parse(downSQL)  // a rollback re-reads the directives from the stored SQL
             problems += upProblems.map { "\(join(u.file)):\($0.line): \($0.message)" }
             problems += downProblems.map { "\(join(d.file)):\($0.line): \($0.message)" }
+            // Every file is split now, so a file that cannot be split (or a transactional one that
+            // would COMMIT half of itself) stops the run before the first pending migration.
+            for (file, sql, directives) in [(join(u.file), upSQL, upDirectives), (join(d.file), downSQL, downDirectives)] {
+                problems += MigrationStatementRules.loadProblems(
+                    sql, path: file, transactional: directives.transactional && checkingTransactionControl)
+            }
             migrations.append(Migration(
                 version: version, name: u.name, upPath: join(u.file), downPath: join(d.file), upSQL: upSQL, downSQL: downSQL,
                 directives: upDirectives))
@@ -114,8 +124,8 @@ public struct MigrationDirectory: Sendable {
         let down = join("\(id).down.sql")
         let upText = """
             -- \(id): describe what this migration does.
-            -- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY or
-            -- ALTER TYPE … ADD VALUE, add a line `-- nfldb:no-transaction` at the top.
+            -- Runs in one transaction with its history row (so no BEGIN/COMMIT here). For CREATE INDEX
+            -- CONCURRENTLY, VACUUM or ALTER TYPE … ADD VALUE, add a line `-- nfldb:no-transaction` at the top.
             -- Optional: `-- nfldb:lock-timeout 5s`, `-- nfldb:statement-timeout 10min`.
 
 

@@ -81,15 +81,23 @@ extension Migrator {
 
     func rollbackStep(_ row: LedgerRow) throws -> RollbackStep {
         guard let downSQL = row.downSQL else {
-            throw MigrationError("\(row.id) has no stored down SQL", hint: "Roll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
+            throw MigrationError("\(row.id) has no stored down SQL", hint: "Roll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back --force`.")
         }
         let file = migrations.first { $0.version == row.version }
         let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
         let forget = MigrationLedger.eventQuery(
             "rollback", version: row.version, name: row.name, context: context, detail: ["down_checksum": row.downChecksum, "source": name],
             after: "DELETE FROM nfldb.schema_migrations WHERE version = \(row.version)")
-        return RollbackStep(
-            script: try Migration.script(downSQL, path: name), directives: MigrationDirectives.parse(downSQL).0, name: name, forget: forget)
+        let script = try Migration.script(downSQL, path: name)
+        let directives = MigrationDirectives.parse(downSQL).0
+        // Stored before nfldb refused such files at load time: it would commit half of the rollback.
+        if let finding = MigrationStatementRules.transactionControlFindings(script, transactional: directives.transactional).first {
+            throw MigrationError(
+                "\(finding.file):\(finding.line): the down SQL of \(row.id) is transactional but controls the transaction itself; nothing was rolled back",
+                detail: finding.message,
+                hint: "Undo \(row.id) by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`.", exitStatus: .usage)
+        }
+        return RollbackStep(script: script, directives: directives, name: name, forget: forget)
     }
 
     /// `down --single-transaction`: every rollback and its history change in one transaction, so a
@@ -123,7 +131,7 @@ extension Migrator {
             let failing = steps.firstIndex { $0.name == file }
             let hint: String
             if let failing, failing > 0 {
-                hint = "\(victims[failing].id) is the one whose down SQL fails. `nfldb migrate down \(failing)` rolls back the \(failing) above it; then fix the cause and run `nfldb migrate down 1`, or undo it by hand and run `nfldb migrate resolve \(victims[failing].version) --rolled-back`."
+                hint = "\(victims[failing].id) is the one whose down SQL fails. `nfldb migrate down \(failing)` rolls back the \(failing) above it; then fix the cause and run `nfldb migrate down 1`, or undo it by hand and run `nfldb migrate resolve \(victims[failing].version) --rolled-back --force`."
             } else if let failing {
                 hint = Self.stillAppliedHint(victims[failing])
             } else {
@@ -141,14 +149,19 @@ extension Migrator {
         progress(.starting(id: row.id, direction: "down", transactional: directives.transactional))
         let start = ContinuousClock.now
         if directives.transactional {
-            try withLockRetries(row.id) {
-                try runInTransaction(script, directives: directives) { forget }
-            } onFailure: { error in
-                _ = try? connection.execute(MigrationLedger.eventQuery(
-                    "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
-                throw MigrationError.statementFailed(
-                    "rollback of \(row.id)", error, extra: "the rollback was undone; \(row.id) is still applied and not dirty",
-                    hint: Self.stillAppliedHint(row))
+            do {
+                try withLockRetries(row.id) {
+                    try runInTransaction(script, directives: directives) { forget }
+                } onFailure: { error in
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: row.version, name: row.name, context: context, detail: ["direction": "down", "error": error.message]))
+                    throw MigrationError.statementFailed(
+                        "rollback of \(row.id)", error,
+                        extra: rolledBackClaim("the rollback was undone; \(row.id) is still applied and not dirty"),
+                        hint: Self.outsideTransactionHint(error) ?? Self.stillAppliedHint(row))
+                }
+            } catch let ended as TransactionEnded {
+                throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied")
             }
         } else {
             try setTimeouts(directives, local: false)
@@ -195,9 +208,9 @@ extension Migrator {
     }
 
     /// What to do after a rollback that changed nothing: the version is still applied and clean, so
-    /// `resolve --rolled-back` (after undoing it by hand) and `down 1` (after fixing the cause) both work.
+    /// `resolve --rolled-back --force` (after undoing it by hand) and `down 1` (after fixing the cause) both work.
     static func stillAppliedHint(_ row: LedgerRow) -> String {
-        "Nothing changed and \(row.id) is still applied. Fix what makes its down SQL fail and run `nfldb migrate down 1` again; or undo it by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back`."
+        "Nothing changed and \(row.id) is still applied. Fix what makes its down SQL fail and run `nfldb migrate down 1` again; or undo it by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`."
     }
 
     /// `down 1` then `up` of that same version, under one lock hold.
@@ -251,20 +264,39 @@ extension Migrator {
         }
     }
 
-    /// Records the operator's decision about a dirty version after a manual fix.
-    public func resolve(version: Int64, applied: Bool, reason: String?) throws -> MigrationRunResult {
+    /// Records the operator's decision about a dirty version (state `failed` or `running`) after a
+    /// manual fix. A clean applied version is refused: removing it from the history would leave its
+    /// objects in the database with nothing recording them. The one exception, `force` with
+    /// `--rolled-back`, is the newest applied version after its down failed (or it has no stored
+    /// down SQL) and the operator undid it by hand — what a failed `down` suggests.
+    public func resolve(version: Int64, applied: Bool, reason: String?, force: Bool = false) throws -> MigrationRunResult {
         try locked {
             let rows = try MigrationLedger.rows(connection)
             guard let row = rows.first(where: { $0.version == version }) else {
-                throw MigrationError("version \(version) has no history row", hint: "`nfldb migrate status` lists dirty versions.", exitStatus: .usage)
-            }
-            // An applied version may be recorded as rolled back after the operator undid it by hand
-            // (what a failed `down` suggests); anything else needs a dirty version.
-            guard row.isDirty || (row.state == .applied && !applied) else {
                 throw MigrationError(
-                    "\(row.id) is not dirty (state \(row.state.rawValue)); there is nothing to resolve",
-                    hint: row.state == .applied ? "To record that you rolled it back by hand: `nfldb migrate resolve \(version) --rolled-back`." : nil,
-                    exitStatus: .usage)
+                    "version \(version) has no history row; nothing to resolve",
+                    hint: "`nfldb migrate status` lists dirty versions.", exitStatus: .usage)
+            }
+            if !row.isDirty {
+                let newest = rows.filter { $0.state == .applied }.map(\.version).max()
+                let clean = "\(row.id) is applied and clean, not dirty (state \(row.state.rawValue)); resolve only records how a migration that stopped half-way (state failed or running) was finished or undone by hand"
+                if applied {
+                    throw MigrationError("\(clean); nothing changed", hint: "\(row.id) is already recorded as applied.", exitStatus: .usage)
+                }
+                if !force {
+                    throw MigrationError(
+                        "\(clean); nothing changed",
+                        detail: "removing it from the history would leave its objects in the database unrecorded",
+                        hint: "To roll it back, use `nfldb migrate down` (`down --to \(version - 1)` rolls back it and everything above it). Only if its down SQL cannot run and you already undid it by hand: `nfldb migrate resolve \(version) --rolled-back --force`.",
+                        exitStatus: .usage)
+                }
+                if let newest, newest != version {
+                    throw MigrationError(
+                        "\(row.id) is not the newest applied version (\(newest) is); nothing changed",
+                        detail: "--force --rolled-back only records the newest applied version (the one `down 1` would roll back) as undone by hand",
+                        hint: "Roll back the versions above it first: `nfldb migrate down --to \(version)`.",
+                        exitStatus: .usage)
+                }
             }
             let event = applied ? "resolve-applied" : "resolve-rolled-back"
             try connection.withTransaction {
@@ -275,11 +307,12 @@ extension Migrator {
                 }
                 try connection.execute(MigrationLedger.eventQuery(
                     event, version: version, name: row.name, context: context,
-                    detail: ["reason": reason ?? "", "previous_state": row.state.rawValue, "error": row.error ?? "",
+                    detail: ["reason": reason ?? "", "previous_state": row.state.rawValue, "force": force ? "true" : "false", "error": row.error ?? "",
                              "statements_done": String(row.statementsDone ?? 0)]))
             }
             var result = MigrationRunResult()
             result.steps.append(.init(version: version, name: row.name, direction: event, durationMilliseconds: 0))
+            result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
         }
     }

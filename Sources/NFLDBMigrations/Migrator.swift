@@ -172,17 +172,24 @@ public final class Migrator {
         let start = ContinuousClock.now
         let script = try migration.upScript()
         if migration.directives.transactional {
-            try withLockRetries(migration.id) {
-                try runInTransaction(script, directives: migration.directives) {
-                    recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
+            do {
+                try withLockRetries(migration.id) {
+                    try runInTransaction(script, directives: migration.directives) {
+                        recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
+                    }
+                } onFailure: { error in
+                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                        "fail", version: migration.version, name: migration.name, context: context,
+                        detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
+                    throw MigrationError.statementFailed(
+                        migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
+                        hint: Self.outsideTransactionHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
                 }
-            } onFailure: { error in
+            } catch let ended as TransactionEnded {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: migration.version, name: migration.name, context: context,
-                    detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
-                throw MigrationError.statementFailed(
-                    migration.id, error, extra: "the migration was rolled back; the database is unchanged",
-                    hint: "Fix \(migration.upPath) and run `nfldb migrate up` again.")
+                    detail: ["error": "a statement ended the migration's transaction", "location": ended.location]))
+                throw ended.error(migration.id)
             }
         } else {
             try applyWithoutTransaction(migration, script: script, start: start)
@@ -203,14 +210,20 @@ public final class Migrator {
                 directives: migration.directives, script: script
             ) { ms in self.recordApplied(migration, statements: script.statements.count, milliseconds: ms) }
         }
-        try withLockRetries("the batch") {
-            steps = try runBatchInOneTransaction(items)
-        } onFailure: { error in
-            let file = error.location.map { String($0.split(separator: ":").first ?? "") } ?? ""
-            let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
-            throw MigrationError.statementFailed(
-                id, error, extra: "--single-transaction: the whole batch was rolled back; the database is unchanged",
-                hint: "Fix the migration and run `nfldb migrate up --single-transaction` again.")
+        do {
+            try withLockRetries("the batch") {
+                steps = try runBatchInOneTransaction(items)
+            } onFailure: { error in
+                let file = error.location.map { String($0.split(separator: ":").first ?? "") } ?? ""
+                let id = file.isEmpty ? "the batch" : URL(fileURLWithPath: file).lastPathComponent.replacingOccurrences(of: ".up.sql", with: "")
+                throw MigrationError.statementFailed(
+                    id, error, extra: rolledBackClaim("--single-transaction: the whole batch was rolled back; the database is unchanged"),
+                    hint: Self.outsideTransactionHint(error) ?? "Fix the migration and run `nfldb migrate up --single-transaction` again.")
+            }
+        } catch let ended as TransactionEnded {
+            throw ended.error(
+                "the --single-transaction batch",
+                ledger: "earlier migrations of the batch were committed with it, with their history rows; check `nfldb migrate status`")
         }
         return steps
     }
@@ -301,7 +314,7 @@ public final class Migrator {
                 let start = ContinuousClock.now
                 // Every item again: a script may SET LOCAL its own timeouts, which must not leak into the next.
                 try setTimeouts(item.directives, local: true)
-                try connection.run(item.script)
+                try connection.run(item.script) { try self.requireOpenTransaction(after: $0, in: item.script) }
                 let ms = elapsed(since: start)
                 if let bookkeeping = item.bookkeeping { try connection.query(bookkeeping(ms)) }
                 steps.append(.init(version: item.version, name: item.name, direction: item.direction, durationMilliseconds: ms))
@@ -323,13 +336,33 @@ public final class Migrator {
         // round trip more is measurable in `down 200`.
         try connection.runScript(unsafeSQL: "BEGIN; " + timeoutSettings(directives, local: true))
         do {
-            try connection.run(script)
+            try connection.run(script) { try self.requireOpenTransaction(after: $0, in: script) }
             try connection.query(bookkeeping())
             try connection.execute("COMMIT")
         } catch {
             connection.rollbackQuietly()
             throw error
         }
+    }
+
+    /// Stops a transactional run as soon as a statement ended nfldb's transaction (a `COMMIT` the
+    /// load-time check could not see): what ran so far is committed, and nothing more may run.
+    func requireOpenTransaction(after statement: SQLStatement, in script: SQLScript) throws {
+        guard connection.transactionState != .inTransaction else { return }
+        throw TransactionEnded(location: "\(script.name):\(statement.line)", statement: statement.folded)
+    }
+
+    /// `claim` (the failed transaction was rolled back) when the connection is still there to have
+    /// done it; otherwise what is and is not known.
+    func rolledBackClaim(_ claim: String) -> String {
+        if connection.isAlive && connection.transactionState == .idle { return claim }
+        return "the connection to the server was lost, so nfldb could not confirm the rollback; PostgreSQL rolls back an open transaction when its connection ends, but a loss during COMMIT may have committed it: check `nfldb migrate status` and the database before running again"
+    }
+
+    /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
+    static func outsideTransactionHint(_ error: PostgresError) -> String? {
+        guard error.sqlState == "25001" else { return nil }
+        return "This statement runs only outside a transaction block, and nfldb runs each migration in one: move it to a migration of its own and \(MigrationStatementRules.markerFix), then run `nfldb migrate up` again."
     }
 
     /// The history row and `apply` event, inserted inside the migration's transaction.
@@ -467,6 +500,19 @@ public final class Migrator {
                 detail: timeout.holder.map { "held by \($0)" },
                 hint: "Wait for it to finish (`nfldb migrate status`), or raise --lock-wait / migrations.lock_wait.")
         }
+    }
+}
+
+/// A statement of a transactional run left nfldb's transaction (see ``Migrator/requireOpenTransaction(after:in:)``).
+struct TransactionEnded: Error {
+    let location: String
+    let statement: String
+
+    func error(_ what: String, ledger: String = "the migration is not recorded as applied") -> MigrationError {
+        MigrationError(
+            "\(location): \(what) stopped: this statement ended nfldb's transaction (`\(statement.prefix(80))`)",
+            detail: "what ran up to and including it was committed on its own; nothing after it ran; \(ledger)",
+            hint: "Inspect the database and undo (or finish) by hand what the file did up to \(location); then remove the statement, or \(MigrationStatementRules.markerFix) if it must manage its own transactions, and run `nfldb migrate up` again.")
     }
 }
 

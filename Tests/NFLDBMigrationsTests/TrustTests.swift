@@ -192,18 +192,18 @@ struct TrustTests {
             #expect(down.status == 1, "\(down)")
             #expect(down.stderr.contains("still applied"), "\(down)")
             #expect(down.stderr.contains("`nfldb migrate down 1`"), "\(down)")
-            #expect(down.stderr.contains("`nfldb migrate resolve 2 --rolled-back`"), "\(down)")
+            #expect(down.stderr.contains("`nfldb migrate resolve 2 --rolled-back --force`"), "\(down)")
             #expect(try fx.tableExists("stats"), "the rollback was undone")
-            // Hint 1: undo by hand, then resolve --rolled-back (the state in which the hint was printed).
+            // Hint 1: undo by hand, then resolve --rolled-back --force (the state in which the hint was printed).
             try fx.execute("DROP TABLE stats")
-            let resolve = try fx.migrate("resolve", "2", "--rolled-back", "--reason", "dropped by hand")
+            let resolve = try fx.migrate("resolve", "2", "--rolled-back", "--force", "--reason", "dropped by hand")
             #expect(resolve.status == 0, "\(resolve)")
             #expect(try fx.ledgerVersions() == [1])
             #expect(try fx.events().last?.event == "resolve-rolled-back")
             // resolve --applied on an applied version still refuses, and says what would work.
             let refused = try fx.migrate("resolve", "1", "--applied")
             #expect(refused.status == 2, "\(refused)")
-            #expect(refused.stderr.contains("resolve 1 --rolled-back"), "\(refused)")
+            #expect(refused.stderr.contains("already recorded as applied"), "\(refused)")
 
             // Hint 2: fix the cause, then `down 1` again.
             try fx.write(Fixture.fileName(3, "scores", "up"), "CREATE TABLE scores (id int);")

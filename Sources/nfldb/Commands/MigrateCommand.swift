@@ -39,8 +39,8 @@ extension MigrateOptions {
         try dir ?? MigrationsConfig(configuration: context.configuration).directory
     }
 
-    func load(_ context: CommandContext) throws -> [Migration] {
-        try MigrationDirectory(path: directory(context)).load()
+    func load(_ context: CommandContext, checkingTransactionControl: Bool = true) throws -> [Migration] {
+        try MigrationDirectory(path: directory(context)).load(checkingTransactionControl: checkingTransactionControl)
     }
 
     func settings(_ context: CommandContext) throws -> MigratorSettings {
@@ -69,6 +69,7 @@ extension MigrateOptions {
             connection: connection, migrations: files, settings: try settings ?? self.settings(context), context: migrationContext,
             logger: context.logger,
             progress: { event in
+                MigrateInterrupt.shared.record(event)
                 guard text else { return }
                 switch event {
                 case .waitingForLock(let holder):
@@ -125,6 +126,7 @@ extension MigrateCommand {
             settings.singleTransaction = singleTransaction
             settings.allowOutOfOrder = allowOutOfOrder
             let migrator = try options.makeMigrator(context, settings: settings, recordsCommit: true)
+            if !dryRun { MigrateInterrupt.install(singleTransaction: singleTransaction) }
             let result = try migrator.up(to: to, dryRun: dryRun)
             try options.printResult(result, context, verb: "applied")
             finished(context, "migrate up")
@@ -158,6 +160,7 @@ extension MigrateCommand {
                 loaded.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
             }
             let migrator = try options.makeMigrator(context, settings: settings, migrations: loaded.migrations)
+            if !dryRun { MigrateInterrupt.install(singleTransaction: singleTransaction) }
             var result = try migrator.down(count: count, to: to, dryRun: dryRun)
             result.warnings = loaded.warnings + result.warnings
             try options.printResult(result, context, verb: "rolled back")
@@ -238,7 +241,9 @@ extension MigrateCommand {
         static let commandPath = "migrate redo"
 
         func run(_ context: CommandContext) throws {
-            let result = try options.makeMigrator(context, recordsCommit: true).redo()
+            let migrator = try options.makeMigrator(context, recordsCommit: true)
+            MigrateInterrupt.install(singleTransaction: false)
+            let result = try migrator.redo()
             try options.printResult(result, context, verb: "redone")
             finished(context, "migrate redo")
         }
@@ -262,7 +267,11 @@ extension MigrateCommand {
 
     struct Resolve: GlobalOptionsCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Record the operator's decision about a dirty version after a manual fix.")
+            abstract: "Record the operator's decision about a dirty (failed or running) version after a manual fix.",
+            discussion: """
+                A clean applied version is refused (exit 2): roll it back with `migrate down`. Only when its down SQL \
+                cannot run and you undid it by hand, `--rolled-back --force` records the newest applied version as rolled back.
+                """)
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
         @OptionGroup var options: MigrateOptions
@@ -270,15 +279,18 @@ extension MigrateCommand {
         @Flag(help: "The migration's remaining work was completed by hand.") var applied = false
         @Flag(name: .customLong("rolled-back"), help: "The migration's partial work was undone by hand.") var rolledBack = false
         @Option(help: "Why (recorded in the event log).") var reason: String?
+        @Flag(help: "With --rolled-back: accept the newest applied (not dirty) version, undone by hand because its down SQL cannot run.")
+        var force = false
 
         func validate() throws {
             guard applied != rolledBack else { throw ValidationError("give exactly one of --applied or --rolled-back") }
+            guard !force || rolledBack else { throw ValidationError("--force only goes with --rolled-back") }
         }
 
         static let commandPath = "migrate resolve"
 
         func run(_ context: CommandContext) throws {
-            let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason)
+            let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason, force: force)
             try options.printResult(result, context, verb: "resolved")
         }
     }
@@ -349,7 +361,8 @@ extension MigrateCommand {
         static let commandPath = "migrate lint"
 
         func run(_ context: CommandContext) throws {
-            var migrations = try options.load(context)
+            // Transaction-control statements are reported below as findings, not as a refused directory.
+            var migrations = try options.load(context, checkingTransactionControl: false)
             if !all {
                 let status = try options.makeMigrator(context, migrations: migrations).status()
                 let pending = Set(status.pending.map(\.version))

@@ -1,0 +1,365 @@
+import Foundation
+import NFLDBCore
+import NFLDBMigrations
+import NFLDBPostgres
+import NFLDBTestSupport
+import Testing
+
+/// Statements that fight nfldb's own transaction, and files that cannot be split: refused (or
+/// flagged) before anything runs, with file:line and the real no-transaction marker.
+@Suite("transaction control and unsplittable files")
+struct TransactionControlTests {
+    @Test("COMMIT in a transactional file: up refuses the directory before anything runs, listing every bad file with file:line and the fix")
+    func commitRefusedAtLoad() throws {
+        try withFixture { fx in
+            try fx.pair(1, "ok", up: "CREATE TABLE ok_tbl (id int);", down: "DROP TABLE ok_tbl;")
+            // The probe's file: half of it would commit, then the error claimed nothing changed.
+            try fx.pair(2, "commitfail", up: "create table t4(a int);\ncommit;\nselect 1/0;\n", down: "drop table t4;")
+            try fx.pair(3, "split", up: "CREATE TABLE s1 (id int);\n-- finish the first half\nCoMmIt WORK;\nCREATE TABLE s2 (id int);", down: "DROP TABLE s2;\nDROP TABLE s1;")
+            try fx.pair(4, "savepoints", up: """
+                BEGIN;
+                CREATE TABLE sp (id int);
+                SAVEPOINT a;
+                ROLLBACK TO SAVEPOINT a;
+                RELEASE a;
+                END;
+                """, down: "DROP TABLE sp;")
+            try fx.pair(5, "twophase", up: "CREATE TABLE tp (id int);\nPREPARE TRANSACTION 'x';\nCOMMIT PREPARED 'x';\nSTART TRANSACTION;\nABORT;\nROLLBACK;",
+                        down: "DROP TABLE tp;")
+            // A transactional down file is checked too.
+            try fx.pair(6, "bad_down", up: "CREATE TABLE bd (id int);", down: "DROP TABLE bd;\nCOMMIT;")
+
+            let up = try fx.migrate("up")
+            #expect(up.status == 2, "\(up)")
+            #expect(up.stderr.contains("nothing was run"), "\(up)")
+            #expect(up.stderr.contains(fx.path("0002_commitfail.up.sql") + ":2: COMMIT in a transactional migration"), "\(up)")
+            #expect(up.stderr.contains(fx.path("0003_split.up.sql") + ":3: COMMIT"), "\(up)")
+            for (line, name) in [(1, "BEGIN"), (3, "SAVEPOINT"), (4, "ROLLBACK TO"), (5, "RELEASE"), (6, "END")] {
+                #expect(up.stderr.contains(fx.path("0004_savepoints.up.sql") + ":\(line): \(name) in"), "\(name)\n\(up)")
+            }
+            for (line, name) in [(2, "PREPARE TRANSACTION"), (3, "COMMIT PREPARED"), (4, "START TRANSACTION"), (5, "ABORT"), (6, "ROLLBACK")] {
+                #expect(up.stderr.contains(fx.path("0005_twophase.up.sql") + ":\(line): \(name) in"), "\(name)\n\(up)")
+            }
+            #expect(up.stderr.contains(fx.path("0006_bad_down.down.sql") + ":2: COMMIT"), "\(up)")
+            #expect(up.stderr.contains("Remove it; or mark the file `-- nfldb:no-transaction`"), "\(up)")
+            // Nothing ran: not even 0001, and no ledger.
+            #expect(try fx.ledgerVersions() == [])
+            for table in ["ok_tbl", "t4", "s1", "sp", "tp", "bd"] { #expect(try !fx.tableExists(table), "\(table)") }
+            // status notices too (it loads the same way).
+            #expect(try fx.migrate("status", "--exit-code").status == 2)
+
+            // lint reports each as an error finding with file:line and the fix, exit 1.
+            let lint = try fx.migrate("lint", "--all")
+            #expect(lint.status == 1, "\(lint)")
+            #expect(lint.stdout.contains(fx.path("0002_commitfail.up.sql") + ":2: error [transaction-control-in-transaction] COMMIT"), "\(lint)")
+            #expect(lint.stdout.contains(fx.path("0006_bad_down.down.sql") + ":2: error [transaction-control-in-transaction]"), "\(lint)")
+            #expect(lint.stdout.contains("fix: Remove it; or mark the file `-- nfldb:no-transaction`"), "\(lint)")
+            #expect(lint.stdout.contains("13 error(s)"), "\(lint)")
+        }
+    }
+
+    @Test("COMMIT inside a DO or procedure body, in strings and comments is fine; a no-transaction file may manage its own transactions")
+    func commitInBodiesIsFine() throws {
+        try withFixture { fx in
+            try fx.pair(1, "bodies", up: #"""
+                -- commit; in a comment
+                /* ROLLBACK; */
+                CREATE TABLE log (msg text);
+                INSERT INTO log VALUES ('commit;'), ($$ROLLBACK;$$);
+                CREATE PROCEDURE p() LANGUAGE plpgsql AS $body$
+                BEGIN
+                  INSERT INTO log VALUES ('in p');
+                  COMMIT;
+                END
+                $body$;
+                DO $$
+                BEGIN
+                  IF false THEN COMMIT; END IF;
+                  INSERT INTO log VALUES ('in do');
+                END
+                $$;
+                CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
+                """#, down: "DROP FUNCTION f();\nDROP PROCEDURE p();\nDROP TABLE log;")
+            try fx.pair(2, "own_tx", up: """
+                -- nfldb:no-transaction
+                BEGIN;
+                CREATE TABLE IF NOT EXISTS own (id int);
+                COMMIT;
+                """, down: "DROP TABLE own;")
+            let lint = try fx.migrate("lint", "--all")
+            #expect(!lint.stdout.contains("transaction-control"), "\(lint)")
+            let up = try fx.migrate("up")
+            #expect(up.status == 0, "\(up)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try fx.scalar("SELECT string_agg(msg, ',' ORDER BY msg) FROM log", as: String.self) == "ROLLBACK;,commit;,in do")
+            #expect(try fx.tableExists("own"))
+        }
+    }
+
+    @Test("if a COMMIT got past the load-time check, the run stops right after it and says what was committed")
+    func runtimeGuard() throws {
+        try withFixture { fx in
+            try fx.pair(1, "commitfail", up: "create table t4(a int);\ncommit;\nselect 1/0;\ncreate table t5(a int);\n", down: "drop table t4;")
+            let connection = try fx.connect()
+            defer { connection.close() }
+            let migrator = Migrator(
+                connection: connection, migrations: try MigrationDirectory(path: fx.dir).load(checkingTransactionControl: false),
+                settings: MigratorSettings(), context: MigrationContext(nfldbVersion: "test", correlationID: "test"), logger: TestCluster.logger)
+            let error = try #require(throws: MigrationError.self) { try migrator.up() }
+            let text = "\(error.diagnostic.summary) \(error.diagnostic.detail ?? "") \(error.diagnostic.hint ?? "")"
+            #expect(text.contains(fx.path("0001_commitfail.up.sql") + ":2: 0001_commitfail stopped: this statement ended nfldb's transaction"), "\(text)")
+            #expect(text.contains("committed on its own"), "\(text)")
+            #expect(!text.contains("unchanged"), "\(text)")
+            #expect(try fx.tableExists("t4"), "the statement before the COMMIT was committed, as the message says")
+            #expect(try !fx.tableExists("t5"), "nothing after the COMMIT ran")
+            #expect(try fx.ledgerVersions() == [])
+            #expect(try fx.events().last?.event == "fail")
+        }
+    }
+
+    @Test("a COMMIT stored before the load-time check: down refuses before running anything")
+    func storedDownWithCommit() throws {
+        try withFixture { fx in
+            try fx.pair(1, "teams", up: "CREATE TABLE teams (id int);", down: "DROP TABLE teams;")
+            #expect(try fx.migrate("up").status == 0)
+            // As an older nfldb would have stored it.
+            try fx.execute("UPDATE nfldb.schema_migrations SET down_sql = E'DROP TABLE teams;\\nCOMMIT;\\nSELECT 1/0;' WHERE version = 1")
+            let down = try fx.migrate("down", "1")
+            #expect(down.status == 2, "\(down)")
+            #expect(down.stderr.contains(":2: the down SQL of 0001_teams is transactional but controls the transaction itself; nothing was rolled back"), "\(down)")
+            #expect(try fx.tableExists("teams"))
+            #expect(try fx.ledgerVersions() == [1])
+        }
+    }
+}
+
+@Suite("statements that cannot run in a transaction block")
+struct OutsideTransactionTests {
+    @Test("VACUUM, CREATE DATABASE, ALTER SYSTEM, CLUSTER without a table…: lint errors naming the marker; REFRESH … CONCURRENTLY is not flagged")
+    func lintFlagsThem() throws {
+        try withFixture { fx in
+            try fx.pair(1, "maint", up: """
+                CREATE TABLE m (id int);
+                VACUUM (ANALYZE) m;
+                vacuum;
+                CREATE DATABASE other;
+                DROP DATABASE IF EXISTS other;
+                CREATE TABLESPACE ts LOCATION '/nowhere';
+                DROP TABLESPACE ts;
+                ALTER SYSTEM SET work_mem = '8MB';
+                ALTER DATABASE d SET TABLESPACE ts;
+                REINDEX DATABASE d;
+                REINDEX (VERBOSE) SYSTEM d;
+                CLUSTER;
+                DISCARD ALL;
+                """, down: "DROP TABLE m;")
+            try fx.pair(2, "fine", up: """
+                CREATE TABLE f (id int PRIMARY KEY);
+                ANALYZE f;
+                CLUSTER f USING f_pkey;
+                REINDEX TABLE f;
+                ALTER DATABASE d SET work_mem = '8MB';
+                CREATE MATERIALIZED VIEW mv AS SELECT id FROM f;
+                CREATE UNIQUE INDEX mv_id ON mv (id);
+                REFRESH MATERIALIZED VIEW CONCURRENTLY mv;
+                """, down: "DROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
+            try fx.pair(3, "own", up: "-- nfldb:no-transaction\nVACUUM;", down: "SELECT 1;")
+            let lint = try fx.migrate("lint", "--all")
+            #expect(lint.status == 1, "\(lint)")
+            for line in 2...13 {
+                #expect(lint.stdout.contains(fx.path("0001_maint.up.sql") + ":\(line): error [cannot-run-in-transaction]"), "line \(line)\n\(lint)")
+            }
+            #expect(lint.stdout.contains("VACUUM cannot run inside a transaction block; this migration is transactional"), "\(lint)")
+            #expect(lint.stdout.contains("mark the file `-- nfldb:no-transaction`"), "\(lint)")
+            #expect(!lint.stdout.contains("0002_fine.up.sql"), "\(lint)")
+            #expect(!lint.stdout.contains("0003_own.up.sql"), "\(lint)")
+            #expect(lint.stdout.contains("12 error(s)"), "\(lint)")
+        }
+    }
+
+    @Test("VACUUM in a transactional file: apply fails at its line, the hint names the marker, nothing is left; marked, it applies")
+    func applyHint() throws {
+        try withFixture { fx in
+            try fx.pair(1, "vac", up: "CREATE TABLE v (id int);\nINSERT INTO v VALUES (1);\n\nVACUUM v;\n", down: "DROP TABLE v;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 1, "\(up)")
+            #expect(up.stderr.contains(fx.path("0001_vac.up.sql") + ":4"), "\(up)")
+            #expect(up.stderr.contains("SQLSTATE 25001"), "\(up)")
+            #expect(up.stderr.contains("the database is unchanged"), "\(up)")
+            #expect(up.stderr.contains("move it to a migration of its own and mark the file `-- nfldb:no-transaction`"), "\(up)")
+            #expect(try !fx.tableExists("v"))
+            #expect(try fx.ledgerVersions() == [])
+
+            try fx.pair(1, "vac", up: "CREATE TABLE v (id int);\nINSERT INTO v VALUES (1);\n", down: "DROP TABLE v;")
+            try fx.pair(2, "vac_v", up: "-- nfldb:no-transaction\nVACUUM v;\n", down: "SELECT 1;")
+            // What lint leaves alone does run in a transaction.
+            try fx.pair(3, "in_tx", up: """
+                CREATE TABLE f (id int PRIMARY KEY);
+                INSERT INTO f VALUES (1);
+                ANALYZE f;
+                CLUSTER f USING f_pkey;
+                REINDEX TABLE f;
+                CREATE MATERIALIZED VIEW mv AS SELECT id FROM f;
+                CREATE UNIQUE INDEX mv_id ON mv (id);
+                REFRESH MATERIALIZED VIEW CONCURRENTLY mv;
+                """, down: "DROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
+            #expect(try fx.migrate("lint").stdout.contains("0 error(s)"))
+            let fixed = try fx.migrate("up")
+            #expect(fixed.status == 0, "\(fixed)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3])
+        }
+    }
+}
+
+@Suite("resolve is for dirty versions")
+struct ResolveCleanTests {
+    @Test("resolve --rolled-back refuses a clean applied version (middle or newest) with exit 2 and changes nothing; --force only for the newest; the printed version is right")
+    func refusesClean() throws {
+        try withFixture { fx in
+            for v in 1...6 { try fx.pair(v, "t\(v)", up: "CREATE TABLE t\(v) (id int);", down: "DROP TABLE t\(v);") }
+            #expect(try fx.migrate("up").status == 0)
+            let eventsBefore = try fx.events().count
+
+            let middle = try fx.migrate("resolve", "3", "--rolled-back")
+            #expect(middle.status == 2, "\(middle)")
+            #expect(middle.stderr.contains("0003_t3 is applied and clean, not dirty (state applied)"), "\(middle)")
+            #expect(middle.stderr.contains("resolve only records how a migration that stopped half-way (state failed or running)"), "\(middle)")
+            #expect(middle.stderr.contains("nothing changed"), "\(middle)")
+            #expect(middle.stderr.contains("`nfldb migrate down`"), "\(middle)")
+            let newest = try fx.migrate("resolve", "6", "--rolled-back")
+            #expect(newest.status == 2, "\(newest)")
+            #expect(newest.stderr.contains("--rolled-back --force"), "\(newest)")
+            let forcedMiddle = try fx.migrate("resolve", "3", "--rolled-back", "--force")
+            #expect(forcedMiddle.status == 2, "\(forcedMiddle)")
+            #expect(forcedMiddle.stderr.contains("0003_t3 is not the newest applied version (6 is)"), "\(forcedMiddle)")
+            #expect(forcedMiddle.stderr.contains("`nfldb migrate down --to 3`"), "\(forcedMiddle)")
+            #expect(try fx.migrate("resolve", "6", "--applied", "--force").status == 2, "--force goes with --rolled-back only")
+            #expect(try fx.migrate("resolve", "9", "--rolled-back").status == 2)
+            // Nothing changed: every version still recorded, every table there, no event written.
+            #expect(try fx.ledgerVersions() == [1, 2, 3, 4, 5, 6])
+            for v in 1...6 { #expect(try fx.tableExists("t\(v)")) }
+            #expect(try fx.events().count == eventsBefore)
+            let status = try fx.migrate("status", "--exit-code")
+            #expect(status.status == 0, "\(status)")
+            #expect(status.stdout.contains("current version: 6"), "\(status)")
+
+            // The documented escape: the newest, undone by hand, with --force; the version printed is 5.
+            try fx.execute("DROP TABLE t6")
+            let forced = try fx.migrate("resolve", "6", "--rolled-back", "--force", "--reason", "down SQL broken; dropped by hand")
+            #expect(forced.status == 0, "\(forced)")
+            #expect(forced.stdout.contains("database at version 5"), "\(forced)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3, 4, 5])
+            #expect(try fx.events().last?.detail?.contains("\"force\": \"true\"") == true)
+        }
+    }
+
+    @Test("resolving a dirty version prints the version the database is at")
+    func printsVersion() throws {
+        try withFixture { fx in
+            try fx.pair(1, "t", up: "CREATE TABLE t (id int);", down: "DROP TABLE t;")
+            try fx.pair(2, "idx", up: "-- nfldb:no-transaction\nCREATE INDEX IF NOT EXISTS t_id ON t (id);\nCREATE INDEX IF NOT EXISTS t_x ON t (nope);",
+                        down: "-- nfldb:no-transaction\nDROP INDEX IF EXISTS t_id;")
+            #expect(try fx.migrate("up").status == 1)
+            let applied = try fx.migrate("resolve", "2", "--applied")
+            #expect(applied.status == 0, "\(applied)")
+            #expect(applied.stdout.contains("resolved: 1 migration; database at version 2"), "\(applied)")
+        }
+    }
+}
+
+@Suite("files that cannot be split")
+struct UnsplittableTests {
+    @Test("a pending file that cannot be split stops up before the first pending migration runs, so 'nothing was run' is true; status --exit-code exits 2")
+    func refusedBeforeAnything() throws {
+        try withFixture { fx in
+            try fx.pair(1, "first", up: "CREATE TABLE first_tbl (id int);", down: "DROP TABLE first_tbl;")
+            #expect(try fx.migrate("up").status == 0)
+            try fx.pair(2, "second", up: "CREATE TABLE second_tbl (id int);", down: "DROP TABLE second_tbl;")
+            try fx.pair(3, "bad", up: "CREATE TABLE third_tbl (id int);\n\nselect \"unterminated;\n", down: "DROP TABLE third_tbl;")
+            try fx.pair(4, "bad_down", up: "CREATE TABLE fourth_tbl (id int);", down: "DROP TABLE fourth_tbl; $$")
+            let up = try fx.migrate("up")
+            #expect(up.status == 2, "\(up)")
+            #expect(up.stderr.contains(fx.path("0003_bad.up.sql") + ":3: unterminated quoted identifier"), "\(up)")
+            #expect(up.stderr.contains(fx.path("0004_bad_down.down.sql") + ":1: unterminated dollar-quoted string"), "\(up)")
+            #expect(up.stderr.contains("nothing was run"), "\(up)")
+            // True: the earlier pending 0002 did not run either.
+            #expect(try fx.ledgerVersions() == [1])
+            #expect(try !fx.tableExists("second_tbl"))
+            #expect(try !fx.tableExists("third_tbl"))
+            let status = try fx.migrate("status", "--exit-code")
+            #expect(status.status == 2, "\(status)")
+            #expect(status.stderr.contains("0003_bad.up.sql:3"), "\(status)")
+            // down runs stored SQL and only warns about the directory.
+            let down = try fx.migrate("down", "1")
+            #expect(down.status == 0, "\(down)")
+            #expect(down.stderr.contains("0003_bad.up.sql:3"), "\(down)")
+            #expect(try fx.ledgerVersions() == [])
+        }
+    }
+
+    @Test("stored down SQL that cannot be split: the error says that step ran nothing, not that nothing was run")
+    func storedDownUnsplittable() throws {
+        try withFixture { fx in
+            try fx.pair(1, "a", up: "CREATE TABLE a (id int);", down: "DROP TABLE a;")
+            try fx.pair(2, "b", up: "CREATE TABLE b (id int);", down: "DROP TABLE b;")
+            #expect(try fx.migrate("up").status == 0)
+            try fx.execute("UPDATE nfldb.schema_migrations SET down_sql = 'DROP TABLE a; ''oops' WHERE version = 1")
+            let down = try fx.migrate("down", "2")
+            #expect(down.status == 2, "\(down)")
+            #expect(down.stderr.contains("the SQL cannot be split into statements, so none of it was run"), "\(down)")
+            #expect(!down.stderr.contains("nothing was run"), "\(down)")
+            #expect(try fx.ledgerVersions() == [1], "0002 was rolled back before 0001's stored down SQL was reached")
+            #expect(try fx.tableExists("a"))
+            #expect(try !fx.tableExists("b"))
+        }
+    }
+}
+
+@Suite("interrupted runs and error text")
+struct InterruptTests {
+    @Test("the failing statement is printed once, without a doubled semicolon")
+    func noDoubledSemicolon() throws {
+        try withFixture { fx in
+            try fx.pair(1, "div", up: "create table t4(a int);\nselect 1/0;\n", down: "drop table t4;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 1, "\(up)")
+            #expect(up.stderr.contains("statement: select 1/0; the migration was rolled back"), "\(up)")
+            #expect(!up.stderr.contains(";;"), "\(up)")
+        }
+    }
+
+    @Test("SIGTERM during a transactional migration: exit 143 with one line naming it and the state, which is true")
+    func sigtermTransactional() throws {
+        try withFixture { fx in
+            try fx.pair(1, "create_teams", up: "CREATE TABLE teams (id int);", down: "DROP TABLE teams;")
+            try fx.pair(2, "slow_stats", up: "CREATE TABLE stats (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE stats;")
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
+            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
+            child.send(SIGTERM)
+            let result = child.result(timeout: .seconds(10))
+            #expect(result.status == 128 + SIGTERM, "\(result)")
+            #expect(result.stderr.contains("interrupted by SIGTERM during 0002_slow_stats: its transaction is rolled back as the connection closes; nothing applied from it; 1 step(s) finished before it stay done (0001_create_teams)"), "\(result)")
+            #expect(try poll(timeout: .seconds(8)) { try fx.advisoryLocks() == 0 && fx.backends(running: "pg_sleep(30)").isEmpty })
+            #expect(try fx.ledgerVersions() == [1])
+            #expect(try !fx.tableExists("stats"))
+        }
+    }
+
+    @Test("SIGHUP during a no-transaction migration: exit 129, the line says it stays recorded as running, which is true")
+    func sighupNoTransaction() throws {
+        try withFixture { fx in
+            try fx.pair(1, "slow", up: "-- nfldb:no-transaction\nCREATE TABLE IF NOT EXISTS s (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE s;")
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
+            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
+            child.send(SIGHUP)
+            let result = child.result(timeout: .seconds(10))
+            #expect(result.status == 128 + SIGHUP, "\(result)")
+            #expect(result.stderr.contains("interrupted by SIGHUP during 0001_slow (no-transaction): the statements that finished stay applied and it stays recorded as running (dirty)"), "\(result)")
+            #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
+            #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 1", as: String.self) == "running")
+            #expect(try fx.tableExists("s"))
+        }
+    }
+}
