@@ -18,6 +18,34 @@ public struct ResolvedDestination: Sendable {
         self.secret = secret
         self.endpoint = endpoint
         SecretRedactor.shared.register(secret)
+        if kind != .pagerduty { Self.registerURLParts(secret) }
+    }
+
+    /// A webhook URL's secret is usually its path or query (`/hooks/T0K3N`, `?key=…`), and a receiver
+    /// may echo either alone in an error body: the path, the query, the path with the query, each
+    /// query value and each path segment that looks like a token (8 characters or more, with a digit
+    /// or mixed case) are registered too. Short or plain segments (`hooks`, `services`) are not: masking
+    /// them would mangle every message.
+    static func registerURLParts(_ url: String) {
+        guard let components = URLComponents(string: url) else { return }
+        let redactor = SecretRedactor.shared
+        let path = components.percentEncodedPath
+        let query = components.percentEncodedQuery
+        if path.count > 1 { redactor.register(path); redactor.register(components.path) }
+        if let query {
+            redactor.register(query)
+            redactor.register("?" + query)
+            redactor.register(path + "?" + query)
+            for item in components.percentEncodedQueryItems ?? [] {
+                redactor.register(item.value)
+                redactor.register(item.value?.removingPercentEncoding)
+            }
+        }
+        for segment in components.path.split(separator: "/") where segment.count >= 8 {
+            let hasDigit = segment.contains(where: \.isNumber)
+            let mixedCase = segment.contains(where: \.isUppercase) && segment.contains(where: \.isLowercase)
+            if hasDigit || mixedCase { redactor.register(String(segment)) }
+        }
     }
 
     public static let pagerDutyEndpoint = "https://events.pagerduty.com/v2/enqueue"
@@ -160,7 +188,8 @@ public struct AlertDispatcher: Sendable {
                     ])
                     return DeliveryReport(notification: notification, kind: destination.kind, attempts: attempt, error: nil)
                 }
-                lastError = "HTTP \(reply.status)\(reply.body.isEmpty ? "" : ": \(String(reply.body.prefix(200)))")"
+                let excerpt = Self.bodyExcerpt(reply.body)
+                lastError = "HTTP \(reply.status)\(excerpt.isEmpty ? "" : ": \(excerpt)")"
                 // 4xx other than 408/429 means the request itself is wrong: retrying cannot help.
                 if (400..<500).contains(reply.status) && reply.status != 408 && reply.status != 429 {
                     return DeliveryReport(notification: notification, kind: destination.kind, attempts: attempt,
@@ -184,6 +213,16 @@ public struct AlertDispatcher: Sendable {
         }
         return DeliveryReport(notification: notification, kind: destination.kind, attempts: made, error: SecretRedactor.shared.redact(lastError))
     }
+
+    /// The start of a failed reply's body for the error: scrubbed *before* it is cut (so a secret is
+    /// never cut into a maskless prefix), on one line, at most ``bodyExcerptLength`` characters.
+    static func bodyExcerpt(_ body: String) -> String {
+        let oneLine = SecretRedactor.shared.redact(body).split(whereSeparator: { $0.isNewline || $0 == "\t" })
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+        return oneLine.count > bodyExcerptLength ? String(oneLine.prefix(bodyExcerptLength)) + "…" : oneLine
+    }
+
+    static let bodyExcerptLength = 120
 
     static func seconds(_ value: TimeInterval) -> String {
         value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)

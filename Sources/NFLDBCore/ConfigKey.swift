@@ -65,6 +65,17 @@ public struct ConfigKey: Sendable, Hashable {
         }
     }
 
+    /// A `.number` value: a plain decimal (`5`, `0.5`, `.5`, `1e6`, optional leading `+`) that is
+    /// finite and ≥ 0; nil for NaN, infinity, an overflow such as `1e400`, hex (`0x10`), a negative
+    /// value or anything else. Every `.number` setting (thresholds, sizes, ratios, rates) is a quantity.
+    public static func parseNumber(_ text: String) -> Double? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard trimmed.range(of: #"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"#, options: .regularExpression) != nil,
+              let value = Double(trimmed), value.isFinite, value >= 0
+        else { return nil }
+        return value
+    }
+
     /// Whether a concrete dotted path matches this key (a `*` segment matches one path segment).
     public func matches(_ path: String) -> Bool {
         let pattern = name.split(separator: ".")

@@ -267,7 +267,11 @@ public struct ConfigurationLoader: Sendable {
             case .integer:
                 if Int(text) == nil { throw ConfigurationError("\(entry.path): '\(text)' is not an integer", source: entry.source) }
             case .number:
-                if Double(text) == nil { throw ConfigurationError("\(entry.path): '\(text)' is not a number", source: entry.source) }
+                if ConfigKey.parseNumber(text) == nil {
+                    throw ConfigurationError(
+                        "\(entry.path): '\(text)' must be a finite number ≥ 0", source: entry.source,
+                        hint: "Write a plain decimal number such as 5, 0.5 or 1e6 (no NaN, infinity, hex or sign).")
+                }
             case .boolean:
                 if ConfigKey.parseBoolean(text) == nil {
                     throw ConfigurationError("\(entry.path): '\(text)' is not a boolean", source: entry.source)

@@ -19,6 +19,8 @@ public final class SecretRedactor: Sendable {
     public init() {}
 
     /// Registers a secret. Very short strings are ignored: scrubbing "a" would mangle every message.
+    /// Besides the text itself, its URL-encoded forms and its JSON-escaped forms are masked, so a
+    /// secret with `"` or `\` is masked whole inside `--format json` output and JSON log lines.
     public func register(_ secret: String?) {
         guard let secret, secret.count >= 3 else { return }
         var variants: Set<String> = [secret]
@@ -28,6 +30,10 @@ public final class SecretRedactor: Sendable {
         if let encoded = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics) {
             variants.insert(encoded)
         }
+        for variant in variants {
+            variants.insert(Self.jsonEscaped(variant, slashes: false))
+            variants.insert(Self.jsonEscaped(variant, slashes: true))
+        }
         secrets.withLock { known in
             let new = variants.subtracting(known)
             guard !new.isEmpty else { return }
@@ -35,43 +41,107 @@ public final class SecretRedactor: Sendable {
         }
     }
 
-    /// Registers the password part of a DSN (URL or conninfo), where a DSN is resolved.
-    public func registerPassword(inDSN dsn: String) {
-        if let url = URLComponents(string: dsn), url.scheme != nil, let password = url.password {
-            register(password)
-            register(url.percentEncodedPassword)
-        }
-        for pair in dsn.split(separator: " ") where pair.lowercased().hasPrefix("password=") {
-            register(pair.dropFirst("password=".count).trimmingCharacters(in: CharacterSet(charactersIn: "'")))
-        }
-    }
-
-    /// Returns `text` with every registered secret, and any password inside a URL or a
-    /// `password=` conninfo pair, replaced by ``mask``.
-    public func redact(_ text: String) -> String {
-        var result = Self.redactPatterns(text)
-        let known = secrets.withLock { $0 }
-        for secret in known where result.contains(secret) {
-            result = result.replacingOccurrences(of: secret, with: Self.mask)
+    /// `text` as it appears inside a JSON string (`"` → `\"`, `\` → `\\`, controls as `\n`/`\u00XX`).
+    static func jsonEscaped(_ text: String, slashes: Bool) -> String {
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "/" where slashes: result += "\\/"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+            default: result.unicodeScalars.append(scalar)
+            }
         }
         return result
     }
 
-    /// Pattern-based scrubbing that needs no registration: `scheme://user:PASSWORD@host` and
-    /// `password=VALUE` / `password='VALUE'` in conninfo strings. A `"` ends the match, so a JSON
-    /// log line or `--format json` output stays valid JSON after scrubbing.
+    /// Registers the password of a DSN (URL or conninfo), where a DSN is resolved: the value as
+    /// libpq reads it and the exact text that spells it in the DSN.
+    ///
+    /// For a URL, every reading of the user-info is registered: up to the first `@` (libpq's) and
+    /// up to each later `@` (what the user meant when the password holds an un-encoded `@`, `:` or
+    /// `/`), raw and percent-decoded. For conninfo, `password=` values follow libpq's rules: a quoted
+    /// value ends at the closing unescaped `'`, an unquoted one at whitespace, `\` escapes a character.
+    public func registerPassword(inDSN dsn: String) {
+        for candidate in Self.passwordCandidates(inDSN: dsn) {
+            register(candidate)
+            register(candidate.removingPercentEncoding)
+        }
+    }
+
+    /// The password spellings in `dsn` (see ``registerPassword(inDSN:)``).
+    static func passwordCandidates(inDSN dsn: String) -> [String] {
+        var found: [String] = []
+        if let userinfo = DSNText.urlUserinfoStart(dsn) {
+            let rest = dsn[userinfo...]
+            if let colon = rest.firstIndex(of: ":"), rest[..<colon].firstIndex(of: "@") == nil {
+                var index = rest.index(after: colon)
+                while let at = rest[index...].firstIndex(of: "@") {
+                    found.append(String(rest[rest.index(after: colon)..<at]))
+                    index = rest.index(after: at)
+                }
+            }
+            // A password in the query string: ?password=…&…
+            if let query = dsn.firstIndex(of: "?") {
+                for pair in dsn[dsn.index(after: query)...].split(separator: "&") where pair.lowercased().hasPrefix("password=") {
+                    found.append(String(pair.dropFirst("password=".count)))
+                }
+            }
+        } else {
+            for pair in DSNText.conninfoPairs(dsn) where pair.key.lowercased() == "password" {
+                found.append(pair.value)
+                found.append(String(pair.source))
+            }
+        }
+        return found
+    }
+
+    /// Returns `text` with every registered secret, and any password inside a URL or a
+    /// `password=` conninfo pair, replaced by ``mask``. Registered secrets go first: they are
+    /// masked whole, whatever they contain, before the patterns look at what is left.
+    public func redact(_ text: String) -> String {
+        var result = text
+        let known = secrets.withLock { $0 }
+        for secret in known where result.contains(secret) {
+            result = result.replacingOccurrences(of: secret, with: Self.mask)
+        }
+        return Self.redactPatterns(result)
+    }
+
+    /// A DSN (URL or conninfo) with its password masked, for `config show`, logs and errors: its own
+    /// password spellings (``registerPassword(inDSN:)``), then the shared registered secrets and patterns.
+    public static func redactDSN(_ dsn: String) -> String {
+        let own = SecretRedactor()
+        own.registerPassword(inDSN: dsn)
+        return shared.redact(own.redact(dsn))
+    }
+
+    /// Pattern-based scrubbing that needs no registration:
+    /// - `scheme://user:PASSWORD@host`: everything from the first `:` of the user-info to the *last*
+    ///   `@` of the URL, so a password with an un-encoded `@`, `:` or `/` is masked whole;
+    /// - `password=VALUE` / `password='VALUE'` in conninfo strings (libpq's rules: an unquoted value
+    ///   ends at whitespace, `\` escapes), and `?password=VALUE&` / `&password=VALUE` in URL queries.
+    ///
+    /// The patterns read JSON-escaped text too: an escape pair (`\"`, `\\`) is never split, and a `"`
+    /// that ends a JSON string (followed by `,` `:` `}` `]`, whitespace or the end) ends a match, so a
+    /// JSON log line or `--format json` output stays valid JSON after scrubbing.
     public static func redactPatterns(_ text: String) -> String {
         var result = text
         if result.contains("://") {
             result = Patterns.urlPassword.replace(in: result, template: "$1\(mask)$3")
         }
         if result.range(of: "password", options: .caseInsensitive) != nil {
+            result = Patterns.queryPassword.replace(in: result, template: "$1\(mask)")
             result = Patterns.conninfoPassword.replace(in: result, template: "$1\(mask)")
         }
         return result
     }
 
-    /// The two expressions, compiled once. `NSRegularExpression` is immutable and documented as
+    /// The expressions, compiled once. `NSRegularExpression` is immutable and documented as
     /// safe to use from several threads at once, hence `@unchecked Sendable`.
     private struct Pattern: @unchecked Sendable {
         let regex: NSRegularExpression?
@@ -85,7 +155,73 @@ public final class SecretRedactor: Sendable {
     }
 
     private enum Patterns {
-        static let urlPassword = Pattern(#"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"]*:)([^@\s/"]*)(@)"#)
-        static let conninfoPassword = Pattern(#"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&"]+)"#)
+        /// A `"` that cannot end a JSON string: inside JSON every other `"` is escaped.
+        static let innerQuote = #""(?![\s,:}\]]|$)"#
+        static let urlPassword = Pattern(#"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"\\]*:)((?:\\.|[^\s"\\]|"# + innerQuote + #")*)(@)"#)
+        static let queryPassword = Pattern(#"(?i)([?&]password=)((?:\\.|[^&#\s"\\]|"# + innerQuote + #")*)"#)
+        /// libpq's `isspace`: ASCII whitespace only.
+        static let space = #"[\t\n\u000B\f\r ]"#
+        static let conninfoPassword = Pattern(
+            #"(?i)((?<![?&\w])password"# + space + #"*="# + space + #"*)('(?:\\\\'|\\.|[^'\\"]|"# + innerQuote + #")*'|(?:\\.|[^\t\n\u000B\f\r "\\]|"#
+                + innerQuote + #")+)"#)
+    }
+}
+
+/// Reading DSN text the way libpq does, without libpq (Core does not link it).
+enum DSNText {
+    /// Where the user-info of a `postgresql://` / `postgres://` URL starts; nil for conninfo.
+    static func urlUserinfoStart(_ dsn: String) -> String.Index? {
+        for scheme in ["postgresql://", "postgres://"] {
+            if let range = dsn.range(of: scheme, options: [.anchored, .caseInsensitive]) { return range.upperBound }
+        }
+        return nil
+    }
+
+    /// The `keyword=value` pairs of a conninfo string as libpq's `conninfo_parse` reads them: the value
+    /// (unescaped) and its source text (between the quotes when quoted). Stops at the first thing
+    /// libpq would reject.
+    static func conninfoPairs(_ text: String) -> [(key: String, value: String, source: Substring)] {
+        var pairs: [(key: String, value: String, source: Substring)] = []
+        var index = text.startIndex
+        func isSpace(_ character: Character) -> Bool { " \t\n\r\u{0B}\u{0C}".contains(character) }
+        func skipSpace() { while index < text.endIndex, isSpace(text[index]) { index = text.index(after: index) } }
+        while true {
+            skipSpace()
+            guard index < text.endIndex else { break }
+            let keyStart = index
+            while index < text.endIndex, text[index] != "=", !isSpace(text[index]) { index = text.index(after: index) }
+            let key = String(text[keyStart..<index])
+            skipSpace()
+            guard index < text.endIndex, text[index] == "=" else { break }
+            index = text.index(after: index)
+            skipSpace()
+            var value = ""
+            let quoted = index < text.endIndex && text[index] == "'"
+            if quoted { index = text.index(after: index) }
+            let sourceStart = index
+            var sourceEnd = index
+            while index < text.endIndex {
+                let character = text[index]
+                if quoted && character == "'" {
+                    sourceEnd = index
+                    index = text.index(after: index)
+                    break
+                }
+                if !quoted && isSpace(character) { break }
+                if character == "\\" {
+                    index = text.index(after: index)
+                    if index < text.endIndex {
+                        value.append(text[index])
+                        index = text.index(after: index)
+                    }
+                } else {
+                    value.append(character)
+                    index = text.index(after: index)
+                }
+                sourceEnd = index
+            }
+            pairs.append((key, value, text[sourceStart..<sourceEnd]))
+        }
+        return pairs
     }
 }

@@ -109,6 +109,8 @@ public struct HealthSettings: Sendable {
 
     /// The name of the primary target in alerts and dedup keys (nil: host:port/dbname).
     public var targetName: String?
+    /// Where each configured value of ``values`` came from (`file:line`, env, flag), for errors.
+    public var sources: [String: ConfigSource] = [:]
 
     public init(
         statementTimeout: Duration? = nil, lockTimeout: Duration? = nil, values: [String: String] = [:], targetName: String? = nil
@@ -128,6 +130,7 @@ public struct HealthSettings: Sendable {
         let prefix = "health.checks."
         for (path, entry) in configuration.entries where path.hasPrefix(prefix) {
             if case .scalar(let text) = entry.value { values[String(path.dropFirst(prefix.count))] = text }
+            sources[String(path.dropFirst(prefix.count))] = entry.source
         }
         // The backups check judges the stanza `nfldb backup` works on.
         if case .scalar(let stanza)? = configuration.entries["backup.stanza"]?.value {
@@ -161,6 +164,53 @@ public struct HealthSettings: Sendable {
     static func threshold(_ text: String) -> Double? {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         if ["", "none", "off", "null", "~"].contains(trimmed) { return nil }
-        return Double(trimmed)
+        return ConfigKey.parseNumber(trimmed)
+    }
+
+    /// Refuses configured `health.checks.<name>.…` entries for a check that does not exist (naming
+    /// the nearest known one), and thresholds in the wrong order: for a check where higher is worse
+    /// warning must be ≤ critical, where lower is worse (cache_hit, tls_certificate) ≥ critical.
+    /// (The loader already refused thresholds that are not finite numbers ≥ 0.) Errors name `file:line`.
+    public func validate(probes: [any Probe]) throws {
+        let known = Set(probes.map(\.name))
+        for path in sources.keys.sorted() {
+            let check = String(path.prefix { $0 != "." })
+            guard !known.contains(check) else { continue }
+            let nearest = known.min { (Self.editDistance($0, check), $0) < (Self.editDistance($1, check), $1) }
+            var hint = "Known checks: \(known.sorted().joined(separator: ", "))."
+            if let nearest, Self.editDistance(nearest, check) <= max(2, check.count / 3) { hint = "Did you mean \(nearest)? " + hint }
+            throw ConfigurationError("health.checks.\(path): unknown check '\(check)'", source: sources[path], hint: hint)
+        }
+        for probe in probes {
+            let thresholds = settings(for: probe).thresholds
+            guard let warning = thresholds.warning, let critical = thresholds.critical else { continue }
+            let higherIsWorse = thresholds.direction == .higherIsWorse
+            guard higherIsWorse ? warning > critical : warning < critical else { continue }
+            let at = sources["\(probe.name).warning"] ?? sources["\(probe.name).critical"]
+            throw ConfigurationError(
+                "health.checks.\(probe.name): warning \(Self.number(warning)) must be \(higherIsWorse ? "≤" : "≥") critical \(Self.number(critical)) "
+                    + "(\(higherIsWorse ? "higher" : "lower") is worse for \(probe.name))",
+                source: at, hint: "Swap the two values, or leave one unset to disable that level.")
+        }
+    }
+
+    private static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+    }
+
+    /// Levenshtein distance, for "did you mean" suggestions.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 }

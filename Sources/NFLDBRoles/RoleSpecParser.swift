@@ -210,8 +210,23 @@ public struct RoleSpecParser {
                 }
             case "settings":
                 guard let settings = mapping(value, file: file, what: "settings") else { continue }
+                var previous: (name: String, value: Node)?
                 for (settingKey, settingValue) in settings {
+                    let settingName = (settingKey.string ?? "").lowercased()
+                    // `{ search_path: public, nfl }`: in a flow mapping the comma ends the setting, and
+                    // `nfl` becomes a setting of its own with no value.
+                    if case .scalar(let scalar) = settingValue, scalar.style == .plain, ["", "~", "null"].contains(scalar.string) {
+                        var message = "setting \"\(settingKey.string ?? "")\" has no value"
+                        if let previous, Self.listSettings.contains(previous.name), let first = previous.value.scalar?.string {
+                            message += "; in { … } a comma separates settings, so this was meant as part of \(previous.name): "
+                                + "use a YAML list: [\(first), \(settingKey.string ?? "")]"
+                        }
+                        issues.append(SpecIssue(message, at: location(settingKey, file)))
+                        previous = nil
+                        continue
+                    }
                     role.settings += readSetting(settingKey, settingValue, file: file)
+                    previous = (settingName, settingValue)
                 }
             case "profiles":
                 for item in sequence(value, file: file, what: "profiles") {
@@ -262,9 +277,29 @@ public struct RoleSpecParser {
             return [RoleSetting(name: name, value: .list(values), location: at)]
         default:
             guard let text = scalar(value, file: file, what: "the value of \(name)") else { return [] }
+            if Self.listSettings.contains(name) && !text.isEmpty {
+                // PostgreSQL keeps a quoted value of these as one element: `search_path = 'public, nfl'` is
+                // one schema named "public, nfl". A YAML scalar cannot say which was meant.
+                if text.contains(",") {
+                    let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                    issues.append(SpecIssue(
+                        "\(name) is a list setting, and \"\(text)\" is one scalar: PostgreSQL would store it as one element named \"\(text)\"; "
+                            + "use a YAML list: [\(items.joined(separator: ", "))]", at: location(value, file)))
+                    return []
+                }
+                return [RoleSetting(name: name, value: .list([text]), location: at)]
+            }
             return [RoleSetting(name: name, value: .scalar(text), location: at)]
         }
     }
+
+    /// Settings PostgreSQL reads as a list and stores element by element, each quoted like an
+    /// identifier (`GUC_LIST_QUOTE`; the list pg_dump keeps in `variable_is_guc_list_quote`). A scalar
+    /// is one element; a list is written as `'a', 'b'`.
+    static let listSettings: Set<String> = [
+        "search_path", "temp_tablespaces", "local_preload_libraries", "session_preload_libraries", "shared_preload_libraries",
+        "unix_socket_directories",
+    ]
 
     private static let privilegeKeys = ["database", "schemas", "tables", "sequences", "functions", "default_privileges"]
 

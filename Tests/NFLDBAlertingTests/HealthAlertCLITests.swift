@@ -81,4 +81,57 @@ struct HealthAlertCLITests {
             #expect(!state.contains("sEcReT"))
         }
     }
+
+    static func jsonObject(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "not a JSON object: \(text)")
+    }
+
+    @Test("a webhook URL's path and query never leak through an error body that echoes them (stderr, health --format json, state file)")
+    func echoedWebhookPath() throws {
+        try TestCluster.withDatabase(prefix: "h_echo") { db in
+            let dir = try CLIRunner.temporaryDirectory("nfldb-health-echo")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let receiver = try LocalReceiver(status: 500, body: "no route for {path}\nrequest {path} rejected")
+            defer { receiver.stop() }
+            let config = """
+                health:
+                  alert:
+                    consecutive: 1
+                    retries: 1
+                    retry_backoff: 10ms
+                  checks:
+                    connections:
+                      warning: 0
+                      critical: 100
+                alerts:
+                  - name: hook
+                    type: webhook
+                    url_env: TEST_HOOK_URL
+                """
+            try config.write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
+            let state = dir + "/alert-state.json"
+            let hook = receiver.url + "/hooks/TOKSECRETZ123?key=QSECRETZ&team=dba"
+            for format in ["text", "json"] {
+                let result = try CLIRunner.run(
+                    ["health", "--dsn", db.dsn, "--check", "connections", "--alert", "--config", dir + "/nfldb.yaml", "--state-file", state,
+                     "--format", format, "--log-format", format, "--log-level", "trace"],
+                    environment: ["TEST_HOOK_URL": hook])
+                #expect(result.status == 1, "WARNING: \((result.standardOutput + result.standardError))")
+                #expect(!(result.standardOutput + result.standardError).contains("SECRETZ"), "\((result.standardOutput + result.standardError))")
+                #expect((result.standardOutput + result.standardError).contains("HTTP 500"), "the failure is still reported: \((result.standardOutput + result.standardError))")
+                if format == "json" {
+                    let report = try Self.jsonObject(result.standardOutput)
+                    let alerts = try #require(report["alerts"] as? [[String: Any]], "\(report)")
+                    let error = try #require(alerts.first?["error"] as? String, "\(alerts)")
+                    #expect(error.hasPrefix("HTTP 500: no route for "), "\(error)")
+                    #expect(error.contains(SecretRedactor.mask), "\(error)")
+                    #expect(!error.contains("\n"))
+                    for line in result.standardError.split(separator: "\n") where line.hasPrefix("{") { _ = try Self.jsonObject(String(line)) }
+                }
+                let saved = try String(contentsOfFile: state, encoding: .utf8)
+                #expect(!saved.contains("SECRETZ"), "\(saved)")
+            }
+            #expect(receiver.requests.first?.path == "/hooks/TOKSECRETZ123?key=QSECRETZ&team=dba", "the receiver got the real URL")
+        }
+    }
 }

@@ -57,7 +57,8 @@ final class LocalReceiver: Sendable {
 
     var url: String { "http://127.0.0.1:\(port)" }
 
-    /// Answers the next requests with these statuses, then with the fallback.
+    /// Answers the next requests with these statuses, then with the fallback. `{path}` in a body is
+    /// replaced by the request's path (with its query).
     func enqueue(_ status: Int, _ body: String = "") {
         script.withLock { $0.queued.append((status, body)) }
     }
@@ -112,10 +113,12 @@ final class LocalReceiver: Sendable {
         let request = Request(
             method: requestLine.first.map(String.init) ?? "", path: requestLine.dropFirst().first.map(String.init) ?? "",
             headers: headers, body: body)
-        let (status, text) = script.withLock { state -> (Int, String) in
+        var (status, text) = script.withLock { state -> (Int, String) in
             state.requests.append(request)
             return state.queued.isEmpty ? state.fallback : state.queued.removeFirst()
         }
+        // "{path}" in a scripted body echoes the request path, as some receivers' error pages do.
+        text = text.replacingOccurrences(of: "{path}", with: request.path)
         let response = "HTTP/1.1 \(status) Status\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)"
         _ = response.withCString { write(client, $0, strlen($0)) }
     }

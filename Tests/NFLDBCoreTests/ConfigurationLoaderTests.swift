@@ -183,7 +183,7 @@ struct ConfigurationLoaderTests {
             let error = #expect(throws: ConfigurationError.self) {
                 try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
             }
-            #expect(error?.description.contains("'lots' is not a number") == true)
+            #expect(error?.description.contains("'lots' must be a finite number ≥ 0") == true)
         }
     }
 

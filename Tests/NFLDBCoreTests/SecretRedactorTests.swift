@@ -116,4 +116,57 @@ struct SecretRedactorTests {
         }
         for i in 0..<16 { #expect(redactor.redact("concurrent-secret-\(i)-xyz") == mask) }
     }
+
+    @Test("a conninfo password with \", ' or \\ is masked whole in text and in JSON, and the JSON stays valid")
+    func conninfoSpecialCharacters() throws {
+        // (DSN as written, password as libpq reads it)
+        let cases: [(String, String)] = [
+            (#"host=h user=evil password=ab"SECRETZ"#, #"ab"SECRETZ"#),
+            (#"host=h password=ab'SECRETZ user=evil"#, #"ab'SECRETZ"#),
+            (#"host=h password=ab\\SECRETZ user=evil"#, #"ab\SECRETZ"#),
+            (#"host=h password='ab\'x "SECRETZ\\' user=evil"#, #"ab'x "SECRETZ\"#),
+            (#"host=h password = "SECRETZ" user=evil"#, #""SECRETZ""#),
+        ]
+        for (dsn, password) in cases {
+            for redactor in [SecretRedactor(), nil] {
+                // With the password registered (as the loader does), and by the patterns alone.
+                redactor?.registerPassword(inDSN: dsn)
+                let redact = { (text: String) in redactor?.redact(text) ?? SecretRedactor.redactPatterns(text) }
+                let text = redact("dsn \(dsn) source flag")
+                #expect(!text.contains("SECRETZ"), "\(text)")
+                #expect(text.contains("user=evil") || !dsn.contains("user=evil"), "\(text)")
+                let encoded = String(decoding: try JSONSerialization.data(withJSONObject: ["dsn": dsn, "next": "x"], options: .withoutEscapingSlashes), as: UTF8.self)
+                let json = redact(encoded)
+                #expect(!json.contains("SECRETZ"), "\(json)")
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String], "\(json)")
+                #expect(object["next"] == "x")
+            }
+            let registered = SecretRedactor()
+            registered.registerPassword(inDSN: dsn)
+            #expect(registered.redact("echo \(password) done") == "echo \(mask) done")
+        }
+    }
+
+    @Test("a URL password is masked from the first : to the last @, whatever it holds, in text and JSON")
+    func urlSpecialCharacters() throws {
+        let cases = [
+            #"postgresql://evil:ab"SECRETZ@127.0.0.1:5432/nfl"#,
+            #"postgresql://evil:p@ss:w/rd%41'x"SECRETZ@127.0.0.1:5432/nfl"#,
+            #"postgres://evil:a\b@SECRETZ@h/db?sslmode=disable"#,
+        ]
+        for dsn in cases {
+            let text = SecretRedactor.redactPatterns("connecting to \(dsn) now")
+            #expect(!text.contains("SECRETZ"), "\(text)")
+            #expect(text.contains("://evil:\(mask)@"), "\(text)")
+            let encoded = String(decoding: try JSONSerialization.data(withJSONObject: ["dsn": dsn, "mail": "ops@nfl.example"], options: .withoutEscapingSlashes), as: UTF8.self)
+            let json = SecretRedactor.redactPatterns(encoded)
+            #expect(!json.contains("SECRETZ"), "\(json)")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String], "\(json)")
+            #expect(object["mail"] == "ops@nfl.example")
+            #expect(object["dsn"]?.hasPrefix("postgres") == true && object["dsn"]?.contains(mask) == true)
+        }
+        let decoded = SecretRedactor()
+        decoded.registerPassword(inDSN: #"postgresql://evil:p%40ss%3Aw%2Frd%41'x%22SECRETZ@h/db"#)
+        #expect(decoded.redact(#"pw p@ss:w/rdA'x"SECRETZ end"#) == "pw \(mask) end")
+    }
 }

@@ -44,9 +44,27 @@ public struct ConnectionOptions: Sendable {
     /// The DSN with its password masked, for logs and `config show`.
     public var redactedDSN: String? { dsn.map(ConnectionOptions.redact) }
 
-    /// Masks the password in a conninfo string or URL.
+    /// Masks the password in a conninfo string or URL, whatever characters it holds (see
+    /// ``SecretRedactor/redactDSN(_:)``).
     public static func redact(_ dsn: String) -> String {
-        SecretRedactor.redactPatterns(dsn)
+        SecretRedactor.redactDSN(dsn)
+    }
+
+    static let percentEncodeHint = "Percent-encode special characters in a URL's password (@ → %40, : → %3A, / → %2F, ? → %3F, # → %23, \" → %22, space → %20), "
+        + "or give the password with password_file/password_env, or as a single-quoted value in a conninfo string."
+
+    /// Where a `postgresql://` URL has an `@` past the user-info libpq reads (which ends at the first
+    /// `@` before any `/`): in its host list, port or database (`beforeQuery`) or anywhere (`anywhere`,
+    /// the query included, where `?user=me@corp` is legitimate). Either is the sign of a password with
+    /// an un-encoded `@`, `:` or `/`, whose tail libpq would read as host, port, database or query.
+    static func strayAt(_ dsn: String) -> (beforeQuery: Bool, anywhere: Bool) {
+        guard let start = ["postgresql://", "postgres://"].lazy.compactMap({ dsn.range(of: $0, options: .anchored)?.upperBound }).first else {
+            return (false, false)
+        }
+        var rest = dsn[start...]
+        if let end = rest.firstIndex(where: { $0 == "@" || $0 == "/" }), rest[end] == "@" { rest = rest[rest.index(after: end)...] }
+        let beforeQuery = rest.firstIndex(of: "?").map { rest[..<$0] } ?? rest
+        return (beforeQuery.contains("@"), rest.contains("@"))
     }
 
     /// Checks that libpq can parse `dsn` (URL or conninfo); the error names the problem, not the password.
@@ -63,10 +81,18 @@ public struct ConnectionOptions: Sendable {
             if let options { PQconninfoFree(options) }
             if let errorMessage { PQfreemem(errorMessage) }
         }
+        // libpq's own message quotes the part it could not read, which may be the tail of a password.
+        let stray = strayAt(dsn)
+        if stray.beforeQuery {
+            throw PostgresError(kind: .connection, message: "invalid connection string \(redact(dsn)): the URL has an '@' after its user:password@ part, "
+                + "so libpq would read the rest of the password as host, port or database name")
+                .withHint(percentEncodeHint)
+        }
         guard let options else {
-            let text = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unparseable"
+            var text = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unparseable"
+            if stray.anywhere { text = "libpq cannot parse the URL (its message is not shown: it may quote part of the password)" }
             throw PostgresError(kind: .connection, message: "invalid connection string \(redact(dsn)): \(text)")
-                .withHint("Use key=value pairs (host=… dbname=…) or a postgresql://user@host:port/db URL.")
+                .withHint("Use key=value pairs (host=… dbname=…) or a postgresql://user@host:port/db URL. " + percentEncodeHint)
         }
         var pairs: [(String, String)] = []
         var password: String?

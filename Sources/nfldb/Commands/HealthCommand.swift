@@ -74,6 +74,7 @@ struct HealthCommand: GlobalOptionsCommand {
         }
         var settings = try HealthSettings(configuration: context.configuration)
         let allProbes = ProbeRegistry.all + (try SecurityCommand.probes(context)) + [QueueHealthProbe(configuration: context.configuration)]
+        try settings.validate(probes: allProbes)
         if list {
             context.output(Self.listing(settings, probes: allProbes))
             return
