@@ -155,11 +155,15 @@ public final class ValidationPipeline {
         if !headerDone {
             throw ETLInputError(source: sourceName, "the input is empty (no header line)", hint: "Check the source; nothing was loaded.")
         }
-        if !endedWithNewline && lastRecordShort {
+        // A last record without its line break is suspect even when its field count is right: a
+        // download cut inside the last field, or a file read while a row was being appended, ends
+        // that way and would load a shortened value as good data. nflverse's files end with "\n".
+        if !endedWithNewline {
+            let which = dataRow == 0 || lastRecordLine == 1 ? "the header" : "row \(dataRow)"
             throw ETLInputError(
                 source: sourceName,
-                "the input ends in the middle of a row at line \(lastRecordLine) (no final line break and fewer fields than the header): the file looks truncated",
-                hint: "Nothing was loaded. Fetch the file again and re-run; a complete nflverse file ends with a line break.")
+                "the input ends without a line break after \(which) (line \(lastRecordLine)): it looks truncated\(lastRecordShort ? " (that row also has fewer fields than the header)" : "")",
+                hint: "Nothing was loaded. Re-download it, or add the final newline if the file is complete (nflverse's files end with one).")
         }
         checksum = hash.finish()
         progress?(dataRow)

@@ -143,6 +143,26 @@ final class ScenarioServer {
         for i in 1..<times.count { #expect(times[i] - times[i - 1] >= 0.2, "attempt \(i + 1) came \(times[i] - times[i - 1]) s after the previous one") }
     }
 
+    /// A body cut short (a Content-Length smaller than the file, or a connection closed early
+    /// without a length) ends inside the last row: the run fails and nothing changes.
+    @Test func cutBodiesFail() throws {
+        let size = try Data(contentsOf: URL(fileURLWithPath: Slice.path)).count
+        try ETLWorld.with { world in
+            for spec: [String: Any] in [["status": 200, "file": Slice.path, "length": size - 8],
+                                        ["status": 200, "file": Slice.path, "truncate": 8, "length": "none"]] {
+                let server = try ScenarioServer(responses: [spec])
+                do {
+                    let result = try load(world, server.url)
+                    Issue.record("a cut body loaded: \(result.status) \(result.updated) updated (\(spec))")
+                } catch let failed as LoadFailed {
+                    #expect(failed.cause.contains("ends without a line break after row 842 (line 843): it looks truncated"), "\(failed.cause)")
+                    #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
+                }
+                #expect(try world.counts()["games"] == 0 && world.counts()["stadiums"] == 0)
+            }
+        }
+    }
+
     @Test func retryAfterParsing() {
         #expect(HTTPSource.parseRetryAfter("3") == .seconds(3))
         #expect(HTTPSource.parseRetryAfter("soon") == nil)

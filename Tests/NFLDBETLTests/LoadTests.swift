@@ -262,6 +262,52 @@ import Testing
         }
     }
 
+    /// A file cut inside its last field (`head -c -8`) has the right number of fields in its last
+    /// row; it used to load "Raymond James " as the stadium. Any input without a final line break
+    /// now fails the run, on the staged path and on the direct path, and changes nothing.
+    @Test func inputWithoutFinalLineBreakFails() throws {
+        let text = Slice.text
+        #expect(text.hasSuffix("\n"), "nflverse's file ends with a line break")
+        let cut = String(text.utf8.dropLast(8))!
+        #expect(cut.hasSuffix("Raymond James "))
+        let rows = SliceFacts.rows.count
+        let message = "the input ends without a line break after row \(rows) (line \(rows + 1)): it looks truncated"
+        try ETLWorld.with { world in
+            // Direct path (empty nfl.games).
+            let direct = try world.failingLoad(cut)
+            #expect(direct.cause.contains(message), "\(direct.cause)")
+            #expect(direct.result.loadMethod == "direct")
+            #expect(try world.counts()["games"] == 0 && world.counts()["stadiums"] == 0)
+            #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(direct.result.runID!)", as: String.self) == "failed")
+            #expect(try world.scalar("SELECT error FROM nfl.etl_runs WHERE id = \(direct.result.runID!)", as: String.self).contains(message))
+
+            // Staged path (after a good load): nothing changes, the stadium keeps its name.
+            try world.load(text)
+            let baseline = try world.counts()
+            let versions = try world.rowVersions()
+            let staged = try world.failingLoad(cut)
+            #expect(staged.cause.contains(message), "\(staged.cause)")
+            #expect(staged.result.loadMethod == "staged")
+            // A complete file whose final newline was stripped fails the same way.
+            let noNewline = try world.failingLoad(String(text.dropLast()))
+            #expect(noNewline.cause.contains(message), "\(noNewline.cause)")
+            // A file read while a row was being appended: the new row lacks its last bytes.
+            let lastRow = Slice.lines[rows].replacingOccurrences(of: "2025_", with: "2026_")
+            let growing = try world.failingLoad(text + String(lastRow.dropLast(3)))
+            #expect(growing.cause.contains("after row \(rows + 1) (line \(rows + 2))"), "\(growing.cause)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.stadiums WHERE name = 'Raymond James '", as: Int.self) == 0)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games WHERE stadium = 'Raymond James '", as: Int.self) == 0)
+            var countsNow = try world.counts()
+            countsNow["etl_rejects"] = baseline["etl_rejects"]
+            #expect(countsNow == baseline)
+            #expect(try world.rowVersions() == versions)
+            // A quoted field left open at the end of the input still fails.
+            let open = try world.failingLoad(text + String(Slice.lines[rows].prefix(20)) + ",\"Raymond")
+            #expect(open.cause.contains("ends inside a quoted field"), "\(open.cause)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed'", as: Int.self) == 5)
+        }
+    }
+
     @Test func dryRunChangesNothing() throws {
         try ETLWorld.with { world in
             var options = ETLWorld.options
