@@ -138,19 +138,20 @@ public final class ValidationPipeline {
             if dataRow % 10_000 == 0 { progress?(dataRow) }
         }
         _ = expected
-        while let chunk = try source.read() {
-            bytesRead += chunk.count
-            hash.update(chunk)
-            try chunk.withUnsafeBytes { raw in
-                try parser.feed(raw.bindMemory(to: UInt8.self), emit)
-            }
-        }
-        let endedWithNewline = parser.endedWithNewline
+        let endedWithNewline: Bool
         do {
+            while let chunk = try source.read() {
+                bytesRead += chunk.count
+                hash.update(chunk)
+                try chunk.withUnsafeBytes { raw in
+                    try parser.feed(raw.bindMemory(to: UInt8.self), emit)
+                }
+            }
+            endedWithNewline = parser.endedWithNewline
             try parser.finish(emit)
         } catch let error as CSVSyntaxError {
             throw ETLInputError(source: sourceName, "line \(error.line): \(error.message)",
-                                hint: "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line.")
+                                hint: "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line; check that the source is nflverse's games.csv.")
         }
         if !headerDone {
             throw ETLInputError(source: sourceName, "the input is empty (no header line)", hint: "Check the source; nothing was loaded.")

@@ -54,6 +54,44 @@ func jsonObject(_ text: String) -> [String: Any] {
         }
     }
 
+    /// Hostile file sources through the binary: a file cut inside its last field (`head -c -8`)
+    /// and `/dev/zero` (an endless first line: it used to grow until the process aborted with exit
+    /// 134, leaving the run `running`) fail with exit 1, a message naming the line, and a failed run.
+    @Test func hostileFileSourcesFailWithExitOne() throws {
+        try ETLWorld.with { world in
+            let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let cut = dir + "/cut.csv"
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: Slice.path))
+            try bytes.dropLast(8).write(to: URL(fileURLWithPath: cut))
+            let validate = try CLIRunner.run(["etl", "validate", "games", "--source", cut])
+            #expect(validate.status == 1 && validate.standardError.contains("ends without a line break after row 842 (line 843)"), "\(validate.standardError)")
+            let load = try CLIRunner.run(["etl", "load", "games", "--source", cut, "--dsn", world.loaderDSN])
+            #expect(load.status == 1 && load.standardError.contains("it looks truncated"), "\(load.standardError)")
+            #expect(try world.counts()["games"] == 0)
+
+            let zero = try CLIRunner.run(["etl", "load", "games", "--source", "/dev/zero", "--dsn", world.loaderDSN])
+            #expect(zero.status == 1, "\(zero.status) \(zero.standardError)")
+            #expect(zero.standardError.contains("line 1: field 1 of the record starting on this line is longer than 1 MiB"), "\(zero.standardError)")
+            let zeroValidate = try CLIRunner.run(["etl", "validate", "games", "--source", "/dev/zero"])
+            #expect(zeroValidate.status == 1 && zeroValidate.standardError.contains("longer than 1 MiB"), "\(zeroValidate.standardError)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed' AND source = '/dev/zero' AND error LIKE '%longer than 1 MiB%'", as: Int.self) == 1)
+            // Twenty fields of 900 KiB in one record: the 16 MiB record limit; endless commas: the field count limit.
+            let wide = dir + "/wide.csv"
+            var fields = Data()
+            for _ in 0..<20 { fields.append(Data(repeating: 0x41, count: 900 << 10)); fields.append(0x2C) }
+            try fields.write(to: URL(fileURLWithPath: wide))
+            let wideLoad = try CLIRunner.run(["etl", "load", "games", "--source", wide, "--dsn", world.loaderDSN])
+            #expect(wideLoad.status == 1 && wideLoad.standardError.contains("line 1: the record starting on this line is longer than 16 MiB"), "\(wideLoad.standardError)")
+            let commas = dir + "/commas.csv"
+            try Data(repeating: 0x2C, count: 1 << 20).write(to: URL(fileURLWithPath: commas))
+            let commasLoad = try CLIRunner.run(["etl", "validate", "games", "--source", commas])
+            #expect(commasLoad.status == 1 && commasLoad.standardError.contains("more than 10000 fields"), "\(commasLoad.standardError)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+        }
+    }
+
     /// kill -9 of the nfldb process in the middle of a load: the tables stay as they were, the
     /// lock and the staging table go with the session, and the next run marks the run abandoned.
     @Test func killNineMidRunLeavesTablesUnchanged() throws {

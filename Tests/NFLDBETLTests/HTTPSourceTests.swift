@@ -163,6 +163,22 @@ final class ScenarioServer {
         }
     }
 
+    /// An endless body of 'A's without a line break (a worker takes URLs from Redis): refused at
+    /// 1 MiB instead of growing until the process aborts; the run is recorded as failed.
+    @Test func endlessBodyIsRefused() throws {
+        let server = try ScenarioServer(responses: [["status": 200, "endless": "A"]])
+        try ETLWorld.with { world in
+            do {
+                let result = try load(world, server.url)
+                Issue.record("an endless body loaded: \(result.status)")
+            } catch let failed as LoadFailed {
+                #expect(failed.cause.contains("line 1: field 1 of the record starting on this line is longer than 1 MiB"), "\(failed.cause)")
+                #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
+            }
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+        }
+    }
+
     @Test func retryAfterParsing() {
         #expect(HTTPSource.parseRetryAfter("3") == .seconds(3))
         #expect(HTTPSource.parseRetryAfter("soon") == nil)
