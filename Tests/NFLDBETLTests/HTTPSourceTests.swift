@@ -179,6 +179,33 @@ final class ScenarioServer {
         }
     }
 
+    /// A redirect is not followed, to another local port or to a host that does not resolve: the
+    /// run fails at once (not retried) naming the Location without its credentials or query, and
+    /// no request reaches the redirect target.
+    @Test func redirectsAreNotFollowed() throws {
+        let target = try ScenarioServer(responses: [["status": 200, "file": Slice.path]])
+        try ETLWorld.with { world in
+            for (location, shown) in [("http://user:secret@127.0.0.1:\(target.port)/games.csv?X-Signature=abc", "http://127.0.0.1:\(target.port)/games.csv?… (query string not shown)"),
+                                      ("http://nfldb-probe.invalid/games.csv", "http://nfldb-probe.invalid/games.csv"),
+                                      ("/elsewhere.csv", "/elsewhere.csv")] {
+                let server = try ScenarioServer(responses: [["status": 302, "headers": ["Location": location]]])
+                do {
+                    let result = try load(world, server.url)
+                    Issue.record("a redirect was followed: \(result.status)")
+                } catch let failed as LoadFailed {
+                    #expect(failed.cause.contains("the server redirected (HTTP 302) to "), "\(failed.cause)")
+                    #expect(failed.cause.contains(shown), "\(failed.cause)")
+                    #expect(!failed.cause.contains("secret") && !failed.cause.contains("abc"), "\(failed.cause)")
+                    #expect(failed.hint.contains("Give that URL as --source"))
+                    #expect(try world.scalar("SELECT concat(status, ' ', source) FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed \(server.url)")
+                }
+                #expect(server.requests.count == 1, "the redirect was retried")
+            }
+            #expect(target.requests.isEmpty, "a request reached the redirect target")
+            #expect(try world.counts()["games"] == 0)
+        }
+    }
+
     @Test func retryAfterParsing() {
         #expect(HTTPSource.parseRetryAfter("3") == .seconds(3))
         #expect(HTTPSource.parseRetryAfter("soon") == nil)
