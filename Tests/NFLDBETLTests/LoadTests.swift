@@ -308,6 +308,72 @@ import Testing
         }
     }
 
+    /// The slice with values PostgreSQL refuses though a lax parse accepted them: row 10 a NUL
+    /// byte in referee (only with `nul`), row 11 invalid UTF-8 in stadium (a lone continuation
+    /// byte, a cut two-byte sequence), row 12 gametime `+1:30`, rows 13 and 14 gameday
+    /// `2023-+9-10` and `0000-09-10`.
+    static func refusedValues(nul: Bool) -> Data {
+        var text = Slice.text
+        let header = Slice.lines[0].split(separator: ",").map(String.init)
+        func set(_ row: Int, _ column: String, _ value: String) {
+            var all = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var fields = all[row].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            fields[header.firstIndex(of: column)!] = value
+            all[row] = fields.joined(separator: ",")
+            text = all.joined(separator: "\n")
+        }
+        if nul { set(10, "referee", "Bill\u{0}Vinovich") }
+        set(11, "stadium", "BADUTF8 Field")
+        set(12, "gametime", "+1:30")
+        set(13, "gameday", "2023-+9-10")
+        set(14, "gameday", "0000-09-10")
+        var bytes = Array(text.utf8)
+        let marker = Array("BADUTF8".utf8)
+        let at = (0...(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker }!
+        bytes.replaceSubrange(at..<(at + marker.count), with: [0x80, 0x41, 0xC3])
+        return Data(bytes)
+    }
+
+    /// Values that pass a lax parse but that PostgreSQL refuses used to abort the whole load even
+    /// under reject-rows (`etl validate` called the file valid): invalid UTF-8 in text, a signed
+    /// time or date part, year 0. Each is now its row's failure, on both load paths; the rejects
+    /// keep the raw line (invalid UTF-8 as U+FFFD). Validate also reports a NUL byte.
+    @Test func valuesPostgresRefusesAreRejectedPerRow() throws {
+        let checks: [Int: String] = [10: "referee|encoding(UTF-8 without NUL)", 11: "stadium|encoding(UTF-8 without NUL)",
+                                     12: "gametime|dtype('time')", 13: "gameday|dtype('date')", 14: "gameday|dtype('date')"]
+        let validation = try GamesValidation.validate(DataSource(Self.refusedValues(nul: true), name: "test.csv"), now: Slice.snapshotDate)
+        #expect(validation.status == "invalid" && validation.rejected == 5, "\(validation.failures)")
+        for (row, check) in checks {
+            #expect(validation.failures.contains { $0.row == row && "\($0.column ?? "")|\($0.check)" == check }, "row \(row): \(validation.failures)")
+        }
+        #expect(validation.failures.contains { $0.row == 10 && $0.value == "a NUL byte at byte 5: Bill\\x00Vinovich" }, "\(validation.failures)")
+        #expect(validation.failures.contains { $0.row == 11 && $0.value?.hasPrefix("invalid UTF-8 at byte 1: \u{FFFD}A\u{FFFD}") == true }, "\(validation.failures)")
+
+        let data = Self.refusedValues(nul: false)
+        try ETLWorld.with { world in
+            // Direct path (empty table), then the staged path: the same four rows are rejected.
+            for method in ["direct", "staged"] {
+                let load = try world.load(data: data)
+                #expect(load.status == "succeeded" && load.loadMethod == method)
+                #expect(load.rejected == 4 && load.rowsRead == 842, "\(load.failures)")
+                #expect(method == "direct" ? load.inserted == 838 : load.unchanged == 838)
+                let admin = try world.db.connect()
+                defer { admin.close() }
+                let rows = try admin.query("""
+                    SELECT row_number, reasons::text AS reasons, raw_line FROM nfl.etl_rejects WHERE etl_run_id = \(load.runID!) ORDER BY row_number
+                    """).rows
+                #expect(rows.map { $0["row_number"] } == ["11", "12", "13", "14"])
+                if rows.count == 4 {
+                    #expect(rows[0]["raw_line"]?.contains("\u{FFFD}A\u{FFFD} Field") == true)
+                    #expect(rows[0]["reasons"]?.contains("encoding(UTF-8 without NUL)") == true)
+                    #expect(rows[1]["reasons"]?.contains("dtype('time')") == true && rows[2]["reasons"]?.contains("dtype('date')") == true)
+                }
+            }
+            #expect(try world.counts()["games"] == 838)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status <> 'succeeded'", as: Int.self) == 0)
+        }
+    }
+
     @Test func dryRunChangesNothing() throws {
         try ETLWorld.with { world in
             var options = ETLWorld.options
