@@ -374,6 +374,36 @@ import Testing
         }
     }
 
+    /// A rejected row holding a NUL byte: storing its raw line in nfl.etl_rejects (and its value
+    /// in the reasons' jsonb) used to fail, then recording the failed run failed too and the run
+    /// stayed `running`. NUL is stored as the four characters `\x00`.
+    @Test func rejectedRowWithNULIsStoredEscaped() throws {
+        let data = Self.refusedValues(nul: true)
+        let line10 = Slice.lines[10].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        try ETLWorld.with { world in
+            for method in ["direct", "staged"] {
+                let load = try world.load(data: data)
+                #expect(load.status == "succeeded" && load.loadMethod == method && load.rejected == 5, "\(load.failures)")
+                #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(load.runID!)", as: String.self) == "succeeded")
+                let admin = try world.db.connect()
+                defer { admin.close() }
+                let row = try admin.query("""
+                    SELECT raw_line, reasons->0->>'value' AS value FROM nfl.etl_rejects WHERE etl_run_id = \(load.runID!) AND row_number = 10
+                    """).rows.first
+                let referee = Slice.lines[0].split(separator: ",").map(String.init).firstIndex(of: "referee")!
+                var expected = line10
+                expected[referee] = "Bill\\x00Vinovich"
+                #expect(row?["raw_line"] == expected.joined(separator: ","), "\(row?["raw_line"] ?? "nil")")
+                #expect(row?["value"] == "a NUL byte at byte 5: Bill\\x00Vinovich")
+                #expect(try admin.query("""
+                    SELECT count(*) FROM nfl.data_quality_reports WHERE etl_run_id = \(load.runID!) AND strpos(failure_value, \("Bill\\x00Vinovich")) > 0
+                    """).scalar(Int.self) == 1)
+            }
+            #expect(try world.counts()["games"] == 837)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status <> 'succeeded'", as: Int.self) == 0)
+        }
+    }
+
     @Test func dryRunChangesNothing() throws {
         try ETLWorld.with { world in
             var options = ETLWorld.options
