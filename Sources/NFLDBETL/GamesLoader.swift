@@ -258,6 +258,7 @@ public struct GamesLoader {
             }
         }
         result.loadMethod = "staged"
+        pipeline.keepRawLines = true
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
             SELECT \(unsafeRaw: Self.columnList), 0::bigint AS etl_row, 0::bigint AS etl_line FROM nfl.games WITH NO DATA
@@ -285,9 +286,15 @@ public struct GamesLoader {
         if !duplicated.isEmpty {
             let rows = try connection.query("""
                 DELETE FROM pg_temp.etl_stage_games s WHERE s.game_id = ANY(\(Self.arrayLiteral(duplicated))::text[])
-                RETURNING s.etl_row, s.etl_line, s.game_id, concat_ws(',', \(unsafeRaw: Self.columnList)) AS raw
+                RETURNING s.etl_row, s.etl_line, s.game_id, concat_ws(',', \(unsafeRaw: Self.columnList)) AS rebuilt
                 """).rows
-            try pipeline.rejectFirstOccurrences(rows.map { (try $0.decode("etl_row", as: Int.self), try $0.decode("etl_line", as: Int.self), $0["game_id"] ?? "", $0["raw"] ?? "") })
+            // The first occurrence's input line as it came (kept while staging); past the memory
+            // budget for kept lines (64 MiB: never for nflverse's file), rebuilt from the staged values.
+            try pipeline.rejectFirstOccurrences(rows.map { row in
+                let key = row["game_id"] ?? ""
+                let raw = pipeline.rawLines[key].map { String(decoding: $0, as: UTF8.self) } ?? (row["rebuilt"] ?? "")
+                return (try row.decode("etl_row", as: Int.self), try row.decode("etl_line", as: Int.self), key, raw)
+            })
         }
         fill(&result, from: pipeline)
         try checkPolicy(result, options: options)

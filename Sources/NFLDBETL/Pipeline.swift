@@ -53,6 +53,12 @@ public final class ValidationPipeline {
     /// rejected; the first occurrence was already handed to the sink).
     public var onDuplicate: ((String) throws -> Void)?
     let sourceName: String
+    /// Keep each valid keyed row's input line (the staging path: a key duplicated later rejects its
+    /// first occurrence too, whose raw line is stored as it came), up to ``rawLineBudget`` bytes.
+    public var keepRawLines = false
+    public var rawLineBudget = 64 << 20
+    public private(set) var rawLines: [String: [UInt8]] = [:]
+    private var rawLineBytes = 0
 
     public init(contract: DataContract, sourceName: String, rejectLimit: Int = 1_000_000) {
         self.contract = contract
@@ -68,6 +74,8 @@ public final class ValidationPipeline {
         bytesRead = 0
         checksum = ""
         rejectsDropped = 0
+        rawLines = [:]
+        rawLineBytes = 0
         tracked = []
         current = (nil, 0, 0)
     }
@@ -118,6 +126,10 @@ public final class ValidationPipeline {
                     for (i, c) in trackColumns.enumerated() { tracked[i] = validator.string(record, column: c) }
                 }
                 current = (key, dataRow, record.line)
+                if keepRawLines, let key, rawLineBytes + record.raw.count <= rawLineBudget {
+                    rawLines[key] = record.raw
+                    rawLineBytes += record.raw.count
+                }
                 if appendRowNumber {
                     let separator: UInt8 = encoding == .rawCSV ? 0x2C : 0x09
                     line.append(separator)
@@ -186,7 +198,7 @@ public final class ValidationPipeline {
     }
 
     /// Adds rejects for the first occurrences of keys that were duplicated later (their rows were
-    /// staged before the duplicate was seen); `raw` is rebuilt from the staged values.
+    /// staged or copied before the duplicate was seen), with their raw input lines.
     public func rejectFirstOccurrences(_ rows: [(row: Int, line: Int, key: String, raw: String)]) {
         validator.rejectFirstOccurrences(rows.map { ($0.row, $0.line, $0.key) })
         let column = contract.keyColumn.map { contract.columns[$0].name }
