@@ -89,6 +89,33 @@ func jsonObject(_ text: String) -> [String: Any] {
             let commasLoad = try CLIRunner.run(["etl", "validate", "games", "--source", commas])
             #expect(commasLoad.status == 1 && commasLoad.standardError.contains("more than 10000 fields"), "\(commasLoad.standardError)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+            // A load (not only validate) of an impossible URL is a usage error too, with no run recorded.
+            let runsBefore = try world.scalar("SELECT count(*) FROM nfl.etl_runs", as: Int.self)
+            let badPort = try CLIRunner.run(["etl", "load", "games", "--source", "http://127.0.0.1:99999/x", "--dsn", world.loaderDSN])
+            #expect(badPort.status == 2 && badPort.standardError.contains("outside 1-65535"), "\(badPort.standardError)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs", as: Int.self) == runsBefore)
+        }
+    }
+
+    /// Usage errors exit 2 at once: `etl runs --limit 0|-1` (0 printed "no ETL runs yet", -1 an SQL
+    /// error with exit 1), a directory as --source (said "no such file"), a URL with an impossible
+    /// port or no host (was retried 6 times as a connection error).
+    @Test func usageErrorsExitTwo() throws {
+        for limit in ["0", "-1"] {
+            let runs = try CLIRunner.run(["etl", "runs", "--limit=\(limit)", "--dsn", "postgresql://127.0.0.1:1/none"])
+            #expect(runs.status == 2 && runs.standardError.contains("--limit must be at least 1 (got \(limit))"), "\(runs.status) \(runs.standardError)")
+        }
+        let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let directory = try CLIRunner.run(["etl", "validate", "games", "--source", dir])
+        #expect(directory.status == 2 && directory.standardError.contains("is a directory, not a file"), "\(directory.standardError)")
+        for (url, message) in [("http://127.0.0.1:99999/x", "has port 99999, outside 1-65535"), ("http:///x", "has no host"),
+                               ("http://user:secret@127.0.0.1:0/x", "has port 0")] {
+            let started = ContinuousClock.now
+            let result = try CLIRunner.run(["etl", "validate", "games", "--source", url])
+            #expect(result.status == 2 && result.standardError.contains(message), "\(url): \(result.status) \(result.standardError)")
+            #expect(!result.standardError.contains("secret") && !result.standardError.contains("attempt"), "\(result.standardError)")
+            #expect(ContinuousClock.now - started < .seconds(10), "\(url) was retried")
         }
     }
 
