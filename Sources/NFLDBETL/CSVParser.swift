@@ -84,8 +84,8 @@ public struct CSVParser {
         self.maxRecordBytes = maxRecordBytes
     }
 
-    /// Throws when the open record has outgrown the limits (checked once per byte run, so a record
-    /// may pass a limit by up to one chunk before it is refused).
+    /// Throws when the open record has outgrown the limits. Checked once per fed chunk (nothing on
+    /// the per-byte path), so a record may pass a limit by up to one chunk before it is refused.
     @inline(__always)
     private func checkSize() throws {
         if record.raw.count > maxRecordBytes {
@@ -135,7 +135,6 @@ public struct CSVParser {
         let n = chunk.count
         while i < n {
             let b = chunk[i]
-            if recordOpen { try checkSize() }
             if !recordOpen {
                 if state == .afterCR {
                     state = .fieldStart
