@@ -291,9 +291,9 @@ public struct GamesLoader {
             // The first occurrence's input line as it came (kept while staging); past the memory
             // budget for kept lines (64 MiB: never for nflverse's file), rebuilt from the staged values.
             try pipeline.rejectFirstOccurrences(rows.map { row in
-                let key = row["game_id"] ?? ""
-                let raw = pipeline.rawLines[key].map { String(decoding: $0, as: UTF8.self) } ?? (row["rebuilt"] ?? "")
-                return (try row.decode("etl_row", as: Int.self), try row.decode("etl_line", as: Int.self), key, raw)
+                let dataRow = try row.decode("etl_row", as: Int.self)
+                let raw = pipeline.rawLine(row: dataRow) ?? (row["rebuilt"] ?? "")
+                return (dataRow, try row.decode("etl_line", as: Int.self), row["game_id"] ?? "", raw)
             })
         }
         fill(&result, from: pipeline)

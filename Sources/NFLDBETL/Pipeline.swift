@@ -57,8 +57,22 @@ public final class ValidationPipeline {
     /// first occurrence too, whose raw line is stored as it came), up to ``rawLineBudget`` bytes.
     public var keepRawLines = false
     public var rawLineBudget = 64 << 20
-    public private(set) var rawLines: [String: [UInt8]] = [:]
-    private var rawLineBytes = 0
+    /// The kept lines back to back, and (data row, start offset) of each, in row order: one
+    /// append per row, no allocation per row.
+    private var rawBuffer: [UInt8] = []
+    private var rawStarts: [(row: Int, start: Int)] = []
+
+    /// The input line of data row `row` as it came, if it was kept.
+    public func rawLine(row: Int) -> String? {
+        var low = 0, high = rawStarts.count
+        while low < high {
+            let mid = (low + high) / 2
+            if rawStarts[mid].row < row { low = mid + 1 } else { high = mid }
+        }
+        guard low < rawStarts.count, rawStarts[low].row == row else { return nil }
+        let end = low + 1 < rawStarts.count ? rawStarts[low + 1].start : rawBuffer.count
+        return String(decoding: rawBuffer[rawStarts[low].start..<end], as: UTF8.self)
+    }
 
     public init(contract: DataContract, sourceName: String, rejectLimit: Int = 1_000_000) {
         self.contract = contract
@@ -74,8 +88,8 @@ public final class ValidationPipeline {
         bytesRead = 0
         checksum = ""
         rejectsDropped = 0
-        rawLines = [:]
-        rawLineBytes = 0
+        rawBuffer = []
+        rawStarts = []
         tracked = []
         current = (nil, 0, 0)
     }
@@ -126,9 +140,9 @@ public final class ValidationPipeline {
                     for (i, c) in trackColumns.enumerated() { tracked[i] = validator.string(record, column: c) }
                 }
                 current = (key, dataRow, record.line)
-                if keepRawLines, let key, rawLineBytes + record.raw.count <= rawLineBudget {
-                    rawLines[key] = record.raw
-                    rawLineBytes += record.raw.count
+                if keepRawLines, key != nil, rawBuffer.count + record.raw.count <= rawLineBudget {
+                    rawStarts.append((dataRow, rawBuffer.count))
+                    rawBuffer.append(contentsOf: record.raw)
                 }
                 if appendRowNumber {
                     let separator: UInt8 = encoding == .rawCSV ? 0x2C : 0x09
