@@ -236,6 +236,8 @@ final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendabl
 
     private let condition = NSCondition()
     private var response: HTTPURLResponse?
+    /// A 3xx answer not followed; it becomes ``response`` when the task completes.
+    private var redirect: HTTPURLResponse?
     private var chunks: [Data] = []
     private var finished = false
     private var error: (any Error)?
@@ -251,12 +253,14 @@ final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendabl
     }
 
     /// Redirects are never followed: the 3xx response is handed on as the answer (HTTPSource
-    /// fails with its Location), so no request goes to the host it names.
+    /// fails with its Location), so no request goes to the host it names. The reader is woken only
+    /// when the task completes: FoundationNetworking processes the nil answer later on its work
+    /// queue and traps ("Received callback for HTTP redirection, but we're not waiting for it") if
+    /// the session was cancelled in between.
     func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
                     newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
         condition.lock()
-        if self.response == nil { self.response = response }
-        condition.broadcast()
+        redirect = response
         condition.unlock()
         completionHandler(nil)
     }
@@ -273,7 +277,7 @@ final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendabl
         condition.lock()
         finished = true
         self.error = error
-        if response == nil, let http = task.response as? HTTPURLResponse { response = http }
+        if response == nil { response = redirect ?? task.response as? HTTPURLResponse }
         condition.broadcast()
         condition.unlock()
     }
