@@ -45,8 +45,11 @@ public final class FileSource: ReplayableSource {
     public init(path: String) throws {
         name = path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ETLInputError(source: path, "no such file", hint: "Give --source an existing CSV file or an http(s) URL.", exitStatus: .usage)
+        }
+        guard !isDirectory.boolValue else {
+            throw ETLInputError(source: path, "is a directory, not a file", hint: "Give --source the CSV file itself (e.g. \(path)/games.csv) or an http(s) URL.", exitStatus: .usage)
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw ETLInputError(source: path, "cannot open the file for reading", hint: "Check its permissions.")

@@ -69,8 +69,40 @@ public struct CSVParser {
     /// Whether the last byte fed ended a record (the input ended with a line terminator).
     public private(set) var endedWithNewline = true
     public private(set) var recordsParsed = 0
+    /// Largest field and record (raw bytes, the header too): past either, the input is refused
+    /// (`/dev/zero`, an endless body without a line break, a binary file) instead of buffered
+    /// until the process runs out of memory. A games.csv row is about 300 bytes.
+    public let maxFieldBytes: Int
+    public let maxRecordBytes: Int
+    /// Most fields in a record (games.csv has 46; each field costs the parser 9 bytes of index).
+    public let maxFields = 10_000
+    public static let defaultMaxFieldBytes = 1 << 20
+    public static let defaultMaxRecordBytes = 16 << 20
 
-    public init() {}
+    public init(maxFieldBytes: Int = CSVParser.defaultMaxFieldBytes, maxRecordBytes: Int = CSVParser.defaultMaxRecordBytes) {
+        self.maxFieldBytes = maxFieldBytes
+        self.maxRecordBytes = maxRecordBytes
+    }
+
+    /// Throws when the open record has outgrown the limits. Checked once per fed chunk (nothing on
+    /// the per-byte path), so a record may pass a limit by up to one chunk before it is refused.
+    @inline(__always)
+    private func checkSize() throws {
+        if record.raw.count > maxRecordBytes {
+            throw CSVSyntaxError(line: record.line, message: "the record starting on this line is longer than \(Self.size(maxRecordBytes)) without ending (\(record.raw.count) bytes read): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)")
+        }
+        if record.ends.count > maxFields {
+            throw CSVSyntaxError(line: record.line, message: "the record starting on this line has more than \(maxFields) fields: this is not a games CSV")
+        }
+        let fieldStart = record.ends.last ?? 0
+        if record.bytes.count - fieldStart > maxFieldBytes {
+            throw CSVSyntaxError(line: record.line, message: "field \(record.ends.count + 1) of the record starting on this line is longer than \(Self.size(maxFieldBytes)): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)")
+        }
+    }
+
+    static func size(_ bytes: Int) -> String {
+        bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
+    }
 
     /// Feeds a chunk; `emit` receives each completed record.
     public mutating func feed(_ chunk: UnsafeBufferPointer<UInt8>, _ emit: (borrowing CSVRecord) throws -> Void) throws {
@@ -201,6 +233,7 @@ public struct CSVParser {
             i += 1
         }
         endedWithNewline = !recordOpen
+        if recordOpen { try checkSize() }
     }
 
     private mutating func finishRecord(_ terminator: UInt8, _ emit: (borrowing CSVRecord) throws -> Void) throws {

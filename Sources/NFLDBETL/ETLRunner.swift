@@ -12,12 +12,25 @@ public enum ETLRunner {
     /// Opens a path or an http(s) URL; for URLs, `conditional` validators make the request conditional.
     public static func open(_ source: String, http: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws -> any ByteSource {
         if isURL(source) {
-            guard let url = URL(string: source) else {
-                throw OperatorError("--source \(source) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
-            }
-            return try HTTPSource(url: url, settings: http, conditional: conditional, correlationID: correlationID, logger: logger)
+            return try HTTPSource(url: checkedURL(source), settings: http, conditional: conditional, correlationID: correlationID, logger: logger)
         }
         return try FileSource(path: source)
+    }
+
+    /// An http(s) URL that can be requested: a host, and a port in 1…65535 if one is given. A
+    /// malformed URL is a usage error (exit 2), not a connection error retried until the deadline.
+    public static func checkedURL(_ source: String) throws -> URL {
+        let shown = (try? HTTPSource.displayName(source)) ?? source
+        guard let components = URLComponents(string: source), let url = components.url else {
+            throw OperatorError("--source \(shown) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw OperatorError("--source \(shown) has no host", hint: "Give an http(s) URL with a host, e.g. https://github.com/nflverse/….", exitStatus: .usage)
+        }
+        if let port = components.port, !(1...65535).contains(port) {
+            throw OperatorError("--source \(shown) has port \(port), outside 1-65535", hint: "Fix the port in the URL.", exitStatus: .usage)
+        }
+        return url
     }
 
     /// `etl load games`: loads the source; an unchanged upstream (HTTP 304) is recorded as a

@@ -155,7 +155,8 @@ public struct GamesLoader {
             } catch {
                 result.status = "failed"
                 result.durationMS = (ContinuousClock.now - started).inMilliseconds
-                let (cause, hint) = Self.describe(error)
+                let (described, hint) = Self.describe(error)
+                let cause = TextSafety.escaped(described)
                 result.error = cause
                 fill(&result, from: pipeline)
                 if let runID = result.runID, connection.isAlive {
@@ -257,6 +258,7 @@ public struct GamesLoader {
             }
         }
         result.loadMethod = "staged"
+        pipeline.keepRawLines = true
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
             SELECT \(unsafeRaw: Self.columnList), 0::bigint AS etl_row, 0::bigint AS etl_line FROM nfl.games WITH NO DATA
@@ -279,13 +281,20 @@ public struct GamesLoader {
         // Every member of a duplicated key is rejected: the first occurrences were staged before
         // the duplicate arrived, so take them out again.
         result.endPhase("stage_copy")
-        let duplicated = Array(pipeline.validator.duplicatedKeys.keys)
+        // (A key holding NUL failed its encoding check, so was never staged; it cannot be a parameter either.)
+        let duplicated = pipeline.validator.duplicatedKeys.keys.filter { !$0.utf8.contains(0) }
         if !duplicated.isEmpty {
             let rows = try connection.query("""
                 DELETE FROM pg_temp.etl_stage_games s WHERE s.game_id = ANY(\(Self.arrayLiteral(duplicated))::text[])
-                RETURNING s.etl_row, s.etl_line, s.game_id, concat_ws(',', \(unsafeRaw: Self.columnList)) AS raw
+                RETURNING s.etl_row, s.etl_line, s.game_id, concat_ws(',', \(unsafeRaw: Self.columnList)) AS rebuilt
                 """).rows
-            try pipeline.rejectFirstOccurrences(rows.map { (try $0.decode("etl_row", as: Int.self), try $0.decode("etl_line", as: Int.self), $0["game_id"] ?? "", $0["raw"] ?? "") })
+            // The first occurrence's input line as it came (kept while staging); past the memory
+            // budget for kept lines (64 MiB: never for nflverse's file), rebuilt from the staged values.
+            try pipeline.rejectFirstOccurrences(rows.map { row in
+                let dataRow = try row.decode("etl_row", as: Int.self)
+                let raw = pipeline.rawLine(row: dataRow) ?? (row["rebuilt"] ?? "")
+                return (dataRow, try row.decode("etl_line", as: Int.self), row["game_id"] ?? "", raw)
+            })
         }
         fill(&result, from: pipeline)
         try checkPolicy(result, options: options)
@@ -706,9 +715,12 @@ public struct GamesLoader {
         encoder.outputFormatting = [.sortedKeys]
         try connection.copyIn("COPY nfl.etl_rejects (etl_run_id, target, row_number, row_key, reasons, raw_line) FROM STDIN") { writer in
             for reject in pipeline.rejects {
-                let reasons = reject.failures.map { ["column": $0.column, "check": $0.check, "value": $0.value, "severity": $0.severity.rawValue, "line": String($0.line)] }
+                // Text columns and jsonb cannot hold NUL (jsonb not even as \u0000): stored as \x00.
+                let reasons = reject.failures.map {
+                    ["column": $0.column, "check": $0.check, "value": TextSafety.escaped($0.value), "severity": $0.severity.rawValue, "line": String($0.line)]
+                }
                 let json = String(decoding: try encoder.encode(reasons), as: UTF8.self)
-                try writer.writeTextRow([String(runID), Self.target, String(reject.row), reject.key, json, reject.raw])
+                try writer.writeTextRow([String(runID), Self.target, String(reject.row), TextSafety.escaped(reject.key), json, TextSafety.escaped(reject.raw)])
             }
         }
     }
@@ -719,7 +731,7 @@ public struct GamesLoader {
         let m = pipeline.metrics
         var rows: [[String?]] = []
         func add(_ check: String, _ severity: String, _ column: String?, _ rowRef: String?, _ value: String?, _ count: Int?, _ message: String) {
-            rows.append([String(runID), check, severity, Self.target, column, rowRef, value, count.map(String.init), message])
+            rows.append([String(runID), check, severity, Self.target, column, TextSafety.escaped(rowRef), TextSafety.escaped(value), count.map(String.init), TextSafety.escaped(message)])
         }
         add("row_count", "info", nil, nil, nil, m.rowCount, "\(m.rowCount) data rows read, \(m.validRows) valid, \(m.rejectedRows) rejected, \(m.warningRows) with warnings")
         for (column, count) in m.nullCounts.sorted(by: { $0.key < $1.key }) where count > 0 {

@@ -145,6 +145,14 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                     validators = conditional ?? HTTPValidators()
                     session.invalidateAndCancel()
                     return
+                case 300...399:
+                    // Redirects are not followed (see StreamDelegate): the target could be any host,
+                    // and etl_runs.source would name the URL given, not the one read.
+                    session.invalidateAndCancel()
+                    let location = response.value(forHTTPHeaderField: "Location").map { Self.redactedLocation($0, relativeTo: url) }
+                    throw fail("the server redirected (HTTP \(status)) to \(location ?? "no Location given"); redirects are not followed (not retried)",
+                               hint: location == nil ? "Check the URL (etl.games.source / --source)."
+                                   : "Give that URL as --source (or etl.games.source) if you trust it.")
                 case 429, 500...599:
                     lastProblem = "HTTP \(status)"
                     retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap(Self.parseRetryAfter)
@@ -177,6 +185,21 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
         }
         throw fail("gave up after \(attempts) attempts (last: \(lastProblem))",
                    hint: "Nothing was loaded. Try again later, or raise etl.http.max_attempts.")
+    }
+
+    /// A redirect target for messages: absolute, without user, password or query string (a
+    /// presigned URL carries its signature there).
+    static func redactedLocation(_ location: String, relativeTo base: URL) -> String {
+        guard let absolute = URL(string: location, relativeTo: base)?.absoluteURL,
+              var components = URLComponents(url: absolute, resolvingAgainstBaseURL: false) else {
+            return "an unparsable Location"
+        }
+        components.user = nil
+        components.password = nil
+        let hadQuery = components.query != nil
+        components.query = nil
+        components.fragment = nil
+        return (components.string ?? "an unparsable Location") + (hadQuery ? "?… (query string not shown)" : "")
     }
 
     /// Seconds, or an HTTP date.
@@ -213,6 +236,8 @@ final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendabl
 
     private let condition = NSCondition()
     private var response: HTTPURLResponse?
+    /// A 3xx answer not followed; it becomes ``response`` when the task completes.
+    private var redirect: HTTPURLResponse?
     private var chunks: [Data] = []
     private var finished = false
     private var error: (any Error)?
@@ -227,6 +252,19 @@ final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendabl
         completionHandler(.allow)
     }
 
+    /// Redirects are never followed: the 3xx response is handed on as the answer (HTTPSource
+    /// fails with its Location), so no request goes to the host it names. The reader is woken only
+    /// when the task completes: FoundationNetworking processes the nil answer later on its work
+    /// queue and traps ("Received callback for HTTP redirection, but we're not waiting for it") if
+    /// the session was cancelled in between.
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
+        condition.lock()
+        redirect = response
+        condition.unlock()
+        completionHandler(nil)
+    }
+
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
         condition.lock()
         chunks.append(data)
@@ -239,7 +277,7 @@ final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendabl
         condition.lock()
         finished = true
         self.error = error
-        if response == nil, let http = task.response as? HTTPURLResponse { response = http }
+        if response == nil { response = redirect ?? task.response as? HTTPURLResponse }
         condition.broadcast()
         condition.unlock()
     }

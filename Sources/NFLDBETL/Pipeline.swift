@@ -53,6 +53,26 @@ public final class ValidationPipeline {
     /// rejected; the first occurrence was already handed to the sink).
     public var onDuplicate: ((String) throws -> Void)?
     let sourceName: String
+    /// Keep each valid keyed row's input line (the staging path: a key duplicated later rejects its
+    /// first occurrence too, whose raw line is stored as it came), up to ``rawLineBudget`` bytes.
+    public var keepRawLines = false
+    public var rawLineBudget = 64 << 20
+    /// The kept lines back to back, and (data row, start offset) of each, in row order: one
+    /// append per row, no allocation per row.
+    private var rawBuffer: [UInt8] = []
+    private var rawStarts: [(row: Int, start: Int)] = []
+
+    /// The input line of data row `row` as it came, if it was kept.
+    public func rawLine(row: Int) -> String? {
+        var low = 0, high = rawStarts.count
+        while low < high {
+            let mid = (low + high) / 2
+            if rawStarts[mid].row < row { low = mid + 1 } else { high = mid }
+        }
+        guard low < rawStarts.count, rawStarts[low].row == row else { return nil }
+        let end = low + 1 < rawStarts.count ? rawStarts[low + 1].start : rawBuffer.count
+        return String(decoding: rawBuffer[rawStarts[low].start..<end], as: UTF8.self)
+    }
 
     public init(contract: DataContract, sourceName: String, rejectLimit: Int = 1_000_000) {
         self.contract = contract
@@ -68,6 +88,8 @@ public final class ValidationPipeline {
         bytesRead = 0
         checksum = ""
         rejectsDropped = 0
+        rawBuffer = []
+        rawStarts = []
         tracked = []
         current = (nil, 0, 0)
     }
@@ -118,6 +140,10 @@ public final class ValidationPipeline {
                     for (i, c) in trackColumns.enumerated() { tracked[i] = validator.string(record, column: c) }
                 }
                 current = (key, dataRow, record.line)
+                if keepRawLines, key != nil, rawBuffer.count + record.raw.count <= rawLineBudget {
+                    rawStarts.append((dataRow, rawBuffer.count))
+                    rawBuffer.append(contentsOf: record.raw)
+                }
                 if appendRowNumber {
                     let separator: UInt8 = encoding == .rawCSV ? 0x2C : 0x09
                     line.append(separator)
@@ -138,28 +164,33 @@ public final class ValidationPipeline {
             if dataRow % 10_000 == 0 { progress?(dataRow) }
         }
         _ = expected
-        while let chunk = try source.read() {
-            bytesRead += chunk.count
-            hash.update(chunk)
-            try chunk.withUnsafeBytes { raw in
-                try parser.feed(raw.bindMemory(to: UInt8.self), emit)
-            }
-        }
-        let endedWithNewline = parser.endedWithNewline
+        let endedWithNewline: Bool
         do {
+            while let chunk = try source.read() {
+                bytesRead += chunk.count
+                hash.update(chunk)
+                try chunk.withUnsafeBytes { raw in
+                    try parser.feed(raw.bindMemory(to: UInt8.self), emit)
+                }
+            }
+            endedWithNewline = parser.endedWithNewline
             try parser.finish(emit)
         } catch let error as CSVSyntaxError {
             throw ETLInputError(source: sourceName, "line \(error.line): \(error.message)",
-                                hint: "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line.")
+                                hint: "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line; check that the source is nflverse's games.csv.")
         }
         if !headerDone {
             throw ETLInputError(source: sourceName, "the input is empty (no header line)", hint: "Check the source; nothing was loaded.")
         }
-        if !endedWithNewline && lastRecordShort {
+        // A last record without its line break is suspect even when its field count is right: a
+        // download cut inside the last field, or a file read while a row was being appended, ends
+        // that way and would load a shortened value as good data. nflverse's files end with "\n".
+        if !endedWithNewline {
+            let which = dataRow == 0 || lastRecordLine == 1 ? "the header" : "row \(dataRow)"
             throw ETLInputError(
                 source: sourceName,
-                "the input ends in the middle of a row at line \(lastRecordLine) (no final line break and fewer fields than the header): the file looks truncated",
-                hint: "Nothing was loaded. Fetch the file again and re-run; a complete nflverse file ends with a line break.")
+                "the input ends without a line break after \(which) (line \(lastRecordLine)): it looks truncated\(lastRecordShort ? " (that row also has fewer fields than the header)" : "")",
+                hint: "Nothing was loaded. Re-download it, or add the final newline if the file is complete (nflverse's files end with one).")
         }
         checksum = hash.finish()
         progress?(dataRow)
@@ -181,7 +212,7 @@ public final class ValidationPipeline {
     }
 
     /// Adds rejects for the first occurrences of keys that were duplicated later (their rows were
-    /// staged before the duplicate was seen); `raw` is rebuilt from the staged values.
+    /// staged or copied before the duplicate was seen), with their raw input lines.
     public func rejectFirstOccurrences(_ rows: [(row: Int, line: Int, key: String, raw: String)]) {
         validator.rejectFirstOccurrences(rows.map { ($0.row, $0.line, $0.key) })
         let column = contract.keyColumn.map { contract.columns[$0].name }

@@ -163,8 +163,17 @@ public struct RowValidator {
         let width = types.count
         var values = [FieldValue](repeating: .null, count: width)
         var anyColumnFailed = false
+        // PostgreSQL refuses a NUL byte or invalid UTF-8 in text (the whole COPY would fail):
+        // such a text value is this row's failure. One pass over the row finds none in ASCII rows.
+        let mayHaveBadText = Self.hasNULOrNonASCII(record)
         for c in 0..<width {
             let p = sourcePosition[c]
+            if mayHaveBadText && types[c] == .text, let problem = Self.textProblem(record, p) {
+                fail(names[c], "encoding(UTF-8 without NUL)", "\(problem): \(TextSafety.escaped(record.string(p)))")
+                columnFailed[c] = true
+                anyColumnFailed = true
+                continue
+            }
             if record.isEmpty(p) {
                 nullCountByColumn[c] += 1
                 if !nullable[c] {
@@ -280,19 +289,20 @@ public struct RowValidator {
                 guard let v = parseDecimal(b, precision: precision, scale: scale) else { return nil }
                 return .number(v)
             case .date:
+                // Digits only in each part (no sign: PostgreSQL refuses `2023-+9-10`); year 0 does not exist.
                 guard b.count == 10, b[4] == 0x2D, b[7] == 0x2D,
-                      let y = parseInt(UnsafeBufferPointer(rebasing: b[0..<4])),
-                      let m = parseInt(UnsafeBufferPointer(rebasing: b[5..<7])),
-                      let d = parseInt(UnsafeBufferPointer(rebasing: b[8..<10])),
-                      m >= 1, m <= 12, d >= 1, d <= daysInMonth(y, m) else { return nil }
+                      let y = parseDigits(UnsafeBufferPointer(rebasing: b[0..<4])),
+                      let m = parseDigits(UnsafeBufferPointer(rebasing: b[5..<7])),
+                      let d = parseDigits(UnsafeBufferPointer(rebasing: b[8..<10])),
+                      y >= 1, m >= 1, m <= 12, d >= 1, d <= daysInMonth(y, m) else { return nil }
                 return .date(year: y, month: m, day: d)
             case .time:
                 guard b.count == 5 || b.count == 8, b[2] == 0x3A,
-                      let h = parseInt(UnsafeBufferPointer(rebasing: b[0..<2])),
-                      let mi = parseInt(UnsafeBufferPointer(rebasing: b[3..<5])),
+                      let h = parseDigits(UnsafeBufferPointer(rebasing: b[0..<2])),
+                      let mi = parseDigits(UnsafeBufferPointer(rebasing: b[3..<5])),
                       h >= 0, h <= 23, mi >= 0, mi <= 59 else { return nil }
                 if b.count == 8 {
-                    guard b[5] == 0x3A, let s = parseInt(UnsafeBufferPointer(rebasing: b[6..<8])), s >= 0, s <= 59 else { return nil }
+                    guard b[5] == 0x3A, let s = parseDigits(UnsafeBufferPointer(rebasing: b[6..<8])), s >= 0, s <= 59 else { return nil }
                 }
                 return .time(hour: h, minute: mi)
             case .boolean01:
@@ -318,6 +328,35 @@ public struct RowValidator {
             i += 1
         }
         return negative ? -v : v
+    }
+
+    /// Unsigned decimal digits only (date and time parts).
+    static func parseDigits(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard !b.isEmpty else { return nil }
+        var v = 0
+        for byte in b {
+            let d = Int(byte) - 48
+            guard d >= 0 && d <= 9 else { return nil }
+            v = v * 10 + d
+        }
+        return v
+    }
+
+    /// Whether the record's field bytes hold a NUL or any byte ≥ 0x80 (then its text fields are
+    /// checked one by one).
+    static func hasNULOrNonASCII(_ record: borrowing CSVRecord) -> Bool {
+        record.bytes.withUnsafeBufferPointer { all in
+            for byte in all where byte == 0 || byte >= 0x80 { return true }
+            return false
+        }
+    }
+
+    /// Why field `index` cannot be PostgreSQL text (a NUL byte, invalid UTF-8), or nil.
+    static func textProblem(_ record: borrowing CSVRecord, _ index: Int) -> String? {
+        let r = record.range(index)
+        return record.bytes.withUnsafeBufferPointer { all in
+            TextSafety.problem(UnsafeBufferPointer(rebasing: all[r]))
+        }
     }
 
     static func parseDecimal(_ b: UnsafeBufferPointer<UInt8>, precision: Int, scale: Int) -> Double? {
@@ -393,4 +432,51 @@ public struct RowValidator {
             }
         }
     }
+}
+
+/// What PostgreSQL text cannot hold, and how the ETL stores such input where it must keep it
+/// (`nfl.etl_rejects.raw_line`, failure values): a NUL byte becomes the four characters `\x00`,
+/// an invalid UTF-8 sequence becomes U+FFFD.
+public enum TextSafety {
+    /// "a NUL byte at byte N" / "invalid UTF-8 at byte N" (1-based), or nil when the bytes are valid text.
+    public static func problem(_ b: UnsafeBufferPointer<UInt8>) -> String? {
+        var i = 0
+        let n = b.count
+        while i < n {
+            let c = b[i]
+            if c == 0 { return "a NUL byte at byte \(i + 1)" }
+            if c < 0x80 { i += 1; continue }
+            // Well-formed UTF-8 (Unicode table 3-7): no overlong forms, surrogates or > U+10FFFF.
+            var length = 0
+            var low: UInt8 = 0x80, high: UInt8 = 0xBF
+            switch c {
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; low = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; high = 0x9F
+            case 0xF0: length = 4; low = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; high = 0x8F
+            default: return "invalid UTF-8 at byte \(i + 1)"
+            }
+            guard i + length <= n else { return "invalid UTF-8 at byte \(i + 1)" }
+            guard b[i + 1] >= low && b[i + 1] <= high else { return "invalid UTF-8 at byte \(i + 1)" }
+            for k in 2..<max(2, length) where b[i + k] < 0x80 || b[i + k] > 0xBF { return "invalid UTF-8 at byte \(i + 1)" }
+            i += length
+        }
+        return nil
+    }
+
+    /// The string with each NUL written as `\x00` (a Swift String already holds invalid UTF-8 as U+FFFD).
+    public static func escaped(_ text: String) -> String {
+        guard text.utf8.contains(0) else { return text }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
+        for scalar in text.unicodeScalars {
+            if scalar == "\u{0}" { out += "\\x00" } else { out.unicodeScalars.append(scalar) }
+        }
+        return out
+    }
+
+    public static func escaped(_ text: String?) -> String? { text.map(escaped) }
 }

@@ -54,6 +54,71 @@ func jsonObject(_ text: String) -> [String: Any] {
         }
     }
 
+    /// Hostile file sources through the binary: a file cut inside its last field (`head -c -8`)
+    /// and `/dev/zero` (an endless first line: it used to grow until the process aborted with exit
+    /// 134, leaving the run `running`) fail with exit 1, a message naming the line, and a failed run.
+    @Test func hostileFileSourcesFailWithExitOne() throws {
+        try ETLWorld.with { world in
+            let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let cut = dir + "/cut.csv"
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: Slice.path))
+            try bytes.dropLast(8).write(to: URL(fileURLWithPath: cut))
+            let validate = try CLIRunner.run(["etl", "validate", "games", "--source", cut])
+            #expect(validate.status == 1 && validate.standardError.contains("ends without a line break after row 842 (line 843)"), "\(validate.standardError)")
+            let load = try CLIRunner.run(["etl", "load", "games", "--source", cut, "--dsn", world.loaderDSN])
+            #expect(load.status == 1 && load.standardError.contains("it looks truncated"), "\(load.standardError)")
+            #expect(try world.counts()["games"] == 0)
+
+            let zero = try CLIRunner.run(["etl", "load", "games", "--source", "/dev/zero", "--dsn", world.loaderDSN])
+            #expect(zero.status == 1, "\(zero.status) \(zero.standardError)")
+            #expect(zero.standardError.contains("line 1: field 1 of the record starting on this line is longer than 1 MiB"), "\(zero.standardError)")
+            let zeroValidate = try CLIRunner.run(["etl", "validate", "games", "--source", "/dev/zero"])
+            #expect(zeroValidate.status == 1 && zeroValidate.standardError.contains("longer than 1 MiB"), "\(zeroValidate.standardError)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed' AND source = '/dev/zero' AND error LIKE '%longer than 1 MiB%'", as: Int.self) == 1)
+            // Twenty fields of 900 KiB in one record: the 16 MiB record limit; endless commas: the field count limit.
+            let wide = dir + "/wide.csv"
+            var fields = Data()
+            for _ in 0..<20 { fields.append(Data(repeating: 0x41, count: 900 << 10)); fields.append(0x2C) }
+            try fields.write(to: URL(fileURLWithPath: wide))
+            let wideLoad = try CLIRunner.run(["etl", "load", "games", "--source", wide, "--dsn", world.loaderDSN])
+            #expect(wideLoad.status == 1 && wideLoad.standardError.contains("line 1: the record starting on this line is longer than 16 MiB"), "\(wideLoad.standardError)")
+            let commas = dir + "/commas.csv"
+            try Data(repeating: 0x2C, count: 1 << 20).write(to: URL(fileURLWithPath: commas))
+            let commasLoad = try CLIRunner.run(["etl", "validate", "games", "--source", commas])
+            #expect(commasLoad.status == 1 && commasLoad.standardError.contains("more than 10000 fields"), "\(commasLoad.standardError)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+            // A load (not only validate) of an impossible URL is a usage error too, with no run recorded.
+            let runsBefore = try world.scalar("SELECT count(*) FROM nfl.etl_runs", as: Int.self)
+            let badPort = try CLIRunner.run(["etl", "load", "games", "--source", "http://127.0.0.1:99999/x", "--dsn", world.loaderDSN])
+            #expect(badPort.status == 2 && badPort.standardError.contains("outside 1-65535"), "\(badPort.standardError)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs", as: Int.self) == runsBefore)
+        }
+    }
+
+    /// Usage errors exit 2 at once: `etl runs --limit 0|-1` (0 printed "no ETL runs yet", -1 an SQL
+    /// error with exit 1), a directory as --source (said "no such file"), a URL with an impossible
+    /// port or no host (was retried 6 times as a connection error).
+    @Test func usageErrorsExitTwo() throws {
+        for limit in ["0", "-1"] {
+            let runs = try CLIRunner.run(["etl", "runs", "--limit=\(limit)", "--dsn", "postgresql://127.0.0.1:1/none"])
+            #expect(runs.status == 2 && runs.standardError.contains("--limit must be at least 1 (got \(limit))"), "\(runs.status) \(runs.standardError)")
+        }
+        let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let directory = try CLIRunner.run(["etl", "validate", "games", "--source", dir])
+        #expect(directory.status == 2 && directory.standardError.contains("is a directory, not a file"), "\(directory.standardError)")
+        for (url, message) in [("http://127.0.0.1:99999/x", "has port 99999, outside 1-65535"), ("http:///x", "has no host"),
+                               ("http://user:secret@127.0.0.1:0/x", "has port 0")] {
+            let started = ContinuousClock.now
+            let result = try CLIRunner.run(["etl", "validate", "games", "--source", url])
+            #expect(result.status == 2 && result.standardError.contains(message), "\(url): \(result.status) \(result.standardError)")
+            #expect(!result.standardError.contains("secret") && !result.standardError.contains("attempt"), "\(result.standardError)")
+            #expect(ContinuousClock.now - started < .seconds(10), "\(url) was retried")
+        }
+    }
+
     /// kill -9 of the nfldb process in the middle of a load: the tables stay as they were, the
     /// lock and the staging table go with the session, and the next run marks the run abandoned.
     @Test func killNineMidRunLeavesTablesUnchanged() throws {

@@ -41,6 +41,38 @@ func parse(_ text: String, chunk: Int = 3) throws -> [(fields: [String], raw: St
         #expect(throws: CSVSyntaxError.self) { try parse("a,b\n1,\"unterminated\n2,3\n") }
     }
 
+    /// The size limits hold whatever the chunking, on the per-byte paths too (`""` pairs in a
+    /// quoted field, commas), within one chunk of the limit.
+    @Test func sizeLimitsAreCheckedPerChunk() throws {
+        func fails(_ text: String, chunk: Int, _ message: String) {
+            var parser = CSVParser(maxFieldBytes: 16, maxRecordBytes: 64)
+            let bytes = Array(text.utf8)
+            var i = 0
+            do {
+                while i < bytes.count {
+                    try parser.feed(Array(bytes[i..<min(i + chunk, bytes.count)])) { _ in }
+                    i += chunk
+                }
+                try parser.finish { _ in }
+                Issue.record("no limit hit for \(text.prefix(20))… in chunks of \(chunk)")
+            } catch let error as CSVSyntaxError {
+                #expect(error.line == 2 && error.message.contains(message), "\(error)")
+                #expect(i <= 64 + 2 * chunk + 4, "noticed only after \(i) bytes")
+            } catch {
+                Issue.record("\(error)")
+            }
+        }
+        for chunk in [1, 5, 32] {
+            fails("a,b\n" + String(repeating: "x", count: 200), chunk: chunk, "field 1 of the record starting on this line is longer than 16 bytes")
+            fails("a,b\n\"" + String(repeating: "\"\"", count: 100), chunk: chunk, "longer than 16 bytes")
+            fails("a,b\n" + String(repeating: "1234567890,", count: 20), chunk: chunk, "the record starting on this line is longer than 64 bytes")
+        }
+        var parser = CSVParser(maxFieldBytes: 16, maxRecordBytes: 64)
+        var rows = 0
+        try parser.feed(Array((String(repeating: "0123456789abcdef,", count: 3) + "\n").utf8)) { _ in rows += 1 }
+        #expect(rows == 1)  // exactly at the field limit, under the record limit
+    }
+
     @Test func strayQuotesAreRowErrors() throws {
         let records = try parse("a,b\n1,ab\"c\n\"x\"y,2\n")
         #expect(records[1].error?.contains("double quote inside the unquoted field 2") == true)

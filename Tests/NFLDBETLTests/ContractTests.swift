@@ -121,6 +121,22 @@ enum Slice {
         #expect(throws: ETLInputError.self) { try Slice.validate(cut) }
     }
 
+    /// `etl validate` of a file cut inside its last field: the row count is right, the value is
+    /// short; the missing final line break makes it a file error.
+    @Test func missingFinalLineBreakIsAFileError() throws {
+        let cut = String(Slice.text.utf8.dropLast(8))!
+        do {
+            let result = try Slice.validate(cut)
+            Issue.record("validate accepted a cut file: \(result.status)")
+        } catch let error as ETLInputError {
+            #expect(error.summary.contains("ends without a line break after row 842 (line 843): it looks truncated"), "\(error.summary)")
+            #expect(error.hint.contains("add the final newline"))
+        }
+        #expect(throws: ETLInputError.self) { try Slice.validate(String(Slice.text.dropLast())) }
+        #expect(throws: ETLInputError.self) { try Slice.validate(Slice.lines[0]) }
+        #expect(try Slice.validate(Slice.text.replacingOccurrences(of: "\n", with: "\r\n")).rejected == 0)
+    }
+
     @Test func patternMatcher() {
         let p = Pattern("^[0-9]{4}_[0-9]{2}_[A-Z]{2,3}_[A-Z]{2,3}$")
         #expect(p.matches("2023_01_DET_KC"))

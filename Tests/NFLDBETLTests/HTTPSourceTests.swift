@@ -143,6 +143,69 @@ final class ScenarioServer {
         for i in 1..<times.count { #expect(times[i] - times[i - 1] >= 0.2, "attempt \(i + 1) came \(times[i] - times[i - 1]) s after the previous one") }
     }
 
+    /// A body cut short (a Content-Length smaller than the file, or a connection closed early
+    /// without a length) ends inside the last row: the run fails and nothing changes.
+    @Test func cutBodiesFail() throws {
+        let size = try Data(contentsOf: URL(fileURLWithPath: Slice.path)).count
+        try ETLWorld.with { world in
+            for spec: [String: Any] in [["status": 200, "file": Slice.path, "length": size - 8],
+                                        ["status": 200, "file": Slice.path, "truncate": 8, "length": "none"]] {
+                let server = try ScenarioServer(responses: [spec])
+                do {
+                    let result = try load(world, server.url)
+                    Issue.record("a cut body loaded: \(result.status) \(result.updated) updated (\(spec))")
+                } catch let failed as LoadFailed {
+                    #expect(failed.cause.contains("ends without a line break after row 842 (line 843): it looks truncated"), "\(failed.cause)")
+                    #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
+                }
+                #expect(try world.counts()["games"] == 0 && world.counts()["stadiums"] == 0)
+            }
+        }
+    }
+
+    /// An endless body of 'A's without a line break (a worker takes URLs from Redis): refused at
+    /// 1 MiB instead of growing until the process aborts; the run is recorded as failed.
+    @Test func endlessBodyIsRefused() throws {
+        let server = try ScenarioServer(responses: [["status": 200, "endless": "A"]])
+        try ETLWorld.with { world in
+            do {
+                let result = try load(world, server.url)
+                Issue.record("an endless body loaded: \(result.status)")
+            } catch let failed as LoadFailed {
+                #expect(failed.cause.contains("line 1: field 1 of the record starting on this line is longer than 1 MiB"), "\(failed.cause)")
+                #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
+            }
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+        }
+    }
+
+    /// A redirect is not followed, to another local port or to a host that does not resolve: the
+    /// run fails at once (not retried) naming the Location without its credentials or query, and
+    /// no request reaches the redirect target.
+    @Test func redirectsAreNotFollowed() throws {
+        let target = try ScenarioServer(responses: [["status": 200, "file": Slice.path]])
+        try ETLWorld.with { world in
+            for (location, shown) in [("http://user:secret@127.0.0.1:\(target.port)/games.csv?X-Signature=abc", "http://127.0.0.1:\(target.port)/games.csv?… (query string not shown)"),
+                                      ("http://nfldb-probe.invalid/games.csv", "http://nfldb-probe.invalid/games.csv"),
+                                      ("/elsewhere.csv", "/elsewhere.csv")] {
+                let server = try ScenarioServer(responses: [["status": 302, "headers": ["Location": location]]])
+                do {
+                    let result = try load(world, server.url)
+                    Issue.record("a redirect was followed: \(result.status)")
+                } catch let failed as LoadFailed {
+                    #expect(failed.cause.contains("the server redirected (HTTP 302) to "), "\(failed.cause)")
+                    #expect(failed.cause.contains(shown), "\(failed.cause)")
+                    #expect(!failed.cause.contains("secret") && !failed.cause.contains("abc"), "\(failed.cause)")
+                    #expect(failed.hint.contains("Give that URL as --source"))
+                    #expect(try world.scalar("SELECT concat(status, ' ', source) FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed \(server.url)")
+                }
+                #expect(server.requests.count == 1, "the redirect was retried")
+            }
+            #expect(target.requests.isEmpty, "a request reached the redirect target")
+            #expect(try world.counts()["games"] == 0)
+        }
+    }
+
     @Test func retryAfterParsing() {
         #expect(HTTPSource.parseRetryAfter("3") == .seconds(3))
         #expect(HTTPSource.parseRetryAfter("soon") == nil)

@@ -128,6 +128,8 @@ import Testing
             #expect(rows[0]["reasons"]?.contains("dtype('smallint')") == true)
             #expect(rows[1]["reasons"]?.contains("isin([outdoors, dome, closed, open])") == true)
             #expect(rows[4]["raw_line"] == mixed[9])
+            // The first occurrence (staged before its duplicate arrived) keeps its input line too.
+            #expect(rows[3]["raw_line"] == mixed[8], "\(rows[3]["raw_line"] ?? "nil")")
             #expect(rows[3]["reasons"]?.contains("field_uniqueness") == true && rows[3]["row_key"] == rows[4]["row_key"])
         }
     }
@@ -259,6 +261,148 @@ import Testing
             // The same file again goes through staging and finds nothing to change.
             let again = try world.load(Slice.text, options: small)
             #expect(again.loadMethod == "staged" && again.inserted == 0 && again.updated == 0 && again.unchanged == 842)
+        }
+    }
+
+    /// A file cut inside its last field (`head -c -8`) has the right number of fields in its last
+    /// row; it used to load "Raymond James " as the stadium. Any input without a final line break
+    /// now fails the run, on the staged path and on the direct path, and changes nothing.
+    @Test func inputWithoutFinalLineBreakFails() throws {
+        let text = Slice.text
+        #expect(text.hasSuffix("\n"), "nflverse's file ends with a line break")
+        let cut = String(text.utf8.dropLast(8))!
+        #expect(cut.hasSuffix("Raymond James "))
+        let rows = SliceFacts.rows.count
+        let message = "the input ends without a line break after row \(rows) (line \(rows + 1)): it looks truncated"
+        try ETLWorld.with { world in
+            // Direct path (empty nfl.games).
+            let direct = try world.failingLoad(cut)
+            #expect(direct.cause.contains(message), "\(direct.cause)")
+            #expect(direct.result.loadMethod == "direct")
+            #expect(try world.counts()["games"] == 0 && world.counts()["stadiums"] == 0)
+            #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(direct.result.runID!)", as: String.self) == "failed")
+            #expect(try world.scalar("SELECT error FROM nfl.etl_runs WHERE id = \(direct.result.runID!)", as: String.self).contains(message))
+
+            // Staged path (after a good load): nothing changes, the stadium keeps its name.
+            try world.load(text)
+            let baseline = try world.counts()
+            let versions = try world.rowVersions()
+            let staged = try world.failingLoad(cut)
+            #expect(staged.cause.contains(message), "\(staged.cause)")
+            #expect(staged.result.loadMethod == "staged")
+            // A complete file whose final newline was stripped fails the same way.
+            let noNewline = try world.failingLoad(String(text.dropLast()))
+            #expect(noNewline.cause.contains(message), "\(noNewline.cause)")
+            // A file read while a row was being appended: the new row lacks its last bytes.
+            let lastRow = Slice.lines[rows].replacingOccurrences(of: "2025_", with: "2026_")
+            let growing = try world.failingLoad(text + String(lastRow.dropLast(3)))
+            #expect(growing.cause.contains("after row \(rows + 1) (line \(rows + 2))"), "\(growing.cause)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.stadiums WHERE name = 'Raymond James '", as: Int.self) == 0)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games WHERE stadium = 'Raymond James '", as: Int.self) == 0)
+            var countsNow = try world.counts()
+            countsNow["etl_rejects"] = baseline["etl_rejects"]
+            #expect(countsNow == baseline)
+            #expect(try world.rowVersions() == versions)
+            // A quoted field left open at the end of the input still fails.
+            let open = try world.failingLoad(text + String(Slice.lines[rows].prefix(20)) + ",\"Raymond")
+            #expect(open.cause.contains("ends inside a quoted field"), "\(open.cause)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed'", as: Int.self) == 5)
+        }
+    }
+
+    /// The slice with values PostgreSQL refuses though a lax parse accepted them: row 10 a NUL
+    /// byte in referee (only with `nul`), row 11 invalid UTF-8 in stadium (a lone continuation
+    /// byte, a cut two-byte sequence), row 12 gametime `+1:30`, rows 13 and 14 gameday
+    /// `2023-+9-10` and `0000-09-10`.
+    static func refusedValues(nul: Bool) -> Data {
+        var text = Slice.text
+        let header = Slice.lines[0].split(separator: ",").map(String.init)
+        func set(_ row: Int, _ column: String, _ value: String) {
+            var all = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var fields = all[row].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            fields[header.firstIndex(of: column)!] = value
+            all[row] = fields.joined(separator: ",")
+            text = all.joined(separator: "\n")
+        }
+        if nul { set(10, "referee", "Bill\u{0}Vinovich") }
+        set(11, "stadium", "BADUTF8 Field")
+        set(12, "gametime", "+1:30")
+        set(13, "gameday", "2023-+9-10")
+        set(14, "gameday", "0000-09-10")
+        var bytes = Array(text.utf8)
+        let marker = Array("BADUTF8".utf8)
+        let at = (0...(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker }!
+        bytes.replaceSubrange(at..<(at + marker.count), with: [0x80, 0x41, 0xC3])
+        return Data(bytes)
+    }
+
+    /// Values that pass a lax parse but that PostgreSQL refuses used to abort the whole load even
+    /// under reject-rows (`etl validate` called the file valid): invalid UTF-8 in text, a signed
+    /// time or date part, year 0. Each is now its row's failure, on both load paths; the rejects
+    /// keep the raw line (invalid UTF-8 as U+FFFD). Validate also reports a NUL byte.
+    @Test func valuesPostgresRefusesAreRejectedPerRow() throws {
+        let checks: [Int: String] = [10: "referee|encoding(UTF-8 without NUL)", 11: "stadium|encoding(UTF-8 without NUL)",
+                                     12: "gametime|dtype('time')", 13: "gameday|dtype('date')", 14: "gameday|dtype('date')"]
+        let validation = try GamesValidation.validate(DataSource(Self.refusedValues(nul: true), name: "test.csv"), now: Slice.snapshotDate)
+        #expect(validation.status == "invalid" && validation.rejected == 5, "\(validation.failures)")
+        for (row, check) in checks {
+            #expect(validation.failures.contains { $0.row == row && "\($0.column ?? "")|\($0.check)" == check }, "row \(row): \(validation.failures)")
+        }
+        #expect(validation.failures.contains { $0.row == 10 && $0.value == "a NUL byte at byte 5: Bill\\x00Vinovich" }, "\(validation.failures)")
+        #expect(validation.failures.contains { $0.row == 11 && $0.value?.hasPrefix("invalid UTF-8 at byte 1: \u{FFFD}A\u{FFFD}") == true }, "\(validation.failures)")
+
+        let data = Self.refusedValues(nul: false)
+        try ETLWorld.with { world in
+            // Direct path (empty table), then the staged path: the same four rows are rejected.
+            for method in ["direct", "staged"] {
+                let load = try world.load(data: data)
+                #expect(load.status == "succeeded" && load.loadMethod == method)
+                #expect(load.rejected == 4 && load.rowsRead == 842, "\(load.failures)")
+                #expect(method == "direct" ? load.inserted == 838 : load.unchanged == 838)
+                let admin = try world.db.connect()
+                defer { admin.close() }
+                let rows = try admin.query("""
+                    SELECT row_number, reasons::text AS reasons, raw_line FROM nfl.etl_rejects WHERE etl_run_id = \(load.runID!) ORDER BY row_number
+                    """).rows
+                #expect(rows.map { $0["row_number"] } == ["11", "12", "13", "14"])
+                if rows.count == 4 {
+                    #expect(rows[0]["raw_line"]?.contains("\u{FFFD}A\u{FFFD} Field") == true)
+                    #expect(rows[0]["reasons"]?.contains("encoding(UTF-8 without NUL)") == true)
+                    #expect(rows[1]["reasons"]?.contains("dtype('time')") == true && rows[2]["reasons"]?.contains("dtype('date')") == true)
+                }
+            }
+            #expect(try world.counts()["games"] == 838)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status <> 'succeeded'", as: Int.self) == 0)
+        }
+    }
+
+    /// A rejected row holding a NUL byte: storing its raw line in nfl.etl_rejects (and its value
+    /// in the reasons' jsonb) used to fail, then recording the failed run failed too and the run
+    /// stayed `running`. NUL is stored as the four characters `\x00`.
+    @Test func rejectedRowWithNULIsStoredEscaped() throws {
+        let data = Self.refusedValues(nul: true)
+        let line10 = Slice.lines[10].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        try ETLWorld.with { world in
+            for method in ["direct", "staged"] {
+                let load = try world.load(data: data)
+                #expect(load.status == "succeeded" && load.loadMethod == method && load.rejected == 5, "\(load.failures)")
+                #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(load.runID!)", as: String.self) == "succeeded")
+                let admin = try world.db.connect()
+                defer { admin.close() }
+                let row = try admin.query("""
+                    SELECT raw_line, reasons->0->>'value' AS value FROM nfl.etl_rejects WHERE etl_run_id = \(load.runID!) AND row_number = 10
+                    """).rows.first
+                let referee = Slice.lines[0].split(separator: ",").map(String.init).firstIndex(of: "referee")!
+                var expected = line10
+                expected[referee] = "Bill\\x00Vinovich"
+                #expect(row?["raw_line"] == expected.joined(separator: ","), "\(row?["raw_line"] ?? "nil")")
+                #expect(row?["value"] == "a NUL byte at byte 5: Bill\\x00Vinovich")
+                #expect(try admin.query("""
+                    SELECT count(*) FROM nfl.data_quality_reports WHERE etl_run_id = \(load.runID!) AND strpos(failure_value, \("Bill\\x00Vinovich")) > 0
+                    """).scalar(Int.self) == 1)
+            }
+            #expect(try world.counts()["games"] == 837)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status <> 'succeeded'", as: Int.self) == 0)
         }
     }
 

@@ -59,6 +59,14 @@ struct ETLWorld {
         return try GamesLoader(connection: connection, logger: TestCluster.logger).load(DataSource(Data(text.utf8), name: name), options: options)
     }
 
+    /// One load of raw bytes (invalid UTF-8 cannot be a String).
+    @discardableResult
+    func load(data: Data, options: LoadOptions = ETLWorld.options) throws -> LoadResult {
+        let connection = try login("nfl_loader")
+        defer { connection.close() }
+        return try GamesLoader(connection: connection, logger: TestCluster.logger).load(DataSource(data, name: "games.csv"), options: options)
+    }
+
     /// A load that must fail: the recorded result.
     func failingLoad(_ text: String, options: LoadOptions = ETLWorld.options) throws -> LoadFailed {
         do {

@@ -126,8 +126,12 @@ extension ETLCommand {
         static let configuration = CommandConfiguration(abstract: "List the latest ETL runs (nfl.etl_runs), newest first.")
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
-        @Option(help: "How many runs.") var limit = 20
+        @Option(help: "How many runs (at least 1).") var limit = 20
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+        func validate() throws {
+            if limit < 1 { throw ValidationError("--limit must be at least 1 (got \(limit))") }
+        }
 
         func run(_ context: CommandContext) throws {
             let connection = try context.connect()

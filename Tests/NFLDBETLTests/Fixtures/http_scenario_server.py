@@ -8,6 +8,10 @@ SCENARIO_JSON: {"responses": [{"status": 503}, {"status": 429, "headers": {"Retr
 Responses are served in order; the last one repeats. When "etag" is set and the request's
 If-None-Match equals it, the answer is 304. Each request is appended to LOG_FILE as one JSON line
 (time, path, headers). The chosen port is printed on stdout.
+Hostile bodies: "truncate": N drops the body's last N bytes; "length": N declares N as the
+Content-Length (the body is cut to N bytes on the wire, as a client reading N bytes would see it),
+"length": "none" sends no Content-Length and closes the connection after the body; "endless": "A"
+sends that text forever without a length.
 """
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,12 +41,29 @@ class Handler(BaseHTTPRequestHandler):
         spec = responses[min(state["n"], len(responses) - 1)]
         state["n"] += 1
         body = open(spec["file"], "rb").read() if "file" in spec else b"unavailable\n"
+        if "truncate" in spec:
+            body = body[:len(body) - spec["truncate"]]
         self.send_response(spec["status"])
         for k, v in spec.get("headers", {}).items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        length = spec.get("length", len(body))
+        if "endless" in spec:
+            length = "none"
+        if length == "none":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(length))
+            body = body[:length]
         self.send_header("Content-Type", "text/csv")
         self.end_headers()
+        if "endless" in spec:
+            piece = spec["endless"].encode() * 65536
+            try:
+                while True:
+                    self.wfile.write(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                return
         # Send the body in pieces so the client parses it as it arrives.
         for i in range(0, len(body), 65536):
             self.wfile.write(body[i:i + 65536])
