@@ -157,22 +157,34 @@ public final class Worker: Sendable {
         var permanent: Bool
     }
 
+    /// One attempt of a task: its id and the fencing token of that claim.
+    struct AttemptKey: Hashable {
+        var id: String
+        var token: Int64
+        init(_ task: ClaimedTask) {
+            id = task.id
+            token = task.token
+        }
+    }
+
     private struct Shared {
         var stopping = false
         /// Set when `run` returns: every thread leaves now.
         var exiting = false
         /// Claimed, not started.
         var buffer: [ClaimedTask] = []
-        /// Started in a handler thread. (Name kept from the first engine.)
-        var inFlight: [String: ClaimedTask] = [:]
+        /// Started in a handler thread. (Name kept from the first engine.) Keyed by attempt (id + fencing
+        /// token): the same task may be claimed again by this worker after its lease was lost.
+        var inFlight: [AttemptKey: ClaimedTask] = [:]
         /// Every claimed task not yet settled in Redis (buffered, running, being written, to acknowledge, to fail).
-        var tracked: [String: ClaimedTask] = [:]
+        var tracked: [AttemptKey: ClaimedTask] = [:]
         /// Durable results, to acknowledge (with whether the row was new).
         var acks: [(task: ClaimedTask, inserted: Bool)] = []
         var failures: [Failure] = []
         /// Results handed to the writer, not yet committed.
         var writing = 0
-        var cancelled: Set<String> = []
+        /// Attempts a heartbeat found cancelled or lost (only that attempt: a newer claim of the same id is unaffected).
+        var cancelled: [AttemptKey: FenceOutcome] = [:]
         var summary = WorkerSummary()
         var finishedThreads = 0
         var claimLoopDone = false
@@ -373,7 +385,7 @@ public final class Worker: Sendable {
                     s.summary.redisRoundTrips += 1
                     s.lastRoundTripOK = true
                     for (ack, outcome) in zip(acks, ackOutcomes) {
-                        s.tracked[ack.task.id] = nil
+                        s.tracked[AttemptKey(ack.task)] = nil
                         switch outcome {
                         case .ok: s.summary.succeeded += 1; if !ack.inserted { s.summary.duplicates += 1 }
                         case .cancelled: s.summary.cancelled += 1
@@ -381,7 +393,7 @@ public final class Worker: Sendable {
                         }
                     }
                     for (f, outcome) in zip(fails, failOutcomes) {
-                        s.tracked[f.task.id] = nil
+                        s.tracked[AttemptKey(f.task)] = nil
                         switch outcome {
                         case .retry: s.summary.retried += 1
                         case .dead: s.summary.dead += 1
@@ -391,10 +403,10 @@ public final class Worker: Sendable {
                         }
                     }
                     for (task, outcome) in zip(releases, releaseOutcomes) {
-                        s.tracked[task.id] = nil
+                        s.tracked[AttemptKey(task)] = nil
                         if outcome == .ok { s.summary.released += 1 } else { s.summary.lost += 1 }
                     }
-                    for task in claimed { s.tracked[task.id] = task }
+                    for task in claimed { s.tracked[AttemptKey(task)] = task }
                     s.buffer.append(contentsOf: claimed)
                 }
                 shared.broadcast()
@@ -431,7 +443,7 @@ public final class Worker: Sendable {
                     s.acks.insert(contentsOf: acks, at: 0)
                     s.failures.insert(contentsOf: fails, at: 0)
                     if s.stopping {
-                        for task in releases { s.tracked[task.id] = nil }
+                        for task in releases { s.tracked[AttemptKey(task)] = nil }
                         s.summary.lost += releases.count
                     } else {
                         s.buffer.insert(contentsOf: releases, at: 0)
@@ -467,7 +479,7 @@ public final class Worker: Sendable {
                 if s.exiting { return true }
                 if !s.buffer.isEmpty {
                     let task = s.buffer.removeFirst()
-                    s.inFlight[task.id] = task
+                    s.inFlight[AttemptKey(task)] = task
                     next = task
                     return true
                 }
@@ -480,8 +492,8 @@ public final class Worker: Sendable {
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let wake = shared.withLock { s -> Bool in
-                s.inFlight[task.id] = nil
-                s.cancelled.remove(task.id)
+                s.inFlight[AttemptKey(task)] = nil
+                s.cancelled[AttemptKey(task)] = nil
                 if s.recentHandlerSeconds.count < 32 { s.recentHandlerSeconds.append(seconds) } else { s.recentHandlerSeconds[s.recentIndex] = seconds }
                 s.recentIndex = (s.recentIndex + 1) % 32
                 // Wake the claim loop when at least half of what it may hold is free (or on a failure or stop).
@@ -508,7 +520,7 @@ public final class Worker: Sendable {
             return
         }
         let context = TaskContext(
-            task: task, logger: taskLogger(task), isCancelled: { [self] in shared.withLock { $0.cancelled.contains(task.id) } },
+            task: task, logger: taskLogger(task), isCancelled: { [self] in shared.withLock { $0.cancelled[AttemptKey(task)] != nil } },
             database: { [self] in
                 if let open = db, open.isAlive { return open }
                 db = try PostgresConnection.connect(self.database, logger: self.logger)
@@ -518,12 +530,14 @@ public final class Worker: Sendable {
             let result = try handler(context)
             if context.isCancelled {
                 // Cancelled (or the lease was lost) while running: nothing is stored or acknowledged.
-                shared.withLock { s in
-                    s.tracked[task.id] = nil
-                    s.summary.cancelled += 1
+                let lost = shared.withLock { s -> Bool in
+                    s.tracked[AttemptKey(task)] = nil
+                    let lost = s.cancelled[AttemptKey(task)] == .lost
+                    if lost { s.summary.lost += 1 } else { s.summary.cancelled += 1 }
+                    return lost
                 }
-                options.metrics?.taskSettled(task, outcome: .cancelled)
-                context.logger.info("task cancelled while running; result discarded")
+                options.metrics?.taskSettled(task, outcome: lost ? .lost : .cancelled)
+                context.logger.info(lost ? "the lease of this attempt was lost while running; result discarded" : "task cancelled while running; result discarded")
                 return
             }
             shared.withLock { $0.writing += 1 }
@@ -571,13 +585,15 @@ public final class Worker: Sendable {
                 var notices: [(ClaimedTask, FenceOutcome)] = []
                 shared.withLock { s in
                     for (task, outcome) in zip(due, outcomes) where outcome == .cancelled || outcome == .lost {
-                        if s.inFlight[task.id] != nil {
-                            s.cancelled.insert(task.id)
+                        // Only this attempt (id + token): the same task claimed again is another attempt.
+                        let key = AttemptKey(task)
+                        if s.inFlight[key] != nil {
+                            s.cancelled[key] = outcome
                             notices.append((task, outcome))
-                        } else if let index = s.buffer.firstIndex(where: { $0.id == task.id }) {
+                        } else if let index = s.buffer.firstIndex(where: { $0.id == task.id && $0.token == task.token }) {
                             // Cancelled (or lost) before it started: drop it.
                             s.buffer.remove(at: index)
-                            s.tracked[task.id] = nil
+                            s.tracked[key] = nil
                             if outcome == .cancelled { s.summary.cancelled += 1 } else { s.summary.lost += 1 }
                         }
                     }

@@ -265,6 +265,58 @@ struct QueueTests {
     }
 }
 
+/// Fixes found by the probe against real redis-server and PostgreSQL (December 2026).
+@Suite("queue probe fixes", .serialized)
+struct QueueProbeFixTests {
+    @Test("a lost lease cancels only that attempt: the same worker's new claim of the task runs and succeeds (was cancelled/dead-lettered)")
+    func lostLeaseCancelsOnlyThatAttempt() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let id = try q.submit(type: "relapse", queue: "cpu", maxAttempts: 2).id
+            let config = world.config
+            let logger = world.logger
+            let handler: TaskHandler = { context in
+                let task = context.task
+                let key = RedisArgument(config.prefix + "task:" + task.id)
+                if task.attempt == 1 {
+                    let redis = try TaskQueue.connect(config, logger: logger)
+                    defer { redis.close() }
+                    // The lease is lost (as after a Redis stall): heartbeats of this attempt now answer 'lost'.
+                    _ = try redis.connection.command("HSET", key, "lease_until", "0")
+                    let deadline = ContinuousClock.now + .seconds(15)
+                    while !context.isCancelled && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
+                    guard context.isCancelled else { throw TaskFailure("attempt 1 never learned its lease was lost") }
+                    // Only now may the task be reaped and claimed again (by this worker's idle thread).
+                    _ = try redis.connection.command("ZADD", RedisArgument(config.prefix + "inflight:cpu"), "0", RedisArgument(task.id))
+                    while ContinuousClock.now < deadline, try redis.connection.command("HGET", key, "attempts").string != "2" {
+                        Thread.sleep(forTimeInterval: 0.02)
+                    }
+                    // Stay in flight while attempt 2 runs: the old attempt's 'lost' must not reach it.
+                    Thread.sleep(forTimeInterval: 0.8)
+                    throw TaskFailure("attempt 1 stopped after its lease was lost")
+                }
+                let end = ContinuousClock.now + .milliseconds(1200)
+                while ContinuousClock.now < end {
+                    if context.isCancelled { throw TaskFailure("attempt \(task.attempt) was told it was cancelled", permanent: true) }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                return #"{"attempt": \#(task.attempt)}"#
+            }
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 2, burst: true),
+                                database: world.databaseOptions, handlers: ["relapse": handler], logger: world.logger)
+            let summary = try worker.run()
+            let task = try #require(try q.inspect(id: id))
+            #expect(task["state"] == "succeeded" && task["attempts"] == "2", "\(task)")
+            #expect(summary.succeeded == 1 && summary.dead == 0, "\(summary)")
+            #expect(try q.deadLetters(queue: "cpu").isEmpty)
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            let rows = try connection.query("SELECT attempts, status FROM nfl.task_results WHERE task_id = \(id)").rows
+            #expect(rows.count == 1 && rows.first?["status"] == "succeeded" && rows.first?["attempts"] == "2")
+        }
+    }
+}
+
 @Suite("worker profile")
 struct WorkerProfileTests {
     @Test("gpu queues need a GPU; others are served by any profile")
