@@ -545,8 +545,9 @@ public final class Worker: Sendable {
                 shared.withLock { s in
                     s.writing -= 1
                     if let error {
-                        // The result could not be stored: retry later (never ack without the durable row).
-                        s.failures.append(Failure(task: task, message: error.diagnostic.summary, permanent: false))
+                        // The result could not be stored: retry later (never ack without the durable row); a row
+                        // PostgreSQL rejects for its data is dead-lettered at once.
+                        s.failures.append(Failure(task: task, message: error.diagnostic.summary, permanent: error.permanent))
                     } else {
                         s.acks.append((task, inserted))
                     }

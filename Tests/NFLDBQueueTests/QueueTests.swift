@@ -315,6 +315,56 @@ struct QueueProbeFixTests {
             #expect(rows.count == 1 && rows.first?["status"] == "succeeded" && rows.first?["attempts"] == "2")
         }
     }
+
+    @Test("a result row PostgreSQL rejects fails only its task (dead-lettered at once with the message); the rest of the batch succeeds")
+    func rejectedRowDoesNotFailTheBatch() throws {
+        try QueueWorld.with { world in
+            world.config.batchSize = 100
+            world.config.batchWait = .milliseconds(300)
+            let q = try world.queue()
+            var good: [String] = []
+            for _ in 0..<4 { good.append(try q.submit(type: "noop", queue: "cpu").id) }
+            // Written past the submit checks (as by an older nfldb): a NUL in the payload, a key too large for the btree index.
+            let nul = try q.submit(type: "noop", queue: "cpu").id
+            _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + nul), "payload", #"{"a": "\u0000"}"#)
+            let huge = try q.submit(type: "noop", queue: "cpu").id
+            // 'a' and 3,000 combining accents (one character, 6,001 bytes), varied so that PostgreSQL cannot compress it.
+            var seed: UInt32 = 12345
+            let key = "a" + String(String.UnicodeScalarView((0..<3000).map { _ in
+                seed = seed &* 1_103_515_245 &+ 12345
+                return Unicode.Scalar(0x300 + (seed >> 16) % 0x70)!
+            }))
+            _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + huge), "idem", RedisArgument(key))
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 6, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let summary = try worker.run()
+            #expect(summary.succeeded == 4 && summary.dead == 2 && summary.retried == 0, "\(summary)")
+            #expect(try world.resultCount() == 4)
+            for id in good { #expect(try q.inspect(id: id)?["state"] == "succeeded") }
+            let dead = Dictionary(uniqueKeysWithValues: try q.deadLetters(queue: "cpu").map { ($0["id"] ?? "", $0) })
+            #expect(dead.count == 2)
+            #expect(dead[nul]?["attempts"] == "1" && dead[nul]?["error"]?.contains("SQLSTATE 22P05") == true, "\(dead[nul] ?? [:])")
+            #expect(dead[huge]?["attempts"] == "1" && dead[huge]?["error"]?.contains("SQLSTATE 54000") == true, "\(dead[huge] ?? [:])")
+        }
+    }
+
+    @Test("submit refuses a \\u0000 in the payload and an idempotency key over 200 UTF-8 bytes (usage errors)")
+    func submitRefusesWhatPostgresCannotStore() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            for payload in [#"{"a": "\u0000"}"#, #"{"\u0000": 1}"#, #"{"a": [{"b": "x\u0000"}]}"#] {
+                let error = try #require(throws: QueueError.self) { try q.submit(type: "noop", payload: payload) }
+                #expect(error.exitStatus == .usage && error.diagnostic.summary.contains("NUL"), "\(error.diagnostic.summary)")
+            }
+            let accents = "a" + String(repeating: "\u{301}", count: 3000)
+            #expect(accents.count == 1)
+            let error = try #require(throws: QueueError.self) { try q.submit(type: "noop", idempotencyKey: accents) }
+            #expect(error.exitStatus == .usage && error.diagnostic.summary.contains("6001 bytes"), "\(error.diagnostic.summary)")
+            #expect(try q.submit(type: "noop", idempotencyKey: String(repeating: "é", count: 100)).created)
+            #expect(throws: QueueError.self) { try q.submit(type: "noop", idempotencyKey: String(repeating: "é", count: 101)) }
+            #expect(try q.stats().first?.ready == 1)
+        }
+    }
 }
 
 @Suite("worker profile")
