@@ -221,9 +221,10 @@ public final class Worker: Sendable {
 
     public var isStopping: Bool { shared.withLock { $0.stopping } }
 
-    /// SIGTERM and SIGINT call ``stop()``. Returns the sources (keep them alive while running).
+    /// SIGTERM, SIGINT and SIGHUP (a dropped ssh session, a closed terminal) call ``stop()``: the worker
+    /// drains as on SIGTERM instead of dying with tasks in flight. Returns the sources (keep them alive while running).
     public func installSignalHandlers() -> [any DispatchSourceSignal] {
-        [SIGTERM, SIGINT].map { signo in
+        [SIGTERM, SIGINT, SIGHUP].map { signo in
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
             source.setEventHandler { [self] in

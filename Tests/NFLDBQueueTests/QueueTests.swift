@@ -410,6 +410,26 @@ struct WorkerProcessTests {
         }
     }
 
+    @Test("SIGHUP drains like SIGTERM (was: killed at once, exit 129): the running task finishes, its result is stored, exit 0 with the summary")
+    func sighupDrains() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let id = try q.submit(type: "sleep", payload: #"{"ms": 1500}"#, queue: "cpu").id
+            let later = try q.submit(type: "noop", queue: "cpu", priority: -10).id
+            let worker = try CLIRunner.spawn(["worker", "--queues", "cpu", "--format", "json"],
+                                             environment: environment(world, ["NFLDB_QUEUE_SHUTDOWN_GRACE": "20s"]))
+            defer { worker.removeOutput() }
+            try waitUntil("the sleep task running: \(worker.outputTail())", timeout: .seconds(30)) { try q.stats().first?.inFlight == 1 }
+            worker.send(SIGHUP)
+            let status = worker.wait(timeout: .seconds(25)) ?? worker.kill9()
+            #expect(status == 0, "\(worker.outputTail())")
+            #expect(try q.inspect(id: id)?["state"] == "succeeded")
+            #expect(try q.inspect(id: later)?["state"] == "ready", "nothing is claimed after SIGHUP")
+            #expect(try world.resultCount() == 1)
+            #expect(worker.standardOutput.contains("\"succeeded\" : 1"), "\(worker.outputTail())")
+        }
+    }
+
     @Test("after the grace period an unfinished task is released back to ready (attempt not counted)")
     func graceReleases() throws {
         try QueueWorld.with { world in

@@ -254,7 +254,7 @@ extension QueueCommand {
 struct WorkerCommand: GlobalOptionsCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run queued tasks: N threads, durable results in nfl.task_results, graceful stop on SIGTERM/SIGINT.",
+        abstract: "Run queued tasks: N threads, durable results in nfl.task_results, graceful stop on SIGTERM/SIGINT/SIGHUP.",
         discussion: "Exit status: 0 stopped (or, with --burst, queues empty), 1 failure, 2 usage.")
     @OptionGroup var global: GlobalOptions
     @ParentCommand var root: NFLDB
