@@ -20,9 +20,19 @@ enum QueueScripts {
     local p = ARGV[1]
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    -- A history that is not a JSON array (written by hand, truncated) is replaced by a note keeping its
+    -- first 200 bytes, never an error: a script that fails half-way keeps its earlier writes (no rollback).
+    local function resetHistory(key, h)
+      redis.log(redis.LOG_WARNING, 'nfldb queue: ' .. key .. ': history is not a JSON array; replaced')
+      return {{outcome = 'history reset', reason = 'the history field was not a JSON array', was = string.sub(h, 1, 200), at_ms = now}}
+    end
     local function record(key, entry)
       local h = redis.call('HGET', key, 'history')
-      local list = (h and h ~= '') and cjson.decode(h) or {}
+      local list = {}
+      if h and h ~= '' then
+        local ok, decoded = pcall(cjson.decode, h)
+        if ok and type(decoded) == 'table' then list = decoded else list = resetHistory(key, h) end
+      end
       list[#list + 1] = entry
       redis.call('HSET', key, 'history', cjson.encode(list))
     end
@@ -252,7 +262,9 @@ enum QueueScripts {
       else
         local e = cjson.encode({attempt = tonumber(f[5]), worker = f[6], outcome = 'succeeded', at_ms = now})
         local h = f[7]
-        if not h or h == '' or h == '[]' or h == '{}' then h = '[' .. e .. ']' else h = string.sub(h, 1, -2) .. ',' .. e .. ']' end
+        if not h or h == '' or h == '[]' or h == '{}' then h = '[' .. e .. ']'
+        elseif string.sub(h, 1, 1) == '[' and string.sub(h, -1) == ']' then h = string.sub(h, 1, -2) .. ',' .. e .. ']'
+        else h = string.sub(cjson.encode(resetHistory(key, h)), 1, -2) .. ',' .. e .. ']' end
         redis.call('HSET', key, 'state', 'succeeded', 'finished_ms', now, 'history', h)
         redis.call('PEXPIRE', key, ttl)
         local list = zrem[f[4]]

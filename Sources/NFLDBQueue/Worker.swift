@@ -381,6 +381,13 @@ public final class Worker: Sendable {
                 let (ackOutcomes, claimed) = try TaskQueue.decodeWork(replies[0], acks: acks.count)
                 let failOutcomes = replies[1..<(1 + fails.count)].map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
                 let releaseOutcomes = replies[(1 + fails.count)...].map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
+                // A script error for one task (counted as lost) is named with the task, never silent.
+                for (index, reply) in replies.enumerated().dropFirst() {
+                    guard case .error(let text) = reply else { continue }
+                    let task = index <= fails.count ? fails[index - 1].task : releases[index - 1 - fails.count]
+                    taskLogger(task).error("the \(index <= fails.count ? "fail" : "release") script failed for task \(task.id): \(text)",
+                                           metadata: ["hint": "Inspect it: nfldb queue inspect \(task.id); redis-cli HGETALL \(config.prefix)task:\(task.id)"])
+                }
                 failures = 0
                 shared.withLock { s in
                     s.summary.redisRoundTrips += 1

@@ -348,6 +348,47 @@ struct QueueProbeFixTests {
         }
     }
 
+    @Test("a corrupt history field ('not json') is replaced, never an error: lease-expiry recovery, fail and ack all settle the task fully")
+    func corruptHistoryIsReplaced() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            func corrupt(_ id: String) throws {
+                _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + id), "history", "not json")
+            }
+            func history(_ id: String) throws -> [[String: Any]] {
+                let text = try #require(try q.inspect(id: id)?["history"])
+                return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]], "history not a JSON array: \(text)")
+            }
+            // Lease expiry (reaper): was a script error after the ZREM, leaving the task running in no set.
+            let expiring = try q.submit(type: "noop", queue: "cpu").id
+            _ = try #require(try q.claim(queues: ["cpu"], worker: "w1", lease: .milliseconds(100)))
+            try corrupt(expiring)
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(try q.recover() == 1)
+            #expect(try q.inspect(id: expiring)?["state"] == "ready")
+            #expect(try q.stats().first?.ready == 1 && q.stats().first?.inFlight == 0)
+            var entries = try history(expiring)
+            #expect(entries.count == 2 && entries[0]["outcome"] as? String == "history reset" && entries[0]["was"] as? String == "not json"
+                && entries[1]["outcome"] as? String == "lease expired", "\(entries)")
+            // Fail (permanent) → dead-lettered with a valid history.
+            let task = try #require(try q.claim(queues: ["cpu"], worker: "w1"))
+            try corrupt(task.id)
+            #expect(try q.fail(task, error: "boom", permanent: true) == .dead)
+            #expect(try q.deadLetters(queue: "cpu").map { $0["id"] } == [task.id])
+            entries = try history(task.id)
+            #expect(entries.last?["outcome"] as? String == "failed" && entries.first?["outcome"] as? String == "history reset", "\(entries)")
+            // Ack through the worker's work script.
+            let acked = try q.submit(type: "noop", queue: "cpu").id
+            let claimed = try q.work(acks: [], claim: 1, queues: ["cpu"], worker: "w1").claimed
+            try #require(claimed.count == 1 && claimed[0].id == acked)
+            try corrupt(acked)
+            #expect(try q.work(acks: claimed, claim: 0, queues: ["cpu"], worker: "w1").acks == [.ok])
+            entries = try history(acked)
+            #expect(entries.count == 2 && entries[1]["outcome"] as? String == "succeeded", "\(entries)")
+            #expect(try q.inspect(id: acked)?["state"] == "succeeded" && q.stats().first?.inFlight == 0)
+        }
+    }
+
     @Test("submit refuses a \\u0000 in the payload and an idempotency key over 200 UTF-8 bytes (usage errors)")
     func submitRefusesWhatPostgresCannotStore() throws {
         try QueueWorld.with { world in
