@@ -189,6 +189,8 @@ public final class Worker: Sendable {
         var finishedThreads = 0
         var claimLoopDone = false
         var errors: [String] = []
+        /// A queue key of the wrong type: the worker drains and fails (exit 1) naming it.
+        var fatal: String?
         /// Whether the claim loop's last round trip succeeded (after errors: it reconnected).
         var lastRoundTripOK = false
         /// The last 32 handler times (seconds), for the adaptive prefetch (their median: robust to a
@@ -294,7 +296,12 @@ public final class Worker: Sendable {
             shared.withLock { $0.summary.released += 1 }
         }
         control.connection.close()
-        let (summary, errors, recovered) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK) }
+        let (summary, errors, recovered, fatal) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK, $0.fatal) }
+        if let fatal {
+            throw QueueError("the worker stopped: \(fatal.replacingOccurrences(of: "WRONGTYPE ", with: ""))",
+                             hint: "Another program wrote this key under nfldb's prefix (queue.prefix \(config.prefix)). The worker claims from no queue "
+                                + "until it is fixed; start it with --queues without that queue meanwhile. Done so far: \(summary.succeeded) succeeded.")
+        }
         // A worker that had errors but reconnected did its job even if another worker got every task.
         if !errors.isEmpty && !recovered && summary.succeeded == 0 && summary.dead == 0 && summary.retried == 0 {
             throw QueueError("the worker could not process tasks: \(errors[0])", hint: "Check Redis (redis.url) and PostgreSQL (nfldb ping).")
@@ -376,6 +383,12 @@ public final class Worker: Sendable {
                 for task in releases { calls.append((QueueScripts.release, [], q.fencedArguments(task))) }
                 let replies = try q.connection.evaluate(batch: calls)
                 if case .error(let text) = replies[0] {
+                    if text.hasPrefix("WRONGTYPE the queue key") {
+                        // Not transient: retrying would loop forever. Stop claiming, drain, fail naming the key.
+                        logger.error("worker: \(text); stopping")
+                        shared.withLock { if $0.fatal == nil { $0.fatal = text } }
+                        stop()
+                    }
                     throw RedisError(kind: .server, message: "the work script failed: \(text)")
                 }
                 let (ackOutcomes, claimed) = try TaskQueue.decodeWork(replies[0], acks: acks.count)

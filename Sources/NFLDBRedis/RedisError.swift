@@ -61,7 +61,7 @@ public struct RedisError: NFLDBError, Sendable {
         case "WRONGPASS":
             return "Check the password (the secret redis.password references) and the user in redis.url against the server's requirepass/ACL."
         case "WRONGTYPE":
-            return "The key holds another data type than this command works on; check the key name and what else writes to it."
+            return "The key holds another data type than this command works on; check it with redis-cli TYPE KEY and what else writes to it (delete it if nothing should)."
         case "NOSCRIPT":
             return "The server does not have the script (restarted or SCRIPT FLUSH); load it with SCRIPT LOAD and retry."
         case "READONLY":

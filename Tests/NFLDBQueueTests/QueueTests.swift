@@ -389,6 +389,34 @@ struct QueueProbeFixTests {
         }
     }
 
+    @Test("a queue key of the wrong type: submit fails whole naming the key (no orphan task hash); the worker fails with the key instead of looping")
+    func wrongTypeQueueKey() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let cpu = try q.submit(type: "noop", queue: "cpu").id
+            let badKey = world.config.prefix + "ready:io"
+            _ = try q.connection.command("SET", RedisArgument(badKey), "garbage")
+            let error = try #require(throws: RedisError.self) { try q.submit(type: "noop", queue: "io", idempotencyKey: "k-io") }
+            #expect(error.message.contains(badKey) && error.message.contains("redis-cli TYPE \(badKey)") && error.message.contains("holds a string"),
+                    "\(error.message)")
+            let taskKeys = try q.connection.command("KEYS", RedisArgument(world.config.prefix + "task:*")).elements ?? []
+            #expect(taskKeys.count == 1, "only the cpu task's hash: \(taskKeys)")
+            #expect(try q.connection.command("EXISTS", RedisArgument(world.config.prefix + "idem:k-io")).int == 0)
+            // The worker: fails (exit 1 in the CLI) naming the key, within seconds, instead of retrying forever.
+            let started = ContinuousClock.now
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu", "io"], concurrency: 1, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let failure = try #require(throws: QueueError.self) { try worker.run() }
+            #expect(failure.exitStatus == .failure && failure.diagnostic.summary.contains(badKey), "\(failure.diagnostic.summary)")
+            #expect(ContinuousClock.now - started < .seconds(20))
+            #expect(try q.inspect(id: cpu)?["state"] == "ready", "the cpu task is left ready, not lost")
+            // Without the bad queue the worker serves cpu.
+            let cpuOnly = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 1, burst: true),
+                                 database: world.databaseOptions, logger: world.logger)
+            #expect(try cpuOnly.run().succeeded == 1)
+        }
+    }
+
     @Test("submit refuses a \\u0000 in the payload and an idempotency key over 200 UTF-8 bytes (usage errors)")
     func submitRefusesWhatPostgresCannotStore() throws {
         try QueueWorld.with { world in
