@@ -192,6 +192,9 @@ public final class ResultStore: Sendable {
     }
 
     private static func rejected(_ record: TaskResultRecord, _ error: PostgresError) -> QueueError {
+        // A unique violation is a race (another worker committed the same idempotency key a moment ago):
+        // written again, the key is stored as NULL. Retried, not dead-lettered.
+        if error.sqlState == "23505" { return transient(error) }
         var failure = QueueError(
             "PostgreSQL rejected the result row of task \(record.task.id) (SQLSTATE \(error.sqlState ?? "?")): \(error.message)",
             hint: "The task's payload, result or idempotency key cannot be stored; fix the producer and submit it again.")

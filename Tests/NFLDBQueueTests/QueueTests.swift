@@ -348,6 +348,27 @@ struct QueueProbeFixTests {
         }
     }
 
+    @Test("two tasks of one batch with the same idempotency key (unique violation 23505): both stored, the second key as NULL; none dead")
+    func duplicateKeyInOneBatchIsNotDeadLettered() throws {
+        try QueueWorld.with { world in
+            world.config.batchSize = 100
+            world.config.batchWait = .milliseconds(300)
+            let q = try world.queue()
+            let first = try q.submit(type: "noop", queue: "cpu", idempotencyKey: "same-key").id
+            let second = try q.submit(type: "noop", queue: "cpu").id
+            _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + second), "idem", "same-key")
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 2, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let summary = try worker.run()
+            #expect(summary.succeeded == 2 && summary.dead == 0, "\(summary)")
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            let keys = try connection.query("SELECT task_id, idempotency_key FROM nfl.task_results ORDER BY idempotency_key NULLS LAST").rows
+            #expect(keys.count == 2 && keys[0]["idempotency_key"] == "same-key" && keys[1]["idempotency_key"] == nil, "\(keys)")
+            #expect(Set(keys.compactMap { $0["task_id"] }) == [first, second])
+        }
+    }
+
     @Test("a corrupt history field ('not json') is replaced, never an error: lease-expiry recovery, fail and ack all settle the task fully")
     func corruptHistoryIsReplaced() throws {
         try QueueWorld.with { world in
