@@ -405,7 +405,9 @@ struct QueueCLITests {
             // Usage errors exit 2.
             for arguments in [["queue", "submit"], ["queue", "submit", "noop", "--payload", "[1]"], ["queue", "submit", "noop", "--priority", "5000"],
                               ["queue", "submit", "bad type!"], ["queue", "submit", "noop", "--correlation-id", "has space"], ["queue", "frobnicate"],
-                              ["worker", "--concurrency", "0"], ["queue", "submit", "noop", "--max-attempts", "0"]] {
+                              ["worker", "--concurrency", "0"], ["queue", "submit", "noop", "--max-attempts", "0"],
+                              ["queue", "submit", "noop", "--payload", #"{"a": "\u0000"}"#],
+                              ["queue", "submit", "noop", "--idempotency-key", "a" + String(repeating: "\u{301}", count: 3000)]] {
                 let result = try CLIRunner.run(arguments, environment: world.environment())
                 #expect(result.status == 2, "\(arguments): \(result.status) \(result.allOutput)")
             }
