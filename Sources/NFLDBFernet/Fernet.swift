@@ -231,6 +231,25 @@ public final class Fernet {
         try withDecodedToken(token) { .success(timestamp(of: $0)) }.get()
     }
 
+    /// The TTL check in exact arithmetic: the timestamp is an unsigned 64-bit number (a stamp of 2⁶⁴−1 read
+    /// as −1 and added with wraparound passed any large TTL). A stamp more than ``maxClockSkew`` in the
+    /// future is refused first; then one older than `ttl` (a negative TTL: everything older than now − ttl…
+    /// i.e. stamp + ttl < now, computed without overflow).
+    static func checkTime(stamp: UInt64, ttl: Int64, now: Int64) -> FernetError? {
+        let current = UInt64(max(now, 0))
+        let (latest, overflow) = current.addingReportingOverflow(UInt64(maxClockSkew))
+        if !overflow && stamp > latest { return .fromTheFuture }
+        if ttl >= 0 {
+            let (end, over) = stamp.addingReportingOverflow(UInt64(ttl))
+            if !over && end < current { return .expired }
+        } else {
+            // stamp + ttl < now  ⇔  stamp < now + |ttl|
+            let (bound, over) = current.addingReportingOverflow(ttl.magnitude)
+            if over || stamp < bound { return .expired }
+        }
+        return nil
+    }
+
     static func timestamp(of data: UnsafeRawBufferPointer) -> Int64 {
         var value: UInt64 = 0
         for i in 1...8 { value = value << 8 | UInt64(data[i]) }
@@ -257,10 +276,8 @@ public final class Fernet {
     /// Checks the time (with a TTL), then the HMAC (constant time), then decrypts into a stack
     /// buffer and hands the plaintext to `body` (the buffer is wiped afterwards).
     func open<R>(_ data: UnsafeRawBufferPointer, ttl: Int64?, now: Int64, _ body: (UnsafeRawBufferPointer) -> R) -> Result<R, FernetError> {
-        if let ttl {
-            let stamp = Self.timestamp(of: data)
-            if stamp &+ ttl < now { return .failure(.expired) }
-            if now &+ Self.maxClockSkew < stamp { return .failure(.fromTheFuture) }
+        if let ttl, let failure = Self.checkTime(stamp: UInt64(bitPattern: Self.timestamp(of: data)), ttl: ttl, now: now) {
+            return .failure(failure)
         }
         let base = data.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let bodyLength = data.count - 32

@@ -65,6 +65,9 @@ public struct QueueConfig: Sendable {
     public var waitReplicas: Int?
     public var waitTimeout: Duration = .seconds(1)
 
+    /// `redis.url` for display: a password in it (refused anyway) masked.
+    public static func redact(url: String) -> String { RedisEndpoint.redact(url) }
+
     /// Where the master is: ``endpoint``, or what the sentinels say.
     public var locator: RedisLocator { RedisLocator(endpoint: endpoint, sentinel: sentinel) }
 
@@ -91,9 +94,21 @@ public struct QueueConfig: Sendable {
     ///   reference (start-up validation of every command), without reading or fetching it.
     public init(configuration: Configuration, resolveSecrets: Bool = true) throws {
         let url = configuration.defaulted(.redisURL)
-        var endpoint = try RedisEndpoint(url: url)
-        if endpoint.password != nil {
-            SecretRedactor.shared.register(endpoint.password!)
+        var endpoint: RedisEndpoint
+        do {
+            endpoint = try RedisEndpoint(url: url)
+        } catch let error as RedisError {
+            throw ConfigurationError(error.message, source: configuration.entry(.redisURL)?.source, hint: error.hint)
+        }
+        // The same rule as for the DSN: no literal password in a setting (it would sit in nfldb.yaml, the
+        // environment of every process, `config show`…). The value is never echoed.
+        if let password = endpoint.password {
+            SecretRedactor.shared.register(password)
+            throw ConfigurationError(
+                "redis.url contains a password (\(endpoint.redactedURL)): a literal password is refused",
+                source: configuration.entry(.redisURL)?.source,
+                hint: "Remove it from redis.url (redis://[USER@]HOST[:PORT][/DB]) and give it by reference in redis.password "
+                    + "(NFLDB_REDIS_PASSWORD): env:NAME, file:PATH (mode 0600) or aws-sm:SECRET_ID[#json_key].")
         }
         if let text = configuration.string(.redisPassword) {
             // The same secret references as everywhere else (env:, file: with the 0600 rule, aws-sm:…),

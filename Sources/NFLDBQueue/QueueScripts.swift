@@ -20,9 +20,32 @@ enum QueueScripts {
     local p = ARGV[1]
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    -- A history that is not a JSON array (written by hand, truncated) is replaced by a note keeping its
+    -- first 200 bytes, never an error: a script that fails half-way keeps its earlier writes (no rollback).
+    local function resetHistory(key, h)
+      redis.log(redis.LOG_WARNING, 'nfldb queue: ' .. key .. ': history is not a JSON array; replaced')
+      return {{outcome = 'history reset', reason = 'the history field was not a JSON array', was = string.sub(h, 1, 200), at_ms = now}}
+    end
+    -- The keys of queue q must be nfldb's types (or absent): checked before a script writes anything, so a
+    -- key written by something else fails the call whole, naming the key and what to do.
+    local function badQueueKey(q)
+      for _, kind in ipairs({{'ready:', 'zset'}, {'delayed:', 'zset'}, {'inflight:', 'zset'}, {'dead:', 'list'}}) do
+        local k = p .. kind[1] .. q
+        local t = redis.call('TYPE', k)['ok']
+        if t ~= kind[2] and t ~= 'none' then
+          return 'WRONGTYPE the queue key ' .. k .. ' holds a ' .. t .. ', not a ' .. kind[2] .. ' (queue ' .. q .. '): check it with redis-cli TYPE '
+            .. k .. ' and, if nothing but nfldb should own it, delete it (redis-cli DEL ' .. k .. ')'
+        end
+      end
+      return nil
+    end
     local function record(key, entry)
       local h = redis.call('HGET', key, 'history')
-      local list = (h and h ~= '') and cjson.decode(h) or {}
+      local list = {}
+      if h and h ~= '' then
+        local ok, decoded = pcall(cjson.decode, h)
+        if ok and type(decoded) == 'table' then list = decoded else list = resetHistory(key, h) end
+      end
       list[#list + 1] = entry
       redis.call('HSET', key, 'history', cjson.encode(list))
     end
@@ -69,6 +92,8 @@ enum QueueScripts {
     /// Returns {id, 1} when enqueued, {existing id, 0} for a known idempotency key.
     static let enqueue = RedisScript(prelude + """
     local id, q = ARGV[2], ARGV[4]
+    local bad = badQueueKey(q)
+    if bad then return redis.error_reply(bad) end
     -- Sent again after a failover: the first attempt did run (same id), so do nothing twice.
     if redis.call('EXISTS', p .. 'task:' .. id) == 1 then return {id, 1} end
     if ARGV[8] ~= '' then
@@ -91,6 +116,10 @@ enum QueueScripts {
     /// Returns nil, or {id, type, queue, payload, attempts, max_attempts, token, enqueued_ms, cid, v, idem, priority}.
     static let claim = RedisScript(prelude + """
     local lease, worker = tonumber(ARGV[2]), ARGV[3]
+    for i = 4, #ARGV do
+      local bad = badQueueKey(ARGV[i])
+      if bad then return redis.error_reply(bad) end
+    end
     local best, bestScore, bestQueue = nil, nil, nil
     for i = 4, #ARGV do
       local q = ARGV[i]
@@ -240,6 +269,12 @@ enum QueueScripts {
     /// so a call repeated after a lost connection counts right.
     static let work = RedisScript(prelude + """
     local lease, worker, want, ttl, nq = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+    if want > 0 then
+      for qi = 1, nq do
+        local bad = badQueueKey(ARGV[6 + qi])
+        if bad then return redis.error_reply(bad) end
+      end
+    end
     local acks, zrem = {}, {}
     for i = 7 + nq, #ARGV, 2 do
       local id, token = ARGV[i], ARGV[i + 1]
@@ -252,7 +287,9 @@ enum QueueScripts {
       else
         local e = cjson.encode({attempt = tonumber(f[5]), worker = f[6], outcome = 'succeeded', at_ms = now})
         local h = f[7]
-        if not h or h == '' or h == '[]' or h == '{}' then h = '[' .. e .. ']' else h = string.sub(h, 1, -2) .. ',' .. e .. ']' end
+        if not h or h == '' or h == '[]' or h == '{}' then h = '[' .. e .. ']'
+        elseif string.sub(h, 1, 1) == '[' and string.sub(h, -1) == ']' then h = string.sub(h, 1, -2) .. ',' .. e .. ']'
+        else h = string.sub(cjson.encode(resetHistory(key, h)), 1, -2) .. ',' .. e .. ']' end
         redis.call('HSET', key, 'state', 'succeeded', 'finished_ms', now, 'history', h)
         redis.call('PEXPIRE', key, ttl)
         local list = zrem[f[4]]

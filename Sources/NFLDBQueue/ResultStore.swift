@@ -137,25 +137,74 @@ public final class ResultStore: Sendable {
 
             var inserted: Set<String> = []
             var failure: QueueError?
+            var rowFailures: [Int: QueueError] = [:]
             do {
                 if connection == nil || !(connection!.isAlive) {
                     connection?.close()
                     connection = try PostgresConnection.connect(options, logger: logger)
                 }
                 inserted = try write(batch.map(\.record), connection!)
+            } catch let error as PostgresError where batch.count > 1 && Self.isDataError(error) && connection?.isAlive == true {
+                // One row PostgreSQL rejects (a \u0000 in a payload, a key too large for its index…) must not fail
+                // the others: write them one by one; only the rejected rows fail, permanently.
+                logger.warning("a batch of \(batch.count) task results was rejected (SQLSTATE \(error.sqlState ?? "?")); writing them one by one",
+                               metadata: ["error": .string(error.message)])
+                for (index, item) in batch.enumerated() {
+                    do {
+                        inserted.formUnion(try write([item.record], connection!))
+                    } catch let error as PostgresError where Self.isDataError(error) && connection?.isAlive == true {
+                        rowFailures[index] = Self.rejected(item.record, error)
+                    } catch {
+                        failure = Self.transient(error)
+                        break
+                    }
+                }
+                if failure != nil {
+                    connection?.close()
+                    connection = nil
+                }
+            } catch let error as PostgresError where Self.isDataError(error) && connection?.isAlive == true {
+                rowFailures[0] = Self.rejected(batch[0].record, error)
             } catch {
-                let text = String(describing: error)
+                failure = Self.transient(error)
                 connection?.close()
                 connection = nil
-                logger.error("storing \(batch.count) task results failed", metadata: ["error": .string(text)])
-                failure = QueueError("could not store the result in nfl.task_results: \(text)",
-                                     hint: "Check the database (nfldb ping) and that migration 0008 is applied; the task was not acknowledged and will be retried.")
             }
-            for item in batch {
-                item.completion(failure == nil && inserted.contains(item.record.task.id), failure)
+            if let failure { logger.error("storing \(batch.count) task results failed", metadata: ["error": .string(failure.diagnostic.summary)]) }
+            for (index, item) in batch.enumerated() {
+                if let rejected = rowFailures[index] {
+                    logger.error("task result rejected by PostgreSQL; the task is dead-lettered", metadata: [
+                        "task_id": .string(item.record.task.id), "error": .string(rejected.diagnostic.summary)])
+                    item.completion(false, rejected)
+                } else {
+                    item.completion(failure == nil && inserted.contains(item.record.task.id), failure)
+                }
             }
-            afterBatch?(failure == nil)
+            afterBatch?(failure == nil && rowFailures.count < batch.count)
         }
+    }
+
+    /// Errors about the data of a row (SQLSTATE classes 22 data exception, 23 integrity constraint, 54 program
+    /// limit exceeded such as an index row too large): writing it again cannot succeed.
+    static func isDataError(_ error: PostgresError) -> Bool {
+        guard let state = error.sqlState, state.count == 5 else { return false }
+        return ["22", "23", "54"].contains(String(state.prefix(2)))
+    }
+
+    private static func rejected(_ record: TaskResultRecord, _ error: PostgresError) -> QueueError {
+        // A unique violation is a race (another worker committed the same idempotency key a moment ago):
+        // written again, the key is stored as NULL. Retried, not dead-lettered.
+        if error.sqlState == "23505" { return transient(error) }
+        var failure = QueueError(
+            "PostgreSQL rejected the result row of task \(record.task.id) (SQLSTATE \(error.sqlState ?? "?")): \(error.message)",
+            hint: "The task's payload, result or idempotency key cannot be stored; fix the producer and submit it again.")
+        failure.permanent = true
+        return failure
+    }
+
+    private static func transient(_ error: any Error) -> QueueError {
+        QueueError("could not store the result in nfl.task_results: \(error)",
+                   hint: "Check the database (nfldb ping) and that migration 0008 is applied; the task was not acknowledged and will be retried.")
     }
 
     /// One statement (one commit) for the whole batch; returns the task ids written.

@@ -56,6 +56,8 @@ public struct SubmitResult: Sendable, Codable, Hashable {
 public struct QueueError: NFLDBError, Sendable {
     public var diagnostic: Diagnostic
     public var exitStatus: ExitStatus
+    /// For a task's failure: retrying cannot help (the worker dead-letters the task at once).
+    public var permanent = false
     public init(_ summary: String, hint: String? = nil, exitStatus: ExitStatus = .failure) {
         diagnostic = Diagnostic(summary, hint: hint)
         self.exitStatus = exitStatus
@@ -137,6 +139,18 @@ public final class TaskQueue {
 
     private var prefix: RedisArgument { RedisArgument(config.prefix) }
 
+    /// The longest idempotency key, in UTF-8 bytes.
+    public static let maxIdempotencyKeyBytes = 200
+
+    static func containsNUL(_ value: Any) -> Bool {
+        switch value {
+        case let text as String: return text.unicodeScalars.contains("\u{0}")
+        case let object as [String: Any]: return object.contains { containsNUL($0.key) || containsNUL($0.value) }
+        case let array as [Any]: return array.contains { containsNUL($0) }
+        default: return false
+        }
+    }
+
     static func validateName(_ name: String, what: String) throws {
         let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
         guard !name.isEmpty, name.count <= 100, name.unicodeScalars.allSatisfy({ allowed.contains($0) }) else {
@@ -155,13 +169,22 @@ public final class TaskQueue {
         guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)), object is [String: Any] else {
             throw QueueError("the payload is not a JSON object: \(payload.prefix(80))", hint: "Give --payload '{\"key\": value}'.", exitStatus: .usage)
         }
+        // PostgreSQL's jsonb (nfl.task_results.payload) refuses the NUL character (SQLSTATE 22P05).
+        if Self.containsNUL(object) {
+            throw QueueError("the payload contains a NUL character (\\u0000), which PostgreSQL cannot store",
+                             hint: "Remove the \\u0000 from the payload (encode binary data, e.g. as base64).", exitStatus: .usage)
+        }
         guard (-1000...1000).contains(priority) else {
             throw QueueError("priority \(priority) is out of range", hint: "Use -1000…1000 (higher runs first).", exitStatus: .usage)
         }
         let attempts = maxAttempts ?? config.maxAttempts
         guard attempts >= 1 else { throw QueueError("--max-attempts must be at least 1", exitStatus: .usage) }
-        if let key = idempotencyKey, key.isEmpty || key.count > 200 {
-            throw QueueError("an idempotency key must be 1–200 characters", exitStatus: .usage)
+        if let key = idempotencyKey {
+            // Bytes, not characters: 'a' and 3,000 combining accents is one character but too large for the index.
+            guard !key.isEmpty, key.utf8.count <= Self.maxIdempotencyKeyBytes, !key.utf8.contains(0) else {
+                throw QueueError("an idempotency key must be 1–\(Self.maxIdempotencyKeyBytes) bytes of UTF-8 without NUL (this one has \(key.utf8.count) bytes)",
+                                 hint: "Use a short stable key, e.g. a UUID or a hash of the request.", exitStatus: .usage)
+            }
         }
         let arguments: [RedisArgument] = [
             prefix, RedisArgument(id), RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),

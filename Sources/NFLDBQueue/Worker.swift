@@ -157,26 +157,40 @@ public final class Worker: Sendable {
         var permanent: Bool
     }
 
+    /// One attempt of a task: its id and the fencing token of that claim.
+    struct AttemptKey: Hashable {
+        var id: String
+        var token: Int64
+        init(_ task: ClaimedTask) {
+            id = task.id
+            token = task.token
+        }
+    }
+
     private struct Shared {
         var stopping = false
         /// Set when `run` returns: every thread leaves now.
         var exiting = false
         /// Claimed, not started.
         var buffer: [ClaimedTask] = []
-        /// Started in a handler thread. (Name kept from the first engine.)
-        var inFlight: [String: ClaimedTask] = [:]
+        /// Started in a handler thread. (Name kept from the first engine.) Keyed by attempt (id + fencing
+        /// token): the same task may be claimed again by this worker after its lease was lost.
+        var inFlight: [AttemptKey: ClaimedTask] = [:]
         /// Every claimed task not yet settled in Redis (buffered, running, being written, to acknowledge, to fail).
-        var tracked: [String: ClaimedTask] = [:]
+        var tracked: [AttemptKey: ClaimedTask] = [:]
         /// Durable results, to acknowledge (with whether the row was new).
         var acks: [(task: ClaimedTask, inserted: Bool)] = []
         var failures: [Failure] = []
         /// Results handed to the writer, not yet committed.
         var writing = 0
-        var cancelled: Set<String> = []
+        /// Attempts a heartbeat found cancelled or lost (only that attempt: a newer claim of the same id is unaffected).
+        var cancelled: [AttemptKey: FenceOutcome] = [:]
         var summary = WorkerSummary()
         var finishedThreads = 0
         var claimLoopDone = false
         var errors: [String] = []
+        /// A queue key of the wrong type: the worker drains and fails (exit 1) naming it.
+        var fatal: String?
         /// Whether the claim loop's last round trip succeeded (after errors: it reconnected).
         var lastRoundTripOK = false
         /// The last 32 handler times (seconds), for the adaptive prefetch (their median: robust to a
@@ -209,9 +223,10 @@ public final class Worker: Sendable {
 
     public var isStopping: Bool { shared.withLock { $0.stopping } }
 
-    /// SIGTERM and SIGINT call ``stop()``. Returns the sources (keep them alive while running).
+    /// SIGTERM, SIGINT and SIGHUP (a dropped ssh session, a closed terminal) call ``stop()``: the worker
+    /// drains as on SIGTERM instead of dying with tasks in flight. Returns the sources (keep them alive while running).
     public func installSignalHandlers() -> [any DispatchSourceSignal] {
-        [SIGTERM, SIGINT].map { signo in
+        [SIGTERM, SIGINT, SIGHUP].map { signo in
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
             source.setEventHandler { [self] in
@@ -281,7 +296,12 @@ public final class Worker: Sendable {
             shared.withLock { $0.summary.released += 1 }
         }
         control.connection.close()
-        let (summary, errors, recovered) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK) }
+        let (summary, errors, recovered, fatal) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK, $0.fatal) }
+        if let fatal {
+            throw QueueError("the worker stopped: \(fatal.replacingOccurrences(of: "WRONGTYPE ", with: ""))",
+                             hint: "Another program wrote this key under nfldb's prefix (queue.prefix \(config.prefix)). The worker claims from no queue "
+                                + "until it is fixed; start it with --queues without that queue meanwhile. Done so far: \(summary.succeeded) succeeded.")
+        }
         // A worker that had errors but reconnected did its job even if another worker got every task.
         if !errors.isEmpty && !recovered && summary.succeeded == 0 && summary.dead == 0 && summary.retried == 0 {
             throw QueueError("the worker could not process tasks: \(errors[0])", hint: "Check Redis (redis.url) and PostgreSQL (nfldb ping).")
@@ -363,17 +383,30 @@ public final class Worker: Sendable {
                 for task in releases { calls.append((QueueScripts.release, [], q.fencedArguments(task))) }
                 let replies = try q.connection.evaluate(batch: calls)
                 if case .error(let text) = replies[0] {
+                    if text.hasPrefix("WRONGTYPE the queue key") {
+                        // Not transient: retrying would loop forever. Stop claiming, drain, fail naming the key.
+                        logger.error("worker: \(text); stopping")
+                        shared.withLock { if $0.fatal == nil { $0.fatal = text } }
+                        stop()
+                    }
                     throw RedisError(kind: .server, message: "the work script failed: \(text)")
                 }
                 let (ackOutcomes, claimed) = try TaskQueue.decodeWork(replies[0], acks: acks.count)
                 let failOutcomes = replies[1..<(1 + fails.count)].map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
                 let releaseOutcomes = replies[(1 + fails.count)...].map { FenceOutcome(rawValue: $0.string ?? "") ?? .lost }
+                // A script error for one task (counted as lost) is named with the task, never silent.
+                for (index, reply) in replies.enumerated().dropFirst() {
+                    guard case .error(let text) = reply else { continue }
+                    let task = index <= fails.count ? fails[index - 1].task : releases[index - 1 - fails.count]
+                    taskLogger(task).error("the \(index <= fails.count ? "fail" : "release") script failed for task \(task.id): \(text)",
+                                           metadata: ["hint": "Inspect it: nfldb queue inspect \(task.id); redis-cli HGETALL \(config.prefix)task:\(task.id)"])
+                }
                 failures = 0
                 shared.withLock { s in
                     s.summary.redisRoundTrips += 1
                     s.lastRoundTripOK = true
                     for (ack, outcome) in zip(acks, ackOutcomes) {
-                        s.tracked[ack.task.id] = nil
+                        s.tracked[AttemptKey(ack.task)] = nil
                         switch outcome {
                         case .ok: s.summary.succeeded += 1; if !ack.inserted { s.summary.duplicates += 1 }
                         case .cancelled: s.summary.cancelled += 1
@@ -381,7 +414,7 @@ public final class Worker: Sendable {
                         }
                     }
                     for (f, outcome) in zip(fails, failOutcomes) {
-                        s.tracked[f.task.id] = nil
+                        s.tracked[AttemptKey(f.task)] = nil
                         switch outcome {
                         case .retry: s.summary.retried += 1
                         case .dead: s.summary.dead += 1
@@ -391,10 +424,10 @@ public final class Worker: Sendable {
                         }
                     }
                     for (task, outcome) in zip(releases, releaseOutcomes) {
-                        s.tracked[task.id] = nil
+                        s.tracked[AttemptKey(task)] = nil
                         if outcome == .ok { s.summary.released += 1 } else { s.summary.lost += 1 }
                     }
-                    for task in claimed { s.tracked[task.id] = task }
+                    for task in claimed { s.tracked[AttemptKey(task)] = task }
                     s.buffer.append(contentsOf: claimed)
                 }
                 shared.broadcast()
@@ -431,7 +464,7 @@ public final class Worker: Sendable {
                     s.acks.insert(contentsOf: acks, at: 0)
                     s.failures.insert(contentsOf: fails, at: 0)
                     if s.stopping {
-                        for task in releases { s.tracked[task.id] = nil }
+                        for task in releases { s.tracked[AttemptKey(task)] = nil }
                         s.summary.lost += releases.count
                     } else {
                         s.buffer.insert(contentsOf: releases, at: 0)
@@ -467,7 +500,7 @@ public final class Worker: Sendable {
                 if s.exiting { return true }
                 if !s.buffer.isEmpty {
                     let task = s.buffer.removeFirst()
-                    s.inFlight[task.id] = task
+                    s.inFlight[AttemptKey(task)] = task
                     next = task
                     return true
                 }
@@ -480,8 +513,8 @@ public final class Worker: Sendable {
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let wake = shared.withLock { s -> Bool in
-                s.inFlight[task.id] = nil
-                s.cancelled.remove(task.id)
+                s.inFlight[AttemptKey(task)] = nil
+                s.cancelled[AttemptKey(task)] = nil
                 if s.recentHandlerSeconds.count < 32 { s.recentHandlerSeconds.append(seconds) } else { s.recentHandlerSeconds[s.recentIndex] = seconds }
                 s.recentIndex = (s.recentIndex + 1) % 32
                 // Wake the claim loop when at least half of what it may hold is free (or on a failure or stop).
@@ -508,7 +541,7 @@ public final class Worker: Sendable {
             return
         }
         let context = TaskContext(
-            task: task, logger: taskLogger(task), isCancelled: { [self] in shared.withLock { $0.cancelled.contains(task.id) } },
+            task: task, logger: taskLogger(task), isCancelled: { [self] in shared.withLock { $0.cancelled[AttemptKey(task)] != nil } },
             database: { [self] in
                 if let open = db, open.isAlive { return open }
                 db = try PostgresConnection.connect(self.database, logger: self.logger)
@@ -518,12 +551,14 @@ public final class Worker: Sendable {
             let result = try handler(context)
             if context.isCancelled {
                 // Cancelled (or the lease was lost) while running: nothing is stored or acknowledged.
-                shared.withLock { s in
-                    s.tracked[task.id] = nil
-                    s.summary.cancelled += 1
+                let lost = shared.withLock { s -> Bool in
+                    s.tracked[AttemptKey(task)] = nil
+                    let lost = s.cancelled[AttemptKey(task)] == .lost
+                    if lost { s.summary.lost += 1 } else { s.summary.cancelled += 1 }
+                    return lost
                 }
-                options.metrics?.taskSettled(task, outcome: .cancelled)
-                context.logger.info("task cancelled while running; result discarded")
+                options.metrics?.taskSettled(task, outcome: lost ? .lost : .cancelled)
+                context.logger.info(lost ? "the lease of this attempt was lost while running; result discarded" : "task cancelled while running; result discarded")
                 return
             }
             shared.withLock { $0.writing += 1 }
@@ -531,8 +566,9 @@ public final class Worker: Sendable {
                 shared.withLock { s in
                     s.writing -= 1
                     if let error {
-                        // The result could not be stored: retry later (never ack without the durable row).
-                        s.failures.append(Failure(task: task, message: error.diagnostic.summary, permanent: false))
+                        // The result could not be stored: retry later (never ack without the durable row); a row
+                        // PostgreSQL rejects for its data is dead-lettered at once.
+                        s.failures.append(Failure(task: task, message: error.diagnostic.summary, permanent: error.permanent))
                     } else {
                         s.acks.append((task, inserted))
                     }
@@ -571,13 +607,15 @@ public final class Worker: Sendable {
                 var notices: [(ClaimedTask, FenceOutcome)] = []
                 shared.withLock { s in
                     for (task, outcome) in zip(due, outcomes) where outcome == .cancelled || outcome == .lost {
-                        if s.inFlight[task.id] != nil {
-                            s.cancelled.insert(task.id)
+                        // Only this attempt (id + token): the same task claimed again is another attempt.
+                        let key = AttemptKey(task)
+                        if s.inFlight[key] != nil {
+                            s.cancelled[key] = outcome
                             notices.append((task, outcome))
-                        } else if let index = s.buffer.firstIndex(where: { $0.id == task.id }) {
+                        } else if let index = s.buffer.firstIndex(where: { $0.id == task.id && $0.token == task.token }) {
                             // Cancelled (or lost) before it started: drop it.
                             s.buffer.remove(at: index)
-                            s.tracked[task.id] = nil
+                            s.tracked[key] = nil
                             if outcome == .cancelled { s.summary.cancelled += 1 } else { s.summary.lost += 1 }
                         }
                     }

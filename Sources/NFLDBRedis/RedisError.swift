@@ -57,11 +57,11 @@ public struct RedisError: NFLDBError, Sendable {
     static func hint(forCode code: String, target: String) -> String? {
         switch code {
         case "NOAUTH":
-            return "The server at \(target) requires a password: give it in redis.url (redis://:PASSWORD@host:port) or the secret it references."
+            return "The server at \(target) requires a password: give it by reference in redis.password (env:NAME, file:PATH or aws-sm:SECRET_ID), never in redis.url."
         case "WRONGPASS":
-            return "Check the password (and user) in redis.url or the secret it references against the server's requirepass/ACL."
+            return "Check the password (the secret redis.password references) and the user in redis.url against the server's requirepass/ACL."
         case "WRONGTYPE":
-            return "The key holds another data type than this command works on; check the key name and what else writes to it."
+            return "The key holds another data type than this command works on; check it with redis-cli TYPE KEY and what else writes to it (delete it if nothing should)."
         case "NOSCRIPT":
             return "The server does not have the script (restarted or SCRIPT FLUSH); load it with SCRIPT LOAD and retry."
         case "READONLY":

@@ -148,6 +148,24 @@ struct FernetTests {
         #expect(try Fernet.unverifiedTimestamp(token) == t0)
     }
 
+    @Test("TTL arithmetic is unsigned and overflow-checked: a token stamped 2^64−1 (or 2^63) is from the future, whatever the TTL (was: passed with a huge TTL)")
+    func ttlDoesNotWrapAround() throws {
+        let fernet = try Fernet(key: FernetKey.generate())
+        let now: Int64 = 1_700_000_000
+        for stamp in [UInt64.max, UInt64(Int64.max) + 1, UInt64(Int64.max), UInt64(now) + 61] {
+            let token = try fernet.encrypt(Array("v".utf8), now: Int64(bitPattern: stamp))
+            for ttl: Int64 in [0, 30, Int64.max - 5, Int64.max] {
+                #expect(throws: FernetError.fromTheFuture, "stamp \(stamp) ttl \(ttl)") { try fernet.decrypt(token, ttl: ttl, now: now) }
+            }
+        }
+        // A huge TTL does not wrap for an old token either; a stamp of 0 is expired at a small TTL.
+        let old = try fernet.encrypt(Array("v".utf8), now: 0)
+        #expect(try fernet.decrypt(old, ttl: Int64.max, now: now) == Array("v".utf8))
+        #expect(throws: FernetError.expired) { try fernet.decrypt(old, ttl: 30, now: now) }
+        #expect(throws: FernetError.expired) { try fernet.decrypt(old, ttl: -1, now: 0) }
+        #expect(try fernet.decrypt(try fernet.encrypt(Array("v".utf8), now: now), ttl: 0, now: now) == Array("v".utf8))
+    }
+
     @Test("keys: 32 bytes of URL-safe base64; errors never contain the key")
     func keys() throws {
         let key = try FernetKey.generate()

@@ -265,6 +265,198 @@ struct QueueTests {
     }
 }
 
+/// Fixes found by the probe against real redis-server and PostgreSQL (December 2026).
+@Suite("queue probe fixes", .serialized)
+struct QueueProbeFixTests {
+    @Test("a lost lease cancels only that attempt: the same worker's new claim of the task runs and succeeds (was cancelled/dead-lettered)")
+    func lostLeaseCancelsOnlyThatAttempt() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let id = try q.submit(type: "relapse", queue: "cpu", maxAttempts: 2).id
+            let config = world.config
+            let logger = world.logger
+            let handler: TaskHandler = { context in
+                let task = context.task
+                let key = RedisArgument(config.prefix + "task:" + task.id)
+                if task.attempt == 1 {
+                    let redis = try TaskQueue.connect(config, logger: logger)
+                    defer { redis.close() }
+                    // The lease is lost (as after a Redis stall): heartbeats of this attempt now answer 'lost'.
+                    _ = try redis.connection.command("HSET", key, "lease_until", "0")
+                    let deadline = ContinuousClock.now + .seconds(15)
+                    while !context.isCancelled && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
+                    guard context.isCancelled else { throw TaskFailure("attempt 1 never learned its lease was lost") }
+                    // Only now may the task be reaped and claimed again (by this worker's idle thread).
+                    _ = try redis.connection.command("ZADD", RedisArgument(config.prefix + "inflight:cpu"), "0", RedisArgument(task.id))
+                    while ContinuousClock.now < deadline, try redis.connection.command("HGET", key, "attempts").string != "2" {
+                        Thread.sleep(forTimeInterval: 0.02)
+                    }
+                    // Stay in flight while attempt 2 runs: the old attempt's 'lost' must not reach it.
+                    Thread.sleep(forTimeInterval: 0.8)
+                    throw TaskFailure("attempt 1 stopped after its lease was lost")
+                }
+                let end = ContinuousClock.now + .milliseconds(1200)
+                while ContinuousClock.now < end {
+                    if context.isCancelled { throw TaskFailure("attempt \(task.attempt) was told it was cancelled", permanent: true) }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                return #"{"attempt": \#(task.attempt)}"#
+            }
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 2, burst: true),
+                                database: world.databaseOptions, handlers: ["relapse": handler], logger: world.logger)
+            let summary = try worker.run()
+            let task = try #require(try q.inspect(id: id))
+            #expect(task["state"] == "succeeded" && task["attempts"] == "2", "\(task)")
+            #expect(summary.succeeded == 1 && summary.dead == 0, "\(summary)")
+            #expect(try q.deadLetters(queue: "cpu").isEmpty)
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            let rows = try connection.query("SELECT attempts, status FROM nfl.task_results WHERE task_id = \(id)").rows
+            #expect(rows.count == 1 && rows.first?["status"] == "succeeded" && rows.first?["attempts"] == "2")
+        }
+    }
+
+    @Test("a result row PostgreSQL rejects fails only its task (dead-lettered at once with the message); the rest of the batch succeeds")
+    func rejectedRowDoesNotFailTheBatch() throws {
+        try QueueWorld.with { world in
+            world.config.batchSize = 100
+            world.config.batchWait = .milliseconds(300)
+            let q = try world.queue()
+            var good: [String] = []
+            for _ in 0..<4 { good.append(try q.submit(type: "noop", queue: "cpu").id) }
+            // Written past the submit checks (as by an older nfldb): a NUL in the payload, a key too large for the btree index.
+            let nul = try q.submit(type: "noop", queue: "cpu").id
+            _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + nul), "payload", #"{"a": "\u0000"}"#)
+            let huge = try q.submit(type: "noop", queue: "cpu").id
+            // 'a' and 3,000 combining accents (one character, 6,001 bytes), varied so that PostgreSQL cannot compress it.
+            var seed: UInt32 = 12345
+            let key = "a" + String(String.UnicodeScalarView((0..<3000).map { _ in
+                seed = seed &* 1_103_515_245 &+ 12345
+                return Unicode.Scalar(0x300 + (seed >> 16) % 0x70)!
+            }))
+            _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + huge), "idem", RedisArgument(key))
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 6, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let summary = try worker.run()
+            #expect(summary.succeeded == 4 && summary.dead == 2 && summary.retried == 0, "\(summary)")
+            #expect(try world.resultCount() == 4)
+            for id in good { #expect(try q.inspect(id: id)?["state"] == "succeeded") }
+            let dead = Dictionary(uniqueKeysWithValues: try q.deadLetters(queue: "cpu").map { ($0["id"] ?? "", $0) })
+            #expect(dead.count == 2)
+            #expect(dead[nul]?["attempts"] == "1" && dead[nul]?["error"]?.contains("SQLSTATE 22P05") == true, "\(dead[nul] ?? [:])")
+            #expect(dead[huge]?["attempts"] == "1" && dead[huge]?["error"]?.contains("SQLSTATE 54000") == true, "\(dead[huge] ?? [:])")
+        }
+    }
+
+    @Test("two tasks of one batch with the same idempotency key (unique violation 23505): both stored, the second key as NULL; none dead")
+    func duplicateKeyInOneBatchIsNotDeadLettered() throws {
+        try QueueWorld.with { world in
+            world.config.batchSize = 100
+            world.config.batchWait = .milliseconds(300)
+            let q = try world.queue()
+            let first = try q.submit(type: "noop", queue: "cpu", idempotencyKey: "same-key").id
+            let second = try q.submit(type: "noop", queue: "cpu").id
+            _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + second), "idem", "same-key")
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 2, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let summary = try worker.run()
+            #expect(summary.succeeded == 2 && summary.dead == 0, "\(summary)")
+            let connection = try world.database.connect()
+            defer { connection.close() }
+            let keys = try connection.query("SELECT task_id, idempotency_key FROM nfl.task_results ORDER BY idempotency_key NULLS LAST").rows
+            #expect(keys.count == 2 && keys[0]["idempotency_key"] == "same-key" && keys[1]["idempotency_key"] == nil, "\(keys)")
+            #expect(Set(keys.compactMap { $0["task_id"] }) == [first, second])
+        }
+    }
+
+    @Test("a corrupt history field ('not json') is replaced, never an error: lease-expiry recovery, fail and ack all settle the task fully")
+    func corruptHistoryIsReplaced() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            func corrupt(_ id: String) throws {
+                _ = try q.connection.command("HSET", RedisArgument(world.config.prefix + "task:" + id), "history", "not json")
+            }
+            func history(_ id: String) throws -> [[String: Any]] {
+                let text = try #require(try q.inspect(id: id)?["history"])
+                return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]], "history not a JSON array: \(text)")
+            }
+            // Lease expiry (reaper): was a script error after the ZREM, leaving the task running in no set.
+            let expiring = try q.submit(type: "noop", queue: "cpu").id
+            _ = try #require(try q.claim(queues: ["cpu"], worker: "w1", lease: .milliseconds(100)))
+            try corrupt(expiring)
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(try q.recover() == 1)
+            #expect(try q.inspect(id: expiring)?["state"] == "ready")
+            #expect(try q.stats().first?.ready == 1 && q.stats().first?.inFlight == 0)
+            var entries = try history(expiring)
+            #expect(entries.count == 2 && entries[0]["outcome"] as? String == "history reset" && entries[0]["was"] as? String == "not json"
+                && entries[1]["outcome"] as? String == "lease expired", "\(entries)")
+            // Fail (permanent) → dead-lettered with a valid history.
+            let task = try #require(try q.claim(queues: ["cpu"], worker: "w1"))
+            try corrupt(task.id)
+            #expect(try q.fail(task, error: "boom", permanent: true) == .dead)
+            #expect(try q.deadLetters(queue: "cpu").map { $0["id"] } == [task.id])
+            entries = try history(task.id)
+            #expect(entries.last?["outcome"] as? String == "failed" && entries.first?["outcome"] as? String == "history reset", "\(entries)")
+            // Ack through the worker's work script.
+            let acked = try q.submit(type: "noop", queue: "cpu").id
+            let claimed = try q.work(acks: [], claim: 1, queues: ["cpu"], worker: "w1").claimed
+            try #require(claimed.count == 1 && claimed[0].id == acked)
+            try corrupt(acked)
+            #expect(try q.work(acks: claimed, claim: 0, queues: ["cpu"], worker: "w1").acks == [.ok])
+            entries = try history(acked)
+            #expect(entries.count == 2 && entries[1]["outcome"] as? String == "succeeded", "\(entries)")
+            #expect(try q.inspect(id: acked)?["state"] == "succeeded" && q.stats().first?.inFlight == 0)
+        }
+    }
+
+    @Test("a queue key of the wrong type: submit fails whole naming the key (no orphan task hash); the worker fails with the key instead of looping")
+    func wrongTypeQueueKey() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let cpu = try q.submit(type: "noop", queue: "cpu").id
+            let badKey = world.config.prefix + "ready:io"
+            _ = try q.connection.command("SET", RedisArgument(badKey), "garbage")
+            let error = try #require(throws: RedisError.self) { try q.submit(type: "noop", queue: "io", idempotencyKey: "k-io") }
+            #expect(error.message.contains(badKey) && error.message.contains("redis-cli TYPE \(badKey)") && error.message.contains("holds a string"),
+                    "\(error.message)")
+            let taskKeys = try q.connection.command("KEYS", RedisArgument(world.config.prefix + "task:*")).elements ?? []
+            #expect(taskKeys.count == 1, "only the cpu task's hash: \(taskKeys)")
+            #expect(try q.connection.command("EXISTS", RedisArgument(world.config.prefix + "idem:k-io")).int == 0)
+            // The worker: fails (exit 1 in the CLI) naming the key, within seconds, instead of retrying forever.
+            let started = ContinuousClock.now
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu", "io"], concurrency: 1, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let failure = try #require(throws: QueueError.self) { try worker.run() }
+            #expect(failure.exitStatus == .failure && failure.diagnostic.summary.contains(badKey), "\(failure.diagnostic.summary)")
+            #expect(ContinuousClock.now - started < .seconds(20))
+            #expect(try q.inspect(id: cpu)?["state"] == "ready", "the cpu task is left ready, not lost")
+            // Without the bad queue the worker serves cpu.
+            let cpuOnly = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 1, burst: true),
+                                 database: world.databaseOptions, logger: world.logger)
+            #expect(try cpuOnly.run().succeeded == 1)
+        }
+    }
+
+    @Test("submit refuses a \\u0000 in the payload and an idempotency key over 200 UTF-8 bytes (usage errors)")
+    func submitRefusesWhatPostgresCannotStore() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            for payload in [#"{"a": "\u0000"}"#, #"{"\u0000": 1}"#, #"{"a": [{"b": "x\u0000"}]}"#] {
+                let error = try #require(throws: QueueError.self) { try q.submit(type: "noop", payload: payload) }
+                #expect(error.exitStatus == .usage && error.diagnostic.summary.contains("NUL"), "\(error.diagnostic.summary)")
+            }
+            let accents = "a" + String(repeating: "\u{301}", count: 3000)
+            #expect(accents.count == 1)
+            let error = try #require(throws: QueueError.self) { try q.submit(type: "noop", idempotencyKey: accents) }
+            #expect(error.exitStatus == .usage && error.diagnostic.summary.contains("6001 bytes"), "\(error.diagnostic.summary)")
+            #expect(try q.submit(type: "noop", idempotencyKey: String(repeating: "é", count: 100)).created)
+            #expect(throws: QueueError.self) { try q.submit(type: "noop", idempotencyKey: String(repeating: "é", count: 101)) }
+            #expect(try q.stats().first?.ready == 1)
+        }
+    }
+}
+
 @Suite("worker profile")
 struct WorkerProfileTests {
     @Test("gpu queues need a GPU; others are served by any profile")
@@ -305,6 +497,26 @@ struct WorkerProcessTests {
             #expect(stats.ready == 3, "the low-priority tasks were not claimed after SIGTERM: \(stats)")
             #expect(try world.resultCount() == 3)
             #expect(worker.standardOutput.contains("\"succeeded\" : 3"), "\(worker.outputTail())")
+        }
+    }
+
+    @Test("SIGHUP drains like SIGTERM (was: killed at once, exit 129): the running task finishes, its result is stored, exit 0 with the summary")
+    func sighupDrains() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let id = try q.submit(type: "sleep", payload: #"{"ms": 1500}"#, queue: "cpu").id
+            let later = try q.submit(type: "noop", queue: "cpu", priority: -10).id
+            let worker = try CLIRunner.spawn(["worker", "--queues", "cpu", "--format", "json"],
+                                             environment: environment(world, ["NFLDB_QUEUE_SHUTDOWN_GRACE": "20s"]))
+            defer { worker.removeOutput() }
+            try waitUntil("the sleep task running: \(worker.outputTail())", timeout: .seconds(30)) { try q.stats().first?.inFlight == 1 }
+            worker.send(SIGHUP)
+            let status = worker.wait(timeout: .seconds(25)) ?? worker.kill9()
+            #expect(status == 0, "\(worker.outputTail())")
+            #expect(try q.inspect(id: id)?["state"] == "succeeded")
+            #expect(try q.inspect(id: later)?["state"] == "ready", "nothing is claimed after SIGHUP")
+            #expect(try world.resultCount() == 1)
+            #expect(worker.standardOutput.contains("\"succeeded\" : 1"), "\(worker.outputTail())")
         }
     }
 

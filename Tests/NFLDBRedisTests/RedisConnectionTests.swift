@@ -151,7 +151,8 @@ struct RedisConnectionTests {
             let missing = #expect(throws: RedisError.self) { try RedisConnection.connect(none, logger: RedisTestServer.logger) }
             #expect(missing?.kind == .authentication)
             #expect(missing?.description.contains("requires a password") == true)
-            #expect(missing?.diagnostic.hint?.contains("redis.url") == true)
+            #expect(missing?.diagnostic.hint?.contains("redis.password") == true)
+            #expect(missing?.diagnostic.hint?.contains("PASSWORD@") == false, "the hint must not suggest a password in redis.url")
 
             let badDB = try RedisEndpoint(url: "redis://:\(password)@127.0.0.1:\(server.port)/99")
             let noDB = #expect(throws: RedisError.self) { try RedisConnection.connect(badDB, logger: RedisTestServer.logger) }

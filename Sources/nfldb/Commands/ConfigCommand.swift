@@ -3,6 +3,7 @@ import Foundation
 import NFLDBAlerting
 import NFLDBCore
 import NFLDBPostgres
+import NFLDBQueue
 
 /// `nfldb config show`: the effective configuration and where each value came from.
 struct ConfigCommand: ParsableCommand {
@@ -29,6 +30,7 @@ struct ConfigCommand: ParsableCommand {
                 let entry = config.entry(key)
                 var value = entry?.value.description
                 if key == .dsn, let dsn = value { value = ConnectionOptions.redact(dsn) }
+                if key == .redisURL, let url = value { value = QueueConfig.redact(url: url) }
                 rows.append(ConfigRow(key: key.name, value: value, source: entry?.source.description ?? "unset", env: key.environmentVariable))
             }
             for (path, entry) in config.entries.sorted(by: { $0.key < $1.key }) where config.keys.contains(where: { $0.isPattern && $0.matches(path) }) {

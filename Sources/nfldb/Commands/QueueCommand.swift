@@ -44,7 +44,21 @@ extension QueueCommand {
         @Option(help: "Submit this many identical tasks, pipelined (drills, benchmarks; not with --idempotency-key); prints how many.") var count = 1
         static let commandPath = "queue submit"
 
+        /// Swift repairs invalid UTF-8 in arguments with U+FFFD, so two different byte strings would become
+        /// the same idempotency key (the same task): refuse them instead.
+        static func requireValidUTF8Arguments() throws {
+            for index in 1..<Int(CommandLine.argc) {
+                guard let raw = CommandLine.unsafeArgv[index] else { continue }
+                if String(validatingCString: raw) == nil {
+                    throw OperatorError("argument \(index) is not valid UTF-8 (the queue stores text; invalid bytes would be replaced by U+FFFD)",
+                                        hint: "Pass the key, payload and ids as UTF-8 text (encode binary data, e.g. as hex or base64).",
+                                        exitStatus: .usage)
+                }
+            }
+        }
+
         func run(_ context: CommandContext) throws {
+            try Self.requireValidUTF8Arguments()
             let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let q = try context.taskQueue()
             defer { q.close() }
@@ -240,7 +254,7 @@ extension QueueCommand {
 struct WorkerCommand: GlobalOptionsCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run queued tasks: N threads, durable results in nfl.task_results, graceful stop on SIGTERM/SIGINT.",
+        abstract: "Run queued tasks: N threads, durable results in nfl.task_results, graceful stop on SIGTERM/SIGINT/SIGHUP.",
         discussion: "Exit status: 0 stopped (or, with --burst, queues empty), 1 failure, 2 usage.")
     @OptionGroup var global: GlobalOptions
     @ParentCommand var root: NFLDB
@@ -303,8 +317,8 @@ struct SubmittedTask: Encodable {
 
     static func correlation(_ given: String?, default fallback: String) throws -> String {
         guard let given else { return fallback }
-        guard !given.isEmpty, given.count <= 200, !given.contains(where: { $0.isNewline || $0.isWhitespace }) else {
-            throw OperatorError("--correlation-id must be 1–200 characters without spaces", exitStatus: .usage)
+        guard !given.isEmpty, given.utf8.count <= 200, !given.utf8.contains(0), !given.contains(where: { $0.isNewline || $0.isWhitespace }) else {
+            throw OperatorError("--correlation-id must be 1–200 bytes of UTF-8 without spaces", exitStatus: .usage)
         }
         return given
     }
