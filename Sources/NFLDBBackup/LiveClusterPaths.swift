@@ -12,6 +12,10 @@ public struct LiveClusterPaths: Sendable {
         public let path: String
         /// "data directory of the server with pid N" / "tablespace <oid> of …".
         public let what: String
+        public init(path: String, what: String) {
+            self.path = path
+            self.what = what
+        }
     }
     public let entries: [Entry]
 

@@ -168,6 +168,9 @@ public struct Restorer {
             }
         }
         try RestoreTarget.check(path, delta: request.delta)
+        // pgBackRest writes the path unescaped into restore_command in postgresql.auto.conf.
+        try Verifier.checkScratchChars(path, role: "--to")
+        try Verifier.checkScratchChars(request.tablespaceDirectory, role: "--tablespace-dir")
         let live = LiveClusterPaths.scan()
         try live.refuse(path, as: "--to", hint: "Restore into a directory outside every running cluster's data directory and tablespaces.")
         try live.refuse(request.tablespaceDirectory, as: "the tablespace directory",

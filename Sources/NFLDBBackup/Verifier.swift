@@ -261,6 +261,9 @@ public struct Verifier {
     /// Runs the verification; never throws for a failed check (see the receipt), only for a
     /// primary that cannot record it.
     public func run() throws -> VerificationReceipt {
+        // Operator mistakes are usage errors (exit 2), found before anything runs or is recorded:
+        // they say nothing about the backup, so they must not turn health CRITICAL.
+        try validate()
         // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
         // (and has the columns this version reads) once, up front.
         let began = ContinuousClock.now
@@ -285,6 +288,95 @@ public struct Verifier {
         }
         try record(receipt)
         return receipt
+    }
+
+    /// The request itself: an absolute scratch path that does not exist yet (unless reused) and lies
+    /// outside the primary's data directory and tablespaces (and every running cluster's); a port in
+    /// 1…65535; a pgBackRest config file that exists; a `--set` the stanza holds; a `--target-time`
+    /// pgBackRest can parse, after the first backup finished.
+    /// - Throws: ``BackupError`` with exit status usage; nothing has been run or recorded.
+    public func validate() throws {
+        func usage(_ summary: String, _ hint: String) -> BackupError { BackupError(summary, hint: hint, exitStatus: .usage) }
+        var info = stat()
+        if stat(pgbackrest.configPath, &info) != 0 && errno == ENOENT {
+            throw usage("the pgBackRest config file \(pgbackrest.configPath) does not exist",
+                        "Set backup.config (NFLDB_BACKUP_CONFIG) to the file `nfldb backup config --write` wrote, or write it there "
+                            + "(for the sandbox: eval \"$(nfldb sandbox env)\").")
+        }
+        if let port = options.port, !(1...65535).contains(port) {
+            throw usage("--port \(port) is not a TCP port (1-65535)", "Pass a free port, or leave --port out to pick a free one.")
+        }
+        if let scratch = options.scratchDirectory {
+            guard scratch.hasPrefix("/") else {
+                throw usage("--scratch \(scratch) is a relative path", "Give an absolute path (e.g. /var/tmp/nfldb-verify-manual).")
+            }
+            if !options.reuseScratch && lstat(scratch, &info) == 0 {
+                throw usage("scratch directory \(scratch) already exists; verify only restores into a directory it creates",
+                            "Remove it, choose a --scratch that does not exist, or pass --reuse-scratch for a directory an earlier "
+                                + "--reuse-scratch run made.")
+            }
+            try Self.checkScratchChars(scratch)
+            try LiveClusterPaths.scan(extra: primaryPaths()).refuse(
+                scratch, as: "--scratch",
+                hint: "Choose a scratch directory outside the primary's data directory and tablespaces (a backup would copy or refuse it), "
+                    + "e.g. under /var/tmp or backup.scratch_dir.")
+        }
+        if let targetTime = options.targetTime { try Restorer.validateTargetTime(targetTime) }
+        guard options.set != nil || options.targetTime != nil,
+              let stanza = (try? pgbackrest.info(logger: logger))?.first(where: { $0.name == pgbackrest.stanza }) else { return }
+        if let set = options.set, stanza.backup(label: set) == nil {
+            throw BackupError("no backup labelled \(set) in stanza \(pgbackrest.stanza)",
+                              detail: "backups: " + (stanza.backup.isEmpty ? "none" : stanza.backup.map(\.label).joined(separator: ", ")),
+                              hint: "Pick a label from `nfldb backup info`, or leave --set out to verify the latest.", exitStatus: .usage)
+        }
+        if let targetTime = options.targetTime, options.set == nil, let first = stanza.backup.first {
+            let epoch: Double
+            do {
+                epoch = try primary.query("SELECT extract(epoch FROM \(targetTime)::timestamptz)::float8").scalar(Double.self)
+            } catch {
+                throw usage("--target-time '\(targetTime)' is not a time the primary can read: "
+                            + ((error as? any NFLDBError)?.diagnostic.summary ?? "\(error)"),
+                            "Give it as YYYY-MM-DD HH:MM:SS with an optional fraction and zone, e.g. '2026-12-05 13:00:00+00'.")
+            }
+            if epoch < Double(first.timestamp.stop) {
+                let oldest = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop)))
+                throw usage("--target-time \(targetTime) is before the first backup of stanza \(pgbackrest.stanza) finished (\(oldest)): "
+                            + "nothing can be recovered to that time",
+                            "Choose a time after \(oldest) (`nfldb backup info` lists the backups), or verify without --target-time.")
+            }
+        }
+    }
+
+    /// Characters a scratch path cannot hold: pgBackRest writes it unescaped into the copy's
+    /// `restore_command` (`--pg1-path=…` inside a quoted postgresql.auto.conf value: a single quote
+    /// ends the value, the copy does not start), and it goes into `unix_socket_directories`, a
+    /// comma-separated list. Quotes in nfldb's own settings are escaped too (``configQuote(_:)``).
+    static func checkScratchChars(_ scratch: String, role: String = "--scratch") throws {
+        guard let bad = scratch.first(where: { "',\\\n\r\0".contains($0) }) else { return }
+        let name = switch bad {
+        case "'": "a single quote (pgBackRest writes the path unescaped into restore_command in postgresql.auto.conf)"
+        case ",": "a comma (unix_socket_directories is a comma-separated list)"
+        case "\\": "a backslash (an escape character in postgresql.conf values)"
+        default: "a control character"
+        }
+        throw BackupError("\(role) \(scratch) contains \(name)",
+                          hint: "Choose a path without quotes, commas, backslashes or control characters.", exitStatus: .usage)
+    }
+
+    /// The primary's data directory and tablespace locations, as it reports them (none when this
+    /// role may not read them).
+    func primaryPaths() -> [LiveClusterPaths.Entry] {
+        var entries: [LiveClusterPaths.Entry] = []
+        if let data = try? primary.query("SELECT current_setting('data_directory')::text").scalar(String.self) {
+            entries.append(.init(path: data, what: "the primary's data directory"))
+        }
+        let rows = (try? primary.query("""
+            SELECT spcname::text AS name, pg_tablespace_location(oid) AS location FROM pg_tablespace WHERE pg_tablespace_location(oid) <> ''
+            """).rows) ?? []
+        for row in rows {
+            if let location = row["location"] { entries.append(.init(path: location, what: "the primary's tablespace \(row["name"] ?? "?")")) }
+        }
+        return entries
     }
 
     func record(_ receipt: VerificationReceipt) throws {
@@ -635,7 +727,7 @@ public struct Verifier {
             # --- nfldb backup verify: scratch copy ---
             port = \(scratch.port)
             listen_addresses = '127.0.0.1'
-            unix_socket_directories = '\(scratch.copy.socketDirectory)'
+            unix_socket_directories = \(Self.configQuote(scratch.copy.socketDirectory))
             archive_mode = off
             archive_command = ''
             log_min_messages = warning
@@ -658,6 +750,13 @@ public struct Verifier {
             r.check("start", false, "cannot write \(autoConf): \(error.localizedDescription)")
             return false
         }
+    }
+
+    /// A postgresql.conf string literal: single quotes doubled, backslashes doubled (the parser
+    /// reads `\\` as an escape inside quotes). A scratch path with a comma is refused earlier
+    /// (``checkScratchChars(_:)``): the setting is a list.
+    static func configQuote(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
     }
 
     /// 3. Start the copy and wait until it is out of recovery; nil (and the log scanned) when not.

@@ -302,6 +302,19 @@ extension BackupCommand {
         static let commandPath = "backup verify"
 
         func run(_ context: CommandContext) throws {
+            do {
+                try verify(context)
+            } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
+                // A refused request: valid JSON on stdout too (no receipt: nothing ran or was recorded).
+                var object = ["status": "refused", "error": error.diagnostic.summary]
+                if let hint = error.diagnostic.hint { object["hint"] = hint }
+                if let detail = error.diagnostic.detail { object["detail"] = detail }
+                context.output(try BackupCommand.json(object))
+                throw error
+            }
+        }
+
+        func verify(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
             let backupConfig = try BackupConfig(configuration: context.configuration)
