@@ -1013,40 +1013,87 @@ public struct Verifier {
             var actual: [String: Int64] = [:]
             var sums: [String: String] = [:]
             let expectedSums = manifest.checksums ?? [:]
+            var unlogged: [String: Bool] = [:]
             try conn.withTransaction(isolation: .repeatableRead, readOnly: true) {
                 actual = try ManagedTables.count(ManagedTables.existing(names, conn), conn)
                 sums = try ManagedTables(schemas: [], reference: expectedSums.keys.sorted()).checksums(conn)
+                unlogged = try Self.unloggedTables(Array(Set(names).union(expectedSums.keys)), conn)
+            }
+            // A restore brings UNLOGGED tables back empty (their data is never in WAL or the backup):
+            // a plain unlogged table is expected empty; a partitioned table with an unlogged partition is not compared.
+            let emptyByDesign = Set(unlogged.filter { !$0.value }.keys)
+            let notCompared = Set(unlogged.filter { $0.value }.keys)
+            if !unlogged.isEmpty {
+                r.receipt.notes.append("unlogged tables restore empty (PostgreSQL resets them; their rows are never in the backup): "
+                    + (emptyByDesign.isEmpty ? "" : "expected empty: \(emptyByDesign.sorted().joined(separator: ", "))")
+                    + (notCompared.isEmpty ? "" : (emptyByDesign.isEmpty ? "" : "; ")
+                        + "not compared (partitioned, with unlogged partitions): \(notCompared.sorted().joined(separator: ", "))"))
             }
             // Exact where nothing was written during the backup; otherwise exactly the range the
             // writes allow (manifest count minus deletes … plus inserts).
             let differing = names.filter { name in
                 guard let count = actual[name] else { return true }
+                if notCompared.contains(name) { return false }
+                if emptyByDesign.contains(name) { return count != 0 }
                 guard let range = manifest.allowedRange(name) else { return false }
                 return !range.contains(count)
             }
             let written = names.filter { manifest.allowedRange($0).map { $0.lowerBound != $0.upperBound } ?? true }
             func describe(_ name: String) -> String {
+                if emptyByDesign.contains(name) {
+                    return "\(name) (unlogged: expected empty after a restore, manifest \(manifest.counts[name] ?? 0)) got \(actual[name].map(String.init) ?? "missing table")"
+                }
                 let expected = manifest.counts[name] ?? 0
                 let got = actual[name].map(String.init) ?? "missing table"
                 guard let range = manifest.allowedRange(name) else { return "\(name) got \(got) (write counters were reset during the backup: no bound)" }
                 guard range.lowerBound != range.upperBound, let w = manifest.writes?[name] ?? nil else { return "\(name) expected \(expected) got \(got)" }
                 return "\(name) expected \(range.lowerBound)–\(range.upperBound) (manifest \(expected); \(w.inserted) inserted, \(w.deleted) deleted during the backup) got \(got)"
             }
-            r.check("row-counts", differing.isEmpty, differing.isEmpty
+            let unloggedNote = unlogged.isEmpty ? "" : "; unlogged (restored empty by design): "
+                + unlogged.keys.sorted().map { notCompared.contains($0) ? "\($0) not compared" : "\($0) expected 0 (manifest \(manifest.counts[$0] ?? 0))" }
+                    .joined(separator: ", ")
+            r.check("row-counts", differing.isEmpty, (differing.isEmpty
                 ? "\(names.count) table(s) match the manifest \(manifest.token)"
                     + (written.isEmpty ? " exactly" : " (\(names.count - written.count) exactly; written during the backup, within the allowed range: "
                         + written.map(describe).joined(separator: ", ") + ")")
-                : "row counts differ from the manifest in \(differing.count) table(s): " + differing.map(describe).joined(separator: ", "))
+                : "row counts differ from the manifest in \(differing.count) table(s): " + differing.map(describe).joined(separator: ", ")) + unloggedNote)
             if !expectedSums.isEmpty {
-                let wrong = expectedSums.keys.sorted().filter { sums[$0] != expectedSums[$0] }
-                r.check("reference-checksums", wrong.isEmpty, wrong.isEmpty
-                    ? "content of \(expectedSums.keys.sorted().joined(separator: ", ")) matches the manifest"
-                    : "content differs from the manifest in \(wrong.map { "\($0) (expected \(expectedSums[$0] ?? "?"), got \(sums[$0] ?? "missing table"))" }.joined(separator: ", "))")
+                // An unlogged reference table restores empty: its checksum is not compared.
+                let compared = expectedSums.keys.sorted().filter { unlogged[$0] == nil }
+                let skipped = expectedSums.keys.sorted().filter { unlogged[$0] != nil }
+                let wrong = compared.filter { sums[$0] != expectedSums[$0] }
+                let skippedNote = skipped.isEmpty ? "" : "; not compared (unlogged, restored empty): \(skipped.joined(separator: ", "))"
+                r.check("reference-checksums", wrong.isEmpty, (wrong.isEmpty
+                    ? "content of \(compared.isEmpty ? "no table" : compared.joined(separator: ", ")) matches the manifest"
+                    : "content differs from the manifest in \(wrong.map { "\($0) (expected \(expectedSums[$0] ?? "?"), got \(sums[$0] ?? "missing table"))" }.joined(separator: ", "))") + skippedNote)
             }
         }
         let version = try ManagedTables.schemaVersion(conn)
         r.check("schema-version", version == manifest.schemaVersion,
                 "copy schema version \(version.map(String.init) ?? "none"), ledger at backup time \(manifest.schemaVersion.map(String.init) ?? "none")")
+    }
+
+    /// Which of `names` are UNLOGGED in the copy (`relpersistence = 'u'`): false for a plain
+    /// unlogged table, true for a partitioned table with an unlogged leaf partition.
+    static func unloggedTables(_ names: [String], _ conn: PostgresConnection) throws -> [String: Bool] {
+        var out: [String: Bool] = [:]
+        for name in try ManagedTables.existing(names, conn) {
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            let regclass = PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1])
+            let row = try conn.query("""
+                SELECT c.relkind::text AS kind, c.relpersistence = 'u' AS unlogged,
+                       EXISTS (SELECT 1 FROM pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+                               WHERE t.isleaf AND l.relpersistence = 'u') AS unlogged_leaf
+                FROM pg_class c WHERE c.oid = to_regclass(\(regclass))
+                """).rows.first
+            guard let row else { continue }
+            if row["kind"] == "p" {
+                if try row.decode("unlogged_leaf", as: Bool.self) { out[name] = true }
+            } else if try row.decode("unlogged", as: Bool.self) {
+                out[name] = false
+            }
+        }
+        return out
     }
 
     /// The `pgbackrest-verify` and `wal-continuity` checks from the verify output. A verify stopped

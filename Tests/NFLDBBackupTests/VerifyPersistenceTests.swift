@@ -1,0 +1,38 @@
+import Foundation
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPgBackRest
+import NFLDBPostgres
+import NFLDBSandbox
+import NFLDBTestSupport
+import Testing
+
+/// False alarms: what a restore legitimately changes must not fail every nightly verify.
+@Suite("backup verify: unlogged tables and read-only databases are no false alarm", .serialized)
+struct VerifyPersistenceTests {
+    @Test("an UNLOGGED table (counted and checksummed) restores empty: verify passes and says why")
+    func unlogged() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.sql("""
+            CREATE UNLOGGED TABLE nfl.ucache (id int PRIMARY KEY, v text);
+            INSERT INTO nfl.ucache SELECT g, 'v' || g FROM generate_series(1, 500) g;
+            """)
+        try f.initStanza()
+        let db = try f.connect()
+        _ = try BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: ManagedTables(reference: ["nfl.ucache"]), logger: f.logger).run(type: "full")
+        db.close()
+
+        let receipt = try f.verify()
+        #expect(receipt.passed, "\(receipt.renderText())")
+        let counts = try #require(receipt.checks.first { $0.name == "row-counts" })
+        #expect(counts.passed)
+        #expect(counts.evidence.contains("nfl.ucache expected 0 (manifest 500)"), "\(counts.evidence)")
+        let sums = try #require(receipt.checks.first { $0.name == "reference-checksums" })
+        #expect(sums.passed)
+        #expect(sums.evidence.contains("not compared (unlogged, restored empty): nfl.ucache"), "\(sums.evidence)")
+        #expect(receipt.notes.contains { $0.contains("unlogged") && $0.contains("nfl.ucache") }, "\(receipt.notes)")
+        let amcheck = try #require(receipt.checks.first { $0.name == "pg_amcheck" })
+        #expect(amcheck.passed, "\(amcheck.evidence)")
+    }
+}
