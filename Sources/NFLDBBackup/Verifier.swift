@@ -796,8 +796,14 @@ public struct Verifier {
     static func copyConnection(_ scratch: Scratch) -> ConnectionOptions {
         ConnectionOptions(dsn: ConnectionOptions.conninfo([
             ("host", scratch.copy.socketDirectory), ("port", String(scratch.port)), ("user", scratch.superuser), ("dbname", scratch.database),
+            ("options", writableOptions),
         ]), connectTimeout: .seconds(5))
     }
+
+    /// Server options for every session on the copy (a scratch): a database or role set to
+    /// `default_transaction_read_only = on` on the primary must not make the checks fail.
+    static let writableOptions = "-c default_transaction_read_only=off"
+
 
     /// 4. Prove the data: `pg_amcheck` (its own connections, `--jobs`) runs while the canary, count,
     /// checksum and schema-version checks use `conn`.
@@ -808,8 +814,12 @@ public struct Verifier {
         let amcheckArguments = ["-h", scratch.copy.socketDirectory, "-p", String(scratch.port), "-U", scratch.superuser, "--all",
                                 "--install-missing", "--heapallindexed", "--jobs=\(jobs)"]
         let amcheckCancel = ProcessCancellation()
-        let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck")] in
-            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, timeout: .seconds(3600), cancellation: amcheckCancel)
+        // The copy is a scratch: a database with default_transaction_read_only = on must not fail
+        // pg_amcheck's CREATE EXTENSION (--install-missing).
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGOPTIONS"] = ((environment["PGOPTIONS"].map { $0 + " " }) ?? "") + Self.writableOptions
+        let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck"), environment] in
+            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, environment: environment, timeout: .seconds(3600), cancellation: amcheckCancel)
         }
         do {
             try r.timed("data-checks") { try dataChecks(conn, manifest: plan.manifest, targetEpoch: plan.targetEpoch, r) }
@@ -823,9 +833,16 @@ public struct Verifier {
         let amcheck = try amcheckOutcome.get()
         r.cpu("pg_amcheck", amcheck.cpuSeconds)
         let amcheckClean = amcheck.succeeded && amcheck.standardOutput.isEmpty
-        r.check("pg_amcheck", amcheckClean, amcheckClean
-                ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean"
-                : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
+        var amcheckEvidence = "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))"
+        if !amcheckClean, (amcheck.standardOutput + amcheck.standardError).contains("read-only transaction") {
+            // pg_amcheck does not say which database refused: name the ones set read-only.
+            let readOnly = (try? conn.query("""
+                SELECT string_agg(DISTINCT d.datname::text, ', ') FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+                WHERE EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c ILIKE 'default_transaction_read_only=%' AND c NOT ILIKE '%=off' AND c NOT ILIKE '%=false')
+                """).scalar(String?.self)) ?? nil
+            amcheckEvidence += "; databases with default_transaction_read_only set: \(readOnly ?? "none found")"
+        }
+        r.check("pg_amcheck", amcheckClean, amcheckClean ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean" : amcheckEvidence)
         guard pageMode == .backup else { return nil }
         // After pg_amcheck and the counts: every page they (and WAL replay) read from disk had its
         // checksum verified by the server; a mismatch is counted here even where the reader went on.

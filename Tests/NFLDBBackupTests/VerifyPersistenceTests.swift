@@ -10,14 +10,19 @@ import Testing
 /// False alarms: what a restore legitimately changes must not fail every nightly verify.
 @Suite("backup verify: unlogged tables and read-only databases are no false alarm", .serialized)
 struct VerifyPersistenceTests {
-    @Test("an UNLOGGED table (counted and checksummed) restores empty: verify passes and says why")
-    func unlogged() throws {
+    @Test("an UNLOGGED table (counted and checksummed) restores empty and a default_transaction_read_only database is checked: verify passes and says why")
+    func unloggedAndReadOnly() throws {
         let f = try BackupFixture()
         defer { f.close() }
         try f.sql("""
             CREATE UNLOGGED TABLE nfl.ucache (id int PRIMARY KEY, v text);
             INSERT INTO nfl.ucache SELECT g, 'v' || g FROM generate_series(1, 500) g;
             """)
+        let admin = try PostgresConnection.connect(ConnectionOptions(dsn: ConnectionOptions.conninfo([
+            ("host", f.cluster.socketDirectory), ("port", String(f.cluster.port)), ("user", "postgres"), ("dbname", "postgres")])), logger: f.logger)
+        try admin.execute("CREATE DATABASE rodb")
+        try admin.execute("ALTER DATABASE rodb SET default_transaction_read_only = on")
+        admin.close()
         try f.initStanza()
         let db = try f.connect()
         _ = try BackupRunner(pgbackrest: f.pgbackrest, connection: db, tables: ManagedTables(reference: ["nfl.ucache"]), logger: f.logger).run(type: "full")
