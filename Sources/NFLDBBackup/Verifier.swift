@@ -1135,8 +1135,15 @@ public struct Verifier {
         let invalid = parsed.backups.filter { $0.value != "valid" }.map { "\($0.key): \($0.value)" }.sorted()
         var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
         if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
+        // 2.45 silently leaves out a backup that backup.info lists but whose directory is gone:
+        // every listed backup must have a verdict (once verify printed its stanza result).
+        let unverified = parsed.status == nil ? [] : stanza.backup.map(\.label).filter { parsed.backups[$0] == nil }
+        if !unverified.isEmpty {
+            evidence += "; backups listed in backup.info but absent from pgbackrest verify's result (directory gone?): "
+                + unverified.joined(separator: ", ")
+        }
         if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
-        r.check("pgbackrest-verify", parsed.ok, evidence)
+        r.check("pgbackrest-verify", parsed.ok && unverified.isEmpty, evidence)
 
         checkContinuity(parsed, stanza: stanza, source: "pgbackrest verify", r)
     }

@@ -41,3 +41,24 @@ struct VerifyPersistenceTests {
         #expect(amcheck.passed, "\(amcheck.evidence)")
     }
 }
+
+@Suite("backup verify --full: a backup listed in backup.info whose directory is gone", .serialized)
+struct VerifyMissingBackupDirTests {
+    @Test("pgBackRest 2.45 leaves it out of verify's result silently; verify --full fails naming it")
+    func missingBackupDirectory() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let old = try f.backup("full").label
+        _ = try f.backup("full")
+        let directory = "\(f.repoPath)/backup/nfldb/\(old)"
+        #expect(FileManager.default.fileExists(atPath: directory))
+        try FileManager.default.removeItem(atPath: directory)
+        #expect(try f.pgbackrest.info().first?.backup.contains { $0.label == old } == true, "backup.info still lists \(old)")
+        let receipt = try f.verify(full: true)
+        #expect(!receipt.passed)
+        let check = try #require(receipt.checks.first { $0.name == "pgbackrest-verify" }, "\(receipt.renderText())")
+        #expect(!check.passed)
+        #expect(check.evidence.contains("absent from pgbackrest verify's result") && check.evidence.contains(old), "\(check.evidence)")
+    }
+}
