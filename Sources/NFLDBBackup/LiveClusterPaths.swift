@@ -74,16 +74,18 @@ public struct LiveClusterPaths: Sendable {
         a == b || a.hasPrefix(b == "/" ? "/" : b + "/") || b.hasPrefix(a == "/" ? "/" : a + "/")
     }
 
-    /// The first live path `path` overlaps (is, lies inside, or contains), if any.
-    public func conflict(_ path: String) -> Entry? {
+    /// The first live path `path` overlaps (is, lies inside, or — with `containing` — contains), if any.
+    public func conflict(_ path: String, containing: Bool = true) -> Entry? {
         let resolved = Self.resolve(path)
-        return entries.first { Self.overlap(resolved, $0.path) }
+        return entries.first { containing ? Self.overlap(resolved, $0.path) : (resolved == $0.path || resolved.hasPrefix($0.path + "/")) }
     }
 
     /// Throws a usage error when `path` (what it is for: "--to", "--scratch", …) overlaps a live
-    /// data directory or tablespace.
-    public func refuse(_ path: String, as role: String, hint: String) throws {
-        guard let hit = conflict(path) else { return }
+    /// data directory or tablespace. `containing: false` accepts a path that merely contains one
+    /// (verify's kept copy, left running by a killed run, lies inside its own scratch dir and is
+    /// stopped by the next run).
+    public func refuse(_ path: String, as role: String, containing: Bool = true, hint: String) throws {
+        guard let hit = conflict(path, containing: containing) else { return }
         let resolved = Self.resolve(path)
         let relation = resolved == hit.path ? "is" : (resolved.hasPrefix(hit.path + "/") ? "lies inside" : "contains")
         throw BackupError("refusing \(role) \(path): it \(relation) \(hit.path), \(hit.what); writing there would damage a live cluster"

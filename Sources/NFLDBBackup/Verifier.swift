@@ -317,7 +317,7 @@ public struct Verifier {
             }
             try Self.checkScratchChars(scratch)
             try LiveClusterPaths.scan(extra: primaryPaths()).refuse(
-                scratch, as: "--scratch",
+                scratch, as: "--scratch", containing: false,
                 hint: "Choose a scratch directory outside the primary's data directory and tablespaces (a backup would copy or refuse it), "
                     + "e.g. under /var/tmp or backup.scratch_dir.")
         }
