@@ -64,13 +64,18 @@ public struct Restorer {
         try checkTargetTime(request)
         let backup = try checkRepo(request)
         try checkTarget(request)
+        let createdTarget = !FileManager.default.fileExists(atPath: request.target)
         try prepareDirectory(request.target)
         let createdTablespaceDirectory = !FileManager.default.fileExists(atPath: request.tablespaceDirectory)
         try prepareDirectory(request.tablespaceDirectory)
+        var succeeded = false
         defer {
-            // No tablespace in the backup: do not leave an empty directory this run made.
-            if createdTablespaceDirectory, (try? FileManager.default.contentsOfDirectory(atPath: request.tablespaceDirectory))?.isEmpty == true {
-                try? FileManager.default.removeItem(atPath: request.tablespaceDirectory)
+            // A failed restore leaves nothing this run created (a directory that existed stays, with
+            // whatever pgBackRest wrote); no tablespace in the backup: no empty directory either.
+            if createdTarget && !succeeded { ActiveScratch.removeTree(request.target) }
+            if createdTablespaceDirectory,
+               !succeeded || (try? FileManager.default.contentsOfDirectory(atPath: request.tablespaceDirectory))?.isEmpty == true {
+                ActiveScratch.removeTree(request.tablespaceDirectory)
             }
         }
         var options = ["--pg1-path=\(request.target)", "--log-level-console=warn", "--tablespace-map-all=\(request.tablespaceDirectory)"]
@@ -78,6 +83,7 @@ public struct Restorer {
         if let set = request.set { options.append("--set=\(set)") }
         if let targetTime = request.targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
         try pgbackrest.runChecked("restore", options, logger: logger)
+        succeeded = true
         var report = Report(target: request.target, backup: request.set ?? backup)
         let links = (request.target as NSString).appendingPathComponent("pg_tblspc")
         for oid in ((try? FileManager.default.contentsOfDirectory(atPath: links)) ?? []).sorted() {
@@ -122,9 +128,9 @@ public struct Restorer {
         if let time = request.targetTime { try Self.validateTargetTime(time) }
     }
 
-    /// Throws a usage error unless `text` is `YYYY-MM-DD HH:MM:SS[.fff][+/-TZ[:MM]]` (or `Z`) with a real date.
+    /// Throws a usage error unless `text` is `YYYY-MM-DD HH:MM:SS[.fff][+/-TZ[:MM]]` with a real date (pgBackRest 2.45 picks the backup set only for this form; for another it warns and takes the latest, which may end after the target).
     public static func validateTargetTime(_ text: String) throws {
-        let pattern = #"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}(:?[0-9]{2})?|Z)?$"#
+        let pattern = #"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}(:?[0-9]{2})?)?$"#
         let ok = text.range(of: pattern, options: .regularExpression) != nil && {
             let parts = text.prefix(19).split(whereSeparator: { "- :".contains($0) }).compactMap { Int($0) }
             guard parts.count == 6 else { return false }

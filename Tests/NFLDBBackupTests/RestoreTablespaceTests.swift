@@ -93,4 +93,39 @@ struct RestoreTablespaceTests {
         #expect(after == before, "the primary's tablespace files changed: \(after.keys.filter { after[$0] != before[$0] }.sorted())")
         #expect(try admin.query("SELECT count(*) FROM nfl.in_ts").scalar(Int.self) == 1300)
     }
+
+    @Test("a restore that pgBackRest fails leaves no directory behind that it created (was: an empty --to directory)")
+    func failedRestoreRemovesWhatItCreated() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        // pgbackrest whose restore writes a file into pg1-path and fails; every other command is the real one.
+        let wrapper = (f.root as NSString).appendingPathComponent("pgbackrest-failing-restore")
+        let real = try ProcessRunner.resolveExecutable("pgbackrest")
+        try """
+            #!/bin/sh
+            for last in "$@"; do :; done
+            if [ "$last" = restore ]; then
+              for a in "$@"; do case "$a" in --pg1-path=*) touch "${a#--pg1-path=}/partial";; esac; done
+              echo "ERROR: [099]: injected restore failure" >&2; exit 99
+            fi
+            exec \(real) "$@"
+
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        chmod(f.root, 0o755)
+        var pg = f.pgbackrest
+        pg.executable = wrapper
+        let target = (f.root as NSString).appendingPathComponent("never-left")
+        let error = #expect(throws: PgBackRestError.self) { try Restorer(pgbackrest: pg, logger: f.logger).restore(.init(target: target)) }
+        #expect(error?.diagnostic.summary.contains("injected restore failure") == true, "\(String(describing: error))")
+        #expect(!FileManager.default.fileExists(atPath: target))
+        #expect(!FileManager.default.fileExists(atPath: target + "_tablespaces"))
+        // A directory that existed before is left (with what pgBackRest wrote), not removed.
+        let existing = (f.root as NSString).appendingPathComponent("existed")
+        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: true)
+        _ = #expect(throws: PgBackRestError.self) { try Restorer(pgbackrest: pg, logger: f.logger).restore(.init(target: existing)) }
+        #expect(FileManager.default.fileExists(atPath: existing))
+    }
 }
