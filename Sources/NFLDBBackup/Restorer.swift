@@ -21,17 +21,36 @@ public struct Restorer {
         public var set: String?
         public var targetTime: String?
         public var delta = false
-        public init(target: String, set: String? = nil, targetTime: String? = nil, delta: Bool = false) {
+        /// Where every tablespace of the backup is restored (`--tablespace-map-all`): one directory
+        /// per tablespace name in it. Default ``defaultTablespaceDirectory(for:)``, beside the target
+        /// (pgBackRest refuses [070] a tablespace inside the data directory): restored to their original
+        /// paths they would land on (with --delta: overwrite) the tablespaces of the cluster the backup
+        /// was taken from.
+        public var tablespaceDirectory: String
+        public init(target: String, set: String? = nil, targetTime: String? = nil, delta: Bool = false, tablespaceDirectory: String? = nil) {
             self.target = (target as NSString).standardizingPath
             self.set = set
             self.targetTime = targetTime
             self.delta = delta
+            self.tablespaceDirectory = tablespaceDirectory.map { ($0 as NSString).standardizingPath } ?? Self.defaultTablespaceDirectory(for: self.target)
+        }
+
+        /// `<target>_tablespaces`, beside the target.
+        public static func defaultTablespaceDirectory(for target: String) -> String {
+            target + "_tablespaces"
         }
     }
 
     public struct Report: Sendable {
         public let target: String
         public let backup: String?
+        /// `pg_tblspc/<oid>` → where that tablespace was restored (under the request's tablespace directory).
+        public var tablespaces: [(oid: String, path: String)] = []
+        /// What was restored where, printed by the command.
+        public var lines: [String] {
+            tablespaces.map { "tablespace \($0.oid) restored into \($0.path) (not its original path: the primary's tablespace is untouched)" }
+                + [nextStep]
+        }
         /// What to do next, printed by the command.
         public var nextStep: String {
             "restored into \(target); start it with: pg_ctl -D \(target) start (check port and archive settings in postgresql.auto.conf first)"
@@ -42,15 +61,37 @@ public struct Restorer {
     /// - Throws: ``BackupError`` (exit 2) for a refused target or request; ``PgBackRestError`` when pgBackRest fails.
     @discardableResult
     public func restore(_ request: Request) throws -> Report {
+        try checkTargetTime(request)
         let backup = try checkRepo(request)
         try checkTarget(request)
+        let createdTarget = !FileManager.default.fileExists(atPath: request.target)
         try prepareDirectory(request.target)
-        var options = ["--pg1-path=\(request.target)", "--log-level-console=warn"]
+        let createdTablespaceDirectory = !FileManager.default.fileExists(atPath: request.tablespaceDirectory)
+        try prepareDirectory(request.tablespaceDirectory)
+        var succeeded = false
+        defer {
+            // A failed restore leaves nothing this run created (a directory that existed stays, with
+            // whatever pgBackRest wrote); no tablespace in the backup: no empty directory either.
+            if createdTarget && !succeeded { ActiveScratch.removeTree(request.target) }
+            if createdTablespaceDirectory,
+               !succeeded || (try? FileManager.default.contentsOfDirectory(atPath: request.tablespaceDirectory))?.isEmpty == true {
+                ActiveScratch.removeTree(request.tablespaceDirectory)
+            }
+        }
+        var options = ["--pg1-path=\(request.target)", "--log-level-console=warn", "--tablespace-map-all=\(request.tablespaceDirectory)"]
         if request.delta { options.append("--delta") }
         if let set = request.set { options.append("--set=\(set)") }
         if let targetTime = request.targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
         try pgbackrest.runChecked("restore", options, logger: logger)
-        return Report(target: request.target, backup: request.set ?? backup)
+        succeeded = true
+        var report = Report(target: request.target, backup: request.set ?? backup)
+        let links = (request.target as NSString).appendingPathComponent("pg_tblspc")
+        for oid in ((try? FileManager.default.contentsOfDirectory(atPath: links)) ?? []).sorted() {
+            if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: (links as NSString).appendingPathComponent(oid)) {
+                report.tablespaces.append((oid, path))
+            }
+        }
+        return report
     }
 
     /// The stanza is usable and holds the backup asked for: `--set` exists; with `--target-time`,
@@ -78,6 +119,31 @@ public struct Restorer {
                 hint: "Choose a time after \(oldest) (`nfldb backup info` lists the backups), or restore without --target-time.", exitStatus: .usage)
         }
         return stanza.backup.last { Double($0.timestamp.stop) <= epoch }?.label
+    }
+
+    /// `--target-time` in the form pgBackRest 2.45 parses (`YYYY-MM-DD HH:MM:SS[.fff][+/-TZ[:MM]]`),
+    /// checked before anything is created: pgBackRest only warns about another form and restores the
+    /// latest backup, and PostgreSQL then fails (or recovers to somewhere else) after the directory exists.
+    func checkTargetTime(_ request: Request) throws {
+        if let time = request.targetTime { try Self.validateTargetTime(time) }
+    }
+
+    /// Throws a usage error unless `text` is `YYYY-MM-DD HH:MM:SS[.fff][+/-TZ[:MM]]` with a real date (pgBackRest 2.45 picks the backup set only for this form; for another it warns and takes the latest, which may end after the target).
+    public static func validateTargetTime(_ text: String) throws {
+        let pattern = #"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}(:?[0-9]{2})?)?$"#
+        let ok = text.range(of: pattern, options: .regularExpression) != nil && {
+            let parts = text.prefix(19).split(whereSeparator: { "- :".contains($0) }).compactMap { Int($0) }
+            guard parts.count == 6 else { return false }
+            var components = DateComponents(year: parts[0], month: parts[1], day: parts[2], hour: parts[3], minute: parts[4], second: parts[5])
+            components.calendar = Calendar(identifier: .gregorian)
+            components.timeZone = TimeZone(identifier: "UTC")
+            return (1...12).contains(parts[1]) && parts[3] < 24 && parts[4] < 60 && parts[5] < 60 && components.isValidDate
+        }()
+        guard ok else {
+            throw BackupError("--target-time '\(text)' is not a time pgBackRest can recover to",
+                              hint: "Give it as YYYY-MM-DD HH:MM:SS with an optional fraction and zone, e.g. '2026-12-05 13:00:00+00' "
+                                  + "(without a zone, the server's TimeZone applies).", exitStatus: .usage)
+        }
     }
 
     /// `YYYY-MM-DD HH:MM:SS[.fff][+TZ]` as seconds since the epoch; nil for other forms.
@@ -108,6 +174,29 @@ public struct Restorer {
             }
         }
         try RestoreTarget.check(path, delta: request.delta)
+        // pgBackRest writes the path unescaped into restore_command in postgresql.auto.conf.
+        try Verifier.checkScratchChars(path, role: "--to")
+        try Verifier.checkScratchChars(request.tablespaceDirectory, role: "--tablespace-dir")
+        let live = LiveClusterPaths.scan()
+        try live.refuse(path, as: "--to", hint: "Restore into a directory outside every running cluster's data directory and tablespaces.")
+        try live.refuse(request.tablespaceDirectory, as: "the tablespace directory",
+                        hint: "Pass --tablespace-dir with a directory outside every running cluster's data directory and tablespaces "
+                            + "(default: \(Request.defaultTablespaceDirectory(for: path))).")
+        let tablespaceDirectory = request.tablespaceDirectory
+        if LiveClusterPaths.overlap(LiveClusterPaths.resolve(tablespaceDirectory), LiveClusterPaths.resolve(path)) {
+            throw BackupError("refusing --tablespace-dir \(tablespaceDirectory): it overlaps the target data directory \(path), "
+                              + "and pgBackRest refuses a tablespace inside the data directory [070]",
+                              hint: "Choose a directory beside --to (default \(Request.defaultTablespaceDirectory(for: path))).", exitStatus: .usage)
+        }
+        let tablespaceEntries = (try? FileManager.default.contentsOfDirectory(atPath: tablespaceDirectory)) ?? []
+        if !tablespaceEntries.isEmpty && !request.delta {
+            throw BackupError("refusing to restore the tablespaces into \(tablespaceDirectory): the directory is not empty (\(tablespaceEntries.count) entries)",
+                              hint: "Choose an empty --tablespace-dir, or pass --delta to reuse an earlier restore's tablespaces.", exitStatus: .usage)
+        }
+        if !LocalCluster.isReachable(tablespaceDirectory, byUser: pgbackrest.osUser) {
+            throw BackupError("\(tablespaceDirectory) (--tablespace-dir) cannot be reached by the OS user \(pgbackrest.osUser ?? "?")",
+                              hint: "Choose a directory that user can enter.", exitStatus: .usage)
+        }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         if request.delta && !entries.isEmpty && !entries.contains("PG_VERSION") && !entries.contains("backup.manifest") {
             throw BackupError(

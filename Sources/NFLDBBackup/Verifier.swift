@@ -261,6 +261,9 @@ public struct Verifier {
     /// Runs the verification; never throws for a failed check (see the receipt), only for a
     /// primary that cannot record it.
     public func run() throws -> VerificationReceipt {
+        // Operator mistakes are usage errors (exit 2), found before anything runs or is recorded:
+        // they say nothing about the backup, so they must not turn health CRITICAL.
+        try validate()
         // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
         // (and has the columns this version reads) once, up front.
         let began = ContinuousClock.now
@@ -285,6 +288,95 @@ public struct Verifier {
         }
         try record(receipt)
         return receipt
+    }
+
+    /// The request itself: an absolute scratch path that does not exist yet (unless reused) and lies
+    /// outside the primary's data directory and tablespaces (and every running cluster's); a port in
+    /// 1…65535; a pgBackRest config file that exists; a `--set` the stanza holds; a `--target-time`
+    /// pgBackRest can parse, after the first backup finished.
+    /// - Throws: ``BackupError`` with exit status usage; nothing has been run or recorded.
+    public func validate() throws {
+        func usage(_ summary: String, _ hint: String) -> BackupError { BackupError(summary, hint: hint, exitStatus: .usage) }
+        var info = stat()
+        if stat(pgbackrest.configPath, &info) != 0 && errno == ENOENT {
+            throw usage("the pgBackRest config file \(pgbackrest.configPath) does not exist",
+                        "Set backup.config (NFLDB_BACKUP_CONFIG) to the file `nfldb backup config --write` wrote, or write it there "
+                            + "(for the sandbox: eval \"$(nfldb sandbox env)\").")
+        }
+        if let port = options.port, !(1...65535).contains(port) {
+            throw usage("--port \(port) is not a TCP port (1-65535)", "Pass a free port, or leave --port out to pick a free one.")
+        }
+        if let scratch = options.scratchDirectory {
+            guard scratch.hasPrefix("/") else {
+                throw usage("--scratch \(scratch) is a relative path", "Give an absolute path (e.g. /var/tmp/nfldb-verify-manual).")
+            }
+            if !options.reuseScratch && lstat(scratch, &info) == 0 {
+                throw usage("scratch directory \(scratch) already exists; verify only restores into a directory it creates",
+                            "Remove it, choose a --scratch that does not exist, or pass --reuse-scratch for a directory an earlier "
+                                + "--reuse-scratch run made.")
+            }
+            try Self.checkScratchChars(scratch)
+            try LiveClusterPaths.scan(extra: primaryPaths()).refuse(
+                scratch, as: "--scratch", containing: false,
+                hint: "Choose a scratch directory outside the primary's data directory and tablespaces (a backup would copy or refuse it), "
+                    + "e.g. under /var/tmp or backup.scratch_dir.")
+        }
+        if let targetTime = options.targetTime { try Restorer.validateTargetTime(targetTime) }
+        guard options.set != nil || options.targetTime != nil,
+              let stanza = (try? pgbackrest.info(logger: logger))?.first(where: { $0.name == pgbackrest.stanza }) else { return }
+        if let set = options.set, stanza.backup(label: set) == nil {
+            throw BackupError("no backup labelled \(set) in stanza \(pgbackrest.stanza)",
+                              detail: "backups: " + (stanza.backup.isEmpty ? "none" : stanza.backup.map(\.label).joined(separator: ", ")),
+                              hint: "Pick a label from `nfldb backup info`, or leave --set out to verify the latest.", exitStatus: .usage)
+        }
+        if let targetTime = options.targetTime, options.set == nil, let first = stanza.backup.first {
+            let epoch: Double
+            do {
+                epoch = try primary.query("SELECT extract(epoch FROM \(targetTime)::timestamptz)::float8").scalar(Double.self)
+            } catch {
+                throw usage("--target-time '\(targetTime)' is not a time the primary can read: "
+                            + ((error as? any NFLDBError)?.diagnostic.summary ?? "\(error)"),
+                            "Give it as YYYY-MM-DD HH:MM:SS with an optional fraction and zone, e.g. '2026-12-05 13:00:00+00'.")
+            }
+            if epoch < Double(first.timestamp.stop) {
+                let oldest = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop)))
+                throw usage("--target-time \(targetTime) is before the first backup of stanza \(pgbackrest.stanza) finished (\(oldest)): "
+                            + "nothing can be recovered to that time",
+                            "Choose a time after \(oldest) (`nfldb backup info` lists the backups), or verify without --target-time.")
+            }
+        }
+    }
+
+    /// Characters a scratch path cannot hold: pgBackRest writes it unescaped into the copy's
+    /// `restore_command` (`--pg1-path=…` inside a quoted postgresql.auto.conf value: a single quote
+    /// ends the value, the copy does not start), and it goes into `unix_socket_directories`, a
+    /// comma-separated list. Quotes in nfldb's own settings are escaped too (``configQuote(_:)``).
+    static func checkScratchChars(_ scratch: String, role: String = "--scratch") throws {
+        guard let bad = scratch.first(where: { "',\\\n\r\0".contains($0) }) else { return }
+        let name = switch bad {
+        case "'": "a single quote (pgBackRest writes the path unescaped into restore_command in postgresql.auto.conf)"
+        case ",": "a comma (unix_socket_directories is a comma-separated list)"
+        case "\\": "a backslash (an escape character in postgresql.conf values)"
+        default: "a control character"
+        }
+        throw BackupError("\(role) \(scratch) contains \(name)",
+                          hint: "Choose a path without quotes, commas, backslashes or control characters.", exitStatus: .usage)
+    }
+
+    /// The primary's data directory and tablespace locations, as it reports them (none when this
+    /// role may not read them).
+    func primaryPaths() -> [LiveClusterPaths.Entry] {
+        var entries: [LiveClusterPaths.Entry] = []
+        if let data = try? primary.query("SELECT current_setting('data_directory')::text").scalar(String.self) {
+            entries.append(.init(path: data, what: "the primary's data directory"))
+        }
+        let rows = (try? primary.query("""
+            SELECT spcname::text AS name, pg_tablespace_location(oid) AS location FROM pg_tablespace WHERE pg_tablespace_location(oid) <> ''
+            """).rows) ?? []
+        for row in rows {
+            if let location = row["location"] { entries.append(.init(path: location, what: "the primary's tablespace \(row["name"] ?? "?")")) }
+        }
+        return entries
     }
 
     func record(_ receipt: VerificationReceipt) throws {
@@ -635,7 +727,7 @@ public struct Verifier {
             # --- nfldb backup verify: scratch copy ---
             port = \(scratch.port)
             listen_addresses = '127.0.0.1'
-            unix_socket_directories = '\(scratch.copy.socketDirectory)'
+            unix_socket_directories = \(Self.configQuote(scratch.copy.socketDirectory))
             archive_mode = off
             archive_command = ''
             log_min_messages = warning
@@ -658,6 +750,13 @@ public struct Verifier {
             r.check("start", false, "cannot write \(autoConf): \(error.localizedDescription)")
             return false
         }
+    }
+
+    /// A postgresql.conf string literal: single quotes doubled, backslashes doubled (the parser
+    /// reads `\\` as an escape inside quotes). A scratch path with a comma is refused earlier
+    /// (``checkScratchChars(_:)``): the setting is a list.
+    static func configQuote(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
     }
 
     /// 3. Start the copy and wait until it is out of recovery; nil (and the log scanned) when not.
@@ -697,8 +796,14 @@ public struct Verifier {
     static func copyConnection(_ scratch: Scratch) -> ConnectionOptions {
         ConnectionOptions(dsn: ConnectionOptions.conninfo([
             ("host", scratch.copy.socketDirectory), ("port", String(scratch.port)), ("user", scratch.superuser), ("dbname", scratch.database),
+            ("options", writableOptions),
         ]), connectTimeout: .seconds(5))
     }
+
+    /// Server options for every session on the copy (a scratch): a database or role set to
+    /// `default_transaction_read_only = on` on the primary must not make the checks fail.
+    static let writableOptions = "-c default_transaction_read_only=off"
+
 
     /// 4. Prove the data: `pg_amcheck` (its own connections, `--jobs`) runs while the canary, count,
     /// checksum and schema-version checks use `conn`.
@@ -709,8 +814,12 @@ public struct Verifier {
         let amcheckArguments = ["-h", scratch.copy.socketDirectory, "-p", String(scratch.port), "-U", scratch.superuser, "--all",
                                 "--install-missing", "--heapallindexed", "--jobs=\(jobs)"]
         let amcheckCancel = ProcessCancellation()
-        let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck")] in
-            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, timeout: .seconds(3600), cancellation: amcheckCancel)
+        // The copy is a scratch: a database with default_transaction_read_only = on must not fail
+        // pg_amcheck's CREATE EXTENSION (--install-missing).
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGOPTIONS"] = ((environment["PGOPTIONS"].map { $0 + " " }) ?? "") + Self.writableOptions
+        let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck"), environment] in
+            try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, environment: environment, timeout: .seconds(3600), cancellation: amcheckCancel)
         }
         do {
             try r.timed("data-checks") { try dataChecks(conn, manifest: plan.manifest, targetEpoch: plan.targetEpoch, r) }
@@ -724,9 +833,16 @@ public struct Verifier {
         let amcheck = try amcheckOutcome.get()
         r.cpu("pg_amcheck", amcheck.cpuSeconds)
         let amcheckClean = amcheck.succeeded && amcheck.standardOutput.isEmpty
-        r.check("pg_amcheck", amcheckClean, amcheckClean
-                ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean"
-                : "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))")
+        var amcheckEvidence = "pg_amcheck exit \(amcheck.status): \((amcheck.standardOutput + amcheck.standardError).split(separator: "\n").prefix(5).joined(separator: " | "))"
+        if !amcheckClean, (amcheck.standardOutput + amcheck.standardError).contains("read-only transaction") {
+            // pg_amcheck does not say which database refused: name the ones set read-only.
+            let readOnly = (try? conn.query("""
+                SELECT string_agg(DISTINCT d.datname::text, ', ') FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+                WHERE EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c ILIKE 'default_transaction_read_only=%' AND c NOT ILIKE '%=off' AND c NOT ILIKE '%=false')
+                """).scalar(String?.self)) ?? nil
+            amcheckEvidence += "; databases with default_transaction_read_only set: \(readOnly ?? "none found")"
+        }
+        r.check("pg_amcheck", amcheckClean, amcheckClean ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean" : amcheckEvidence)
         guard pageMode == .backup else { return nil }
         // After pg_amcheck and the counts: every page they (and WAL replay) read from disk had its
         // checksum verified by the server; a mismatch is counted here even where the reader went on.
@@ -914,40 +1030,87 @@ public struct Verifier {
             var actual: [String: Int64] = [:]
             var sums: [String: String] = [:]
             let expectedSums = manifest.checksums ?? [:]
+            var unlogged: [String: Bool] = [:]
             try conn.withTransaction(isolation: .repeatableRead, readOnly: true) {
                 actual = try ManagedTables.count(ManagedTables.existing(names, conn), conn)
                 sums = try ManagedTables(schemas: [], reference: expectedSums.keys.sorted()).checksums(conn)
+                unlogged = try Self.unloggedTables(Array(Set(names).union(expectedSums.keys)), conn)
+            }
+            // A restore brings UNLOGGED tables back empty (their data is never in WAL or the backup):
+            // a plain unlogged table is expected empty; a partitioned table with an unlogged partition is not compared.
+            let emptyByDesign = Set(unlogged.filter { !$0.value }.keys)
+            let notCompared = Set(unlogged.filter { $0.value }.keys)
+            if !unlogged.isEmpty {
+                r.receipt.notes.append("unlogged tables restore empty (PostgreSQL resets them; their rows are never in the backup): "
+                    + (emptyByDesign.isEmpty ? "" : "expected empty: \(emptyByDesign.sorted().joined(separator: ", "))")
+                    + (notCompared.isEmpty ? "" : (emptyByDesign.isEmpty ? "" : "; ")
+                        + "not compared (partitioned, with unlogged partitions): \(notCompared.sorted().joined(separator: ", "))"))
             }
             // Exact where nothing was written during the backup; otherwise exactly the range the
             // writes allow (manifest count minus deletes … plus inserts).
             let differing = names.filter { name in
                 guard let count = actual[name] else { return true }
+                if notCompared.contains(name) { return false }
+                if emptyByDesign.contains(name) { return count != 0 }
                 guard let range = manifest.allowedRange(name) else { return false }
                 return !range.contains(count)
             }
             let written = names.filter { manifest.allowedRange($0).map { $0.lowerBound != $0.upperBound } ?? true }
             func describe(_ name: String) -> String {
+                if emptyByDesign.contains(name) {
+                    return "\(name) (unlogged: expected empty after a restore, manifest \(manifest.counts[name] ?? 0)) got \(actual[name].map(String.init) ?? "missing table")"
+                }
                 let expected = manifest.counts[name] ?? 0
                 let got = actual[name].map(String.init) ?? "missing table"
                 guard let range = manifest.allowedRange(name) else { return "\(name) got \(got) (write counters were reset during the backup: no bound)" }
                 guard range.lowerBound != range.upperBound, let w = manifest.writes?[name] ?? nil else { return "\(name) expected \(expected) got \(got)" }
                 return "\(name) expected \(range.lowerBound)–\(range.upperBound) (manifest \(expected); \(w.inserted) inserted, \(w.deleted) deleted during the backup) got \(got)"
             }
-            r.check("row-counts", differing.isEmpty, differing.isEmpty
+            let unloggedNote = unlogged.isEmpty ? "" : "; unlogged (restored empty by design): "
+                + unlogged.keys.sorted().map { notCompared.contains($0) ? "\($0) not compared" : "\($0) expected 0 (manifest \(manifest.counts[$0] ?? 0))" }
+                    .joined(separator: ", ")
+            r.check("row-counts", differing.isEmpty, (differing.isEmpty
                 ? "\(names.count) table(s) match the manifest \(manifest.token)"
                     + (written.isEmpty ? " exactly" : " (\(names.count - written.count) exactly; written during the backup, within the allowed range: "
                         + written.map(describe).joined(separator: ", ") + ")")
-                : "row counts differ from the manifest in \(differing.count) table(s): " + differing.map(describe).joined(separator: ", "))
+                : "row counts differ from the manifest in \(differing.count) table(s): " + differing.map(describe).joined(separator: ", ")) + unloggedNote)
             if !expectedSums.isEmpty {
-                let wrong = expectedSums.keys.sorted().filter { sums[$0] != expectedSums[$0] }
-                r.check("reference-checksums", wrong.isEmpty, wrong.isEmpty
-                    ? "content of \(expectedSums.keys.sorted().joined(separator: ", ")) matches the manifest"
-                    : "content differs from the manifest in \(wrong.map { "\($0) (expected \(expectedSums[$0] ?? "?"), got \(sums[$0] ?? "missing table"))" }.joined(separator: ", "))")
+                // An unlogged reference table restores empty: its checksum is not compared.
+                let compared = expectedSums.keys.sorted().filter { unlogged[$0] == nil }
+                let skipped = expectedSums.keys.sorted().filter { unlogged[$0] != nil }
+                let wrong = compared.filter { sums[$0] != expectedSums[$0] }
+                let skippedNote = skipped.isEmpty ? "" : "; not compared (unlogged, restored empty): \(skipped.joined(separator: ", "))"
+                r.check("reference-checksums", wrong.isEmpty, (wrong.isEmpty
+                    ? "content of \(compared.isEmpty ? "no table" : compared.joined(separator: ", ")) matches the manifest"
+                    : "content differs from the manifest in \(wrong.map { "\($0) (expected \(expectedSums[$0] ?? "?"), got \(sums[$0] ?? "missing table"))" }.joined(separator: ", "))") + skippedNote)
             }
         }
         let version = try ManagedTables.schemaVersion(conn)
         r.check("schema-version", version == manifest.schemaVersion,
                 "copy schema version \(version.map(String.init) ?? "none"), ledger at backup time \(manifest.schemaVersion.map(String.init) ?? "none")")
+    }
+
+    /// Which of `names` are UNLOGGED in the copy (`relpersistence = 'u'`): false for a plain
+    /// unlogged table, true for a partitioned table with an unlogged leaf partition.
+    static func unloggedTables(_ names: [String], _ conn: PostgresConnection) throws -> [String: Bool] {
+        var out: [String: Bool] = [:]
+        for name in try ManagedTables.existing(names, conn) {
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            let regclass = PostgresIdentifier.quote(parts[0]) + "." + PostgresIdentifier.quote(parts[1])
+            let row = try conn.query("""
+                SELECT c.relkind::text AS kind, c.relpersistence = 'u' AS unlogged,
+                       EXISTS (SELECT 1 FROM pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+                               WHERE t.isleaf AND l.relpersistence = 'u') AS unlogged_leaf
+                FROM pg_class c WHERE c.oid = to_regclass(\(regclass))
+                """).rows.first
+            guard let row else { continue }
+            if row["kind"] == "p" {
+                if try row.decode("unlogged_leaf", as: Bool.self) { out[name] = true }
+            } else if try row.decode("unlogged", as: Bool.self) {
+                out[name] = false
+            }
+        }
+        return out
     }
 
     /// The `pgbackrest-verify` and `wal-continuity` checks from the verify output. A verify stopped
@@ -972,8 +1135,15 @@ public struct Verifier {
         let invalid = parsed.backups.filter { $0.value != "valid" }.map { "\($0.key): \($0.value)" }.sorted()
         var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
         if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
+        // 2.45 silently leaves out a backup that backup.info lists but whose directory is gone:
+        // every listed backup must have a verdict (once verify printed its stanza result).
+        let unverified = parsed.status == nil ? [] : stanza.backup.map(\.label).filter { parsed.backups[$0] == nil }
+        if !unverified.isEmpty {
+            evidence += "; backups listed in backup.info but absent from pgbackrest verify's result (directory gone?): "
+                + unverified.joined(separator: ", ")
+        }
         if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
-        r.check("pgbackrest-verify", parsed.ok, evidence)
+        r.check("pgbackrest-verify", parsed.ok && unverified.isEmpty, evidence)
 
         checkContinuity(parsed, stanza: stanza, source: "pgbackrest verify", r)
     }

@@ -110,6 +110,13 @@ public struct PgBackRestError: NFLDBError, Sendable {
         return rest.firstIndex(of: "'").map { String(rest[..<$0]) }
     }
 
+    /// The directory in `unable to restore to path '<path>' because it contains files` (040 path-not-empty).
+    public var notEmptyPath: String? {
+        guard let message = errorMessage, let start = message.range(of: "restore to path '") else { return nil }
+        let rest = message[start.upperBound...]
+        return rest.firstIndex(of: "'").map { String(rest[..<$0]) }
+    }
+
     /// Out of space: pgBackRest printed ENOSPC (`[28] No space left on device`), or the filesystem
     /// was found full after a 064: restoring into a full tmpfs, pgBackRest 2.45 printed only
     /// `[064]: … unable to write '<file>'`, without the errno.
@@ -127,6 +134,10 @@ public struct PgBackRestError: NFLDBError, Sendable {
         } else if noSpaceLeft {
             "The filesystem pgBackRest writes to is full: free space there"
                 + (command == "restore" ? ", or restore into a larger filesystem (for `nfldb backup verify`, point backup.scratch_dir or --scratch at one)." : ".")
+        } else if code.rawValue == 40, let path = notEmptyPath {
+            "pgBackRest found files in \(path). If that is the restore target, pass --delta to reuse it or choose an empty directory; "
+                + "if it is a tablespace directory, it may be a live cluster's tablespace: restore the tablespaces elsewhere "
+                + "(pgbackrest --tablespace-map-all; `nfldb backup restore` does this under --tablespace-dir) and never pass --delta for it."
         } else {
             code.hint
         }

@@ -39,10 +39,11 @@ struct BackupHealthTests {
         let ours = try backupsCheck(f, stanza: "nfldb")
         #expect(ours.status == .ok, "the other stanza's failures must not count for nfldb: \(ours.message)")
 
-        // Two failed nightly verifies of our stanza (the scratch dir is in the way): CRITICAL, naming the check,
-        // even though a successful verification is seconds old.
-        let blocker = (f.root as NSString).appendingPathComponent("scratch-blocked")
-        try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: true)
+        // Two failed nightly verifies of our stanza (a file where the scratch dir's parent should be): CRITICAL,
+        // naming the check, even though a successful verification is seconds old.
+        let file = (f.root as NSString).appendingPathComponent("not-a-dir")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        let blocker = (file as NSString).appendingPathComponent("scratch-blocked")
         for _ in 0..<2 { #expect(try !f.verify(scratch: blocker).passed) }
         let failing = try backupsCheck(f, stanza: "nfldb")
         #expect(failing.status == .critical, "\(failing.message)")

@@ -39,6 +39,19 @@ struct PgBackRestUnitTests {
         #expect(PgBackRestErrorCode(56).name == "db-connect")
     }
 
+    @Test("[040] path-not-empty: the hint names the path pgBackRest named, not 'the target directory'")
+    func pathNotEmptyHint() {
+        let error = PgBackRestError(
+            command: "restore", code: PgBackRestErrorCode(40), stanza: "nfldb",
+            stderrTail: "ERROR: [040]: unable to restore to path '/tmp/x/ts1/PG_15_202209061' because it contains files\n"
+                + "       HINT: try using --delta if this is what you intended.")
+        #expect(error.notEmptyPath == "/tmp/x/ts1/PG_15_202209061")
+        let hint = error.diagnostic.hint ?? ""
+        #expect(hint.contains("pgBackRest found files in /tmp/x/ts1/PG_15_202209061"), "\(hint)")
+        #expect(hint.contains("tablespace"))
+        #expect(!hint.hasPrefix("The target directory is not empty"))
+    }
+
     @Test("ENOSPC: the errno line or a full filesystem after a 064 gives the larger-filesystem hint")
     func noSpaceMapping() {
         let withErrno = PgBackRestError(

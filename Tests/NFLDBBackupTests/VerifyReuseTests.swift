@@ -123,9 +123,9 @@ struct VerifyReuseTests {
         #expect(loose.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("mode 777") }, "\(loose.renderText())")
         #expect(try String(contentsOfFile: "\(scratch)/data/precious", encoding: .utf8) == "keep me")
 
-        // Without --reuse-scratch an existing directory is refused too, and kept.
-        let plain = try f.verify(scratch: scratch)
-        #expect(plain.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("already exists") })
+        // Without --reuse-scratch an existing directory is refused too (a usage error: nothing recorded), and kept.
+        let plain = #expect(throws: BackupError.self) { try f.verify(scratch: scratch) }
+        #expect(plain?.exitStatus == .usage && plain?.diagnostic.summary.contains("already exists") == true)
         #expect(FileManager.default.fileExists(atPath: "\(scratch)/data/precious"))
     }
 

@@ -36,8 +36,10 @@ struct VerifyStepsTests {
         let wrapper = try Self.slowVerifyWrapper(in: f.root)
         var pg = f.pgbackrest
         pg.executable = wrapper
-        let scratch = (f.root as NSString).appendingPathComponent("scratch-exists")
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        // A file where the scratch dir's parent should be (an existing --scratch is now a usage error, refused before anything runs).
+        let blocker = (f.root as NSString).appendingPathComponent("not-a-dir")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
+        let scratch = (blocker as NSString).appendingPathComponent("scratch")
         let start = ContinuousClock.now
         let receipt = try f.verify(pg: pg, scratch: scratch)
         let elapsed = ContinuousClock.now - start
@@ -46,7 +48,7 @@ struct VerifyStepsTests {
         #expect(elapsed < .seconds(20), "verify waited \(elapsed) for the background pgbackrest verify")
         #expect(receipt.notes.contains { $0.contains("pgbackrest verify was stopped") }, "\(receipt.notes)")
         #expect(BackupFixture.processes(mentioning: wrapper).isEmpty, "\(BackupFixture.processes(mentioning: wrapper))")
-        #expect(FileManager.default.fileExists(atPath: scratch), "a directory verify did not create is left alone")
+        #expect(FileManager.default.contents(atPath: blocker) == Data("x".utf8), "a file verify did not create is left alone")
     }
 
     @Test("a failure after the restore gives the repo verify only its grace, then stops it")

@@ -302,6 +302,19 @@ extension BackupCommand {
         static let commandPath = "backup verify"
 
         func run(_ context: CommandContext) throws {
+            do {
+                try verify(context)
+            } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
+                // A refused request: valid JSON on stdout too (no receipt: nothing ran or was recorded).
+                var object = ["status": "refused", "error": error.diagnostic.summary]
+                if let hint = error.diagnostic.hint { object["hint"] = hint }
+                if let detail = error.diagnostic.detail { object["detail"] = detail }
+                context.output(try BackupCommand.json(object))
+                throw error
+            }
+        }
+
+        func verify(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
             let backupConfig = try BackupConfig(configuration: context.configuration)
@@ -337,8 +350,10 @@ extension BackupCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a backup into a directory for a real recovery (never into a running cluster's data dir).",
             discussion: """
-                Every check runs before the directory is touched: refuses a running cluster's data dir, a non-empty directory \
-                without --delta, a non-empty non-data directory with --delta, a path the OS user cannot reach, an unknown --set and a \
+                Every tablespace is restored under --tablespace-dir (default <to>_tablespaces), never to its original path \
+                (on the same host that is the primary's live tablespace). Every check runs before the directory is touched: refuses \
+                a --to or --tablespace-dir that is, lies inside or contains a running cluster's data directory or tablespace, a \
+                non-empty directory without --delta, a non-empty non-data directory with --delta, a path the OS user cannot reach, an unknown --set and a \
                 --target-time before the first backup (exit 2). Without --target-time, restores to the end of the WAL archive.
                 """)
         @OptionGroup var global: GlobalOptions
@@ -347,13 +362,17 @@ extension BackupCommand {
         @Option(help: "Backup label (default: chosen by pgBackRest).") var set: String?
         @Option(name: .customLong("target-time"), help: "Recover to this time and promote.") var targetTime: String?
         @Flag(help: "Reuse the files already in the directory (pgbackrest --delta).") var delta = false
+        @Option(name: .customLong("tablespace-dir"), help: ArgumentHelp(
+            "Restore every tablespace into <dir>/<name> (pgbackrest --tablespace-map-all; default <to>_tablespaces, beside it: pgBackRest refuses one inside the data directory). Never the original paths.",
+            valueName: "dir"))
+        var tablespaceDir: String?
 
         static let commandPath = "backup restore"
 
         func run(_ context: CommandContext) throws {
             let report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
-                .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta))
-            context.output(report.nextStep)
+                .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta, tablespaceDirectory: tablespaceDir))
+            report.lines.forEach { context.output($0) }
             finished(context, "backup restore")
         }
     }
