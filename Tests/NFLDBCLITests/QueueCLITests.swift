@@ -489,7 +489,11 @@ struct QueueCLITests {
             #expect(second.status == 0 && (try? jsonObject(second.standardOutput))?["dead"] as? Int == 1, "\(second.allOutput)")
             let dead = try jsonObject(try nfldb("queue", "inspect", badID, "--format", "json", env: env).standardOutput)
             #expect(dead["state"] as? String == "dead" && dead["attempts"] as? String == "1", "\(dead)")
-            #expect((dead["error"] as? String)?.contains("backup.verify: stanza nfldb failed verification") == true, "\(dead["error"] ?? "")")
+            // An unknown label is an operator mistake that verify refuses before anything is restored or recorded:
+            // the dead task carries that refusal, naming the label and the labels that do exist.
+            let deadError = dead["error"] as? String ?? ""
+            #expect(deadError.contains("backup.verify: no backup labelled 19990101-000000F in stanza nfldb"), "\(deadError)")
+            #expect(deadError.contains("nfldb backup info"), "\(deadError)")
 
             // SIGTERM while a verification's restored copy is running: after the grace period the task is released and
             // the worker stops the copy and removes its scratch directory before it exits 0 — no server is left behind.
