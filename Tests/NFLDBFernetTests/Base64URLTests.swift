@@ -130,7 +130,9 @@ struct Base64URLTests {
         let token = try Fernet(key: FernetKey.generate()).encrypt("4111-1111-1111-1111")
         let bytes = Array(token.utf8)
         for position in bytes.indices {
-            for bad in Array("=+/ .".utf8) + [0x0A, 0x00, 0xFF] where !(bad == UInt8(ascii: "=") && position == bytes.count - 1) {
+            // `=` in the last two places can make valid shorter padding ("…X=" → "…==" decodes whenever X's low four
+            // bits happen to be zero, 1 token in 16): that is canonical Base64 of other bytes, not a refusal case.
+            for bad in Array("=+/ .".utf8) + [0x0A, 0x00, 0xFF] where !(bad == UInt8(ascii: "=") && position >= bytes.count - 2) {
                 var copy = bytes
                 copy[position] = bad
                 #expect(Self.decodeBoth(copy).ours == nil, "position \(position) byte \(bad)")
