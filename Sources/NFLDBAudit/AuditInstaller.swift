@@ -59,6 +59,12 @@ struct AuditedTable {
 /// Runs as a superuser: it creates the audit owner role (NOLOGIN) when missing, objects owned by
 /// that role, and triggers on tables owned by other roles. Everything happens in one transaction.
 public struct AuditInstaller {
+    /// The schema that holds the log, the registry and the generated functions.
+    public static let schema = "audit"
+    /// Names of the generated functions that set no search_path because every name in their body is
+    /// schema-qualified (row mode; see `GeneratedCapture`). `audit status` compares each with its
+    /// generated body; `security check` does not count them as unfixed SECURITY DEFINER functions.
+    public static let qualifiedCapturePattern = "^capture_row_[0-9]+$"
     let connection: PostgresConnection
     /// The role that owns schema `audit`, the log and the SECURITY DEFINER functions.
     public let owner: String

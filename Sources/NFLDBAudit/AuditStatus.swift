@@ -123,7 +123,8 @@ extension AuditInstaller {
     }
 
     /// The table's generated capture function: present, owned by the audit owner, SECURITY DEFINER with
-    /// a fixed search_path, and its body what install would generate for the table's current columns
+    /// exactly the settings install gives it (statement mode: a fixed search_path and jit off; row mode:
+    /// none, its body qualifies every name), and its body what install would generate for the table's current columns
     /// (an ALTER TABLE ADD/DROP/RENAME COLUMN since install, or a hand edit, makes it differ).
     private func checkFunction(
         _ table: AuditedTable, mode: AuditMode, keys: [String], excluded: [String], installedColumns: [String]?,
@@ -135,7 +136,7 @@ extension AuditInstaller {
         let fix = "run `nfldb audit install --table \(table.qualified)` to regenerate it"
         let rows = try connection.query("""
             SELECT prosrc, pg_get_userbyid(proowner) AS owner, prosecdef,
-                   coalesce(array_to_string(proconfig, ','), '') LIKE '%search_path=pg_catalog, pg_temp%' AS fixed_path
+                   coalesce(array_to_string(proconfig, ','), '') AS config
             FROM pg_proc WHERE pronamespace = 'audit'::regnamespace AND proname = \(capture.functionName) AND pronargs = 0
             """).rows
         guard let function = rows.first else {
@@ -146,7 +147,10 @@ extension AuditInstaller {
         if try !function.decode("prosecdef", as: Bool.self) {
             problems.append("audit.\(capture.functionName)() is not SECURITY DEFINER: writers would need INSERT on the log; \(fix)")
         }
-        if try !function.decode("fixed_path", as: Bool.self) { problems.append("audit.\(capture.functionName)() has no fixed search_path: \(fix)") }
+        if function["config"] != capture.config {
+            let found = function["config"] ?? "", wanted = capture.config
+            problems.append("audit.\(capture.functionName)() has the settings [\(found)], not [\(wanted)] as install sets them: \(fix)")
+        }
         if function["prosrc"] != capture.body {
             if let installedColumns, installedColumns != table.columns {
                 let added = table.columns.filter { !installedColumns.contains($0) }

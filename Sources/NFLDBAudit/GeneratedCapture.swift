@@ -28,9 +28,20 @@ struct AuditColumn: Sendable, Equatable {
 ///   changed are logged as an unpaired old and new half, as before).
 ///
 /// Identifiers are quoted (`PostgresIdentifier.quote`), names as literals; the body is dollar-quoted
-/// with a tag it does not contain. SECURITY DEFINER, `search_path = pg_catalog, pg_temp`, owned by the
-/// audit owner: writers can neither call nor replace it. `audit status` regenerates the body from the
-/// table's current columns and compares it with `pg_proc.prosrc`.
+/// with a tag it does not contain. SECURITY DEFINER, owned by the audit owner: writers can neither call
+/// nor replace it. `audit status` regenerates the body from the table's current columns and compares it
+/// with `pg_proc.prosrc`.
+///
+/// Every name the body resolves is schema-qualified — functions (`pg_catalog.to_jsonb`), operators
+/// (`OPERATOR(pg_catalog.=)`; `IS DISTINCT FROM` and `NULLIF` are spelled out, since they look `=` up
+/// on the search_path), types (`pg_catalog.jsonb`) and relations (`audit.log`) — so the caller's
+/// search_path cannot put its own `=` or `to_jsonb` into a function that runs as the audit owner. That
+/// lets the row-mode function go without `SET search_path`: a function-level setting costs a GUC save,
+/// set and restore on every call, which was 7 % of row mode's time (issue 16; measured in
+/// docs/roles-audit.md). The statement-mode function keeps `SET search_path = pg_catalog, pg_temp` as
+/// a second fence (it runs once per statement, so the setting costs nothing there) and `jit = off`.
+/// `GeneratedCaptureTests` checks the bodies for any unqualified name; `AuditGeneratedTests` runs
+/// writers whose search_path holds hijacking `=`, `||` and `to_jsonb`.
 struct GeneratedCapture {
     let schema: String
     let name: String
@@ -67,21 +78,25 @@ struct GeneratedCapture {
 
     /// The whole row as jsonb without the excluded columns.
     private func rowJSON(_ row: String) -> String {
-        let base = mode == .row ? "to_jsonb(\(row))" : "to_jsonb(\(row).*)"
+        let base = mode == .row ? "pg_catalog.to_jsonb(\(row))" : "pg_catalog.to_jsonb(\(row).*)"
         guard !excluded.isEmpty else { return base }
-        return "(\(base) - ARRAY[\(excluded.map(lit).joined(separator: ", "))]::text[])"
+        return "(\(base) OPERATOR(pg_catalog.-) ARRAY[\(excluded.map(lit).joined(separator: ", "))]::pg_catalog.text[])"
     }
 
     private func key(_ row: String) -> String {
         guard !keys.isEmpty else { return rowJSON(row) }
-        return "jsonb_build_object(" + keys.map { "\(lit($0)), \(field(row, $0))" }.joined(separator: ", ") + ")"
+        return "pg_catalog.jsonb_build_object(" + keys.map { "\(lit($0)), \(field(row, $0))" }.joined(separator: ", ") + ")"
     }
 
-    /// `n.c IS DISTINCT FROM o.c`, or of the text forms for types without a pg_catalog equality.
+    /// `n.c IS DISTINCT FROM o.c` with pg_catalog's `=` named explicitly (`IS DISTINCT FROM` itself
+    /// would look `=` up on the caller's search_path): true when exactly one side is NULL or both are
+    /// set and not equal. (Only scalar types are compared this way — a composite's `IS NOT NULL` means
+    /// "every field set" — composites and arrays go through their text forms.) Types without a
+    /// pg_catalog equality compare their text forms, which are never NULL.
     private func distinct(_ column: AuditColumn, new: String, old: String) -> String {
-        column.comparable
-            ? "\(field(new, column.name)) IS DISTINCT FROM \(field(old, column.name))"
-            : "\(textForm(field(new, column.name))) IS DISTINCT FROM \(textForm(field(old, column.name)))"
+        let n = field(new, column.name), o = field(old, column.name)
+        guard column.comparable else { return "NOT (\(textForm(n)) OPERATOR(pg_catalog.=) \(textForm(o)))" }
+        return "((NOT (\(n) OPERATOR(pg_catalog.=) \(o))) IS NOT FALSE AND (\(n) IS NOT NULL OR \(o) IS NOT NULL))"
     }
 
     /// A value's text form without a cast: `ROW(v)::text` is `record_out`, which calls the column
@@ -89,7 +104,7 @@ struct GeneratedCapture {
     /// and the owner of a user-defined type can create one (CREATE CAST) whose function would then
     /// run as the audit owner inside this SECURITY DEFINER function. Null-safe: `()` for NULL,
     /// `("")` for an empty string.
-    private func textForm(_ value: String) -> String { "ROW(\(value))::text" }
+    private func textForm(_ value: String) -> String { "ROW(\(value))::pg_catalog.text" }
 
     private func anyChanged(new: String, old: String, indent: String) -> String {
         let terms = audited.map { distinct($0, new: new, old: old) }
@@ -107,16 +122,20 @@ struct GeneratedCapture {
     /// more in statement mode.
     private func changed(new: String, old: String, indent: String) -> String {
         let terms = audited.map {
-            "CASE WHEN \(distinct($0, new: new, old: old)) THEN jsonb_build_object(\(lit($0.name)), \(field(new, $0.name))) ELSE '{}'::jsonb END"
+            "CASE WHEN \(distinct($0, new: new, old: old)) THEN pg_catalog.jsonb_build_object(\(lit($0.name)), \(field(new, $0.name))) ELSE '{}'::pg_catalog.jsonb END"
         }
-        guard !terms.isEmpty else { return "'{}'::jsonb" }
+        guard !terms.isEmpty else { return "'{}'::pg_catalog.jsonb" }
         func tree(_ part: ArraySlice<String>) -> String {
             if part.count == 1 { return part[part.startIndex] }
             let middle = part.startIndex + part.count / 2
-            return "(\(tree(part[..<middle]))\n\(indent)|| \(tree(part[middle...])))"
+            return "(\(tree(part[..<middle]))\n\(indent)OPERATOR(pg_catalog.||) \(tree(part[middle...])))"
         }
         return tree(terms[...])
     }
+
+    /// `nullif(current_setting('nfldb.correlation_id', true), '')` without NULLIF (which looks `=` up on
+    /// the search_path): NULL when unset or empty.
+    static let correlationID = "CASE WHEN pg_catalog.current_setting('nfldb.correlation_id', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('nfldb.correlation_id', true) END"
 
     private static let logColumns = "table_oid, table_schema, table_name, operation, row_key, old_row, new_row, changed, txid,\n                               session_user_name, current_user_name, application_name, client_addr, correlation_id"
 
@@ -127,8 +146,8 @@ struct GeneratedCapture {
         // A partition fires its parent's cloned trigger: entries name the audited (parent) table.
         let schemaExpr = isPartitioned ? lit(schema) : "TG_TABLE_SCHEMA"
         let nameExpr = isPartitioned ? lit(name) : "TG_TABLE_NAME"
-        let oidExpr = isPartitioned ? "\(oid)::oid" : "TG_RELID"
-        let session = "txid_current(), session_user, current_user, current_setting('application_name'), inet_client_addr(),\n                nullif(current_setting('nfldb.correlation_id', true), '')"
+        let oidExpr = isPartitioned ? "\(oid)::pg_catalog.oid" : "TG_RELID"
+        let session = "pg_catalog.txid_current(), session_user, current_user, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),\n                \(Self.correlationID)"
         func insert(_ operation: String, key: String, old: String, new: String, changed: String) -> String {
             """
                     INSERT INTO audit.log (\(Self.logColumns))
@@ -139,13 +158,13 @@ struct GeneratedCapture {
         return """
 
             DECLARE
-                audit_key     jsonb;
-                audit_old     jsonb;
-                audit_changed jsonb;
+                audit_key     pg_catalog.jsonb;
+                audit_old     pg_catalog.jsonb;
+                audit_changed pg_catalog.jsonb;
             BEGIN
-                IF TG_OP = 'INSERT' THEN
+                IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
             \(insert("INSERT", key: key("NEW"), old: "NULL", new: rowJSON("NEW"), changed: "NULL"))
-                ELSIF TG_OP = 'UPDATE' THEN
+                ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
                     IF NOT (\(anyChanged(new: "NEW", old: "OLD", indent: "            "))) THEN
                         RETURN NULL;  -- nothing audited changed
                     END IF;
@@ -171,7 +190,7 @@ struct GeneratedCapture {
         // or other extension-type key: its `=` is not on the function's search_path).
         let join = keys.map { key in
             columns.first { $0.name == key }?.comparable == false
-                ? "\(textForm("o.\(q(key))")) = \(textForm("n.\(q(key))"))" : "o.\(q(key)) = n.\(q(key))"
+                ? "\(textForm("o.\(q(key))")) OPERATOR(pg_catalog.=) \(textForm("n.\(q(key))"))" : "o.\(q(key)) OPERATOR(pg_catalog.=) n.\(q(key))"
         }.joined(separator: " AND ")
         let oldMissing = "o.\(q(first)) IS NULL", newMissing = "n.\(q(first)) IS NULL"
         // The variables are named in a query over the transition tables: a table column of the same
@@ -180,19 +199,19 @@ struct GeneratedCapture {
 
             #variable_conflict use_variable
             DECLARE
-                tx     bigint := txid_current();
-                app    text := current_setting('application_name');
-                client inet := inet_client_addr();
-                corr   text := nullif(current_setting('nfldb.correlation_id', true), '');
-                login  text := session_user;
-                runner text := current_user;
+                tx     pg_catalog.int8 := pg_catalog.txid_current();
+                app    pg_catalog.text := pg_catalog.current_setting('application_name');
+                client pg_catalog.inet := pg_catalog.inet_client_addr();
+                corr   pg_catalog.text := \(Self.correlationID);
+                login  pg_catalog.text := session_user;
+                runner pg_catalog.text := current_user;
             BEGIN
-                IF TG_OP = 'INSERT' THEN
+                IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
                     INSERT INTO audit.log (\(Self.logColumns))
                     SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'INSERT', \(key("n")), NULL, \(rowJSON("n")), NULL,
                            \(session)
                       FROM audit_new_rows AS n;
-                ELSIF TG_OP = 'DELETE' THEN
+                ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
                     INSERT INTO audit.log (\(Self.logColumns))
                     SELECT TG_RELID, TG_TABLE_SCHEMA, TG_TABLE_NAME, 'DELETE', \(key("o")), \(rowJSON("o")), NULL, NULL,
                            \(session)
@@ -228,16 +247,18 @@ struct GeneratedCapture {
         return tag
     }
 
-    /// `pg_proc.proconfig` of the function as `array_to_string(proconfig, ',')`.
-    var config: String { mode == .statement ? "search_path=pg_catalog, pg_temp,jit=off" : "search_path=pg_catalog, pg_temp" }
+    /// `pg_proc.proconfig` of the function as `array_to_string(proconfig, ',')` ("" for none). Row mode
+    /// sets nothing: its body qualifies every name (see the type's comment), and a function-level
+    /// setting would cost a GUC save and restore per row.
+    var config: String { mode == .statement ? "search_path=pg_catalog, pg_temp,jit=off" : "" }
 
     /// CREATE OR REPLACE FUNCTION (run as the audit owner, so the owner owns it).
     var createSQL: String {
         let tag = Self.dollarTag(for: body)
-        let jit = mode == .statement ? " SET jit = off" : ""
+        let settings = mode == .statement ? " SET search_path = pg_catalog, pg_temp SET jit = off" : ""
         return """
             CREATE OR REPLACE FUNCTION audit.\(q(functionName))() RETURNS trigger
-            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\(jit) AS \(tag)\(body)\(tag);
+            LANGUAGE plpgsql SECURITY DEFINER\(settings) AS \(tag)\(body)\(tag);
             REVOKE ALL ON FUNCTION audit.\(q(functionName))() FROM PUBLIC;
             COMMENT ON FUNCTION audit.\(q(functionName))() IS \(lit("nfldb audit: generated capture function (\(mode.rawValue) mode) for \(schema).\(name); regenerated by nfldb audit install"));
             """

@@ -149,10 +149,12 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
 
 /// The posture checks, in output order, configured with what nfldb was pointed at.
 public enum SecurityChecks {
-    public static func all(config: SecurityConfig = SecurityConfig(), secretFiles: [SecretFile] = [], scanPaths: [String] = []) -> [any Probe] {
+    public static func all(
+        config: SecurityConfig = SecurityConfig(), secretFiles: [SecretFile] = [], scanPaths: [String] = [], qualifiedDefiners: [QualifiedDefiners] = []
+    ) -> [any Probe] {
         [
             SuperuserLoginsCheck(allowed: config.allowedSuperusers), PasswordHashesCheck(), PasswordEncryptionCheck(), HBACheck(),
-            SSLSettingCheck(), PublicCreateCheck(), SecurityDefinerCheck(), BypassRLSCheck(), LoginLimitsCheck(),
+            SSLSettingCheck(), PublicCreateCheck(), SecurityDefinerCheck(qualified: qualifiedDefiners), BypassRLSCheck(), LoginLimitsCheck(),
             SecretFilesCheck(files: secretFiles), HardcodedCredentialsCheck(paths: scanPaths),
         ]
     }

@@ -460,6 +460,92 @@ struct AuditGeneratedTests {
         }
     }
 
+    @Test("a writer whose search_path puts its own =, <>, ||, -, to_jsonb, jsonb_build_object, current_setting and look-alike types first cannot make a capture function (row mode has no SET search_path) run its code as the audit owner; the log stays exact")
+    func searchPathHijackRefused() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            let writerName = world.name("writer"), writer = PostgresIdentifier.quote(writerName)
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.hr (id int PRIMARY KEY, v int, t text, n numeric, p point, secret text);
+                CREATE TABLE nfl.hs (id int PRIMARY KEY, v int, t text, n numeric, p point, secret text);
+                CREATE ROLE \(writer) NOLOGIN;
+                GRANT USAGE ON SCHEMA nfl TO \(writer);
+                GRANT SELECT, INSERT, UPDATE, DELETE ON nfl.hr, nfl.hs TO \(writer);
+                CREATE SCHEMA evil AUTHORIZATION \(writer);
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.hr"], mode: .row, excludeColumns: ["secret"]) }
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.hs"], mode: .statement, excludeColumns: ["secret"]) }
+            try admin.execute("SET ROLE \(identifier: writerName)")
+            // Everything the writer plants raises when called: if a capture function resolved any of it, the write fails.
+            // (USAGE for everyone: a search_path entry the function's owner may not use is skipped, as `public` would not be.)
+            try admin.runScript(unsafeSQL: """
+                GRANT USAGE ON SCHEMA evil TO PUBLIC;
+                CREATE FUNCTION evil.gotcha() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'hijacked: running as %', current_user; END $$;
+                CREATE FUNCTION evil.eq_int(int, int) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN true; END $$;
+                CREATE FUNCTION evil.eq_text(text, text) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN true; END $$;
+                CREATE FUNCTION evil.eq_numeric(numeric, numeric) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN true; END $$;
+                CREATE FUNCTION evil.cat(jsonb, jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN $1; END $$;
+                CREATE FUNCTION evil.minus(jsonb, text[]) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN $1; END $$;
+                CREATE OPERATOR evil.= (LEFTARG = int, RIGHTARG = int, FUNCTION = evil.eq_int);
+                CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.eq_text);
+                CREATE OPERATOR evil.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.eq_text);
+                CREATE OPERATOR evil.= (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = evil.eq_numeric);
+                CREATE OPERATOR evil.|| (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = evil.cat);
+                CREATE OPERATOR evil.- (LEFTARG = jsonb, RIGHTARG = text[], FUNCTION = evil.minus);
+                CREATE FUNCTION evil.to_jsonb(nfl.hr) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN NULL; END $$;
+                CREATE FUNCTION evil.jsonb_build_object(text, int) RETURNS jsonb LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN NULL; END $$;
+                CREATE FUNCTION evil.current_setting(text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN NULL; END $$;
+                CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN NULL; END $$;
+                CREATE FUNCTION evil.txid_current() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN 0; END $$;
+                CREATE FUNCTION evil.inet_client_addr() RETURNS inet LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.gotcha(); RETURN NULL; END $$;
+                CREATE DOMAIN evil.jsonb AS int;
+                CREATE DOMAIN evil.text AS int;
+                CREATE DOMAIN evil.inet AS int;
+                CREATE DOMAIN evil.oid AS int;
+                """)
+            // The planted operator really is what an unqualified `=` finds on this search_path.
+            try admin.execute("SET search_path = evil, pg_catalog")
+            expectRefused(admin, "SELECT 1 = 1", state: "P0001")
+            try admin.execute("SET nfldb.correlation_id = 'hijack-test'")
+            for table in ["hr", "hs"] {
+                // (The writer's own WHERE names pg_catalog's `=`: its plain `=` is the planted one.)
+                try admin.runScript(unsafeSQL: """
+                    INSERT INTO nfl.\(table) VALUES (1, 1, 'a', 1.5, '(1,1)', 's1'), (2, NULL, NULL, NULL, NULL, NULL);
+                    UPDATE nfl.\(table) SET v = 2, t = 'b', p = '(2,2)', secret = 's2' WHERE id OPERATOR(pg_catalog.=) 1;
+                    UPDATE nfl.\(table) SET v = 3 WHERE id OPERATOR(pg_catalog.=) 2;
+                    UPDATE nfl.\(table) SET secret = 'only excluded' WHERE id OPERATOR(pg_catalog.=) 1;
+                    UPDATE nfl.\(table) SET n = n WHERE id OPERATOR(pg_catalog.=) 1;
+                    DELETE FROM nfl.\(table) WHERE id OPERATOR(pg_catalog.=) 2;
+                    """)
+            }
+            try admin.execute("RESET search_path")
+            try admin.execute("RESET ROLE")
+            for table in ["hr", "hs"] {
+                let log = try admin.query("""
+                    SELECT string_agg(operation || ' ' || row_key::text || ' ' || coalesce(changed::text, '-') || ' ' || coalesce(old_row ? 'secret', false)::text
+                                      || ' ' || coalesce(new_row ? 'secret', false)::text || ' ' || correlation_id, ' | ' ORDER BY id)
+                    FROM audit.log WHERE table_name = \(table)
+                    """).scalar(String.self)
+                #expect(log == """
+                    INSERT {"id": 1} - false false hijack-test | INSERT {"id": 2} - false false hijack-test | \
+                    UPDATE {"id": 1} {"p": "(2,2)", "t": "b", "v": 2} false false hijack-test | UPDATE {"id": 2} {"v": 3} false false hijack-test | \
+                    DELETE {"id": 2} - false false hijack-test
+                    """, "nfl.\(table)")
+            }
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.tables.flatMap(\.problems)) \(status.logProblems)")
+            // A setting added to the function by hand (here: a search_path the writer controls) is reported.
+            let oid = try admin.query("SELECT 'nfl.hr'::regclass::oid::int8").scalar(Int64.self)
+            try admin.execute("ALTER FUNCTION audit.\(identifier: "capture_row_\(oid)")() SET search_path = evil, pg_catalog")
+            let altered = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(altered.tables.first { $0.table == "nfl.hr" }?.problems.contains { $0.contains("has the settings [search_path=evil, pg_catalog], not []") } == true,
+                    "\(altered.tables.flatMap(\.problems))")
+            #expect(try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.hr"]) }.first?.action == "updated")
+            #expect(try admin.query("SELECT proconfig IS NULL FROM pg_proc WHERE proname = \("capture_row_\(oid)")").scalar(Bool.self) == true)
+        }
+    }
+
     @Test("an installation of the generic functions (earlier nfldb) is reported, and install moves it to the generated ones and drops the unused generic functions")
     func upgradeFromGenericFunctions() throws {
         try AuditWorld.with(roles: false) { world in

@@ -550,25 +550,69 @@ struct AuditIntegrationTests {
             let body = capture.body.lowercased()
             #expect(!body.contains("execute ") && !body.contains("pg_catalog.pg_") && !body.contains("pg_index") && !body.contains("pg_attribute"))
             #expect(!body.contains("jsonb_each") && !body.contains("tg_argv"))
-            #expect(capture.createSQL.contains("SECURITY DEFINER SET search_path = pg_catalog, pg_temp"))
+            // Every name the body resolves is qualified: the caller's search_path cannot reach into it.
+            #expect(Self.unqualifiedNames(in: capture.body).isEmpty, "\(Self.unqualifiedNames(in: capture.body))")
             // A column named x$audit$y cannot end the dollar quote.
             #expect(capture.createSQL.contains("AS $audit1$") && capture.createSQL.hasSuffix(";"))
         }
         #expect(row.functionName == "capture_row_42" && statement.functionName == "capture_statement_42")
         // The no-op check compares columns one by one (text form where the type has no equality), before any jsonb is built.
-        #expect(row.body.contains("IF NOT (NEW.\"id\" IS DISTINCT FROM OLD.\"id\""))
-        #expect(row.body.contains("ROW(NEW.\"p\")::text IS DISTINCT FROM ROW(OLD.\"p\")::text"), "text forms without a cast (record_out)")
-        #expect(!row.body.contains("\"p\"::text"))
-        #expect(!row.body.contains("NEW.\"noise\" IS DISTINCT FROM"), "excluded columns are not compared")
-        #expect(row.body.contains("jsonb_build_object('id', OLD.\"id\")"))
-        #expect(row.body.contains("(to_jsonb(OLD) - ARRAY['noise']::text[])"))
-        #expect(statement.body.contains("FROM audit_old_rows AS o FULL JOIN audit_new_rows AS n ON o.\"id\" = n.\"id\""))
-        #expect(statement.createSQL.contains("SET jit = off"))
+        #expect(row.body.contains("IF NOT (((NOT (NEW.\"id\" OPERATOR(pg_catalog.=) OLD.\"id\")) IS NOT FALSE AND (NEW.\"id\" IS NOT NULL OR OLD.\"id\" IS NOT NULL))"))
+        #expect(row.body.contains("NOT (ROW(NEW.\"p\")::pg_catalog.text OPERATOR(pg_catalog.=) ROW(OLD.\"p\")::pg_catalog.text)"), "text forms without a cast (record_out)")
+        #expect(!row.body.contains("\"p\"::"))
+        #expect(!row.body.contains("NEW.\"noise\" OPERATOR"), "excluded columns are not compared")
+        #expect(row.body.contains("pg_catalog.jsonb_build_object('id', OLD.\"id\")"))
+        #expect(row.body.contains("(pg_catalog.to_jsonb(OLD) OPERATOR(pg_catalog.-) ARRAY['noise']::pg_catalog.text[])"))
+        #expect(statement.body.contains("FROM audit_old_rows AS o FULL JOIN audit_new_rows AS n ON o.\"id\" OPERATOR(pg_catalog.=) n.\"id\""))
+        // Row mode sets nothing per call (a GUC save and restore per row); statement mode keeps the fixed path as a second fence.
+        #expect(row.createSQL.contains("SECURITY DEFINER AS $audit1$") && row.config.isEmpty)
+        #expect(statement.createSQL.contains("SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS"))
+        #expect(statement.config == "search_path=pg_catalog, pg_temp,jit=off")
+        // The scanner itself finds what it must.
+        for hostile in ["x = y", "a || b", "to_jsonb(NEW)", "'{}'::jsonb", "v jsonb;", "nullif(a, b)", "a IS DISTINCT FROM b", "a <> b", "j - ARRAY['x']"] {
+            #expect(!Self.unqualifiedNames(in: "DECLARE\n" + hostile + "\nBEGIN END").isEmpty, "\(hostile)")
+        }
         #expect(row.textComparedNote?.contains(": p") == true)
         #expect(!AuditSQL.tables.contains("CHECK (operation"))
         #expect(!AuditSQL.tables.contains("PRIMARY KEY (id"))
         #expect(AuditSQL.droppedLogConstraints == ["log_operation_values", "log_pkey"])
         #expect(AuditInstaller.decodeTriggerArgs("1\\000\\000x\\000a b\\000c\\\\d\\000") == ["1", "", "x", "a b", "c\\d"])
+    }
+
+    /// Names in a generated body that PostgreSQL would look up on the caller's search_path: function
+    /// calls, operators, `::` casts and DECLAREd types not qualified with pg_catalog (or audit. for the
+    /// log), and the constructs that look `=` up implicitly (IS DISTINCT FROM, NULLIF). Literals, quoted
+    /// identifiers and comments are blanked first.
+    static func unqualifiedNames(in body: String) -> [String] {
+        var text = body.replacingOccurrences(of: #"'(?:[^']|'')*'"#, with: "''", options: .regularExpression)
+        text = text.replacingOccurrences(of: #""(?:[^"]|"")*""#, with: "q", options: .regularExpression)
+        text = text.replacingOccurrences(of: #"--[^\n]*"#, with: "", options: .regularExpression)
+        text = text.replacingOccurrences(of: #"OPERATOR\(pg_catalog\.(=|<>|\|\||-)\)"#, with: " op ", options: .regularExpression)
+        text = text.replacingOccurrences(of: ":=", with: " assign ").replacingOccurrences(of: ".*)", with: ".all)")
+        var found: [String] = []
+        func scan(_ pattern: String, _ keep: (String) -> Bool = { _ in true }) {
+            let regex = try! NSRegularExpression(pattern: pattern)
+            for match in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                let hit = String(text[Range(match.range, in: text)!])
+                if keep(hit) { found.append(hit) }
+            }
+        }
+        let keywords: Set<String> = ["not", "and", "or", "if", "values", "in", "row", "log", "elsif", "when", "then", "else", "case", "on", "where", "assign", "op"]
+        // name( that is not schema-qualified and not a keyword
+        scan(#"(?<![\w.])[A-Za-z_]\w*\s*\("#) { hit in
+            !keywords.contains(hit.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "(").union(.whitespacesAndNewlines)))
+        }
+        scan(#"::\s*(?!pg_catalog\.)\w+"#)
+        scan(#"[=<>|+\-*/!~]+"#)
+        scan(#"(?i)\bis\s+(not\s+)?distinct\b|\bnullif\b"#)
+        // DECLARE section: `name type` where the type is not pg_catalog.-qualified
+        if let declare = text.range(of: "DECLARE"), let begin = text.range(of: "BEGIN", range: declare.upperBound..<text.endIndex) {
+            for line in text[declare.upperBound..<begin.lowerBound].split(separator: "\n") {
+                let words = line.split(whereSeparator: { $0 == " " || $0 == ";" })
+                if words.count >= 2 && !words[1].hasPrefix("pg_catalog.") && !words[0].hasPrefix("#") { found.append(String(line)) }
+            }
+        }
+        return found
     }
 
     private func installerPartitions(_ connection: PostgresConnection) throws -> [String] {

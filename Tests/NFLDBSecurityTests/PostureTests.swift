@@ -15,7 +15,9 @@ struct PostureTests {
     }
 
     func run(_ server: TLSTestServer, secretFiles: [SecretFile], scan: [String], allowed: [String] = []) throws -> [String: CheckResult] {
-        let probes = SecurityChecks.all(config: SecurityConfig(allowedSuperusers: allowed), secretFiles: secretFiles, scanPaths: scan)
+        let generated = QualifiedDefiners(schema: "gen", namePattern: "^capture_row_[0-9]+$", checkedBy: "its generator")
+        let probes = SecurityChecks.all(
+            config: SecurityConfig(allowedSuperusers: allowed), secretFiles: secretFiles, scanPaths: scan, qualifiedDefiners: [generated])
         var values: [String: String] = [:]
         for probe in probes { values["\(probe.name).enabled"] = "true" }
         let report = HealthRunner(settings: HealthSettings(values: values), probes: probes, logger: TestCluster.logger)
@@ -64,6 +66,14 @@ struct PostureTests {
             GRANT CREATE ON SCHEMA public TO PUBLIC;
             CREATE FUNCTION public.weak_definer() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
             CREATE FUNCTION public.fixed_definer() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'SELECT 1';
+            -- Registered as generated with qualified names: only functions the schema's owner owns whose name matches are not counted.
+            CREATE ROLE weak_genowner NOLOGIN;
+            CREATE SCHEMA gen AUTHORIZATION weak_genowner;
+            CREATE FUNCTION gen.capture_row_1() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+            ALTER FUNCTION gen.capture_row_1() OWNER TO weak_genowner;
+            CREATE FUNCTION gen.capture_row_2() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+            CREATE FUNCTION gen.capture_row_3x() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+            ALTER FUNCTION gen.capture_row_3x() OWNER TO weak_genowner;
             """)
         let dir = try CLIRunner.temporaryDirectory("nfldb-posture")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -114,7 +124,8 @@ struct PostureTests {
 
         let definer = checks["security_definer_search_path"]
         #expect(definer?.status == .warning)
-        #expect(fields(definer, "function") == ["public.weak_definer()"], "the function with SET search_path is not reported")
+        #expect(fields(definer, "function") == ["gen.capture_row_2()", "gen.capture_row_3x()", "public.weak_definer()"],
+                "the function with SET search_path is not reported, nor the registered generated one its schema's owner owns")
 
         let bypass = checks["security_bypassrls"]
         #expect(bypass?.status == .warning)
