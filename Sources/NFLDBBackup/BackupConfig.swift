@@ -72,7 +72,7 @@ public struct BackupConfig: Sendable {
         s3KeyEnv = configuration.string(.backupS3KeyEnv)
         scratchDirectory = configuration.string(.backupScratchDir)
         reuseScratch = try configuration.boolean(.backupReuseScratch) ?? false
-        amcheckJobs = try configuration.integer(.backupAmcheckJobs)
+        amcheckJobs = try configuration.integer(.backupAmcheckJobs, atLeast: 1)
         pageChecksums = PageChecksumMode(rawValue: configuration.defaulted(.backupPageChecksums)) ?? .backup
         repoVerifyInterval = try configuration.duration(.backupRepoVerifyInterval) ?? VerifyOptions.defaultRepoVerifyInterval
         tables = ManagedTables(schemas: ["nfl"], tables: configuration.list(.backupTables), reference: configuration.list(.backupReferenceTables))

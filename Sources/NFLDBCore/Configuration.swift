@@ -119,10 +119,16 @@ public struct Configuration: Sendable {
         return value
     }
 
-    public func integer(_ key: ConfigKey) throws -> Int? {
+    /// An integer setting; with `atLeast`, a smaller value is refused with its source (a negative
+    /// count, `0` attempts…) instead of silently meaning something odd.
+    public func integer(_ key: ConfigKey, atLeast minimum: Int? = nil) throws -> Int? {
         guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = Int(text) else {
             throw ConfigurationError("\(key.name): '\(text)' is not an integer", source: source)
+        }
+        if let minimum, value < minimum {
+            throw ConfigurationError("\(key.name): \(value) is below its minimum \(minimum)", source: source,
+                                     hint: "Set it to \(minimum) or more, or leave it out for the default.")
         }
         return value
     }

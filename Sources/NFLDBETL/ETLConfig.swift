@@ -46,11 +46,11 @@ public struct ETLConfig: Sendable {
         http = HTTPSettings(
             timeout: try configuration.duration(.etlHTTPTimeout) ?? .seconds(30),
             deadline: try configuration.duration(.etlHTTPDeadline) ?? .seconds(300),
-            maxAttempts: try configuration.integer(.etlHTTPMaxAttempts) ?? 6,
+            maxAttempts: try configuration.integer(.etlHTTPMaxAttempts, atLeast: 1) ?? 6,
             backoffBase: try configuration.duration(.etlHTTPBackoffBase) ?? .milliseconds(500),
             backoffCap: try configuration.duration(.etlHTTPBackoffCap) ?? .seconds(30),
             rate: configuration.number(ConfigKey.etlHTTPRate.name) ?? 1,
-            burst: try configuration.integer(.etlHTTPBurst) ?? 2)
+            burst: try configuration.integer(.etlHTTPBurst, atLeast: 1) ?? 2)
     }
 }
 

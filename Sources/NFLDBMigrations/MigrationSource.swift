@@ -15,7 +15,8 @@ public struct MigrationDirectory: Sendable {
     static let pattern = try! NSRegularExpression(pattern: #"^([0-9]+)_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$"#)
 
     /// - Parameter checkingTransactionControl: false for `migrate lint`, which reports those
-    ///   statements as findings (with the other rules) instead of refusing the directory.
+    ///   statements as findings (with the other rules) instead of refusing the directory, and for the
+    ///   commands that know the ledger: the `Migrator` refuses only the files it is about to run.
     public func load(checkingTransactionControl: Bool = true) throws -> [Migration] {
         let (migrations, problems) = try loadCollectingProblems(checkingTransactionControl: checkingTransactionControl)
         if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }

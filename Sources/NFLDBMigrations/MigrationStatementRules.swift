@@ -60,6 +60,11 @@ enum MigrationStatementRules {
         case ("CREATE", "DATABASE"), ("DROP", "DATABASE"), ("CREATE", "TABLESPACE"), ("DROP", "TABLESPACE"), ("ALTER", "SYSTEM"):
             return "\(first) \(second)"
         case ("DISCARD", "ALL"): return "DISCARD ALL"
+        // It creates its replication slot on the publisher, which PostgreSQL refuses in a transaction
+        // block — unless told not to (`create_slot = false`, or `connect = false`, which implies it).
+        case ("CREATE", "SUBSCRIPTION")
+            where text.range(of: #"\b(CREATE_SLOT|CONNECT)\s*=?\s*(FALSE|OFF|0)\b"#, options: [.regularExpression, .caseInsensitive]) == nil:
+            return "CREATE SUBSCRIPTION (which creates its replication slot)"
         case ("ALTER", "DATABASE") where text.range(of: #"^ALTER DATABASE \S+ SET TABLESPACE "#, options: .regularExpression) != nil:
             return "ALTER DATABASE … SET TABLESPACE"
         case ("REINDEX", _) where text.range(of: #"^REINDEX (\([^)]*\) ?)?(DATABASE|SYSTEM)\b"#, options: .regularExpression) != nil:

@@ -29,7 +29,7 @@ public struct MigrationsConfig: Sendable {
         if let value = try configuration.duration(.migrationsLockWait) { settings.lockWait = value }
         let statement = try configuration.duration(.migrationsStatementTimeout)
         settings.statementTimeout = statement == .zero ? nil : statement
-        if let value = try configuration.integer(.migrationsRetries) { settings.lockRetries = value }
+        if let value = try configuration.integer(.migrationsRetries, atLeast: 0) { settings.lockRetries = value }
         if let backoff = configuration.environment["NFLDB_MIGRATIONS_RETRY_BACKOFF"].flatMap(DurationParser.parse) {
             settings.retryBackoff = backoff
         }

@@ -222,6 +222,8 @@ extension Migrator {
             guard let migration = migrations.first(where: { $0.version == row.version }) else {
                 throw MigrationError("cannot redo \(row.id): its files are not in the migrations directory", hint: "Restore the files, or use `migrate down 1`.")
             }
+            // The file is applied again after the rollback: refuse it now, before anything runs.
+            try refuseTransactionControl([migration])
             var result = MigrationRunResult()
             result.warnings = downFileWarnings(victims)
             result.warnings.forEach { progress(.warning($0)) }

@@ -17,6 +17,8 @@ public struct MigratorSettings: Sendable {
     public var retryBackoff: Duration = .seconds(1)
     public var allowOutOfOrder = false
     public var singleTransaction = false
+    /// Off only in the test of the run-time guard behind the refusal (a COMMIT that got past it).
+    var checksTransactionControl = true
 
     public init() {}
 }
@@ -75,7 +77,27 @@ public final class Migrator {
     // MARK: - Status
 
     public func status() throws -> MigrationStatus {
-        MigrationStatus.compute(files: migrations, rows: try MigrationLedger.rows(connection), invalidIndexes: try invalidIndexes())
+        let rows = try MigrationLedger.rows(connection)
+        // Pending files that `up` would refuse make status fail the same way (exit 2), so CI finds them.
+        try refuseTransactionControl(migrations.filter { m in !rows.contains { $0.version == m.version } })
+        return MigrationStatus.compute(files: migrations, rows: rows, invalidIndexes: try invalidIndexes())
+    }
+
+    /// Transactional files that control the transaction themselves (`COMMIT`, `SAVEPOINT`…), among the
+    /// migrations that are about to be applied — both halves, since the down half is stored for the
+    /// rollback: refused before anything runs, every file:line listed. Files already applied are not
+    /// judged here: they will not run again (a down half stored before this rule is checked when a
+    /// rollback would run it), so a directory that holds such an old file keeps working.
+    func refuseTransactionControl(_ pending: [Migration]) throws {
+        guard settings.checksTransactionControl else { return }
+        var problems: [String] = []
+        for migration in pending {
+            problems += MigrationStatementRules.loadProblems(
+                migration.upSQL, path: migration.upPath, transactional: migration.directives.transactional)
+            problems += MigrationStatementRules.loadProblems(
+                migration.downSQL, path: migration.downPath, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
+        }
+        if !problems.isEmpty { throw MigrationError.sourceInvalid(problems) }
     }
 
     public func history(limit: Int = 100) throws -> [MigrationEvent] {
@@ -147,6 +169,7 @@ public final class Migrator {
                 "\(late.map(\.id).joined(separator: ", ")) \(late.count == 1 ? "is" : "are") older than the newest applied version \(maxApplied) but not applied (out of order, e.g. from a merged branch)",
                 hint: "Renumber the file(s) above \(maxApplied), or apply them deliberately with `nfldb migrate up --allow-out-of-order`.")
         }
+        try refuseTransactionControl(pending)
         if settings.singleTransaction, let blocker = pending.first(where: { !$0.directives.transactional }) {
             throw MigrationError(
                 "\(blocker.id) is marked nfldb:no-transaction and cannot run inside --single-transaction",

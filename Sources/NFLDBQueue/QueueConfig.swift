@@ -124,20 +124,17 @@ public struct QueueConfig: Sendable {
         func duration(_ key: ConfigKey) throws -> Duration { try configuration.duration(key) ?? key.defaultDuration! }
         lease = try duration(.queueLease)
         aging = try duration(.queueAging)
-        maxAttempts = try configuration.integer(.queueMaxAttempts) ?? 5
+        maxAttempts = try configuration.integer(.queueMaxAttempts, atLeast: 1) ?? 5
         backoffBase = try duration(.queueBackoffBase)
         backoffMax = try duration(.queueBackoffMax)
         idempotencyTTL = try duration(.queueIdempotencyTTL)
         completedTTL = try duration(.queueCompletedTTL)
-        batchSize = max(1, try configuration.integer(.queueBatchSize) ?? 256)
+        batchSize = try configuration.integer(.queueBatchSize, atLeast: 1) ?? 256
         batchWait = try duration(.queueBatchWait)
         grace = try duration(.queueGrace)
         failoverTimeout = try duration(.redisFailoverTimeout)
         waitTimeout = try duration(.redisWaitTimeout)
-        waitReplicas = try configuration.integer(.redisWaitReplicas)
-        if let wait = waitReplicas, wait < 0 {
-            throw ConfigurationError("redis.wait_replicas must be 0 or more", source: configuration.entry(.redisWaitReplicas)?.source)
-        }
+        waitReplicas = try configuration.integer(.redisWaitReplicas, atLeast: 0)
         let sentinels = configuration.list(.redisSentinels)
         let masterName = configuration.string(.redisMasterName)
         if !sentinels.isEmpty || masterName != nil {

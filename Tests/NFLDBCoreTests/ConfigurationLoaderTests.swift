@@ -252,6 +252,22 @@ struct ConfigurationLoaderTests {
         }
     }
 
+    @Test("an integer below its minimum is refused with its source and the fix; at the minimum it is taken")
+    func integerMinimum() throws {
+        try withTemporaryDirectory { dir in
+            let path = try writeFile("migrations:\n  lock_retries: -1\n", named: "nfldb.yaml", in: dir)
+            let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
+            #expect(try config.integer(.migrationsRetries) == -1, "without a minimum the value is taken as written")
+            let refused = #expect(throws: ConfigurationError.self) { try config.integer(.migrationsRetries, atLeast: 0) }
+            #expect(refused?.description.hasPrefix("\(path):2: migrations.lock_retries: -1 is below its minimum 0") == true, "\(String(describing: refused))")
+            #expect(refused?.description.contains("HINT: Set it to 0 or more, or leave it out for the default.") == true)
+            #expect(refused?.exitStatus == .usage)
+            let fromEnv = try ConfigurationLoader(environment: ["NFLDB_MIGRATIONS_LOCK_RETRIES": "0"], workingDirectory: dir).load()
+            #expect(try fromEnv.integer(.migrationsRetries, atLeast: 0) == 0)
+            #expect(throws: ConfigurationError.self) { try fromEnv.integer(.migrationsRetries, atLeast: 1) }
+        }
+    }
+
     @Test("invalid YAML names the position")
     func invalidYAML() throws {
         try withTemporaryDirectory { dir in

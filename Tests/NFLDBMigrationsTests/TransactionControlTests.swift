@@ -1,6 +1,6 @@
 import Foundation
 import NFLDBCore
-import NFLDBMigrations
+@testable import NFLDBMigrations
 import NFLDBPostgres
 import NFLDBTestSupport
 import Testing
@@ -102,9 +102,11 @@ struct TransactionControlTests {
             try fx.pair(1, "commitfail", up: "create table t4(a int);\ncommit;\nselect 1/0;\ncreate table t5(a int);\n", down: "drop table t4;")
             let connection = try fx.connect()
             defer { connection.close() }
+            var unchecked = MigratorSettings()
+            unchecked.checksTransactionControl = false
             let migrator = Migrator(
                 connection: connection, migrations: try MigrationDirectory(path: fx.dir).load(checkingTransactionControl: false),
-                settings: MigratorSettings(), context: MigrationContext(nfldbVersion: "test", correlationID: "test"), logger: TestCluster.logger)
+                settings: unchecked, context: MigrationContext(nfldbVersion: "test", correlationID: "test"), logger: TestCluster.logger)
             let error = try #require(throws: MigrationError.self) { try migrator.up() }
             let text = "\(error.diagnostic.summary) \(error.diagnostic.detail ?? "") \(error.diagnostic.hint ?? "")"
             #expect(text.contains(fx.path("0001_commitfail.up.sql") + ":2: 0001_commitfail stopped: this statement ended nfldb's transaction"), "\(text)")
@@ -114,6 +116,45 @@ struct TransactionControlTests {
             #expect(try !fx.tableExists("t5"), "nothing after the COMMIT ran")
             #expect(try fx.ledgerVersions() == [])
             #expect(try fx.events().last?.event == "fail")
+        }
+    }
+
+    @Test("an applied file with a COMMIT (from before the rule; here adopted by baseline) blocks neither up, status, redo nor down of the others; a pending one is still refused before anything runs")
+    func appliedFileWithCommitIsNotRefused() throws {
+        try withFixture { fx in
+            try fx.pair(1, "old", up: "CREATE TABLE old_t (id int);\nCOMMIT;", down: "DROP TABLE old_t;")
+            try fx.execute("CREATE TABLE old_t (id int)")
+            #expect(try fx.migrate("baseline", "1").status == 0)
+            try fx.pair(2, "next", up: "CREATE TABLE next_t (id int);", down: "DROP TABLE next_t;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 0, "\(up)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try fx.tableExists("next_t"))
+            #expect(try fx.migrate("status", "--exit-code").status == 0)
+            let redo = try fx.migrate("redo")
+            #expect(redo.status == 0, "\(redo)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+
+            // A pending file with a COMMIT is refused, with file:line, before the other pending one runs.
+            try fx.pair(3, "fine", up: "CREATE TABLE fine_t (id int);", down: "DROP TABLE fine_t;")
+            try fx.pair(4, "bad", up: "CREATE TABLE bad_t (id int);\nCOMMIT;", down: "DROP TABLE bad_t;")
+            let refused = try fx.migrate("up")
+            #expect(refused.status == 2, "\(refused)")
+            #expect(refused.stderr.contains(fx.path("0004_bad.up.sql") + ":2: COMMIT in a transactional migration"), "\(refused)")
+            #expect(!refused.stderr.contains("0001_old"), "the applied file is not judged: \(refused)")
+            #expect(refused.stderr.contains("nothing was run"), "\(refused)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try !fx.tableExists("fine_t") && !fx.tableExists("bad_t"))
+            #expect(try fx.migrate("status", "--exit-code").status == 2)
+            #expect(try fx.migrate("up", "--dry-run").status == 2)
+
+            // Marked no-transaction (the printed fix), it applies; then down of the others works as usual.
+            try fx.pair(4, "bad", up: "-- nfldb:no-transaction\nCREATE TABLE bad_t (id int);\nCOMMIT;", down: "DROP TABLE bad_t;")
+            let fixed = try fx.migrate("up")
+            #expect(fixed.status == 0, "\(fixed)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3, 4])
+            #expect(try fx.migrate("down", "3").status == 0)
+            #expect(try fx.ledgerVersions() == [1])
         }
     }
 
@@ -152,6 +193,7 @@ struct OutsideTransactionTests {
                 REINDEX (VERBOSE) SYSTEM d;
                 CLUSTER;
                 DISCARD ALL;
+                CREATE SUBSCRIPTION sub CONNECTION 'host=x' PUBLICATION p;
                 """, down: "DROP TABLE m;")
             try fx.pair(2, "fine", up: """
                 CREATE TABLE f (id int PRIMARY KEY);
@@ -162,18 +204,21 @@ struct OutsideTransactionTests {
                 CREATE MATERIALIZED VIEW mv AS SELECT id FROM f;
                 CREATE UNIQUE INDEX mv_id ON mv (id);
                 REFRESH MATERIALIZED VIEW CONCURRENTLY mv;
+                CREATE SUBSCRIPTION nosl CONNECTION 'host=x' PUBLICATION p WITH (connect = false);
+                CREATE SUBSCRIPTION nosl2 CONNECTION 'host=x' PUBLICATION p WITH (create_slot = false);
                 """, down: "DROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
             try fx.pair(3, "own", up: "-- nfldb:no-transaction\nVACUUM;", down: "SELECT 1;")
             let lint = try fx.migrate("lint", "--all")
             #expect(lint.status == 1, "\(lint)")
-            for line in 2...13 {
+            for line in 2...14 {
                 #expect(lint.stdout.contains(fx.path("0001_maint.up.sql") + ":\(line): error [cannot-run-in-transaction]"), "line \(line)\n\(lint)")
             }
+            #expect(lint.stdout.contains("CREATE SUBSCRIPTION (which creates its replication slot) cannot run inside a transaction block"), "\(lint)")
             #expect(lint.stdout.contains("VACUUM cannot run inside a transaction block; this migration is transactional"), "\(lint)")
             #expect(lint.stdout.contains("mark the file `-- nfldb:no-transaction`"), "\(lint)")
             #expect(!lint.stdout.contains("0002_fine.up.sql"), "\(lint)")
             #expect(!lint.stdout.contains("0003_own.up.sql"), "\(lint)")
-            #expect(lint.stdout.contains("12 error(s)"), "\(lint)")
+            #expect(lint.stdout.contains("13 error(s)"), "\(lint)")
         }
     }
 

@@ -59,7 +59,10 @@ extension MigrateOptions {
     func makeMigrator(
         _ context: CommandContext, settings: MigratorSettings? = nil, migrations: [Migration]? = nil, recordsCommit: Bool = false
     ) throws -> Migrator {
-        let files = try migrations ?? load(context)
+        // Transaction control is judged by the Migrator on the files it is about to run (pending ones,
+        // redo's file), not on files already applied: an old applied file with a COMMIT must not make
+        // the directory unusable. `verify`, which replays every file, loads with the check on.
+        let files = try migrations ?? load(context, checkingTransactionControl: false)
         let connection = try context.connect()
         let migrationContext = try MigrationContext(
             nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID,
