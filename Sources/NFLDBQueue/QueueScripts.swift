@@ -247,6 +247,9 @@ enum QueueScripts {
     static let stats = RedisScript(prelude + """
     local out = {}
     for _, q in ipairs(redis.call('SMEMBERS', p .. 'queues')) do
+      -- A key of the wrong type would fail ZCARD with Redis's bare WRONGTYPE: name the key and the fix instead.
+      local bad = badQueueKey(q)
+      if bad then return redis.error_reply(bad) end
       local oldest = -1
       for _, id in ipairs(redis.call('ZRANGE', p .. 'ready:' .. q, 0, -1)) do
         local e = tonumber(redis.call('HGET', p .. 'task:' .. id, 'enqueued_ms'))

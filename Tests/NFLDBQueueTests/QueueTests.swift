@@ -435,6 +435,10 @@ struct QueueProbeFixTests {
             let cpuOnly = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 1, burst: true),
                                  database: world.databaseOptions, logger: world.logger)
             #expect(try cpuOnly.run().succeeded == 1)
+            // stats (and the health check built on it) over a known queue whose key was overwritten: the key and the fix, not a bare WRONGTYPE.
+            _ = try q.connection.command("SADD", RedisArgument(world.config.prefix + "queues"), "io")
+            let stats = try #require(throws: RedisError.self) { try q.stats() }
+            #expect(stats.message.contains(badKey) && stats.message.contains("redis-cli DEL \(badKey)"), "\(stats.message)")
         }
     }
 
