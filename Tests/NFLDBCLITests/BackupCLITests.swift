@@ -74,6 +74,21 @@ struct BackupCLITests {
             let health = try nfldb("health", "--check", "backups", env: env)
             #expect(health.status == 0, "\(health.allOutput)")
 
+            // backup restore --format json: what was restored where, and the next step; a refusal is JSON too.
+            let restoredTo = "\(dir)/restored"
+            let restored = try nfldb("backup", "restore", "--to", restoredTo, "--format", "json", env: env)
+            #expect(restored.status == 0, "\(restored.allOutput)")
+            let restoredReport = try jsonObject(restored.standardOutput)
+            #expect(restoredReport["status"] as? String == "restored" && restoredReport["target"] as? String == restoredTo, "\(restoredReport)")
+            #expect((restoredReport["next_step"] as? String)?.contains("pg_ctl -D \(restoredTo) start") == true, "\(restoredReport)")
+            #expect(restoredReport["delta"] as? Bool == false && (restoredReport["tablespaces"] as? [Any])?.isEmpty == true, "\(restoredReport)")
+            #expect(FileManager.default.fileExists(atPath: "\(restoredTo)/PG_VERSION"))
+            let again = try nfldb("backup", "restore", "--to", restoredTo, "--format", "json", env: env)
+            #expect(again.status == 2, "\(again.allOutput)")
+            let refusal = try jsonObject(again.standardOutput)
+            #expect(refusal["status"] as? String == "refused" && (refusal["error"] as? String)?.contains(restoredTo) == true, "\(refusal)")
+            #expect(refusal["hint"] as? String != nil, "\(refusal)")
+
             var wrong = env
             wrong["NFLDB_BACKUP_STANZA"] = "nflbd"
             let wrongInfo = try nfldb("backup", "info", env: wrong)

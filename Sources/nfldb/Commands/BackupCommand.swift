@@ -366,13 +366,45 @@ extension BackupCommand {
             "Restore every tablespace into <dir>/<name> (pgbackrest --tablespace-map-all; default <to>_tablespaces, beside it: pgBackRest refuses one inside the data directory). Never the original paths.",
             valueName: "dir"))
         var tablespaceDir: String?
+        @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
         static let commandPath = "backup restore"
 
+        /// `--format json`: what was restored where and the next step; a refused request is JSON too.
+        struct Restored: Encodable {
+            let status = "restored"
+            let target: String
+            let backup: String?
+            let targetTime: String?
+            let delta: Bool
+            let tablespaces: [[String: String]]
+            let nextStep: String
+            enum CodingKeys: String, CodingKey {
+                case status, target, backup, delta, tablespaces
+                case targetTime = "target_time", nextStep = "next_step"
+            }
+        }
+
         func run(_ context: CommandContext) throws {
-            let report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
-                .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta, tablespaceDirectory: tablespaceDir))
-            report.lines.forEach { context.output($0) }
+            let report: Restorer.Report
+            do {
+                report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
+                    .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta, tablespaceDirectory: tablespaceDir))
+            } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
+                // Refused before the directory was touched: valid JSON on stdout too.
+                var object = ["status": "refused", "error": error.diagnostic.summary]
+                if let hint = error.diagnostic.hint { object["hint"] = hint }
+                if let detail = error.diagnostic.detail { object["detail"] = detail }
+                context.output(try BackupCommand.json(object))
+                throw error
+            }
+            if format == .json {
+                context.output(try BackupCommand.json(Restored(
+                    target: report.target, backup: report.backup, targetTime: targetTime, delta: delta,
+                    tablespaces: report.tablespaces.map { ["oid": $0.oid, "path": $0.path] }, nextStep: report.nextStep)))
+            } else {
+                report.lines.forEach { context.output($0) }
+            }
             finished(context, "backup restore")
         }
     }
