@@ -41,6 +41,14 @@ struct BackupCommand: ParsableCommand {
         try BackupConfig(configuration: context.configuration).tables
     }
 
+    /// A request refused as a usage error, for `--format json`: `status: refused` with the error, hint and detail.
+    static func refusedJSON(_ error: any NFLDBError) throws -> String {
+        var object = ["status": "refused", "error": error.diagnostic.summary]
+        if let hint = error.diagnostic.hint { object["hint"] = hint }
+        if let detail = error.diagnostic.detail { object["detail"] = detail }
+        return try json(object)
+    }
+
     static func json<T: Encodable>(_ value: T) throws -> String {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
@@ -306,10 +314,7 @@ extension BackupCommand {
                 try verify(context)
             } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
                 // A refused request: valid JSON on stdout too (no receipt: nothing ran or was recorded).
-                var object = ["status": "refused", "error": error.diagnostic.summary]
-                if let hint = error.diagnostic.hint { object["hint"] = hint }
-                if let detail = error.diagnostic.detail { object["detail"] = detail }
-                context.output(try BackupCommand.json(object))
+                context.output(try BackupCommand.refusedJSON(error))
                 throw error
             }
         }
@@ -392,10 +397,7 @@ extension BackupCommand {
                     .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta, tablespaceDirectory: tablespaceDir))
             } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
                 // Refused before the directory was touched: valid JSON on stdout too.
-                var object = ["status": "refused", "error": error.diagnostic.summary]
-                if let hint = error.diagnostic.hint { object["hint"] = hint }
-                if let detail = error.diagnostic.detail { object["detail"] = detail }
-                context.output(try BackupCommand.json(object))
+                context.output(try BackupCommand.refusedJSON(error))
                 throw error
             }
             if format == .json {
