@@ -113,9 +113,9 @@ public struct AlertConfig: Sendable {
 
     public init(configuration: Configuration) throws {
         stateFile = configuration.defaulted(.healthStateFile)
-        consecutive = try configuration.integer(.healthAlertConsecutive, atLeast: 0) ?? 0
+        consecutive = try configuration.integer(.healthAlertConsecutive, atLeast: 1) ?? 1
         repeatInterval = try configuration.duration(.healthAlertRepeat) ?? .zero
-        retries = try configuration.integer(.healthAlertRetries, atLeast: 0) ?? 0
+        retries = try configuration.integer(.healthAlertRetries, atLeast: 1) ?? 1
         retryBackoff = try configuration.duration(.healthAlertBackoff) ?? .zero
         timeout = try configuration.duration(.healthAlertTimeout) ?? .zero
         destinations = try AlertDestination.all(in: configuration)

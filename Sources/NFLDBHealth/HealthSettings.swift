@@ -182,6 +182,15 @@ public struct HealthSettings: Sendable {
             throw ConfigurationError("health.checks.\(path): unknown check '\(check)'", source: sources[path], hint: hint)
         }
         for probe in probes {
+            // A count of runs: 0 or a negative number would silently mean 1.
+            let path = "\(probe.name).consecutive"
+            if let text = values[path], (Int(text.trimmingCharacters(in: .whitespaces)) ?? 0) < 1 {
+                throw ConfigurationError(
+                    "health.checks.\(path): '\(text)' is not a number of runs of at least 1", source: sources[path],
+                    hint: "Set it to 1 (alert on the first bad run) or more, or leave it out to use health.alert.consecutive.")
+            }
+        }
+        for probe in probes {
             let thresholds = settings(for: probe).thresholds
             guard let warning = thresholds.warning, let critical = thresholds.critical else { continue }
             let higherIsWorse = thresholds.direction == .higherIsWorse

@@ -62,8 +62,7 @@ enum MigrationStatementRules {
         case ("DISCARD", "ALL"): return "DISCARD ALL"
         // It creates its replication slot on the publisher, which PostgreSQL refuses in a transaction
         // block — unless told not to (`create_slot = false`, or `connect = false`, which implies it).
-        case ("CREATE", "SUBSCRIPTION")
-            where text.range(of: #"\b(CREATE_SLOT|CONNECT)\s*=?\s*(FALSE|OFF|0)\b"#, options: [.regularExpression, .caseInsensitive]) == nil:
+        case ("CREATE", "SUBSCRIPTION") where subscriptionCreatesSlot(statement):
             return "CREATE SUBSCRIPTION (which creates its replication slot)"
         case ("ALTER", "DATABASE") where text.range(of: #"^ALTER DATABASE \S+ SET TABLESPACE "#, options: .regularExpression) != nil:
             return "ALTER DATABASE … SET TABLESPACE"
@@ -75,6 +74,106 @@ enum MigrationStatementRules {
         }
     }
 
+    /// What to do about a transaction-control statement. A savepoint only works inside a
+    /// transaction block, which a `no-transaction` file does not have: marking the file would only
+    /// move the failure, so those point at a block with an EXCEPTION clause or the file's own BEGIN.
+    static func fix(for name: String) -> String {
+        switch name {
+        case "SAVEPOINT", "RELEASE", "ROLLBACK TO":
+            return "Remove it: the whole file already runs in one transaction, so it is undone as a unit on any error. To survive an error in one part, use a DO block with an EXCEPTION clause (PL/pgSQL's savepoint). If the file must manage its own transactions, \(markerFix) and put the savepoint inside its own BEGIN … COMMIT (without BEGIN it fails: SAVEPOINT can only be used in transaction blocks)."
+        default:
+            return "Remove it; or \(markerFix) if the file must manage its own transactions."
+        }
+    }
+
+    /// Whether `CREATE SUBSCRIPTION` creates a replication slot: unless its `WITH (…)` list sets
+    /// `create_slot` or `connect` to a false value. Read from the statement's tokens (quoted
+    /// strings and identifiers kept whole), so `'host=x connect_timeout=0'` in the connection
+    /// string is not an option and `connect = 'false'` or `"create_slot" = off` are.
+    static func subscriptionCreatesSlot(_ statement: SQLStatement) -> Bool {
+        let options = subscriptionOptions(statement.folded)
+        return !["connect", "create_slot"].contains { key in options[key].map(isFalseOption) ?? false }
+    }
+
+    /// The `WITH (name [= value], …)` options of a `CREATE SUBSCRIPTION`, names lower-cased, value
+    /// text unquoted (nil: the option is given without a value, which means true).
+    static func subscriptionOptions(_ text: String) -> [String: String?] {
+        let tokens = sqlTokens(text)
+        // The options list is the parenthesis after the last top-level WITH.
+        var depth = 0
+        var start: Int?
+        for (index, token) in tokens.enumerated() {
+            if token == "(" { depth += 1 } else if token == ")" { depth -= 1 }
+            if depth == 0, token.uppercased() == "WITH", index + 1 < tokens.count, tokens[index + 1] == "(" { start = index + 2 }
+        }
+        guard let start else { return [:] }
+        var options: [String: String?] = [:]
+        var item: [String] = []
+        depth = 1
+        func finish() {
+            guard let name = item.first else { return }
+            let value = item.count >= 3 && item[1] == "=" ? item[2] : (item.count >= 2 && item[1] != "=" ? item[1] : nil)
+            options[unquote(name).lowercased()] = value.map(unquote)
+            item = []
+        }
+        for token in tokens[start...] {
+            if token == "(" { depth += 1 } else if token == ")" { depth -= 1; if depth == 0 { break } }
+            if depth == 1 && token == "," { finish() } else { item.append(token) }
+        }
+        finish()
+        return options
+    }
+
+    /// PostgreSQL's `parse_bool` for false, plus the integer 0 (`defGetBoolean`).
+    static func isFalseOption(_ value: String?) -> Bool {
+        guard let value = value?.lowercased(), !value.isEmpty else { return false }
+        if value.allSatisfy(\.isNumber) { return Int(value) == 0 }
+        return "false".hasPrefix(value) || "no".hasPrefix(value) || (value.count >= 2 && "off".hasPrefix(value))
+    }
+
+    static func unquote(_ token: String) -> String {
+        for quote in ["'", "\""] where token.count >= 2 && token.hasPrefix(quote) && token.hasSuffix(quote) {
+            return String(token.dropFirst().dropLast()).replacingOccurrences(of: quote + quote, with: quote)
+        }
+        if token.count >= 3, token.first == "E" || token.first == "e", token.dropFirst().hasPrefix("'") { return unquote(String(token.dropFirst())) }
+        return token
+    }
+
+    /// Words, numbers, quoted strings (`'…'`, `E'…'`), quoted identifiers and single punctuation
+    /// characters of a comment-free statement.
+    static func sqlTokens(_ text: String) -> [String] {
+        var tokens: [String] = []
+        let chars = Array(text)
+        var i = 0
+        while i < chars.count {
+            let c = chars[i]
+            if c.isWhitespace { i += 1; continue }
+            if c == "'" || c == "\"" {
+                let escapes = c == "'" && (tokens.last == "E" || tokens.last == "e") && i > 0 && (chars[i - 1] == "E" || chars[i - 1] == "e")
+                var j = i + 1
+                while j < chars.count {
+                    if escapes && chars[j] == "\\" { j += 2; continue }
+                    if chars[j] == c { if j + 1 < chars.count && chars[j + 1] == c { j += 2; continue }; break }
+                    j += 1
+                }
+                let end = min(j, chars.count - 1)
+                var token = String(chars[i...end])
+                if escapes { tokens.removeLast(); token = "E" + token }
+                tokens.append(token)
+                i = end + 1
+            } else if c.isLetter || c.isNumber || c == "_" || c == "$" {
+                var j = i
+                while j < chars.count, chars[j].isLetter || chars[j].isNumber || chars[j] == "_" || chars[j] == "$" { j += 1 }
+                tokens.append(String(chars[i..<j]))
+                i = j
+            } else {
+                tokens.append(String(c))
+                i += 1
+            }
+        }
+        return tokens
+    }
+
     /// A transactional file's transaction-control statements, as lint findings (errors).
     static func transactionControlFindings(_ script: SQLScript, transactional: Bool) -> [LintFinding] {
         guard transactional else { return [] }
@@ -83,7 +182,7 @@ enum MigrationStatementRules {
             return LintFinding(
                 rule: "transaction-control-in-transaction", severity: .error, file: script.name, line: statement.line,
                 message: "\(name) in a transactional migration: nfldb runs the file and its history row in one transaction, and \(name) would end or split it (part of the file would commit on its own, and the version would not be recorded as applied)",
-                fix: "Remove it; or \(markerFix) if the file must manage its own transactions.")
+                fix: fix(for: name))
         }
     }
 

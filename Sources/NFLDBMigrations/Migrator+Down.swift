@@ -12,6 +12,8 @@ extension Migrator {
         if dryRun {
             let rows = try MigrationLedger.rows(connection)
             let victims = try rollbackPlan(rows: rows, count: count, target: target)
+            // The same refusals as the real run: a stored down SQL that cannot run is named now.
+            _ = try rollbackSteps(victims)
             var result = MigrationRunResult()
             result.warnings = downFileWarnings(victims)
             result.dryRunSQL = victims.isEmpty ? "-- nothing to roll back" : try dryRunDown(victims)
@@ -20,13 +22,16 @@ extension Migrator {
         return try locked {
             let rows = try MigrationLedger.rows(connection)
             let victims = try rollbackPlan(rows: rows, count: count, target: target)
+            // Every stored down SQL is judged before the first rollback runs: a refusal for the
+            // third version must not come after the two above it were already rolled back.
+            let steps = try rollbackSteps(victims)
             var result = MigrationRunResult()
             result.warnings = downFileWarnings(victims)
             result.warnings.forEach { progress(.warning($0)) }
             if settings.singleTransaction {
-                result.steps = try rollbackBatchInOneTransaction(victims)
+                result.steps = try rollbackBatchInOneTransaction(victims, steps: steps)
             } else {
-                for row in victims { result.steps.append(try rollback(row)) }
+                for (row, step) in zip(victims, steps) { result.steps.append(try rollback(row, step: step)) }
             }
             result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
@@ -79,9 +84,19 @@ extension Migrator {
         let forget: PostgresQuery
     }
 
-    func rollbackStep(_ row: LedgerRow) throws -> RollbackStep {
+    /// The steps of a planned rollback, newest first; refuses the whole plan if any one cannot run.
+    func rollbackSteps(_ victims: [LedgerRow]) throws -> [RollbackStep] {
+        try victims.enumerated().map { index, row in try rollbackStep(row, above: index) }
+    }
+
+    /// `above`: how many versions of the same plan are rolled back before this one (they are
+    /// newer), so a hint can say how to get to this one first.
+    func rollbackStep(_ row: LedgerRow, above: Int = 0) throws -> RollbackStep {
+        // `resolve --rolled-back --force` only takes the newest applied version: the ones above go first.
+        let first = above == 0 ? "" : "Nothing was rolled back. First `nfldb migrate down \(above)` (the \(above) newer version\(above == 1 ? "" : "s") above it); then "
         guard let downSQL = row.downSQL else {
-            throw MigrationError("\(row.id) has no stored down SQL", hint: "Roll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back --force`.")
+            throw MigrationError(
+                "\(row.id) has no stored down SQL", hint: "\(first.isEmpty ? "R" : first + "r")oll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back --force`.")
         }
         let file = migrations.first { $0.version == row.version }
         let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
@@ -95,19 +110,18 @@ extension Migrator {
             throw MigrationError(
                 "\(finding.file):\(finding.line): the down SQL of \(row.id) is transactional but controls the transaction itself; nothing was rolled back",
                 detail: finding.message,
-                hint: "Undo \(row.id) by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`.", exitStatus: .usage)
+                hint: "\(first.isEmpty ? "U" : first + "u")ndo \(row.id) by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`.", exitStatus: .usage)
         }
         return RollbackStep(script: script, directives: directives, name: name, forget: forget)
     }
 
     /// `down --single-transaction`: every rollback and its history change in one transaction, so a
     /// failing down leaves every migration applied.
-    func rollbackBatchInOneTransaction(_ victims: [LedgerRow]) throws -> [MigrationRunResult.Step] {
-        let steps = try victims.map(rollbackStep)
+    func rollbackBatchInOneTransaction(_ victims: [LedgerRow], steps: [RollbackStep]) throws -> [MigrationRunResult.Step] {
         if let index = steps.firstIndex(where: { !$0.directives.transactional }) {
             throw MigrationError(
-                "the down SQL of \(victims[index].id) is marked nfldb:no-transaction and cannot run inside --single-transaction",
-                hint: "Roll back down to it without --single-transaction.", exitStatus: .usage)
+                "the down SQL of \(victims[index].id) is marked nfldb:no-transaction and cannot run inside --single-transaction; nothing was rolled back",
+                hint: "Roll back without --single-transaction: `nfldb migrate down \(victims.count)` (each version in its own transaction).", exitStatus: .usage)
         }
         let items = zip(victims, steps).map { row, step in
             BatchItem(
@@ -143,8 +157,8 @@ extension Migrator {
         return done
     }
 
-    func rollback(_ row: LedgerRow) throws -> MigrationRunResult.Step {
-        let step = try rollbackStep(row)
+    func rollback(_ row: LedgerRow, step: RollbackStep? = nil) throws -> MigrationRunResult.Step {
+        let step = try step ?? rollbackStep(row)
         let (script, directives, name, forget) = (step.script, step.directives, step.name, step.forget)
         progress(.starting(id: row.id, direction: "down", transactional: directives.transactional))
         let start = ContinuousClock.now
@@ -323,10 +337,17 @@ extension Migrator {
     public func repair(versions: [Int64] = []) throws -> MigrationRunResult {
         try locked {
             let rows = try MigrationLedger.rows(connection)
+            let changed: [(LedgerRow, Migration)] = rows.compactMap { row in
+                guard versions.isEmpty || versions.contains(row.version),
+                      let file = migrations.first(where: { $0.version == row.version }), file.upChecksum != row.upChecksum else { return nil }
+                return (row, file)
+            }
+            // The down half is stored for a later rollback: one that controls the transaction itself
+            // would be refused only when `down` needs it. Refused now, before anything is stored.
+            try refuseTransactionControl(changed.map(\.1))
             var result = MigrationRunResult()
             try connection.withTransaction {
-                for row in rows where versions.isEmpty || versions.contains(row.version) {
-                    guard let file = migrations.first(where: { $0.version == row.version }), file.upChecksum != row.upChecksum else { continue }
+                for (row, file) in changed {
                     try connection.execute("""
                         UPDATE nfldb.schema_migrations SET up_checksum = \(file.upChecksum), up_sql = \(file.upSQL),
                           down_checksum = \(file.downChecksum), down_sql = \(file.downSQL)
@@ -338,6 +359,7 @@ extension Migrator {
                     result.steps.append(.init(version: row.version, name: row.name, direction: "repair", durationMilliseconds: 0))
                 }
             }
+            result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
         }
     }

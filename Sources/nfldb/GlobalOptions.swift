@@ -94,7 +94,9 @@ extension GlobalOptions {
 
     /// Loads the configuration (flag > env > file > default) and bootstraps logging. Called once
     /// per process, by ``NFLDB/main()``: swift-log may be bootstrapped only once.
-    func makeContext(command: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CommandContext {
+    func makeContext(
+        command: String, settingFlags: [String: (value: String, flag: String)] = [:], environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> CommandContext {
         let (earlyFormat, earlyLevel) = earlyLogging(environment)
         let correlationID = CorrelationID.resolve(environment: environment)
         func bootstrap(_ format: LogFormat, _ level: Logger.Level) {
@@ -103,7 +105,7 @@ extension GlobalOptions {
         }
         let configuration: Configuration
         do {
-            configuration = try ConfigurationLoader(keys: Settings.keys, environment: environment, flags: flagOverrides, explicitPath: config).load()
+            configuration = try ConfigurationLoader(keys: Settings.keys, environment: environment, flags: flagOverrides.merging(settingFlags) { global, _ in global }, explicitPath: config).load()
             try Settings.check(configuration)
         } catch {
             bootstrap(earlyFormat, earlyLevel)

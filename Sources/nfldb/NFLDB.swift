@@ -44,7 +44,7 @@ struct NFLDB: ParsableCommand {
         let options = leaf.globals
         let context: CommandContext
         do {
-            context = try options.makeContext(command: type(of: leaf).commandPath, environment: environment)
+            context = try options.makeContext(command: type(of: leaf).commandPath, settingFlags: leaf.settingFlags, environment: environment)
         } catch {
             exitWithError(leaf.mapError(error), logFormat: options.earlyLogging(environment).format)
         }
@@ -99,6 +99,10 @@ protocol GlobalOptionsCommand: ParsableCommand {
     func run(_ context: CommandContext) throws
     /// Lets a command map failures to its own exit convention (`health`: UNKNOWN).
     func mapError(_ error: any Error) -> any Error
+    /// The command's own flags that set a configuration key (`--amcheck-jobs` →
+    /// `backup.verify.amcheck_jobs`): applied like global flags, over file and environment, before
+    /// the settings are checked.
+    var settingFlags: [String: (value: String, flag: String)] { get }
 }
 
 extension GlobalOptionsCommand {
@@ -106,6 +110,8 @@ extension GlobalOptionsCommand {
     var globals: GlobalOptions { global.merged(over: root.global) }
 
     func mapError(_ error: any Error) -> any Error { error }
+
+    var settingFlags: [String: (value: String, flag: String)] { [:] }
 
     /// Logs the end of the command with its duration (`duration_ms`) for cron traceability.
     func finished(_ context: CommandContext, _ message: Logger.Message = "done") {

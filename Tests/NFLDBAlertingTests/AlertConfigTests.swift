@@ -152,3 +152,21 @@ struct AlertConfigTests {
         }
     }
 }
+
+extension AlertConfigTests {
+    @Test("health.alert.consecutive and retries below 1 are refused with file:line (0 used to act as 1)", arguments: ["consecutive", "retries"])
+    func minimumOne(key: String) throws {
+        try Self.withTemporaryDirectory { dir in
+            let file = try Self.writeFile("health:\n  alert:\n    \(key): 0\n", named: "nfldb.yaml", in: dir)
+            #expect {
+                try Self.load(environment: [:], in: dir)
+            } throws: { error in
+                let text = String(describing: error)
+                return text.contains("health.alert.\(key): 0 is below its minimum 1") && text.contains("\(file):3")
+            }
+            try Self.writeFile("health:\n  alert:\n    \(key): 1\n", named: "nfldb.yaml", in: dir)
+            let one = try AlertConfig(configuration: Self.load(environment: [:], in: dir))
+            #expect((key == "consecutive" ? one.consecutive : one.retries) == 1)
+        }
+    }
+}

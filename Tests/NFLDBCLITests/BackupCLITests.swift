@@ -63,13 +63,22 @@ struct BackupCLITests {
             let reuse1 = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, "--amcheck-jobs", "1", env: env)
             #expect(reuse1.status == 0, "\(reuse1.allOutput)")
             #expect(reuse1.standardOutput.contains("pg_amcheck --all --heapallindexed --jobs=1 clean"))
-            let reuse2 = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, env: env)
+            // A bad backup.verify.amcheck_jobs (here from the environment) is refused at start-up (exit 2,
+            // naming where it came from), but --amcheck-jobs replaces it before it is checked.
+            var badJobsEnv = env
+            badJobsEnv["NFLDB_BACKUP_VERIFY_AMCHECK_JOBS"] = "0"
+            let badSetting = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, env: badJobsEnv)
+            #expect(badSetting.status == 2, "\(badSetting.allOutput)")
+            #expect(badSetting.standardError.contains("backup.verify.amcheck_jobs: 0 is below its minimum 1"), "\(badSetting.allOutput)")
+            let reuse2 = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, "--amcheck-jobs", "2", env: badJobsEnv)
             #expect(reuse2.status == 0, "\(reuse2.allOutput)")
             #expect(reuse2.standardOutput.contains("(--delta:"))
+            #expect(reuse2.standardOutput.contains("--jobs=2"), "\(reuse2.standardOutput)")
             #expect(FileManager.default.fileExists(atPath: "\(kept)/data/PG_VERSION"))
             #expect(!FileManager.default.fileExists(atPath: "\(kept)/data/postmaster.pid"))
             let badJobs = try nfldb("backup", "verify", "--amcheck-jobs", "0", env: env)
             #expect(badJobs.status == 2)
+            #expect(badJobs.standardError.contains("flag --amcheck-jobs: backup.verify.amcheck_jobs: 0 is below its minimum 1"), "\(badJobs.allOutput)")
 
             let health = try nfldb("health", "--check", "backups", env: env)
             #expect(health.status == 0, "\(health.allOutput)")

@@ -39,6 +39,14 @@ struct ThresholdConfigTests {
             #expect(misspelled.standardError.contains("nfldb.yaml:1: health.checks.conections.warning: unknown check 'conections'"), "\(misspelled.standardError)")
             #expect(misspelled.standardError.contains("Did you mean connections?"), "\(misspelled.standardError)")
 
+            // A per-check consecutive is a number of runs: 0 or negative would silently mean 1.
+            for value in ["0", "-3"] {
+                let runs = try run("health:\n  checks:\n    connections:\n      consecutive: \(value)\n", in: dir, dsn: db.dsn)
+                #expect(runs.status == 3, "\(value): \(runs.standardError)")
+                #expect(runs.standardError.contains("nfldb.yaml:4: health.checks.connections.consecutive: '\(value)' is not a number of runs of at least 1"),
+                        "\(runs.standardError)")
+            }
+
             let good = try run(
                 "health:\n  checks:\n    connections:\n      warning: 1.5e1\n      critical: 90\n    cache_hit:\n      warning: 95\n      critical: 80\n",
                 in: dir, dsn: db.dsn)

@@ -309,6 +309,12 @@ extension BackupCommand {
 
         static let commandPath = "backup verify"
 
+        /// `--amcheck-jobs` replaces `backup.verify.amcheck_jobs` before the settings are checked, so a
+        /// bad value in the file does not block the flag meant to override it.
+        var settingFlags: [String: (value: String, flag: String)] {
+            amcheckJobs.map { [ConfigKey.backupAmcheckJobs.name: (String($0), "--amcheck-jobs")] } ?? [:]
+        }
+
         func run(_ context: CommandContext) throws {
             do {
                 try verify(context)
@@ -322,6 +328,7 @@ extension BackupCommand {
         func verify(_ context: CommandContext) throws {
             let pg = try BackupCommand.pgbackrest(context)
             let binaries = try PostgresBinaries.locate(configured: SandboxConfig(configuration: context.configuration).binDirectory)
+            // --amcheck-jobs is in the configuration already (``settingFlags``), checked at start-up.
             let backupConfig = try BackupConfig(configuration: context.configuration)
             let db = try context.connect()
             defer { db.close() }
@@ -331,10 +338,6 @@ extension BackupCommand {
             options.apply(backupConfig)
             options.full = full
             if let reuseScratch { options.reuseScratch = reuseScratch }
-            if let jobs = amcheckJobs ?? backupConfig.amcheckJobs {
-                guard jobs >= 1 else { throw OperatorError("--amcheck-jobs must be at least 1 (got \(jobs))", exitStatus: .usage) }
-                options.amcheckJobs = jobs
-            }
             // Without a scratch_dir, Verifier picks /var/tmp/nfldb-verify-<random>, or for a kept copy
             // ReusableScratch.defaultDirectory (not world-writable /var/tmp: the name is predictable).
             options.scratchDirectory = scratch ?? backupConfig.scratchDirectory.map {
