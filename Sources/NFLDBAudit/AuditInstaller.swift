@@ -99,11 +99,13 @@ public struct AuditInstaller {
                     "--exclude-columns: no column \(column) in \(resolved.map(\.qualified).joined(separator: ", "))",
                     exitStatus: .usage)
             }
-            let casts = try riskyCastProblems()
+            // Refused before anything is installed (one transaction: nothing changes).
+            if let risk = try riskyCastProblems(tables: resolved.map(\.oid)).first {
+                throw OperatorError("cannot audit: \(risk.problem); nothing was changed", hint: risk.hint + " Then run `nfldb audit install` again.", exitStatus: .usage)
+            }
             var results: [AuditTableResult] = []
             for table in resolved {
-                results.append(try installOne(
-                    table, mode: mode, excluded: excludeColumns.filter(table.columns.contains), extraNotes: results.isEmpty ? casts : []))
+                results.append(try installOne(table, mode: mode, excluded: excludeColumns.filter(table.columns.contains)))
             }
             try dropUnusedFunctions()
             return results
@@ -248,16 +250,20 @@ public struct AuditInstaller {
                 + "not logged by \(table.qualified)'s triggers; audit each child too (nfldb audit install --table …)"]
     }
 
-    /// Existing casts a non-superuser could redefine (see ``AuditSQL/castGuard``), as problems.
-    func riskyCastProblems() throws -> [String] {
-        try connection.query(AuditSQL.riskyCasts).rows.compactMap { $0["cast_text"] }.map {
-            "cast \($0) (not a superuser): the audit triggers run as the audit owner, and this function would run with its rights "
-                + "when a value of that type is logged; drop the cast, or make a superuser own the function (ALTER FUNCTION … OWNER TO …)"
+    /// Casts to json that would run a non-superuser's function as the audit owner when a row of one
+    /// of `tables` is logged (``AuditSQL/riskyJSONCasts(tables:)``), with the fix, one line each.
+    func riskyCastProblems(tables: [Int64]) throws -> [(problem: String, hint: String)] {
+        guard !tables.isEmpty else { return [] }
+        return try connection.query(AuditSQL.riskyJSONCasts(tables: tables)).rows.map { row in
+            let column = row["column_name"] ?? "", type = row["type_name"] ?? "", function = row["function_name"] ?? ""
+            return ("cast \(row["cast_text"] ?? "") (not a superuser), met by column \(column): the capture function converts rows with to_jsonb "
+                        + "as the audit owner, so this function would run with the audit owner's rights on every logged write",
+                    "Drop the cast (DROP CAST (\(type) AS json)); or, once a superuser has read the function's body (it runs as the audit owner whenever such a value is logged), have a superuser own it (ALTER FUNCTION \(function) OWNER TO …).")
         }
     }
 
-    private func installOne(_ table: AuditedTable, mode requested: AuditMode?, excluded: [String], extraNotes: [String] = []) throws -> AuditTableResult {
-        var notes: [String] = extraNotes
+    private func installOne(_ table: AuditedTable, mode requested: AuditMode?, excluded: [String]) throws -> AuditTableResult {
+        var notes: [String] = []
         if table.schema == "audit" {
             throw OperatorError("refusing to audit \(table.qualified): the audit schema's own tables are not audited", exitStatus: .usage)
         }

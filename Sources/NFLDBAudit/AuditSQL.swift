@@ -157,7 +157,7 @@ enum AuditSQL {
     /// type's cast to json when one exists. The type's owner may `CREATE CAST … WITH FUNCTION` their
     /// own function, which would then run with the audit owner's rights on the next write to an
     /// audited table — enough to disable the guards and erase or forge the log. Existing casts whose
-    /// function a non-superuser owns are reported by install and `audit status` (``riskyCasts``).
+    /// function a non-superuser owns, from a type in an audited table, are refused by install and reported by `audit status` (``riskyJSONCasts(tables:)``).
     static let castGuardName = "nfldb_audit_cast_guard"
 
     /// Run as the audit owner, which owns everything in schema audit.
@@ -190,12 +190,36 @@ enum AuditSQL {
 
     /// Casts whose function a non-superuser owns (its owner can change what it does at any time),
     /// as `source → target via function() owned by role`.
-    static let riskyCasts: PostgresQuery = """
-        SELECT format('%s → %s via %s owned by %s', c.castsource::regtype, c.casttarget::regtype, c.castfunc::regprocedure, r.rolname) AS cast_text
-        FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_roles r ON r.oid = p.proowner
-        WHERE c.castfunc <> 0 AND NOT r.rolsuper
-        ORDER BY 1
+    /// Casts to json whose function a non-superuser owns, from a type that `to_jsonb` meets in a row
+    /// of one of `tables`: a column's type, or what it is built from (array elements, a domain's base
+    /// type, a composite's fields, recursively). `to_jsonb` converts a value of a non-built-in scalar
+    /// type through its cast to json when one exists (jsonb.c, `JSONBTYPE_JSONCAST`), so inside the
+    /// SECURITY DEFINER capture function that cast's function runs as the audit owner. Every column
+    /// counts, excluded ones too: the row is converted whole before they are removed.
+    static func riskyJSONCasts(tables: [Int64]) -> PostgresQuery {
         """
+        WITH RECURSIVE cols AS (
+            SELECT a.attrelid AS rel, a.attname::text AS col, a.atttypid AS typ
+            FROM pg_attribute a WHERE a.attrelid = ANY(\(tables)::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+          UNION
+            SELECT cols.rel, cols.col, x.typ
+            FROM cols JOIN pg_type t ON t.oid = cols.typ
+            CROSS JOIN LATERAL (
+                SELECT t.typelem WHERE t.typelem <> 0
+                UNION ALL SELECT t.typbasetype WHERE t.typbasetype <> 0
+                UNION ALL SELECT f.atttypid FROM pg_attribute f
+                          WHERE t.typrelid <> 0 AND f.attrelid = t.typrelid AND f.attnum > 0 AND NOT f.attisdropped
+            ) AS x(typ)
+        )
+        SELECT DISTINCT format('%s.%I', cols.rel::regclass, cols.col) AS column_name, c.castsource::regtype::text AS type_name,
+               c.castfunc::regprocedure::text AS function_name,
+               format('%s → %s via %s owned by %s', c.castsource::regtype, c.casttarget::regtype, c.castfunc::regprocedure, r.rolname) AS cast_text
+        FROM cols JOIN pg_cast c ON c.castsource = cols.typ AND c.casttarget = 'pg_catalog.json'::pg_catalog.regtype
+        JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_roles r ON r.oid = p.proowner
+        WHERE c.castfunc <> 0 AND NOT r.rolsuper
+        ORDER BY 1, 4
+        """
+    }
 
     /// Constraints older versions put on audit.log that cost every insert (see ``tables``).
     static let droppedLogConstraints = ["log_operation_values", "log_pkey"]

@@ -260,7 +260,11 @@ extension AuditInstaller {
                 "event trigger \(AuditSQL.castGuardName) is \(castGuard == nil ? "missing" : "disabled"): the owner of a type in an audited table "
                     + "could create a cast whose function runs as the audit owner; run `nfldb audit install`")
         }
-        report.logProblems += try riskyCastProblems()
+        let audited = try connection.query("""
+            SELECT c.oid::int8 AS oid FROM audit.audited_tables a
+            JOIN pg_namespace n ON n.nspname = a.table_schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = a.table_name
+            """).rows.map { try $0.decode("oid", as: Int64.self) }
+        report.logProblems += try riskyCastProblems(tables: audited).map { "\($0.problem). \($0.hint)" }
         let partitions = try connection.query("""
             SELECT c.oid::int8 AS oid, c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit.log'::regclass ORDER BY c.relname

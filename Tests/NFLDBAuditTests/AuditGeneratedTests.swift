@@ -265,7 +265,7 @@ struct AuditGeneratedTests {
         }
     }
 
-    @Test("the owner of a type in an audited table cannot run code as the audit owner through a cast: CREATE CAST is refused (42501, real login), an existing cast whose function a non-superuser owns is reported by install and status, the guard's absence too")
+    @Test("the owner of a type in an audited table cannot run code as the audit owner through a cast: CREATE CAST is refused (42501, real login), an existing cast to json whose function a non-superuser owns is refused by install for the tables whose rows meet it and reported by status, the guard's absence too")
     func castsCannotRunAsTheAuditOwner() throws {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
@@ -313,10 +313,28 @@ struct AuditGeneratedTests {
             #expect(!status.healthy)
             #expect(status.logProblems.contains { $0.contains("cast nfl.status → json via nfl.status_json(nfl.status) owned by \(mig)") && $0.contains("OWNER TO") },
                     "\(status.logProblems)")
-            let again = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.tickets"]) }
-            #expect(again[0].notes.contains { $0.hasPrefix("cast nfl.status → json") }, "\(again[0].notes)")
+            #expect(status.logProblems.contains { $0.contains("met by column nfl.tickets.st") }, "\(status.logProblems)")
+            // Install refuses a table whose rows would run it (the array column meets it too), and changes nothing.
+            try admin.runScript(unsafeSQL: "CREATE TABLE nfl.plain (id int PRIMARY KEY, note text); CREATE TABLE nfl.only_tags (id int PRIMARY KEY, tags nfl.status[])")
+            let functionsBefore = try admin.query("SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace").scalar(Int.self)
+            #expect {
+                try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.plain", "nfl.only_tags"], mode: .row) }
+            } throws: { error in
+                let text = String(describing: error)
+                return text.contains("cannot audit: cast nfl.status → json via nfl.status_json(nfl.status) owned by \(mig)")
+                    && text.contains("met by column nfl.only_tags.tags") && text.contains("nothing was changed") && text.contains("DROP CAST (nfl.status AS json)")
+            }
+            #expect(try admin.query("SELECT count(*) FROM pg_proc WHERE pronamespace = 'audit'::regnamespace").scalar(Int.self) == functionsBefore)
+            #expect(try admin.query("SELECT count(*) FROM audit.audited_tables WHERE table_name IN ('plain', 'only_tags')").scalar(Int.self) == 0)
+            // A table that never meets the type installs without a word about the cast.
+            let plain = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.plain"], mode: .row) }
+            #expect(!plain[0].notes.contains { $0.contains("cast") }, "\(plain[0].notes)")
             let cli = try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
             #expect(cli.status == 1 && cli.standardOutput.contains("nfl.status_json"), "\(cli.standardOutput)")
+            // The printed fix, in that state: a superuser owns the function; install and status are clean.
+            try admin.runScript(unsafeSQL: "ALTER FUNCTION nfl.status_json(nfl.status) OWNER TO CURRENT_USER")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.only_tags"], mode: .row) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
             try admin.runScript(unsafeSQL: "DROP CAST (nfl.status AS json)")
 
             // The guard itself: disabled by a superuser, status says so; install turns it back on.
