@@ -47,7 +47,16 @@ public struct CSVRecord {
 public struct CSVSyntaxError: Error, Sendable, CustomStringConvertible {
     public let line: Int
     public let message: String
+    /// A record or field over the parser's limits: not a CSV of rows, and the same input fails the
+    /// same way (unlike a quote left open at the end, which a cut download also causes).
+    public var overLimit = false
     public var description: String { "line \(line): \(message)" }
+
+    public init(line: Int, message: String, overLimit: Bool = false) {
+        self.line = line
+        self.message = message
+        self.overLimit = overLimit
+    }
 }
 
 /// A push-style RFC 4180 parser over bytes: feed it chunks as they arrive (from a file or an HTTP
@@ -89,14 +98,14 @@ public struct CSVParser {
     @inline(__always)
     private func checkSize() throws {
         if record.raw.count > maxRecordBytes {
-            throw CSVSyntaxError(line: record.line, message: "the record starting on this line is longer than \(Self.size(maxRecordBytes)) without ending (\(record.raw.count) bytes read): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)")
+            throw CSVSyntaxError(line: record.line, message: "the record starting on this line is longer than \(Self.size(maxRecordBytes)) without ending (\(record.raw.count) bytes read): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)", overLimit: true)
         }
         if record.ends.count > maxFields {
-            throw CSVSyntaxError(line: record.line, message: "the record starting on this line has more than \(maxFields) fields: this is not a games CSV")
+            throw CSVSyntaxError(line: record.line, message: "the record starting on this line has more than \(maxFields) fields: this is not a games CSV", overLimit: true)
         }
         let fieldStart = record.ends.last ?? 0
         if record.bytes.count - fieldStart > maxFieldBytes {
-            throw CSVSyntaxError(line: record.line, message: "field \(record.ends.count + 1) of the record starting on this line is longer than \(Self.size(maxFieldBytes)): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)")
+            throw CSVSyntaxError(line: record.line, message: "field \(record.ends.count + 1) of the record starting on this line is longer than \(Self.size(maxFieldBytes)): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)", overLimit: true)
         }
     }
 

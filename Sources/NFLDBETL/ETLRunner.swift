@@ -58,7 +58,8 @@ public enum ETLRunner {
                 VALUES (\(error.url), \(GamesLoader.target), \(options.correlationID), 'failed', clock_timestamp(), \(result.error))
                 RETURNING id
                 """).scalar(Int64.self)
-            throw LoadFailed(result: result, cause: error.diagnostic.summary + " (" + (error.diagnostic.detail ?? "") + ")", hint: error.hint)
+            throw LoadFailed(result: result, cause: error.diagnostic.summary + " (" + (error.diagnostic.detail ?? "") + ")", hint: error.hint,
+                             permanent: !error.retryable)
         }
         if let http = input as? HTTPSource, http.notModified {
             var result = LoadResult(status: "skipped", source: input.name)

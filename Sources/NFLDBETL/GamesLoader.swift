@@ -88,6 +88,23 @@ public struct LoadFailed: NFLDBError, Sendable {
     public let result: LoadResult
     public let cause: String
     public let hint: String
+    /// Trying again cannot help: the source redirected or answered 4xx, or a record is over the
+    /// parser's limits. (Rows rejected past the policy are permanent too; see ``LoadResult/rejected``.)
+    public var permanent = false
+
+    public init(result: LoadResult, cause: String, hint: String, permanent: Bool = false) {
+        self.result = result
+        self.cause = cause
+        self.hint = hint
+        self.permanent = permanent
+    }
+
+    /// Whether `error`, the cause of a failed load, would recur on the same input.
+    static func isPermanent(_ error: any Error) -> Bool {
+        if let http = error as? HTTPSourceError { return !http.retryable }
+        if let input = error as? ETLInputError { return input.permanent }
+        return false
+    }
     public var diagnostic: Diagnostic {
         Diagnostic("etl load games failed\(result.runID.map { " (run \($0))" } ?? ""): \(cause)", hint: hint)
     }
@@ -179,7 +196,7 @@ public struct GamesLoader {
                     }
                 }
                 logger.error("etl load failed", metadata: metadata.merging(["error": .string(cause)]) { $1 })
-                throw LoadFailed(result: result, cause: cause, hint: hint)
+                throw LoadFailed(result: result, cause: cause, hint: hint, permanent: LoadFailed.isPermanent(error))
             }
             logger.info("etl load finished", metadata: metadata.merging([
                 "etl.inserted": .stringConvertible(result.inserted), "etl.updated": .stringConvertible(result.updated),

@@ -45,6 +45,9 @@ public struct HTTPSourceError: NFLDBError, Sendable {
     public let summary: String
     public let attempts: Int
     public let hint: String
+    /// False for answers that will not change by asking again (a redirect, a 4xx other than 429):
+    /// a queued load fails permanently instead of being retried.
+    public var retryable = true
     public var diagnostic: Diagnostic {
         Diagnostic("\(url): \(summary)", detail: "\(attempts) attempt\(attempts == 1 ? "" : "s")", hint: hint)
     }
@@ -91,8 +94,10 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
         session?.invalidateAndCancel()
     }
 
-    private func fail(_ summary: String, hint: String) -> HTTPSourceError {
-        HTTPSourceError(url: name, summary: summary, attempts: attempts, hint: hint)
+    private func fail(_ summary: String, hint: String, retryable: Bool = true) -> HTTPSourceError {
+        var error = HTTPSourceError(url: name, summary: summary, attempts: attempts, hint: hint)
+        error.retryable = retryable
+        return error
     }
 
     private func log(_ message: Logger.Message, _ extra: Logger.Metadata) {
@@ -152,7 +157,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                     let location = response.value(forHTTPHeaderField: "Location").map { Self.redactedLocation($0, relativeTo: url) }
                     throw fail("the server redirected (HTTP \(status)) to \(location ?? "no Location given"); redirects are not followed (not retried)",
                                hint: location == nil ? "Check the URL (etl.games.source / --source)."
-                                   : "Give that URL as --source (or etl.games.source) if you trust it.")
+                                   : "Give that URL as --source (or etl.games.source) if you trust it.", retryable: false)
                 case 429, 500...599:
                     lastProblem = "HTTP \(status)"
                     retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap(Self.parseRetryAfter)
@@ -160,7 +165,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                 default:
                     session.invalidateAndCancel()
                     throw fail("HTTP \(status) (not retried: a client error will not go away by itself)",
-                               hint: "Check the URL (etl.games.source / --source) and whether the server needs credentials.")
+                               hint: "Check the URL (etl.games.source / --source) and whether the server needs credentials.", retryable: false)
                 }
             case .failed(let error):
                 lastProblem = "connection error: \(error.localizedDescription)"

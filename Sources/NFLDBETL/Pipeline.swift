@@ -177,7 +177,10 @@ public final class ValidationPipeline {
             try parser.finish(emit)
         } catch let error as CSVSyntaxError {
             throw ETLInputError(source: sourceName, "line \(error.line): \(error.message)",
-                                hint: "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line; check that the source is nflverse's games.csv.")
+                                hint: error.overLimit
+                                    ? "Nothing was loaded. Check that the source is nflverse's games.csv: this input is not a CSV of rows, and loading it again fails the same way."
+                                    : "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line; check that the source is nflverse's games.csv.",
+                                permanent: error.overLimit)
         }
         if !headerDone {
             throw ETLInputError(source: sourceName, "the input is empty (no header line)", hint: "Check the source; nothing was loaded.")

@@ -7,12 +7,16 @@ public struct ETLInputError: NFLDBError, Sendable {
     public let summary: String
     public let hint: String
     public let exitStatus: ExitStatus
+    /// The same input would fail the same way (a record over the parser's limits): a queued load is
+    /// not retried.
+    public var permanent = false
 
-    public init(source: String, _ summary: String, hint: String, exitStatus: ExitStatus = .failure) {
+    public init(source: String, _ summary: String, hint: String, exitStatus: ExitStatus = .failure, permanent: Bool = false) {
         self.source = source
         self.summary = summary
         self.hint = hint
         self.exitStatus = exitStatus
+        self.permanent = permanent
     }
 
     public var diagnostic: Diagnostic {

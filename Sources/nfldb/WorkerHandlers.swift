@@ -31,8 +31,9 @@ enum WorkerHandlers {
     /// id: it lands in `nfl.etl_runs.correlation_id` and (through `nfldb.correlation_id`, set in the
     /// load's transaction) in every `audit.log` row the load writes. Returns the load's JSON result.
     /// Rows rejected past the policy are a permanent failure (the same input fails the same way);
-    /// a missing file, a file outside `etl.source_roots` or a bad setting too; lock waits, HTTP and
-    /// database errors are retried.
+    /// a missing file, a file outside `etl.source_roots`, a bad setting, a redirect or 4xx answer and
+    /// a record over the parser's limits too; lock waits, connection errors, 429/5xx and database
+    /// errors are retried.
     static func etlLoad(_ task: TaskContext, configuration: Configuration) throws -> String {
         let type = "etl.load"
         let payload = try task.payload(allowing: ["target", "source", "options"])
@@ -86,8 +87,9 @@ enum WorkerHandlers {
                 connection: try task.database(), source: source, options: options, http: settings.http, logger: task.logger)
             return try JSONOutput.encode(result)
         } catch let failed as LoadFailed {
-            // Rejected rows over the policy: the same input fails the same way, so do not retry it.
-            throw TaskFailure("\(type): \(failed.diagnostic.oneLine)", permanent: failed.result.rejected > 0)
+            // Rejected rows over the policy, a redirect or 4xx, a record over the parser's limits: the
+            // same input fails the same way, so do not retry it.
+            throw TaskFailure("\(type): \(failed.diagnostic.oneLine)", permanent: failed.result.rejected > 0 || failed.permanent)
         } catch {
             throw TaskFailure.wrapping(error, type)
         }

@@ -240,6 +240,12 @@ struct QueueCLITests {
             let closed = try LoopbackPort.free()
             let http = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "http://127.0.0.1:\#(closed)/games.csv"}"#,
                                                      "--max-attempts", "2"])
+            // Permanent without retries: a redirect (not followed), and a field over the parser's 1 MiB limit.
+            let redirecting = try ScenarioServer(responses: [["status": 302, "headers": ["Location": "http://127.0.0.1:1/elsewhere.csv"]]])
+            let redirect = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(redirecting.url)"}"#, "--max-attempts", "3"])
+            let endless = world.dir + "/endless.csv"
+            try Data(repeating: UInt8(ascii: "x"), count: 2 << 20).write(to: URL(fileURLWithPath: endless))
+            let overLimit = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(endless)"}"#, "--max-attempts", "3"])
             let verify = try world.submit("backup.verify", ["--payload", "{}"])
             // Whoever can write to Redis must not make the worker read other files: outside etl.source_roots (also via a
             // symlink or `..` inside a root) is refused before anything is opened.
@@ -250,7 +256,7 @@ struct QueueCLITests {
 
             let worker = try world.burst(env: ["NFLDB_ETL_HTTP_MAX_ATTEMPTS": "1", "NFLDB_ETL_HTTP_DEADLINE": "5s"])
             #expect(worker.status == 0, "\(worker.log)")
-            #expect(worker.summary["dead"] as? Int == 9 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
+            #expect(worker.summary["dead"] as? Int == 11 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
                     "\(worker.summary) \(worker.log)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "a failed load changes nothing")
 
@@ -265,6 +271,10 @@ struct QueueCLITests {
             try dead(strict, contains: "--on-invalid is fail")
             try dead(http, attempts: "2", contains: "http://127.0.0.1:\(closed)/games.csv")
             try dead(verify, contains: "backup.config is not set")
+            try dead(redirect, contains: "the server redirected (HTTP 302)")
+            #expect(redirecting.requests.count == 1, "the redirect was asked again")
+            try dead(overLimit, contains: "longer than 1 MiB")
+            #expect(((try world.inspect(overLimit))["error"] as? String)?.contains("loading it again fails the same way") == true)
             for id in [outside, viaLink, viaDots] { try dead(id, contains: "is outside etl.source_roots") }
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE error LIKE '%root:%' OR source LIKE '%passwd%'", as: Int.self) == 0,
                     "nothing of the refused files reached the database")
@@ -272,11 +282,11 @@ struct QueueCLITests {
             #expect(history.count == 2, "\(history)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE correlation_id = 'trace-bad-1' AND status = 'failed'", as: Int.self) == 1)
 
-            // The dead-letter queue lists all six with their errors; requeue one, purge the rest.
+            // The dead-letter queue lists them all with their errors; requeue one, purge the rest.
             let list = try world.run("queue", "dlq", "list")
             #expect(list.status == 0 && list.standardOutput.contains(missing) && list.standardOutput.contains("etl.load"), "\(list.allOutput)")
             let listJSON = try #require(try JSONSerialization.jsonObject(with: Data(try world.run("queue", "dlq", "list", "--format", "json").standardOutput.utf8)) as? [[String: Any]])
-            #expect(listJSON.count == 9)
+            #expect(listJSON.count == 11)
         }
     }
 

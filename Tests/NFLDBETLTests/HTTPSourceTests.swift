@@ -6,54 +6,6 @@ import Testing
 
 @testable import NFLDBETL
 
-/// The scripted local HTTP server (Fixtures/http_scenario_server.py) on 127.0.0.1.
-final class ScenarioServer {
-    let process = Process()
-    let port: Int
-    let logPath: String
-    let dir: String
-
-    init(responses: [[String: Any]], etag: String? = nil) throws {
-        dir = try CLIRunner.temporaryDirectory("nfldb-etl-http")
-        logPath = dir + "/requests.log"
-        var scenario: [String: Any] = ["responses": responses]
-        if let etag { scenario["etag"] = etag }
-        let scenarioPath = dir + "/scenario.json"
-        try JSONSerialization.data(withJSONObject: scenario).write(to: URL(fileURLWithPath: scenarioPath))
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/http_scenario_server.py").path
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, scenarioPath, logPath]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-    }
-
-    var url: String { "http://127.0.0.1:\(port)/games.csv" }
-
-    /// Logged requests: (time, headers).
-    var requests: [(time: Double, headers: [String: String])] {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").map { jsonObject(String($0)) }.map { entry in
-            let headers = (entry["headers"] as? [String: String] ?? [:]).map { ($0.key.lowercased(), $0.value) }
-            return (entry["t"] as? Double ?? 0, Dictionary(headers, uniquingKeysWith: { a, _ in a }))
-        }
-    }
-
-    deinit {
-        // SIGKILL: the test runner's ignored SIGTERM is inherited by the child.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-}
-
 @Suite(.serialized) struct HTTPSourceTests {
     static var fast: HTTPSettings {
         HTTPSettings(timeout: .seconds(5), deadline: .seconds(20), maxAttempts: 6, backoffBase: .milliseconds(50), backoffCap: .milliseconds(200), rate: 50, burst: 5)
@@ -109,6 +61,7 @@ final class ScenarioServer {
                 Issue.record("the load succeeded against a server that never recovers")
             } catch let failed as LoadFailed {
                 #expect(failed.cause.contains("deadline of 2.0 seconds reached"), "\(failed.cause)")
+                #expect(!failed.permanent, "a server error may go away: a queued load retries it")
                 #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
             }
             let elapsed = ContinuousClock.now - started
@@ -118,11 +71,14 @@ final class ScenarioServer {
         }
     }
 
-    /// A 404 is not retried.
+    /// A 404 is not retried, and marked so that a queued load is not retried either.
     @Test func clientErrorsAreNotRetried() throws {
         let server = try ScenarioServer(responses: [["status": 404]])
-        let source = try? HTTPSource(url: URL(string: server.url)!, settings: HTTPSourceTests.fast, conditional: nil, correlationID: nil, logger: TestCluster.logger)
-        #expect(source == nil)
+        #expect {
+            try HTTPSource(url: URL(string: server.url)!, settings: HTTPSourceTests.fast, conditional: nil, correlationID: nil, logger: TestCluster.logger)
+        } throws: { error in
+            (error as? HTTPSourceError).map { !$0.retryable && $0.summary.contains("HTTP 404") } ?? false
+        }
         #expect(server.requests.count == 1)
     }
 
@@ -197,6 +153,7 @@ final class ScenarioServer {
                     #expect(failed.cause.contains(shown), "\(failed.cause)")
                     #expect(!failed.cause.contains("secret") && !failed.cause.contains("abc"), "\(failed.cause)")
                     #expect(failed.hint.contains("Give that URL as --source"))
+                    #expect(failed.permanent, "a queued load must not retry a redirect")
                     #expect(try world.scalar("SELECT concat(status, ' ', source) FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed \(server.url)")
                 }
                 #expect(server.requests.count == 1, "the redirect was retried")
