@@ -64,6 +64,13 @@ enum MigrationStatementRules {
         // block — unless told not to (`create_slot = false`, or `connect = false`, which implies it).
         case ("CREATE", "SUBSCRIPTION") where subscriptionCreatesSlot(statement):
             return "CREATE SUBSCRIPTION (which creates its replication slot)"
+        // REFRESH PUBLICATION always; SET/ADD/DROP PUBLICATION unless `refresh = false`.
+        case ("ALTER", "SUBSCRIPTION") where w.count >= 5 && w[3] == "REFRESH" && w[4] == "PUBLICATION":
+            return "ALTER SUBSCRIPTION … REFRESH PUBLICATION"
+        case ("ALTER", "SUBSCRIPTION")
+            where w.count >= 5 && ["SET", "ADD", "DROP"].contains(w[3]) && w[4] == "PUBLICATION"
+                && !(subscriptionOptions(statement.folded)["refresh"].map(isFalseOption) ?? false):
+            return "ALTER SUBSCRIPTION … \(w[3]) PUBLICATION (which refreshes the subscription unless WITH (refresh = false))"
         case ("ALTER", "DATABASE") where text.range(of: #"^ALTER DATABASE \S+ SET TABLESPACE "#, options: .regularExpression) != nil:
             return "ALTER DATABASE … SET TABLESPACE"
         case ("REINDEX", _) where text.range(of: #"^REINDEX (\([^)]*\) ?)?(DATABASE|SYSTEM)\b"#, options: .regularExpression) != nil:

@@ -240,7 +240,7 @@ struct TransactionControlTests {
         }
     }
 
-    @Test("CREATE SUBSCRIPTION: only a false create_slot/connect in its WITH list counts, quoted or not; words in the connection string do not")
+    @Test("CREATE SUBSCRIPTION: only a false create_slot/connect in its WITH list counts, quoted or not; words in the connection string do not; ALTER SUBSCRIPTION that refreshes is flagged unless refresh = false")
     func subscriptionOptions() throws {
         func flagged(_ sql: String) throws -> Bool {
             let script = try SQLScript(sql, name: "s.sql")
@@ -262,7 +262,20 @@ struct TransactionControlTests {
             "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p WITH (connect)",
             "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p WITH (connect = true, create_slot = on)",
             "CREATE SUBSCRIPTION \"connect = false\" CONNECTION 'host=x' PUBLICATION p",
+            // ALTER SUBSCRIPTION that refreshes: PostgreSQL refuses it in a transaction block too.
+            "ALTER SUBSCRIPTION s REFRESH PUBLICATION",
+            "ALTER SUBSCRIPTION s REFRESH PUBLICATION WITH (copy_data = false)",
+            "ALTER SUBSCRIPTION s SET PUBLICATION p, q",
+            "alter subscription s add publication q with (copy_data = false)",
+            "ALTER SUBSCRIPTION s DROP PUBLICATION q WITH (refresh = true)",
         ] { #expect(try flagged(slot), "\(slot)") }
+        for fine in [
+            "ALTER SUBSCRIPTION s SET PUBLICATION p WITH (refresh = false)",
+            "ALTER SUBSCRIPTION s ADD PUBLICATION q WITH (refresh = 'off', copy_data = false)",
+            "ALTER SUBSCRIPTION s DISABLE",
+            "ALTER SUBSCRIPTION s SET (slot_name = NONE)",
+            "ALTER SUBSCRIPTION s OWNER TO nfl_owner",
+        ] { #expect(try !flagged(fine), "\(fine)") }
     }
 }
 
