@@ -31,6 +31,26 @@ public enum AlertRun {
     ) -> AlertRunResult {
         var result = AlertRunResult()
         let store = AlertStateStore(path: stateFile ?? config.stateFile)
+        // Two runs at once (a cron run slowed by a hanging database, and the next one) would each
+        // load the same state and page twice, and the last save would lose the other's record. A
+        // file lock (not an advisory lock: alerting must work while the database is down) makes them
+        // take turns; a run that cannot get it in time leaves alerting to the next run.
+        let lockPath = store.path + ".lock"
+        var lock: Int32 = -1
+        switch FileLock.acquire(lockPath, waitingUpTo: config.timeout + .seconds(5)) {
+        case .success(let fd):
+            lock = fd
+        case .failure(.held(_, let holder)):
+            result.warnings.append(
+                "another `nfldb health --alert` run (pid \(holder)) is still alerting from \(store.path) (lock \(lockPath)); "
+                    + "this run's results were not alerted on, the next run's will be")
+            return result
+        case .failure(let failure):
+            // Alert anyway (a page matters more than a duplicate); the save below reports the path too.
+            result.warnings.append("\(failure); alerting without the lock, so an overlapping run could page twice. "
+                                   + "Set health.state_file to a path in a directory this user can write")
+        }
+        defer { if lock >= 0 { close(lock) } }
         var (state, problem) = store.load()
         if let problem { result.warnings.append(problem) }
         if config.destinations.isEmpty {

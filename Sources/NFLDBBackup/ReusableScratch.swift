@@ -98,29 +98,19 @@ public enum ReusableScratch {
     /// process dies), or the refusal naming the holder's pid.
     static func lock(_ scratch: String) -> Result<Int32, ReuseRefusal> {
         let path = scratch + ".lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else {
-            return .failure(ReuseRefusal("cannot open the lock file \(path): \(String(cString: strerror(errno))) "
-                                         + "(a symlink, or a directory this user cannot write); remove it or choose another --scratch"))
+        return FileLock.acquire(path).mapError { failure in
+            switch failure {
+            case .cannotOpen(_, let reason):
+                return ReuseRefusal("cannot open the lock file \(path): \(reason) "
+                                    + "(a symlink, or a directory this user cannot write); remove it or choose another --scratch")
+            case .notOurs(_, let uid):
+                return ReuseRefusal("the lock file \(path) is not a regular file of this user (uid \(uid)); remove it or choose another --scratch")
+            case .held(_, let holder):
+                return ReuseRefusal(
+                    "another `backup verify --reuse-scratch` (pid \(holder)) is using \(scratch) (lock \(path)); "
+                    + "wait for it to finish, or give this run another --scratch")
+            }
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid() else {
-            close(fd)
-            return .failure(ReuseRefusal("the lock file \(path) is not a regular file of this user (uid \(info.st_uid)); remove it or choose another --scratch"))
-        }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            var buffer = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &buffer, buffer.count, 0)
-            let holder = n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
-            close(fd)
-            return .failure(ReuseRefusal(
-                "another `backup verify --reuse-scratch` (pid \(holder)) is using \(scratch) (lock \(path)); "
-                + "wait for it to finish, or give this run another --scratch"))
-        }
-        let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = pwrite(fd, pid, pid.count, 0)
-        return .success(fd)
     }
 
     struct ReuseRefusal: Error, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NFLDBCore
 import NFLDBTestSupport
 import Testing
@@ -84,6 +85,58 @@ struct HealthAlertCLITests {
 
     static func jsonObject(_ text: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "not a JSON object: \(text)")
+    }
+
+    @Test("four overlapping --alert runs (cron runs slowed by a slow receiver) page once, not four times; a run that cannot get the state lock says so and keeps its exit status")
+    func overlappingRuns() throws {
+        try TestCluster.withDatabase(prefix: "h_overlap") { db in
+            let dir = try CLIRunner.temporaryDirectory("nfldb-health-overlap")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            // Each answer takes 1.5 s: without a lock, every run loads the empty state before the
+            // first one saves, and all four page.
+            let receiver = try LocalReceiver(status: 200, delay: .milliseconds(1500))
+            defer { receiver.stop() }
+            let config = """
+                health:
+                  state_file: \(dir)/state.json
+                  alert:
+                    consecutive: 1
+                    retries: 1
+                    timeout: 4s
+                  checks:
+                    connections:
+                      warning: 0
+                      critical: 100
+                alerts:
+                  - name: hook
+                    type: webhook
+                    url_env: TEST_HOOK_URL
+                """
+            try config.write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
+            let arguments = ["health", "--dsn", db.dsn, "--check", "connections", "--alert", "--config", dir + "/nfldb.yaml"]
+            let environment = ["TEST_HOOK_URL": receiver.url + "/hook"]
+            let results = Mutex<[ProcessResult]>([])
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                if let result = try? CLIRunner.run(arguments, environment: environment) { results.withLock { $0.append(result) } }
+            }
+            let all = results.withLock { $0 }
+            #expect(all.count == 4)
+            #expect(all.allSatisfy { $0.status == 1 }, "each run keeps the check's WARNING: \(all.map(\.standardError))")
+            #expect(receiver.requests.count == 1, "one page for one problem, not one per overlapping run: \(receiver.requests.count)")
+            let state = try String(contentsOfFile: dir + "/state.json", encoding: .utf8)
+            #expect(state.contains("connections"))
+
+            // A run that cannot get the lock in time (held here by a process of ours) does not alert, says why, and keeps its status.
+            let holder = try #require(try? FileLock.acquire(dir + "/state.json.lock").get())
+            defer { close(holder) }
+            try config.replacingOccurrences(of: "timeout: 4s", with: "timeout: 100ms")
+                .replacingOccurrences(of: "warning: 0", with: "warning: 100").write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
+            let blocked = try CLIRunner.run(arguments, environment: environment)
+            #expect(blocked.status == 0, "\(blocked.standardError)")
+            #expect(blocked.standardError.contains("another `nfldb health --alert` run (pid \(getpid())) is still alerting from \(dir)/state.json"),
+                    "\(blocked.standardError)")
+            #expect(receiver.requests.count == 1, "no resolve was sent while the lock was held")
+        }
     }
 
     @Test("a webhook URL's path and query never leak through an error body that echoes them (stderr, health --format json, state file)")

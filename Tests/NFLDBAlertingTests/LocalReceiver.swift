@@ -27,7 +27,11 @@ final class LocalReceiver: Sendable {
     private let script: Mutex<Script>
     private let stopped = Atomic<Bool>(false)
 
-    init(status: Int = 200, body: String = "ok") throws {
+    /// How long each answer waits (a slow receiver; requests are answered one at a time).
+    let delay: Duration
+
+    init(status: Int = 200, body: String = "ok", delay: Duration = .zero) throws {
+        self.delay = delay
         script = Mutex(Script(fallback: (status, body)))
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
@@ -117,6 +121,7 @@ final class LocalReceiver: Sendable {
             state.requests.append(request)
             return state.queued.isEmpty ? state.fallback : state.queued.removeFirst()
         }
+        if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
         // "{path}" in a scripted body echoes the request path, as some receivers' error pages do.
         text = text.replacingOccurrences(of: "{path}", with: request.path)
         let response = "HTTP/1.1 \(status) Status\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)"
