@@ -91,7 +91,7 @@ extension AuditInstaller {
                 "--older-than \(seconds / 86_400) days reaches back more than 1,000 years: no entry is that old",
                 hint: "Give an age such as 400d (entries older than that are pruned).", exitStatus: .usage)
         }
-        return try connection.withTransaction {
+        return try locked { try connection.withTransaction {
             try connection.execute("SET LOCAL lock_timeout = '5s'")
             let cutoffRow = try connection.query("""
                 SELECT (now() - make_interval(secs => \(seconds)::int8))::text AS cutoff,
@@ -131,6 +131,6 @@ extension AuditInstaller {
                 "audit.dropped_partitions": .stringConvertible(dropped.count), "audit.deleted_default_rows": .stringConvertible(deleted),
             ])
             return AuditPruneResult(cutoff: cutoff, droppedPartitions: dropped, deletedDefaultRows: deleted, createdPartitions: created, dryRun: false)
-        }
+        } }
     }
 }

@@ -72,6 +72,22 @@ public struct AuditInstaller {
 
     public static let defaultOwner = "nfl_audit_owner"
 
+    /// Taken (session-level, per database) by `install`, `remove` and `prune`: two runs at once
+    /// (two deploys, cron and an operator) would otherwise race on CREATE ROLE, the schema's
+    /// privileges and the functions and fail with "duplicate key" or "tuple concurrently updated".
+    public static let lockKey = AdvisoryLockKey("nfldb.audit.install")
+
+    /// How long a run waits for another one holding ``lockKey`` before giving up, naming it.
+    static let lockWait: Duration = .seconds(120)
+
+    /// `body` under ``lockKey``: a second run waits (saying for whom) and then does its work on the
+    /// state the first one left.
+    func locked<T>(_ body: () throws -> T) throws -> T {
+        try connection.withAdvisoryLock(Self.lockKey, wait: Self.lockWait, onWait: { holder in
+            logger.warning("waiting for another audit install/remove/prune", metadata: ["db.lock_holder": .string(holder ?? "unknown")])
+        }, body)
+    }
+
     public init(connection: PostgresConnection, owner: String = AuditInstaller.defaultOwner, logger: Logger) {
         self.connection = connection
         self.owner = owner
@@ -90,7 +106,7 @@ public struct AuditInstaller {
     ///   mode without a key; ``PostgresError`` from the server.
     public func install(tables: [String], mode: AuditMode? = nil, excludeColumns: [String] = []) throws -> [AuditTableResult] {
         try requireSuperuser("audit install")
-        return try connection.withTransaction {
+        return try locked { try connection.withTransaction {
             try connection.execute("SET LOCAL lock_timeout = '5s'")
             try ensureSchema()
             let resolved = try tables.map(resolveTable)
@@ -109,13 +125,13 @@ public struct AuditInstaller {
             }
             try dropUnusedFunctions()
             return results
-        }
+        } }
     }
 
     /// Drops the audit triggers of `tables` and forgets them; the log is never touched.
     public func remove(tables: [String]) throws -> [AuditTableResult] {
         try requireSuperuser("audit remove")
-        return try connection.withTransaction {
+        return try locked { try connection.withTransaction {
             try connection.execute("SET LOCAL lock_timeout = '5s'")
             var results: [AuditTableResult] = []
             for name in tables {
@@ -140,7 +156,7 @@ public struct AuditInstaller {
                     notes: dropped > 0 ? ["dropped \(dropped) trigger\(dropped == 1 ? "" : "s"); audit.log keeps every entry"] : ["was not audited"]))
             }
             return results
-        }
+        } }
     }
 
     /// Every table in the registry (for `remove --all`).

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBTestSupport
@@ -590,6 +591,42 @@ struct AuditGeneratedTests {
             #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
             try admin.execute("INSERT INTO nfl.u VALUES (1, 1)")
             #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'u'").scalar(Int.self) == 1)
+        }
+    }
+}
+
+@Suite("audit install, remove and prune run one at a time")
+struct AuditConcurrencyTests {
+    @Test("four concurrent installs (first install: the owner role and schema do not exist yet), then three prunes and two removes at once: all exit 0, one installed, the rest found it done; no 'duplicate key' or 'tuple concurrently updated'")
+    func concurrentRuns() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: "CREATE TABLE nfl.cc (id int PRIMARY KEY, v text); CREATE TABLE nfl.cc2 (id int PRIMARY KEY, v text)")
+            func together(_ count: Int, _ arguments: [String]) -> [ProcessResult] {
+                let results = Mutex<[ProcessResult]>([])
+                DispatchQueue.concurrentPerform(iterations: count) { _ in
+                    if let result = try? CLIRunner.run(arguments + ["--owner-role", world.owner, "--dsn", world.db.dsn]) {
+                        results.withLock { $0.append(result) }
+                    }
+                }
+                return results.withLock { $0 }
+            }
+            let installs = together(4, ["audit", "install", "--table", "nfl.cc", "--table", "nfl.cc2", "--mode", "row"])
+            #expect(installs.count == 4)
+            for run in installs {
+                #expect(run.status == 0, "\(run.standardOutput)\n\(run.standardError)")
+                #expect(!run.standardError.contains("duplicate key") && !run.standardError.contains("concurrently"), "\(run.standardError)")
+            }
+            #expect(installs.filter { $0.standardOutput.contains("installed") }.count == 1, "\(installs.map(\.standardOutput))")
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            try admin.execute("INSERT INTO nfl.cc VALUES (1, 'x')")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'cc'").scalar(Int.self) == 1)
+
+            for run in together(3, ["audit", "prune", "--older-than", "400d"]) { #expect(run.status == 0, "\(run.standardError)") }
+            let removes = together(2, ["audit", "remove", "--table", "nfl.cc"])
+            #expect(removes.allSatisfy { $0.status == 0 }, "\(removes.map(\.standardError))")
+            #expect(try admin.query("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'nfl.cc'::regclass AND tgname LIKE 'zz\\_audit\\_%'").scalar(Int.self) == 0)
         }
     }
 }
