@@ -59,8 +59,15 @@ public enum BackupCatalog {
         );
         """
 
+    /// Serializes concurrent installs: `backup run`, `verify` and `restore` all call ``install(_:)``,
+    /// and two first runs at once raced on the catalog (`CREATE … IF NOT EXISTS` is not safe
+    /// against a concurrent create: "duplicate key value violates unique constraint
+    /// pg_type_typname_nsp_index").
+    public static let lockKey = AdvisoryLockKey("nfldb.backup.catalog")
+
     public static func install(_ connection: PostgresConnection) throws {
-        try connection.runScript(unsafeSQL: ddl)
+        // One simple-query script is one transaction: the transaction-level lock covers the DDL.
+        try connection.runScript(unsafeSQL: "SELECT pg_advisory_xact_lock(\(lockKey.value));\n" + ddl)
     }
 }
 

@@ -81,3 +81,26 @@ struct ConcurrentWriteTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 }
+
+@Suite("the backup catalog installs once when runs start together")
+struct CatalogInstallRaceTests {
+    @Test("eight connections install the catalog at once on a fresh database (two first `backup run`s, or a run and a verify): all succeed, no duplicate-key error")
+    func concurrentInstall() throws {
+        try TestCluster.withDatabase(prefix: "catalog_race") { db in
+            let failures = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 8) { _ in
+                do {
+                    let connection = try PostgresConnection.connect(ConnectionOptions(dsn: db.dsn), logger: TestCluster.logger)
+                    defer { connection.close() }
+                    try BackupCatalog.install(connection)
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+            #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+            let connection = try db.connect()
+            defer { connection.close() }
+            #expect(try connection.query("SELECT to_regclass('nfldb.backup_runs') IS NOT NULL AND to_regclass('nfldb.backup_canaries') IS NOT NULL").scalar(Bool.self))
+        }
+    }
+}
