@@ -117,7 +117,7 @@ public struct AuditInstaller {
             }
             // Refused before anything is installed (one transaction: nothing changes).
             if let risk = try riskyCastProblems(tables: resolved.map(\.oid)).first {
-                throw OperatorError("cannot audit: \(risk.problem); nothing was changed", hint: risk.hint + " Then run `nfldb audit install` again.", exitStatus: .usage)
+                throw OperatorError("cannot audit: \(risk.problem); nothing was changed", hint: risk.hint + " Then run the same `nfldb audit install` again.", exitStatus: .usage)
             }
             var results: [AuditTableResult] = []
             for table in resolved {

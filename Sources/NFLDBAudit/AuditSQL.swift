@@ -215,8 +215,14 @@ enum AuditSQL {
                c.castfunc::regprocedure::text AS function_name,
                format('%s → %s via %s owned by %s', c.castsource::regtype, c.casttarget::regtype, c.castfunc::regprocedure, r.rolname) AS cast_text
         FROM cols JOIN pg_cast c ON c.castsource = cols.typ AND c.casttarget = 'pg_catalog.json'::pg_catalog.regtype
+        JOIN pg_type st ON st.oid = c.castsource
         JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_roles r ON r.oid = p.proowner
         WHERE c.castfunc <> 0 AND NOT r.rolsuper
+          -- What to_jsonb looks a cast up for: a type that is not built in (FirstNormalObjectId), not a
+          -- domain (it uses the base type), not a composite and not a true array (converted field by
+          -- field, element by element).
+          AND c.castsource >= 16384 AND st.typtype NOT IN ('d', 'c', 'p')
+          AND NOT (st.typelem <> 0 AND st.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
         ORDER BY 1, 4
         """
     }

@@ -252,13 +252,18 @@ extension AuditInstaller {
             }
             if try !row.decode("fixed_path", as: Bool.self) { report.logProblems.append("audit.\(name)() has no fixed search_path") }
         }
+        // Install repairs the schema-wide parts too, but it needs a table: name one that is audited.
+        let anyTable = try connection.query("""
+            SELECT format('%I.%I', table_schema, table_name) AS t FROM audit.audited_tables ORDER BY 1 LIMIT 1
+            """).rows.first?["t"]
+        let reinstall = "run `nfldb audit install --table \(anyTable ?? "…")` (any audited table, or `--all`)"
         let castGuard = try connection.query("""
             SELECT evtenabled::text AS enabled FROM pg_event_trigger WHERE evtname = \(AuditSQL.castGuardName)
             """).rows.first?["enabled"]
         if castGuard != "O" && castGuard != "A" {
             report.logProblems.append(
                 "event trigger \(AuditSQL.castGuardName) is \(castGuard == nil ? "missing" : "disabled"): the owner of a type in an audited table "
-                    + "could create a cast whose function runs as the audit owner; run `nfldb audit install`")
+                    + "could create a cast whose function runs as the audit owner; \(reinstall)")
         }
         let audited = try connection.query("""
             SELECT c.oid::int8 AS oid FROM audit.audited_tables a
@@ -278,8 +283,8 @@ extension AuditInstaller {
             guards.contains { (try? $0.decode("oid", as: Int64.self)) == oid && $0["tgname"] == name && ($0["enabled"] == "O" || $0["enabled"] == "A") }
         }
         let logOID = try connection.query("SELECT 'audit.log'::regclass::oid::int8").scalar(Int64.self)
-        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log is missing or does not fire (disabled or ENABLE REPLICA): run `nfldb audit install`") }
-        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log is missing or does not fire (disabled or ENABLE REPLICA): run `nfldb audit install`") }
+        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log is missing or does not fire (disabled or ENABLE REPLICA): \(reinstall)") }
+        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log is missing or does not fire (disabled or ENABLE REPLICA): \(reinstall)") }
         var newest: (Int, Int)?
         for row in partitions {
             let oid = try row.decode("oid", as: Int64.self)
