@@ -180,7 +180,9 @@ extension Configuration {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigurationError("\(what): cannot read \(path)", source: source, hint: "Create the file (mode 0600) or fix the path.")
         }
-        let firstLine = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        // components(separatedBy: .newlines), not split(separator: "\n"): Swift reads "\r\n" as one
+        // Character, so a secret file written on Windows would otherwise keep its second line.
+        let firstLine = text.components(separatedBy: .newlines).first ?? ""
         let value = firstLine.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !value.isEmpty else {
             throw ConfigurationError("\(what): \(path) is empty", source: source)

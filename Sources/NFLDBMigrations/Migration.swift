@@ -30,7 +30,9 @@ public struct MigrationDirectives: Sendable, Hashable, Codable {
     public static func parse(_ sql: String) -> (MigrationDirectives, [Problem]) {
         var directives = MigrationDirectives()
         var problems: [Problem] = []
-        for (index, rawLine) in sql.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Swift reads "\r\n" as one Character, so a CRLF file (a Windows checkout) has no "\n" to split
+        // at: lines are split on the text with CRLF folded to LF (line numbers stay the same).
+        for (index, rawLine) in sql.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             guard line.hasPrefix("--") else { break }

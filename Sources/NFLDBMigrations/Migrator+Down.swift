@@ -306,6 +306,13 @@ extension Migrator {
                         hint: "To roll it back, use `nfldb migrate down` (`down --to \(version - 1)` rolls back it and everything above it). Only if its down SQL cannot run and you already undid it by hand: `nfldb migrate resolve \(version) --rolled-back --force`.",
                         exitStatus: .usage)
                 }
+                if row.isBaseline {
+                    throw MigrationError(
+                        "\(row.id) is part of the baseline (adopted with `migrate baseline`, never run by nfldb); nothing changed",
+                        detail: "--force --rolled-back records that a migration's down SQL was undone by hand; a baseline version has no down SQL and `down` never goes below it",
+                        hint: "To start over below the baseline, drop the objects by hand and record a new baseline; `nfldb migrate status` shows the baseline version.",
+                        exitStatus: .usage)
+                }
                 if let newest, newest != version {
                     throw MigrationError(
                         "\(row.id) is not the newest applied version (\(newest) is); nothing changed",
@@ -423,8 +430,8 @@ extension Migrator {
 
 /// A small line diff for warnings: lines only in `old` as `-`, only in `new` as `+`.
 func lineDiff(old: String, new: String, oldLabel: String = "old", newLabel: String = "new") -> String {
-    let a = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    let b = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let a = old.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let b = new.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     // Common head and tail first; a longest common subsequence over the (usually short) middle, so
     // a line that also occurs elsewhere (`);`, `id integer NOT NULL,`) is still shown where it changed.
     var head = 0

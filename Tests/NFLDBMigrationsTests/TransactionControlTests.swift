@@ -403,6 +403,38 @@ struct ResolveCleanTests {
         }
     }
 
+    @Test("CRLF files (a Windows checkout): directives are read, the marker works, and converting an applied file to CRLF is not drift")
+    func crlfDirectives() throws {
+        try withFixture { fx in
+            try fx.write("0001_l.up.sql", "-- nfldb:lock-timeout 2s\r\nCREATE TABLE l (id int);\r\n")
+            try fx.write("0001_l.down.sql", "DROP TABLE l;\r\n")
+            try fx.write("0002_idx.up.sql", "-- nfldb:no-transaction\r\nCREATE INDEX CONCURRENTLY l_id ON l (id);\r\n")
+            try fx.write("0002_idx.down.sql", "-- nfldb:no-transaction\r\nDROP INDEX CONCURRENTLY l_id;\r\n")
+            let up = try fx.migrate("up")
+            #expect(up.status == 0, "\(up)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try fx.scalar("SELECT transactional FROM nfldb.schema_migrations WHERE version = 2", as: Bool.self) == false)
+            try fx.write("0001_l.up.sql", "-- nfldb:lock-timeout 2s\nCREATE TABLE l (id int);\n")
+            #expect(try fx.migrate("status", "--exit-code").status == 0)
+            #expect(try fx.migrate("down", "2").status == 0)
+            #expect(try fx.ledgerVersions() == [])
+        }
+    }
+
+    @Test("resolve --rolled-back --force refuses a baseline version (down never goes below the baseline) and changes nothing")
+    func forceRefusesBaseline() throws {
+        try withFixture { fx in
+            for v in 1...2 { try fx.pair(v, "t\(v)", up: "CREATE TABLE t\(v) (id int);", down: "DROP TABLE t\(v);") }
+            try fx.execute("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int)")
+            #expect(try fx.migrate("baseline", "2").status == 0)
+            let forced = try fx.migrate("resolve", "2", "--rolled-back", "--force")
+            #expect(forced.status == 2, "\(forced)")
+            #expect(forced.stderr.contains("0002_t2 is part of the baseline"), "\(forced)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try fx.migrate("status", "--exit-code").status == 0)
+        }
+    }
+
     @Test("resolving a dirty version prints the version the database is at")
     func printsVersion() throws {
         try withFixture { fx in
