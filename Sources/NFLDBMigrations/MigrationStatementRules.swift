@@ -64,13 +64,14 @@ enum MigrationStatementRules {
         // block — unless told not to (`create_slot = false`, or `connect = false`, which implies it).
         case ("CREATE", "SUBSCRIPTION") where subscriptionCreatesSlot(statement):
             return "CREATE SUBSCRIPTION (which creates its replication slot)"
-        // REFRESH PUBLICATION always; SET/ADD/DROP PUBLICATION unless `refresh = false`.
-        case ("ALTER", "SUBSCRIPTION") where w.count >= 5 && w[3] == "REFRESH" && w[4] == "PUBLICATION":
-            return "ALTER SUBSCRIPTION … REFRESH PUBLICATION"
-        case ("ALTER", "SUBSCRIPTION")
-            where w.count >= 5 && ["SET", "ADD", "DROP"].contains(w[3]) && w[4] == "PUBLICATION"
-                && !(subscriptionOptions(statement.folded)["refresh"].map(isFalseOption) ?? false):
-            return "ALTER SUBSCRIPTION … \(w[3]) PUBLICATION (which refreshes the subscription unless WITH (refresh = false))"
+        // REFRESH PUBLICATION always; SET/ADD/DROP PUBLICATION unless `refresh = false`. Read from the
+        // tokens: the subscription's name may hold digits or be quoted (`sub_2024`, `"MySub"`).
+        case ("ALTER", "SUBSCRIPTION"):
+            let t = sqlTokens(statement.folded).prefix(5).map { $0.uppercased() }
+            guard t.count == 5, t[4] == "PUBLICATION" else { return nil }
+            if t[3] == "REFRESH" { return "ALTER SUBSCRIPTION … REFRESH PUBLICATION" }
+            guard ["SET", "ADD", "DROP"].contains(t[3]), !(subscriptionOptions(statement.folded)["refresh"].map(isFalseOption) ?? false) else { return nil }
+            return "ALTER SUBSCRIPTION … \(t[3]) PUBLICATION (which refreshes the subscription unless WITH (refresh = false))"
         case ("ALTER", "DATABASE") where text.range(of: #"^ALTER DATABASE \S+ SET TABLESPACE "#, options: .regularExpression) != nil:
             return "ALTER DATABASE … SET TABLESPACE"
         case ("REINDEX", _) where text.range(of: #"^REINDEX (\([^)]*\) ?)?(DATABASE|SYSTEM)\b"#, options: .regularExpression) != nil:
@@ -155,6 +156,20 @@ enum MigrationStatementRules {
         while i < chars.count {
             let c = chars[i]
             if c.isWhitespace { i += 1; continue }
+            // A dollar-quoted string ($$…$$, $tag$…$tag$), unless the `$` continues a word (`x$a$`).
+            if c == "$", i == 0 || !(chars[i - 1].isLetter || chars[i - 1].isNumber || chars[i - 1] == "_" || chars[i - 1] == "$") {
+                var j = i + 1
+                while j < chars.count, chars[j].isLetter || chars[j] == "_" || (j > i + 1 && chars[j].isNumber) { j += 1 }
+                if j < chars.count, chars[j] == "$" {
+                    let tag = String(chars[i...j])
+                    let rest = String(chars[(j + 1)...])
+                    let body = rest.range(of: tag).map { rest[..<$0.lowerBound] } ?? rest[...]
+                    let consumed = tag.count + body.count + (rest.range(of: tag) == nil ? 0 : tag.count)
+                    tokens.append("'" + body.replacingOccurrences(of: "'", with: "''") + "'")
+                    i += consumed
+                    continue
+                }
+            }
             if c == "'" || c == "\"" {
                 let escapes = c == "'" && (tokens.last == "E" || tokens.last == "e") && i > 0 && (chars[i - 1] == "E" || chars[i - 1] == "e")
                 var j = i + 1

@@ -268,7 +268,17 @@ struct TransactionControlTests {
             "ALTER SUBSCRIPTION s SET PUBLICATION p, q",
             "alter subscription s add publication q with (copy_data = false)",
             "ALTER SUBSCRIPTION s DROP PUBLICATION q WITH (refresh = true)",
+            "ALTER SUBSCRIPTION sub1 REFRESH PUBLICATION",
+            "ALTER SUBSCRIPTION \"MySub\" REFRESH PUBLICATION",
+            "ALTER SUBSCRIPTION sub_2024 SET PUBLICATION p",
+            "ALTER SUBSCRIPTION s8 REFRESH PUBLICATION WITH (copy_data=false)",
+            "CREATE SUBSCRIPTION s5 CONNECTION $$host=127.0.0.1 password=it's$$ PUBLICATION p",
         ] { #expect(try flagged(slot), "\(slot)") }
+        for fine in [
+            "CREATE SUBSCRIPTION s5 CONNECTION $$host=127.0.0.1 password=it's$$ PUBLICATION p WITH (connect = false)",
+            "CREATE SUBSCRIPTION s6 CONNECTION $c$host=x options='-c a=b'$c$ PUBLICATION p WITH (create_slot = false)",
+            "ALTER SUBSCRIPTION sub_2024 SET PUBLICATION p WITH (refresh = false)",
+        ] { #expect(try !flagged(fine), "\(fine)") }
         for fine in [
             "ALTER SUBSCRIPTION s SET PUBLICATION p WITH (refresh = false)",
             "ALTER SUBSCRIPTION s ADD PUBLICATION q WITH (refresh = 'off', copy_data = false)",
