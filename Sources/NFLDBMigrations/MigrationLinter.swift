@@ -55,13 +55,16 @@ public enum MigrationLinter {
                     "\(name) cannot run inside a transaction block; this migration is transactional",
                     "Move it to a migration of its own and \(MigrationStatementRules.markerFix).")
             }
+            // Keywords as tokens: a word inside a string, a dollar-quoted body or a name
+            // (`concurrently_idx`, `'built CONCURRENTLY'`) is not the keyword.
+            let words = MigrationStatementRules.sqlTokens(text).map { $0.uppercased() }
             // REFRESH MATERIALIZED VIEW CONCURRENTLY is the one CONCURRENTLY form allowed in a transaction.
-            if sql.contains(" CONCURRENTLY") && transactional && !sql.hasPrefix("REFRESH ") {
+            if transactional, words.contains("CONCURRENTLY"), ["CREATE", "DROP", "REINDEX", "ALTER"].contains(words.first ?? "") {
                 add("concurrently-in-transaction", .error, statement,
                     "CONCURRENTLY cannot run inside a transaction block; this migration is transactional",
                     "Add `-- nfldb:no-transaction` as the first line and keep the file to idempotent statements (IF NOT EXISTS).")
             }
-            if sql.contains("ALTER TYPE") && sql.contains(" ADD VALUE") && transactional {
+            if transactional, words.starts(with: ["ALTER", "TYPE"]), zip(words, words.dropFirst()).contains(where: { $0 == "ADD" && $1 == "VALUE" }) {
                 add("enum-add-value-in-transaction", .warning, statement,
                     "ALTER TYPE … ADD VALUE cannot be used in the same transaction that adds it",
                     "Put it in its own migration marked `-- nfldb:no-transaction`.")

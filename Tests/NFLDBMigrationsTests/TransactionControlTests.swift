@@ -321,7 +321,10 @@ struct OutsideTransactionTests {
                 REFRESH MATERIALIZED VIEW CONCURRENTLY mv;
                 CREATE SUBSCRIPTION nosl CONNECTION 'host=x' PUBLICATION p WITH (connect = false);
                 CREATE SUBSCRIPTION nosl2 CONNECTION 'host=x' PUBLICATION p WITH (create_slot = false);
-                """, down: "DROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
+                COMMENT ON TABLE f IS 'indexes are built CONCURRENTLY by ops; ALTER TYPE x ADD VALUE by hand';
+                CREATE INDEX concurrently_idx ON f (id);
+                CREATE FUNCTION fx() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'REINDEX TABLE CONCURRENTLY f'; END $$;
+                """, down: "DROP FUNCTION fx();\nDROP MATERIALIZED VIEW mv;\nDROP TABLE f;")
             try fx.pair(3, "own", up: "-- nfldb:no-transaction\nVACUUM;", down: "SELECT 1;")
             let lint = try fx.migrate("lint", "--all")
             #expect(lint.status == 1, "\(lint)")
