@@ -196,6 +196,18 @@ enum MigrationStatementRules {
         return tokens
     }
 
+    /// Whether PostgreSQL runs `statement` only outside a transaction block: the statements of
+    /// ``cannotRunInTransaction(_:)`` and the `CONCURRENTLY` forms other than `REFRESH MATERIALIZED
+    /// VIEW CONCURRENTLY`. Returns the statement's name, or nil.
+    static func outsideTransactionOnly(_ statement: SQLStatement) -> String? {
+        if let name = cannotRunInTransaction(statement) { return name }
+        let words = sqlTokens(statement.folded).map { $0.uppercased() }
+        if words.contains("CONCURRENTLY"), let first = words.first, ["CREATE", "DROP", "REINDEX", "ALTER"].contains(first) {
+            return "\(first) … CONCURRENTLY"
+        }
+        return nil
+    }
+
     /// A transactional file's transaction-control statements, as lint findings (errors).
     static func transactionControlFindings(_ script: SQLScript, transactional: Bool) -> [LintFinding] {
         guard transactional else { return [] }

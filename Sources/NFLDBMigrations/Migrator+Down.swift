@@ -112,6 +112,16 @@ extension Migrator {
                 detail: finding.message,
                 hint: "\(first.isEmpty ? "U" : first + "u")ndo \(row.id) by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`.", exitStatus: .usage)
         }
+        // A statement PostgreSQL refuses inside a transaction block would fail this step after the
+        // newer versions were rolled back: judged with the plan, before anything runs.
+        if directives.transactional,
+           let (statement, what) = script.statements.lazy.compactMap({ s in MigrationStatementRules.outsideTransactionOnly(s).map { (s, $0) } }).first {
+            throw MigrationError(
+                "\(name):\(statement.line): the down SQL of \(row.id) runs \(what), which cannot run inside a transaction block, and it is not marked nfldb:no-transaction; nothing was rolled back",
+                hint: (first.isEmpty ? "" : "The \(above) newer version\(above == 1 ? "" : "s") above it can go first (`nfldb migrate down \(above)`). ")
+                    + Self.outsideTransactionDownHint(row).replacingOccurrences(of: "Nothing changed and \(row.id) is still applied. ", with: ""),
+                exitStatus: .usage)
+        }
         return RollbackStep(script: script, directives: directives, name: name, forget: forget)
     }
 
@@ -172,7 +182,7 @@ extension Migrator {
                     throw MigrationError.statementFailed(
                         "rollback of \(row.id)", error,
                         extra: rolledBackClaim("the rollback was undone; \(row.id) is still applied and not dirty"),
-                        hint: Self.outsideTransactionHint(error) ?? Self.stillAppliedHint(row))
+                        hint: error.sqlState == "25001" ? Self.outsideTransactionDownHint(row) : Self.stillAppliedHint(row))
                 }
             } catch let ended as TransactionEnded {
                 throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied")
@@ -219,6 +229,14 @@ extension Migrator {
         progress(.finished(id: row.id, direction: "down", milliseconds: ms))
         logger.info("rolled back migration", metadata: ["migration.version": .stringConvertible(row.version), "duration_ms": .stringConvertible(ms)])
         return .init(version: row.version, name: row.name, direction: "down", durationMilliseconds: ms)
+    }
+
+    /// A stored down SQL with a statement PostgreSQL runs only outside a transaction block, in a
+    /// transactional file: the fix goes into the down file, and `repair` stores it.
+    static func outsideTransactionDownHint(_ row: LedgerRow) -> String {
+        "Nothing changed and \(row.id) is still applied. Put that statement in a down file marked `-- nfldb:no-transaction` (a comment before its first statement), "
+            + "store the fixed down SQL with `nfldb migrate repair \(row.version)`, then roll back again. "
+            + "Or undo \(row.id) by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`."
     }
 
     /// What to do after a rollback that changed nothing: the version is still applied and clean, so
@@ -345,8 +363,10 @@ extension Migrator {
         try locked {
             let rows = try MigrationLedger.rows(connection)
             let changed: [(LedgerRow, Migration)] = rows.compactMap { row in
+                // A changed up file (drift) or a changed down file (a fix for a rollback that cannot run).
                 guard versions.isEmpty || versions.contains(row.version),
-                      let file = migrations.first(where: { $0.version == row.version }), file.upChecksum != row.upChecksum else { return nil }
+                      let file = migrations.first(where: { $0.version == row.version }),
+                      file.upChecksum != row.upChecksum || (!row.isBaseline && file.downChecksum != row.downChecksum) else { return nil }
                 return (row, file)
             }
             // The down half is stored for a later rollback: one that controls the transaction itself
@@ -362,7 +382,8 @@ extension Migrator {
                         """)
                     try connection.execute(MigrationLedger.eventQuery(
                         "repair", version: row.version, name: row.name, context: context,
-                        detail: ["old_checksum": row.upChecksum, "new_checksum": file.upChecksum]))
+                        detail: ["old_checksum": row.upChecksum, "new_checksum": file.upChecksum,
+                                 "old_down_checksum": row.downChecksum ?? "", "new_down_checksum": file.downChecksum]))
                     result.steps.append(.init(version: row.version, name: row.name, direction: "repair", durationMilliseconds: 0))
                 }
             }

@@ -196,6 +196,29 @@ struct TransactionControlTests {
         }
     }
 
+    @Test("a stored down SQL with VACUUM below a newer version: down refuses before anything rolls back; the printed fix (marked down file, repair, down again) works")
+    func storedDownOutsideTransaction() throws {
+        try withFixture { fx in
+            for v in 1...4 { try fx.pair(v, "t\(v)", up: "CREATE TABLE t\(v) (id int);", down: "DROP TABLE t\(v);") }
+            try fx.pair(3, "t3", up: "CREATE TABLE t3 (id int);", down: "VACUUM t3;\nDROP TABLE t3;")
+            #expect(try fx.migrate("up").status == 0)
+            let down = try fx.migrate("down", "2")
+            #expect(down.status == 2, "\(down)")
+            #expect(down.stderr.contains(fx.path("0003_t3.down.sql") + ":1: the down SQL of 0003_t3 runs VACUUM, which cannot run inside a transaction block"), "\(down)")
+            #expect(down.stderr.contains("nothing was rolled back") && down.stderr.contains("`nfldb migrate repair 3`"), "\(down)")
+            #expect(try fx.ledgerVersions() == [1, 2, 3, 4], "0004 must not roll back first")
+            #expect(try fx.tableExists("t4"))
+            // The printed fix: mark the down file, store it with repair, roll back again.
+            try fx.pair(3, "t3", up: "CREATE TABLE t3 (id int);", down: "-- nfldb:no-transaction\nVACUUM t3;\nDROP TABLE t3;")
+            let repaired = try fx.migrate("repair", "3")
+            #expect(repaired.status == 0 && repaired.stdout.contains("database at version 4"), "\(repaired)")
+            let again = try fx.migrate("down", "2")
+            #expect(again.status == 0, "\(again)")
+            #expect(try fx.ledgerVersions() == [1, 2])
+            #expect(try !fx.tableExists("t3") && !fx.tableExists("t4"))
+        }
+    }
+
     @Test("repair refuses a changed file whose down half controls the transaction, before storing anything; the accepted repair prints the right version")
     func repairRefusesTransactionControl() throws {
         try withFixture { fx in
