@@ -258,9 +258,25 @@ extension Migrator {
             try refuseTransactionControl([migration])
             var result = MigrationRunResult()
             result.warnings = downFileWarnings(victims)
+            if migration.upChecksum != row.upChecksum {
+                result.warnings.append("\(migration.upPath) changed since \(row.id) was applied: redo applies the file as it is now, not what was applied")
+            }
             result.warnings.forEach { progress(.warning($0)) }
             result.steps.append(try rollback(row))
-            result.steps.append(try apply(migration))
+            do {
+                result.steps.append(try apply(migration))
+            } catch let error as any NFLDBError {
+                // The rollback committed: "the database is unchanged" is true only of the failed apply.
+                let now = (try? MigrationLedger.currentVersion(connection)).flatMap { $0 }.map(String.init) ?? "none"
+                let summary = error.diagnostic.summary.replacingOccurrences(of: "the database is unchanged", with: "that attempt changed nothing")
+                throw MigrationError(
+                    "redo of \(row.id): the rollback committed, then applying it again failed — \(summary)",
+                    detail: [error.diagnostic.detail?.replacingOccurrences(of: "the database is unchanged", with: "that attempt changed nothing"),
+                             "\(row.id) is now pending; the database is at version \(now)"].compactMap { $0 }.joined(separator: "; "),
+                    hint: "Fix \(migration.upPath) and run `nfldb migrate up` (it applies \(row.id) again)."
+                        + (error.diagnostic.hint.map { " " + $0.replacingOccurrences(of: "the database is unchanged", with: "that attempt changed nothing") } ?? ""),
+                    exitStatus: error.exitStatus)
+            }
             result.currentVersion = try MigrationLedger.currentVersion(connection)
             return result
         }

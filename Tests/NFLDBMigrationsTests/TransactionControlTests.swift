@@ -219,6 +219,28 @@ struct TransactionControlTests {
         }
     }
 
+    @Test("redo whose re-apply fails: says the rollback committed and the version is now pending (not 'the database is unchanged'); a changed file is warned about")
+    func redoReapplyFails() throws {
+        try withFixture { fx in
+            try fx.pair(1, "a", up: "CREATE TABLE a (id int);", down: "DROP TABLE a;")
+            try fx.pair(2, "b", up: "CREATE TABLE b (id int);", down: "DROP TABLE b;")
+            #expect(try fx.migrate("up").status == 0)
+            try fx.pair(2, "b", up: "CREATE TABLE b (id int);\nSELECT 1/0;", down: "DROP TABLE b;")
+            let redo = try fx.migrate("redo")
+            #expect(redo.status == 1, "\(redo)")
+            #expect(redo.stderr.contains("0002_b.up.sql changed since 0002_b was applied"), "\(redo)")
+            #expect(redo.stderr.contains("redo of 0002_b: the rollback committed, then applying it again failed"), "\(redo)")
+            #expect(redo.stderr.contains("0002_b is now pending; the database is at version 1"), "\(redo)")
+            #expect(!redo.stderr.contains("the database is unchanged"), "\(redo)")
+            #expect(try fx.ledgerVersions() == [1])
+            #expect(try !fx.tableExists("b"))
+            // The hint, as printed: fix the file, migrate up.
+            try fx.pair(2, "b", up: "CREATE TABLE b (id int);", down: "DROP TABLE b;")
+            #expect(try fx.migrate("up").status == 0)
+            #expect(try fx.ledgerVersions() == [1, 2])
+        }
+    }
+
     @Test("repair refuses a changed file whose down half controls the transaction, before storing anything; the accepted repair prints the right version")
     func repairRefusesTransactionControl() throws {
         try withFixture { fx in
