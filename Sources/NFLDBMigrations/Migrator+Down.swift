@@ -190,22 +190,28 @@ extension Migrator {
         } else {
             try setTimeouts(directives, local: false)
             defer { resetTimeouts() }
+            // Committed statements only; the file's own BEGIN … COMMIT is followed as in `up`.
             var done = 0
+            var block = OwnBlock()
             let invalidAtStart = Set((try? invalidIndexes()) ?? [])
-            for statement in script.statements {
+            for (index, statement) in script.statements.enumerated() {
                 var failure: PostgresError?
-                try withLockRetries(row.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty }) {
+                let inBlock = block.isOpen
+                try withLockRetries(row.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty && !inBlock }) {
                     try connection.run(statement, in: name)
                 } onFailure: { failure = $0 }
                 if let error = failure {
                     let line = statement.line(of: error)
+                    let undone = block.rollBack(connection)
                     if done == 0 && newInvalidIndexes(since: invalidAtStart).isEmpty && !statement.mayCommitInside {
                         // Nothing of the down SQL ran: the migration is still cleanly applied.
                         _ = try? connection.execute(MigrationLedger.eventQuery(
                             "fail", version: row.version, name: row.name, context: context,
                             detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": "0"]))
                         throw MigrationError.statementFailed(
-                            "rollback of \(row.id)", error, extra: "its first down statement failed, so nothing ran; \(row.id) is still applied and not dirty",
+                            "rollback of \(row.id)", error,
+                            extra: (undone.map { "\($0), so nothing of the down SQL stays" } ?? "its first down statement failed, so nothing ran")
+                                + "; \(row.id) is still applied and not dirty",
                             hint: Self.stillAppliedHint(row))
                     }
                     // failed_statement_line is a line of up_path; a down failure names its own file:line in the error.
@@ -219,9 +225,21 @@ extension Migrator {
                         detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": String(done)]))
                     throw MigrationError.statementFailed(
                         "rollback of \(row.id)", error,
-                        hint: "\(done) of \(script.statements.count) down statements ran. The version is dirty; finish the rollback by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or redo what ran, then `--applied`).")
+                        hint: "\(done) of \(script.statements.count) down statements ran and stay\(undone.map { " (\($0))" } ?? ""). The version is dirty; finish the rollback by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or redo what ran, then `--applied`).")
                 }
-                done += 1
+                if block.after(statement, connection) { done = index + 1 }
+            }
+            if let open = block.start {
+                _ = block.rollBack(connection)
+                _ = try? connection.execute("""
+                    UPDATE nfldb.schema_migrations SET state = 'failed', failed_statement_line = NULL,
+                      error = \("down failed at \(name):\(open.line): the down SQL ends inside its own transaction block (BEGIN without COMMIT)")
+                    WHERE version = \(row.version)
+                    """)
+                throw MigrationError(
+                    "\(name):\(open.line): the down SQL of \(row.id) ends inside its own transaction block (BEGIN without COMMIT); that block was rolled back",
+                    detail: "\(done) of \(script.statements.count) down statements ran and stay",
+                    hint: "The version is dirty: finish the rollback by hand, then `nfldb migrate resolve \(row.version) --rolled-back`.")
             }
             try connection.query(forget)
         }

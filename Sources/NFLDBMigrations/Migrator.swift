@@ -263,18 +263,26 @@ public final class Migrator {
               """))
         try setTimeouts(migration.directives, local: false)
         defer { resetTimeouts() }
+        // Statements whose effects are committed. A file may open its own transaction block (BEGIN …
+        // COMMIT): statements inside it count once the block commits, progress is written only
+        // outside it (inside, nfldb's own write would belong to the file's transaction), and a
+        // failure inside it rolls the block back first.
         var done = 0
+        var block = OwnBlock()
         let invalidAtStart = Set((try? invalidIndexes()) ?? [])
-        for statement in script.statements {
+        for (index, statement) in script.statements.enumerated() {
             // Each statement commits on its own, so a lock_timeout is retried like a transactional
             // migration's — unless the attempt left an INVALID index behind (a CONCURRENTLY build
-            // that timed out in a later phase), which a retry would trip over.
+            // that timed out in a later phase), which a retry would trip over, or it ran inside the
+            // file's own block (a retry of one statement would not redo the block).
             var failure: PostgresError?
-            try withLockRetries(migration.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty }) {
+            let inBlock = block.isOpen
+            try withLockRetries(migration.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty && !inBlock }) {
                 try connection.run(statement, in: migration.upPath)
             } onFailure: { failure = $0 }
             if let error = failure {
                 let line = statement.line(of: error)
+                let undone = block.rollBack(connection)
                 let leftBehind = newInvalidIndexes(since: invalidAtStart)
                 if done == 0 && leftBehind.isEmpty && !statement.mayCommitInside {
                     // The first statement failed as a whole: nothing ran, nothing to clean up.
@@ -283,7 +291,8 @@ public final class Migrator {
                         detail: ["error": error.message, "location": error.location ?? "", "statements_done": "0", "sqlstate": error.sqlState ?? ""],
                         after: "DELETE FROM nfldb.schema_migrations WHERE version = \(migration.version) AND state = 'running'"))
                     throw MigrationError.statementFailed(
-                        migration.id, error, extra: "its first statement failed, so nothing ran; \(migration.id) is not applied and not dirty",
+                        migration.id, error,
+                        extra: (undone.map { "\($0), so nothing of the file stays" } ?? "its first statement failed, so nothing ran") + "; \(migration.id) is not applied and not dirty",
                         hint: "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
                 }
                 let invalid = (try? invalidIndexes()) ?? []
@@ -295,14 +304,29 @@ public final class Migrator {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: migration.version, name: migration.name, context: context,
                     detail: ["error": error.message, "location": error.location ?? "", "statements_done": String(done), "invalid_indexes": invalid.joined(separator: ",")]))
-                var hint = "\(done) of \(total) statements ran and stay applied; the version is now dirty and blocks `up`/`down`. Finish or undo the work by hand, then run `nfldb migrate resolve \(migration.version) --applied` or `--rolled-back`."
+                var hint = "\(done) of \(total) statements ran and stay applied\(undone.map { " (\($0))" } ?? ""); the version is now dirty and blocks `up`/`down`. Finish or undo the work by hand, then run `nfldb migrate resolve \(migration.version) --applied` or `--rolled-back`."
                 if !invalid.isEmpty {
                     hint += " INVALID index(es) left behind: \(invalid.joined(separator: ", ")); drop them with DROP INDEX CONCURRENTLY before retrying."
                 }
                 throw MigrationError.statementFailed(migration.id, error, hint: hint)
             }
-            done += 1
+            guard block.after(statement, connection) else { continue }
+            done = index + 1
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
+        }
+        if let open = block.start {
+            // BEGIN without COMMIT: recording "applied" now would land in the file's open block and be
+            // lost with the connection. Rolled back and recorded as failed instead.
+            _ = block.rollBack(connection)
+            _ = try? connection.execute("""
+                UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(open.line),
+                  error = 'the file ends inside its own transaction block (BEGIN without COMMIT)', duration_ms = \(Int64(elapsed(since: start)))
+                WHERE version = \(migration.version)
+                """)
+            throw MigrationError(
+                "\(migration.upPath):\(open.line): \(migration.id) ends inside its own transaction block (BEGIN without COMMIT); that block was rolled back",
+                detail: "\(done) of \(total) statements ran and stay applied",
+                hint: "Add the COMMIT. The version is dirty: undo or finish the work by hand, then `nfldb migrate resolve \(migration.version) --rolled-back` or `--applied`.")
         }
         try connection.query(MigrationLedger.eventQuery(
             "apply", version: migration.version, name: migration.name, context: context,
@@ -527,6 +551,36 @@ public final class Migrator {
 }
 
 /// A statement of a transactional run left nfldb's transaction (see ``Migrator/requireOpenTransaction(after:in:)``).
+/// A no-transaction file's own transaction block (`BEGIN` … `COMMIT`), followed statement by
+/// statement through the connection's transaction status.
+struct OwnBlock {
+    /// The statement that opened the block that is open now.
+    private(set) var start: SQLStatement?
+    var isOpen: Bool { start != nil }
+
+    /// After a statement succeeded: true when the connection is outside any block, so every
+    /// statement up to it is committed.
+    mutating func after(_ statement: SQLStatement, _ connection: PostgresConnection) -> Bool {
+        if connection.transactionState == .idle {
+            start = nil
+            return true
+        }
+        if start == nil { start = statement }
+        return false
+    }
+
+    /// After a failure: rolls back the file's open (or failed) block, returning what that undid.
+    /// (A failed COMMIT ends the block too: the server rolled it back, nothing is left to do.)
+    mutating func rollBack(_ connection: PostgresConnection) -> String? {
+        defer { start = nil }
+        let state = connection.transactionState
+        let open = state == .inTransaction || state == .failed
+        if open { connection.rollbackQuietly() }
+        guard open || start != nil else { return nil }
+        return "the file's own transaction block" + (start.map { " from line \($0.line)" } ?? "") + " was rolled back"
+    }
+}
+
 struct TransactionEnded: Error {
     let location: String
     let statement: String

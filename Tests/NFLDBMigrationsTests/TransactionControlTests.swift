@@ -219,6 +219,50 @@ struct TransactionControlTests {
         }
     }
 
+    @Test("a no-transaction file with its own BEGIN … COMMIT: a failure inside the block rolls the block back, and the counts, state and hints are true")
+    func ownBlockFailure() throws {
+        try withFixture { fx in
+            try fx.pair(1, "ab", up: "CREATE TABLE a (id int);\nCREATE TABLE b (id int);",
+                        down: "-- nfldb:no-transaction\nBEGIN;\nDROP TABLE a;\nDROP TABLE nope;\nCOMMIT;\nDROP TABLE b;")
+            #expect(try fx.migrate("up").status == 0)
+            // The down fails inside its block: the block is rolled back, nothing of it stays, 0001 is still cleanly applied.
+            let down = try fx.migrate("down", "1")
+            #expect(down.status == 1, "\(down)")
+            #expect(down.stderr.contains("the file's own transaction block from line 2 was rolled back, so nothing of the down SQL stays; 0001_ab is still applied and not dirty"), "\(down)")
+            #expect(try fx.tableExists("a") && fx.tableExists("b"))
+            #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 1", as: String.self) == "applied")
+            // Its hint, in that state: fix the down SQL (stored with repair) and roll back again.
+            try fx.pair(1, "ab", up: "CREATE TABLE a (id int);\nCREATE TABLE b (id int);",
+                        down: "-- nfldb:no-transaction\nBEGIN;\nDROP TABLE a;\nCOMMIT;\nDROP TABLE b;")
+            #expect(try fx.migrate("repair", "1").status == 0)
+            #expect(try fx.migrate("down", "1").status == 0)
+            #expect(try fx.ledgerVersions() == [])
+
+            // Up: one statement commits, then the block fails: 1 statement stays, the block does not; the row says so.
+            try fx.pair(2, "nt", up: "-- nfldb:no-transaction\nCREATE TABLE nt1 (id int);\nBEGIN;\nSAVEPOINT s;\nCREATE TABLE nt2 (id int);\nSELECT 1/0;\nCOMMIT;",
+                        down: "-- nfldb:no-transaction\nDROP TABLE IF EXISTS nt2;\nDROP TABLE nt1;")
+            try fx.remove("0001_ab.up.sql"); try fx.remove("0001_ab.down.sql")
+            let up = try fx.migrate("up")
+            #expect(up.status == 1, "\(up)")
+            #expect(up.stderr.contains("1 of 6 statements ran and stay applied (the file's own transaction block from line 3 was rolled back)"), "\(up)")
+            #expect(try fx.tableExists("nt1") && !fx.tableExists("nt2"))
+            let row = try fx.scalar("SELECT concat(state, ' ', statements_done, ' ', error IS NOT NULL) FROM nfldb.schema_migrations WHERE version = 2", as: String.self)
+            #expect(row == "failed 1 t", "\(row)")
+            #expect(try fx.events().last?.event == "fail")
+
+            // A block that never commits: rolled back and recorded, not "applied" inside an open transaction.
+            try fx.execute("DROP TABLE nt1")
+            #expect(try fx.migrate("resolve", "2", "--rolled-back").status == 0)
+            try fx.pair(2, "nt", up: "-- nfldb:no-transaction\nCREATE TABLE nt1 (id int);\nBEGIN;\nCREATE TABLE nt2 (id int);",
+                        down: "-- nfldb:no-transaction\nDROP TABLE IF EXISTS nt2;\nDROP TABLE nt1;")
+            let open = try fx.migrate("up")
+            #expect(open.status == 1, "\(open)")
+            #expect(open.stderr.contains(fx.path("0002_nt.up.sql") + ":3: 0002_nt ends inside its own transaction block (BEGIN without COMMIT)"), "\(open)")
+            #expect(try fx.tableExists("nt1") && !fx.tableExists("nt2"))
+            #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 2", as: String.self) == "failed")
+        }
+    }
+
     @Test("redo whose re-apply fails: says the rollback committed and the version is now pending (not 'the database is unchanged'); a changed file is warned about")
     func redoReapplyFails() throws {
         try withFixture { fx in
