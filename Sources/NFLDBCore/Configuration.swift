@@ -114,7 +114,7 @@ public struct Configuration: Sendable {
     public func duration(_ key: ConfigKey) throws -> Duration? {
         guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = DurationParser.parse(text) else {
-            throw ConfigurationError("\(key.name): '\(text)' is not a duration", source: source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
+            throw ConfigurationError("\(key.name): '\(text)' is not a duration (or is longer than 100 years)", source: source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
         }
         return value
     }
@@ -124,7 +124,8 @@ public struct Configuration: Sendable {
     public func integer(_ key: ConfigKey, atLeast minimum: Int? = nil) throws -> Int? {
         guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = Int(text) else {
-            throw ConfigurationError("\(key.name): '\(text)' is not an integer", source: source)
+            throw ConfigurationError("\(key.name): '\(text)' is not an integer", source: source,
+                                     hint: "Write a whole number\(minimum.map { " of at least \($0)" } ?? ""), or leave it out for the default.")
         }
         if let minimum, value < minimum {
             throw ConfigurationError("\(key.name): \(value) is below its minimum \(minimum)", source: source,

@@ -210,14 +210,19 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
     /// Seconds, or an HTTP date.
     static func parseRetryAfter(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        if let seconds = Double(trimmed) { return .seconds(max(0, seconds)) }
+        // A huge or non-finite value (`1e30`, `inf`) is capped, not trusted: Duration traps on overflow,
+        // and the run's deadline bounds the wait anyway.
+        if let seconds = Double(trimmed) { return seconds.isNaN ? nil : .seconds(min(max(0, seconds), Self.longestRetryAfter)) }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: trimmed) else { return nil }
-        return .seconds(max(0, date.timeIntervalSinceNow))
+        return .seconds(min(max(0, date.timeIntervalSinceNow), Self.longestRetryAfter))
     }
+
+    /// A day: longer than any deadline a run would have.
+    static let longestRetryAfter: Double = 86_400
 
     public func read() throws -> Data? {
         guard let stream else { return nil }

@@ -29,6 +29,7 @@ public enum MigrationLinter {
         let downScript = try Migration.script(migration.downSQL, path: migration.downPath)
         findings += MigrationStatementRules.transactionControlFindings(
             downScript, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
+        findings += MigrationStatementRules.standardStringsOffFindings(script) + MigrationStatementRules.standardStringsOffFindings(downScript)
         if script.statements.isEmpty {
             findings.append(LintFinding(
                 rule: "empty-migration", severity: .warning, file: migration.upPath, line: 1,

@@ -220,6 +220,25 @@ enum MigrationStatementRules {
         }
     }
 
+    /// `SET [SESSION | LOCAL] standard_conforming_strings = off` (or `TO off`/`false`/`0`): from there
+    /// on a backslash escapes a quote inside '…', which the statement splitter (and psql's, with the
+    /// setting on) does not follow — a later `'\''` would end the string where PostgreSQL does not,
+    /// so a COMMIT could hide inside "one statement". Refused like a transaction-control statement.
+    static func standardStringsOffFindings(_ script: SQLScript) -> [LintFinding] {
+        script.statements.compactMap { statement in
+            var tokens = Array(sqlTokens(statement.folded).map { $0.uppercased() }.prefix(5))
+            guard tokens.first == "SET" else { return nil }
+            tokens.removeFirst()
+            if tokens.first == "SESSION" || tokens.first == "LOCAL" { tokens.removeFirst() }
+            guard tokens.count >= 3, tokens[0] == "STANDARD_CONFORMING_STRINGS", tokens[1] == "=" || tokens[1] == "TO",
+                  isFalseOption(unquote(tokens[2])) else { return nil }
+            return LintFinding(
+                rule: "standard-conforming-strings-off", severity: .error, file: script.name, line: statement.line,
+                message: "standard_conforming_strings = off makes a backslash escape a quote inside '…'; nfldb splits and checks statements with it on, so what runs could differ from what was checked",
+                fix: "Remove the SET and write such strings as E'…' (escape strings), which mean the same with the setting on.")
+        }
+    }
+
     /// The problems ``MigrationDirectory`` refuses at load time for one file: it cannot be split, or
     /// it is transactional and controls the transaction itself. `file:line: message; fix`.
     static func loadProblems(_ sql: String, path: String, transactional: Bool) -> [String] {
@@ -229,6 +248,7 @@ enum MigrationStatementRules {
         } catch {
             return ["\(error.description) (the file cannot be split into statements)"]
         }
-        return transactionControlFindings(script, transactional: transactional).map { "\($0.file):\($0.line): \($0.message). Fix: \($0.fix)" }
+        return (transactionControlFindings(script, transactional: transactional) + standardStringsOffFindings(script))
+            .map { "\($0.file):\($0.line): \($0.message). Fix: \($0.fix)" }
     }
 }

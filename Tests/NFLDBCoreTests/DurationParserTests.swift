@@ -21,9 +21,14 @@ struct DurationParserTests {
         #expect(DurationParser.parse(text) == expected)
     }
 
-    @Test("rejects what is not a duration", arguments: ["", "   ", "soon", "5x", "-5s", "s", "1.2.3s", "5 parsecs", "ms5"])
+    @Test("rejects what is not a duration, and what is too long to hold (a trap before: Int64 milliseconds overflowed)", arguments: ["", "   ", "soon", "5x", "-5s", "s", "1.2.3s", "5 parsecs", "ms5", "99999999999999999s", "99999999d", "36501d"])
     func rejects(text: String) {
         #expect(DurationParser.parse(text) == nil)
+    }
+
+    @Test("100 years is the longest duration a setting may give")
+    func longest() {
+        #expect(DurationParser.parse("36500d") == .seconds(36500 * 86400))
     }
 
     @Test("renders milliseconds and PostgreSQL settings")

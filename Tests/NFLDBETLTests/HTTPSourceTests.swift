@@ -166,6 +166,11 @@ import Testing
     @Test func retryAfterParsing() {
         #expect(HTTPSource.parseRetryAfter("3") == .seconds(3))
         #expect(HTTPSource.parseRetryAfter("soon") == nil)
+        // A hostile server cannot crash the loader (Duration traps on overflow): capped at a day.
+        for huge in ["1e30", "inf", "999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            #expect(HTTPSource.parseRetryAfter(huge) == .seconds(86_400), "\(huge)")
+        }
+        #expect(HTTPSource.parseRetryAfter("nan") == nil)
         let date = HTTPSource.parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT")
         #expect(date == .zero)
     }
