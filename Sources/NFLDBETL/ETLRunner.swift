@@ -14,6 +14,13 @@ public enum ETLRunner {
         if isURL(source) {
             return try HTTPSource(url: checkedURL(source), settings: http, conditional: conditional, correlationID: correlationID, logger: logger)
         }
+        // `ftp://…`, `file://…`: a scheme this loader does not read, not a file named so.
+        if let colon = source.range(of: "://"), source[..<colon.lowerBound].allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) }),
+           !source[..<colon.lowerBound].isEmpty, !FileManager.default.fileExists(atPath: source) {
+            throw OperatorError(
+                "--source \(source[..<colon.lowerBound])://… is not a source nfldb reads (only http://, https:// and local paths)",
+                hint: "Download it first and give the path, or give an http(s) URL.", exitStatus: .usage)
+        }
         return try FileSource(path: source)
     }
 
@@ -21,7 +28,13 @@ public enum ETLRunner {
     /// malformed URL is a usage error (exit 2), not a connection error retried until the deadline.
     public static func checkedURL(_ source: String) throws -> URL {
         let shown = (try? HTTPSource.displayName(source)) ?? source
-        guard let components = URLComponents(string: source), let url = components.url else {
+        guard var components = URLComponents(string: source), components.url != nil else {
+            throw OperatorError("--source \(shown) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
+        }
+        // Schemes are case-insensitive (RFC 3986); URLSession knows only the lower-case ones and
+        // would fail every attempt with "unsupported URL" until the retries ran out.
+        components.scheme = components.scheme?.lowercased()
+        guard let url = components.url else {
             throw OperatorError("--source \(shown) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
         }
         guard let host = components.host, !host.isEmpty else {

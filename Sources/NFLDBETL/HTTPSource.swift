@@ -145,6 +145,11 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                     self.stream = delegate
                     self.session = session
                     return
+                case 304 where conditional?.etag == nil && conditional?.lastModified == nil:
+                    // Not asked for (no validator sent): a broken proxy or cache, not "unchanged".
+                    session.invalidateAndCancel()
+                    throw fail("HTTP 304 Not Modified to a request that was not conditional (no If-None-Match or If-Modified-Since was sent)",
+                               hint: "Something between nfldb and the source (a proxy or cache) answers for it; check it, or load from another URL.", retryable: false)
                 case 304:
                     notModified = true
                     validators = conditional ?? HTTPValidators()
@@ -158,14 +163,19 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                     throw fail("the server redirected (HTTP \(status)) to \(location ?? "no Location given"); redirects are not followed (not retried)",
                                hint: location == nil ? "Check the URL (etl.games.source / --source)."
                                    : "Give that URL as --source (or etl.games.source) if you trust it.", retryable: false)
-                case 429, 500...599:
+                case 408, 429, 500...599:
                     lastProblem = "HTTP \(status)"
                     retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap(Self.parseRetryAfter)
                     session.invalidateAndCancel()
-                default:
+                case 400...499:
                     session.invalidateAndCancel()
                     throw fail("HTTP \(status) (not retried: a client error will not go away by itself)",
                                hint: "Check the URL (etl.games.source / --source) and whether the server needs credentials.", retryable: false)
+                default:
+                    // 201, 204, 206…: not a whole file; asking again gets the same answer.
+                    session.invalidateAndCancel()
+                    throw fail("unexpected HTTP status \(status) (nfldb needs 200 with the whole file, or 304 to a conditional request; not retried)",
+                               hint: "Check the URL (etl.games.source / --source): it should serve the CSV file itself.", retryable: false)
                 }
             case .failed(let error):
                 lastProblem = "connection error: \(error.localizedDescription)"

@@ -109,14 +109,15 @@ public struct RowValidator {
         let duplicates = Dictionary(grouping: names, by: { $0 }).filter { $0.value.count > 1 }.keys.sorted()
         if !duplicates.isEmpty {
             throw ETLInputError(source: source, "header names \(duplicates.joined(separator: ", ")) more than once",
-                                hint: "Each column must appear once; check that this is nflverse's games.csv.")
+                                hint: "Each column must appear once; check that this is nflverse's games.csv.", permanent: true)
         }
         let missing = contract.columns.map(\.name).filter { position[$0] == nil }
         if !missing.isEmpty {
             throw ETLInputError(
                 source: source,
                 "required column\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) missing from the header (line 1 has \(names.count) columns)",
-                hint: "The \(contract.target) contract needs all of: \(contract.columns.map(\.name).joined(separator: ",")). Check that the source is the right file; nothing was loaded.")
+                hint: "The \(contract.target) contract needs all of: \(contract.columns.map(\.name).joined(separator: ",")). Check that the source is the right file; nothing was loaded.",
+                permanent: true)
         }
         sourcePosition = contract.columns.map { position[$0.name]! }
         sourceWidth = names.count

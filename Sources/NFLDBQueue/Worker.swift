@@ -435,9 +435,13 @@ public final class Worker: Sendable {
                     for (ack, outcome) in zip(acks, ackOutcomes) { metrics.taskSettled(ack.task, outcome: TaskOutcome(outcome, inserted: ack.inserted)) }
                     for (f, outcome) in zip(fails, failOutcomes) { metrics.taskSettled(f.task, outcome: TaskOutcome(outcome)) }
                 }
+                // A dead-lettered task needs a person: logged at warning, so the default text level shows it.
+                for (f, outcome) in zip(fails, failOutcomes) where outcome == .dead {
+                    taskLogger(f.task).warning("task failed, dead-lettered", metadata: ["error": .string(f.message)])
+                }
                 if logger.logLevel <= .info {
-                    for (f, outcome) in zip(fails, failOutcomes) {
-                        taskLogger(f.task).info("task \(outcome == .retry ? "failed, will retry" : outcome == .dead ? "failed, dead-lettered" : outcome.rawValue)",
+                    for (f, outcome) in zip(fails, failOutcomes) where outcome != .dead {
+                        taskLogger(f.task).info("task \(outcome == .retry ? "failed, will retry" : outcome.rawValue)",
                                                 metadata: ["error": .string(f.message)])
                     }
                     for (ack, outcome) in zip(acks, ackOutcomes) {

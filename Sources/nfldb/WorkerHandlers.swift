@@ -86,6 +86,11 @@ enum WorkerHandlers {
             let result = try ETLRunner.loadGames(
                 connection: try task.database(), source: source, options: options, http: settings.http, logger: task.logger)
             return try JSONOutput.encode(result)
+        } catch let http as HTTPSourceError {
+            // A dry run does not record a run, so its HTTP failure arrives unwrapped.
+            throw TaskFailure("\(type): \(http.diagnostic.oneLine)", permanent: !http.retryable)
+        } catch let input as ETLInputError where input.permanent {
+            throw TaskFailure("\(type): \(input.diagnostic.oneLine)", permanent: true)
         } catch let failed as LoadFailed {
             // Rejected rows over the policy, a redirect or 4xx, a record over the parser's limits: the
             // same input fails the same way, so do not retry it.

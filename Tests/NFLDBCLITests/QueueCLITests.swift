@@ -246,6 +246,12 @@ struct QueueCLITests {
             let endless = world.dir + "/endless.csv"
             try Data(repeating: UInt8(ascii: "x"), count: 2 << 20).write(to: URL(fileURLWithPath: endless))
             let overLimit = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(endless)"}"#, "--max-attempts", "3"])
+            // A dry run's redirect (no run is recorded, so the error arrives unwrapped) and a header naming a column twice.
+            let dryRedirect = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(redirecting.url)", "options": {"dry_run": true}}"#,
+                                                            "--max-attempts", "3"])
+            let twice = world.dir + "/twice.csv"
+            try "game_id,game_id\n1,2\n".write(toFile: twice, atomically: true, encoding: .utf8)
+            let duplicateHeader = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(twice)"}"#, "--max-attempts", "3"])
             let verify = try world.submit("backup.verify", ["--payload", "{}"])
             // Whoever can write to Redis must not make the worker read other files: outside etl.source_roots (also via a
             // symlink or `..` inside a root) is refused before anything is opened.
@@ -256,7 +262,7 @@ struct QueueCLITests {
 
             let worker = try world.burst(env: ["NFLDB_ETL_HTTP_MAX_ATTEMPTS": "1", "NFLDB_ETL_HTTP_DEADLINE": "5s"])
             #expect(worker.status == 0, "\(worker.log)")
-            #expect(worker.summary["dead"] as? Int == 11 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
+            #expect(worker.summary["dead"] as? Int == 13 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
                     "\(worker.summary) \(worker.log)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "a failed load changes nothing")
 
@@ -272,8 +278,11 @@ struct QueueCLITests {
             try dead(http, attempts: "2", contains: "http://127.0.0.1:\(closed)/games.csv")
             try dead(verify, contains: "backup.config is not set")
             try dead(redirect, contains: "the server redirected (HTTP 302)")
-            #expect(redirecting.requests.count == 1, "the redirect was asked again")
+            #expect(redirecting.requests.count == 2, "each redirect asked once (the load, the dry run), not again")
             try dead(overLimit, contains: "longer than 1 MiB")
+            try dead(dryRedirect, contains: "the server redirected (HTTP 302)")
+            try dead(duplicateHeader, contains: "header names game_id more than once")
+            #expect(worker.log.contains("task failed, dead-lettered"), "a dead-lettered task is logged at warning: \(worker.log)")
             #expect(((try world.inspect(overLimit))["error"] as? String)?.contains("loading it again fails the same way") == true)
             for id in [outside, viaLink, viaDots] { try dead(id, contains: "is outside etl.source_roots") }
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE error LIKE '%root:%' OR source LIKE '%passwd%'", as: Int.self) == 0,
@@ -286,7 +295,7 @@ struct QueueCLITests {
             let list = try world.run("queue", "dlq", "list")
             #expect(list.status == 0 && list.standardOutput.contains(missing) && list.standardOutput.contains("etl.load"), "\(list.allOutput)")
             let listJSON = try #require(try JSONSerialization.jsonObject(with: Data(try world.run("queue", "dlq", "list", "--format", "json").standardOutput.utf8)) as? [[String: Any]])
-            #expect(listJSON.count == 11)
+            #expect(listJSON.count == 13)
         }
     }
 

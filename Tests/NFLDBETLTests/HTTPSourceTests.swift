@@ -82,6 +82,39 @@ import Testing
         #expect(server.requests.count == 1)
     }
 
+    /// 408 is transient (retried, then loads); 206 and an unprompted 304 are not what was asked for:
+    /// refused at once, marked not retryable, the run recorded failed, nothing loaded.
+    @Test func statusesThatAreNotClientErrors() throws {
+        let timeout = try ScenarioServer(responses: [["status": 408], ["status": 200, "file": Slice.path]])
+        try ETLWorld.with { world in
+            let result = try load(world, timeout.url)
+            #expect(result.status == "succeeded" && result.inserted == 842)
+            #expect(timeout.requests.count == 2)
+            for (status, expected) in [(206, "unexpected HTTP status 206"), (304, "HTTP 304 Not Modified to a request that was not conditional")] {
+                let server = try ScenarioServer(responses: [["status": status]])
+                do {
+                    _ = try load(world, server.url)
+                    Issue.record("\(status) was accepted")
+                } catch let failed as LoadFailed {
+                    #expect(failed.cause.contains(expected), "\(failed.cause)")
+                    #expect(failed.permanent)
+                    #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
+                }
+                #expect(server.requests.count == 1)
+            }
+            // An upper-case scheme is the same URL (RFC 3986), not an "unsupported URL" retried until the deadline.
+            let upper = try ScenarioServer(responses: [["status": 200, "file": Slice.path]])
+            let loaded = try load(world, upper.url.replacingOccurrences(of: "http://", with: "HTTP://"))
+            #expect(loaded.status == "succeeded" && upper.requests.count == 1)
+        }
+        // A scheme the loader does not read is a usage error before anything is opened.
+        #expect {
+            try ETLRunner.open("ftp://127.0.0.1/games.csv", http: HTTPSourceTests.fast, conditional: nil, correlationID: nil, logger: TestCluster.logger)
+        } throws: { error in
+            String(describing: error).contains("ftp://… is not a source nfldb reads") && (error as? OperatorError)?.exitStatus == .usage
+        }
+    }
+
     /// The token bucket spaces the attempts of one run: rate 4/s, burst 1.
     @Test func rateLimitSpacesAttempts() throws {
         let server = try ScenarioServer(responses: [["status": 500], ["status": 500], ["status": 500], ["status": 200, "file": Slice.path]])
