@@ -85,7 +85,7 @@ public struct MigrationDirectory: Sendable {
             // would COMMIT half of itself) stops the run before the first pending migration.
             for (file, sql, directives) in [(join(u.file), upSQL, upDirectives), (join(d.file), downSQL, downDirectives)] {
                 problems += MigrationStatementRules.loadProblems(
-                    sql, path: file, transactional: directives.transactional && checkingTransactionControl)
+                    sql, path: file, transactional: directives.transactional, checkingRules: checkingTransactionControl)
             }
             migrations.append(Migration(
                 version: version, name: u.name, upPath: join(u.file), downPath: join(d.file), upSQL: upSQL, downSQL: downSQL,

@@ -241,13 +241,16 @@ enum MigrationStatementRules {
 
     /// The problems ``MigrationDirectory`` refuses at load time for one file: it cannot be split, or
     /// it is transactional and controls the transaction itself. `file:line: message; fix`.
-    static func loadProblems(_ sql: String, path: String, transactional: Bool) -> [String] {
+    /// `checkingRules` false: only whether it can be split (lint reports the rest as findings, and
+    /// applied files are not judged again).
+    static func loadProblems(_ sql: String, path: String, transactional: Bool, checkingRules: Bool = true) -> [String] {
         let script: SQLScript
         do {
             script = try SQLScript(sql, name: path)
         } catch {
             return ["\(error.description) (the file cannot be split into statements)"]
         }
+        guard checkingRules else { return [] }
         return (transactionControlFindings(script, transactional: transactional) + standardStringsOffFindings(script))
             .map { "\($0.file):\($0.line): \($0.message). Fix: \($0.fix)" }
     }

@@ -263,6 +263,27 @@ struct TransactionControlTests {
         }
     }
 
+    @Test("SET standard_conforming_strings = off is refused before anything runs: with it a backslash hides a quote from the splitter, and a COMMIT from the check")
+    func standardStringsOff() throws {
+        try withFixture { fx in
+            try fx.pair(1, "h", up: "SET standard_conforming_strings = off;\nCREATE TABLE half (id int);\nSELECT 'a\\'';\nCOMMIT;\n-- '\nSELECT 1/0;\n",
+                        down: "DROP TABLE half;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 2, "\(up)")
+            #expect(up.stderr.contains(fx.path("0001_h.up.sql") + ":1: standard_conforming_strings = off"), "\(up)")
+            #expect(try !fx.tableExists("half"), "nothing ran")
+            #expect(try fx.ledgerVersions() == [])
+            let lint = try fx.migrate("lint", "--all")
+            #expect(lint.status == 1 && lint.stdout.contains("[standard-conforming-strings-off]"), "\(lint)")
+            for fine in ["SET standard_conforming_strings = on;", "SET LOCAL standard_conforming_strings TO 'on';", "SELECT 'standard_conforming_strings = off';"] {
+                #expect(try MigrationStatementRules.standardStringsOffFindings(SQLScript(fine, name: "f.sql")).isEmpty, "\(fine)")
+            }
+            for bad in ["set session standard_conforming_strings to off;", "SET standard_conforming_strings = 'false';", "SET LOCAL standard_conforming_strings = 0;"] {
+                #expect(try !MigrationStatementRules.standardStringsOffFindings(SQLScript(bad, name: "b.sql")).isEmpty, "\(bad)")
+            }
+        }
+    }
+
     @Test("redo whose re-apply fails: says the rollback committed and the version is now pending (not 'the database is unchanged'); a changed file is warned about")
     func redoReapplyFails() throws {
         try withFixture { fx in
