@@ -51,6 +51,15 @@ public struct ETLConfig: Sendable {
             backoffCap: try configuration.duration(.etlHTTPBackoffCap) ?? .seconds(30),
             rate: configuration.number(ConfigKey.etlHTTPRate.name) ?? 1,
             burst: try configuration.integer(.etlHTTPBurst, atLeast: 1) ?? 2)
+        // Zero would never send a request (rate) or give up before the first one (timeout, deadline).
+        for (key, value) in [(ConfigKey.etlHTTPTimeout, http.timeout), (.etlHTTPDeadline, http.deadline)] where value <= .zero {
+            throw ConfigurationError("\(key.name): must be longer than 0 (got \(value))", source: configuration.entry(key)?.source,
+                                     hint: "Set a duration such as \(key.defaultValue ?? "30s"), or leave it out for the default.")
+        }
+        guard http.rate > 0, http.rate.isFinite else {
+            throw ConfigurationError("etl.http.rate: must be a number of requests per second above 0 (got \(http.rate))",
+                                     source: configuration.entry(ConfigKey.etlHTTPRate)?.source, hint: "Set a rate such as 1, or leave it out for the default.")
+        }
     }
 }
 

@@ -208,3 +208,20 @@ import Testing
         #expect(date == .zero)
     }
 }
+
+@Suite struct ETLHTTPSettingsTests {
+    @Test("etl.http.rate, timeout and deadline of 0 are refused with their source (0 would never send a request, or give up before the first)", arguments: [
+        ("NFLDB_ETL_HTTP_RATE", "0", "etl.http.rate: must be a number of requests per second above 0"),
+        ("NFLDB_ETL_HTTP_DEADLINE", "0", "etl.http.deadline: must be longer than 0"),
+        ("NFLDB_ETL_HTTP_TIMEOUT", "0s", "etl.http.timeout: must be longer than 0"),
+    ])
+    func zeroRefused(variable: String, value: String, expected: String) throws {
+        let configuration = try ConfigurationLoader(keys: ConfigKey.global + ETLConfig.keys, environment: [variable: value], workingDirectory: "/nonexistent-nfldb-dir").load()
+        #expect {
+            try ETLConfig(configuration: configuration)
+        } throws: { error in
+            String(describing: error).contains("env \(variable): \(expected)")
+        }
+        #expect(try ETLConfig(configuration: ConfigurationLoader(keys: ConfigKey.global + ETLConfig.keys, environment: [:], workingDirectory: "/nonexistent-nfldb-dir").load()).http.rate == 1)
+    }
+}
