@@ -114,7 +114,7 @@ public struct Configuration: Sendable {
     public func duration(_ key: ConfigKey) throws -> Duration? {
         guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = DurationParser.parse(text) else {
-            throw ConfigurationError("\(key.name): '\(text)' is not a duration (or is longer than 100 years)", source: source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
+            throw ConfigurationError("\(key.name): '\(text)' is not a duration (or is too long to hold)", source: source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
         }
         return value
     }

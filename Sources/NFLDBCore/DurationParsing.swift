@@ -38,13 +38,14 @@ public enum DurationParser {
         case "d", "day", "days": seconds = value * 86400
         default: return nil
         }
-        // Beyond any setting's use, and Int64 milliseconds would overflow (a trap, not an error).
+        // Int64 milliseconds would overflow (a trap, not an error).
         guard seconds.isFinite, seconds <= Self.longest else { return nil }
         return .milliseconds(Int64((seconds * 1000).rounded()))
     }
 
-    /// The longest duration a setting may give: 100 years, in seconds.
-    public static let longest: Double = 100 * 365 * 86_400
+    /// The longest duration that can be held (Int64 milliseconds), in seconds: ~285 million years.
+    /// Commands that compare with real ages (`audit prune`) have their own, smaller limits.
+    public static let longest: Double = 9.0e15
 
     /// Milliseconds in a duration, for PostgreSQL settings such as `lock_timeout`.
     public static func milliseconds(_ duration: Duration) -> Int64 {
