@@ -237,6 +237,9 @@ struct FailureTests {
             #expect(failed.status == 1, "\(failed)")
             #expect(failed.stderr.contains("0002_two.down.sql:2"), "\(failed)")
             #expect(failed.stderr.contains("nothing was rolled back"), "\(failed)")
+            // The step above the failing one ran inside the batch: not "ok" while the batch is undone.
+            #expect(failed.stdout.contains("rolling back 0003_three … ran (") && failed.stdout.contains("commits with the batch"), "\(failed)")
+            #expect(!failed.stdout.contains("ok ("), "\(failed)")
             #expect(try fx.ledgerVersions() == [1, 2, 3])
             for table in ["one_tbl", "two_tbl", "three_tbl"] { #expect(try fx.tableExists(table), "\(table)") }
             #expect(try fx.events().filter { $0.event == "rollback" }.isEmpty)

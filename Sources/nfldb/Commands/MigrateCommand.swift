@@ -68,8 +68,11 @@ extension MigrateOptions {
             nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID,
             gitCommit: recordsCommit ? MigrationContext.gitCommit(for: directory(context)) : nil)
         let text = format == .text
+        let resolved = try settings ?? self.settings(context)
+        // In one transaction for the whole batch, a step that ran is not done until the batch commits.
+        let batch = resolved.singleTransaction
         return Migrator(
-            connection: connection, migrations: files, settings: try settings ?? self.settings(context), context: migrationContext,
+            connection: connection, migrations: files, settings: resolved, context: migrationContext,
             logger: context.logger,
             progress: { event in
                 MigrateInterrupt.shared.record(event)
@@ -83,7 +86,7 @@ extension MigrateOptions {
                         fflush(nil)
                     }
                 case .finished(_, _, let ms):
-                    context.say(String(format: "ok (%.1f ms)", ms))
+                    context.say(batch ? String(format: "ran (%.1f ms; commits with the batch)", ms) : String(format: "ok (%.1f ms)", ms))
                 case .retrying(let id, let attempt, let after, let blockers):
                     context.say("lock_timeout fired in \(id); retry \(attempt) in \(after)\(blockers.map { ". Blocking: \($0)" } ?? "")")
                 case .warning(let text):
