@@ -50,6 +50,8 @@ public struct CSVSyntaxError: Error, Sendable, CustomStringConvertible {
     /// A record or field over the parser's limits: not a CSV of rows, and the same input fails the
     /// same way (unlike a quote left open at the end, which a cut download also causes).
     public var overLimit = false
+    /// The 1-based field an over-limit error is about, when it is about one field.
+    public var field: Int?
     public var description: String { "line \(line): \(message)" }
 
     public init(line: Int, message: String, overLimit: Bool = false) {
@@ -105,7 +107,9 @@ public struct CSVParser {
         }
         let fieldStart = record.ends.last ?? 0
         if record.bytes.count - fieldStart > maxFieldBytes {
-            throw CSVSyntaxError(line: record.line, message: "field \(record.ends.count + 1) of the record starting on this line is longer than \(Self.size(maxFieldBytes)): this is not a CSV file of rows (a binary file, /dev/zero, or an endless stream without line breaks)", overLimit: true)
+            var error = CSVSyntaxError(line: record.line, message: "field \(record.ends.count + 1) of the record starting on this line is longer than \(Self.size(maxFieldBytes)) (no games.csv field comes near that; a binary file, /dev/zero or an endless stream without line breaks look like this too)", overLimit: true)
+            error.field = record.ends.count + 1
+            throw error
         }
     }
 

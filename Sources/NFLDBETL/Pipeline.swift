@@ -176,7 +176,9 @@ public final class ValidationPipeline {
             endedWithNewline = parser.endedWithNewline
             try parser.finish(emit)
         } catch let error as CSVSyntaxError {
-            throw ETLInputError(source: sourceName, "line \(error.line): \(error.message)",
+            // Name the column when the header was read: "field 46" means little to whoever opens the file.
+            let column = error.field.flatMap { n in headerDone && n <= validator.headerNames.count ? " (column \(validator.headerNames[n - 1]))" : nil } ?? ""
+            throw ETLInputError(source: sourceName, "line \(error.line): \(error.message)\(column)",
                                 hint: error.overLimit
                                     ? "Nothing was loaded. Check that the source is nflverse's games.csv: this input is not a CSV of rows, and loading it again fails the same way."
                                     : "Nothing was loaded. Fetch the file again (a cut download ends inside a row), or fix the quoting at that line; check that the source is nflverse's games.csv.",

@@ -77,6 +77,20 @@ func jsonObject(_ text: String) -> [String: Any] {
             #expect(zeroValidate.status == 1 && zeroValidate.standardError.contains("longer than 1 MiB"), "\(zeroValidate.standardError)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed' AND source = '/dev/zero' AND error LIKE '%longer than 1 MiB%'", as: Int.self) == 1)
+            // A real header, then a 2 MiB stadium name on line 3: the error names the column, not just "field 46".
+            let text = try String(contentsOfFile: Slice.path, encoding: .utf8)
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let header = lines[0].split(separator: ",").map(String.init)
+            let stadium = try #require(header.firstIndex(of: "stadium"))
+            var row = lines[2].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            row[stadium] = String(repeating: "S", count: 2 << 20)
+            lines[2] = row.joined(separator: ",")
+            let huge = dir + "/huge-field.csv"
+            try lines.joined(separator: "\n").write(toFile: huge, atomically: true, encoding: .utf8)
+            let hugeValidate = try CLIRunner.run(["etl", "validate", "games", "--source", huge])
+            #expect(hugeValidate.status == 1, "\(hugeValidate.standardError)")
+            #expect(hugeValidate.standardError.contains("line 3: field \(stadium + 1) of the record starting on this line is longer than 1 MiB")
+                    && hugeValidate.standardError.contains("(column stadium)"), "\(hugeValidate.standardError)")
             // Twenty fields of 900 KiB in one record: the 16 MiB record limit; endless commas: the field count limit.
             let wide = dir + "/wide.csv"
             var fields = Data()
