@@ -118,6 +118,11 @@ public struct AlertConfig: Sendable {
         retries = try configuration.integer(.healthAlertRetries, atLeast: 1) ?? 1
         retryBackoff = try configuration.duration(.healthAlertBackoff) ?? .zero
         timeout = try configuration.duration(.healthAlertTimeout) ?? .zero
+        // 0 would give up before the first attempt: paging silently off.
+        if timeout <= .zero, let entry = configuration.entry(.healthAlertTimeout) {
+            throw ConfigurationError("health.alert.timeout: must be longer than 0 (got \(entry.value))", source: entry.source,
+                                     hint: "Set a duration such as 10s, or leave it out for the default.")
+        }
         destinations = try AlertDestination.all(in: configuration)
     }
 }

@@ -27,7 +27,8 @@ public enum AlertRun {
     ///   - stateFile: the state file to use instead of ``AlertConfig/stateFile``.
     public static func run(
         inputs: [AlertInput], consecutiveByCheck: [String: Int], config: AlertConfig, stateFile: String?,
-        environment: [String: String], logger: Logger, transport: any AlertTransport = URLSessionTransport(), now: Date = Date()
+        environment: [String: String], logger: Logger, transport: any AlertTransport = URLSessionTransport(), now: Date = Date(),
+        observedAt: Date? = nil
     ) -> AlertRunResult {
         var result = AlertRunResult()
         let store = AlertStateStore(path: stateFile ?? config.stateFile)
@@ -36,6 +37,10 @@ public enum AlertRun {
         // file lock (not an advisory lock: alerting must work while the database is down) makes them
         // take turns; a run that cannot get it in time leaves alerting to the next run.
         let lockPath = store.path + ".lock"
+        // The state file's directory may not exist yet (the default `.nfldb/`, a first run): create it
+        // now, as the save would, so the first runs are locked too.
+        let directory = (store.path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         var lock: Int32 = -1
         switch FileLock.acquire(lockPath, waitingUpTo: config.timeout + .seconds(5)) {
         case .success(let fd):
@@ -53,6 +58,17 @@ public enum AlertRun {
         defer { if lock >= 0 { close(lock) } }
         var (state, problem) = store.load()
         if let problem { result.warnings.append(problem) }
+        // A run that observed before the last recorded judgement of a check (it waited for the lock, or
+        // a check's lock_timeout, while a later run finished) must not re-open or resolve it.
+        var inputs = inputs
+        if let observedAt {
+            let stale = inputs.filter { (state.checks[$0.key]?.lastRun).map { $0 > observedAt } ?? false }
+            if !stale.isEmpty {
+                inputs.removeAll { input in stale.contains { $0.key == input.key } }
+                result.warnings.append("\(stale.count) check\(stale.count == 1 ? "" : "s") (\(stale.map(\.check).joined(separator: ", "))) were judged by a newer run "
+                                       + "while this one waited; its older results for them were not alerted on")
+            }
+        }
         if config.destinations.isEmpty {
             result.warnings.append("--alert given but no destinations are configured under `alerts:` in nfldb.yaml; the state is still kept")
         }

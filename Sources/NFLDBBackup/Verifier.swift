@@ -984,12 +984,23 @@ public struct Verifier {
             guard starting || copy.isRunning else {
                 throw BackupError("the restored copy stopped before it was promoted", detail: copy.logTail(6))
             }
-            if let conn = try? PostgresConnection.connect(connection, logger: logger) {
+            do {
+                let conn = try PostgresConnection.connect(connection, logger: logger)
                 if let recovering = try? conn.query("SELECT pg_is_in_recovery()").scalar(Bool.self) {
                     if !recovering { return conn }
                     last = "still in recovery"
                 }
                 conn.close()
+            } catch let error as PostgresError where error.message.contains("database \"") && error.message.contains("\" does not exist") {
+                // The copy answers but has no such database: waiting cannot help (it was created after
+                // the backup, or the DSN names another one).
+                let name = error.message.range(of: #"database "[^"]*" does not exist"#, options: .regularExpression).map { String(error.message[$0]) }
+                    ?? "the database does not exist"
+                throw BackupError(
+                    "the restored copy answers, but \(name) there: the backup was taken before it existed, or the DSN names a database the backup does not hold",
+                    hint: "Take a new backup (`nfldb backup run`) and verify again, or point --dsn at a database the backup has.")
+            } catch {
+                last = "not reachable yet"
             }
             // 10 ms: promotion is on the critical path; a refused connection attempt costs ~1 ms.
             Thread.sleep(forTimeInterval: 0.01)

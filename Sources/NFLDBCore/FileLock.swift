@@ -17,7 +17,7 @@ public enum FileLock {
         public var description: String {
             switch self {
             case .cannotOpen(let path, let reason): return "cannot open the lock file \(path): \(reason)"
-            case .notOurs(let path, let uid): return "the lock file \(path) is not a regular file of this user (uid \(uid))"
+            case .notOurs(let path, let uid): return "the lock file \(path) is not a regular file of this user with one link (uid \(uid)); remove it"
             case .held(let path, let holder): return "pid \(holder) holds the lock \(path)"
             }
         }
@@ -30,7 +30,8 @@ public enum FileLock {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return .failure(.cannotOpen(path: path, reason: String(cString: strerror(errno)))) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid() else {
+        // A second hard link would let the pid write land in another file.
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(), info.st_nlink == 1 else {
             close(fd)
             return .failure(.notOurs(path: path, uid: info.st_uid))
         }

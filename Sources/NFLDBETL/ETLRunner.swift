@@ -111,6 +111,8 @@ extension HTTPSource {
         }
         components.user = nil
         components.password = nil
+        // The name the source state is kept under: the same for `HTTP://…` and `http://…`.
+        components.scheme = components.scheme?.lowercased()
         return components.string ?? source
     }
 }

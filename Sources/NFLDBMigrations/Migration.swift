@@ -84,6 +84,12 @@ public struct Migration: Sendable, Hashable {
 
     public func upScript() throws -> SQLScript { try Migration.script(upSQL, path: upPath) }
 
+    /// `7` of `nfldb.schema_migrations[7].down_sql`.
+    static func storedVersion(_ path: String) -> String {
+        guard let open = path.firstIndex(of: "["), let close = path.firstIndex(of: "]"), open < close else { return "VERSION" }
+        return String(path[path.index(after: open)..<close])
+    }
+
     static func script(_ sql: String, path: String) throws -> SQLScript {
         do {
             return try SQLScript(sql, name: path)
@@ -93,7 +99,10 @@ public struct Migration: Sendable, Hashable {
             // command may have run, so say only what is true of this one.
             throw MigrationError(
                 "\(error.description): the SQL cannot be split into statements, so none of it was run",
-                hint: "Fix it; `nfldb migrate status` shows what is applied now.", exitStatus: .usage)
+                hint: path.hasPrefix("nfldb.schema_migrations[")
+                    ? "This is the down SQL stored when version \(Self.storedVersion(path)) was applied: fix its down file and store it with `nfldb migrate repair \(Self.storedVersion(path))`, then roll back again; `nfldb migrate status` shows what is applied now."
+                    : "Fix the file; `nfldb migrate status` shows what is applied now.",
+                exitStatus: .usage)
         }
     }
 }

@@ -74,8 +74,8 @@ enum MigrationStatementRules {
             return "ALTER SUBSCRIPTION … \(t[3]) PUBLICATION (which refreshes the subscription unless WITH (refresh = false))"
         case ("ALTER", "DATABASE") where text.range(of: #"^ALTER DATABASE \S+ SET TABLESPACE "#, options: .regularExpression) != nil:
             return "ALTER DATABASE … SET TABLESPACE"
-        case ("REINDEX", _) where text.range(of: #"^REINDEX (\([^)]*\) ?)?(DATABASE|SYSTEM)\b"#, options: .regularExpression) != nil:
-            return "REINDEX DATABASE/SYSTEM"
+        case ("REINDEX", _) where text.range(of: #"^REINDEX (\([^)]*\) ?)?(DATABASE|SYSTEM|SCHEMA)\b"#, options: .regularExpression) != nil:
+            return "REINDEX DATABASE/SYSTEM/SCHEMA"
         case ("CLUSTER", _) where text.range(of: #"^CLUSTER( VERBOSE)? ?(\([^)]*\))? ?;?$"#, options: .regularExpression) != nil:
             return "CLUSTER without a table"
         default: return nil

@@ -99,7 +99,9 @@ extension Migrator {
                 "\(row.id) has no stored down SQL", hint: "\(first.isEmpty ? "R" : first + "r")oll it back by hand, then `nfldb migrate resolve \(row.version) --rolled-back --force`.")
         }
         let file = migrations.first { $0.version == row.version }
-        let name = (file.map { $0.downChecksum == row.downChecksum } ?? false) ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
+        // Named after the file only when the stored SQL is the file's text (not merely its checksum).
+        let name = (file.map { $0.downChecksum == row.downChecksum && $0.downSQL == downSQL } ?? false)
+            ? file!.downPath : "nfldb.schema_migrations[\(row.version)].down_sql"
         let forget = MigrationLedger.eventQuery(
             "rollback", version: row.version, name: row.name, context: context, detail: ["down_checksum": row.downChecksum, "source": name],
             after: "DELETE FROM nfldb.schema_migrations WHERE version = \(row.version)")
@@ -185,11 +187,14 @@ extension Migrator {
                         hint: error.sqlState == "25001" ? Self.outsideTransactionDownHint(row) : Self.stillAppliedHint(row))
                 }
             } catch let ended as TransactionEnded {
-                throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied")
+                throw ended.error("rollback of \(row.id)", ledger: "the history still records \(row.id) as applied", rollbackOf: row.version)
             }
         } else {
             try setTimeouts(directives, local: false)
             defer { resetTimeouts() }
+            // Recorded as running first, like a no-transaction `up`: a run killed half-way leaves a
+            // dirty version, not a clean "applied" one whose objects are half gone.
+            try connection.execute("UPDATE nfldb.schema_migrations SET state = 'running', error = NULL WHERE version = \(row.version)")
             // Committed statements only; the file's own BEGIN … COMMIT is followed as in `up`.
             var done = 0
             var block = OwnBlock()
@@ -205,6 +210,7 @@ extension Migrator {
                     let undone = block.rollBack(connection)
                     if done == 0 && newInvalidIndexes(since: invalidAtStart).isEmpty && !statement.mayCommitInside {
                         // Nothing of the down SQL ran: the migration is still cleanly applied.
+                        _ = try? connection.execute("UPDATE nfldb.schema_migrations SET state = 'applied' WHERE version = \(row.version)")
                         _ = try? connection.execute(MigrationLedger.eventQuery(
                             "fail", version: row.version, name: row.name, context: context,
                             detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": "0"]))
@@ -225,7 +231,16 @@ extension Migrator {
                         detail: ["direction": "down", "error": error.message, "location": "\(name):\(line)", "statements_done": String(done)]))
                     throw MigrationError.statementFailed(
                         "rollback of \(row.id)", error,
-                        hint: "\(done) of \(script.statements.count) down statements ran and stay\(undone.map { " (\($0))" } ?? ""). The version is dirty; finish the rollback by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or redo what ran, then `--applied`).")
+                        hint: "The first \(done) of \(script.statements.count) down statements ran; what they committed stays\(undone.map { " (\($0))" } ?? ""). The version is dirty; finish the rollback by hand, then `nfldb migrate resolve \(row.version) --rolled-back` (or redo what ran, then `--applied`).")
+                }
+                if connection.parameterStatus("standard_conforming_strings") == "off" {
+                    _ = block.rollBack(connection)
+                    _ = try? connection.execute("SET standard_conforming_strings = on")
+                    _ = try? connection.execute("""
+                        UPDATE nfldb.schema_migrations SET state = 'failed', error = \("down stopped at \(name):\(statement.line): the statement turned standard_conforming_strings off")
+                        WHERE version = \(row.version)
+                        """)
+                    try requireStandardStrings(after: statement, in: script)
                 }
                 if block.after(statement, connection) { done = index + 1 }
             }
@@ -260,7 +275,7 @@ extension Migrator {
     /// What to do after a rollback that changed nothing: the version is still applied and clean, so
     /// `resolve --rolled-back --force` (after undoing it by hand) and `down 1` (after fixing the cause) both work.
     static func stillAppliedHint(_ row: LedgerRow) -> String {
-        "Nothing changed and \(row.id) is still applied. Fix what makes its down SQL fail and run `nfldb migrate down 1` again; or undo it by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`."
+        "Nothing changed and \(row.id) is still applied. Fix what makes its down SQL fail and run `nfldb migrate down 1` again (it runs the down SQL stored at apply time: after changing the down file, store it first with `nfldb migrate repair \(row.version)`); or undo it by hand and record that with `nfldb migrate resolve \(row.version) --rolled-back --force`."
     }
 
     /// `down 1` then `up` of that same version, under one lock hold.
@@ -286,12 +301,16 @@ extension Migrator {
             } catch let error as any NFLDBError {
                 // The rollback committed: "the database is unchanged" is true only of the failed apply.
                 let now = (try? MigrationLedger.currentVersion(connection)).flatMap { $0 }.map(String.init) ?? "none"
+                // A no-transaction file that failed part-way is dirty, not pending.
+                let state = (try? MigrationLedger.rows(connection))?.first { $0.version == row.version }?.state
                 let summary = error.diagnostic.summary.replacingOccurrences(of: "the database is unchanged", with: "that attempt changed nothing")
                 throw MigrationError(
                     "redo of \(row.id): the rollback committed, then applying it again failed — \(summary)",
                     detail: [error.diagnostic.detail?.replacingOccurrences(of: "the database is unchanged", with: "that attempt changed nothing"),
-                             "\(row.id) is now pending; the database is at version \(now)"].compactMap { $0 }.joined(separator: "; "),
-                    hint: "Fix \(migration.upPath) and run `nfldb migrate up` (it applies \(row.id) again)."
+                             state == nil ? "\(row.id) is now pending; the database is at version \(now)"
+                                 : "\(row.id) is now \(state!.rawValue) (dirty): part of it ran"].compactMap { $0 }.joined(separator: "; "),
+                    hint: (state == nil ? "Fix \(migration.upPath) and run `nfldb migrate up` (it applies \(row.id) again)."
+                        : "Finish or undo by hand what ran, then `nfldb migrate resolve \(row.version) --applied` or `--rolled-back`.")
                         + (error.diagnostic.hint.map { " " + $0.replacingOccurrences(of: "the database is unchanged", with: "that attempt changed nothing") } ?? ""),
                     exitStatus: error.exitStatus)
             }
@@ -400,7 +419,8 @@ extension Migrator {
                 // A changed up file (drift) or a changed down file (a fix for a rollback that cannot run).
                 guard versions.isEmpty || versions.contains(row.version),
                       let file = migrations.first(where: { $0.version == row.version }),
-                      file.upChecksum != row.upChecksum || (!row.isBaseline && file.downChecksum != row.downChecksum) else { return nil }
+                      file.upChecksum != row.upChecksum
+                        || (!row.isBaseline && (file.downChecksum != row.downChecksum || file.downSQL != row.downSQL)) else { return nil }
                 return (row, file)
             }
             // The down half is stored for a later rollback: one that controls the transaction itself

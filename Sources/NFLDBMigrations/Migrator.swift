@@ -286,10 +286,18 @@ public final class Migrator {
                 let leftBehind = newInvalidIndexes(since: invalidAtStart)
                 if done == 0 && leftBehind.isEmpty && !statement.mayCommitInside {
                     // The first statement failed as a whole: nothing ran, nothing to clean up.
-                    _ = try? connection.execute(MigrationLedger.eventQuery(
+                    let forgotten = (try? connection.execute(MigrationLedger.eventQuery(
                         "fail", version: migration.version, name: migration.name, context: context,
                         detail: ["error": error.message, "location": error.location ?? "", "statements_done": "0", "sqlstate": error.sqlState ?? ""],
-                        after: "DELETE FROM nfldb.schema_migrations WHERE version = \(migration.version) AND state = 'running'"))
+                        after: "DELETE FROM nfldb.schema_migrations WHERE version = \(migration.version) AND state = 'running'"))) != nil
+                    guard forgotten else {
+                        // The connection is gone (a terminated session): the history row still says running.
+                        throw MigrationError.statementFailed(
+                            migration.id, error,
+                            extra: (undone.map { "\($0) by the server, so nothing of the file stays" } ?? "nothing of the file ran")
+                                + "; the connection was lost before nfldb could remove the history row, so \(migration.id) still shows as running",
+                            hint: "Nothing of it is applied: record that with `nfldb migrate resolve \(migration.version) --rolled-back`, then fix the cause and run `nfldb migrate up` again.")
+                    }
                     throw MigrationError.statementFailed(
                         migration.id, error,
                         extra: (undone.map { "\($0), so nothing of the file stays" } ?? "its first statement failed, so nothing ran") + "; \(migration.id) is not applied and not dirty",
@@ -304,14 +312,24 @@ public final class Migrator {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
                     "fail", version: migration.version, name: migration.name, context: context,
                     detail: ["error": error.message, "location": error.location ?? "", "statements_done": String(done), "invalid_indexes": invalid.joined(separator: ",")]))
-                var hint = "\(done) of \(total) statements ran and stay applied\(undone.map { " (\($0))" } ?? ""); the version is now dirty and blocks `up`/`down`. Finish or undo the work by hand, then run `nfldb migrate resolve \(migration.version) --applied` or `--rolled-back`."
+                var hint = "The first \(done) of \(total) statements ran; what they committed stays applied\(undone.map { " (\($0))" } ?? ""); the version is now dirty and blocks `up`/`down`. Finish or undo the work by hand, then run `nfldb migrate resolve \(migration.version) --applied` or `--rolled-back`."
                 if !invalid.isEmpty {
                     hint += " INVALID index(es) left behind: \(invalid.joined(separator: ", ")); drop them with DROP INDEX CONCURRENTLY before retrying."
                 }
                 throw MigrationError.statementFailed(migration.id, error, hint: hint)
             }
+            if connection.parameterStatus("standard_conforming_strings") == "off" {
+                _ = block.rollBack(connection)
+                _ = try? connection.execute("SET standard_conforming_strings = on")
+                _ = try? connection.execute("""
+                    UPDATE nfldb.schema_migrations SET state = 'failed', statements_done = \(done), failed_statement_line = \(statement.line),
+                      error = 'the statement turned standard_conforming_strings off' WHERE version = \(migration.version)
+                    """)
+                try requireStandardStrings(after: statement, in: script)
+            }
             guard block.after(statement, connection) else { continue }
             done = index + 1
+            guard !block.isOpen else { continue }  // a COMMIT AND CHAIN: counted, written once outside the block
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
         }
         if let open = block.start {
@@ -395,8 +413,21 @@ public final class Migrator {
     /// Stops a transactional run as soon as a statement ended nfldb's transaction (a `COMMIT` the
     /// load-time check could not see): what ran so far is committed, and nothing more may run.
     func requireOpenTransaction(after statement: SQLStatement, in script: SQLScript) throws {
+        try requireStandardStrings(after: statement, in: script)
         guard connection.transactionState != .inTransaction else { return }
         throw TransactionEnded(location: "\(script.name):\(statement.line)", statement: statement.folded)
+    }
+
+    /// Stops a run right after a statement turned `standard_conforming_strings` off, however it did
+    /// (`SET "standard_conforming_strings"`, `set_config`, a function): the server reports the
+    /// setting with every change, and the rest of the file was split with it on.
+    func requireStandardStrings(after statement: SQLStatement, in script: SQLScript) throws {
+        guard connection.parameterStatus("standard_conforming_strings") == "off" else { return }
+        throw MigrationError(
+            "\(script.name):\(statement.line): this statement turned standard_conforming_strings off; nfldb stopped before the next one",
+            detail: "the rest of the file was split into statements with the setting on, so with it off a quoted string could hide a different statement",
+            hint: "Remove what turns the setting off and write such strings as E'…'. A transactional file was rolled back; a no-transaction file's earlier statements stay (check `nfldb migrate status`).",
+            exitStatus: .usage)
     }
 
     /// `claim` (the failed transaction was rolled back) when the connection is still there to have
@@ -533,6 +564,9 @@ public final class Migrator {
         if connection.serverVersionNumber >= 140000 {
             try connection.execute("SET client_connection_check_interval = '1s'")
         }
+        // Files are split with standard_conforming_strings on (as psql does by default); a database or
+        // role default of off (ALTER DATABASE … SET) must not change what a statement means.
+        try connection.execute("SET standard_conforming_strings = on")
         do {
             return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, onWait: { holder in
                 self.progress(.waitingForLock(holder: holder))
@@ -558,14 +592,20 @@ struct OwnBlock {
     private(set) var start: SQLStatement?
     var isOpen: Bool { start != nil }
 
-    /// After a statement succeeded: true when the connection is outside any block, so every
-    /// statement up to it is committed.
+    /// After a statement succeeded: true when every statement up to it is in its final state —
+    /// outside any block, or a `COMMIT AND CHAIN` that committed the block and opened the next one
+    /// (progress is then written only once the connection is outside a block: ``isOpen``).
     mutating func after(_ statement: SQLStatement, _ connection: PostgresConnection) -> Bool {
         if connection.transactionState == .idle {
             start = nil
             return true
         }
-        if start == nil { start = statement }
+        let control = MigrationStatementRules.transactionControl(statement)
+        if control == "COMMIT" || control == "END" {
+            start = statement  // committed; the chained transaction starts here
+            return true
+        }
+        if start == nil || control == "ROLLBACK" || control == "ABORT" { start = statement }
         return false
     }
 
@@ -585,11 +625,14 @@ struct TransactionEnded: Error {
     let location: String
     let statement: String
 
-    func error(_ what: String, ledger: String = "the migration is not recorded as applied") -> MigrationError {
-        MigrationError(
+    func error(_ what: String, ledger: String = "the migration is not recorded as applied", rollbackOf version: Int64? = nil) -> MigrationError {
+        let next = version.map {
+            "Inspect the database and finish (or redo) by hand the rollback up to \(location); fix the down file and store it with `nfldb migrate repair \($0)`, then `nfldb migrate down 1` (or, if the rollback is complete, `nfldb migrate resolve \($0) --rolled-back --force`)."
+        } ?? "Inspect the database and undo (or finish) by hand what the file did up to \(location); then remove the statement, or \(MigrationStatementRules.markerFix) if it must manage its own transactions, and run `nfldb migrate up` again."
+        return MigrationError(
             "\(location): \(what) stopped: this statement ended nfldb's transaction (`\(statement.prefix(80))`)",
             detail: "what ran up to and including it was committed on its own; nothing after it ran; \(ledger)",
-            hint: "Inspect the database and undo (or finish) by hand what the file did up to \(location); then remove the statement, or \(MigrationStatementRules.markerFix) if it must manage its own transactions, and run `nfldb migrate up` again.")
+            hint: next)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NFLDBAlerting
 import NFLDBCore
 import NFLDBHealth
@@ -167,6 +168,44 @@ extension AlertConfigTests {
             try Self.writeFile("health:\n  alert:\n    \(key): 1\n", named: "nfldb.yaml", in: dir)
             let one = try AlertConfig(configuration: Self.load(environment: [:], in: dir))
             #expect((key == "consecutive" ? one.consecutive : one.retries) == 1)
+        }
+    }
+}
+
+extension AlertConfigTests {
+    @Test("health.alert.timeout of 0 is refused (it gave up before the first attempt: paging silently off)")
+    func zeroTimeout() throws {
+        try Self.withTemporaryDirectory { dir in
+            let file = try Self.writeFile("health:\n  alert:\n    timeout: 0s\n", named: "nfldb.yaml", in: dir)
+            #expect {
+                try Self.load(environment: [:], in: dir)
+            } throws: { error in
+                String(describing: error).contains("\(file):3: health.alert.timeout: must be longer than 0")
+            }
+        }
+    }
+
+    @Test("a run whose results are older than a check's last judgement (it waited while a newer run finished) does not alert on them")
+    func staleResultsAreNotAlertedOn() throws {
+        try Self.withTemporaryDirectory { dir in
+            let stateFile = dir + "/state.json"
+            let config = try AlertConfig(configuration: Self.load(environment: [:], in: dir))
+            let input = AlertInput(target: "db", check: "connections", level: .warning, message: "95% used", hint: nil, value: nil)
+            let newer = Date()
+            // The newer run judged the check OK.
+            let ok = AlertInput(target: "db", check: "connections", level: .ok, message: "fine", hint: nil, value: nil)
+            _ = AlertRun.run(inputs: [ok], consecutiveByCheck: ["connections": 1], config: config, stateFile: stateFile, environment: [:],
+                             logger: Logger(label: "test"), now: newer, observedAt: newer)
+            // The older run (observed 10 s before) gets the lock only now: its WARNING is not counted.
+            let stale = AlertRun.run(inputs: [input], consecutiveByCheck: ["connections": 1], config: config, stateFile: stateFile, environment: [:],
+                                     logger: Logger(label: "test"), now: newer.addingTimeInterval(1), observedAt: newer.addingTimeInterval(-10))
+            #expect(stale.warnings.contains { $0.contains("1 check (connections) were judged by a newer run") }, "\(stale.warnings)")
+            let (state, _) = AlertStateStore(path: stateFile).load()
+            #expect(state.checks.values.first?.level == .ok && state.checks.values.first?.failures == 0, "\(state.checks)")
+            // A later run's WARNING counts as usual.
+            _ = AlertRun.run(inputs: [input], consecutiveByCheck: ["connections": 1], config: config, stateFile: stateFile, environment: [:],
+                             logger: Logger(label: "test"), now: newer.addingTimeInterval(2), observedAt: newer.addingTimeInterval(2))
+            #expect(AlertStateStore(path: stateFile).load().state.checks.values.first?.failures == 1)
         }
     }
 }

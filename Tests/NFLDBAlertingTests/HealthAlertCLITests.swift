@@ -93,12 +93,13 @@ struct HealthAlertCLITests {
             let dir = try CLIRunner.temporaryDirectory("nfldb-health-overlap")
             defer { try? FileManager.default.removeItem(atPath: dir) }
             // Each answer takes 1.5 s: without a lock, every run loads the empty state before the
-            // first one saves, and all four page.
+            // first one saves, and all four page. The state's directory does not exist yet (a first
+            // run): it is created before the lock is taken, so the first runs are locked too.
             let receiver = try LocalReceiver(status: 200, delay: .milliseconds(1500))
             defer { receiver.stop() }
             let config = """
                 health:
-                  state_file: \(dir)/state.json
+                  state_file: \(dir)/fresh/state.json
                   alert:
                     consecutive: 1
                     retries: 1
@@ -123,17 +124,18 @@ struct HealthAlertCLITests {
             #expect(all.count == 4)
             #expect(all.allSatisfy { $0.status == 1 }, "each run keeps the check's WARNING: \(all.map(\.standardError))")
             #expect(receiver.requests.count == 1, "one page for one problem, not one per overlapping run: \(receiver.requests.count)")
-            let state = try String(contentsOfFile: dir + "/state.json", encoding: .utf8)
+            let state = try String(contentsOfFile: dir + "/fresh/state.json", encoding: .utf8)
             #expect(state.contains("connections"))
+            #expect(all.allSatisfy { !$0.standardError.contains("alerting without the lock") }, "\(all.map(\.standardError))")
 
             // A run that cannot get the lock in time (held here by a process of ours) does not alert, says why, and keeps its status.
-            let holder = try #require(try? FileLock.acquire(dir + "/state.json.lock").get())
+            let holder = try #require(try? FileLock.acquire(dir + "/fresh/state.json.lock").get())
             defer { close(holder) }
             try config.replacingOccurrences(of: "timeout: 4s", with: "timeout: 100ms")
                 .replacingOccurrences(of: "warning: 0", with: "warning: 100").write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
             let blocked = try CLIRunner.run(arguments, environment: environment)
             #expect(blocked.status == 0, "\(blocked.standardError)")
-            #expect(blocked.standardError.contains("another `nfldb health --alert` run (pid \(getpid())) is still alerting from \(dir)/state.json"),
+            #expect(blocked.standardError.contains("another `nfldb health --alert` run (pid \(getpid())) is still alerting from \(dir)/fresh/state.json"),
                     "\(blocked.standardError)")
             #expect(receiver.requests.count == 1, "no resolve was sent while the lock was held")
         }

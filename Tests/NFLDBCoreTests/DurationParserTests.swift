@@ -1,3 +1,4 @@
+import Foundation
 import NFLDBCore
 import Testing
 
@@ -41,5 +42,28 @@ struct DurationParserTests {
         #expect(DurationParser.postgresSetting(.seconds(5)) == "5000ms")
         #expect(DurationParser.postgresSetting(.zero) == "0ms")
         #expect(DurationParser.postgresSetting(DurationParser.parse("2min")!) == "120000ms")
+    }
+}
+
+@Suite("FileLock")
+struct FileLockTests {
+    @Test("a lock file with a second hard link is refused (the pid write would land in the other file); a fresh one locks, a second taker is told the holder's pid")
+    func hardLinkRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-filelock-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "precious\n".write(toFile: dir + "/victim", atomically: true, encoding: .utf8)
+        #expect(link(dir + "/victim", dir + "/state.lock") == 0)
+        switch FileLock.acquire(dir + "/state.lock") {
+        case .failure(.notOurs): break
+        case let other: Issue.record("a hard-linked lock file was taken: \(other)")
+        }
+        #expect(try String(contentsOfFile: dir + "/victim", encoding: .utf8) == "precious\n")
+        let fd = try FileLock.acquire(dir + "/fresh.lock").get()
+        defer { close(fd) }
+        switch FileLock.acquire(dir + "/fresh.lock") {
+        case .failure(.held(_, let holder)): #expect(holder == String(getpid()))
+        case let other: Issue.record("a held lock was taken again: \(other)")
+        }
     }
 }

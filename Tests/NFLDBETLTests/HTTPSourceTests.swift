@@ -107,6 +107,8 @@ import Testing
             let loaded = try load(world, upper.url.replacingOccurrences(of: "http://", with: "HTTP://"))
             #expect(loaded.status == "succeeded" && upper.requests.count == 1)
         }
+        // The source state is kept under one name whatever the scheme's case, so conditional requests still happen.
+        #expect(try HTTPSource.displayName("HTTP://user:pw@127.0.0.1:8/games.csv") == "http://127.0.0.1:8/games.csv")
         // A scheme the loader does not read is a usage error before anything is opened.
         #expect {
             try ETLRunner.open("ftp://127.0.0.1/games.csv", http: HTTPSourceTests.fast, conditional: nil, correlationID: nil, logger: TestCluster.logger)

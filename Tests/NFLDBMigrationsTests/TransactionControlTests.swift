@@ -244,7 +244,7 @@ struct TransactionControlTests {
             try fx.remove("0001_ab.up.sql"); try fx.remove("0001_ab.down.sql")
             let up = try fx.migrate("up")
             #expect(up.status == 1, "\(up)")
-            #expect(up.stderr.contains("1 of 6 statements ran and stay applied (the file's own transaction block from line 3 was rolled back)"), "\(up)")
+            #expect(up.stderr.contains("The first 1 of 6 statements ran; what they committed stays applied (the file's own transaction block from line 3 was rolled back)"), "\(up)")
             #expect(try fx.tableExists("nt1") && !fx.tableExists("nt2"))
             let row = try fx.scalar("SELECT concat(state, ' ', statements_done, ' ', error IS NOT NULL) FROM nfldb.schema_migrations WHERE version = 2", as: String.self)
             #expect(row == "failed 1 t", "\(row)")
@@ -281,6 +281,60 @@ struct TransactionControlTests {
             for bad in ["set session standard_conforming_strings to off;", "SET standard_conforming_strings = 'false';", "SET LOCAL standard_conforming_strings = 0;"] {
                 #expect(try !MigrationStatementRules.standardStringsOffFindings(SQLScript(bad, name: "b.sql")).isEmpty, "\(bad)")
             }
+        }
+    }
+
+    @Test("own blocks: COMMIT AND CHAIN counts what it committed, a file's ROLLBACK is not 'stays applied'; standard_conforming_strings turned off any way stops the run; REINDEX SCHEMA is judged with the plan")
+    func ownBlockChainRollbackAndStrings() throws {
+        try withFixture { fx in
+            try fx.pair(1, "chain", up: "-- nfldb:no-transaction\nBEGIN;\nCREATE TABLE c1 (id int);\nCOMMIT AND CHAIN;\nCREATE TABLE c2 (id int);\nSELECT 1/0;\nCOMMIT;",
+                        down: "-- nfldb:no-transaction\nDROP TABLE IF EXISTS c2;\nDROP TABLE c1;")
+            let chain = try fx.migrate("up")
+            #expect(chain.status == 1, "\(chain)")
+            #expect(chain.stderr.contains("The first 3 of 6 statements ran; what they committed stays applied"), "\(chain)")
+            #expect(try fx.tableExists("c1") && !fx.tableExists("c2"))
+            #expect(try fx.scalar("SELECT concat(state, ' ', statements_done) FROM nfldb.schema_migrations WHERE version = 1", as: String.self) == "failed 3")
+            try fx.execute("DROP TABLE c1")
+            #expect(try fx.migrate("resolve", "1", "--rolled-back").status == 0)
+            try fx.remove("0001_chain.up.sql"); try fx.remove("0001_chain.down.sql")
+
+            try fx.pair(2, "rb", up: "-- nfldb:no-transaction\nBEGIN;\nCREATE TABLE a1 (id int);\nROLLBACK;\nCREATE TABLE b1 (id int);\nSELECT 1/0;",
+                        down: "-- nfldb:no-transaction\nDROP TABLE b1;")
+            let rolledBack = try fx.migrate("up")
+            #expect(rolledBack.status == 1, "\(rolledBack)")
+            #expect(!rolledBack.stderr.contains("4 of 5 statements ran and stay applied"), "\(rolledBack)")
+            #expect(rolledBack.stderr.contains("The first 4 of 5 statements ran; what they committed stays applied"), "\(rolledBack)")
+            #expect(try !fx.tableExists("a1") && fx.tableExists("b1"))
+            try fx.execute("DROP TABLE b1")
+            #expect(try fx.migrate("resolve", "2", "--rolled-back").status == 0)
+            try fx.remove("0002_rb.up.sql"); try fx.remove("0002_rb.down.sql")
+
+            // Quoted, through set_config, or as the database's default: the run stops right after, the hidden statement never runs.
+            try fx.pair(3, "s", up: "CREATE TABLE s1 (id int);\nSET \"standard_conforming_strings\" = off;\nSELECT 'a\\', '; COMMIT; CREATE TABLE hidden (id int); SELECT 1 --';\nSELECT 1/0;\n",
+                        down: "DROP TABLE s1;")
+            let quoted = try fx.migrate("up")
+            #expect(quoted.status == 2 && quoted.stderr.contains(fx.path("0003_s.up.sql") + ":2: this statement turned standard_conforming_strings off"), "\(quoted)")
+            #expect(try !fx.tableExists("hidden") && !fx.tableExists("s1"), "transactional: rolled back, and the hidden statement never ran")
+            try fx.pair(3, "s", up: "CREATE TABLE s1 (id int);\nSELECT set_config('standard_conforming_strings', 'off', false);\nSELECT 'a\\', '; COMMIT; CREATE TABLE hidden (id int); SELECT 1 --';\n",
+                        down: "DROP TABLE s1;")
+            #expect(try fx.migrate("up").status == 2)
+            #expect(try !fx.tableExists("hidden") && !fx.tableExists("s1"))
+            let database = try fx.scalar("SELECT current_database()", as: String.self)
+            try fx.execute("ALTER DATABASE \(PostgresIdentifier.quote(database)) SET standard_conforming_strings = off")
+            defer { try? fx.execute("ALTER DATABASE \(PostgresIdentifier.quote(database)) RESET standard_conforming_strings") }
+            try fx.pair(3, "s", up: "CREATE TABLE s1 (id int);\nSELECT 'a\\', '; COMMIT; CREATE TABLE hidden (id int); SELECT 1 --';\n", down: "DROP TABLE s1;")
+            let defaulted = try fx.migrate("up")
+            #expect(defaulted.status == 0, "nfldb's session sets it on, so the file means what it says: \(defaulted)")
+            #expect(try fx.tableExists("s1") && !fx.tableExists("hidden"))
+            #expect(try fx.migrate("down", "1").status == 0)
+
+            // REINDEX SCHEMA runs only outside a transaction block: judged before 0005 rolls back.
+            try fx.pair(4, "r", up: "CREATE TABLE r4 (id int);", down: "DROP TABLE r4;\nREINDEX SCHEMA public;")
+            try fx.pair(5, "t", up: "CREATE TABLE t5 (id int);", down: "DROP TABLE t5;")
+            #expect(try fx.migrate("up").status == 0)
+            let reindex = try fx.migrate("down", "2")
+            #expect(reindex.status == 2 && reindex.stderr.contains("runs REINDEX DATABASE/SYSTEM/SCHEMA"), "\(reindex)")
+            #expect(try fx.tableExists("t5"))
         }
     }
 
@@ -612,11 +666,17 @@ struct UnsplittableTests {
             let down = try fx.migrate("down", "2")
             #expect(down.status == 2, "\(down)")
             #expect(down.stderr.contains("the SQL cannot be split into statements, so none of it was run"), "\(down)")
+            #expect(down.stderr.contains("store it with `nfldb migrate repair 1`"), "\(down)")
             #expect(!down.stderr.contains("nothing was run"), "\(down)")
             // Every step of the plan is judged before the first runs: 0002 is not rolled back either.
             #expect(try fx.ledgerVersions() == [1, 2], "\(down)")
             #expect(try fx.tableExists("a"))
             #expect(try fx.tableExists("b"))
+            // The hint, in that state: the file is fine, so repair stores it over the broken copy; down works.
+            let repaired = try fx.migrate("repair", "1")
+            #expect(repaired.status == 0 && repaired.stdout.contains("1 migration"), "\(repaired)")
+            #expect(try fx.migrate("down", "2").status == 0)
+            #expect(try fx.ledgerVersions() == [])
         }
     }
 }

@@ -151,7 +151,7 @@ struct HealthCommand: GlobalOptionsCommand {
         }
         let result = AlertRun.run(
             inputs: inputs, consecutiveByCheck: byCheck, config: alerting, stateFile: stateFile,
-            environment: context.configuration.environment, logger: context.logger)
+            environment: context.configuration.environment, logger: context.logger, observedAt: report.startedAt)
         for warning in result.warnings {
             FileHandle.standardError.write(Data("warning: \(SecretRedactor.shared.redact(warning))\n".utf8))
         }
