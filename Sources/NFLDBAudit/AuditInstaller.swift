@@ -50,6 +50,8 @@ struct AuditedTable {
     var columnTypes: [String] { columnInfo.map(\.type) }
 
     var qualified: String { "\(schema).\(name)" }
+    /// `schema.table` as a `--table` argument a shell takes as one word (printed hints must run as printed).
+    var argument: String { AuditInstaller.shellArgument(qualified) }
     var sql: String { PostgresIdentifier.quote(schema) + "." + PostgresIdentifier.quote(name) }
     var isPartitioned: Bool { relkind == "p" }
 }
@@ -248,7 +250,7 @@ public struct AuditInstaller {
     /// partition, including ones attached later.
     static func statementOnPartitioned(_ table: String) -> String {
         "statement mode cannot audit the partitioned table \(table): statement triggers are not cloned to its partitions, so writes aimed at a "
-            + "partition would not be logged; run `nfldb audit install --table \(table) --mode row` (its row trigger reaches every partition)"
+            + "partition would not be logged; run `nfldb audit install --table \(shellArgument(table)) --mode row` (its row trigger reaches every partition)"
     }
 
     /// Inheritance children (not partitions) the table's triggers do not reach, unless each is audited too.
@@ -447,11 +449,51 @@ public struct AuditInstaller {
     static let bulkRowsPerScan: Int64 = 1_000
 
     /// Resolves `games` (searched in every non-system schema; must be unique) or `nfl.games`.
+    /// `schema.table`, quoted for a POSIX shell only when it has to be (`'public.Odd Name'`).
+    public static func shellArgument(_ text: String) -> String {
+        guard text.contains(where: { !($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else { return text }
+        return "'" + text.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+    }
+
+    /// `schema.table` or `table` as written (exact names), or with SQL-quoted parts
+    /// (`public."Odd Name"`, `"My.Schema"."t"`) as `format('%I.%I')` and psql print them.
+    static func tableNameParts(_ name: String, sqlQuoted: Bool = true) -> (schema: String?, relname: String) {
+        guard sqlQuoted, name.contains("\"") else {
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            return (parts.count == 2 ? parts[0] : nil, parts.last ?? name)
+        }
+        var parts: [String] = [], current = "", quoted = false
+        var chars = Array(name)[...]
+        while let c = chars.popFirst() {
+            if quoted {
+                if c == "\"" {
+                    if chars.first == "\"" { current.append("\""); chars.removeFirst() } else { quoted = false }
+                } else { current.append(c) }
+            } else if c == "\"" {
+                quoted = true
+            } else if c == "." {
+                parts.append(current); current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        parts.append(current)
+        return parts.count >= 2 ? (parts[0], parts[1...].joined(separator: ".")) : (nil, parts[0])
+    }
+
     func resolveTable(_ name: String) throws -> AuditedTable {
-        let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
-        let schema: String? = parts.count == 2 ? parts[0] : nil
-        let relname = parts.last ?? name
-        let rows = try connection.query("""
+        // Exact names first (a name may itself hold a `"`); then the SQL-quoted reading.
+        var (schema, relname) = Self.tableNameParts(name, sqlQuoted: false)
+        var rows = try tableRows(schema: schema, relname: relname)
+        if rows.isEmpty, name.contains("\"") {
+            (schema, relname) = Self.tableNameParts(name)
+            rows = try tableRows(schema: schema, relname: relname)
+        }
+        return try resolvedTable(name, rows: rows, relname: relname)
+    }
+
+    private func tableRows(schema: String?, relname: String) throws -> [PostgresRow] {
+        try connection.query("""
             SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relname = \(relname) AND (\(schema)::text IS NULL OR n.nspname = \(schema))
@@ -459,8 +501,11 @@ public struct AuditInstaller {
               AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
             ORDER BY n.nspname
             """).rows
+    }
+
+    private func resolvedTable(_ name: String, rows: [PostgresRow], relname: String) throws -> AuditedTable {
         guard let row = rows.first else {
-            throw OperatorError("no table \(name)", hint: "Give the table as schema.table (e.g. nfl.games).", exitStatus: .usage)
+            throw OperatorError("no table \(name)", hint: "Give the table as schema.table (e.g. nfl.games), or with SQL-quoted names (nfl.\"Odd Name\").", exitStatus: .usage)
         }
         guard rows.count == 1 else {
             throw OperatorError(

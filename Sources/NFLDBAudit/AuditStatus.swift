@@ -100,7 +100,7 @@ extension AuditInstaller {
             } else if let renamed = try connection.query("""
                 SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \(oid)::oid
                 """).rows.first?["t"] {
-                problems.append("renamed to \(renamed): run `nfldb audit install --table \(renamed)` to re-register it")
+                problems.append("renamed to \(renamed): run `nfldb audit install --table \(AuditInstaller.shellArgument(renamed))` to re-register it")
             } else {
                 problems.append("table no longer exists (dropped); its log entries remain")
             }
@@ -117,7 +117,7 @@ extension AuditInstaller {
         for row in stray where !registeredOIDs.contains(try row.decode("oid", as: Int64.self)) {
             report.tables.append(AuditTableStatus(
                 table: row["t"] ?? "", mode: "?", key: [], keySource: "", installedAt: "",
-                problems: ["has audit triggers but is not registered: run `nfldb audit install --table \(row["t"] ?? "")` or `audit remove`"]))
+                problems: ["has audit triggers but is not registered: run `nfldb audit install --table \(AuditInstaller.shellArgument(row["t"] ?? ""))` or `audit remove`"]))
         }
         return report
     }
@@ -133,7 +133,7 @@ extension AuditInstaller {
         let capture = GeneratedCapture(
             schema: table.schema, name: table.name, oid: table.oid, isPartitioned: table.isPartitioned, mode: mode,
             columns: table.columnInfo, keys: keys, excluded: excluded.filter(table.columns.contains))
-        let fix = "run `nfldb audit install --table \(table.qualified)` to regenerate it"
+        let fix = "run `nfldb audit install --table \(table.argument)` to regenerate it"
         let rows = try connection.query("""
             SELECT prosrc, pg_get_userbyid(proowner) AS owner, prosecdef,
                    coalesce(array_to_string(proconfig, ','), '') AS config
@@ -178,7 +178,7 @@ extension AuditInstaller {
 
     private func checkTriggers(_ table: AuditedTable, mode: AuditMode) throws -> [String] {
         var problems: [String] = []
-        let fix = "run `nfldb audit install --table \(table.qualified)` to repair it"
+        let fix = "run `nfldb audit install --table \(table.argument)` to repair it"
         let triggers = try existingTriggers(table.oid).filter { !$0.cloned }
         for (name, function, arguments) in AuditSQL.tableTriggers(table, mode: mode).map({ ($0.name, $0.function, $0.args) }) {
             guard let trigger = triggers.first(where: { $0.name == name }) else {
@@ -254,9 +254,9 @@ extension AuditInstaller {
         }
         // Install repairs the schema-wide parts too, but it needs a table: name one that is audited.
         let anyTable = try connection.query("""
-            SELECT format('%I.%I', table_schema, table_name) AS t FROM audit.audited_tables ORDER BY 1 LIMIT 1
+            SELECT table_schema || '.' || table_name AS t FROM audit.audited_tables ORDER BY 1 LIMIT 1
             """).rows.first?["t"]
-        let reinstall = "run `nfldb audit install --table \(anyTable ?? "…")` (any audited table, or `--all`)"
+        let reinstall = "run `nfldb audit install --table \(anyTable.map(AuditInstaller.shellArgument) ?? "…")` (any audited table, or `--all`)"
         let castGuard = try connection.query("""
             SELECT evtenabled::text AS enabled FROM pg_event_trigger WHERE evtname = \(AuditSQL.castGuardName)
             """).rows.first?["enabled"]

@@ -652,3 +652,31 @@ struct AuditConcurrencyTests {
         }
     }
 }
+
+@Suite("audit hints for table names that need quoting")
+struct AuditQuotedNameTests {
+    @Test("a table named with a space or a quote: --table takes the SQL-quoted name; status prints a hint that a shell runs as printed, and it repairs")
+    func quotedNames() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: #"CREATE TABLE nfl."Odd Name" (id int PRIMARY KEY); CREATE TABLE nfl."it's" (id int PRIMARY KEY)"#)
+            for argument in [#"nfl."Odd Name""#, "nfl.it's"] {
+                let install = try CLIRunner.run(["audit", "install", "--table", argument, "--mode", "row", "--owner-role", world.owner, "--dsn", world.db.dsn])
+                #expect(install.status == 0, "\(argument): \(install.standardError)")
+            }
+            for (sqlName, printed) in [(#"nfl."Odd Name""#, "'nfl.Odd Name'"), (#"nfl."it's""#, #"'nfl.it'\''s'"#)] {
+                try admin.runScript(unsafeSQL: "ALTER TABLE \(sqlName) DISABLE TRIGGER zz_audit_row")
+                let status = try CLIRunner.run(["audit", "status", "--owner-role", world.owner, "--dsn", world.db.dsn])
+                #expect(status.status == 1, "\(status.standardOutput)")
+                let hint = "nfldb audit install --table \(printed)"
+                #expect(status.standardOutput.contains(hint), "\(status.standardOutput)")
+                // The hint, through a shell, as printed.
+                let shell = try ProcessRunner().run(
+                    "/bin/sh", ["-c", hint.replacingOccurrences(of: "nfldb ", with: "'\(CLIRunner.binary)' ") + " --owner-role \(world.owner) --dsn '\(world.db.dsn)'"])
+                #expect(shell.status == 0, "\(shell.standardError)")
+            }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+        }
+    }
+}
