@@ -381,7 +381,7 @@ extension Migrator {
                     throw MigrationError(
                         "\(row.id) is part of the baseline (adopted with `migrate baseline`, never run by nfldb); nothing changed",
                         detail: "--force --rolled-back records that a migration's down SQL was undone by hand; a baseline version has no down SQL and `down` never goes below it",
-                        hint: "To start over below the baseline, drop the objects by hand and record a new baseline; `nfldb migrate status` shows the baseline version.",
+                        hint: "`nfldb migrate status` shows the baseline version; `down` stops above it. Versions above the baseline can be rolled back with `nfldb migrate down --to \(version)`.",
                         exitStatus: .usage)
                 }
                 if let newest, newest != version {
@@ -426,6 +426,15 @@ extension Migrator {
             // The down half is stored for a later rollback: one that controls the transaction itself
             // would be refused only when `down` needs it. Refused now, before anything is stored.
             try refuseTransactionControl(changed.map(\.1))
+            for (_, file) in changed where MigrationDirectives.parse(file.downSQL).0.transactional {
+                let script = try Migration.script(file.downSQL, path: file.downPath)
+                if let (statement, what) = script.statements.lazy.compactMap({ s in MigrationStatementRules.outsideTransactionOnly(s).map { (s, $0) } }).first {
+                    throw MigrationError(
+                        "\(file.downPath):\(statement.line): \(what) cannot run inside a transaction block, and the down file is transactional; nothing was stored",
+                        hint: "Mark the down file `-- nfldb:no-transaction` (a comment before its first statement), then run `nfldb migrate repair` again.",
+                        exitStatus: .usage)
+                }
+            }
             var result = MigrationRunResult()
             try connection.withTransaction {
                 for (row, file) in changed {

@@ -341,6 +341,10 @@ public final class Migrator {
                   error = 'the file ends inside its own transaction block (BEGIN without COMMIT)', duration_ms = \(Int64(elapsed(since: start)))
                 WHERE version = \(migration.version)
                 """)
+            _ = try? connection.execute(MigrationLedger.eventQuery(
+                "fail", version: migration.version, name: migration.name, context: context,
+                detail: ["error": "the file ends inside its own transaction block (BEGIN without COMMIT)", "location": "\(migration.upPath):\(open.line)",
+                         "statements_done": String(done)]))
             throw MigrationError(
                 "\(migration.upPath):\(open.line): \(migration.id) ends inside its own transaction block (BEGIN without COMMIT); that block was rolled back",
                 detail: "\(done) of \(total) statements ran and stay applied",
@@ -512,7 +516,8 @@ public final class Migrator {
                 var annotated = error
                 if error.sqlState == SQLState.lockNotAvailable, let blockers = try? describeLockHolders() {
                     annotated.detail = [error.detail, "gave up after \(attempt) retries; sessions holding locks: \(blockers)"].compactMap { $0 }.joined(separator: "; ")
-                    annotated.hint = "Wait for or end the blocking session (pg_terminate_backend(pid)) and run the command again, or raise migrations.lock_timeout."
+                    // What to run next depends on what the failure left (the caller's hint says); this is only about the lock.
+                    annotated.hint = "Wait for or end the blocking session (pg_terminate_backend(pid)), or raise migrations.lock_timeout."
                 }
                 try onFailure(annotated)
                 return

@@ -208,6 +208,10 @@ struct TransactionControlTests {
             #expect(down.stderr.contains("nothing was rolled back") && down.stderr.contains("`nfldb migrate repair 3`"), "\(down)")
             #expect(try fx.ledgerVersions() == [1, 2, 3, 4], "0004 must not roll back first")
             #expect(try fx.tableExists("t4"))
+            // Storing a changed down file that still runs VACUUM in a transaction is refused too.
+            try fx.pair(3, "t3", up: "CREATE TABLE t3 (id int);", down: "VACUUM (ANALYZE) t3;\nDROP TABLE t3;")
+            let unmarked = try fx.migrate("repair", "3")
+            #expect(unmarked.status == 2 && unmarked.stderr.contains("0003_t3.down.sql:1: VACUUM cannot run inside a transaction block"), "\(unmarked)")
             // The printed fix: mark the down file, store it with repair, roll back again.
             try fx.pair(3, "t3", up: "CREATE TABLE t3 (id int);", down: "-- nfldb:no-transaction\nVACUUM t3;\nDROP TABLE t3;")
             let repaired = try fx.migrate("repair", "3")
@@ -607,6 +611,7 @@ struct ResolveCleanTests {
             let forced = try fx.migrate("resolve", "2", "--rolled-back", "--force")
             #expect(forced.status == 2, "\(forced)")
             #expect(forced.stderr.contains("0002_t2 is part of the baseline"), "\(forced)")
+            #expect(forced.stderr.contains("`nfldb migrate down --to 2`"), "\(forced)")
             #expect(try fx.ledgerVersions() == [1, 2])
             #expect(try fx.migrate("status", "--exit-code").status == 0)
         }
