@@ -208,6 +208,30 @@ enum MigrationStatementRules {
         return nil
     }
 
+    /// A no-transaction file's statements that run only outside a transaction block but sit inside
+    /// the file's own `BEGIN … COMMIT`: they fail there (SQLSTATE 25001) just as in a transactional file.
+    static func insideOwnBlockFindings(_ script: SQLScript, transactional: Bool) -> [LintFinding] {
+        guard !transactional else { return [] }
+        var open = false
+        var findings: [LintFinding] = []
+        for statement in script.statements {
+            let control = transactionControl(statement)
+            let chained = sqlTokens(statement.folded).filter { $0 != ";" }.suffix(2).map { $0.uppercased() } == ["AND", "CHAIN"]
+            switch control {
+            case "BEGIN", "START TRANSACTION": open = true
+            case "COMMIT", "END", "ROLLBACK", "ABORT": open = chained
+            default:
+                if open, let name = outsideTransactionOnly(statement) {
+                    findings.append(LintFinding(
+                        rule: "cannot-run-in-transaction", severity: .error, file: script.name, line: statement.line,
+                        message: "\(name) cannot run inside a transaction block, and this statement is inside the file's own BEGIN … COMMIT",
+                        fix: "Move it after the block's COMMIT (or before its BEGIN)."))
+                }
+            }
+        }
+        return findings
+    }
+
     /// A transactional file's transaction-control statements, as lint findings (errors).
     static func transactionControlFindings(_ script: SQLScript, transactional: Bool) -> [LintFinding] {
         guard transactional else { return [] }

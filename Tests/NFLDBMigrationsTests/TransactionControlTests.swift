@@ -342,6 +342,19 @@ struct TransactionControlTests {
         }
     }
 
+    @Test("lint: VACUUM or CONCURRENTLY inside a no-transaction file's own BEGIN … COMMIT is an error; after the COMMIT it is fine")
+    func lintInsideOwnBlock() throws {
+        try withFixture { fx in
+            try fx.pair(1, "blk", up: "-- nfldb:no-transaction\nCREATE TABLE b (id int);\nBEGIN;\nVACUUM b;\nCOMMIT;\nCREATE INDEX CONCURRENTLY b_id ON b (id);\nBEGIN;\nCOMMIT AND CHAIN;\nCREATE INDEX CONCURRENTLY b_id2 ON b (id);\nCOMMIT;\nVACUUM b;",
+                        down: "-- nfldb:no-transaction\nDROP TABLE b;")
+            let lint = try fx.migrate("lint", "--all")
+            #expect(lint.status == 1, "\(lint)")
+            #expect(lint.stdout.contains(fx.path("0001_blk.up.sql") + ":4: error [cannot-run-in-transaction] VACUUM cannot run inside a transaction block, and this statement is inside the file's own BEGIN … COMMIT"), "\(lint)")
+            #expect(lint.stdout.contains(fx.path("0001_blk.up.sql") + ":9: error [cannot-run-in-transaction]"), "after COMMIT AND CHAIN the block goes on: \(lint)")
+            #expect(!lint.stdout.contains(":6: error") && !lint.stdout.contains(":11: error"), "\(lint)")
+        }
+    }
+
     @Test("redo whose re-apply fails: says the rollback committed and the version is now pending (not 'the database is unchanged'); a changed file is warned about")
     func redoReapplyFails() throws {
         try withFixture { fx in
