@@ -471,12 +471,21 @@ extension Migrator {
                 out.append("INSERT INTO nfldb.schema_migrations (version, name, state, …) VALUES (\(migration.version), \(PostgresIdentifier.literal(migration.name)), 'running', …);")
                 out.append(timeoutSettings(migration.directives, local: false) + ";")
             }
+            // Inside the file's own BEGIN … COMMIT, progress is written only after the block (as the real run does).
+            var inBlock = false
             for statement in script.statements {
                 var text = statement.text
                 if !text.hasSuffix(";") { text += ";" }
                 out.append(text)
                 if let data = statement.copyData { out.append(data.text + "\\.") }
-                if !tx { out.append("UPDATE nfldb.schema_migrations SET statements_done = \(statement.index + 1) WHERE version = \(migration.version);") }
+                let control = MigrationStatementRules.transactionControl(statement)
+                let chained = MigrationStatementRules.sqlTokens(statement.folded).filter { $0 != ";" }.suffix(2).map { $0.uppercased() } == ["AND", "CHAIN"]
+                switch control {
+                case "BEGIN", "START TRANSACTION": inBlock = true
+                case "COMMIT", "END", "ROLLBACK", "ABORT": inBlock = chained
+                default: break
+                }
+                if !tx && !inBlock { out.append("UPDATE nfldb.schema_migrations SET statements_done = \(statement.index + 1) WHERE version = \(migration.version);") }
             }
             if tx {
                 out.append("INSERT INTO nfldb.schema_migrations (version, name, state, up_checksum, down_sql, …) VALUES (\(migration.version), \(PostgresIdentifier.literal(migration.name)), 'applied', '\(migration.upChecksum)', <down SQL>, …);")

@@ -347,6 +347,10 @@ struct TransactionControlTests {
         try withFixture { fx in
             try fx.pair(1, "blk", up: "-- nfldb:no-transaction\nCREATE TABLE b (id int);\nBEGIN;\nVACUUM b;\nCOMMIT;\nCREATE INDEX CONCURRENTLY b_id ON b (id);\nBEGIN;\nCOMMIT AND CHAIN;\nCREATE INDEX CONCURRENTLY b_id2 ON b (id);\nCOMMIT;\nVACUUM b;",
                         down: "-- nfldb:no-transaction\nDROP TABLE b;")
+            // The dry run prints progress writes only outside the block, as the real run makes them.
+            let dry = try fx.migrate("up", "--dry-run")
+            #expect(dry.stdout.contains("statements_done = 1 ") && !dry.stdout.contains("statements_done = 2 ") && !dry.stdout.contains("statements_done = 3 ")
+                    && dry.stdout.contains("statements_done = 4 "), "\(dry)")
             let lint = try fx.migrate("lint", "--all")
             #expect(lint.status == 1, "\(lint)")
             #expect(lint.stdout.contains(fx.path("0001_blk.up.sql") + ":4: error [cannot-run-in-transaction] VACUUM cannot run inside a transaction block, and this statement is inside the file's own BEGIN … COMMIT"), "\(lint)")
