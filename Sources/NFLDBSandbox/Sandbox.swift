@@ -43,6 +43,26 @@ public struct Sandbox: Sendable {
 
     var statePath: String { (stateDirectory as NSString).appendingPathComponent("state.json") }
 
+    /// The two places `up` puts the cluster: inside the state directory, or (when the server's OS user
+    /// cannot reach it) a fixed name under /var/tmp derived from the state directory.
+    var clusterRoots: [String] {
+        [(stateDirectory as NSString).appendingPathComponent("cluster"),
+         "/var/tmp/nfldb-sandbox-\(String(AdvisoryLockKey(stateDirectory).value.magnitude, radix: 36))"]
+    }
+
+    /// What an `up` killed before it saved its state can leave in the state directory.
+    static let leftoverNames: Set<String> = ["cluster", "pgpass", ".initdb-pw", "state.json"]
+
+    /// The state directory's entries that a sandbox did not create (a user's files).
+    func foreignEntries() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []).filter { !Self.leftoverNames.contains($0) }.sorted()
+    }
+
+    /// `'…'` for a POSIX shell, whatever the text holds.
+    static func shellQuoted(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+    }
+
     public func loadState() -> SandboxState? {
         guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
         let decoder = JSONDecoder()
@@ -90,6 +110,26 @@ public struct Sandbox: Sendable {
             }
             return state
         }
+        // pg_ctl starts the server through a shell with the paths in single quotes: a path with a
+        // quote, backslash, `$` or backquote would be run as shell code (as the server's OS user).
+        if let bad = stateDirectory.first(where: { "'\"\\$`\n".contains($0) }) {
+            throw OperatorError(
+                "the sandbox directory \(stateDirectory) contains \(["'": "a single quote", "\"": "a double quote", "\\": "a backslash", "$": "a dollar sign", "`": "a backquote"][bad] ?? "a line break"), which the server's start command cannot take safely",
+                hint: "Choose a directory whose path has no quotes, backslashes, $, backquotes or line breaks.", exitStatus: .usage)
+        }
+        // Never over a user's files: a new sandbox goes into a new or empty directory (or over what a
+        // killed `up` left, which is removed first).
+        let foreign = foreignEntries()
+        guard foreign.isEmpty else {
+            throw OperatorError(
+                "\(stateDirectory) is not empty and holds no sandbox (\(foreign.prefix(5).joined(separator: ", "))\(foreign.count > 5 ? ", …" : "")); nothing was changed",
+                hint: "Give --dir a new or empty directory (the default is .nfldb/sandbox).", exitStatus: .usage)
+        }
+        for leftover in clusterRoots where fm.fileExists(atPath: leftover) {
+            logger.warning("removing what an earlier, interrupted `sandbox up` left", metadata: ["path": .string(leftover)])
+            try? fm.removeItem(atPath: leftover)
+        }
+        for name in ["pgpass", ".initdb-pw"] { try? fm.removeItem(atPath: (stateDirectory as NSString).appendingPathComponent(name)) }
         try fm.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         let binaries = try PostgresBinaries.locate(configured: configuredBinDirectory)
         let user = ProcessRunner.isRoot ? (osUser ?? "postgres") : nil
@@ -98,10 +138,9 @@ public struct Sandbox: Sendable {
                 "nfldb runs as root, and the OS user '\(user)' that should run PostgreSQL does not exist",
                 hint: "Install the postgresql package (it creates 'postgres'), or set postgres.os_user.", exitStatus: .usage)
         }
-        var clusterRoot = (stateDirectory as NSString).appendingPathComponent("cluster")
+        var clusterRoot = clusterRoots[0]
         if !LocalCluster.isReachable(clusterRoot, byUser: user) {
-            let tag = String(AdvisoryLockKey(stateDirectory).value.magnitude, radix: 36)
-            clusterRoot = "/var/tmp/nfldb-sandbox-\(tag)"
+            clusterRoot = clusterRoots[1]
             logger.info("state dir is not reachable by the server's OS user; placing the cluster elsewhere", metadata: ["pg.root": .string(clusterRoot)])
         }
         let port = try LocalCluster.freePort()
@@ -147,33 +186,56 @@ public struct Sandbox: Sendable {
     }
 
     /// Stops the sandbox and removes everything it created.
+    /// Only what a sandbox creates is removed: a directory with other files in it is refused.
     public func down(logger: Logger) throws {
+        let fm = FileManager.default
+        let foreign = foreignEntries()
+        guard foreign.isEmpty else {
+            throw OperatorError(
+                "\(stateDirectory) holds files a sandbox did not create (\(foreign.prefix(5).joined(separator: ", "))\(foreign.count > 5 ? ", …" : "")); nothing was removed",
+                hint: "Point --dir at the sandbox's own directory (the one `sandbox up` created).", exitStatus: .usage)
+        }
         guard let state = loadState() else {
-            if FileManager.default.fileExists(atPath: stateDirectory) {
-                try FileManager.default.removeItem(atPath: stateDirectory)
+            // An `up` killed before it saved its state: remove what it can have made, nothing else.
+            for root in clusterRoots where fm.fileExists(atPath: root) {
+                if fm.fileExists(atPath: (root as NSString).appendingPathComponent("data/postmaster.pid")) {
+                    if let binaries = try? PostgresBinaries.locate(configured: configuredBinDirectory) {
+                        _ = try? LocalCluster(root: root, port: 0, binaries: binaries, osUser: ProcessRunner.isRoot ? (osUser ?? "postgres") : nil)
+                            .stop(mode: "immediate", logger: logger)
+                    }
+                }
+                try? fm.removeItem(atPath: root)
             }
+            if fm.fileExists(atPath: stateDirectory) { try fm.removeItem(atPath: stateDirectory) }
             return
+        }
+        // The cluster root comes from state.json: removed only when it is one `up` would have chosen.
+        guard clusterRoots.contains(state.clusterRoot) else {
+            throw OperatorError(
+                "\(statePath) names the cluster at \(state.clusterRoot), outside this sandbox; nothing was removed",
+                hint: "Stop that cluster by hand (pg_ctl stop -D \(state.clusterRoot)/data) if it is yours, then remove \(stateDirectory).", exitStatus: .usage)
         }
         let cluster = cluster(for: state)
         try cluster.stop(mode: "fast", logger: logger)
-        try? FileManager.default.removeItem(atPath: state.clusterRoot)
-        try FileManager.default.removeItem(atPath: stateDirectory)
+        try? fm.removeItem(atPath: state.clusterRoot)
+        try fm.removeItem(atPath: stateDirectory)
     }
 
     /// Shell lines for `eval "$(nfldb sandbox env)"`; the password stays in the pgpass file.
     public func environmentLines(_ state: SandboxState) -> [String] {
         var lines = [
-            "export NFLDB_DSN='\(state.dsn)'",
+            // Every value shell-quoted: `eval "$(nfldb sandbox env)"` must never run a path as code.
+            "export NFLDB_DSN=\(Self.shellQuoted(state.dsn))",
             "export PGHOST=127.0.0.1",
             "export PGPORT=\(state.port)",
-            "export PGUSER=\(state.superuser)",
-            "export PGDATABASE=\(state.database)",
-            "export PGPASSFILE='\(state.pgpassFile)'",
-            "export NFLDB_SANDBOX_DIR='\(stateDirectory)'",
+            "export PGUSER=\(Self.shellQuoted(state.superuser))",
+            "export PGDATABASE=\(Self.shellQuoted(state.database))",
+            "export PGPASSFILE=\(Self.shellQuoted(state.pgpassFile))",
+            "export NFLDB_SANDBOX_DIR=\(Self.shellQuoted(stateDirectory))",
         ]
         if let config = state.pgbackrestConfig {
-            lines.append("export NFLDB_BACKUP_CONFIG='\(config)'")
-            lines.append("export NFLDB_BACKUP_STANZA='\(state.stanza)'")
+            lines.append("export NFLDB_BACKUP_CONFIG=\(Self.shellQuoted(config))")
+            lines.append("export NFLDB_BACKUP_STANZA=\(Self.shellQuoted(state.stanza))")
         }
         return lines
     }

@@ -29,6 +29,29 @@ struct SandboxCLITests {
         }
     }
 
+    @Test("down refuses a directory with files a sandbox did not make, and up refuses to create one over them or under a path with a quote; nothing is removed or changed")
+    func refusesForeignDirectories() throws {
+        try withScratchDirectory("nfldb-sandbox-foreign") { dir in
+            try "precious\n".write(toFile: dir + "/a.txt", atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+            let down = try nfldb("sandbox", "down", "--dir", dir)
+            #expect(down.status == 2 && down.standardError.contains("holds files a sandbox did not create (a.txt, sub); nothing was removed"), "\(down.allOutput)")
+            let up = try nfldb("sandbox", "up", "--dir", dir)
+            #expect(up.status == 2 && up.standardError.contains("is not empty and holds no sandbox (a.txt, sub); nothing was changed"), "\(up.allOutput)")
+            #expect(try String(contentsOfFile: dir + "/a.txt", encoding: .utf8) == "precious\n")
+            #expect(FileManager.default.fileExists(atPath: dir + "/sub"))
+            let quoted = try nfldb("sandbox", "up", "--dir", dir + "/q'x")
+            #expect(quoted.status == 2 && quoted.standardError.contains("contains a single quote"), "\(quoted.allOutput)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/q'x"))
+            // A directory with only what a killed `up` leaves is cleaned by down.
+            try FileManager.default.createDirectory(atPath: dir + "/killed/cluster/data", withIntermediateDirectories: true)
+            try "x".write(toFile: dir + "/killed/.initdb-pw", atomically: true, encoding: .utf8)
+            let cleaned = try nfldb("sandbox", "down", "--dir", dir + "/killed")
+            #expect(cleaned.status == 0, "\(cleaned.allOutput)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/killed"))
+        }
+    }
+
     @Test("up, status, env, ping with the printed env, down; status then fails and nothing is left")
     func lifecycle() throws {
         try withScratchDirectory("nfldb-sandbox") { dir in

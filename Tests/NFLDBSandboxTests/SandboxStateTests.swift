@@ -23,12 +23,26 @@ struct SandboxStateTests {
         #expect(lines.contains("export NFLDB_DSN='postgresql://postgres@127.0.0.1:54329/nfl'"))
         #expect(lines.contains("export PGHOST=127.0.0.1"))
         #expect(lines.contains("export PGPORT=54329"))
-        #expect(lines.contains("export PGUSER=postgres"))
-        #expect(lines.contains("export PGDATABASE=nfl"))
+        #expect(lines.contains("export PGUSER='postgres'"))
+        #expect(lines.contains("export PGDATABASE='nfl'"))
         #expect(lines.contains("export PGPASSFILE='/srv/state/pgpass'"))
         #expect(lines.contains("export NFLDB_SANDBOX_DIR='/srv/state'"))
         #expect(lines.contains("export NFLDB_BACKUP_STANZA='nfldb'"))
         #expect(lines.allSatisfy { $0.hasPrefix("export ") && !$0.lowercased().contains("password=") })
+    }
+
+    @Test("every exported value is shell-quoted: a directory name with a quote and $(…) is data when the lines are eval'd, never code")
+    func hostileDirectoryIsQuoted() throws {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let state = try decoder.decode(SandboxState.self, from: Data(Self.stateJSON.utf8))
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-pwned-\(UUID().uuidString.prefix(6))").path
+        let hostile = "/srv/q'$(touch \(marker))'"
+        let lines = Sandbox(stateDirectory: hostile, osUser: nil).environmentLines(state)
+        let shell = try ProcessRunner().run("/bin/sh", ["-c", lines.joined(separator: "\n") + "\nprintf %s \"$NFLDB_SANDBOX_DIR\""])
+        #expect(shell.status == 0, "\(shell.standardError)")
+        #expect(shell.standardOutput == hostile)
+        #expect(!FileManager.default.fileExists(atPath: marker), "the directory name ran as code")
     }
 
     @Test("a relative state directory is made absolute; an empty one has no state")
