@@ -43,7 +43,23 @@ public struct SuperuserLoginsCheck: SecurityProbe {
                 fix: "ALTER ROLE \(quoteIdentifier(role)) NOSUPERUSER; and grant only what the job needs (roles spec), or list it in security.allowed_superusers if it must stay",
                 fields: ["role": role])
         }
-        return .findings(findings, clean: "no login superuser besides the bootstrap superuser")
+        // A login role that is a member of a superuser role becomes one with SET ROLE.
+        let members = try context.rows("""
+            SELECT m.rolname AS member, s.rolname AS superuser FROM pg_catalog.pg_roles m
+            JOIN pg_catalog.pg_roles s ON s.rolsuper AND s.oid <> m.oid
+            WHERE m.rolcanlogin AND NOT m.rolsuper AND m.oid <> 10 AND pg_catalog.pg_has_role(m.oid, s.oid, 'MEMBER')
+              AND NOT (m.rolname = ANY (\(textArray(allowed))::text[]))
+            ORDER BY 1, 2
+            """)
+        let viaMembership = members.map { row -> Finding in
+            let member = row["member"] ?? "?", superuser = row["superuser"] ?? "?"
+            return Finding(
+                .warning, what: "login role \(member) can SET ROLE to the superuser \(superuser)",
+                why: "membership in a superuser role is superuser power one statement away: everything a login superuser can do, it can",
+                fix: "REVOKE \(quoteIdentifier(superuser)) FROM \(quoteIdentifier(member)); (through whichever role grants it), or list \(member) in security.allowed_superusers if it must stay",
+                fields: ["role": member])
+        }
+        return .findings(findings + viaMembership, clean: "no login superuser besides the bootstrap superuser, and no login role that can SET ROLE to one")
     }
 }
 
@@ -103,7 +119,7 @@ public struct PasswordEncryptionCheck: SecurityProbe {
 /// server could not parse).
 public struct HBACheck: SecurityProbe {
     public let name = "security_hba"
-    public let summary = "pg_hba.conf lines for TCP with trust, password or md5 authentication (pg_hba_file_rules)"
+    public let summary = "pg_hba.conf lines for TCP with trust, ident, a cleartext password (password, pam, ldap, radius, bsd) or md5 (pg_hba_file_rules)"
     public init() {}
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
@@ -119,7 +135,7 @@ public struct HBACheck: SecurityProbe {
                    coalesce(address, '') AS address, coalesce(netmask, '') AS netmask, coalesce(auth_method, '') AS method,
                    error, current_setting('hba_file') AS file
             FROM pg_catalog.pg_hba_file_rules
-            WHERE error IS NOT NULL OR (type <> 'local' AND auth_method IN ('trust', 'password', 'md5'))
+            WHERE error IS NOT NULL OR (type <> 'local' AND auth_method IN ('trust', 'password', 'md5', 'ident', 'pam', 'ldap', 'radius', 'bsd'))
             ORDER BY line_number
             """)
         let findings = rows.map { row -> Finding in
@@ -141,6 +157,19 @@ public struct HBACheck: SecurityProbe {
                     .critical, what: "\(line): `\(who)` uses trust",
                     why: "anyone who can reach the port from that address logs in as any listed role without a password",
                     fix: "Change the method to scram-sha-256 (hostssl), then SELECT pg_reload_conf()", fields: fields)
+            case "ident":
+                return Finding(
+                    .critical, what: "\(line): `\(who)` uses ident over TCP",
+                    why: "the server asks an identd on the client's host who the user is, and believes the answer: whoever controls that host picks the role",
+                    fix: "Change the method to scram-sha-256 (hostssl), or use cert authentication, then SELECT pg_reload_conf()", fields: fields)
+            case "pam", "ldap", "radius", "bsd":
+                // These take the password itself from the client (LDAP search+bind or simple bind, PAM, RADIUS, BSD Auth).
+                let tls = row["type"] == "hostssl"
+                return Finding(
+                    tls ? .warning : .critical, what: "\(line): `\(who)` uses \(method) (the password is sent to the server as typed)",
+                    why: "the client sends the password in cleartext\(tls ? " inside TLS, and the server (and the \(method) backend) sees it" : ", readable on the network")",
+                    fix: tls ? "Keep it on hostssl only, or move to scram-sha-256 / cert" : "Make the line hostssl (and for ldap, ldaptls=1 or ldaps), or move to scram-sha-256, then SELECT pg_reload_conf()",
+                    fields: fields)
             case "password":
                 return Finding(
                     row["type"] == "hostssl" ? .warning : .critical, what: "\(line): `\(who)` uses password (cleartext)",
@@ -154,7 +183,7 @@ public struct HBACheck: SecurityProbe {
                     fields: fields)
             }
         }
-        return .findings(findings, clean: "no TCP line with trust, password or md5; every line parses")
+        return .findings(findings, clean: "no TCP line with trust, ident, a cleartext password method or md5; every line parses")
     }
 }
 

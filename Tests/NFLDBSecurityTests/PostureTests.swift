@@ -54,7 +54,8 @@ struct PostureTests {
     @Test("a weak cluster: every finding is reported with what, why and fix")
     func weakCluster() throws {
         let server = try TLSTestServer.start(
-            hba: ["local all all trust", "host all weak_trusted 127.0.0.1/32 trust", "host all all 127.0.0.1/32 md5"],
+            hba: ["local all all trust", "host all weak_trusted 127.0.0.1/32 trust", "host all weak_pam 127.0.0.2/32 pam",
+                  "host all weak_ident 127.0.0.3/32 ident", "host all all 127.0.0.1/32 md5"],
             settings: [("password_encryption", "md5")], ssl: false)
         defer { server.stop() }
         let admin = try PostgresConnection.connect(ConnectionOptions(dsn: server.socketDSN), logger: TestCluster.logger)
@@ -62,6 +63,9 @@ struct PostureTests {
         try admin.runScript(unsafeSQL: """
             CREATE ROLE weak_md5 LOGIN PASSWORD 'weak-md5-pass';
             CREATE ROLE weak_super LOGIN SUPERUSER;
+            CREATE ROLE weak_sugroup NOLOGIN SUPERUSER;
+            CREATE ROLE weak_member LOGIN;
+            GRANT weak_sugroup TO weak_member;
             CREATE ROLE weak_bypass NOLOGIN BYPASSRLS;
             GRANT CREATE ON SCHEMA public TO PUBLIC;
             CREATE FUNCTION public.weak_definer() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
@@ -98,7 +102,8 @@ struct PostureTests {
 
         let superusers = checks["security_superusers"]
         #expect(superusers?.status == .warning)
-        #expect(fields(superusers, "role") == ["weak_super"], "the bootstrap superuser postgres (OID 10) is accepted")
+        #expect(fields(superusers, "role") == ["weak_super", "weak_member"], "the bootstrap superuser postgres (OID 10) is accepted; a member of a superuser role is one")
+        #expect(whats(superusers).contains("login role weak_member can SET ROLE to the superuser weak_sugroup"), "\(whats(superusers))")
 
         let hashes = checks["security_password_hashes"]
         #expect(hashes?.status == .warning)
@@ -110,7 +115,7 @@ struct PostureTests {
 
         let hba = checks["security_hba"]
         #expect(hba?.status == .critical)
-        #expect(fields(hba, "method").sorted() == ["md5", "trust"])
+        #expect(fields(hba, "method").sorted() == ["ident", "md5", "pam", "trust"], "\(whats(hba))")
         #expect(fields(hba, "line").allSatisfy { $0.contains("pg_hba.conf:") })
         #expect(!fields(hba, "method").contains("peer") && !whats(hba).contains { $0.contains("local") })
 
@@ -156,8 +161,12 @@ struct PostureTests {
             }
         }
         // An allowed superuser is no longer a finding.
-        let allowed = try run(server, secretFiles: [], scan: [], allowed: ["weak_super"])
+        let allowed = try run(server, secretFiles: [], scan: [], allowed: ["weak_super", "weak_member"])
         #expect(allowed["security_superusers"]?.status == .ok)
+        // The printed fix for the membership, run as printed, clears it.
+        let fix = try #require(checks["security_superusers"]?.details.compactMap { $0["fix"]?.description }.first { $0.hasPrefix("REVOKE") })
+        try admin.runScript(unsafeSQL: String(fix.prefix { $0 != ";" }))
+        #expect(try run(server, secretFiles: [], scan: [], allowed: ["weak_super"])["security_superusers"]?.status == .ok)
     }
 
     @Test("the printed SQL fixes, run as printed, clear their findings (hostile role and function names included)")
