@@ -241,3 +241,16 @@ struct EscalationTests {
         }
     }
 }
+
+@Suite("roles: --role-prefix length")
+struct RolePrefixLengthTests {
+    @Test("a prefix that makes a managed name longer than 63 bytes is refused before connecting (PostgreSQL would cut it, and apply could never converge)")
+    func tooLong() throws {
+        let prefix = String(repeating: "q", count: 50)
+        for command in ["plan", "apply"] {
+            let result = try CLIRunner.run(["roles", command, "--spec", TestPaths.repository + "/roles", "--role-prefix", prefix, "--dsn", "host=/nonexistent-nfldb"])
+            #expect(result.status == 2, "\(result.standardError)")
+            #expect(result.standardError.contains("nfl_audit_owner 65 bytes long") && result.standardError.contains("a prefix of at most 48 bytes"), "\(result.standardError)")
+        }
+    }
+}

@@ -46,7 +46,15 @@ struct RolesOptions: ParsableArguments {
     func load(_ context: CommandContext) throws -> (RoleSpec, [SpecIssue]) {
         let path = spec ?? RolesConfig(configuration: context.configuration).specPath
         var (loaded, warnings) = try RoleSpecParser.load(path: path)
-        if let rolePrefix, !rolePrefix.isEmpty { loaded = loaded.withRolePrefix(rolePrefix) }
+        if let rolePrefix, !rolePrefix.isEmpty {
+            loaded = loaded.withRolePrefix(rolePrefix)
+            // PostgreSQL would silently cut longer names to 63 bytes (and two could become one).
+            if let long = loaded.managedRoleNames.sorted().first(where: { $0.utf8.count > 63 }) {
+                throw OperatorError(
+                    "--role-prefix makes the role name \(long) \(long.utf8.count) bytes long; PostgreSQL keeps only 63 bytes of a name, so the spec could never match what it creates",
+                    hint: "Use a prefix of at most \(63 - (loaded.managedRoleNames.map { $0.utf8.count }.max() ?? 0) + rolePrefix.utf8.count) bytes.", exitStatus: .usage)
+            }
+        }
         return (loaded, warnings)
     }
 
