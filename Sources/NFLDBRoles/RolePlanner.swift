@@ -130,6 +130,11 @@ public struct RolePlanner {
             var changes: [String] = []
             if state.superuser { changes.append("remove SUPERUSER (managed roles are always NOSUPERUSER)") }
             if state.login != role.login { changes.append(role.login ? "add LOGIN" : "remove LOGIN") }
+            // The runner manages roles through CREATEROLE (unless superuser): removing it from itself
+            // would make this apply the last one that works.
+            if (role.name == snapshot.sessionUser || role.name == snapshot.currentUser) && state.createRole && !role.createRole {
+                changes.append("remove CREATEROLE (which nfldb needs to manage roles)")
+            }
             guard !changes.isEmpty else { continue }
             issues.append(SpecIssue(
                 "role \(role.name) is \(what.joined(separator: " and ")): this entry would \(changes.joined(separator: " and ")); "

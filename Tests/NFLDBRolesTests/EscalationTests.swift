@@ -254,3 +254,26 @@ struct RolePrefixLengthTests {
         }
     }
 }
+
+@Suite("roles: the runner cannot strip its own CREATEROLE")
+struct RunnerCreateRoleTests {
+    @Test("a spec entry for the connected role without create_role is refused (exit 2, file:line), and the role keeps CREATEROLE")
+    func keepsCreateRole() throws {
+        try TestCluster.withDatabase(prefix: "runner_cr") { db in
+            let runner = "runner_\(UUID().uuidString.prefix(8).lowercased())", password = "pw-\(UUID().uuidString)"
+            let admin = try db.connect()
+            defer {
+                _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: runner)")
+                admin.close()
+            }
+            try admin.runScript(unsafeSQL: "CREATE ROLE \(PostgresIdentifier.quote(runner)) LOGIN CREATEROLE PASSWORD \(PostgresIdentifier.literal(password))")
+            let dir = try CLIRunner.temporaryDirectory("nfldb-runner-spec")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try "version: 1\nroles:\n  \(runner):\n    login: true\n".write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+            let apply = try CLIRunner.run(["roles", "apply", "--spec", dir + "/spec.yaml", "--dsn", db.cluster.dsn(database: db.name, user: runner, password: password)])
+            #expect(apply.status == 2, "\(apply.standardOutput)\(apply.standardError)")
+            #expect(apply.standardError.contains("spec.yaml:3") && apply.standardError.contains("remove CREATEROLE (which nfldb needs to manage roles)"), "\(apply.standardError)")
+            #expect(try admin.query("SELECT rolcreaterole FROM pg_roles WHERE rolname = \(runner)").scalar(Bool.self))
+        }
+    }
+}
