@@ -105,6 +105,11 @@ public struct Sandbox: Sendable {
                     try saveState(moved)
                     let movedCluster = self.cluster(for: moved)
                     try movedCluster.start(logger: logger, hint: Self.startHint(movedCluster))
+                    // pgbackrest.conf names the port too (pg1-port): rewritten, or backups would look for the old one.
+                    if moved.pgbackrestConfig != nil {
+                        moved.pgbackrestConfig = try PgBackRestSetup(cluster: movedCluster, stanza: Self.stanza).configure(logger: logger)
+                        try saveState(moved)
+                    }
                     return moved
                 }
             }

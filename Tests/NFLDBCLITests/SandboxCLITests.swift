@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBSandbox
 import NFLDBTestSupport
 import Testing
 
@@ -49,6 +50,35 @@ struct SandboxCLITests {
             let cleaned = try nfldb("sandbox", "down", "--dir", dir + "/killed")
             #expect(cleaned.status == 0, "\(cleaned.allOutput)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/killed"))
+        }
+    }
+
+    @Test("its port taken while it was stopped: up moves the sandbox to a free port, and pgbackrest.conf follows (backup config --check passes)")
+    func portMove() throws {
+        try withScratchDirectory("nfldb-sandbox-port") { dir in
+            let state = (dir as NSString).appendingPathComponent("state")
+            defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
+            let up = try nfldb("sandbox", "up", "--dir", state)
+            #expect(up.status == 0, "\(up.standardError)")
+            let info = try #require(try jsonObject(nfldb("sandbox", "status", "--dir", state, "--format", "json").standardOutput)["state"] as? [String: Any])
+            let port = try #require(info["port"] as? Int), root = try #require(info["cluster_root"] as? String)
+            try LocalCluster(root: root, port: port, binaries: PostgresBinaries.locate(configured: nil), osUser: ProcessRunner.isRoot ? "postgres" : nil)
+                .stop(mode: "fast", logger: TestCluster.logger)
+            // Someone else takes the port meanwhile.
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            #expect(bound == 0 && listen(fd, 1) == 0)
+            let moved = try nfldb("sandbox", "up", "--dir", state)
+            #expect(moved.status == 0, "\(moved.standardError)")
+            let env = try Self.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
+            #expect(env["PGPORT"] != String(port))
+            let check = try nfldb("backup", "config", "--check", env: env)
+            #expect(check.status == 0, "pgbackrest.conf must name the new port: \(check.allOutput)")
         }
     }
 
