@@ -53,7 +53,7 @@ struct SandboxCLITests {
         }
     }
 
-    @Test("its port taken while it was stopped: up moves the sandbox to a free port, and pgbackrest.conf follows (backup config --check passes)")
+    @Test("its port taken while it was stopped: up moves the sandbox to a free port, and pgbackrest.conf follows (backup init and a backup pass)")
     func portMove() throws {
         try withScratchDirectory("nfldb-sandbox-port") { dir in
             let state = (dir as NSString).appendingPathComponent("state")
@@ -77,8 +77,10 @@ struct SandboxCLITests {
             #expect(moved.status == 0, "\(moved.standardError)")
             let env = try Self.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
             #expect(env["PGPORT"] != String(port))
-            let check = try nfldb("backup", "config", "--check", env: env)
-            #expect(check.status == 0, "pgbackrest.conf must name the new port: \(check.allOutput)")
+            let initialized = try nfldb("backup", "init", env: env)
+            #expect(initialized.status == 0, "pgbackrest.conf must name the new port: \(initialized.allOutput)")
+            let backup = try nfldb("backup", "run", "--type", "full", env: env)
+            #expect(backup.status == 0, "\(backup.allOutput)")
         }
     }
 
