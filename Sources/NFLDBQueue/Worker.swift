@@ -290,10 +290,13 @@ public final class Worker: Sendable {
         let left = shared.withLock { s in Array(s.tracked.values) }
         for task in left {
             let outcome = (try? control.release(task)) ?? .lost
-            logger.warning("released unfinished task after the grace period", metadata: [
+            // Counted only when the release took: a lost fence (the lease moved on, Redis unreachable)
+            // leaves the task to lease expiry, which the summary must not call released.
+            logger.warning(outcome == .ok ? "released unfinished task after the grace period"
+                                          : "could not release an unfinished task after the grace period; it returns when its lease expires", metadata: [
                 "correlation_id": .string(task.correlationID.isEmpty ? task.id : task.correlationID), "task_id": .string(task.id),
                 "outcome": .string(outcome.rawValue)])
-            shared.withLock { $0.summary.released += 1 }
+            if outcome == .ok { shared.withLock { $0.summary.released += 1 } }
         }
         control.connection.close()
         let (summary, errors, recovered, fatal) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK, $0.fatal) }
