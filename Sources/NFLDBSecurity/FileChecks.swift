@@ -72,6 +72,12 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
     }
 
     static let sqlPassword = try! NSRegularExpression(pattern: #"\bPASSWORD\s+(E?'(?:[^']|'')*')"#, options: [.caseInsensitive])
+    /// In a .sql file the statement may span lines (pg_dump puts PASSWORD on its own line) and the
+    /// literal may be dollar-quoted: matched over the whole text.
+    static let sqlPasswordMultiline = try! NSRegularExpression(
+        pattern: #"\bPASSWORD\s+(E?'(?:[^']|'')*'|\$([A-Za-z_][A-Za-z_0-9]*|)\$.*?\$\2\$)"#, options: [.caseInsensitive, .dotMatchesLineSeparators])
+    /// `password=…` in a libpq conninfo string (dblink_connect, CREATE SUBSCRIPTION … CONNECTION, a dsn).
+    static let conninfoPassword = try! NSRegularExpression(pattern: #"\bpassword\s*=\s*([^\s'"]+)"#, options: [.caseInsensitive])
     static let urlPassword = try! NSRegularExpression(pattern: #"\b[a-z][a-z0-9+.-]*://[^\s/:@'"]+:([^\s@'"/]+)@"#, options: [.caseInsensitive])
     /// A secret key with a value, in block (`password: x`) or flow (`{ routing_key: x }`) style.
     static let yamlSecret = try! NSRegularExpression(
@@ -83,12 +89,24 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
         for file in files(in: paths) {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
             let isSQL = file.hasSuffix(".sql")
+            // SQL: PASSWORD literals over the whole text (multi-line statements, dollar quotes), each
+            // reported at the line its literal starts on.
+            var sqlPasswordLines: [Int: String] = [:]
+            if isSQL {
+                let whole = NSRange(text.startIndex..., in: text)
+                for match in sqlPasswordMultiline.matches(in: text, range: whole) {
+                    guard let literal = Range(match.range(at: 1), in: text) else { continue }
+                    let line = text[..<literal.lowerBound].reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+                    sqlPasswordLines[line] = String(text[literal])
+                }
+            }
             for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let line = String(line)
                 let range = NSRange(line.startIndex..., in: line)
                 let location = "\(file):\(index + 1)"
-                if let match = sqlPassword.firstMatch(in: line, range: range), let literal = Range(match.range(at: 1), in: line) {
-                    let value = String(line[literal])
+                let sqlLiteral: String? = isSQL ? sqlPasswordLines[index + 1]
+                    : sqlPassword.firstMatch(in: line, range: range).flatMap { Range($0.range(at: 1), in: line) }.map { String(line[$0]) }
+                if let value = sqlLiteral {
                     let verifier = value.contains("SCRAM-SHA-256$")
                     findings.append(Finding(
                         verifier ? .warning : .critical,
@@ -97,6 +115,14 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
                             : "the password is in version control, in every clone and backup of the repository, and in the server log if log_statement is on",
                         fix: "Remove it from the file; let nfldb roles apply set passwords from a secret reference (env:/file:) instead, and rotate the exposed password",
                         fields: ["file": file, "line": String(index + 1), "kind": "sql_password"]))
+                }
+                if let match = conninfoPassword.firstMatch(in: line, range: range), let secret = Range(match.range(at: 1), in: line),
+                   !isReference(String(line[secret])) {
+                    findings.append(Finding(
+                        .critical, what: "\(location): a connection string with password=",
+                        why: "the password is in the file, and connection strings end up in logs, catalogs (pg_subscription, dblink calls) and error messages",
+                        fix: "Drop password= from the string and let libpq find the password (a .pgpass file, PGPASSFILE, or a secret reference); rotate the exposed password",
+                        fields: ["file": file, "line": String(index + 1), "kind": "conninfo_password"]))
                 }
                 if let match = urlPassword.firstMatch(in: line, range: range), let secret = Range(match.range(at: 1), in: line),
                    !isReference(String(line[secret])) {

@@ -48,4 +48,23 @@ struct CredentialScanTests {
         #expect(findings.allSatisfy { $0.what.contains("m/sub/0001_a.up.sql:") })
         #expect(!findings.map(\.what).joined().contains("t0ps3cret"))
     }
+
+    @Test("SQL: a PASSWORD on its own line (pg_dump's layout), a dollar-quoted password and password= in a conninfo string are found, at the literal's line")
+    func sqlForms() throws {
+        let dir = try CLIRunner.temporaryDirectory("nfldb-scan-sql2")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            CREATE ROLE app LOGIN PASSWORD $$hunter2$$;
+            CREATE ROLE app2 LOGIN
+              PASSWORD
+              'hunter3';
+            SELECT dblink_connect('host=db user=u password=hunter4');
+            ALTER SYSTEM SET password_encryption = 'scram-sha-256';
+            CREATE SUBSCRIPTION s CONNECTION 'host=db password=${PW}' PUBLICATION p;
+            """.write(toFile: dir + "/0001_x.up.sql", atomically: true, encoding: .utf8)
+        let findings = HardcodedCredentialsCheck.scan([dir + "/0001_x.up.sql"])
+        #expect(findings.map { "\($0.fields["line"] ?? ""):\($0.fields["kind"] ?? "")" } == ["1:sql_password", "4:sql_password", "5:conninfo_password"],
+                "\(findings.map(\.what))")
+        #expect(!findings.map { "\($0.what) \($0.why) \($0.fix)" }.joined().contains("hunter"))
+    }
 }
