@@ -88,6 +88,19 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// Whether the child no longer takes `signo`'s default action (`SigIgn` or `SigCgt` in
+    /// /proc/PID/status): its handler (SIG_IGN plus a dispatch source, which installs one) is in
+    /// place, so a test knows the child is past start-up before it signals it.
+    public func handles(_ signo: Int32) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+        let bit = UInt64(1) << UInt64(signo - 1)
+        return ["SigIgn:", "SigCgt:"].contains { field in
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
+                  let mask = UInt64(line.dropFirst(field.count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+            return mask & bit != 0
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; returns the exit status (always reaps the child).
     @discardableResult
     public func stop(grace: Duration = .seconds(10)) -> Int32 {

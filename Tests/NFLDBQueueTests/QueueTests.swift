@@ -552,6 +552,9 @@ struct WorkerProcessTests {
             let doneBeforeKill = try world.resultCount()
             workers[0] = try CLIRunner.spawn(["worker", "--queues", "cpu", "--concurrency", "2", "--format", "json"], environment: env)
             try waitUntil("all \(total) results stored: \(workers[1].outputTail())", timeout: .seconds(180)) { try world.resultCount() >= total }
+            // On a loaded machine the restarted worker may still be starting: stop it only once it handles SIGTERM.
+            let restarted = workers[0]
+            try waitUntil("the restarted worker handles SIGTERM", timeout: .seconds(60)) { restarted.handles(SIGTERM) }
             // Tasks the killed worker had stored but not acknowledged come back when their lease (2 s) expires; the
             // re-delivery finds the row and only acknowledges.
             try waitUntil("every lease settled: \((try? q.stats()) ?? [])", timeout: .seconds(60)) {
