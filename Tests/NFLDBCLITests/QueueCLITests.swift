@@ -162,7 +162,10 @@ struct QueueCLITests {
             let fifo = world.dir + "/games.csv"
             try #require(mkfifo(fifo, 0o600) == 0)
             let id = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(fifo)"}"#, "--correlation-id", "trace-kill-1"])
-            let env = ["NFLDB_QUEUE_LEASE": "2s"]
+            // The killed worker's lease is short so its task comes back soon. The second worker's is long: on a loaded
+            // CI machine a 2 s lease was lost between heartbeats, the worker claimed the task again (attempt 3) and
+            // that attempt blocked opening the FIFO, which nobody would write again.
+            let env = ["NFLDB_QUEUE_LEASE": "3s"]
             /// Opens the FIFO for writing once a worker has opened it for reading (never blocks forever).
             func writer() throws -> Int32 {
                 var fd: Int32 = -1
@@ -202,8 +205,8 @@ struct QueueCLITests {
                 """, as: Int.self) == 0)
             #expect(try world.stats()["in_flight"] as? Int == 1, "the task waits for its lease to expire")
 
-            let second = try world.spawn(["worker", "--queues", "cpu", "--burst", "--format", "json"], env: env)
-            defer { second.removeOutput() }
+            let second = try world.spawn(["worker", "--queues", "cpu", "--burst", "--format", "json"], env: ["NFLDB_QUEUE_LEASE": "120s", "NFLDB_LOG_LEVEL": "info"])
+            defer { _ = second.kill9(); second.removeOutput() }
             let whole = try writer()
             _ = bytes.withUnsafeBufferPointer { write(whole, $0.baseAddress, $0.count) }
             close(whole)
