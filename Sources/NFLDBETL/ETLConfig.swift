@@ -42,7 +42,7 @@ public struct ETLConfig: Sendable {
                                 hint: "Set a share such as 0.01 (1 %).", exitStatus: .usage)
         }
         lockWait = try configuration.duration(.etlLockWait) ?? .seconds(30)
-        lockTimeout = try configuration.duration(.etlLockTimeout) ?? .seconds(10)
+        lockTimeout = try configuration.duration(.etlLockTimeout, postgresTimeout: true) ?? .seconds(10)
         http = HTTPSettings(
             timeout: try configuration.duration(.etlHTTPTimeout) ?? .seconds(30),
             deadline: try configuration.duration(.etlHTTPDeadline) ?? .seconds(300),

@@ -27,7 +27,7 @@ public enum ETLRunner {
     /// An http(s) URL that can be requested: a host, and a port in 1…65535 if one is given. A
     /// malformed URL is a usage error (exit 2), not a connection error retried until the deadline.
     public static func checkedURL(_ source: String) throws -> URL {
-        let shown = (try? HTTPSource.displayName(source)) ?? source
+        let shown = (try? HTTPSource.displayName(source)) ?? HTTPSource.redactedText(source)
         guard var components = URLComponents(string: source), components.url != nil else {
             throw OperatorError("--source \(shown) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
         }
@@ -104,15 +104,55 @@ public enum ETLRunner {
 }
 
 extension HTTPSource {
-    /// The URL as stored in `nfl.etl_runs.source` (without user and password).
+    /// The URL as stored in `nfl.etl_runs.source` and shown in logs and errors: without user and
+    /// password, and with the values of credential-like query parameters (a presigned URL's
+    /// `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`, Azure's `sig`, `token`, …)
+    /// replaced by `REDACTED`. The other parameters stay, so the source is still recognisable.
     public static func displayName(_ source: String) throws -> String {
-        guard var components = URLComponents(string: source) else {
-            throw OperatorError("--source \(source) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
+        guard let components = URLComponents(string: source) else {
+            throw OperatorError("--source \(redactedText(source)) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
         }
+        return displayName(components) ?? redactedText(source)
+    }
+
+    /// `displayName` of a parsed URL (nil when the result cannot be formed).
+    static func displayName(_ parsed: URLComponents) -> String? {
+        var components = parsed
         components.user = nil
         components.password = nil
         // The name the source state is kept under: the same for `HTTP://…` and `http://…`.
         components.scheme = components.scheme?.lowercased()
-        return components.string ?? source
+        if let items = components.percentEncodedQueryItems, items.contains(where: { isCredentialParameter($0.name) }) {
+            components.percentEncodedQueryItems = items.map {
+                isCredentialParameter($0.name) ? URLQueryItem(name: $0.name, value: "REDACTED") : $0
+            }
+        }
+        return components.string
+    }
+
+    /// A query parameter whose value is a secret or a signature.
+    static func isCredentialParameter(_ encodedName: String) -> Bool {
+        let name = (encodedName.removingPercentEncoding ?? encodedName).lowercased()
+        if ["sig", "key", "code", "pwd", "pass", "auth"].contains(name) { return true }
+        return ["signature", "credential", "token", "secret", "password", "passwd", "apikey", "api_key", "api-key",
+                "access_key", "accesskey", "authorization", "session"].contains { name.contains($0) }
+    }
+
+    /// For text that does not parse as a URL: no user info (up to the last `@` before the path)
+    /// and no query string.
+    static func redactedText(_ source: String) -> String {
+        var text = Substring(source)
+        var query = ""
+        if let mark = text.firstIndex(of: "?") {
+            text = text[..<mark]
+            query = "?… (query string not shown)"
+        }
+        if let scheme = text.range(of: "://") {
+            let authorityEnd = text[scheme.upperBound...].firstIndex(of: "/") ?? text.endIndex
+            if let at = text[scheme.upperBound..<authorityEnd].lastIndex(of: "@") {
+                return String(text[..<scheme.upperBound]) + "…@" + String(text[text.index(after: at)...]) + query
+            }
+        }
+        return String(text) + query
     }
 }

@@ -77,10 +77,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
     /// Connects (with retries) until the server answers 200 (the body then streams through
     /// ``read()``) or 304 (``notModified``), or throws ``HTTPSourceError``.
     public init(url: URL, settings: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws {
-        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)
-        components?.user = nil
-        components?.password = nil
-        self.name = components?.string ?? url.absoluteString
+        self.name = URLComponents(url: url, resolvingAgainstBaseURL: false).flatMap(Self.displayName) ?? Self.redactedText(url.absoluteString)
         self.url = url
         self.settings = settings
         self.logger = logger

@@ -33,6 +33,12 @@ public final class ScenarioServer {
 
     public var url: String { "http://127.0.0.1:\(port)/games.csv" }
 
+    /// The request targets (path and query) in the order they came.
+    public var paths: [String] {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any])?["path"] as? String ?? "" }
+    }
+
     /// Logged requests: (time, headers).
     public var requests: [(time: Double, headers: [String: String])] {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""

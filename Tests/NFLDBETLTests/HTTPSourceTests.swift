@@ -71,6 +71,63 @@ import Testing
         }
     }
 
+    /// A presigned URL (S3/GCS/Azure style): the request carries the whole query, but the signature,
+    /// credential and token values never reach `nfl.etl_runs`, the result or an error; the source
+    /// state is kept under the redacted name, so the next run with a new signature is conditional.
+    @Test func presignedQueryValuesAreRedacted() throws {
+        let secrets = ["AKIAEXAMPLE7Q", "d3adb33fsignature", "FQoGZXIvYXdzEXAMPLETOKEN", "sv0sigvalue"]
+        let server = try ScenarioServer(responses: [
+            ["status": 503], ["status": 200, "file": Slice.path, "headers": ["ETag": "\"p1\""]],
+        ], etag: "\"p1\"")
+        func presigned(_ signature: String) -> String {
+            server.url + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=\(secrets[0])%2F20261206%2Fus-east-1%2Fs3%2Faws4_request"
+                + "&X-Amz-Date=20261206T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=\(signature)"
+                + "&X-Amz-Security-Token=\(secrets[2])&sig=\(secrets[3])&season=2024"
+        }
+        let expectedName = server.url + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED&X-Amz-Date=20261206T000000Z"
+            + "&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED&sig=REDACTED&season=2024"
+        #expect(try HTTPSource.displayName(presigned(secrets[1])) == expectedName)
+        try ETLWorld.with { world in
+            let result = try load(world, presigned(secrets[1]))
+            #expect(result.status == "succeeded" && result.inserted == 842)
+            #expect(result.source == expectedName, "\(result.source)")
+            // The server got the real query string on every attempt (the retry too).
+            #expect(server.paths.count == 2 && server.paths.allSatisfy { $0.contains("X-Amz-Signature=\(secrets[1])") && $0.contains(secrets[2]) }, "\(server.paths)")
+            let stored = try world.scalar("SELECT string_agg(source, ' ') FROM nfl.etl_runs", as: String.self)
+                + (try world.scalar("SELECT string_agg(source, ' ') FROM nfl.etl_source_state", as: String.self))
+            for secret in secrets { #expect(!stored.contains(secret), "\(secret) stored: \(stored)") }
+            #expect(stored.contains("X-Amz-Signature=REDACTED"))
+            // A new signature for the same object: same name, so the request is conditional (304, skipped).
+            let again = try load(world, presigned("0therSignature"))
+            #expect(again.status == "skipped", "\(again.status)")
+            #expect(server.requests.last?.headers["if-none-match"] == "\"p1\"")
+        }
+        // An error names the source without the secrets.
+        let missing = try ScenarioServer(responses: [["status": 404]])
+        let url = missing.url + "?X-Amz-Signature=\(secrets[1])&token=\(secrets[2])&v=1"
+        try ETLWorld.with { world in
+            do {
+                _ = try load(world, url)
+                Issue.record("a 404 loaded")
+            } catch let failed as LoadFailed {
+                let shown = "\(failed.cause) \(failed.diagnostic.summary) \(failed.result.source)"
+                #expect(shown.contains("X-Amz-Signature=REDACTED&token=REDACTED&v=1"), "\(shown)")
+                for secret in secrets { #expect(!shown.contains(secret), "\(shown)") }
+                #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE source LIKE '%REDACTED%' AND status = 'failed'", as: Int.self) == 1)
+            }
+        }
+        // Text that is not a URL: user info and the query are cut, not echoed.
+        #expect {
+            try HTTPSource.displayName("http://user:hunter2@[::1/games.csv?sig=\(secrets[3])")
+        } throws: { error in
+            let text = "\(error)"
+            return !text.contains("hunter2") && !text.contains(secrets[3]) && text.contains("http://…@[::1/games.csv?… (query string not shown)")
+        }
+        // Ordinary parameters stay; names are matched case-insensitively and percent-decoded.
+        #expect(try HTTPSource.displayName("https://h/x.csv?Token=a&API%5FKEY=b&season=2024&keyword=c")
+                == "https://h/x.csv?Token=REDACTED&API%5FKEY=REDACTED&season=2024&keyword=c")
+    }
+
     /// A 404 is not retried, and marked so that a queued load is not retried either.
     @Test func clientErrorsAreNotRetried() throws {
         let server = try ScenarioServer(responses: [["status": 404]])
