@@ -111,10 +111,16 @@ public struct Configuration: Sendable {
         return []
     }
 
-    public func duration(_ key: ConfigKey) throws -> Duration? {
+    /// A duration setting; with `postgresTimeout`, one PostgreSQL would refuse as a timeout
+    /// (over INT_MAX ms) is refused here, with its source, before anything connects.
+    public func duration(_ key: ConfigKey, postgresTimeout: Bool = false) throws -> Duration? {
         guard let (raw, source) = value(key), case .scalar(let text) = raw else { return nil }
         guard let value = DurationParser.parse(text) else {
             throw ConfigurationError("\(key.name): '\(text)' is not a duration (or is too long to hold)", source: source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
+        }
+        if postgresTimeout, let problem = DurationParser.postgresTimeoutProblem(value) {
+            throw ConfigurationError("\(key.name): '\(text)' \(problem)", source: source,
+                                     hint: "Set it to 24d or less (0 turns the timeout off), or leave it out for the default.")
         }
         return value
     }

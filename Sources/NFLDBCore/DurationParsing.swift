@@ -53,6 +53,16 @@ public enum DurationParser {
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
+    /// The largest value PostgreSQL takes for a millisecond setting (`lock_timeout`,
+    /// `statement_timeout`): INT_MAX ms, about 24.8 days. A larger one fails at SET with 22023.
+    public static let postgresTimeoutLimit: Duration = .milliseconds(2_147_483_647)
+
+    /// Why `duration` cannot be a PostgreSQL timeout (nil when it can), for error messages.
+    public static func postgresTimeoutProblem(_ duration: Duration) -> String? {
+        duration > postgresTimeoutLimit
+            ? "is above PostgreSQL's largest timeout, 2147483647ms (about 24.8 days)" : nil
+    }
+
     /// Renders a duration the way PostgreSQL settings accept it (`5000ms`).
     public static func postgresSetting(_ duration: Duration) -> String {
         "\(milliseconds(duration))ms"

@@ -123,8 +123,8 @@ public struct HealthSettings: Sendable {
 
     /// Reads `health.*` from the effective configuration (defaults, file, environment).
     public init(configuration: Configuration) throws {
-        statementTimeout = try configuration.duration(.healthStatementTimeout) ?? .zero
-        lockTimeout = try configuration.duration(.healthLockTimeout) ?? .zero
+        statementTimeout = try configuration.duration(.healthStatementTimeout, postgresTimeout: true) ?? .zero
+        lockTimeout = try configuration.duration(.healthLockTimeout, postgresTimeout: true) ?? .zero
         targetName = configuration.string(.healthTargetName)
         values = [:]
         let prefix = "health.checks."
@@ -180,6 +180,13 @@ public struct HealthSettings: Sendable {
             var hint = "Known checks: \(known.sorted().joined(separator: ", "))."
             if let nearest, Self.editDistance(nearest, check) <= max(2, check.count / 3) { hint = "Did you mean \(nearest)? " + hint }
             throw ConfigurationError("health.checks.\(path): unknown check '\(check)'", source: sources[path], hint: hint)
+        }
+        for probe in probes {
+            let path = "\(probe.name).statement_timeout"
+            if let text = values[path], let value = DurationParser.parse(text), let problem = DurationParser.postgresTimeoutProblem(value) {
+                throw ConfigurationError("health.checks.\(path): '\(text)' \(problem)", source: sources[path],
+                                         hint: "Set it to 24d or less (0 turns the timeout off), or leave it out to use health.statement_timeout.")
+            }
         }
         for probe in probes {
             // A count of runs: 0 or a negative number would silently mean 1.

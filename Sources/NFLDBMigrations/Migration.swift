@@ -51,6 +51,10 @@ public struct MigrationDirectives: Sendable, Hashable, Codable {
                     problems.append(Problem(line: index + 1, message: "nfldb:\(name) needs a duration such as 5s or 10min, got '\(argument)'"))
                     continue
                 }
+                if let problem = DurationParser.postgresTimeoutProblem(duration) {
+                    problems.append(Problem(line: index + 1, message: "nfldb:\(name) '\(argument)' \(problem); give 24d or less"))
+                    continue
+                }
                 if name == "lock-timeout" { directives.lockTimeout = duration } else { directives.statementTimeout = duration }
             default:
                 problems.append(Problem(

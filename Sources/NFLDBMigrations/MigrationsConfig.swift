@@ -25,9 +25,9 @@ public struct MigrationsConfig: Sendable {
     public init(configuration: Configuration) throws {
         directory = configuration.defaulted(.migrationsDir)
         var settings = MigratorSettings()
-        if let value = try configuration.duration(.migrationsLockTimeout) { settings.lockTimeout = value }
+        if let value = try configuration.duration(.migrationsLockTimeout, postgresTimeout: true) { settings.lockTimeout = value }
         if let value = try configuration.duration(.migrationsLockWait) { settings.lockWait = value }
-        let statement = try configuration.duration(.migrationsStatementTimeout)
+        let statement = try configuration.duration(.migrationsStatementTimeout, postgresTimeout: true)
         settings.statementTimeout = statement == .zero ? nil : statement
         if let value = try configuration.integer(.migrationsRetries, atLeast: 0) { settings.lockRetries = value }
         if let backoff = configuration.environment["NFLDB_MIGRATIONS_RETRY_BACKOFF"].flatMap(DurationParser.parse) {

@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBPostgres
 import NFLDBTestSupport
 import Testing
 
@@ -148,6 +149,70 @@ struct ConfigCLITests {
             let bad = try nfldb("config", "show", env: ["NFLDB_CONNECT_TIMEOUT": "whenever"], in: dir)
             #expect(bad.status == 2)
             #expect(bad.standardError.contains("env NFLDB_CONNECT_TIMEOUT: connect_timeout: 'whenever' is not a duration"))
+        }
+    }
+
+    @Test("a timeout PostgreSQL cannot take (over INT_MAX ms, ~24.8 days) is refused before anything runs, from env, file, flag and migration directive; 24d is taken by a real server")
+    func postgresTimeoutLimit() throws {
+        try TestCluster.withDatabase(prefix: "cli_timeout_limit") { db in
+            let access = try ClusterAccess(db)
+            func tables(_ name: String) throws -> Int {
+                let connection = try db.connect()
+                defer { connection.close() }
+                return try connection.query("SELECT count(*) FROM pg_tables WHERE tablename = \(name)").scalar(Int.self)
+            }
+            try withScratchDirectory { dir in
+                let migrations = (dir as NSString).appendingPathComponent("migrations")
+                try FileManager.default.createDirectory(atPath: migrations, withIntermediateDirectories: true)
+                try "-- nfldb:lock-timeout 24d\n-- nfldb:statement-timeout 24d\nCREATE TABLE limit_probe (id int);\n"
+                    .write(toFile: migrations + "/0001_probe.up.sql", atomically: true, encoding: .utf8)
+                try "DROP TABLE limit_probe;\n".write(toFile: migrations + "/0001_probe.down.sql", atomically: true, encoding: .utf8)
+                let env = ["NFLDB_DSN": access.conninfo, "NFLDB_MIGRATIONS_DIR": migrations]
+                func with(_ extra: [String: String]) -> [String: String] { env.merging(extra) { $1 } }
+                let above = "is above PostgreSQL's largest timeout, 2147483647ms (about 24.8 days)"
+
+                // Refused: each exits 2 (health: 3) naming where the value came from, and nothing connects or changes.
+                let cases: [(args: [String], env: [String: String], expected: String)] = [
+                    (["health", "--check", "connections"], ["NFLDB_HEALTH_LOCK_TIMEOUT": "25d"], "env NFLDB_HEALTH_LOCK_TIMEOUT: health.lock_timeout: '25d' \(above)"),
+                    (["health", "--check", "connections"], ["NFLDB_HEALTH_STATEMENT_TIMEOUT": "600h"], "health.statement_timeout: '600h' \(above)"),
+                    (["migrate", "status"], ["NFLDB_MIGRATIONS_LOCK_TIMEOUT": "30d"], "migrations.lock_timeout: '30d' \(above)"),
+                    (["migrate", "status"], ["NFLDB_MIGRATIONS_STATEMENT_TIMEOUT": "1000000000000ms"], "migrations.statement_timeout"),
+                    // Every command checks every module's settings at start-up.
+                    (["migrate", "status"], ["NFLDB_ETL_LOCK_TIMEOUT": "2147483648ms"], "etl.lock_timeout: '2147483648ms' \(above)"),
+                    (["migrate", "up", "--lock-timeout", "25d"], [:], "--lock-timeout '25d' \(above)"),
+                    (["crypt", "rotate", "--table", "t", "--column", "c", "--key-ref", "env:K", "--lock-timeout", "25d"], ["K": "x"], "--lock-timeout '25d' \(above)"),
+                ]
+                for c in cases {
+                    let result = try CLIRunner.run(c.args, environment: with(c.env), workingDirectory: dir, timeout: .seconds(120))
+                    // health keeps the Nagios convention: bad configuration is 3 UNKNOWN.
+                    #expect(result.status == (c.args[0] == "health" ? 3 : 2), "\(c.args) \(c.env): \(result.allOutput)")
+                    #expect(result.standardError.contains(c.expected), "\(c.args) \(c.env): \(result.standardError)")
+                    #expect(!result.allOutput.contains(access.password))
+                }
+                try "health:\n  checks:\n    connections:\n      statement_timeout: 30d\n"
+                    .write(toFile: (dir as NSString).appendingPathComponent("nfldb.yaml"), atomically: true, encoding: .utf8)
+                let fromFile = try nfldb("health", "--check", "connections", env: env, in: dir)
+                #expect(fromFile.status == 3 && fromFile.standardError.contains("nfldb.yaml:4: health.checks.connections.statement_timeout: '30d' \(above)"),
+                        "\(fromFile.allOutput)")
+                try FileManager.default.removeItem(atPath: (dir as NSString).appendingPathComponent("nfldb.yaml"))
+                #expect(try tables("limit_probe") == 0)
+
+                // At 24 days the server takes the settings: the health queries and the migration run under them.
+                let health = try nfldb("health", "--check", "connections", env: with(["NFLDB_HEALTH_LOCK_TIMEOUT": "24d", "NFLDB_HEALTH_STATEMENT_TIMEOUT": "24d"]), in: dir)
+                #expect(health.status == 0, "\(health.allOutput)")
+                let up = try nfldb("migrate", "up", "--lock-timeout", "24d", env: with(["NFLDB_MIGRATIONS_STATEMENT_TIMEOUT": "24d"]), in: dir)
+                #expect(up.status == 0, "\(up.allOutput)")
+                #expect(try tables("limit_probe") == 1)
+
+                // A migration file's directive over the limit names file:line and runs nothing.
+                try "-- nfldb:statement-timeout 25d\nCREATE TABLE limit_probe_2 (id int);\n"
+                    .write(toFile: migrations + "/0002_probe.up.sql", atomically: true, encoding: .utf8)
+                try "DROP TABLE limit_probe_2;\n".write(toFile: migrations + "/0002_probe.down.sql", atomically: true, encoding: .utf8)
+                let directive = try nfldb("migrate", "up", env: env, in: dir)
+                #expect(directive.status == 2, "\(directive.allOutput)")
+                #expect(directive.standardError.contains("0002_probe.up.sql:1: nfldb:statement-timeout '25d' \(above); give 24d or less"), "\(directive.standardError)")
+                #expect(try tables("limit_probe_2") == 0)
+            }
         }
     }
 }

@@ -84,7 +84,10 @@ extension CryptCommand {
 
         func validate() throws {
             guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-            guard DurationParser.parse(lockTimeout) != nil else { throw ValidationError("--lock-timeout: not a duration (e.g. 5s, 500ms)") }
+            guard let timeout = DurationParser.parse(lockTimeout) else { throw ValidationError("--lock-timeout: not a duration (e.g. 5s, 500ms)") }
+            if let problem = DurationParser.postgresTimeoutProblem(timeout) {
+                throw ValidationError("--lock-timeout '\(lockTimeout)' \(problem); give 24d or less (0 turns it off)")
+            }
             guard DurationParser.parse(lockWait) != nil else { throw ValidationError("--lock-wait: not a duration (e.g. 0s, 2m)") }
         }
 

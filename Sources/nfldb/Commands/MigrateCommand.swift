@@ -49,7 +49,12 @@ extension MigrateOptions {
             guard let value = DurationParser.parse(flag) else { throw ValidationError("\(name) '\(flag)' is not a duration (e.g. 5s, 2min)") }
             return value
         }
-        if let lockTimeout { settings.lockTimeout = try duration(lockTimeout, "--lock-timeout") }
+        if let lockTimeout {
+            settings.lockTimeout = try duration(lockTimeout, "--lock-timeout")
+            if let problem = DurationParser.postgresTimeoutProblem(settings.lockTimeout) {
+                throw ValidationError("--lock-timeout '\(lockTimeout)' \(problem); give 24d or less (0 turns it off)")
+            }
+        }
         if let lockWait { settings.lockWait = try duration(lockWait, "--lock-wait") }
         return settings
     }
