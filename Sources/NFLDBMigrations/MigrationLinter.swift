@@ -30,6 +30,8 @@ public enum MigrationLinter {
         findings += MigrationStatementRules.transactionControlFindings(
             downScript, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
         findings += MigrationStatementRules.standardStringsOffFindings(script) + MigrationStatementRules.standardStringsOffFindings(downScript)
+        findings += MigrationStatementRules.dropSubscriptionFindings(script, transactional: transactional)
+            + MigrationStatementRules.dropSubscriptionFindings(downScript, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
         findings += MigrationStatementRules.insideOwnBlockFindings(script, transactional: transactional)
             + MigrationStatementRules.insideOwnBlockFindings(downScript, transactional: MigrationDirectives.parse(migration.downSQL).0.transactional)
         if script.statements.isEmpty {

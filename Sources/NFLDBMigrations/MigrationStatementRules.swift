@@ -244,6 +244,42 @@ enum MigrationStatementRules {
         }
     }
 
+    /// `DROP SUBSCRIPTION` in a transactional file. PostgreSQL refuses it inside a transaction block
+    /// (25001) when the subscription has a replication slot, since dropping the slot on the publisher
+    /// cannot be rolled back. Only the server knows whether it has one, so this is a warning, and none
+    /// when the same file first detaches the slot (`ALTER SUBSCRIPTION s SET (slot_name = NONE)`).
+    static func dropSubscriptionFindings(_ script: SQLScript, transactional: Bool) -> [LintFinding] {
+        guard transactional else { return [] }
+        /// An identifier as PostgreSQL folds it: quoted as written, unquoted lower-cased.
+        func identifier(_ token: String) -> String { token.hasPrefix("\"") ? unquote(token) : token.lowercased() }
+        var detached: Set<String> = []
+        var findings: [LintFinding] = []
+        for statement in script.statements {
+            let tokens = sqlTokens(statement.folded).filter { $0 != ";" }
+            let upper = tokens.map { $0.uppercased() }
+            if upper.starts(with: ["ALTER", "SUBSCRIPTION"]), tokens.count > 5, upper[3] == "SET", tokens[4] == "(" {
+                // SET (name = value, …): slot_name = NONE (the keyword, or the string 'none').
+                var index = 5
+                while index + 2 < tokens.count, tokens[index] != ")" {
+                    if unquote(tokens[index]).lowercased() == "slot_name", tokens[index + 1] == "=" {
+                        let value = tokens[index + 2]
+                        let none = value.hasPrefix("'") || value.hasPrefix("E'") || value.hasPrefix("e'") ? unquote(value) == "none" : value.lowercased() == "none"
+                        if none { detached.insert(identifier(tokens[2])) } else { detached.remove(identifier(tokens[2])) }
+                    }
+                    index += 1
+                }
+            }
+            guard upper.starts(with: ["DROP", "SUBSCRIPTION"]) else { continue }
+            let rest = upper.count > 3 && upper[2] == "IF" && upper[3] == "EXISTS" ? tokens.dropFirst(4) : tokens.dropFirst(2)
+            guard let name = rest.first, !detached.contains(identifier(name)) else { continue }
+            findings.append(LintFinding(
+                rule: "drop-subscription-in-transaction", severity: .warning, file: script.name, line: statement.line,
+                message: "DROP SUBSCRIPTION \(name) cannot run inside a transaction block when the subscription has a replication slot (the slot is dropped on the publisher); this migration is transactional",
+                fix: "Put it in a migration of its own and \(markerFix); or, if the slot is to stay on the publisher, detach it first in this file: ALTER SUBSCRIPTION \(name) DISABLE; ALTER SUBSCRIPTION \(name) SET (slot_name = NONE)."))
+        }
+        return findings
+    }
+
     /// `SET [SESSION | LOCAL] standard_conforming_strings = off` (or `TO off`/`false`/`0`): from there
     /// on a backslash escapes a quote inside '…', which the statement splitter (and psql's, with the
     /// setting on) does not follow — a later `'\''` would end the string where PostgreSQL does not,

@@ -474,6 +474,58 @@ struct TransactionControlTests {
     }
 }
 
+@Suite("DROP SUBSCRIPTION in a transactional file")
+struct DropSubscriptionTests {
+    @Test("a lint warning (up and down files) unless the file first detaches the slot; PostgreSQL refuses the first form (25001) and runs the detached one in a transaction")
+    func dropSubscription() throws {
+        try withFixture("mig_dropsub") { fx in
+            try fx.pair(1, "sub", up: """
+                -- nfldb:no-transaction
+                CREATE SUBSCRIPTION nfldb_probe_sub CONNECTION 'host=127.0.0.1 port=1 dbname=none' PUBLICATION p WITH (connect = false);
+                """, down: "DROP SUBSCRIPTION nfldb_probe_sub;")
+            try fx.pair(2, "detached", up: """
+                ALTER SUBSCRIPTION nfldb_probe_sub DISABLE;
+                ALTER SUBSCRIPTION Nfldb_Probe_Sub SET (slot_name = NONE);
+                DROP SUBSCRIPTION IF EXISTS nfldb_probe_sub;
+                """, down: "SELECT 1;")
+            // 'NONE' quoted in upper case is a slot named NONE; another subscription is not detached; a detach undone.
+            try fx.pair(3, "quoted", up: """
+                ALTER SUBSCRIPTION "Odd" SET (slot_name = 'NONE');
+                DROP SUBSCRIPTION "Odd";
+                ALTER SUBSCRIPTION a SET (slot_name = none);
+                DROP SUBSCRIPTION b;
+                ALTER SUBSCRIPTION c SET (slot_name = NONE);
+                ALTER SUBSCRIPTION c SET (slot_name = 'c_slot');
+                DROP SUBSCRIPTION c CASCADE;
+                """, down: "SELECT 1;")
+            try fx.pair(4, "own", up: "-- nfldb:no-transaction\nDROP SUBSCRIPTION IF EXISTS gone;", down: "SELECT 1;")
+            let findings = try fx.load().flatMap { try MigrationLinter.lint($0) }.filter { $0.rule == "drop-subscription-in-transaction" }
+            #expect(findings.map { "\(($0.file as NSString).lastPathComponent):\($0.line)" }
+                    == ["0001_sub.down.sql:1", "0003_quoted.up.sql:2", "0003_quoted.up.sql:4", "0003_quoted.up.sql:7"], "\(findings)")
+            #expect(findings.allSatisfy { $0.severity == .warning && $0.fix.contains("-- nfldb:no-transaction") && $0.fix.contains("SET (slot_name = NONE)") })
+
+            // What the rule stands for, on the real server: with a slot name the drop is refused in a
+            // transaction block; detached first, it runs in one (and commits).
+            try fx.execute("CREATE SUBSCRIPTION nfldb_probe_sub CONNECTION 'host=127.0.0.1 port=1 dbname=none' PUBLICATION p WITH (connect = false)")
+            try fx.sql { connection in
+                try connection.execute("BEGIN")
+                do {
+                    try connection.execute("DROP SUBSCRIPTION nfldb_probe_sub")
+                    Issue.record("DROP SUBSCRIPTION with a slot name ran inside a transaction block")
+                } catch let error as PostgresError {
+                    #expect(error.sqlState == "25001", "\(error)")
+                }
+                try connection.execute("ROLLBACK")
+                try connection.execute("BEGIN")
+                try connection.execute("ALTER SUBSCRIPTION nfldb_probe_sub SET (slot_name = NONE)")
+                try connection.execute("DROP SUBSCRIPTION nfldb_probe_sub")
+                try connection.execute("COMMIT")
+            }
+            #expect(try fx.scalar("SELECT count(*)::int FROM pg_subscription WHERE subname = 'nfldb_probe_sub'", as: Int.self) == 0)
+        }
+    }
+}
+
 @Suite("statements that cannot run in a transaction block")
 struct OutsideTransactionTests {
     @Test("VACUUM, CREATE DATABASE, ALTER SYSTEM, CLUSTER without a table…: lint errors naming the marker; REFRESH … CONCURRENTLY is not flagged")
