@@ -30,6 +30,9 @@ public enum MigrationProgress: Sendable {
     case finished(id: String, direction: String, milliseconds: Double)
     case retrying(id: String, attempt: Int, after: Duration, blockers: String?)
     case warning(String)
+    /// A no-transaction file's own transaction block opened (at `line` of its file) or ended (nil):
+    /// what a signal now would roll back with the connection.
+    case ownBlock(openAt: Int?)
 }
 
 /// What a command did.
@@ -327,7 +330,10 @@ public final class Migrator {
                     """)
                 try requireStandardStrings(after: statement, in: script)
             }
-            guard block.after(statement, connection) else { continue }
+            let wasOpenAt = block.start?.line
+            let settled = block.after(statement, connection)
+            if block.start?.line != wasOpenAt { progress(.ownBlock(openAt: block.start?.line)) }
+            guard settled else { continue }
             done = index + 1
             guard !block.isOpen else { continue }  // a COMMIT AND CHAIN: counted, written once outside the block
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")

@@ -786,6 +786,56 @@ struct InterruptTests {
         }
     }
 
+    @Test("SIGTERM inside a no-transaction file's own BEGIN … COMMIT (up, then down): the line says that block is rolled back, which is true; the version stays running (dirty)")
+    func sigtermInsideOwnBlock() throws {
+        try withFixture { fx in
+            try fx.pair(1, "blocked", up: """
+                -- nfldb:no-transaction
+                CREATE TABLE IF NOT EXISTS before_block (id int);
+                BEGIN;
+                CREATE TABLE in_block (id int);
+                SELECT pg_sleep(30);
+                COMMIT;
+                """, down: "DROP TABLE IF EXISTS in_block;\nDROP TABLE IF EXISTS before_block;")
+            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
+            defer { child.kill9(); child.removeOutput() }
+            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
+            child.send(SIGTERM)
+            let result = child.result(timeout: .seconds(10))
+            #expect(result.status == 128 + SIGTERM, "\(result)")
+            #expect(result.stderr.contains("interrupted by SIGTERM during 0001_blocked (no-transaction): the statements that finished stay applied (except those of its own transaction block opened at line 3, which is rolled back as the connection closes) and it stays recorded as running (dirty)"), "\(result)")
+            #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
+            #expect(try fx.tableExists("before_block"))
+            #expect(try !fx.tableExists("in_block"))
+            #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 1", as: String.self) == "running")
+
+            // The same in a no-transaction down file; a block that committed before is not mentioned as open.
+            try fx.pair(2, "down_blocked", up: "CREATE TABLE d (id int);", down: """
+                -- nfldb:no-transaction
+                BEGIN;
+                CREATE TABLE committed_first (id int);
+                COMMIT;
+                BEGIN;
+                DROP TABLE d;
+                SELECT pg_sleep(30);
+                COMMIT;
+                """)
+            #expect(try fx.migrate("resolve", "1", "--applied").status == 0)
+            #expect(try fx.migrate("up").status == 0)
+            let down = try CLIRunner.spawn(fx.migrateArguments(["down", "1"]))
+            defer { down.kill9(); down.removeOutput() }
+            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
+            down.send(SIGTERM)
+            let downResult = down.result(timeout: .seconds(10))
+            #expect(downResult.status == 128 + SIGTERM, "\(downResult)")
+            #expect(downResult.stderr.contains("interrupted by SIGTERM during the rollback of 0002_down_blocked (no-transaction): the down statements that finished stay done (except those of its own transaction block opened at line 5, which is rolled back as the connection closes), and it is still recorded as running (dirty)"), "\(downResult)")
+            #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
+            #expect(try fx.tableExists("committed_first"))
+            #expect(try fx.tableExists("d"), "the open block's DROP TABLE was rolled back")
+            #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 2", as: String.self) == "running")
+        }
+    }
+
     @Test("SIGHUP during a no-transaction migration: exit 129, the line says it stays recorded as running, which is true")
     func sighupNoTransaction() throws {
         try withFixture { fx in

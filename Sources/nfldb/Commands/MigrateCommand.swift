@@ -96,6 +96,8 @@ extension MigrateOptions {
                     context.say("lock_timeout fired in \(id); retry \(attempt) in \(after)\(blockers.map { ". Blocking: \($0)" } ?? "")")
                 case .warning(let text):
                     FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
+                case .ownBlock:
+                    break
                 }
             })
     }

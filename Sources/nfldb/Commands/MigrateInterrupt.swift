@@ -13,6 +13,8 @@ final class MigrateInterrupt: Sendable {
         var current: (id: String, direction: String, transactional: Bool)?
         var done: [String] = []
         var singleTransaction = false
+        /// The line of the current no-transaction file where its own open BEGIN … COMMIT began.
+        var ownBlockLine: Int?
     }
 
     let state = Mutex(State())
@@ -22,9 +24,13 @@ final class MigrateInterrupt: Sendable {
     func record(_ event: MigrationProgress) {
         state.withLock { state in
             switch event {
-            case .starting(let id, let direction, let transactional): state.current = (id, direction, transactional)
+            case .starting(let id, let direction, let transactional):
+                state.current = (id, direction, transactional)
+                state.ownBlockLine = nil
+            case .ownBlock(let line): state.ownBlockLine = line
             case .finished(let id, _, _):
                 state.current = nil
+                state.ownBlockLine = nil
                 state.done.append(id)
             default: break
             }
@@ -62,9 +68,11 @@ final class MigrateInterrupt: Sendable {
             if current.transactional {
                 return "interrupted by \(signal) during \(current.direction == "up" ? "" : "the rollback of ")\(current.id): its transaction is rolled back as the connection closes; \(up ? "nothing applied from it" : "it is still applied")\(finished)"
             }
+            // Statements of the file's own open BEGIN … COMMIT are not finished: the server rolls them back.
+            let block = state.ownBlockLine.map { " (except those of its own transaction block opened at line \($0), which is rolled back as the connection closes)" } ?? ""
             return up
-                ? "interrupted by \(signal) during \(current.id) (no-transaction): the statements that finished stay applied and it stays recorded as running (dirty)\(finished); see `nfldb migrate status`, then `nfldb migrate resolve`"
-                : "interrupted by \(signal) during the rollback of \(current.id) (no-transaction): the down statements that finished stay done, and it is still recorded as applied\(finished); check the database by hand"
+                ? "interrupted by \(signal) during \(current.id) (no-transaction): the statements that finished stay applied\(block) and it stays recorded as running (dirty)\(finished); see `nfldb migrate status`, then `nfldb migrate resolve`"
+                : "interrupted by \(signal) during the rollback of \(current.id) (no-transaction): the down statements that finished stay done\(block), and it is still recorded as running (dirty)\(finished); see `nfldb migrate status`, then check the database by hand"
         }
     }
 }
