@@ -520,6 +520,12 @@ public final class Migrator {
                     continue
                 }
                 var annotated = error
+                // Inside a no-transaction file's own BEGIN … COMMIT the failed block refuses every query
+                // until it ends; it is rolled back next anyway (``OwnBlock/rollBack(_:)`` still reports
+                // it), so end it now and the lock holders can be looked up.
+                if error.sqlState == SQLState.lockNotAvailable, connection.transactionState == .failed {
+                    connection.rollbackQuietly()
+                }
                 if error.sqlState == SQLState.lockNotAvailable, let blockers = try? describeLockHolders() {
                     annotated.detail = [error.detail, "gave up after \(attempt) retries; sessions holding locks: \(blockers)"].compactMap { $0 }.joined(separator: "; ")
                     // What to run next depends on what the failure left (the caller's hint says); this is only about the lock.

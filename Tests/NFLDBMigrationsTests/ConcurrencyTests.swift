@@ -182,6 +182,37 @@ struct ConcurrencyTests {
         }
     }
 
+    @Test("lock_timeout inside a no-transaction file's own BEGIN … COMMIT: not retried, the blocking pid is named, the block is rolled back and what ran before it stays")
+    func lockTimeoutInsideOwnBlock() throws {
+        try withFixture { fx in
+            try fx.pair(1, "create_x", up: "CREATE TABLE x (id int);", down: "DROP TABLE x;")
+            #expect(try fx.migrate("up").status == 0)
+            try fx.pair(2, "x_block", up: """
+                -- nfldb:no-transaction
+                -- nfldb:lock-timeout 200ms
+                CREATE TABLE IF NOT EXISTS before_block (id int);
+                BEGIN;
+                CREATE TABLE in_block (id int);
+                ALTER TABLE x ADD COLUMN y int;
+                COMMIT;
+                """, down: "DROP TABLE IF EXISTS in_block;\nDROP TABLE IF EXISTS before_block;")
+            let blocker = try fx.connect()
+            defer { blocker.close() }
+            try blocker.runScript(unsafeSQL: "SET application_name = 'the_blocker'; BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE")
+            let up = try fx.migrate("up", env: ["NFLDB_MIGRATIONS_LOCK_RETRIES": "2", "NFLDB_MIGRATIONS_RETRY_BACKOFF": "100ms"])
+            #expect(up.status == 1, "\(up)")
+            #expect(up.stderr.contains("sessions holding locks: pid \(blocker.backendPID) ("), "\(up)")
+            #expect(up.stderr.contains("the_blocker") && up.stderr.contains("LOCK TABLE x IN ACCESS EXCLUSIVE MODE"), "\(up)")
+            #expect(up.stderr.contains("gave up after 0 retries"), "\(up)")
+            #expect(up.stderr.contains("the file's own transaction block from line 4 was rolled back"), "\(up)")
+            #expect(!up.stdout.contains("retry 1"), "a statement inside the file's own block is not retried alone: \(up)")
+            try blocker.execute("ROLLBACK")
+            #expect(try fx.tableExists("before_block"))
+            #expect(try !fx.tableExists("in_block"))
+            #expect(try !fx.columnExists("x", "y"))
+        }
+    }
+
     @Test("lock_timeout: succeeds when the blocker commits during the retries")
     func lockTimeoutRetrySucceeds() throws {
         try withFixture { fx in
