@@ -50,9 +50,26 @@ public struct NFLDBLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         if let error = event.error { merged["error"] = .string(String(describing: error)) }
+        for (key, value) in merged {
+            if case .string(let text) = value, text.utf8.count > Self.valueLimit { merged[key] = .string(Self.capped(text)) }
+        }
         let line = Self.render(
-            format: format, timestamp: Date(), level: event.level, label: label, message: event.message.description, metadata: merged)
+            format: format, timestamp: Date(), level: event.level, label: label, message: Self.capped(event.message.description), metadata: merged)
         sink.write(SecretRedactor.shared.redact(line))
+    }
+
+    /// The longest message or metadata string written whole, in characters. A longer one (an
+    /// upstream's 20 MB error body, a huge statement) is cut, with the number of bytes left out.
+    public static let valueLimit = 32 * 1024
+
+    /// `text` cut to ``valueLimit`` characters; secrets are masked before the cut, so a cut never
+    /// leaves half a secret that the line's own redaction would no longer recognise.
+    public static func capped(_ text: String) -> String {
+        guard text.utf8.count > valueLimit else { return text }
+        let redacted = SecretRedactor.shared.redact(text)
+        let kept = redacted.prefix(valueLimit)
+        guard kept.endIndex < redacted.endIndex else { return redacted }
+        return String(kept) + "… [\(redacted.utf8.count - kept.utf8.count) more bytes not logged]"
     }
 
     /// Renders one log line; exposed for tests.

@@ -97,6 +97,32 @@ struct LogHandlerTests {
         #expect(try Self.parse(written[1])["level"] as? String == "error")
     }
 
+    @Test("a 20 MB message or metadata value is cut to 32 Ki characters with the bytes left out; a secret across the cut is masked, not half shown")
+    func hugeValuesAreCut() throws {
+        let lines = Mutex<[String]>([])
+        let sink = LogSink { line in lines.withLock { $0.append(line) } }
+        let logger = Logger(label: "nfldb.test") { NFLDBLogHandler(label: $0, format: .json, level: .info, sink: sink) }
+        let limit = NFLDBLogHandler.valueLimit
+        // The password starts 10 characters before the cut: cut first, its first half would be written.
+        let body = String(repeating: "x", count: limit - 10 - "postgresql://u:".count) + "postgresql://u:cut-secret-4242@db/nfl " + String(repeating: "é", count: 20_000_000 / 2)
+        logger.error("upstream answered", metadata: ["body": .string(body), "small": .string("kept")])
+        logger.error(Logger.Message(stringLiteral: body))
+        let written = lines.withLock { $0 }
+        #expect(written.count == 2)
+        for line in written {
+            #expect(line.utf8.count < 3 * limit, "\(line.utf8.count) bytes")
+            #expect(!line.contains("cut-secret") && !line.contains("cut-s"), "part of the password written")
+        }
+        let first = try Self.parse(written[0])
+        let cut = try #require(first["body"] as? String)
+        #expect(cut.hasPrefix(String(repeating: "x", count: 100)) && cut.contains(SecretRedactor.mask))
+        #expect(cut.hasSuffix(" more bytes not logged]"), "\(cut.suffix(60))")
+        #expect(first["small"] as? String == "kept")
+        #expect((try Self.parse(written[1])["message"] as? String)?.hasSuffix(" more bytes not logged]") == true)
+        // Under the limit nothing changes.
+        #expect(NFLDBLogHandler.capped("short") == "short")
+    }
+
     @Test("NFLDB_CORRELATION_ID is honoured; otherwise a fresh 16-hex-digit id is made")
     func correlationID() {
         #expect(CorrelationID.resolve(environment: ["NFLDB_CORRELATION_ID": "cron-2026-11-27"]) == "cron-2026-11-27")
