@@ -32,6 +32,14 @@ public struct ResolvedDestination: Sendable {
         let path = components.percentEncodedPath
         let query = components.percentEncodedQuery
         if path.count > 1 { redactor.register(path); redactor.register(components.path) }
+        // Basic-auth credentials in the URL: a receiver may echo `user:password` (or its base64) back.
+        if let password = components.password, !password.isEmpty {
+            let user = components.user ?? ""
+            redactor.register(components.percentEncodedPassword)
+            redactor.register(password)
+            redactor.register(user + ":" + password)
+            redactor.register(Data((user + ":" + password).utf8).base64EncodedString())
+        }
         if let query {
             redactor.register(query)
             redactor.register("?" + query)

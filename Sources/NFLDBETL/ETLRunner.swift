@@ -5,20 +5,35 @@ import NFLDBPostgres
 
 /// What the `nfldb etl` commands call: open the source (file or URL), run, return the result.
 public enum ETLRunner {
+    /// A URL given with white space around it (a pasted ` https://…`) is that URL, not a file name.
+    static func trimmedURL(_ source: String) -> String {
+        let trimmed = source.trimmingCharacters(in: .whitespacesAndNewlines)
+        return trimmed != source && isURL(trimmed) ? trimmed : source
+    }
+
     public static func isURL(_ source: String) -> Bool {
-        source.lowercased().hasPrefix("http://") || source.lowercased().hasPrefix("https://")
+        let text = source.lowercased()
+        return text.hasPrefix("http://") || text.hasPrefix("https://")
     }
 
     /// Opens a path or an http(s) URL; for URLs, `conditional` validators make the request conditional.
-    public static func open(_ source: String, http: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws -> any ByteSource {
+    public static func open(_ given: String, http: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws -> any ByteSource {
+        let source = trimmedURL(given)
         if isURL(source) {
             return try HTTPSource(url: checkedURL(source), settings: http, conditional: conditional, correlationID: correlationID, logger: logger)
         }
-        // `ftp://…`, `file://…`: a scheme this loader does not read, not a file named so.
-        if let colon = source.range(of: "://"), source[..<colon.lowerBound].allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) }),
+        // `ftp://…`, `file://…`: a scheme this loader does not read, not a file named so. `https:/host…`
+        // (one slash) is a mistyped URL: refused too, shown without its user info or query.
+        if let colon = source.range(of: ":/"), source[..<colon.lowerBound].allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) }),
            !source[..<colon.lowerBound].isEmpty, !FileManager.default.fileExists(atPath: source) {
+            let scheme = source[..<colon.lowerBound]
+            if ["http", "https"].contains(scheme.lowercased()) {
+                throw OperatorError(
+                    "--source \(HTTPSource.redactedText(source)) is not a valid URL (the scheme needs two slashes: \(scheme.lowercased())://)",
+                    hint: "Write it as \(scheme.lowercased())://host/path.", exitStatus: .usage)
+            }
             throw OperatorError(
-                "--source \(source[..<colon.lowerBound])://… is not a source nfldb reads (only http://, https:// and local paths)",
+                "--source \(scheme)://… is not a source nfldb reads (only http://, https:// and local paths)",
                 hint: "Download it first and give the path, or give an http(s) URL.", exitStatus: .usage)
         }
         return try FileSource(path: source)
@@ -52,9 +67,10 @@ public enum ETLRunner {
         connection: PostgresConnection, source: String, options: LoadOptions, http: HTTPSettings, logger: Logger,
         progress: ((Int) -> Void)? = nil
     ) throws -> LoadResult {
+        let source = trimmedURL(source)
         var conditional: HTTPValidators?
-        if isURL(source) {
-            let name = try HTTPSource.displayName(source)
+        // A URL whose name had credential values redacted is not remembered (see ``HTTPSource/remembersValidators``).
+        if isURL(source), URLComponents(string: source) != nil, case let (name, false) = HTTPSource.display(source) {
             if let row = try connection.query("SELECT etag, last_modified FROM nfl.etl_source_state WHERE source = \(name)").rows.first {
                 conditional = HTTPValidators(etag: row["etag"], lastModified: row["last_modified"])
             }
@@ -67,8 +83,8 @@ public enum ETLRunner {
             var result = LoadResult(status: "failed", source: error.url)
             result.error = error.diagnostic.oneLine
             result.runID = try connection.query("""
-                INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status, finished_at, error)
-                VALUES (\(error.url), \(GamesLoader.target), \(options.correlationID), 'failed', clock_timestamp(), \(result.error))
+                INSERT INTO nfl.etl_runs (source, target_table, correlation_id, task_id, status, finished_at, error)
+                VALUES (\(error.url), \(GamesLoader.target), \(options.correlationID), \(options.taskID), 'failed', clock_timestamp(), \(result.error))
                 RETURNING id
                 """).scalar(Int64.self)
             throw LoadFailed(result: result, cause: error.diagnostic.summary + " (" + (error.diagnostic.detail ?? "") + ")", hint: error.hint,
@@ -79,8 +95,8 @@ public enum ETLRunner {
             if !options.dryRun {
                 result.runID = try connection.withTransaction {
                     let id = try connection.query("""
-                        INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status, finished_at)
-                        VALUES (\(input.name), \(GamesLoader.target), \(options.correlationID), 'succeeded', clock_timestamp()) RETURNING id
+                        INSERT INTO nfl.etl_runs (source, target_table, correlation_id, task_id, status, finished_at)
+                        VALUES (\(input.name), \(GamesLoader.target), \(options.correlationID), \(options.taskID), 'succeeded', clock_timestamp()) RETURNING id
                         """).scalar(Int64.self)
                     try connection.execute("""
                         INSERT INTO nfl.data_quality_reports (etl_run_id, check_name, severity, table_name, message)
@@ -104,55 +120,29 @@ public enum ETLRunner {
 }
 
 extension HTTPSource {
-    /// The URL as stored in `nfl.etl_runs.source` and shown in logs and errors: without user and
-    /// password, and with the values of credential-like query parameters (a presigned URL's
-    /// `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`, Azure's `sig`, `token`, …)
-    /// replaced by `REDACTED`. The other parameters stay, so the source is still recognisable.
+    /// The URL as stored in `nfl.etl_runs.source` and shown in logs and errors
+    /// (``URLRedaction``: no user info or fragment, credential-like parameter values `REDACTED`),
+    /// with the scheme in lower case.
     public static func displayName(_ source: String) throws -> String {
-        guard let components = URLComponents(string: source) else {
+        guard URLComponents(string: source) != nil else {
             throw OperatorError("--source \(redactedText(source)) is not a valid URL", hint: "Give a path or an http(s) URL.", exitStatus: .usage)
         }
-        return displayName(components) ?? redactedText(source)
+        return display(source).text
     }
 
-    /// `displayName` of a parsed URL (nil when the result cannot be formed).
-    static func displayName(_ parsed: URLComponents) -> String? {
-        var components = parsed
-        components.user = nil
-        components.password = nil
-        // The name the source state is kept under: the same for `HTTP://…` and `http://…`.
-        components.scheme = components.scheme?.lowercased()
-        if let items = components.percentEncodedQueryItems, items.contains(where: { isCredentialParameter($0.name) }) {
-            components.percentEncodedQueryItems = items.map {
-                isCredentialParameter($0.name) ? URLQueryItem(name: $0.name, value: "REDACTED") : $0
-            }
-        }
-        return components.string
+    /// ``displayName(_:)`` and whether a parameter value was redacted (such a name cannot key the
+    /// source state: two sources may differ only in what was taken out).
+    static func display(_ source: String) -> (text: String, redacted: Bool) {
+        var (text, redacted) = URLRedaction.redact(source)
+        if let scheme = text.range(of: "://") { text = text[..<scheme.lowerBound].lowercased() + text[scheme.lowerBound...] }
+        return (text, redacted)
     }
 
-    /// A query parameter whose value is a secret or a signature.
-    static func isCredentialParameter(_ encodedName: String) -> Bool {
-        let name = (encodedName.removingPercentEncoding ?? encodedName).lowercased()
-        if ["sig", "key", "code", "pwd", "pass", "auth"].contains(name) { return true }
-        return ["signature", "credential", "token", "secret", "password", "passwd", "apikey", "api_key", "api-key",
-                "access_key", "accesskey", "authorization", "session"].contains { name.contains($0) }
-    }
-
-    /// For text that does not parse as a URL: no user info (up to the last `@` before the path)
-    /// and no query string.
+    /// For text that does not parse as a URL (or a path that looks like one): no user info, and no
+    /// query at all.
     static func redactedText(_ source: String) -> String {
-        var text = Substring(source)
-        var query = ""
-        if let mark = text.firstIndex(of: "?") {
-            text = text[..<mark]
-            query = "?… (query string not shown)"
-        }
-        if let scheme = text.range(of: "://") {
-            let authorityEnd = text[scheme.upperBound...].firstIndex(of: "/") ?? text.endIndex
-            if let at = text[scheme.upperBound..<authorityEnd].lastIndex(of: "@") {
-                return String(text[..<scheme.upperBound]) + "…@" + String(text[text.index(after: at)...]) + query
-            }
-        }
-        return String(text) + query
+        let query = source.firstIndex(of: "?")
+        let head = URLRedaction.redact(String(source[..<(query ?? source.endIndex)])).text
+        return head + (query == nil ? "" : "?… (query string not shown)")
     }
 }

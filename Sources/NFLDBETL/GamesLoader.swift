@@ -18,6 +18,8 @@ public struct LoadOptions: Sendable {
     public var policy: InvalidPolicy = .rejectRows
     public var maxInvalidRatio = 0.01
     public var correlationID: String?
+    /// The queue task running this load (`nfl.etl_runs.task_id`); nil from the command line.
+    public var taskID: String?
     public var lockWait: Duration = .seconds(30)
     public var lockTimeout: Duration = .seconds(10)
     public var now = Date()
@@ -147,8 +149,8 @@ public struct GamesLoader {
             if !options.dryRun {
                 try markAbandonedRuns()
                 result.runID = try connection.query("""
-                    INSERT INTO nfl.etl_runs (source, target_table, correlation_id, status)
-                    VALUES (\(source.name), \(Self.target), \(options.correlationID), 'running') RETURNING id
+                    INSERT INTO nfl.etl_runs (source, target_table, correlation_id, task_id, status)
+                    VALUES (\(source.name), \(Self.target), \(options.correlationID), \(options.taskID), 'running') RETURNING id
                     """).scalar(Int64.self)
                 metadata["etl.run_id"] = .stringConvertible(result.runID!)
             }
@@ -158,6 +160,13 @@ public struct GamesLoader {
             do {
                 try connection.withTransaction {
                     try runInTransaction(source, pipeline: pipeline, options: options, result: &result)
+                    // A header and no rows: an upstream that lost its data, not a season with no games.
+                    // Failing keeps `etl_freshness` from reporting it as a fresh load.
+                    if pipeline.metrics.rowCount == 0 {
+                        throw PolicyViolation(
+                            description: "\(source.name) has a header but no data rows; nothing was loaded",
+                            hint: "Check the upstream file (a truncated publish or an emptied export); the tables keep their rows. Load again once it has rows.")
+                    }
                     result.durationMS = (ContinuousClock.now - started).inMilliseconds
                     if options.dryRun {
                         result.status = "dry-run"
@@ -707,7 +716,8 @@ public struct GamesLoader {
         try storeRejects(runID: runID, pipeline: pipeline)
         try storeQuality(runID: runID, pipeline: pipeline, result: result)
         let validators = source.validators
-        if validators.etag != nil || validators.lastModified != nil || source is any HTTPSourceMarker {
+        let remember = (source as? any HTTPSourceMarker)?.remembersValidators ?? (validators.etag != nil || validators.lastModified != nil)
+        if remember {
             try connection.execute("""
                 INSERT INTO nfl.etl_source_state AS t (source, etag, last_modified, checksum)
                 VALUES (\(source.name), \(validators.etag), \(validators.lastModified), \(result.checksum))
@@ -791,5 +801,8 @@ public struct GamesLoader {
     }
 }
 
-/// Marks sources whose validators are remembered even when the server sent none.
-public protocol HTTPSourceMarker {}
+/// Sources whose validators are remembered even when the server sent none — unless
+/// `remembersValidators` says their name cannot key them.
+public protocol HTTPSourceMarker {
+    var remembersValidators: Bool { get }
+}

@@ -13,7 +13,9 @@ public enum GamesValidation {
         var firsts: [(row: Int, line: Int, key: String, raw: String)] = []
         for (key, row) in pipeline.validator.duplicatedKeys { firsts.append((row, 0, key, "")) }
         if !firsts.isEmpty { pipeline.rejectFirstOccurrences(firsts) }
-        var result = LoadResult(status: pipeline.metrics.rejectedRows == 0 ? "valid" : "invalid", source: source.name)
+        // A header with no rows is not a valid games file (an upstream that lost its data).
+        let empty = pipeline.metrics.rowCount == 0
+        var result = LoadResult(status: pipeline.metrics.rejectedRows == 0 && !empty ? "valid" : (empty ? "invalid: no data rows" : "invalid"), source: source.name)
         result.checksum = pipeline.checksum
         result.bytes = pipeline.bytesRead
         result.rowsRead = pipeline.metrics.rowCount

@@ -59,6 +59,10 @@ public struct HTTPSourceError: NFLDBError, Sendable {
 /// chunk by chunk as it arrives.
 public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable {
     public let name: String
+    /// Credential values were taken out of ``name``: its validators are not remembered, since
+    /// another URL that differs only there would find them and be skipped (HTTP 304) wrongly.
+    public let nameIsRedacted: Bool
+    public var remembersValidators: Bool { !nameIsRedacted }
     public private(set) var validators = HTTPValidators()
     /// The server answered 304 Not Modified: nothing to read.
     public private(set) var notModified = false
@@ -77,7 +81,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
     /// Connects (with retries) until the server answers 200 (the body then streams through
     /// ``read()``) or 304 (``notModified``), or throws ``HTTPSourceError``.
     public init(url: URL, settings: HTTPSettings, conditional: HTTPValidators?, correlationID: String?, logger: Logger) throws {
-        self.name = URLComponents(url: url, resolvingAgainstBaseURL: false).flatMap(Self.displayName) ?? Self.redactedText(url.absoluteString)
+        (self.name, self.nameIsRedacted) = Self.display(url.absoluteString)
         self.url = url
         self.settings = settings
         self.logger = logger
@@ -211,7 +215,8 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
         let hadQuery = components.query != nil
         components.query = nil
         components.fragment = nil
-        return (components.string ?? "an unparsable Location") + (hadQuery ? "?… (query string not shown)" : "")
+        // Path parameters (`/file;sig=…`) go through the same redaction as a source's.
+        return (components.string.map { URLRedaction.redact($0).text } ?? "an unparsable Location") + (hadQuery ? "?… (query string not shown)" : "")
     }
 
     /// Seconds, or an HTTP date.

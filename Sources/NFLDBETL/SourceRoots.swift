@@ -32,7 +32,7 @@ public enum ETLSourcePolicy {
         }
         if allowed.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) { return }
         throw OperatorError(
-            "source \(source) is outside etl.source_roots (\(roots.isEmpty ? "none set" : roots.joined(separator: ", ")))",
+            "source \(HTTPSource.redactedText(source)) is outside etl.source_roots (\(roots.isEmpty ? "none set" : roots.joined(separator: ", ")))",
             hint: "Put the file under one of those directories, give an http(s) URL, or add its directory to etl.source_roots "
                 + "(NFLDB_ETL_SOURCE_ROOTS) in the worker's configuration.",
             exitStatus: .usage)

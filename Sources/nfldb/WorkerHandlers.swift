@@ -38,7 +38,10 @@ enum WorkerHandlers {
         let type = "etl.load"
         let payload = try task.payload(allowing: ["target", "source", "options"])
         guard let targetName = payload["target"] as? String else {
-            throw TaskFailure("\(type) needs {\"target\": \"games\", \"source\": \"PATH|URL\"}; got \(task.task.payload.prefix(200))", permanent: true)
+            // The payload itself is not repeated: its source may be a URL with credentials in it.
+            let given = payload.keys.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
+            throw TaskFailure("\(type) needs {\"target\": \"games\", \"source\": \"PATH|URL\"}; the payload has \(given.isEmpty ? "no keys" : "only " + given)",
+                              permanent: true)
         }
         guard ETLTarget(rawValue: targetName) != nil else {
             throw TaskFailure("\(type): unknown target \"\(targetName.prefix(100))\" (known: \(ETLTarget.allCases.map(\.rawValue).joined(separator: ", ")))",
@@ -64,6 +67,7 @@ enum WorkerHandlers {
             options.lockWait = settings.lockWait
             options.lockTimeout = settings.lockTimeout
             options.correlationID = task.correlationID
+            options.taskID = task.task.id
             if let value = optionsObject["on_invalid"] {
                 guard let text = value as? String, let policy = InvalidPolicy(rawValue: text) else {
                     throw TaskFailure("\(type): options.on_invalid must be \"reject-rows\" or \"fail\" (got \(value))", permanent: true)
@@ -80,7 +84,8 @@ enum WorkerHandlers {
                 guard let flag = value as? Bool else { throw TaskFailure("\(type): options.dry_run must be true or false", permanent: true) }
                 options.dryRun = flag
             }
-            let source = payload["source"] as? String ?? settings.gamesSource
+            // Surrounding white space is not part of a path or URL (` https://…` must not be read as a file name).
+            let source = (payload["source"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? settings.gamesSource
             try ETLSourcePolicy.check(source, roots: ETLSourcePolicy.roots(configuration, gamesSource: settings.gamesSource))
             if task.isCancelled { throw TaskFailure("\(type): cancelled before the load started", permanent: true) }
             let result = try ETLRunner.loadGames(

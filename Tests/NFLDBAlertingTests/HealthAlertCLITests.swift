@@ -146,7 +146,7 @@ struct HealthAlertCLITests {
         try TestCluster.withDatabase(prefix: "h_echo") { db in
             let dir = try CLIRunner.temporaryDirectory("nfldb-health-echo")
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let receiver = try LocalReceiver(status: 500, body: "no route for {path}\nrequest {path} rejected")
+            let receiver = try LocalReceiver(status: 500, body: "no route for {path}\nrequest {path} rejected for {basic} ({authorization})")
             defer { receiver.stop() }
             let config = """
                 health:
@@ -165,7 +165,9 @@ struct HealthAlertCLITests {
                 """
             try config.write(toFile: dir + "/nfldb.yaml", atomically: true, encoding: .utf8)
             let state = dir + "/alert-state.json"
-            let hook = receiver.url + "/hooks/TOKSECRETZ123?key=QSECRETZ&team=dba"
+            // Basic-auth credentials in the URL too: the receiver echoes them, decoded and as sent.
+            let hook = receiver.url.replacingOccurrences(of: "http://", with: "http://hookuser:PwSECRETZ99@") + "/hooks/TOKSECRETZ123?key=QSECRETZ&team=dba"
+            let basic = Data("hookuser:PwSECRETZ99".utf8).base64EncodedString()
             for format in ["text", "json"] {
                 let result = try CLIRunner.run(
                     ["health", "--dsn", db.dsn, "--check", "connections", "--alert", "--config", dir + "/nfldb.yaml", "--state-file", state,
@@ -173,6 +175,7 @@ struct HealthAlertCLITests {
                     environment: ["TEST_HOOK_URL": hook])
                 #expect(result.status == 1, "WARNING: \((result.standardOutput + result.standardError))")
                 #expect(!(result.standardOutput + result.standardError).contains("SECRETZ"), "\((result.standardOutput + result.standardError))")
+                #expect(!(result.standardOutput + result.standardError).contains(basic), "\((result.standardOutput + result.standardError))")
                 #expect((result.standardOutput + result.standardError).contains("HTTP 500"), "the failure is still reported: \((result.standardOutput + result.standardError))")
                 if format == "json" {
                     let report = try Self.jsonObject(result.standardOutput)
@@ -184,9 +187,10 @@ struct HealthAlertCLITests {
                     for line in result.standardError.split(separator: "\n") where line.hasPrefix("{") { _ = try Self.jsonObject(String(line)) }
                 }
                 let saved = try String(contentsOfFile: state, encoding: .utf8)
-                #expect(!saved.contains("SECRETZ"), "\(saved)")
+                #expect(!saved.contains("SECRETZ") && !saved.contains(basic), "\(saved)")
             }
             #expect(receiver.requests.first?.path == "/hooks/TOKSECRETZ123?key=QSECRETZ&team=dba", "the receiver got the real URL")
+            #expect(receiver.requests.first?.headers["authorization"] == "Basic " + basic, "and the credentials: \(receiver.requests.first?.headers ?? [:])")
         }
     }
 }

@@ -124,6 +124,11 @@ final class LocalReceiver: Sendable {
         if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
         // "{path}" in a scripted body echoes the request path, as some receivers' error pages do.
         text = text.replacingOccurrences(of: "{path}", with: request.path)
+        // "{authorization}" echoes the Authorization header, "{basic}" its decoded user:password.
+        let authorization = request.headers["authorization"] ?? ""
+        text = text.replacingOccurrences(of: "{authorization}", with: authorization)
+        let basic = authorization.hasPrefix("Basic ") ? Data(base64Encoded: String(authorization.dropFirst(6))).map { String(decoding: $0, as: UTF8.self) } : nil
+        text = text.replacingOccurrences(of: "{basic}", with: basic ?? "")
         let response = "HTTP/1.1 \(status) Status\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)"
         _ = response.withCString { write(client, $0, strlen($0)) }
     }

@@ -227,6 +227,8 @@ struct QueueCLITests {
             let missing = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(world.dir)/nope.csv"}"#, "--max-attempts", "5"])
             let plays = try world.submit("etl.load", ["--payload", #"{"target": "plays"}"#])
             let typo = try world.submit("etl.load", ["--payload", #"{"target": "games", "sorce": "x.csv"}"#])
+            // No target, and a source with credentials: the error names the keys, not the payload.
+            let untargeted = try world.submit("etl.load", ["--payload", #"{"source": "https://alice:QPASS1@127.0.0.1:1/g.csv?X-Amz-Signature=QSIG1"}"#])
             // A bad row with on_invalid fail: the run is recorded failed (with the submit's correlation id), nothing loaded, no retry.
             let text = try String(contentsOfFile: SharedSlice.path, encoding: .utf8)
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -265,7 +267,7 @@ struct QueueCLITests {
 
             let worker = try world.burst(env: ["NFLDB_ETL_HTTP_MAX_ATTEMPTS": "1", "NFLDB_ETL_HTTP_DEADLINE": "5s"])
             #expect(worker.status == 0, "\(worker.log)")
-            #expect(worker.summary["dead"] as? Int == 13 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
+            #expect(worker.summary["dead"] as? Int == 14 && worker.summary["succeeded"] as? Int == 0 && worker.summary["retried"] as? Int == 1,
                     "\(worker.summary) \(worker.log)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "a failed load changes nothing")
 
@@ -277,6 +279,10 @@ struct QueueCLITests {
             try dead(missing, contains: "\(world.dir)/nope.csv: no such file")
             try dead(plays, contains: "etl.load: unknown target \"plays\" (known: games)")
             try dead(typo, contains: "etl.load: unknown payload key sorce")
+            try dead(untargeted, contains: "etl.load needs {\"target\": \"games\", \"source\": \"PATH|URL\"}; the payload has only \"source\"")
+            let shown = try world.run("queue", "inspect", untargeted, "--format", "json").standardOutput
+            #expect(!shown.contains("QSIG1") || shown.components(separatedBy: "QSIG1").count == 2, "the secret is in the payload only, not repeated in error or history: \(shown)")
+            #expect(!((try world.inspect(untargeted))["error"] as? String ?? "").contains("QPASS1"))
             try dead(strict, contains: "--on-invalid is fail")
             try dead(http, attempts: "2", contains: "http://127.0.0.1:\(closed)/games.csv")
             try dead(verify, contains: "backup.config is not set")
@@ -293,12 +299,14 @@ struct QueueCLITests {
             let history = try #require(try JSONSerialization.jsonObject(with: Data(((try world.inspect(http))["history"] as? String ?? "[]").utf8)) as? [[String: Any]])
             #expect(history.count == 2, "\(history)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE correlation_id = 'trace-bad-1' AND status = 'failed'", as: Int.self) == 1)
+            // The run row names the queue task that ran it (nfl.etl_runs.task_id).
+            #expect(try world.scalar("SELECT string_agg(task_id, ',') FROM nfl.etl_runs WHERE correlation_id = 'trace-bad-1'", as: String.self) == strict)
 
             // The dead-letter queue lists them all with their errors; requeue one, purge the rest.
             let list = try world.run("queue", "dlq", "list")
             #expect(list.status == 0 && list.standardOutput.contains(missing) && list.standardOutput.contains("etl.load"), "\(list.allOutput)")
             let listJSON = try #require(try JSONSerialization.jsonObject(with: Data(try world.run("queue", "dlq", "list", "--format", "json").standardOutput.utf8)) as? [[String: Any]])
-            #expect(listJSON.count == 13)
+            #expect(listJSON.count == 14)
         }
     }
 

@@ -42,6 +42,8 @@ func jsonObject(_ text: String) -> [String: Any] {
             try Slice.replacing(row: 7, column: "home_score", with: "-3").write(toFile: bad, atomically: true, encoding: .utf8)
             let validate = try CLIRunner.run(["etl", "validate", "games", "--source", bad])
             #expect(validate.status == 1 && validate.standardOutput.contains("row 7, line 8"), "\(validate.standardOutput)")
+            // The report is the output: no empty `error: ` line after it.
+            #expect(!validate.standardError.contains("error:"), "\(validate.standardError)")
             let strict = try CLIRunner.run(["etl", "load", "games", "--source", bad, "--on-invalid", "fail", "--format", "json", "--dsn", world.loaderDSN])
             #expect(strict.status == 1 && jsonObject(strict.standardOutput)["status"] as? String == "failed", "\(strict.standardOutput)")
             #expect(strict.standardError.contains("--on-invalid is fail"))

@@ -72,60 +72,98 @@ import Testing
     }
 
     /// A presigned URL (S3/GCS/Azure style): the request carries the whole query, but the signature,
-    /// credential and token values never reach `nfl.etl_runs`, the result or an error; the source
-    /// state is kept under the redacted name, so the next run with a new signature is conditional.
+    /// credential and token values never reach `nfl.etl_runs`, the result or an error. Such a URL is
+    /// not remembered for conditional requests: two URLs that differ only in a redacted value would
+    /// share the record, and the second would be skipped (304) without being read.
     @Test func presignedQueryValuesAreRedacted() throws {
-        let secrets = ["AKIAEXAMPLE7Q", "d3adb33fsignature", "FQoGZXIvYXdzEXAMPLETOKEN", "sv0sigvalue"]
+        let secrets = ["AKIAEXAMPLE7Q", "d3adb33fsignature", "FQoGZXIvYXdzEXAMPLETOKEN", "sv0sigvalue", "semic0lonSecret"]
         let server = try ScenarioServer(responses: [
             ["status": 503], ["status": 200, "file": Slice.path, "headers": ["ETag": "\"p1\""]],
         ], etag: "\"p1\"")
         func presigned(_ signature: String) -> String {
             server.url + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=\(secrets[0])%2F20261206%2Fus-east-1%2Fs3%2Faws4_request"
                 + "&X-Amz-Date=20261206T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=\(signature)"
-                + "&X-Amz-Security-Token=\(secrets[2])&sig=\(secrets[3])&season=2024"
+                + "&X-Amz-Security-Token=\(secrets[2])&sig=\(secrets[3])&season=2024;token=\(secrets[4])#access_token=frag"
         }
         let expectedName = server.url + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED&X-Amz-Date=20261206T000000Z"
-            + "&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED&sig=REDACTED&season=2024"
+            + "&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED&sig=REDACTED&season=2024;token=REDACTED"
         #expect(try HTTPSource.displayName(presigned(secrets[1])) == expectedName)
         try ETLWorld.with { world in
             let result = try load(world, presigned(secrets[1]))
             #expect(result.status == "succeeded" && result.inserted == 842)
             #expect(result.source == expectedName, "\(result.source)")
             // The server got the real query string on every attempt (the retry too).
-            #expect(server.paths.count == 2 && server.paths.allSatisfy { $0.contains("X-Amz-Signature=\(secrets[1])") && $0.contains(secrets[2]) }, "\(server.paths)")
+            #expect(server.paths.count == 2 && server.paths.allSatisfy { $0.contains("X-Amz-Signature=\(secrets[1])") && $0.contains(secrets[2]) && $0.contains(secrets[4]) },
+                    "\(server.paths)")
             let stored = try world.scalar("SELECT string_agg(source, ' ') FROM nfl.etl_runs", as: String.self)
-                + (try world.scalar("SELECT string_agg(source, ' ') FROM nfl.etl_source_state", as: String.self))
-            for secret in secrets { #expect(!stored.contains(secret), "\(secret) stored: \(stored)") }
+            for secret in secrets + ["frag"] { #expect(!stored.contains(secret), "\(secret) stored: \(stored)") }
             #expect(stored.contains("X-Amz-Signature=REDACTED"))
-            // A new signature for the same object: same name, so the request is conditional (304, skipped).
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_source_state", as: Int.self) == 0, "a redacted name keys no source state")
+            // Another URL that differs only in a redacted value is read again, not skipped.
             let again = try load(world, presigned("0therSignature"))
-            #expect(again.status == "skipped", "\(again.status)")
-            #expect(server.requests.last?.headers["if-none-match"] == "\"p1\"")
+            #expect(again.status == "succeeded" && again.unchanged == 842, "\(again.status)")
+            #expect(server.requests.last?.headers["if-none-match"] == nil)
         }
         // An error names the source without the secrets.
         let missing = try ScenarioServer(responses: [["status": 404]])
-        let url = missing.url + "?X-Amz-Signature=\(secrets[1])&token=\(secrets[2])&v=1"
+        let url = missing.url + "?X-Amz-Signature=\(secrets[1])&token=\(secrets[2])&v=1;sig=\(secrets[4])"
         try ETLWorld.with { world in
             do {
                 _ = try load(world, url)
                 Issue.record("a 404 loaded")
             } catch let failed as LoadFailed {
                 let shown = "\(failed.cause) \(failed.diagnostic.summary) \(failed.result.source)"
-                #expect(shown.contains("X-Amz-Signature=REDACTED&token=REDACTED&v=1"), "\(shown)")
+                #expect(shown.contains("X-Amz-Signature=REDACTED&token=REDACTED&v=1;sig=REDACTED"), "\(shown)")
                 for secret in secrets { #expect(!shown.contains(secret), "\(shown)") }
                 #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE source LIKE '%REDACTED%' AND status = 'failed'", as: Int.self) == 1)
             }
         }
-        // Text that is not a URL: user info and the query are cut, not echoed.
+        // Text that is not a URL, or a URL with one slash: user info and the query are cut, not echoed.
         #expect {
             try HTTPSource.displayName("http://user:hunter2@[::1/games.csv?sig=\(secrets[3])")
         } throws: { error in
             let text = "\(error)"
-            return !text.contains("hunter2") && !text.contains(secrets[3]) && text.contains("http://…@[::1/games.csv?… (query string not shown)")
+            return !text.contains("hunter2") && !text.contains(secrets[3]) && text.contains("http://[::1/games.csv?… (query string not shown)")
+        }
+        #expect {
+            try ETLRunner.open("https:/alice:hunter2@127.0.0.1/games.csv?sig=\(secrets[3])", http: HTTPSourceTests.fast, conditional: nil, correlationID: nil, logger: TestCluster.logger)
+        } throws: { error in
+            let text = "\(error)"
+            return !text.contains("hunter2") && !text.contains(secrets[3]) && text.contains("needs two slashes") && (error as? OperatorError)?.exitStatus == .usage
         }
         // Ordinary parameters stay; names are matched case-insensitively and percent-decoded.
         #expect(try HTTPSource.displayName("https://h/x.csv?Token=a&API%5FKEY=b&season=2024&keyword=c")
                 == "https://h/x.csv?Token=REDACTED&API%5FKEY=REDACTED&season=2024&keyword=c")
+    }
+
+    /// Two sources that differ only in a parameter the name keeps each keep their own conditional
+    /// record; a header-only body fails the run instead of counting as a fresh load.
+    @Test func distinctSourcesAndHeaderOnlyBodies() throws {
+        let header = try String(contentsOfFile: Slice.path, encoding: .utf8).prefix { $0 != "\n" } + "\n"
+        let dir = try CLIRunner.temporaryDirectory("nfldb-etl-header")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try header.write(toFile: dir + "/header.csv", atomically: true, encoding: .utf8)
+        let server = try ScenarioServer(responses: [["status": 200, "file": Slice.path, "headers": ["ETag": "\"s\""]]], etag: "\"s\"")
+        let empty = try ScenarioServer(responses: [["status": 200, "file": dir + "/header.csv"]])
+        try ETLWorld.with { world in
+            #expect(try load(world, server.url + "?season=2024").status == "succeeded")
+            let other = try load(world, server.url + "?season=2023")
+            // The scripted server answers 304 to its ETag whatever the query: only a request without
+            // If-None-Match shows that the 2023 source was not taken for the 2024 one.
+            #expect(other.status == "succeeded" && server.requests.last?.headers["if-none-match"] == nil, "\(other.status)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_source_state", as: Int.self) == 2)
+            do {
+                _ = try load(world, empty.url)
+                Issue.record("a header-only body loaded")
+            } catch let failed as LoadFailed {
+                #expect(failed.cause.contains("has a header but no data rows"), "\(failed.cause)")
+                #expect(!failed.permanent, "an upstream that lost its rows may have them on the next try")
+            }
+            #expect(try world.scalar("SELECT status FROM nfl.etl_runs ORDER BY id DESC LIMIT 1", as: String.self) == "failed")
+            #expect(try world.counts()["games"] == 842, "the tables keep their rows")
+            let validated = try ETLRunner.validateGames(source: dir + "/header.csv", http: HTTPSourceTests.fast, correlationID: nil, logger: TestCluster.logger)
+            #expect(validated.status == "invalid: no data rows" && validated.rowsRead == 0)
+        }
     }
 
     /// A 404 is not retried, and marked so that a queued load is not retried either.

@@ -117,7 +117,7 @@ extension ETLCommand {
                 lines.append(contentsOf: ETLText.quality(result))
                 context.output(lines.joined(separator: "\n"))
             }
-            if result.rejected > 0 { throw ExitCode(ExitStatus.failure.code) }
+            if result.rejected > 0 || result.rowsRead == 0 { throw ExitStatus.failure }
         }
     }
 
