@@ -1143,9 +1143,13 @@ public struct Verifier {
         }
         // Its exit code means nothing on 2.45 (#2502): parse the text.
         let parsed = VerifyOutput.parse(verifyResult.process.standardOutput + "\n" + verifyResult.process.standardError)
-        let invalid = parsed.backups.filter { $0.value != "valid" }.map { "\($0.key): \($0.value)" }.sorted()
+        let invalid = parsed.backups.filter { $0.value != "valid" && $0.value != "in-progress" }.map { "\($0.key): \($0.value)" }.sorted()
         var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
         if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
+        if !parsed.inProgress.isEmpty {
+            evidence += "; still being taken, not judged: \(parsed.inProgress.joined(separator: ", "))"
+            r.receipt.notes.append("pgbackrest verify found backup(s) still being taken (\(parsed.inProgress.joined(separator: ", "))); they were not judged and do not fail this run")
+        }
         // 2.45 silently leaves out a backup that backup.info lists but whose directory is gone:
         // every listed backup must have a verdict (once verify printed its stanza result).
         let unverified = parsed.status == nil ? [] : stanza.backup.map(\.label).filter { parsed.backups[$0] == nil }
@@ -1170,10 +1174,36 @@ public struct Verifier {
             let ranges = parsed.walRanges.map { "\($0.start)-\($0.stop)" }.joined(separator: ", ")
             r.check("wal-continuity", ok, ok
                 ? "WAL continuous from \(oldestStart) to \(max)"
-                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges) (from the \(source))")
+                : "WAL gap between the oldest backup's start \(oldestStart) and the archive max \(max): archived ranges \(ranges.isEmpty ? "none" : ranges) (from the \(source))"
+                    + (ok ? "" : continuityAdvice(parsed, stanza: stanza, archiveID: archiveID, through: max)))
         } else {
             r.check("wal-continuity", false, "info reports no archive range for stanza \(stanza.name)")
         }
+    }
+
+    /// What a WAL gap means for each backup and what clears the failure: backups that start before
+    /// the last gap cannot be recovered past it (a newer full backup does not change that); the
+    /// check passes again once they are expired, by retention or by hand (`expire --set` of a full
+    /// backup expires its differential and incremental backups too).
+    func continuityAdvice(_ parsed: VerifyOutput, stanza: StanzaInfo, archiveID: String?, through max: String) -> String {
+        guard let resume = parsed.walRanges.filter({ (archiveID == nil || $0.archiveID == archiveID) && $0.start <= max && max <= $0.stop })
+            .map(\.start).min() else {
+            return " — the archive does not reach \(max): find out what removed those segments, and take a new full backup (`nfldb backup run --type full`)"
+        }
+        let affected = stanza.backup.filter { ($0.archive?.start ?? "") < resume }.map(\.label)
+        let fine = stanza.backup.filter { ($0.archive?.start ?? "") >= resume }.map(\.label)
+        let fulls = affected.filter { !$0.contains("_") }
+        var advice = " — backup(s) \(affected.joined(separator: ", ")) start before \(resume), after the gap, so they cannot be recovered past it"
+        if fine.isEmpty {
+            advice += "; no backup starts after the gap: take a new full backup (`nfldb backup run --type full`), then expire the older ones"
+        } else {
+            advice += " (\(fine.joined(separator: ", ")) can)"
+        }
+        advice += ". This check passes again once they expire by retention, or now: "
+            + fulls.map { "`pgbackrest --config=\(pgbackrest.configPath) --stanza=\(pgbackrest.stanza) expire --set=\($0)`" }.joined(separator: "; ")
+            + (ProcessRunner.isRoot ? " (as the OS user that owns the repository)" : "")
+            + ", then verify again"
+        return advice
     }
 
     /// Whether this run runs the full `pgbackrest verify`: with `--full`, with an interval of 0,

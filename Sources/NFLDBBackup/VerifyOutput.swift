@@ -24,10 +24,15 @@ public struct VerifyOutput: Sendable, Equatable {
         self.problems = problems
     }
 
+    /// A backup being taken right now (`in-progress`) is not judged: a `backup run` that overlaps
+    /// the nightly verify is not a damaged repository.
     public var ok: Bool {
         status?.lowercased() != "error" && problems.isEmpty
-            && !backups.values.contains { $0 != "valid" }
+            && !backups.values.contains { $0 != "valid" && $0 != "in-progress" }
     }
+
+    /// Labels of backups that were still being taken.
+    public var inProgress: [String] { backups.filter { $0.value == "in-progress" }.map(\.key).sorted() }
 
     public static func parse(_ text: String) -> VerifyOutput {
         var output = VerifyOutput(status: nil, backups: [:], walRanges: [], problems: [])

@@ -163,6 +163,21 @@ struct PgBackRestUnitTests {
         #expect(!out.continuous(archiveID: "15-1", from: "000000010000000000000002", through: "000000010000000000000007"))
     }
 
+    @Test("verify text: a backup still being taken (a backup run overlapping the nightly verify) is not judged; others still are")
+    func verifyInProgress() {
+        let text = """
+            stanza: nfldb
+            status: ok
+              archiveId: 15-1, total WAL checked: 8, total valid WAL: 8
+              backup: 20261206-040133F, status: valid, total files checked: 1288, total valid files: 1288
+              backup: 20261206-040141F, status: in-progress, total files checked: 0, total valid files: 0
+            """
+        let out = VerifyOutput.parse(text)
+        #expect(out.ok && out.inProgress == ["20261206-040141F"])
+        let damaged = VerifyOutput.parse(text.replacingOccurrences(of: "040133F, status: valid", with: "040133F, status: manifest missing"))
+        #expect(!damaged.ok && damaged.inProgress == ["20261206-040141F"])
+    }
+
     @Test("the built-in template is the only one (no shipped copy to drift), and rendering fills every placeholder")
     func template() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

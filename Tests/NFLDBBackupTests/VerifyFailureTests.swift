@@ -108,12 +108,12 @@ struct VerifyFailureTests {
         #expect(f.scratchLeftovers().isEmpty)
     }
 
-    @Test("a WAL segment missing after the backup")
+    @Test("a WAL segment missing after the backup: the failure names the backups that cannot be recovered past the gap; a new full backup alone does not clear it; the printed expire does")
     func walMissingAfterBackup() throws {
         let f = try BackupFixture()
         defer { f.close() }
         try f.initStanza()
-        _ = try f.backup("full")
+        let old = try f.backup("full").label
         try archiveTwoSegments(f)
         try removeFirstSegmentAfterBackup(f)
 
@@ -121,7 +121,21 @@ struct VerifyFailureTests {
         #expect(!receipt.passed)
         let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
         #expect(gap.evidence.contains("WAL gap"))
+        #expect(gap.evidence.contains("backup(s) \(old) start before") && gap.evidence.contains("no backup starts after the gap: take a new full backup"),
+                "\(gap.evidence)")
         #expect(f.scratchLeftovers().isEmpty)
+
+        // The new full backup restores, but the old one still cannot reach the present: still failed, now saying which can.
+        let new = try f.backup("full").label
+        let again = try f.verify(full: true)
+        let stillGap = try #require(failed(again, "wal-continuity"), "\(again.renderText())")
+        #expect(again.checks.filter { !$0.passed }.map(\.name) == ["wal-continuity"], "only the gap fails: \(again.renderText())")
+        let command = "pgbackrest --config=\(f.configPath) --stanza=nfldb expire --set=\(old)"
+        #expect(stillGap.evidence.contains("(\(new) can)") && stillGap.evidence.contains("`\(command)`"), "\(stillGap.evidence)")
+        // Run what it printed (as the repository's OS user), then verify again: passed.
+        _ = try f.pgbackrest.runChecked("expire", ["--set=\(old)"])
+        let cleared = try f.verify(full: true)
+        #expect(cleared.passed, "\(cleared.renderText())")
     }
 
     @Test("a WAL segment lost after a passing verify, with the full repo verify not due: the archive listing finds the gap")
