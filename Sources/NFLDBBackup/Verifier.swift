@@ -264,10 +264,14 @@ public struct Verifier {
         // Operator mistakes are usage errors (exit 2), found before anything runs or is recorded:
         // they say nothing about the backup, so they must not turn health CRITICAL.
         try validate()
+        // Another --reuse-scratch run on the same kept copy is an overlapping job, not a problem of
+        // the backup: refused here (exit 2, nothing recorded) instead of a failed verification.
+        let earlyLock = try lockReusedScratch()
         // The receipt, the manifest and the PITR fence all live in the catalog: make sure it exists
         // (and has the columns this version reads) once, up front.
         let began = ContinuousClock.now
         let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
+        recorder.lockDescriptor = earlyLock
         try recorder.timed("catalog") { try BackupCatalog.install(primary) }
         do {
             try verify(recorder)
@@ -308,10 +312,12 @@ public struct Verifier {
         }
         if let scratch = options.scratchDirectory {
             guard scratch.hasPrefix("/") else {
-                throw usage("--scratch \(scratch) is a relative path", "Give an absolute path (e.g. /var/tmp/nfldb-verify-manual).")
+                throw usage("the scratch directory \(scratch) (--scratch or backup.scratch_dir) is a relative path",
+                            "Give an absolute path (e.g. /var/tmp/nfldb-verify-manual).")
             }
             if !options.reuseScratch && lstat(scratch, &info) == 0 {
-                throw usage("scratch directory \(scratch) already exists; verify only restores into a directory it creates",
+                let what = (info.st_mode & S_IFMT) == S_IFLNK && stat(scratch, &info) != 0 ? "is a dangling symlink" : "already exists"
+                throw usage("scratch directory \(scratch) \(what); verify only restores into a directory it creates",
                             "Remove it, choose a --scratch that does not exist, or pass --reuse-scratch for a directory an earlier "
                                 + "--reuse-scratch run made.")
             }
@@ -344,6 +350,24 @@ public struct Verifier {
                             + "nothing can be recovered to that time",
                             "Choose a time after \(oldest) (`nfldb backup info` lists the backups), or verify without --target-time.")
             }
+        }
+    }
+
+    /// With `--reuse-scratch`: the kept copy's lock, taken before anything runs or is recorded. A
+    /// symlink in its place and a lock held by another run are usage errors. nil without reuse, or
+    /// when the parent directory does not exist yet (``prepareScratch(_:_:)`` creates it and locks).
+    func lockReusedScratch() throws -> Int32? {
+        guard options.reuseScratch else { return nil }
+        let scratch = options.scratchDirectory ?? ReusableScratch.defaultDirectory(stanza: pgbackrest.stanza)
+        var info = stat()
+        if lstat(scratch, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK {
+            throw BackupError("scratch directory \(scratch) is a symlink; verify restores only into a directory it made",
+                              hint: "Remove the symlink, or give --scratch the real directory.", exitStatus: .usage)
+        }
+        guard FileManager.default.fileExists(atPath: (scratch as NSString).deletingLastPathComponent) else { return nil }
+        switch ReusableScratch.lock(scratch) {
+        case .failure(let refusal): throw BackupError(refusal.description, exitStatus: .usage)
+        case .success(let fd): return fd
         }
     }
 
@@ -607,12 +631,14 @@ public struct Verifier {
             r.receipt.notes.append(note)
         }
         if options.reuseScratch {
-            switch ReusableScratch.lock(scratch) {
-            case .failure(let refusal):
-                r.check("scratch", false, refusal.description)
-                return nil
-            case .success(let fd):
-                r.lockDescriptor = fd
+            if r.lockDescriptor == nil {
+                switch ReusableScratch.lock(scratch) {
+                case .failure(let refusal):
+                    r.check("scratch", false, refusal.description)
+                    return nil
+                case .success(let fd):
+                    r.lockDescriptor = fd
+                }
             }
             // Locked: a server still running on the kept copy was left by a killed run.
             if ScratchLeftovers.marker(of: scratch, osUser: pgbackrest.osUser)?.kept != false,

@@ -41,18 +41,25 @@ struct VerifyReuseTests {
         #expect(check(second, "row-counts")?.passed == true)
         #expect(!fm.fileExists(atPath: "\(scratch)/data/postmaster.pid"))
 
-        // Another run holding the kept copy (its flock on <scratch>.lock): refused, the copy untouched.
+        // Another run holding the kept copy (its flock on <scratch>.lock): an overlapping job, not a problem of the
+        // backup, so refused as a usage error before anything runs or is recorded; the copy untouched.
         let fd = open(scratch + ".lock", O_RDWR)
         #expect(fd >= 0)
         defer { close(fd) }
         #expect(flock(fd, LOCK_EX | LOCK_NB) == 0)
-        let busy = try f.verify(scratch: scratch, reuse: true)
-        #expect(!busy.passed)
-        let refusal = try #require(busy.checks.first { $0.name == "scratch" && !$0.passed }, "\(busy.renderText())")
-        #expect(refusal.evidence.contains("another `backup verify --reuse-scratch`"))
-        #expect(refusal.evidence.contains(scratch))
-        #expect(!busy.checks.contains { $0.name == "restore" })
+        let rowsBefore = try f.connect().query("SELECT count(*)::int FROM nfldb.backup_verifications").scalar(Int.self)
+        let busy = #expect(throws: BackupError.self) { try f.verify(scratch: scratch, reuse: true) }
+        #expect(busy?.exitStatus == .usage)
+        #expect(busy?.diagnostic.summary.contains("another `backup verify --reuse-scratch`") == true && busy?.diagnostic.summary.contains(scratch) == true,
+                "\(String(describing: busy))")
+        #expect(try f.connect().query("SELECT count(*)::int FROM nfldb.backup_verifications").scalar(Int.self) == rowsBefore, "nothing recorded")
         #expect(fm.fileExists(atPath: "\(scratch)/data/PG_VERSION"), "the other run's copy is left alone")
+        // A symlink where the kept copy should be: refused up front too, and no lock file left beside it.
+        let link = (f.root as NSString).appendingPathComponent("kept-link")
+        try fm.createSymbolicLink(atPath: link, withDestinationPath: scratch)
+        let linked = #expect(throws: BackupError.self) { try f.verify(scratch: link, reuse: true) }
+        #expect(linked?.exitStatus == .usage && linked?.diagnostic.summary.contains("is a symlink") == true, "\(String(describing: linked))")
+        #expect(!fm.fileExists(atPath: link + ".lock"))
     }
 
     @Test("a tablespace is restored under the scratch dir: the primary's tablespace on this host is never touched (fresh and --delta)")
@@ -112,9 +119,9 @@ struct VerifyReuseTests {
         // A symlink to a directory is refused whatever it points at.
         let link = (f.root as NSString).appendingPathComponent("via-link")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: scratch)
-        let linked = try f.verify(scratch: link, reuse: true)
-        #expect(linked.checks.contains { $0.name == "scratch" && !$0.passed && $0.evidence.contains("is not a directory (a symlink?)") },
-                "\(linked.renderText())")
+        let linked = #expect(throws: BackupError.self) { try f.verify(scratch: link, reuse: true) }
+        #expect(linked?.exitStatus == .usage && linked?.diagnostic.summary.contains("is a symlink") == true, "\(String(describing: linked))")
+        #expect(!FileManager.default.fileExists(atPath: link + ".lock"), "no lock file left beside the refused symlink")
         // A directory others may write is refused, marker or not.
         let open = (f.root as NSString).appendingPathComponent("open-copy")
         try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
