@@ -187,15 +187,34 @@ public enum ActiveScratch {
     }
     static let removalThreads = 8
 
-    /// On SIGTERM/SIGINT/SIGHUP (an ssh session that drops): tear the copy down, then exit 128+signal.
+    /// The `--receipt` file of the running verify and its stanza: an interrupted run replaces the
+    /// previous receipt there, so a cut-off night never leaves the last PASS standing.
+    static let receiptFile = Mutex<(path: String, stanza: String)?>(nil)
+
+    /// On SIGTERM/SIGINT/SIGHUP (an ssh session that drops): tear the copy down, say so in one line
+    /// on stderr, mark the `--receipt` file interrupted, then exit 128+signal.
     public static func installSignalHandlers() {
-        for sig in [SIGTERM, SIGINT, SIGHUP] {
+        for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 teardownLock.withLock { _ in
+                    let roots = current.withLock { Array($0.keys) }.sorted()
+                    let keptRoots = kept.withLock { $0 }
                     tearDownAllLocked()
                     ProcessRunner.removeTemporaryFiles()
+                    var what = roots.map { keptRoots.contains($0) ? "the kept copy \($0) was stopped (its files stay for --reuse-scratch)" : "the copy \($0) was stopped and removed" }
+                    if what.isEmpty { what = ["no copy was running"] }
+                    var line = "nfldb: backup verify interrupted by \(name): \(what.joined(separator: "; ")); nothing was recorded"
+                    if let (path, stanza) = receiptFile.withLock({ $0 }) {
+                        var receipt = VerificationReceipt(stanza: stanza, targetTime: nil, startedAt: Date())
+                        receipt.status = "interrupted"
+                        receipt.finishedAt = Date()
+                        receipt.checks = [VerificationCheck("interrupted", false, "interrupted by \(name) before the verification finished")]
+                        try? receipt.encoded().write(toFile: path, atomically: true, encoding: .utf8)
+                        line += "; \(path) now says interrupted"
+                    }
+                    FileHandle.standardError.write(Data((line + "; run it again\n").utf8))
                     exit(128 + sig)
                 }
             }
@@ -264,6 +283,7 @@ public struct Verifier {
         // Operator mistakes are usage errors (exit 2), found before anything runs or is recorded:
         // they say nothing about the backup, so they must not turn health CRITICAL.
         try validate()
+        if let path = options.receiptPath { ActiveScratch.receiptFile.withLock { $0 = (path, pgbackrest.stanza) } }
         // Another --reuse-scratch run on the same kept copy is an overlapping job, not a problem of
         // the backup: refused here (exit 2, nothing recorded) instead of a failed verification.
         let earlyLock = try lockReusedScratch()

@@ -60,6 +60,21 @@ public struct ProcessRunner: Sendable {
     /// a signal path that exits without unwinding (`exit` skips the `defer` that normally removes them).
     static let activeScratch = Mutex<Set<String>>([])
 
+    /// Once per process: removes output directories (`nfldb-proc-<pid>-…`) of this user whose nfldb
+    /// process is gone — a SIGKILLed run cannot remove its own.
+    static let sweepOnce: Void = sweepStaleTemporaryFiles()
+
+    public static func sweepStaleTemporaryFiles(in directory: String = FileManager.default.temporaryDirectory.path) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("nfldb-proc-") {
+            guard let pid = Int32(name.dropFirst("nfldb-proc-".count).prefix { $0.isNumber }), pid > 0, pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let path = (directory as NSString).appendingPathComponent(name)
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, info.st_uid == geteuid() else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
     /// Removes every running child's output directory (call right before `exit` in a signal handler).
     public static func removeTemporaryFiles() {
         for path in activeScratch.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
@@ -94,7 +109,8 @@ public struct ProcessRunner: Sendable {
         if let workingDirectory {
             argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", workingDirectory] + argv
         }
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-proc-\(UUID().uuidString)")
+        _ = Self.sweepOnce
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-proc-\(getpid())-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         Self.activeScratch.withLock { _ = $0.insert(scratch.path) }
         defer {

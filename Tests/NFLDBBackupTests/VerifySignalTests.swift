@@ -77,7 +77,10 @@ struct VerifySignalTests {
         try f.initStanza()
         _ = try f.backup("full")
         let scratch = (f.root as NSString).appendingPathComponent("scratch-signal-\(UUID().uuidString.prefix(6))")
-        let run = try startVerify(f, scratch: scratch)
+        // The previous night's receipt said PASS; the interrupted run must not leave that standing.
+        let receiptPath = (f.root as NSString).appendingPathComponent("receipt.json")
+        try #"{"status": "ok", "stanza": "nfldb"}"#.write(toFile: receiptPath, atomically: true, encoding: .utf8)
+        let run = try startVerify(f, scratch: scratch, extra: ["--receipt", receiptPath])
         defer {
             // Whatever failed above: no nfldb, server or scratch dir outlives the test.
             run.child.kill9()
@@ -92,6 +95,11 @@ struct VerifySignalTests {
         let status = run.child.wait(timeout: .seconds(60))
         try #require(status != nil, "nfldb still running 60 s after signal \(signal): \(run.log)")
         #expect(status == 128 + signal, "exit status after signal \(signal): \(run.log)")
+        let name = signal == SIGTERM ? "SIGTERM" : "SIGHUP"
+        #expect(run.child.standardError.contains("nfldb: backup verify interrupted by \(name): the copy \(scratch) was stopped and removed; nothing was recorded"),
+                "one line says what happened: \(run.log)")
+        let receipt = try String(contentsOfFile: receiptPath, encoding: .utf8)
+        #expect(receipt.contains(#""status" : "interrupted""#) && receipt.contains("interrupted by \(name)"), "\(receipt)")
         #expect(poll(timeout: .seconds(5)) { !FileManager.default.fileExists(atPath: scratch) }, "scratch dir \(scratch) still there: \(run.log)")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: run.tmp)) ?? ["unreadable"]).isEmpty,
                 "nfldb left temp files in TMPDIR: \((try? FileManager.default.contentsOfDirectory(atPath: run.tmp)) ?? [])")

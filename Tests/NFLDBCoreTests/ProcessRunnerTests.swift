@@ -4,6 +4,24 @@ import Testing
 
 @Suite("ProcessRunner")
 struct ProcessRunnerTests {
+    @Test("output directories left by an nfldb process that is gone (SIGKILLed) are swept; a live process's, a foreign name and a symlink stay")
+    func sweepsStaleOutput() throws {
+        try withTemporaryDirectory { dir in
+            // A pid that existed and is gone now: the shell that printed it has exited.
+            let gone = try #require(Int32(try ProcessRunner().run("/bin/sh", ["-c", "echo $$"]).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let fm = FileManager.default
+            for name in ["nfldb-proc-\(gone)-A", "nfldb-proc-\(getpid())-B", "nfldb-proc-1-C", "other-\(gone)"] {
+                try fm.createDirectory(atPath: dir + "/" + name, withIntermediateDirectories: true)
+                try "x".write(toFile: dir + "/" + name + "/out", atomically: true, encoding: .utf8)
+            }
+            try fm.createSymbolicLink(atPath: dir + "/nfldb-proc-\(gone)-link", withDestinationPath: dir + "/other-\(gone)")
+            ProcessRunner.sweepStaleTemporaryFiles(in: dir)
+            let left = try fm.contentsOfDirectory(atPath: dir).sorted()
+            #expect(left == ["nfldb-proc-1-C", "nfldb-proc-\(getpid())-B", "nfldb-proc-\(gone)-link", "other-\(gone)"].sorted(), "\(left)")
+            #expect(fm.fileExists(atPath: dir + "/other-\(gone)/out"), "a symlink is never followed")
+        }
+    }
+
     @Test("a non-zero exit is returned as a result, with stdout and stderr captured")
     func nonZeroExit() throws {
         let result = try ProcessRunner().run("/bin/sh", ["-c", "echo out; echo err1 >&2; echo err2 >&2; exit 3"])
