@@ -77,7 +77,10 @@ enum ScratchLeftovers {
     }
 
     /// The directory's verify marker when the directory is nfldb's (real directory, owned by this
-    /// user or `osUser`, mode 0700, marker a regular file of this user); nil otherwise.
+    /// user or `osUser`, mode 0700, marker a regular file of this user, root or `osUser`); nil
+    /// otherwise. Root and the cluster's OS user both run verify (by hand and from the cron file),
+    /// so each must clean up after the other's killed runs: a copy of production data left running
+    /// because the next run was another user's stayed up for good.
     static func marker(of directory: String, osUser: String?) -> ReusableScratch.Marker? {
         var owners: Set<uid_t> = [geteuid()]
         if let osUser, let account = getpwnam(osUser) { owners.insert(account.pointee.pw_uid) }
@@ -86,7 +89,7 @@ enum ScratchLeftovers {
             return nil
         }
         let path = ReusableScratch.markerPath(directory)
-        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(),
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, owners.contains(info.st_uid) || info.st_uid == 0,
               let data = FileManager.default.contents(atPath: path) else { return nil }
         return try? JSONDecoder().decode(ReusableScratch.Marker.self, from: data)
     }

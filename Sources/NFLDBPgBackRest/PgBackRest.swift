@@ -110,6 +110,14 @@ public struct PgBackRestError: NFLDBError, Sendable {
         return rest.firstIndex(of: "'").map { String(rest[..<$0]) }
     }
 
+    /// The first quoted path of a `[13] Permission denied` error (`unable to open file '<path>' for read`).
+    public var deniedPath: String? {
+        guard let line = stderrTail.split(separator: "\n").first(where: { $0.contains("[13] Permission denied") }),
+              let start = line.firstIndex(of: "'") else { return nil }
+        let rest = line[line.index(after: start)...]
+        return rest.firstIndex(of: "'").map { String(rest[..<$0]) }
+    }
+
     /// The directory in `unable to restore to path '<path>' because it contains files` (040 path-not-empty).
     public var notEmptyPath: String? {
         guard let message = errorMessage, let start = message.range(of: "restore to path '") else { return nil }
@@ -134,6 +142,10 @@ public struct PgBackRestError: NFLDBError, Sendable {
         } else if noSpaceLeft {
             "The filesystem pgBackRest writes to is full: free space there"
                 + (command == "restore" ? ", or restore into a larger filesystem (for `nfldb backup verify`, point backup.scratch_dir or --scratch at one)." : ".")
+        } else if stderrTail.contains("[13] Permission denied"), let path = deniedPath {
+            "pgBackRest runs as the cluster's OS user (postgres.os_user, default postgres when nfldb runs as root), and that user cannot "
+                + "reach \(path): give it access to the path and every directory above it (for a config file: root:postgres 0640, as "
+                + "`nfldb backup config --write` makes it; for verify's scratch, a backup.scratch_dir the OS user can enter)."
         } else if code.rawValue == 40, let path = notEmptyPath {
             "pgBackRest found files in \(path). If that is the restore target, pass --delta to reuse it or choose an empty directory; "
                 + "if it is a tablespace directory, it may be a live cluster's tablespace: restore the tablespaces elsewhere "

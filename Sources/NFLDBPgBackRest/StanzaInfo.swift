@@ -137,6 +137,8 @@ public struct StanzaInfo: Codable, Sendable, Equatable {
                 detail: "config \(configPath)",
                 hint: stanza.status.code == 1
                     ? "The stanza does not exist in the repo: check backup.stanza (NFLDB_BACKUP_STANZA) or run `nfldb backup init`."
+                    : stanza.status.code == 2 && stanza.repoHint == nil
+                    ? "The stanza has no backup yet (or none is valid): take one with `nfldb backup run --type full`, then run this again."
                     : stanza.repoHint ?? "Run `pgbackrest --config=\(configPath) --stanza=\(stanza.name) info` for details.")
         }
     }

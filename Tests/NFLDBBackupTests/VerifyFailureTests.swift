@@ -371,6 +371,8 @@ struct VerifyFailureTests {
         let restore = try #require(failed(receipt, "restore"), "\(receipt.renderText())")
         #expect(restore.evidence.contains("pgbackrest restore failed"))
         #expect(restore.evidence.contains(scratch))
+        #expect(restore.evidence.contains("that user cannot reach") && restore.evidence.contains("backup.scratch_dir the OS user can enter"),
+                "a hint for the [13] Permission denied: \(restore.evidence)")
         #expect(!FileManager.default.fileExists(atPath: scratch), "scratch removed after the failure")
     }
 }

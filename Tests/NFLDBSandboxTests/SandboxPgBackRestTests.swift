@@ -32,6 +32,9 @@ struct SandboxPgBackRestTests {
         let stanzas = try pg.info(allowNoBackups: true)
         #expect(stanzas.map(\.name) == [up.stanza])
         #expect(stanzas.first?.status.code == 2, "a new stanza has status 2 (no valid backups)")
+        // Where a backup is required, the refusal says how to get one (not only where to read the same status again).
+        let empty = #expect(throws: BackupError.self) { try StanzaInfo.requireOK(stanzas, configPath: config) }
+        #expect(empty?.diagnostic.hint?.contains("`nfldb backup run --type full`") == true, "\(String(describing: empty))")
         try pg.runChecked("check", ["--archive-timeout=30"], timeout: .seconds(90))
     }
 }
