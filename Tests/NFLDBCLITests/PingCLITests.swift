@@ -30,7 +30,7 @@ struct BasicsCLITests {
         #expect(result.standardError.contains("--count must be at least 1"))
     }
 
-    @Test("ping to a closed port exits 1 with one stderr line naming 127.0.0.1:1 and no password", arguments: [
+    @Test("ping to a closed port exits 1 with one stderr line naming 127.0.0.1:1 and no password, then a HINT line", arguments: [
         ["ping", "--dsn", unreachable],
         ["--dsn", unreachable, "ping"],
     ])
@@ -38,7 +38,7 @@ struct BasicsCLITests {
         let result = try CLIRunner.run(arguments)
         #expect(result.status == 1)
         #expect(result.standardOutput.isEmpty)
-        #expect(result.stderrLines.count == 1, "\(result.standardError)")
+        #expect(result.stderrLines.count == 2 && result.stderrLines.last?.hasPrefix("HINT: ") == true, "\(result.standardError)")
         let line = try #require(result.stderrLines.first)
         #expect(line.hasPrefix("error: could not connect to PostgreSQL at 127.0.0.1:1"))
         #expect(line.contains("Connection refused"))
@@ -73,7 +73,7 @@ struct BasicsCLITests {
         let result = try nfldb(
             "ping", env: ["PGHOST": "127.0.0.1", "PGPORT": "1", "PGUSER": "etl", "PGPASSWORD": "pgpassword-secret-5"])
         #expect(result.status == 1)
-        #expect(result.stderrLines.count == 1)
+        #expect(result.stderrLines.count == 2, "the error, then its hint: \(result.standardError)")
         #expect(result.standardError.contains("127.0.0.1:1"))
         #expect(!result.allOutput.contains("pgpassword-secret-5"))
     }

@@ -183,7 +183,10 @@ struct SessionTests {
         }
         #expect(failure.message.hasPrefix("could not connect to PostgreSQL at 127.0.0.1:1 db=nfl user=etl"))
         #expect(failure.message.lowercased().contains("connection refused"))
-        #expect(!failure.description.contains("\n"), "one line, so it fits a cron mail subject")
+        // The error in one line (a cron mail subject), then what to do next.
+        let lines = failure.description.split(separator: "\n")
+        #expect(lines.count == 2 && lines[1].hasPrefix("HINT: Check that PostgreSQL is running"), "\(failure.description)")
+        #expect(failure.hint?.contains("pg_isready") == true)
     }
 
     @Test("a wrong password fails without echoing it")

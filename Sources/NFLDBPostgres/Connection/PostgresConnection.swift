@@ -80,6 +80,8 @@ public final class PostgresConnection {
                     error.hint! += " (nfldb used sslmode=verify-full because \(tls.remoteHosts.joined(separator: ", ")) is not loopback; "
                         + "an explicit sslmode in the DSN or PGSSLMODE overrides it, with a warning.)"
                 }
+            } else {
+                error.hint = connectionHint(raw)
             }
             throw error
         }
@@ -155,6 +157,27 @@ public final class PostgresConnection {
         if let db = fields["dbname"], !db.isEmpty { text += " db=\(db)" }
         if let user = fields["user"], !user.isEmpty { text += " user=\(user)" }
         return SecretRedactor.shared.redact(text)
+    }
+
+    /// What to do about a failed connection, from libpq's message.
+    static func connectionHint(_ raw: String) -> String {
+        if raw.contains("password authentication failed") || raw.contains("no password supplied") || raw.contains("SCRAM") {
+            return "Check the user and its password (password_ref, a PGPASSFILE/.pgpass line, or PGPASSWORD); pg_hba.conf decides which method the server asks for."
+        }
+        if raw.contains("no pg_hba.conf entry") {
+            return "The server's pg_hba.conf has no line for this host, user and database: add one (hostssl … scram-sha-256) and reload, or connect as a user that has one."
+        }
+        if raw.contains("database \""), raw.contains("does not exist") {
+            return "Check the database name (dbname in the DSN, or PGDATABASE), or create the database."
+        }
+        if raw.contains("role \""), raw.contains("does not exist") {
+            return "Check the user name (user in the DSN, or PGUSER), or create the role (`nfldb roles apply` for the platform's roles)."
+        }
+        if raw.contains("could not translate host name") {
+            return "The host name does not resolve: check host in the DSN (or PGHOST)."
+        }
+        return "Check that PostgreSQL is running and accepts connections there (`pg_isready` with the same host and port), "
+            + "and that the DSN (or PGHOST/PGPORT) points at it."
     }
 
     static func connectionFailureMessage(_ raw: String, target: String) -> String {
