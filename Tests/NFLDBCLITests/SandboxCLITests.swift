@@ -67,6 +67,10 @@ struct SandboxCLITests {
             // Someone else takes the port meanwhile.
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
+            // The stopped server's closed connections may leave the port in TIME_WAIT: without
+            // SO_REUSEADDR that made this bind fail now and then (a listener still blocks the port).
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = UInt16(port).bigEndian
