@@ -102,7 +102,9 @@ public enum AlertRun {
         do {
             try store.save(state)
         } catch {
-            result.warnings.append((error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription)
+            // Say what it costs: without the record, the next run pages again and nothing resolves.
+            result.warnings.append(((error as? any NFLDBError)?.diagnostic.oneLine ?? error.localizedDescription)
+                + " — until it can be written, every --alert run pages again for what is still bad and no resolve is sent")
         }
         return result
     }

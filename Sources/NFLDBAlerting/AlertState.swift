@@ -119,7 +119,11 @@ public struct AlertStateStore: Sendable {
     /// The saved state; a missing file is an empty state. A corrupt file is reported in `problem`
     /// and replaced by an empty state, so one bad write never stops alerting for good.
     public func load() -> (state: AlertState, problem: String?) {
-        guard FileManager.default.fileExists(atPath: path) else { return (AlertState(), nil) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return (AlertState(), nil) }
+        if isDirectory.boolValue {
+            return (AlertState(), "alert state file \(path) is a directory; set health.state_file (or --state-file) to a file path in a directory the cron user can write")
+        }
         do {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             let decoder = JSONDecoder()

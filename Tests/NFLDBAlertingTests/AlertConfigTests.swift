@@ -208,4 +208,24 @@ extension AlertConfigTests {
             #expect(AlertStateStore(path: stateFile).load().state.checks.values.first?.failures == 1)
         }
     }
+
+    @Test("a state file that cannot be written: the run still alerts, and its warning says what that costs (pages repeat, nothing resolves)")
+    func unwritableStateFileSaysWhatItCosts() throws {
+        try Self.withTemporaryDirectory { dir in
+            // The state file's directory is a regular file: nothing can be created under it.
+            try "not a directory".write(toFile: dir + "/state", atomically: true, encoding: .utf8)
+            let stateFile = dir + "/state/alert-state.json"
+            let config = try AlertConfig(configuration: Self.load(environment: [:], in: dir))
+            let input = AlertInput(target: "db", check: "connections", level: .warning, message: "95% used", hint: nil, value: nil)
+            let result = AlertRun.run(inputs: [input], consecutiveByCheck: ["connections": 1], config: config, stateFile: stateFile, environment: [:],
+                                      logger: Logger(label: "test"))
+            #expect(result.warnings.contains { $0.contains(stateFile) && $0.contains("every --alert run pages again for what is still bad and no resolve is sent") },
+                    "\(result.warnings)")
+            // A directory given as the state file is named as such (not "unreadable (NSCocoaErrorDomain error 256)").
+            defer { unlink(dir + ".lock") }  // the run's flock file, beside the "state file"
+            let directory = AlertRun.run(inputs: [input], consecutiveByCheck: ["connections": 1], config: config, stateFile: dir, environment: [:],
+                                         logger: Logger(label: "test"))
+            #expect(directory.warnings.contains { $0.contains("alert state file \(dir) is a directory") }, "\(directory.warnings)")
+        }
+    }
 }
