@@ -37,12 +37,17 @@ enum ScratchLeftovers {
     /// The pid of a live `postgres` working on `dataDirectory` (its `postmaster.pid`, checked
     /// against /proc: the process is named postgres and its cwd or command line is that directory).
     static func runningServer(dataDirectory: String) -> pid_t? {
+        // A copy's data directory is a real directory. Planted as a symlink to another cluster's
+        // data directory (the scratch parent may be world-writable /var/tmp), it would make a root
+        // run stop that server: never followed.
+        var info = stat()
+        guard lstat(dataDirectory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return nil }
         let pidFile = (dataDirectory as NSString).appendingPathComponent("postmaster.pid")
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let first = text.split(separator: "\n").first, let pid = pid_t(first), pid > 0,
               kill(pid, 0) == 0 || errno == EPERM else { return nil }
         let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard comm == "postgres" else { return nil }
+        guard comm == "postgres", processUID(pid) == info.st_uid else { return nil }
         let real = (dataDirectory as NSString).resolvingSymlinksInPath
         if let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd"), cwd == real || cwd == dataDirectory {
             return pid
@@ -51,6 +56,13 @@ enum ScratchLeftovers {
             String(decoding: $0.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
         } ?? ""
         return cmdline.contains(" \(dataDirectory)") || cmdline.contains(" \(real)") ? pid : nil
+    }
+
+    /// The real uid of a process (`Uid:` in /proc/PID/status).
+    static func processUID(_ pid: pid_t) -> uid_t? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { uid_t($0) }
     }
 
     /// Immediate shutdown (SIGQUIT to the postmaster, SIGKILL after 10 s). Returns whether it is gone.
@@ -70,8 +82,12 @@ enum ScratchLeftovers {
     /// parent was killed): their pids, from /proc/*/cmdline.
     static func processes(using scratch: String) -> [pid_t] {
         let needle = "--pg1-path=" + (scratch as NSString).appendingPathComponent("data")
+        // Only processes of the directory's owner (the cluster's OS user) or of this user.
+        var info = stat()
+        let owners: Set<uid_t> = lstat(scratch, &info) == 0 ? [info.st_uid, geteuid()] : [geteuid()]
         return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(pid_t.init).filter { pid in
-            guard pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            guard pid != getpid(), processUID(pid).map(owners.contains) == true,
+                  let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
             return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(needle)
         }
     }

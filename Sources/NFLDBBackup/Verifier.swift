@@ -117,6 +117,9 @@ public enum ActiveScratch {
             }
             return
         }
+        // pgBackRest's own worker processes (`restore:local`) are not our children: a SIGTERM to the
+        // restore does not always reach them, and one still writing makes the removal fail.
+        for pid in ScratchLeftovers.processes(using: cluster.root) { kill(pid, SIGKILL) }
         // A server that was just starting may write postmaster.pid late: retry stop + remove.
         for _ in 0..<10 {
             if cluster.isRunning { stopImmediate(cluster, logger: logger) }
@@ -166,7 +169,9 @@ public enum ActiveScratch {
                 guard lstat(path, &info) == 0 else { continue }
                 switch info.st_mode & S_IFMT {
                 case S_IFDIR: pending.append(path)
-                case S_IFREG: files.append(path)
+                // The verify marker goes last (with the directory): if the removal fails half-way,
+                // the next run still recognises what is left as a verify copy and removes it.
+                case S_IFREG where name != ReusableScratch.markerName: files.append(path)
                 default: break
                 }
             }
@@ -183,13 +188,34 @@ public enum ActiveScratch {
             }
             for _ in 0..<workers { done.wait() }
         }
-        try? FileManager.default.removeItem(atPath: root)
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] where name != ReusableScratch.markerName {
+            try? fm.removeItem(atPath: (root as NSString).appendingPathComponent(name))
+        }
+        // Only an otherwise empty directory loses its marker.
+        guard ((try? fm.contentsOfDirectory(atPath: root)) ?? []).allSatisfy({ $0 == ReusableScratch.markerName }) else { return }
+        try? fm.removeItem(atPath: root)
     }
     static let removalThreads = 8
 
     /// The `--receipt` file of the running verify and its stanza: an interrupted run replaces the
     /// previous receipt there, so a cut-off night never leaves the last PASS standing.
     static let receiptFile = Mutex<(path: String, stanza: String)?>(nil)
+
+    /// A signal arrived (the handler owns the exit from now on), and whether the run had already
+    /// begun storing its result. A run checks in before it stores anything: after a signal it must
+    /// not record the failure the signal itself caused (a child killed by the teardown).
+    static let outcome = Mutex<(interrupted: Bool, recording: Bool)>((false, false))
+
+    /// Called by the run before it writes its receipt and row; false after a signal (the caller
+    /// must then wait for the handler to end the process).
+    public static func beginRecording() -> Bool {
+        outcome.withLock { state in
+            if state.interrupted { return false }
+            state.recording = true
+            return true
+        }
+    }
 
     /// On SIGTERM/SIGINT/SIGHUP (an ssh session that drops): tear the copy down, say so in one line
     /// on stderr, mark the `--receipt` file interrupted, then exit 128+signal.
@@ -198,6 +224,10 @@ public enum ActiveScratch {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
+                let alreadyRecording = outcome.withLock { state -> Bool in
+                    state.interrupted = true
+                    return state.recording
+                }
                 teardownLock.withLock { _ in
                     let roots = current.withLock { Array($0.keys) }.sorted()
                     let keptRoots = kept.withLock { $0 }
@@ -205,8 +235,9 @@ public enum ActiveScratch {
                     ProcessRunner.removeTemporaryFiles()
                     var what = roots.map { keptRoots.contains($0) ? "the kept copy \($0) was stopped (its files stay for --reuse-scratch)" : "the copy \($0) was stopped and removed" }
                     if what.isEmpty { what = ["no copy was running"] }
-                    var line = "nfldb: backup verify interrupted by \(name): \(what.joined(separator: "; ")); nothing was recorded"
-                    if let (path, stanza) = receiptFile.withLock({ $0 }) {
+                    var line = "nfldb: backup verify interrupted by \(name): \(what.joined(separator: "; "))"
+                        + (alreadyRecording ? "; the run had finished and was storing its result" : "; nothing was recorded")
+                    if !alreadyRecording, let (path, stanza) = receiptFile.withLock({ $0 }) {
                         var receipt = VerificationReceipt(stanza: stanza, targetTime: nil, startedAt: Date())
                         receipt.status = "interrupted"
                         receipt.finishedAt = Date()
@@ -307,6 +338,9 @@ public struct Verifier {
         recorder.cpu("nfldb", ProcessRunner.ownCPUSeconds())
         recorder.receipt.status = recorder.receipt.passed ? "ok" : "failed"
         let receipt = recorder.receipt
+        // After a signal the handler ends the process: a check failed by its teardown (a child it
+        // killed) must not be stored as a failed verification.
+        while !ActiveScratch.beginRecording() { Thread.sleep(forTimeInterval: 1) }
         if let path = options.receiptPath {
             try? receipt.encoded().write(toFile: path, atomically: true, encoding: .utf8)
         }

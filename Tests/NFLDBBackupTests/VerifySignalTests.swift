@@ -1,5 +1,5 @@
 import Foundation
-import NFLDBBackup
+@testable import NFLDBBackup
 import NFLDBCore
 import NFLDBPgBackRest
 import NFLDBSandbox
@@ -109,6 +109,23 @@ struct VerifySignalTests {
         #expect(!Self.isAlive(run.postmaster), "the copy's postmaster \(run.postmaster) is still alive")
         #expect(Self.children(of: run.postmaster).isEmpty, "children of the copy's postmaster left: \(Self.children(of: run.postmaster))")
         #expect(f.scratchLeftovers().isEmpty)
+    }
+
+    @Test("a planted leftover whose data is a symlink to a live cluster's data directory: its server is not taken for the copy's, so the cleanup never stops it")
+    func plantedDataSymlinkIsNotFollowed() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        let live = try #require(ScratchLeftovers.runningServer(dataDirectory: f.cluster.dataDirectory), "the fixture's own server is found by its real path")
+        let planted = (f.root as NSString).appendingPathComponent("nfldb-verify-planted")
+        try FileManager.default.createDirectory(atPath: planted, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createSymbolicLink(atPath: planted + "/data", withDestinationPath: f.cluster.dataDirectory)
+        #expect(ScratchLeftovers.runningServer(dataDirectory: planted + "/data") == nil)
+        // The whole cleanup, with a marker that claims a dead owner: the live server keeps running.
+        try #"{"stanza":"nfldb","kept":false,"owner":{"pid":999999,"startTime":1}}"#.write(
+            toFile: planted + "/" + ReusableScratch.markerName, atomically: true, encoding: .utf8)
+        _ = ScratchLeftovers.cleanFresh(scratch: planted, osUser: f.pgbackrest.osUser)
+        #expect(Self.isAlive(live), "the live cluster's postmaster \(live) was stopped through the planted symlink")
+        #expect(f.cluster.isRunning)
     }
 
     @Test("SIGTERM once the restored copy runs: exit 143, scratch dir gone, no process left on it")
