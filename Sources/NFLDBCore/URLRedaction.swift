@@ -10,12 +10,12 @@ import Foundation
 public enum URLRedaction {
     public static let placeholder = "REDACTED"
 
-    /// The redacted text and whether a parameter's value was taken out (user info is always dropped
-    /// and not counted: it changes who asks, not what is fetched). A caller that
+    /// The redacted text (surrounding white space trimmed) and whether anything was taken out: user
+    /// info (another user may be shown other content) or a parameter's value. A caller that
     /// keys state by the URL must not use the redacted text as the key when `redacted` is true: two
     /// different URLs may differ only in what was taken out.
     public static func redact(_ url: String) -> (text: String, redacted: Bool) {
-        var text = Substring(url)
+        var text = Substring(url.trimmingCharacters(in: .whitespacesAndNewlines))
         if let hash = text.firstIndex(of: "#") { text = text[..<hash] }  // never sent to the server
         var query: Substring?
         if let mark = text.firstIndex(of: "?") {
@@ -32,7 +32,12 @@ public enum URLRedaction {
             let authorityEnd = head[authorityStart...].firstIndex(of: "/") ?? head.endIndex
             if let at = head[authorityStart..<authorityEnd].lastIndex(of: "@") {
                 head = String(head[..<authorityStart]) + String(head[head.index(after: at)...])
+                redacted = true
             }
+        } else {
+            // Not a URL (`https:u:pw@h/…`, `http//u:pw@h`, `u:pw@h`): a `name:secret@` part is masked anyway.
+            let masked = maskUserInfo(head)
+            if masked != head { head = masked; redacted = true }
         }
         // Path parameters: /name;key=value;…
         if head.contains(";") {
@@ -47,6 +52,25 @@ public enum URLRedaction {
         guard let query else { return (head, redacted) }
         let (params, changed) = redactParameters(query, separators: ["&", ";"])
         return (head + "?" + params, redacted || changed)
+    }
+
+    /// Every `user:secret@` in `text` (the part after the last `/` or space before an `@`, if it holds
+    /// a `:`) with what follows its first `:` masked: `u:pw@h` → `u:********@h`.
+    public static func maskUserInfo(_ text: String) -> String {
+        var out = ""
+        var segment = ""
+        for character in text {
+            if character == "@", let colon = segment.firstIndex(of: ":") {
+                out += String(segment[...colon]) + "********@"
+                segment = ""
+            } else if character == "/" || character == " " || character == "@" {
+                out += segment + String(character)
+                segment = ""
+            } else {
+                segment.append(character)
+            }
+        }
+        return out + segment
     }
 
     /// `name=value` items separated by `separators` (kept as they were), credential values replaced.

@@ -39,20 +39,24 @@ extension ReplayableSource {
 /// A local file, read in 1 MiB chunks.
 public final class FileSource: ReplayableSource {
     public let name: String
+    private let path: String
     private let handle: FileHandle
     public var validators: HTTPValidators { HTTPValidators() }
 
     public init(path: String) throws {
-        name = path
+        self.path = path
+        // A path never carries a password, but `u:pw@host/…` given as --source (a mistyped URL) would
+        // show one in every message and in nfl.etl_runs.source.
+        name = URLRedaction.maskUserInfo(path)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ETLInputError(source: path, "no such file", hint: "Give --source an existing CSV file or an http(s) URL.", exitStatus: .usage)
+            throw ETLInputError(source: name, "no such file", hint: "Give --source an existing CSV file or an http(s) URL.", exitStatus: .usage)
         }
         guard !isDirectory.boolValue else {
-            throw ETLInputError(source: path, "is a directory, not a file", hint: "Give --source the CSV file itself (e.g. \(path)/games.csv) or an http(s) URL.", exitStatus: .usage)
+            throw ETLInputError(source: name, "is a directory, not a file", hint: "Give --source the CSV file itself (e.g. \(name)/games.csv) or an http(s) URL.", exitStatus: .usage)
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ETLInputError(source: path, "cannot open the file for reading", hint: "Check its permissions.")
+            throw ETLInputError(source: name, "cannot open the file for reading", hint: "Check its permissions.")
         }
         self.handle = handle
     }
@@ -65,7 +69,7 @@ public final class FileSource: ReplayableSource {
         return fstat(handle.fileDescriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
-    public func replay() throws -> any ByteSource { try FileSource(path: name) }
+    public func replay() throws -> any ByteSource { try FileSource(path: path) }
 
     /// Up to 1 MiB: whatever one read(2) returns, so a pipe or FIFO is parsed as its bytes arrive
     /// (a regular file gives full chunks).

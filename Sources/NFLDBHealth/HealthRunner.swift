@@ -113,7 +113,8 @@ public struct HealthRunner: Sendable {
         } catch {
             let postgresError = error as? PostgresError
             let name = target.name ?? Self.targetName(postgresError?.target) ?? "default"
-            return unreachable(name: name, reason: Self.reason(error), probes: enabled, started: start, primary: target.expectedRole != .standby)
+            return unreachable(name: name, reason: Self.reason(error), hint: (error as? PostgresError)?.hint, probes: enabled, started: start,
+                               primary: target.expectedRole != .standby)
         }
         defer { connection.close() }
         let name = target.name ?? Self.targetName(connection.target) ?? "default"
@@ -128,7 +129,8 @@ public struct HealthRunner: Sendable {
                 """)
             server = try ServerInfo.read(connection)
         } catch {
-            return unreachable(name: name, reason: Self.reason(error), probes: enabled, started: start, primary: target.expectedRole != .standby)
+            return unreachable(name: name, reason: Self.reason(error), hint: (error as? PostgresError)?.hint, probes: enabled, started: start,
+                               primary: target.expectedRole != .standby)
         }
         var currentTimeout = settings.statementTimeout
         var results: [CheckResult] = []
@@ -172,14 +174,15 @@ public struct HealthRunner: Sendable {
     }
 
     /// The report for a server that could not be reached: `connections` CRITICAL, the rest UNKNOWN.
-    func unreachable(name: String, reason: String, probes: [any Probe], started: ContinuousClock.Instant, primary: Bool = true) -> TargetReport {
+    func unreachable(name: String, reason: String, hint: String? = nil, probes: [any Probe], started: ContinuousClock.Instant, primary: Bool = true) -> TargetReport {
         var results: [CheckResult] = []
         let connections = ConnectionsProbe()
         let down = CheckResult(
             name: connections.name, target: name, role: "unreachable", status: .critical, value: nil, unit: connections.unit,
             thresholds: settings.settings(for: connections).thresholds,
-            message: "cannot connect: the database is down or unreachable: \(reason)",
-            hint: "Check that PostgreSQL is running and accepts connections (pg_isready), and that the DSN, pg_hba.conf and the password are right.",
+            // libpq's reason picks the hint (a wrong password is not a server that is down).
+            message: "cannot connect: \(reason)",
+            hint: hint ?? "Check that PostgreSQL is running and accepts connections (pg_isready), and that the DSN, pg_hba.conf and the password are right.",
             details: [], durationMilliseconds: Self.milliseconds(since: started))
         results.append(down)
         for probe in probes where probe.name != connections.name {

@@ -146,7 +146,18 @@ struct PingCLITests {
             let result = try nfldb("ping", env: env)
             #expect(result.status == 1)
             #expect(result.standardError.contains("password authentication failed"))
+            #expect(result.standardError.contains("HINT: Check the user and its password"), "\(result.standardError)")
             #expect(!result.allOutput.contains("wrong-cli-pw-31"))
+            // health (what pages) gives the same hint, not "the database is down".
+            let health = try nfldb("health", "--check", "connections", env: env)
+            #expect(health.status == 2, "\(health.allOutput)")
+            #expect(health.allOutput.contains("Check the user and its password") && !health.allOutput.contains("down or unreachable"), "\(health.allOutput)")
+            #expect(!health.allOutput.contains("wrong-cli-pw-31"))
+            // An unknown database names the database, not the server.
+            env["PGPASSWORD"] = access.password
+            env["PGDATABASE"] = "no_such_db_31"
+            let unknown = try nfldb("ping", env: env)
+            #expect(unknown.status == 1 && unknown.standardError.contains("HINT: Check the database name"), "\(unknown.standardError)")
         }
     }
 

@@ -152,6 +152,12 @@ import Testing
             // If-None-Match shows that the 2023 source was not taken for the 2024 one.
             #expect(other.status == "succeeded" && server.requests.last?.headers["if-none-match"] == nil, "\(other.status)")
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_source_state", as: Int.self) == 2)
+            // Two users of one URL (user info in it) share no record either: each may be shown other content.
+            let alice = server.url.replacingOccurrences(of: "http://", with: "http://alice:PWA1@")
+            #expect(try load(world, alice).status == "succeeded")
+            let bob = try load(world, server.url.replacingOccurrences(of: "http://", with: "http://bob:PWBOB@"))
+            #expect(bob.status == "succeeded" && server.requests.last?.headers["if-none-match"] == nil, "\(bob.status)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_source_state", as: Int.self) == 2)
             do {
                 _ = try load(world, empty.url)
                 Issue.record("a header-only body loaded")

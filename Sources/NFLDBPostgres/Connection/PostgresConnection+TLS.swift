@@ -101,10 +101,16 @@ public struct TLSFailure: Sendable, Equatable {
                 reason: .serverWithoutTLS, what: "server without TLS: the server does not offer TLS",
                 fix: "On the server set ssl = on with ssl_cert_file and ssl_key_file in postgresql.conf and reload (SELECT pg_reload_conf()).")
         }
-        if text.contains("no encryption") && (text.contains("rejects connection") || text.contains("no pg_hba.conf entry")) {
-            let rule = text.contains("rejects connection")
-                ? "pg_hba.conf rejects plaintext from this client (hostnossl … reject)"
-                : "pg_hba.conf has no rule for a plaintext connection from this client (only hostssl lines match, or none)"
+        if text.contains("no encryption") && text.contains("no pg_hba.conf entry") {
+            // libpq 15 says "no encryption" for every plaintext attempt: either only hostssl lines
+            // would match, or no line does at all (a server with ssl = off can only be the latter).
+            return TLSFailure(
+                reason: .serverRequiresTLS, what: "pg_hba.conf has no rule for this plaintext connection (only hostssl lines match it, or none does)",
+                fix: "If no line is meant for this host, user and database, add one to pg_hba.conf and reload (SELECT pg_reload_conf()); "
+                    + "if only hostssl lines are, connect with sslmode=verify-full and sslrootcert=<CA file> (the server needs ssl = on).")
+        }
+        if text.contains("no encryption") && text.contains("rejects connection") {
+            let rule = "pg_hba.conf rejects plaintext from this client (hostnossl … reject)"
             return TLSFailure(
                 reason: .serverRequiresTLS, what: "server requires TLS: \(rule), and the connection was plaintext",
                 fix: "Remove sslmode=disable (DSN or PGSSLMODE) and connect with sslmode=verify-full and sslrootcert=<CA file>.")
