@@ -63,13 +63,17 @@ public struct NFLDBLogHandler: LogHandler {
     public static let valueLimit = 32 * 1024
 
     /// `text` cut to ``valueLimit`` characters; secrets are masked before the cut, so a cut never
-    /// leaves half a secret that the line's own redaction would no longer recognise.
+    /// leaves half a secret that the line's own redaction would no longer recognise. Only the part
+    /// that can reach the kept text is scanned (the limit plus the longest secret, at least 4 Ki
+    /// characters more): scanning all of a 20 MB non-ASCII value once per registered secret took
+    /// minutes.
     public static func capped(_ text: String) -> String {
         guard text.utf8.count > valueLimit else { return text }
-        let redacted = SecretRedactor.shared.redact(text)
+        let scanned = text.prefix(valueLimit + max(4096, SecretRedactor.shared.longestSecret))
+        let redacted = SecretRedactor.shared.redact(String(scanned))
         let kept = redacted.prefix(valueLimit)
-        guard kept.endIndex < redacted.endIndex else { return redacted }
-        return String(kept) + "… [\(redacted.utf8.count - kept.utf8.count) more bytes not logged]"
+        guard kept.endIndex < redacted.endIndex || scanned.endIndex < text.endIndex else { return redacted }
+        return String(kept) + "… [\(text.utf8.count) bytes in all; the rest not logged]"
     }
 
     /// Renders one log line; exposed for tests.

@@ -16,6 +16,9 @@ public final class SecretRedactor: Sendable {
     /// kept sorted on registration, not on every ``redact(_:)``.
     private let secrets = Mutex<[String]>([])
 
+    /// The length in characters of the longest registered secret.
+    public var longestSecret: Int { secrets.withLock { $0.map(\.count).max() ?? 0 } }
+
     public init() {}
 
     /// Registers a secret. Very short strings are ignored: scrubbing "a" would mangle every message.
