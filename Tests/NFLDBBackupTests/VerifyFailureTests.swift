@@ -193,19 +193,8 @@ struct VerifyFailureTests {
         try f.initStanza()
         _ = try f.backup("full")
         let port = try LocalCluster.freePort()
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(bound == 0)
-        #expect(listen(fd, 1) == 0)
+        let squatter = try PortListener(port: port)
+        defer { squatter.close() }
 
         let receipt = try f.verify(port: port)
         #expect(!receipt.passed)

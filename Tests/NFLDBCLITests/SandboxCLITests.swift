@@ -65,18 +65,8 @@ struct SandboxCLITests {
             try LocalCluster(root: root, port: port, binaries: PostgresBinaries.locate(configured: nil), osUser: ProcessRunner.isRoot ? "postgres" : nil)
                 .stop(mode: "fast", logger: TestCluster.logger)
             // Someone else takes the port meanwhile.
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            // The stopped server's closed connections may leave the port in TIME_WAIT: without
-            // SO_REUSEADDR that made this bind fail now and then (a listener still blocks the port).
-            var reuse: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            #expect(bound == 0 && listen(fd, 1) == 0)
+            let squatter = try PortListener(port: port)
+            defer { squatter.close() }
             let moved = try nfldb("sandbox", "up", "--dir", state)
             #expect(moved.status == 0, "\(moved.standardError)")
             let env = try Self.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)

@@ -757,6 +757,19 @@ struct UnsplittableTests {
 
 @Suite("interrupted runs and error text")
 struct InterruptTests {
+    /// `nfldb migrate <arguments>`, sent `signal` once its session sits in `pg_sleep(30)`: its result,
+    /// after checking it exited 128+signal.
+    func interruptedInSleep(_ fx: Fixture, _ arguments: [String], by signal: Int32,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws -> CLIResult {
+        let child = try CLIRunner.spawn(fx.migrateArguments(arguments))
+        defer { child.kill9(); child.removeOutput() }
+        try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)",
+                     sourceLocation: sourceLocation)
+        child.send(signal)
+        let result = child.result(timeout: .seconds(10))
+        #expect(result.status == 128 + signal, "\(result)", sourceLocation: sourceLocation)
+        return result
+    }
     @Test("the failing statement is printed once, without a doubled semicolon")
     func noDoubledSemicolon() throws {
         try withFixture { fx in
@@ -773,12 +786,7 @@ struct InterruptTests {
         try withFixture { fx in
             try fx.pair(1, "create_teams", up: "CREATE TABLE teams (id int);", down: "DROP TABLE teams;")
             try fx.pair(2, "slow_stats", up: "CREATE TABLE stats (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE stats;")
-            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
-            defer { child.kill9(); child.removeOutput() }
-            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
-            child.send(SIGTERM)
-            let result = child.result(timeout: .seconds(10))
-            #expect(result.status == 128 + SIGTERM, "\(result)")
+            let result = try interruptedInSleep(fx, ["up"], by: SIGTERM)
             #expect(result.stderr.contains("interrupted by SIGTERM during 0002_slow_stats: its transaction is rolled back as the connection closes; nothing applied from it; 1 step(s) finished before it stay done (0001_create_teams)"), "\(result)")
             #expect(try poll(timeout: .seconds(8)) { try fx.advisoryLocks() == 0 && fx.backends(running: "pg_sleep(30)").isEmpty })
             #expect(try fx.ledgerVersions() == [1])
@@ -797,12 +805,7 @@ struct InterruptTests {
                 SELECT pg_sleep(30);
                 COMMIT;
                 """, down: "DROP TABLE IF EXISTS in_block;\nDROP TABLE IF EXISTS before_block;")
-            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
-            defer { child.kill9(); child.removeOutput() }
-            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
-            child.send(SIGTERM)
-            let result = child.result(timeout: .seconds(10))
-            #expect(result.status == 128 + SIGTERM, "\(result)")
+            let result = try interruptedInSleep(fx, ["up"], by: SIGTERM)
             #expect(result.stderr.contains("interrupted by SIGTERM during 0001_blocked (no-transaction): the statements that finished stay applied (except those of its own transaction block opened at line 3, which is rolled back as the connection closes) and it stays recorded as running (dirty)"), "\(result)")
             #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
             #expect(try fx.tableExists("before_block"))
@@ -822,12 +825,7 @@ struct InterruptTests {
                 """)
             #expect(try fx.migrate("resolve", "1", "--applied").status == 0)
             #expect(try fx.migrate("up").status == 0)
-            let down = try CLIRunner.spawn(fx.migrateArguments(["down", "1"]))
-            defer { down.kill9(); down.removeOutput() }
-            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
-            down.send(SIGTERM)
-            let downResult = down.result(timeout: .seconds(10))
-            #expect(downResult.status == 128 + SIGTERM, "\(downResult)")
+            let downResult = try interruptedInSleep(fx, ["down", "1"], by: SIGTERM)
             #expect(downResult.stderr.contains("interrupted by SIGTERM during the rollback of 0002_down_blocked (no-transaction): the down statements that finished stay done (except those of its own transaction block opened at line 5, which is rolled back as the connection closes), and it is still recorded as running (dirty)"), "\(downResult)")
             #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
             #expect(try fx.tableExists("committed_first"))
@@ -840,12 +838,7 @@ struct InterruptTests {
     func sighupNoTransaction() throws {
         try withFixture { fx in
             try fx.pair(1, "slow", up: "-- nfldb:no-transaction\nCREATE TABLE IF NOT EXISTS s (id int);\nSELECT pg_sleep(30);\n", down: "DROP TABLE s;")
-            let child = try CLIRunner.spawn(fx.migrateArguments(["up"]))
-            defer { child.kill9(); child.removeOutput() }
-            try #require(try poll(timeout: .seconds(20)) { try !fx.backends(running: "pg_sleep(30)").isEmpty }, "never reached pg_sleep(30)")
-            child.send(SIGHUP)
-            let result = child.result(timeout: .seconds(10))
-            #expect(result.status == 128 + SIGHUP, "\(result)")
+            let result = try interruptedInSleep(fx, ["up"], by: SIGHUP)
             #expect(result.stderr.contains("interrupted by SIGHUP during 0001_slow (no-transaction): the statements that finished stay applied and it stays recorded as running (dirty)"), "\(result)")
             #expect(try poll(timeout: .seconds(8)) { try fx.backends(running: "pg_sleep(30)").isEmpty })
             #expect(try fx.scalar("SELECT state FROM nfldb.schema_migrations WHERE version = 1", as: String.self) == "running")
