@@ -79,6 +79,18 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
     /// `password=…` in a libpq conninfo string (dblink_connect, CREATE SUBSCRIPTION … CONNECTION, a dsn).
     static let conninfoPassword = try! NSRegularExpression(pattern: #"\bpassword\s*=\s*([^\s'"]+)"#, options: [.caseInsensitive])
     static let urlPassword = try! NSRegularExpression(pattern: #"\b[a-z][a-z0-9+.-]*://[^\s/:@'"]+:([^\s@'"/]+)@"#, options: [.caseInsensitive])
+    /// Passwords inside connection strings: the pattern (group 1 is the secret), then the finding's
+    /// what, why, fix and kind.
+    static let embeddedPasswords: [(NSRegularExpression, what: String, why: String, fix: String, kind: String)] = [
+        (conninfoPassword, "a connection string with password=",
+         "the password is in the file, and connection strings end up in logs, catalogs (pg_subscription, dblink calls) and error messages",
+         "Drop password= from the string and let libpq find the password (a .pgpass file, PGPASSFILE, or a secret reference); rotate the exposed password",
+         "conninfo_password"),
+        (urlPassword, "a URL with user:password@",
+         "the password is in the file, and URLs end up in logs, process lists and error messages",
+         "Drop the password from the URL and use password_file/password_env (or a secret reference); rotate the exposed password",
+         "url_password"),
+    ]
     /// A secret key with a value, in block (`password: x`) or flow (`{ routing_key: x }`) style.
     static let yamlSecret = try! NSRegularExpression(
         pattern: #"(?:^|[\s{,-])(password|passwd|secret|token|api_key|cipher_pass|routing_key|secret_access_key|webhook_url)\s*:\s*("[^"]*"|'[^']*'|[^,}\s#][^,}#]*)"#,
@@ -116,21 +128,12 @@ public struct HardcodedCredentialsCheck: SecurityProbe {
                         fix: "Remove it from the file; let nfldb roles apply set passwords from a secret reference (env:/file:) instead, and rotate the exposed password",
                         fields: ["file": file, "line": String(index + 1), "kind": "sql_password"]))
                 }
-                if let match = conninfoPassword.firstMatch(in: line, range: range), let secret = Range(match.range(at: 1), in: line),
-                   !isReference(String(line[secret])) {
+                for rule in Self.embeddedPasswords {
+                    guard let match = rule.0.firstMatch(in: line, range: range), let secret = Range(match.range(at: 1), in: line),
+                          !isReference(String(line[secret])) else { continue }
                     findings.append(Finding(
-                        .critical, what: "\(location): a connection string with password=",
-                        why: "the password is in the file, and connection strings end up in logs, catalogs (pg_subscription, dblink calls) and error messages",
-                        fix: "Drop password= from the string and let libpq find the password (a .pgpass file, PGPASSFILE, or a secret reference); rotate the exposed password",
-                        fields: ["file": file, "line": String(index + 1), "kind": "conninfo_password"]))
-                }
-                if let match = urlPassword.firstMatch(in: line, range: range), let secret = Range(match.range(at: 1), in: line),
-                   !isReference(String(line[secret])) {
-                    findings.append(Finding(
-                        .critical, what: "\(location): a URL with user:password@",
-                        why: "the password is in the file, and URLs end up in logs, process lists and error messages",
-                        fix: "Drop the password from the URL and use password_file/password_env (or a secret reference); rotate the exposed password",
-                        fields: ["file": file, "line": String(index + 1), "kind": "url_password"]))
+                        .critical, what: "\(location): \(rule.what)", why: rule.why, fix: rule.fix,
+                        fields: ["file": file, "line": String(index + 1), "kind": rule.kind]))
                 }
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 for match in isSQL || trimmed.hasPrefix("#") ? [] : yamlSecret.matches(in: line, range: range) {
