@@ -1223,7 +1223,7 @@ public struct Verifier {
         }
         // Its exit code means nothing on 2.45 (#2502): parse the text.
         let parsed = VerifyOutput.parse(verifyResult.process.standardOutput + "\n" + verifyResult.process.standardError)
-        let invalid = parsed.backups.filter { $0.value != "valid" && $0.value != "in-progress" }.map { "\($0.key): \($0.value)" }.sorted()
+        let invalid = parsed.notValid.map { "\($0.key): \($0.value)" }.sorted()
         var evidence = "status \(parsed.status ?? "?"), exit \(verifyResult.process.status)"
         if !invalid.isEmpty { evidence += "; backups not valid: \(invalid.joined(separator: ", "))" }
         if !parsed.inProgress.isEmpty {

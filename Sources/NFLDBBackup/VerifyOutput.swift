@@ -27,9 +27,11 @@ public struct VerifyOutput: Sendable, Equatable {
     /// A backup being taken right now (`in-progress`) is not judged: a `backup run` that overlaps
     /// the nightly verify is not a damaged repository.
     public var ok: Bool {
-        status?.lowercased() != "error" && problems.isEmpty
-            && !backups.values.contains { $0 != "valid" && $0 != "in-progress" }
+        status?.lowercased() != "error" && problems.isEmpty && notValid.isEmpty
     }
+
+    /// Backups judged anything but valid (label → status), leaving out those still being taken.
+    public var notValid: [String: String] { backups.filter { $0.value != "valid" && $0.value != "in-progress" } }
 
     /// Labels of backups that were still being taken.
     public var inProgress: [String] { backups.filter { $0.value == "in-progress" }.map(\.key).sorted() }

@@ -242,9 +242,7 @@ extension Migrator {
                         """)
                     try requireStandardStrings(after: statement, in: script)
                 }
-                let wasOpenAt = block.start?.line
-                if block.after(statement, connection) { done = index + 1 }
-                if block.start?.line != wasOpenAt { progress(.ownBlock(openAt: block.start?.line)) }
+                if block.after(statement, connection, progress: progress) { done = index + 1 }
             }
             if let open = block.start {
                 _ = block.rollBack(connection)

@@ -330,10 +330,7 @@ public final class Migrator {
                     """)
                 try requireStandardStrings(after: statement, in: script)
             }
-            let wasOpenAt = block.start?.line
-            let settled = block.after(statement, connection)
-            if block.start?.line != wasOpenAt { progress(.ownBlock(openAt: block.start?.line)) }
-            guard settled else { continue }
+            guard block.after(statement, connection, progress: progress) else { continue }
             done = index + 1
             guard !block.isOpen else { continue }  // a COMMIT AND CHAIN: counted, written once outside the block
             try connection.execute("UPDATE nfldb.schema_migrations SET statements_done = \(done) WHERE version = \(migration.version)")
@@ -611,8 +608,16 @@ struct OwnBlock {
 
     /// After a statement succeeded: true when every statement up to it is in its final state —
     /// outside any block, or a `COMMIT AND CHAIN` that committed the block and opened the next one
-    /// (progress is then written only once the connection is outside a block: ``isOpen``).
-    mutating func after(_ statement: SQLStatement, _ connection: PostgresConnection) -> Bool {
+    /// (progress is then written only once the connection is outside a block: ``isOpen``). A block
+    /// that opened or ended is reported through `progress` (``MigrationProgress/ownBlock(openAt:)``).
+    mutating func after(_ statement: SQLStatement, _ connection: PostgresConnection, progress: (MigrationProgress) -> Void) -> Bool {
+        let wasOpenAt = start?.line
+        let settled = advance(statement, connection)
+        if start?.line != wasOpenAt { progress(.ownBlock(openAt: start?.line)) }
+        return settled
+    }
+
+    private mutating func advance(_ statement: SQLStatement, _ connection: PostgresConnection) -> Bool {
         if connection.transactionState == .idle {
             start = nil
             return true

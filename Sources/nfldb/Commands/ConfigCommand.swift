@@ -23,6 +23,11 @@ struct ConfigCommand: ParsableCommand {
 
         static let commandPath = "config show"
 
+        /// A value that may be a URL (etl.games.source…): no user info, credential parameter values REDACTED.
+        static func redactedURL(_ text: String) -> String {
+            text.contains(":/") || text.contains("@") ? URLRedaction.redact(text).text : text
+        }
+
         func run(_ context: CommandContext) throws {
             let config = context.configuration
             var rows: [ConfigRow] = []
@@ -32,12 +37,11 @@ struct ConfigCommand: ParsableCommand {
                 if key == .dsn, let dsn = value { value = ConnectionOptions.redact(dsn) }
                 if key == .redisURL, let url = value { value = QueueConfig.redact(url: url) }
                 // Any other URL (etl.games.source…): no user info, credential parameter values REDACTED.
-                if key != .dsn && key != .redisURL, let text = value, text.contains(":/") || text.contains("@") { value = URLRedaction.redact(text).text }
+                if key != .dsn && key != .redisURL, let text = value { value = Self.redactedURL(text) }
                 rows.append(ConfigRow(key: key.name, value: value, source: entry?.source.description ?? "unset", env: key.environmentVariable))
             }
             for (path, entry) in config.entries.sorted(by: { $0.key < $1.key }) where config.keys.contains(where: { $0.isPattern && $0.matches(path) }) {
-                let text = entry.value.description
-                rows.append(ConfigRow(key: path, value: text.contains(":/") || text.contains("@") ? URLRedaction.redact(text).text : text, source: entry.source.description, env: nil))
+                rows.append(ConfigRow(key: path, value: Self.redactedURL(entry.value.description), source: entry.source.description, env: nil))
             }
             let alerts = try AlertDestination.all(in: config).map {
                 AlertRow(name: $0.name, type: $0.kind.rawValue, secretFrom: $0.secretRef ?? $0.secretEnv.map { "env \($0)" } ?? $0.secretFile.map { "file \($0)" } ?? "")
