@@ -79,6 +79,8 @@ extension AuditInstaller {
     /// partitions. Runs as the audit owner inside one transaction; needs a superuser connection.
     /// About 1,000 years in seconds: ages beyond it reach outside what the log can hold.
     static let longestAge: Int64 = 1000 * 365 * 86_400
+    /// One day: a shorter retention is a typo (a missing unit, `h` for `d`), and a prune cannot be undone.
+    static let shortestAge: Int64 = 86_400
 
     public func prune(olderThan: Duration, dryRun: Bool = false) throws -> AuditPruneResult {
         try requireSuperuser("audit prune")
@@ -86,6 +88,11 @@ extension AuditInstaller {
             throw OperatorError("audit.log does not exist", hint: "Run `nfldb audit install --table …` first.")
         }
         let seconds = DurationParser.milliseconds(olderThan) / 1000
+        if seconds < Self.shortestAge {
+            throw OperatorError(
+                "--older-than \(DurationParser.milliseconds(olderThan)) ms is shorter than one day: prune would delete entries written today, and they cannot be restored",
+                hint: "Give the retention in days, such as 400d (an audit trail is usually kept for months).", exitStatus: .usage)
+        }
         if seconds > Self.longestAge {
             throw OperatorError(
                 "--older-than \(seconds / 86_400) days reaches back more than 1,000 years: no entry is that old",

@@ -90,6 +90,29 @@ public struct AuditInstaller {
         }, body)
     }
 
+    /// The audit owner for a run: the audit schema's owner when the schema exists (so a custom
+    /// `--owner-role` given at the first install need not be repeated), else `requested` or the
+    /// default. A `requested` role other than the existing schema's owner is refused: install and
+    /// prune act as the owner, and would fail later with "must be owner of table log".
+    public static func resolveOwner(_ connection: PostgresConnection, requested: String?) throws -> String {
+        let row = try connection.query("""
+            SELECT pg_get_userbyid(n.nspowner) AS owner, r.rolsuper AS superuser
+            FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'audit'
+            """).rows.first
+        guard let row, let existing = row["owner"] else { return requested ?? defaultOwner }
+        if try row.decode("superuser", as: Bool.self) {
+            throw OperatorError(
+                "schema audit is owned by the superuser \(existing): nfldb's audit owner must be a role without superuser rights (its functions run with them)",
+                hint: "If schema audit is not nfldb's, rename it (ALTER SCHEMA audit RENAME TO …); else ALTER SCHEMA audit OWNER TO \(defaultOwner) and run install again.")
+        }
+        if let requested, requested != existing {
+            throw OperatorError(
+                "--owner-role \(requested) is not the audit schema's owner: schema audit is owned by \(existing)",
+                hint: "Leave --owner-role out (the schema's owner is used), or pass --owner-role \(shellArgument(existing)).", exitStatus: .usage)
+        }
+        return existing
+    }
+
     public init(connection: PostgresConnection, owner: String = AuditInstaller.defaultOwner, logger: Logger) {
         self.connection = connection
         self.owner = owner
@@ -342,7 +365,7 @@ public struct AuditInstaller {
         let existing = try existingTriggers(table.oid).filter { !$0.cloned }
         for trigger in wanted {
             let current = existing.first { $0.name == trigger.name }
-            if current?.function != trigger.function || current?.args != trigger.args {
+            if current.map({ $0.difference(from: trigger) != nil }) ?? true {
                 try connection.runScript(unsafeSQL: trigger.createSQL(on: table.sql))
                 changed = true
             }
@@ -624,6 +647,24 @@ public struct AuditInstaller {
         /// `pg_trigger.tgenabled`: `O` origin/local sessions (the default), `A` always, `R` replica only, `D` disabled.
         let enabled: String
         let cloned: Bool
+        /// `pg_trigger.tgtype`: row/statement, timing and events.
+        var type = 0
+        /// A `WHEN (…)` condition (`tgqual`): rows that fail it are not audited.
+        var condition: String? = nil
+        /// An `UPDATE OF col, …` list (`tgattr`): updates of other columns are not audited.
+        var columnList = false
+        var oldTable: String? = nil
+        var newTable: String? = nil
+
+        /// Why this trigger is not the one install creates (nil when it is).
+        func difference(from wanted: AuditSQL.TableTrigger) -> String? {
+            if function != wanted.function || args != wanted.args { return "function \(function), args \(args)" }
+            if let condition { return "it fires only WHEN \(condition)" }
+            if columnList { return "it fires only for UPDATE OF some columns" }
+            if type != wanted.tgtype { return "its events or level differ (tgtype \(type), expected \(wanted.tgtype))" }
+            if oldTable != wanted.oldTable || newTable != wanted.newTable { return "its transition tables differ" }
+            return nil
+        }
 
         /// Fires in ordinary sessions (`session_replication_role` = origin). `R` and `D` triggers do not:
         /// changes made by ordinary sessions are then not audited.
@@ -643,13 +684,17 @@ public struct AuditInstaller {
     /// nfldb's audit triggers (`zz_audit_*`) on one relation.
     func existingTriggers(_ oid: Int64) throws -> [TriggerInfo] {
         try connection.query("""
-            SELECT t.tgname, p.proname, encode(t.tgargs, 'escape') AS args, t.tgenabled::text AS enabled, t.tgparentid <> 0 AS cloned
+            SELECT t.tgname, p.proname, encode(t.tgargs, 'escape') AS args, t.tgenabled::text AS enabled, t.tgparentid <> 0 AS cloned,
+                   t.tgtype::int AS type, substring(pg_get_triggerdef(t.oid) FROM ' WHEN (.*) EXECUTE ') AS condition,
+                   t.tgattr::text <> '' AS column_list, t.tgoldtable::text AS old_table, t.tgnewtable::text AS new_table
             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
             WHERE t.tgrelid = \(oid)::oid AND t.tgname LIKE 'zz\\_audit\\_%' ORDER BY 1
             """).rows.map { row in
             TriggerInfo(
                 name: row["tgname"] ?? "", function: row["proname"] ?? "", args: Self.decodeTriggerArgs(row["args"] ?? ""),
-                enabled: row["enabled"] ?? "O", cloned: try row.decode("cloned"))
+                enabled: row["enabled"] ?? "O", cloned: try row.decode("cloned"), type: try row.decode("type"),
+                condition: row["condition"], columnList: try row.decode("column_list"),
+                oldTable: row["old_table"], newTable: row["new_table"])
         }
     }
 

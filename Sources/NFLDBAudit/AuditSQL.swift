@@ -24,6 +24,23 @@ enum AuditSQL {
         let function: String
         let args: [String]
 
+        /// `pg_trigger.tgtype` for these events and level (ROW 1, BEFORE 2, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32).
+        var tgtype: Int {
+            var type = level.hasSuffix("FOR EACH ROW") ? 1 : 0
+            if events.hasPrefix("BEFORE") { type |= 2 }
+            for (event, bit) in [("INSERT", 4), ("DELETE", 8), ("UPDATE", 16), ("TRUNCATE", 32)] where events.contains(event) { type |= bit }
+            return type
+        }
+
+        /// The transition table names in `level` (`REFERENCING OLD TABLE AS x NEW TABLE AS y`).
+        var oldTable: String? { Self.transitionName("OLD TABLE AS ", in: level) }
+        var newTable: String? { Self.transitionName("NEW TABLE AS ", in: level) }
+
+        private static func transitionName(_ marker: String, in text: String) -> String? {
+            guard let range = text.range(of: marker) else { return nil }
+            return String(text[range.upperBound...].prefix { $0 != " " })
+        }
+
         func createSQL(on tableSQL: String) -> String {
             "CREATE OR REPLACE TRIGGER \(name) \(events) ON \(tableSQL) \(level) EXECUTE FUNCTION audit.\(function)("
                 + args.map(PostgresIdentifier.literal).joined(separator: ", ") + ")"
@@ -133,6 +150,12 @@ enum AuditSQL {
     /// partition (as the audit owner, with `nfldb.audit_prune` set for its transaction): monthly
     /// partitions are only ever dropped whole. The row guard is cloned to every partition, so
     /// `TG_TABLE_NAME` is the partition the row lives in, whichever table the DELETE named.
+    /// The body PostgreSQL stores (`pg_proc.prosrc`) for ``rejectChange(owner:)``: what `audit status`
+    /// compares, so a guard function edited to let changes through is reported.
+    static func rejectChangeSource(owner: String) -> String {
+        rejectChange(owner: owner).components(separatedBy: "$function$")[1]
+    }
+
     static func rejectChange(owner: String) -> String {
         """
         CREATE OR REPLACE FUNCTION audit.reject_change() RETURNS trigger

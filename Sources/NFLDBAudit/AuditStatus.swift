@@ -180,7 +180,8 @@ extension AuditInstaller {
         var problems: [String] = []
         let fix = "run `nfldb audit install --table \(table.argument)` to repair it"
         let triggers = try existingTriggers(table.oid).filter { !$0.cloned }
-        for (name, function, arguments) in AuditSQL.tableTriggers(table, mode: mode).map({ ($0.name, $0.function, $0.args) }) {
+        for wanted in AuditSQL.tableTriggers(table, mode: mode) {
+            let name = wanted.name
             guard let trigger = triggers.first(where: { $0.name == name }) else {
                 problems.append("trigger \(name) is missing on \(table.qualified): changes are not audited; \(fix)")
                 continue
@@ -188,8 +189,8 @@ extension AuditInstaller {
             if !trigger.firesOnOrigin {
                 problems.append(Self.notFiring(trigger, on: table.sql, fix: fix))
             }
-            if trigger.function != function || trigger.args != arguments {
-                problems.append("trigger \(name) differs from the installed definition (function \(trigger.function), args \(trigger.args)); \(fix)")
+            if let difference = trigger.difference(from: wanted) {
+                problems.append("trigger \(name) differs from the installed definition (\(difference)): changes it skips are not audited; \(fix)")
             }
         }
         for partition in try partitionOIDs(table) {
@@ -276,15 +277,22 @@ extension AuditInstaller {
             """).rows
         let guards = try connection.query("""
             SELECT t.tgrelid::int8 AS oid, t.tgname, t.tgenabled::text AS enabled FROM pg_trigger t
-            WHERE t.tgname IN ('audit_guard_row', 'audit_guard_truncate')
+            WHERE t.tgname IN ('audit_guard_row', 'audit_guard_truncate') AND t.tgqual IS NULL AND t.tgattr::text = ''
+              AND t.tgfoid = 'audit.reject_change()'::regprocedure
+              AND t.tgtype = CASE t.tgname WHEN 'audit_guard_row' THEN 27 ELSE 34 END
               AND t.tgrelid IN (SELECT 'audit.log'::regclass UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit.log'::regclass)
             """).rows
         func hasGuard(_ oid: Int64, _ name: String) -> Bool {
             guards.contains { (try? $0.decode("oid", as: Int64.self)) == oid && $0["tgname"] == name && ($0["enabled"] == "O" || $0["enabled"] == "A") }
         }
         let logOID = try connection.query("SELECT 'audit.log'::regclass::oid::int8").scalar(Int64.self)
-        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log is missing or does not fire (disabled or ENABLE REPLICA): \(reinstall)") }
-        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log is missing or does not fire (disabled or ENABLE REPLICA): \(reinstall)") }
+        let notFiring = "is missing, does not fire (disabled or ENABLE REPLICA) or differs from the installed one (a WHEN condition, other events or another function)"
+        if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log \(notFiring): \(reinstall)") }
+        if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log \(notFiring): \(reinstall)") }
+        let guardSource = try connection.query("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('audit.reject_change()')").rows.first?["prosrc"]
+        if guardSource != AuditSQL.rejectChangeSource(owner: owner) {
+            report.logProblems.append("guard function audit.reject_change() \(guardSource == nil ? "is missing" : "differs from the installed one (edited: it may let changes to the log through)"): \(reinstall)")
+        }
         var newest: (Int, Int)?
         for row in partitions {
             let oid = try row.decode("oid", as: Int64.self)

@@ -219,6 +219,67 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("a trigger narrowed by WHEN or UPDATE OF, a guard with a WHEN (false) and an edited reject_change() are reported by status and repaired by install")
+    func narrowedTriggersAndTamperedGuards() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: "CREATE TABLE nfl.w (id int PRIMARY KEY, a int, b int); CREATE TABLE nfl.c (id int PRIMARY KEY, a int, b int)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.w", "nfl.c"], mode: .row) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            let w = try admin.query("SELECT 'nfl.w'::regclass::oid::int8").scalar(Int64.self)
+            let c = try admin.query("SELECT 'nfl.c'::regclass::oid::int8").scalar(Int64.self)
+            // A superuser narrows the triggers: one login's writes and updates of column a go unaudited.
+            try admin.runScript(unsafeSQL: """
+                CREATE OR REPLACE TRIGGER zz_audit_row AFTER INSERT OR UPDATE OR DELETE ON nfl.w FOR EACH ROW
+                    WHEN (session_user <> 'postgres') EXECUTE FUNCTION audit.capture_row_\(w)();
+                CREATE OR REPLACE TRIGGER zz_audit_row AFTER INSERT OR UPDATE OF b OR DELETE ON nfl.c FOR EACH ROW
+                    EXECUTE FUNCTION audit.capture_row_\(c)();
+                CREATE OR REPLACE TRIGGER audit_guard_row BEFORE UPDATE OR DELETE ON audit.log FOR EACH ROW WHEN (false)
+                    EXECUTE FUNCTION audit.reject_change();
+                CREATE OR REPLACE FUNCTION audit.reject_change() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN OLD; END $f$;
+                """)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(!status.healthy)
+            func problems(_ table: String) -> String { status.tables.first { $0.table == table }?.problems.joined(separator: " | ") ?? "" }
+            #expect(problems("nfl.w").contains("zz_audit_row differs from the installed definition (it fires only WHEN"), "\(problems("nfl.w"))")
+            #expect(problems("nfl.c").contains("it fires only for UPDATE OF some columns"), "\(problems("nfl.c"))")
+            let log = status.logProblems.joined(separator: " | ")
+            #expect(log.contains("guard trigger audit_guard_row on audit.log is missing, does not fire"), "\(log)")
+            #expect(log.contains("guard function audit.reject_change() differs from the installed one"), "\(log)")
+            let cli = try CLIRunner.run(["audit", "status", "--dsn", world.db.dsn])
+            #expect(cli.status == 1, "\(cli.standardOutput)")
+
+            // The printed fix: install replaces the narrowed triggers and restores the guards.
+            let repaired = try CLIRunner.run(["audit", "install", "--table", "nfl.w", "--table", "nfl.c", "--dsn", world.db.dsn])
+            #expect(repaired.status == 0, "\(repaired.standardError)")
+            let healthy = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(healthy.healthy, "\(healthy.logProblems) \(healthy.tables.filter { !$0.ok })")
+            let before = try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self)
+            try admin.runScript(unsafeSQL: "INSERT INTO nfl.w VALUES (1, 1, 1); INSERT INTO nfl.c VALUES (1, 1, 1); UPDATE nfl.c SET a = 2")
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == before + 3, "the superuser's insert and the update of a are logged again")
+            #expect(throws: PostgresError.self) { try admin.execute("DELETE FROM audit.log") }
+        }
+    }
+
+    @Test("a custom owner given at the first install is found again: later install, prune and status need no --owner-role; a different one is refused (exit 2)")
+    func customOwnerIsRemembered() throws {
+        try AuditWorld.with(roles: false) { world in
+            let first = try CLIRunner.run(["audit", "install", "--table", "nfl.teams", "--owner-role", world.owner, "--dsn", world.db.dsn])
+            #expect(first.status == 0, "\(first.standardError)")
+            let later = try CLIRunner.run(["audit", "install", "--table", "nfl.stadiums", "--dsn", world.db.dsn])
+            #expect(later.status == 0, "\(later.standardError)")
+            let prune = try CLIRunner.run(["audit", "prune", "--older-than", "400d", "--dsn", world.db.dsn])
+            #expect(prune.status == 0, "\(prune.standardError)")
+            let status = try CLIRunner.run(["audit", "status", "--dsn", world.db.dsn])
+            #expect(status.status == 0, "\(status.standardOutput) \(status.standardError)")
+            let other = try CLIRunner.run(["audit", "install", "--table", "nfl.games", "--owner-role", "nfl_audit_owner", "--dsn", world.db.dsn])
+            #expect(other.status == 2)
+            #expect(other.standardError.contains("--owner-role nfl_audit_owner is not the audit schema's owner: schema audit is owned by \(world.owner)"), "\(other.standardError)")
+            #expect(other.standardError.contains("Leave --owner-role out"))
+        }
+    }
+
     @Test("status flags disabled triggers, re-created and renamed tables and new partitions; install is idempotent; remove keeps the log")
     func statusAndIdempotency() throws {
         try AuditWorld.with(roles: false) { world in
@@ -506,6 +567,14 @@ struct AuditIntegrationTests {
             #expect(dry.droppedPartitions == ["log_y2020m01"])
             #expect(dry.deletedDefaultRows == 1)
             #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 3)
+            // A retention without a unit (400 would be seconds) or shorter than a day is a typo that would
+            // delete recent entries for good: refused with exit 2 before anything is touched.
+            for (age, says) in [("400", "has no unit"), (" 30 ", "has no unit"), ("1s", "shorter than one day"), ("23h", "shorter than one day")] {
+                let refused = try CLIRunner.run(["audit", "prune", "--older-than", age, "--owner-role", world.owner, "--dsn", world.db.dsn])
+                #expect(refused.status == 2, "\(age): \(refused.standardError)")
+                #expect(refused.standardError.contains(says), "\(age): \(refused.standardError)")
+            }
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == 3, "the refused prunes deleted nothing")
             let cli = try CLIRunner.run(["audit", "prune", "--older-than", "400d", "--owner-role", world.owner, "--dsn", world.db.dsn])
             #expect(cli.status == 0, "\(cli.standardError)")
             #expect(cli.standardOutput.contains("dropped 1 partition (log_y2020m01)"))

@@ -21,8 +21,15 @@ struct AuditCommand: ParsableCommand {
 
 /// Options shared by the audit subcommands.
 struct AuditOptions: ParsableArguments {
-    @Option(name: .customLong("owner-role"), help: ArgumentHelp("Role that owns the audit schema (created NOLOGIN when missing).", valueName: "role"))
-    var ownerRole = AuditInstaller.defaultOwner
+    @Option(name: .customLong("owner-role"), help: ArgumentHelp(
+        "Role that owns the audit schema (created NOLOGIN when missing). Default: the existing audit schema's owner, else \(AuditInstaller.defaultOwner).",
+        valueName: "role"))
+    var ownerRole: String?
+
+    /// The installer for this run, its owner resolved against the database (``AuditInstaller/resolveOwner(_:requested:)``).
+    func installer(_ connection: PostgresConnection, logger: Logger) throws -> AuditInstaller {
+        AuditInstaller(connection: connection, owner: try AuditInstaller.resolveOwner(connection, requested: ownerRole), logger: logger)
+    }
 
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
@@ -64,7 +71,7 @@ extension AuditCommand {
             let excluded = excludeColumns.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
             let connection = try context.connect()
             defer { connection.close() }
-            let installer = AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger)
+            let installer = try options.installer(connection, logger: context.logger)
             let results = try installer.install(tables: names, mode: mode, excludeColumns: excluded)
             switch options.format {
             case .json: context.output(try JSONOutput.encode(results))
@@ -99,7 +106,7 @@ extension AuditCommand {
         func run(_ context: CommandContext) throws {
             let connection = try context.connect()
             defer { connection.close() }
-            let installer = AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger)
+            let installer = try options.installer(connection, logger: context.logger)
             let names = all ? try installer.registeredTables() : tables
             let results = try installer.remove(tables: names)
             switch options.format {
@@ -123,7 +130,7 @@ extension AuditCommand {
         func run(_ context: CommandContext) throws {
             let connection = try context.connect()
             defer { connection.close() }
-            let report = try AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger).status()
+            let report = try options.installer(connection, logger: context.logger).status()
             switch options.format {
             case .json: context.output(try JSONOutput.encode(report))
             case .text:
@@ -165,7 +172,7 @@ extension AuditCommand {
             }
             let connection = try context.connect()
             defer { connection.close() }
-            let entries = try AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger)
+            let entries = try options.installer(connection, logger: context.logger)
                 .history(table: table, key: key, limit: limit, since: window)
             switch options.format {
             case .json: context.output(try JSONOutput.encode(entries))
@@ -229,9 +236,14 @@ extension AuditCommand {
             guard let retention = DurationParser.parse(olderThan), retention > .zero else {
                 throw ValidationError("--older-than '\(olderThan)' is not a duration (e.g. 400d)")
             }
+            // Pruning cannot be undone: a bare number (which elsewhere means seconds) is refused here,
+            // so '--older-than 400' cannot drop last month's entries when 400 days were meant.
+            if olderThan.trimmingCharacters(in: .whitespaces).allSatisfy({ $0.isNumber || $0 == "." }) {
+                throw ValidationError("--older-than '\(olderThan)' has no unit: pruning deletes entries for good, so say days, e.g. \(olderThan.trimmingCharacters(in: .whitespaces))d")
+            }
             let connection = try context.connect()
             defer { connection.close() }
-            let result = try AuditInstaller(connection: connection, owner: options.ownerRole, logger: context.logger).prune(olderThan: retention, dryRun: dryRun)
+            let result = try options.installer(connection, logger: context.logger).prune(olderThan: retention, dryRun: dryRun)
             switch options.format {
             case .json: context.output(try JSONOutput.encode(result))
             case .text:
