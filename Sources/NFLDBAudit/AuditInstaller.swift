@@ -85,9 +85,20 @@ public struct AuditInstaller {
     /// `body` under ``lockKey``: a second run waits (saying for whom) and then does its work on the
     /// state the first one left.
     func locked<T>(_ body: () throws -> T) throws -> T {
-        try connection.withAdvisoryLock(Self.lockKey, wait: Self.lockWait, onWait: { holder in
-            logger.warning("waiting for another audit install/remove/prune", metadata: ["db.lock_holder": .string(holder ?? "unknown")])
-        }, body)
+        do {
+            return try connection.withAdvisoryLock(Self.lockKey, wait: Self.lockWait, onWait: { holder in
+                logger.warning("waiting for another audit install/remove/prune", metadata: ["db.lock_holder": .string(holder ?? "unknown")])
+            }, body)
+        } catch var error as PostgresError where error.sqlState == SQLState.lockNotAvailable {
+            // The run's transaction was rolled back; name who holds the tables' locks and what to do.
+            if connection.transactionState == .failed { connection.rollbackQuietly() }
+            if let holders = try? connection.describeLockHolders() {
+                error.detail = [error.detail, "sessions holding locks: \(holders)"].compactMap { $0 }.joined(separator: "; ")
+            }
+            error.hint = "Nothing was changed. Audit install, remove and prune wait up to 5 s for a table's lock (writes to it queue behind meanwhile); "
+                + "wait for the blocking transaction to end, or end it (SELECT pg_terminate_backend(pid)), then run the command again."
+            throw error
+        }
     }
 
     /// The audit owner for a run: the audit schema's owner when the schema exists (so a custom

@@ -262,6 +262,32 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("install blocked by an open write transaction on the table: after the 5 s lock_timeout it names the blocking pid, changes nothing (exit 1), and works once that transaction ends")
+    func lockTimeoutNamesTheHolder() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.execute("CREATE TABLE nfl.busy (id int PRIMARY KEY)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"]) }
+            let writer = try world.admin()
+            defer { writer.close() }
+            try writer.execute("BEGIN")
+            try writer.execute("INSERT INTO nfl.busy VALUES (1)")
+            let pid = try writer.query("SELECT pg_backend_pid()").scalar(Int.self)
+            let blocked = try CLIRunner.run(["audit", "install", "--table", "nfl.busy", "--dsn", world.db.dsn])
+            #expect(blocked.status == 1)
+            #expect(blocked.standardError.contains("lock timeout"), "\(blocked.standardError)")
+            #expect(blocked.standardError.contains("sessions holding locks: pid \(pid) "), "\(blocked.standardError)")
+            #expect(blocked.standardError.contains("Nothing was changed"), "\(blocked.standardError)")
+            #expect(try admin.query("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'nfl.busy'::regclass").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM audit.audited_tables WHERE table_name = 'busy'").scalar(Int.self) == 0)
+            try writer.execute("COMMIT")
+            let again = try CLIRunner.run(["audit", "install", "--table", "nfl.busy", "--dsn", world.db.dsn])
+            #expect(again.status == 0, "\(again.standardError)")
+            #expect(try admin.query("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'nfl.busy'::regclass AND tgname LIKE 'zz_audit_%'").scalar(Int.self) >= 1)
+        }
+    }
+
     @Test("a custom owner given at the first install is found again: later install, prune and status need no --owner-role; a different one is refused (exit 2)")
     func customOwnerIsRemembered() throws {
         try AuditWorld.with(roles: false) { world in
