@@ -42,11 +42,16 @@ final class InlineSource: BatchSource {
 final class PipelinedSource: BatchSource, Sendable {
     private let queue = Mutex<[Result<ColumnRotator.Batch?, any Error>]>([])
     private let available = DispatchSemaphore(value: 0)
-    private let space = DispatchSemaphore(value: 2)
+    /// Free read-ahead slots (two). Created at 0 and signalled twice in `init`: libdispatch traps
+    /// (SIGILL in `_dispatch_semaphore_dispose`) when a semaphore is freed below its initial value,
+    /// which is what a writer that fails mid-run leaves (the reader holds slots it never gives back).
+    private let space = DispatchSemaphore(value: 0)
     private let stopped = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
     init(target: ColumnRotator.Target, options: RotationOptions, ring: KeyRing, connectionOptions: ConnectionOptions, logger: Logger) throws {
+        space.signal()
+        space.signal()
         let thread = Thread { [self] in
             defer { finished.signal() }
             do {

@@ -346,6 +346,15 @@ struct RotateTests {
             }
             try connection.execute("RESET ROLE")
             #expect(try connection.query("SELECT count(*) FROM cards c JOIN cards_orig o USING (id) WHERE c.secret IS DISTINCT FROM o.secret").scalar(Int.self) == 0)
+            // The same through the command, several batches (the read-ahead thread holds slots when the
+            // first UPDATE fails): the error and exit 1, not a crash (libdispatch's semaphore trap, exit 132).
+            let cli = try CLIRunner.run(
+                ["crypt", "rotate", "--dsn", world.database.dsn + " options='-c role=\(reader)'", "--table", "cards", "--column", "secret",
+                 "--key-ref", "env:K_NEW,env:K_OLD", "--batch-size", "10"], environment: world.environment)
+            #expect(cli.status == 1, "\(cli.status) \(cli.standardError)")
+            #expect(cli.standardError.contains("permission denied for table cards") && cli.standardError.contains("42501"), "\(cli.standardError)")
+            #expect(!cli.standardError.contains("crashed"))
+            #expect(try connection.query("SELECT count(*) FROM cards c JOIN cards_orig o USING (id) WHERE c.secret IS DISTINCT FROM o.secret").scalar(Int.self) == 0)
             try connection.execute("SET ROLE \(identifier: writer)")
             let report = try ColumnRotator(connection: connection, ring: world.ring, logger: TestCluster.logger).run(RotationOptions(table: "cards", column: "secret"))
             #expect(report.rotated == 36)
