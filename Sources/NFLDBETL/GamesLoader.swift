@@ -23,6 +23,9 @@ public struct LoadOptions: Sendable {
     public var lockWait: Duration = .seconds(30)
     public var lockTimeout: Duration = .seconds(10)
     public var now = Date()
+    /// Called with the `nfl.etl_runs` id once the run is recorded (the command's signal handler
+    /// marks that run failed when the load is interrupted).
+    public var onRunRecorded: (@Sendable (Int64) -> Void)?
     /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
     var directBatchBytes = 4 << 20
     public init() {}
@@ -153,6 +156,7 @@ public struct GamesLoader {
                     VALUES (\(source.name), \(Self.target), \(options.correlationID), \(options.taskID), 'running') RETURNING id
                     """).scalar(Int64.self)
                 metadata["etl.run_id"] = .stringConvertible(result.runID!)
+                options.onRunRecorded?(result.runID!)
             }
             logger.info("etl load started", metadata: metadata)
             let pipeline = ValidationPipeline(contract: contract, sourceName: source.name)
@@ -187,21 +191,35 @@ public struct GamesLoader {
                 fill(&result, from: pipeline)
                 if let runID = result.runID, connection.isAlive {
                     // The data transaction rolled back; record why, with the findings, in a new one.
+                    func markFailed(_ error: String) throws {
+                        try connection.execute("""
+                            UPDATE nfl.etl_runs SET status = 'failed', finished_at = greatest(clock_timestamp(), started_at), error = \(error),
+                                rows_read = \(result.rowsRead), rows_rejected = \(result.rejected),
+                                input_checksum = \(result.checksum), input_bytes = \(result.bytes)
+                            WHERE id = \(runID)
+                            """)
+                    }
                     do {
                         try connection.withTransaction {
                             if pipeline.metrics.rowCount > 0 {
                                 try storeQuality(runID: runID, pipeline: pipeline, result: result)
                                 try storeRejects(runID: runID, pipeline: pipeline)
                             }
-                            try connection.execute("""
-                                UPDATE nfl.etl_runs SET status = 'failed', finished_at = greatest(clock_timestamp(), started_at), error = \(cause),
-                                    rows_read = \(result.rowsRead), rows_rejected = \(result.rejected),
-                                    input_checksum = \(result.checksum), input_bytes = \(result.bytes)
-                                WHERE id = \(runID)
-                                """)
+                            try markFailed(cause)
                         }
                     } catch let recordError {
-                        logger.error("could not record the failed run", metadata: ["error": .string(String(describing: recordError))])
+                        // Findings or rejects could not be stored (e.g. a grant missing on nfl.etl_rejects):
+                        // the run is still marked failed with its cause, and says what was not stored, so
+                        // it does not stay `running` until a later load calls it abandoned.
+                        let (why, _) = Self.describe(recordError)
+                        logger.error("could not store the failed run's findings and rejects", metadata: ["error": .string(why)])
+                        do {
+                            try connection.withTransaction {
+                                try markFailed(cause + " (its findings and rejects could not be stored: " + TextSafety.escaped(why) + ")")
+                            }
+                        } catch let markError {
+                            logger.error("could not record the failed run", metadata: ["error": .string(String(describing: markError))])
+                        }
                     }
                 }
                 logger.error("etl load failed", metadata: metadata.merging(["error": .string(cause)]) { $1 })
@@ -230,7 +248,7 @@ public struct GamesLoader {
         case let error as PostgresError:
             return (error.diagnostic.oneLine,
                     error.sqlState == "42501"
-                        ? "The role lacks a privilege the load needs; apply roles/platform.yaml (`nfldb roles apply`) so nfl_etl has it."
+                        ? "Nothing was changed. The role lacks a privilege the load needs: as a superuser, `nfldb roles check --spec PATH/roles` shows the drift and `nfldb roles apply --spec PATH/roles` restores nfl_etl's grants (PATH: the nfldb checkout; --spec can be left out when run from it)."
                         : "Nothing was changed (the run's transaction rolled back). Fix the cause above and run the load again.")
         case let error as any NFLDBError: return (error.diagnostic.summary, error.diagnostic.hint ?? "Nothing was changed; run the load again.")
         default: return (String(describing: error), "Nothing was changed; run the load again.")

@@ -135,6 +135,62 @@ func jsonObject(_ text: String) -> [String: Any] {
         }
     }
 
+    /// SIGTERM, SIGHUP or SIGINT in the middle of a load: the transaction is rolled back, the run is
+    /// recorded as failed with the signal (not left `running` for the next load to call abandoned),
+    /// one line says so, the exit is 128+signal, and no session or lock is left.
+    @Test(arguments: [SIGTERM, SIGHUP, SIGINT])
+    func signalMidRunRecordsTheRunFailed(signo: Int32) throws {
+        let name = [SIGTERM: "SIGTERM", SIGHUP: "SIGHUP", SIGINT: "SIGINT"][signo]!
+        try ETLWorld.with { world in
+            try world.load(Slice.text)
+            let baseline = try world.counts()
+            let versions = try world.rowVersions()
+            let dir = try CLIRunner.temporaryDirectory("nfldb-etl")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let fifo = dir + "/games.csv"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let child = try ChildProcess.spawn(CLIRunner.binary, ["etl", "load", "games", "--source", fifo, "--dsn", world.loaderDSN])
+            defer { child.kill9(); child.removeOutput() }
+            let writer = open(fifo, O_WRONLY)
+            #expect(writer >= 0)
+            defer { close(writer) }
+            let bytes = Array(Slice.text.replacingOccurrences(of: ",Home,", with: ",Neutral,").utf8)
+            _ = bytes.withUnsafeBufferPointer { write(writer, $0.baseAddress, bytes.count / 2) }
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            var copying = false
+            for _ in 0..<200 where !copying {
+                copying = try admin.query("""
+                    SELECT count(*) > 0 FROM pg_stat_activity WHERE usename = \(world.prefix + "nfl_loader") AND xact_start IS NOT NULL AND query ILIKE 'COPY%'
+                    """).scalar(Bool.self)
+                if !copying { Thread.sleep(forTimeInterval: 0.05) }
+            }
+            #expect(copying)
+            #expect(child.handles(signo), "the load handles \(name)")
+            child.send(signo)
+            let status = child.wait(timeout: .seconds(60))
+            #expect(status == 128 + signo, "\(String(describing: status)) \(child.standardError)")
+            #expect(child.standardError.contains("nfldb: interrupted by \(name): the load's transaction was rolled back; nothing was changed; run "), "\(child.standardError)")
+            #expect(child.standardError.contains("is recorded as failed"), "\(child.standardError)")
+            let run = try admin.query("SELECT status, error FROM nfl.etl_runs ORDER BY id DESC LIMIT 1").singleRow()
+            #expect(run["status"] == "failed" && run["error"]?.hasPrefix("interrupted by \(name)") == true, "\(run)")
+            #expect(try admin.query("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'").scalar(Int.self) == 0)
+            var gone = false
+            for _ in 0..<100 where !gone {
+                gone = try admin.query("SELECT count(*) = 0 FROM pg_stat_activity WHERE usename = \(world.prefix + "nfl_loader")").scalar(Bool.self)
+                if !gone { Thread.sleep(forTimeInterval: 0.1) }
+            }
+            #expect(gone, "no session of the load is left")
+            #expect(try world.counts() == baseline)
+            #expect(try world.rowVersions() == versions)
+            #expect(try admin.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").scalar(Int.self) == 0)
+            // The next load is not held up and finds nothing to call abandoned.
+            let next = try world.load(Slice.text)
+            #expect(next.status == "succeeded" && next.unchanged == 842)
+            #expect(try admin.query("SELECT count(*) FROM nfl.etl_runs WHERE error LIKE 'abandoned:%'").scalar(Int.self) == 0)
+        }
+    }
+
     /// kill -9 of the nfldb process in the middle of a load: the tables stay as they were, the
     /// lock and the staging table go with the session, and the next run marks the run abandoned.
     @Test func killNineMidRunLeavesTablesUnchanged() throws {

@@ -100,6 +100,18 @@ import Testing
             // Failed runs are recorded with their error; their findings and rejects are kept for the report.
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'failed' AND error IS NOT NULL", as: Int.self) == 5)
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_rejects WHERE etl_run_id = \(ratio.result.runID!)", as: Int.self) == 20)
+            // A failed run whose rejects cannot be stored (INSERT on nfl.etl_rejects revoked, as grant
+            // drift leaves it) is still recorded as failed with its cause, not left `running`.
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            try admin.execute("REVOKE INSERT ON nfl.etl_rejects FROM \(identifier: world.prefix + "nfl_etl")")
+            let unstored = try world.failingLoad(wrongType, options: strict)
+            try admin.execute("GRANT INSERT ON nfl.etl_rejects TO \(identifier: world.prefix + "nfl_etl")")
+            let recorded = try admin.query("SELECT status, error FROM nfl.etl_runs WHERE id = \(unstored.result.runID!)").singleRow()
+            #expect(recorded["status"] == "failed")
+            #expect(recorded["error"]?.contains("--on-invalid is fail") == true, "\(recorded["error"] ?? "nil")")
+            #expect(recorded["error"]?.contains("its findings and rejects could not be stored: permission denied for table etl_rejects") == true, "\(recorded["error"] ?? "nil")")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
             // Nothing changed in the data tables.
             var countsNow = try world.counts()
             countsNow["etl_rejects"] = baseline["etl_rejects"]

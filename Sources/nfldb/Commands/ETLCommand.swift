@@ -73,6 +73,10 @@ extension ETLCommand {
             options.lockTimeout = settings.lockTimeout
             let connection = try context.connect()
             defer { connection.close() }
+            // Interrupted loads are recorded as failed with the signal (``ETLInterrupt``).
+            let interrupt = ETLInterrupt(options: try context.connectionOptions(), logger: context.logger)
+            interrupt.install(backend: connection.backendPID)
+            options.onRunRecorded = { interrupt.recorded($0) }
             let progress = ProgressLine(quiet: context.quiet, json: format == .json)
             let result: LoadResult
             do {
