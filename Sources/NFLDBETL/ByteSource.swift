@@ -69,7 +69,22 @@ public final class FileSource: ReplayableSource {
         return fstat(handle.fileDescriptor, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
-    public func replay() throws -> any ByteSource { try FileSource(path: path) }
+    /// The same open file from its start (not the path again: a file renamed over the path meanwhile
+    /// — how download jobs publish — must not become this run's input halfway through).
+    public func replay() throws -> any ByteSource {
+        let fd = dup(handle.fileDescriptor)
+        guard fd >= 0, lseek(fd, 0, SEEK_SET) == 0 else {
+            if fd >= 0 { Glibc.close(fd) }
+            throw ETLInputError(source: name, "cannot read the file again from its start: \(String(cString: strerror(errno)))", hint: "Load it again.")
+        }
+        return FileSource(name: name, path: path, handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true))
+    }
+
+    private init(name: String, path: String, handle: FileHandle) {
+        self.name = name
+        self.path = path
+        self.handle = handle
+    }
 
     /// Up to 1 MiB: whatever one read(2) returns, so a pipe or FIFO is parsed as its bytes arrive
     /// (a regular file gives full chunks).
