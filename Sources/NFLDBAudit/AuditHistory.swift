@@ -132,7 +132,7 @@ extension AuditInstaller {
             try connection.execute("SET LOCAL nfldb.audit_prune = 'on'")
             deleted = try connection.execute("DELETE FROM audit.log_default WHERE logged_at < \(cutoff)::timestamptz")
             try connection.execute("SET LOCAL nfldb.audit_prune = 'off'")
-            let created = try ensurePartitions()
+            let created = try ensurePartitions(adoptDefaultRows: !dryRun)
             try connection.execute("RESET ROLE")
             logger.info("audit pruned", metadata: [
                 "audit.dropped_partitions": .stringConvertible(dropped.count), "audit.deleted_default_rows": .stringConvertible(deleted),

@@ -239,7 +239,9 @@ public struct AuditInstaller {
     /// Creates the monthly partitions from the current month to ``AuditSQL/monthsAhead`` months
     /// ahead and puts the TRUNCATE guard on every partition. Run as the audit owner.
     /// - Returns: names of the partitions created.
-    func ensurePartitions() throws -> [String] {
+    ///   - adoptDefaultRows: (prune) a month whose entries sit in audit.log_default (its partition was
+    ///     missing when they were written) gets its partition, and the entries are moved into it.
+    func ensurePartitions(adoptDefaultRows: Bool = false) throws -> [String] {
         let now = try connection.query("""
             SELECT extract(year FROM now() AT TIME ZONE 'UTC')::int AS y, extract(month FROM now() AT TIME ZONE 'UTC')::int AS m
             """).singleRow()
@@ -255,18 +257,62 @@ public struct AuditInstaller {
                     try connection.execute("RELEASE SAVEPOINT nfldb_audit_partition")
                     created.append(name)
                 } catch let error as PostgresError {
-                    // Rows for this month already sit in the DEFAULT partition: leave them there.
+                    // Rows for this month already sit in the DEFAULT partition: install leaves them
+                    // there (status reports them); prune moves them into the month's partition.
                     try connection.execute("ROLLBACK TO SAVEPOINT nfldb_audit_partition")
-                    logger.info("could not create audit partition", metadata: ["audit.partition": .string(name), "error": .string(error.message)])
+                    if adoptDefaultRows && error.sqlState == "23514" {
+                        try adoptDefaultMonth(year: year, month: month)
+                        created.append(name)
+                    } else {
+                        logger.warning("could not create audit partition", metadata: ["audit.partition": .string(name), "error": .string(error.message)])
+                    }
                 }
             }
             (year, month) = AuditSQL.nextMonth(year, month)
+        }
+        if adoptDefaultRows {
+            let months = try connection.query("""
+                SELECT DISTINCT extract(year FROM logged_at AT TIME ZONE 'UTC')::int AS y, extract(month FROM logged_at AT TIME ZONE 'UTC')::int AS m
+                FROM audit.log_default ORDER BY 1, 2
+                """).rows
+            let now = Set(try partitions())
+            for row in months {
+                let (y, m): (Int, Int) = (try row.decode("y"), try row.decode("m"))
+                guard !now.contains(AuditSQL.partitionName(year: y, month: m)) else { continue }
+                try adoptDefaultMonth(year: y, month: m)
+                created.append(AuditSQL.partitionName(year: y, month: m))
+            }
         }
         for partition in try partitions() {
             try connection.runScript(unsafeSQL: AuditSQL.partitionGuard(partition))
             try connection.execute("REVOKE ALL ON TABLE audit.\(identifier: partition) FROM PUBLIC")
         }
         return created
+    }
+
+    /// Creates one month's partition whose entries already sit in audit.log_default: a plain table
+    /// of the log's columns, the entries moved into it (DELETE … RETURNING from the default partition,
+    /// which the guard allows the owner under `nfldb.audit_prune`), then attached. One transaction
+    /// with the caller's: the entries are never in both places, nor in neither.
+    func adoptDefaultMonth(year: Int, month: Int) throws {
+        let name = AuditSQL.partitionName(year: year, month: month)
+        let next = AuditSQL.nextMonth(year, month)
+        let from = String(format: "%04d-%02d-01 00:00:00+00", year, month)
+        let to = String(format: "%04d-%02d-01 00:00:00+00", next.0, next.1)
+        let columns = try connection.query("""
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS cols FROM pg_attribute
+            WHERE attrelid = 'audit.log'::regclass AND attnum > 0 AND NOT attisdropped
+            """).scalar(String.self)
+        try connection.execute("SET LOCAL nfldb.audit_prune = 'on'")
+        try connection.execute("CREATE TABLE audit.\(identifier: name) (LIKE audit.log)")
+        let moved = try connection.execute("""
+            WITH moved AS (DELETE FROM audit.log_default WHERE logged_at >= \(from)::timestamptz AND logged_at < \(to)::timestamptz RETURNING \(unsafeRaw: columns))
+            INSERT INTO audit.\(identifier: name) (\(unsafeRaw: columns)) SELECT \(unsafeRaw: columns) FROM moved
+            """)
+        try connection.execute("SET LOCAL nfldb.audit_prune = 'off'")
+        try connection.execute("ALTER TABLE audit.log ATTACH PARTITION audit.\(identifier: name) FOR VALUES FROM (\(unsafeRaw: PostgresIdentifier.literal(from))) TO (\(unsafeRaw: PostgresIdentifier.literal(to)))")
+        logger.notice("created a missing audit partition and moved its entries out of audit.log_default",
+                      metadata: ["audit.partition": .string(name), "audit.entries_moved": .stringConvertible(moved)])
     }
 
     /// Names of audit.log's partitions.

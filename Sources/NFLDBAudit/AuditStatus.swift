@@ -312,13 +312,23 @@ extension AuditInstaller {
             if daysLeft < 28 {
                 report.logProblems.append("monthly partitions end on \(until) (\(daysLeft) days): run `nfldb audit prune` (it creates the next months) from cron")
             }
+            // A month missing between now and the newest partition: its writes land in audit.log_default.
+            let months = Set(partitions.compactMap { AuditSQL.parsePartitionName($0["relname"] ?? "") }.map { $0.year * 12 + $0.month - 1 })
+            let current = try connection.query("""
+                SELECT (extract(year FROM now() AT TIME ZONE 'UTC')::int * 12 + extract(month FROM now() AT TIME ZONE 'UTC')::int - 1) AS m
+                """).scalar(Int.self)
+            let missing = (current...max(current, year * 12 + month - 1)).filter { !months.contains($0) }
+                .map { String(format: "%04d-%02d", $0 / 12, $0 % 12 + 1) }
+            if !missing.isEmpty {
+                report.logProblems.append("no monthly partition for \(missing.joined(separator: ", ")): that month's entries land in audit.log_default; run `nfldb audit prune --older-than <retention>` (it creates missing months and moves their entries out of the default partition)")
+            }
         } else {
             report.logProblems.append("audit.log has no monthly partitions: every entry lands in audit.log_default")
         }
         if try connection.query("SELECT to_regclass('audit.log_default') IS NOT NULL").scalar(Bool.self) {
             report.defaultPartitionRows = try connection.query("SELECT count(*) FROM (SELECT 1 FROM audit.log_default LIMIT 100000) s").scalar(Int.self)
             if report.defaultPartitionRows > 0 {
-                report.logProblems.append("\(report.defaultPartitionRows) entries in audit.log_default: a monthly partition was missing when they were written")
+                report.logProblems.append("\(report.defaultPartitionRows) entries in audit.log_default: a monthly partition was missing when they were written; `nfldb audit prune --older-than <retention>` moves them into monthly partitions")
             }
         }
         report.estimatedEntries = try connection.query("""

@@ -288,6 +288,39 @@ struct AuditIntegrationTests {
         }
     }
 
+    @Test("a month's partition missing (its entries went to audit.log_default): status names the month and the fix; prune creates it and moves the entries, none lost; status is healthy again")
+    func missingMonthIsAdoptedByPrune() throws {
+        try AuditWorld.with(roles: false) { world in
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.teams"], mode: .row) }
+            let admin = try world.admin()
+            defer { admin.close() }
+            let month = try admin.query("SELECT to_char(now() AT TIME ZONE 'UTC', '\"log_y\"YYYY\"m\"MM') AS p").scalar(String.self)
+            try admin.execute("SET ROLE \(identifier: world.owner)")
+            try admin.execute("DROP TABLE audit.\(identifier: month)")
+            try admin.execute("RESET ROLE")
+            try admin.runScript(unsafeSQL: "INSERT INTO nfl.teams VALUES ('KC', 'Chiefs'), ('BUF', 'Bills'); UPDATE nfl.teams SET team_name = 'Kansas City Chiefs' WHERE team_abbr = 'KC'")
+            #expect(try admin.query("SELECT count(*) FROM audit.log_default").scalar(Int.self) == 3)
+            let status = try world.withInstaller { installer, _ in try installer.status() }
+            let problems = status.logProblems.joined(separator: " | ")
+            #expect(problems.contains("no monthly partition for \(month.dropFirst(5).prefix(4))-\(month.suffix(2))"), "\(problems)")
+            #expect(problems.contains("3 entries in audit.log_default") && problems.contains("moves them into monthly partitions"), "\(problems)")
+            let before = try admin.query("SELECT string_agg(id::text || operation || coalesce(row_key::text, ''), ',' ORDER BY id) FROM audit.log").scalar(String.self)
+            let prune = try CLIRunner.run(["audit", "prune", "--older-than", "400d", "--dsn", world.db.dsn])
+            #expect(prune.status == 0, "\(prune.standardError)")
+            #expect(prune.standardOutput.contains("created \(month)"), "\(prune.standardOutput)")
+            #expect(try admin.query("SELECT count(*) FROM audit.log_default").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM audit.\(identifier: month)").scalar(Int.self) == 3)
+            #expect(try admin.query("SELECT string_agg(id::text || operation || coalesce(row_key::text, ''), ',' ORDER BY id) FROM audit.log").scalar(String.self) == before)
+            let healthy = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(healthy.healthy, "\(healthy.logProblems)")
+            // The adopted partition is guarded like the others, and new writes land in it.
+            #expect(throws: PostgresError.self) { try admin.execute("DELETE FROM audit.\(identifier: month)") }
+            #expect(throws: PostgresError.self) { try admin.execute("TRUNCATE audit.\(identifier: month)") }
+            try admin.execute("DELETE FROM nfl.teams WHERE team_abbr = 'BUF'")
+            #expect(try admin.query("SELECT count(*) FROM audit.\(identifier: month)").scalar(Int.self) == 4)
+        }
+    }
+
     @Test("a custom owner given at the first install is found again: later install, prune and status need no --owner-role; a different one is refused (exit 2)")
     func customOwnerIsRemembered() throws {
         try AuditWorld.with(roles: false) { world in
