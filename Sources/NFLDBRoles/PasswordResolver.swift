@@ -23,16 +23,29 @@ extension PasswordSource {
                     "password_file \(path) has group or world access (mode \(String(info.st_mode & 0o777, radix: 8))); refusing to use it",
                     hint: "Run: chmod 0600 \(path)")
             }
+            let data: Data
             do {
-                let text = try String(contentsOfFile: path, encoding: .utf8)
-                value = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map {
-                    String($0.hasSuffix("\r") ? $0.dropLast() : $0)
-                }
+                data = try Data(contentsOf: URL(fileURLWithPath: path))
             } catch {
                 throw OperatorError(
                     "cannot read password file \(path): \(error.localizedDescription)",
                     hint: "Make the file readable by the user running nfldb, or unset password_file for this role.")
             }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw OperatorError(
+                    "password file \(path) is not UTF-8 text",
+                    hint: "Write the password as UTF-8 text on the file's first line (e.g. printf '%s\\n' \"$PW\" > \(path)).")
+            }
+            let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map {
+                String($0.hasSuffix("\r") ? $0.dropLast() : $0)
+            }
+            // libpq sends a password up to its first NUL: a verifier of the whole line could never match a login.
+            if let line, line.unicodeScalars.contains(where: { $0.value == 0 }) {
+                throw OperatorError(
+                    "the first line of password file \(path) contains a NUL byte: nobody could log in with that password (clients stop at the NUL)",
+                    hint: "Write the password as text without NUL bytes on the file's first line.")
+            }
+            value = line
         }
         guard let value, !value.isEmpty else { return nil }
         SecretRedactor.shared.register(value)

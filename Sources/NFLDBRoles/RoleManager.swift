@@ -28,6 +28,10 @@ public struct RoleApplyError: NFLDBError, Sendable {
             var diagnostic = error.diagnostic
             diagnostic.summary = "roles apply rolled back: \(diagnostic.summary)"
             diagnostic.detail = ["statement: \(statement)", error.sqlState.map { "SQLSTATE \($0)" }].compactMap { $0 }.joined(separator: "; ")
+            if error.sqlState == "42501" {
+                diagnostic.hint = "Nothing was changed. roles apply creates roles and grants on objects other roles own: run it as a superuser "
+                    + "(e.g. --dsn 'user=postgres …'); `nfldb roles plan` shows the statements it would run."
+            }
             return diagnostic
         case .notConverged(let remaining):
             return Diagnostic(

@@ -532,6 +532,8 @@ public struct RoleSpecParser {
         let lower = name.lowercased()
         if name.isEmpty || name.utf8.count > 63 {
             issues.append(SpecIssue("role name \"\(name)\" must be 1 to 63 bytes long", at: at))
+        } else if name.unicodeScalars.contains(where: { $0.value == 0 }) {
+            issues.append(SpecIssue("role name \"\(name.replacingOccurrences(of: "\0", with: "\\0"))\" contains a NUL byte, which PostgreSQL names cannot hold", at: at))
         } else if lower.hasPrefix("pg_") {
             issues.append(SpecIssue("role names starting with pg_ are reserved by PostgreSQL", at: at))
         } else if ["public", "none", "current_user", "session_user", "current_role"].contains(lower) {

@@ -23,5 +23,15 @@ struct PasswordFileModeTests {
         chmod(path, 0o600)
         #expect(try PasswordSource.file(path).resolve(environment: [:]) == "role-pw-file-8812")
         #expect(try PasswordSource.file(dir + "/absent.pw").resolve(environment: [:]) == nil, "a missing file still means: no password")
+
+        // A NUL in the first line (no client could send that password) and non-UTF-8 bytes are refused
+        // with what is wrong, not "make the file readable"; the password never appears.
+        for (bytes, says) in [(Array("Leak\u{0}Me3\n".utf8), "contains a NUL byte"), ([0xff, 0xfe, 0x41, 0x0a], "is not UTF-8 text")] {
+            FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600])
+            chmod(path, 0o600)
+            let error = #expect(throws: OperatorError.self) { try PasswordSource.file(path).resolve(environment: [:]) }
+            let text = error.map { "\($0.diagnostic.summary) \($0.diagnostic.hint ?? "")" } ?? ""
+            #expect(text.contains(says) && !text.contains("readable") && !text.contains("Leak"), "\(text)")
+        }
     }
 }

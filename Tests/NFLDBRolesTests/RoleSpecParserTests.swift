@@ -143,6 +143,27 @@ struct RoleSpecParserTests {
         #expect(issues.contains { $0.message.contains("cannot be a member of itself") && $0.location?.line == 9 })
     }
 
+    @Test("reserved and impossible role names are refused at their line: pg_ prefix, public, a NUL byte")
+    func reservedNames() {
+        let (_, issues, _) = parse("""
+            roles:
+              pg_mine: {}
+              public: {}
+              "nul\\0byte": {}
+            """)
+        #expect(issues.count == 3, "\(issues.map(\.message))")
+        #expect(issues.contains { $0.message.contains("reserved by PostgreSQL") })
+        #expect(issues.contains { $0.message.contains("is a reserved role name") })
+        #expect(issues.contains { $0.message.contains("contains a NUL byte") && $0.location?.line == 4 }, "\(issues.map(\.description))")
+    }
+
+    @Test("--role-prefix starting with pg_ is refused before anything runs (exit 2), as the same names in the spec are")
+    func reservedRolePrefix() throws {
+        let result = try CLIRunner.run(["roles", "validate", "--spec", TestPaths.repository + "/roles", "--role-prefix", "PG_fx_"])
+        #expect(result.status == 2, "\(result.standardError)")
+        #expect(result.standardError.contains("would make reserved or impossible role names"), "\(result.standardError)")
+    }
+
     @Test("passwords, superuser and a password on a NOLOGIN role are rejected")
     func forbidden() {
         let (_, issues, _) = parse("""

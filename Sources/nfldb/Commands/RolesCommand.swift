@@ -47,6 +47,11 @@ struct RolesOptions: ParsableArguments {
         let path = spec ?? RolesConfig(configuration: context.configuration).specPath
         var (loaded, warnings) = try RoleSpecParser.load(path: path)
         if let rolePrefix, !rolePrefix.isEmpty {
+            if rolePrefix.lowercased().hasPrefix("pg_") || rolePrefix.unicodeScalars.contains(where: { $0.value == 0 }) {
+                throw OperatorError(
+                    "--role-prefix \(rolePrefix.replacingOccurrences(of: "\0", with: "\\0")) would make reserved or impossible role names (PostgreSQL reserves names starting with pg_; names cannot hold a NUL byte)",
+                    hint: "Use another prefix, e.g. staging_.", exitStatus: .usage)
+            }
             loaded = loaded.withRolePrefix(rolePrefix)
             // PostgreSQL would silently cut longer names to 63 bytes (and two could become one).
             if let long = loaded.managedRoleNames.sorted().first(where: { $0.utf8.count > 63 }) {
