@@ -19,11 +19,30 @@ public enum FernetStream {
         public let line: Int
         public let reason: String
         public let keyCount: Int
+        /// Why the token was refused (nil: a key opened it, but the value cannot be written as a line).
+        public var cause: FernetError? = nil
         public var diagnostic: Diagnostic {
             Diagnostic(
                 "line \(line): \(reason)",
                 detail: "tried \(keyCount) key\(keyCount == 1 ? "" : "s"); lines before it were written",
-                hint: "Add the key that encrypted it to --key-ref (comma-separated, any order after the newest), or check the input is one token per line.")
+                hint: hint)
+        }
+        /// What to do for this failure: only a signature mismatch can be a missing key.
+        var hint: String {
+            switch cause {
+            case .signatureMismatch:
+                return "Add the key that encrypted it to --key-ref (comma-separated, any order after the newest); if every key is there, the token was altered."
+            case .malformed:
+                return "Check the input is one Fernet token per line (no header, no quoting, no blank lines)."
+            case .expired:
+                return "The key opened it, but it is older than --ttl: leave --ttl out or raise it to accept older tokens."
+            case .fromTheFuture:
+                return "The key opened it, but it was stamped more than 60 s ahead of this machine's clock: check the clocks (NTP) here and where it was encrypted."
+            case .badPadding, .library:
+                return "The token's HMAC matched, so this is a fault of the writer or of libcrypto here; report it with the line number."
+            case nil:
+                return "The value contains a line break, which one-value-per-line output cannot carry: decrypt it with a tool that returns whole values (Python cryptography), or keep such values base64-encoded."
+            }
         }
         public var exitStatus: ExitStatus { .failure }
     }
@@ -33,6 +52,7 @@ public enum FernetStream {
         var summary = Summary(byKey: Array(repeating: 0, count: ring.keys.count))
         var writer = BufferedWriter(fd: output)
         var pending: [UInt8] = []
+        var scanned = 0  // leading bytes of `pending` known to hold no line break
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var eof = false
         while !eof {
@@ -48,8 +68,10 @@ public enum FernetStream {
             } else {
                 pending.append(contentsOf: chunk[0..<n])
             }
+            // Search only the bytes not searched yet: a long line spanning many reads stays linear.
             var start = 0
-            while let newline = pending[start...].firstIndex(of: 0x0A) {
+            var from = scanned
+            while let newline = pending[from...].firstIndex(of: 0x0A) {
                 let line = pending[start..<newline]
                 summary.lines += 1
                 do {
@@ -59,8 +81,10 @@ public enum FernetStream {
                     throw error
                 }
                 start = newline + 1
+                from = start
             }
             pending.removeFirst(start)
+            scanned = pending.count
         }
         try writer.flush()
         return summary
@@ -92,7 +116,7 @@ public enum FernetStream {
                     }
                 }
             } catch let error as FernetError {
-                throw LineError(line: lineNumber, reason: error.description, keyCount: multi.fernets.count)
+                throw LineError(line: lineNumber, reason: error.description, keyCount: multi.fernets.count, cause: error)
             }
         }
         try writer.write(CollectionOfOne(0x0A))

@@ -68,6 +68,21 @@ struct CryptCLITests {
         #expect(wrong.standardError.contains("line 2: the token's HMAC does not match"))
         let badKey = try shell("\"$NFLDB\" crypt decrypt --key-ref env:K < \(dir)/t.txt", ["K": "hunter2-not-a-key"])
         #expect(badKey.status == 2 && badKey.standardError.contains("not URL-safe base64"))
+        // Each refusal's hint fits its cause: only a signature mismatch can be a missing key.
+        #expect(wrong.standardError.contains("Add the key that encrypted it"), "\(wrong.standardError)")
+        let fernet = try Fernet(key: key)
+        let cases: [(String, String, String)] = [
+            (try fernet.encrypt("old", now: Fernet.now() - 3600), "--ttl 60", "leave --ttl out or raise it"),
+            (try fernet.encrypt("ahead", now: Fernet.now() + 3600), "--ttl 60", "check the clocks"),
+            ("not-a-token", "", "one Fernet token per line"),
+            (try fernet.encrypt("two\nlines"), "", "contains a line break"),
+        ]
+        for (index, (token, flags, hint)) in cases.enumerated() {
+            try "\(token)\n".write(toFile: dir + "/c\(index).txt", atomically: true, encoding: .utf8)
+            let refused = try shell("\"$NFLDB\" crypt decrypt --key-ref env:K \(flags) < \(dir)/c\(index).txt", ["K": key.encoded])
+            #expect(refused.status == 1, "\(token): \(refused.standardError)")
+            #expect(refused.standardError.contains(hint) && !refused.standardError.contains("Add the key"), "\(hint): \(refused.standardError)")
+        }
         for output in [tooOpen, inline, unset, wrong, badKey] {
             #expect(!output.standardError.contains(key.encoded) && !output.standardError.contains("hunter2"), "\(output.standardError)")
         }
