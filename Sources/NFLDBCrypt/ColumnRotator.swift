@@ -134,7 +134,7 @@ public final class ColumnRotator {
         // anything, one synchronous commit flushes the WAL up to the last batch (WAL is flushed in
         // order), so a completed run is as durable as a plain UPDATE.
         try connection.execute("SELECT set_config('synchronous_commit', 'off', false)")
-        try connection.withAdvisoryLock(lock, wait: options.lockWait) {
+        try connection.withAdvisoryLock(lock, wait: options.lockWait, waitSetting: "--lock-wait") {
             do {
                 try rotate(target, options: options, report: &report, progress: progress)
             } catch {

@@ -146,7 +146,7 @@ public struct GamesLoader {
         var result = LoadResult(status: "running", source: source.name)
         var metadata: Logger.Metadata = ["etl.source": .string(source.name), "etl.target": .string(Self.target)]
         if let id = options.correlationID { metadata["correlation_id"] = .string(id) }
-        return try connection.withAdvisoryLock(Self.lockKey, wait: options.lockWait, onWait: { holder in
+        return try connection.withAdvisoryLock(Self.lockKey, wait: options.lockWait, waitSetting: "etl.lock_wait (NFLDB_ETL_LOCK_WAIT)", onWait: { holder in
             logger.notice("waiting for another load of nfl.games", metadata: ["db.lock_holder": .string(holder ?? "unknown")])
         }) {
             if !options.dryRun {

@@ -561,7 +561,7 @@ public final class Migrator {
         // role default of off (ALTER DATABASE … SET) must not change what a statement means.
         try connection.execute("SET standard_conforming_strings = on")
         do {
-            return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, onWait: { holder in
+            return try connection.withAdvisoryLock(MigrationLedger.lockKey, wait: settings.lockWait, waitSetting: "--lock-wait (migrations.lock_wait)", onWait: { holder in
                 self.progress(.waitingForLock(holder: holder))
             }) {
                 try MigrationLedger.ensure(connection)

@@ -76,7 +76,7 @@ public enum RoleManager {
         _ connection: PostgresConnection, spec: RoleSpec, options: RolePlanOptions, lockWait: Duration = .seconds(60), logger: Logger,
         onWait: (String?) -> Void = { _ in }
     ) throws -> RoleApplyResult {
-        try connection.withAdvisoryLock(lockKey, wait: lockWait, onWait: onWait) {
+        try connection.withAdvisoryLock(lockKey, wait: lockWait, waitSetting: "--lock-wait", onWait: onWait) {
             let plan = try connection.withTransaction {
                 try connection.execute("SET LOCAL lock_timeout = '10s'")
                 let snapshot = try CatalogInspector.snapshot(connection, spec: spec, logger: logger)

@@ -40,7 +40,7 @@ public enum RoleRotation {
             throw OperatorError("roles rotate needs an aws-sm: secret reference, not \(secret.scheme):", hint: "Pass --secret aws-sm:SECRET_ID[#json_key].", exitStatus: .usage)
         }
         let id = secret.identifier
-        return try admin.withAdvisoryLock(lockKey(role), wait: lockWait) {
+        return try admin.withAdvisoryLock(lockKey(role), wait: lockWait, waitSetting: "--lock-wait") {
             var result = Result()
             let versions = try client.describeSecret(id)
             let current = versions.first { $0.value.contains("AWSCURRENT") }?.key

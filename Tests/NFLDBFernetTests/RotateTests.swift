@@ -377,6 +377,7 @@ struct RotateTests {
             #expect(refused.status == 1)
             #expect(refused.standardError.contains("could not take advisory lock nfldb crypt rotate public.cards.secret"), "\(refused.standardError)")
             #expect(refused.standardError.contains("held by pid \(holder.backendPID)"))
+            #expect(refused.standardError.contains("within 0.0 s") && refused.standardError.contains("wait longer with --lock-wait"), "\(refused.standardError)")
             holder.close()
             // Now two real runners at once, both willing to wait: both succeed, the rows are rotated exactly once.
             let results = Mutex<[ProcessResult]>([])

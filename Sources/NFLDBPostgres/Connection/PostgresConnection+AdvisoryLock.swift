@@ -26,12 +26,17 @@ public struct AdvisoryLockTimeout: NFLDBError, Sendable {
     public let key: AdvisoryLockKey
     public let waited: Duration
     public let holder: String?
+    /// The flag or setting that sets the wait (`--lock-wait`, `etl.lock_wait`), for the hint.
+    public var waitSetting: String? = nil
 
     public var diagnostic: Diagnostic {
-        Diagnostic(
-            "could not take advisory lock \(key.name) within \(waited)",
+        let (seconds, attoseconds) = waited.components
+        let shown = String(format: "%.1f s", Double(seconds) + Double(attoseconds) / 1e18)
+        return Diagnostic(
+            "could not take advisory lock \(key.name) within \(shown)",
             detail: holder.map { "held by \($0)" },
-            hint: "Another nfldb runner is working on this database; wait for it to finish, or raise the wait limit.")
+            hint: "Another nfldb runner is working on this database; wait for it to finish, or "
+                + (waitSetting.map { "wait longer with \($0)." } ?? "raise the wait limit."))
     }
 }
 
@@ -72,7 +77,7 @@ extension PostgresConnection {
     ///   - wait: how long to keep trying before throwing ``AdvisoryLockTimeout``.
     ///   - onWait: called once, when the first attempt fails, with the holder's description.
     public func advisoryLock(
-        _ key: AdvisoryLockKey, wait: Duration, pollInterval: Duration = .milliseconds(100),
+        _ key: AdvisoryLockKey, wait: Duration, waitSetting: String? = nil, pollInterval: Duration = .milliseconds(100),
         onWait: (String?) -> Void = { _ in }
     ) throws {
         let deadline = ContinuousClock.now + wait
@@ -89,7 +94,7 @@ extension PostgresConnection {
                 ])
             }
             if ContinuousClock.now >= deadline {
-                throw AdvisoryLockTimeout(key: key, waited: wait, holder: holder)
+                throw AdvisoryLockTimeout(key: key, waited: wait, holder: holder, waitSetting: waitSetting)
             }
             Thread.sleep(forTimeInterval: interval.inSeconds)
             interval = min(interval * 2, .seconds(1))
@@ -99,9 +104,9 @@ extension PostgresConnection {
     /// Runs `body` while holding a session-level advisory lock, releasing it afterwards (also on throw).
     /// If the process dies, the server releases the lock when the session ends.
     public func withAdvisoryLock<T>(
-        _ key: AdvisoryLockKey, wait: Duration, onWait: (String?) -> Void = { _ in }, _ body: () throws -> T
+        _ key: AdvisoryLockKey, wait: Duration, waitSetting: String? = nil, onWait: (String?) -> Void = { _ in }, _ body: () throws -> T
     ) throws -> T {
-        try advisoryLock(key, wait: wait, onWait: onWait)
+        try advisoryLock(key, wait: wait, waitSetting: waitSetting, onWait: onWait)
         defer {
             if isAlive {
                 rollbackQuietly()
