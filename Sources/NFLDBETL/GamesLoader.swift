@@ -75,6 +75,14 @@ public struct LoadResult: Sendable, Codable {
     public var phaseMS: [String: Double] = [:]
     var phaseStart = ContinuousClock.now
 
+    /// A run that stopped before anything was read or recorded (connection, lock wait, configuration):
+    /// what `--format json` prints then.
+    public static func failedBeforeRun(source: String, error: String) -> LoadResult {
+        var result = LoadResult(status: "failed", source: source)
+        result.error = error
+        return result
+    }
+
     mutating func endPhase(_ name: String) {
         let now = ContinuousClock.now
         phaseMS[name, default: 0] += (now - phaseStart).inMilliseconds

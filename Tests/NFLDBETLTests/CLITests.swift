@@ -116,6 +116,20 @@ func jsonObject(_ text: String) -> [String: Any] {
     /// Usage errors exit 2 at once: `etl runs --limit 0|-1` (0 printed "no ETL runs yet", -1 an SQL
     /// error with exit 1), a directory as --source (said "no such file"), a URL with an impossible
     /// port or no host (was retried 6 times as a connection error).
+    /// `--format json` prints one object even when the load fails before its run is recorded (here:
+    /// the server refuses the connection); no password in it.
+    @Test func jsonOutputWhenTheConnectionFails() throws {
+        let result = try CLIRunner.run([
+            "etl", "load", "games", "--source", "/nonexistent/games.csv", "--format", "json",
+            "--dsn", "host=127.0.0.1 port=1 user=loader password=Sekr1t-json-77 dbname=nfl connect_timeout=3",
+        ])
+        #expect(result.status != 0)
+        let object = try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any]
+        #expect(object?["status"] as? String == "failed", "\(result.standardOutput)")
+        #expect((object?["error"] as? String)?.isEmpty == false, "\(result.standardOutput)")
+        #expect(!result.standardOutput.contains("Sekr1t") && !result.standardError.contains("Sekr1t"))
+    }
+
     @Test func usageErrorsExitTwo() throws {
         for limit in ["0", "-1"] {
             let runs = try CLIRunner.run(["etl", "runs", "--limit=\(limit)", "--dsn", "postgresql://127.0.0.1:1/none"])

@@ -63,6 +63,20 @@ extension ETLCommand {
         }
 
         func run(_ context: CommandContext) throws {
+            do {
+                try load(context)
+            } catch let error where format == .json && !(error is LoadFailed) {
+                // With --format json stdout is one object whatever happens (a scheduler parses it):
+                // a failure before the run was recorded (connection, lock wait, configuration) too.
+                let described = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
+                let result = LoadResult.failedBeforeRun(
+                    source: URLRedaction.redact(source ?? "").text, error: SecretRedactor.shared.redact(SecretRedactor.redactPatterns(described)))
+                context.output(try JSONOutput.encode(result))
+                throw error
+            }
+        }
+
+        private func load(_ context: CommandContext) throws {
             let settings = try ETLConfig(configuration: context.configuration)
             var options = LoadOptions()
             options.dryRun = dryRun
