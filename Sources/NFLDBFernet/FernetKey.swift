@@ -12,7 +12,10 @@ public struct FernetKey: Sendable, Hashable, CustomStringConvertible {
     /// Parses a key. The error says what is wrong with it and never contains it.
     public init(encoded text: String) throws(FernetKeyError) {
         let trimmed = text.trimmingASCIIWhitespace()
-        guard let bytes = Base64URL.decode(trimmed) else { throw .notBase64(length: trimmed.utf8.count) }
+        // Python's Fernet(key) also takes a key written in the standard alphabet (+ and /):
+        // urlsafe_b64decode leaves those characters alone. Take it too, as the same key.
+        let urlSafe = String(decoding: trimmed.utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: "-") : $0 == UInt8(ascii: "/") ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
+        guard let bytes = Base64URL.decode(urlSafe) else { throw .notBase64(length: trimmed.utf8.count) }
         guard bytes.count == 32 else { throw .wrongLength(bytes.count) }
         self.init(bytes: bytes)
     }
