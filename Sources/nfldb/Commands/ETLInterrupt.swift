@@ -18,8 +18,6 @@ final class ETLInterrupt: Sendable {
     let state = Mutex(State())
     let options: ConnectionOptions
     let logger: Logger
-    /// Kept alive for the process lifetime; set once, from the main thread, before the load.
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
 
     init(options: ConnectionOptions, logger: Logger) {
         self.options = options
@@ -29,16 +27,7 @@ final class ETLInterrupt: Sendable {
     /// Installs the handlers for the rest of the process; `backend` is the load connection's server pid.
     func install(backend: Int32) {
         state.withLock { $0.backend = backend }
-        for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP"), (SIGINT, "SIGINT")] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                FileHandle.standardError.write(Data("nfldb: \(stop(name))\n".utf8))
-                exit(128 + sig)
-            }
-            source.resume()
-            Self.sources.append(source)
-        }
+        SignalExit.install { [self] in stop($0) }
     }
 
     func recorded(_ runID: Int64) {

@@ -18,8 +18,6 @@ final class MigrateInterrupt: Sendable {
     }
 
     let state = Mutex(State())
-    /// Kept alive for the process lifetime; set once, from the main thread, before the run.
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
 
     func record(_ event: MigrationProgress) {
         state.withLock { state in
@@ -40,16 +38,7 @@ final class MigrateInterrupt: Sendable {
     /// Installs the handlers for the rest of the process.
     static func install(singleTransaction: Bool) {
         shared.state.withLock { $0.singleTransaction = singleTransaction }
-        for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP"), (SIGINT, "SIGINT")] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                FileHandle.standardError.write(Data("nfldb: \(shared.describe(name))\n".utf8))
-                exit(128 + sig)
-            }
-            source.resume()
-            sources.append(source)
-        }
+        SignalExit.install { shared.describe($0) }
     }
 
     /// `interrupted by SIGTERM during 0004_x: rolled back; nothing applied from it; …`
