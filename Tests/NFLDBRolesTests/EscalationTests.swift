@@ -277,3 +277,48 @@ struct RunnerCreateRoleTests {
         }
     }
 }
+
+@Suite("roles apply without the privilege it needs")
+struct ApplyWithoutPrivilegeTests {
+    @Test("a CREATEROLE runner granting on a table a superuser owns: exit 1, SQLSTATE 42501, the superuser hint, and nothing was changed")
+    func permissionDeniedRollsBackWithHint() throws {
+        try TestCluster.withDatabase(prefix: "apply_42501") { db in
+            let tag = UUID().uuidString.prefix(8).lowercased()
+            let runner = "runner_\(tag)", reader = "reader_\(tag)", password = "pw-\(UUID().uuidString)"
+            let admin = try db.connect()
+            defer {
+                _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: reader)")
+                _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: runner)")
+                admin.close()
+            }
+            try admin.runScript(unsafeSQL: """
+                CREATE ROLE \(PostgresIdentifier.quote(runner)) LOGIN CREATEROLE PASSWORD \(PostgresIdentifier.literal(password));
+                CREATE TABLE public.secret_stats (id int);
+                """)
+            let dir = try CLIRunner.temporaryDirectory("nfldb-apply-42501")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            // The new role comes first (CREATEROLE may create it), the grant second (only the table's owner may give it).
+            try """
+                version: 1
+                roles:
+                  \(reader):
+                    grants:
+                      tables:
+                        public.secret_stats: [SELECT]
+
+                """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+            let dsn = db.cluster.dsn(database: db.name, user: runner, password: password)
+            let apply = try CLIRunner.run(["roles", "apply", "--spec", dir + "/spec.yaml", "--dsn", dsn])
+            #expect(apply.status == 1, "\(apply.standardOutput)\(apply.standardError)")
+            #expect(apply.standardError.contains("SQLSTATE 42501"), "\(apply.standardError)")
+            #expect(apply.standardError.contains("Nothing was changed") && apply.standardError.contains("run it as a superuser"), "\(apply.standardError)")
+            #expect(!apply.standardError.contains(password), "the password must never be printed")
+            // The hint is true: the role that was created before the failing GRANT was rolled back.
+            #expect(try admin.query("SELECT count(*) FROM pg_roles WHERE rolname = \(reader)").scalar(Int.self) == 0)
+            // And the hint's way out works: the same spec applied as the superuser converges.
+            let again = try CLIRunner.run(["roles", "apply", "--spec", dir + "/spec.yaml", "--dsn", db.cluster.dsn(database: db.name)])
+            #expect(again.status == 0, "\(again.standardOutput)\(again.standardError)")
+            #expect(try admin.query("SELECT has_table_privilege(\(reader), 'public.secret_stats', 'SELECT')").scalar(Bool.self))
+        }
+    }
+}
