@@ -109,6 +109,13 @@ public struct RolePlanner {
             let creates = statements.filter { $0.kind == .createRole }
             statements = creates + statements.filter { $0.kind != .createRole }
         }
+        // A plan read by a non-superuser is still right, but apply would run it as that role: grants on
+        // objects other roles own, and memberships it holds no ADMIN OPTION on, fail with 42501.
+        if !snapshot.isSuperuser, !statements.isEmpty {
+            warnings.append(
+                "\(snapshot.currentUser) is not a superuser: `roles apply` as this role fails with SQLSTATE 42501 (and changes nothing) at the first "
+                    + "grant on an object another role owns; apply as a superuser (e.g. --dsn 'user=postgres …')")
+        }
         return RolePlan(
             database: snapshot.database, target: target, serverVersion: serverVersion, runner: snapshot.currentUser,
             specFiles: spec.files, statements: statements, warnings: warnings, unmanaged: unmanaged.sorted(), missingObjects: missing,

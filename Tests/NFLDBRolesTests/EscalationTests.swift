@@ -308,6 +308,11 @@ struct ApplyWithoutPrivilegeTests {
 
                 """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
             let dsn = db.cluster.dsn(database: db.name, user: runner, password: password)
+            // plan says so beforehand.
+            let plan = try CLIRunner.run(["roles", "plan", "--spec", dir + "/spec.yaml", "--dsn", dsn])
+            #expect(plan.status == 0, "\(plan.standardOutput)\(plan.standardError)")
+            #expect((plan.standardOutput + plan.standardError).contains("\(runner) is not a superuser: `roles apply` as this role fails with SQLSTATE 42501"),
+                    "\(plan.standardOutput)\(plan.standardError)")
             let apply = try CLIRunner.run(["roles", "apply", "--spec", dir + "/spec.yaml", "--dsn", dsn])
             #expect(apply.status == 1, "\(apply.standardOutput)\(apply.standardError)")
             #expect(apply.standardError.contains("SQLSTATE 42501"), "\(apply.standardError)")
@@ -318,6 +323,9 @@ struct ApplyWithoutPrivilegeTests {
             // And the hint's way out works: the same spec applied as the superuser converges.
             let again = try CLIRunner.run(["roles", "apply", "--spec", dir + "/spec.yaml", "--dsn", db.cluster.dsn(database: db.name)])
             #expect(again.status == 0, "\(again.standardOutput)\(again.standardError)")
+            // As the superuser the plan has no such warning.
+            let superPlan = try CLIRunner.run(["roles", "plan", "--spec", dir + "/spec.yaml", "--dsn", db.cluster.dsn(database: db.name)])
+            #expect(superPlan.status == 0 && !(superPlan.standardOutput + superPlan.standardError).contains("is not a superuser"), "\(superPlan.standardOutput)\(superPlan.standardError)")
             #expect(try admin.query("SELECT has_table_privilege(\(reader), 'public.secret_stats', 'SELECT')").scalar(Bool.self))
         }
     }
