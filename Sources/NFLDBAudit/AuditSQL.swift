@@ -130,6 +130,10 @@ enum AuditSQL {
     /// trigger uses them.
     static let genericFunctions = ["capture_row", "capture_statement"]
 
+    /// The body PostgreSQL stores for ``captureTruncate``: what `audit status` compares, so a capture
+    /// function edited to log nothing (or something else) is reported.
+    static var captureTruncateSource: String { captureTruncate.components(separatedBy: "$function$")[1] }
+
     /// AFTER TRUNCATE (statement). TG_ARGV: [0]/[1] the audited table's schema/name ('' = the firing table).
     static let captureTruncate = """
         CREATE OR REPLACE FUNCTION audit.capture_truncate() RETURNS trigger

@@ -290,6 +290,10 @@ extension AuditInstaller {
         if !hasGuard(logOID, "audit_guard_row") { report.logProblems.append("guard trigger audit_guard_row on audit.log \(notFiring): \(reinstall)") }
         if !hasGuard(logOID, "audit_guard_truncate") { report.logProblems.append("guard trigger audit_guard_truncate on audit.log \(notFiring): \(reinstall)") }
         let guardSource = try connection.query("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('audit.reject_change()')").rows.first?["prosrc"]
+        let truncateSource = try connection.query("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('audit.capture_truncate()')").rows.first?["prosrc"]
+        if let truncateSource, truncateSource != AuditSQL.captureTruncateSource {
+            report.logProblems.append("function audit.capture_truncate() differs from the installed one (edited: TRUNCATE of an audited table may go unlogged): \(reinstall)")
+        }
         if guardSource != AuditSQL.rejectChangeSource(owner: owner) {
             report.logProblems.append("guard function audit.reject_change() \(guardSource == nil ? "is missing" : "differs from the installed one (edited: it may let changes to the log through)"): \(reinstall)")
         }

@@ -219,7 +219,7 @@ struct AuditIntegrationTests {
         }
     }
 
-    @Test("a trigger narrowed by WHEN or UPDATE OF, a guard with a WHEN (false) and an edited reject_change() are reported by status and repaired by install")
+    @Test("a trigger narrowed by WHEN or UPDATE OF, a guard with a WHEN (false), an edited reject_change() and a capture_truncate() that logs nothing are reported by status and repaired by install")
     func narrowedTriggersAndTamperedGuards() throws {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
@@ -238,6 +238,8 @@ struct AuditIntegrationTests {
                 CREATE OR REPLACE TRIGGER audit_guard_row BEFORE UPDATE OR DELETE ON audit.log FOR EACH ROW WHEN (false)
                     EXECUTE FUNCTION audit.reject_change();
                 CREATE OR REPLACE FUNCTION audit.reject_change() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN OLD; END $f$;
+                CREATE OR REPLACE FUNCTION audit.capture_truncate() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS $f$ BEGIN RETURN NULL; END $f$;
                 """)
             let status = try world.withInstaller { installer, _ in try installer.status() }
             #expect(!status.healthy)
@@ -247,6 +249,7 @@ struct AuditIntegrationTests {
             let log = status.logProblems.joined(separator: " | ")
             #expect(log.contains("guard trigger audit_guard_row on audit.log is missing, does not fire"), "\(log)")
             #expect(log.contains("guard function audit.reject_change() differs from the installed one"), "\(log)")
+            #expect(log.contains("function audit.capture_truncate() differs from the installed one (edited: TRUNCATE of an audited table may go unlogged)"), "\(log)")
             let cli = try CLIRunner.run(["audit", "status", "--dsn", world.db.dsn])
             #expect(cli.status == 1, "\(cli.standardOutput)")
 
@@ -258,6 +261,8 @@ struct AuditIntegrationTests {
             let before = try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self)
             try admin.runScript(unsafeSQL: "INSERT INTO nfl.w VALUES (1, 1, 1); INSERT INTO nfl.c VALUES (1, 1, 1); UPDATE nfl.c SET a = 2")
             #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == before + 3, "the superuser's insert and the update of a are logged again")
+            try admin.execute("TRUNCATE nfl.c")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE operation = 'TRUNCATE' AND table_name = 'c'").scalar(Int.self) == 1, "TRUNCATE is logged again")
             #expect(throws: PostgresError.self) { try admin.execute("DELETE FROM audit.log") }
         }
     }
