@@ -148,6 +148,10 @@ enum QueueScripts {
     local key = p .. 'task:' .. id
     local f = redis.call('HMGET', key, 'state', 'token', 'lease_until', 'queue', 'attempts', 'worker')
     local q = f[4]
+    if q then
+      local bad = badQueueKey(q)
+      if bad then return redis.error_reply(bad) end
+    end
     local status = 'ok'
     if f[1] == 'cancelled' then status = 'cancelled'
     elseif f[1] ~= 'running' or f[2] ~= token or tonumber(f[3]) < now then status = 'lost' end
@@ -211,6 +215,8 @@ enum QueueScripts {
     local f = redis.call('HMGET', key, 'state', 'queue')
     if not f[1] then return 'missing' end
     if f[1] == 'ready' or f[1] == 'delayed' or f[1] == 'running' then
+      local bad = badQueueKey(f[2])
+      if bad then return redis.error_reply(bad) end
       redis.call('ZREM', p .. 'ready:' .. f[2], id)
       redis.call('ZREM', p .. 'delayed:' .. f[2], id)
       redis.call('ZREM', p .. 'inflight:' .. f[2], id)
@@ -223,7 +229,13 @@ enum QueueScripts {
     /// ARGV: prefix. Reaps expired leases of every known queue. Returns how many tasks moved.
     static let recover = RedisScript(prelude + """
     local n = 0
-    for _, q in ipairs(redis.call('SMEMBERS', p .. 'queues')) do
+    local queues = redis.call('SMEMBERS', p .. 'queues')
+    -- Every queue's keys first: a reap that fails half-way would leave a task 'ready' in no set.
+    for _, q in ipairs(queues) do
+      local bad = badQueueKey(q)
+      if bad then return redis.error_reply(bad) end
+    end
+    for _, q in ipairs(queues) do
       local moved = reap(q, 1000)
       n = n + moved
       while moved == 1000 do moved = reap(q, 1000); n = n + moved end
@@ -236,6 +248,8 @@ enum QueueScripts {
     static let requeue = RedisScript(prelude + """
     local q, id = ARGV[2], ARGV[3]
     local key = p .. 'task:' .. id
+    local bad = badQueueKey(q)
+    if bad then return redis.error_reply(bad) end
     if redis.call('LREM', p .. 'dead:' .. q, 1, id) == 0 then return 'missing' end
     record(key, {outcome = 'requeued', at_ms = now})
     redis.call('HSET', key, 'state', 'ready', 'attempts', 0)
@@ -276,6 +290,17 @@ enum QueueScripts {
       for qi = 1, nq do
         local bad = badQueueKey(ARGV[6 + qi])
         if bad then return redis.error_reply(bad) end
+      end
+    end
+    -- The acknowledged tasks' queues too, before any write (a failed ZREM after the HSET would leave
+    -- the batch half-acknowledged).
+    local checked = {}
+    for i = 7 + nq, #ARGV, 2 do
+      local q = redis.call('HGET', p .. 'task:' .. ARGV[i], 'queue')
+      if q and not checked[q] then
+        local bad = badQueueKey(q)
+        if bad then return redis.error_reply(bad) end
+        checked[q] = true
       end
     end
     local acks, zrem = {}, {}
@@ -365,6 +390,9 @@ enum QueueScripts {
       if f[1] == 'cancelled' then status = 'cancelled'
       elseif f[1] ~= 'running' or f[2] ~= token or tonumber(f[3]) < now then status = 'lost'
       else
+        -- Checked before the HSET: a lease extended in the hash but not in inflight:Q would never be reaped.
+        local bad = badQueueKey(f[4])
+        if bad then return redis.error_reply(bad) end
         redis.call('HSET', key, 'lease_until', now + lease)
         redis.call('ZADD', p .. 'inflight:' .. f[4], now + lease, id)
       end

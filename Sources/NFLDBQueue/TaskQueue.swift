@@ -166,7 +166,17 @@ public final class TaskQueue {
     ) throws -> SubmitResult {
         try Self.validateName(type, what: "task type")
         try Self.validateName(queue, what: "queue")
-        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)), object is [String: Any] else {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(payload.utf8))
+        } catch {
+            // The parser's reason (a number out of range, a lone surrogate, nesting deeper than 512 levels…).
+            let reason = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"
+            throw QueueError("the payload is not valid JSON (\(reason)): \(payload.prefix(80))",
+                             hint: "Give --payload '{\"key\": value}' (numbers within ±1.8e308, strings in valid Unicode, at most 512 levels of nesting).",
+                             exitStatus: .usage)
+        }
+        guard object is [String: Any] else {
             throw QueueError("the payload is not a JSON object: \(payload.prefix(80))", hint: "Give --payload '{\"key\": value}'.", exitStatus: .usage)
         }
         // PostgreSQL's jsonb (nfl.task_results.payload) refuses the NUL character (SQLSTATE 22P05).

@@ -54,7 +54,11 @@ public enum BuiltinHandlers {
         "noop": { _ in "{}" },
         "sleep": { context in
             let payload = try context.payloadObject()
-            guard let ms = payload["ms"] as? Int, ms >= 0 else { throw TaskFailure("sleep needs {\"ms\": N} with N ≥ 0", permanent: true) }
+            // A whole number of milliseconds up to a day: 1.5 is not one, and 1e18 would hold a worker thread forever.
+            guard let number = payload["ms"] as? NSNumber, let ms = Int(exactly: number.doubleValue), (0...86_400_000).contains(ms) else {
+                throw TaskFailure("sleep needs {\"ms\": N} with N a whole number of milliseconds from 0 to 86400000 (one day), got \(payload["ms"].map { "\($0)" } ?? "no ms")",
+                                  permanent: true)
+            }
             let end = ContinuousClock.now + .milliseconds(ms)
             while ContinuousClock.now < end {
                 if context.isCancelled { throw TaskFailure("cancelled while sleeping", permanent: true) }

@@ -442,6 +442,58 @@ struct QueueProbeFixTests {
         }
     }
 
+    @Test("a queue key of the wrong type: recover, dlq requeue, cancel, fail and heartbeat change nothing and name the key; once it is deleted, every task runs")
+    func wrongTypeKeyStrandsNothing() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let badKey = world.config.prefix + "ready:io"
+            // An expired lease, a dead task, a ready task and a running one, all in queue io.
+            let dead = try q.submit(type: "noop", queue: "io", maxAttempts: 1).id
+            let deadClaim = try #require(try q.claim(queues: ["io"], worker: "w"))
+            #expect(deadClaim.id == dead)
+            #expect(try q.fail(deadClaim, error: "boom", permanent: true) == .dead)
+            let ready = try q.submit(type: "noop", queue: "io").id
+            let running = try #require(try q.claim(queues: ["io"], worker: "w"))
+            #expect(running.id == ready)
+            let expired = try q.submit(type: "noop", queue: "io").id
+            #expect(try q.claim(queues: ["io"], worker: "gone", lease: .milliseconds(50))?.id == expired)
+            let waiting = try q.submit(type: "noop", queue: "io").id
+            Thread.sleep(forTimeInterval: 0.2)
+            func snapshot() throws -> [String] {
+                try [expired, dead, ready, waiting].map { try q.inspect(id: $0)?["state"] ?? "missing" }
+            }
+            let before = try snapshot()
+            #expect(before == ["running", "dead", "running", "ready"], "\(before)")
+            // Another program overwrites the ready set (a string now; the old members are gone with it).
+            _ = try q.connection.command("DEL", RedisArgument(badKey))
+            _ = try q.connection.command("SET", RedisArgument(badKey), "garbage")
+            func expectNamed(_ what: String, _ body: () throws -> Void) {
+                do {
+                    try body()
+                    Issue.record("\(what) succeeded over a wrong-typed \(badKey)")
+                } catch let error as RedisError {
+                    #expect(error.message.contains(badKey) && error.message.contains("redis-cli DEL \(badKey)"), "\(what): \(error.message)")
+                } catch { Issue.record("\(what): \(error)") }
+            }
+            expectNamed("recover") { _ = try q.recover() }
+            expectNamed("dlq requeue") { _ = try q.requeue(id: dead) }
+            expectNamed("cancel") { _ = try q.cancel(id: waiting) }
+            expectNamed("fail") { _ = try q.fail(running, error: "x") }
+            expectNamed("heartbeat") { _ = try q.heartbeat(running) }
+            #expect(try snapshot() == before, "nothing changed")
+            #expect(try q.deadLetters(queue: "io").map { $0["id"] } == [dead], "the dead task is still in the DLQ")
+            // The printed fix, then the normal tools: every task is reachable again.
+            _ = try q.connection.command("DEL", RedisArgument(badKey))
+            #expect(try q.recover() == 1, "the expired lease is reaped once the key is fixed")
+            #expect(try q.requeue(id: dead))
+            #expect(try q.fail(running, error: "retry me") == .retry)
+            let inSets = try [expired, dead].map { id in
+                try ["ready:io", "delayed:io", "inflight:io"].contains { try q.connection.command("ZSCORE", RedisArgument(world.config.prefix + $0), RedisArgument(id)).string != nil }
+            }
+            #expect(inSets == [true, true], "requeued tasks are in a set a worker reads")
+        }
+    }
+
     @Test("submit refuses a \\u0000 in the payload and an idempotency key over 200 UTF-8 bytes (usage errors)")
     func submitRefusesWhatPostgresCannotStore() throws {
         try QueueWorld.with { world in
@@ -457,6 +509,34 @@ struct QueueProbeFixTests {
             #expect(try q.submit(type: "noop", idempotencyKey: String(repeating: "é", count: 100)).created)
             #expect(throws: QueueError.self) { try q.submit(type: "noop", idempotencyKey: String(repeating: "é", count: 101)) }
             #expect(try q.stats().first?.ready == 1)
+            // Valid-looking objects the parser refuses: the parser's reason, not "not a JSON object".
+            let deep = "{\"a\":" + String(repeating: "[", count: 513) + String(repeating: "]", count: 513) + "}"
+            for (payload, reason) in [(#"{"a":1e400}"#, "1e400 is not representable"), (#"{"a":"\ud800"}"#, "surrogate"), (deep, "Too many nested")] {
+                let error = try #require(throws: QueueError.self) { try q.submit(type: "noop", payload: payload) }
+                #expect(error.exitStatus == .usage && error.diagnostic.summary.contains("not valid JSON") && error.diagnostic.summary.contains(reason),
+                        "\(error.diagnostic.summary)")
+            }
+            let array = try #require(throws: QueueError.self) { try q.submit(type: "noop", payload: "[1]") }
+            #expect(array.diagnostic.summary.contains("not a JSON object"), "\(array.diagnostic.summary)")
+        }
+    }
+
+    @Test("sleep takes a whole number of milliseconds up to a day: 1.5 and 1e18 are dead at once with the reason, 30 runs")
+    func sleepPayloadBounds() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let fraction = try q.submit(type: "sleep", payload: #"{"ms": 1.5}"#).id
+            let forever = try q.submit(type: "sleep", payload: #"{"ms": 1e18}"#).id
+            let fine = try q.submit(type: "sleep", payload: #"{"ms": 30}"#).id
+            let worker = Worker(config: world.config, options: WorkerOptions(queues: ["cpu"], concurrency: 1, burst: true),
+                                database: world.databaseOptions, logger: world.logger)
+            let summary = try worker.run()
+            #expect(summary.succeeded == 1)
+            for id in [fraction, forever] {
+                let task = try #require(try q.inspect(id: id))
+                #expect(task["state"] == "dead" && task["error"]?.contains("whole number of milliseconds from 0 to 86400000") == true, "\(task)")
+            }
+            #expect(try q.inspect(id: fine)?["state"] == "succeeded")
         }
     }
 }
