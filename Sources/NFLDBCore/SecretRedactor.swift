@@ -90,8 +90,13 @@ public final class SecretRedactor: Sendable {
             }
             // A password in the query string: ?password=…&…
             if let query = dsn.firstIndex(of: "?") {
-                for pair in dsn[dsn.index(after: query)...].split(separator: "&") where pair.lowercased().hasPrefix("password=") {
-                    found.append(String(pair.dropFirst("password=".count)))
+                // libpq percent-decodes query keys too: ?pass%77ord=… is the password.
+                for pair in dsn[dsn.index(after: query)...].split(separator: "&") {
+                    guard let equals = pair.firstIndex(of: "=") else { continue }
+                    let key = String(pair[..<equals])
+                    if (key.removingPercentEncoding ?? key).lowercased() == "password" {
+                        found.append(String(pair[pair.index(after: equals)...]))
+                    }
                 }
             }
         } else {
@@ -137,8 +142,10 @@ public final class SecretRedactor: Sendable {
         if result.contains("://") {
             result = Patterns.urlPassword.replace(in: result, template: "$1\(mask)$3")
         }
-        if result.range(of: "password", options: .caseInsensitive) != nil {
+        if result.range(of: "password", options: .caseInsensitive) != nil || result.contains("%") {
             result = Patterns.queryPassword.replace(in: result, template: "$1\(mask)")
+        }
+        if result.range(of: "password", options: .caseInsensitive) != nil {
             result = Patterns.conninfoPassword.replace(in: result, template: "$1\(mask)")
         }
         return result
@@ -161,7 +168,9 @@ public final class SecretRedactor: Sendable {
         /// A `"` that cannot end a JSON string: inside JSON every other `"` is escaped.
         static let innerQuote = #""(?![\s,:}\]]|$)"#
         static let urlPassword = Pattern(#"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"\\]*:)((?:\\.|[^\s"\\]|"# + innerQuote + #")*)(@)"#)
-        static let queryPassword = Pattern(#"(?i)([?&]password=)((?:\\.|[^&#\s"\\]|"# + innerQuote + #")*)"#)
+        /// The key as libpq reads it after percent-decoding (`?pass%77ord=` is `password=`).
+        static let queryPassword = Pattern(
+            #"(?i)([?&](?:p|%70|%50)(?:a|%61|%41)(?:s|%73|%53)(?:s|%73|%53)(?:w|%77|%57)(?:o|%6f|%4f)(?:r|%72|%52)(?:d|%64|%44)=)((?:\\.|[^&#\s"\\]|"# + innerQuote + #")*)"#)
         /// libpq's `isspace`: ASCII whitespace only.
         static let space = #"[\t\n\u000B\f\r ]"#
         static let conninfoPassword = Pattern(

@@ -114,7 +114,7 @@ public struct HealthRunner: Sendable {
             let postgresError = error as? PostgresError
             let name = target.name ?? Self.targetName(postgresError?.target) ?? "default"
             return unreachable(name: name, reason: Self.reason(error), hint: (error as? PostgresError)?.hint, probes: enabled, started: start,
-                               primary: target.expectedRole != .standby)
+                               primary: target.expectedRole != .standby, status: postgresError?.kind == .configuration ? .unknown : .critical)
         }
         defer { connection.close() }
         let name = target.name ?? Self.targetName(connection.target) ?? "default"
@@ -155,7 +155,19 @@ public struct HealthRunner: Sendable {
                     outcome = try probe.run(context)
                 } catch {
                     outcome = Self.outcome(for: error, probe: probe, settings: checkSettings, server: server)
-                    if !connection.isAlive { lost = "the connection was lost during the \(probe.name) check" }
+                    if !connection.isAlive {
+                        lost = "the connection was lost during the \(probe.name) check"
+                        // A server that went away is CRITICAL (and pages), not UNKNOWN: a new connection tells.
+                        do {
+                            try PostgresConnection.connect(options, logger: logger).close()
+                        } catch {
+                            outcome = ProbeOutcome(
+                                status: .critical, message: "the database went away during the check: \(Self.reason(error))",
+                                hint: (error as? PostgresError)?.hint
+                                    ?? "Check that PostgreSQL is running and accepts connections (pg_isready), then its log for why it stopped.")
+                            lost = "the database went away during the \(probe.name) check"
+                        }
+                    }
                 }
             }
             let elapsed = Self.milliseconds(since: probeStart)
@@ -174,11 +186,15 @@ public struct HealthRunner: Sendable {
     }
 
     /// The report for a server that could not be reached: `connections` CRITICAL, the rest UNKNOWN.
-    func unreachable(name: String, reason: String, hint: String? = nil, probes: [any Probe], started: ContinuousClock.Instant, primary: Bool = true) -> TargetReport {
+    /// `status` is UNKNOWN instead of CRITICAL when the DSN itself is wrong (a configuration error, exit 3).
+    func unreachable(
+        name: String, reason: String, hint: String? = nil, probes: [any Probe], started: ContinuousClock.Instant, primary: Bool = true,
+        status: HealthStatus = .critical
+    ) -> TargetReport {
         var results: [CheckResult] = []
         let connections = ConnectionsProbe()
         let down = CheckResult(
-            name: connections.name, target: name, role: "unreachable", status: .critical, value: nil, unit: connections.unit,
+            name: connections.name, target: name, role: "unreachable", status: status, value: nil, unit: connections.unit,
             thresholds: settings.settings(for: connections).thresholds,
             // libpq's reason picks the hint (a wrong password is not a server that is down).
             message: "cannot connect: \(reason)",

@@ -61,6 +61,8 @@ public struct ServerInfo: Sendable {
     public var isSuperuser: Bool
     public var blockSize: Int
     public var sharedPreloadLibraries: [String]
+    /// False when the role may not read shared_preload_libraries (not in pg_read_all_settings/pg_monitor).
+    public var sharedPreloadLibrariesKnown: Bool
     /// Schema of the pg_stat_statements extension in this database, if created.
     public var pgStatStatementsSchema: String?
     /// Schema of the pgstattuple extension in this database, if created.
@@ -70,8 +72,9 @@ public struct ServerInfo: Sendable {
     public init(
         versionNumber: Int, version: String, role: ServerRole, database: String, user: String, isSuperuser: Bool,
         blockSize: Int, sharedPreloadLibraries: [String], pgStatStatementsSchema: String?, pgstattupleSchema: String?,
-        backendPID: Int32
+        backendPID: Int32, sharedPreloadLibrariesKnown: Bool = true
     ) {
+        self.sharedPreloadLibrariesKnown = sharedPreloadLibrariesKnown
         self.versionNumber = versionNumber
         self.version = version
         self.role = role
@@ -91,13 +94,16 @@ public struct ServerInfo: Sendable {
                    pg_is_in_recovery() AS in_recovery, current_database() AS db, current_user AS usr,
                    coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), false) AS superuser,
                    current_setting('block_size')::int AS block_size,
-                   current_setting('shared_preload_libraries') AS preload,
+                   -- pg_settings hides this superuser-only setting from roles outside pg_read_all_settings
+                   -- (current_setting would fail the whole run for them): NULL then, "not known".
+                   (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'shared_preload_libraries') AS preload,
                    (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                      WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
                    (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                      WHERE e.extname = 'pgstattuple') AS pgstattuple_schema,
                    pg_backend_pid() AS pid
             """).singleRow("server information")
+        let preloadVisible = row["preload"] != nil
         let preload = (row["preload"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
         }.filter { !$0.isEmpty }
@@ -106,7 +112,7 @@ public struct ServerInfo: Sendable {
             role: try row.decode("in_recovery", as: Bool.self) ? .standby : .primary, database: row["db"] ?? "",
             user: row["usr"] ?? "", isSuperuser: try row.decode("superuser"), blockSize: try row.decode("block_size"),
             sharedPreloadLibraries: preload, pgStatStatementsSchema: row["pgss_schema"], pgstattupleSchema: row["pgstattuple_schema"],
-            backendPID: try row.decode("pid"))
+            backendPID: try row.decode("pid"), sharedPreloadLibrariesKnown: preloadVisible)
     }
 }
 

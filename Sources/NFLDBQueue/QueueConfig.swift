@@ -102,7 +102,9 @@ public struct QueueConfig: Sendable {
         }
         // The same rule as for the DSN: no literal password in a setting (it would sit in nfldb.yaml, the
         // environment of every process, `config show`…). The value is never echoed.
-        if let password = endpoint.password {
+        // `?password=…` (redis-py and others read it) is a literal password too, even though hiredis would ignore it.
+        let queryPassword = URLComponents(string: url)?.queryItems?.first { $0.name.lowercased() == "password" }?.value
+        if let password = endpoint.password ?? queryPassword {
             SecretRedactor.shared.register(password)
             throw ConfigurationError(
                 "redis.url contains a password (\(endpoint.redactedURL)): a literal password is refused",

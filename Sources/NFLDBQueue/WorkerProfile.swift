@@ -44,6 +44,11 @@ public struct WorkerProfile: Sendable, Codable, Hashable {
 
     /// The named queues, or an error naming those this profile cannot serve.
     public func check(_ queues: [String]) throws -> [String] {
+        // `--queues "$QUEUES"` with the variable unset: a worker serving nothing would idle (or exit 0 with --burst).
+        guard !queues.isEmpty, !queues.contains(where: \.isEmpty) else {
+            throw QueueError("--queues names no queue", hint: "Give the queues to serve, comma-separated (e.g. --queues cpu,io), or leave --queues out for \(defaultQueues.joined(separator: ",")).",
+                             exitStatus: .usage)
+        }
         let refused = queues.filter { !canServe($0) }
         guard refused.isEmpty else {
             throw QueueError("this worker has no GPU (nvidia-smi found none), so it cannot serve \(refused.joined(separator: ", "))",

@@ -39,20 +39,24 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// here: the password is never formatted into a message in the first place.
     /// - Throws: ``RedisError`` of kind `.invalidEndpoint` (exit status 2) with the URL redacted.
     public init(url: String) throws {
-        func invalid(_ reason: String) -> RedisError {
-            var error = RedisError(kind: .invalidEndpoint, message: "invalid Redis URL \(Self.redact(url)): \(reason)")
-            error.hint = "Use redis://[:PASSWORD@]HOST[:PORT][/DB] (e.g. redis://127.0.0.1:6379/0) or unix:///path/to/redis.sock?db=0."
+        // A URL that does not even parse (`redis:/:PW@host`, `redis://user:PW`, a password pasted in
+        // its place) cannot be redacted reliably: it is not shown at all.
+        func invalid(_ reason: String, show: Bool = true) -> RedisError {
+            let shown = show ? " \(Self.redact(url))" : " (not shown: it may hold a password)"
+            var error = RedisError(kind: .invalidEndpoint, message: "invalid Redis URL\(shown): \(reason)")
+            error.hint = "Use redis://HOST[:PORT][/DB] (e.g. redis://127.0.0.1:6379/0) or unix:///path/to/redis.sock?db=0; "
+                + "the password goes in redis.password (NFLDB_REDIS_PASSWORD, a reference such as env:NAME), not in the URL."
             return error
         }
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
-            throw invalid("not a URL")
+            throw invalid("not a URL", show: false)
         }
         let username = components.user.flatMap { $0.isEmpty ? nil : $0 }
         let password = components.password
         var database = 0
         switch scheme {
         case "redis":
-            guard let host = components.host, !host.isEmpty else { throw invalid("no host") }
+            guard let host = components.host, !host.isEmpty else { throw invalid("no host", show: false) }
             let port = components.port ?? 6379
             guard (1...65535).contains(port) else { throw invalid("port \(port) is out of range") }
             let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))

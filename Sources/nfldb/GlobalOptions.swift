@@ -69,14 +69,16 @@ struct CommandContext {
         try PostgresConnection.connect(try connectionOptions(), logger: logger)
     }
 
-    /// Prints command output on stdout (never suppressed: it is the result).
+    /// Prints command output on stdout (never suppressed: it is the result), with every registered
+    /// secret masked as in `--format json` (``JSONOutput``): a task's payload or error, an audit entry
+    /// or a server message can echo a password nfldb resolved.
     func output(_ text: String) {
-        print(text)
+        print(SecretRedactor.shared.redact(text))
     }
 
     /// Prints progress for humans on stdout, unless `--quiet`.
     func say(_ text: String) {
-        if !quiet { print(text) }
+        if !quiet { print(SecretRedactor.shared.redact(text)) }
     }
 }
 

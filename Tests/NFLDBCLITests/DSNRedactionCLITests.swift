@@ -96,11 +96,41 @@ struct DSNRedactionCLITests {
         try Self.withRole { access, role, setPassword in
             try setPassword(#"p@ss:w/rdA'x"SECRETZ"#)
             let raw = #"postgresql://\#(role):p@ss:w/rd%41'x"SECRETZ@\#(access.host):\#(access.port)/\#(access.database)"#
-            try Self.expectHidden(raw, pingStatus: 1, hint: "Percent-encode special characters")
+            try Self.expectHidden(raw, pingStatus: 2, hint: "Percent-encode special characters")
             let slash = #"postgresql://\#(role):pw/SECRETZ@\#(access.host):\#(access.port)/\#(access.database)"#
-            try Self.expectHidden(slash, pingStatus: 1, hint: "Percent-encode special characters")
+            try Self.expectHidden(slash, pingStatus: 2, hint: "Percent-encode special characters")
             let encoded = "postgresql://\(role):p%40ss%3Aw%2Frd%41'x%22SECRETZ@\(access.host):\(access.port)/\(access.database)"
             try Self.expectHidden(encoded, pingStatus: 0)
+        }
+    }
+
+    @Test("a password in the URL query under a percent-encoded key (?pass%77ord=, which libpq decodes and uses) connects and is masked")
+    func percentEncodedQueryKey() throws {
+        try Self.withRole { access, role, setPassword in
+            try setPassword("qk-SECRETZ-1")
+            let url = "postgresql://\(role)@\(access.host):\(access.port)/\(access.database)?pass%77ord=qk-SECRETZ-1&sslmode=disable"
+            try Self.expectHidden(url, pingStatus: 0)
+            // The same key in a DSN libpq then refuses: the error is masked too.
+            let bad = "postgresql://\(role)@\(access.host):\(access.port)/\(access.database)?pass%77ord=qk-SECRETZ-1&connect_timeout=x"
+            let health = try CLIRunner.run(["health", "--format", "json", "--dsn", bad])
+            #expect(!health.allOutput.contains(Self.marker), "\(health.allOutput)")
+        }
+    }
+
+    @Test("a connection setting libpq refuses (sslmode, port, connect_timeout) is a configuration error: exit 2 naming the setting, health UNKNOWN (3)")
+    func refusedSettingIsConfiguration() throws {
+        try TestCluster.withDatabase(prefix: "badopt") { db in
+            let access = try ClusterAccess(db)
+            let base = "host=\(access.host) port=\(access.port) dbname=\(access.database)"
+            for (dsn, setting) in [("\(base) sslmode=bogus", "sslmode"), ("host=\(access.host) port=abc", "port"), ("\(base) connect_timeout=x", "connect_timeout")] {
+                let ping = try CLIRunner.run(["ping", "--dsn", dsn])
+                #expect(ping.status == 2, "\(dsn): \(ping.allOutput)")
+                #expect(ping.standardError.contains(setting) && !ping.standardError.contains("pg_isready"), "\(dsn): \(ping.standardError)")
+                let health = try CLIRunner.run(["health", "--dsn", dsn])
+                #expect(health.status == 3, "\(dsn): \(health.allOutput)")
+            }
+            let env = try CLIRunner.run(["ping"], environment: ["PGSSLMODE": "bogus", "NFLDB_DSN": base])
+            #expect(env.status == 2, "\(env.allOutput)")
         }
     }
 }

@@ -473,9 +473,44 @@ struct QueueCLITests {
                     #expect(!result.allOutput.contains("s3cret-redis-pw"), "\(result.allOutput)")
                 }
             }
+            // A password in the query string is a literal password too.
+            for url in ["redis://127.0.0.1:6379/0?password=s3cret-redis-pw", "unix:///tmp/r.sock?Password=s3cret-redis-pw"] {
+                let result = try CLIRunner.run(["queue", "stats"], environment: ["NFLDB_REDIS_URL": url])
+                #expect(result.status == 2 && result.standardError.contains("redis.url contains a password"), "\(url): \(result.allOutput)")
+                #expect(!result.allOutput.contains("s3cret-redis-pw"), "\(result.allOutput)")
+            }
+            // URLs that do not parse (a typo in the scheme, no host, a password pasted in place of the URL) are not echoed.
+            for url in ["redis:/:s3cret-redis-pw@127.0.0.1:6379/0", "redis//:s3cret-redis-pw@127.0.0.1", "redis://user:s3cret-redis-pw", "s3cret-redis-pw"] {
+                let result = try CLIRunner.run(["queue", "stats"], environment: ["NFLDB_REDIS_URL": url])
+                #expect(result.status == 2 && result.standardError.contains("invalid Redis URL"), "\(url): \(result.allOutput)")
+                #expect(!result.allOutput.contains("s3cret-redis-pw"), "\(url): \(result.allOutput)")
+            }
+            // An empty --queues (an unset variable) is a usage error, not a worker serving nothing.
+            for queues in ["", ",", " , "] {
+                let result = try CLIRunner.run(["worker", "--burst", "--queues", queues], environment: ["NFLDB_REDIS_URL": "redis://127.0.0.1:1/0"])
+                #expect(result.status == 2 && result.standardError.contains("--queues names no queue"), "'\(queues)': \(result.allOutput)")
+            }
             // Without a password: accepted, and config show prints the URL.
             let fine = try CLIRunner.run(["config", "show"], environment: ["NFLDB_REDIS_URL": "redis://nfldb@127.0.0.1:6379/0"])
             #expect(fine.status == 0 && fine.standardOutput.contains("redis://nfldb@127.0.0.1:6379/0"), "\(fine.allOutput)")
+        }
+    }
+
+    @Test("the Redis password nfldb resolved is masked in text output too (queue inspect, dlq list), as in --format json")
+    func textOutputMasksResolvedSecrets() throws {
+        let password = "S3cretRedisPW-\(UUID().uuidString.prefix(6))"
+        let redis = try RedisTestServer.start(password: password)
+        defer { redis.stop() }
+        let env = ["NFLDB_REDIS_URL": "redis://127.0.0.1:\(redis.port)/0", "NFLDB_REDIS_PASSWORD": "env:QPW", "QPW": password, "NFLDB_LOG_LEVEL": "warning"]
+        let submitted = try CLIRunner.run(["queue", "submit", "fail", "--payload", "{\"message\": \"boom \(password)\"}", "--max-attempts", "1"], environment: env)
+        try #require(submitted.status == 0, "\(submitted.allOutput)")
+        let id = submitted.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let worker = try CLIRunner.run(["worker", "--burst", "--queues", "cpu"], environment: env, timeout: .seconds(120))
+        #expect(worker.status == 0, "\(worker.allOutput)")
+        for arguments in [["queue", "inspect", id], ["queue", "dlq", "list"], ["queue", "inspect", id, "--format", "json"]] {
+            let result = try CLIRunner.run(arguments, environment: env)
+            #expect(result.status == 0 && result.standardOutput.contains("boom ********"), "\(arguments): \(result.allOutput)")
+            #expect(!result.allOutput.contains(password), "\(arguments): \(result.allOutput)")
         }
     }
 

@@ -214,7 +214,7 @@ struct SessionTests {
             try PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: TestCluster.logger)
         }
         let failure = try #require(error)
-        #expect(failure.kind == .connection)
+        #expect(failure.kind == .configuration && failure.exitStatus == .usage)
         #expect(failure.message.hasPrefix("invalid connection string"))
         #expect(failure.message.contains(problem), "\(failure.message)")
         #expect(failure.hint?.contains("key=value pairs") == true)

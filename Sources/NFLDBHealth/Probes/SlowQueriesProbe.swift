@@ -16,7 +16,13 @@ public struct SlowQueriesProbe: Probe {
 
     public func run(_ context: ProbeContext) throws -> ProbeOutcome {
         let server = context.server
-        guard server.sharedPreloadLibraries.contains("pg_stat_statements") else {
+        if !server.sharedPreloadLibrariesKnown, server.pgStatStatementsSchema == nil {
+            return .unknown(
+                "the pg_stat_statements extension is not created in database \(server.database) (and \(server.user) may not read shared_preload_libraries)",
+                hint: "Run CREATE EXTENSION pg_stat_statements; in \(server.database) (the library must be in shared_preload_libraries), "
+                    + "and run nfldb health as a member of pg_monitor: GRANT pg_monitor TO \(server.user);")
+        }
+        guard !server.sharedPreloadLibrariesKnown || server.sharedPreloadLibraries.contains("pg_stat_statements") else {
             let created = server.pgStatStatementsSchema != nil
                 ? " The extension exists in database \(server.database), but it cannot collect anything without the preload." : ""
             return .unknown(

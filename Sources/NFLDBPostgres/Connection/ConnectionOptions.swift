@@ -84,14 +84,14 @@ public struct ConnectionOptions: Sendable {
         // libpq's own message quotes the part it could not read, which may be the tail of a password.
         let stray = strayAt(dsn)
         if stray.beforeQuery {
-            throw PostgresError(kind: .connection, message: "invalid connection string \(redact(dsn)): the URL has an '@' after its user:password@ part, "
+            throw PostgresError(kind: .configuration, message: "invalid connection string \(redact(dsn)): the URL has an '@' after its user:password@ part, "
                 + "so libpq would read the rest of the password as host, port or database name")
                 .withHint(percentEncodeHint)
         }
         guard let options else {
             var text = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unparseable"
             if stray.anywhere { text = "libpq cannot parse the URL (its message is not shown: it may quote part of the password)" }
-            throw PostgresError(kind: .connection, message: "invalid connection string \(redact(dsn)): \(text)")
+            throw PostgresError(kind: .configuration, message: "invalid connection string \(redact(dsn)): \(text)")
                 .withHint("Use key=value pairs (host=… dbname=…) or a postgresql://user@host:port/db URL. " + percentEncodeHint)
         }
         var pairs: [(String, String)] = []

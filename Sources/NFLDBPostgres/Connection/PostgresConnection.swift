@@ -80,6 +80,10 @@ public final class PostgresConnection {
                     error.hint! += " (nfldb used sslmode=verify-full because \(tls.remoteHosts.joined(separator: ", ")) is not loopback; "
                         + "an explicit sslmode in the DSN or PGSSLMODE overrides it, with a warning.)"
                 }
+            } else if let setting = invalidSetting(raw) {
+                error.kind = .configuration
+                error.hint = "Fix \(setting) in the DSN (or its PG* environment variable, e.g. PGSSLMODE, PGPORT, PGCONNECT_TIMEOUT): "
+                    + "libpq refused it before connecting (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS lists the values)."
             } else {
                 error.hint = connectionHint(raw)
             }
@@ -157,6 +161,22 @@ public final class PostgresConnection {
         if let db = fields["dbname"], !db.isEmpty { text += " db=\(db)" }
         if let user = fields["user"], !user.isEmpty { text += " user=\(user)" }
         return SecretRedactor.shared.redact(text)
+    }
+
+    /// The connection setting libpq refused before connecting, from its message (fe-connect.c:
+    /// `invalid sslmode value: "x"`, `invalid integer value "x" for connection option "port"`,
+    /// `invalid port number: "x"`, `invalid channel_binding value`…); nil for any other failure.
+    static func invalidSetting(_ raw: String) -> String? {
+        let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let option = text.range(of: #"for connection option "([A-Za-z_]+)""#, options: .regularExpression) {
+            return String(text[option].split(separator: "\"").dropFirst().first ?? "the setting")
+        }
+        if text.hasPrefix("invalid port number") { return "port" }
+        if text.hasPrefix("could not match "), text.contains("hostaddr") { return "host/hostaddr" }
+        if let match = text.range(of: #"^invalid ([A-Za-z_]+) value"#, options: .regularExpression) {
+            return String(text[match].split(separator: " ")[1])
+        }
+        return nil
     }
 
     /// What to do about a failed connection, from libpq's message.

@@ -63,13 +63,13 @@ extension ConnectionOptions {
         var explicit: (SSLMode, String)?
         if let text = value("sslmode"), !text.isEmpty {
             guard let mode = SSLMode(rawValue: text) else {
-                throw PostgresError(kind: .connection, message: "invalid sslmode '\(text)' in the connection string")
+                throw PostgresError(kind: .configuration, message: "invalid sslmode '\(text)' in the connection string")
                     .withHint("Use one of \(SSLMode.allCases.map(\.rawValue).joined(separator: ", ")); verify-full is the safe one.")
             }
             explicit = (mode, "dsn")
         } else if let text = environment["PGSSLMODE"], !text.isEmpty {
             guard let mode = SSLMode(rawValue: text) else {
-                throw PostgresError(kind: .connection, message: "invalid PGSSLMODE '\(text)'")
+                throw PostgresError(kind: .configuration, message: "invalid PGSSLMODE '\(text)'")
                     .withHint("Use one of \(SSLMode.allCases.map(\.rawValue).joined(separator: ", ")), or unset PGSSLMODE.")
             }
             explicit = (mode, "PGSSLMODE")
@@ -82,7 +82,7 @@ extension ConnectionOptions {
         if let (mode, source) = explicit, !remote.isEmpty, let risk = mode.risk {
             let text = "sslmode=\(mode.rawValue) (from \(source)) for non-loopback host \(remote.joined(separator: ", ")): \(risk)"
             if requireTLS {
-                throw PostgresError(kind: .connection, message: "refusing to connect: security.require_tls is set and \(text)")
+                throw PostgresError(kind: .configuration, message: "refusing to connect: security.require_tls is set and \(text)")
                     .withHint("Use sslmode=verify-full with sslrootcert=<the CA file that signed the server certificate>, or remove the weaker sslmode from the \(source == "dsn" ? "DSN" : "environment").")
             }
             plan.warning = text + "; use sslmode=verify-full with sslrootcert=<CA file> (security.require_tls: true turns this into an error)"

@@ -16,6 +16,8 @@ public struct PostgresError: NFLDBError, Sendable {
         public static let unexpectedShape = Kind(name: "unexpected result shape")
         public static let copy = Kind(name: "copy")
         public static let lockNotAvailable = Kind(name: "lock not available")
+        /// libpq refused a connection setting before connecting (`sslmode=bogus`, `port=abc`): exit 2.
+        public static let configuration = Kind(name: "configuration")
         public var description: String { name }
     }
 
@@ -41,6 +43,9 @@ public struct PostgresError: NFLDBError, Sendable {
     public var location: String?
     /// Redacted connection target (`127.0.0.1:5432 db=nfl user=etl`).
     public var target: String?
+
+    /// A connection setting libpq refuses is a configuration error (2); everything else a failure (1).
+    public var exitStatus: ExitStatus { kind == .configuration ? .usage : .failure }
 
     public init(kind: Kind, message: String, sqlState: String? = nil) {
         self.kind = kind
