@@ -119,7 +119,13 @@ public struct MigrationDirectory: Sendable {
             else { return nil }
             return Int64(file[range])
         }
-        let version = (versions.max() ?? 0) + 1
+        let newest = versions.max() ?? 0
+        guard newest < Int64.max else {
+            throw MigrationError.configuration(
+                "no version is left after \(newest) (the largest a version can be) in \(path)",
+                hint: "Give migrations sequential versions (0001, 0002, …); renumbering an applied one needs `nfldb migrate resolve`.")
+        }
+        let version = newest + 1
         let id = Migration.id(version: version, name: name)
         let up = join("\(id).up.sql")
         let down = join("\(id).down.sql")

@@ -43,6 +43,11 @@ struct MaintenanceProbeTests {
             let floor = try runCheck("bloat", dsn: db.dsn)
             #expect(floor.status == .ok)
             #expect(floor.message.contains("0 relations over 100 MB"))
+            // A min_size past any relation (relpages is an int4): OK with nothing examined, not a trap or SQLSTATE 22003.
+            for huge in ["1e19", "1e50"] {
+                let beyond = try runCheck("bloat", dsn: db.dsn, ["bloat.min_size": huge])
+                #expect(beyond.status == .ok, "\(huge): \(beyond.message)")
+            }
 
             let vacuum = try runCheck("vacuum", dsn: db.dsn)
             #expect(vacuum.status == .warning, "\(vacuum.message)")

@@ -196,4 +196,14 @@ struct FilesAndUpTests {
             #expect(!files.contains("0001_next_one.up.sql"), "\(files)")
         }
     }
+
+    @Test("create after the largest possible version (Int64.max) exits 2 saying no version is left, instead of trapping")
+    func createAfterLargestVersion() throws {
+        try withFixture { fx in
+            try fx.write("9223372036854775807_big.up.sql", "SELECT 1;")
+            try fx.write("9223372036854775807_big.down.sql", "SELECT 1;")
+            let created = try fx.migrate("create", "next_one")
+            #expect(created.status == 2 && created.stderr.contains("no version is left after 9223372036854775807"), "\(created)")
+        }
+    }
 }

@@ -71,7 +71,8 @@ public struct BloatProbe: Probe {
         let blockSize = context.server.blockSize
         let minSize = context.settings.number(.healthBloatMinSize) ?? 0
         let minPercent = context.settings.number(.healthBloatMinPercent) ?? 0
-        let minPages = Int((minSize / Double(blockSize)).rounded(.up))
+        // relpages is an int4: a min_size beyond every possible relation (1e19, 1e50) means "none", not a trap or 22003.
+        let minPages = Int(min((minSize / Double(blockSize)).rounded(.up), Double(Int32.max)))
         let rows = try context.rows("""
             WITH rels AS (
               SELECT c.oid, c.relname, n.nspname, c.relpages, c.reltuples, c.relkind, c.reloptions, c.oid AS table_oid
