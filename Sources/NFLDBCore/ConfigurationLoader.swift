@@ -265,7 +265,12 @@ public struct ConfigurationLoader: Sendable {
                     throw ConfigurationError("\(entry.path): '\(text)' is not a duration", source: entry.source, hint: "Use a value such as 500ms, 5s, 10min or 2h.")
                 }
             case .integer:
-                if Int(text) == nil { throw ConfigurationError("\(entry.path): '\(text)' is not an integer", source: entry.source) }
+                guard let value = Int(text) else { throw ConfigurationError("\(entry.path): '\(text)' is not an integer", source: entry.source) }
+                // No integer setting has a meaning below 0 (a count, a number of attempts, of standbys…).
+                if value < 0 {
+                    throw ConfigurationError("\(entry.path): \(value) is negative", source: entry.source,
+                                             hint: "Write a whole number ≥ 0, or leave it out for the default.")
+                }
             case .number:
                 if ConfigKey.parseNumber(text) == nil {
                     throw ConfigurationError(

@@ -255,12 +255,16 @@ struct ConfigurationLoaderTests {
     @Test("an integer below its minimum is refused with its source and the fix; at the minimum it is taken")
     func integerMinimum() throws {
         try withTemporaryDirectory { dir in
-            let path = try writeFile("migrations:\n  lock_retries: -1\n", named: "nfldb.yaml", in: dir)
+            // A negative integer setting is refused by the loader itself, at its line.
+            let negative = try writeFile("migrations:\n  lock_retries: -1\n", named: "nfldb.yaml", in: dir)
+            let refusedAtLoad = #expect(throws: ConfigurationError.self) { try ConfigurationLoader(environment: [:], workingDirectory: dir).load() }
+            #expect(refusedAtLoad?.description.hasPrefix("\(negative):2: migrations.lock_retries: -1 is negative") == true, "\(String(describing: refusedAtLoad))")
+            let path = try writeFile("migrations:\n  lock_retries: 0\n", named: "nfldb.yaml", in: dir)
             let config = try ConfigurationLoader(environment: [:], workingDirectory: dir).load()
-            #expect(try config.integer(.migrationsRetries) == -1, "without a minimum the value is taken as written")
-            let refused = #expect(throws: ConfigurationError.self) { try config.integer(.migrationsRetries, atLeast: 0) }
-            #expect(refused?.description.hasPrefix("\(path):2: migrations.lock_retries: -1 is below its minimum 0") == true, "\(String(describing: refused))")
-            #expect(refused?.description.contains("HINT: Set it to 0 or more, or leave it out for the default.") == true)
+            #expect(try config.integer(.migrationsRetries) == 0, "without a minimum the value is taken as written")
+            let refused = #expect(throws: ConfigurationError.self) { try config.integer(.migrationsRetries, atLeast: 1) }
+            #expect(refused?.description.hasPrefix("\(path):2: migrations.lock_retries: 0 is below its minimum 1") == true, "\(String(describing: refused))")
+            #expect(refused?.description.contains("HINT: Set it to 1 or more, or leave it out for the default.") == true)
             #expect(refused?.exitStatus == .usage)
             let fromEnv = try ConfigurationLoader(environment: ["NFLDB_MIGRATIONS_LOCK_RETRIES": "0"], workingDirectory: dir).load()
             #expect(try fromEnv.integer(.migrationsRetries, atLeast: 0) == 0)
