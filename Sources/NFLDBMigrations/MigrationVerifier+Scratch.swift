@@ -7,9 +7,12 @@ extension MigrationVerifier {
     /// Runs `body` against a scratch database: the one `scratchDSN` names (it must be empty), or a
     /// new `<db>_nfldb_verify_<pid>` created from `template0` on `target`'s server and dropped
     /// afterwards (`WITH (FORCE)`), also when `body` throws. `body` gets the scratch database's
-    /// connection options and a name for reports.
+    /// connection options and a name for reports. Scratch databases that an interrupted run left
+    /// behind are dropped first (`report` says which); `onCreate` gets the new one's name, for a
+    /// signal handler (``dropScratchDatabase(target:name:logger:)``).
     public static func withScratchDatabase<T>(
-        target: ConnectionOptions, scratchDSN: String?, logger: Logger, _ body: (ConnectionOptions, String) throws -> T
+        target: ConnectionOptions, scratchDSN: String?, logger: Logger, report: (String) -> Void = { _ in },
+        onCreate: (String) -> Void = { _ in }, _ body: (ConnectionOptions, String) throws -> T
     ) throws -> T {
         if let scratchDSN {
             SecretRedactor.shared.registerPassword(inDSN: scratchDSN)
@@ -20,8 +23,25 @@ extension MigrationVerifier {
         let admin = try PostgresConnection.connect(target, logger: logger)
         defer { admin.close() }
         let database = try admin.query("SELECT current_database()").scalar(String.self)
-        let name = String("\(database)_nfldb_verify_\(getpid())".prefix(63))
+        let prefix = String("\(database)_nfldb_verify_".prefix(63))
+        // Copies that an interrupted verify (kill -9, a lost session) left behind: each live run holds a session
+        // advisory lock on its scratch name, so one that can be locked belongs to no run and is dropped.
+        let leftovers = try admin.query(
+            "SELECT datname FROM pg_database WHERE left(datname, length(\(prefix)::text)) = \(prefix)::text ORDER BY datname"
+        ).rows.compactMap { $0["datname"] }
+        for old in leftovers where old.count > prefix.count {
+            guard try admin.query("SELECT pg_try_advisory_lock(\(scratchLockClass), hashtext(\(old)::text))").scalar(Bool.self) else { continue }
+            defer { _ = try? admin.query("SELECT pg_advisory_unlock(\(scratchLockClass), hashtext(\(old)::text))") }
+            try admin.execute("DROP DATABASE IF EXISTS \(identifier: old) WITH (FORCE)")
+            report("dropped scratch database \(old), left behind by an interrupted migrate verify")
+        }
+        let name = String("\(prefix)\(getpid())".prefix(63))
+        guard try admin.query("SELECT pg_try_advisory_lock(\(scratchLockClass), hashtext(\(name)::text))").scalar(Bool.self) else {
+            throw MigrationError.configuration("scratch database \(name) is in use by another migrate verify", hint: "Wait for it to finish, or give --scratch-dsn.")
+        }
+        defer { _ = try? admin.query("SELECT pg_advisory_unlock(\(scratchLockClass), hashtext(\(name)::text))") }
         try admin.execute("CREATE DATABASE \(identifier: name) TEMPLATE template0")
+        onCreate(name)
         defer {
             do {
                 try admin.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
@@ -30,5 +50,17 @@ extension MigrationVerifier {
             }
         }
         return try body(try target.withDatabase(name), name)
+    }
+
+    /// The advisory lock class (first key) of the scratch-name locks: a live verify holds
+    /// (class, hashtext(name)) for as long as its scratch database exists.
+    static let scratchLockClass = 0x6E66_7672  // "nfvr"
+
+    /// Drops a scratch database from another connection (a signal handler's): `WITH (FORCE)` ends the
+    /// run's own sessions on it.
+    public static func dropScratchDatabase(target: ConnectionOptions, name: String, logger: Logger) throws {
+        let admin = try PostgresConnection.connect(target, logger: logger)
+        defer { admin.close() }
+        try admin.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
     }
 }

@@ -15,6 +15,8 @@ public struct MigrationVerifier {
             public let version: Int64
             public let name: String
             public let difference: String
+            /// True when the up or down failed on the scratch database (no schema difference to show).
+            public var failed = false
         }
 
         public var scratchDatabase: String
@@ -76,13 +78,14 @@ public struct MigrationVerifier {
                 _ = try migrator.up(to: migration.version)
                 report.migrationsChecked += 1
             } catch {
-                report.problems.append(.init(version: migration.version, name: migration.name, difference: "failed: \(error)"))
+                report.problems.append(.init(version: migration.version, name: migration.name, difference: Self.scratchFailure(error), failed: true))
                 progress("\(migration.id): failed during verify")
                 do {
                     try rebuild(connection, migrator, upTo: migration.version)
                 } catch {
                     // Later migrations depend on this one; there is nothing sound left to check.
-                    progress("could not rebuild the scratch schema up to \(migration.id) (\(error)); later migrations not checked")
+                    let reason = (error as? any NFLDBError)?.diagnostic.summary ?? "\(error)"
+                    progress("could not rebuild the scratch schema up to \(migration.id) (\(reason)); later migrations not checked")
                     report.roundTripIdentical = false
                     report.roundTripDifference = "not checked: the scratch schema could not be rebuilt after \(migration.id) failed"
                     return report
@@ -101,9 +104,18 @@ public struct MigrationVerifier {
             }
         } catch {
             report.roundTripIdentical = false
-            report.roundTripDifference = "failed: \(error)"
+            report.roundTripDifference = Self.scratchFailure(error)
         }
         return report
+    }
+
+    /// A failure on the scratch database, without the error's hint: its hints (`migrate down 1`,
+    /// `resolve … --force`) are for a real database and would act on the wrong one if followed there.
+    static func scratchFailure(_ error: any Error) -> String {
+        guard let error = error as? any NFLDBError else { return "failed on the scratch database: \(error)" }
+        let diagnostic = error.diagnostic
+        return "failed on the scratch database: \(diagnostic.summary)" + (diagnostic.detail.map { "\n\($0)" } ?? "")
+            + "\nFix the migration file and run `nfldb migrate verify` again (the real database was not touched)."
     }
 
     /// Empties the scratch database (every non-system schema) and applies the migrations up to `version`.

@@ -327,4 +327,54 @@ struct TrustTests {
             #expect(verify.stdout.contains("laterz"), "\(verify)")
         }
     }
+
+    @Test("verify interrupted: SIGTERM/SIGHUP drop its scratch database and say so (exit 128+signal); after kill -9 the next verify drops the leftover and says so")
+    func verifyInterruptedLeavesNoScratchDatabase() throws {
+        try withFixture { fx in
+            try fx.pair(1, "slow", up: "SELECT pg_sleep(2);\nCREATE TABLE slow (id int);", down: "DROP TABLE slow;")
+            let pattern = fx.db.name + "_nfldb_verify_%"
+            func scratch() throws -> [String] {
+                let admin = try fx.connect()
+                defer { admin.close() }
+                return try admin.query("SELECT datname FROM pg_database WHERE datname LIKE \(pattern) ORDER BY 1").rows.compactMap { $0["datname"] }
+            }
+            for signo in [SIGTERM, SIGHUP] {
+                let child = try CLIRunner.spawn(fx.migrateArguments(["verify"]))
+                defer { child.kill9(); child.removeOutput() }
+                #expect(try poll(timeout: .seconds(30)) { try !scratch().isEmpty && child.handles(signo) }, "no scratch database appeared: \(child.outputTail())")
+                let name = try scratch().first ?? "?"
+                child.send(signo)
+                let status = child.wait(timeout: .seconds(30))
+                #expect(status == 128 + signo, "\(String(describing: status)): \(child.outputTail())")
+                #expect(child.standardError.contains("scratch database \(name) dropped; the real database was not touched"), "\(child.outputTail())")
+                #expect(!child.standardOutput.contains("FAIL"), "no failure reported for the run the signal ended: \(child.outputTail())")
+                #expect(try scratch().isEmpty)
+            }
+            let killed = try CLIRunner.spawn(fx.migrateArguments(["verify"]))
+            defer { killed.removeOutput() }
+            #expect(try poll(timeout: .seconds(30)) { try !scratch().isEmpty })
+            let left = try scratch()
+            killed.kill9()
+            #expect(try scratch() == left, "kill -9 leaves it (nothing can run)")
+            let next = try fx.migrate("verify")
+            #expect(next.status == 0, "\(next)")
+            #expect(next.stdout.contains("dropped scratch database \(left.first ?? "?"), left behind by an interrupted migrate verify"), "\(next)")
+            #expect(try scratch().isEmpty)
+        }
+    }
+
+    @Test("verify: an up that fails on the scratch database says so (not 'down does not undo up'), with no hint aimed at the real database")
+    func verifyFailedUpIsNamedAsSuch() throws {
+        try withFixture { fx in
+            try fx.pair(1, "p1", up: "CREATE TABLE p1 (id int);", down: "DROP TABLE p1;")
+            try fx.pair(2, "again", up: "CREATE TABLE p1 (id int);", down: "DROP TABLE p1;")
+            let verify = try fx.migrate("verify")
+            #expect(verify.status == 1, "\(verify)")
+            #expect(verify.stdout.contains("FAIL 0002_again: failed on the scratch database:") && verify.stdout.contains("already exists"), "\(verify)")
+            #expect(!verify.stdout.contains("FAIL 0002_again: down does not undo up"), "\(verify)")
+            #expect(!verify.stdout.contains("migrate down 1") && !verify.stdout.contains("resolve"), "no real-database hints: \(verify)")
+            #expect(verify.stdout.contains("run `nfldb migrate verify` again"), "\(verify)")
+            #expect(!verify.stdout.contains("changed the schema:\nnot checked"), "\(verify)")
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Logging
 import NFLDBCore
 import NFLDBMigrations
@@ -337,23 +338,53 @@ extension MigrateCommand {
         func run(_ context: CommandContext) throws {
             let migrations = try options.load(context)
             let settings = try options.settings(context)
-            let report = try MigrationVerifier.withScratchDatabase(
-                target: try context.connectionOptions(), scratchDSN: scratchDSN, logger: context.logger
-            ) { scratch, name in
-                try MigrationVerifier(
-                    migrations: migrations, scratch: scratch, scratchName: name, settings: settings,
-                    context: MigrationContext(nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID), logger: context.logger,
-                    progress: { line in if options.format == .text { context.say(line) } }
-                ).run()
+            let target = try context.connectionOptions()
+            // SIGTERM/SIGHUP/SIGINT drop the scratch database (kill -9 cannot: the next verify does).
+            let scratchName = ScratchName()
+            let logger = context.logger
+            if scratchDSN == nil {
+                SignalExit.install { signal in
+                    scratchName.interrupted.withLock { $0 = true }
+                    guard let name = scratchName.value.withLock({ $0 }) else { return "migrate verify interrupted by \(signal) before its scratch database existed; nothing to clean up" }
+                    do {
+                        try MigrationVerifier.dropScratchDatabase(target: target, name: name, logger: logger)
+                        return "migrate verify interrupted by \(signal): scratch database \(name) dropped; the real database was not touched"
+                    } catch {
+                        return "migrate verify interrupted by \(signal): could not drop scratch database \(name) (\(error)); the next migrate verify drops it"
+                    }
+                }
             }
+            // Once a signal arrived, the handler owns the ending (its drop ends this run's sessions): the
+            // failures that follow are not reported, the handler prints one line and exits.
+            let verified = Result {
+                try MigrationVerifier.withScratchDatabase(
+                    target: target, scratchDSN: scratchDSN, logger: context.logger, report: { context.say($0) },
+                    onCreate: { name in scratchName.value.withLock { $0 = name } }
+                ) { scratch, name in
+                    try MigrationVerifier(
+                        migrations: migrations, scratch: scratch, scratchName: name, settings: settings,
+                        context: MigrationContext(nfldbVersion: NFLDBVersion.string, correlationID: context.correlationID), logger: context.logger,
+                        progress: { line in
+                            scratchName.parkIfInterrupted()
+                            if options.format == .text { context.say(line) }
+                        }
+                    ).run()
+                }
+            }
+            scratchName.parkIfInterrupted()
+            let report = try verified.get()
             switch options.format {
             case .json: context.output(try JSONOutput.encode(report))
             case .text:
                 for problem in report.problems {
-                    context.output("FAIL \(Migration.id(version: problem.version, name: problem.name)): down does not undo up; schema difference:\n\(problem.difference)")
+                    let id = Migration.id(version: problem.version, name: problem.name)
+                    context.output(problem.failed ? "FAIL \(id): \(problem.difference)" : "FAIL \(id): down does not undo up; schema difference:\n\(problem.difference)")
                 }
                 if !report.roundTripIdentical {
-                    context.output("FAIL full round trip (up all, down all, up all) changed the schema:\n\(report.roundTripDifference ?? "")")
+                    let difference = report.roundTripDifference ?? ""
+                    context.output(difference.hasPrefix("not checked") || difference.hasPrefix("failed")
+                        ? "FAIL full round trip (up all, down all, up all): \(difference)"
+                        : "FAIL full round trip (up all, down all, up all) changed the schema:\n\(difference)")
                 }
                 context.output(report.passed ? "verify passed: \(report.migrationsChecked) migrations, every down undoes its up, round trip identical" : "verify FAILED")
             }
@@ -420,5 +451,16 @@ enum TextTable {
                 .joined(separator: "  ")
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+/// The scratch database of a running `migrate verify`, for its signal handler.
+final class ScratchName: Sendable {
+    let value = Mutex<String?>(nil)
+    let interrupted = Mutex(false)
+
+    /// Waits for the signal handler's exit once it has started.
+    func parkIfInterrupted() {
+        while interrupted.withLock({ $0 }) { sleep(1) }
     }
 }

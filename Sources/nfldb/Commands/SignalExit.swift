@@ -13,7 +13,9 @@ enum SignalExit {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                FileHandle.standardError.write(Data("nfldb: \(describe(name))\n".utf8))
+                let line = describe(name)
+                fflush(nil)  // what the run printed so far comes before the line, also when both go to one file
+                FileHandle.standardError.write(Data("nfldb: \(line)\n".utf8))
                 exit(128 + sig)
             }
             source.resume()
