@@ -87,6 +87,9 @@ struct SandboxCLITests {
             let up = try nfldb("sandbox", "up", "--dir", state)
             #expect(up.status == 0, "\(up.standardError)")
             #expect(up.standardOutput.contains("sandbox running: postgresql://postgres@127.0.0.1:"))
+            // The printed hint works as printed: it carries --dir.
+            let hint = try #require(up.stdoutLines.first { $0.hasPrefix("use it with: eval ") }, "\(up.standardOutput)")
+            #expect(hint.contains("nfldb sandbox env --dir \(state)"), "\(hint)")
 
             let pgpass = (state as NSString).appendingPathComponent("pgpass")
             let pgpassLine = try String(contentsOfFile: pgpass, encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
