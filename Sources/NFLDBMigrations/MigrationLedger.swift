@@ -88,15 +88,28 @@ public enum MigrationLedger {
 
     /// Creates the ledger if it does not exist. Call with the migration lock held.
     static func ensure(_ connection: PostgresConnection) throws {
-        let exists = try connection.query("SELECT to_regclass('nfldb.migration_events') IS NOT NULL AND to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
+        let exists = try privileged {
+            try connection.query("SELECT to_regclass('nfldb.migration_events') IS NOT NULL AND to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
+        }
         if !exists {
-            try connection.withTransaction { try connection.runScript(unsafeSQL: ddl) }
+            try privileged { try connection.withTransaction { try connection.runScript(unsafeSQL: ddl) } }
         }
     }
 
     /// Whether the ledger exists (read-only commands do not create it).
     static func exists(_ connection: PostgresConnection) throws -> Bool {
-        try connection.query("SELECT to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self)
+        try privileged { try connection.query("SELECT to_regclass('nfldb.schema_migrations') IS NOT NULL").scalar(Bool.self) }
+    }
+
+    /// A permission error on the ledger (schema `nfldb`) gets the hint of what to run as.
+    static func privileged<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch var error as PostgresError where error.sqlState == SQLState.insufficientPrivilege && error.hint == nil {
+            error.hint = "The role nfldb connected as may not use the migration ledger (schema nfldb): run migrate as the role that owns the "
+                + "schema and ran earlier migrations (nfl_owner in roles/platform.yaml, e.g. --dsn 'user=nfl_owner …') or as a superuser."
+            throw error
+        }
     }
 
     /// The highest applied version (what `status` calls the current version), or nil.

@@ -209,7 +209,7 @@ public final class Migrator {
                         detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
                     throw MigrationError.statementFailed(
                         migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
-                        hint: Self.outsideTransactionHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
+                        hint: Self.outsideTransactionHint(error) ?? Self.notTheFileHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
                 }
             } catch let ended as TransactionEnded {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
@@ -445,6 +445,19 @@ public final class Migrator {
     }
 
     /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
+    /// Failures whose cause is not the file: the server went away, or the role may not do it.
+    static func notTheFileHint(_ error: PostgresError) -> String? {
+        if error.kind == .connection || error.sqlState.map({ $0.hasPrefix("08") || $0 == SQLState.adminShutdown || $0 == SQLState.cannotConnectNow }) == true {
+            return "The connection to the server was lost (the file is not the cause): check that PostgreSQL is up (`pg_isready`), "
+                + "then run `nfldb migrate status` and `nfldb migrate up` again."
+        }
+        if error.sqlState == SQLState.insufficientPrivilege {
+            return "The role nfldb connected as may not do this: run migrations as the schema's owner (nfl_owner in roles/platform.yaml, "
+                + "e.g. --dsn 'user=nfl_owner …'), or grant what the statement needs (`nfldb roles apply`)."
+        }
+        return nil
+    }
+
     static func outsideTransactionHint(_ error: PostgresError) -> String? {
         guard error.sqlState == "25001" else { return nil }
         return "This statement runs only outside a transaction block, and nfldb runs each migration in one: move it to a migration of its own and \(MigrationStatementRules.markerFix), then run `nfldb migrate up` again."
