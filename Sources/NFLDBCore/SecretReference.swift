@@ -197,13 +197,24 @@ public final class SecretResolver: Sendable {
     /// The first line of a secret file, refused when the group or others may read it (libpq's
     /// `.pgpass` rule) or when it is not a regular file.
     public static func readProtectedFile(_ path: String, what: String, source: ConfigSource?) throws -> String {
+        // open + fstat (O_NONBLOCK: a FIFO does not block): the checks are about the file that is read.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            let hint = errno == ENOENT
+                ? "Create the file (install -m 0600 /dev/null \(path), then write the secret on its first line) or fix the path."
+                : "Make \(path) readable by the user running nfldb (and by nobody else: chmod 0600), or fix the path."
+            throw ConfigurationError("\(what): cannot read \(path): \(reason)", source: source, hint: hint)
+        }
+        defer { close(fd) }
         var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw ConfigurationError("\(what): cannot read \(path): \(String(cString: strerror(errno)))", source: source,
-                                     hint: "Create the file (install -m 0600 /dev/null \(path), then write the secret) or fix the path.")
+        guard fstat(fd, &info) == 0 else {
+            throw ConfigurationError("\(what): cannot read \(path): \(String(cString: strerror(errno)))", source: source)
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ConfigurationError("\(what): \(path) is not a regular file", source: source)
+            let kind = (info.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (info.st_mode & S_IFMT) == S_IFIFO ? "a FIFO" : "a device or socket"
+            throw ConfigurationError("\(what): \(path) is \(kind), not a regular file", source: source,
+                                     hint: "Point the reference at a regular file (mode 0600) whose first line is the secret.")
         }
         guard info.st_mode & 0o077 == 0 else {
             throw ConfigurationError(

@@ -8,11 +8,15 @@ import NFLDBTestSupport
 final class MotoServer: Sendable {
     let child: ChildProcess
     let port: Int
+    /// An empty HOME for nfldb (no ~/.aws of the machine's): a directory of the test's, removed with it.
+    /// (`/nonexistent` made root's nfldb create /nonexistent/.cache for URLSession.)
+    let home: String
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
     /// - Parameter noAuthCount: `INITIAL_NO_AUTH_ACTION_COUNT` (nil: moto does not verify signatures).
     init(noAuthCount: Int? = nil) throws {
         port = try Self.freePort()
+        home = try CLIRunner.temporaryDirectory("nfldb-moto-home")
         var environment = ProcessInfo.processInfo.environment
         if let noAuthCount { environment["INITIAL_NO_AUTH_ACTION_COUNT"] = String(noAuthCount) }
         child = try ChildProcess.spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], environment: environment)
@@ -25,12 +29,13 @@ final class MotoServer: Sendable {
     deinit {
         _ = child.stop(grace: .seconds(3))
         child.removeOutput()
+        try? FileManager.default.removeItem(atPath: home)
     }
 
     /// The environment nfldb resolves `aws-sm:` against: fixed test keys, region, endpoint override.
     func environment(secretKey: String = "testing", extra: [String: String] = [:]) -> [String: String] {
         ["AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_REGION": "us-east-1",
-         "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "HOME": "/nonexistent"].merging(extra) { $1 }
+         "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "HOME": home].merging(extra) { $1 }
     }
 
     func client(secretKey: String = "testing") throws -> SecretsManagerClient {

@@ -315,6 +315,16 @@ struct ConfigurationLoaderTests {
             #expect(try fromFile.password() == "from-file-pw-31")
             chmod(file, 0o400)
             #expect(try fromFile.password() == "from-file-pw-31")
+            // What is wrong with the path is named, with a fix that fits it (no chmod for a directory or /dev/null).
+            for (path, expected, hint) in [(dir + "/missing", "cannot read \(dir)/missing: No such file or directory", "install -m 0600 /dev/null"),
+                                           (dir, "\(dir) is a directory, not a regular file", "Point the reference at a regular file"),
+                                           ("/dev/null", "/dev/null is a device or socket, not a regular file", "Point the reference at a regular file")] {
+                let config = try ConfigurationLoader(
+                    environment: [:], flags: ["password_file": (value: path, flag: "--password-file")], workingDirectory: dir).load()
+                let refused = #expect(throws: ConfigurationError.self) { try config.password() }
+                let text = refused?.description ?? ""
+                #expect(text.contains(expected) && text.contains(hint) && !text.contains("chmod"), "\(text)")
+            }
 
             // password_env goes through the same resolver: the value is registered with the redactor.
             let fromEnv = try ConfigurationLoader(environment: ["NFLDB_PASSWORD_ENV": "OLD_SPELLING_PW", "OLD_SPELLING_PW": "env-pw-old-5521"],
