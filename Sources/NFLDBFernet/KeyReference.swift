@@ -18,7 +18,7 @@ public struct KeyReference: Sendable, Hashable, CustomStringConvertible {
             throw .unsupported(Self.safeLabel(trimmed))
         }
         let value = String(trimmed[trimmed.index(after: colon)...])
-        guard !value.isEmpty else { throw .unsupported(Self.safeLabel(trimmed)) }
+        guard !value.isEmpty else { throw .emptyValue(kind.rawValue) }
         self.kind = kind
         self.value = value
     }
@@ -53,6 +53,8 @@ public enum KeyReferenceError: Error, Sendable, Equatable, NFLDBError {
     case fileUnreadable(path: String, reason: String)
     case fileTooOpen(path: String, mode: String)
     case fileEmpty(String)
+    case notRegularFile(path: String, kind: String)
+    case emptyValue(String)
     case badKey(reference: String, problem: String)
     /// A provider reference (`aws-sm:`) that ``SecretResolver`` could not resolve: its diagnostic.
     case resolver(Diagnostic)
@@ -73,6 +75,12 @@ public enum KeyReferenceError: Error, Sendable, Equatable, NFLDBError {
             Diagnostic(
                 "key reference file:\(path) is group- or world-readable (mode \(mode)); refusing to use it",
                 hint: "Run `chmod 0600 \(path)` (the rule libpq applies to ~/.pgpass).")
+        case .notRegularFile(let path, let kind):
+            Diagnostic("key reference file:\(path) is \(kind), not a regular file",
+                       hint: "Point it at a regular file (mode 0600) whose first line is a key from `nfldb crypt keygen`.")
+        case .emptyValue(let scheme):
+            Diagnostic("--key-ref: \(scheme): names no \(scheme == "env" ? "variable" : scheme == "file" ? "file" : "secret")",
+                       hint: "Write \(scheme == "env" ? "env:NAME" : scheme == "file" ? "file:PATH" : "\(scheme):SECRET_ID"), e.g. \(scheme == "env" ? "env:NFLDB_FERNET_KEY" : "file:/etc/nfldb/fernet.key").")
         case .fileEmpty(let path):
             Diagnostic("key reference file:\(path) is empty", hint: "Write a key from `nfldb crypt keygen` on its first line.")
         case .badKey(let reference, let problem):
@@ -107,6 +115,13 @@ extension KeyReference {
             let path = reference.value
             var info = stat()
             guard stat(path, &info) == 0 else { throw .fileUnreadable(path: path, reason: String(cString: strerror(errno))) }
+            // The type first: a chmod hint for a directory or /dev/null would be wrong (or harmful).
+            switch info.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw .notRegularFile(path: path, kind: "a directory")
+            case S_IFIFO: throw .notRegularFile(path: path, kind: "a FIFO")
+            default: throw .notRegularFile(path: path, kind: "a device or socket")
+            }
             // libpq's .pgpass rule: no group or world permissions at all.
             if info.st_mode & 0o077 != 0 { throw .fileTooOpen(path: path, mode: String(info.st_mode & 0o777, radix: 8)) }
             guard let data = FileManager.default.contents(atPath: path) else { throw .fileUnreadable(path: path, reason: "read failed") }

@@ -55,6 +55,16 @@ struct CryptCLITests {
         let tooOpen = try shell("\"$NFLDB\" crypt encrypt --key-ref file:\(open) < \(dir)/in.txt", [:])
         #expect(tooOpen.status == 2)
         #expect(tooOpen.standardError.contains("is group- or world-readable (mode 640)") && tooOpen.standardError.contains("chmod 0600"))
+        // Not a regular file: named as such, never a chmod hint (chmod 0600 /dev/null would do harm).
+        for (path, kind) in [(dir, "a directory"), ("/dev/null", "a device or socket")] {
+            let notFile = try shell("\"$NFLDB\" crypt encrypt --key-ref file:\(path) < \(dir)/in.txt", [:])
+            #expect(notFile.status == 2 && notFile.standardError.contains("file:\(path) is \(kind), not a regular file"), "\(notFile.standardError)")
+            #expect(!notFile.standardError.contains("chmod"), "\(notFile.standardError)")
+        }
+        for scheme in ["file", "env"] {
+            let empty = try shell("\"$NFLDB\" crypt encrypt --key-ref \(scheme): < \(dir)/in.txt", [:])
+            #expect(empty.status == 2 && empty.standardError.contains("--key-ref: \(scheme): names no"), "\(empty.standardError)")
+        }
         let inline = try shell("\"$NFLDB\" crypt encrypt --key-ref '\(key.encoded)' < \(dir)/in.txt", [:])
         #expect(inline.status == 2 && inline.standardError.contains("is not a key reference"))
         let unset = try shell("\"$NFLDB\" crypt encrypt --key-ref env:NFLDB_TEST_NO_SUCH_KEY < \(dir)/in.txt", [:])
