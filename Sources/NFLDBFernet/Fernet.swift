@@ -265,6 +265,9 @@ public final class Fernet {
 
     static func withDecodedToken<R>(_ utf8: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Result<R, FernetError>) -> Result<R, FernetError> {
         let capacity = utf8.count / 4 * 3 + 3
+        // Padded base64 only, as Python's cryptography (urlsafe_b64decode) reads it: a token missing its
+        // `=` is refused there, so it is refused here too.
+        guard utf8.count % 4 == 0 else { return .failure(.malformed) }
         return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 16) { buffer in
             guard let count = Base64URL.decode(utf8, into: buffer),
                 count >= overhead + 16, (count - overhead) % 16 == 0, buffer[0] == 0x80

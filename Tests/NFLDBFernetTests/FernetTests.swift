@@ -80,6 +80,13 @@ struct FernetTests {
         #expect(throws: FernetError.malformed) { try fernet.decrypt(token + token) }
         #expect(throws: FernetError.malformed) { try fernet.decrypt(token.replacingOccurrences(of: "g", with: "!")) }
         #expect(throws: FernetError.malformed) { try fernet.decrypt("") }
+        // Without its `=` padding: Python's cryptography refuses it (InvalidToken), so nfldb does too.
+        let padded = try fernet.encrypt("v")
+        #expect(padded.hasSuffix("="), "\(padded)")
+        var unpadded = padded
+        while unpadded.hasSuffix("=") { unpadded.removeLast() }
+        #expect(throws: FernetError.malformed) { try fernet.decrypt(unpadded) }
+        #expect(try fernet.decrypt(padded) == Array("v".utf8))
     }
 
     @Test("buffer API: encrypt(_:into:) and decrypt(_:into:) agree with the String API, for every length 0…70; bad tokens refused alike")
