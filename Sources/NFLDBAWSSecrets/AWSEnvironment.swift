@@ -10,7 +10,7 @@ public enum AWSEnvironment {
         if let id = nonEmpty(environment["AWS_ACCESS_KEY_ID"]) {
             guard let secret = nonEmpty(environment["AWS_SECRET_ACCESS_KEY"]) else {
                 throw OperatorError("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
-                                    hint: "Export both variables, or unset AWS_ACCESS_KEY_ID to use ~/.aws/credentials.")
+                                    hint: "Export both variables, or unset AWS_ACCESS_KEY_ID to use ~/.aws/credentials.", exitStatus: .usage)
             }
             SecretRedactor.shared.register(secret)
             SecretRedactor.shared.register(environment["AWS_SESSION_TOKEN"])
@@ -21,12 +21,12 @@ public enum AWSEnvironment {
         let profile = nonEmpty(environment["AWS_PROFILE"]) ?? "default"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw OperatorError("no AWS credentials: AWS_ACCESS_KEY_ID is not set and \(path) cannot be read",
-                                hint: "Export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write profile [\(profile)] to \(path) (mode 0600).")
+                                hint: "Export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write profile [\(profile)] to \(path) (mode 0600).", exitStatus: .usage)
         }
         let section = parseINI(text)[profile] ?? [:]
         guard let id = nonEmpty(section["aws_access_key_id"]), let secret = nonEmpty(section["aws_secret_access_key"]) else {
             throw OperatorError("no AWS credentials for profile [\(profile)] in \(path)",
-                                hint: "Add aws_access_key_id and aws_secret_access_key under [\(profile)], or set AWS_PROFILE to a profile that has them.")
+                                hint: "Add aws_access_key_id and aws_secret_access_key under [\(profile)], or set AWS_PROFILE to a profile that has them.", exitStatus: .usage)
         }
         SecretRedactor.shared.register(secret)
         SecretRedactor.shared.register(section["aws_session_token"])
@@ -38,7 +38,7 @@ public enum AWSEnvironment {
     public static func region(_ environment: [String: String]) throws -> String {
         guard let region = nonEmpty(environment["AWS_REGION"]) ?? nonEmpty(environment["AWS_DEFAULT_REGION"]) else {
             throw OperatorError("no AWS region: neither AWS_REGION nor AWS_DEFAULT_REGION is set",
-                                hint: "Export AWS_REGION (for example AWS_REGION=eu-west-1) for the user running nfldb.")
+                                hint: "Export AWS_REGION (for example AWS_REGION=eu-west-1) for the user running nfldb.", exitStatus: .usage)
         }
         return region
     }
@@ -48,7 +48,7 @@ public enum AWSEnvironment {
         for name in ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"] {
             if let text = nonEmpty(environment[name]) {
                 guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-                    throw OperatorError("\(name)='\(text)' is not an http(s) URL", hint: "Set it to e.g. https://vpce-…secretsmanager.\(region).vpce.amazonaws.com or unset it.")
+                    throw OperatorError("\(name)='\(text)' is not an http(s) URL", hint: "Set it to e.g. https://vpce-…secretsmanager.\(region).vpce.amazonaws.com or unset it.", exitStatus: .usage)
                 }
                 return url
             }

@@ -61,7 +61,10 @@ struct SigV4Tests {
         #expect(prod.accessKeyID == "AKPROD" && prod.sessionToken == "tok")
         #expect(!prod.description.contains("sprod"))
         #expect(throws: OperatorError.self) { try AWSEnvironment.credentials(["HOME": dir, "AWS_PROFILE": "nope"]) }
-        #expect(throws: OperatorError.self) { try AWSEnvironment.region([:]) }
+        let noRegion = #expect(throws: OperatorError.self) { try AWSEnvironment.region([:]) }
+        #expect(noRegion?.exitStatus == .usage, "a missing region is a configuration error (exit 2), as in crypt")
+        let noCredentials = #expect(throws: OperatorError.self) { try AWSEnvironment.credentials(["HOME": dir, "AWS_PROFILE": "nope"]) }
+        #expect(noCredentials?.exitStatus == .usage)
         #expect(try AWSEnvironment.region(["AWS_DEFAULT_REGION": "eu-west-1"]) == "eu-west-1")
         #expect(try AWSEnvironment.region(["AWS_REGION": "us-east-2", "AWS_DEFAULT_REGION": "eu-west-1"]) == "us-east-2")
         #expect(try AWSEnvironment.secretsManagerEndpoint(["AWS_ENDPOINT_URL": "http://a:1", "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://b:2"], region: "x").absoluteString == "http://b:2")
