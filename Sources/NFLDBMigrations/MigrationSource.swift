@@ -97,11 +97,50 @@ public struct MigrationDirectory: Sendable {
     func join(_ file: String) -> String { (path as NSString).appendingPathComponent(file) }
 
     private func read(_ file: String, _ problems: inout [String]) -> String? {
-        guard let data = FileManager.default.contents(atPath: join(file)), let text = String(data: data, encoding: .utf8) else {
-            problems.append("\(join(file)): cannot be read as UTF-8 text")
+        let path = join(file)
+        // The kind of file first (a FIFO must not be opened for reading: it would wait for a writer).
+        var info = stat()
+        if stat(path, &info) != 0 {
+            let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path)
+            problems.append(target.map { "\(path): a symbolic link to \($0), which does not exist" }
+                ?? "\(path): cannot be read: \(String(cString: strerror(errno)))")
+            return nil
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR:
+            problems.append("\(path): a directory named like a migration file; rename or remove it")
+            return nil
+        default:
+            problems.append("\(path): not a regular file (a FIFO, socket or device); migrations are regular files")
+            return nil
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            problems.append("\(path): cannot be read (check its permissions)")
+            return nil
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            problems.append(Self.invalidUTF8(data, path: path))
             return nil
         }
         return text
+    }
+
+    /// `path:LINE: not valid UTF-8 (byte 0xE9 at column C)`: where the first invalid sequence starts.
+    static func invalidUTF8(_ data: Data, path: String) -> String {
+        let bytes = [UInt8](data)
+        var index = 0, line = 1, lineStart = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            let length = byte < 0x80 ? 1 : byte >> 5 == 0b110 ? 2 : byte >> 4 == 0b1110 ? 3 : byte >> 3 == 0b11110 ? 4 : 0
+            let end = index + length
+            if length == 0 || end > bytes.count || String(bytes: bytes[index..<end], encoding: .utf8) == nil {
+                return "\(path):\(line): not valid UTF-8 (byte 0x\(String(format: "%02X", byte)) at column \(index - lineStart + 1)); save the file as UTF-8"
+            }
+            if byte == 0x0A { line += 1; lineStart = end }
+            index = end
+        }
+        return "\(path): not valid UTF-8; save the file as UTF-8"
     }
 
     /// Writes the next `NNNN_name.up.sql` / `.down.sql` pair with a short template.

@@ -206,4 +206,27 @@ struct FilesAndUpTests {
             #expect(created.status == 2 && created.stderr.contains("no version is left after 9223372036854775807"), "\(created)")
         }
     }
+
+    @Test("a broken symlink, a directory, a FIFO or bad UTF-8 named like a migration: each named for what it is (UTF-8 with file:line), exit 2, no hang")
+    func unreadableFilesAreNamed() throws {
+        try withFixture { fx in
+            try fx.pair(1, "ok", up: "SELECT 1;", down: "SELECT 1;")
+            try fx.write("0002_bytes.down.sql", "SELECT 1;")
+            var bytes = Array("SELECT 1;\nSELECT 'caf".utf8)
+            bytes += [0xE9, 0x27, 0x3B, 0x0A]  // Latin-1 é
+            try Data(bytes).write(to: URL(fileURLWithPath: fx.path("0002_bytes.up.sql")))
+            try FileManager.default.createSymbolicLink(atPath: fx.path("0003_dangling.up.sql"), withDestinationPath: fx.dir + "/gone.sql")
+            try fx.write("0003_dangling.down.sql", "SELECT 1;")
+            try FileManager.default.createDirectory(atPath: fx.path("0004_dir.up.sql"), withIntermediateDirectories: false)
+            try fx.write("0004_dir.down.sql", "SELECT 1;")
+            #expect(mkfifo(fx.path("0005_fifo.up.sql"), 0o600) == 0)
+            try fx.write("0005_fifo.down.sql", "SELECT 1;")
+            let status = try fx.migrate("status")
+            #expect(status.status == 2, "\(status)")
+            #expect(status.stderr.contains("0002_bytes.up.sql:2: not valid UTF-8 (byte 0xE9 at column 12)"), "\(status)")
+            #expect(status.stderr.contains("0003_dangling.up.sql: a symbolic link to \(fx.dir)/gone.sql, which does not exist"), "\(status)")
+            #expect(status.stderr.contains("0004_dir.up.sql: a directory named like a migration file"), "\(status)")
+            #expect(status.stderr.contains("0005_fifo.up.sql: not a regular file"), "\(status)")
+        }
+    }
 }
