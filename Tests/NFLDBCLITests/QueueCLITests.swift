@@ -490,6 +490,12 @@ struct QueueCLITests {
                 let result = try CLIRunner.run(["worker", "--burst", "--queues", queues], environment: ["NFLDB_REDIS_URL": "redis://127.0.0.1:1/0"])
                 #expect(result.status == 2 && result.standardError.contains("--queues names no queue"), "'\(queues)': \(result.allOutput)")
             }
+            // An empty task id and --count 0 are usage errors naming the argument (before connecting).
+            for arguments in [["queue", "inspect", ""], ["queue", "cancel", " "], ["queue", "submit", "noop", "--count", "0"]] {
+                let result = try CLIRunner.run(arguments, environment: ["NFLDB_REDIS_URL": "redis://127.0.0.1:1/0"])
+                #expect(result.status == 2 && (result.standardError.contains("the task id is empty") || result.standardError.contains("--count must be at least 1")),
+                        "\(arguments): \(result.allOutput)")
+            }
             // Without a password: accepted, and config show prints the URL.
             let fine = try CLIRunner.run(["config", "show"], environment: ["NFLDB_REDIS_URL": "redis://nfldb@127.0.0.1:6379/0"])
             #expect(fine.status == 0 && fine.standardOutput.contains("redis://nfldb@127.0.0.1:6379/0"), "\(fine.allOutput)")

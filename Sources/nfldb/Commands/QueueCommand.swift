@@ -59,11 +59,14 @@ extension QueueCommand {
 
         func run(_ context: CommandContext) throws {
             try Self.requireValidUTF8Arguments()
+            guard count == 1 || (count >= 1 && idempotencyKey == nil) else {
+                throw OperatorError("--count must be at least 1 and cannot be combined with --idempotency-key",
+                                    hint: "Give --count N with N ≥ 1 (or leave it out for one task).", exitStatus: .usage)
+            }
             let correlation = try SubmittedTask.correlation(correlationID, default: context.correlationID)
             let q = try context.taskQueue()
             defer { q.close() }
             if count != 1 {
-                guard count >= 1, idempotencyKey == nil else { throw ValidationError("--count must be at least 1 and cannot be combined with --idempotency-key") }
                 let ids = try q.submit(count: count, type: type, payload: payload, queue: queue, priority: priority, maxAttempts: maxAttempts,
                                        correlationID: correlation)
                 switch output.format {
@@ -113,7 +116,7 @@ extension QueueCommand {
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
         @OptionGroup var output: QueueOutput
-        @Argument(help: "Task id.") var id: String
+        @Argument(help: "Task id.", transform: QueueCommand.taskID) var id: String
         static let commandPath = "queue inspect"
 
         func run(_ context: CommandContext) throws {
@@ -152,7 +155,7 @@ extension QueueCommand {
         @OptionGroup var global: GlobalOptions
         @ParentCommand var root: NFLDB
         @OptionGroup var output: QueueOutput
-        @Argument(help: "Task id.") var id: String
+        @Argument(help: "Task id.", transform: QueueCommand.taskID) var id: String
         static let commandPath = "queue cancel"
 
         func run(_ context: CommandContext) throws {
@@ -207,7 +210,7 @@ extension QueueCommand {
             @OptionGroup var global: GlobalOptions
             @ParentCommand var root: NFLDB
             @OptionGroup var output: QueueOutput
-            @Argument(help: "Task id.") var id: String
+            @Argument(help: "Task id.", transform: QueueCommand.taskID) var id: String
             static let commandPath = "queue dlq requeue"
 
             func run(_ context: CommandContext) throws {
@@ -321,5 +324,15 @@ struct SubmittedTask: Encodable {
             throw OperatorError("--correlation-id must be 1–200 bytes of UTF-8 without spaces", exitStatus: .usage)
         }
         return given
+    }
+}
+
+extension QueueCommand {
+    /// A task id argument: an empty one (`queue inspect "$ID"` with ID unset) is a usage error, not "no task".
+    static func taskID(_ text: String) throws -> String {
+        guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ValidationError("the task id is empty: give the id `nfldb queue submit` printed")
+        }
+        return text
     }
 }
