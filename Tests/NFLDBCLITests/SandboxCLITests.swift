@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBCore
+import NFLDBPostgres
 import NFLDBSandbox
 import NFLDBTestSupport
 import Testing
@@ -76,6 +77,48 @@ struct SandboxCLITests {
             let backup = try nfldb("backup", "run", "--type", "full", env: env)
             #expect(backup.status == 0, "\(backup.allOutput)")
         }
+    }
+
+    @Test("the server stops while health waits on it: that check is CRITICAL (the database went away), exit 2, so --alert pages; not UNKNOWN")
+    func serverLostMidHealthRunIsCritical() throws {
+        try withScratchDirectory("nfldb-sandbox-lost") { dir in
+            let state = (dir as NSString).appendingPathComponent("state")
+            defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
+            try #require(try nfldb("sandbox", "up", "--dir", state).status == 0)
+            let env = try Self.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
+            try #require(try nfldb("migrate", "up", "-q", "--dir", SharedSlice.repository + "/migrations", env: env).status == 0)
+            let info = try #require(try jsonObject(nfldb("sandbox", "status", "--dir", state, "--format", "json").standardOutput)["state"] as? [String: Any])
+            let port = try #require(info["port"] as? Int), root = try #require(info["cluster_root"] as? String)
+            // A session holds nfl.etl_runs, so the etl_freshness check waits on its lock.
+            var options = env
+            options["NFLDB_HEALTH_LOCK_TIMEOUT"] = "60s"
+            options["NFLDB_HEALTH_STATEMENT_TIMEOUT"] = "60s"
+            let admin = try PostgresConnection.connect(ConnectionOptions(dsn: "host=127.0.0.1 port=\(port) dbname=nfl user=postgres", password: try passwordOf(state)),
+                                                      logger: TestCluster.logger)
+            defer { admin.close() }
+            try admin.execute("BEGIN")
+            try admin.execute("LOCK TABLE nfl.etl_runs IN ACCESS EXCLUSIVE MODE")
+            let health = try CLIRunner.spawn(["health", "--check", "connections", "--check", "etl_freshness", "--format", "json"], environment: options)
+            defer { health.kill9(); health.removeOutput() }
+            #expect(try poll(timeout: .seconds(30)) {
+                try admin.query("SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'nfl.etl_runs'::regclass").scalar(Bool.self)
+            }, "health never waited on the lock: \(health.outputTail())")
+            try LocalCluster(root: root, port: port, binaries: PostgresBinaries.locate(configured: nil), osUser: ProcessRunner.isRoot ? "postgres" : nil)
+                .stop(mode: "immediate", logger: TestCluster.logger)
+            let status = health.wait(timeout: .seconds(60))
+            #expect(status == 2, "\(String(describing: status)): \(health.outputTail())")
+            let report = try jsonObject(health.standardOutput)
+            let checks = report["checks"] as? [[String: Any]] ?? []
+            let etl = checks.first { $0["name"] as? String == "etl_freshness" }
+            #expect(etl?["status"] as? String == "CRITICAL", "\(health.standardOutput)")
+            #expect((etl?["message"] as? String)?.contains("the database went away during the check") == true, "\(health.standardOutput)")
+        }
+    }
+
+    /// The sandbox's superuser password (its pgpass file's last field).
+    func passwordOf(_ state: String) throws -> String {
+        let line = try String(contentsOfFile: (state as NSString).appendingPathComponent("pgpass"), encoding: .utf8).split(separator: "\n").first ?? ""
+        return String(line.split(separator: ":").last ?? "")
     }
 
     @Test("up, status, env, ping with the printed env, down; status then fails and nothing is left")
