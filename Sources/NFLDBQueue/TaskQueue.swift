@@ -405,7 +405,21 @@ public final class TaskQueue {
 
     /// Cancels a task; returns the state it had (`ready`, `delayed`, `running`, a terminal state, or `missing`).
     public func cancel(id: String) throws -> String {
-        try connection.evaluate(QueueScripts.cancel, arguments: [prefix, RedisArgument(id)]).decodeString(for: "EVALSHA cancel") ?? "missing"
+        try namingTaskKey(id) {
+            try connection.evaluate(QueueScripts.cancel, arguments: [prefix, RedisArgument(id)]).decodeString(for: "EVALSHA cancel") ?? "missing"
+        }
+    }
+
+    /// A task key that is not a hash (written by something else): the hint names that key and the fix.
+    func namingTaskKey<T>(_ id: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch var error as RedisError where error.code == "WRONGTYPE" {
+            let key = config.prefix + "task:" + id
+            error.hint = "The task key \(key) holds another type than a hash: check it with redis-cli TYPE \(key) and, "
+                + "if nothing but nfldb should own it, delete it (redis-cli DEL \(key))."
+            throw error
+        }
     }
 
     /// Moves every expired lease back to ready (or to the dead-letter queue when its attempts are used up).
@@ -427,7 +441,8 @@ public final class TaskQueue {
 
     /// Every field of a task's hash (history decoded by the caller); nil when unknown or expired.
     public func inspect(id: String) throws -> [String: String]? {
-        guard let flat = try connection.command("HGETALL", RedisArgument(config.prefix + "task:" + id)).decodeArray(for: "HGETALL"), !flat.isEmpty else {
+        guard let flat = try namingTaskKey(id, { try connection.command("HGETALL", RedisArgument(config.prefix + "task:" + id)).decodeArray(for: "HGETALL") }),
+              !flat.isEmpty else {
             return nil
         }
         var out: [String: String] = [:]

@@ -491,6 +491,13 @@ struct QueueProbeFixTests {
                 try ["ready:io", "delayed:io", "inflight:io"].contains { try q.connection.command("ZSCORE", RedisArgument(world.config.prefix + $0), RedisArgument(id)).string != nil }
             }
             #expect(inSets == [true, true], "requeued tasks are in a set a worker reads")
+            // A task key of the wrong type: inspect and cancel name that key in the hint.
+            let taskKey = world.config.prefix + "task:odd"
+            _ = try q.connection.command("SET", RedisArgument(taskKey), "garbage")
+            for (what, call) in [("inspect", { _ = try q.inspect(id: "odd") }), ("cancel", { _ = try q.cancel(id: "odd") })] as [(String, () throws -> Void)] {
+                let error = try #require(throws: RedisError.self, "\(what)") { try call() }
+                #expect(error.hint?.contains("redis-cli DEL \(taskKey)") == true, "\(what): \(String(describing: error.hint))")
+            }
         }
     }
 
