@@ -113,6 +113,8 @@ public struct WorkerSummary: Sendable, Codable, Hashable {
     /// Tasks whose lease was lost before the ack (another worker owns them now).
     public var lost = 0
     public var released = 0
+    /// Unfinished tasks the worker could not give back as it stopped (Redis unreachable): they return when their lease expires.
+    public var unreleased = 0
     /// Redis round trips of the claim/acknowledge loop (claims, acks, fails and releases; not heartbeats).
     public var redisRoundTrips = 0
     /// Durable result batches committed (one INSERT and one commit each).
@@ -121,7 +123,7 @@ public struct WorkerSummary: Sendable, Codable, Hashable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case succeeded, duplicates, retried, dead, cancelled, lost, released
+        case succeeded, duplicates, retried, dead, cancelled, lost, released, unreleased
         case redisRoundTrips = "redis_round_trips"
         case resultBatches = "result_batches"
     }
@@ -136,6 +138,7 @@ public struct WorkerSummary: Sendable, Codable, Hashable {
         cancelled = try n(.cancelled)
         lost = try n(.lost)
         released = try n(.released)
+        unreleased = try n(.unreleased)
         redisRoundTrips = try n(.redisRoundTrips)
         resultBatches = try n(.resultBatches)
     }
@@ -300,7 +303,7 @@ public final class Worker: Sendable {
                                           : "could not release an unfinished task after the grace period; it returns when its lease expires", metadata: [
                 "correlation_id": .string(task.correlationID.isEmpty ? task.id : task.correlationID), "task_id": .string(task.id),
                 "outcome": .string(outcome.rawValue)])
-            if outcome == .ok { shared.withLock { $0.summary.released += 1 } }
+            shared.withLock { if outcome == .ok { $0.summary.released += 1 } else { $0.summary.unreleased += 1 } }
         }
         control.connection.close()
         let (summary, errors, recovered, fatal) = shared.withLock { ($0.summary, $0.errors, $0.lastRoundTripOK, $0.fatal) }

@@ -620,4 +620,20 @@ struct QueueCLITests {
             #expect(try world.scalar("SELECT count(*) FROM nfl.task_results WHERE task_id = \(short)", as: Int.self) == 1)
         }
     }
+
+    @Test("SIGTERM to a worker while Redis is down: the task it could not give back is counted as unreleased in its summary, not hidden")
+    func sigtermWithRedisDownCountsUnreleased() throws {
+        try QueueCLIWorld.with { world in
+            _ = try world.submit("sleep", ["--payload", #"{"ms": 60000}"#])
+            let worker = try world.spawn(["worker", "--queues", "cpu", "--format", "json"], env: ["NFLDB_QUEUE_SHUTDOWN_GRACE": "1s"])
+            defer { worker.kill9(); worker.removeOutput() }
+            try waitUntil("the sleep task in flight: \(worker.outputTail())", timeout: .seconds(30)) { try world.stats()["in_flight"] as? Int == 1 }
+            world.redis.kill()
+            worker.send(SIGTERM)
+            let status = worker.wait(timeout: .seconds(90))
+            #expect(status != nil, "the worker ends: \(worker.outputTail())")
+            let summary = (try? jsonObject(worker.standardOutput)) ?? [:]
+            #expect(summary["unreleased"] as? Int == 1 && summary["released"] as? Int == 0, "\(summary) \(worker.outputTail())")
+        }
+    }
 }

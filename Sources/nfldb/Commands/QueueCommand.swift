@@ -306,7 +306,8 @@ struct WorkerCommand: GlobalOptionsCommand {
         case .json: context.output(try JSONOutput.encode(summary))
         case .text:
             context.output("worker stopped: \(summary.succeeded) succeeded (\(summary.duplicates) already stored), \(summary.retried) retried, "
-                + "\(summary.dead) dead-lettered, \(summary.cancelled) cancelled, \(summary.lost) lease lost, \(summary.released) released")
+                + "\(summary.dead) dead-lettered, \(summary.cancelled) cancelled, \(summary.lost) lease lost, \(summary.released) released"
+                    + (summary.unreleased > 0 ? ", \(summary.unreleased) not released (back when the lease expires)" : ""))
         }
         finished(context, "worker")
     }
