@@ -61,23 +61,59 @@ public struct BackupRunner {
         }
     }
 
+    /// The advisory lock class of a running `backup run` (second key: `hashtext(stanza)`): held for
+    /// the whole run on its session, so a `running` row whose lock nobody holds belongs to a run that
+    /// was killed (``abandonedRunsQuery``, also read by the backups health check).
+    public static let runLockClass = 0x6E66_6272  // "nfbr"
+
     /// Runs a backup of `type` (full, diff or incr).
+    /// - Parameter onStarted: gets the `nfldb.backup_runs` id once the row exists (for a signal handler).
     /// - Throws: ``PgBackRestError`` when pgBackRest fails (the run is recorded as `failed`).
-    public func run(type: String) throws -> BackupRunReport {
+    public func run(type: String, onStarted: (Int64) -> Void = { _ in }) throws -> BackupRunReport {
         guard Self.types.contains(type) else {
             throw BackupError("unknown backup type '\(type)'", hint: "Use full, diff or incr.", exitStatus: .usage)
         }
-        let before = Set(try pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label) ?? [])
-        // Write counters before the manifest's snapshot and after the backup's end bound what the
-        // platform wrote meanwhile; verify accepts exactly that range (see Manifest.allowedRange).
         try BackupCatalog.install(connection)
-        let countersBefore = try WriteCounts.read(try tables.resolve(connection), connection)
-        var manifest = try writeManifest(note: "before \(type) backup")
+        let stanza = pgbackrest.stanza
+        guard try connection.query("SELECT pg_try_advisory_lock(\(Self.runLockClass), hashtext(\(stanza)::text))").scalar(Bool.self) else {
+            throw BackupError("another nfldb backup run of stanza \(stanza) is in progress (it holds the run lock)",
+                              hint: "Wait for it to finish (nfldb.backup_runs shows it as running), then run this again.")
+        }
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.runLockClass), hashtext(\(stanza)::text))") }
+        // Rows a killed run left `running` (kill -9, an OOM kill, a host that went down): with the lock
+        // held, no live run owns them.
+        let abandoned = try connection.query("""
+            UPDATE nfldb.backup_runs SET status = 'failed', finished_at = clock_timestamp(),
+              error = 'abandoned: the nfldb backup run that started it ended without recording an outcome (killed?); a backup pgBackRest finished for it has no manifest'
+            WHERE stanza = \(stanza) AND status = 'running' RETURNING id
+            """).rows.compactMap { $0["id"] }
+        if !abandoned.isEmpty {
+            logger.warning("marked backup run(s) \(abandoned.joined(separator: ", ")) failed: started by an nfldb backup run that was killed before it recorded an outcome")
+        }
+        let before: Set<String>
+        let countersBefore: [String: WriteCounts]
+        var manifest: Manifest
+        do {
+            before = Set(try pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label) ?? [])
+            // Write counters before the manifest's snapshot and after the backup's end bound what the
+            // platform wrote meanwhile; verify accepts exactly that range (see Manifest.allowedRange).
+            countersBefore = try WriteCounts.read(try tables.resolve(connection), connection)
+            manifest = try writeManifest(note: "before \(type) backup")
+        } catch let error as any NFLDBError where error.exitStatus != .usage {
+            // A run that fails before pgBackRest starts (an unreadable repo, a stanza typo) is a failed run too:
+            // recorded, so the backups health check turns CRITICAL instead of waiting for the age threshold.
+            _ = try? connection.execute("""
+                INSERT INTO nfldb.backup_runs(started_at, finished_at, status, stanza, backup_type, duration_ms, error)
+                VALUES (clock_timestamp(), clock_timestamp(), 'failed', \(stanza), \(type), 0, \(error.diagnostic.oneLine))
+                """)
+            throw error
+        }
         let started = Date()
         let runID = try connection.query("""
             INSERT INTO nfldb.backup_runs(started_at, status, stanza, backup_type, token)
             VALUES (\(started), 'running', \(pgbackrest.stanza), \(type), \(manifest.token)) RETURNING id
             """).scalar(Int64.self)
+        onStarted(runID)
         let clock = ContinuousClock.now
         let result = try pgbackrest.run("backup", ["--type=\(type)"], logger: logger)
         let seconds = (ContinuousClock.now - clock).inSeconds

@@ -56,6 +56,9 @@ public struct ProcessRunner: Sendable {
     /// Children currently being waited for, so a signal handler can stop them (e.g. a restore
     /// interrupted by SIGTERM must not keep writing into a scratch dir that is being removed).
     public static let activeChildren = Mutex<Set<pid_t>>([])
+    /// Set by a signal handler before it stops ``activeChildren``: a `run` whose child ends then
+    /// waits for the handler's `exit` instead of returning.
+    public static let stopping = Mutex(false)
     /// Temp directories holding running children's output; removed by ``removeTemporaryFiles()`` on
     /// a signal path that exits without unwinding (`exit` skips the `defer` that normally removes them).
     static let activeScratch = Mutex<Set<String>>([])
@@ -149,7 +152,12 @@ public struct ProcessRunner: Sendable {
                 hint: "Check that the program is installed (ci/setup installs everything nfldb needs)."))
         }
         Self.activeChildren.withLock { _ = $0.insert(pid) }
-        defer { Self.activeChildren.withLock { _ = $0.remove(pid) } }
+        defer {
+            Self.activeChildren.withLock { _ = $0.remove(pid) }
+            // A signal handler that stopped this child owns the ending (it records the outcome and
+            // exits): the caller must not go on to report the child's death as its own failure.
+            while Self.stopping.withLock({ $0 }) { Thread.sleep(forTimeInterval: 1) }
+        }
         let deadline = start + timeout
         var waitStatus: Int32 = 0
         var usage = rusage()

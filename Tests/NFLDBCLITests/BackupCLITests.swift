@@ -114,4 +114,86 @@ struct BackupCLITests {
             #expect(missing.standardError.contains("backup.config is not set"))
         }
     }
+
+    /// pgBackRest processes running `backup` against this config (its workers too).
+    static func pgbackrestBackups(_ config: String) -> [pid_t] {
+        SandboxCLITests.processes(mentioning: config).compactMap { pid_t($0) }.filter { pid in
+            let argv = ((FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")).map { String(decoding: $0, as: UTF8.self) } ?? "")
+                .split(separator: "\0").map(String.init)
+            return (argv.first ?? "").hasSuffix("pgbackrest") && argv.contains { $0 == "backup" || $0.hasPrefix("backup:") }
+        }
+    }
+
+    @Test("backup run stopped: SIGTERM stops pgBackRest and records the run failed (exit 143, one line); after kill -9 health names the orphaned row and the next run marks it")
+    func interruptedBackupRun() throws {
+        try withScratchDirectory("nfldb-backup-stop") { dir in
+            let state = (dir as NSString).appendingPathComponent("state")
+            defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
+            try #require(try nfldb("sandbox", "up", "--dir", state).status == 0)
+            let env = try SandboxCLITests.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
+            let config = try #require(env["NFLDB_BACKUP_CONFIG"])
+            try #require(try nfldb("migrate", "up", "-q", "--dir", SharedSlice.repository + "/migrations", env: env).status == 0)
+            try #require(try nfldb("backup", "init", env: env).status == 0)
+            let first = try nfldb("backup", "run", "--type", "full", env: env)
+            try #require(first.status == 0, "\(first.allOutput)")
+            func sql(_ text: String) throws -> String {
+                let result = try ProcessRunner().run("/usr/bin/psql", ["-X", "-At", "-c", text], environment: ProcessInfo.processInfo.environment.merging(env) { $1 })
+                return result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            // Archiving broken for a while: pgBackRest then waits (archive-timeout) for the backup's WAL, long enough to stop it.
+            _ = try sql("ALTER SYSTEM SET archive_command = 'false pgbackrest'")  // pgBackRest insists on the word
+            _ = try sql("SELECT pg_reload_conf()")
+            defer {
+                for pid in Self.pgbackrestBackups(config) { kill(pid, SIGKILL) }
+                _ = try? sql("ALTER SYSTEM RESET archive_command")
+                _ = try? sql("SELECT pg_reload_conf()")
+            }
+            func startRun() throws -> (ChildProcess, String) {
+                let child = try CLIRunner.spawn(["backup", "run", "--type", "incr"], environment: env)
+                var id = ""
+                try waitUntil("a running row and pgBackRest started: \(child.outputTail())", timeout: .seconds(60)) {
+                    id = try sql("SELECT id FROM nfldb.backup_runs WHERE status = 'running' ORDER BY id DESC LIMIT 1")
+                    return !id.isEmpty && child.handles(SIGTERM) && !Self.pgbackrestBackups(config).isEmpty
+                }
+                return (child, id)
+            }
+
+            let (stopped, stoppedID) = try startRun()
+            defer { stopped.removeOutput() }
+            stopped.send(SIGTERM)
+            let status = stopped.wait(timeout: .seconds(60))
+            #expect(status == 128 + SIGTERM, "\(String(describing: status)): \(stopped.outputTail())")
+            #expect(stopped.standardError.contains("backup run interrupted by SIGTERM: pgBackRest was stopped") && stopped.standardError.contains("run \(stoppedID) recorded as failed"),
+                    "\(stopped.outputTail())")
+            #expect(try sql("SELECT status || ' ' || error FROM nfldb.backup_runs WHERE id = \(stoppedID)") == "failed interrupted by SIGTERM")
+            #expect(try poll(timeout: .seconds(15)) { Self.pgbackrestBackups(config).isEmpty }, "pgBackRest does not finish as an orphan")
+
+            let (killed, killedID) = try startRun()
+            defer { killed.removeOutput() }
+            killed.kill9()
+            for pid in Self.pgbackrestBackups(config) { kill(pid, SIGKILL) }
+            #expect(try sql("SELECT status FROM nfldb.backup_runs WHERE id = \(killedID)") == "running")
+            let health = try nfldb("health", "--check", "backups", env: env)
+            #expect(health.status == 2, "\(health.allOutput)")
+            #expect(health.standardOutput.contains("backup run \(killedID)") && health.standardOutput.contains("no nfldb backup run holds its lock"), "\(health.allOutput)")
+
+            _ = try sql("ALTER SYSTEM RESET archive_command")
+            _ = try sql("SELECT pg_reload_conf()")
+            let next = try nfldb("backup", "run", "--type", "full", env: env)
+            #expect(next.status == 0, "\(next.allOutput)")
+            #expect(next.standardError.contains("marked backup run(s) \(killedID) failed"), "\(next.allOutput)")
+            #expect(try sql("SELECT status FROM nfldb.backup_runs WHERE id = \(killedID)") == "failed")
+            let healthy = try nfldb("health", "--check", "backups", env: env)
+            #expect(healthy.status != 2 && !healthy.standardOutput.contains("holds its lock"), "no verification yet is a WARNING, nothing CRITICAL: \(healthy.allOutput)")
+
+            // A run that fails before pgBackRest starts (here a stanza typo) is recorded too: health is CRITICAL at once.
+            var typo = env
+            typo["NFLDB_BACKUP_STANZA"] = "nfldbx"
+            let early = try nfldb("backup", "run", "--type", "full", env: typo)
+            #expect(early.status == 1, "\(early.allOutput)")
+            #expect(try sql("SELECT status FROM nfldb.backup_runs WHERE stanza = 'nfldbx'") == "failed")
+            let typoHealth = try nfldb("health", "--check", "backups", env: typo)
+            #expect(typoHealth.status == 2, "\(typoHealth.allOutput)")
+        }
+    }
 }

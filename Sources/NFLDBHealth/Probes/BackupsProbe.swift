@@ -54,6 +54,23 @@ public struct BackupsProbe: Probe {
             parts.append("the latest backup run (\(HealthFormat.duration(run.ageSeconds)) ago) FAILED: \(run.what ?? "no error recorded")")
             hints.append("Fix the cause in nfldb.backup_runs.error and run `nfldb backup run` again.")
         }
+        // A row still `running` whose run lock nobody holds: its nfldb backup run was killed (kill -9, OOM, reboot).
+        // (The lock is NFLDBBackup's BackupRunner.runLockClass with hashtext(stanza); pg_locks is readable by pg_monitor.)
+        let orphaned = try context.rows("""
+            SELECT r.id, extract(epoch FROM now() - r.started_at)::float8 AS age_s FROM nfldb.backup_runs r
+            WHERE r.stanza = \(stanza) AND r.status = 'running' AND NOT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.classid = \(Self.runLockClass)::int4::oid
+                AND l.objid = hashtext(\(stanza)::text)::oid AND l.objsubid = 2
+                AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+            ORDER BY r.id
+            """)
+        if let first = orphaned.first {
+            status = .critical
+            let age = (try? first.decode("age_s", as: Double.self)) ?? 0
+            parts.append("backup run \(first["id"] ?? "?") (started \(HealthFormat.duration(age)) ago) is recorded as running but no nfldb backup run holds "
+                + "its lock: it was killed before it recorded an outcome, and a backup pgBackRest finished for it has no manifest")
+            hints.append("Run `nfldb backup run` (it marks that row failed and takes a backup with a manifest), then `nfldb backup verify`.")
+        }
         if try tables.decode("verifications", as: Bool.self) {
             let verify = try latest(context, table: "backup_verifications", stanza: stanza)
             let limit = context.settings.seconds(.healthVerifyWarning)
@@ -118,6 +135,9 @@ public struct BackupsProbe: Probe {
         return ProbeOutcome(status: status, value: (lastBackup * 10).rounded() / 10, message: parts.joined(separator: "; "),
                             hint: hints.isEmpty ? nil : hints.joined(separator: " "), details: details)
     }
+
+    /// `NFLDBBackup.BackupRunner.runLockClass` (the health module does not depend on the backup module).
+    static let runLockClass = 0x6E66_6272
 
     /// The newest finished row of `table` (`backup_runs` or `backup_verifications`) for `stanza`:
     /// its outcome, age, label and error (runs) or failed checks (verifications), and the age of the

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Logging
 import NFLDBBackup
 import NFLDBCore
@@ -232,7 +233,36 @@ extension BackupCommand {
             let pg = try BackupCommand.pgbackrest(context)
             let db = try context.connect()
             defer { db.close() }
-            let report = try BackupRunner(pgbackrest: pg, connection: db, tables: BackupCommand.tables(context), logger: context.logger).run(type: type)
+            // SIGTERM/SIGHUP/SIGINT (cron's or systemd's timeout, a dropped ssh session): stop pgBackRest, record the
+            // run as failed, one line, exit 128+signal. Before, pgBackRest finished as an orphan and the row stayed running.
+            let runID = Mutex<Int64?>(nil)
+            let target = try context.connectionOptions()
+            let logger = context.logger
+            SignalExit.install { signal in
+                ProcessRunner.stopping.withLock { $0 = true }
+                let children = ProcessRunner.activeChildren.withLock { $0 }
+                for pid in children { kill(pid, SIGTERM) }
+                let deadline = ContinuousClock.now + .seconds(30)
+                while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                ProcessRunner.removeTemporaryFiles()
+                let stopped = children.isEmpty ? "pgBackRest was not running" : "pgBackRest was stopped (its next backup resumes or removes the partial one)"
+                guard let id = runID.withLock({ $0 }) else { return "backup run interrupted by \(signal) before its run was recorded; \(stopped)" }
+                do {
+                    let connection = try PostgresConnection.connect(target, logger: logger)
+                    defer { connection.close() }
+                    try connection.execute("""
+                        UPDATE nfldb.backup_runs SET status = 'failed', finished_at = clock_timestamp(), error = \("interrupted by \(signal)")
+                        WHERE id = \(id)
+                        """)
+                    return "backup run interrupted by \(signal): \(stopped); run \(id) recorded as failed; run it again"
+                } catch {
+                    return "backup run interrupted by \(signal): \(stopped); run \(id) could not be marked failed (\(error)); the next backup run marks it"
+                }
+            }
+            let report = try BackupRunner(pgbackrest: pg, connection: db, tables: BackupCommand.tables(context), logger: context.logger)
+                .run(type: type, onStarted: { id in runID.withLock { $0 = id } })
             if format == .json {
                 context.output(try BackupCommand.json(report))
             } else {
