@@ -56,14 +56,15 @@ public struct BackupsProbe: Probe {
         }
         // A row still `running` whose run lock nobody holds: its nfldb backup run was killed (kill -9, OOM, reboot).
         // (The lock is NFLDBBackup's BackupRunner.runLockClass with hashtext(stanza); pg_locks is readable by pg_monitor.)
-        let orphaned = try context.rows("""
+        // (A hand-made backup_runs without started_at — an older or foreign table — skips this part.)
+        let orphaned = (try? context.rows("""
             SELECT r.id, extract(epoch FROM now() - r.started_at)::float8 AS age_s FROM nfldb.backup_runs r
             WHERE r.stanza = \(stanza) AND r.status = 'running' AND NOT EXISTS (
               SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.classid = \(Self.runLockClass)::int4::oid
                 AND l.objid = hashtext(\(stanza)::text)::oid AND l.objsubid = 2
                 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
             ORDER BY r.id
-            """)
+            """)) ?? []
         if let first = orphaned.first {
             status = .critical
             let age = (try? first.decode("age_s", as: Double.self)) ?? 0

@@ -10,6 +10,21 @@ import NFLDBSandbox
 
 /// `nfldb backup …`: pgBackRest made easy to set up right, and a nightly restore test.
 struct BackupCommand: ParsableCommand {
+    /// Signal path: stops the running child (pgBackRest) and waits for it (at most 30 s); the main
+    /// thread's wait then parks (``ProcessRunner/stopping``) instead of reporting the death as a failure.
+    /// Returns whether a child was running.
+    static func stopChildren() -> Bool {
+        ProcessRunner.stopping.withLock { $0 = true }
+        let children = ProcessRunner.activeChildren.withLock { $0 }
+        for pid in children { kill(pid, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        ProcessRunner.removeTemporaryFiles()
+        return !children.isEmpty
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "backup",
         abstract: "pgBackRest backups with a canary and a row-count manifest, and a restore verification that proves them.",
@@ -239,15 +254,7 @@ extension BackupCommand {
             let target = try context.connectionOptions()
             let logger = context.logger
             SignalExit.install { signal in
-                ProcessRunner.stopping.withLock { $0 = true }
-                let children = ProcessRunner.activeChildren.withLock { $0 }
-                for pid in children { kill(pid, SIGTERM) }
-                let deadline = ContinuousClock.now + .seconds(30)
-                while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
-                    Thread.sleep(forTimeInterval: 0.05)
-                }
-                ProcessRunner.removeTemporaryFiles()
-                let stopped = children.isEmpty ? "pgBackRest was not running" : "pgBackRest was stopped (its next backup resumes or removes the partial one)"
+                let stopped = BackupCommand.stopChildren() ? "pgBackRest was stopped (its next backup resumes or removes the partial one)" : "pgBackRest was not running"
                 guard let id = runID.withLock({ $0 }) else { return "backup run interrupted by \(signal) before its run was recorded; \(stopped)" }
                 do {
                     let connection = try PostgresConnection.connect(target, logger: logger)
@@ -424,6 +431,13 @@ extension BackupCommand {
         }
 
         func run(_ context: CommandContext) throws {
+            // SIGTERM/SIGHUP/SIGINT: stop pgBackRest (it kept restoring as an orphan), say what is left, exit 128+signal.
+            let target = to
+            SignalExit.install { signal in
+                let stopped = BackupCommand.stopChildren()
+                return "backup restore interrupted by \(signal): \(stopped ? "pgBackRest was stopped" : "pgBackRest was not running"); "
+                    + "\(target) holds a partial restore: do not start a server on it; remove it, or restore into it again with --delta"
+            }
             let report: Restorer.Report
             do {
                 report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
