@@ -530,10 +530,7 @@ public struct AuditInstaller {
 
     /// Resolves `games` (searched in every non-system schema; must be unique) or `nfl.games`.
     /// `schema.table`, quoted for a POSIX shell only when it has to be (`'public.Odd Name'`).
-    public static func shellArgument(_ text: String) -> String {
-        guard text.contains(where: { !($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else { return text }
-        return "'" + text.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
-    }
+    public static func shellArgument(_ text: String) -> String { ShellWord.quote(text) }
 
     /// `schema.table` or `table` as written (exact names), or with SQL-quoted parts
     /// (`public."Odd Name"`, `"My.Schema"."t"`) as `format('%I.%I')` and psql print them.

@@ -112,6 +112,11 @@ public struct Restorer {
         }
         guard let targetTime = request.targetTime else { return newest.label }
         guard let epoch = Self.epoch(targetTime) else { return nil }  // pgBackRest judges forms we do not parse
+        if epoch > Date().timeIntervalSince1970 {
+            throw BackupError(
+                "--target-time \(targetTime) is in the future: recovery can never reach it",
+                hint: "Give a past time (`nfldb backup info` lists the backups and the archive's range), or restore without --target-time.", exitStatus: .usage)
+        }
         guard let first = stanza.backup.first, epoch >= Double(first.timestamp.stop) else {
             let oldest = stanza.backup.first.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0.timestamp.stop))) } ?? "?"
             throw BackupError(

@@ -398,6 +398,14 @@ public struct Verifier {
                             + ((error as? any NFLDBError)?.diagnostic.summary ?? "\(error)"),
                             "Give it as YYYY-MM-DD HH:MM:SS with an optional fraction and zone, e.g. '2026-12-05 13:00:00+00'.")
             }
+            // A time still to come can never be reached: recovery would end at the archive's end and fail the
+            // verification (recorded, health CRITICAL) for an operator's typo.
+            let now = Date().timeIntervalSince1970
+            if epoch > now {
+                let shown = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: now))
+                throw usage("--target-time \(targetTime) is in the future (now is \(shown)): recovery can never reach it",
+                            "Give a past time (between the first backup and now), or verify without --target-time to recover to the end of the archive.")
+            }
             if epoch < Double(first.timestamp.stop) {
                 let oldest = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(first.timestamp.stop)))
                 throw usage("--target-time \(targetTime) is before the first backup of stanza \(pgbackrest.stanza) finished (\(oldest)): "
@@ -1280,7 +1288,7 @@ public struct Verifier {
             advice += " (\(fine.joined(separator: ", ")) can)"
         }
         advice += ". This check passes again once they expire by retention, or now: "
-            + fulls.map { "`pgbackrest --config=\(pgbackrest.configPath) --stanza=\(pgbackrest.stanza) expire --set=\($0)`" }.joined(separator: "; ")
+            + fulls.map { "`pgbackrest --config=\(ShellWord.quote(pgbackrest.configPath)) --stanza=\(ShellWord.quote(pgbackrest.stanza)) expire --set=\($0)`" }.joined(separator: "; ")
             + (ProcessRunner.isRoot ? " (as the OS user that owns the repository)" : "")
             + ", then verify again"
         return advice

@@ -44,6 +44,8 @@ struct RestoreTests {
         let early = #expect(throws: BackupError.self) { try restorer.restore(.init(target: fresh, targetTime: "2001-01-01 00:00:00+00")) }
         #expect(early?.diagnostic.summary.contains("before the first backup") == true, "\(String(describing: early?.diagnostic))")
         #expect(early?.diagnostic.hint?.contains("Choose a time after") == true)
+        let future = #expect(throws: BackupError.self) { try restorer.restore(.init(target: fresh, targetTime: "2099-01-01 00:00:00+00")) }
+        #expect(future?.exitStatus == .usage && future?.diagnostic.summary.contains("is in the future") == true, "\(String(describing: future?.diagnostic))")
         #expect(!FileManager.default.fileExists(atPath: fresh))
         // A symlink is refused and not followed.
         let link = (f.root as NSString).appendingPathComponent("link-target")

@@ -48,6 +48,7 @@ struct VerifyUsageTests {
             ("date only", { try f.verify(targetTime: "1999-01-01") }, "not a time pgBackRest can recover to"),
             ("garbage", { try f.verify(targetTime: "yesterday-ish") }, "not a time pgBackRest can recover to"),
             ("before the first backup", { try f.verify(targetTime: "1999-01-01 00:00:00+00") }, "before the first backup"),
+            ("in the future", { try f.verify(targetTime: "2099-01-01 00:00:00+00") }, "is in the future"),
             ("missing config", { try f.verify(pg: missingConfig) }, "does not exist"),
         ]
         for (name, run, message) in cases {

@@ -17,12 +17,6 @@ struct SandboxCommand: ParsableCommand {
             """,
         subcommands: [Up.self, Down.self, Status.self, Env.self])
 
-    /// `text` as one shell word: as is when it is plain, else single-quoted.
-    static func shellWord(_ text: String) -> String {
-        guard text.isEmpty || text.contains(where: { !($0.isLetter || $0.isNumber || "_.-/=,:@%+".contains($0)) }) else { return text }
-        return "'" + text.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
-    }
-
     static func sandbox(_ context: CommandContext, dir: String?) -> Sandbox {
         let config = SandboxConfig(configuration: context.configuration)
         return Sandbox(stateDirectory: dir ?? config.stateDirectory, osUser: config.osUser, binDirectory: config.binDirectory)
@@ -41,7 +35,7 @@ struct SandboxCommand: ParsableCommand {
             let state = try sandbox.up(logger: context.logger)
             context.say("sandbox running: \(state.dsn) (state in \(sandbox.stateDirectory))")
             // The hint must work as printed: with --dir, env needs the same directory.
-            let dirArgument = dir.map { " --dir \(SandboxCommand.shellWord($0))" } ?? ""
+            let dirArgument = dir.map { " --dir \(ShellWord.quote($0))" } ?? ""
             context.say("use it with: eval \"$(nfldb sandbox env\(dirArgument))\"")
             finished(context, "sandbox up")
         }
