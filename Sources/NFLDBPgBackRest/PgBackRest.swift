@@ -146,6 +146,14 @@ public struct PgBackRestError: NFLDBError, Sendable {
             "pgBackRest runs as the cluster's OS user (postgres.os_user, default postgres when nfldb runs as root), and that user cannot "
                 + "reach \(path): give it access to the path and every directory above it (for a config file: root:postgres 0640, as "
                 + "`nfldb backup config --write` makes it; for verify's scratch, a backup.scratch_dir the OS user can enter)."
+        } else if code.rawValue == 50, stderrTail.contains("Permission denied") {
+            // Not another command holding the lock: pgBackRest may not create its lock file at all.
+            "pgBackRest cannot create its lock file (permission denied), so no other command is involved: give the cluster's OS user "
+                + "(postgres.os_user) write access to pgBackRest's lock-path (default /tmp/pgbackrest), then run again."
+        } else if code.rawValue == 37 || code.rawValue == 75, command.hasPrefix("stanza-") {
+            // `nfldb backup init` itself failed: running it again cannot be the fix.
+            "pgbackrest.conf has no [\(stanza)] section with pg1-path: check backup.stanza (NFLDB_BACKUP_STANZA) against the config's "
+                + "[stanza] sections (a typo?), or add the section (`nfldb backup config --write` writes one for the configured stanza)."
         } else if code.rawValue == 40, let path = notEmptyPath {
             "pgBackRest found files in \(path). If that is the restore target, pass --delta to reuse it or choose an empty directory; "
                 + "if it is a tablespace directory, it may be a live cluster's tablespace: restore the tablespaces elsewhere "

@@ -39,6 +39,20 @@ struct PgBackRestUnitTests {
         #expect(PgBackRestErrorCode(56).name == "db-connect")
     }
 
+    @Test("hints that fit: [050] with Permission denied is not 'another command holds the lock'; a failed stanza-create does not say to run backup init")
+    func hintsFitTheCause() {
+        let denied = PgBackRestError(command: "backup", code: PgBackRestErrorCode(50), stanza: "nfldb",
+                                     stderrTail: "ERROR: [050]: unable to acquire lock on file '/tmp/pgbackrest/nfldb-backup.lock': Permission denied")
+        #expect(denied.diagnostic.hint?.contains("cannot create its lock file (permission denied)") == true, "\(String(describing: denied.diagnostic.hint))")
+        let held = PgBackRestError(command: "backup", code: PgBackRestErrorCode(50), stanza: "nfldb",
+                                   stderrTail: "ERROR: [050]: unable to acquire lock on file '/tmp/pgbackrest/nfldb-backup.lock': Resource temporarily unavailable")
+        #expect(held.diagnostic.hint?.contains("Another pgBackRest command holds the stanza lock") == true)
+        let typo = PgBackRestError(command: "stanza-create", code: PgBackRestErrorCode(37), stanza: "nfdlb",
+                                   stderrTail: "ERROR: [037]: stanza-create command requires option: pg1-path")
+        let hint = typo.diagnostic.hint ?? ""
+        #expect(hint.contains("has no [nfdlb] section") && !hint.contains("run `nfldb backup init`"), "\(hint)")
+    }
+
     @Test("[040] path-not-empty: the hint names the path pgBackRest named, not 'the target directory'")
     func pathNotEmptyHint() {
         let error = PgBackRestError(
