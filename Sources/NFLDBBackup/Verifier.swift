@@ -1321,7 +1321,11 @@ public struct Verifier {
             """).rows.first
         let human = DurationFormat.human
         let newest = try primary.query("""
-            SELECT status, coalesce(receipt->'repoVerify'->>'ran', 'true') = 'true' AS ran
+            SELECT status,
+                   -- A receipt without the decision (a verify that failed before it, at repo-info or the stanza) ran it
+                   -- only if it has the check (receipts written before the interval existed).
+                   coalesce(receipt->'repoVerify'->>'ran',
+                            CASE WHEN receipt->'checks' @> '[{"name": "pgbackrest-verify"}]' THEN 'true' ELSE 'false' END) = 'true' AS ran
             FROM nfldb.backup_verifications WHERE stanza = \(pgbackrest.stanza) ORDER BY finished_at DESC, id DESC LIMIT 1
             """).rows.first
         if let newest, newest["status"] != "ok", try !newest.decode("ran", as: Bool.self) {

@@ -72,5 +72,16 @@ struct BackupIntegrationTests {
         #expect(forced.pageChecksums == "pg_checksums")
         #expect(forced.checks.contains { $0.name == "pg_checksums" && $0.passed })
         #expect(f.scratchLeftovers().isEmpty)
+
+        // A verification that failed before deciding (repo-info: an unreadable repo) has no repoVerify in its
+        // receipt: it did not run the full repository verification, so the next verify runs it.
+        try check.execute("""
+            INSERT INTO nfldb.backup_verifications(started_at, finished_at, status, stanza, failed_checks, receipt)
+            VALUES (now(), now(), 'failed', \(f.pgbackrest.stanza), ARRAY['repo-info'],
+                    '{"checks": [{"name": "repo-info", "passed": false, "evidence": "Permission denied"}]}'::jsonb)
+            """)
+        let after = try f.verify()
+        #expect(after.repoVerify?.ran == true && after.repoVerify?.reason.contains("the last verification failed and did not run") == true,
+                "\(after.renderText())")
     }
 }
