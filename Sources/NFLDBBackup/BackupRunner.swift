@@ -61,11 +61,6 @@ public struct BackupRunner {
         }
     }
 
-    /// The advisory lock class of a running `backup run` (second key: `hashtext(stanza)`): held for
-    /// the whole run on its session, so a `running` row whose lock nobody holds belongs to a run that
-    /// was killed (``abandonedRunsQuery``, also read by the backups health check).
-    public static let runLockClass = 0x6E66_6272  // "nfbr"
-
     /// Runs a backup of `type` (full, diff or incr).
     /// - Parameter onStarted: gets the `nfldb.backup_runs` id once the row exists (for a signal handler).
     /// - Throws: ``PgBackRestError`` when pgBackRest fails (the run is recorded as `failed`).
@@ -75,11 +70,14 @@ public struct BackupRunner {
         }
         try BackupCatalog.install(connection)
         let stanza = pgbackrest.stanza
-        guard try connection.query("SELECT pg_try_advisory_lock(\(Self.runLockClass), hashtext(\(stanza)::text))").scalar(Bool.self) else {
+        // Held for the whole run (PgBackRest.backupRunLock): with it, a `running` row of this stanza is a killed run's.
+        let lock = PgBackRest.backupRunLock(stanza: stanza)
+        guard try connection.tryAdvisoryLock(lock) else {
             throw BackupError("another nfldb backup run of stanza \(stanza) is in progress (it holds the run lock)",
+                              detail: (try? connection.advisoryLockHolder(lock)).flatMap { $0.map { "held by \($0)" } },
                               hint: "Wait for it to finish (nfldb.backup_runs shows it as running), then run this again.")
         }
-        defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.runLockClass), hashtext(\(stanza)::text))") }
+        defer { _ = try? connection.advisoryUnlock(lock) }
         // Rows a killed run left `running` (kill -9, an OOM kill, a host that went down): with the lock
         // held, no live run owns them.
         let abandoned = try connection.query("""
@@ -164,6 +162,17 @@ public struct BackupRunner {
         let json = String(decoding: try JSONEncoder().encode(writes), as: UTF8.self)
         try connection.execute("UPDATE nfldb.backup_manifests SET writes = \(json)::jsonb WHERE token = \(manifest.token)")
         return writes
+    }
+
+    /// Records a run as failed from another connection (a signal handler's, while the run's own
+    /// connection is busy): `interrupted by SIGTERM`.
+    public static func recordInterrupted(runID: Int64, signal: String, target: ConnectionOptions, logger: Logger) throws {
+        let connection = try PostgresConnection.connect(target, logger: logger)
+        defer { connection.close() }
+        try connection.execute("""
+            UPDATE nfldb.backup_runs SET status = 'failed', finished_at = clock_timestamp(), error = \("interrupted by \(signal)")
+            WHERE id = \(runID)
+            """)
     }
 
     /// Writes the manifest beside a posix repo (`<repo1-path>/nfldb-manifests/<label>.json`), so it

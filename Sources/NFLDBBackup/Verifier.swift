@@ -92,12 +92,7 @@ public enum ActiveScratch {
     /// Signal path: stop every running child (a restore must not keep writing into a scratch dir
     /// being removed), then every copy.
     static func tearDownAllLocked() {
-        let children = ProcessRunner.activeChildren.withLock { $0 }
-        for pid in children { kill(pid, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        ProcessRunner.stopActiveChildren(within: .seconds(10))
         let all = current.withLock { value -> [LocalCluster] in
             let copies = Array(value.values)
             value = [:]

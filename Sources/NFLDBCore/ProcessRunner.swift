@@ -78,6 +78,22 @@ public struct ProcessRunner: Sendable {
         }
     }
 
+    /// Signal path: SIGTERM to every running child, then waits up to `within` for them to end.
+    /// With `park`, first sets ``stopping``, so the `run` waiting for a child parks instead of
+    /// returning its death to a caller that would report it as its own failure. Returns whether a
+    /// child was running.
+    @discardableResult
+    public static func stopActiveChildren(within: Duration, park: Bool = false) -> Bool {
+        if park { stopping.withLock { $0 = true } }
+        let children = activeChildren.withLock { $0 }
+        for pid in children { kill(pid, SIGTERM) }
+        let deadline = ContinuousClock.now + within
+        while !activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return !children.isEmpty
+    }
+
     /// Removes every running child's output directory (call right before `exit` in a signal handler).
     public static func removeTemporaryFiles() {
         for path in activeScratch.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }

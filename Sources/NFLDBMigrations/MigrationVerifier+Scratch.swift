@@ -30,16 +30,16 @@ extension MigrationVerifier {
             "SELECT datname FROM pg_database WHERE left(datname, length(\(prefix)::text)) = \(prefix)::text ORDER BY datname"
         ).rows.compactMap { $0["datname"] }
         for old in leftovers where old.count > prefix.count {
-            guard try admin.query("SELECT pg_try_advisory_lock(\(scratchLockClass), hashtext(\(old)::text))").scalar(Bool.self) else { continue }
-            defer { _ = try? admin.query("SELECT pg_advisory_unlock(\(scratchLockClass), hashtext(\(old)::text))") }
+            guard try admin.tryAdvisoryLock(scratchLock(old)) else { continue }
+            defer { _ = try? admin.advisoryUnlock(scratchLock(old)) }
             try admin.execute("DROP DATABASE IF EXISTS \(identifier: old) WITH (FORCE)")
             report("dropped scratch database \(old), left behind by an interrupted migrate verify")
         }
         let name = String("\(prefix)\(getpid())".prefix(63))
-        guard try admin.query("SELECT pg_try_advisory_lock(\(scratchLockClass), hashtext(\(name)::text))").scalar(Bool.self) else {
+        guard try admin.tryAdvisoryLock(scratchLock(name)) else {
             throw MigrationError.configuration("scratch database \(name) is in use by another migrate verify", hint: "Wait for it to finish, or give --scratch-dsn.")
         }
-        defer { _ = try? admin.query("SELECT pg_advisory_unlock(\(scratchLockClass), hashtext(\(name)::text))") }
+        defer { _ = try? admin.advisoryUnlock(scratchLock(name)) }
         try admin.execute("CREATE DATABASE \(identifier: name) TEMPLATE template0")
         onCreate(name)
         defer {
@@ -52,9 +52,8 @@ extension MigrationVerifier {
         return try body(try target.withDatabase(name), name)
     }
 
-    /// The advisory lock class (first key) of the scratch-name locks: a live verify holds
-    /// (class, hashtext(name)) for as long as its scratch database exists.
-    static let scratchLockClass = 0x6E66_7672  // "nfvr"
+    /// The session advisory lock a live verify holds for as long as its scratch database exists.
+    static func scratchLock(_ name: String) -> AdvisoryLockKey { AdvisoryLockKey("nfldb migrate verify scratch \(name)") }
 
     /// Drops a scratch database from another connection (a signal handler's): `WITH (FORCE)` ends the
     /// run's own sessions on it.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFLDBCore
+import NFLDBPostgres
 
 /// pgBackRest error codes nfldb branches on (numbers from pgBackRest's `build/error.yaml`).
 public struct PgBackRestErrorCode: Sendable, Hashable, CustomStringConvertible {
@@ -187,6 +188,11 @@ public struct PgBackRest: Sendable {
         self.osUser = osUser
         self.executable = executable
     }
+
+    /// The session advisory lock a running `nfldb backup run` of `stanza` holds from start to end: a
+    /// `running` row of `nfldb.backup_runs` whose lock nobody holds belongs to a run that was killed
+    /// (`backup run` marks such rows failed; the `backups` health check is CRITICAL for them).
+    public static func backupRunLock(stanza: String) -> AdvisoryLockKey { AdvisoryLockKey("nfldb backup run \(stanza)") }
 
     /// pgBackRest's own argv (before any `runuser` wrapping): config, stanza, options, command, and
     /// the command's own arguments (`repo-ls <path>`, `repo-get <file>`).

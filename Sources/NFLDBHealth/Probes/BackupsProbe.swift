@@ -1,4 +1,5 @@
 import Foundation
+import NFLDBPgBackRest
 import NFLDBPostgres
 
 /// The backups of one stanza (`backup.stanza`, passed in as the option `stanza`), from the records
@@ -54,17 +55,14 @@ public struct BackupsProbe: Probe {
             parts.append("the latest backup run (\(HealthFormat.duration(run.ageSeconds)) ago) FAILED: \(run.what ?? "no error recorded")")
             hints.append("Fix the cause in nfldb.backup_runs.error and run `nfldb backup run` again.")
         }
-        // A row still `running` whose run lock nobody holds: its nfldb backup run was killed (kill -9, OOM, reboot).
-        // (The lock is NFLDBBackup's BackupRunner.runLockClass with hashtext(stanza); pg_locks is readable by pg_monitor.)
-        // (A hand-made backup_runs without started_at — an older or foreign table — skips this part.)
-        let orphaned = (try? context.rows("""
-            SELECT r.id, extract(epoch FROM now() - r.started_at)::float8 AS age_s FROM nfldb.backup_runs r
-            WHERE r.stanza = \(stanza) AND r.status = 'running' AND NOT EXISTS (
-              SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.classid = \(Self.runLockClass)::int4::oid
-                AND l.objid = hashtext(\(stanza)::text)::oid AND l.objsubid = 2
-                AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
-            ORDER BY r.id
+        // A row still `running` whose run lock (PgBackRest.backupRunLock) nobody holds: its nfldb backup run was
+        // killed (kill -9, OOM, reboot). pg_locks is readable by pg_monitor. (A hand-made backup_runs without
+        // started_at — an older or foreign table — skips this part.)
+        let running = (try? context.rows("""
+            SELECT id, extract(epoch FROM now() - started_at)::float8 AS age_s FROM nfldb.backup_runs
+            WHERE stanza = \(stanza) AND status = 'running' ORDER BY id
             """)) ?? []
+        let orphaned = try running.isEmpty || context.connection.advisoryLockHolder(PgBackRest.backupRunLock(stanza: stanza)) != nil ? [] : running
         if let first = orphaned.first {
             status = .critical
             let age = (try? first.decode("age_s", as: Double.self)) ?? 0
@@ -136,9 +134,6 @@ public struct BackupsProbe: Probe {
         return ProbeOutcome(status: status, value: (lastBackup * 10).rounded() / 10, message: parts.joined(separator: "; "),
                             hint: hints.isEmpty ? nil : hints.joined(separator: " "), details: details)
     }
-
-    /// `NFLDBBackup.BackupRunner.runLockClass` (the health module does not depend on the backup module).
-    static let runLockClass = 0x6E66_6272
 
     /// The newest finished row of `table` (`backup_runs` or `backup_verifications`) for `stanza`:
     /// its outcome, age, label and error (runs) or failed checks (verifications), and the age of the

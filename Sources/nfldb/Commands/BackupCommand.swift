@@ -10,19 +10,11 @@ import NFLDBSandbox
 
 /// `nfldb backup …`: pgBackRest made easy to set up right, and a nightly restore test.
 struct BackupCommand: ParsableCommand {
-    /// Signal path: stops the running child (pgBackRest) and waits for it (at most 30 s); the main
-    /// thread's wait then parks (``ProcessRunner/stopping``) instead of reporting the death as a failure.
-    /// Returns whether a child was running.
+    /// Signal path: stops the running child (pgBackRest) and waits for it (at most 30 s), parking the
+    /// main thread's wait (``ProcessRunner/stopping``); returns whether a child was running.
     static func stopChildren() -> Bool {
-        ProcessRunner.stopping.withLock { $0 = true }
-        let children = ProcessRunner.activeChildren.withLock { $0 }
-        for pid in children { kill(pid, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !ProcessRunner.activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        ProcessRunner.removeTemporaryFiles()
-        return !children.isEmpty
+        defer { ProcessRunner.removeTemporaryFiles() }
+        return ProcessRunner.stopActiveChildren(within: .seconds(30), park: true)
     }
 
     static let configuration = CommandConfiguration(
@@ -257,12 +249,7 @@ extension BackupCommand {
                 let stopped = BackupCommand.stopChildren() ? "pgBackRest was stopped (its next backup resumes or removes the partial one)" : "pgBackRest was not running"
                 guard let id = runID.withLock({ $0 }) else { return "backup run interrupted by \(signal) before its run was recorded; \(stopped)" }
                 do {
-                    let connection = try PostgresConnection.connect(target, logger: logger)
-                    defer { connection.close() }
-                    try connection.execute("""
-                        UPDATE nfldb.backup_runs SET status = 'failed', finished_at = clock_timestamp(), error = \("interrupted by \(signal)")
-                        WHERE id = \(id)
-                        """)
+                    try BackupRunner.recordInterrupted(runID: id, signal: signal, target: target, logger: logger)
                     return "backup run interrupted by \(signal): \(stopped); run \(id) recorded as failed; run it again"
                 } catch {
                     return "backup run interrupted by \(signal): \(stopped); run \(id) could not be marked failed (\(error)); the next backup run marks it"
