@@ -211,8 +211,7 @@ public final class SecretResolver: Sendable {
         guard fstat(fd, &info) == 0 else {
             throw ConfigurationError("\(what): cannot read \(path): \(String(cString: strerror(errno)))", source: source)
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            let kind = (info.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (info.st_mode & S_IFMT) == S_IFIFO ? "a FIFO" : "a device or socket"
+        if let kind = FileKind.nonRegular(info.st_mode) {
             throw ConfigurationError("\(what): \(path) is \(kind), not a regular file", source: source,
                                      hint: "Point the reference at a regular file (mode 0600) whose first line is the secret.")
         }

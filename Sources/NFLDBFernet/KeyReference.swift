@@ -116,12 +116,7 @@ extension KeyReference {
             var info = stat()
             guard stat(path, &info) == 0 else { throw .fileUnreadable(path: path, reason: String(cString: strerror(errno))) }
             // The type first: a chmod hint for a directory or /dev/null would be wrong (or harmful).
-            switch info.st_mode & S_IFMT {
-            case S_IFREG: break
-            case S_IFDIR: throw .notRegularFile(path: path, kind: "a directory")
-            case S_IFIFO: throw .notRegularFile(path: path, kind: "a FIFO")
-            default: throw .notRegularFile(path: path, kind: "a device or socket")
-            }
+            if let kind = FileKind.nonRegular(info.st_mode) { throw .notRegularFile(path: path, kind: kind) }
             // libpq's .pgpass rule: no group or world permissions at all.
             if info.st_mode & 0o077 != 0 { throw .fileTooOpen(path: path, mode: String(info.st_mode & 0o777, radix: 8)) }
             guard let data = FileManager.default.contents(atPath: path) else { throw .fileUnreadable(path: path, reason: "read failed") }

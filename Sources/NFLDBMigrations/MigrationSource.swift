@@ -106,13 +106,9 @@ public struct MigrationDirectory: Sendable {
                 ?? "\(path): cannot be read: \(String(cString: strerror(errno)))")
             return nil
         }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR:
-            problems.append("\(path): a directory named like a migration file; rename or remove it")
-            return nil
-        default:
-            problems.append("\(path): not a regular file (a FIFO, socket or device); migrations are regular files")
+        if let kind = FileKind.nonRegular(info.st_mode) {
+            problems.append((info.st_mode & S_IFMT) == S_IFDIR ? "\(path): a directory named like a migration file; rename or remove it"
+                                                  : "\(path): not a regular file (\(kind)); migrations are regular files")
             return nil
         }
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -444,7 +444,6 @@ public final class Migrator {
         return "the connection to the server was lost, so nfldb could not confirm the rollback; PostgreSQL rolls back an open transaction when its connection ends, but a loss during COMMIT may have committed it: check `nfldb migrate status` and the database before running again"
     }
 
-    /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
     /// Failures whose cause is not the file: the server went away, or the role may not do it.
     static func notTheFileHint(_ error: PostgresError) -> String? {
         if error.kind == .connection || error.sqlState.map({ $0.hasPrefix("08") || $0 == SQLState.adminShutdown || $0 == SQLState.cannotConnectNow }) == true {
@@ -458,6 +457,7 @@ public final class Migrator {
         return nil
     }
 
+    /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
     static func outsideTransactionHint(_ error: PostgresError) -> String? {
         guard error.sqlState == "25001" else { return nil }
         return "This statement runs only outside a transaction block, and nfldb runs each migration in one: move it to a migration of its own and \(MigrationStatementRules.markerFix), then run `nfldb migrate up` again."
