@@ -126,13 +126,8 @@ struct BackupCLITests {
 
     @Test("backup run stopped: SIGTERM stops pgBackRest and records the run failed (exit 143, one line); after kill -9 health names the orphaned row and the next run marks it")
     func interruptedBackupRun() throws {
-        try withScratchDirectory("nfldb-backup-stop") { dir in
-            let state = (dir as NSString).appendingPathComponent("state")
-            defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
-            try #require(try nfldb("sandbox", "up", "--dir", state).status == 0)
-            let env = try SandboxCLITests.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
+        try SandboxCLITests.withMigratedSandbox("nfldb-backup-stop") { _, env in
             let config = try #require(env["NFLDB_BACKUP_CONFIG"])
-            try #require(try nfldb("migrate", "up", "-q", "--dir", SharedSlice.repository + "/migrations", env: env).status == 0)
             try #require(try nfldb("backup", "init", env: env).status == 0)
             let first = try nfldb("backup", "run", "--type", "full", env: env)
             try #require(first.status == 0, "\(first.allOutput)")

@@ -79,14 +79,22 @@ struct SandboxCLITests {
         }
     }
 
-    @Test("the server stops while health waits on it: that check is CRITICAL (the database went away), exit 2, so --alert pages; not UNKNOWN")
-    func serverLostMidHealthRunIsCritical() throws {
-        try withScratchDirectory("nfldb-sandbox-lost") { dir in
+    /// A sandbox under a scratch directory with the platform migrations applied: `body` gets its state
+    /// directory and `sandbox env`'s exports; the sandbox is taken down afterwards.
+    static func withMigratedSandbox(_ prefix: String, _ body: (_ state: String, _ env: [String: String]) throws -> Void) throws {
+        try withScratchDirectory(prefix) { dir in
             let state = (dir as NSString).appendingPathComponent("state")
             defer { _ = try? nfldb("sandbox", "down", "--dir", state) }
             try #require(try nfldb("sandbox", "up", "--dir", state).status == 0)
-            let env = try Self.parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
+            let env = try parseExports(try nfldb("sandbox", "env", "--dir", state).standardOutput)
             try #require(try nfldb("migrate", "up", "-q", "--dir", SharedSlice.repository + "/migrations", env: env).status == 0)
+            try body(state, env)
+        }
+    }
+
+    @Test("the server stops while health waits on it: that check is CRITICAL (the database went away), exit 2, so --alert pages; not UNKNOWN")
+    func serverLostMidHealthRunIsCritical() throws {
+        try Self.withMigratedSandbox("nfldb-sandbox-lost") { state, env in
             let info = try #require(try jsonObject(nfldb("sandbox", "status", "--dir", state, "--format", "json").standardOutput)["state"] as? [String: Any])
             let port = try #require(info["port"] as? Int), root = try #require(info["cluster_root"] as? String)
             // A session holds nfl.etl_runs, so the etl_freshness check waits on its lock.

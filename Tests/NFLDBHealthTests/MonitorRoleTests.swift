@@ -47,22 +47,15 @@ struct MonitorRoleTests {
 
     @Test("a login outside pg_monitor is not 'cannot connect' CRITICAL (no false page): connections answers, the checks it may not run are UNKNOWN with the GRANT")
     func loginWithoutPgMonitor() throws {
-        let cluster = try TestCluster.shared()
-        let name = "nomon_\(getpid())_\(UUID().uuidString.prefix(6).lowercased())"
-        let password = "pw\(UUID().uuidString.prefix(12))"
-        let admin = try PostgresConnection.connect(ConnectionOptions(dsn: cluster.adminDSN), logger: TestCluster.logger)
-        defer {
-            _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: name)")
-            admin.close()
-        }
-        try admin.execute("CREATE ROLE \(identifier: name) LOGIN PASSWORD \(unsafeRaw: PostgresIdentifier.literal(password))")
-        try TestCluster.withDatabase(prefix: "h_nomon") { db in
-            let report = runChecks(ProbeRegistry.names, dsn: db.cluster.dsn(database: db.name, user: name, password: password))
-            #expect(report.targets.first?.role == "primary", "\(report.renderText())")
-            let connections = try #require(report.check("connections"))
-            #expect(connections.status != .critical && !connections.message.contains("cannot connect"), "\(report.renderText())")
-            #expect(!report.checks.contains { $0.status == .critical }, "nothing pages for a missing grant: \(report.renderText())")
-            #expect(report.checks.contains { $0.status == .unknown && ($0.hint ?? "").contains("GRANT pg_monitor TO \(name)") }, "\(report.renderText())")
+        try withLoginRole(inPgMonitor: false) { name, password in
+            try TestCluster.withDatabase(prefix: "h_nomon") { db in
+                let report = runChecks(ProbeRegistry.names, dsn: db.cluster.dsn(database: db.name, user: name, password: password))
+                #expect(report.targets.first?.role == "primary", "\(report.renderText())")
+                let connections = try #require(report.check("connections"))
+                #expect(connections.status != .critical && !connections.message.contains("cannot connect"), "\(report.renderText())")
+                #expect(!report.checks.contains { $0.status == .critical }, "nothing pages for a missing grant: \(report.renderText())")
+                #expect(report.checks.contains { $0.status == .unknown && ($0.hint ?? "").contains("GRANT pg_monitor TO \(name)") }, "\(report.renderText())")
+            }
         }
     }
 }

@@ -56,12 +56,18 @@ func eventually(timeout: Double = 15, _ condition: () throws -> Bool) rethrows -
 
 /// A LOGIN role that is only a member of pg_monitor (created and dropped around `body`).
 func withMonitorRole<T>(_ body: (_ user: String, _ password: String) throws -> T) throws -> T {
+    try withLoginRole(inPgMonitor: true, body)
+}
+
+/// A login role with a random password on the shared cluster, a member of pg_monitor or of nothing;
+/// dropped afterwards.
+func withLoginRole<T>(inPgMonitor: Bool, _ body: (_ user: String, _ password: String) throws -> T) throws -> T {
     let cluster = try TestCluster.shared()
-    let name = "mon_\(getpid())_\(UUID().uuidString.prefix(6).lowercased())"
+    let name = "\(inPgMonitor ? "mon" : "nomon")_\(getpid())_\(UUID().uuidString.prefix(6).lowercased())"
     let password = "pw\(UUID().uuidString.prefix(12))"
     let admin = try PostgresConnection.connect(ConnectionOptions(dsn: cluster.adminDSN), logger: TestCluster.logger)
     defer { admin.close() }
-    try admin.execute("CREATE ROLE \(identifier: name) LOGIN PASSWORD \(unsafeRaw: PostgresIdentifier.literal(password)) IN ROLE pg_monitor")
+    try admin.execute("CREATE ROLE \(identifier: name) LOGIN PASSWORD \(unsafeRaw: PostgresIdentifier.literal(password))\(unsafeRaw: inPgMonitor ? " IN ROLE pg_monitor" : "")")
     defer { _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: name)") }
     return try body(name, password)
 }
