@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
         // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
+        // libcurl from Debian's libcurl4-openssl-dev; only NFLDBETL imports it (the HTTP source's transfers).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
@@ -77,7 +79,7 @@ let package = Package(
         // Re-encrypting a column in batches: `nfldb crypt rotate`.
         .target(name: "NFLDBCrypt", dependencies: ["NFLDBFernet", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // ETL: streaming CSV, data contracts, idempotent loads: `nfldb etl …`.
-        .target(name: "NFLDBETL", dependencies: ["CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBETL", dependencies: ["CCurl", "CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",

@@ -1,9 +1,6 @@
 import Foundation
 import Logging
 import NFLDBCore
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A token bucket shared by every request of one run: `rate` tokens per second, at most `burst`.
 public final class TokenBucket: @unchecked Sendable {
@@ -56,7 +53,8 @@ public struct HTTPSourceError: NFLDBError, Sendable {
 /// An HTTP(S) source: retries with exponential backoff and full jitter on connection errors,
 /// timeouts, 429 and 5xx (honouring `Retry-After`), a token bucket per run, a total deadline, and
 /// conditional requests (`If-None-Match` / `If-Modified-Since`). The body is handed to the parser
-/// chunk by chunk as it arrives.
+/// chunk by chunk as it arrives, through a ``CurlTransfer`` that holds the server back while the
+/// parser is behind and is aborted the moment the source is given up (a refused endless body).
 public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable {
     public let name: String
     /// Credential values were taken out of ``name``: its validators are not remembered, since
@@ -75,8 +73,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
     private let correlationID: String?
     private let bucket: TokenBucket
     private let deadline: ContinuousClock.Instant
-    private var stream: StreamDelegate?
-    private var session: URLSession?
+    private var transfer: CurlTransfer?
 
     /// Connects (with retries) until the server answers 200 (the body then streams through
     /// ``read()``) or 304 (``notModified``), or throws ``HTTPSourceError``.
@@ -92,7 +89,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
     }
 
     deinit {
-        session?.invalidateAndCancel()
+        transfer?.stop()
     }
 
     private func fail(_ summary: String, hint: String, retryable: Bool = true) -> HTTPSourceError {
@@ -115,77 +112,73 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                            hint: "Raise etl.http.deadline or etl.http.rate, or try again later.")
             }
             attempts += 1
-            var request = URLRequest(url: url)
-            request.httpMethod = "GET"
-            request.setValue("nfldb-etl", forHTTPHeaderField: "User-Agent")
-            if let correlationID { request.setValue(correlationID, forHTTPHeaderField: "X-Correlation-ID") }
-            if let etag = conditional?.etag { request.setValue(etag, forHTTPHeaderField: "If-None-Match") }
-            if let modified = conditional?.lastModified { request.setValue(modified, forHTTPHeaderField: "If-Modified-Since") }
+            var headers = [("User-Agent", "nfldb-etl")]
+            if let correlationID { headers.append(("X-Correlation-ID", correlationID)) }
+            if let etag = conditional?.etag { headers.append(("If-None-Match", etag)) }
+            if let modified = conditional?.lastModified { headers.append(("If-Modified-Since", modified)) }
+            // A CR, LF or NUL in a value (an odd correlation id, a stored validator) would end the
+            // header line and start another: such a header is not sent.
+            headers.removeAll { $0.1.contains { $0 == "\r" || $0 == "\n" || $0 == "\0" } }
             let remaining = deadline - ContinuousClock.now
             let timeout = min(settings.timeout, remaining)
-            request.timeoutInterval = max(timeout.inSeconds, 0.05)
-            let configuration = URLSessionConfiguration.ephemeral
-            configuration.timeoutIntervalForRequest = max(timeout.inSeconds, 0.05)
-            configuration.timeoutIntervalForResource = max(remaining.inSeconds, 0.05)
-            configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-            let delegate = StreamDelegate()
-            let session = URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
             let started = ContinuousClock.now
-            session.dataTask(with: request).resume()
-            let outcome = delegate.waitForResponse(until: min(deadline, started + timeout + .milliseconds(200)))
+            // The hard deadline is a second past the run's, so the reader's own deadline (and its
+            // message) comes first; the transfer is aborted by then whatever happens.
+            let transfer = CurlTransfer(url: url.absoluteString, headers: headers, connectTimeout: max(timeout, .milliseconds(50)),
+                                        hardDeadline: deadline + .seconds(1))
+            let outcome = transfer.waitForResponse(until: min(deadline, started + timeout + .milliseconds(200)))
             let ms = (ContinuousClock.now - started).inMilliseconds
             var retryAfter: Duration?
             switch outcome {
             case .response(let response):
-                status = response.statusCode
+                status = response.status
                 log("http attempt", ["http.status": .stringConvertible(status), "duration_ms": .stringConvertible(ms.rounded())])
                 switch status {
                 case 200:
-                    validators = HTTPValidators(etag: response.value(forHTTPHeaderField: "ETag"),
-                                                lastModified: response.value(forHTTPHeaderField: "Last-Modified"))
-                    self.stream = delegate
-                    self.session = session
+                    validators = HTTPValidators(etag: response.value("ETag"),
+                                                lastModified: response.value("Last-Modified"))
+                    self.transfer = transfer
                     return
                 case 304 where conditional?.etag == nil && conditional?.lastModified == nil:
                     // Not asked for (no validator sent): a broken proxy or cache, not "unchanged".
-                    session.invalidateAndCancel()
+                    transfer.stop()
                     throw fail("HTTP 304 Not Modified to a request that was not conditional (no If-None-Match or If-Modified-Since was sent)",
                                hint: "Something between nfldb and the source (a proxy or cache) answers for it; check it, or load from another URL.", retryable: false)
                 case 304:
                     notModified = true
                     validators = conditional ?? HTTPValidators()
-                    session.invalidateAndCancel()
+                    transfer.stop()
                     return
                 case 300...399:
-                    // Redirects are not followed (see StreamDelegate): the target could be any host,
+                    // Redirects are not followed (CurlTransfer): the target could be any host,
                     // and etl_runs.source would name the URL given, not the one read.
-                    session.invalidateAndCancel()
-                    let location = response.value(forHTTPHeaderField: "Location").map { Self.redactedLocation($0, relativeTo: url) }
+                    transfer.stop()
+                    let location = response.value("Location").map { Self.redactedLocation($0, relativeTo: url) }
                     throw fail("the server redirected (HTTP \(status)) to \(location ?? "no Location given"); redirects are not followed (not retried)",
                                hint: location == nil ? "Check the URL (etl.games.source / --source)."
                                    : "Give that URL as --source (or etl.games.source) if you trust it.", retryable: false)
                 case 408, 429, 500...599:
                     lastProblem = "HTTP \(status)"
-                    retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap(Self.parseRetryAfter)
-                    session.invalidateAndCancel()
+                    retryAfter = response.value("Retry-After").flatMap(Self.parseRetryAfter)
+                    transfer.stop()
                 case 400...499:
-                    session.invalidateAndCancel()
+                    transfer.stop()
                     throw fail("HTTP \(status) (not retried: a client error will not go away by itself)",
                                hint: "Check the URL (etl.games.source / --source) and whether the server needs credentials.", retryable: false)
                 default:
                     // 201, 204, 206…: not a whole file; asking again gets the same answer.
-                    session.invalidateAndCancel()
+                    transfer.stop()
                     throw fail("unexpected HTTP status \(status) (nfldb needs 200 with the whole file, or 304 to a conditional request; not retried)",
                                hint: "Check the URL (etl.games.source / --source): it should serve the CSV file itself.", retryable: false)
                 }
-            case .failed(let error):
-                lastProblem = "connection error: \(error.localizedDescription)"
-                log("http attempt failed", ["error": .string(error.localizedDescription), "duration_ms": .stringConvertible(ms.rounded())])
-                session.invalidateAndCancel()
+            case .failed(let message):
+                lastProblem = "connection error: \(message)"
+                log("http attempt failed", ["error": .string(message), "duration_ms": .stringConvertible(ms.rounded())])
+                transfer.stop()
             case .timedOut:
                 lastProblem = "no response within \(timeout)"
                 log("http attempt timed out", ["duration_ms": .stringConvertible(ms.rounded())])
-                session.invalidateAndCancel()
+                transfer.stop()
             }
             guard attempts < settings.maxAttempts else { break }
             // Full jitter: uniform in [0, min(cap, base·2^(n-1))]; Retry-After is a floor.
@@ -237,97 +230,21 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
     static let longestRetryAfter: Double = 86_400
 
     public func read() throws -> Data? {
-        guard let stream else { return nil }
-        switch stream.next(until: deadline) {
+        guard let transfer else { return nil }
+        switch transfer.next(until: deadline, idle: settings.timeout) {
         case .data(let data): return data
         case .end: return nil
-        case .failed(let error):
-            throw fail("the download broke off after \(stream.received) bytes: \(error.localizedDescription)",
+        case .failed(let message):
+            throw fail("the download broke off after \(transfer.received) bytes: \(message)",
                        hint: "Nothing was loaded (the run's transaction rolled back). Run the load again.")
         case .timedOut:
-            throw fail("deadline of \(settings.deadline) reached while downloading (\(stream.received) bytes so far)",
+            transfer.stop()
+            throw fail("deadline of \(settings.deadline) reached while downloading (\(transfer.received) bytes so far)",
                        hint: "Nothing was loaded. Raise etl.http.deadline for slow links.")
-        }
-    }
-}
-
-/// Collects URLSession callbacks for the reading thread.
-final class StreamDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    enum ResponseOutcome { case response(HTTPURLResponse), failed(any Error), timedOut }
-    enum Chunk { case data(Data), end, failed(any Error), timedOut }
-
-    private let condition = NSCondition()
-    private var response: HTTPURLResponse?
-    /// A 3xx answer not followed; it becomes ``response`` when the task completes.
-    private var redirect: HTTPURLResponse?
-    private var chunks: [Data] = []
-    private var finished = false
-    private var error: (any Error)?
-    private(set) var received = 0
-
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping @Sendable (URLSession.ResponseDisposition) -> Void) {
-        condition.lock()
-        self.response = response as? HTTPURLResponse
-        condition.broadcast()
-        condition.unlock()
-        completionHandler(.allow)
-    }
-
-    /// Redirects are never followed: the 3xx response is handed on as the answer (HTTPSource
-    /// fails with its Location), so no request goes to the host it names. The reader is woken only
-    /// when the task completes: FoundationNetworking processes the nil answer later on its work
-    /// queue and traps ("Received callback for HTTP redirection, but we're not waiting for it") if
-    /// the session was cancelled in between.
-    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-                    newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
-        condition.lock()
-        redirect = response
-        condition.unlock()
-        completionHandler(nil)
-    }
-
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        condition.lock()
-        chunks.append(data)
-        received += data.count
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
-        condition.lock()
-        finished = true
-        self.error = error
-        if response == nil { response = redirect ?? task.response as? HTTPURLResponse }
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func waitForResponse(until deadline: ContinuousClock.Instant) -> ResponseOutcome {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if let response { return .response(response) }
-            if finished { return .failed(error ?? URLError(.badServerResponse)) }
-            let left = deadline - ContinuousClock.now
-            if left <= .zero { return .timedOut }
-            _ = condition.wait(until: Date().addingTimeInterval(min(left.inSeconds, 0.25)))
-        }
-    }
-
-    func next(until deadline: ContinuousClock.Instant) -> Chunk {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if !chunks.isEmpty { return .data(chunks.removeFirst()) }
-            if finished {
-                if let error { return .failed(error) }
-                return .end
-            }
-            let left = deadline - ContinuousClock.now
-            if left <= .zero { return .timedOut }
-            _ = condition.wait(until: Date().addingTimeInterval(min(left.inSeconds, 0.25)))
+        case .stalled:
+            transfer.stop()
+            throw fail("the download stalled: no data for \(settings.timeout) after \(transfer.received) bytes",
+                       hint: "Nothing was loaded (the run's transaction rolled back). Run the load again; raise etl.http.timeout for a slow server.")
         }
     }
 }

@@ -48,6 +48,13 @@ public final class ScenarioServer {
         }
     }
 
+    /// Endless bodies the client closed: when, and how many bytes had been sent by then.
+    public var closedEndlessBodies: [(time: Double, sent: Int)] {
+        let text = (try? String(contentsOfFile: logPath + ".closed", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:] }
+            .map { ($0["t"] as? Double ?? 0, $0["sent"] as? Int ?? 0) }
+    }
+
     deinit {
         // SIGKILL: the test runner's ignored SIGTERM is inherited by the child.
         kill(process.processIdentifier, SIGKILL)

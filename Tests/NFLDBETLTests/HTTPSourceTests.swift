@@ -256,10 +256,15 @@ import Testing
     }
 
     /// An endless body of 'A's without a line break (a worker takes URLs from Redis): refused at
-    /// 1 MiB instead of growing until the process aborts; the run is recorded as failed.
+    /// 1 MiB instead of growing until the process aborts; the run is recorded as failed, and the
+    /// download is aborted at once: the server sees the connection closed after a few MiB (the
+    /// read-ahead is held back at 4 MiB), not a transfer that goes on in the background.
+    /// (On URLSession this hung for good: tearing the session down waited on a work queue the
+    /// endless body never let go of; CI timed out on it.)
     @Test func endlessBodyIsRefused() throws {
         let server = try ScenarioServer(responses: [["status": 200, "endless": "A"]])
         try ETLWorld.with { world in
+            let started = ContinuousClock.now
             do {
                 let result = try load(world, server.url)
                 Issue.record("an endless body loaded: \(result.status)")
@@ -267,8 +272,54 @@ import Testing
                 #expect(failed.cause.contains("line 1: field 1 of the record starting on this line is longer than 1 MiB"), "\(failed.cause)")
                 #expect(try world.scalar("SELECT status FROM nfl.etl_runs WHERE id = \(failed.result.runID!)", as: String.self) == "failed")
             }
+            #expect(ContinuousClock.now - started < .seconds(30))
             #expect(try world.scalar("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'", as: Int.self) == 0)
+            #expect(poll(timeout: .seconds(10)) { !server.closedEndlessBodies.isEmpty }, "the server still sends: the transfer was not aborted")
+            let sent = server.closedEndlessBodies.first?.sent ?? 0
+            #expect(sent < 64 << 20, "\(sent) bytes were sent before the transfer was aborted")
         }
+    }
+
+    /// A server that stops sending mid-body (the connection stays open): the load fails once no
+    /// data came for etl.http.timeout, naming the bytes received; nothing is loaded.
+    @Test func stalledBodyFails() throws {
+        let server = try ScenarioServer(responses: [["status": 200, "file": Slice.path, "stall_after": 20000]])
+        try ETLWorld.with { world in
+            var http = HTTPSourceTests.fast
+            http.timeout = .seconds(1)
+            let started = ContinuousClock.now
+            do {
+                let result = try load(world, server.url, http: http)
+                Issue.record("a stalled body loaded: \(result.status)")
+            } catch let failed as LoadFailed {
+                #expect(failed.cause.contains("the download stalled: no data for 1.0 seconds after 20000 bytes"), "\(failed.cause)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(try world.counts()["games"] == 0)
+        }
+    }
+
+    /// The parser is slower than the link: the transfer is held back (bounded read-ahead), not
+    /// buffered whole; a load that reads everything still gets every row.
+    @Test func slowReaderHoldsTheTransferBack() throws {
+        let server = try ScenarioServer(responses: [["status": 200, "endless": "A"]])
+        let transfer = CurlTransfer(url: server.url, headers: [], connectTimeout: .seconds(5), hardDeadline: .now + .seconds(30))
+        defer { transfer.stop() }
+        guard case .response(let response) = transfer.waitForResponse(until: .now + .seconds(10)) else {
+            Issue.record("no response")
+            return
+        }
+        #expect(response.status == 200 && response.value("content-type") == "text/csv")
+        Thread.sleep(forTimeInterval: 1)
+        let held = transfer.received
+        Thread.sleep(forTimeInterval: 1)
+        #expect(held >= CurlTransfer.bufferLimit && held < CurlTransfer.bufferLimit + (1 << 20), "\(held) bytes read ahead")
+        #expect(transfer.received == held, "nothing more is taken while nobody reads")
+        var read = 0
+        while read < 3 * CurlTransfer.bufferLimit, case .data(let data) = transfer.next(until: .now + .seconds(10), idle: .seconds(5)) { read += data.count }
+        #expect(read >= 3 * CurlTransfer.bufferLimit, "reading lets the transfer go on")
+        transfer.stop()
+        #expect(poll(timeout: .seconds(10)) { !server.closedEndlessBodies.isEmpty }, "stop() closes the connection")
     }
 
     /// A redirect is not followed, to another local port or to a host that does not resolve: the

@@ -11,7 +11,8 @@ If-None-Match equals it, the answer is 304. Each request is appended to LOG_FILE
 Hostile bodies: "truncate": N drops the body's last N bytes; "length": N declares N as the
 Content-Length (the body is cut to N bytes on the wire, as a client reading N bytes would see it),
 "length": "none" sends no Content-Length and closes the connection after the body; "endless": "A"
-sends that text forever without a length.
+sends that text forever without a length, and appends {"t", "sent"} to LOG_FILE.closed when the client
+closes the connection. "stall_after": N sends the first N bytes of the body, then nothing.
 """
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,11 +60,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if "endless" in spec:
             piece = spec["endless"].encode() * 65536
+            sent = 0
             try:
                 while True:
                     self.wfile.write(piece)
+                    sent += len(piece)
             except (BrokenPipeError, ConnectionResetError):
+                # The client let go: LOG_FILE.closed gets how much it was sent first, and when.
+                with open(log_path + ".closed", "a") as closed:
+                    closed.write(json.dumps({"t": time.time(), "sent": sent}) + "\n")
                 return
+        if "stall_after" in spec:
+            # Sends that many bytes of the declared body, then nothing (the connection stays open).
+            self.wfile.write(body[:spec["stall_after"]])
+            self.wfile.flush()
+            time.sleep(3600)
+            return
         # Send the body in pieces so the client parses it as it arrives.
         for i in range(0, len(body), 65536):
             self.wfile.write(body[i:i + 65536])
