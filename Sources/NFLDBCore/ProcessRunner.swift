@@ -86,12 +86,63 @@ public struct ProcessRunner: Sendable {
     public static func stopActiveChildren(within: Duration, park: Bool = false) -> Bool {
         if park { stopping.withLock { $0 = true } }
         let children = activeChildren.withLock { $0 }
+        // Their own children too (pgBackRest's `restore:local` processes): a child that dies on
+        // SIGTERM leaves them to notice on their own, seconds later, still writing where it wrote.
+        let family = children.flatMap { descendants(of: $0) }
         for pid in children { kill(pid, SIGTERM) }
         let deadline = ContinuousClock.now + within
         while !activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.05)
         }
+        endLeftovers(family, until: deadline)
         return !children.isEmpty
+    }
+
+    /// Processes below `root`, from /proc (Linux): children first, then theirs.
+    public static func descendants(of root: pid_t) -> [pid_t] {
+        var children: [pid_t: [pid_t]] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(name), let parent = parentAndState(of: pid)?.parent else { continue }
+            children[parent, default: []].append(pid)
+        }
+        var found: [pid_t] = []
+        var queue = [root]
+        while !queue.isEmpty {
+            let next = children[queue.removeFirst()] ?? []
+            found += next
+            queue += next
+        }
+        return found
+    }
+
+    /// Whether `pid` still runs (a zombie waiting to be reaped does not).
+    public static func isRunning(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM, let state = parentAndState(of: pid)?.state else { return false }
+        return state != "Z" && state != "X"
+    }
+
+    /// `/proc/PID/stat`: the fields after the command name (which may hold spaces and parentheses).
+    static func parentAndState(of pid: pid_t) -> (parent: pid_t, state: Character)? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
+        return (parent, state)
+    }
+
+    /// SIGTERM to those of `pids` still running, then waits until they are gone (SIGKILL at `deadline`).
+    static func endLeftovers(_ pids: [pid_t], until deadline: ContinuousClock.Instant) {
+        var left = pids.filter(isRunning)
+        for pid in left { kill(pid, SIGTERM) }
+        while !left.isEmpty {
+            if ContinuousClock.now >= deadline {
+                for pid in left { kill(pid, SIGKILL) }
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+            left = left.filter(isRunning)
+        }
     }
 
     /// Removes every running child's output directory (call right before `exit` in a signal handler).
@@ -189,12 +240,14 @@ public struct ProcessRunner: Sendable {
             }
             let cancelled = cancellation?.isCancelled == true
             if cancelled || ContinuousClock.now >= deadline {
+                let family = Self.descendants(of: pid)
                 kill(pid, SIGTERM)
                 let graceEnd = ContinuousClock.now + .seconds(5)
                 while waitpid(pid, &waitStatus, WNOHANG) == 0 {
                     if ContinuousClock.now >= graceEnd { kill(pid, SIGKILL); _ = waitpid(pid, &waitStatus, 0); break }
                     Thread.sleep(forTimeInterval: 0.05)
                 }
+                Self.endLeftovers(family, until: max(graceEnd, ContinuousClock.now + .seconds(1)))
                 let name = URL(fileURLWithPath: resolved).lastPathComponent
                 throw ProcessError(diagnostic: Diagnostic(
                     cancelled ? "\(name) was cancelled and stopped" : "\(name) did not finish within \(timeout) and was stopped",

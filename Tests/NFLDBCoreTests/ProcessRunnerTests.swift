@@ -166,3 +166,47 @@ struct ProcessRunnerSignalTests {
 func processExists(_ pid: pid_t) -> Bool {
     kill(pid, 0) == 0 || errno != ESRCH
 }
+
+@Suite("ProcessRunner leaves no grandchildren")
+struct ProcessRunnerDescendantTests {
+    /// `sh -c 'sleep 300 & …; wait'` dies on SIGTERM and its `sleep` would run on as an orphan (as
+    /// pgBackRest's `restore:local` processes did for seconds after a stopped restore, seen by the
+    /// queue's backup.verify test as a process left in the scratch directory).
+    static let script = #"sleep 300 & echo $! > "$0"; wait"#
+
+    @Test("a timed-out child's own children are stopped too")
+    func timeoutStopsGrandchildren() throws {
+        try withTemporaryDirectory { dir in
+            let pidFile = dir + "/grandchild"
+            #expect(throws: ProcessError.self) {
+                try ProcessRunner().run("/bin/sh", ["-c", Self.script, pidFile], timeout: .milliseconds(300))
+            }
+            let grandchild = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(!ProcessRunner.isRunning(grandchild), "the grandchild \(grandchild) still runs")
+        }
+    }
+
+    @Test("a cancelled child's own children are stopped too; descendants(of:) sees them while they run")
+    func cancellationStopsGrandchildren() throws {
+        try withTemporaryDirectory { dir in
+            let pidFile = dir + "/grandchild"
+            let cancellation = ProcessCancellation()
+            let watcher = Thread {
+                let deadline = ContinuousClock.now + .seconds(10)
+                while (try? String(contentsOfFile: pidFile, encoding: .utf8))?.hasSuffix("\n") != true && ContinuousClock.now < deadline {
+                    Thread.sleep(forTimeInterval: 0.02)
+                }
+                let seen = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                if let seen, ProcessRunner.descendants(of: getpid()).contains(seen) { try? "seen".write(toFile: dir + "/seen", atomically: true, encoding: .utf8) }
+                cancellation.cancel()
+            }
+            watcher.start()
+            #expect(throws: ProcessError.self) {
+                try ProcessRunner().run("/bin/sh", ["-c", Self.script, pidFile], timeout: .seconds(60), cancellation: cancellation)
+            }
+            #expect(FileManager.default.fileExists(atPath: dir + "/seen"), "descendants(of: getpid()) listed the grandchild")
+            let grandchild = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(!ProcessRunner.isRunning(grandchild), "the grandchild \(grandchild) still runs")
+        }
+    }
+}
