@@ -134,6 +134,35 @@ struct VerifySignalTests {
     @Test("SIGHUP (an ssh session that drops) is handled like SIGTERM: exit 129, scratch dir gone, no process left")
     func sighupTearsDown() throws { try signalTearsDown(SIGHUP) }
 
+    /// The full repository check runs pgBackRest's `verify:local` workers below `pgbackrest verify`;
+    /// stopping only their parent left them running on for seconds after nfldb had exited.
+    @Test("SIGTERM while --full's repository check runs: exit 143, and no pgBackRest process of it outlives nfldb")
+    func sigtermDuringFullRepoCheck() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        _ = try f.backup("full")
+        let scratch = (f.root as NSString).appendingPathComponent("scratch-full-\(UUID().uuidString.prefix(6))")
+        let child = try CLIRunner.spawn(
+            ["backup", "verify", "--full", "--dsn", f.dsn, "--scratch", scratch],
+            environment: ["NFLDB_BACKUP_CONFIG": f.configPath, "NFLDB_BACKUP_STANZA": f.pgbackrest.stanza],
+            workingDirectory: f.root)
+        defer {
+            child.kill9()
+            child.removeOutput()
+            try? FileManager.default.removeItem(atPath: scratch)
+        }
+        func repoCheck() -> [String] { BackupFixture.processes(mentioning: f.configPath).filter { $0.contains(" verify") } }
+        let seen = poll(timeout: .seconds(120), interval: .milliseconds(2)) { repoCheck().contains { $0.contains("verify:local") } || child.exitStatus != nil }
+        try #require(seen && child.isRunning, "no verify:local process seen while nfldb ran: \(child.standardOutput + child.standardError)")
+        child.send(SIGTERM)
+        let status = child.wait(timeout: .seconds(60))
+        #expect(status == 128 + SIGTERM, "\(child.standardOutput + child.standardError)")
+        // At once, not after a grace: nfldb waited for them before it exited.
+        #expect(repoCheck().isEmpty, "pgBackRest verify processes left: \(repoCheck())")
+    }
+
     @Test("SIGKILL leaves a running copy; the next fresh run stops and removes it, says so, and passes")
     func sigkillThenFreshRunCleansUp() throws {
         let f = try BackupFixture()
