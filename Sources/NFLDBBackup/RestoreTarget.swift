@@ -15,9 +15,14 @@ public enum RestoreTarget {
         }
         let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
         if !entries.isEmpty && !delta {
+            // --delta only takes an earlier restore's data directory: suggesting it for any other
+            // directory leads to the next refusal.
+            let restoredBefore = entries.contains("PG_VERSION") || entries.contains("backup.manifest")
             throw BackupError(
                 "refusing to restore into \(path): the directory is not empty (\(entries.count) entries)",
-                hint: "Choose an empty directory, or pass --delta to let pgBackRest reuse the files that already match.", exitStatus: .usage)
+                hint: restoredBefore ? "Choose an empty directory, or pass --delta to let pgBackRest reuse the files that already match."
+                    : "Choose an empty directory (this one holds no PG_VERSION or backup.manifest, so it is no earlier restore that --delta could reuse).",
+                exitStatus: .usage)
         }
     }
 }

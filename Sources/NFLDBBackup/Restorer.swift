@@ -178,15 +178,17 @@ public struct Restorer {
                                   hint: "Give --to a real directory (or a path that does not exist yet).", exitStatus: .usage)
             }
         }
-        try RestoreTarget.check(path, delta: request.delta)
         // pgBackRest writes the path unescaped into restore_command in postgresql.auto.conf.
         try Verifier.checkScratchChars(path, role: "--to")
         try Verifier.checkScratchChars(request.tablespaceDirectory, role: "--tablespace-dir")
+        // A live cluster first: a directory holding one is also "not empty", and that refusal's
+        // hint (--delta) would only lead to this one.
         let live = LiveClusterPaths.scan()
         try live.refuse(path, as: "--to", hint: "Restore into a directory outside every running cluster's data directory and tablespaces.")
         try live.refuse(request.tablespaceDirectory, as: "the tablespace directory",
                         hint: "Pass --tablespace-dir with a directory outside every running cluster's data directory and tablespaces "
                             + "(default: \(Request.defaultTablespaceDirectory(for: path))).")
+        try RestoreTarget.check(path, delta: request.delta)
         let tablespaceDirectory = request.tablespaceDirectory
         if LiveClusterPaths.overlap(LiveClusterPaths.resolve(tablespaceDirectory), LiveClusterPaths.resolve(path)) {
             throw BackupError("refusing --tablespace-dir \(tablespaceDirectory): it overlaps the target data directory \(path), "

@@ -37,6 +37,20 @@ struct RestoreTests {
             #expect(after.0 == before.0 && after.1 == before.1, "\(d) went from \(before) to \(after)")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: d) == ["x"])
+        // Each hint works in the state it was printed: without --delta, a directory that is no earlier
+        // restore is not told to pass --delta (which refuses it next).
+        let plain = #expect(throws: BackupError.self) { try restorer.restore(.init(target: d, delta: false)) }
+        #expect(plain?.diagnostic.hint?.contains("pass --delta") == false, "\(String(describing: plain?.diagnostic))")
+        // A directory holding the live cluster's data directory is refused as such (not "not empty,
+        // pass --delta", which then refused it for this).
+        let parent = (f.cluster.dataDirectory as NSString).deletingLastPathComponent
+        for delta in [false, true] {
+            let holding = #expect(throws: BackupError.self) { try restorer.restore(.init(target: parent, delta: delta)) }
+            #expect(holding?.exitStatus == .usage)
+            #expect(holding?.diagnostic.summary.contains("contains \(f.cluster.dataDirectory)") == true, "\(String(describing: holding?.diagnostic))")
+            #expect(holding?.diagnostic.hint?.contains("--delta") == false, "\(String(describing: holding?.diagnostic))")
+        }
+        #expect(f.cluster.isRunning)
         // An unknown --set and a --target-time before the first backup: refused before the directory exists.
         let fresh = (f.root as NSString).appendingPathComponent("never-created")
         let noSet = #expect(throws: BackupError.self) { try restorer.restore(.init(target: fresh, set: "20000101-000000F")) }
