@@ -1282,10 +1282,28 @@ public struct Verifier {
         } else {
             advice += " (\(fine.joined(separator: ", ")) can)"
         }
-        advice += ". This check passes again once they expire by retention, or now: "
-            + fulls.map { "`pgbackrest --config=\(ShellWord.quote(pgbackrest.configPath)) --stanza=\(ShellWord.quote(pgbackrest.stanza)) expire --set=\($0)`" }.joined(separator: "; ")
-            + (ProcessRunner.isRoot ? " (as the OS user that owns the repository)" : "")
-            + ", then verify again"
+        // `expire --set` of a full backup also expires the diff/incr backups that depend on it
+        // (labels `<full>_…`), and pgBackRest refuses to expire the latest backup: a full whose chain
+        // holds the latest one cannot be expired until a newer full backup exists.
+        let latest = stanza.backup.last?.label
+        let chains = fulls.map { full in (full, stanza.backup.map(\.label).filter { $0.hasPrefix(full + "_") }) }
+        let blocked = chains.filter { full, dependants in full == latest || dependants.contains { $0 == latest } }
+        let expirable = chains.filter { full, dependants in !(full == latest || dependants.contains { $0 == latest }) }
+        advice += ". This check passes again once they expire by retention"
+        if !expirable.isEmpty {
+            advice += ", or now: "
+                + expirable.map { full, dependants in
+                    "`pgbackrest --config=\(ShellWord.quote(pgbackrest.configPath)) --stanza=\(ShellWord.quote(pgbackrest.stanza)) expire --set=\(full)`"
+                        + (dependants.isEmpty ? "" : " (also expires \(dependants.joined(separator: ", ")), which depend\(dependants.count == 1 ? "s" : "") on it)")
+                }.joined(separator: "; ")
+                + (ProcessRunner.isRoot ? " (as the OS user that owns the repository)" : "")
+                + ", then verify again"
+        }
+        if !blocked.isEmpty {
+            advice += "; \(blocked.map(\.0).joined(separator: ", ")) cannot be expired yet: \(blocked.count == 1 ? "its" : "their") chain holds the latest backup "
+                + "\(latest ?? ""), which pgBackRest does not expire. Take a new full backup first (`nfldb backup run --type full`); "
+                + "the next verify then prints the expire to run"
+        }
         return advice
     }
 
