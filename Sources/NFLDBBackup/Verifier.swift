@@ -1240,6 +1240,10 @@ public struct Verifier {
             evidence += "; backups listed in backup.info but absent from pgbackrest verify's result (directory gone?): "
                 + unverified.joined(separator: ", ")
         }
+        if !parsed.damagedFiles.isEmpty {
+            evidence += "; damaged files: " + parsed.damagedFiles.prefix(5).joined(separator: ", ")
+                + (parsed.damagedFiles.count > 5 ? " and \(parsed.damagedFiles.count - 5) more (the pgBackRest log lists them all)" : "")
+        }
         if !parsed.problems.isEmpty { evidence += "; " + parsed.problems.prefix(3).joined(separator: " | ") }
         r.check("pgbackrest-verify", parsed.ok && unverified.isEmpty, evidence)
 

@@ -16,12 +16,17 @@ public struct VerifyOutput: Sendable, Equatable {
     public var walRanges: [WALRange]
     /// Lines mentioning errors (checksum mismatch, missing file, invalid).
     public var problems: [String]
+    /// Repository files a verify process found bad, as `<reason> <backup label or archive id>/<path>`
+    /// (its `P01 INFO: invalid checksum '20261207-013109F/pg_data/base/16384/2838.gz'` lines), so the
+    /// evidence names what is damaged and not only which backups are.
+    public var damagedFiles: [String] = []
 
-    public init(status: String?, backups: [String: String], walRanges: [WALRange], problems: [String]) {
+    public init(status: String?, backups: [String: String], walRanges: [WALRange], problems: [String], damagedFiles: [String] = []) {
         self.status = status
         self.backups = backups
         self.walRanges = walRanges
         self.problems = problems
+        self.damagedFiles = damagedFiles
     }
 
     /// A backup being taken right now (`in-progress`) is not judged: a `backup run` that overlaps
@@ -35,6 +40,19 @@ public struct VerifyOutput: Sendable, Equatable {
 
     /// Labels of backups that were still being taken.
     public var inProgress: [String] { backups.filter { $0.value == "in-progress" }.map(\.key).sorted() }
+
+    /// `… P01   INFO: invalid checksum '<label>/<path>'` (also `missing`, `invalid size`, …) →
+    /// `invalid checksum <label>/<path>`; nil for any other line.
+    static func damagedFile(_ line: String) -> String? {
+        guard let info = line.range(of: " INFO: "), line.hasSuffix("'") else { return nil }
+        let message = line[info.upperBound...]
+        guard let open = message.firstIndex(of: "'"), open < message.index(before: message.endIndex) else { return nil }
+        let reason = message[..<open].trimmingCharacters(in: .whitespaces)
+        let lower = reason.lowercased()
+        guard !reason.isEmpty, lower.contains("invalid") || lower.contains("missing") else { return nil }
+        let path = message[message.index(after: open)..<message.index(before: message.endIndex)]
+        return "\(reason) \(path)"
+    }
 
     public static func parse(_ text: String) -> VerifyOutput {
         var output = VerifyOutput(status: nil, backups: [:], walRanges: [], problems: [])
@@ -71,6 +89,10 @@ public struct VerifyOutput: Sendable, Equatable {
                 } else {
                     output.status = value
                 }
+                continue
+            }
+            if let file = damagedFile(line) {
+                output.damagedFiles.append(file)
                 continue
             }
             let lower = line.lowercased()

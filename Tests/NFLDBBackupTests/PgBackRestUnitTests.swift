@@ -224,4 +224,22 @@ struct PgBackRestUnitTests {
         let running = #expect(throws: BackupError.self) { try RestoreTarget.check(dir, delta: true) }
         #expect(running?.description.contains("is running on it") == true)
     }
+
+    @Test("verify output: a worker's 'invalid checksum' line names the damaged file; begin/end lines and the summary do not")
+    func verifyNamesDamagedFiles() {
+        let text = """
+        2026-12-07 01:31:18.151 P00   INFO: verify command begin 2.45: --config=/tmp/x/pgbackrest.conf --stanza=nfldb
+        2026-12-07 01:31:18.364 P01   INFO: invalid checksum '20261207-013109F/pg_data/base/16384/2838.gz'
+        2026-12-07 01:31:18.365 P02   INFO: missing file '15-1/0000000100000000/000000010000000000000003-abc.gz'
+        2026-12-07 01:31:18.621 P00   INFO: stanza: nfldb
+                                            status: error
+            backup: 20261207-013109F, status: invalid, total files checked: 1288, total valid files: 1287
+              missing: 0, checksum invalid: 1, size invalid: 0, other: 0
+        2026-12-07 01:31:18.621 P00   INFO: verify command end: completed successfully (473ms)
+        """
+        let parsed = VerifyOutput.parse(text)
+        #expect(parsed.damagedFiles == ["invalid checksum 20261207-013109F/pg_data/base/16384/2838.gz",
+                                        "missing file 15-1/0000000100000000/000000010000000000000003-abc.gz"])
+        #expect(parsed.backups["20261207-013109F"] == "invalid" && !parsed.ok)
+    }
 }

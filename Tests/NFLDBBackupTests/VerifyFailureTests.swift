@@ -84,6 +84,9 @@ struct VerifyFailureTests {
         #expect(!receipt.passed)
         let verify = try #require(failed(receipt, "pgbackrest-verify"), "\(receipt.renderText())")
         #expect(verify.evidence.contains("invalid"))
+        // The damaged file is named, so the on-call DBA knows what to look at.
+        let named = "invalid checksum \(full.label)/pg_data/base/\(oid)/\(try #require(victim))"
+        #expect(verify.evidence.contains("damaged files: \(named)"), "\(verify.evidence)")
         #expect(failed(receipt, "restore") != nil, "\(receipt.renderText())")
         #expect(f.scratchLeftovers().isEmpty)
     }
