@@ -2,7 +2,7 @@
 #define NFLDB_CCURL_SHIM_H
 // Debian 12's libcurl4-openssl-dev (7.88). Only NFLDBETL imports this module, for the HTTP source:
 // its write callback can hold back (a full buffer) or abort (the reader stopped) a transfer, which
-// URLSession on Linux cannot. curl_easy_setopt/getinfo are C variadics Swift cannot call: these
+// URLSession on Linux cannot. curl_easy_setopt is a C variadic Swift cannot call: these
 // typed wrappers can be.
 #include <curl/curl.h>
 
@@ -23,8 +23,5 @@ static inline CURLcode nfldb_curl_setopt_data_callback(CURL *handle, CURLoption 
 }
 static inline CURLcode nfldb_curl_setopt_xferinfo_callback(CURL *handle, nfldb_curl_xferinfo_callback value) {
     return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, value);
-}
-static inline CURLcode nfldb_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
-    return curl_easy_getinfo(handle, info, value);
 }
 #endif

@@ -126,6 +126,9 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
             // message) comes first; the transfer is aborted by then whatever happens.
             let transfer = CurlTransfer(url: url.absoluteString, headers: headers, connectTimeout: max(timeout, .milliseconds(50)),
                                         hardDeadline: deadline + .seconds(1))
+            // Every outcome but a 200 (whose body ``read()`` streams) ends this attempt's transfer,
+            // also the ones that return or throw.
+            defer { if self.transfer !== transfer { transfer.stop() } }
             let outcome = transfer.waitForResponse(until: min(deadline, started + timeout + .milliseconds(200)))
             let ms = (ContinuousClock.now - started).inMilliseconds
             var retryAfter: Duration?
@@ -141,18 +144,15 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                     return
                 case 304 where conditional?.etag == nil && conditional?.lastModified == nil:
                     // Not asked for (no validator sent): a broken proxy or cache, not "unchanged".
-                    transfer.stop()
                     throw fail("HTTP 304 Not Modified to a request that was not conditional (no If-None-Match or If-Modified-Since was sent)",
                                hint: "Something between nfldb and the source (a proxy or cache) answers for it; check it, or load from another URL.", retryable: false)
                 case 304:
                     notModified = true
                     validators = conditional ?? HTTPValidators()
-                    transfer.stop()
                     return
                 case 300...399:
                     // Redirects are not followed (CurlTransfer): the target could be any host,
                     // and etl_runs.source would name the URL given, not the one read.
-                    transfer.stop()
                     let location = response.value("Location").map { Self.redactedLocation($0, relativeTo: url) }
                     throw fail("the server redirected (HTTP \(status)) to \(location ?? "no Location given"); redirects are not followed (not retried)",
                                hint: location == nil ? "Check the URL (etl.games.source / --source)."
@@ -160,26 +160,22 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                 case 408, 429, 500...599:
                     lastProblem = "HTTP \(status)"
                     retryAfter = response.value("Retry-After").flatMap(Self.parseRetryAfter)
-                    transfer.stop()
                 case 400...499:
-                    transfer.stop()
                     throw fail("HTTP \(status) (not retried: a client error will not go away by itself)",
                                hint: "Check the URL (etl.games.source / --source) and whether the server needs credentials.", retryable: false)
                 default:
                     // 201, 204, 206…: not a whole file; asking again gets the same answer.
-                    transfer.stop()
                     throw fail("unexpected HTTP status \(status) (nfldb needs 200 with the whole file, or 304 to a conditional request; not retried)",
                                hint: "Check the URL (etl.games.source / --source): it should serve the CSV file itself.", retryable: false)
                 }
             case .failed(let message):
                 lastProblem = "connection error: \(message)"
                 log("http attempt failed", ["error": .string(message), "duration_ms": .stringConvertible(ms.rounded())])
-                transfer.stop()
             case .timedOut:
                 lastProblem = "no response within \(timeout)"
                 log("http attempt timed out", ["duration_ms": .stringConvertible(ms.rounded())])
-                transfer.stop()
             }
+            transfer.stop()  // now, not at the defer: the failed attempt's connection is not held while backing off
             guard attempts < settings.maxAttempts else { break }
             // Full jitter: uniform in [0, min(cap, base·2^(n-1))]; Retry-After is a floor.
             let exponential = min(settings.backoffCap.inSeconds, settings.backoffBase.inSeconds * pow(2, Double(attempts - 1)))
