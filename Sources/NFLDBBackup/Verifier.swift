@@ -1291,8 +1291,9 @@ public struct Verifier {
         // holds the latest one cannot be expired until a newer full backup exists.
         let latest = stanza.backup.last?.label
         let chains = fulls.map { full in (full, stanza.backup.map(\.label).filter { $0.hasPrefix(full + "_") }) }
-        let blocked = chains.filter { full, dependants in full == latest || dependants.contains { $0 == latest } }
-        let expirable = chains.filter { full, dependants in !(full == latest || dependants.contains { $0 == latest }) }
+        let holdsLatest = { (chain: (String, [String])) in chain.0 == latest || chain.1.contains { $0 == latest } }
+        let blocked = chains.filter(holdsLatest)
+        let expirable = chains.filter { !holdsLatest($0) }
         advice += ". This check passes again once they expire by retention"
         if !expirable.isEmpty {
             advice += ", or now: "
