@@ -34,6 +34,18 @@ struct VerifyFailureTests {
         try FileManager.default.removeItem(atPath: "\(archiveRoot)/\(victim)")
     }
 
+    /// A stanza with one full backup (its label passed on) and the first WAL segment archived after
+    /// it removed: a gap no backup taken so far can be recovered past.
+    func withGapAfterFullBackup(_ body: (BackupFixture, String) throws -> Void) throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let old = try f.backup("full").label
+        try archiveTwoSegments(f)
+        try removeFirstSegmentAfterBackup(f)
+        try body(f, old)
+    }
+
     func failed(_ receipt: VerificationReceipt, _ name: String) -> VerificationCheck? {
         receipt.checks.first { $0.name == name && !$0.passed }
     }
@@ -113,64 +125,55 @@ struct VerifyFailureTests {
 
     @Test("a WAL segment missing after the backup: the failure names the backups that cannot be recovered past the gap; a new full backup alone does not clear it; the printed expire does")
     func walMissingAfterBackup() throws {
-        let f = try BackupFixture()
-        defer { f.close() }
-        try f.initStanza()
-        let old = try f.backup("full").label
-        try archiveTwoSegments(f)
-        try removeFirstSegmentAfterBackup(f)
+        try withGapAfterFullBackup { f, old in
+            let receipt = try f.verify()
+            #expect(!receipt.passed)
+            let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
+            #expect(gap.evidence.contains("WAL gap"))
+            #expect(gap.evidence.contains("backup(s) \(old) start before") && gap.evidence.contains("no backup starts after the gap: take a new full backup"),
+                    "\(gap.evidence)")
+            #expect(f.scratchLeftovers().isEmpty)
 
-        let receipt = try f.verify()
-        #expect(!receipt.passed)
-        let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
-        #expect(gap.evidence.contains("WAL gap"))
-        #expect(gap.evidence.contains("backup(s) \(old) start before") && gap.evidence.contains("no backup starts after the gap: take a new full backup"),
-                "\(gap.evidence)")
-        #expect(f.scratchLeftovers().isEmpty)
-
-        // The new full backup restores, but the old one still cannot reach the present: still failed, now saying which can.
-        let new = try f.backup("full").label
-        let again = try f.verify(full: true)
-        let stillGap = try #require(failed(again, "wal-continuity"), "\(again.renderText())")
-        #expect(again.checks.filter { !$0.passed }.map(\.name) == ["wal-continuity"], "only the gap fails: \(again.renderText())")
-        let command = "pgbackrest --config=\(f.configPath) --stanza=nfldb expire --set=\(old)"
-        #expect(stillGap.evidence.contains("(\(new) can)") && stillGap.evidence.contains("`\(command)`"), "\(stillGap.evidence)")
-        // Run what it printed (as the repository's OS user), then verify again: passed.
-        _ = try f.pgbackrest.runChecked("expire", ["--set=\(old)"])
-        let cleared = try f.verify(full: true)
-        #expect(cleared.passed, "\(cleared.renderText())")
+            // The new full backup restores, but the old one still cannot reach the present: still failed, now saying which can.
+            let new = try f.backup("full").label
+            let again = try f.verify(full: true)
+            let stillGap = try #require(failed(again, "wal-continuity"), "\(again.renderText())")
+            #expect(again.checks.filter { !$0.passed }.map(\.name) == ["wal-continuity"], "only the gap fails: \(again.renderText())")
+            let command = "pgbackrest --config=\(f.configPath) --stanza=nfldb expire --set=\(old)"
+            #expect(stillGap.evidence.contains("(\(new) can)") && stillGap.evidence.contains("`\(command)`"), "\(stillGap.evidence)")
+            // Run what it printed (as the repository's OS user), then verify again: passed.
+            _ = try f.pgbackrest.runChecked("expire", ["--set=\(old)"])
+            let cleared = try f.verify(full: true)
+            #expect(cleared.passed, "\(cleared.renderText())")
+        }
     }
 
     @Test("a WAL gap under a full backup whose incremental (after the gap) is the latest: no expire that pgBackRest refuses is printed; after a new full backup the printed expire clears it")
     func walGapUnderTheLatestChain() throws {
-        let f = try BackupFixture()
-        defer { f.close() }
-        try f.initStanza()
-        let old = try f.backup("full").label
-        try archiveTwoSegments(f)
-        try removeFirstSegmentAfterBackup(f)
-        let incr = try f.backup("incr").label
-        #expect(incr.hasPrefix(old + "_"), "\(incr) depends on \(old)")
+        try withGapAfterFullBackup { f, old in
+            let incr = try f.backup("incr").label
+            #expect(incr.hasPrefix(old + "_"), "\(incr) depends on \(old)")
 
-        let receipt = try f.verify(full: true)
-        let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
-        #expect(gap.evidence.contains("backup(s) \(old) start before") && gap.evidence.contains("(\(incr) can)"), "\(gap.evidence)")
-        #expect(!gap.evidence.contains("expire --set"), "pgBackRest refuses that expire while \(incr) is the latest: \(gap.evidence)")
-        #expect(gap.evidence.contains("\(old) cannot be expired yet") && gap.evidence.contains("Take a new full backup first"), "\(gap.evidence)")
-        // The refusal the hint avoids is real.
-        let refused = try f.pgbackrest.run("expire", ["--set=\(old)"])
-        #expect(!refused.succeeded, "pgBackRest expired the latest backup's chain")
+            let receipt = try f.verify(full: true)
+            let gap = try #require(failed(receipt, "wal-continuity"), "\(receipt.renderText())")
+            #expect(gap.evidence.contains("backup(s) \(old) start before") && gap.evidence.contains("(\(incr) can)"), "\(gap.evidence)")
+            #expect(!gap.evidence.contains("expire --set"), "pgBackRest refuses that expire while \(incr) is the latest: \(gap.evidence)")
+            #expect(gap.evidence.contains("\(old) cannot be expired yet") && gap.evidence.contains("Take a new full backup first"), "\(gap.evidence)")
+            // The refusal the hint avoids is real.
+            let refused = try f.pgbackrest.run("expire", ["--set=\(old)"])
+            #expect(!refused.succeeded, "pgBackRest expired the latest backup's chain")
 
-        // As the hint says: a new full backup, then the printed expire (which names the incremental it takes along).
-        let new = try f.backup("full").label
-        let again = try f.verify(full: true)
-        let stillGap = try #require(failed(again, "wal-continuity"), "\(again.renderText())")
-        let command = "pgbackrest --config=\(f.configPath) --stanza=nfldb expire --set=\(old)"
-        #expect(stillGap.evidence.contains("`\(command)` (also expires \(incr), which depends on it)"), "\(stillGap.evidence)")
-        #expect(stillGap.evidence.contains(new), "\(stillGap.evidence)")
-        _ = try f.pgbackrest.runChecked("expire", ["--set=\(old)"])
-        let cleared = try f.verify(full: true)
-        #expect(cleared.passed, "\(cleared.renderText())")
+            // As the hint says: a new full backup, then the printed expire (which names the incremental it takes along).
+            let new = try f.backup("full").label
+            let again = try f.verify(full: true)
+            let stillGap = try #require(failed(again, "wal-continuity"), "\(again.renderText())")
+            let command = "pgbackrest --config=\(f.configPath) --stanza=nfldb expire --set=\(old)"
+            #expect(stillGap.evidence.contains("`\(command)` (also expires \(incr), which depends on it)"), "\(stillGap.evidence)")
+            #expect(stillGap.evidence.contains(new), "\(stillGap.evidence)")
+            _ = try f.pgbackrest.runChecked("expire", ["--set=\(old)"])
+            let cleared = try f.verify(full: true)
+            #expect(cleared.passed, "\(cleared.renderText())")
+        }
     }
 
     @Test("a WAL segment lost after a passing verify, with the full repo verify not due: the archive listing finds the gap")

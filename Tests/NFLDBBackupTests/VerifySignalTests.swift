@@ -10,25 +10,11 @@ import Testing
 /// the scratch dir removed, and the process exits 128+15.
 @Suite("backup verify: SIGTERM/SIGHUP tear the copy down; after SIGKILL the next run cleans up")
 struct VerifySignalTests {
-    /// Fields of /proc/PID/stat after the command name: state, ppid, …
-    static func stat(_ pid: pid_t) -> [Substring]? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
-        return text[text.index(after: close)...].split(separator: " ")
-    }
-
     /// Running, not a zombie waiting for a reaper (pid 1 in a container may never reap).
-    static func isAlive(_ pid: pid_t) -> Bool {
-        guard let fields = stat(pid), let state = fields.first else { return false }
-        return state != "Z" && state != "X"
-    }
+    static func isAlive(_ pid: pid_t) -> Bool { ProcessRunner.isRunning(pid) }
 
-    static func children(of parent: pid_t) -> [pid_t] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(pid_t.init).filter { pid in
-            guard let fields = stat(pid), fields.count > 1 else { return false }
-            return pid_t(fields[1]) == parent && isAlive(pid)
-        }
-    }
+    /// Every process below `parent` that still runs (its children and theirs).
+    static func children(of parent: pid_t) -> [pid_t] { ProcessRunner.descendants(of: parent).filter(ProcessRunner.isRunning) }
 
     /// A running `nfldb backup verify` (the built binary) against the fixture, stopped once the
     /// restored copy's postmaster has written its pid.
