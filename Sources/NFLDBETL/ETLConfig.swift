@@ -9,6 +9,9 @@ extension ConfigKey {
         "etl.max_invalid_ratio", .number, default: "0.01", help: "share of rejected rows above which a reject-rows run fails")
     public static let etlLockWait = ConfigKey("etl.lock_wait", .duration, default: "30s", help: "how long a load waits for another load of the same target")
     public static let etlLockTimeout = ConfigKey("etl.lock_timeout", .duration, default: "10s", help: "lock_timeout of the load's statements")
+    public static let etlSuspendForeignKeys = ConfigKey(
+        "etl.suspend_foreign_keys", .boolean, default: "true",
+        help: "a first load into empty tables checks the weather/odds foreign keys once at the end (migration 0010; locks the three tables for the load)")
     public static let etlHTTPTimeout = ConfigKey("etl.http.timeout", .duration, default: "30s", help: "timeout of one HTTP attempt (connect and idle read)")
     public static let etlHTTPDeadline = ConfigKey("etl.http.deadline", .duration, default: "5min", help: "total time for all HTTP attempts of a run")
     public static let etlHTTPMaxAttempts = ConfigKey("etl.http.max_attempts", .integer, default: "6", help: "HTTP attempts per run before giving up")
@@ -23,7 +26,7 @@ public struct ETLConfig: Sendable {
     public static let nflverseGamesURL = "https://raw.githubusercontent.com/nflverse/nfldata/master/data/games.csv"
 
     public static let keys: [ConfigKey] = [
-        .etlGamesSource, .etlMaxInvalidRatio, .etlLockWait, .etlLockTimeout, .etlHTTPTimeout, .etlHTTPDeadline,
+        .etlGamesSource, .etlMaxInvalidRatio, .etlLockWait, .etlLockTimeout, .etlSuspendForeignKeys, .etlHTTPTimeout, .etlHTTPDeadline,
         .etlHTTPMaxAttempts, .etlHTTPBackoffBase, .etlHTTPBackoffCap, .etlHTTPRate, .etlHTTPBurst,
         .etlSourceRoots,
     ]
@@ -32,6 +35,7 @@ public struct ETLConfig: Sendable {
     public var maxInvalidRatio: Double
     public var lockWait: Duration
     public var lockTimeout: Duration
+    public var suspendForeignKeys: Bool
     public var http: HTTPSettings
 
     public init(configuration: Configuration) throws {
@@ -43,6 +47,7 @@ public struct ETLConfig: Sendable {
         }
         lockWait = try configuration.duration(.etlLockWait) ?? .seconds(30)
         lockTimeout = try configuration.duration(.etlLockTimeout, postgresTimeout: true) ?? .seconds(10)
+        suspendForeignKeys = try configuration.boolean(.etlSuspendForeignKeys) ?? true
         http = HTTPSettings(
             timeout: try configuration.duration(.etlHTTPTimeout) ?? .seconds(30),
             deadline: try configuration.duration(.etlHTTPDeadline) ?? .seconds(300),

@@ -26,9 +26,20 @@ public struct LoadOptions: Sendable {
     /// Called with the `nfl.etl_runs` id once the run is recorded (the command's signal handler
     /// marks that run failed when the load is interrupted).
     public var onRunRecorded: (@Sendable (Int64) -> Void)?
+    /// A first load into empty tables drops the weather/odds foreign keys to nfl.games and adds
+    /// them back (validated) before COMMIT, through migration 0010's functions (`etl.suspend_foreign_keys`).
+    public var suspendForeignKeys = true
     /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
     var directBatchBytes = 4 << 20
     public init() {}
+
+    /// The options that `etl:` settings decide (ratio, lock waits, foreign-key suspension).
+    public init(settings: ETLConfig) {
+        maxInvalidRatio = settings.maxInvalidRatio
+        lockWait = settings.lockWait
+        lockTimeout = settings.lockTimeout
+        suspendForeignKeys = settings.suspendForeignKeys
+    }
 }
 
 /// Row counts of one table in a run.
@@ -70,6 +81,10 @@ public struct LoadResult: Sendable, Codable {
     /// How nfl.games was written: `direct` (COPY straight into the empty table) or `staged`
     /// (COPY into a temporary table, anti-join, upsert); nil when nothing was loaded.
     public var loadMethod: String?
+    /// How the weather and odds rows' foreign keys to nfl.games were checked: `per-row` (the
+    /// constraint triggers) or `at-end` (suspended for a first load, added back and validated
+    /// over all rows before COMMIT); nil when nothing was loaded.
+    public var foreignKeyChecks: String?
     /// Wall-clock milliseconds per phase of the run (read + parse + validate + COPY stream
     /// together; then the merge steps and the bookkeeping), for `--format json` and `bench/etl`.
     public var phaseMS: [String: Double] = [:]
@@ -92,7 +107,7 @@ public struct LoadResult: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", status, target, source, checksum, bytes, rowsRead = "rows_read", inserted, updated, unchanged, rejected
         case invalidRatio = "invalid_ratio", tables, newTeams = "new_teams", metrics, failures, failureCount = "failure_count", error
-        case durationMS = "duration_ms", loadMethod = "load_method", phaseMS = "phase_ms"
+        case durationMS = "duration_ms", loadMethod = "load_method", foreignKeyChecks = "foreign_key_checks", phaseMS = "phase_ms"
     }
 }
 
@@ -298,10 +313,17 @@ public struct GamesLoader {
             try connection.execute("SAVEPOINT etl_direct_load")
             do {
                 result.loadMethod = "direct"
+                let suspended = options.suspendForeignKeys ? try suspendForeignKeys() : 0
+                result.foreignKeyChecks = suspended > 0 ? "at-end" : "per-row"
                 try loadDirect(input, order: order, pipeline: pipeline, options: options, result: &result)
+                if suspended > 0 {
+                    try connection.execute("SELECT nfl.etl_restore_game_foreign_keys()")
+                    result.endPhase("restore_foreign_keys")
+                }
                 try connection.execute("RELEASE SAVEPOINT etl_direct_load")
                 return
             } catch let abandoned as DirectLoadAbandoned {
+                // Also undoes a foreign-key suspension: the staging path checks each row.
                 try connection.execute("ROLLBACK TO SAVEPOINT etl_direct_load")
                 logger.notice("direct load into the empty nfl.games abandoned; reading the input again through the staging table",
                               metadata: ["etl.reason": .string(abandoned.reason)])
@@ -310,6 +332,7 @@ public struct GamesLoader {
             }
         }
         result.loadMethod = "staged"
+        result.foreignKeyChecks = "per-row"
         pipeline.keepRawLines = true
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_games ON COMMIT DROP AS
@@ -382,6 +405,35 @@ public struct GamesLoader {
         guard try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self) else { return false }
         try connection.execute("LOCK TABLE nfl.games IN SHARE ROW EXCLUSIVE MODE")
         return try connection.query("SELECT NOT EXISTS (SELECT FROM nfl.games) AS empty").scalar(Bool.self)
+    }
+
+    /// SQLSTATEs for which a first load goes on with per-row foreign-key checks instead of
+    /// suspending them: the functions are missing (migration 0010 not applied) or not executable,
+    /// the caller may not write a table, a table is not empty, or a reader holds a lock past
+    /// `lock_timeout`. Anything else (a cancel, a lost connection) fails the run.
+    static let suspensionDeclined: Set<String> = ["42883", "42501", "55000", "55P03", "3F000"]
+
+    /// Drops the weather/odds foreign keys to the empty nfl.games for this transaction
+    /// (migration 0010's `nfl.etl_suspend_game_foreign_keys()`, which runs as the schema owner and
+    /// refuses unless this transaction holds write locks on the three tables and they are empty).
+    /// Returns how many it dropped; 0, with a notice saying why, when it declined.
+    private func suspendForeignKeys() throws -> Int {
+        try connection.execute("SAVEPOINT etl_fk_suspend")
+        do {
+            try connection.execute("LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ROW EXCLUSIVE MODE")
+            let dropped = try connection.query("SELECT nfl.etl_suspend_game_foreign_keys() AS dropped").scalar(Int.self)
+            try connection.execute("RELEASE SAVEPOINT etl_fk_suspend")
+            if dropped > 0 {
+                logger.info("first load: the weather and odds foreign keys are checked once, at the end",
+                            metadata: ["etl.suspended_foreign_keys": .stringConvertible(dropped)])
+            }
+            return dropped
+        } catch let error as PostgresError where error.sqlState.map(Self.suspensionDeclined.contains) == true && connection.isAlive {
+            try connection.execute("ROLLBACK TO SAVEPOINT etl_fk_suspend")
+            logger.notice("first load checks each weather and odds row's foreign key (could not suspend them)",
+                          metadata: ["error": .string(error.diagnostic.oneLine)])
+            return 0
+        }
     }
 
     /// The direct load into an empty nfl.games: valid rows are buffered (raw CSV) and sent in

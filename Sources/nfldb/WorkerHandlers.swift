@@ -62,10 +62,7 @@ enum WorkerHandlers {
         }
         do {
             let settings = try ETLConfig(configuration: configuration)
-            var options = LoadOptions()
-            options.maxInvalidRatio = settings.maxInvalidRatio
-            options.lockWait = settings.lockWait
-            options.lockTimeout = settings.lockTimeout
+            var options = LoadOptions(settings: settings)
             options.correlationID = task.correlationID
             options.taskID = task.task.id
             if let value = optionsObject["on_invalid"] {

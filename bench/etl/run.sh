@@ -71,6 +71,12 @@ NOOP_WAL=$($PSQL -Atc "SELECT string_agg(format('%s %s kB', coalesce(rel, w.rm),
   GROUP BY c.relname, CASE WHEN c.relname IS NULL THEN r.resource_manager END ORDER BY 3 DESC LIMIT 6) w(rel, rm, kb)")
 ROWS_AFTER=$($PSQL -Atc "select (select count(*) from nfl.games) || ' games, ' || (select count(*) from nfl.weather) || ' weather, ' || (select count(*) from nfl.odds_history) || ' odds'")
 cp "$W/load_empty.out" "$W/keep_empty.json"; cp "$W/load_noop.out" "$W/keep_noop.json"
+# The same first load with the weather/odds foreign keys checked per row (etl.suspend_foreign_keys
+# off), for the lever's own ratio within this run.
+if [ "${SKIP_PER_ROW:-0}" != 1 ]; then
+  empty
+  NFLDB_ETL_SUSPEND_FOREIGN_KEYS=false timed load_perrow "$BIN" etl load games --source "$CSV" --dsn "dbname=bench" --max-invalid-ratio 0 --format json
+fi
 # The floor: psql \copy of the same file into the same (emptied) table; teams and stadiums present.
 $PSQL -c "TRUNCATE nfl.weather, nfl.odds_history, nfl.games CASCADE"
 timed floor_copy $PSQL -c "\\copy nfl.games FROM '$CSV' (FORMAT csv, HEADER, FORCE_NULL (surface))"
@@ -88,7 +94,7 @@ fi
 j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 r() { echo "scale=2; $1 / $2" | bc; }
 echo
-echo "nfldb load (empty):  $(j "$W/keep_empty.json" "d['load_method'], d['inserted'], d['rejected'], d['tables']['nfl.weather']['inserted'], d['tables']['nfl.odds_history']['inserted']")"
+echo "nfldb load (empty):  $(j "$W/keep_empty.json" "d['load_method'], d.get('foreign_key_checks'), d['inserted'], d['rejected'], d['tables']['nfl.weather']['inserted'], d['tables']['nfl.odds_history']['inserted']")"
 echo "  phases ms: $(j "$W/keep_empty.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
 echo "nfldb load (no-op):  $(j "$W/keep_noop.json" "d['load_method'], d['inserted'], d['updated'], d['unchanged']")"
 echo "  phases ms: $(j "$W/keep_noop.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
@@ -102,6 +108,7 @@ row() { printf "| %-52s | %9.2f | %9s | %9s | %9s | %6s |\n" "$1" "$2" "$3" "${S
 row "nfldb etl validate (read + parse + contract)" "${T[validate]}" "-" validate
 [ -n "${T[pandera]:-}" ] && row "pandas read_csv + pandera lazy validate (same checks)" "${T[pandera]}" "-" pandera
 row "nfldb etl load, empty target (validated)" "${T[load_empty]}" "${WAL[load_empty]}" load_empty
+[ -n "${T[load_perrow]:-}" ] && row "nfldb etl load, empty target, per-row FK checks" "${T[load_perrow]}" "${WAL[load_perrow]}" load_perrow
 row "nfldb etl load, no-op re-load" "${T[load_noop]}" "${WAL[load_noop]}" load_noop
 row "floor: psql \\copy nfl.games (no checks)" "${T[floor_copy]}" "${WAL[floor_copy]}" floor_copy
 row "floor+: \\copy games + INSERT weather, odds" "${T[floor_all]}" "${WAL[floor_all]}" floor_all
@@ -110,6 +117,7 @@ echo
 echo "server cpu ratios: load/floor_copy $(r ${SCPU[load_empty]} ${SCPU[floor_copy]}); load/floor+ $(r ${SCPU[load_empty]} ${SCPU[floor_all]})"
 echo "ratios: load/floor_copy $(r ${T[load_empty]} ${T[floor_copy]}) (goal <= 1.3); load/floor+ $(r ${T[load_empty]} ${T[floor_all]});" \
      "no-op/load $(r ${T[load_noop]} ${T[load_empty]}) (goal < 1, WAL <= 1 MB)"
+[ -n "${T[load_perrow]:-}" ] && echo "per-row FK checks: load_perrow/floor_copy $(r ${T[load_perrow]} ${T[floor_copy]}); load/load_perrow $(r ${T[load_empty]} ${T[load_perrow]}); server cpu load/load_perrow $(r ${SCPU[load_empty]} ${SCPU[load_perrow]})"
 [ -n "${T[pandera]:-}" ] && echo "validate/pandera $(r ${T[validate]} ${T[pandera]}) (goal <= 1)"
 [ -n "${T[psycopg]:-}" ] && echo "psycopg/load $(r ${T[psycopg]} ${T[load_empty]})"
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"

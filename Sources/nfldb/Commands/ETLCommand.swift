@@ -78,13 +78,11 @@ extension ETLCommand {
 
         private func load(_ context: CommandContext) throws {
             let settings = try ETLConfig(configuration: context.configuration)
-            var options = LoadOptions()
+            var options = LoadOptions(settings: settings)
             options.dryRun = dryRun
             options.policy = onInvalid
             options.maxInvalidRatio = maxInvalidRatio ?? settings.maxInvalidRatio
             options.correlationID = context.correlationID
-            options.lockWait = settings.lockWait
-            options.lockTimeout = settings.lockTimeout
             let connection = try context.connect()
             defer { connection.close() }
             // Interrupted loads are recorded as failed with the signal (``ETLInterrupt``).
