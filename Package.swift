@@ -36,10 +36,14 @@ let package = Package(
         .systemLibrary(name: "CLibSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
         // hiredis 0.14 from Debian's libhiredis-dev; only NFLDBRedis imports it.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
-        // libcurl from Debian's libcurl4-openssl-dev; only NFLDBETL imports it (the HTTP source's transfers).
+        // libcurl from Debian's libcurl4-openssl-dev; only NFLDBHTTP imports it.
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]),
         // Diagnostics, exit codes, secret redaction, configuration, logging, process runner.
         .target(name: "NFLDBCore", dependencies: ["CLibCrypto", logging, yams], swiftSettings: swiftSettings),
+        // HTTP(S) on libcurl, each transfer on its own thread with backpressure, a hard deadline and a
+        // body limit: the ETL source, alert webhooks and AWS Secrets Manager (not URLSession, whose
+        // Linux teardown can wait forever on a server that keeps sending).
+        .target(name: "NFLDBHTTP", dependencies: ["CCurl", "NFLDBCore"], swiftSettings: swiftSettings),
         // The only module that imports CLibPQ.
         .target(name: "NFLDBPostgres", dependencies: ["CLibPQ", "CLibSSL", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // The one place that renders pgbackrest.conf and runs pgBackRest (typed errors): the sandbox and `nfldb backup` use it.
@@ -69,17 +73,17 @@ let package = Package(
         // pgBackRest wrapper and restore verification: `nfldb backup …`.
         .target(name: "NFLDBBackup", dependencies: ["NFLDBCore", "NFLDBPostgres", "NFLDBPgBackRest", "NFLDBSandbox", logging], swiftSettings: swiftSettings),
         // AWS Secrets Manager over HTTPS with SigV4 (libcrypto HMAC): the `aws-sm:` secret scheme and rotation.
-        .target(name: "NFLDBAWSSecrets", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
+        .target(name: "NFLDBAWSSecrets", dependencies: ["NFLDBCore", "NFLDBHTTP", "CLibCrypto"], swiftSettings: swiftSettings),
         // `nfldb roles rotate`: the four-step Secrets Manager rotation of a role's password.
         .target(name: "NFLDBSecretRotation", dependencies: ["NFLDBAWSSecrets", "NFLDBRoles", "NFLDBPostgres", "NFLDBCore", logging], swiftSettings: swiftSettings),
         // Alert delivery and state between cron runs: `nfldb health --alert`.
-        .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBAlerting", dependencies: ["NFLDBCore", "NFLDBHTTP", logging], swiftSettings: swiftSettings),
         // Fernet field encryption (libcrypto AES-128-CBC + HMAC-SHA256): `nfldb crypt …`.
         .target(name: "NFLDBFernet", dependencies: ["NFLDBCore", "CLibCrypto"], swiftSettings: swiftSettings),
         // Re-encrypting a column in batches: `nfldb crypt rotate`.
         .target(name: "NFLDBCrypt", dependencies: ["NFLDBFernet", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // ETL: streaming CSV, data contracts, idempotent loads: `nfldb etl …`.
-        .target(name: "NFLDBETL", dependencies: ["CCurl", "CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
+        .target(name: "NFLDBETL", dependencies: ["NFLDBHTTP", "CLibCrypto", "NFLDBCore", "NFLDBPostgres", logging], swiftSettings: swiftSettings),
         // Shared fixtures; only test targets import it.
         .target(
             name: "NFLDBTestSupport",
@@ -161,6 +165,11 @@ let package = Package(
         .testTarget(
             name: "NFLDBFernetTests",
             dependencies: ["NFLDBFernet", "NFLDBCrypt", "nfldb", "NFLDBTestSupport", "NFLDBPostgres", "NFLDBCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "NFLDBHTTPTests",
+            dependencies: ["NFLDBHTTP", "NFLDBTestSupport", "NFLDBCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

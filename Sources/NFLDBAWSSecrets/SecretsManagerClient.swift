@@ -1,9 +1,6 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import NFLDBCore
-import Synchronization
+import NFLDBHTTP
 
 /// A failed Secrets Manager call: the operation, the secret, the HTTP status and AWS error code.
 /// The message never contains a secret value or the signing key.
@@ -101,26 +98,25 @@ public struct SecretsManagerClient: Sendable {
     /// One signed POST; the JSON reply, or a ``SecretsManagerError``.
     func call(_ operation: String, secretID: String, _ payload: [String: Any]) throws -> [String: Any] {
         let body = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
-        var request = URLRequest(url: endpoint, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
-        request.httpMethod = "POST"
         let headers = signer.sign(method: "POST", url: endpoint, headers: [
             "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "secretsmanager.\(operation)",
         ], body: Array(body))
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.httpBody = body
-
-        let (data, response, failure) = Self.send(request, timeout: timeout)
-        guard let http = response as? HTTPURLResponse else {
+        let exchange: HTTPExchange
+        do {
+            exchange = try HTTPClient.send(method: "POST", url: endpoint.absoluteString, headers: headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                                           body: body, timeout: .milliseconds(Int64(max(0.001, timeout) * 1000)), maxBodyBytes: Self.maxResponseBytes)
+        } catch {
             throw SecretsManagerError(
                 operation: operation, secretID: secretID, status: nil, code: nil,
-                message: "\(endpoint.absoluteString): \(failure?.localizedDescription ?? "no HTTP response within \(Int(timeout))s")",
+                message: "\(URLRedaction.redact(endpoint.absoluteString).text): \(error)",
                 hint: "Check network access to \(endpoint.host ?? "the endpoint") (AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL override it) and retry.")
         }
+        let data: Data? = exchange.body
         let object = (try? JSONSerialization.jsonObject(with: data ?? Data())) as? [String: Any]
-        guard http.statusCode == 200 else {
+        guard exchange.status == 200 else {
             let (code, message) = Self.errorCode(object: object, data: data)
-            throw SecretsManagerError(operation: operation, secretID: secretID, status: http.statusCode, code: code, message: message,
-                                      hint: Self.hint(code: code, status: http.statusCode, secretID: secretID, signer: signer))
+            throw SecretsManagerError(operation: operation, secretID: secretID, status: exchange.status, code: code, message: message,
+                                      hint: Self.hint(code: code, status: exchange.status, secretID: secretID, signer: signer))
         }
         return object ?? [:]
     }
@@ -156,33 +152,8 @@ public struct SecretsManagerClient: Sendable {
         }
     }
 
-    /// A blocking request on URLSession (commands are synchronous); the session has the same timeout.
-    static func send(_ request: URLRequest, timeout: TimeInterval) -> (Data?, URLResponse?, (any Error)?) {
-        final class Box: Sendable {
-            let value = Mutex<(Data?, URLResponse?, String?)>((nil, nil, nil))
-        }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout
-        let session = URLSession(configuration: configuration)
-        defer { session.finishTasksAndInvalidate() }
-        let task = session.dataTask(with: request) { data, response, error in
-            box.value.withLock { $0 = (data, response, error?.localizedDescription) }
-            done.signal()
-        }
-        task.resume()
-        if done.wait(timeout: .now() + timeout + 2) == .timedOut {
-            task.cancel()
-            return (nil, nil, TimeoutError(seconds: timeout))
-        }
-        let (data, response, message) = box.value.withLock { $0 }
-        return (data, response, message.map { TransportError(message: $0) })
-    }
-
-    struct TimeoutError: Error, LocalizedError { let seconds: TimeInterval; var errorDescription: String? { "no response within \(Int(seconds))s" } }
-    struct TransportError: Error, LocalizedError { let message: String; var errorDescription: String? { message } }
+    /// The most of a response body that is read: a secret is at most 64 KiB, with its JSON envelope.
+    static let maxResponseBytes = 1 << 20
 }
 
 /// The `aws-sm:` scheme for ``SecretResolver``: `aws-sm:SECRET_ID[#json_key][@VERSION_STAGE]`.

@@ -112,7 +112,7 @@ public struct AlertDispatcher: Sendable {
     public var maxConcurrent: Int
     public var logger: Logger
 
-    public init(destinations: [ResolvedDestination], transport: any AlertTransport = URLSessionTransport(), attempts: Int = 3,
+    public init(destinations: [ResolvedDestination], transport: any AlertTransport = CurlAlertTransport(), attempts: Int = 3,
                 backoff: TimeInterval = 1, timeout: TimeInterval = 10, maxConcurrent: Int = 16, logger: Logger) {
         self.destinations = destinations
         self.transport = transport

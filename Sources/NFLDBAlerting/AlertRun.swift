@@ -27,7 +27,7 @@ public enum AlertRun {
     ///   - stateFile: the state file to use instead of ``AlertConfig/stateFile``.
     public static func run(
         inputs: [AlertInput], consecutiveByCheck: [String: Int], config: AlertConfig, stateFile: String?,
-        environment: [String: String], logger: Logger, transport: any AlertTransport = URLSessionTransport(), now: Date = Date(),
+        environment: [String: String], logger: Logger, transport: any AlertTransport = CurlAlertTransport(), now: Date = Date(),
         observedAt: Date? = nil
     ) -> AlertRunResult {
         var result = AlertRunResult()

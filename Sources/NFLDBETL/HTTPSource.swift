@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFLDBCore
+import NFLDBHTTP
 
 /// A token bucket shared by every request of one run: `rate` tokens per second, at most `burst`.
 public final class TokenBucket: @unchecked Sendable {
@@ -125,7 +126,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
             // The hard deadline is a second past the run's, so the reader's own deadline (and its
             // message) comes first; the transfer is aborted by then whatever happens.
             let transfer = CurlTransfer(url: url.absoluteString, headers: headers, connectTimeout: max(timeout, .milliseconds(50)),
-                                        hardDeadline: deadline + .seconds(1))
+                                        hardDeadline: deadline + .seconds(1), threadName: "nfldb-http-source")
             // Every outcome but a 200 (whose body ``read()`` streams) ends this attempt's transfer,
             // also the ones that return or throw.
             defer { if self.transfer !== transfer { transfer.stop() } }
@@ -170,7 +171,7 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
                 }
             case .failed(let message):
                 lastProblem = "connection error: \(message)"
-                log("http attempt failed", ["error": .string(message), "duration_ms": .stringConvertible(ms.rounded())])
+                log("http attempt failed", ["error": .string(message.description), "duration_ms": .stringConvertible(ms.rounded())])
             case .timedOut:
                 lastProblem = "no response within \(timeout)"
                 log("http attempt timed out", ["duration_ms": .stringConvertible(ms.rounded())])

@@ -2,7 +2,7 @@ import CCurl
 import Foundation
 import NFLDBCore
 
-/// One HTTP GET on libcurl in its own thread, read as a stream by one reader.
+/// One HTTP request on libcurl in its own thread, its response read as a stream by one reader.
 ///
 /// Why not URLSession: on Linux it has no backpressure (every chunk is queued for the delegate
 /// however slowly it is read), and tearing a session down (`invalidateAndCancel`, `cancel`) waits
@@ -10,20 +10,30 @@ import NFLDBCore
 /// the caller for good. Here the write callback holds the transfer back while ``bufferLimit`` bytes
 /// wait to be read, and aborts it as soon as ``stop()`` is called or the hard deadline passes, so a
 /// transfer never outlives its reader by more than a callback.
-final class CurlTransfer: @unchecked Sendable {
+public final class CurlTransfer: @unchecked Sendable {
     /// The final response's status line and headers (after any 1xx).
-    struct Response: Sendable {
-        let status: Int
-        let headers: [String: String]
+    public struct Response: Sendable {
+        public let status: Int
+        public let headers: [String: String]
         /// A header's value by case-insensitive name (the last one sent wins).
-        func value(_ name: String) -> String? { headers[name.lowercased()] }
+        public func value(_ name: String) -> String? { headers[name.lowercased()] }
     }
 
-    enum ResponseOutcome { case response(Response), failed(String), timedOut }
-    enum Chunk { case data(Data), end, failed(String), timedOut, stalled }
+    /// Why a transfer failed: libcurl's message, and whether no connection could be made at all.
+    public struct Failure: Sendable, CustomStringConvertible {
+        public let message: String
+        /// The TCP connection was refused or could not be made (nothing was sent).
+        public let couldNotConnect: Bool
+        /// libcurl's own timeout (the hard deadline) ended it.
+        public let timedOut: Bool
+        public var description: String { message }
+    }
+
+    public enum ResponseOutcome { case response(Response), failed(Failure), timedOut }
+    public enum Chunk { case data(Data), end, failed(Failure), timedOut, stalled }
 
     /// Bytes received and not yet read at which the transfer is held back.
-    static let bufferLimit = 4 << 20
+    public static let bufferLimit = 4 << 20
 
     private let condition = NSCondition()
     // Guarded by `condition`.
@@ -33,13 +43,13 @@ final class CurlTransfer: @unchecked Sendable {
     private var chunks: [Data] = []
     private var buffered = 0
     private var finished = false
-    private var failure: String?
+    private var failure: Failure?
     private var stopped = false
     private var lastArrival = ContinuousClock.now
     private var receivedBytes = 0
 
     /// Body bytes received so far.
-    var received: Int {
+    public var received: Int {
         condition.lock()
         defer { condition.unlock() }
         return receivedBytes
@@ -51,18 +61,30 @@ final class CurlTransfer: @unchecked Sendable {
 
     /// Starts the request at once.
     /// - Parameters:
+    ///   - method: `GET`, or `POST` and the like with `body` (sent as given, no `Expect: 100-continue`).
+    ///   - headers: sent as given; a header whose name or value holds CR, LF or NUL is refused by
+    ///     the caller (see ``headerIsSafe(_:_:)``).
     ///   - connectTimeout: for the TCP (and TLS) connection.
     ///   - hardDeadline: the transfer is aborted after it whatever the reader does.
-    init(url: String, headers requestHeaders: [(String, String)], connectTimeout: Duration, hardDeadline: ContinuousClock.Instant) {
+    public init(method: String = "GET", url: String, headers requestHeaders: [(String, String)], body: Data? = nil,
+                connectTimeout: Duration, hardDeadline: ContinuousClock.Instant, threadName: String = "nfldb-http") {
         _ = Self.globalInit
         self.hardDeadline = hardDeadline
-        let thread = Thread { [self] in perform(url: url, requestHeaders: requestHeaders, connectTimeout: connectTimeout) }
-        thread.name = "nfldb-http-source"
+        let thread = Thread { [self] in
+            perform(method: method, url: url, requestHeaders: requestHeaders, body: body, connectTimeout: connectTimeout)
+        }
+        thread.name = threadName
         thread.start()
     }
 
+    /// Whether a header can be sent as one line: no CR, LF or NUL in its name or value (which would
+    /// split it into a second header or request).
+    public static func headerIsSafe(_ name: String, _ value: String) -> Bool {
+        !(name + value).unicodeScalars.contains { $0 == "\r" || $0 == "\n" || $0 == "\0" } && !name.isEmpty && !name.contains(":")
+    }
+
     /// Aborts the transfer (the callbacks see it at once); does not wait for the thread.
-    func stop() {
+    public func stop() {
         condition.lock()
         stopped = true
         chunks.removeAll()
@@ -72,12 +94,12 @@ final class CurlTransfer: @unchecked Sendable {
     }
 
     /// Waits for the final response's headers.
-    func waitForResponse(until deadline: ContinuousClock.Instant) -> ResponseOutcome {
+    public func waitForResponse(until deadline: ContinuousClock.Instant) -> ResponseOutcome {
         condition.lock()
         defer { condition.unlock() }
         while true {
             if let response { return .response(response) }
-            if finished { return .failed(failure ?? "the connection closed before a response") }
+            if finished { return .failed(failure ?? Failure(message: "the connection closed before a response", couldNotConnect: false, timedOut: false)) }
             let left = deadline - ContinuousClock.now
             if left <= .zero { return .timedOut }
             _ = condition.wait(until: Date().addingTimeInterval(min(left.inSeconds, 0.25)))
@@ -85,7 +107,7 @@ final class CurlTransfer: @unchecked Sendable {
     }
 
     /// The next piece of the body; `.stalled` when nothing arrived for `idle` while the reader waited.
-    func next(until deadline: ContinuousClock.Instant, idle: Duration) -> Chunk {
+    public func next(until deadline: ContinuousClock.Instant, idle: Duration) -> Chunk {
         condition.lock()
         defer { condition.unlock() }
         while true {
@@ -109,14 +131,16 @@ final class CurlTransfer: @unchecked Sendable {
 
     // MARK: - The transfer thread
 
-    private func perform(url: String, requestHeaders: [(String, String)], connectTimeout: Duration) {
+    private func perform(method: String, url: String, requestHeaders: [(String, String)], body: Data?, connectTimeout: Duration) {
         guard let handle = curl_easy_init() else {
-            finish(failure: "libcurl could not start a transfer")
+            finish(failure: Failure(message: "libcurl could not start a transfer", couldNotConnect: false, timedOut: false))
             return
         }
         defer { curl_easy_cleanup(handle) }
         var list: UnsafeMutablePointer<curl_slist>?
-        for (name, value) in requestHeaders { list = curl_slist_append(list, "\(name): \(value)") }
+        for (name, value) in requestHeaders where Self.headerIsSafe(name, value) { list = curl_slist_append(list, "\(name): \(value)") }
+        // A body is sent at once: no `Expect: 100-continue` round trip (a second's wait on servers that ignore it).
+        if body != nil { list = curl_slist_append(list, "Expect:") }
         defer { curl_slist_free_all(list) }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -135,6 +159,17 @@ final class CurlTransfer: @unchecked Sendable {
         // Any encoding libcurl decodes (gzip, deflate, …): the parser sees the decoded CSV.
         _ = nfldb_curl_setopt_string(handle, CURLOPT_ACCEPT_ENCODING, "")
         _ = nfldb_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
+        if let body {
+            // POSTFIELDSIZE first, so COPYPOSTFIELDS copies exactly these bytes (NULs included).
+            _ = nfldb_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
+            body.withUnsafeBytes { bytes in
+                var empty: UInt8 = 0
+                _ = nfldb_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress) ?? UnsafeMutableRawPointer(&empty))
+            }
+        }
+        if method != "GET" && !(method == "POST" && body != nil) {
+            _ = nfldb_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)
+        }
         _ = nfldb_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
         _ = nfldb_curl_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION, { data, size, count, context in
             guard let data, let context else { return 0 }
@@ -159,7 +194,9 @@ final class CurlTransfer: @unchecked Sendable {
             finish(failure: nil)
         } else {
             let detail = String(cString: errorBuffer)
-            finish(failure: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+            finish(failure: Failure(message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail,
+                                    couldNotConnect: code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST,
+                                    timedOut: code == CURLE_OPERATION_TIMEDOUT))
         }
     }
 
@@ -169,10 +206,12 @@ final class CurlTransfer: @unchecked Sendable {
         return stopped || ContinuousClock.now >= hardDeadline
     }
 
-    private func finish(failure: String?) {
+    private func finish(failure: Failure?) {
         condition.lock()
         finished = true
-        if self.failure == nil { self.failure = failure ?? (response == nil ? "the connection closed before a response" : nil) }
+        if self.failure == nil {
+            self.failure = failure ?? (response == nil ? Failure(message: "the connection closed before a response", couldNotConnect: false, timedOut: false) : nil)
+        }
         condition.broadcast()
         condition.unlock()
     }

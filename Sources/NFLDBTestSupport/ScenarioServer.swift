@@ -48,6 +48,13 @@ public final class ScenarioServer {
         }
     }
 
+    /// Logged request bodies (POST/PUT), with their method, in order.
+    public var bodies: [(method: String, body: String)] {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+            .compactMap { entry in (entry["method"] as? String).map { ($0, entry["body"] as? String ?? "") } }
+    }
+
     /// Endless bodies the client closed: when, and how many bytes had been sent by then.
     public var closedEndlessBodies: [(time: Double, sent: Int)] {
         let text = (try? String(contentsOfFile: logPath + ".closed", encoding: .utf8)) ?? ""

@@ -299,29 +299,6 @@ import Testing
         }
     }
 
-    /// The parser is slower than the link: the transfer is held back (bounded read-ahead), not
-    /// buffered whole; a load that reads everything still gets every row.
-    @Test func slowReaderHoldsTheTransferBack() throws {
-        let server = try ScenarioServer(responses: [["status": 200, "endless": "A"]])
-        let transfer = CurlTransfer(url: server.url, headers: [], connectTimeout: .seconds(5), hardDeadline: .now + .seconds(30))
-        defer { transfer.stop() }
-        guard case .response(let response) = transfer.waitForResponse(until: .now + .seconds(10)) else {
-            Issue.record("no response")
-            return
-        }
-        #expect(response.status == 200 && response.value("content-type") == "text/csv")
-        Thread.sleep(forTimeInterval: 1)
-        let held = transfer.received
-        Thread.sleep(forTimeInterval: 1)
-        #expect(held >= CurlTransfer.bufferLimit && held < CurlTransfer.bufferLimit + (1 << 20), "\(held) bytes read ahead")
-        #expect(transfer.received == held, "nothing more is taken while nobody reads")
-        var read = 0
-        while read < 3 * CurlTransfer.bufferLimit, case .data(let data) = transfer.next(until: .now + .seconds(10), idle: .seconds(5)) { read += data.count }
-        #expect(read >= 3 * CurlTransfer.bufferLimit, "reading lets the transfer go on")
-        transfer.stop()
-        #expect(poll(timeout: .seconds(10)) { !server.closedEndlessBodies.isEmpty }, "stop() closes the connection")
-    }
-
     /// A redirect is not followed, to another local port or to a host that does not resolve: the
     /// run fails at once (not retried) naming the Location without its credentials or query, and
     /// no request reaches the redirect target.

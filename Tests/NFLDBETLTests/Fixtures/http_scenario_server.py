@@ -13,6 +13,9 @@ Content-Length (the body is cut to N bytes on the wire, as a client reading N by
 "length": "none" sends no Content-Length and closes the connection after the body; "endless": "A"
 sends that text forever without a length, and appends {"t", "sent"} to LOG_FILE.closed when the client
 closes the connection. "stall_after": N sends the first N bytes of the body, then nothing.
+"hang": true sends no answer at all (the connection stays open).
+POST (and PUT) requests are answered the same way; their log line also has "method" and "body"
+(the request body as Latin-1 text).
 """
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,9 +31,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        self.answer({"method": self.command, "body": body.decode("latin-1")})
+
+    do_PUT = do_POST
+
     def do_GET(self):
+        self.answer({})
+
+    def answer(self, extra):
         with open(log_path, "a") as log:
-            log.write(json.dumps({"t": time.time(), "path": self.path, "headers": dict(self.headers)}) + "\n")
+            log.write(json.dumps(dict({"t": time.time(), "path": self.path, "headers": dict(self.headers)}, **extra)) + "\n")
         etag = scenario.get("etag")
         if etag and self.headers.get("If-None-Match") == etag:
             self.send_response(304)
@@ -41,6 +54,9 @@ class Handler(BaseHTTPRequestHandler):
         responses = scenario["responses"]
         spec = responses[min(state["n"], len(responses) - 1)]
         state["n"] += 1
+        if spec.get("hang"):
+            time.sleep(3600)
+            return
         body = open(spec["file"], "rb").read() if "file" in spec else b"unavailable\n"
         if "truncate" in spec:
             body = body[:len(body) - spec["truncate"]]
