@@ -753,29 +753,34 @@ public struct GamesLoader {
 
         result.endPhase("merge_weather")
         // Odds: a history. A new snapshot only when the game's lines differ from its latest one.
-        let odds = try connection.query("""
-            WITH src AS (
-                SELECT game_id, spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds
-                FROM pg_temp.etl_stage_games
-                WHERE num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0
-            ), ins AS (
-                INSERT INTO nfl.odds_history (game_id, source, observed_at, spread_line, total_line, away_moneyline, home_moneyline,
-                                              away_spread_odds, home_spread_odds, under_odds, over_odds)
-                SELECT s.game_id, \(Self.oddsSource), now(), s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline,
-                       s.away_spread_odds, s.home_spread_odds, s.under_odds, s.over_odds
-                FROM src s
-                LEFT JOIN LATERAL (
-                    SELECT o.* FROM nfl.odds_history o WHERE o.game_id = s.game_id AND o.source = \(Self.oddsSource)
-                    ORDER BY o.observed_at DESC LIMIT 1) last ON true
-                WHERE last.game_id IS NULL
+        // The changed rows are found first, in a statement that does not write nfl.odds_history:
+        // looked up in the same statement as the INSERT, a per-row lookup planned as a sequential
+        // scan (the planner's choice once the table was vacuumed while empty) re-read every row the
+        // statement had inserted so far — quadratic: 7 minutes and counting for 1M games.
+        let lines = "spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds"
+        let hasLine = "num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0"
+        try connection.execute("""
+            CREATE TEMP TABLE etl_stage_odds ON COMMIT DROP AS
+            SELECT s.game_id, \(unsafeRaw: lines.split(separator: " ").map { "s." + $0 }.joined(separator: " "))
+            FROM pg_temp.etl_stage_games s
+            LEFT JOIN LATERAL (
+                SELECT o.* FROM nfl.odds_history o WHERE o.game_id = s.game_id AND o.source = \(Self.oddsSource)
+                ORDER BY o.observed_at DESC LIMIT 1) last ON true
+            WHERE num_nonnulls(s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline) > 0
+              AND (last.game_id IS NULL
                    OR (last.spread_line, last.total_line, last.away_moneyline, last.home_moneyline, last.away_spread_odds,
                        last.home_spread_odds, last.under_odds, last.over_odds)
                       IS DISTINCT FROM (s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline, s.away_spread_odds,
-                       s.home_spread_odds, s.under_odds, s.over_odds)
+                       s.home_spread_odds, s.under_odds, s.over_odds))
+            """)
+        let odds = try connection.query("""
+            WITH ins AS (
+                INSERT INTO nfl.odds_history (game_id, source, observed_at, \(unsafeRaw: lines))
+                SELECT game_id, \(Self.oddsSource), now(), \(unsafeRaw: lines) FROM pg_temp.etl_stage_odds
                 ON CONFLICT DO NOTHING
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM src) AS total, count(*) AS inserted, 0 AS updated FROM ins
+            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games WHERE \(unsafeRaw: hasLine)) AS total, count(*) AS inserted, 0 AS updated FROM ins
             """).singleRow()
         result.tables["nfl.odds_history"] = try Self.counts(odds)
         result.endPhase("merge_odds")

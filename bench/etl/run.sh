@@ -91,11 +91,39 @@ if [ "${SKIP_PSYCOPG:-0}" != 1 ] && [ $HAVE_PSYCOPG = 1 ]; then
   timed psycopg python3 bench/etl/psycopg_games.py "dbname=bench" "$CSV"
 fi
 
+# Last (it empties teams and stadiums, which the floors need): the same first load from HTTP (a 127.0.0.1 python http.server; HTTP is not re-readable, so it
+# stages). A load still running after HTTP_LIMIT seconds is stopped, after printing what it and
+# the server were doing (the one bench HTTP load that ever hung, before the libcurl source, left no trace).
+if [ "${SKIP_HTTP:-0}" != 1 ]; then
+  empty
+  mkdir -p "$W/http" && ln -s "$CSV" "$W/http/games.csv"
+  HPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 -m http.server --bind 127.0.0.1 --directory "$W/http" "$HPORT" > "$W/httpd.log" 2>&1 &
+  HTTPD=$!
+  for _ in $(seq 50); do curl -s -o /dev/null -r 0-0 "http://127.0.0.1:$HPORT/games.csv" && break; sleep 0.1; done
+  http_load() {
+    NFLDB_ETL_HTTP_DEADLINE=30min "$BIN" etl load games --source "http://127.0.0.1:$HPORT/games.csv" --dsn "dbname=bench" --max-invalid-ratio 0 --format json &
+    local pid=$! waited=0
+    while kill -0 $pid 2>/dev/null && [ $waited -lt "${HTTP_LIMIT:-900}" ]; do sleep 1; waited=$((waited + 1)); done
+    if kill -0 $pid 2>/dev/null; then
+      echo "HTTP load still running after ${waited}s: pg_stat_activity, then the nfldb threads" >&2
+      psql -X -d bench -c "SELECT pid, state, wait_event_type, wait_event, now() - xact_start AS xact, left(query, 80) AS query FROM pg_stat_activity WHERE datname = 'bench'" >&2
+      command -v gdb >/dev/null && gdb -p $pid -batch -nx -ex 'thread apply all bt 12' 2>/dev/null | grep -E '^Thread|^#' | head -80 >&2
+      kill $pid; wait $pid || true
+      return 0
+    fi
+    wait $pid || true
+  }
+  timed load_http http_load
+  kill $HTTPD 2>/dev/null || true
+fi
+
 j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 r() { echo "scale=2; $1 / $2" | bc; }
 echo
 echo "nfldb load (empty):  $(j "$W/keep_empty.json" "d['load_method'], d.get('foreign_key_checks'), d['inserted'], d['rejected'], d['tables']['nfl.weather']['inserted'], d['tables']['nfl.odds_history']['inserted']")"
 echo "  phases ms: $(j "$W/keep_empty.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
+[ -s "$W/load_http.out" ] && echo "nfldb load (HTTP):   $(j "$W/load_http.out" "d['status'], d['load_method'], d.get('foreign_key_checks'), d['inserted'], d['rejected'], d.get('error')")"
 echo "nfldb load (no-op):  $(j "$W/keep_noop.json" "d['load_method'], d['inserted'], d['updated'], d['unchanged']")"
 echo "  phases ms: $(j "$W/keep_noop.json" "{k: round(v) for k, v in d['phase_ms'].items()}")"
 echo "  WAL of the no-op by relation (top 6): $NOOP_WAL"
@@ -108,6 +136,7 @@ row() { printf "| %-52s | %9.2f | %9s | %9s | %9s | %6s |\n" "$1" "$2" "$3" "${S
 row "nfldb etl validate (read + parse + contract)" "${T[validate]}" "-" validate
 [ -n "${T[pandera]:-}" ] && row "pandas read_csv + pandera lazy validate (same checks)" "${T[pandera]}" "-" pandera
 row "nfldb etl load, empty target (validated)" "${T[load_empty]}" "${WAL[load_empty]}" load_empty
+[ -n "${T[load_http]:-}" ] && row "nfldb etl load, empty target, from HTTP (staged)" "${T[load_http]}" "${WAL[load_http]}" load_http
 [ -n "${T[load_perrow]:-}" ] && row "nfldb etl load, empty target, per-row FK checks" "${T[load_perrow]}" "${WAL[load_perrow]}" load_perrow
 row "nfldb etl load, no-op re-load" "${T[load_noop]}" "${WAL[load_noop]}" load_noop
 row "floor: psql \\copy nfl.games (no checks)" "${T[floor_copy]}" "${WAL[floor_copy]}" floor_copy
