@@ -1,6 +1,6 @@
 #ifndef NFLDB_CCURL_SHIM_H
 #define NFLDB_CCURL_SHIM_H
-// Debian 12's libcurl4-openssl-dev (7.88). Only NFLDBETL imports this module, for the HTTP source:
+// Debian 12's libcurl4-openssl-dev (7.88). Only NFLDBHTTP imports this module (the ETL source, webhooks, AWS):
 // its write callback can hold back (a full buffer) or abort (the reader stopped) a transfer, which
 // URLSession on Linux cannot. curl_easy_setopt is a C variadic Swift cannot call: these
 // typed wrappers can be.

@@ -88,13 +88,21 @@ public struct ProcessRunner: Sendable {
         let children = activeChildren.withLock { $0 }
         // Their own children too (pgBackRest's `restore:local` processes): a child that dies on
         // SIGTERM leaves them to notice on their own, seconds later, still writing where it wrote.
-        let family = children.flatMap { descendants(of: $0) }
+        // Looked up again while the children run: one may start a worker after the first look.
+        var family = Set(children.flatMap { descendants(of: $0) })
         for pid in children { kill(pid, SIGTERM) }
         let deadline = ContinuousClock.now + within
         while !activeChildren.withLock({ $0.isDisjoint(with: children) }) && ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.05)
+            family.formUnion(children.flatMap { descendants(of: $0) })
+            Thread.sleep(forTimeInterval: 0.02)
         }
-        endLeftovers(family, until: deadline)
+        // A child still running at the deadline (a niced `pgbackrest verify` on a busy machine
+        // may not get to its SIGTERM in time) is killed with its family, not left behind.
+        for pid in children where isRunning(pid) {
+            family.formUnion(descendants(of: pid))
+            kill(pid, SIGKILL)
+        }
+        endLeftovers(Array(family), until: deadline)
         return !children.isEmpty
     }
 
@@ -131,16 +139,22 @@ public struct ProcessRunner: Sendable {
         return (parent, state)
     }
 
-    /// SIGTERM to those of `pids` still running, then waits until they are gone (SIGKILL at `deadline`).
+    /// SIGTERM to those of `pids` still running, then waits until they are gone (SIGKILL at
+    /// `deadline`, and then up to 2 s more until the kernel has ended them: a process that is
+    /// killed but not yet gone would outlive the caller that returns).
     static func endLeftovers(_ pids: [pid_t], until deadline: ContinuousClock.Instant) {
         var left = pids.filter(isRunning)
         for pid in left { kill(pid, SIGTERM) }
+        var killed: ContinuousClock.Instant?
         while !left.isEmpty {
-            if ContinuousClock.now >= deadline {
+            let now = ContinuousClock.now
+            if let killed {
+                if now >= killed + .seconds(2) { return }
+            } else if now >= deadline {
                 for pid in left { kill(pid, SIGKILL) }
-                return
+                killed = now
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            Thread.sleep(forTimeInterval: 0.02)
             left = left.filter(isRunning)
         }
     }
