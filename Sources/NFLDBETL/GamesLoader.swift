@@ -706,18 +706,26 @@ public struct GamesLoader {
         result.tables["nfl.stadiums"] = try Self.counts(stadiums)
 
         result.endPhase("merge_teams_stadiums")
-        // Games.
+        // Games. Each merge finds its new and changed rows first, in a statement that does not
+        // write the target, then writes them in a second one: a join that reads the table the same
+        // statement inserts into is linear only if the planner hashes it; a per-row scan of it (a
+        // nested loop, chosen for a table known to be empty) would re-read the statement's own
+        // inserts — quadratic, as the odds merge was (see its comment).
         let cols = GamesContract.contract.columns.map(\.name).filter { $0 != "game_id" }
         let target = cols.map { "t." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
         let staged = cols.map { "s." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
         let excluded = cols.map { "excluded." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
         let set = cols.map { PostgresIdentifier.quote($0) + " = excluded." + PostgresIdentifier.quote($0) }.joined(separator: ", ")
+        try connection.execute("""
+            CREATE TEMP TABLE etl_stage_games_changed ON COMMIT DROP AS
+            SELECT \(unsafeRaw: GamesContract.contract.columns.map { "s." + PostgresIdentifier.quote($0.name) }.joined(separator: ", "))
+            FROM pg_temp.etl_stage_games s LEFT JOIN nfl.games t ON t.game_id = s.game_id
+            WHERE t.game_id IS NULL OR (\(unsafeRaw: target)) IS DISTINCT FROM (\(unsafeRaw: staged))
+            """)
         let games = try connection.query("""
             WITH up AS (
                 INSERT INTO nfl.games AS t (\(unsafeRaw: Self.columnList))
-                SELECT \(unsafeRaw: GamesContract.contract.columns.map { "s." + PostgresIdentifier.quote($0.name) }.joined(separator: ", "))
-                FROM pg_temp.etl_stage_games s LEFT JOIN nfl.games t ON t.game_id = s.game_id
-                WHERE t.game_id IS NULL OR (\(unsafeRaw: target)) IS DISTINCT FROM (\(unsafeRaw: staged))
+                SELECT \(unsafeRaw: Self.columnList) FROM pg_temp.etl_stage_games_changed
                 ON CONFLICT (game_id) DO UPDATE SET \(unsafeRaw: set)
                 WHERE (\(unsafeRaw: target)) IS DISTINCT FROM (\(unsafeRaw: excluded))
                 RETURNING (xmax = 0) AS inserted
@@ -734,29 +742,32 @@ public struct GamesLoader {
         result.endPhase("merge_games")
         // Weather: the schedule's kickoff temperature (°F) and wind (mph), stored in the table's
         // explicit units (temp_f, wind_mph); games without either have no weather row.
+        try connection.execute("""
+            CREATE TEMP TABLE etl_stage_weather ON COMMIT DROP AS
+            SELECT s.game_id, s.temp_f, s.wind_mph
+            FROM (SELECT game_id, temp::numeric(4,1) AS temp_f, wind::numeric(4,1) AS wind_mph
+                  FROM pg_temp.etl_stage_games WHERE temp IS NOT NULL OR wind IS NOT NULL) s
+            LEFT JOIN nfl.weather w ON w.game_id = s.game_id
+            WHERE w.game_id IS NULL OR (w.source, w.temp_f, w.wind_mph) IS DISTINCT FROM (\(Self.oddsSource), s.temp_f, s.wind_mph)
+            """)
         let weather = try connection.query("""
-            WITH src AS (
-                SELECT game_id, temp::numeric(4,1) AS temp_f, wind::numeric(4,1) AS wind_mph
-                FROM pg_temp.etl_stage_games WHERE temp IS NOT NULL OR wind IS NOT NULL
-            ), up AS (
+            WITH up AS (
                 INSERT INTO nfl.weather AS t (game_id, source, temp_f, wind_mph)
-                SELECT s.game_id, \(Self.oddsSource), s.temp_f, s.wind_mph FROM src s LEFT JOIN nfl.weather w ON w.game_id = s.game_id
-                WHERE w.game_id IS NULL OR (w.source, w.temp_f, w.wind_mph) IS DISTINCT FROM (\(Self.oddsSource), s.temp_f, s.wind_mph)
+                SELECT game_id, \(Self.oddsSource), temp_f, wind_mph FROM pg_temp.etl_stage_weather
                 ON CONFLICT (game_id) DO UPDATE SET source = excluded.source, temp_f = excluded.temp_f, wind_mph = excluded.wind_mph, loaded_at = now()
                 WHERE (t.source, t.temp_f, t.wind_mph) IS DISTINCT FROM (excluded.source, excluded.temp_f, excluded.wind_mph)
                 RETURNING (xmax = 0) AS inserted
             )
-            SELECT (SELECT count(*) FROM src) AS total,
+            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games WHERE temp IS NOT NULL OR wind IS NOT NULL) AS total,
                    count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM up
             """).singleRow()
         result.tables["nfl.weather"] = try Self.counts(weather)
 
         result.endPhase("merge_weather")
         // Odds: a history. A new snapshot only when the game's lines differ from its latest one.
-        // The changed rows are found first, in a statement that does not write nfl.odds_history:
-        // looked up in the same statement as the INSERT, a per-row lookup planned as a sequential
-        // scan (the planner's choice once the table was vacuumed while empty) re-read every row the
-        // statement had inserted so far — quadratic: 7 minutes and counting for 1M games.
+        // Found first, like the games: looked up in the same statement as the INSERT, the per-row
+        // lookup, planned as a sequential scan once the table was vacuumed while empty, re-read every
+        // row the statement had inserted so far — quadratic: 7 minutes and counting for 1M games.
         let lines = "spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds"
         let hasLine = "num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0"
         try connection.execute("""
