@@ -159,7 +159,7 @@ public enum MigrationLinter {
     }
 
     static func match(_ text: String, _ pattern: String) -> String? {
-        guard let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive]),
+        guard let regex = compiled(pattern),
               let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), m.numberOfRanges > 1,
               let range = Range(m.range(at: 1), in: text)
         else { return nil }
@@ -168,6 +168,27 @@ public enum MigrationLinter {
 
     /// The relation name PostgreSQL would look up: the last dotted part, case-folded unless quoted
     /// (`Games` and `games` are one table, `"Games"` another).
+    /// Each pattern compiled once per process: compiling it per statement was most of the time of
+    /// linting a large data migration (8 MB, 100,000 INSERTs: 22 s).
+    private static let regexCache = RegexCache()
+
+    static func compiled(_ pattern: String) -> NSRegularExpression? { regexCache.regex(pattern) }
+
+    private final class RegexCache: @unchecked Sendable {
+        // Guarded by `lock`.
+        private var compiled: [String: NSRegularExpression] = [:]
+        private let lock = NSLock()
+
+        func regex(_ pattern: String) -> NSRegularExpression? {
+            lock.lock()
+            defer { lock.unlock() }
+            if let regex = compiled[pattern] { return regex }
+            guard let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive]) else { return nil }
+            compiled[pattern] = regex
+            return regex
+        }
+    }
+
     static func normalizeName(_ name: String) -> String {
         var parts: [String] = []
         var current = ""

@@ -7,6 +7,19 @@ import Testing
 
 @Suite("SQLScript splitting")
 struct SQLScriptTests {
+    @Test("comments are stripped outside quotes, also in CRLF files; whitespace folds to single spaces, ASCII only")
+    func stripAndFold() {
+        // A CRLF ends a `--` comment (it used to run on to the statement's end over Characters).
+        #expect(SQLScript.stripComments("CREATE TABLE t -- note\r\n(id int)") == "CREATE TABLE t \n(id int)")
+        #expect(SQLScript.stripComments("SELECT '--x', \"/*y*/\" /* a /* nested */ b */ FROM t") == "SELECT '--x', \"/*y*/\"   FROM t")
+        #expect(SQLScript.stripComments("SELECT 'é' -- ü\nFROM t") == "SELECT 'é' \nFROM t")
+        #expect(SQLScript.foldWhitespace(" \tCREATE\r\n  TABLE\u{0C}t ( id int )\n") == "CREATE TABLE t ( id int )")
+        // A no-break space is part of a word to PostgreSQL, not whitespace.
+        #expect(SQLScript.foldWhitespace("DROP\u{00A0}TABLE  t") == "DROP\u{00A0}TABLE t")
+        let statement = try? SQLScript("create   table x -- c\r\n  (id int);\r\n", name: "m.sql").statements.first
+        #expect(statement?.normalized == "CREATE TABLE X (ID INT);")
+    }
+
     static func split(_ sql: String) throws -> [SQLStatement] {
         try SQLScript(sql, name: "test.sql").statements
     }

@@ -33,12 +33,12 @@ public struct SQLStatement: Sendable, Hashable {
     /// The statement without comments and with whitespace folded, upper-cased: for linting and
     /// classification (`CREATE INDEX CONCURRENTLY …`).
     public var normalized: String {
-        SQLScript.stripComments(text).split(whereSeparator: \.isWhitespace).joined(separator: " ").uppercased()
+        SQLScript.foldWhitespace(SQLScript.stripComments(text)).uppercased()
     }
 
     /// The statement without comments and with whitespace folded, case kept: for reading names as written.
     public var folded: String {
-        SQLScript.stripComments(text).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        SQLScript.foldWhitespace(SQLScript.stripComments(text))
     }
 
     /// Whether this is `COPY … FROM STDIN` (data comes from the client).
@@ -261,38 +261,65 @@ public struct SQLScript: Sendable {
     }
 
     /// Removes `--` and `/* */` comments outside quotes (used for classification, not execution).
+    /// Runs of SQL whitespace (space, tab, LF, CR, FF, VT: PostgreSQL's scanner's `space`) as one
+    /// space, none at either end. Byte by byte: `Character.isWhitespace` (Unicode properties per
+    /// character) made this most of the time of linting a large data migration. A non-ASCII space
+    /// is not whitespace to PostgreSQL either.
+    public static func foldWhitespace(_ text: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        var pendingSpace = false
+        for byte in text.utf8 {
+            switch byte {
+            case 0x20, 0x09, 0x0A, 0x0D, 0x0C, 0x0B:
+                pendingSpace = !out.isEmpty
+            default:
+                if pendingSpace {
+                    out.append(0x20)
+                    pendingSpace = false
+                }
+                out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The text without `--` and (nested) `/* */` comments outside quotes; a block comment becomes
+    /// one space. Byte by byte: every delimiter is ASCII, and no byte of a multi-byte UTF-8 sequence
+    /// is. (Over `Character`s, a CRLF is one character that is not "\n", so a `--` comment in a
+    /// CRLF file ran on to the statement's end.)
     public static func stripComments(_ text: String) -> String {
-        var out = ""
-        var chars = Array(text)
+        let bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
         var i = 0
-        var quote: Character? = nil
-        while i < chars.count {
-            let c = chars[i]
-            if let q = quote {
+        var quote: UInt8 = 0
+        while i < bytes.count {
+            let c = bytes[i]
+            if quote != 0 {
                 out.append(c)
-                if c == q { quote = nil }
+                if c == quote { quote = 0 }
                 i += 1
                 continue
             }
-            if c == "'" || c == "\"" { quote = c; out.append(c); i += 1; continue }
-            if c == "-", i + 1 < chars.count, chars[i + 1] == "-" {
-                while i < chars.count, chars[i] != "\n" { i += 1 }
+            if c == UInt8(ascii: "'") || c == UInt8(ascii: "\"") { quote = c; out.append(c); i += 1; continue }
+            if c == UInt8(ascii: "-"), i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "-") {
+                while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }
                 continue
             }
-            if c == "/", i + 1 < chars.count, chars[i + 1] == "*" {
+            if c == UInt8(ascii: "/"), i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "*") {
                 var depth = 0
                 repeat {
-                    if i + 1 < chars.count, chars[i] == "/", chars[i + 1] == "*" { depth += 1; i += 2; continue }
-                    if i + 1 < chars.count, chars[i] == "*", chars[i + 1] == "/" { depth -= 1; i += 2; continue }
+                    if i + 1 < bytes.count, bytes[i] == UInt8(ascii: "/"), bytes[i + 1] == UInt8(ascii: "*") { depth += 1; i += 2; continue }
+                    if i + 1 < bytes.count, bytes[i] == UInt8(ascii: "*"), bytes[i + 1] == UInt8(ascii: "/") { depth -= 1; i += 2; continue }
                     i += 1
-                } while depth > 0 && i < chars.count
-                out.append(" ")
+                } while depth > 0 && i < bytes.count
+                out.append(UInt8(ascii: " "))
                 continue
             }
             out.append(c)
             i += 1
         }
-        chars.removeAll()
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }
