@@ -104,17 +104,16 @@ public struct SecretsManagerClient: Sendable {
         let exchange: HTTPExchange
         do {
             exchange = try HTTPClient.send(method: "POST", url: endpoint.absoluteString, headers: headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                                           body: body, timeout: .milliseconds(Int64(max(0.001, timeout) * 1000)), maxBodyBytes: Self.maxResponseBytes)
+                                           body: body, timeout: .seconds(max(0.001, timeout)), maxBodyBytes: Self.maxResponseBytes)
         } catch {
             throw SecretsManagerError(
                 operation: operation, secretID: secretID, status: nil, code: nil,
                 message: "\(URLRedaction.redact(endpoint.absoluteString).text): \(error)",
                 hint: "Check network access to \(endpoint.host ?? "the endpoint") (AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL override it) and retry.")
         }
-        let data: Data? = exchange.body
-        let object = (try? JSONSerialization.jsonObject(with: data ?? Data())) as? [String: Any]
+        let object = (try? JSONSerialization.jsonObject(with: exchange.body)) as? [String: Any]
         guard exchange.status == 200 else {
-            let (code, message) = Self.errorCode(object: object, data: data)
+            let (code, message) = Self.errorCode(object: object, data: exchange.body)
             throw SecretsManagerError(operation: operation, secretID: secretID, status: exchange.status, code: code, message: message,
                                       hint: Self.hint(code: code, status: exchange.status, secretID: secretID, signer: signer))
         }

@@ -38,7 +38,7 @@ public struct CurlAlertTransport: AlertTransport {
             let exchange = try HTTPClient.send(
                 method: "POST", url: url.absoluteString,
                 headers: [("Content-Type", "application/json"), ("User-Agent", "nfldb-health")], body: body,
-                timeout: .milliseconds(Int64(max(0.001, timeout) * 1000)), maxBodyBytes: Self.maxResponseBytes)
+                timeout: .seconds(max(0.001, timeout)), maxBodyBytes: Self.maxResponseBytes)
             return HTTPReply(status: exchange.status, body: String(decoding: exchange.body, as: UTF8.self))
         } catch {
             throw TransportError(Self.describe(error, timeout: timeout))

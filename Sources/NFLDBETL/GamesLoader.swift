@@ -742,11 +742,12 @@ public struct GamesLoader {
         result.endPhase("merge_games")
         // Weather: the schedule's kickoff temperature (°F) and wind (mph), stored in the table's
         // explicit units (temp_f, wind_mph); games without either have no weather row.
+        let hasWeather = "temp IS NOT NULL OR wind IS NOT NULL"
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_weather ON COMMIT DROP AS
             SELECT s.game_id, s.temp_f, s.wind_mph
             FROM (SELECT game_id, temp::numeric(4,1) AS temp_f, wind::numeric(4,1) AS wind_mph
-                  FROM pg_temp.etl_stage_games WHERE temp IS NOT NULL OR wind IS NOT NULL) s
+                  FROM pg_temp.etl_stage_games WHERE \(unsafeRaw: hasWeather)) s
             LEFT JOIN nfl.weather w ON w.game_id = s.game_id
             WHERE w.game_id IS NULL OR (w.source, w.temp_f, w.wind_mph) IS DISTINCT FROM (\(Self.oddsSource), s.temp_f, s.wind_mph)
             """)
@@ -758,7 +759,7 @@ public struct GamesLoader {
                 WHERE (t.source, t.temp_f, t.wind_mph) IS DISTINCT FROM (excluded.source, excluded.temp_f, excluded.wind_mph)
                 RETURNING (xmax = 0) AS inserted
             )
-            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games WHERE temp IS NOT NULL OR wind IS NOT NULL) AS total,
+            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games WHERE \(unsafeRaw: hasWeather)) AS total,
                    count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM up
             """).singleRow()
         result.tables["nfl.weather"] = try Self.counts(weather)
@@ -768,30 +769,27 @@ public struct GamesLoader {
         // Found first, like the games: looked up in the same statement as the INSERT, the per-row
         // lookup, planned as a sequential scan once the table was vacuumed while empty, re-read every
         // row the statement had inserted so far — quadratic: 7 minutes and counting for 1M games.
-        let lines = "spread_line, total_line, away_moneyline, home_moneyline, away_spread_odds, home_spread_odds, under_odds, over_odds"
-        let hasLine = "num_nonnulls(spread_line, total_line, away_moneyline, home_moneyline) > 0"
+        let lineColumns = ["spread_line", "total_line", "away_moneyline", "home_moneyline", "away_spread_odds", "home_spread_odds", "under_odds", "over_odds"]
+        func lines(_ alias: String = "") -> String { lineColumns.map { alias + $0 }.joined(separator: ", ") }
+        func hasLine(_ alias: String = "") -> String { "num_nonnulls(\(lineColumns.prefix(4).map { alias + $0 }.joined(separator: ", "))) > 0" }
         try connection.execute("""
             CREATE TEMP TABLE etl_stage_odds ON COMMIT DROP AS
-            SELECT s.game_id, \(unsafeRaw: lines.split(separator: " ").map { "s." + $0 }.joined(separator: " "))
+            SELECT s.game_id, \(unsafeRaw: lines("s."))
             FROM pg_temp.etl_stage_games s
             LEFT JOIN LATERAL (
                 SELECT o.* FROM nfl.odds_history o WHERE o.game_id = s.game_id AND o.source = \(Self.oddsSource)
                 ORDER BY o.observed_at DESC LIMIT 1) last ON true
-            WHERE num_nonnulls(s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline) > 0
-              AND (last.game_id IS NULL
-                   OR (last.spread_line, last.total_line, last.away_moneyline, last.home_moneyline, last.away_spread_odds,
-                       last.home_spread_odds, last.under_odds, last.over_odds)
-                      IS DISTINCT FROM (s.spread_line, s.total_line, s.away_moneyline, s.home_moneyline, s.away_spread_odds,
-                       s.home_spread_odds, s.under_odds, s.over_odds))
+            WHERE \(unsafeRaw: hasLine("s."))
+              AND (last.game_id IS NULL OR (\(unsafeRaw: lines("last."))) IS DISTINCT FROM (\(unsafeRaw: lines("s."))))
             """)
         let odds = try connection.query("""
             WITH ins AS (
-                INSERT INTO nfl.odds_history (game_id, source, observed_at, \(unsafeRaw: lines))
-                SELECT game_id, \(Self.oddsSource), now(), \(unsafeRaw: lines) FROM pg_temp.etl_stage_odds
+                INSERT INTO nfl.odds_history (game_id, source, observed_at, \(unsafeRaw: lines()))
+                SELECT game_id, \(Self.oddsSource), now(), \(unsafeRaw: lines()) FROM pg_temp.etl_stage_odds
                 ON CONFLICT DO NOTHING
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games WHERE \(unsafeRaw: hasLine)) AS total, count(*) AS inserted, 0 AS updated FROM ins
+            SELECT (SELECT count(*) FROM pg_temp.etl_stage_games WHERE \(unsafeRaw: hasLine())) AS total, count(*) AS inserted, 0 AS updated FROM ins
             """).singleRow()
         result.tables["nfl.odds_history"] = try Self.counts(odds)
         result.endPhase("merge_odds")

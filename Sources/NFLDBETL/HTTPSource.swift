@@ -117,9 +117,8 @@ public final class HTTPSource: ByteSource, HTTPSourceMarker, @unchecked Sendable
             if let correlationID { headers.append(("X-Correlation-ID", correlationID)) }
             if let etag = conditional?.etag { headers.append(("If-None-Match", etag)) }
             if let modified = conditional?.lastModified { headers.append(("If-Modified-Since", modified)) }
-            // A CR, LF or NUL in a value (an odd correlation id, a stored validator) would end the
-            // header line and start another: such a header is not sent.
-            headers.removeAll { $0.1.contains { $0 == "\r" || $0 == "\n" || $0 == "\0" } }
+            // A header with a CR, LF or NUL (an odd correlation id, a stored validator) would end its
+            // line and start another: CurlTransfer does not send it (``CurlTransfer/headerIsSafe(_:_:)``).
             let remaining = deadline - ContinuousClock.now
             let timeout = min(settings.timeout, remaining)
             let started = ContinuousClock.now

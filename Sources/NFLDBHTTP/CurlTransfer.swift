@@ -29,6 +29,9 @@ public final class CurlTransfer: @unchecked Sendable {
         public var description: String { message }
     }
 
+    /// The server closed the connection without a (final) response.
+    static let closedBeforeResponse = Failure(message: "the connection closed before a response", couldNotConnect: false, timedOut: false)
+
     public enum ResponseOutcome { case response(Response), failed(Failure), timedOut }
     public enum Chunk { case data(Data), end, failed(Failure), timedOut, stalled }
 
@@ -62,8 +65,8 @@ public final class CurlTransfer: @unchecked Sendable {
     /// Starts the request at once.
     /// - Parameters:
     ///   - method: `GET`, or `POST` and the like with `body` (sent as given, no `Expect: 100-continue`).
-    ///   - headers: sent as given; a header whose name or value holds CR, LF or NUL is refused by
-    ///     the caller (see ``headerIsSafe(_:_:)``).
+    ///   - headers: sent as given, except a header whose name or value holds CR, LF or NUL, which
+    ///     is not sent (``headerIsSafe(_:_:)``).
     ///   - connectTimeout: for the TCP (and TLS) connection.
     ///   - hardDeadline: the transfer is aborted after it whatever the reader does.
     public init(method: String = "GET", url: String, headers requestHeaders: [(String, String)], body: Data? = nil,
@@ -99,7 +102,7 @@ public final class CurlTransfer: @unchecked Sendable {
         defer { condition.unlock() }
         while true {
             if let response { return .response(response) }
-            if finished { return .failed(failure ?? Failure(message: "the connection closed before a response", couldNotConnect: false, timedOut: false)) }
+            if finished { return .failed(failure ?? Self.closedBeforeResponse) }
             let left = deadline - ContinuousClock.now
             if left <= .zero { return .timedOut }
             _ = condition.wait(until: Date().addingTimeInterval(min(left.inSeconds, 0.25)))
@@ -210,7 +213,7 @@ public final class CurlTransfer: @unchecked Sendable {
         condition.lock()
         finished = true
         if self.failure == nil {
-            self.failure = failure ?? (response == nil ? Failure(message: "the connection closed before a response", couldNotConnect: false, timedOut: false) : nil)
+            self.failure = failure ?? (response == nil ? Self.closedBeforeResponse : nil)
         }
         condition.broadcast()
         condition.unlock()

@@ -1,5 +1,6 @@
 import Foundation
 import NFLDBPostgres
+import Synchronization
 
 /// A finding of `nfldb migrate lint`, with the file line and how to do it safely.
 public struct LintFinding: Sendable, Codable, Hashable {
@@ -170,21 +171,13 @@ public enum MigrationLinter {
     /// (`Games` and `games` are one table, `"Games"` another).
     /// Each pattern compiled once per process: compiling it per statement was most of the time of
     /// linting a large data migration (8 MB, 100,000 INSERTs: 22 s).
-    private static let regexCache = RegexCache()
+    private static let regexes = Mutex<[String: NSRegularExpression]>([:])
 
-    static func compiled(_ pattern: String) -> NSRegularExpression? { regexCache.regex(pattern) }
-
-    private final class RegexCache: @unchecked Sendable {
-        // Guarded by `lock`.
-        private var compiled: [String: NSRegularExpression] = [:]
-        private let lock = NSLock()
-
-        func regex(_ pattern: String) -> NSRegularExpression? {
-            lock.lock()
-            defer { lock.unlock() }
-            if let regex = compiled[pattern] { return regex }
-            guard let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive]) else { return nil }
-            compiled[pattern] = regex
+    static func compiled(_ pattern: String) -> NSRegularExpression? {
+        regexes.withLock { cache in
+            if let regex = cache[pattern] { return regex }
+            let regex = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive])
+            cache[pattern] = regex
             return regex
         }
     }
