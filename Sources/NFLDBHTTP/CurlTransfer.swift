@@ -165,9 +165,12 @@ public final class CurlTransfer: @unchecked Sendable {
         if let body {
             // POSTFIELDSIZE first, so COPYPOSTFIELDS copies exactly these bytes (NULs included).
             _ = nfldb_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
-            body.withUnsafeBytes { bytes in
-                var empty: UInt8 = 0
-                _ = nfldb_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress) ?? UnsafeMutableRawPointer(&empty))
+            if body.isEmpty {
+                _ = nfldb_curl_setopt_string(handle, CURLOPT_COPYPOSTFIELDS, "")
+            } else {
+                body.withUnsafeBytes { bytes in
+                    _ = nfldb_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress!))
+                }
             }
         }
         if method != "GET" && !(method == "POST" && body != nil) {

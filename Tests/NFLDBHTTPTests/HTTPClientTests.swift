@@ -24,6 +24,11 @@ import Testing
         #expect(sent.first.map { Data($0.body.unicodeScalars.map { UInt8($0.value) }) } == Data(payload.utf8), "the body arrives byte for byte")
         let headers = server.requests.first?.headers ?? [:]
         #expect(headers["content-type"] == "application/json" && headers["x-test"] == "1" && headers["expect"] == nil, "\(headers)")
+        // An empty body is still a POST, with Content-Length 0.
+        let empty = try HTTPClient.send(method: "POST", url: server.url, headers: [], body: Data(), timeout: .seconds(10))
+        #expect(empty.status == 202)
+        #expect(server.bodies.count == 2 && server.bodies.last?.method == "POST" && server.bodies.last?.body == "")
+        #expect(server.requests.last?.headers["content-length"] == "0")
     }
 
     /// A header whose value holds CR/LF would start a second header: it is not sent at all.
