@@ -254,14 +254,16 @@ public struct ProcessRunner: Sendable {
             }
             let cancelled = cancellation?.isCancelled == true
             if cancelled || ContinuousClock.now >= deadline {
-                let family = Self.descendants(of: pid)
+                // Its workers are looked up again while it dies, as in ``stopActiveChildren(within:park:)``.
+                var family = Set(Self.descendants(of: pid))
                 kill(pid, SIGTERM)
                 let graceEnd = ContinuousClock.now + .seconds(5)
                 while waitpid(pid, &waitStatus, WNOHANG) == 0 {
+                    family.formUnion(Self.descendants(of: pid))
                     if ContinuousClock.now >= graceEnd { kill(pid, SIGKILL); _ = waitpid(pid, &waitStatus, 0); break }
-                    Thread.sleep(forTimeInterval: 0.05)
+                    Thread.sleep(forTimeInterval: 0.02)
                 }
-                Self.endLeftovers(family, until: max(graceEnd, ContinuousClock.now + .seconds(1)))
+                Self.endLeftovers(Array(family), until: max(graceEnd, ContinuousClock.now + .seconds(1)))
                 let name = URL(fileURLWithPath: resolved).lastPathComponent
                 throw ProcessError(diagnostic: Diagnostic(
                     cancelled ? "\(name) was cancelled and stopped" : "\(name) did not finish within \(timeout) and was stopped",
