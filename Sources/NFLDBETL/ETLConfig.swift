@@ -11,7 +11,7 @@ extension ConfigKey {
     public static let etlLockTimeout = ConfigKey("etl.lock_timeout", .duration, default: "10s", help: "lock_timeout of the load's statements")
     public static let etlSuspendForeignKeys = ConfigKey(
         "etl.suspend_foreign_keys", .boolean, default: "true",
-        help: "a first load into empty tables checks the weather/odds foreign keys once at the end (migration 0010; locks the three tables for the load)")
+        help: "a first load into empty tables checks the foreign keys of games, weather and odds once at the end (migrations 0010/0011; locks those three tables and teams/stadiums for the load)")
     public static let etlHTTPTimeout = ConfigKey("etl.http.timeout", .duration, default: "30s", help: "timeout of one HTTP attempt (connect and idle read)")
     public static let etlHTTPDeadline = ConfigKey("etl.http.deadline", .duration, default: "5min", help: "total time for all HTTP attempts of a run")
     public static let etlHTTPMaxAttempts = ConfigKey("etl.http.max_attempts", .integer, default: "6", help: "HTTP attempts per run before giving up")

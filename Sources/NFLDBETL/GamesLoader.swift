@@ -26,8 +26,9 @@ public struct LoadOptions: Sendable {
     /// Called with the `nfl.etl_runs` id once the run is recorded (the command's signal handler
     /// marks that run failed when the load is interrupted).
     public var onRunRecorded: (@Sendable (Int64) -> Void)?
-    /// A first load into empty tables drops the weather/odds foreign keys to nfl.games and adds
-    /// them back (validated) before COMMIT, through migration 0010's functions (`etl.suspend_foreign_keys`).
+    /// A first load into empty tables drops the foreign keys of nfl.games, nfl.weather and
+    /// nfl.odds_history (to teams, stadiums and games) and adds them back (validated) before
+    /// COMMIT, through the functions of migrations 0010/0011 (`etl.suspend_foreign_keys`).
     public var suspendForeignKeys = true
     /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
     var directBatchBytes = 4 << 20
@@ -81,7 +82,7 @@ public struct LoadResult: Sendable, Codable {
     /// How nfl.games was written: `direct` (COPY straight into the empty table) or `staged`
     /// (COPY into a temporary table, anti-join, upsert); nil when nothing was loaded.
     public var loadMethod: String?
-    /// How the weather and odds rows' foreign keys to nfl.games were checked: `per-row` (the
+    /// How the foreign keys of the loaded games, weather and odds rows were checked: `per-row` (the
     /// constraint triggers) or `at-end` (suspended for a first load, added back and validated
     /// over all rows before COMMIT); nil when nothing was loaded.
     public var foreignKeyChecks: String?
@@ -413,8 +414,9 @@ public struct GamesLoader {
     /// `lock_timeout`. Anything else (a cancel, a lost connection) fails the run.
     static let suspensionDeclined: Set<String> = ["42883", "42501", "55000", "55P03", "3F000"]
 
-    /// Drops the weather/odds foreign keys to the empty nfl.games for this transaction
-    /// (migration 0010's `nfl.etl_suspend_game_foreign_keys()`, which runs as the schema owner and
+    /// Drops the foreign keys of the empty nfl.games, nfl.weather and nfl.odds_history for this
+    /// transaction (`nfl.etl_suspend_game_foreign_keys()` of migration 0010, since 0011 also
+    /// nfl.games' own keys to teams and stadiums; it runs as the schema owner and
     /// refuses unless this transaction holds write locks on the three tables and they are empty).
     /// Returns how many it dropped; 0, with a notice saying why, when it declined.
     private func suspendForeignKeys() throws -> Int {
@@ -424,13 +426,13 @@ public struct GamesLoader {
             let dropped = try connection.query("SELECT nfl.etl_suspend_game_foreign_keys() AS dropped").scalar(Int.self)
             try connection.execute("RELEASE SAVEPOINT etl_fk_suspend")
             if dropped > 0 {
-                logger.info("first load: the weather and odds foreign keys are checked once, at the end",
+                logger.info("first load: the foreign keys of games, weather and odds are checked once, at the end",
                             metadata: ["etl.suspended_foreign_keys": .stringConvertible(dropped)])
             }
             return dropped
         } catch let error as PostgresError where error.sqlState.map(Self.suspensionDeclined.contains) == true && connection.isAlive {
             try connection.execute("ROLLBACK TO SAVEPOINT etl_fk_suspend")
-            logger.notice("first load checks each weather and odds row's foreign key (could not suspend them)",
+            logger.notice("first load checks each row's foreign keys (could not suspend them)",
                           metadata: ["error": .string(error.diagnostic.oneLine)])
             return 0
         }

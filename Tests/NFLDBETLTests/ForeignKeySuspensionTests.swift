@@ -6,22 +6,27 @@ import Testing
 
 @testable import NFLDBETL
 
-/// Migration 0010: a first load into empty tables drops the weather/odds foreign keys to
-/// nfl.games, loads, and adds them back (validated) before COMMIT. Every way around that is tried:
-/// a reader calling the function, a writer without locks or with rows present, a COMMIT without
-/// the restore, an orphan row, a reader holding a lock, and kill -9 mid-load.
+/// Migrations 0010/0011: a first load into empty tables drops the foreign keys of nfl.games,
+/// nfl.weather and nfl.odds_history (to teams, stadiums and games), loads, and adds them back
+/// (validated) before COMMIT. Every way around that is tried: a reader calling the function, a
+/// writer without locks or with rows present, a COMMIT without the restore, an orphan row of
+/// either kind, a key declared NOT VALID, a reader holding a lock on a loaded or a referenced
+/// table, and kill -9 mid-load.
 @Suite(.serialized) struct ForeignKeySuspensionTests {
-    /// The foreign keys to nfl.games from weather and odds_history, as `table name definition`.
+    /// The foreign keys of games, weather and odds_history, as `table name definition validated`.
     static func gameForeignKeys(_ connection: PostgresConnection) throws -> [String] {
         try connection.query("""
             SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated AS k
-            FROM pg_constraint WHERE contype = 'f' AND confrelid = 'nfl.games'::regclass
-              AND conrelid IN ('nfl.weather'::regclass, 'nfl.odds_history'::regclass)
+            FROM pg_constraint WHERE contype = 'f'
+              AND conrelid IN ('nfl.games'::regclass, 'nfl.weather'::regclass, 'nfl.odds_history'::regclass)
             ORDER BY 1
             """).rows.map { $0["k"] ?? "" }
     }
 
     static let expectedKeys = [
+        "nfl.games games_away_team_fkey FOREIGN KEY (away_team) REFERENCES nfl.teams(team_abbr) true",
+        "nfl.games games_home_team_fkey FOREIGN KEY (home_team) REFERENCES nfl.teams(team_abbr) true",
+        "nfl.games games_stadium_id_fkey FOREIGN KEY (stadium_id) REFERENCES nfl.stadiums(stadium_id) true",
         "nfl.odds_history odds_history_game_id_fkey FOREIGN KEY (game_id) REFERENCES nfl.games(game_id) true",
         "nfl.weather weather_game_id_fkey FOREIGN KEY (game_id) REFERENCES nfl.games(game_id) true",
     ]
@@ -52,12 +57,17 @@ import Testing
                 SELECT suspended_by, restored_at IS NOT NULL AS restored, jsonb_array_length(constraints) AS n FROM nfl.etl_fk_suspensions
                 """).rows
             #expect(record.count == 1)
-            #expect(record.first?["suspended_by"] == world.prefix + "nfl_loader" && record.first?["restored"] == "t" && record.first?["n"] == "2")
+            #expect(record.first?["suspended_by"] == world.prefix + "nfl_loader" && record.first?["restored"] == "t" && record.first?["n"] == "5")
             // The keys work again: an orphan weather row is refused.
             let orphan = #expect(throws: PostgresError.self) {
                 try admin.execute("INSERT INTO nfl.weather (game_id, source, temp_f) VALUES ('2099_01_XXX_YYY', 'test', 50)")
             }
             #expect(orphan?.sqlState == "23503")
+            // And nfl.games' own keys: a team that games refer to cannot be deleted.
+            let usedTeam = #expect(throws: PostgresError.self) {
+                try admin.execute("DELETE FROM nfl.teams WHERE team_abbr = (SELECT away_team FROM nfl.games ORDER BY game_id LIMIT 1)")
+            }
+            #expect(usedTeam?.sqlState == "23503" && usedTeam?.message.contains("on table \"games\"") == true, "\(String(describing: usedTeam))")
             // A second load is not a first load: per-row checks, nothing changes.
             let again = try world.load(Slice.text)
             #expect(again.loadMethod == "staged" && again.foreignKeyChecks == "per-row" && again.unchanged == 842)
@@ -100,7 +110,7 @@ import Testing
             // Locks held, but COMMIT without the restore: refused, and the keys are still there.
             try loader.execute("BEGIN")
             try loader.execute("LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ROW EXCLUSIVE MODE")
-            #expect(try loader.query("SELECT nfl.etl_suspend_game_foreign_keys()").scalar(Int.self) == 2)
+            #expect(try loader.query("SELECT nfl.etl_suspend_game_foreign_keys()").scalar(Int.self) == 5)
             #expect(try Self.gameForeignKeys(loader).isEmpty, "dropped inside the transaction")
             let commit = #expect(throws: PostgresError.self) { try loader.execute("COMMIT") }
             #expect(commit?.sqlState == "23000", "\(String(describing: commit))")
@@ -125,6 +135,20 @@ import Testing
             try loader.execute("ROLLBACK")
             #expect(try Self.gameForeignKeys(admin) == Self.expectedKeys)
             #expect(try world.counts()["weather"] == 0)
+            // So does a game whose teams and stadium are not in nfl.teams/nfl.stadiums (empty here):
+            // the slice's first game, copied in as the load would, fails on nfl.games' own key.
+            #expect(try world.counts()["teams"] == 0)
+            try loader.execute("BEGIN")
+            try loader.execute("LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ROW EXCLUSIVE MODE")
+            _ = try loader.query("SELECT nfl.etl_suspend_game_foreign_keys()")
+            let firstGame = Slice.text.split(separator: "\n", maxSplits: 2).prefix(2).joined(separator: "\n") + "\n"
+            try loader.copyIn("COPY nfl.games FROM STDIN (FORMAT csv, HEADER, FORCE_NULL (surface))") { writer in try writer.write(firstGame) }
+            let gameOrphan = #expect(throws: PostgresError.self) { try loader.query("SELECT nfl.etl_restore_game_foreign_keys()") }
+            #expect(gameOrphan?.sqlState == "23503")
+            #expect(gameOrphan?.message.contains("violates foreign key constraint \"games_away_team_fkey\"") == true, "\(String(describing: gameOrphan))")
+            try loader.execute("ROLLBACK")
+            #expect(try Self.gameForeignKeys(admin) == Self.expectedKeys)
+            #expect(try world.counts()["games"] == 0)
             // The restore with nothing suspended does nothing (and assigns no transaction id).
             #expect(try reader.query("SELECT nfl.etl_restore_game_foreign_keys()").scalar(Int.self) == 0)
 
@@ -139,14 +163,16 @@ import Testing
         }
     }
 
-    /// A reader inside a transaction on nfl.games when the first load starts: the load does not
-    /// wait for it past lock_timeout; it goes on with per-row checks and says so.
-    @Test func aReaderHoldingALockKeepsPerRowChecks() throws {
+    /// A reader inside a transaction on a loaded table (nfl.weather) or on a table nfl.games refers
+    /// to (nfl.teams: dropping a foreign key locks its referenced table too) when the first load
+    /// starts: the load does not wait for it past lock_timeout; it goes on with per-row checks and
+    /// says so, and every key is as it was.
+    @Test(arguments: ["nfl.weather", "nfl.teams"]) func aReaderHoldingALockKeepsPerRowChecks(table: String) throws {
         try ETLWorld.with { world in
             let reader = try world.login("nfl_analyst")
             defer { reader.close() }
             try reader.execute("BEGIN")
-            _ = try reader.query("SELECT count(*) FROM nfl.weather")
+            _ = try reader.query("SELECT count(*) FROM \(unsafeRaw: table)")
             var options = ETLWorld.options
             options.lockTimeout = .milliseconds(500)
             let load = try world.load(Slice.text, options: options)
@@ -160,8 +186,9 @@ import Testing
         }
     }
 
-    /// kill -9 of `nfldb etl load` while the keys are suspended (the load is held on a lock an
-    /// admin keeps on nfl.teams): the server rolls the DROP back with the rest; the keys are there,
+    /// kill -9 of `nfldb etl load` while the keys are suspended (the load is held, after the
+    /// suspension, on a lock an admin keeps on nfl.odds_history's identity sequence, which its
+    /// first odds COPY needs): the server rolls the DROP back with the rest; the keys are there,
     /// the tables empty, no session left, and the next load is again a first load.
     @Test func killNineWhileSuspendedRestoresTheKeys() throws {
         try ETLWorld.with { world in
@@ -173,25 +200,28 @@ import Testing
             defer { admin.close() }
             let blocker = try world.db.connect()
             defer { blocker.close() }
+            let sequence = try admin.query("SELECT pg_get_serial_sequence('nfl.odds_history', 'odds_id') AS s").scalar(String.self)
             try blocker.execute("BEGIN")
-            try blocker.execute("LOCK TABLE nfl.teams IN ACCESS EXCLUSIVE MODE")
+            try blocker.execute("ALTER SEQUENCE \(unsafeRaw: sequence) CACHE 1")
             let child = try CLIRunner.spawn(["etl", "load", "games", "--source", file, "--dsn", world.loaderDSN],
                                             environment: ["NFLDB_ETL_LOCK_TIMEOUT": "120s"])
             defer { child.kill9(); child.removeOutput() }
             let suspended = poll(timeout: .seconds(60)) {
                 (try? admin.query("""
-                    SELECT count(*) = 2 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                    SELECT count(*) = 5 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                     WHERE a.usename = \(world.prefix + "nfl_loader") AND l.granted AND l.mode = 'AccessExclusiveLock'
-                      AND l.relation IN ('nfl.weather'::regclass, 'nfl.odds_history'::regclass)
+                      AND l.relation IN ('nfl.games'::regclass, 'nfl.weather'::regclass, 'nfl.odds_history'::regclass,
+                                         'nfl.teams'::regclass, 'nfl.stadiums'::regclass)
                     """).scalar(Bool.self)) == true
             }
             #expect(suspended, "the load holds the suspension's locks: \(child.standardError)")
-            // The load then waits for nfl.teams, with the keys dropped in its open transaction.
+            // The load then waits for the sequence, with the keys dropped in its open transaction.
             #expect(poll(timeout: .seconds(30)) {
                 (try? admin.query("""
                     SELECT count(*) = 1 FROM pg_stat_activity WHERE usename = \(world.prefix + "nfl_loader") AND wait_event_type = 'Lock'
                     """).scalar(Bool.self)) == true
-            }, "the load waits on the admin's lock on nfl.teams")
+            }, "the load waits on the admin's lock on the sequence")
+            #expect(try admin.query("SELECT count(*) FROM nfl.etl_fk_suspensions").scalar(Int.self) == 0, "not committed")
             child.kill9()
             try blocker.execute("ROLLBACK")
             let gone = poll(timeout: .seconds(30)) {
