@@ -98,6 +98,13 @@ public struct MigrationDirectory: Sendable {
 
     private func read(_ file: String, _ problems: inout [String]) -> String? {
         let path = join(file)
+        // A symbolic link may point within the directory, not out of it: the SQL that runs must be
+        // the SQL that is reviewed with the directory (a link to a file elsewhere shows up in a diff
+        // as a path, not as SQL).
+        if let outside = Self.linkOutside(path, directory: self.path) {
+            problems.append("\(path): a symbolic link to \(outside), outside the migrations directory; copy the file into it (or set migrations.dir to the directory the file is in)")
+            return nil
+        }
         // The kind of file first (a FIFO must not be opened for reading: it would wait for a writer).
         var info = stat()
         if stat(path, &info) != 0 {
@@ -120,6 +127,18 @@ public struct MigrationDirectory: Sendable {
             return nil
         }
         return text
+    }
+
+    /// Where `path` leads when it is a symbolic link whose target (all links resolved) is not inside
+    /// `directory` (also resolved); nil for a regular entry, a link that stays inside, or a dangling
+    /// link (reported by the read itself).
+    static func linkOutside(_ path: String, directory: String) -> String? {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK,
+              let target = realpath(path, nil), let base = realpath(directory, nil) else { return nil }
+        defer { free(target); free(base) }
+        let resolved = String(cString: target), root = String(cString: base)
+        return resolved.hasPrefix(root == "/" ? "/" : root + "/") ? nil : resolved
     }
 
     /// `path:LINE: not valid UTF-8 (byte 0xE9 at column C)`: where the first invalid sequence starts.

@@ -229,4 +229,32 @@ struct FilesAndUpTests {
             #expect(status.stderr.contains("0005_fifo.up.sql: not a regular file"), "\(status)")
         }
     }
+
+    @Test("a migration that is a symbolic link out of the directory is refused (exit 2, nothing applied); one to a file inside it runs")
+    func symlinksStayInside() throws {
+        try withFixture { fx in
+            let outside = try CLIRunner.temporaryDirectory("nfldb-migrations-outside")
+            defer { try? FileManager.default.removeItem(atPath: outside) }
+            try "CREATE TABLE t1 (id int);".write(toFile: outside + "/evil.sql", atomically: true, encoding: .utf8)
+            try fx.pair(1, "ok", up: "CREATE TABLE t0 (id int);", down: "DROP TABLE t0;")
+            // Inside: a shared file under the directory (not named like a migration) is fine.
+            try fx.write("shared_up.sql.inc", "CREATE TABLE t2 (id int);")
+            try FileManager.default.createSymbolicLink(atPath: fx.path("0002_inside.up.sql"), withDestinationPath: "shared_up.sql.inc")
+            try fx.write("0002_inside.down.sql", "DROP TABLE t2;")
+            try FileManager.default.createSymbolicLink(atPath: fx.path("0003_outside.up.sql"), withDestinationPath: outside + "/evil.sql")
+            try fx.write("0003_outside.down.sql", "DROP TABLE t1;")
+            let up = try fx.migrate("up")
+            #expect(up.status == 2, "\(up)")
+            let realOutside = URL(fileURLWithPath: outside).resolvingSymlinksInPath().path
+            #expect(up.stderr.contains("0003_outside.up.sql: a symbolic link to \(realOutside)/evil.sql, outside the migrations directory"), "\(up)")
+            #expect(!up.stderr.contains("0002_inside"), "\(up)")
+            #expect(try fx.scalar("SELECT count(*) FROM pg_class WHERE relname IN ('t0', 't1', 't2')", as: Int.self) == 0, "nothing applied")
+            // The link replaced by the file itself: everything runs.
+            try FileManager.default.removeItem(atPath: fx.path("0003_outside.up.sql"))
+            try fx.write("0003_outside.up.sql", "CREATE TABLE t1 (id int);")
+            let again = try fx.migrate("up")
+            #expect(again.status == 0, "\(again)")
+            #expect(try fx.scalar("SELECT count(*) FROM pg_class WHERE relname IN ('t0', 't1', 't2')", as: Int.self) == 3)
+        }
+    }
 }
