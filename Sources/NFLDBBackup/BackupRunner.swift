@@ -20,6 +20,11 @@ public struct BackupRunReport: Codable, Sendable {
     public var schemaVersion: Int64?
     /// The manifest copy beside the repo (`<repo1-path>/nfldb-manifests/<label>.json`), when written.
     public var manifestFile: String?
+    /// Retention after the backup: `applied` (pgBackRest's `expire` ran), `deferred` (a `backup
+    /// verify` of the stanza was restoring from the repo: see ``PgBackRest/expireGuardLock(stanza:)``)
+    /// or `failed`; `retentionDetail` says which backups went, who held the guard, or the error.
+    public var retention: String?
+    public var retentionDetail: String?
 }
 
 /// `nfldb backup run`: canary row, row-count manifest in one REPEATABLE READ snapshot, then the
@@ -113,7 +118,9 @@ public struct BackupRunner {
             """).scalar(Int64.self)
         onStarted(runID)
         let clock = ContinuousClock.now
-        let result = try pgbackrest.run("backup", ["--type=\(type)"], logger: logger)
+        // Retention runs below, only when no verify is restoring from the repo: pgBackRest's own
+        // expire after the backup would remove the set a concurrent `verify --set` is restoring.
+        let result = try pgbackrest.run("backup", ["--type=\(type)", "--no-expire-auto"], logger: logger)
         let seconds = (ContinuousClock.now - clock).inSeconds
         guard result.succeeded else {
             let error = pgbackrest.error(for: result)
@@ -144,7 +151,37 @@ public struct BackupRunner {
         } catch {
             logger.info("manifest copy beside the repo not written", metadata: ["error": .string("\(error)")])
         }
+        (report.retention, report.retentionDetail) = applyRetention(before: Set(info?.backup.map(\.label) ?? []))
         return report
+    }
+
+    /// pgBackRest's `expire` (the repo's retention settings), under the expire guard taken
+    /// exclusively; deferred to the next run while a `backup verify` holds it shared. A failed expire
+    /// leaves the backup good: it is reported (warning, `retention: failed`) and retried next run.
+    func applyRetention(before: Set<String>) -> (String, String) {
+        let guardLock = PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)
+        do {
+            guard try connection.tryAdvisoryLock(guardLock) else {
+                let holder = (try? connection.advisoryLockHolder(guardLock)).flatMap { $0 } ?? "another session"
+                let detail = "not applied: a backup verify of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard); the next backup run applies it"
+                logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
+                return ("deferred", detail)
+            }
+            defer { _ = try? connection.advisoryUnlock(guardLock) }
+            let result = try pgbackrest.run("expire", [], logger: logger)
+            guard result.succeeded else {
+                let error = pgbackrest.error(for: result).diagnostic.oneLine
+                logger.warning("retention expire failed; the backup itself is good, the next backup run tries again", metadata: ["error": .string(error)])
+                return ("failed", error)
+            }
+            let after = Set((try? pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label)) ?? [])
+            let gone = before.subtracting(after).sorted()
+            return ("applied", gone.isEmpty ? "nothing expired" : "expired " + gone.joined(separator: ", "))
+        } catch {
+            let message = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
+            logger.warning("retention expire failed; the backup itself is good, the next backup run tries again", metadata: ["error": .string(message)])
+            return ("failed", message)
+        }
     }
 
     /// Rows inserted/deleted per manifest table since `before`, stored with the manifest. Waits a

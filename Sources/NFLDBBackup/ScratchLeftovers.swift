@@ -111,16 +111,26 @@ enum ScratchLeftovers {
     }
 
     /// Stops and removes every fresh copy an earlier, no longer running verify left at `scratch` or
-    /// beside it (`nfldb-verify-*` in the same parent). Kept copies (``ReusableScratch``) are left
-    /// for the run that locks them. Returns one line per copy handled, for the output and receipt.
-    static func cleanFresh(scratch: String, osUser: String?) -> [String] {
+    /// beside it (`nfldb-verify-*` in the same parent). A kept copy (``ReusableScratch``) there or at
+    /// the stanza's default place that no run has locked gets a server a killed run left on it
+    /// stopped, and stays for the next `--reuse-scratch` run (one in progress holds its lock and is
+    /// left alone). Returns one line per copy handled, for the output and receipt.
+    static func cleanLeftovers(scratch: String, stanza: String, osUser: String?) -> [String] {
         let parent = (scratch as NSString).deletingLastPathComponent
         let siblings = ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [])
             .filter { $0.hasPrefix("nfldb-verify-") }.map { (parent as NSString).appendingPathComponent($0) }
         var notes: [String] = []
-        for directory in Set([scratch] + siblings).sorted() {
-            guard let marker = marker(of: directory, osUser: osUser), marker.kept == false,
-                  let owner = marker.owner, !owner.isAlive else { continue }
+        for directory in Set([scratch, ReusableScratch.defaultDirectory(stanza: stanza)] + siblings).sorted() {
+            guard let marker = marker(of: directory, osUser: osUser) else { continue }
+            if marker.kept != false {
+                // Not in use: its lock is free (taken here only for the look, released at once).
+                guard FileManager.default.fileExists(atPath: directory + ".lock"),
+                      case .success(let fd) = ReusableScratch.lock(directory) else { continue }
+                defer { close(fd) }
+                if let note = stopKeptServer(scratch: directory, reusing: false) { notes.append(note) }
+                continue
+            }
+            guard let owner = marker.owner, !owner.isAlive else { continue }
             var what: [String] = []
             // The server first: its restore_command (`pgbackrest … --pg1-path=<data> archive-get`)
             // matches below, and once that is stopped the server may shut itself down.
@@ -147,7 +157,7 @@ enum ScratchLeftovers {
 
     /// A kept copy (locked by this run): stops a server an earlier, killed run left running on it,
     /// so the `--delta` restore can reuse the directory. Returns the note, or nil when none ran.
-    static func stopKeptServer(scratch: String) -> String? {
+    static func stopKeptServer(scratch: String, reusing: Bool = true) -> String? {
         var what: [String] = []
         let server = runningServer(dataDirectory: (scratch as NSString).appendingPathComponent("data"))  // first: see cleanFresh
         for pid in processes(using: scratch) {
@@ -158,6 +168,7 @@ enum ScratchLeftovers {
             what.append(stopServer(server) ? "stopped its server (pid \(server))" : "could NOT stop its server (pid \(server))")
         }
         guard !what.isEmpty else { return nil }
-        return "leftover of an earlier verify on the kept copy \(scratch): " + what.joined(separator: ", ") + "; reusing the directory"
+        return "leftover of an earlier verify on the kept copy \(scratch): " + what.joined(separator: ", ")
+            + (reusing ? "; reusing the directory" : "; the directory stays for the next --reuse-scratch run")
     }
 }

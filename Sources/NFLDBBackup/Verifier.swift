@@ -306,6 +306,10 @@ public struct Verifier {
     /// Runs the verification; never throws for a failed check (see the receipt), only for a
     /// primary that cannot record it.
     public func run() throws -> VerificationReceipt {
+        // Retention may not expire what this run restores: `backup run` expires only while no verify
+        // holds the guard (taken before --set is checked against the repo, held to the end).
+        let guarded = takeExpireGuard()
+        defer { if guarded { _ = try? primary.advisoryUnlockShared(PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)) } }
         // Operator mistakes are usage errors (exit 2), found before anything runs or is recorded:
         // they say nothing about the backup, so they must not turn health CRITICAL.
         try validate()
@@ -318,6 +322,9 @@ public struct Verifier {
         let began = ContinuousClock.now
         let recorder = Recorder(VerificationReceipt(stanza: pgbackrest.stanza, targetTime: options.targetTime, startedAt: Date()))
         recorder.lockDescriptor = earlyLock
+        if !guarded {
+            recorder.receipt.notes.append("the expire guard could not be taken (a backup run's retention expire held it past \(Int(Self.expireGuardWait.inSeconds)) s, or the primary refused): a retention expire during this run could remove the backup it restores")
+        }
         try recorder.timed("catalog") { try BackupCatalog.install(primary) }
         do {
             try verify(recorder)
@@ -341,6 +348,33 @@ public struct Verifier {
         }
         try record(receipt)
         return receipt
+    }
+
+    /// How long a verify waits for a `backup run` that holds the expire guard (while pgBackRest's
+    /// expire runs) before it goes on unguarded, with a note in the receipt.
+    static let expireGuardWait: Duration = .seconds(600)
+
+    /// Takes ``PgBackRest/expireGuardLock(stanza:)`` shared on the primary; waits while a backup
+    /// run's expire holds it exclusively. false when it could not be taken.
+    func takeExpireGuard() -> Bool {
+        let key = PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)
+        let deadline = ContinuousClock.now + Self.expireGuardWait
+        var announced = false
+        while true {
+            do {
+                if try primary.tryAdvisoryLockShared(key) { return true }
+            } catch {
+                logger.warning("could not take the expire guard", metadata: ["error": .string((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")])
+                return false
+            }
+            if ContinuousClock.now >= deadline { return false }
+            if !announced {
+                announced = true
+                logger.info("waiting for a backup run's retention expire to finish before restoring", metadata: [
+                    "db.lock_holder": .string(((try? primary.advisoryLockHolder(key)) ?? nil) ?? "unknown")])
+            }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
     }
 
     /// The request itself: an absolute scratch path that does not exist yet (unless reused) and lies
@@ -683,7 +717,7 @@ public struct Verifier {
                 return nil
             }
         }
-        for note in ScratchLeftovers.cleanFresh(scratch: scratch, osUser: pgbackrest.osUser) {
+        for note in ScratchLeftovers.cleanLeftovers(scratch: scratch, stanza: pgbackrest.stanza, osUser: pgbackrest.osUser) {
             logger.warning("\(note)")
             r.receipt.notes.append(note)
         }

@@ -194,6 +194,13 @@ public struct PgBackRest: Sendable {
     /// (`backup run` marks such rows failed; the `backups` health check is CRITICAL for them).
     public static func backupRunLock(stanza: String) -> AdvisoryLockKey { AdvisoryLockKey("nfldb backup run \(stanza)") }
 
+    /// The advisory lock that keeps retention from expiring backups while a verify restores from the
+    /// repo: `backup verify` holds it shared for its whole run; `backup run` (which runs pgBackRest's
+    /// backup with `--no-expire-auto`) runs `expire` only when it can take it exclusively, and defers
+    /// the retention to its next run otherwise. Advisory locks are per database: both must connect to
+    /// the same database of the primary (the configured DSN).
+    public static func expireGuardLock(stanza: String) -> AdvisoryLockKey { AdvisoryLockKey("nfldb backup expire guard \(stanza)") }
+
     /// pgBackRest's own argv (before any `runuser` wrapping): config, stanza, options, command, and
     /// the command's own arguments (`repo-ls <path>`, `repo-get <file>`).
     public func arguments(_ command: String, _ options: [String] = [], positional: [String] = []) -> [String] {

@@ -25,7 +25,7 @@ final class BackupFixture {
         ConnectionOptions.conninfo([("host", cluster.socketDirectory), ("port", String(cluster.port)), ("user", "postgres"), ("dbname", database)])
     }
 
-    init(stanza: String = "nfldb", database: String = "nfl", cipherPass: String? = nil) throws {
+    init(stanza: String = "nfldb", database: String = "nfl", cipherPass: String? = nil, retentionFull: Int = 2) throws {
         self.database = database
         root = "/tmp/nfldb-bk-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
         binaries = try PostgresBinaries.locate()
@@ -41,6 +41,7 @@ final class BackupFixture {
         var conf = renderer
         conf.compressType = "gz"
         conf.cipherPass = cipherPass
+        conf.retentionFull = retentionFull
         try conf.install(osUser: osUser)
         do {
             try cluster.initialize(password: LocalCluster.randomPassword(), settings: [

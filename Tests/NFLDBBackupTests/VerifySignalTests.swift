@@ -109,7 +109,7 @@ struct VerifySignalTests {
         // The whole cleanup, with a marker that claims a dead owner: the live server keeps running.
         try #"{"stanza":"nfldb","kept":false,"owner":{"pid":999999,"startTime":1}}"#.write(
             toFile: planted + "/" + ReusableScratch.markerName, atomically: true, encoding: .utf8)
-        _ = ScratchLeftovers.cleanFresh(scratch: planted, osUser: f.pgbackrest.osUser)
+        _ = ScratchLeftovers.cleanLeftovers(scratch: planted, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser)
         #expect(Self.isAlive(live), "the live cluster's postmaster \(live) was stopped through the planted symlink")
         #expect(f.cluster.isRunning)
     }
@@ -179,6 +179,45 @@ struct VerifySignalTests {
         #expect(poll(timeout: .seconds(5)) { !Self.isAlive(run.postmaster) }, "the leftover postmaster \(run.postmaster) still runs")
         #expect(Self.children(of: run.postmaster).isEmpty)
         #expect(BackupFixture.processes(mentioning: killedScratch).isEmpty, "\(BackupFixture.processes(mentioning: killedScratch))")
+    }
+
+    @Test("SIGKILL during a --reuse-scratch run leaves a running kept copy; the next fresh run stops its server, keeps the directory, and passes; a kept copy in use is left alone")
+    func sigkillThenFreshRunStopsTheKeptCopy() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let kept = (f.root as NSString).appendingPathComponent("nfldb-verify-kept")
+        let run = try startVerify(f, scratch: kept, extra: ["--reuse-scratch"])
+        defer {
+            run.child.removeOutput()
+            if run.copy.isRunning { try? run.copy.stop(mode: "immediate", logger: f.logger) }
+            try? FileManager.default.removeItem(atPath: kept)
+        }
+        #expect(run.child.kill9() == 128 + SIGKILL, "\(run.log)")
+        #expect(Self.isAlive(run.postmaster), "after SIGKILL the kept copy's postmaster should still run")
+
+        // While another run holds the kept copy's lock, a fresh run leaves it alone.
+        let holder = try #require(try? ReusableScratch.lock(kept).get())
+        let meanwhile = try f.verify(scratch: (f.root as NSString).appendingPathComponent("nfldb-verify-fresh1"))
+        #expect(meanwhile.passed, "\(meanwhile.renderText())")
+        #expect(!meanwhile.notes.contains { $0.contains(kept) }, "\(meanwhile.notes)")
+        #expect(Self.isAlive(run.postmaster), "a kept copy in use is not touched")
+        close(holder)
+
+        let receipt = try f.verify(scratch: (f.root as NSString).appendingPathComponent("nfldb-verify-fresh2"))
+        #expect(receipt.passed, "\(receipt.renderText())")
+        #expect(receipt.notes.contains {
+            $0.contains("kept copy \(kept)") && $0.contains("stopped its server (pid \(run.postmaster))") && $0.contains("stays for the next --reuse-scratch run")
+        }, "\(receipt.notes)")
+        #expect(poll(timeout: .seconds(5)) { !Self.isAlive(run.postmaster) }, "the kept copy's postmaster \(run.postmaster) still runs")
+        #expect(FileManager.default.fileExists(atPath: (kept as NSString).appendingPathComponent(ReusableScratch.markerName)), "the kept copy stays")
+        #expect(BackupFixture.processes(mentioning: kept).isEmpty, "\(BackupFixture.processes(mentioning: kept))")
+        // And the next --reuse-scratch run reuses it (--delta) without finding anything to stop.
+        let reused = try f.verify(scratch: kept, reuse: true)
+        #expect(reused.passed, "\(reused.renderText())")
+        #expect(!reused.notes.contains { $0.contains("leftover") }, "\(reused.notes)")
+        #expect(reused.checks.contains { $0.name == "restore" && $0.evidence.contains("--delta") }, "\(reused.renderText())")
     }
 
     @Test("SIGKILL during a --reuse-scratch run leaves a running kept copy; the next --reuse-scratch run stops it, reuses it and passes")

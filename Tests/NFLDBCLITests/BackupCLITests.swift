@@ -43,9 +43,11 @@ struct BackupCLITests {
             #expect(full.status == 0, "\(full.allOutput)")
             let report = try jsonObject(full.standardOutput)
             #expect((report["label"] as? String)?.hasSuffix("F") == true)
+            #expect(report["retention"] as? String == "applied", "\(report)")
             #expect(((report["counts"] as? [String: Any])?.count ?? 0) > 0)
             let diff = try nfldb("backup", "run", "--type", "diff", env: env)
             #expect(diff.status == 0, "\(diff.allOutput)")
+            #expect(diff.standardOutput.contains("; retention applied: nothing expired"), "\(diff.allOutput)")
 
             let info = try nfldb("backup", "info", env: env)
             #expect(info.status == 0, "\(info.allOutput)")

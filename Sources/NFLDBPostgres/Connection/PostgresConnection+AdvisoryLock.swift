@@ -52,6 +52,18 @@ extension PostgresConnection {
         try query("SELECT pg_advisory_unlock(\(key.value))").scalar(Bool.self)
     }
 
+    /// Tries once to take a session-level advisory lock in shared mode (`pg_try_advisory_lock_shared`):
+    /// any number of sessions may hold it shared; an exclusive holder excludes them all.
+    public func tryAdvisoryLockShared(_ key: AdvisoryLockKey) throws -> Bool {
+        try query("SELECT pg_try_advisory_lock_shared(\(key.value))").scalar(Bool.self)
+    }
+
+    /// Releases a shared session-level advisory lock; returns false if this session did not hold it.
+    @discardableResult
+    public func advisoryUnlockShared(_ key: AdvisoryLockKey) throws -> Bool {
+        try query("SELECT pg_advisory_unlock_shared(\(key.value))").scalar(Bool.self)
+    }
+
     /// Who holds an advisory lock, for messages: `pid 123 (nfldb, since 05:30:01): <query>`.
     public func advisoryLockHolder(_ key: AdvisoryLockKey) throws -> String? {
         let rows = try query("""

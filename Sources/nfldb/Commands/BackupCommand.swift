@@ -261,7 +261,8 @@ extension BackupCommand {
                 context.output(try BackupCommand.json(report))
             } else {
                 context.output("backup \(report.label) (\(report.type)) ok in \(String(format: "%.1f", report.durationSeconds)) s; "
-                    + "canary \(report.token); manifest of \(report.counts.count) table(s); repo delta \(report.repoDeltaBytes.map(String.init) ?? "?") bytes")
+                    + "canary \(report.token); manifest of \(report.counts.count) table(s); repo delta \(report.repoDeltaBytes.map(String.init) ?? "?") bytes"
+                    + (report.retention.map { "; retention \($0)" + (report.retentionDetail.map { ": \($0)" } ?? "") } ?? ""))
             }
             finished(context, "backup run")
         }

@@ -1,0 +1,123 @@
+import Foundation
+import NFLDBBackup
+import NFLDBCore
+import NFLDBPgBackRest
+import NFLDBPostgres
+import NFLDBTestSupport
+import Synchronization
+import Testing
+
+/// A verify run on another thread (the fixture is used only from there until ``wait()``).
+final class BackgroundVerify: @unchecked Sendable {
+    private let outcome = Mutex<(receipt: VerificationReceipt?, error: String?)?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping () throws -> VerificationReceipt) {
+        nonisolated(unsafe) let body = body
+        Thread.detachNewThread { [self] in
+            do {
+                let receipt = try body()
+                outcome.withLock { $0 = (receipt, nil) }
+            } catch {
+                outcome.withLock { $0 = (nil, "\(error)") }
+            }
+            done.signal()
+        }
+    }
+
+    var finished: Bool { outcome.withLock { $0 != nil } }
+
+    /// The receipt, or nil (with the error recorded as an issue) when the verify threw or hung.
+    func wait(seconds: Double = 180) -> VerificationReceipt? {
+        guard done.wait(timeout: .now() + seconds) == .success else {
+            Issue.record("the verify did not finish within \(seconds) s")
+            return nil
+        }
+        let result = outcome.withLock { $0 }
+        if let error = result?.error { Issue.record("the verify threw: \(error)") }
+        return result?.receipt
+    }
+}
+
+/// Retention never expires the backup a running verify restores (the on-call probe of 2026-12-06:
+/// a `backup run` whose pgBackRest expired the set a concurrent `verify --set` was restoring made
+/// that verify fail). `backup run` runs pgBackRest's backup with `--no-expire-auto` and expires
+/// only under the expire guard, which every verify holds shared for its whole run.
+@Suite(.serialized) struct RetentionGuardTests {
+    /// A real verify of the oldest set is held inside its restore (a pgBackRest wrapper waits for a
+    /// file before `restore`) while a full backup runs with `repo1-retention-full=1`: the backup
+    /// defers its retention and says why, the verify passes, and the next backup run expires both
+    /// older sets.
+    @Test func aBackupRunDefersRetentionWhileAVerifyRestores() throws {
+        let f = try BackupFixture(retentionFull: 1)
+        defer { f.close() }
+        try f.initStanza()
+        let first = try f.backup("full")
+        #expect(first.retention == "applied" && first.retentionDetail == "nothing expired", "\(first)")
+
+        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
+        let wrapper = f.root + "/pgbackrest-held-restore"
+        try """
+            #!/bin/sh
+            # pgBackRest, except that `restore` waits (at most 120 s) until \(go) exists.
+            case " $* " in *" restore "*)
+              : > \(ShellWord.quote(waiting)); n=0
+              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
+            esac
+            exec pgbackrest "$@"
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        #expect(chmod(wrapper, 0o755) == 0)
+        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+
+        let verify = BackgroundVerify { try f.verify(set: first.label, pg: held) }
+        defer { FileManager.default.createFile(atPath: go, contents: nil) }
+        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the verify reached its restore")
+        // The verify holds the guard shared, as the pg_locks view shows.
+        let admin = try f.connect()
+        defer { admin.close() }
+        let key = PgBackRest.expireGuardLock(stanza: f.pgbackrest.stanza)
+        #expect(try admin.query("""
+            SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ShareLock'
+              AND classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid AND objid = (\(key.value)::bigint & 4294967295)::oid
+            """).scalar(Int.self) == 1)
+
+        let second = try f.backup("full")
+        #expect(second.retention == "deferred", "\(second)")
+        #expect(second.retentionDetail?.contains("a backup verify of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
+        #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label], "nothing expired while the verify restores")
+
+        FileManager.default.createFile(atPath: go, contents: nil)
+        let verified = try #require(verify.wait())
+        #expect(verified.passed, "\(verified.checks.filter { !$0.passed })")
+        #expect(verified.label == first.label)
+        #expect(!verified.notes.contains { $0.contains("expire guard") }, "\(verified.notes)")
+
+        // No verify now: the next run applies the retention (one full backup kept).
+        let third = try f.backup("full")
+        #expect(third.retention == "applied" && third.retentionDetail == "expired \(first.label), \(second.label)", "\(third)")
+        #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [third.label])
+    }
+
+    /// A backup run that holds the guard (its expire running) makes a verify wait for it instead of
+    /// restoring under an expire.
+    @Test func aVerifyWaitsForARunningExpire() throws {
+        let f = try BackupFixture(retentionFull: 1)
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let holder = try f.connect()
+        defer { holder.close() }
+        let key = PgBackRest.expireGuardLock(stanza: f.pgbackrest.stanza)
+        #expect(try holder.tryAdvisoryLock(key))
+        let started = ContinuousClock.now
+        let verify = BackgroundVerify { try f.verify() }
+        // Still waiting after 2 s, before any scratch copy exists.
+        Thread.sleep(forTimeInterval: 2)
+        #expect(!verify.finished)
+        #expect(f.scratchLeftovers().isEmpty, "the verify waits before it prepares a scratch copy")
+        #expect(try holder.advisoryUnlock(key))
+        let verified = try #require(verify.wait())
+        #expect(verified.passed, "\(verified.failedChecks)")
+        #expect(ContinuousClock.now - started >= .seconds(2))
+    }
+}
