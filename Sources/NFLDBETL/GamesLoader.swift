@@ -378,7 +378,18 @@ public struct GamesLoader {
         // wrote ~0.3 MB of pg_statistic WAL per run (most of a no-op re-load's WAL).
         try connection.execute("ANALYZE pg_temp.etl_stage_games (game_id, stadium_id, away_team, home_team)")
         result.endPhase("stage_dedupe_analyze")
+        // A first load that had to stage (an HTTP source, the default, cannot be read twice; or a
+        // direct load abandoned above) checks the foreign keys once at the end too.
+        var suspended = 0
+        if options.suspendForeignKeys, result.rowsRead > result.rejected, try targetIsEmptyAndLocked() {
+            suspended = try suspendForeignKeys()
+        }
+        result.foreignKeyChecks = suspended > 0 ? "at-end" : "per-row"
         try merge(&result)
+        if suspended > 0 {
+            try connection.execute("SELECT nfl.etl_restore_game_foreign_keys()")
+            result.endPhase("restore_foreign_keys")
+        }
     }
 
     /// `--on-invalid fail` with any rejected row, or more rejected rows than the ratio allows: the

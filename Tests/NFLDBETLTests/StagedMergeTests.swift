@@ -32,6 +32,8 @@ final class OnceSource: ByteSource {
             let result = try GamesLoader(connection: connection, logger: TestCluster.logger).load(OnceSource(Slice.text), options: ETLWorld.options)
             connection.close()
             #expect(result.loadMethod == "staged" && result.inserted == 842)
+            // A staged first load checks the foreign keys once at the end, like the direct one.
+            #expect(result.foreignKeyChecks == "at-end" && result.phaseMS["restore_foreign_keys"] != nil, "\(result.phaseMS)")
             let counts = try world.counts()
             #expect(counts["odds_history"]! > 700 && counts["weather"]! > 100, "\(counts)")
             let reads = try Self.heapBlocks(world)
