@@ -21,6 +21,8 @@ public enum FernetStream {
         public let keyCount: Int
         /// Why the token was refused (nil: a key opened it, but the value cannot be written as a line).
         public var cause: FernetError? = nil
+        /// What to do, when neither a token's refusal nor a newline in a value is the problem.
+        public var otherHint: String? = nil
         public var diagnostic: Diagnostic {
             Diagnostic(
                 "line \(line): \(reason)",
@@ -29,6 +31,7 @@ public enum FernetStream {
         }
         /// What to do for this failure: only a signature mismatch can be a missing key.
         var hint: String {
+            if let otherHint { return otherHint }
             switch cause {
             case .signatureMismatch:
                 return "Add the key that encrypted it to --key-ref (comma-separated, any order after the newest); if every key is there, the token was altered."
@@ -47,7 +50,13 @@ public enum FernetStream {
         public var exitStatus: ExitStatus { .failure }
     }
 
-    public static func run(_ mode: Mode, ring: KeyRing, input: Int32 = STDIN_FILENO, output: Int32 = STDOUT_FILENO) throws -> Summary {
+    /// The longest line read (64 MiB): a longer one is refused, naming its line, instead of being
+    /// held in memory whole (binary input piped in by mistake has no line breaks).
+    public static let maxLineBytes = 64 << 20
+
+    public static func run(
+        _ mode: Mode, ring: KeyRing, input: Int32 = STDIN_FILENO, output: Int32 = STDOUT_FILENO, maxLineBytes: Int = FernetStream.maxLineBytes
+    ) throws -> Summary {
         let multi = try ring.multiFernet()
         var summary = Summary(byKey: Array(repeating: 0, count: ring.keys.count))
         var writer = BufferedWriter(fd: output)
@@ -85,6 +94,13 @@ public enum FernetStream {
             }
             pending.removeFirst(start)
             scanned = pending.count
+            if pending.count > maxLineBytes {
+                try? writer.flush()
+                let limit = maxLineBytes >= 1 << 20 ? "\(maxLineBytes >> 20) MiB" : "\(maxLineBytes) bytes"
+                throw LineError(
+                    line: summary.lines + 1, reason: "longer than \(limit) without a line break", keyCount: multi.fernets.count,
+                    otherHint: "The input must be one value (encrypt) or one Fernet token (decrypt) per line; check that the right file was given (binary data has no line breaks).")
+            }
         }
         try writer.flush()
         return summary

@@ -286,14 +286,14 @@ struct FernetInteropTests {
 @Suite("crypt encrypt/decrypt streams (buffer API)")
 struct FernetStreamTests {
     /// Runs `FernetStream` from a file to a file; returns the output, or the error.
-    static func run(_ mode: FernetStream.Mode, ring: KeyRing, input: [UInt8]) throws -> (output: [UInt8], result: Result<FernetStream.Summary, any Error>) {
+    static func run(_ mode: FernetStream.Mode, ring: KeyRing, input: [UInt8], maxLineBytes: Int = FernetStream.maxLineBytes) throws -> (output: [UInt8], result: Result<FernetStream.Summary, any Error>) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-stream-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(FileManager.default.createFile(atPath: dir + "/in", contents: Data(input)))
         let inFD = open(dir + "/in", O_RDONLY), outFD = open(dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         defer { close(inFD) }
-        let result = Result { try FernetStream.run(mode, ring: ring, input: inFD, output: outFD) }
+        let result = Result { try FernetStream.run(mode, ring: ring, input: inFD, output: outFD, maxLineBytes: maxLineBytes) }
         close(outFD)
         return (Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/out"))), result)
     }
@@ -320,6 +320,26 @@ struct FernetStreamTests {
         for (index, token) in String(decoding: tokensNew, as: UTF8.self).split(separator: "\n").enumerated() where index % 997 == 0 {
             #expect(String(decoding: try single.decrypt(String(token)), as: UTF8.self) == lines[index])
         }
+    }
+
+    @Test("a line longer than the limit (binary input with no line breaks) is refused, naming its line, before it is held whole; the lines before are written")
+    func overlongLine() throws {
+        let key = try FernetKey.generate()
+        let ring = KeyRing(references: [try KeyReference(parsing: "env:K")], keys: [key])
+        let fernet = try Fernet(key: key)
+        // 3 MiB with no newline after one good token, read in 64 KiB chunks against a 1 MiB limit.
+        let input = Array("\(try fernet.encrypt("ok"))\n".utf8) + [UInt8](repeating: 0x41, count: 3 << 20)
+        for mode in [FernetStream.Mode.decrypt(ttl: nil), .encrypt] {
+            let (output, result) = try Self.run(mode, ring: ring, input: input, maxLineBytes: 1 << 20)
+            let error = #expect(throws: FernetStream.LineError.self) { try result.get() }
+            #expect(error?.line == 2 && error?.diagnostic.summary == "line 2: longer than 1 MiB without a line break", "\(String(describing: error))")
+            #expect(error?.diagnostic.hint?.contains("one Fernet token (decrypt) per line") == true)
+            #expect(output.split(separator: 0x0A).count == 1, "the first line was written")
+        }
+        // The default limit (64 MiB) lets a 3 MiB line through to the token check.
+        let (_, result) = try Self.run(.decrypt(ttl: nil), ring: ring, input: input)
+        let error = #expect(throws: FernetStream.LineError.self) { try result.get() }
+        #expect(error?.line == 2 && error?.cause != nil, "\(String(describing: error))")
     }
 
     @Test("decrypt stops at a value with a newline and at a line no key opens, naming the line; the lines before are written")
