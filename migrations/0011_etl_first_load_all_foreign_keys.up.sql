@@ -17,6 +17,16 @@
 -- table too (ACCESS EXCLUSIVE, as for any foreign-key DDL), so readers of nfl.teams and
 -- nfl.stadiums wait until a first load commits, as readers of the three loaded tables already did.
 -- A key declared NOT VALID is left alone (it still checks each new row; restoring it would not).
+--
+-- Two holes of 0010's function are closed here:
+-- * The write-lock proof could be faked: `PREPARE p AS INSERT INTO nfl.games …` takes ROW EXCLUSIVE
+--   at parse time and checks the INSERT privilege only when executed, so a reader (EXECUTE on
+--   nfl.* through analytics_read) held the "writer's" locks without being one. The login
+--   (session_user, the one caller identity a SECURITY DEFINER function can see) must now also hold
+--   INSERT on each table (directly or through an inherited role such as nfl_etl).
+-- * A populated database is refused before the ACCESS EXCLUSIVE request, not after it: a call on
+--   a database with data never queues that lock behind readers (which would block every reader of
+--   the three tables meanwhile); the emptiness is checked again once the lock is held.
 
 CREATE OR REPLACE FUNCTION nfl.etl_suspend_game_foreign_keys() RETURNS integer
     LANGUAGE plpgsql
@@ -43,8 +53,19 @@ BEGIN
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = 'Only a role that may write nfl.games, nfl.weather and nfl.odds_history can call it, after LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ROW EXCLUSIVE MODE in the same transaction.';
         END IF;
+        IF NOT pg_catalog.has_table_privilege(session_user, t::pg_catalog.oid, 'INSERT') THEN
+            RAISE EXCEPTION 'permission denied to suspend the foreign keys of nfl.games, nfl.weather and nfl.odds_history: login % may not insert into %', session_user, t
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Only a login that may write the three tables (directly or through an inherited role such as nfl_etl) can call it.';
+        END IF;
     END LOOP;
 
+    -- Refused before any stronger lock is requested when data is there (see the header).
+    IF EXISTS (SELECT FROM nfl.games) OR EXISTS (SELECT FROM nfl.weather) OR EXISTS (SELECT FROM nfl.odds_history) THEN
+        RAISE EXCEPTION 'not suspending the foreign keys of nfl.games, nfl.weather and nfl.odds_history: all three must be empty'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only a first load skips the per-row checks; later loads check each row.';
+    END IF;
     LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ACCESS EXCLUSIVE MODE;
     IF EXISTS (SELECT FROM nfl.games) OR EXISTS (SELECT FROM nfl.weather) OR EXISTS (SELECT FROM nfl.odds_history) THEN
         RAISE EXCEPTION 'not suspending the foreign keys of nfl.games, nfl.weather and nfl.odds_history: all three must be empty'

@@ -123,8 +123,12 @@ enum ScratchLeftovers {
         for directory in Set([scratch, ReusableScratch.defaultDirectory(stanza: stanza)] + siblings).sorted() {
             guard let marker = marker(of: directory, osUser: osUser) else { continue }
             if marker.kept != false {
-                // Not in use: its lock is free (taken here only for the look, released at once).
-                guard FileManager.default.fileExists(atPath: directory + ".lock"),
+                // Only when something runs on it: then its lock tells a live run's copy (held) from a
+                // killed run's (free; taken only while stopping, so a --reuse-scratch run starting
+                // meanwhile is refused only when there was a leftover to stop).
+                let data = (directory as NSString).appendingPathComponent("data")
+                guard runningServer(dataDirectory: data) != nil || !processes(using: directory).isEmpty,
+                      FileManager.default.fileExists(atPath: directory + ".lock"),
                       case .success(let fd) = ReusableScratch.lock(directory) else { continue }
                 defer { close(fd) }
                 if let note = stopKeptServer(scratch: directory, reusing: false) { notes.append(note) }

@@ -422,8 +422,10 @@ public struct GamesLoader {
     /// SQLSTATEs for which a first load goes on with per-row foreign-key checks instead of
     /// suspending them: the functions are missing (migration 0010 not applied) or not executable,
     /// the caller may not write a table, a table is not empty, or a reader holds a lock past
-    /// `lock_timeout`. Anything else (a cancel, a lost connection) fails the run.
-    static let suspensionDeclined: Set<String> = ["42883", "42501", "55000", "55P03", "3F000"]
+    /// `lock_timeout`, or a deadlock with a reader that holds teams or stadiums and waits for a
+    /// loaded table (the suspension takes ACCESS EXCLUSIVE on both). Anything else (a cancel, a
+    /// lost connection) fails the run.
+    static let suspensionDeclined: Set<String> = ["42883", "42501", "55000", "55P03", "3F000", "40P01"]
 
     /// Drops the foreign keys of the empty nfl.games, nfl.weather and nfl.odds_history for this
     /// transaction (`nfl.etl_suspend_game_foreign_keys()` of migration 0010, since 0011 also

@@ -82,6 +82,10 @@ public enum FernetStream {
             var from = scanned
             while let newline = pending[from...].firstIndex(of: 0x0A) {
                 let line = pending[start..<newline]
+                if line.count > maxLineBytes {
+                    try? writer.flush()
+                    throw overlong(line: summary.lines + 1, limit: maxLineBytes, keys: multi.fernets.count)
+                }
                 summary.lines += 1
                 do {
                     try process(line, mode: mode, multi: multi, lineNumber: summary.lines, summary: &summary, writer: &writer)
@@ -96,14 +100,19 @@ public enum FernetStream {
             scanned = pending.count
             if pending.count > maxLineBytes {
                 try? writer.flush()
-                let limit = maxLineBytes >= 1 << 20 ? "\(maxLineBytes >> 20) MiB" : "\(maxLineBytes) bytes"
-                throw LineError(
-                    line: summary.lines + 1, reason: "longer than \(limit) without a line break", keyCount: multi.fernets.count,
-                    otherHint: "The input must be one value (encrypt) or one Fernet token (decrypt) per line; check that the right file was given (binary data has no line breaks).")
+                throw overlong(line: summary.lines + 1, limit: maxLineBytes, keys: multi.fernets.count)
             }
         }
         try writer.flush()
         return summary
+    }
+
+    /// A line longer than the limit (checked as soon as it is seen to be, with or without its newline).
+    private static func overlong(line: Int, limit: Int, keys: Int) -> LineError {
+        let shown = limit >= 1 << 20 && limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit) bytes"
+        return LineError(
+            line: line, reason: "longer than \(shown) without a line break", keyCount: keys,
+            otherHint: "The input must be one value (encrypt) or one Fernet token (decrypt) per line; check that the right file was given (binary data has no line breaks).")
     }
 
     /// Encrypts or decrypts one line straight into the output buffer (the buffer APIs: no String

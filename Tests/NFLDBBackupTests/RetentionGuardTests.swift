@@ -28,11 +28,13 @@ final class BackgroundVerify: @unchecked Sendable {
     var finished: Bool { outcome.withLock { $0 != nil } }
 
     /// The receipt, or nil (with the error recorded as an issue) when the verify threw or hung.
+    /// May be called again (a test's cleanup waits too, so the fixture outlives the thread).
     func wait(seconds: Double = 180) -> VerificationReceipt? {
         guard done.wait(timeout: .now() + seconds) == .success else {
             Issue.record("the verify did not finish within \(seconds) s")
             return nil
         }
+        done.signal()
         let result = outcome.withLock { $0 }
         if let error = result?.error { Issue.record("the verify threw: \(error)") }
         return result?.receipt
@@ -70,7 +72,11 @@ final class BackgroundVerify: @unchecked Sendable {
         let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
 
         let verify = BackgroundVerify { try f.verify(set: first.label, pg: held) }
-        defer { FileManager.default.createFile(atPath: go, contents: nil) }
+        defer {
+            // Before the fixture goes (its defer runs after this one): the thread must be done with it.
+            FileManager.default.createFile(atPath: go, contents: nil)
+            _ = verify.wait()
+        }
         #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the verify reached its restore")
         // The verify holds the guard shared, as the pg_locks view shows.
         let admin = try f.connect()
@@ -109,15 +115,18 @@ final class BackgroundVerify: @unchecked Sendable {
         defer { holder.close() }
         let key = PgBackRest.expireGuardLock(stanza: f.pgbackrest.stanza)
         #expect(try holder.tryAdvisoryLock(key))
-        let started = ContinuousClock.now
         let verify = BackgroundVerify { try f.verify() }
+        defer { _ = try? holder.advisoryUnlock(key); _ = verify.wait() }
         // Still waiting after 2 s, before any scratch copy exists.
         Thread.sleep(forTimeInterval: 2)
         #expect(!verify.finished)
         #expect(f.scratchLeftovers().isEmpty, "the verify waits before it prepares a scratch copy")
+        let unlockedAt = Date()
         #expect(try holder.advisoryUnlock(key))
         let verified = try #require(verify.wait())
         #expect(verified.passed, "\(verified.failedChecks)")
-        #expect(ContinuousClock.now - started >= .seconds(2))
+        // Its receipt starts once the guard is taken: after the unlock, not before.
+        #expect(verified.startedAt >= unlockedAt, "started \(verified.startedAt), unlocked \(unlockedAt)")
+        #expect(!verified.notes.contains { $0.contains("expire guard") }, "\(verified.notes)")
     }
 }

@@ -94,6 +94,23 @@ import Testing
             let readerLock = #expect(throws: PostgresError.self) { try reader.execute("LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ROW EXCLUSIVE MODE") }
             #expect(readerLock?.sqlState == "42501")
             try reader.execute("ROLLBACK")
+            // Nor with the locks PREPARE takes: parse analysis opens an INSERT's table with ROW
+            // EXCLUSIVE and the privilege is checked only at EXECUTE, so the pg_locks proof alone
+            // would let a reader in. The login's INSERT privilege is checked too.
+            try reader.execute("BEGIN")
+            for (n, table) in ["nfl.games", "nfl.weather", "nfl.odds_history"].enumerated() {
+                try reader.execute("PREPARE fake_writer_\(unsafeRaw: String(n)) AS INSERT INTO \(unsafeRaw: table) (game_id) VALUES ('x')")
+            }
+            #expect(try reader.query("""
+                SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'RowExclusiveLock' AND granted
+                  AND relation IN ('nfl.games'::regclass, 'nfl.weather'::regclass, 'nfl.odds_history'::regclass)
+                """).scalar(Int.self) == 3, "PREPARE gave the reader the writer's locks")
+            let prepared = #expect(throws: PostgresError.self) { try reader.query("SELECT nfl.etl_suspend_game_foreign_keys()") }
+            #expect(prepared?.sqlState == "42501", "\(String(describing: prepared))")
+            #expect(prepared?.message.contains("may not insert into nfl.games") == true, "\(String(describing: prepared))")
+            try reader.execute("ROLLBACK")
+            try reader.execute("DEALLOCATE ALL")
+            #expect(try Self.gameForeignKeys(admin) == Self.expectedKeys)
             // A reader holding ACCESS SHARE (a plain SELECT) is still refused.
             try reader.execute("BEGIN")
             _ = try reader.query("SELECT count(*) FROM nfl.games, nfl.weather, nfl.odds_history")
@@ -152,13 +169,21 @@ import Testing
             // The restore with nothing suspended does nothing (and assigns no transaction id).
             #expect(try reader.query("SELECT nfl.etl_restore_game_foreign_keys()").scalar(Int.self) == 0)
 
-            // Rows present: a writer with the locks is refused (only a first load may skip the checks).
+            // Rows present: a writer with the locks is refused (only a first load may skip the
+            // checks) at once, without queueing ACCESS EXCLUSIVE behind a reader (which would block
+            // every later reader of the table until the lock_timeout).
             try world.load(Slice.text)
+            try reader.execute("BEGIN")
+            _ = try reader.query("SELECT count(*) FROM nfl.games")
             try loader.execute("BEGIN")
+            try loader.execute("SET LOCAL lock_timeout = '30s'")
             try loader.execute("LOCK TABLE nfl.games, nfl.weather, nfl.odds_history IN ROW EXCLUSIVE MODE")
+            let asked = ContinuousClock.now
             let notEmpty = #expect(throws: PostgresError.self) { try loader.query("SELECT nfl.etl_suspend_game_foreign_keys()") }
             #expect(notEmpty?.sqlState == "55000")
+            #expect(ContinuousClock.now - asked < .seconds(10), "refused without waiting for the reader's lock")
             try loader.execute("ROLLBACK")
+            try reader.execute("ROLLBACK")
             #expect(try Self.gameForeignKeys(admin) == Self.expectedKeys)
         }
     }

@@ -336,6 +336,14 @@ struct FernetStreamTests {
             #expect(error?.diagnostic.hint?.contains("one Fernet token (decrypt) per line") == true)
             #expect(output.split(separator: 0x0A).count == 1, "the first line was written")
         }
+        // The limit is exact: a line of 1 MiB + 1 byte that ends within the same read is refused,
+        // one of exactly 1 MiB goes on to the token check.
+        let atLimit = Array("\(try fernet.encrypt("ok"))\n".utf8)
+        for (length, refused) in [((1 << 20) + 1, true), (1 << 20, false)] {
+            let (_, result) = try Self.run(.decrypt(ttl: nil), ring: ring, input: atLimit + [UInt8](repeating: 0x41, count: length) + [0x0A], maxLineBytes: 1 << 20)
+            let error = #expect(throws: FernetStream.LineError.self) { try result.get() }
+            #expect((error?.cause == nil) == refused && error?.line == 2, "\(length): \(String(describing: error))")
+        }
         // The default limit (64 MiB) lets a 3 MiB line through to the token check.
         let (_, result) = try Self.run(.decrypt(ttl: nil), ring: ring, input: input)
         let error = #expect(throws: FernetStream.LineError.self) { try result.get() }
