@@ -1,5 +1,5 @@
 import Foundation
-import NFLDBBackup
+@testable import NFLDBBackup
 import NFLDBCore
 import NFLDBPgBackRest
 import NFLDBPostgres
@@ -102,6 +102,68 @@ final class BackgroundVerify: @unchecked Sendable {
         let third = try f.backup("full")
         #expect(third.retention == "applied" && third.retentionDetail == "expired \(first.label), \(second.label)", "\(third)")
         #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [third.label])
+    }
+
+    /// A `backup run` killed (kill -9) during its expire releases the guard with its session while
+    /// the orphaned `pgbackrest … expire` goes on deleting (found by an attack probe: the verify
+    /// that started then restored a set being deleted and failed). A verify waits for such a
+    /// process of its stanza (here a stand-in named pgbackrest that runs 4 s) and says so.
+    @Test func aVerifyWaitsForAnOrphanedExpire() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        _ = try f.backup("full")
+        let orphan = Process()
+        orphan.executableURL = URL(fileURLWithPath: "/bin/bash")
+        orphan.arguments = ["-c", "exec -a pgbackrest /bin/bash -c 'sleep 4; true' --config=\(f.configPath) --stanza=\(f.pgbackrest.stanza) expire"]
+        let began = Date()
+        try orphan.run()
+        defer { if orphan.isRunning { orphan.terminate() }; orphan.waitUntilExit() }
+        #expect(poll(timeout: .seconds(5)) {
+            !Verifier.runningExpires(stanza: f.pgbackrest.stanza, configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty
+        }, "the stand-in is seen as a running expire")
+        #expect(Verifier.runningExpires(stanza: "other", configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty, "another stanza's is not")
+        let receipt = try f.verify()
+        #expect(receipt.passed, "\(receipt.failedChecks)")
+        #expect(receipt.startedAt.timeIntervalSince(began) >= 3.5, "the verify began \(receipt.startedAt.timeIntervalSince(began)) s after the expire started")
+        #expect(receipt.notes.contains { $0.contains("for a pgBackRest expire of stanza \(f.pgbackrest.stanza)") && $0.contains("to finish before restoring") },
+                "\(receipt.notes)")
+    }
+
+    /// An expire outside the guard (here `pgbackrest expire --set` by hand) while a verify restores
+    /// that set: the verify fails its restore (the set is gone), and says the set was expired
+    /// meanwhile instead of leaving pgBackRest's missing-file error to read as repo damage.
+    @Test func aSetExpiredByHandDuringItsRestoreIsNamedAsSuch() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let first = try f.backup("full")
+        _ = try f.backup("full")
+        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
+        let wrapper = f.root + "/pgbackrest-held-restore"
+        try """
+            #!/bin/sh
+            case " $* " in *" restore "*)
+              : > \(ShellWord.quote(waiting)); n=0
+              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
+            esac
+            exec pgbackrest "$@"
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        #expect(chmod(wrapper, 0o755) == 0)
+        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+        let verify = BackgroundVerify { try f.verify(set: first.label, pg: held) }
+        defer {
+            FileManager.default.createFile(atPath: go, contents: nil)
+            _ = verify.wait()
+        }
+        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the verify reached its restore")
+        try f.pgbackrest.runChecked("expire", ["--set=\(first.label)"])
+        FileManager.default.createFile(atPath: go, contents: nil)
+        let verified = try #require(verify.wait())
+        #expect(!verified.passed)
+        let restore = verified.checks.first { $0.name == "restore" }
+        #expect(restore?.passed == false && restore?.evidence.contains("the backup \(first.label) is no longer in the repo: it was expired while this run restored it") == true,
+                "\(verified.checks)")
     }
 
     /// A backup run that holds the guard (its expire running) makes a verify wait for it instead of
