@@ -174,7 +174,15 @@ public struct BackupRunner {
                 logger.warning("retention expire failed; the backup itself is good, the next backup run tries again", metadata: ["error": .string(error)])
                 return ("failed", error)
             }
-            let after = Set((try? pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label)) ?? [])
+            // What went: the labels before minus those after. An `info` that fails here must not read
+            // as "every backup expired" (the one just taken included).
+            let after: Set<String>
+            do {
+                after = Set(try pgbackrest.info(allowNoBackups: true, logger: logger).first?.backup.map(\.label) ?? [])
+            } catch {
+                let message = (error as? any NFLDBError)?.diagnostic.oneLine ?? String(describing: error)
+                return ("applied", "pgbackrest expire succeeded; which backups it expired could not be listed (\(message)): see `nfldb backup info`")
+            }
             let gone = before.subtracting(after).sorted()
             return ("applied", gone.isEmpty ? "nothing expired" : "expired " + gone.joined(separator: ", "))
         } catch {
@@ -202,14 +210,20 @@ public struct BackupRunner {
     }
 
     /// Records a run as failed from another connection (a signal handler's, while the run's own
-    /// connection is busy): `interrupted by SIGTERM`.
-    public static func recordInterrupted(runID: Int64, signal: String, target: ConnectionOptions, logger: Logger) throws {
+    /// connection is busy): `interrupted by SIGTERM`. Only a run still `running`: a signal during
+    /// retention (after the backup was recorded `ok`) leaves a good backup recorded as good. Returns
+    /// the label of that backup when the run had already finished (nil when it was marked failed).
+    @discardableResult
+    public static func recordInterrupted(runID: Int64, signal: String, target: ConnectionOptions, logger: Logger) throws -> String? {
         let connection = try PostgresConnection.connect(target, logger: logger)
         defer { connection.close() }
-        try connection.execute("""
+        let marked = try connection.execute("""
             UPDATE nfldb.backup_runs SET status = 'failed', finished_at = clock_timestamp(), error = \("interrupted by \(signal)")
-            WHERE id = \(runID)
+            WHERE id = \(runID) AND status = 'running'
             """)
+        guard marked == 0 else { return nil }
+        let rows = try connection.query("SELECT coalesce(label, '?') FROM nfldb.backup_runs WHERE id = \(runID) AND status = 'ok'")
+        return rows.rows.first?.values.first ?? nil
     }
 
     /// Writes the manifest beside a posix repo (`<repo1-path>/nfldb-manifests/<label>.json`), so it

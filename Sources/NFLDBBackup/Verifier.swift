@@ -392,7 +392,8 @@ public struct Verifier {
         let began = ContinuousClock.now
         while !Self.runningExpires(stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser).isEmpty {
             if ContinuousClock.now >= deadline {
-                return "a pgBackRest expire of stanza \(pgbackrest.stanza) (pid \(pids)) ran without nfldb's expire guard and was still running after \(Int(Self.expireGuardWait.inSeconds)) s: this run restored regardless, and a retention expire during it could remove the backup it restores"
+                let waited = String(format: "%.1f", (ContinuousClock.now - began).inSeconds)
+                return "a pgBackRest expire of stanza \(pgbackrest.stanza) (pid \(pids)) runs without nfldb's expire guard and was still running after this run waited \(waited) s for it (its 10 min bound for the guard and this wait together): this run restores regardless, and that expire could remove the backup it restores"
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
@@ -874,9 +875,14 @@ public struct Verifier {
             // pgBackRest reports as missing files, i.e. as damage. Say which it was.
             if let stanzas = try? pgbackrest.info(allowNoBackups: true, logger: logger),
                let stanza = stanzas.first(where: { $0.name == pgbackrest.stanza }), stanza.backup(label: plan.backup.label) == nil {
-                evidence = "the backup \(plan.backup.label) is no longer in the repo: it was expired while this run restored it "
-                    + "(an expire outside nfldb's guard: by hand, by another scheduler or from another host), not damage found in it; "
-                    + "run verify again (pgBackRest said: \(evidence))"
+                // Not called benign: pgBackRest also drops a set from backup.info when its files vanish
+                // ("missing manifest removed from backup.info", on the next backup or expire), and that
+                // is damage. Both causes are named; the check fails either way.
+                evidence = "the backup \(plan.backup.label) is no longer listed in the repo: either it was expired while this run restored it "
+                    + "(an expire outside nfldb's guard: by hand, by another scheduler or from another host), or pgBackRest removed it "
+                    + "from backup.info because its files vanished from the repo (its log then says 'missing manifest removed from backup.info'), "
+                    + "which is repo damage; check the pgBackRest log for that line, then run verify again "
+                    + "(pgBackRest said: \(evidence))"
             }
             r.check("restore", false, evidence)
             return false

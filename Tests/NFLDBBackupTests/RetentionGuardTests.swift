@@ -133,7 +133,32 @@ final class BackgroundVerify: @unchecked Sendable {
     /// An expire outside the guard (here `pgbackrest expire --set` by hand) while a verify restores
     /// that set: the verify fails its restore (the set is gone), and says the set was expired
     /// meanwhile instead of leaving pgBackRest's missing-file error to read as repo damage.
-    @Test func aSetExpiredByHandDuringItsRestoreIsNamedAsSuch() throws {
+    /// A signal during a run's retention (the backup already finished and recorded `ok`) must not
+    /// turn that good backup into a failed run (health would page for it); a run still `running` is
+    /// marked failed as before.
+    @Test func aSignalDuringRetentionLeavesTheGoodBackupRecordedOK() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let done = try f.backup("full")
+        let db = try f.connect()
+        defer { db.close() }
+        let runID = try db.query("SELECT id FROM nfldb.backup_runs WHERE label = \(done.label)").scalar(Int64.self)
+        let target = ConnectionOptions(dsn: f.dsn)
+        let kept = try BackupRunner.recordInterrupted(runID: runID, signal: "SIGTERM", target: target, logger: f.logger)
+        #expect(kept == done.label)
+        #expect(try db.query("SELECT status || ' ' || coalesce(error, '-') FROM nfldb.backup_runs WHERE id = \(runID)").scalar(String.self) == "ok -")
+
+        _ = try db.execute("UPDATE nfldb.backup_runs SET status = 'running', label = NULL WHERE id = \(runID)")
+        #expect(try BackupRunner.recordInterrupted(runID: runID, signal: "SIGHUP", target: target, logger: f.logger) == nil)
+        #expect(try db.query("SELECT status || ' ' || error FROM nfldb.backup_runs WHERE id = \(runID)").scalar(String.self) == "failed interrupted by SIGHUP")
+    }
+
+    /// Expired by hand, or its files lost from the repo (pgBackRest's next expire then drops it from
+    /// backup.info: "missing manifest removed"): the evidence names both causes and never calls the
+    /// second benign.
+    @Test(arguments: ["expired", "files-lost"])
+    func aSetGoneDuringItsRestoreIsNamedWithBothCauses(how: String) throws {
         let f = try BackupFixture()
         defer { f.close() }
         try f.initStanza()
@@ -157,13 +182,23 @@ final class BackgroundVerify: @unchecked Sendable {
             _ = verify.wait()
         }
         #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the verify reached its restore")
-        try f.pgbackrest.runChecked("expire", ["--set=\(first.label)"])
+        if how == "expired" {
+            try f.pgbackrest.runChecked("expire", ["--set=\(first.label)"])
+        } else {
+            let setDirectory = f.repoPath + "/backup/\(f.pgbackrest.stanza)/\(first.label)"
+            #expect(FileManager.default.fileExists(atPath: setDirectory + "/backup.manifest"), "\(setDirectory)")
+            try FileManager.default.removeItem(atPath: setDirectory)
+            try f.pgbackrest.runChecked("expire", [])  // reloads backup.info: the set without a manifest is dropped
+        }
+        #expect(try f.pgbackrest.info(allowNoBackups: true).first?.backup(label: first.label) == nil, "\(how): the set left backup.info")
         FileManager.default.createFile(atPath: go, contents: nil)
         let verified = try #require(verify.wait())
         #expect(!verified.passed)
-        let restore = verified.checks.first { $0.name == "restore" }
-        #expect(restore?.passed == false && restore?.evidence.contains("the backup \(first.label) is no longer in the repo: it was expired while this run restored it") == true,
-                "\(verified.checks)")
+        let restore = try #require(verified.checks.first { $0.name == "restore" })
+        #expect(!restore.passed)
+        #expect(restore.evidence.contains("the backup \(first.label) is no longer listed in the repo: either it was expired while this run restored it"), "\(restore.evidence)")
+        #expect(restore.evidence.contains("which is repo damage"), "\(restore.evidence)")
+        #expect(!restore.evidence.contains("not damage"), "\(restore.evidence)")
     }
 
     /// A backup run that holds the guard (its expire running) makes a verify wait for it instead of
