@@ -30,6 +30,9 @@ public struct LoadOptions: Sendable {
     /// nfl.odds_history (to teams, stadiums and games) and adds them back (validated) before
     /// COMMIT, through the functions of migrations 0010/0011 (`etl.suspend_foreign_keys`).
     public var suspendForeignKeys = true
+    /// Polled between COPY batches, after staging and right before COMMIT (a queued load's
+    /// cancellation): true rolls the load back and records the run as failed, "cancelled".
+    public var isCancelled: (@Sendable () -> Bool)?
     /// Bytes of validated rows per COPY batch on the direct path (tests make it small).
     var directBatchBytes = 4 << 20
     public init() {}
@@ -132,6 +135,7 @@ public struct LoadFailed: NFLDBError, Sendable {
     static func isPermanent(_ error: any Error) -> Bool {
         if let http = error as? HTTPSourceError { return !http.retryable }
         if let input = error as? ETLInputError { return input.permanent }
+        if error is GamesLoader.LoadCancelled { return true }
         return false
     }
     public var diagnostic: Diagnostic {
@@ -196,6 +200,7 @@ public struct GamesLoader {
                             hint: "Check the upstream file (a truncated publish or an emptied export); the tables keep their rows. Load again once it has rows.")
                     }
                     result.durationMS = (ContinuousClock.now - started).inMilliseconds
+                    try Self.checkCancelled(options, at: "before its COMMIT")
                     if options.dryRun {
                         result.status = "dry-run"
                         throw DryRunRollback()
@@ -260,6 +265,18 @@ public struct GamesLoader {
 
     struct DryRunRollback: Error {}
 
+    /// A queued load whose task was cancelled while it ran: thrown before COMMIT, so the
+    /// cancellation the queue reports is true (nothing changed).
+    struct LoadCancelled: Error, CustomStringConvertible {
+        let point: String
+        var description: String { "cancelled: its queue task was cancelled while the load ran (seen \(point)); the load's transaction was rolled back" }
+        static let hint = "Nothing was changed. Submit the load again if it is still wanted."
+    }
+
+    static func checkCancelled(_ options: LoadOptions, at point: String) throws {
+        if options.isCancelled?() == true { throw LoadCancelled(point: point) }
+    }
+
     struct PolicyViolation: Error, CustomStringConvertible {
         let description: String
         let hint: String
@@ -268,6 +285,7 @@ public struct GamesLoader {
     static func describe(_ error: any Error) -> (String, String) {
         switch error {
         case let error as PolicyViolation: return (error.description, error.hint)
+        case let error as LoadCancelled: return (error.description, LoadCancelled.hint)
         case let error as ETLInputError: return ("\(error.source): \(error.summary)", error.hint)
         case let error as PostgresError:
             return (error.diagnostic.oneLine,
@@ -347,16 +365,27 @@ public struct GamesLoader {
             try connection.copyIn("""
                 COPY pg_temp.etl_stage_games (\(unsafeRaw: columns), etl_row, etl_line) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
                 """) { writer in
-                try pipeline.run(input, encoding: .rawCSV, appendRowNumber: true) { line in try writer.write(line) }
+                var lines = 0
+                try pipeline.run(input, encoding: .rawCSV, appendRowNumber: true) { line in
+                    lines &+= 1
+                    if lines & 8191 == 0 { try Self.checkCancelled(options, at: "while staging the input") }
+                    try writer.write(line)
+                }
             }
         } else {
             try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
-                try pipeline.run(input, encoding: .text, appendRowNumber: true) { line in try writer.write(line) }
+                var lines = 0
+                try pipeline.run(input, encoding: .text, appendRowNumber: true) { line in
+                    lines &+= 1
+                    if lines & 8191 == 0 { try Self.checkCancelled(options, at: "while staging the input") }
+                    try writer.write(line)
+                }
             }
         }
         // Every member of a duplicated key is rejected: the first occurrences were staged before
         // the duplicate arrived, so take them out again.
         result.endPhase("stage_copy")
+        try Self.checkCancelled(options, at: "after staging the input")
         // (A key holding NUL failed its encoding check, so was never staged; it cannot be a parameter either.)
         let duplicated = pipeline.validator.duplicatedKeys.keys.filter { !$0.utf8.contains(0) }
         if !duplicated.isEmpty {
@@ -509,6 +538,7 @@ public struct GamesLoader {
         try connection.withCopyQueue { queue in
             func flush() throws {
                 guard !lineStarts.isEmpty else { return }
+                try Self.checkCancelled(options, at: "between COPY batches")
                 batch += 1
                 try queue.waitUntilDone()
                 defer {

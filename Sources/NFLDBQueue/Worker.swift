@@ -22,10 +22,10 @@ public struct TaskFailure: Error, Sendable, CustomStringConvertible {
 public final class TaskContext {
     public let task: ClaimedTask
     public let logger: Logger
-    let isCancelledCheck: () -> Bool
+    let isCancelledCheck: @Sendable () -> Bool
     let openDatabase: () throws -> PostgresConnection
 
-    init(task: ClaimedTask, logger: Logger, isCancelled: @escaping () -> Bool, database: @escaping () throws -> PostgresConnection) {
+    init(task: ClaimedTask, logger: Logger, isCancelled: @escaping @Sendable () -> Bool, database: @escaping () throws -> PostgresConnection) {
         self.task = task
         self.logger = logger
         self.isCancelledCheck = isCancelled
@@ -34,6 +34,8 @@ public final class TaskContext {
 
     /// True once a heartbeat learned the task was cancelled (long handlers should check it and stop).
     public var isCancelled: Bool { isCancelledCheck() }
+    /// The same test as a closure another module's long operation can poll (e.g. before it commits).
+    public var cancellationCheck: @Sendable () -> Bool { isCancelledCheck }
     public func database() throws -> PostgresConnection { try openDatabase() }
 
     /// The payload as a JSON object.

@@ -65,6 +65,8 @@ enum WorkerHandlers {
             var options = LoadOptions(settings: settings)
             options.correlationID = task.correlationID
             options.taskID = task.task.id
+            // A cancel seen before COMMIT rolls the load back, so "cancelled" means nothing changed.
+            options.isCancelled = task.cancellationCheck
             if let value = optionsObject["on_invalid"] {
                 guard let text = value as? String, let policy = InvalidPolicy(rawValue: text) else {
                     throw TaskFailure("\(type): options.on_invalid must be \"reject-rows\" or \"fail\" (got \(value))", permanent: true)

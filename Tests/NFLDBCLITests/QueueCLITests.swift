@@ -221,6 +221,49 @@ struct QueueCLITests {
         }
     }
 
+    @Test("queue cancel of an etl.load while its COPY runs: the load rolls back before COMMIT (tables unchanged), its run is recorded failed as cancelled, the task ends cancelled")
+    func cancelledETLLoadChangesNothing() throws {
+        try QueueCLIWorld.with { world in
+            let bytes = Array(try String(contentsOfFile: SharedSlice.path, encoding: .utf8).utf8)
+            let fifo = world.dir + "/games.csv"
+            try #require(mkfifo(fifo, 0o600) == 0)
+            let id = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(fifo)"}"#, "--correlation-id", "trace-cancel-1"])
+            let worker = try world.spawn(["worker", "--queues", "cpu", "--burst", "--format", "json"], env: ["NFLDB_QUEUE_LEASE": "3s", "NFLDB_LOG_LEVEL": "info"])
+            defer { _ = worker.kill9(); worker.removeOutput() }
+            var fd: Int32 = -1
+            try waitUntil("the worker opened \(fifo)", timeout: .seconds(60)) {
+                fd = open(fifo, O_WRONLY | O_NONBLOCK)
+                return fd >= 0
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            _ = bytes.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count / 2) }
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            try waitUntil("the load's COPY is under way", timeout: .seconds(30)) {
+                try admin.query("""
+                    SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                      AND xact_start IS NOT NULL AND query ILIKE 'COPY%'
+                    """).scalar(Bool.self)
+            }
+            let cancel = try world.run("queue", "cancel", id)
+            #expect(cancel.status == 0, "\(cancel.allOutput)")
+            // The worker learns of it from its next heartbeat (a third of the 3 s lease); the rest of the file arrives after.
+            try waitUntil("the worker saw the cancellation: \(worker.outputTail())", timeout: .seconds(30)) {
+                worker.standardError.contains("was cancelled") || worker.standardOutput.contains("was cancelled")
+            }
+            _ = bytes.withUnsafeBufferPointer { write(fd, $0.baseAddress!.advanced(by: $0.count / 2), $0.count - $0.count / 2) }
+            close(fd)
+            #expect(worker.wait(timeout: .seconds(120)) == 0, "\(worker.outputTail())")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.games", as: Int.self) == 0, "the cancelled load rolled back")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.teams", as: Int.self) == 0)
+            let run = try world.scalar("SELECT status || ': ' || error FROM nfl.etl_runs WHERE correlation_id = 'trace-cancel-1'", as: String.self)
+            #expect(run.hasPrefix("failed: cancelled: its queue task was cancelled while the load ran") && run.contains("rolled back"), "\(run)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.task_results WHERE task_id = \(id)", as: Int.self) == 0, "no result stored")
+            let state = try world.inspect(id)
+            #expect(state["state"] as? String == "cancelled", "\(state)")
+        }
+    }
+
     @Test("failing etl.load payloads end per the retry/DLQ policy with a clear error; backup.verify without backup.config is dead-lettered")
     func etlLoadFailures() throws {
         try QueueCLIWorld.with { world in

@@ -2,6 +2,7 @@ import Foundation
 import NFLDBCore
 import NFLDBPostgres
 import NFLDBTestSupport
+import Synchronization
 import Testing
 
 @testable import NFLDBETL
@@ -256,6 +257,19 @@ import Testing
             afterServer["etl_rejects"] = 0
             #expect(afterServer == empty)
             try admin.execute("ALTER TABLE nfl.games DROP CONSTRAINT test_no_week_9")
+
+            // A queued load cancelled mid-way (its cancellation check turns true at the 6th look,
+            // between COPY batches): everything already COPYed rolls back, and the run says why.
+            var cancelled = small
+            let looks = Mutex(0)
+            cancelled.isCancelled = { looks.withLock { $0 += 1; return $0 > 5 } }
+            let stopped = try world.failingLoad(Slice.text, options: cancelled)
+            #expect(stopped.result.loadMethod == "direct")
+            #expect(stopped.cause.contains("cancelled: its queue task was cancelled while the load ran (seen between COPY batches)"), "\(stopped.cause)")
+            var afterCancel = try world.counts()
+            afterCancel["etl_rejects"] = 0
+            #expect(afterCancel == empty)
+            #expect(try world.scalar("SELECT status FROM nfl.etl_runs ORDER BY id DESC LIMIT 1", as: String.self) == "failed")
 
             // The whole slice in 13 batches, as nfl_loader.
             let load = try world.load(Slice.text, options: small)
