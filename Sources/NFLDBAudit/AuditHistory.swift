@@ -34,7 +34,7 @@ public struct AuditPruneResult: Sendable, Codable {
 extension AuditInstaller {
     /// The history of rows of `table` whose key contains `key` (a JSON object, e.g.
     /// `{"game_id": "2024_01_BAL_KC"}`; partial keys match every row they contain), plus the
-    /// table's TRUNCATEs, oldest first.
+    /// table's TRUNCATEs and rewrites (an ALTER TABLE that rewrote every row), oldest first.
     ///
     /// - Throws: ``OperatorError`` when `key` is not a JSON object or the log is not installed.
     public func history(table: String, key: String?, limit: Int = 200, since: Duration? = nil) throws -> [AuditLogEntry] {
@@ -60,7 +60,7 @@ extension AuditInstaller {
                    current_user_name, application_name, host(client_addr) AS client_addr, correlation_id
             FROM audit.log
             WHERE table_name = \(name) AND (\(schema)::text IS NULL OR table_schema = \(schema))
-              AND (\(key)::jsonb IS NULL OR row_key @> \(key)::jsonb OR operation = 'TRUNCATE')
+              AND (\(key)::jsonb IS NULL OR row_key @> \(key)::jsonb OR operation IN ('TRUNCATE', 'REWRITE'))
               AND (\(sinceSeconds)::int8 IS NULL OR logged_at >= now() - make_interval(secs => \(sinceSeconds)::int8))
             ORDER BY logged_at, id
             LIMIT \(limit)

@@ -231,8 +231,10 @@ public struct AuditInstaller {
         try connection.runScript(unsafeSQL: AuditSQL.guardTriggers)
         _ = try ensurePartitions()
         try connection.runScript(unsafeSQL: AuditSQL.castGuardFunction)
+        try connection.runScript(unsafeSQL: AuditSQL.rewriteLogFunction)
         try connection.execute("RESET ROLE")
         try connection.runScript(unsafeSQL: AuditSQL.castGuardTrigger)
+        try connection.runScript(unsafeSQL: AuditSQL.rewriteLogTrigger)
         _ = connection.drainNotices()
     }
 

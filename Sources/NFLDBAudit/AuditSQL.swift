@@ -215,6 +215,61 @@ enum AuditSQL {
         ALTER EVENT TRIGGER nfldb_audit_cast_guard ENABLE;
         """
 
+    /// The event trigger that logs a rewrite of an audited table (or of a partition of one). Why: an
+    /// `ALTER TABLE … ALTER COLUMN … TYPE … USING <expr>` (even to the same type) rewrites every row
+    /// with new values and fires no row trigger, so the table's owner could change audited data
+    /// with no entry at all (found by an attack probe). `table_rewrite` fires before any such
+    /// rewrite (ALTER COLUMN TYPE, ADD COLUMN with a volatile default, SET LOGGED/UNLOGGED, SET
+    /// ACCESS METHOD; not VACUUM FULL or CLUSTER, which keep the values): one `REWRITE` entry names
+    /// the table, who, and the command (`changed` = {"command" (the client's query string, cut at
+    /// 8,192 characters), "reason", "relation"}); `audit log --key` lists
+    /// it with the row's history, like a TRUNCATE. A failure to log refuses the rewrite (as a
+    /// failing capture refuses a write).
+    static let rewriteLogName = "nfldb_audit_rewrite_log"
+
+    /// Run as the audit owner (SECURITY DEFINER: the DDL's runner may not write the log).
+    static let rewriteLogFunction = """
+        CREATE OR REPLACE FUNCTION audit.log_rewrite() RETURNS event_trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $function$
+        DECLARE
+            rel oid := pg_event_trigger_table_rewrite_oid();
+            audited record;
+        BEGIN
+            SELECT a.table_schema, a.table_name INTO audited
+            FROM audit.audited_tables a
+            -- pg_partition_ancestors() returns no rows for a table that is not a partition.
+            WHERE a.table_oid = rel OR a.table_oid IN (SELECT p.relid FROM pg_partition_ancestors(rel) AS p)
+            LIMIT 1;
+            IF NOT FOUND THEN
+                RETURN;
+            END IF;
+            INSERT INTO audit.log (table_oid, table_schema, table_name, operation, changed, txid,
+                                   session_user_name, current_user_name, application_name, client_addr, correlation_id)
+            VALUES (rel, audited.table_schema, audited.table_name, 'REWRITE',
+                    jsonb_build_object('command', CASE WHEN length(current_query()) > 8192
+                                                       THEN left(current_query(), 8192) || ' …(cut at 8192 characters)'
+                                                       ELSE current_query() END,
+                                       'reason', pg_event_trigger_table_rewrite_reason(),
+                                       'relation', rel::regclass::text),
+                    txid_current(), session_user, current_user, current_setting('application_name'),
+                    inet_client_addr(), nullif(current_setting('nfldb.correlation_id', true), ''));
+        END
+        $function$;
+        REVOKE ALL ON FUNCTION audit.log_rewrite() FROM PUBLIC;
+        """
+
+    /// Run as a superuser (only a superuser may create an event trigger).
+    static let rewriteLogTrigger = """
+        DO $guard$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'nfldb_audit_rewrite_log') THEN
+                CREATE EVENT TRIGGER nfldb_audit_rewrite_log ON table_rewrite EXECUTE FUNCTION audit.log_rewrite();
+            END IF;
+        END
+        $guard$;
+        ALTER EVENT TRIGGER nfldb_audit_rewrite_log ENABLE;
+        """
+
     /// Casts whose function a non-superuser owns (its owner can change what it does at any time),
     /// as `source → target via function() owned by role`.
     /// Casts to json whose function a non-superuser owns, from a type that `to_jsonb` meets in a row

@@ -266,6 +266,17 @@ extension AuditInstaller {
                 "event trigger \(AuditSQL.castGuardName) is \(castGuard == nil ? "missing" : "disabled"): the owner of a type in an audited table "
                     + "could create a cast whose function runs as the audit owner; \(reinstall)")
         }
+        let rewriteLog = try connection.query("""
+            SELECT e.evtenabled::text AS enabled, e.evtevent AS event, p.proname = 'log_rewrite' AND n.nspname = 'audit' AS ours
+            FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE e.evtname = \(AuditSQL.rewriteLogName)
+            """).rows.first
+        if rewriteLog == nil || (rewriteLog?["enabled"] != "O" && rewriteLog?["enabled"] != "A")
+            || rewriteLog?["event"] != "table_rewrite" || rewriteLog?["ours"] != "t" {
+            report.logProblems.append(
+                "event trigger \(AuditSQL.rewriteLogName) is \(rewriteLog == nil ? "missing" : rewriteLog?["enabled"] == "D" || rewriteLog?["enabled"] == "R" ? "disabled" : "not the one install creates"): "
+                    + "an ALTER TABLE that rewrites an audited table's rows (ALTER COLUMN … TYPE … USING) would change them with no log entry; \(reinstall)")
+        }
         let audited = try connection.query("""
             SELECT c.oid::int8 AS oid FROM audit.audited_tables a
             JOIN pg_namespace n ON n.nspname = a.table_schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = a.table_name

@@ -371,6 +371,74 @@ struct AuditGeneratedTests {
         }
     }
 
+    @Test("the table's owner (a real login) rewriting audited rows with ALTER COLUMN … TYPE … USING (no row trigger fires) leaves a REWRITE entry naming the command and the login, per partition under the audited parent; history by key lists it; the owner cannot disable the event trigger (42501); status reports it missing or disabled and install repairs it")
+    func tableRewritesAreLogged() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            let owner = world.name("owner"), password = "pw-\(UUID().uuidString)"
+            let ownerSQL = PostgresIdentifier.quote(owner)
+            try admin.runScript(unsafeSQL: """
+                CREATE ROLE \(ownerSQL) LOGIN PASSWORD \(PostgresIdentifier.literal(password));
+                GRANT CREATE, USAGE ON SCHEMA nfl TO \(ownerSQL);
+                """)
+            let login = try PostgresConnection.connect(
+                ConnectionOptions(dsn: world.db.cluster.dsn(database: world.db.name, user: owner, password: password)), logger: TestCluster.logger)
+            defer { login.close() }
+            try login.runScript(unsafeSQL: """
+                CREATE TABLE nfl.coaches (game_id text PRIMARY KEY, away_coach text);
+                INSERT INTO nfl.coaches VALUES ('2023_01_DET_KC', 'Dan Campbell'), ('2023_01_BUF_NYJ', 'Sean McDermott');
+                CREATE TABLE nfl.drives (season int NOT NULL, id int NOT NULL, yards int, PRIMARY KEY (season, id)) PARTITION BY LIST (season);
+                CREATE TABLE nfl.drives_2023 PARTITION OF nfl.drives FOR VALUES IN (2023);
+                CREATE TABLE nfl.drives_2024 PARTITION OF nfl.drives FOR VALUES IN (2024);
+                INSERT INTO nfl.drives VALUES (2023, 1, 10), (2024, 1, 20);
+                CREATE TABLE nfl.scratch (id int PRIMARY KEY, v text);
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.coaches", "nfl.drives"], mode: .row) }
+            let before = try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self)
+
+            // The probe's attack: same type, new values, no row trigger.
+            try login.execute("ALTER TABLE nfl.coaches ALTER COLUMN away_coach TYPE text USING 'Tampered'")
+            #expect(try admin.query("SELECT count(*) FROM nfl.coaches WHERE away_coach = 'Tampered'").scalar(Int.self) == 2)
+            let entry = try admin.query("""
+                SELECT table_schema || '.' || table_name || ' ' || session_user_name || ' ' || (changed ->> 'command') || ' | ' || (changed ->> 'relation')
+                FROM audit.log WHERE operation = 'REWRITE' AND table_name = 'coaches'
+                """).rows.compactMap { $0.values.first ?? nil }
+            #expect(entry == ["nfl.coaches \(owner) ALTER TABLE nfl.coaches ALTER COLUMN away_coach TYPE text USING 'Tampered' | nfl.coaches"], "\(entry)")
+            let history = try world.withInstaller { installer, _ in try installer.history(table: "nfl.coaches", key: #"{"game_id": "2023_01_DET_KC"}"#) }
+            #expect(history.map(\.operation) == ["REWRITE"], "the key's history shows the rewrite: \(history.map(\.operation))")
+
+            // A partitioned audited table: one entry per rewritten partition, under the parent's name.
+            try login.execute("ALTER TABLE nfl.drives ALTER COLUMN yards TYPE bigint USING yards * 100")
+            let partitions = try admin.query("""
+                SELECT string_agg(table_name || ':' || (changed ->> 'relation'), ',' ORDER BY changed ->> 'relation')
+                FROM audit.log WHERE operation = 'REWRITE' AND table_name = 'drives'
+                """).scalar(String.self)
+            #expect(partitions == "drives:nfl.drives_2023,drives:nfl.drives_2024", "\(partitions)")
+            // A table that is not audited: nothing logged.
+            try login.execute("ALTER TABLE nfl.scratch ALTER COLUMN v TYPE varchar(20) USING v || ''")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'scratch'").scalar(Int.self) == 0)
+            #expect(try admin.query("SELECT count(*) FROM audit.log").scalar(Int.self) == before + 3)
+
+            // The owner cannot switch it off, nor log a forged entry through the function.
+            expectRefused(login, "ALTER EVENT TRIGGER nfldb_audit_rewrite_log DISABLE")
+            expectRefused(login, "DROP EVENT TRIGGER nfldb_audit_rewrite_log")
+            expectRefused(login, "SELECT audit.log_rewrite()")
+            // A superuser can: status says so, and the printed fix (install again) repairs it.
+            try admin.execute("ALTER EVENT TRIGGER nfldb_audit_rewrite_log DISABLE")
+            var status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.logProblems.contains { $0.contains("event trigger nfldb_audit_rewrite_log is disabled") && $0.contains("run `nfldb audit install --table nfl.") },
+                    "\(status.logProblems)")
+            try admin.execute("DROP EVENT TRIGGER nfldb_audit_rewrite_log")
+            status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.logProblems.contains { $0.contains("event trigger nfldb_audit_rewrite_log is missing") }, "\(status.logProblems)")
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.coaches"]) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            try login.execute("ALTER TABLE nfl.coaches ALTER COLUMN away_coach TYPE text USING 'Again'")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE operation = 'REWRITE' AND table_name = 'coaches'").scalar(Int.self) == 2)
+        }
+    }
+
     @Test("xml and a nondeterministic collation are compared by their text forms in both modes: writes work, a case-only change is logged")
     func xmlAndNondeterministicCollation() throws {
         try AuditWorld.with(roles: false) { world in

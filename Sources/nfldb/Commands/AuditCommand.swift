@@ -184,7 +184,7 @@ extension AuditCommand {
 
         static func render(_ entry: AuditLogEntry) -> String {
             var head = "\(entry.loggedAt)  \(entry.operation.padding(toLength: 8, withPad: " ", startingAt: 0)) \(entry.table)"
-            if let key = entry.rowKey, entry.operation != "TRUNCATE" { head += " \(key)" }
+            if let key = entry.rowKey, entry.operation != "TRUNCATE", entry.operation != "REWRITE" { head += " \(key)" }
             var who = "by \(entry.sessionUser)"
             if let app = entry.applicationName, !app.isEmpty { who += " via \(app)" }
             if let address = entry.clientAddr { who += " from \(address)" }
@@ -203,6 +203,11 @@ extension AuditCommand {
                 } else if let row = entry.newRow {
                     lines.append("    new (key changed): \(row)")
                 }
+            case "REWRITE":
+                // An ALTER TABLE that rewrote every row (no row trigger fires): what ran, and why PostgreSQL rewrote.
+                let detail = entry.changed.flatMap(jsonObject) ?? [:]
+                lines.append("    every row rewritten by: \((detail["command"] as? String).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?")")
+                if let relation = detail["relation"] as? String, relation != entry.table { lines.append("    (partition \(relation))") }
             default: break
             }
             return lines.joined(separator: "\n")
