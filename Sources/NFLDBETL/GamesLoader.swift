@@ -518,6 +518,10 @@ public struct GamesLoader {
         // Per stadium: the name of its newest game so far (gameday, then game_id, as the staging path).
         var stadiumLatest: [String: (gameday: String, gameID: String, name: String)] = [:]
         var pendingStadiums: [String] = []
+        /// Per buffered line: the teams and stadium it references. Taken into the teams and stadiums
+        /// at its batch's flush, for the lines kept only: a game dropped as a duplicate must not add
+        /// (or rename) a team or stadium (an attack probe committed a stadium name from a rejected row).
+        var lineRefs: [(away: String, home: String, stadiumID: String, stadium: String, gameday: String, gameID: String)] = []
         var insertedStadiums = Set<String>()
         var copied = 0
         var batch = 0
@@ -548,12 +552,23 @@ public struct GamesLoader {
                     buffer.reserveCapacity(options.directBatchBytes + (1 << 16))
                     lineStarts.removeAll(keepingCapacity: true)
                     lineRows = []
+                    lineRefs.removeAll(keepingCapacity: true)
                     buffered.removeAll(keepingCapacity: true)
                     dropped.removeAll()
                 }
                 // --on-invalid fail with a rejected row: the run will roll back; send nothing more.
                 if options.policy == .fail && pipeline.validator.rejectedRows > 0 { return }
                 let skip = Set(dropped)
+                for (i, ref) in lineRefs.enumerated() where !skip.contains(i) {
+                    if !knownTeams.contains(ref.away) { pendingTeams.insert(ref.away) }
+                    if !knownTeams.contains(ref.home) { pendingTeams.insert(ref.home) }
+                    if let latest = stadiumLatest[ref.stadiumID] {
+                        if (ref.gameday, ref.gameID) > (latest.gameday, latest.gameID) { stadiumLatest[ref.stadiumID] = (ref.gameday, ref.gameID, ref.stadium) }
+                    } else {
+                        stadiumLatest[ref.stadiumID] = (ref.gameday, ref.gameID, ref.stadium)
+                        pendingStadiums.append(ref.stadiumID)
+                    }
+                }
                 if !pendingTeams.isEmpty {
                     insertedTeams += try connection.query("""
                         INSERT INTO nfl.teams (team_abbr) SELECT unnest(\(Self.arrayLiteral(pendingTeams.sorted()))::text[])
@@ -611,14 +626,7 @@ public struct GamesLoader {
             var sincePoll = 0
             try pipeline.run(input, encoding: .rawCSV) { line in
                 let v = pipeline.tracked
-                if !knownTeams.contains(v[0]) { pendingTeams.insert(v[0]) }
-                if !knownTeams.contains(v[1]) { pendingTeams.insert(v[1]) }
-                if let latest = stadiumLatest[v[2]] {
-                    if (v[4], v[5]) > (latest.gameday, latest.gameID) { stadiumLatest[v[2]] = (v[4], v[5], v[3]) }
-                } else {
-                    stadiumLatest[v[2]] = (v[4], v[5], v[3])
-                    pendingStadiums.append(v[2])
-                }
+                lineRefs.append((v[0], v[1], v[2], v[3], v[4], v[5]))
                 if let key = pipeline.current.key { buffered[key] = (lineStarts.count, pipeline.current.row, pipeline.current.line) }
                 if !v[6].isEmpty || !v[7].isEmpty {
                     weatherLines.add(gameLine: lineStarts.count, [v[5], Self.oddsSource, v[6], v[7]])

@@ -290,6 +290,39 @@ import Testing
         }
     }
 
+    /// A game_id given twice in one batch of a first (direct) load rejects both rows; the teams and
+    /// stadiums those rows name must not be inserted or renamed (found by an attack probe: a
+    /// duplicated row renamed KAN00 to "Hijacked Stadium Name" and added a stadium no game used).
+    @Test func duplicatedRowsAddOrRenameNoStadiumOnTheDirectPath() throws {
+        var lines = Slice.lines
+        let header = lines[0].split(separator: ",").map(String.init)
+        func fields(_ i: Int) -> [String] { lines[i].split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let gi = header.firstIndex(of: "game_id")!, si = header.firstIndex(of: "stadium_id")!
+        let sn = header.firstIndex(of: "stadium")!, gd = header.firstIndex(of: "gameday")!
+        let plain = (1..<lines.count).filter { !lines[$0].isEmpty && fields($0).count == header.count }
+        let kc = try #require(plain.filter { fields($0)[si] == "KAN00" }.max { (fields($0)[gd], fields($0)[gi]) < (fields($1)[gd], fields($1)[gi]) })
+        let other = try #require(plain.first { fields($0)[si] != "KAN00" })
+        var hijacked = fields(kc)
+        hijacked[sn] = "Hijacked Stadium Name"
+        var phantom = fields(other)
+        phantom[si] = "ZZZ00"
+        phantom[sn] = "Phantom Field"
+        lines[kc] = hijacked.joined(separator: ",") + "\n" + hijacked.joined(separator: ",")
+        lines[other] = phantom.joined(separator: ",") + "\n" + phantom.joined(separator: ",")
+        try ETLWorld.with { world in
+            let load = try world.load(lines.joined(separator: "\n"))
+            #expect(load.loadMethod == "direct" && load.rejected == 4 && load.inserted == 840, "\(load.loadMethod ?? "-") \(load.rejected) \(load.inserted)")
+            #expect(try world.scalar("SELECT count(*) FROM nfl.stadiums WHERE stadium_id = 'ZZZ00' OR name IN ('Phantom Field', 'Hijacked Stadium Name')", as: Int.self) == 0)
+            // KAN00 carries the name of its newest kept game, as the staging path gives it.
+            #expect(try world.scalar("""
+                SELECT count(*) FROM nfl.stadiums s WHERE s.name IS DISTINCT FROM
+                  (SELECT g.stadium FROM nfl.games g WHERE g.stadium_id = s.stadium_id ORDER BY g.gameday DESC, g.game_id DESC LIMIT 1)
+                """, as: Int.self) == 0)
+            #expect(try world.scalar("SELECT count(*) FROM nfl.stadiums s WHERE NOT EXISTS (SELECT FROM nfl.games g WHERE g.stadium_id = s.stadium_id)", as: Int.self) == 0,
+                    "every stadium inserted is used by a kept game")
+        }
+    }
+
     /// A file cut inside its last field (`head -c -8`) has the right number of fields in its last
     /// row; it used to load "Raymond James " as the stadium. Any input without a final line break
     /// now fails the run, on the staged path and on the direct path, and changes nothing.
