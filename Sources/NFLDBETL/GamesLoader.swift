@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NFLDBCore
 import NFLDBPostgres
+import Synchronization
 
 /// What to do with rows that fail the contract.
 public enum InvalidPolicy: String, Sendable, Codable, CaseIterable {
@@ -251,7 +252,12 @@ public struct GamesLoader {
                         }
                     }
                 }
-                logger.error("etl load failed", metadata: metadata.merging(["error": .string(cause)]) { $1 })
+                if LoadInterruption.inProgress.load(ordering: .sequentiallyConsistent) {
+                    // The signal handler ended this session; it records the run and prints the one line.
+                    logger.info("etl load ended by the interruption", metadata: metadata)
+                } else {
+                    logger.error("etl load failed", metadata: metadata.merging(["error": .string(cause)]) { $1 })
+                }
                 throw LoadFailed(result: result, cause: cause, hint: hint, permanent: LoadFailed.isPermanent(error))
             }
             logger.info("etl load finished", metadata: metadata.merging([

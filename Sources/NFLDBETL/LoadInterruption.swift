@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NFLDBCore
 import NFLDBPostgres
+import Synchronization
 
 /// A signal during `etl load` (the executable's handler calls this): the load's transaction is ended
 /// and the run recorded as failed with the signal, instead of staying `running` until a later load
@@ -9,10 +10,16 @@ import NFLDBPostgres
 /// terminated (a role may end its own sessions), which rolls its transaction back, then the run row —
 /// committed before the data transaction began — is marked failed, unless the load committed first.
 public enum LoadInterruption {
+    /// Set when ``stop(signal:backend:runID:options:logger:)`` starts: the load's own error (its
+    /// session was terminated: "server closed the connection unexpectedly") is then the
+    /// interruption's doing, not a server crash, and is not logged as one.
+    public static let inProgress = Atomic<Bool>(false)
+
     /// Records the run as failed, ends the load's session (rolling its transaction back), and says
     /// what happened. The run is marked first: should the load commit in between, its own update of
     /// the run row (inside its transaction) overwrites the mark with `succeeded`, which is then true.
     public static func stop(signal: String, backend: Int32?, runID: Int64?, options: ConnectionOptions, logger: Logger) -> String {
+        inProgress.store(true, ordering: .sequentiallyConsistent)
         guard let backend else { return "interrupted by \(signal) before the load connected; nothing changed" }
         let error = "interrupted by \(signal): the load's transaction was rolled back; nothing was changed"
         do {

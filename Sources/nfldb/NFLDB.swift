@@ -57,6 +57,8 @@ struct NFLDB: ParsableCommand {
     }
 
     static func exitWithError(_ error: any Error, logFormat: LogFormat) -> Never {
+        // A signal handler that ended this command's work prints the one line and exits 128+signal.
+        SignalExit.yieldToHandler()
         if let status = error as? ExitStatus {
             // The command printed its result; only the status is left to report.
             Foundation.exit(status.code)
