@@ -175,6 +175,7 @@ public struct GamesLoader {
         var result = LoadResult(status: "running", source: source.name)
         var metadata: Logger.Metadata = ["etl.source": .string(source.name), "etl.target": .string(Self.target)]
         if let id = options.correlationID { metadata["correlation_id"] = .string(id) }
+        try checkWritePrivileges()
         return try connection.withAdvisoryLock(Self.lockKey, wait: options.lockWait, waitSetting: "etl.lock_wait (NFLDB_ETL_LOCK_WAIT)", onWait: { holder in
             logger.notice("waiting for another load of nfl.games", metadata: ["db.lock_holder": .string(holder ?? "unknown")])
         }) {
@@ -301,6 +302,37 @@ public struct GamesLoader {
         case let error as any NFLDBError: return (error.diagnostic.summary, error.diagnostic.hint ?? "Nothing was changed; run the load again.")
         default: return (String(describing: error), "Nothing was changed; run the load again.")
         }
+    }
+
+    /// The data a load writes and its run record, as the shipped `nfl_etl` role grants them
+    /// (roles/platform.yaml, etl_write).
+    static let writePrivileges: [(table: String, privilege: String)] = [
+        ("nfl.games", "INSERT"), ("nfl.games", "UPDATE"), ("nfl.teams", "INSERT"), ("nfl.teams", "UPDATE"),
+        ("nfl.stadiums", "INSERT"), ("nfl.stadiums", "UPDATE"), ("nfl.weather", "INSERT"), ("nfl.weather", "UPDATE"),
+        ("nfl.odds_history", "INSERT"), ("nfl.etl_runs", "INSERT"), ("nfl.etl_runs", "UPDATE"),
+    ]  // Not the findings tables (data_quality_reports, etl_rejects): a run that cannot store them is
+       // still recorded failed with what was not stored (LoadTests/malformedInputs).
+
+    /// A login that may not write what a load writes is refused before anything runs, naming what it
+    /// lacks and the way out: before, a reader got PostgreSQL's 42501 on the first UPDATE of
+    /// nfl.etl_runs and a hint to restore nfl_etl's grants, which `roles check` then found intact
+    /// (an attack probe).
+    private func checkWritePrivileges() throws {
+        let tables = Self.writePrivileges.map(\.table), privileges = Self.writePrivileges.map(\.privilege)
+        let rows = try connection.query("""
+            SELECT current_user AS login, p.tbl || ' (' || string_agg(p.priv, ', ' ORDER BY p.ord) || ')' AS missing,
+                   CASE WHEN to_regrole('nfl_etl') IS NOT NULL THEN pg_has_role(current_user, 'nfl_etl', 'MEMBER') ELSE false END AS member
+            FROM unnest(\(tables)::text[], \(privileges)::text[]) WITH ORDINALITY AS p(tbl, priv, ord)
+            WHERE to_regclass(p.tbl) IS NOT NULL AND NOT has_table_privilege(p.tbl, p.priv)
+            GROUP BY p.tbl ORDER BY min(p.ord)
+            """).rows
+        guard let first = rows.first else { return }
+        let login = first["login"] ?? "?"
+        let missing = rows.compactMap { $0["missing"] }.joined(separator: ", ")
+        let hint = first["member"] == "t"
+            ? "\(login) is a member of nfl_etl, so nfl_etl's grants have drifted: as a superuser, `nfldb roles check --spec PATH/roles` shows the drift and `nfldb roles apply --spec PATH/roles` restores them (PATH: the nfldb checkout)."
+            : "Load as a loader login (a member of nfl_etl, such as nfl_loader in roles/platform.yaml), or make \(login) one (`member_of: [nfl_etl]` in the roles spec, then `nfldb roles apply`)."
+        throw OperatorError("etl load games: login \(login) may not write what a load writes: it lacks \(missing); nothing was changed", hint: hint)
     }
 
     /// Runs left `running` by a process that died (no session holds the lock now, we do): failed.

@@ -130,6 +130,27 @@ func jsonObject(_ text: String) -> [String: Any] {
         #expect(!result.standardOutput.contains("Sekr1t") && !result.standardError.contains("Sekr1t"))
     }
 
+    /// A reader login (nfl_analyst) cannot load: refused before anything runs, naming what it lacks
+    /// and pointing at a loader login (before: PostgreSQL's 42501 on an UPDATE of nfl.etl_runs and a
+    /// hint to restore nfl_etl's grants, which were intact). Also with --dry-run; nothing changes.
+    @Test func aReaderLoginIsToldToUseALoader() throws {
+        try ETLWorld.with { world in
+            let analyst = world.db.cluster.dsn(database: world.db.name, user: world.prefix + "nfl_analyst",
+                                              password: world.environment["NFLDB_ANALYST_PASSWORD"])
+            let admin = try world.db.connect()
+            defer { admin.close() }
+            for extra in [[], ["--dry-run"]] {
+                let result = try CLIRunner.run(["etl", "load", "games", "--source", Slice.path, "--dsn", analyst] + extra)
+                #expect(result.status == 1, "\(extra): \(result.standardOutput) \(result.standardError)")
+                #expect(result.standardError.contains("login \(world.prefix)nfl_analyst may not write what a load writes: it lacks nfl.games (INSERT, UPDATE), nfl.teams (INSERT, UPDATE)"),
+                        "\(result.standardError)")
+                #expect(result.standardError.contains("Load as a loader login (a member of nfl_etl, such as nfl_loader"), "\(result.standardError)")
+                #expect(!result.standardError.contains("42501") && !result.standardError.contains("roles check"), "\(result.standardError)")
+            }
+            #expect(try admin.query("SELECT (SELECT count(*) FROM nfl.etl_runs) + (SELECT count(*) FROM nfl.games) + (SELECT count(*) FROM nfl.teams)").scalar(Int.self) == 0)
+        }
+    }
+
     @Test func usageErrorsExitTwo() throws {
         for limit in ["0", "-1"] {
             let runs = try CLIRunner.run(["etl", "runs", "--limit=\(limit)", "--dsn", "postgresql://127.0.0.1:1/none"])
