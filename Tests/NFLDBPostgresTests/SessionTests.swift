@@ -222,6 +222,35 @@ struct SessionTests {
         #expect(throws: PostgresError.self) { try ConnectionOptions.validate(dsn) }
     }
 
+    @Test("a password libpq read from a password file (passfile=, as ~/.pgpass or PGPASSFILE) is masked like one in the DSN: a server error quoting it prints ********")
+    func passwordFromAPasswordFileIsRedacted() throws {
+        try TestCluster.withDatabase(prefix: "passfile") { db in
+            let admin = try db.connect()
+            defer { admin.close() }
+            let role = "leaky_\(UUID().uuidString.prefix(8).lowercased())"
+            let password = "Sx@b:c/d%e fQ9-\(UUID().uuidString.prefix(6))"
+            try admin.execute("CREATE ROLE \(identifier: role) LOGIN PASSWORD \(unsafeRaw: PostgresIdentifier.literal(password))")
+            defer { _ = try? admin.execute("DROP ROLE IF EXISTS \(identifier: role)") }
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-pgpass-\(UUID().uuidString.prefix(8))").path
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            // .pgpass fields escape ':' and '\\'.
+            let escaped = password.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+            try "*:*:*:\(role):\(escaped)\n".write(toFile: file, atomically: true, encoding: .utf8)
+            #expect(chmod(file, 0o600) == 0)
+            #expect(SecretRedactor.shared.redact("before: \(password)").contains(password), "not registered before")
+            let dsn = db.cluster.dsn(database: db.name, user: role) + " password='' passfile=\(file)"
+            let login = try PostgresConnection.connect(ConnectionOptions(dsn: dsn), logger: TestCluster.logger)
+            defer { login.close() }
+            #expect(!SecretRedactor.shared.redact("after: \(password)").contains(password))
+            do {
+                try login.execute("SELECT \(unsafeRaw: PostgresIdentifier.literal(password))::int")
+                Issue.record("the cast succeeded")
+            } catch let error as PostgresError {
+                #expect(!error.diagnostic.description.contains(password) && error.diagnostic.description.contains("********"), "\(error.diagnostic.description)")
+            }
+        }
+    }
+
     @Test("creating ConnectionOptions registers no secret; the caller registers where it resolves one")
     func noRegistrationSideEffect() {
         let options = ConnectionOptions(dsn: "postgresql://u:opts-pw-unregistered-3141@db.example/nfl", password: "opts-pw-field-2718")

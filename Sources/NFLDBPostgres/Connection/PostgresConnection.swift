@@ -89,6 +89,11 @@ public final class PostgresConnection {
             }
             throw error
         }
+        // A password libpq found itself (~/.pgpass, PGPASSFILE or passfile=) is as secret as one in
+        // the DSN: known to the redactor from now on, so a server message quoting it is masked.
+        if PQconnectionUsedPassword(conn) == 1, let used = PQpass(conn) {
+            SecretRedactor.shared.register(String(cString: used))
+        }
         let collector = NoticeCollector(logger: logger)
         PQsetNoticeReceiver(conn, noticeReceiver, Unmanaged.passUnretained(collector).toOpaque())
         let connection = PostgresConnection(handle: conn, logger: logger, notices: collector, target: target)
