@@ -209,7 +209,8 @@ public final class Migrator {
                         detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
                     throw MigrationError.statementFailed(
                         migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
-                        hint: Self.outsideTransactionHint(error) ?? Self.notTheFileHint(error) ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
+                        hint: Self.outsideTransactionHint(error) ?? lockTimeoutHint(error, migration) ?? Self.notTheFileHint(error)
+                            ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
                 }
             } catch let ended as TransactionEnded {
                 _ = try? connection.execute(MigrationLedger.eventQuery(
@@ -304,7 +305,7 @@ public final class Migrator {
                     throw MigrationError.statementFailed(
                         migration.id, error,
                         extra: (undone.map { "\($0), so nothing of the file stays" } ?? "its first statement failed, so nothing ran") + "; \(migration.id) is not applied and not dirty",
-                        hint: "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
+                        hint: lockTimeoutHint(error, migration) ?? "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
                 }
                 let invalid = (try? invalidIndexes()) ?? []
                 _ = try? connection.execute("""
@@ -455,6 +456,18 @@ public final class Migrator {
                 + "e.g. --dsn 'user=nfl_owner …'), or grant what the statement needs (`nfldb roles apply`)."
         }
         return nil
+    }
+
+    /// For SQLSTATE 55P03 (lock_timeout ran out after the retries): the file is not the cause; say
+    /// who holds the lock (the DETAIL names the sessions) and where the timeout came from — the
+    /// file's own `-- nfldb:lock-timeout` directive or `migrations.lock_timeout` (an attack probe
+    /// was told to raise the setting and fix the file when the file's directive set 500 ms).
+    func lockTimeoutHint(_ error: PostgresError, _ migration: Migration) -> String? {
+        guard error.sqlState == SQLState.lockNotAvailable else { return nil }
+        let source = migration.directives.lockTimeout.map { "the file's `-- nfldb:lock-timeout \(DurationParser.postgresSetting($0))` directive (\(migration.upPath))" }
+            ?? "migrations.lock_timeout (NFLDB_MIGRATIONS_LOCK_TIMEOUT, now \(DurationParser.postgresSetting(settings.lockTimeout)))"
+        return "Another session held a lock this migration needs (DETAIL names it; the file itself is not the cause): wait for it to finish "
+            + "or end it (SELECT pg_terminate_backend(pid)), then run `nfldb migrate up` again. The wait is bounded by \(source); raise that to wait longer."
     }
 
     /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
