@@ -115,9 +115,22 @@ extension AuditInstaller {
             WHERE t.tgname LIKE 'zz\\_audit\\_%' AND t.tgparentid = 0 AND NOT c.relispartition ORDER BY 2
             """).rows
         for row in stray where !registeredOIDs.contains(try row.decode("oid", as: Int64.self)) {
+            let table = AuditInstaller.shellArgument(row["t"] ?? "")
+            let names = Set(try existingTriggers(try row.decode("oid", as: Int64.self)).map(\.name).filter { $0.hasPrefix("zz_audit_") })
+            // Install puts only the TRUNCATE trigger on a partition (the row trigger is the parent's,
+            // cloned): a table left with just that one was most likely detached from an audited table,
+            // and its writes since are not logged. Install on it would block a later ATTACH (the clone's
+            // name is taken), so say how to re-attach first (an attack probe followed the old hint there).
+            let problem = names == [AuditSQL.truncateTrigger]
+                ? "has only the TRUNCATE audit trigger that install puts on partitions, so it looks detached from an audited partitioned table: "
+                    + "its writes since are not logged. Re-attach it as a superuser (ALTER TABLE <parent> ATTACH PARTITION \(row["t"] ?? "") FOR VALUES …; "
+                    + "the attach clones the parent's audit trigger back; the table's owner cannot, the capture function is the audit owner's). "
+                    + "If it stays detached: `nfldb audit install --table \(table)` audits it on its own (run `nfldb audit remove --table \(table)` before any later ATTACH), "
+                    + "or `nfldb audit remove --table \(table)` drops the leftover trigger"
+                : "has audit triggers but is not registered: run `nfldb audit install --table \(table)` or `audit remove`"
             report.tables.append(AuditTableStatus(
                 table: row["t"] ?? "", mode: "?", key: [], keySource: "", installedAt: "",
-                problems: ["has audit triggers but is not registered: run `nfldb audit install --table \(AuditInstaller.shellArgument(row["t"] ?? ""))` or `audit remove`"]))
+                problems: [problem]))
         }
         return report
     }

@@ -439,6 +439,35 @@ struct AuditGeneratedTests {
         }
     }
 
+    @Test("a partition detached from an audited table: status says it looks detached and its writes are not logged; the printed way out (a superuser re-attaches it) makes status healthy and its writes logged again")
+    func detachedPartitionIsNamedAndReattachWorks() throws {
+        try AuditWorld.with(roles: false) { world in
+            let admin = try world.admin()
+            defer { admin.close() }
+            try admin.runScript(unsafeSQL: """
+                CREATE TABLE nfl.drives (season int NOT NULL, id int NOT NULL, yards int, PRIMARY KEY (season, id)) PARTITION BY LIST (season);
+                CREATE TABLE nfl.drives_2023 PARTITION OF nfl.drives FOR VALUES IN (2023);
+                CREATE TABLE nfl.drives_2024 PARTITION OF nfl.drives FOR VALUES IN (2024);
+                INSERT INTO nfl.drives VALUES (2023, 1, 10), (2024, 1, 20);
+                """)
+            _ = try world.withInstaller { installer, _ in try installer.install(tables: ["nfl.drives"], mode: .row) }
+            #expect(try world.withInstaller { installer, _ in try installer.status() }.healthy)
+            try admin.execute("ALTER TABLE nfl.drives DETACH PARTITION nfl.drives_2023")
+            try admin.execute("UPDATE nfl.drives_2023 SET yards = 99")
+            var status = try world.withInstaller { installer, _ in try installer.status() }
+            let detached = status.tables.first { $0.table == "nfl.drives_2023" }
+            #expect(detached?.problems.first?.contains("looks detached from an audited partitioned table: its writes since are not logged") == true, "\(status.tables.map(\.problems))")
+            #expect(detached?.problems.first?.contains("Re-attach it as a superuser (ALTER TABLE <parent> ATTACH PARTITION nfl.drives_2023 FOR VALUES") == true)
+            // The printed way out, as printed.
+            try admin.execute("ALTER TABLE nfl.drives ATTACH PARTITION nfl.drives_2023 FOR VALUES IN (2023)")
+            status = try world.withInstaller { installer, _ in try installer.status() }
+            #expect(status.healthy, "\(status.tables.map(\.problems)) \(status.logProblems)")
+            let before = try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'drives' AND operation = 'UPDATE'").scalar(Int.self)
+            try admin.execute("UPDATE nfl.drives SET yards = 5 WHERE season = 2023")
+            #expect(try admin.query("SELECT count(*) FROM audit.log WHERE table_name = 'drives' AND operation = 'UPDATE'").scalar(Int.self) == before + 1)
+        }
+    }
+
     @Test("xml and a nondeterministic collation are compared by their text forms in both modes: writes work, a case-only change is logged")
     func xmlAndNondeterministicCollation() throws {
         try AuditWorld.with(roles: false) { world in
