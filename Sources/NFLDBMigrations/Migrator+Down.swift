@@ -407,6 +407,14 @@ extension Migrator {
             var result = MigrationRunResult()
             result.steps.append(.init(version: version, name: row.name, direction: event, durationMilliseconds: 0))
             result.currentVersion = try MigrationLedger.currentVersion(connection)
+            // A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind: recorded as rolled
+            // back, the migration's next `up` would stop at "already exists" (an attack probe).
+            let invalid = try invalidIndexes()
+            if !applied && !invalid.isEmpty {
+                result.warnings.append("INVALID index\(invalid.count == 1 ? "" : "es") left in the database (a failed CREATE INDEX CONCURRENTLY leaves one): "
+                    + invalid.joined(separator: ", ") + "; if \(row.id) creates \(invalid.count == 1 ? "it" : "them"), its next `nfldb migrate up` fails with 'already exists': "
+                    + "drop \(invalid.count == 1 ? "it" : "them") first (" + invalid.map { "DROP INDEX CONCURRENTLY \($0);" }.joined(separator: " ") + ")")
+            }
             return result
         }
     }

@@ -174,9 +174,15 @@ struct FailureTests {
             let object = try #require(try json.json() as? [String: Any], "\(json)")
             #expect(object["invalid_indexes"] as? [String] == ["public.items_code_key"], "\(json)")
 
-            // Clean up by hand, record it, fix the data, apply.
-            try fx.execute("DROP INDEX items_code_key; UPDATE items SET code = 'b' WHERE id = 2")
-            #expect(try fx.migrate("resolve", "2", "--rolled-back").status == 0)
+            // Recorded as rolled back while the INVALID index is still there: resolve warns, with the
+            // DROP to run; run as printed, and the next up works.
+            try fx.execute("UPDATE items SET code = 'b' WHERE id = 2")
+            let resolved = try fx.migrate("resolve", "2", "--rolled-back")
+            #expect(resolved.status == 0, "\(resolved)")
+            #expect(resolved.stderr.contains("warning: INVALID index left in the database (a failed CREATE INDEX CONCURRENTLY leaves one): public.items_code_key; "
+                + "if 0002_items_code_key creates it, its next `nfldb migrate up` fails with 'already exists': drop it first (DROP INDEX CONCURRENTLY public.items_code_key;)"),
+                    "\(resolved)")
+            try fx.execute("DROP INDEX CONCURRENTLY public.items_code_key;")
             #expect(try fx.migrate("up").status == 0)
             #expect(try fx.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_code_key'::regclass", as: Bool.self))
             #expect(!(try fx.migrate("status").stdout.contains("INVALID")))

@@ -305,6 +305,7 @@ extension MigrateCommand {
 
         func run(_ context: CommandContext) throws {
             let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason, force: force)
+            if options.format == .text { result.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) } }
             try options.printResult(result, context, verb: "resolved")
         }
     }
