@@ -401,5 +401,30 @@ enum QueueScripts {
     return out
     """)
 
-    static let all: [RedisScript] = [enqueue, claim, heartbeat, complete, fail, release, cancel, recover, requeue, stats, work, heartbeatMany]
+    /// ARGV: prefix, queue, id… Deletes these dead tasks: each one still in `dead:Q` is removed
+    /// from it (LREM), its hash deleted, and its idempotency key too when that key still names it
+    /// (a purged task's key would otherwise turn a resubmission into "the existing task" for a
+    /// task that no longer exists). One script per batch: a task dead-lettered meanwhile is not in
+    /// the batch and stays listed. Returns how many were deleted.
+    static let purge = RedisScript(prelude + """
+    local q = ARGV[2]
+    local bad = badQueueKey(q)
+    if bad then return redis.error_reply(bad) end
+    local removed = 0
+    for i = 3, #ARGV do
+      local id = ARGV[i]
+      if redis.call('LREM', p .. 'dead:' .. q, 1, id) > 0 then
+        local key = p .. 'task:' .. id
+        local idem = redis.call('HGET', key, 'idem')
+        if idem and idem ~= '' and redis.call('GET', p .. 'idem:' .. idem) == id then
+          redis.call('DEL', p .. 'idem:' .. idem)
+        end
+        redis.call('DEL', key)
+        removed = removed + 1
+      end
+    end
+    return removed
+    """)
+
+    static let all: [RedisScript] = [enqueue, claim, heartbeat, complete, fail, release, cancel, recover, requeue, stats, work, heartbeatMany, purge]
 }

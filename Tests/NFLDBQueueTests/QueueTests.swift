@@ -103,6 +103,46 @@ struct QueueTests {
         }
     }
 
+    @Test("dlq purge: tasks dead-lettered while it runs stay listed (no dead task left outside the list, as an attack probe found), and a purged task's idempotency key goes with it, so the same key enqueues again")
+    func purgeKeepsLateDeadTasksAndFreesKeys() throws {
+        try QueueWorld.with { world in
+            let q = try world.queue()
+            let keyed = try q.submit(type: "fail", queue: "cpu", idempotencyKey: "K2", maxAttempts: 1)
+            let early = try q.submit(count: 1500, type: "fail", queue: "cpu", maxAttempts: 1) + [keyed.id]
+            while let task = try q.claim(queues: ["cpu"], worker: "w") { _ = try q.fail(task, error: "x", permanent: true) }
+            let repeated = try q.submit(type: "fail", queue: "cpu", idempotencyKey: "K2", maxAttempts: 1)
+            #expect(repeated.id == keyed.id && !repeated.created)
+            let late = try q.submit(count: 300, type: "fail", queue: "cpu", maxAttempts: 1)
+            // Another connection dead-letters the late tasks while the purge runs.
+            nonisolated(unsafe) let killer = try world.queue()  // used only by the thread below
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var killed = 0
+            Thread.detachNewThread {
+                while let task = try? killer.claim(queues: ["cpu"], worker: "k") {
+                    if (try? killer.fail(task, error: "late", permanent: true)) == .dead { killed += 1 }
+                }
+                done.signal()
+            }
+            let removed = try q.purgeDeadLetters(queue: "cpu")
+            #expect(done.wait(timeout: .now() + 60) == .success)
+            #expect(killed == 300)
+            for id in early { #expect(try q.inspect(id: id) == nil, "\(id) purged") }
+            let listed = Set(try q.deadLetters(queue: "cpu").compactMap { $0["id"] })
+            var lateDead = 0
+            for id in late {
+                if let task = try q.inspect(id: id) {
+                    #expect(task["state"] == "dead" && listed.contains(id), "a late dead task is still listed: \(task)")
+                    lateDead += 1
+                }
+            }
+            #expect(removed == early.count + (late.count - lateDead), "removed \(removed), late still listed \(lateDead)")
+            #expect(listed.count == lateDead)
+            // The purged keyed task's key is free again.
+            let again = try q.submit(type: "fail", queue: "cpu", idempotencyKey: "K2", maxAttempts: 1)
+            #expect(again.created && again.id != keyed.id, "\(again)")
+        }
+    }
+
     @Test("a poison task retries with backoff through the delayed set, then is dead-lettered after max_attempts with its history")
     func poison() throws {
         try QueueWorld.with { world in
