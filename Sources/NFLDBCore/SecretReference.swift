@@ -64,7 +64,9 @@ public struct SecretReference: Sendable, Hashable, CustomStringConvertible {
         }
         if builtInSchemes.contains(scheme) {
             if scheme == "env", rest.range(of: #"^[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression) == nil {
-                throw ConfigurationError("\(what): '\(rest)' is not an environment variable name", source: source, hint: "Use letters, digits and _ (env:NFLDB_PASSWORD).")
+                // Not echoed: a secret pasted after `env:` is the likely cause.
+                throw ConfigurationError("\(what): the text after env: (\(rest.utf8.count) characters, not shown in case it is the secret itself) is not an environment variable name",
+                                         source: source, hint: "Use letters, digits and _ (env:NFLDB_PASSWORD).")
             }
             return SecretReference(scheme: scheme, identifier: rest)
         }

@@ -19,6 +19,15 @@ public struct KeyReference: Sendable, Hashable, CustomStringConvertible {
         }
         let value = String(trimmed[trimmed.index(after: colon)...])
         guard !value.isEmpty else { throw .emptyValue(kind.rawValue) }
+        // A key pasted after the scheme (`file:<key>`, `env:<key>`) would be echoed by every later
+        // error ("cannot read <key>", "<key> is not set"): refused here without showing it (an
+        // attack probe saw `--key-ref file:<key>` print the key).
+        if Base64URL.decode(value)?.count == 32 {
+            throw .unsupported("a \(kind.rawValue): reference whose value is a Fernet key itself (\(value.utf8.count) characters, not shown)")
+        }
+        if kind == .env, value.range(of: #"^[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression) == nil {
+            throw .unsupported("an env: reference whose value (\(value.utf8.count) characters, not shown: it may be a key) is not an environment variable name")
+        }
         self.kind = kind
         self.value = value
     }

@@ -67,6 +67,13 @@ struct CryptCLITests {
         }
         let inline = try shell("\"$NFLDB\" crypt encrypt --key-ref '\(key.encoded)' < \(dir)/in.txt", [:])
         #expect(inline.status == 2 && inline.standardError.contains("is not a key reference"))
+        // A key pasted after a scheme is refused without being shown (an attack probe saw `file:<key>` echo it).
+        for (scheme, what) in [("file", "whose value is a Fernet key itself"), ("env", "whose value is a Fernet key itself"), ("env", "is not an environment variable name")] {
+            let value = what.contains("Fernet") ? key.encoded : "not-a-name=\(key.encoded.prefix(20))"
+            let pasted = try shell("\"$NFLDB\" crypt encrypt --key-ref '\(scheme):\(value)' < \(dir)/in.txt", [:])
+            #expect(pasted.status == 2 && pasted.standardError.contains(what), "\(pasted.standardError)")
+            #expect(!pasted.standardError.contains(value) && !pasted.standardOutput.contains(value), "\(pasted.standardError)")
+        }
         let unset = try shell("\"$NFLDB\" crypt encrypt --key-ref env:NFLDB_TEST_NO_SUCH_KEY < \(dir)/in.txt", [:])
         #expect(unset.status == 2 && unset.standardError.contains("env:NFLDB_TEST_NO_SUCH_KEY: the variable is not set"))
         let other = try Fernet(key: FernetKey.generate()).encrypt("x")
