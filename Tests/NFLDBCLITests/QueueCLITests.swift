@@ -674,7 +674,7 @@ struct QueueCLITests {
             world.redis.kill()
             worker.send(SIGTERM)
             let status = worker.wait(timeout: .seconds(90))
-            #expect(status != nil, "the worker ends: \(worker.outputTail())")
+            #expect(status == 1, "the worker ends with exit 1 (a task it could not give back): \(String(describing: status)) \(worker.outputTail())")
             let summary = (try? jsonObject(worker.standardOutput)) ?? [:]
             #expect(summary["unreleased"] as? Int == 1 && summary["released"] as? Int == 0, "\(summary) \(worker.outputTail())")
         }

@@ -309,6 +309,9 @@ struct WorkerCommand: GlobalOptionsCommand {
                 + "\(summary.dead) dead-lettered, \(summary.cancelled) cancelled, \(summary.lost) lease lost, \(summary.released) released"
                     + (summary.unreleased > 0 ? ", \(summary.unreleased) not released (back when the lease expires)" : ""))
         }
+        // A task it could not give back (Redis away during the grace period) waits for its lease:
+        // cron and systemd must see that as a failure (exit 1), not a clean stop (an attack probe).
+        if summary.unreleased > 0 { throw ExitStatus.failure }
         finished(context, "worker")
     }
 }
