@@ -28,11 +28,30 @@ public struct Restorer {
         /// was taken from.
         public var tablespaceDirectory: String
         public init(target: String, set: String? = nil, targetTime: String? = nil, delta: Bool = false, tablespaceDirectory: String? = nil) {
-            self.target = (target as NSString).standardizingPath
+            self.target = Self.absolute(target)
             self.set = set
             self.targetTime = targetTime
             self.delta = delta
-            self.tablespaceDirectory = tablespaceDirectory.map { ($0 as NSString).standardizingPath } ?? Self.defaultTablespaceDirectory(for: self.target)
+            self.tablespaceDirectory = tablespaceDirectory.map(Self.absolute) ?? Self.defaultTablespaceDirectory(for: self.target)
+        }
+
+        /// `path` made absolute (against the working directory) with `.` and `..` folded, without
+        /// following symbolic links. pgBackRest needs an absolute pg1-path (a relative one was changed,
+        /// then refused by pgBackRest, and one that did not exist yet made the parent search below spin
+        /// forever on ""), and `standardizingPath` resolves links, so a link given as --to was followed
+        /// instead of refused (attack probes).
+        public static func absolute(_ path: String) -> String {
+            let expanded = (path as NSString).expandingTildeInPath
+            let rooted = expanded.hasPrefix("/") ? expanded : FileManager.default.currentDirectoryPath + "/" + expanded
+            var parts: [Substring] = []
+            for part in rooted.split(separator: "/", omittingEmptySubsequences: true) {
+                switch part {
+                case ".": continue
+                case "..": if !parts.isEmpty { parts.removeLast() }
+                default: parts.append(part)
+                }
+            }
+            return "/" + parts.joined(separator: "/")
         }
 
         /// `<target>_tablespaces`, beside the target.
@@ -188,6 +207,13 @@ public struct Restorer {
         try live.refuse(request.tablespaceDirectory, as: "the tablespace directory",
                         hint: "Pass --tablespace-dir with a directory outside every running cluster's data directory and tablespaces "
                             + "(default: \(Request.defaultTablespaceDirectory(for: path))).")
+        // Not inside the repository: the next `backup run`'s expire (or a stanza delete) would remove
+        // a restored cluster kept in a backup set's directory (an attack probe restored into one).
+        if let repo = pgbackrest.posixRepoPath(),
+           LiveClusterPaths.overlap(LiveClusterPaths.resolve(Request.absolute(repo)), LiveClusterPaths.resolve(path)) {
+            throw BackupError("refusing to restore into \(path): it is inside (or holds) the pgBackRest repository \(repo)",
+                              hint: "pgBackRest removes what it finds there (expire, stanza-delete): restore outside repo1-path.", exitStatus: .usage)
+        }
         try RestoreTarget.check(path, delta: request.delta)
         let tablespaceDirectory = request.tablespaceDirectory
         if LiveClusterPaths.overlap(LiveClusterPaths.resolve(tablespaceDirectory), LiveClusterPaths.resolve(path)) {
@@ -212,7 +238,7 @@ public struct Restorer {
                 hint: "Choose an empty directory, or the data directory of an earlier restore.", exitStatus: .usage)
         }
         var existing = path
-        while !FileManager.default.fileExists(atPath: existing) && existing != "/" { existing = (existing as NSString).deletingLastPathComponent }
+        while !FileManager.default.fileExists(atPath: existing) && existing != "/" && !existing.isEmpty { existing = (existing as NSString).deletingLastPathComponent }
         if existing != path && !FileManager.default.isWritableFile(atPath: existing) {
             throw BackupError("cannot create \(path): \(existing) is not writable by this user", hint: "Create the directory first, or choose another path.",
                               exitStatus: .usage)

@@ -83,6 +83,13 @@ public enum ReusableScratch {
             }
         }
         let dataDirectory = (scratch as NSString).appendingPathComponent("data")
+        // nfldb's own kept copy (its marker checked above): a postmaster.pid with no postgres working
+        // in this directory is stale (a crash or reboot while the copy ran; its pid reused since).
+        // Left, it failed every nightly --reuse-scratch run as "a server is running on it".
+        let pidFile = (dataDirectory as NSString).appendingPathComponent("postmaster.pid")
+        if FileManager.default.fileExists(atPath: pidFile), ScratchLeftovers.runningServer(dataDirectory: dataDirectory) == nil {
+            try? FileManager.default.removeItem(atPath: pidFile)
+        }
         do {
             try RestoreTarget.check(dataDirectory, delta: true)
         } catch {

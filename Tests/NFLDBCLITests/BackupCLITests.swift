@@ -78,6 +78,13 @@ struct BackupCLITests {
             #expect(reuse2.standardOutput.contains("--jobs=2"), "\(reuse2.standardOutput)")
             #expect(FileManager.default.fileExists(atPath: "\(kept)/data/PG_VERSION"))
             #expect(!FileManager.default.fileExists(atPath: "\(kept)/data/postmaster.pid"))
+            // A stale postmaster.pid in the kept copy (a crash or reboot; its pid reused since, here by
+            // init) is not "a server running on it": the next --reuse-scratch run passes (an attack probe
+            // got a failed verification, and a page, every night).
+            try "1\n\(kept)/data\n".write(toFile: "\(kept)/data/postmaster.pid", atomically: true, encoding: .utf8)
+            let stale = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, "--amcheck-jobs", "1", env: env)
+            #expect(stale.status == 0, "\(stale.allOutput)")
+            #expect(!stale.allOutput.contains("(pid 1) is running"), "\(stale.allOutput)")
             let badJobs = try nfldb("backup", "verify", "--amcheck-jobs", "0", env: env)
             #expect(badJobs.status == 2)
             #expect(badJobs.standardError.contains("flag --amcheck-jobs: backup.verify.amcheck_jobs: 0 is below its minimum 1"), "\(badJobs.allOutput)")
@@ -99,6 +106,28 @@ struct BackupCLITests {
             let refusal = try jsonObject(again.standardOutput)
             #expect(refusal["status"] as? String == "refused" && (refusal["error"] as? String)?.contains(restoredTo) == true, "\(refusal)")
             #expect(refusal["hint"] as? String != nil, "\(refusal)")
+            // A relative --to (new, or an existing empty directory) is taken from the working
+            // directory: before, a new one made the command spin forever, an existing one was
+            // chowned and then refused by pgBackRest (exit 1). A symlink is refused, not followed;
+            // a path inside the repository is refused (the next expire would delete it).
+            for relative in ["relrestore", "rel1"] {
+                if relative == "rel1" { try FileManager.default.createDirectory(atPath: "\(dir)/rel1", withIntermediateDirectories: true) }
+                let result = try nfldb("backup", "restore", "--to", relative, "--format", "json", env: env, in: dir)
+                #expect(result.status == 0, "\(relative): \(result.allOutput)")
+                #expect((try? jsonObject(result.standardOutput))?["target"] as? String == "\(dir)/\(relative)", "\(result.standardOutput)")
+                #expect(FileManager.default.fileExists(atPath: "\(dir)/\(relative)/PG_VERSION"))
+            }
+            let emptyDir = "\(dir)/empty-target", link = "\(dir)/link-to-empty"
+            try FileManager.default.createDirectory(atPath: emptyDir, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: emptyDir)
+            let linked = try nfldb("backup", "restore", "--to", link, env: env)
+            #expect(linked.status == 2 && linked.standardError.contains("(a symlink)"), "\(linked.allOutput)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: emptyDir).isEmpty)
+            let config = try String(contentsOfFile: try #require(env["NFLDB_BACKUP_CONFIG"]), encoding: .utf8)
+            let repo = try #require(config.split(separator: "\n").first { $0.hasPrefix("repo1-path=") }).dropFirst("repo1-path=".count)
+            let intoRepo = try nfldb("backup", "restore", "--to", "\(repo)/restored-here", env: env)
+            #expect(intoRepo.status == 2 && intoRepo.standardError.contains("is inside (or holds) the pgBackRest repository"), "\(intoRepo.allOutput)")
+            #expect(!FileManager.default.fileExists(atPath: "\(repo)/restored-here"))
 
             var wrong = env
             wrong["NFLDB_BACKUP_STANZA"] = "nflbd"
