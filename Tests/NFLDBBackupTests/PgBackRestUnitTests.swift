@@ -210,7 +210,7 @@ struct PgBackRestUnitTests {
         #expect(cron.contains("backup verify"))
     }
 
-    @Test("restore target: refuses a non-empty dir without --delta and a running cluster's data dir")
+    @Test("restore target: refuses a non-empty dir without --delta; a postmaster.pid whose live pid is no postgres on it is named stale")
     func restoreTarget() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nfldb-rt-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -220,9 +220,13 @@ struct PgBackRestUnitTests {
         let notEmpty = #expect(throws: BackupError.self) { try RestoreTarget.check(dir, delta: false) }
         #expect(notEmpty?.description.contains("not empty") == true)
         #expect(throws: Never.self) { try RestoreTarget.check(dir, delta: true) }
+        // This test process's pid: alive, but not a postgres working in dir (a running cluster's data
+        // directory is refused as such by RestoreTests and ScratchLeftovers' tests).
         try "\(getpid())\n\(dir)\n".write(toFile: "\(dir)/postmaster.pid", atomically: true, encoding: .utf8)
-        let running = #expect(throws: BackupError.self) { try RestoreTarget.check(dir, delta: true) }
-        #expect(running?.description.contains("is running on it") == true)
+        let stale = #expect(throws: BackupError.self) { try RestoreTarget.check(dir, delta: true) }
+        #expect(stale?.exitStatus == .usage)
+        #expect(stale?.diagnostic.summary.contains("naming pid \(getpid()), which is not a PostgreSQL server on this directory") == true, "\(String(describing: stale?.diagnostic))")
+        #expect(stale?.diagnostic.hint?.contains("remove \(dir)/postmaster.pid") == true)
     }
 
     @Test("verify output: a worker's 'invalid checksum' line names the damaged file; begin/end lines and the summary do not")
