@@ -199,7 +199,7 @@ public final class Migrator {
         let script = try migration.upScript()
         if migration.directives.transactional {
             do {
-                try withLockRetries(migration.id) {
+                try withLockRetries(migration.id, timeoutSource: lockTimeoutSource(migration)) {
                     try runInTransaction(script, directives: migration.directives) {
                         recordApplied(migration, statements: script.statements.count, milliseconds: elapsed(since: start))
                     }
@@ -209,7 +209,7 @@ public final class Migrator {
                         detail: ["error": error.message, "location": error.location ?? "", "sqlstate": error.sqlState ?? ""]))
                     throw MigrationError.statementFailed(
                         migration.id, error, extra: rolledBackClaim("the migration was rolled back; the database is unchanged"),
-                        hint: Self.outsideTransactionHint(error) ?? lockTimeoutHint(error, migration) ?? Self.notTheFileHint(error)
+                        hint: Self.outsideTransactionHint(error) ?? Self.lockTimeoutHint(error) ?? Self.notTheFileHint(error)
                             ?? "Fix \(migration.upPath) and run `nfldb migrate up` again.")
                 }
             } catch let ended as TransactionEnded {
@@ -281,7 +281,8 @@ public final class Migrator {
             // file's own block (a retry of one statement would not redo the block).
             var failure: PostgresError?
             let inBlock = block.isOpen
-            try withLockRetries(migration.id, canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty && !inBlock }) {
+            try withLockRetries(migration.id, timeoutSource: lockTimeoutSource(migration),
+                                canRetry: { self.newInvalidIndexes(since: invalidAtStart).isEmpty && !inBlock }) {
                 try connection.run(statement, in: migration.upPath)
             } onFailure: { failure = $0 }
             if let error = failure {
@@ -305,7 +306,7 @@ public final class Migrator {
                     throw MigrationError.statementFailed(
                         migration.id, error,
                         extra: (undone.map { "\($0), so nothing of the file stays" } ?? "its first statement failed, so nothing ran") + "; \(migration.id) is not applied and not dirty",
-                        hint: lockTimeoutHint(error, migration) ?? "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
+                        hint: Self.lockTimeoutHint(error) ?? "Fix the cause (\(migration.upPath):\(line)) and run `nfldb migrate up` again.")
                 }
                 let invalid = (try? invalidIndexes()) ?? []
                 _ = try? connection.execute("""
@@ -458,16 +459,20 @@ public final class Migrator {
         return nil
     }
 
-    /// For SQLSTATE 55P03 (lock_timeout ran out after the retries): the file is not the cause; say
-    /// who holds the lock (the DETAIL names the sessions) and where the timeout came from — the
-    /// file's own `-- nfldb:lock-timeout` directive or `migrations.lock_timeout` (an attack probe
-    /// was told to raise the setting and fix the file when the file's directive set 500 ms).
-    func lockTimeoutHint(_ error: PostgresError, _ migration: Migration) -> String? {
-        guard error.sqlState == SQLState.lockNotAvailable else { return nil }
-        let source = migration.directives.lockTimeout.map { "the file's `-- nfldb:lock-timeout \(DurationParser.postgresSetting($0))` directive (\(migration.upPath))" }
+    /// Where a migration's lock wait is bounded: the file's own `-- nfldb:lock-timeout` directive,
+    /// else `migrations.lock_timeout`. Named in the lock advice ``withLockRetries(_:timeoutSource:canRetry:_:onFailure:)``
+    /// gives (an attack probe was told to raise the setting when the file's directive set 500 ms).
+    func lockTimeoutSource(_ migration: Migration) -> String {
+        migration.directives.lockTimeout.map { "the file's `-- nfldb:lock-timeout \(DurationParser.postgresSetting($0))` directive (\(migration.upPath))" }
             ?? "migrations.lock_timeout (NFLDB_MIGRATIONS_LOCK_TIMEOUT, now \(DurationParser.postgresSetting(settings.lockTimeout)))"
-        return "Another session held a lock this migration needs (DETAIL names it; the file itself is not the cause): wait for it to finish "
-            + "or end it (SELECT pg_terminate_backend(pid)), then run `nfldb migrate up` again. The wait is bounded by \(source); raise that to wait longer."
+    }
+
+    /// For SQLSTATE 55P03 (lock_timeout ran out after the retries): the lock advice is already on the
+    /// error (``withLockRetries(_:timeoutSource:canRetry:_:onFailure:)``); the file is not the cause,
+    /// so no "Fix the file" either.
+    static func lockTimeoutHint(_ error: PostgresError) -> String? {
+        guard error.sqlState == SQLState.lockNotAvailable else { return nil }
+        return "Run `nfldb migrate up` again once the lock is free: the file itself is not the cause."
     }
 
     /// For SQLSTATE 25001 (`… cannot run inside a transaction block`): the engine's marker.
@@ -524,7 +529,8 @@ public final class Migrator {
     }
 
     func withLockRetries(
-        _ id: String, canRetry: () -> Bool = { true }, _ body: () throws -> Void, onFailure: (PostgresError) throws -> Void
+        _ id: String, timeoutSource: String? = nil, canRetry: () -> Bool = { true }, _ body: () throws -> Void,
+        onFailure: (PostgresError) throws -> Void
     ) throws {
         var attempt = 0
         var backoff = settings.retryBackoff
@@ -552,7 +558,9 @@ public final class Migrator {
                 if error.sqlState == SQLState.lockNotAvailable, let blockers = try? connection.describeLockHolders() {
                     annotated.detail = [error.detail, "gave up after \(attempt) retries; sessions holding locks: \(blockers)"].compactMap { $0 }.joined(separator: "; ")
                     // What to run next depends on what the failure left (the caller's hint says); this is only about the lock.
-                    annotated.hint = "Wait for or end the blocking session (pg_terminate_backend(pid)), or raise migrations.lock_timeout."
+                    let bound = timeoutSource ?? "the file's `-- nfldb:lock-timeout` directive if it has one, else migrations.lock_timeout"
+                    annotated.hint = "Another session held a lock this needs (DETAIL names it): wait for it to finish or end it "
+                        + "(SELECT pg_terminate_backend(pid)). The wait is bounded by \(bound); raise that to wait longer."
                 }
                 try onFailure(annotated)
                 return
