@@ -271,14 +271,7 @@ struct AuditGeneratedTests {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
             defer { admin.close() }
-            let mig = world.name("mig"), password = "pw-\(UUID().uuidString)"
-            let migSQL = PostgresIdentifier.quote(mig)
-            try admin.runScript(unsafeSQL: """
-                CREATE ROLE \(migSQL) LOGIN PASSWORD \(PostgresIdentifier.literal(password));
-                GRANT CREATE, USAGE ON SCHEMA nfl TO \(migSQL);
-                """)
-            let login = try PostgresConnection.connect(
-                ConnectionOptions(dsn: world.db.cluster.dsn(database: world.db.name, user: mig, password: password)), logger: TestCluster.logger)
+            let (mig, login) = try world.creatingLogin("mig", admin: admin)
             defer { login.close() }
             try login.runScript(unsafeSQL: """
                 CREATE TYPE nfl.status AS ENUM ('open', 'closed');
@@ -376,14 +369,7 @@ struct AuditGeneratedTests {
         try AuditWorld.with(roles: false) { world in
             let admin = try world.admin()
             defer { admin.close() }
-            let owner = world.name("owner"), password = "pw-\(UUID().uuidString)"
-            let ownerSQL = PostgresIdentifier.quote(owner)
-            try admin.runScript(unsafeSQL: """
-                CREATE ROLE \(ownerSQL) LOGIN PASSWORD \(PostgresIdentifier.literal(password));
-                GRANT CREATE, USAGE ON SCHEMA nfl TO \(ownerSQL);
-                """)
-            let login = try PostgresConnection.connect(
-                ConnectionOptions(dsn: world.db.cluster.dsn(database: world.db.name, user: owner, password: password)), logger: TestCluster.logger)
+            let (owner, login) = try world.creatingLogin("owner", admin: admin)
             defer { login.close() }
             try login.runScript(unsafeSQL: """
                 CREATE TABLE nfl.coaches (game_id text PRIMARY KEY, away_coach text);

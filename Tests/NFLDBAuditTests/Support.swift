@@ -77,6 +77,20 @@ struct AuditWorld {
         try TestRoles.login(db, user: name(role), password: environment[TestRoles.passwordVariable(role)] ?? "", application: application)
     }
 
+    /// A new login role (named `name(role)`, a random password) that may create objects in schema
+    /// nfl, and a session of it: a non-superuser that owns the tables it creates.
+    func creatingLogin(_ role: String, admin: PostgresConnection) throws -> (name: String, connection: PostgresConnection) {
+        let user = name(role), password = "pw-\(UUID().uuidString)"
+        let quoted = PostgresIdentifier.quote(user)
+        try admin.runScript(unsafeSQL: """
+            CREATE ROLE \(quoted) LOGIN PASSWORD \(PostgresIdentifier.literal(password));
+            GRANT CREATE, USAGE ON SCHEMA nfl TO \(quoted);
+            """)
+        let connection = try PostgresConnection.connect(
+            ConnectionOptions(dsn: db.cluster.dsn(database: db.name, user: user, password: password)), logger: TestCluster.logger)
+        return (user, connection)
+    }
+
     func migrate(as connection: PostgresConnection) throws {
         defer { connection.close() }
         let migrations = try MigrationDirectory(path: TestPaths.repository + "/migrations").load()

@@ -85,6 +85,27 @@ struct QueueCLIWorld {
         defer { connection.close() }
         return try connection.query(query).scalar(T.self)
     }
+
+    /// Opens `fifo` for writing once a worker has opened it for reading (never blocks forever).
+    func fifoWriter(_ fifo: String) throws -> Int32 {
+        var fd: Int32 = -1
+        try waitUntil("a worker opened \(fifo)", timeout: .seconds(60)) {
+            fd = open(fifo, O_WRONLY | O_NONBLOCK)
+            return fd >= 0
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
+    }
+
+    /// Waits until another session of this database runs a COPY inside a transaction (a load under way).
+    func waitForCopy(_ admin: PostgresConnection) throws {
+        try waitUntil("the load's COPY is under way", timeout: .seconds(30)) {
+            try admin.query("""
+                SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                  AND xact_start IS NOT NULL AND query ILIKE 'COPY%'
+                """).scalar(Bool.self)
+        }
+    }
 }
 
 @Suite("nfldb queue and worker against redis-server and PostgreSQL", .serialized)
@@ -166,28 +187,13 @@ struct QueueCLITests {
             // CI machine a 2 s lease was lost between heartbeats, the worker claimed the task again (attempt 3) and
             // that attempt blocked opening the FIFO, which nobody would write again.
             let env = ["NFLDB_QUEUE_LEASE": "3s"]
-            /// Opens the FIFO for writing once a worker has opened it for reading (never blocks forever).
-            func writer() throws -> Int32 {
-                var fd: Int32 = -1
-                try waitUntil("a worker opened \(fifo)", timeout: .seconds(60)) {
-                    fd = open(fifo, O_WRONLY | O_NONBLOCK)
-                    return fd >= 0
-                }
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-                return fd
-            }
             let first = try world.spawn(["worker", "--queues", "cpu"], env: env)
             defer { first.removeOutput() }
-            let half = try writer()
+            let half = try world.fifoWriter(fifo)
             _ = bytes.withUnsafeBufferPointer { write(half, $0.baseAddress, $0.count / 2) }
             let admin = try world.db.connect()
             defer { admin.close() }
-            try waitUntil("the load's COPY is under way", timeout: .seconds(30)) {
-                try admin.query("""
-                    SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-                      AND xact_start IS NOT NULL AND query ILIKE 'COPY%'
-                    """).scalar(Bool.self)
-            }
+            try world.waitForCopy(admin)
             _ = first.kill9()
             close(half)
             try waitUntil("the killed worker's sessions are gone", timeout: .seconds(30)) {
@@ -207,7 +213,7 @@ struct QueueCLITests {
 
             let second = try world.spawn(["worker", "--queues", "cpu", "--burst", "--format", "json"], env: ["NFLDB_QUEUE_LEASE": "120s", "NFLDB_LOG_LEVEL": "info"])
             defer { _ = second.kill9(); second.removeOutput() }
-            let whole = try writer()
+            let whole = try world.fifoWriter(fifo)
             _ = bytes.withUnsafeBufferPointer { write(whole, $0.baseAddress, $0.count) }
             close(whole)
             #expect(second.wait(timeout: .seconds(120)) == 0, "\(second.outputTail())")
@@ -230,21 +236,11 @@ struct QueueCLITests {
             let id = try world.submit("etl.load", ["--payload", #"{"target": "games", "source": "\#(fifo)"}"#, "--correlation-id", "trace-cancel-1"])
             let worker = try world.spawn(["worker", "--queues", "cpu", "--burst", "--format", "json"], env: ["NFLDB_QUEUE_LEASE": "3s", "NFLDB_LOG_LEVEL": "info"])
             defer { _ = worker.kill9(); worker.removeOutput() }
-            var fd: Int32 = -1
-            try waitUntil("the worker opened \(fifo)", timeout: .seconds(60)) {
-                fd = open(fifo, O_WRONLY | O_NONBLOCK)
-                return fd >= 0
-            }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            let fd = try world.fifoWriter(fifo)
             _ = bytes.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count / 2) }
             let admin = try world.db.connect()
             defer { admin.close() }
-            try waitUntil("the load's COPY is under way", timeout: .seconds(30)) {
-                try admin.query("""
-                    SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-                      AND xact_start IS NOT NULL AND query ILIKE 'COPY%'
-                    """).scalar(Bool.self)
-            }
+            try world.waitForCopy(admin)
             let cancel = try world.run("queue", "cancel", id)
             #expect(cancel.status == 0, "\(cancel.allOutput)")
             // The worker learns of it from its next heartbeat (a third of the 3 s lease); the rest of the file arrives after.
