@@ -284,10 +284,16 @@ extension AuditInstaller {
             FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE e.evtname = \(AuditSQL.rewriteLogName)
             """).rows.first
-        if rewriteLog == nil || (rewriteLog?["enabled"] != "O" && rewriteLog?["enabled"] != "A")
-            || rewriteLog?["event"] != "table_rewrite" || rewriteLog?["ours"] != "t" {
+        // evtenabled is O or A when it fires in ordinary sessions, D or R when it does not.
+        let rewriteLogState: String? = switch rewriteLog {
+        case nil: "missing"
+        case let row? where row["enabled"] == "D" || row["enabled"] == "R": "disabled"
+        case let row? where row["event"] != "table_rewrite" || row["ours"] != "t": "not the one install creates"
+        default: nil
+        }
+        if let rewriteLogState {
             report.logProblems.append(
-                "event trigger \(AuditSQL.rewriteLogName) is \(rewriteLog == nil ? "missing" : rewriteLog?["enabled"] == "D" || rewriteLog?["enabled"] == "R" ? "disabled" : "not the one install creates"): "
+                "event trigger \(AuditSQL.rewriteLogName) is \(rewriteLogState): "
                     + "an ALTER TABLE that rewrites an audited table's rows (ALTER COLUMN … TYPE … USING) would change them with no log entry; \(reinstall)")
         }
         let audited = try connection.query("""

@@ -398,26 +398,24 @@ public struct GamesLoader {
         // When the header names exactly the contract's columns (nflverse's file as published), a
         // valid row's raw CSV line goes to COPY as it came, with the column list in the header's
         // order; otherwise each row is re-encoded as COPY text in the contract's order.
+        let copy: PostgresQuery
+        let encoding: RowValidator.CopyEncoding
         if let order = Self.contractOrder(input.header) {
             let columns = order.map { PostgresIdentifier.quote($0) }.joined(separator: ", ")
-            try connection.copyIn("""
+            copy = """
                 COPY pg_temp.etl_stage_games (\(unsafeRaw: columns), etl_row, etl_line) FROM STDIN (FORMAT csv, FORCE_NULL (\(unsafeRaw: Self.columnList)))
-                """) { writer in
-                var lines = 0
-                try pipeline.run(input, encoding: .rawCSV, appendRowNumber: true) { line in
-                    lines &+= 1
-                    if lines & 8191 == 0 { try Self.checkCancelled(options, at: "while staging the input") }
-                    try writer.write(line)
-                }
-            }
+                """
+            encoding = .rawCSV
         } else {
-            try connection.copyIn("COPY pg_temp.etl_stage_games FROM STDIN") { writer in
-                var lines = 0
-                try pipeline.run(input, encoding: .text, appendRowNumber: true) { line in
-                    lines &+= 1
-                    if lines & 8191 == 0 { try Self.checkCancelled(options, at: "while staging the input") }
-                    try writer.write(line)
-                }
+            copy = "COPY pg_temp.etl_stage_games FROM STDIN"
+            encoding = .text
+        }
+        try connection.copyIn(copy) { writer in
+            var lines = 0
+            try pipeline.run(input, encoding: encoding, appendRowNumber: true) { line in
+                lines &+= 1
+                if lines & 8191 == 0 { try Self.checkCancelled(options, at: "while staging the input") }
+                try writer.write(line)
             }
         }
         // Every member of a duplicated key is rejected: the first occurrences were staged before

@@ -456,8 +456,12 @@ public final class TaskQueue {
 
     /// Dead tasks of one queue (all of them, oldest first), each as its hash.
     public func deadLetters(queue: String) throws -> [[String: String]] {
-        let ids = try connection.command("LRANGE", RedisArgument(config.prefix + "dead:" + queue), "0", "-1").decodeArray(for: "LRANGE") ?? []
-        return try ids.compactMap { $0.string }.map { id in try inspect(id: id) ?? ["id": id, "state": "dead", "error": "(task hash missing)"] }
+        try deadIDs(queue: queue).map { id in try inspect(id: id) ?? ["id": id, "state": "dead", "error": "(task hash missing)"] }
+    }
+
+    /// The ids in `dead:<queue>`, oldest first.
+    func deadIDs(queue: String) throws -> [String] {
+        (try connection.command("LRANGE", RedisArgument(config.prefix + "dead:" + queue), "0", "-1").decodeArray(for: "LRANGE") ?? []).compactMap(\.string)
     }
 
     public func queues() throws -> [String] {
@@ -480,8 +484,7 @@ public final class TaskQueue {
         var removed = 0
         let names = try queue.map { [$0] } ?? queues()
         for q in names {
-            let ids = (try connection.command("LRANGE", RedisArgument(config.prefix + "dead:" + q), "0", "-1").decodeArray(for: "LRANGE") ?? [])
-                .compactMap(\.string)
+            let ids = try deadIDs(queue: q)
             var start = 0
             while start < ids.count {
                 let batch = ids[start..<min(start + 500, ids.count)]

@@ -246,13 +246,13 @@ extension BackupCommand {
             let target = try context.connectionOptions()
             let logger = context.logger
             SignalExit.install { signal in
-                let stopped = BackupCommand.stopChildren() ? "pgBackRest was stopped (its next backup resumes or removes the partial one)" : "pgBackRest was not running"
+                let stoppedChild = BackupCommand.stopChildren()
+                let stopped = stoppedChild ? "pgBackRest was stopped (its next backup resumes or removes the partial one)" : "pgBackRest was not running"
                 guard let id = runID.withLock({ $0 }) else { return "backup run interrupted by \(signal) before its run was recorded; \(stopped)" }
                 do {
                     if let label = try BackupRunner.recordInterrupted(runID: id, signal: signal, target: target, logger: logger) {
                         // The backup had finished and is recorded ok: the signal stopped its retention (pgbackrest expire).
-                        let expire = stopped.hasPrefix("pgBackRest was stopped")
-                            ? "its retention (pgbackrest expire) was stopped" : "its retention was not running"
+                        let expire = stoppedChild ? "its retention (pgbackrest expire) was stopped" : "its retention was not running"
                         return "backup run interrupted by \(signal) after its backup \(label) finished: run \(id) stays recorded ok; "
                             + "\(expire); the next backup run applies the retention"
                     }

@@ -96,11 +96,16 @@ extension MigrateOptions {
                 case .retrying(let id, let attempt, let after, let blockers):
                     context.say("lock_timeout fired in \(id); retry \(attempt) in \(after)\(blockers.map { ". Blocking: \($0)" } ?? "")")
                 case .warning(let text):
-                    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
+                    Self.warn([text])
                 case .ownBlock:
                     break
                 }
             })
+    }
+
+    /// `warning: …` lines on stderr (text output; JSON carries them in `warnings`).
+    static func warn(_ messages: [String]) {
+        messages.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
     }
 
     func printResult(_ result: MigrationRunResult, _ context: CommandContext, verb: String) throws {
@@ -109,7 +114,7 @@ extension MigrateOptions {
             context.output(try JSONOutput.encode(result))
         case .text:
             if let sql = result.dryRunSQL {
-                result.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+                Self.warn(result.warnings)
                 context.output(sql)
             } else if result.steps.isEmpty {
                 context.say("nothing to do; database at version \(result.currentVersion.map(String.init) ?? "none")")
@@ -171,7 +176,7 @@ extension MigrateCommand {
             // down runs the stored down SQL: problems in the files are warnings here, not errors.
             let loaded = try MigrationDirectory(path: options.directory(context)).loadForRollback()
             if options.format == .text && !dryRun {
-                loaded.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+                MigrateOptions.warn(loaded.warnings)
             }
             let migrator = try options.makeMigrator(context, settings: settings, migrations: loaded.migrations)
             if !dryRun { MigrateInterrupt.install(singleTransaction: singleTransaction) }
@@ -305,7 +310,7 @@ extension MigrateCommand {
 
         func run(_ context: CommandContext) throws {
             let result = try options.makeMigrator(context).resolve(version: version, applied: applied, reason: reason, force: force)
-            if options.format == .text { result.warnings.forEach { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) } }
+            if options.format == .text { MigrateOptions.warn(result.warnings) }
             try options.printResult(result, context, verb: "resolved")
         }
     }
