@@ -20,6 +20,9 @@ extension ConfigKey {
     public static let backupRepoVerifyInterval = ConfigKey(
         "backup.verify.repo_verify_interval", .duration, default: "7d",
         help: "run the full `pgbackrest verify` (every repo file) when the last one that passed for this stanza is older than this; 0 = every run")
+    public static let backupAmcheckRecheckInterval = ConfigKey(
+        "backup.verify.amcheck_recheck_interval", .duration, default: "7d",
+        help: "with reuse_scratch: pg_amcheck skips a relation unchanged since a clean check younger than this (same file SHA-1s, untouched by replay, same catalog rows, no open transaction committed since); 0 = check every relation every run")
     public static let backupRepoType = ConfigKey("backup.repo_type", .choice(["posix", "s3"]), default: "posix", help: "pgBackRest repo1-type")
     public static let backupS3Bucket = ConfigKey("backup.s3.bucket", .string, help: "repo1-s3-bucket (repo_type s3)")
     public static let backupS3Endpoint = ConfigKey("backup.s3.endpoint", .string, help: "repo1-s3-endpoint, e.g. s3.us-east-1.amazonaws.com")
@@ -36,7 +39,7 @@ extension ConfigKey {
 public struct BackupConfig: Sendable {
     public static let keys: [ConfigKey] = [
         .backupStanza, .backupConfig, .backupRepoPath, .backupTables, .backupScratchDir, .backupReuseScratch, .backupAmcheckJobs,
-        .backupPageChecksums, .backupRepoVerifyInterval,
+        .backupPageChecksums, .backupRepoVerifyInterval, .backupAmcheckRecheckInterval,
         .backupReferenceTables, .backupRepoType, .backupS3Bucket, .backupS3Endpoint, .backupS3Region, .backupS3URIStyle, .backupS3KeyEnv,
     ]
 
@@ -57,6 +60,8 @@ public struct BackupConfig: Sendable {
     public var pageChecksums: PageChecksumMode
     /// `backup.verify.repo_verify_interval` (zero: every run).
     public var repoVerifyInterval: Duration
+    /// `backup.verify.amcheck_recheck_interval` (zero: never skip).
+    public var amcheckRecheckInterval: Duration
     /// The tables the manifest counts (every table in schema nfl plus `backup.tables`) and checksums.
     public var tables: ManagedTables
 
@@ -75,6 +80,7 @@ public struct BackupConfig: Sendable {
         amcheckJobs = try configuration.integer(.backupAmcheckJobs, atLeast: 1)
         pageChecksums = PageChecksumMode(rawValue: configuration.defaulted(.backupPageChecksums)) ?? .backup
         repoVerifyInterval = try configuration.duration(.backupRepoVerifyInterval) ?? VerifyOptions.defaultRepoVerifyInterval
+        amcheckRecheckInterval = try configuration.duration(.backupAmcheckRecheckInterval) ?? VerifyOptions.defaultAmcheckRecheckInterval
         tables = ManagedTables(schemas: ["nfl"], tables: configuration.list(.backupTables), reference: configuration.list(.backupReferenceTables))
     }
 }
@@ -87,5 +93,6 @@ extension VerifyOptions {
         if let jobs = settings.amcheckJobs { amcheckJobs = max(1, jobs) }
         pageChecksums = settings.pageChecksums
         repoVerifyInterval = settings.repoVerifyInterval
+        amcheckRecheckInterval = settings.amcheckRecheckInterval
     }
 }

@@ -24,6 +24,20 @@ public struct RepoVerification: Codable, Sendable, Equatable {
     public var intervalSeconds: Double
 }
 
+/// What `pg_amcheck` skipped in a `--reuse-scratch` run (relation groups of the verified database
+/// unchanged since a clean check, see docs/backups.md "Speed work" (d)).
+public struct AmcheckSkip: Codable, Sendable, Equatable {
+    /// Relation groups (a table, materialized view or sequence with its TOAST and indexes) in the database.
+    public var groups: Int
+    public var skipped: Int
+    /// Groups recorded as clean for the next run.
+    public var recorded: Int
+    /// The groups checked (at most 100 names).
+    public var checked: [String]
+    /// Why nothing, or not everything unchanged, was skipped.
+    public var reason: String?
+}
+
 /// The JSON receipt of `nfldb backup verify`, stored in `nfldb.backup_verifications.receipt` and a file.
 public struct VerificationReceipt: Codable, Sendable {
     public var status: String = "failed"
@@ -52,6 +66,8 @@ public struct VerificationReceipt: Codable, Sendable {
     public var repoVerify: RepoVerification? = nil
     /// How page checksums were proven (`backup` or `pg_checksums`), see ``PageChecksumMode``.
     public var pageChecksums: String? = nil
+    /// With `--reuse-scratch`: what `pg_amcheck` skipped and why (nil: every relation was checked).
+    public var amcheckSkip: AmcheckSkip? = nil
     public var checks: [VerificationCheck] = []
     /// What verify did besides the checks (a background repo verify stopped early, leftovers of an
     /// earlier run found and removed).

@@ -40,6 +40,11 @@ public struct VerifyOptions: Sendable {
     /// `--full`: this run does every check whatever the settings say (`pgbackrest verify` and a
     /// `pg_checksums` pass).
     public var full = false
+    /// With `--reuse-scratch`: a relation group `pg_amcheck` found clean is skipped while its
+    /// files, catalog rows and visibility provably did not change (``AmcheckMemo``), for at most
+    /// this long after that check (`backup.verify.amcheck_recheck_interval`); `.zero`: never skip.
+    public var amcheckRecheckInterval: Duration = VerifyOptions.defaultAmcheckRecheckInterval
+    public static let defaultAmcheckRecheckInterval: Duration = .seconds(7 * 86_400)
 
     public init(binaries: PostgresBinaries, set: String? = nil, targetTime: String? = nil, scratchDirectory: String? = nil,
                 port: Int? = nil, receiptPath: String? = nil) {
@@ -586,7 +591,8 @@ public struct Verifier {
         // backup.verify.page_checksums = backup: the backup's manifest says whether pgBackRest
         // checked every page when it copied it.
         let pageMode = options.full ? PageChecksumMode.pgChecksums : options.pageChecksums
-        let backupManifest = pageMode == .backup ? BackgroundJob { [pgbackrest, logger, label = plan.backup.label] in
+        let memoWanted = options.reuseScratch && !options.full && options.targetTime == nil && options.amcheckRecheckInterval > .zero
+        let backupManifest = pageMode == .backup || memoWanted ? BackgroundJob { [pgbackrest, logger, label = plan.backup.label] in
             try pgbackrest.run("repo-get", ["--log-level-console=warn"],
                                timeout: .seconds(600), logger: logger, positional: ["backup/\(pgbackrest.stanza)/\(label)/backup.manifest"])
         } : nil
@@ -612,10 +618,17 @@ public struct Verifier {
         guard let scratch = try r.timed("scratch-prepare", { try prepareScratch(plan, r) }) else { return }
         reachedRestore = true
         guard try restore(plan, into: scratch, r), configureCopy(scratch, r) else { return }
+        // What replay touches (pg_waldump of the backup's WAL), beside the start: which relations
+        // pg_amcheck may skip (AmcheckMemo).
+        let replay = memoWanted ? backupManifest.map { manifestJob in
+            BackgroundJob { [pgbackrest, waldump = options.binaries.path("pg_waldump"), segmentSize = plan.segmentSize, directory = scratch.directory] in
+                Self.scanReplay(manifestJob.wait().0, pgbackrest: pgbackrest, waldump: waldump, segmentSize: segmentSize, scratch: directory)
+            }
+        } : nil
         let restoreStart = r.restoreStartedAt ?? ContinuousClock.now
         guard let conn = try startAndPromote(scratch, r) else { return }
         r.receipt.recoverySeconds = ((ContinuousClock.now - restoreStart).inSeconds * 100).rounded() / 100
-        let pageEvidence = try proveData(conn, plan, scratch, pageMode: pageMode, r)
+        let pageEvidence = try proveData(conn, plan, scratch, pageMode: pageMode, replay: replay, r)
         if let pageEvidence, let backupManifest {
             if let fallback = recordBackupPageChecks(backupManifest.wait().0, pageEvidence, plan: plan, r) {
                 r.receipt.notes.append(fallback)
@@ -980,11 +993,14 @@ public struct Verifier {
     /// 4. Prove the data: `pg_amcheck` (its own connections, `--jobs`) runs while the canary, count,
     /// checksum and schema-version checks use `conn`.
     /// - Returns: with `pageMode` `.backup`, what the copy says about page checksums after every read.
-    func proveData(_ conn: PostgresConnection, _ plan: Plan, _ scratch: Scratch, pageMode: PageChecksumMode, _ r: Recorder) throws -> PageEvidence? {
+    func proveData(_ conn: PostgresConnection, _ plan: Plan, _ scratch: Scratch, pageMode: PageChecksumMode,
+                   replay: BackgroundJob<Result<ReplayInputs, MemoOff>>? = nil, _ r: Recorder) throws -> PageEvidence? {
         defer { conn.close() }
         let jobs = max(1, options.amcheckJobs)
+        let memo = replay.map { job in r.timed("amcheck-memo") { planSkips(conn, job.wait().0, plan: plan, scratch: scratch, r) } }
         let amcheckArguments = ["-h", scratch.copy.socketDirectory, "-p", String(scratch.port), "-U", scratch.superuser, "--all",
                                 "--install-missing", "--heapallindexed", "--jobs=\(jobs)"]
+            + (memo?.skipped ?? []).flatMap { $0.exclusionPatterns(database: scratch.database) }
         let amcheckCancel = ProcessCancellation()
         // The copy is a scratch: a database with default_transaction_read_only = on must not fail
         // pg_amcheck's CREATE EXTENSION (--install-missing).
@@ -993,8 +1009,10 @@ public struct Verifier {
         let amcheckJob = BackgroundJob { [osUser = pgbackrest.osUser, path = options.binaries.path("pg_amcheck"), environment] in
             try ProcessRunner(runAsUser: osUser).run(path, amcheckArguments, environment: environment, timeout: .seconds(3600), cancellation: amcheckCancel)
         }
+        var openXIDs: [UInt64]?
         do {
             try r.timed("data-checks") { try dataChecks(conn, manifest: plan.manifest, targetEpoch: plan.targetEpoch, r) }
+            if let memo { openXIDs = r.timed("open-xids") { Self.openXIDs(conn, memo) } }
         } catch {
             amcheckCancel.cancel()
             _ = amcheckJob.wait()
@@ -1014,7 +1032,11 @@ public struct Verifier {
                 """).scalar(String?.self)) ?? nil
             amcheckEvidence += "; databases with default_transaction_read_only set: \(readOnly ?? "none found")"
         }
-        r.check("pg_amcheck", amcheckClean, amcheckClean ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean" : amcheckEvidence)
+        var skipNote = ""
+        if let memo {
+            skipNote = recordMemo(memo, clean: amcheckClean, openXIDs: openXIDs, scratch: scratch, r)
+        }
+        r.check("pg_amcheck", amcheckClean, amcheckClean ? "pg_amcheck --all --heapallindexed --jobs=\(jobs) clean\(skipNote)" : amcheckEvidence)
         guard pageMode == .backup else { return nil }
         // After pg_amcheck and the counts: every page they (and WAL replay) read from disk had its
         // checksum verified by the server; a mismatch is counted here even where the reader went on.

@@ -90,13 +90,14 @@ final class BackupFixture {
     }
 
     func verify(set: String? = nil, targetTime: String? = nil, port: Int? = nil, pg: PgBackRest? = nil, scratch: String? = nil,
-                skipSpaceCheck: Bool = false, reuse: Bool = false, full: Bool = false) throws -> VerificationReceipt {
+                skipSpaceCheck: Bool = false, reuse: Bool = false, full: Bool = false, amcheckRecheck: Duration? = nil) throws -> VerificationReceipt {
         let db = try connect()
         defer { db.close() }
         var options = VerifyOptions(binaries: binaries, set: set, targetTime: targetTime, port: port)
         options.skipSpaceCheck = skipSpaceCheck
         options.reuseScratch = reuse
         options.full = full
+        if let amcheckRecheck { options.amcheckRecheckInterval = amcheckRecheck }
         options.scratchDirectory = scratch ?? (root as NSString).appendingPathComponent("scratch-\(UUID().uuidString.prefix(6))")
         options.promoteTimeout = .seconds(60)
         return try Verifier(pgbackrest: pg ?? pgbackrest, primary: db, options: options, logger: logger).run()
