@@ -67,7 +67,7 @@ struct AmcheckMemo: Codable, Equatable {
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys]
         let path = Self.path(scratch)
-        try? FileManager.default.removeItem(atPath: path)
+        // .atomic: a temporary file renamed over the old memo (a kill leaves the old one or the new one).
         try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
         chmod(path, 0o600)
     }

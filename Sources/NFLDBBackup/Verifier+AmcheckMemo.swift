@@ -192,7 +192,14 @@ extension Verifier {
                                           ORDER BY a.attnum)
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0),
                        (SELECT concat_ws(':', x.indisunique, x.indisvalid, x.indisready, x.indislive, x.indkey, x.indclass, x.indcollation,
-                                         x.indoption, pg_get_indexdef(x.indexrelid))
+                                         x.indoption, pg_get_indexdef(x.indexrelid),
+                                         -- What an index's order or entries depend on beyond these rows (a user-defined
+                                         -- operator class or collation, an expression or predicate that may call a
+                                         -- function redefined since): never the same twice, so always checked.
+                                         CASE WHEN x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+                                                   OR EXISTS (SELECT 1 FROM unnest(x.indclass::oid[]) o WHERE o >= 16384)
+                                                   OR EXISTS (SELECT 1 FROM unnest(x.indcollation::oid[]) o WHERE o >= 16384)
+                                              THEN gen_random_uuid()::text END)
                         FROM pg_index x WHERE x.indexrelid = c.oid))) AS catalog
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON i.indexrelid = c.oid
             WHERE c.oid >= 16384 AND c.relkind IN ('r', 'm', 'S', 't', 'i') AND c.relpersistence = 'p'
