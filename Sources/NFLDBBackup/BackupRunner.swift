@@ -163,7 +163,7 @@ public struct BackupRunner {
         do {
             guard try connection.tryAdvisoryLock(guardLock) else {
                 let holder = (try? connection.advisoryLockHolder(guardLock)).flatMap { $0 } ?? "another session"
-                let detail = "not applied: a backup verify of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard); the next backup run applies it"
+                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard); the next backup run applies it"
                 logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
                 return ("deferred", detail)
             }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NFLDBCore
 import NFLDBPgBackRest
+import NFLDBPostgres
 import NFLDBSandbox
 
 /// `nfldb backup restore --to DIR`: a real recovery into a directory. Every check runs before
@@ -10,10 +11,15 @@ import NFLDBSandbox
 public struct Restorer {
     public let pgbackrest: PgBackRest
     public let logger: Logger
+    /// The primary, when reachable: the restore holds the expire guard (``ExpireGuard``) on it, so a
+    /// `backup run`'s retention cannot remove the set while it is restored. nil during a recovery
+    /// with the primary down (a `backup run` cannot run then either); the report says so.
+    public let primary: PostgresConnection?
 
-    public init(pgbackrest: PgBackRest, logger: Logger) {
+    public init(pgbackrest: PgBackRest, logger: Logger, primary: PostgresConnection? = nil) {
         self.pgbackrest = pgbackrest
         self.logger = logger
+        self.primary = primary
     }
 
     public struct Request: Sendable {
@@ -65,9 +71,11 @@ public struct Restorer {
         public let backup: String?
         /// `pg_tblspc/<oid>` → where that tablespace was restored (under the request's tablespace directory).
         public var tablespaces: [(oid: String, path: String)] = []
+        /// About the expire guard (not taken, waited for an expire).
+        public var notes: [String] = []
         /// What was restored where, printed by the command.
         public var lines: [String] {
-            tablespaces.map { "tablespace \($0.oid) restored into \($0.path) (not its original path: the primary's tablespace is untouched)" }
+            notes.map { "note: \($0)" } + tablespaces.map { "tablespace \($0.oid) restored into \($0.path) (not its original path: the primary's tablespace is untouched)" }
                 + [nextStep]
         }
         /// What to do next, printed by the command.
@@ -80,6 +88,25 @@ public struct Restorer {
     /// - Throws: ``BackupError`` (exit 2) for a refused target or request; ``PgBackRestError`` when pgBackRest fails.
     @discardableResult
     public func restore(_ request: Request) throws -> Report {
+        var notes: [String] = []
+        if let primary {
+            let expireGuard = ExpireGuard(pgbackrest: pgbackrest, connection: primary, logger: logger)
+            let (taken, note) = expireGuard.take(waitingTo: "restoring")
+            if let note { notes.append(note) }
+            if taken {
+                defer { expireGuard.release() }
+                return try restoreGuarded(request, notes: notes)
+            }
+            notes.append("the expire guard could not be taken (a backup run's retention expire held it past \(Int(ExpireGuard.wait.inSeconds)) s, "
+                         + "or the primary refused): a retention expire during this restore could remove the backup it restores")
+        } else {
+            notes.append("no connection to the primary: the expire guard was not taken (a backup run, which needs the primary, "
+                         + "cannot expire this backup while the primary is down; if it is up elsewhere, do not run backups until this restore is done)")
+        }
+        return try restoreGuarded(request, notes: notes)
+    }
+
+    func restoreGuarded(_ request: Request, notes: [String]) throws -> Report {
         try checkTargetTime(request)
         let backup = try checkRepo(request)
         try checkTarget(request)
@@ -104,6 +131,7 @@ public struct Restorer {
         try pgbackrest.runChecked("restore", options, logger: logger)
         succeeded = true
         var report = Report(target: request.target, backup: request.set ?? backup)
+        report.notes = notes
         let links = (request.target as NSString).appendingPathComponent("pg_tblspc")
         for oid in ((try? FileManager.default.contentsOfDirectory(atPath: links)) ?? []).sorted() {
             if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: (links as NSString).appendingPathComponent(oid)) {

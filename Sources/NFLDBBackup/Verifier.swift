@@ -313,8 +313,9 @@ public struct Verifier {
     public func run() throws -> VerificationReceipt {
         // Retention may not expire what this run restores: `backup run` expires only while no verify
         // holds the guard (taken before --set is checked against the repo, held to the end).
-        let (guarded, orphanNote) = takeExpireGuard()
-        defer { if guarded { _ = try? primary.advisoryUnlockShared(PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)) } }
+        let expireGuard = ExpireGuard(pgbackrest: pgbackrest, connection: primary, logger: logger)
+        let (guarded, orphanNote) = expireGuard.take(waitingTo: "restoring")
+        defer { if guarded { expireGuard.release() } }
         // Operator mistakes are usage errors (exit 2), found before anything runs or is recorded:
         // they say nothing about the backup, so they must not turn health CRITICAL.
         try validate()
@@ -329,7 +330,7 @@ public struct Verifier {
         recorder.lockDescriptor = earlyLock
         if let orphanNote { recorder.receipt.notes.append(orphanNote) }
         if !guarded {
-            recorder.receipt.notes.append("the expire guard could not be taken (a backup run's retention expire held it past \(Int(Self.expireGuardWait.inSeconds)) s, or the primary refused): a retention expire during this run could remove the backup it restores")
+            recorder.receipt.notes.append("the expire guard could not be taken (a backup run's retention expire held it past \(Int(ExpireGuard.wait.inSeconds)) s, or the primary refused): a retention expire during this run could remove the backup it restores")
         }
         try recorder.timed("catalog") { try BackupCatalog.install(primary) }
         do {
@@ -354,72 +355,6 @@ public struct Verifier {
         }
         try record(receipt)
         return receipt
-    }
-
-    /// How long a verify waits for a `backup run` that holds the expire guard (while pgBackRest's
-    /// expire runs) before it goes on unguarded, with a note in the receipt.
-    static let expireGuardWait: Duration = .seconds(600)
-
-    /// Takes ``PgBackRest/expireGuardLock(stanza:)`` shared on the primary; waits while a backup
-    /// run's expire holds it exclusively. Then waits for a `pgbackrest … expire` of this stanza still
-    /// running on this host without the guard: a `backup run` killed (kill -9, the OOM killer)
-    /// during its expire loses the guard with its session while the orphaned pgBackRest goes on
-    /// deleting. `taken` is false when the guard could not be taken; `note` says what was waited for.
-    func takeExpireGuard() -> (taken: Bool, note: String?) {
-        let key = PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)
-        let deadline = ContinuousClock.now + Self.expireGuardWait
-        var announced = false
-        while true {
-            do {
-                if try primary.tryAdvisoryLockShared(key) { return (true, waitForUnguardedExpire(until: deadline)) }
-            } catch {
-                logger.warning("could not take the expire guard", metadata: ["error": .string((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")])
-                return (false, nil)
-            }
-            if ContinuousClock.now >= deadline { return (false, nil) }
-            if !announced {
-                announced = true
-                logger.info("waiting for a backup run's retention expire to finish before restoring", metadata: [
-                    "db.lock_holder": .string(((try? primary.advisoryLockHolder(key)) ?? nil) ?? "unknown")])
-            }
-            Thread.sleep(forTimeInterval: 0.5)
-        }
-    }
-
-    /// Waits (until `deadline`) while a `pgbackrest … --stanza=<this> … expire` of this user or the
-    /// cluster's OS user runs on this host; the note for the receipt, or nil when none ran.
-    func waitForUnguardedExpire(until deadline: ContinuousClock.Instant) -> String? {
-        let first = Self.runningExpires(stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser)
-        guard !first.isEmpty else { return nil }
-        let pids = first.map(String.init).joined(separator: ", ")
-        logger.warning("a pgBackRest expire of this stanza runs without nfldb's guard (a killed backup run's?); waiting for it before restoring",
-                       metadata: ["pids": .string(pids)])
-        let began = ContinuousClock.now
-        while !Self.runningExpires(stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser).isEmpty {
-            if ContinuousClock.now >= deadline {
-                let waited = String(format: "%.1f", (ContinuousClock.now - began).inSeconds)
-                return "a pgBackRest expire of stanza \(pgbackrest.stanza) (pid \(pids)) runs without nfldb's expire guard and was still running after this run waited \(waited) s for it (its 10 min bound for the guard and this wait together): this run restores regardless, and that expire could remove the backup it restores"
-            }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        let waited = String(format: "%.1f", (ContinuousClock.now - began).inSeconds)
-        return "waited \(waited) s for a pgBackRest expire of stanza \(pgbackrest.stanza) (pid \(pids)) that ran without nfldb's expire guard (left by a killed backup run?) to finish before restoring"
-    }
-
-    /// Pids of `pgbackrest` processes running `expire` for `stanza` (with this config, or none named),
-    /// owned by this user or `osUser`, from /proc.
-    static func runningExpires(stanza: String, configPath: String, osUser: String?) -> [pid_t] {
-        var owners: Set<uid_t> = [geteuid()]
-        if let osUser, let account = getpwnam(osUser) { owners.insert(account.pointee.pw_uid) }
-        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(pid_t.init).filter { pid in
-            guard pid != getpid(), ScratchLeftovers.processUID(pid).map(owners.contains) == true,
-                  let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !raw.isEmpty else { return false }
-            let args = raw.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-            guard let program = args.first, (program as NSString).lastPathComponent == "pgbackrest", args.contains("expire"),
-                  args.contains("--stanza=\(stanza)") else { return false }
-            let configs = args.filter { $0.hasPrefix("--config=") }
-            return configs.isEmpty || configs.contains("--config=\(configPath)")
-        }
     }
 
     /// The request itself: an absolute scratch path that does not exist yet (unless reused) and lies

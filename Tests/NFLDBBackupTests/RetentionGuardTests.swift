@@ -89,7 +89,7 @@ final class BackgroundVerify: @unchecked Sendable {
 
         let second = try f.backup("full")
         #expect(second.retention == "deferred", "\(second)")
-        #expect(second.retentionDetail?.contains("a backup verify of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
+        #expect(second.retentionDetail?.contains("a backup verify or restore of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
         #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label], "nothing expired while the verify restores")
 
         FileManager.default.createFile(atPath: go, contents: nil)
@@ -102,6 +102,64 @@ final class BackgroundVerify: @unchecked Sendable {
         let third = try f.backup("full")
         #expect(third.retention == "applied" && third.retentionDetail == "expired \(first.label), \(second.label)", "\(third)")
         #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [third.label])
+    }
+
+    /// `backup restore` holds the guard too (before, only verify did: a backup run's retention could
+    /// remove the set a real recovery was restoring). Without the primary it restores and says the
+    /// guard was not taken.
+    @Test func aBackupRunDefersRetentionWhileARestoreRuns() throws {
+        let f = try BackupFixture(retentionFull: 1)
+        defer { f.close() }
+        try f.initStanza()
+        let first = try f.backup("full")
+        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
+        let wrapper = f.root + "/pgbackrest-held-restore"
+        try """
+            #!/bin/sh
+            case " $* " in *" restore "*)
+              : > \(ShellWord.quote(waiting)); n=0
+              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
+            esac
+            exec pgbackrest "$@"
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        #expect(chmod(wrapper, 0o755) == 0)
+        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+        let target = f.root + "/recovered"
+        let primary = try f.connect()
+        nonisolated(unsafe) var report: Restorer.Report?
+        nonisolated(unsafe) var failure: String?
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) let restorer = Restorer(pgbackrest: held, logger: f.logger, primary: primary)
+        Thread.detachNewThread {
+            do { report = try restorer.restore(Restorer.Request(target: target, set: first.label)) } catch { failure = "\(error)" }
+            done.signal()
+        }
+        defer {
+            FileManager.default.createFile(atPath: go, contents: nil)
+            _ = done.wait(timeout: .now() + 120)
+            done.signal()
+            primary.close()
+        }
+        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the restore reached pgBackRest")
+        let second = try f.backup("full")
+        #expect(second.retention == "deferred", "\(second)")
+        #expect(second.retentionDetail?.contains("a backup verify or restore of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
+        #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label], "nothing expired while the restore runs")
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(done.wait(timeout: .now() + 120) == .success)
+        done.signal()
+        #expect(failure == nil, "\(failure ?? "")")
+        #expect(report?.notes.isEmpty == true, "\(String(describing: report?.notes))")
+        #expect(FileManager.default.fileExists(atPath: target + "/PG_VERSION"))
+
+        // No primary: restored all the same, with a note that the guard was not taken.
+        let unguarded = try Restorer(pgbackrest: f.pgbackrest, logger: f.logger).restore(Restorer.Request(target: f.root + "/recovered-2", set: second.label))
+        #expect(unguarded.notes.contains { $0.contains("no connection to the primary: the expire guard was not taken") }, "\(unguarded.notes)")
+        #expect(unguarded.lines.first?.hasPrefix("note: ") == true)
+
+        // Nothing holds the guard now: the next backup run applies the retention.
+        let third = try f.backup("full")
+        #expect(third.retention == "applied", "\(third)")
     }
 
     /// A `backup run` killed (kill -9) during its expire releases the guard with its session while
@@ -120,9 +178,9 @@ final class BackgroundVerify: @unchecked Sendable {
         try orphan.run()
         defer { if orphan.isRunning { orphan.terminate() }; orphan.waitUntilExit() }
         #expect(poll(timeout: .seconds(5)) {
-            !Verifier.runningExpires(stanza: f.pgbackrest.stanza, configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty
+            !ExpireGuard.runningExpires(stanza: f.pgbackrest.stanza, configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty
         }, "the stand-in is seen as a running expire")
-        #expect(Verifier.runningExpires(stanza: "other", configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty, "another stanza's is not")
+        #expect(ExpireGuard.runningExpires(stanza: "other", configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty, "another stanza's is not")
         let receipt = try f.verify()
         #expect(receipt.passed, "\(receipt.failedChecks)")
         #expect(receipt.startedAt.timeIntervalSince(began) >= 3.5, "the verify began \(receipt.startedAt.timeIntervalSince(began)) s after the expire started")

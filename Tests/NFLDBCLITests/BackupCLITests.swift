@@ -100,6 +100,8 @@ struct BackupCLITests {
             #expect(restoredReport["status"] as? String == "restored" && restoredReport["target"] as? String == restoredTo, "\(restoredReport)")
             #expect((restoredReport["next_step"] as? String)?.contains("pg_ctl -D \(restoredTo) start") == true, "\(restoredReport)")
             #expect(restoredReport["delta"] as? Bool == false && (restoredReport["tablespaces"] as? [Any])?.isEmpty == true, "\(restoredReport)")
+            // The primary was reachable: the restore held the expire guard, so no note.
+            #expect((restoredReport["notes"] as? [Any])?.isEmpty == true, "\(restoredReport)")
             #expect(FileManager.default.fileExists(atPath: "\(restoredTo)/PG_VERSION"))
             let again = try nfldb("backup", "restore", "--to", restoredTo, "--format", "json", env: env)
             #expect(again.status == 2, "\(again.allOutput)")

@@ -417,9 +417,10 @@ extension BackupCommand {
             let targetTime: String?
             let delta: Bool
             let tablespaces: [[String: String]]
+            let notes: [String]
             let nextStep: String
             enum CodingKeys: String, CodingKey {
-                case status, target, backup, delta, tablespaces
+                case status, target, backup, delta, tablespaces, notes
                 case targetTime = "target_time", nextStep = "next_step"
             }
         }
@@ -433,8 +434,11 @@ extension BackupCommand {
                     + "\(target) holds a partial restore: do not start a server on it; remove it, or restore into it again with --delta"
             }
             let report: Restorer.Report
+            // The primary holds the expire guard while the restore runs; a recovery often runs with it down.
+            let primary = try? context.connect()
+            defer { primary?.close() }
             do {
-                report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger)
+                report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger, primary: primary)
                     .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta, tablespaceDirectory: tablespaceDir))
             } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
                 // Refused before the directory was touched: valid JSON on stdout too.
@@ -444,7 +448,7 @@ extension BackupCommand {
             if format == .json {
                 context.output(try BackupCommand.json(Restored(
                     target: report.target, backup: report.backup, targetTime: targetTime, delta: delta,
-                    tablespaces: report.tablespaces.map { ["oid": $0.oid, "path": $0.path] }, nextStep: report.nextStep)))
+                    tablespaces: report.tablespaces.map { ["oid": $0.oid, "path": $0.path] }, notes: report.notes, nextStep: report.nextStep)))
             } else {
                 report.lines.forEach { context.output($0) }
             }
