@@ -88,8 +88,10 @@ enum QueueScripts {
     """
 
     /// ARGV: prefix, id, type, queue, priority, payload, max_attempts, idempotency key ('' = none),
-    /// idempotency TTL ms, aging ms, correlation id, schema version.
-    /// Returns {id, 1} when enqueued, {existing id, 0} for a known idempotency key.
+    /// idempotency TTL ms, aging ms, correlation id, schema version, request fingerprint.
+    /// Returns {id, 1} when enqueued, {existing id, 0} for a known idempotency key of the same
+    /// request, {existing id, 2} when the key's task was submitted with another fingerprint (type,
+    /// queue or payload differ) and still exists to compare with.
     static let enqueue = RedisScript(prelude + """
     local id, q = ARGV[2], ARGV[4]
     local bad = badQueueKey(q)
@@ -98,14 +100,18 @@ enum QueueScripts {
     if redis.call('EXISTS', p .. 'task:' .. id) == 1 then return {id, 1} end
     if ARGV[8] ~= '' then
       local existing = redis.call('GET', p .. 'idem:' .. ARGV[8])
-      if existing then return {existing, 0} end
+      if existing then
+        local rq = redis.call('HGET', p .. 'task:' .. existing, 'rq')
+        if rq and rq ~= '' and ARGV[13] and ARGV[13] ~= '' and rq ~= ARGV[13] then return {existing, 2} end
+        return {existing, 0}
+      end
       redis.call('SET', p .. 'idem:' .. ARGV[8], id, 'PX', ARGV[9])
     end
     local score = now - tonumber(ARGV[5]) * tonumber(ARGV[10])
     local key = p .. 'task:' .. id
     redis.call('HSET', key, 'id', id, 'type', ARGV[3], 'queue', q, 'priority', ARGV[5], 'payload', ARGV[6],
       'max_attempts', ARGV[7], 'attempts', 0, 'state', 'ready', 'enqueued_ms', now, 'score', score, 'token', 0,
-      'idem', ARGV[8], 'cid', ARGV[11], 'v', ARGV[12], 'history', '[]')
+      'idem', ARGV[8], 'cid', ARGV[11], 'v', ARGV[12], 'history', '[]', 'rq', ARGV[13] or '')
     redis.call('ZADD', p .. 'ready:' .. q, score, id)
     redis.call('SADD', p .. 'queues', q)
     return {id, 1}

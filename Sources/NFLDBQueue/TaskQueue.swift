@@ -196,17 +196,29 @@ public final class TaskQueue {
                                  hint: "Use a short stable key, e.g. a UUID or a hash of the request.", exitStatus: .usage)
             }
         }
+        // What makes two submits "the same request" for an idempotency key: type, queue and the
+        // payload with its keys sorted (a producer that serialises the same object in another order
+        // is the same request).
+        let fingerprint = idempotencyKey == nil ? "" : Self.requestFingerprint(type: type, queue: queue, payload: object)
         let arguments: [RedisArgument] = [
             prefix, RedisArgument(id), RedisArgument(type), RedisArgument(queue), RedisArgument(priority), RedisArgument(payload),
             RedisArgument(attempts), RedisArgument(idempotencyKey ?? ""), RedisArgument(config.idempotencyTTL.milliseconds),
-            RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion),
+            RedisArgument(config.aging.milliseconds), RedisArgument(correlationID), RedisArgument(taskSchemaVersion), RedisArgument(fingerprint),
         ]
         // With Sentinel a lost or demoted master is rediscovered and the enqueue sent again with the
         // same id: the script is idempotent on the id, so a first attempt that did run is not doubled.
         let deadline = ContinuousClock.now + config.failoverTimeout
         while true {
             do {
-                return try enqueue(arguments, id: id)
+                let result = try enqueue(arguments, id: id)
+                if result.conflict, let key = idempotencyKey {
+                    throw QueueError(
+                        "idempotency key \(key) already names task \(result.id), submitted with a different type, queue or payload; nothing was enqueued",
+                        hint: "Use a new key for a different request (keys live for queue.idempotency_ttl, \(config.idempotencyTTL)), "
+                            + "or submit exactly the first request again to get task \(result.id) back (`nfldb queue inspect \(result.id)` shows it).",
+                        exitStatus: .usage)
+                }
+                return SubmitResult(id: result.id, created: result.created)
             } catch let error as RedisError where config.sentinel != nil && Self.isFailover(error) && ContinuousClock.now < deadline {
                 logger.notice("Redis master lost during an enqueue; rediscovering it and sending the task again", metadata: [
                     "task_id": .string(id), "redis.error": .string(error.message)])
@@ -216,7 +228,7 @@ public final class TaskQueue {
     }
 
     /// One enqueue: the script and, when replicas must confirm it, `WAIT` in the same round trip.
-    private func enqueue(_ arguments: [RedisArgument], id: String) throws -> SubmitResult {
+    private func enqueue(_ arguments: [RedisArgument], id: String) throws -> (id: String, created: Bool, conflict: Bool) {
         let replicas = try replicasToWait()
         var commands = [QueueScripts.enqueue.evalSHACommand(arguments: arguments)]
         if replicas > 0 { commands.append(["WAIT", RedisArgument(replicas), RedisArgument(max(1, config.waitTimeout.milliseconds))]) }
@@ -240,7 +252,13 @@ public final class TaskQueue {
                         + "--idempotency-key returns this task if it survived and enqueues it otherwise.")
             }
         }
-        return SubmitResult(id: got, created: flag == 1)
+        return (got, flag == 1, flag == 2)
+    }
+
+    /// SHA-256 of type, queue and the payload serialised with sorted keys.
+    static func requestFingerprint(type: String, queue: String, payload: Any) -> String {
+        let canonical = (try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .fragmentsAllowed])) ?? Data()
+        return SHA256Digest.hex(Array(type.utf8) + [0] + Array(queue.utf8) + [0] + Array(canonical))
     }
 
     /// Enqueues `count` identical tasks (no idempotency key) in pipelines of 1,000 calls; returns their ids.

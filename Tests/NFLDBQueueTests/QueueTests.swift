@@ -100,6 +100,22 @@ struct QueueTests {
             #expect(try q.stats().first { $0.queue == "io" }?.ready == 1)
             let other = try q.submit(type: "noop", queue: "io", idempotencyKey: "load-2024-w2")
             #expect(other.created && other.id != first.id)
+            // The same key for a different request is refused (before, it silently returned the first
+            // task, so the second request was lost); the same object with its keys in another order is the same request.
+            let keyed = try q.submit(type: "etl.load", payload: #"{"season": 2024, "week": 1}"#, queue: "io", idempotencyKey: "load-2024-w3")
+            let reordered = try q.submit(type: "etl.load", payload: #"{"week":1,"season":2024}"#, queue: "io", idempotencyKey: "load-2024-w3")
+            #expect(reordered.id == keyed.id && !reordered.created)
+            for (type, payload, queue) in [("etl.load", #"{"season": 2024, "week": 2}"#, "io"), ("noop", #"{"season": 2024, "week": 1}"#, "io"),
+                                           ("etl.load", #"{"season": 2024, "week": 1}"#, "cpu")] {
+                let refused = #expect(throws: QueueError.self) {
+                    try q.submit(type: type, payload: payload, queue: queue, idempotencyKey: "load-2024-w3")
+                }
+                #expect(refused?.exitStatus == .usage)
+                #expect(refused?.diagnostic.summary.contains("idempotency key load-2024-w3 already names task \(keyed.id), submitted with a different type, queue or payload") == true,
+                        "\(String(describing: refused))")
+            }
+            #expect(try q.stats().first { $0.queue == "io" }?.ready == 3, "nothing enqueued by the refused submits")
+            #expect(try q.stats().first { $0.queue == "cpu" }?.ready ?? 0 == 0)
         }
     }
 
