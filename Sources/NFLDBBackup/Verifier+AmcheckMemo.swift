@@ -193,6 +193,9 @@ extension Verifier {
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0),
                        (SELECT concat_ws(':', x.indisunique, x.indisvalid, x.indisready, x.indislive, x.indkey, x.indclass, x.indcollation,
                                          x.indoption, pg_get_indexdef(x.indexrelid),
+                                         -- The C library or ICU version behind each collation the index sorts by.
+                                         (SELECT string_agg(coalesce(pg_collation_actual_version(o), '-'), ',')
+                                          FROM unnest(x.indcollation::oid[]) o WHERE o <> 0),
                                          -- What an index's order or entries depend on beyond these rows (a user-defined
                                          -- operator class or collation, an expression or predicate that may call a
                                          -- function redefined since): never the same twice, so always checked.
