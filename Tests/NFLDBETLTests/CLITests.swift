@@ -184,7 +184,8 @@ func jsonObject(_ text: String) -> [String: Any] {
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let fifo = dir + "/games.csv"
             #expect(mkfifo(fifo, 0o600) == 0)
-            let child = try ChildProcess.spawn(CLIRunner.binary, ["etl", "load", "games", "--source", fifo, "--dsn", world.loaderDSN])
+            // --format json: stdout is one object also when interrupted (before, it was empty).
+            let child = try ChildProcess.spawn(CLIRunner.binary, ["etl", "load", "games", "--source", fifo, "--dsn", world.loaderDSN, "--format", "json"])
             defer { child.kill9(); child.removeOutput() }
             let writer = open(fifo, O_WRONLY)
             #expect(writer >= 0)
@@ -207,9 +208,13 @@ func jsonObject(_ text: String) -> [String: Any] {
             #expect(status == 128 + signo, "\(String(describing: status)) \(child.standardError)")
             #expect(child.standardError.contains("nfldb: interrupted by \(name): the load's transaction was rolled back; nothing was changed; run "), "\(child.standardError)")
             #expect(child.standardError.contains("is recorded as failed"), "\(child.standardError)")
-            let run = try admin.query("SELECT status, error FROM nfl.etl_runs ORDER BY id DESC LIMIT 1").singleRow()
+            let run = try admin.query("SELECT id::text, status, error FROM nfl.etl_runs ORDER BY id DESC LIMIT 1").singleRow()
             #expect(run["status"] == "failed" && run["error"]?.hasPrefix("interrupted by \(name)") == true, "\(run)")
             #expect(try admin.query("SELECT count(*) FROM nfl.etl_runs WHERE status = 'running'").scalar(Int.self) == 0)
+            let printed = try JSONSerialization.jsonObject(with: Data(child.standardOutput.utf8)) as? [String: Any]
+            #expect(printed?["status"] as? String == "failed" && (printed?["error"] as? String)?.hasPrefix("interrupted by \(name)") == true,
+                    "\(child.standardOutput)")
+            #expect((printed?["run_id"] as? Int).map(String.init) == run["id"], "\(child.standardOutput)")
             var gone = false
             for _ in 0..<100 where !gone {
                 gone = try admin.query("SELECT count(*) = 0 FROM pg_stat_activity WHERE usename = \(world.prefix + "nfl_loader")").scalar(Bool.self)

@@ -86,7 +86,8 @@ extension ETLCommand {
             let connection = try context.connect()
             defer { connection.close() }
             // Interrupted loads are recorded as failed with the signal (``ETLInterrupt``).
-            let interrupt = ETLInterrupt(options: try context.connectionOptions(), logger: context.logger)
+            let interrupt = ETLInterrupt(options: try context.connectionOptions(), logger: context.logger,
+                                         jsonSource: format == .json ? URLRedaction.redact(source ?? settings.gamesSource).text : nil)
             interrupt.install(backend: connection.backendPID)
             options.onRunRecorded = { interrupt.recorded($0) }
             let progress = ProgressLine(quiet: context.quiet, json: format == .json)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NFLDBCore
 import NFLDBETL
 import NFLDBPostgres
 import Synchronization
@@ -16,10 +17,14 @@ final class ETLInterrupt: Sendable {
     let state = Mutex(State())
     let options: ConnectionOptions
     let logger: Logger
+    /// With `--format json`: the object printed on stdout when interrupted (a scheduler that parses
+    /// stdout gets one object whatever happens), built from the source shown and the line.
+    let jsonSource: String?
 
-    init(options: ConnectionOptions, logger: Logger) {
+    init(options: ConnectionOptions, logger: Logger, jsonSource: String? = nil) {
         self.options = options
         self.logger = logger
+        self.jsonSource = jsonSource
     }
 
     /// Installs the handlers for the rest of the process; `backend` is the load connection's server pid.
@@ -35,6 +40,14 @@ final class ETLInterrupt: Sendable {
     /// Ends the load (``LoadInterruption/stop(signal:backend:runID:options:logger:)``) and says what happened.
     func stop(_ signal: String) -> String {
         let (backend, runID) = state.withLock { ($0.backend, $0.runID) }
-        return LoadInterruption.stop(signal: signal, backend: backend, runID: runID, options: options, logger: logger)
+        let line = LoadInterruption.stop(signal: signal, backend: backend, runID: runID, options: options, logger: logger)
+        if let jsonSource {
+            var result = LoadResult.failedBeforeRun(source: jsonSource, error: SecretRedactor.shared.redact(line))
+            result.runID = runID
+            if let text = try? JSONOutput.encode(result) {
+                FileHandle.standardOutput.write(Data((text + "\n").utf8))
+            }
+        }
+        return line
     }
 }
