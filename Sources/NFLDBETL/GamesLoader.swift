@@ -216,7 +216,16 @@ public struct GamesLoader {
             } catch {
                 result.status = "failed"
                 result.durationMS = (ContinuousClock.now - started).inMilliseconds
-                let (described, hint) = Self.describe(error)
+                var (described, hint) = Self.describe(error)
+                // A lock wait past etl.lock_timeout: name who held the locks (the data transaction
+                // rolled back; the holders are usually still there).
+                if let pg = error as? PostgresError, pg.sqlState == SQLState.lockNotAvailable, connection.isAlive,
+                   let holders = try? connection.describeLockHolders() {
+                    described += "; sessions holding locks: \(holders)"
+                    hint = "Nothing was changed. A session named above held a lock on the load's tables past etl.lock_timeout "
+                        + "(\(options.lockTimeout)): let it finish or end it (SELECT pg_terminate_backend(<pid>)), or raise etl.lock_timeout; "
+                        + "then run the load again."
+                }
                 let cause = TextSafety.escaped(described)
                 result.error = cause
                 fill(&result, from: pipeline)

@@ -69,6 +69,31 @@ import Testing
 
     /// Malformed inputs: each gives a clear error and changes nothing (file-level problems, policy
     /// fail, ratio exceeded) or loads only the valid rows (reject-rows under the ratio).
+    /// A session holding a lock on nfl.games past etl.lock_timeout: the load fails (nothing
+    /// changed) naming that session and its lock, with a hint (before: only PostgreSQL's
+    /// "canceling statement due to lock timeout").
+    @Test func aLockTimeoutNamesTheHolder() throws {
+        try ETLWorld.with { world in
+            try world.load(Slice.text)
+            let holder = try world.db.connect()
+            defer { holder.close() }
+            let pid = try holder.query("SELECT pg_backend_pid()").scalar(Int.self)
+            try holder.execute("BEGIN")
+            try holder.execute("LOCK TABLE nfl.games IN SHARE MODE")
+            var options = ETLWorld.options
+            options.lockTimeout = .milliseconds(300)
+            let failed = try world.failingLoad(Slice.text.replacingOccurrences(of: ",Home,", with: ",Neutral,"), options: options)
+            try holder.execute("ROLLBACK")
+            #expect(failed.cause.contains("lock timeout"), "\(failed.cause)")
+            // The loader login may not read another user's query (pg_stat_activity shows "<insufficient
+            // privilege>"), but it sees the pid, the user, the application and the lock.
+            #expect(failed.cause.contains("sessions holding locks: pid \(pid) (postgres/") && failed.cause.contains("holds nfl.games ShareLock"),
+                    "\(failed.cause)")
+            #expect(failed.hint.contains("etl.lock_timeout") && failed.hint.contains("pg_terminate_backend"), "\(failed.hint)")
+            #expect(failed.result.status == "failed")
+        }
+    }
+
     @Test func malformedInputs() throws {
         try ETLWorld.with { world in
             try world.load(Slice.text)
