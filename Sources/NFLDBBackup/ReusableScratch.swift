@@ -45,7 +45,7 @@ public enum ReusableScratch {
     /// closed to others (mode 0700); the marker must be a regular file this user wrote; `data` and
     /// `run` must not be symlinks. Anything else may have been planted, and `--delta` rewrites what
     /// it finds.
-    static func check(_ scratch: String, stanza: String, systemID: UInt64?, osUser: String? = nil) -> Result<Bool, ReuseRefusal> {
+    static func check(_ scratch: String, stanza: String, systemID: UInt64?, osUser: String? = nil, notes: ((String) -> Void)? = nil) -> Result<Bool, ReuseRefusal> {
         var owners: Set<uid_t> = [geteuid()]
         if let osUser, let account = getpwnam(osUser) { owners.insert(account.pointee.pw_uid) }
         var info = stat()
@@ -88,7 +88,10 @@ public enum ReusableScratch {
         // Left, it failed every nightly --reuse-scratch run as "a server is running on it".
         let pidFile = (dataDirectory as NSString).appendingPathComponent("postmaster.pid")
         if FileManager.default.fileExists(atPath: pidFile), ScratchLeftovers.runningServer(dataDirectory: dataDirectory) == nil {
+            let pid = (try? String(contentsOfFile: pidFile, encoding: .utf8))?.split(separator: "\n").first.map(String.init) ?? "?"
             try? FileManager.default.removeItem(atPath: pidFile)
+            notes?("removed a stale postmaster.pid (pid \(pid), no postgres working in \(dataDirectory): left by a crash or reboot while "
+                   + "the kept copy ran) before restoring into it")
         }
         do {
             try RestoreTarget.check(dataDirectory, delta: true)

@@ -772,7 +772,10 @@ public struct Verifier {
                     + "(remove it, choose another --scratch, or pass --reuse-scratch for a directory an earlier --reuse-scratch run made)")
             return nil
         }
-        switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: systemID, osUser: pgbackrest.osUser) {
+        switch ReusableScratch.check(scratch, stanza: pgbackrest.stanza, systemID: systemID, osUser: pgbackrest.osUser, notes: { note in
+            logger.warning("\(note)")
+            r.receipt.notes.append(note)
+        }) {
         case .failure(let refusal):
             r.check("scratch", false, refusal.description)
             return nil

@@ -85,6 +85,7 @@ struct BackupCLITests {
             let stale = try nfldb("backup", "verify", "--reuse-scratch", "--scratch", kept, "--amcheck-jobs", "1", env: env)
             #expect(stale.status == 0, "\(stale.allOutput)")
             #expect(!stale.allOutput.contains("(pid 1) is running"), "\(stale.allOutput)")
+            #expect(stale.standardOutput.contains("note: removed a stale postmaster.pid (pid 1, no postgres working in \(kept)/data"), "\(stale.allOutput)")
             let badJobs = try nfldb("backup", "verify", "--amcheck-jobs", "0", env: env)
             #expect(badJobs.status == 2)
             #expect(badJobs.standardError.contains("flag --amcheck-jobs: backup.verify.amcheck_jobs: 0 is below its minimum 1"), "\(badJobs.allOutput)")
