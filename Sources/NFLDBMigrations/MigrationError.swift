@@ -23,6 +23,11 @@ public struct MigrationError: NFLDBError, Sendable {
             hint: "Fix the files listed above; nothing was run.", exitStatus: .usage)
     }
 
+    /// Marks a hint nfldb put on a ``PostgresError`` (the lock advice of the retry loop), so that it
+    /// is not shown as "PostgreSQL: …" (a server hint never starts with this private-use character).
+    static let ownHintMarker = "\u{E000}"
+    static func ownHint(_ text: String) -> String { ownHintMarker + text }
+
     /// A migration statement failed: file:line, SQLSTATE and the server's message, detail and hint.
     static func statementFailed(_ migration: String, _ error: PostgresError, extra: String? = nil, hint: String? = nil) -> MigrationError {
         let prefix = error.location.map { "\($0): " } ?? ""
@@ -39,7 +44,10 @@ public struct MigrationError: NFLDBError, Sendable {
         }
         if let extra { facts.append(extra) }
         var hints: [String] = []
-        if let serverHint = error.hint { hints.append("PostgreSQL: \(serverHint)") }
+        if let serverHint = error.hint {
+            // nfldb's own advice put on the error (``MigrationError/ownHint``) is not labelled as the server's.
+            hints.append(serverHint.hasPrefix(ownHintMarker) ? String(serverHint.dropFirst(ownHintMarker.count)) : "PostgreSQL: \(serverHint)")
+        }
         if let hint { hints.append(hint) }
         return MigrationError(
             "\(prefix)\(migration) failed: \(error.message)", detail: facts.joined(separator: "; "),

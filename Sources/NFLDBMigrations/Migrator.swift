@@ -559,8 +559,8 @@ public final class Migrator {
                     annotated.detail = [error.detail, "gave up after \(attempt) retries; sessions holding locks: \(blockers)"].compactMap { $0 }.joined(separator: "; ")
                     // What to run next depends on what the failure left (the caller's hint says); this is only about the lock.
                     let bound = timeoutSource ?? "the file's `-- nfldb:lock-timeout` directive if it has one, else migrations.lock_timeout"
-                    annotated.hint = "Another session held a lock this needs (DETAIL names it): wait for it to finish or end it "
-                        + "(SELECT pg_terminate_backend(pid)). The wait is bounded by \(bound); raise that to wait longer."
+                    annotated.hint = MigrationError.ownHint("Another session held a lock this needs (DETAIL names it): wait for it to finish or end it "
+                        + "(SELECT pg_terminate_backend(pid)). The wait is bounded by \(bound); raise that to wait longer.")
                 }
                 try onFailure(annotated)
                 return
