@@ -556,10 +556,11 @@ func lineDiff(old: String, new: String, oldLabel: String = "old", newLabel: Stri
         while i < x.count || j < y.count {
             if i < x.count, j < y.count, x[i] == y[j] {
                 ops.append((" ", x[i])); i += 1; j += 1
-            } else if j < y.count, i == x.count || lcs[i][j + 1] >= lcs[i + 1][j] {
-                ops.append(("+", y[j])); j += 1
-            } else {
+            } else if i < x.count, j == y.count || lcs[i + 1][j] >= lcs[i][j + 1] {
+                // The old line first on a tie, as diff(1) shows a changed line: `-` then `+`.
                 ops.append(("-", x[i])); i += 1
+            } else {
+                ops.append(("+", y[j])); j += 1
             }
         }
     } else {
