@@ -24,11 +24,14 @@ import NFLDBCore
 /// change, a point-in-time target, an unreadable memo) turns the skipping off for the run.
 struct AmcheckMemo: Codable, Equatable {
     static let fileName = ".nfldb-amcheck-clean.json"
-    static let formatVersion = 1
+    static let formatVersion = 2
 
     var version = AmcheckMemo.formatVersion
     /// Server version, C library, database collation version, timeline, pg_amcheck options.
     var context: String
+    /// The stop LSN of the backup the recording run verified: a backup that stopped earlier is
+    /// never checked against this memo (transactions committed then may still be open in it).
+    var backupStopLSN: String?
     /// xids (with epoch) that were not committed at the recording run's consistency point, from the
     /// backup's oldest running xid up to the copy's next xid. nil: unknown (nothing may be skipped next time).
     var openXIDs: [UInt64]?
@@ -49,6 +52,10 @@ struct AmcheckMemo: Codable, Equatable {
         let path = path(scratch)
         var info = stat()
         guard lstat(path, &info) == 0 else { return .success(nil) }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            return .failure(MemoOff(reason: "\(path) is a directory, not the memo file verify writes; ignored, every relation is checked "
+                            + "(remove it so that the memo can be written)"))
+        }
         guard (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(), info.st_mode & 0o022 == 0 else {
             return .failure(MemoOff(reason: "\(path) is not a regular file of this user closed to writes by others (uid \(info.st_uid), mode "
                             + "\(String(info.st_mode & 0o777, radix: 8))); ignored, every relation is checked and the file is rewritten"))
@@ -100,7 +107,9 @@ struct ManifestFiles: Sendable {
                 case "backup-archive-stop": archiveStop = unquoted
                 default: break
                 }
-            } else if section == "[target:file]", key.hasPrefix("pg_data/"), let base = Self.relationBase(String(key.dropFirst(8))) {
+            } else if section == "[target:file]",
+                      // Files of the data directory are `pg_data/…`; a tablespace's are `pg_tblspc/<oid>/PG_…/<db>/<relfilenode>`.
+                      let base = Self.relationBase(key.hasPrefix("pg_data/") ? String(key.dropFirst(8)) : key) {
                 let checksum = Self.jsonString(value, "checksum") ?? "-"
                 let size = Self.jsonNumber(value, "size") ?? "?"
                 relationFiles[base, default: []].append("\(key) \(checksum) \(size)")
@@ -108,10 +117,11 @@ struct ManifestFiles: Sendable {
         }
     }
 
-    /// `base/5/16384_fsm.1` → `base/5/16384`; nil for a file that is not a relation file.
+    /// `base/5/16384_fsm.1` → `base/5/16384`, `pg_tblspc/16400/PG_15_…/5/16384.1` → `pg_tblspc/16400/PG_15_…/5/16384`;
+    /// nil for a file that is not a relation file.
     static func relationBase(_ path: String) -> String? {
         let parts = path.split(separator: "/")
-        guard let last = parts.last, parts.first == "base" || parts.first == "global" || parts.first == "pg_tblspc" else { return nil }
+        guard let last = parts.last, parts.first == "base" || parts.first == "global" || (parts.first == "pg_tblspc" && parts.count == 5) else { return nil }
         var name = Substring(last)
         if let dot = name.lastIndex(of: "."), name[name.index(after: dot)...].allSatisfy(\.isNumber) { name = name[..<dot] }
         for fork in ["_fsm", "_vm", "_init"] where name.hasSuffix(fork) { name = name.dropLast(fork.count) }

@@ -27,6 +27,8 @@ struct MemoPlan {
     var nextXID: UInt64?
     /// Why nothing (or less than everything unchanged) was skipped.
     var reason: String?
+    /// Prepared transactions in the copy (none: a recorded or skipped verdict needs none).
+    var preparedTransactions = 0
 }
 
 extension Verifier {
@@ -90,6 +92,13 @@ extension Verifier {
         }
     }
 
+    /// `16/B374D848` → its 64-bit value.
+    static func lsn(_ text: String) -> UInt64? {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16), low <= 0xFFFF_FFFF else { return nil }
+        return high << 32 | low
+    }
+
     /// The LSN where the segment after `segment` starts (`%X/%X`).
     static func endLSN(after segment: String, segmentSize: Int64) -> String {
         guard let log = UInt64(segment.dropFirst(8).prefix(8), radix: 16), let seg = UInt64(segment.suffix(8), radix: 16) else { return "FFFFFFFF/FFFFFFFF" }
@@ -119,6 +128,7 @@ extension Verifier {
             result.context = "nfldb amcheck memo \(AmcheckMemo.formatVersion); pg_amcheck --heapallindexed; system \(systemID); timeline "
                 + "\(inputs.timeline); pg \(try copyContext?.decode("context", as: String.self) ?? "?")"
             result.nextXID = try copyContext.flatMap { UInt64(try $0.decode("next_xid", as: String.self)) }
+            result.preparedTransactions = try conn.query("SELECT count(*)::int FROM pg_prepared_xacts").scalar(Int.self)
             let groups = try Self.relationGroups(conn)
             result.groups = groups.map { ($0, $0.fingerprint(inputs.files, context: result.context)) }
             result.inputs = inputs
@@ -137,6 +147,24 @@ extension Verifier {
             result.previous = previous
             guard previous.context == result.context else {
                 result.reason = "the server, collation, timeline or cluster differs from the recorded check"
+                return result
+            }
+            // Time must only move forward: in an older backup, transactions that had committed when
+            // the recorded check ran may still be open (aborted in the copy), which changes what the
+            // checks apply to in byte-identical files (an attack probe: a TOAST chunk missing under a
+            // row whose delete had committed then was skipped when --set picked the older backup).
+            guard let recordedStop = previous.backupStopLSN.flatMap(Self.lsn), let stop = inputs.files.lsnStop.flatMap(Self.lsn),
+                  stop >= recordedStop else {
+                result.reason = "this backup (stop LSN \(inputs.files.lsnStop ?? "?")) is older than the one the recorded check verified "
+                    + "(\(previous.backupStopLSN ?? "?"))"
+                return result
+            }
+            // A prepared transaction survives into the copy and holds back its removal horizon, so
+            // deleted tuples that were prunable at the recorded check are checked (with their TOAST)
+            // now (an attack probe). Also when recording: see recordMemo.
+            if result.preparedTransactions > 0 {
+                result.reason = "the copy holds \(result.preparedTransactions) prepared transaction(s) (pg_prepared_xacts), which change what "
+                    + "pg_amcheck checks in unchanged files"
                 return result
             }
             guard let open = previous.openXIDs else {
@@ -256,7 +284,7 @@ extension Verifier {
     func recordMemo(_ plan: MemoPlan, clean: Bool, openXIDs: [UInt64]?, scratch: Scratch, _ r: Recorder) -> String {
         var groups: [String: AmcheckMemo.Entry] = [:]
         let skippedKeys = Set(plan.skipped.map { String($0.root.oid) })
-        if clean, let inputs = plan.inputs {
+        if clean, let inputs = plan.inputs, plan.preparedTransactions == 0 {
             let now = Date()
             for (group, fingerprint) in plan.groups {
                 guard let fingerprint, !group.touched(by: inputs.scan) else { continue }
@@ -268,11 +296,14 @@ extension Verifier {
                 }
             }
         }
-        let memo = AmcheckMemo(context: plan.context, openXIDs: plan.inputs == nil ? nil : openXIDs, groups: groups)
+        let memo = AmcheckMemo(context: plan.context, backupStopLSN: plan.inputs?.files.lsnStop, openXIDs: plan.inputs == nil ? nil : openXIDs,
+                               groups: groups)
         do {
             try memo.save(scratch.directory)
         } catch {
-            r.receipt.notes.append("amcheck memo: could not write \(AmcheckMemo.path(scratch.directory)) (\(error.localizedDescription)); the next run checks every relation")
+            let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+                ?? error.localizedDescription
+            r.receipt.notes.append("amcheck memo: could not write \(AmcheckMemo.path(scratch.directory)) (\(reason)); the next run checks every relation")
         }
         let checked = plan.groups.map(\.group).filter { !skippedKeys.contains(String($0.root.oid)) }.map(\.qualifiedName)
         r.receipt.amcheckSkip = AmcheckSkip(groups: plan.groups.count, skipped: plan.skipped.count, recorded: groups.count,

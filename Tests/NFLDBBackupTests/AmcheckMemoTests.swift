@@ -18,7 +18,7 @@ struct AmcheckMemoTests {
         try f.sql("CREATE TABLE nfl.notes (id int PRIMARY KEY, body text); INSERT INTO nfl.notes SELECT g, repeat(md5(g::text), 200) FROM generate_series(1, 300) g;"
                   + "CREATE TABLE nfl.tagged (id int PRIMARY KEY, tag text); CREATE INDEX ON nfl.tagged (lower(tag)); INSERT INTO nfl.tagged SELECT g, 'T' || g FROM generate_series(1, 100) g")
         try f.initStanza()
-        _ = try f.backup("full")
+        let fullBackup = try f.backup("full")
         let scratch = (f.root as NSString).appendingPathComponent("kept")
         let memoPath = AmcheckMemo.path(scratch)
 
@@ -68,6 +68,29 @@ struct AmcheckMemoTests {
         let reopened = try #require(fifth.amcheckSkip)
         #expect(reopened.skipped == 0, "\(reopened)")
         #expect(reopened.reason?.contains("transaction \(openXID), open when the recorded check ran, has committed since") == true, "\(reopened)")
+
+        // An older backup than the recorded check's (--set): transactions committed since may be open
+        // in it, so nothing is skipped (an attack probe hid a missing TOAST chunk this way).
+        let older = try f.verify(set: fullBackup.label, scratch: scratch, reuse: true)
+        #expect(older.passed)
+        #expect(older.amcheckSkip?.skipped == 0 && older.amcheckSkip?.reason?.contains("is older than the one the recorded check verified") == true,
+                "\(String(describing: older.amcheckSkip))")
+        _ = try f.backup("incr")
+        _ = try f.verify(scratch: scratch, reuse: true)
+        // A prepared transaction survives into the copy and holds back its removal horizon (what
+        // pg_amcheck checks in unchanged files changes): nothing skipped, nothing recorded.
+        let preparer = try f.connect()
+        defer { preparer.close() }
+        try preparer.execute("BEGIN")
+        try preparer.execute("INSERT INTO nfl.notes VALUES (200000, 'prepared')")
+        try preparer.execute("PREPARE TRANSACTION 'nfldb-memo-test'")
+        _ = try f.backup("incr")
+        let prepared = try f.verify(scratch: scratch, reuse: true)
+        try preparer.execute("COMMIT PREPARED 'nfldb-memo-test'")
+        #expect(prepared.passed, "\(prepared.renderText())")
+        #expect(prepared.amcheckSkip?.skipped == 0 && prepared.amcheckSkip?.recorded == 0
+                && prepared.amcheckSkip?.reason?.contains("prepared transaction") == true, "\(String(describing: prepared.amcheckSkip))")
+        _ = try f.backup("incr")  // without the prepared transaction
 
         // A memo others can write is not trusted: ignored (said in a note), every group checked, rewritten 0600.
         #expect(chmod(memoPath, 0o666) == 0)
@@ -128,12 +151,25 @@ struct AmcheckMemoTests {
             pg_data/base/5/16391={"size":0,"timestamp":1}
             pg_data/base/5/PG_VERSION={"checksum":"dd","size":3,"timestamp":1}
             pg_data/global/pg_control={"checksum":"ee","size":8192,"timestamp":1}
+            pg_tblspc/16400/PG_15_202209061/5/16500={"checksum":"ff","size":8192,"timestamp":1}
+            pg_tblspc/16400/PG_15_202209061/5/16500_vm={"checksum":"fe","size":8192,"timestamp":1}
             """
         let files = ManifestFiles(manifest)
         #expect(files.lsnStart == "0/5000028" && files.archiveStart == "000000010000000000000005")
         #expect(files.relationFiles["base/5/16390"]?.count == 3)
         #expect(files.relationFiles["base/5/16391"] == ["pg_data/base/5/16391 - 0"])
-        #expect(files.relationFiles.count == 2)
+        #expect(files.relationFiles["pg_tblspc/16400/PG_15_202209061/5/16500"]?.count == 2, "a tablespace's files are listed as pg_tblspc/…")
+        #expect(files.relationFiles.count == 3)
+        #expect(Verifier.lsn("16/B374D848") == 0x16_B374_D848 && Verifier.lsn("0/5000028")! < Verifier.lsn("1/0")! && Verifier.lsn("x") == nil)
+        // A directory where the memo goes is named as such (it cannot be rewritten).
+        let directory = "/tmp/nfldb-memo-dir-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: AmcheckMemo.path(directory), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        if case .failure(let off) = AmcheckMemo.load(directory) {
+            #expect(off.reason.contains("is a directory") && off.reason.contains("remove it"), "\(off.reason)")
+        } else {
+            Issue.record("a directory was taken for a memo")
+        }
         let member = RelationGroup.Member(oid: 16390, kind: "r", schema: "we\"ird", name: "a.b*", path: "base/5/16390", catalog: "x")
         let group = RelationGroup(root: member, members: [member])
         #expect(group.exclusionPatterns(database: "nfl") == [#"--exclude-relation="nfl"."we""ird"."a.b*""#])

@@ -46,7 +46,7 @@ final class BackupFixture {
         do {
             try cluster.initialize(password: LocalCluster.randomPassword(), settings: [
                 ("fsync", "off"), ("synchronous_commit", "off"), ("wal_level", "replica"), ("archive_mode", "on"),
-                ("archive_command", "'\(renderer.archiveCommand)'"), ("max_wal_senders", "3"), ("log_min_messages", "warning"),
+                ("archive_command", "'\(renderer.archiveCommand)'"), ("max_wal_senders", "3"), ("log_min_messages", "warning"), ("max_prepared_transactions", "4"),
             ], logger: logger)
             try cluster.start(logger: logger)
             let admin = try PostgresConnection.connect(ConnectionOptions(dsn: "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=postgres"), logger: logger)
