@@ -120,7 +120,9 @@ extension Verifier {
             }
             let copyContext = try conn.query("""
                 SELECT current_setting('server_version_num') || ' collation ' || coalesce(pg_database_collation_actual_version(d.oid), '-')
-                       || ' ' || d.datcollate || ' ' || d.datctype AS context,
+                       || ' ' || d.datcollate || ' ' || d.datctype
+                       -- Moves the removal horizon pg_amcheck judges "prunable" deleted tuples by.
+                       || ' vacuum_defer_cleanup_age ' || current_setting('vacuum_defer_cleanup_age') AS context,
                        pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
                 FROM pg_database d WHERE d.datname = current_database()
                 """).rows.first
