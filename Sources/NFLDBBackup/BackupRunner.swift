@@ -168,6 +168,22 @@ public struct BackupRunner {
                 return ("deferred", detail)
             }
             defer { _ = try? connection.advisoryUnlock(guardLock) }
+            // The guard is per database: a verify or restore connected to another database of the
+            // cluster holds it there (see ExpireGuard.take, which looks here the same way).
+            if let elsewhere = try ExpireGuard.holders(of: guardLock, mode: "ShareLock", otherDatabasesOf: connection) {
+                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(elsewhere) holds the expire guard); the next backup run applies it"
+                logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
+                return ("deferred", detail)
+            }
+            // A restore whose nfldb was killed (kill -9, the OOM killer) lost its guard with its
+            // session while pgBackRest goes on restoring (an attack probe): not while it runs.
+            let orphans = ExpireGuard.running("restore", stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser)
+            if !orphans.isEmpty {
+                let detail = "not applied: a pgbackrest restore of stanza \(pgbackrest.stanza) (pid \(orphans.map(String.init).joined(separator: ", "))) runs on this "
+                    + "host without nfldb's expire guard (left by a killed backup restore or verify?); the next backup run applies it"
+                logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
+                return ("deferred", detail)
+            }
             let result = try pgbackrest.run("expire", [], logger: logger)
             guard result.succeeded else {
                 let error = pgbackrest.error(for: result).diagnostic.oneLine

@@ -38,7 +38,23 @@ public struct ExpireGuard {
         var announced = false
         while true {
             do {
-                if try connection.tryAdvisoryLockShared(key) { return (true, waitForUnguardedExpire(until: deadline)) }
+                if try connection.tryAdvisoryLockShared(key) {
+                    // Advisory locks are per database: a backup run connected to another database of
+                    // this cluster takes its exclusive guard there (an attack probe restored through a
+                    // DSN naming `postgres` while a run on `nfl` expired the set). Both sides look at
+                    // the other databases after taking their own lock, so at least one sees the other.
+                    guard let elsewhere = try Self.holders(of: key, mode: "ExclusiveLock", otherDatabasesOf: connection) else {
+                        return (true, waitForUnguardedExpire(until: deadline))
+                    }
+                    _ = try? connection.advisoryUnlockShared(key)
+                    if ContinuousClock.now >= deadline { return (false, nil) }
+                    if !announced {
+                        announced = true
+                        logger.info("waiting for a backup run's retention expire to finish before \(activity)", metadata: ["db.lock_holder": .string(elsewhere)])
+                    }
+                    Thread.sleep(forTimeInterval: 0.5)
+                    continue
+                }
             } catch {
                 logger.warning("could not take the expire guard", metadata: ["error": .string((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")])
                 return (false, nil)
@@ -73,16 +89,47 @@ public struct ExpireGuard {
         return "waited \(waited) s for a pgBackRest expire of stanza \(pgbackrest.stanza) (pid \(pids)) that ran without nfldb's expire guard (left by a killed backup run?) to finish before restoring"
     }
 
+    /// Whether this session still holds the guard (its session can end under it: an
+    /// `idle_session_timeout`, a primary restart, a dropped link).
+    public func held() -> Bool {
+        let key = PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)
+        return (try? connection.query("""
+            SELECT count(*) > 0 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted AND mode = 'ShareLock'
+              AND classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid AND objid = (\(key.value)::bigint & 4294967295)::oid AND objsubid = 1
+            """).scalar(Bool.self)) ?? false
+    }
+
+    /// Sessions holding `key` in `mode` in a database other than `connection`'s, for messages; nil when none.
+    public static func holders(of key: AdvisoryLockKey, mode: String, otherDatabasesOf connection: PostgresConnection) throws -> String? {
+        let rows = try connection.query("""
+            SELECT l.pid, coalesce(d.datname::text, '?') AS db, coalesce(a.usename::text, '') AS usename, coalesce(a.application_name, '') AS app
+            FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.mode = \(mode)
+              AND l.classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid AND l.objid = (\(key.value)::bigint & 4294967295)::oid AND l.objsubid = 1
+              AND l.database IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY l.pid LIMIT 3
+            """).rows
+        guard !rows.isEmpty else { return nil }
+        return try rows.map { "pid \(try $0.decode("pid", as: Int.self)) (user \($0["usename"] ?? ""), application \($0["app"] ?? ""), database \($0["db"] ?? "?"))" }
+            .joined(separator: ", ")
+    }
+
     /// Pids of `pgbackrest` processes running `expire` for `stanza` (with this config, or none named),
     /// owned by this user or `osUser`, from /proc.
     public static func runningExpires(stanza: String, configPath: String, osUser: String?) -> [pid_t] {
+        running("expire", stanza: stanza, configPath: configPath, osUser: osUser)
+    }
+
+    /// Pids of `pgbackrest` processes running `command` for `stanza` (with this config, or none
+    /// named), owned by this user or `osUser`, from /proc.
+    public static func running(_ command: String, stanza: String, configPath: String, osUser: String?) -> [pid_t] {
         var owners: Set<uid_t> = [geteuid()]
         if let osUser, let account = getpwnam(osUser) { owners.insert(account.pointee.pw_uid) }
         return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(pid_t.init).filter { pid in
             guard pid != getpid(), ScratchLeftovers.processUID(pid).map(owners.contains) == true,
                   let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !raw.isEmpty else { return false }
             let args = raw.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-            guard let program = args.first, (program as NSString).lastPathComponent == "pgbackrest", args.contains("expire"),
+            guard let program = args.first, (program as NSString).lastPathComponent == "pgbackrest", args.contains(command),
                   args.contains("--stanza=\(stanza)") else { return false }
             let configs = args.filter { $0.hasPrefix("--config=") }
             return configs.isEmpty || configs.contains("--config=\(configPath)")

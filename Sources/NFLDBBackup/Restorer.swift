@@ -15,11 +15,14 @@ public struct Restorer {
     /// `backup run`'s retention cannot remove the set while it is restored. nil during a recovery
     /// with the primary down (a `backup run` cannot run then either); the report says so.
     public let primary: PostgresConnection?
+    /// Why there is no `primary` (the connection error), for the note.
+    public let primaryUnavailable: String?
 
-    public init(pgbackrest: PgBackRest, logger: Logger, primary: PostgresConnection? = nil) {
+    public init(pgbackrest: PgBackRest, logger: Logger, primary: PostgresConnection? = nil, primaryUnavailable: String? = nil) {
         self.pgbackrest = pgbackrest
         self.logger = logger
         self.primary = primary
+        self.primaryUnavailable = primaryUnavailable
     }
 
     public struct Request: Sendable {
@@ -95,13 +98,23 @@ public struct Restorer {
             if let note { notes.append(note) }
             if taken {
                 defer { expireGuard.release() }
-                return try restoreGuarded(request, notes: notes)
+                let lost = "the expire guard was lost while this restore ran (its session on the primary ended: idle_session_timeout, a restart, "
+                    + "a dropped link?), so a backup run's retention expire could have removed files of the set meanwhile"
+                do {
+                    var report = try restoreGuarded(request, notes: notes)
+                    if !expireGuard.held() { report.notes.append(lost + "; pgBackRest checked every file it restored, and the restore succeeded") }
+                    return report
+                } catch let error as any NFLDBError where !expireGuard.held() && error.exitStatus != .usage {
+                    throw BackupError(error.diagnostic.summary, detail: [error.diagnostic.detail, lost].compactMap { $0 }.joined(separator: "; "),
+                                      hint: error.diagnostic.hint, exitStatus: error.exitStatus)
+                }
             }
             notes.append("the expire guard could not be taken (a backup run's retention expire held it past \(Int(ExpireGuard.wait.inSeconds)) s, "
                          + "or the primary refused): a retention expire during this restore could remove the backup it restores")
         } else {
-            notes.append("no connection to the primary: the expire guard was not taken (a backup run, which needs the primary, "
-                         + "cannot expire this backup while the primary is down; if it is up elsewhere, do not run backups until this restore is done)")
+            notes.append("no connection to the primary\(primaryUnavailable.map { " (\($0))" } ?? ""): the expire guard was not taken; "
+                         + "a backup run, which needs the primary, cannot expire this backup while the primary is down, but if the primary is "
+                         + "up (a wrong DSN or password here), do not run backups until this restore is done")
         }
         return try restoreGuarded(request, notes: notes)
     }
@@ -128,7 +141,22 @@ public struct Restorer {
         if request.delta { options.append("--delta") }
         if let set = request.set { options.append("--set=\(set)") }
         if let targetTime = request.targetTime { options += ["--type=time", "--target=\(targetTime)", "--target-action=promote"] }
-        try pgbackrest.runChecked("restore", options, logger: logger)
+        do {
+            try pgbackrest.runChecked("restore", options, logger: logger)
+        } catch let error as PgBackRestError {
+            // The set gone from backup.info: expired while it was restored (outside the guard), or
+            // dropped by pgBackRest because its files vanished (damage). Both named, as verify does.
+            if let label = request.set ?? backup, let stanza = try? pgbackrest.info(allowNoBackups: true, logger: logger).first(where: { $0.name == pgbackrest.stanza }),
+               stanza.backup(label: label) == nil {
+                throw BackupError(
+                    "the backup \(label) is no longer listed in the repo: either it was expired while this restore ran (an expire outside "
+                        + "nfldb's guard), or pgBackRest removed it from backup.info because its files vanished from the repo (repo damage; its log "
+                        + "then says 'missing manifest removed from backup.info')",
+                    detail: "pgBackRest said: \(error.diagnostic.oneLine)",
+                    hint: "Check the pgBackRest log for that line; restore another backup (`nfldb backup info` lists them) into an empty directory.")
+            }
+            throw error
+        }
         succeeded = true
         var report = Report(target: request.target, backup: request.set ?? backup)
         report.notes = notes

@@ -3,6 +3,7 @@ import Foundation
 import NFLDBCore
 import NFLDBPgBackRest
 import NFLDBPostgres
+import NFLDBSandbox
 import NFLDBTestSupport
 import Synchronization
 import Testing
@@ -107,7 +108,10 @@ final class BackgroundVerify: @unchecked Sendable {
     /// `backup restore` holds the guard too (before, only verify did: a backup run's retention could
     /// remove the set a real recovery was restoring). Without the primary it restores and says the
     /// guard was not taken.
-    @Test func aBackupRunDefersRetentionWhileARestoreRuns() throws {
+    /// The restore's connection may be to another database of the cluster than the backup run's
+    /// (advisory locks are per database: an attack probe's restore through a DSN naming `postgres`
+    /// was not seen by a run on `nfl`, which expired the set).
+    @Test(arguments: ["nfl", "postgres"]) func aBackupRunDefersRetentionWhileARestoreRuns(database: String) throws {
         let f = try BackupFixture(retentionFull: 1)
         defer { f.close() }
         try f.initStanza()
@@ -125,7 +129,8 @@ final class BackgroundVerify: @unchecked Sendable {
         #expect(chmod(wrapper, 0o755) == 0)
         let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
         let target = f.root + "/recovered"
-        let primary = try f.connect()
+        let primary = try PostgresConnection.connect(ConnectionOptions(dsn: ConnectionOptions.conninfo([
+            ("host", f.cluster.socketDirectory), ("port", String(f.cluster.port)), ("user", "postgres"), ("dbname", database)])), logger: f.logger)
         nonisolated(unsafe) var report: Restorer.Report?
         nonisolated(unsafe) var failure: String?
         let done = DispatchSemaphore(value: 0)
@@ -152,12 +157,93 @@ final class BackgroundVerify: @unchecked Sendable {
         #expect(report?.notes.isEmpty == true, "\(String(describing: report?.notes))")
         #expect(FileManager.default.fileExists(atPath: target + "/PG_VERSION"))
 
-        // No primary: restored all the same, with a note that the guard was not taken.
-        let unguarded = try Restorer(pgbackrest: f.pgbackrest, logger: f.logger).restore(Restorer.Request(target: f.root + "/recovered-2", set: second.label))
-        #expect(unguarded.notes.contains { $0.contains("no connection to the primary: the expire guard was not taken") }, "\(unguarded.notes)")
+        // No primary: restored all the same, with a note that the guard was not taken and why.
+        let unguarded = try Restorer(pgbackrest: f.pgbackrest, logger: f.logger, primaryUnavailable: "password authentication failed for user \"x\"")
+            .restore(Restorer.Request(target: f.root + "/recovered-2", set: second.label))
+        #expect(unguarded.notes.contains { $0.contains("no connection to the primary (password authentication failed for user \"x\"): the expire guard was not taken") },
+                "\(unguarded.notes)")
         #expect(unguarded.lines.first?.hasPrefix("note: ") == true)
 
         // Nothing holds the guard now: the next backup run applies the retention.
+        let third = try f.backup("full")
+        #expect(third.retention == "applied", "\(third)")
+    }
+
+    /// The restore's session on the primary ends while pgBackRest restores (idle_session_timeout, a
+    /// restart, a dropped link; here pg_terminate_backend): the guard is gone, and the restore says so
+    /// (an attack probe: it went unnoticed).
+    @Test func aRestoreSaysWhenItsGuardWasLost() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        try f.initStanza()
+        let first = try f.backup("full")
+        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
+        let wrapper = f.root + "/pgbackrest-held-restore"
+        try """
+            #!/bin/sh
+            case " $* " in *" restore "*)
+              : > \(ShellWord.quote(waiting)); n=0
+              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
+            esac
+            exec pgbackrest "$@"
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        #expect(chmod(wrapper, 0o755) == 0)
+        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+        let primary = try f.connect()
+        defer { primary.close() }
+        let pid = primary.backendPID
+        nonisolated(unsafe) var report: Restorer.Report?
+        nonisolated(unsafe) var failure: String?
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) let restorer = Restorer(pgbackrest: held, logger: f.logger, primary: primary)
+        let target = f.root + "/recovered"
+        Thread.detachNewThread {
+            do { report = try restorer.restore(Restorer.Request(target: target, set: first.label)) } catch { failure = "\(error)" }
+            done.signal()
+        }
+        defer {
+            FileManager.default.createFile(atPath: go, contents: nil)
+            _ = done.wait(timeout: .now() + 120)
+            done.signal()
+        }
+        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) })
+        let admin = try f.connect()
+        defer { admin.close() }
+        #expect(try admin.query("SELECT pg_terminate_backend(\(Int(pid)))").scalar(Bool.self))
+        FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(done.wait(timeout: .now() + 120) == .success)
+        done.signal()
+        #expect(failure == nil, "\(failure ?? "")")
+        #expect(report?.notes.contains { $0.contains("the expire guard was lost while this restore ran") } == true, "\(String(describing: report?.notes))")
+    }
+
+    /// A `backup restore` killed (kill -9, the OOM killer) loses its guard with its session while
+    /// its pgBackRest restore goes on (an attack probe: the next backup run expired the set under
+    /// it). A backup run defers its retention while a pgbackrest restore of its stanza runs on this
+    /// host (here a stand-in named pgbackrest), and applies it once it is gone.
+    @Test func aBackupRunDefersRetentionWhileAnOrphanedRestoreRuns() throws {
+        let f = try BackupFixture(retentionFull: 1)
+        defer { f.close() }
+        try f.initStanza()
+        let first = try f.backup("full")
+        let orphan = Process()
+        orphan.executableURL = URL(fileURLWithPath: "/bin/bash")
+        // It ends when a file appears (SIGTERM may be ignored in this test process, and so in the
+        // stand-in: a shell cannot trap a signal ignored at its start).
+        let stop = f.root + "/orphan-restore-stop"
+        orphan.arguments = ["-c", "exec -a pgbackrest /bin/bash -c \"$0\" --config=\(f.configPath) --stanza=\(f.pgbackrest.stanza) restore",
+                            "n=0; while [ ! -e \(ShellWord.quote(stop)) ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done"]
+        try orphan.run()
+        defer { FileManager.default.createFile(atPath: stop, contents: nil); orphan.waitUntilExit() }
+        #expect(poll(timeout: .seconds(5)) {
+            !ExpireGuard.running("restore", stanza: f.pgbackrest.stanza, configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty
+        }, "the stand-in is seen as a running restore")
+        let second = try f.backup("full")
+        #expect(second.retention == "deferred" && second.retentionDetail?.contains("a pgbackrest restore of stanza \(f.pgbackrest.stanza) (pid \(orphan.processIdentifier))") == true,
+                "\(second)")
+        #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label])
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        orphan.waitUntilExit()
         let third = try f.backup("full")
         #expect(third.retention == "applied", "\(third)")
     }

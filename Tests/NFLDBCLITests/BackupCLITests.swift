@@ -109,6 +109,14 @@ struct BackupCLITests {
             let refusal = try jsonObject(again.standardOutput)
             #expect(refusal["status"] as? String == "refused" && (refusal["error"] as? String)?.contains(restoredTo) == true, "\(refusal)")
             #expect(refusal["hint"] as? String != nil, "\(refusal)")
+            // A failure (exit 1) is one JSON object on stdout too (before, stdout was empty): here a
+            // stanza of the same repo that has no backup.
+            var noStanza = env
+            noStanza["NFLDB_BACKUP_STANZA"] = "nosuch"
+            let failedRestore = try nfldb("backup", "restore", "--to", "\(dir)/restored-none", "--format", "json", env: noStanza)
+            #expect(failedRestore.status == 1, "\(failedRestore.allOutput)")
+            let failedReport = try jsonObject(failedRestore.standardOutput)
+            #expect(failedReport["status"] as? String == "failed" && failedReport["error"] as? String != nil, "\(failedReport)")
             // A relative --to (new, or an existing empty directory) is taken from the working
             // directory: before, a new one made the command spin forever, an existing one was
             // chowned and then refused by pgBackRest (exit 1). A symlink is refused, not followed;

@@ -50,8 +50,13 @@ struct BackupCommand: ParsableCommand {
     }
 
     /// A request refused as a usage error, for `--format json`: `status: refused` with the error, hint and detail.
-    static func refusedJSON(_ error: any NFLDBError) throws -> String {
-        var object = ["status": "refused", "error": error.diagnostic.summary]
+    static func refusedJSON(_ error: any NFLDBError) throws -> String { try errorJSON(error, status: "refused") }
+
+    /// A run that failed (exit 1) after it began: `status` `failed`, with the error, detail and hint.
+    static func failedJSON(_ error: any NFLDBError) throws -> String { try errorJSON(error, status: "failed") }
+
+    static func errorJSON(_ error: any NFLDBError, status: String) throws -> String {
+        var object = ["status": status, "error": error.diagnostic.summary]
         if let hint = error.diagnostic.hint { object["hint"] = hint }
         if let detail = error.diagnostic.detail { object["detail"] = detail }
         return try json(object)
@@ -435,14 +440,22 @@ extension BackupCommand {
             }
             let report: Restorer.Report
             // The primary holds the expire guard while the restore runs; a recovery often runs with it down.
-            let primary = try? context.connect()
+            var primary: PostgresConnection?
+            var unavailable: String?
+            do {
+                primary = try context.connect()
+            } catch {
+                unavailable = (error as? any NFLDBError)?.diagnostic.summary ?? "\(error)"
+                context.logger.warning("no connection to the primary: the restore goes on without the expire guard",
+                                       metadata: ["error": .string(unavailable ?? "")])
+            }
             defer { primary?.close() }
             do {
-                report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger, primary: primary)
+                report = try Restorer(pgbackrest: try BackupCommand.pgbackrest(context), logger: context.logger, primary: primary, primaryUnavailable: unavailable)
                     .restore(Restorer.Request(target: to, set: set, targetTime: targetTime, delta: delta, tablespaceDirectory: tablespaceDir))
-            } catch let error as any NFLDBError where error.exitStatus == .usage && format == .json {
-                // Refused before the directory was touched: valid JSON on stdout too.
-                context.output(try BackupCommand.refusedJSON(error))
+            } catch let error as any NFLDBError where format == .json {
+                // Refused before the directory was touched (exit 2), or failed (exit 1): valid JSON on stdout too.
+                context.output(try error.exitStatus == .usage ? BackupCommand.refusedJSON(error) : BackupCommand.failedJSON(error))
                 throw error
             }
             if format == .json {
