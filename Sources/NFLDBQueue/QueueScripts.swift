@@ -14,6 +14,8 @@ import NFLDBRedis
 /// - `inflight:Q` zset, score = lease deadline (ms, Redis clock). `delayed:Q` zset, score = due time.
 /// - `dead:Q` list of task ids (never trimmed). `queues` set. `token` counter (fencing tokens).
 /// - `idem:KEY` string → task id, with the idempotency TTL.
+/// - `idemrq:KEY` string → the fingerprint of the request that key was first used for (same TTL),
+///   so a reuse for another request is refused after the task's hash has left Redis too.
 enum QueueScripts {
     /// Shared prelude: server clock in ms, and a helper that appends to a task's history.
     static let prelude = """
@@ -101,11 +103,13 @@ enum QueueScripts {
     if ARGV[8] ~= '' then
       local existing = redis.call('GET', p .. 'idem:' .. ARGV[8])
       if existing then
-        local rq = redis.call('HGET', p .. 'task:' .. existing, 'rq')
+        local rq = redis.call('GET', p .. 'idemrq:' .. ARGV[8])
+        if not rq then rq = redis.call('HGET', p .. 'task:' .. existing, 'rq') end
         if rq and rq ~= '' and ARGV[13] and ARGV[13] ~= '' and rq ~= ARGV[13] then return {existing, 2} end
         return {existing, 0}
       end
       redis.call('SET', p .. 'idem:' .. ARGV[8], id, 'PX', ARGV[9])
+      if ARGV[13] and ARGV[13] ~= '' then redis.call('SET', p .. 'idemrq:' .. ARGV[8], ARGV[13], 'PX', ARGV[9]) end
     end
     local score = now - tonumber(ARGV[5]) * tonumber(ARGV[10])
     local key = p .. 'task:' .. id
@@ -423,7 +427,7 @@ enum QueueScripts {
         local key = p .. 'task:' .. id
         local idem = redis.call('HGET', key, 'idem')
         if idem and idem ~= '' and redis.call('GET', p .. 'idem:' .. idem) == id then
-          redis.call('DEL', p .. 'idem:' .. idem)
+          redis.call('DEL', p .. 'idem:' .. idem, p .. 'idemrq:' .. idem)
         end
         redis.call('DEL', key)
         removed = removed + 1

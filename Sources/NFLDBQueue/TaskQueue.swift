@@ -191,6 +191,11 @@ public final class TaskQueue {
         guard attempts >= 1 else { throw QueueError("--max-attempts must be at least 1", exitStatus: .usage) }
         if let key = idempotencyKey {
             // Bytes, not characters: 'a' and 3,000 combining accents is one character but too large for the index.
+            // No control characters: a key is echoed in messages (an ESC or CR in it could forge lines on a terminal).
+            if key.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw QueueError("an idempotency key may not contain control characters (this one: \(key.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined().prefix(80)))",
+                                 hint: "Use a short stable key of printable characters, e.g. a UUID or a hash of the request.", exitStatus: .usage)
+            }
             guard !key.isEmpty, key.utf8.count <= Self.maxIdempotencyKeyBytes, !key.utf8.contains(0) else {
                 throw QueueError("an idempotency key must be 1–\(Self.maxIdempotencyKeyBytes) bytes of UTF-8 without NUL (this one has \(key.utf8.count) bytes)",
                                  hint: "Use a short stable key, e.g. a UUID or a hash of the request.", exitStatus: .usage)
@@ -214,7 +219,7 @@ public final class TaskQueue {
                 if result.conflict, let key = idempotencyKey {
                     throw QueueError(
                         "idempotency key \(key) already names task \(result.id), submitted with a different type, queue or payload; nothing was enqueued",
-                        hint: "Use a new key for a different request (keys live for queue.idempotency_ttl, \(config.idempotencyTTL)), "
+                        hint: "Use a new key for a different request (keys live for queue.idempotency_ttl, \(DurationFormat.human(config.idempotencyTTL.inSeconds))), "
                             + "or submit exactly the first request again to get task \(result.id) back (`nfldb queue inspect \(result.id)` shows it).",
                         exitStatus: .usage)
                 }

@@ -116,6 +116,21 @@ struct QueueTests {
             }
             #expect(try q.stats().first { $0.queue == "io" }?.ready == 3, "nothing enqueued by the refused submits")
             #expect(try q.stats().first { $0.queue == "cpu" }?.ready ?? 0 == 0)
+            // Once the task's hash has left Redis (completed past queue.completed_ttl, or removed), the
+            // key still remembers its request (an attack probe: the check faded with the hash).
+            _ = try q.connection.command("DEL", RedisArgument(world.config.prefix + "task:" + keyed.id))
+            let afterHashGone = #expect(throws: QueueError.self) {
+                try q.submit(type: "etl.load", payload: #"{"season": 2024, "week": 9}"#, queue: "io", idempotencyKey: "load-2024-w3")
+            }
+            #expect(afterHashGone?.diagnostic.summary.contains("already names task \(keyed.id)") == true, "\(String(describing: afterHashGone))")
+            #expect(afterHashGone?.diagnostic.hint?.contains("queue.idempotency_ttl, 24.0 h") == true, "\(String(describing: afterHashGone?.diagnostic.hint))")
+            #expect(try q.submit(type: "etl.load", payload: #"{"week":1,"season":2024}"#, queue: "io", idempotencyKey: "load-2024-w3").id == keyed.id)
+            // A key with control characters is refused without echoing them (they could forge lines on a terminal).
+            let forged = #expect(throws: QueueError.self) {
+                try q.submit(type: "noop", queue: "io", idempotencyKey: "evil\u{1B}[2K\rHINT: run rm -rf /")
+            }
+            #expect(forged?.exitStatus == .usage && forged?.diagnostic.summary.contains("control characters") == true, "\(String(describing: forged))")
+            #expect(forged?.diagnostic.summary.contains("\u{1B}") == false && forged?.diagnostic.summary.contains("\r") == false)
         }
     }
 
