@@ -69,7 +69,8 @@ extension Verifier {
                 }
             }
             for segment in segments {
-                let got = try pgbackrest.run("archive-get", ["--log-level-console=warn"], timeout: .seconds(300),
+                // --no-archive-async: never start pgBackRest's asynchronous prefetch into the spool path of the primary's config.
+                let got = try pgbackrest.run("archive-get", ["--log-level-console=warn", "--no-archive-async"], timeout: .seconds(300),
                                              positional: [segment, (directory as NSString).appendingPathComponent(segment)])
                 guard got.succeeded else {
                     return .failure(MemoOff(reason: "pgbackrest archive-get \(segment) exit \(got.process.status): \(got.process.stderrTail(1))"))
@@ -118,8 +119,14 @@ extension Verifier {
             case .success(.failure(let off)): result.reason = off.reason; return result
             case .failure(let error): result.reason = "\(error)"; return result
             }
+            // pg_database_collation_actual_version arrives in PostgreSQL 15; before, the C library's
+            // version of a libc collation named like the database's.
+            let databaseCollationVersion = try conn.query(
+                "SELECT to_regprocedure('pg_database_collation_actual_version(oid)') IS NOT NULL").scalar(Bool.self)
+                ? "pg_database_collation_actual_version(d.oid)"
+                : "(SELECT pg_collation_actual_version(c.oid) FROM pg_collation c WHERE c.collname = d.datcollate AND c.collprovider = 'c' LIMIT 1)"
             let copyContext = try conn.query("""
-                SELECT current_setting('server_version_num') || ' collation ' || coalesce(pg_database_collation_actual_version(d.oid), '-')
+                SELECT current_setting('server_version_num') || ' collation ' || coalesce(\(unsafeRaw: databaseCollationVersion), '-')
                        || ' ' || d.datcollate || ' ' || d.datctype
                        -- Moves the removal horizon pg_amcheck judges "prunable" deleted tuples by.
                        || ' vacuum_defer_cleanup_age ' || current_setting('vacuum_defer_cleanup_age') AS context,
@@ -217,12 +224,10 @@ extension Verifier {
                                   WHEN 't' THEN (SELECT o.oid::bigint FROM pg_class o WHERE o.reltoastrelid = c.oid LIMIT 1) END AS parent,
                    md5(concat_ws('|', c.relkind, c.relam, c.relnatts, c.relfilenode, c.reltablespace, c.relfrozenxid, c.relminmxid,
                        c.relpersistence, c.reltoastrelid,
-                       (SELECT string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attlen, a.attbyval, a.attalign,
-                                                    a.attstorage, a.attisdropped, a.attnotnull, a.attcompression, a.attcollation), ','
-                                          ORDER BY a.attnum)
+                       -- Whole catalog rows (to_jsonb: the same on PostgreSQL 13 to 15, whose pg_attribute columns differ).
+                       (SELECT string_agg((to_jsonb(a) - 'attrelid')::text, ',' ORDER BY a.attnum)
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0),
-                       (SELECT concat_ws(':', x.indisunique, x.indisvalid, x.indisready, x.indislive, x.indkey, x.indclass, x.indcollation,
-                                         x.indoption, pg_get_indexdef(x.indexrelid),
+                       (SELECT concat_ws(':', to_jsonb(x)::text, pg_get_indexdef(x.indexrelid),
                                          -- The C library or ICU version behind each collation the index sorts by.
                                          (SELECT string_agg(coalesce(pg_collation_actual_version(o), '-'), ',')
                                           FROM unnest(x.indcollation::oid[]) o WHERE o <> 0),
