@@ -319,7 +319,9 @@ extension BackupCommand {
                 into a scratch dir (--type=immediate, or --type=time with --target-time; with --reuse-scratch, --delta into the \
                 copy kept last time) with archive_mode off, start on a free 127.0.0.1 port, wait until promoted, then check the \
                 canary, row counts and reference-table checksums against the manifest, schema version, pg_amcheck \
-                --heapallindexed, page checksums (pgBackRest's page check at backup time plus every page read after the restore; \
+                --heapallindexed (with --reuse-scratch it skips relation groups whose files, catalog rows and tuple visibility \
+                provably did not change since a clean check younger than backup.verify.amcheck_recheck_interval, 7d), \
+                page checksums (pgBackRest's page check at backup time plus every page read after the restore; \
                 a pg_checksums pass with backup.verify.page_checksums: pg_checksums or --full) and the server log. The full \
                 `pgbackrest verify` runs when the last passing one is older than backup.verify.repo_verify_interval (7d) or with \
                 --full; otherwise the archive is listed for WAL continuity. The copy is always stopped, and removed unless kept with \
@@ -337,7 +339,7 @@ extension BackupCommand {
         @Flag(name: .customLong("skip-space-check"), help: "Skip the free-space pre-flight on the scratch filesystem (for filesystems whose statvfs misreports).")
         var skipSpaceCheck = false
         @Option(name: .customLong("amcheck-jobs"), help: "pg_amcheck --jobs (default backup.verify.amcheck_jobs, else the CPU count, at most 8).") var amcheckJobs: Int?
-        @Flag(help: "Do every check this run whatever backup.verify.* says: the full `pgbackrest verify` of every repo file (else only when the last one is older than backup.verify.repo_verify_interval, 7d) and a pg_checksums pass on the stopped copy (else backup.verify.page_checksums).")
+        @Flag(help: "Do every check this run whatever backup.verify.* says: the full `pgbackrest verify` of every repo file (else only when the last one is older than backup.verify.repo_verify_interval, 7d), a pg_checksums pass on the stopped copy (else backup.verify.page_checksums), and pg_amcheck of every relation (no skipping of unchanged ones).")
         var full = false
         @Option(help: "Port for the restored copy (default: a free one).") var port: Int?
         @Option(help: "Also write the JSON receipt to this file.") var receipt: String?
