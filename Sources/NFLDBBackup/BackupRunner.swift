@@ -155,6 +155,11 @@ public struct BackupRunner {
         return report
     }
 
+    /// Any session may take the guard's advisory key (its name is no secret): while one holds it,
+    /// retention waits, so the message says how to end a holder that is not nfldb's.
+    static let notOursAdvice = "; if that session is not an nfldb backup verify or restore, end it (SELECT pg_terminate_backend(<pid>)): "
+        + "retention waits while any session holds the guard"
+
     /// pgBackRest's `expire` (the repo's retention settings), under the expire guard taken
     /// exclusively; deferred to the next run while a `backup verify` holds it shared. A failed expire
     /// leaves the backup good: it is reported (warning, `retention: failed`) and retried next run.
@@ -163,7 +168,8 @@ public struct BackupRunner {
         do {
             guard try connection.tryAdvisoryLock(guardLock) else {
                 let holder = (try? connection.advisoryLockHolder(guardLock)).flatMap { $0 } ?? "another session"
-                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard); the next backup run applies it"
+                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard)"
+                    + Self.notOursAdvice + "; the next backup run applies it"
                 logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
                 return ("deferred", detail)
             }
@@ -171,7 +177,8 @@ public struct BackupRunner {
             // The guard is per database: a verify or restore connected to another database of the
             // cluster holds it there (see ExpireGuard.take, which looks here the same way).
             if let elsewhere = try ExpireGuard.holders(of: guardLock, mode: "ShareLock", otherDatabasesOf: connection) {
-                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(elsewhere) holds the expire guard); the next backup run applies it"
+                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(elsewhere) holds the expire guard)"
+                    + Self.notOursAdvice + "; the next backup run applies it"
                 logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
                 return ("deferred", detail)
             }

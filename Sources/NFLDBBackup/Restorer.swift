@@ -92,7 +92,12 @@ public struct Restorer {
     @discardableResult
     public func restore(_ request: Request) throws -> Report {
         var notes: [String] = []
-        if let primary {
+        if let primary, let other = otherCluster(primary) {
+            // A guard on another server protects nothing (an attack probe's restore took it on a second
+            // sandbox while the stanza's own backup run expired the set).
+            notes.append("the expire guard was not taken: the primary this restore connected to \(other); "
+                         + "point the DSN at the stanza's primary, or do not run backups until this restore is done")
+        } else if let primary {
             let expireGuard = ExpireGuard(pgbackrest: pgbackrest, connection: primary, logger: logger)
             let (taken, note) = expireGuard.take(waitingTo: "restoring")
             if let note { notes.append(note) }
@@ -117,6 +122,15 @@ public struct Restorer {
                          + "up (a wrong DSN or password here), do not run backups until this restore is done")
         }
         return try restoreGuarded(request, notes: notes)
+    }
+
+    /// How the connected server differs from the stanza's cluster (system identifier), or nil when
+    /// it is the same or either cannot be read (`pg_control_system()` may be refused to this role).
+    func otherCluster(_ primary: PostgresConnection) -> String? {
+        guard let connected = try? primary.query("SELECT system_identifier::text FROM pg_control_system()").scalar(String.self),
+              let stanza = try? pgbackrest.info(allowNoBackups: true, logger: logger).first(where: { $0.name == pgbackrest.stanza }),
+              let expected = stanza.db.last?.systemID, connected != String(expected) else { return nil }
+        return "is another cluster (system identifier \(connected)) than stanza \(pgbackrest.stanza)'s (\(expected))"
     }
 
     func restoreGuarded(_ request: Request, notes: [String]) throws -> Report {

@@ -191,9 +191,12 @@ public final class TaskQueue {
         guard attempts >= 1 else { throw QueueError("--max-attempts must be at least 1", exitStatus: .usage) }
         if let key = idempotencyKey {
             // Bytes, not characters: 'a' and 3,000 combining accents is one character but too large for the index.
-            // No control characters: a key is echoed in messages (an ESC or CR in it could forge lines on a terminal).
-            if key.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-                throw QueueError("an idempotency key may not contain control characters (this one: \(key.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined().prefix(80)))",
+            // No control, format (bidi overrides, zero-width) or line/paragraph separator characters: a key
+            // is echoed in messages (an ESC, CR or U+202E in it could forge or reorder lines), and two
+            // keys that look the same must be the same.
+            let invisible: Set<Unicode.GeneralCategory> = [.control, .format, .lineSeparator, .paragraphSeparator]
+            if key.unicodeScalars.contains(where: { invisible.contains($0.properties.generalCategory) }) {
+                throw QueueError("an idempotency key may not contain control, format or separator characters (this one: \(key.unicodeScalars.map { invisible.contains($0.properties.generalCategory) ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined().prefix(80)))",
                                  hint: "Use a short stable key of printable characters, e.g. a UUID or a hash of the request.", exitStatus: .usage)
             }
             guard !key.isEmpty, key.utf8.count <= Self.maxIdempotencyKeyBytes, !key.utf8.contains(0) else {

@@ -11,12 +11,14 @@ import Testing
 struct AmcheckMemoTests {
     func amcheck(_ receipt: VerificationReceipt) -> VerificationCheck? { receipt.checks.first { $0.name == "pg_amcheck" } }
 
-    @Test("same backup → all skipped but an expression index; a changed table → only it checked; a transaction open at the check that commits later → nothing skipped; a tampered memo and an expired check are rechecked; --full skips nothing")
+    @Test("same backup → all skipped but an expression index and a user-type index; a changed table → only it checked; a transaction open at the check that commits later → nothing skipped; a tampered memo and an expired check are rechecked; --full skips nothing")
     func skipsOnlyUnchanged() throws {
         let f = try BackupFixture()
         defer { f.close() }
         try f.sql("CREATE TABLE nfl.notes (id int PRIMARY KEY, body text); INSERT INTO nfl.notes SELECT g, repeat(md5(g::text), 200) FROM generate_series(1, 300) g;"
-                  + "CREATE TABLE nfl.tagged (id int PRIMARY KEY, tag text); CREATE INDEX ON nfl.tagged (lower(tag)); INSERT INTO nfl.tagged SELECT g, 'T' || g FROM generate_series(1, 100) g")
+                  + "CREATE TABLE nfl.tagged (id int PRIMARY KEY, tag text); CREATE INDEX ON nfl.tagged (lower(tag)); INSERT INTO nfl.tagged SELECT g, 'T' || g FROM generate_series(1, 100) g;"
+                  + "CREATE TYPE nfl.mood AS ENUM ('low', 'high'); CREATE TABLE nfl.moods (id int PRIMARY KEY, m nfl.mood); CREATE INDEX ON nfl.moods (m);"
+                  + "INSERT INTO nfl.moods SELECT g, (ARRAY['low', 'high']::nfl.mood[])[1 + g % 2] FROM generate_series(1, 100) g")
         try f.initStanza()
         let fullBackup = try f.backup("full")
         let scratch = (f.root as NSString).appendingPathComponent("kept")
@@ -31,12 +33,14 @@ struct AmcheckMemoTests {
         #expect(lstat(memoPath, &info) == 0 && info.st_uid == geteuid() && info.st_mode & 0o777 == 0o600)
 
         // The same backup again: every group of the database is unchanged and skipped, except the
-        // table with an expression index (a function redefined since could change its entries).
+        // table with an expression index (a function redefined since could change its entries) and
+        // the one with an index on a user-defined type (it sorts by functions or catalog rows the
+        // index does not show: an attack probe redefined the comparison behind a range type's range_ops).
         let second = try f.verify(scratch: scratch, reuse: true)
         #expect(second.passed, "\(second.renderText())")
         let all = try #require(second.amcheckSkip)
-        #expect(all.skipped == all.groups - 1 && all.checked == ["nfl.tagged"], "\(all)")
-        #expect(amcheck(second)?.evidence.contains("\(all.groups - 1) of \(all.groups) relation group(s) of database nfl skipped") == true,
+        #expect(all.skipped == all.groups - 2 && all.checked == ["nfl.tagged", "nfl.moods"], "\(all)")
+        #expect(amcheck(second)?.evidence.contains("\(all.groups - 2) of \(all.groups) relation group(s) of database nfl skipped") == true,
                 "\(amcheck(second)?.evidence ?? "")")
 
         // One row of nfl.games changes: nfl.games is checked again, nfl.plays and nfl.notes are not.

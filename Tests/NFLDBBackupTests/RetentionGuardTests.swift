@@ -149,6 +149,8 @@ final class BackgroundVerify: @unchecked Sendable {
         let second = try f.backup("full")
         #expect(second.retention == "deferred", "\(second)")
         #expect(second.retentionDetail?.contains("a backup verify or restore of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
+        #expect(second.retentionDetail?.contains("if that session is not an nfldb backup verify or restore, end it (SELECT pg_terminate_backend(<pid>))") == true,
+                "any session can hold the key: the message says how to end one that is not nfldb's: \(second)")
         #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label], "nothing expired while the restore runs")
         FileManager.default.createFile(atPath: go, contents: nil)
         #expect(done.wait(timeout: .now() + 120) == .success)
@@ -215,6 +217,26 @@ final class BackgroundVerify: @unchecked Sendable {
         done.signal()
         #expect(failure == nil, "\(failure ?? "")")
         #expect(report?.notes.contains { $0.contains("the expire guard was lost while this restore ran") } == true, "\(String(describing: report?.notes))")
+    }
+
+    /// A DSN pointing at another cluster than the stanza's: a guard there protects nothing (an
+    /// attack probe's restore took it on a second sandbox while the stanza's own backup run expired
+    /// the set), so none is taken and the restore says why.
+    @Test func aRestoreThroughAnotherClusterSaysItIsUnguarded() throws {
+        let f = try BackupFixture()
+        defer { f.close() }
+        let other = try BackupFixture(stanza: "other")
+        defer { other.close() }
+        try f.initStanza()
+        let first = try f.backup("full")
+        let wrongPrimary = try other.connect()
+        defer { wrongPrimary.close() }
+        let report = try Restorer(pgbackrest: f.pgbackrest, logger: f.logger, primary: wrongPrimary)
+            .restore(Restorer.Request(target: f.root + "/recovered", set: first.label))
+        #expect(report.notes.contains { $0.contains("the expire guard was not taken: the primary this restore connected to is another cluster (system identifier") },
+                "\(report.notes)")
+        let key = PgBackRest.expireGuardLock(stanza: f.pgbackrest.stanza)
+        #expect(try wrongPrimary.query("SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND objid = (\(key.value)::bigint & 4294967295)::oid").scalar(Int.self) == 0)
     }
 
     /// A `backup restore` killed (kill -9, the OOM killer) loses its guard with its session while

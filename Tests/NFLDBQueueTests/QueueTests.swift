@@ -129,7 +129,12 @@ struct QueueTests {
             let forged = #expect(throws: QueueError.self) {
                 try q.submit(type: "noop", queue: "io", idempotencyKey: "evil\u{1B}[2K\rHINT: run rm -rf /")
             }
-            #expect(forged?.exitStatus == .usage && forged?.diagnostic.summary.contains("control characters") == true, "\(String(describing: forged))")
+            #expect(forged?.exitStatus == .usage && forged?.diagnostic.summary.contains("control, format or separator characters") == true, "\(String(describing: forged))")
+            for look in ["order-1\u{200B}", "a\u{202E}b", "a\u{2028}note: fine"] {
+                #expect(throws: QueueError.self, "\(look.unicodeScalars.map { String($0.value, radix: 16) })") {
+                    try q.submit(type: "noop", queue: "io", idempotencyKey: look)
+                }
+            }
             #expect(forged?.diagnostic.summary.contains("\u{1B}") == false && forged?.diagnostic.summary.contains("\r") == false)
         }
     }
