@@ -480,6 +480,9 @@ struct QueueCLITests {
                 let result = try CLIRunner.run(arguments, environment: world.environment())
                 #expect(result.status == 2, "\(arguments): \(result.status) \(result.allOutput)")
             }
+            // A negative count is read as the option's value and refused as such (before: "Missing value").
+            let negative = try CLIRunner.run(["queue", "submit", "noop", "--max-attempts", "-1"], environment: world.environment())
+            #expect(negative.status == 2 && negative.standardError.contains("--max-attempts must be at least 1"), "\(negative.allOutput)")
 
             // Redis unreachable: exit 1, names the address (a password in the URL is refused: see redisURLPasswordRefused).
             let closed = try LoopbackPort.free()

@@ -38,7 +38,8 @@ extension QueueCommand {
         @Option(parsing: .unconditional, help: "Priority, -1000…1000, higher first; waiting ages every task (queue.aging_interval per step).")
         var priority = 0
         @Option(name: .customLong("idempotency-key"), help: "Same key within queue.idempotency_ttl → the same task.") var idempotencyKey: String?
-        @Option(name: .customLong("max-attempts"), help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
+        @Option(name: .customLong("max-attempts"), parsing: .unconditional,
+                help: "Attempts before the dead-letter queue (default queue.max_attempts).") var maxAttempts: Int?
         @Option(name: .customLong("correlation-id"), help: "Trace id carried into the worker's logs, nfl.etl_runs and audit.log (default NFLDB_CORRELATION_ID, else a new one).")
         var correlationID: String?
         @Option(help: "Submit this many identical tasks, pipelined (drills, benchmarks; not with --idempotency-key); prints how many.") var count = 1
