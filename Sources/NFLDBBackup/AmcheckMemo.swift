@@ -161,15 +161,15 @@ struct ReplayScan: Equatable, Sendable {
             guard let rmgrRange = line.range(of: "rmgr: ") else { continue }
             let rmgr = line[rmgrRange.upperBound...].prefix { !$0.isWhitespace }
             let desc = line.range(of: "desc: ").map { String(line[$0.upperBound...]) } ?? ""
-            for triple in Self.matches(#"rel (\d+)/(\d+)/(\d+)"#, in: String(line)) { touched.insert(triple.joined(separator: "/")) }
-            for path in Self.matches(#"((?:base|global|pg_tblspc)/[0-9A-Za-z_/.]+)"#, in: desc) {
+            for triple in Self.matches(Self.blockReference, in: String(line)) { touched.insert(triple.joined(separator: "/")) }
+            for path in Self.matches(Self.filePath, in: desc) {
                 if let key = Self.key(forPath: path[0]) { touched.insert(key) }
             }
             switch rmgr {
             case "XLOG":
                 if desc.hasPrefix("CHECKPOINT_ONLINE") || desc.hasPrefix("CHECKPOINT_SHUTDOWN"),
                    oldestRunningXID == nil, desc.hasPrefix("CHECKPOINT_SHUTDOWN") || desc.contains("redo \(lsnStart);"),
-                   let xid = Self.matches(#"oldest running xid (\d+)"#, in: desc).first.flatMap({ UInt32($0[0]) }) {
+                   let xid = Self.matches(Self.oldestRunningXid, in: desc).first.flatMap({ UInt32($0[0]) }) {
                     oldestRunningXID = xid
                 }
                 if desc.hasPrefix("BACKUP_END") { sawBackupEnd = true }
@@ -198,8 +198,12 @@ struct ReplayScan: Equatable, Sendable {
         }
     }
 
-    static func matches(_ pattern: String, in text: String) -> [[String]] {
-        guard let regex = try? NSRegularExpression(pattern: pattern) else { return [] }
+    // Compiled once, not per line of the dump (NSRegularExpression is immutable and thread-safe).
+    static let blockReference = try! NSRegularExpression(pattern: #"rel (\d+)/(\d+)/(\d+)"#)
+    static let filePath = try! NSRegularExpression(pattern: #"((?:base|global|pg_tblspc)/[0-9A-Za-z_/.]+)"#)
+    static let oldestRunningXid = try! NSRegularExpression(pattern: #"oldest running xid (\d+)"#)
+
+    static func matches(_ regex: NSRegularExpression, in text: String) -> [[String]] {
         let ns = text as NSString
         return regex.matches(in: text, range: NSRange(location: 0, length: ns.length)).map { match in
             (1..<match.numberOfRanges).map { ns.substring(with: match.range(at: $0)) }

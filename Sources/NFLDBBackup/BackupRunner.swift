@@ -165,31 +165,30 @@ public struct BackupRunner {
     /// leaves the backup good: it is reported (warning, `retention: failed`) and retried next run.
     func applyRetention(before: Set<String>) -> (String, String) {
         let guardLock = PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)
+        func deferred(_ why: String) -> (String, String) {
+            let detail = "not applied: \(why); the next backup run applies it"
+            logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
+            return ("deferred", detail)
+        }
+        func heldBy(_ holder: String) -> String {
+            "a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard)" + Self.notOursAdvice
+        }
         do {
             guard try connection.tryAdvisoryLock(guardLock) else {
-                let holder = (try? connection.advisoryLockHolder(guardLock)).flatMap { $0 } ?? "another session"
-                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(holder) holds the expire guard)"
-                    + Self.notOursAdvice + "; the next backup run applies it"
-                logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
-                return ("deferred", detail)
+                return deferred(heldBy((try? connection.advisoryLockHolder(guardLock)).flatMap { $0 } ?? "another session"))
             }
             defer { _ = try? connection.advisoryUnlock(guardLock) }
             // The guard is per database: a verify or restore connected to another database of the
             // cluster holds it there (see ExpireGuard.take, which looks here the same way).
             if let elsewhere = try ExpireGuard.holders(of: guardLock, mode: "ShareLock", otherDatabasesOf: connection) {
-                let detail = "not applied: a backup verify or restore of stanza \(pgbackrest.stanza) is restoring from the repo (\(elsewhere) holds the expire guard)"
-                    + Self.notOursAdvice + "; the next backup run applies it"
-                logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
-                return ("deferred", detail)
+                return deferred(heldBy(elsewhere))
             }
             // A restore whose nfldb was killed (kill -9, the OOM killer) lost its guard with its
             // session while pgBackRest goes on restoring (an attack probe): not while it runs.
             let orphans = ExpireGuard.running("restore", stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser)
             if !orphans.isEmpty {
-                let detail = "not applied: a pgbackrest restore of stanza \(pgbackrest.stanza) (pid \(orphans.map(String.init).joined(separator: ", "))) runs on this "
-                    + "host without nfldb's expire guard (left by a killed backup restore or verify?); the next backup run applies it"
-                logger.warning("retention deferred", metadata: ["backup.retention": .string(detail)])
-                return ("deferred", detail)
+                return deferred("a pgbackrest restore of stanza \(pgbackrest.stanza) (pid \(orphans.map(String.init).joined(separator: ", "))) runs on this "
+                                + "host without nfldb's expire guard (left by a killed backup restore or verify?)")
             }
             let result = try pgbackrest.run("expire", [], logger: logger)
             guard result.succeeded else {

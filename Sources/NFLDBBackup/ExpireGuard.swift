@@ -37,6 +37,8 @@ public struct ExpireGuard {
         let deadline = ContinuousClock.now + Self.wait
         var announced = false
         while true {
+            // Who keeps the guard from being taken: a backup run's expire, here or in another database.
+            let blocker: String?
             do {
                 if try connection.tryAdvisoryLockShared(key) {
                     // Advisory locks are per database: a backup run connected to another database of
@@ -47,13 +49,9 @@ public struct ExpireGuard {
                         return (true, waitForUnguardedExpire(until: deadline))
                     }
                     _ = try? connection.advisoryUnlockShared(key)
-                    if ContinuousClock.now >= deadline { return (false, nil) }
-                    if !announced {
-                        announced = true
-                        logger.info("waiting for a backup run's retention expire to finish before \(activity)", metadata: ["db.lock_holder": .string(elsewhere)])
-                    }
-                    Thread.sleep(forTimeInterval: 0.5)
-                    continue
+                    blocker = elsewhere
+                } else {
+                    blocker = (try? connection.advisoryLockHolder(key)) ?? nil
                 }
             } catch {
                 logger.warning("could not take the expire guard", metadata: ["error": .string((error as? any NFLDBError)?.diagnostic.oneLine ?? "\(error)")])
@@ -62,8 +60,7 @@ public struct ExpireGuard {
             if ContinuousClock.now >= deadline { return (false, nil) }
             if !announced {
                 announced = true
-                logger.info("waiting for a backup run's retention expire to finish before \(activity)", metadata: [
-                    "db.lock_holder": .string(((try? connection.advisoryLockHolder(key)) ?? nil) ?? "unknown")])
+                logger.info("waiting for a backup run's retention expire to finish before \(activity)", metadata: ["db.lock_holder": .string(blocker ?? "unknown")])
             }
             Thread.sleep(forTimeInterval: 0.5)
         }
@@ -72,13 +69,13 @@ public struct ExpireGuard {
     /// Waits (until `deadline`) while a `pgbackrest … --stanza=<this> … expire` of this user or the
     /// cluster's OS user runs on this host; the note for the receipt, or nil when none ran.
     func waitForUnguardedExpire(until deadline: ContinuousClock.Instant) -> String? {
-        let first = Self.runningExpires(stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser)
+        let first = Self.running("expire", stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser)
         guard !first.isEmpty else { return nil }
         let pids = first.map(String.init).joined(separator: ", ")
         logger.warning("a pgBackRest expire of this stanza runs without nfldb's guard (a killed backup run's?); waiting for it before restoring",
                        metadata: ["pids": .string(pids)])
         let began = ContinuousClock.now
-        while !Self.runningExpires(stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser).isEmpty {
+        while !Self.running("expire", stanza: pgbackrest.stanza, configPath: pgbackrest.configPath, osUser: pgbackrest.osUser).isEmpty {
             if ContinuousClock.now >= deadline {
                 let waited = String(format: "%.1f", (ContinuousClock.now - began).inSeconds)
                 return "a pgBackRest expire of stanza \(pgbackrest.stanza) (pid \(pids)) runs without nfldb's expire guard and was still running after this run waited \(waited) s for it (its 10 min bound for the guard and this wait together): this run restores regardless, and that expire could remove the backup it restores"
@@ -95,7 +92,7 @@ public struct ExpireGuard {
         let key = PgBackRest.expireGuardLock(stanza: pgbackrest.stanza)
         return (try? connection.query("""
             SELECT count(*) > 0 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted AND mode = 'ShareLock'
-              AND classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid AND objid = (\(key.value)::bigint & 4294967295)::oid AND objsubid = 1
+              AND \(unsafeRaw: key.pgLocksCondition(alias: nil))
             """).scalar(Bool.self)) ?? false
     }
 
@@ -105,19 +102,13 @@ public struct ExpireGuard {
             SELECT l.pid, coalesce(d.datname::text, '?') AS db, coalesce(a.usename::text, '') AS usename, coalesce(a.application_name, '') AS app
             FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database LEFT JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted AND l.mode = \(mode)
-              AND l.classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid AND l.objid = (\(key.value)::bigint & 4294967295)::oid AND l.objsubid = 1
+              AND \(unsafeRaw: key.pgLocksCondition())
               AND l.database IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())
             ORDER BY l.pid LIMIT 3
             """).rows
         guard !rows.isEmpty else { return nil }
         return try rows.map { "pid \(try $0.decode("pid", as: Int.self)) (user \($0["usename"] ?? ""), application \($0["app"] ?? ""), database \($0["db"] ?? "?"))" }
             .joined(separator: ", ")
-    }
-
-    /// Pids of `pgbackrest` processes running `expire` for `stanza` (with this config, or none named),
-    /// owned by this user or `osUser`, from /proc.
-    public static func runningExpires(stanza: String, configPath: String, osUser: String?) -> [pid_t] {
-        running("expire", stanza: stanza, configPath: configPath, osUser: osUser)
     }
 
     /// Pids of `pgbackrest` processes running `command` for `stanza` (with this config, or none

@@ -106,7 +106,7 @@ public struct Restorer {
                 let lost = "the expire guard was lost while this restore ran (its session on the primary ended: idle_session_timeout, a restart, "
                     + "a dropped link?), so a backup run's retention expire could have removed files of the set meanwhile"
                 do {
-                    var report = try restoreGuarded(request, notes: notes)
+                    var report = try performRestore(request, notes: notes)
                     if !expireGuard.held() { report.notes.append(lost + "; pgBackRest checked every file it restored, and the restore succeeded") }
                     return report
                 } catch let error as any NFLDBError where !expireGuard.held() && error.exitStatus != .usage {
@@ -121,7 +121,7 @@ public struct Restorer {
                          + "a backup run, which needs the primary, cannot expire this backup while the primary is down, but if the primary is "
                          + "up (a wrong DSN or password here), do not run backups until this restore is done")
         }
-        return try restoreGuarded(request, notes: notes)
+        return try performRestore(request, notes: notes)
     }
 
     /// How the connected server differs from the stanza's cluster (system identifier), or nil when
@@ -133,7 +133,20 @@ public struct Restorer {
         return "is another cluster (system identifier \(connected)) than stanza \(pgbackrest.stanza)'s (\(expected))"
     }
 
-    func restoreGuarded(_ request: Request, notes: [String]) throws -> Report {
+    /// After a failed restore of `label` (verify's or `backup restore`'s): when the set is no longer
+    /// in backup.info, both ways that happens, as one sentence; nil while it is listed (or `info`
+    /// fails). Not called benign: pgBackRest also drops a set whose files vanished ("missing
+    /// manifest removed from backup.info", on the next backup or expire), and that is damage.
+    static func vanishedSet(_ label: String, pgbackrest: PgBackRest, logger: Logger, during run: String) -> String? {
+        guard let stanza = try? pgbackrest.info(allowNoBackups: true, logger: logger).first(where: { $0.name == pgbackrest.stanza }),
+              stanza.backup(label: label) == nil else { return nil }
+        return "the backup \(label) is no longer listed in the repo: either it was expired while \(run) restored it "
+            + "(an expire outside nfldb's guard: by hand, by another scheduler or from another host), or pgBackRest removed it "
+            + "from backup.info because its files vanished from the repo (its log then says 'missing manifest removed from backup.info'), "
+            + "which is repo damage"
+    }
+
+    func performRestore(_ request: Request, notes: [String]) throws -> Report {
         try checkTargetTime(request)
         let backup = try checkRepo(request)
         try checkTarget(request)
@@ -160,14 +173,9 @@ public struct Restorer {
         } catch let error as PgBackRestError {
             // The set gone from backup.info: expired while it was restored (outside the guard), or
             // dropped by pgBackRest because its files vanished (damage). Both named, as verify does.
-            if let label = request.set ?? backup, let stanza = try? pgbackrest.info(allowNoBackups: true, logger: logger).first(where: { $0.name == pgbackrest.stanza }),
-               stanza.backup(label: label) == nil {
-                throw BackupError(
-                    "the backup \(label) is no longer listed in the repo: either it was expired while this restore ran (an expire outside "
-                        + "nfldb's guard), or pgBackRest removed it from backup.info because its files vanished from the repo (repo damage; its log "
-                        + "then says 'missing manifest removed from backup.info')",
-                    detail: "pgBackRest said: \(error.diagnostic.oneLine)",
-                    hint: "Check the pgBackRest log for that line; restore another backup (`nfldb backup info` lists them) into an empty directory.")
+            if let label = request.set ?? backup, let causes = Self.vanishedSet(label, pgbackrest: pgbackrest, logger: logger, during: "this restore") {
+                throw BackupError(causes, detail: "pgBackRest said: \(error.diagnostic.oneLine)",
+                                  hint: "Check the pgBackRest log for that line; restore another backup (`nfldb backup info` lists them) into an empty directory.")
             }
             throw error
         }

@@ -266,10 +266,10 @@ extension Verifier {
             }
             return nil
         }
+        // A member whose chain does not reach a table, matview or sequence is in no group (always checked).
         var grouped: [Int64: [RelationGroup.Member]] = [:]
-        var orphans: Set<Int64> = []
         for (oid, member) in members {
-            if let top = root(oid) { grouped[top, default: []].append(member) } else { orphans.insert(oid) }
+            if let top = root(oid) { grouped[top, default: []].append(member) }
         }
         return grouped.compactMap { top, list in members[top].map { RelationGroup(root: $0, members: list) } }
             .sorted { $0.root.oid < $1.root.oid }

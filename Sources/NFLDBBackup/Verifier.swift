@@ -821,19 +821,10 @@ public struct Verifier {
         r.cpu("restore", restored.process.cpuSeconds)
         guard restored.succeeded else {
             var evidence = pgbackrest.error(for: restored).diagnostic.oneLine
-            // The set itself gone from the repo: expired while this run restored it (by an expire
-            // outside nfldb's guard, e.g. by hand, by another scheduler or on another host), which
-            // pgBackRest reports as missing files, i.e. as damage. Say which it was.
-            if let stanzas = try? pgbackrest.info(allowNoBackups: true, logger: logger),
-               let stanza = stanzas.first(where: { $0.name == pgbackrest.stanza }), stanza.backup(label: plan.backup.label) == nil {
-                // Not called benign: pgBackRest also drops a set from backup.info when its files vanish
-                // ("missing manifest removed from backup.info", on the next backup or expire), and that
-                // is damage. Both causes are named; the check fails either way.
-                evidence = "the backup \(plan.backup.label) is no longer listed in the repo: either it was expired while this run restored it "
-                    + "(an expire outside nfldb's guard: by hand, by another scheduler or from another host), or pgBackRest removed it "
-                    + "from backup.info because its files vanished from the repo (its log then says 'missing manifest removed from backup.info'), "
-                    + "which is repo damage; check the pgBackRest log for that line, then run verify again "
-                    + "(pgBackRest said: \(evidence))"
+            // The set itself gone from the repo: expired while this run restored it, or dropped
+            // because its files vanished; pgBackRest reports either as missing files.
+            if let causes = Restorer.vanishedSet(plan.backup.label, pgbackrest: pgbackrest, logger: logger, during: "this run") {
+                evidence = causes + "; check the pgBackRest log for that line, then run verify again (pgBackRest said: \(evidence))"
             }
             r.check("restore", false, evidence)
             return false

@@ -103,6 +103,24 @@ final class BackupFixture {
         return try Verifier(pgbackrest: pg ?? pgbackrest, primary: db, options: options, logger: logger).run()
     }
 
+    /// A pgBackRest whose `restore` waits (at most 120 s) until ``HeldRestore/release()``, so a test
+    /// can act while a verify or restore is inside its restore step.
+    func heldRestore() throws -> HeldRestore {
+        let held = HeldRestore(root: root)
+        let wrapper = root + "/pgbackrest-held-restore"
+        try """
+            #!/bin/sh
+            case " $* " in *" restore "*)
+              : > \(ShellWord.quote(held.waiting)); n=0
+              while [ ! -e \(ShellWord.quote(held.go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
+            esac
+            exec pgbackrest "$@"
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        guard chmod(wrapper, 0o755) == 0 else { throw BackupError("chmod \(wrapper): \(String(cString: strerror(errno)))") }
+        held.pgbackrest = PgBackRest(configPath: configPath, stanza: pgbackrest.stanza, osUser: pgbackrest.osUser, executable: wrapper)
+        return held
+    }
+
     /// A manifest, then `change` on the primary, then a full pgBackRest backup recorded against that
     /// manifest: the backup no longer matches what the manifest says it holds.
     func backupAfterManifestThen(_ change: String, tables: ManagedTables = ManagedTables()) throws {
@@ -142,4 +160,24 @@ final class BackupFixture {
     }
 
     deinit { close() }
+}
+
+/// See ``BackupFixture/heldRestore()``.
+final class HeldRestore {
+    let waiting: String
+    let go: String
+    var pgbackrest: PgBackRest!
+
+    init(root: String) {
+        waiting = root + "/restore-waiting"
+        go = root + "/restore-go"
+    }
+
+    /// Whether the restore reached pgBackRest within `timeout`.
+    func reached(timeout: Duration = .seconds(60)) -> Bool {
+        poll(timeout: timeout) { FileManager.default.fileExists(atPath: waiting) }
+    }
+
+    /// Lets the held restore go on (again: a no-op).
+    func release() { FileManager.default.createFile(atPath: go, contents: nil) }
 }

@@ -8,17 +8,17 @@ import NFLDBTestSupport
 import Synchronization
 import Testing
 
-/// A verify run on another thread (the fixture is used only from there until ``wait()``).
-final class BackgroundVerify: @unchecked Sendable {
-    private let outcome = Mutex<(receipt: VerificationReceipt?, error: String?)?>(nil)
+/// A verify (or restore) run on another thread (the fixture is used only from there until ``wait()``).
+final class Background<Value: Sendable>: @unchecked Sendable {
+    private let outcome = Mutex<(result: Value?, error: String?)?>(nil)
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ body: @escaping () throws -> VerificationReceipt) {
+    init(_ body: @escaping () throws -> Value) {
         nonisolated(unsafe) let body = body
         Thread.detachNewThread { [self] in
             do {
-                let receipt = try body()
-                outcome.withLock { $0 = (receipt, nil) }
+                let result = try body()
+                outcome.withLock { $0 = (result, nil) }
             } catch {
                 outcome.withLock { $0 = (nil, "\(error)") }
             }
@@ -28,19 +28,21 @@ final class BackgroundVerify: @unchecked Sendable {
 
     var finished: Bool { outcome.withLock { $0 != nil } }
 
-    /// The receipt, or nil (with the error recorded as an issue) when the verify threw or hung.
+    /// The result, or nil (with the error recorded as an issue) when the body threw or hung.
     /// May be called again (a test's cleanup waits too, so the fixture outlives the thread).
-    func wait(seconds: Double = 180) -> VerificationReceipt? {
+    func wait(seconds: Double = 180) -> Value? {
         guard done.wait(timeout: .now() + seconds) == .success else {
-            Issue.record("the verify did not finish within \(seconds) s")
+            Issue.record("the background run did not finish within \(seconds) s")
             return nil
         }
         done.signal()
         let result = outcome.withLock { $0 }
-        if let error = result?.error { Issue.record("the verify threw: \(error)") }
-        return result?.receipt
+        if let error = result?.error { Issue.record("the background run threw: \(error)") }
+        return result?.result
     }
 }
+
+typealias BackgroundVerify = Background<VerificationReceipt>
 
 /// Retention never expires the backup a running verify restores (the on-call probe of 2026-12-06:
 /// a `backup run` whose pgBackRest expired the set a concurrent `verify --set` was restoring made
@@ -58,27 +60,15 @@ final class BackgroundVerify: @unchecked Sendable {
         let first = try f.backup("full")
         #expect(first.retention == "applied" && first.retentionDetail == "nothing expired", "\(first)")
 
-        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
-        let wrapper = f.root + "/pgbackrest-held-restore"
-        try """
-            #!/bin/sh
-            # pgBackRest, except that `restore` waits (at most 120 s) until \(go) exists.
-            case " $* " in *" restore "*)
-              : > \(ShellWord.quote(waiting)); n=0
-              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
-            esac
-            exec pgbackrest "$@"
-            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
-        #expect(chmod(wrapper, 0o755) == 0)
-        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+        let hold = try f.heldRestore()
 
-        let verify = BackgroundVerify { try f.verify(set: first.label, pg: held) }
+        let verify = BackgroundVerify { try f.verify(set: first.label, pg: hold.pgbackrest) }
         defer {
             // Before the fixture goes (its defer runs after this one): the thread must be done with it.
-            FileManager.default.createFile(atPath: go, contents: nil)
+            hold.release()
             _ = verify.wait()
         }
-        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the verify reached its restore")
+        #expect(hold.reached(), "the verify reached its restore")
         // The verify holds the guard shared, as the pg_locks view shows.
         let admin = try f.connect()
         defer { admin.close() }
@@ -93,7 +83,7 @@ final class BackgroundVerify: @unchecked Sendable {
         #expect(second.retentionDetail?.contains("a backup verify or restore of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
         #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label], "nothing expired while the verify restores")
 
-        FileManager.default.createFile(atPath: go, contents: nil)
+        hold.release()
         let verified = try #require(verify.wait())
         #expect(verified.passed, "\(verified.checks.filter { !$0.passed })")
         #expect(verified.label == first.label)
@@ -116,47 +106,27 @@ final class BackgroundVerify: @unchecked Sendable {
         defer { f.close() }
         try f.initStanza()
         let first = try f.backup("full")
-        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
-        let wrapper = f.root + "/pgbackrest-held-restore"
-        try """
-            #!/bin/sh
-            case " $* " in *" restore "*)
-              : > \(ShellWord.quote(waiting)); n=0
-              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
-            esac
-            exec pgbackrest "$@"
-            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
-        #expect(chmod(wrapper, 0o755) == 0)
-        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+        let hold = try f.heldRestore()
         let target = f.root + "/recovered"
         let primary = try PostgresConnection.connect(ConnectionOptions(dsn: ConnectionOptions.conninfo([
             ("host", f.cluster.socketDirectory), ("port", String(f.cluster.port)), ("user", "postgres"), ("dbname", database)])), logger: f.logger)
-        nonisolated(unsafe) var report: Restorer.Report?
-        nonisolated(unsafe) var failure: String?
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) let restorer = Restorer(pgbackrest: held, logger: f.logger, primary: primary)
-        Thread.detachNewThread {
-            do { report = try restorer.restore(Restorer.Request(target: target, set: first.label)) } catch { failure = "\(error)" }
-            done.signal()
-        }
+        let restorer = Restorer(pgbackrest: hold.pgbackrest, logger: f.logger, primary: primary)
+        let restore = Background { try restorer.restore(Restorer.Request(target: target, set: first.label)) }
         defer {
-            FileManager.default.createFile(atPath: go, contents: nil)
-            _ = done.wait(timeout: .now() + 120)
-            done.signal()
+            hold.release()
+            _ = restore.wait()
             primary.close()
         }
-        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the restore reached pgBackRest")
+        #expect(hold.reached(), "the restore reached pgBackRest")
         let second = try f.backup("full")
         #expect(second.retention == "deferred", "\(second)")
         #expect(second.retentionDetail?.contains("a backup verify or restore of stanza \(f.pgbackrest.stanza) is restoring from the repo") == true, "\(second)")
         #expect(second.retentionDetail?.contains("if that session is not an nfldb backup verify or restore, end it (SELECT pg_terminate_backend(<pid>))") == true,
                 "any session can hold the key: the message says how to end one that is not nfldb's: \(second)")
         #expect(try f.pgbackrest.info().first?.backup.map(\.label) == [first.label, second.label], "nothing expired while the restore runs")
-        FileManager.default.createFile(atPath: go, contents: nil)
-        #expect(done.wait(timeout: .now() + 120) == .success)
-        done.signal()
-        #expect(failure == nil, "\(failure ?? "")")
-        #expect(report?.notes.isEmpty == true, "\(String(describing: report?.notes))")
+        hold.release()
+        let report = try #require(restore.wait(), "the restore finished")
+        #expect(report.notes.isEmpty, "\(report.notes)")
         #expect(FileManager.default.fileExists(atPath: target + "/PG_VERSION"))
 
         // No primary: restored all the same, with a note that the guard was not taken and why.
@@ -179,44 +149,24 @@ final class BackgroundVerify: @unchecked Sendable {
         defer { f.close() }
         try f.initStanza()
         let first = try f.backup("full")
-        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
-        let wrapper = f.root + "/pgbackrest-held-restore"
-        try """
-            #!/bin/sh
-            case " $* " in *" restore "*)
-              : > \(ShellWord.quote(waiting)); n=0
-              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
-            esac
-            exec pgbackrest "$@"
-            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
-        #expect(chmod(wrapper, 0o755) == 0)
-        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
+        let hold = try f.heldRestore()
         let primary = try f.connect()
         defer { primary.close() }
         let pid = primary.backendPID
-        nonisolated(unsafe) var report: Restorer.Report?
-        nonisolated(unsafe) var failure: String?
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) let restorer = Restorer(pgbackrest: held, logger: f.logger, primary: primary)
+        let restorer = Restorer(pgbackrest: hold.pgbackrest, logger: f.logger, primary: primary)
         let target = f.root + "/recovered"
-        Thread.detachNewThread {
-            do { report = try restorer.restore(Restorer.Request(target: target, set: first.label)) } catch { failure = "\(error)" }
-            done.signal()
-        }
+        let restore = Background { try restorer.restore(Restorer.Request(target: target, set: first.label)) }
         defer {
-            FileManager.default.createFile(atPath: go, contents: nil)
-            _ = done.wait(timeout: .now() + 120)
-            done.signal()
+            hold.release()
+            _ = restore.wait()
         }
-        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) })
+        #expect(hold.reached())
         let admin = try f.connect()
         defer { admin.close() }
         #expect(try admin.query("SELECT pg_terminate_backend(\(Int(pid)))").scalar(Bool.self))
-        FileManager.default.createFile(atPath: go, contents: nil)
-        #expect(done.wait(timeout: .now() + 120) == .success)
-        done.signal()
-        #expect(failure == nil, "\(failure ?? "")")
-        #expect(report?.notes.contains { $0.contains("the expire guard was lost while this restore ran") } == true, "\(String(describing: report?.notes))")
+        hold.release()
+        let report = try #require(restore.wait(), "the restore finished")
+        #expect(report.notes.contains { $0.contains("the expire guard was lost while this restore ran") }, "\(report.notes)")
     }
 
     /// A DSN pointing at another cluster than the stanza's: a guard there protects nothing (an
@@ -286,9 +236,9 @@ final class BackgroundVerify: @unchecked Sendable {
         try orphan.run()
         defer { if orphan.isRunning { orphan.terminate() }; orphan.waitUntilExit() }
         #expect(poll(timeout: .seconds(5)) {
-            !ExpireGuard.runningExpires(stanza: f.pgbackrest.stanza, configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty
+            !ExpireGuard.running("expire", stanza: f.pgbackrest.stanza, configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty
         }, "the stand-in is seen as a running expire")
-        #expect(ExpireGuard.runningExpires(stanza: "other", configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty, "another stanza's is not")
+        #expect(ExpireGuard.running("expire", stanza: "other", configPath: f.configPath, osUser: f.pgbackrest.osUser).isEmpty, "another stanza's is not")
         let receipt = try f.verify()
         #expect(receipt.passed, "\(receipt.failedChecks)")
         #expect(receipt.startedAt.timeIntervalSince(began) >= 3.5, "the verify began \(receipt.startedAt.timeIntervalSince(began)) s after the expire started")
@@ -330,24 +280,13 @@ final class BackgroundVerify: @unchecked Sendable {
         try f.initStanza()
         let first = try f.backup("full")
         _ = try f.backup("full")
-        let waiting = f.root + "/restore-waiting", go = f.root + "/restore-go"
-        let wrapper = f.root + "/pgbackrest-held-restore"
-        try """
-            #!/bin/sh
-            case " $* " in *" restore "*)
-              : > \(ShellWord.quote(waiting)); n=0
-              while [ ! -e \(ShellWord.quote(go)) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done ;;
-            esac
-            exec pgbackrest "$@"
-            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
-        #expect(chmod(wrapper, 0o755) == 0)
-        let held = PgBackRest(configPath: f.configPath, stanza: f.pgbackrest.stanza, osUser: f.pgbackrest.osUser, executable: wrapper)
-        let verify = BackgroundVerify { try f.verify(set: first.label, pg: held) }
+        let hold = try f.heldRestore()
+        let verify = BackgroundVerify { try f.verify(set: first.label, pg: hold.pgbackrest) }
         defer {
-            FileManager.default.createFile(atPath: go, contents: nil)
+            hold.release()
             _ = verify.wait()
         }
-        #expect(poll(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: waiting) }, "the verify reached its restore")
+        #expect(hold.reached(), "the verify reached its restore")
         if how == "expired" {
             try f.pgbackrest.runChecked("expire", ["--set=\(first.label)"])
         } else {
@@ -357,7 +296,7 @@ final class BackgroundVerify: @unchecked Sendable {
             try f.pgbackrest.runChecked("expire", [])  // reloads backup.info: the set without a manifest is dropped
         }
         #expect(try f.pgbackrest.info(allowNoBackups: true).first?.backup(label: first.label) == nil, "\(how): the set left backup.info")
-        FileManager.default.createFile(atPath: go, contents: nil)
+        hold.release()
         let verified = try #require(verify.wait())
         #expect(!verified.passed)
         let restore = try #require(verified.checks.first { $0.name == "restore" })

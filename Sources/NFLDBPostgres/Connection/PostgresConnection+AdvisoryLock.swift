@@ -19,6 +19,13 @@ public struct AdvisoryLockKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(name) (key \(value))" }
+
+    /// The SQL condition that picks this key's rows of `pg_locks` (a bigint key is split into
+    /// classid/objid, with objsubid 1); `alias` qualifies the columns.
+    public func pgLocksCondition(alias: String? = "l") -> String {
+        let p = alias.map { $0 + "." } ?? ""
+        return "\(p)classid = ((\(value)::bigint >> 32) & 4294967295)::oid AND \(p)objid = (\(value)::bigint & 4294967295)::oid AND \(p)objsubid = 1"
+    }
 }
 
 /// Another session holds the lock and did not release it within the wait.
@@ -72,8 +79,7 @@ extension PostgresConnection {
             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.classid = ((\(key.value)::bigint >> 32) & 4294967295)::oid
-              AND l.objid = (\(key.value)::bigint & 4294967295)::oid AND l.objsubid = 1
+              AND \(unsafeRaw: key.pgLocksCondition())
             LIMIT 1
             """).rows
         guard let row = rows.first else { return nil }
